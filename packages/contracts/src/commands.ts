@@ -1,0 +1,105 @@
+import { z } from "zod";
+import { NodeName } from "./names.js";
+
+export const COMMAND_VERSION = 1;
+
+export const Taint = z
+  .object({
+    key: z.string().min(1).max(253),
+    value: z.string().max(63).optional(),
+    effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]),
+  })
+  .strict();
+export type Taint = z.infer<typeof Taint>;
+
+/** Set while a node is suspected or being fenced: nothing new is scheduled on it. */
+export const FENCING_TAINT: Taint = { key: "fenceline.io/fencing", effect: "NoSchedule" };
+/** Kubernetes non-graceful shutdown taint (KEP-2268, GA in 1.28). */
+export const OUT_OF_SERVICE_TAINT: Taint = {
+  key: "node.kubernetes.io/out-of-service",
+  value: "nodeshutdown",
+  effect: "NoExecute",
+};
+
+const Params = {
+  "taint.add": z.object({ taint: Taint }).strict(),
+  "taint.remove": z.object({ taint: Taint }).strict(),
+  /** Force-delete (grace period 0) every pod bound to the node. */
+  "pods.delete": z.object({}).strict(),
+  /** Delete every VolumeAttachment of the node. */
+  "volumeattachments.delete": z.object({}).strict(),
+  /** Report success once the node has no pods and no VolumeAttachments left. */
+  "workloads.await-gone": z.object({ timeoutMs: z.number().int().positive() }).strict(),
+  /** Read the cluster's server version (for the Automatic strategy). */
+  "cluster.version": z.object({}).strict(),
+  /** Ask the node's agent to stop feeding its watchdog: it reboots within the watchdog timeout. */
+  "watchdog.stop": z.object({ reason: z.string().max(256) }).strict(),
+  /** Power the node off through a fence agent and read the power status back. */
+  "fence.poweroff": z.object({}).strict(),
+  /** Run cleanup, then provision by host group. */
+  "reprovision": z
+    .object({ hostGroup: z.string().max(128), reason: z.string().max(256), attempt: z.number().int().positive() })
+    .strict(),
+  /** Ask the fleet guard for a remediation slot. */
+  "slot.acquire": z.object({ controlPlane: z.boolean() }).strict(),
+  "slot.release": z.object({}).strict(),
+} as const;
+
+export type CommandKind = keyof typeof Params;
+export const COMMAND_KINDS = Object.keys(Params) as CommandKind[];
+
+/** Which actuator carries out a command; it is the second token of the command subject. */
+export const ACTUATOR_OF: Record<CommandKind, Actuator> = {
+  "taint.add": "cluster",
+  "taint.remove": "cluster",
+  "pods.delete": "cluster",
+  "volumeattachments.delete": "cluster",
+  "workloads.await-gone": "cluster",
+  "cluster.version": "cluster",
+  "watchdog.stop": "agent",
+  "fence.poweroff": "fence",
+  "reprovision": "provisioner",
+  "slot.acquire": "guard",
+  "slot.release": "guard",
+};
+export const ACTUATORS = ["cluster", "agent", "fence", "provisioner", "guard"] as const;
+export type Actuator = (typeof ACTUATORS)[number];
+
+function command<K extends CommandKind>(kind: K) {
+  return z
+    .object({
+      v: z.literal(COMMAND_VERSION),
+      /** Derived from the input event's stream sequence: a re-emitted command keeps its id. */
+      id: z.string().min(1).max(256),
+      node: NodeName,
+      /** The node's fencing token; actuators refuse a command older than the newest they saw. */
+      epoch: z.number().int().nonnegative(),
+      kind: z.literal(kind),
+      issuedAt: z.number().int().nonnegative(),
+      /** After this time the command is void and is not carried out. */
+      deadline: z.number().int().nonnegative(),
+      /** Sequence in FL_EVENTS of the event whose fold emitted this command. */
+      causedBy: z.number().int().nonnegative(),
+      params: Params[kind],
+    })
+    .strict();
+}
+
+export const Command = z.discriminatedUnion("kind", [
+  command("taint.add"),
+  command("taint.remove"),
+  command("pods.delete"),
+  command("volumeattachments.delete"),
+  command("workloads.await-gone"),
+  command("cluster.version"),
+  command("watchdog.stop"),
+  command("fence.poweroff"),
+  command("reprovision"),
+  command("slot.acquire"),
+  command("slot.release"),
+]);
+export type Command = z.infer<typeof Command>;
+export type CommandOf<K extends CommandKind> = Extract<Command, { kind: K }>;
+export type CommandParams<K extends CommandKind> = z.infer<(typeof Params)[K]>;
+/** What a machine asks for; the engine adds id, node, epoch, times and cause. */
+export type CommandRequest = { [K in CommandKind]: { kind: K; params: CommandParams<K> } }[CommandKind];

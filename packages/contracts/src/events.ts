@@ -1,0 +1,133 @@
+import { z } from "zod";
+import { NodeName } from "./names.js";
+
+/** Version of the event envelope. Bump on a breaking change and keep parsing the old one. */
+export const EVENT_VERSION = 1;
+
+const Checksums = z.record(z.string().min(1).max(128), z.string().min(1).max(256));
+const BootId = z.string().min(1).max(128);
+const Millis = z.number().int().nonnegative();
+
+const envelope = {
+  v: z.literal(EVENT_VERSION),
+  /** Unique id, used as the `Nats-Msg-Id`: a retried publish is stored once. */
+  id: z.string().min(1).max(256),
+  node: NodeName,
+  /** When the event happened, in ms since the epoch, by the clock of its source. */
+  at: Millis,
+  /** Who produced it: "heartbeat-detector", "timer", "actuator:cluster", "operator:alice"... */
+  source: z.string().min(1).max(128),
+};
+
+function event<T extends string, D extends z.ZodRawShape>(type: T, data: D) {
+  return z.object({ ...envelope, type: z.literal(type), data: z.object(data).strict() }).strict();
+}
+
+/** A detector saw this node for the first time (or for the first time since it restarted). */
+export const NodeJoined = event("node.joined", {
+  bootId: BootId,
+  incarnation: z.number().int().nonnegative(),
+  hostGroup: z.string().max(128).optional(),
+  controlPlane: z.boolean().optional(),
+  checksums: Checksums.optional(),
+});
+
+/** No heartbeat arrived for the detection timeout. */
+export const HeartbeatMissed = event("heartbeat.missed", {
+  lastSeenAt: Millis,
+  bootId: BootId,
+});
+
+/** Heartbeats arrive again after a `heartbeat.missed`. */
+export const HeartbeatResumed = event("heartbeat.resumed", {
+  bootId: BootId,
+  incarnation: z.number().int().nonnegative(),
+  checksums: Checksums.optional(),
+  /** Set when the agent fenced itself (stopped feeding its watchdog) before this boot. */
+  selfFenced: z.object({ at: Millis, reason: z.string().max(256), bootId: BootId }).optional(),
+});
+
+/** The node's boot id differs from the last one seen: it rebooted. */
+export const BootChanged = event("boot.changed", {
+  previousBootId: BootId,
+  bootId: BootId,
+});
+
+/**
+ * Another unhealthy/healthy signal about the node (a Kubernetes node condition, serf membership).
+ * `signal` names it (for example "condition:Ready" or "serf"); `since` is when it started, so a
+ * flip between two unhealthy statuses does not restart the clock.
+ */
+export const SignalUnhealthy = event("signal.unhealthy", {
+  signal: z.string().min(1).max(128),
+  since: Millis,
+  detail: z.string().max(512).optional(),
+});
+export const SignalHealthy = event("signal.healthy", {
+  signal: z.string().min(1).max(128),
+});
+
+/** A deadline the machine asked for has passed. `due` must match the pending deadline. */
+export const TimerFired = event("timer.fired", {
+  timer: z.string().min(1).max(64),
+  due: Millis,
+});
+
+/** An actuator (or agent) finished a command. */
+export const CommandResult = event("command.result", {
+  commandId: z.string().min(1).max(256),
+  kind: z.string().min(1).max(64),
+  epoch: z.number().int().nonnegative(),
+  ok: z.boolean(),
+  /** Why it failed, or why it was refused (for example "stale epoch 2 < 3"). */
+  reason: z.string().max(2048).optional(),
+  /** Output worth keeping (provisioning logs), truncated by the actuator. */
+  output: z.string().max(16_384).optional(),
+  /** Facts the command found out (for example `{ "gone": true }` or `{ "serverVersion": "1.30" }`). */
+  facts: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+});
+
+export const OperatorPause = event("operator.pause", { reason: z.string().min(1).max(512) });
+export const OperatorResume = event("operator.resume", { reason: z.string().max(512).optional() });
+/** Clears the operator-required state after a human fixed the node. */
+export const OperatorReset = event("operator.reset", { reason: z.string().min(1).max(512) });
+
+/** The desired configuration checksums (and host group) of the node. */
+export const ConfigDesired = event("config.desired", {
+  checksums: Checksums,
+  hostGroup: z.string().max(128).optional(),
+});
+
+/** The agent reported its configuration checksums (on start, and when they change). */
+export const ConfigReported = event("config.reported", {
+  bootId: BootId,
+  checksums: Checksums,
+});
+
+export const NodeEvent = z.discriminatedUnion("type", [
+  NodeJoined,
+  HeartbeatMissed,
+  HeartbeatResumed,
+  BootChanged,
+  SignalUnhealthy,
+  SignalHealthy,
+  TimerFired,
+  CommandResult,
+  OperatorPause,
+  OperatorResume,
+  OperatorReset,
+  ConfigDesired,
+  ConfigReported,
+]);
+export type NodeEvent = z.infer<typeof NodeEvent>;
+export type NodeEventType = NodeEvent["type"];
+export type NodeEventOf<T extends NodeEventType> = Extract<NodeEvent, { type: T }>;
+export const NODE_EVENT_TYPES = NodeEvent.options.map((o) => o.shape.type.value) as NodeEventType[];
+
+/** Builds an event with the envelope filled in. */
+export function createEvent<T extends NodeEventType>(
+  type: T,
+  fields: { id: string; node: string; at: number; source: string; data: NodeEventOf<T>["data"] },
+): NodeEventOf<T> {
+  return { v: EVENT_VERSION, type, ...fields } as unknown as NodeEventOf<T>;
+}

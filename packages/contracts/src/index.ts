@@ -1,0 +1,57 @@
+export { ErrorCode, FencelineError, isFencelineError } from "./errors.js";
+export { NodeName, nodeToken, nodeFromToken } from "./names.js";
+export { Duration, formatMs } from "./duration.js";
+export {
+  EVENT_VERSION,
+  NodeEvent,
+  NODE_EVENT_TYPES,
+  createEvent,
+  NodeJoined,
+  HeartbeatMissed,
+  HeartbeatResumed,
+  BootChanged,
+  SignalUnhealthy,
+  SignalHealthy,
+  TimerFired,
+  CommandResult,
+  OperatorPause,
+  OperatorResume,
+  OperatorReset,
+  ConfigDesired,
+  ConfigReported,
+  type NodeEventType,
+  type NodeEventOf,
+} from "./events.js";
+export {
+  COMMAND_VERSION,
+  Command,
+  COMMAND_KINDS,
+  ACTUATORS,
+  ACTUATOR_OF,
+  Taint,
+  FENCING_TAINT,
+  OUT_OF_SERVICE_TAINT,
+  type Actuator,
+  type CommandKind,
+  type CommandOf,
+  type CommandParams,
+  type CommandRequest,
+} from "./commands.js";
+export { AUDIT_VERSION, AuditRecord } from "./audit.js";
+export {
+  Policy,
+  AgentTiming,
+  FleetLimit,
+  Strategy,
+  DEFAULT_POLICY,
+  DEMO_POLICY,
+  computeSafeTime,
+  safeTimeOf,
+  resolveLimit,
+  type PolicyInput,
+  type SafeTimeBreakdown,
+} from "./policy.js";
+export { Heartbeat, HeartbeatAck } from "./heartbeat.js";
+export { DeadLetter } from "./dlq.js";
+export { systemClock, type Clock, type ClusterApi, type FenceAgent, type Provisioner, type Watchdog } from "./ports.js";
+export { parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";

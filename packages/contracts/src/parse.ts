@@ -1,0 +1,46 @@
+import { z } from "zod";
+import type { DeadLetter } from "./dlq.js";
+
+/** Largest message Fenceline accepts on any subject it reads. */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+
+export type Parsed<T> =
+  | { ok: true; value: T }
+  | { ok: false; reason: DeadLetter["reason"]; error: string };
+
+const decoder = new TextDecoder("utf-8", { fatal: false });
+
+/**
+ * Parses a message from the outside world: size, then JSON, then the schema. Never throws.
+ * `knownTypes`, when given, turns an unknown `type` into its own reason.
+ */
+export function parseMessage<S extends z.ZodType>(
+  schema: S,
+  data: Uint8Array,
+  options: { maxBytes?: number; knownTypes?: readonly string[] } = {},
+): Parsed<z.infer<S>> {
+  const maxBytes = options.maxBytes ?? MAX_MESSAGE_BYTES;
+  if (data.byteLength > maxBytes) {
+    return { ok: false, reason: "oversize", error: `payload is ${data.byteLength} bytes, the limit is ${maxBytes}` };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(data));
+  } catch (err) {
+    return { ok: false, reason: "not-json", error: `not JSON: ${(err as Error).message}` };
+  }
+  if (options.knownTypes && json !== null && typeof json === "object" && "type" in json) {
+    const type = (json as { type: unknown }).type;
+    if (typeof type === "string" && !options.knownTypes.includes(type)) {
+      return { ok: false, reason: "unknown-type", error: `unknown type "${type}"; known: ${options.knownTypes.join(", ")}` };
+    }
+  }
+  const result = schema.safeParse(json);
+  if (!result.success) return { ok: false, reason: "schema", error: z.prettifyError(result.error) };
+  return { ok: true, value: result.data };
+}
+
+export function deadLetter(subject: string, data: Uint8Array, reason: DeadLetter["reason"], error: string, at: number): DeadLetter {
+  const text = decoder.decode(data.subarray(0, 4096));
+  return { v: 1, subject, reason, error, receivedAt: at, payload: text, payloadBytes: data.byteLength };
+}

@@ -1,0 +1,188 @@
+import { z } from "zod";
+import { Duration, formatMs } from "./duration.js";
+
+/**
+ * `maxUnhealthy` / `minHealthy`: a node count ("3" or 3) or a percentage of the fleet ("40%").
+ * Percentages of `maxUnhealthy` round down and of `minHealthy` round up, so both err on the
+ * side of remediating less (Cluster API's rounding, not Node Health Check's).
+ */
+export const FleetLimit = z.union([
+  z.number().int().nonnegative(),
+  z.string().regex(/^\d+%?$/, 'a count like 3 or a percentage like "40%"'),
+]);
+export type FleetLimit = z.infer<typeof FleetLimit>;
+
+export const Strategy = z.enum(["Automatic", "ResourceDeletion", "OutOfServiceTaint"]);
+export type Strategy = z.infer<typeof Strategy>;
+
+/** The agent settings the safe time depends on (the agent must run with the same values). */
+export const AgentTiming = z
+  .object({
+    /** How long the agent may lose the control plane (NATS) before it asks its peers. */
+    controlPlaneTimeoutMs: Duration.default(5_000),
+    /** How long one round of peer questions may take, all peers asked in parallel. */
+    peerRoundMs: Duration.default(2_000),
+    /** The watchdog's timeout: a node that stops feeding it is reset after this long. */
+    watchdogTimeoutMs: Duration.default(10_000),
+    /** Covers message latency, scheduling delays and clock-rate drift. */
+    marginMs: Duration.default(5_000),
+  })
+  .strict();
+export type AgentTiming = z.infer<typeof AgentTiming>;
+
+const PolicyShape = z
+  .object({
+    /** Recorded in every audit record; replay compares it. */
+    version: z.string().min(1).max(64).default("1"),
+    heartbeat: z
+      .object({
+        intervalMs: Duration.default(1_000),
+        /** No heartbeat for this long → `heartbeat.missed`. */
+        timeoutMs: Duration.default(3_000),
+      })
+      .strict()
+      .prefault({}),
+    /** An unhealthy signal must last this long (from its start) before fencing begins. */
+    unhealthyDurationMs: Duration.default(5_000),
+    agent: AgentTiming.prefault({}),
+    /**
+     * How long after the last sign of life a silent node is assumed to have fenced itself.
+     * Unset: the computed minimum. Shorter than the minimum: rejected.
+     */
+    safeTimeMs: Duration.optional(),
+    fencing: z
+      .object({
+        /** Ask the node's agent to stop feeding its watchdog (confirmed by its ack + watchdog timeout). */
+        watchdog: z.boolean().default(true),
+        /** Power the node off through a fence agent (positive confirmation). */
+        fenceAgent: z.boolean().default(false),
+        /** No confirmation at all after this long → operator required. */
+        timeoutMs: Duration.default(600_000),
+      })
+      .strict()
+      .prefault({}),
+    /** Ordered remediations; when one times out the next starts; when all fail, an operator is needed. */
+    remediation: z
+      .array(z.object({ strategy: Strategy, timeoutMs: Duration.default(60_000) }).strict())
+      .min(1)
+      .default([
+        { strategy: "Automatic", timeoutMs: 60_000 },
+        { strategy: "ResourceDeletion", timeoutMs: 60_000 },
+      ]),
+    rejoin: z
+      .object({
+        /** The node must stay back this long before it is rejoined (flap damping). */
+        healthyDelayMs: Duration.default(0),
+        reprovisionTimeoutMs: Duration.default(600_000),
+        reprovisionAttempts: z.number().int().positive().default(3),
+        reprovisionBackoffMs: Duration.default(5_000),
+      })
+      .strict()
+      .prefault({}),
+    fleet: z
+      .object({
+        maxUnhealthy: FleetLimit.optional(),
+        minHealthy: FleetLimit.default("51%"),
+        /** At most this many control-plane nodes in remediation at a time. */
+        maxControlPlane: z.number().int().nonnegative().default(1),
+        /** How often a refused node asks again. */
+        retryMs: Duration.default(5_000),
+      })
+      .strict()
+      .prefault({}),
+    /** A command not carried out within this long is void. */
+    commandTimeoutMs: Duration.default(30_000),
+  })
+  .strict();
+
+export type SafeTimeBreakdown = {
+  minSafeTimeMs: number;
+  /** e.g. "5s control-plane timeout + 2s peer round + 10s watchdog + 5s margin = 22s" */
+  explanation: string;
+};
+
+/**
+ * The minimum time after a node's last sign of life before the remediating side may assume
+ * it fenced itself: by then its agent noticed the lost control plane, asked its peers, stopped
+ * feeding its watchdog and was reset by it.
+ */
+export function computeSafeTime(agent: AgentTiming): SafeTimeBreakdown {
+  const parts: Array<[number, string]> = [
+    [agent.controlPlaneTimeoutMs, "control-plane timeout"],
+    [agent.peerRoundMs, "peer round"],
+    [agent.watchdogTimeoutMs, "watchdog timeout"],
+    [agent.marginMs, "margin"],
+  ];
+  const total = parts.reduce((sum, [ms]) => sum + ms, 0);
+  return {
+    minSafeTimeMs: total,
+    explanation: `${parts.map(([ms, what]) => `${formatMs(ms)} ${what}`).join(" + ")} = ${formatMs(total)}`,
+  };
+}
+
+function percentOf(limit: FleetLimit): number | null {
+  return typeof limit === "string" && limit.endsWith("%") ? Number(limit.slice(0, -1)) : null;
+}
+
+export const Policy = PolicyShape.superRefine((p, ctx) => {
+  const { minSafeTimeMs, explanation } = computeSafeTime(p.agent);
+  if (p.safeTimeMs !== undefined && p.safeTimeMs < minSafeTimeMs) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["safeTimeMs"],
+      message: `safeTimeMs ${formatMs(p.safeTimeMs)} is shorter than the minimum ${formatMs(minSafeTimeMs)} (${explanation})`,
+    });
+  }
+  const minPct = percentOf(p.fleet.minHealthy);
+  if (p.fencing.watchdog && minPct !== null && minPct <= 50) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["fleet", "minHealthy"],
+      message: `minHealthy ${p.fleet.minHealthy} must be above 50% while fencing relies on watchdogs: a partitioned minority only fences itself if the engine never remediates without a healthy majority`,
+    });
+  }
+  const maxPct = p.fleet.maxUnhealthy === undefined ? null : percentOf(p.fleet.maxUnhealthy);
+  if (maxPct !== null && maxPct > 100) {
+    ctx.addIssue({ code: "custom", path: ["fleet", "maxUnhealthy"], message: "maxUnhealthy cannot exceed 100%" });
+  }
+  if (minPct !== null && minPct > 100) {
+    ctx.addIssue({ code: "custom", path: ["fleet", "minHealthy"], message: "minHealthy cannot exceed 100%" });
+  }
+  if (!p.fencing.watchdog && !p.fencing.fenceAgent) {
+    ctx.addIssue({ code: "custom", path: ["fencing"], message: "at least one fencing method (watchdog or fenceAgent) must be on" });
+  }
+});
+export type Policy = z.infer<typeof Policy>;
+export type PolicyInput = z.input<typeof Policy>;
+
+/** The effective safe time of a valid policy. */
+export function safeTimeOf(policy: Policy): number {
+  return policy.safeTimeMs ?? computeSafeTime(policy.agent).minSafeTimeMs;
+}
+
+/** Resolves a `FleetLimit` against a fleet size; see `FleetLimit` for rounding. */
+export function resolveLimit(limit: FleetLimit, fleetSize: number, round: "up" | "down"): number {
+  const pct = percentOf(limit);
+  if (pct === null) return Number(limit);
+  const exact = (pct * fleetSize) / 100;
+  return round === "up" ? Math.ceil(exact) : Math.floor(exact);
+}
+
+export const DEFAULT_POLICY: Policy = Policy.parse({});
+
+/**
+ * Short timings for the demo and the tests: same rules, seconds instead of tens of seconds.
+ */
+export const DEMO_POLICY: Policy = Policy.parse({
+  version: "demo-1",
+  heartbeat: { intervalMs: 200, timeoutMs: 1_000 },
+  unhealthyDurationMs: 1_000,
+  agent: { controlPlaneTimeoutMs: 1_000, peerRoundMs: 500, watchdogTimeoutMs: 1_500, marginMs: 1_000 },
+  remediation: [
+    { strategy: "Automatic", timeoutMs: 10_000 },
+    { strategy: "ResourceDeletion", timeoutMs: 10_000 },
+  ],
+  rejoin: { reprovisionTimeoutMs: 10_000, reprovisionAttempts: 3, reprovisionBackoffMs: 500 },
+  fleet: { retryMs: 1_000 },
+  commandTimeoutMs: 10_000,
+});

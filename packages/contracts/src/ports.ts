@@ -1,0 +1,58 @@
+/**
+ * The small interfaces through which the engine, detectors, actuators and agents touch the
+ * world. Production adapters talk to NATS, Kubernetes and /dev/watchdog; the simulator provides
+ * in-memory ones and a virtual clock, so the same code runs in both.
+ */
+import type { Taint } from "./commands.js";
+
+/** Time, as a port: `Date.now()` in production, a virtual clock in the simulator. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/**
+ * What the cluster actuator needs from a cluster (Kubernetes or the simulator). Every call is
+ * idempotent: deleting what is gone and adding a taint that is there both succeed.
+ */
+export interface ClusterApi {
+  addTaint(node: string, taint: Taint): Promise<void>;
+  removeTaint(node: string, taint: Taint): Promise<void>;
+  /** Force-deletes (grace period 0) every pod bound to the node; returns how many. */
+  deletePods(node: string): Promise<number>;
+  /** Deletes every VolumeAttachment of the node; returns how many. */
+  deleteVolumeAttachments(node: string): Promise<number>;
+  /** How many pods and VolumeAttachments the node still has. */
+  countWorkloads(node: string): Promise<{ pods: number; volumeAttachments: number }>;
+  /** "1.30" style major.minor of the API server. */
+  serverVersion(): Promise<string>;
+}
+
+/** Power fencing through a BMC or cloud API. */
+export interface FenceAgent {
+  powerOff(node: string): Promise<void>;
+  /** Reads the power state back: fencing is confirmed only when it says "off". */
+  status(node: string): Promise<"on" | "off" | "unknown">;
+}
+
+/** Runs cleanup, then provision, for a node and its host group. */
+export interface Provisioner {
+  run(step: "cleanup" | "provision", node: string, hostGroup: string): Promise<{ ok: boolean; output: string }>;
+}
+
+/** A watchdog driver: `/dev/watchdog` in production, a virtual one in the simulator. */
+export interface Watchdog {
+  /** Arms the watchdog; from now on it resets the node unless fed within `timeoutMs`. */
+  start(): Promise<void>;
+  feed(): Promise<void>;
+  /** Magic close: disarms it on a clean shutdown so stopping the agent does not reset the node. */
+  close(): Promise<void>;
+  readonly timeoutMs: number;
+}
