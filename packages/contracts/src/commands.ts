@@ -33,7 +33,13 @@ const Params = {
   /** Read the cluster's server version (for the Automatic strategy). */
   "cluster.version": z.object({}).strict(),
   /** Ask the node's agent to stop feeding its watchdog: it reboots within the watchdog timeout. */
-  "watchdog.stop": z.object({ reason: z.string().max(256) }).strict(),
+  "watchdog.stop": z
+    .object({
+      reason: z.string().max(256),
+      /** Only this boot of the node is to stop: a node that already rebooted is fenced already. */
+      bootId: z.string().max(128).optional(),
+    })
+    .strict(),
   /** Power the node off through a fence agent and read the power status back. */
   "fence.poweroff": z.object({}).strict(),
   /** Run cleanup, then provision by host group. */

@@ -176,7 +176,7 @@ export const DEFAULT_POLICY: Policy = Policy.parse({});
 export const DEMO_POLICY: Policy = Policy.parse({
   version: "demo-1",
   heartbeat: { intervalMs: 200, timeoutMs: 1_000 },
-  unhealthyDurationMs: 1_000,
+  unhealthyDurationMs: 2_000,
   agent: { controlPlaneTimeoutMs: 1_000, peerRoundMs: 500, watchdogTimeoutMs: 1_500, marginMs: 1_000 },
   remediation: [
     { strategy: "Automatic", timeoutMs: 10_000 },

@@ -1,0 +1,46 @@
+import type { Clock, ClusterApi } from "@fenceline/contracts";
+import type { Handlers } from "./actuator.js";
+
+const sleep = (clock: Clock, ms: number) => new Promise<void>((resolve) => clock.setTimeout(resolve, ms));
+
+/** Taints, pod and VolumeAttachment deletion, and the wait for a node's workloads to be gone. */
+export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options: { pollMs?: number } = {}): Handlers {
+  const pollMs = options.pollMs ?? 250;
+  return {
+    "taint.add": async (c) => {
+      if (c.kind !== "taint.add") throw new Error("wrong kind");
+      await cluster.addTaint(c.node, c.params.taint);
+      return { ok: true, output: `taint ${c.params.taint.key}:${c.params.taint.effect} added` };
+    },
+    "taint.remove": async (c) => {
+      if (c.kind !== "taint.remove") throw new Error("wrong kind");
+      await cluster.removeTaint(c.node, c.params.taint);
+      return { ok: true, output: `taint ${c.params.taint.key}:${c.params.taint.effect} removed` };
+    },
+    "pods.delete": async (c) => {
+      const n = await cluster.deletePods(c.node);
+      return { ok: true, output: `${n} pods force-deleted`, facts: { deleted: n } };
+    },
+    "volumeattachments.delete": async (c) => {
+      const n = await cluster.deleteVolumeAttachments(c.node);
+      return { ok: true, output: `${n} VolumeAttachments deleted`, facts: { deleted: n } };
+    },
+    "workloads.await-gone": async (c, context) => {
+      if (c.kind !== "workloads.await-gone") throw new Error("wrong kind");
+      const until = clock.now() + c.params.timeoutMs;
+      for (;;) {
+        const left = await cluster.countWorkloads(c.node);
+        if (left.pods === 0 && left.volumeAttachments === 0) return { ok: true, output: "no pods and no VolumeAttachments left", facts: { gone: true } };
+        if (clock.now() >= until) {
+          return { ok: false, reason: `${left.pods} pods and ${left.volumeAttachments} VolumeAttachments still there after ${c.params.timeoutMs} ms` };
+        }
+        context.progress();
+        await sleep(clock, pollMs);
+      }
+    },
+    "cluster.version": async () => {
+      const version = await cluster.serverVersion();
+      return { ok: true, facts: { serverVersion: version } };
+    },
+  };
+}

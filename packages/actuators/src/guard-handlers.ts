@@ -1,0 +1,60 @@
+import { ErrorCode, FencelineError, type Clock, type Policy } from "@fenceline/contracts";
+import type { Handlers } from "./actuator.js";
+import { decideSlot, releaseSlot, type FleetBudget, type FleetView } from "./fleet-guard.js";
+
+/** The budget with compare-and-set: `write` fails with a Concurrency error when `revision` is stale. */
+export interface BudgetStore {
+  read(): Promise<{ budget: FleetBudget; revision: number }>;
+  write(budget: FleetBudget, revision: number): Promise<number>;
+}
+
+async function withCas<T>(store: BudgetStore, change: (budget: FleetBudget) => { budget: FleetBudget; value: T }): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    const { budget, revision } = await store.read();
+    const { budget: next, value } = change(budget);
+    if (next === budget) return value;
+    try {
+      await store.write(next, revision);
+      return value;
+    } catch (err) {
+      if (!(err instanceof FencelineError && err.code === ErrorCode.Concurrency) || attempt >= 20) throw err;
+    }
+  }
+}
+
+/** The fleet guard: grants and releases remediation slots under the policy's limits. */
+export function createGuardHandlers(options: { store: BudgetStore; view: () => FleetView; policy: Policy; clock: Clock }): Handlers {
+  const { store, view, policy, clock } = options;
+  return {
+    "slot.acquire": async (c) => {
+      if (c.kind !== "slot.acquire") throw new Error("wrong kind");
+      const decision = await withCas(store, (budget) => {
+        const d = decideSlot(budget, view(), { node: c.node, controlPlane: c.params.controlPlane, at: clock.now() }, policy);
+        return { budget: d.budget, value: d };
+      });
+      return { ok: decision.granted, reason: decision.reason };
+    },
+    "slot.release": async (c) => {
+      await withCas(store, (budget) => ({ budget: releaseSlot(budget, c.node), value: null }));
+      return { ok: true };
+    },
+  };
+}
+
+/** An in-memory budget store with the same CAS semantics (simulator and tests). */
+export function createMemoryBudgetStore(): BudgetStore & { current(): FleetBudget } {
+  let budget: FleetBudget = { v: 1, slots: {} };
+  let revision = 0;
+  return {
+    async read() {
+      return { budget, revision };
+    },
+    async write(next, expected) {
+      if (expected !== revision) throw new FencelineError(ErrorCode.Concurrency, `budget at revision ${revision}, not ${expected}`);
+      budget = next;
+      revision += 1;
+      return revision;
+    },
+    current: () => budget,
+  };
+}

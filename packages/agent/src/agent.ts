@@ -1,0 +1,375 @@
+import { NodeName, type AgentTiming, type Clock, type Heartbeat, type HeartbeatAck, type Watchdog } from "@fenceline/contracts";
+import type { Logger } from "pino";
+import { verdictOfState, type PeerAnswer, type PeerQuestion } from "./peer-protocol.js";
+import type {
+  AgentTransport,
+  CommandReply,
+  PeerTransport,
+  SelfFenceRecord,
+  SelfFenceStore,
+  WatchdogStopCommand,
+} from "./ports.js";
+import { decideSelfFence, type PeerReport, type SelfFenceDecision } from "./self-fence-decision.js";
+
+export interface AgentOptions {
+  node: string;
+  bootId: string;
+  incarnation: number;
+  hostGroup?: string;
+  controlPlane?: boolean;
+  timing: AgentTiming;
+  heartbeatIntervalMs: number;
+  /** The other agents to ask when the control plane is lost (this node is left out if listed). */
+  peerNodes: readonly string[];
+  /** Every node of the fleet, this one included. Default: peerNodes + 1. */
+  fleetSize?: number;
+  transport: AgentTransport;
+  peers: PeerTransport;
+  watchdog: Watchdog;
+  clock: Clock;
+  /** Configuration checksums per service, reported in heartbeats. */
+  checksums?: () => Promise<Record<string, string>>;
+  /** How often checksums are recomputed. Default 60s. */
+  checksumIntervalMs?: number;
+  selfFenceStore?: SelfFenceStore;
+  log: Logger;
+  /** Called once, when this boot stops feeding its watchdog. */
+  onSelfFence?: (record: SelfFenceRecord) => void;
+  /**
+   * This agent tells its peers it reaches the control plane only if its last ack is at most this
+   * old. It must stay well below controlPlaneTimeoutMs: when the control plane goes down for
+   * everyone, a peer whose last ack came a heartbeat later than the asker's must already say
+   * "lost", or an outage would look like a partition. Default: min(2 heartbeats, half the timeout).
+   */
+  controlPlaneFreshMs?: number;
+  /** How long answering a peer may wait for `transport.lookupNodeState`. Default: half a peer round. */
+  lookupTimeoutMs?: number;
+}
+
+export interface AgentState {
+  node: string;
+  bootId: string;
+  incarnation: number;
+  running: boolean;
+  /** Sequence number of the last heartbeat sent (-1: none yet). */
+  seq: number;
+  /** Last ack, or the start time before the first one. */
+  lastControlPlaneContact: number;
+  controlPlaneLostForMs: number;
+  /** The engine's state of this node, from the last ack. */
+  lastAckState: string | undefined;
+  feeding: boolean;
+  lastFedAt: number | undefined;
+  highestEpoch: number | undefined;
+  selfFenced: SelfFenceRecord | undefined;
+  /** A previous boot's self-fence, reported in heartbeats until the control plane acks one. */
+  previousSelfFence: SelfFenceRecord | undefined;
+  lastDecision: (SelfFenceDecision & { at: number }) | undefined;
+  peerRounds: number;
+  checksums: Record<string, string> | undefined;
+}
+
+export interface Agent {
+  start(): Promise<void>;
+  /** Clean stop: disarms the watchdog (magic close), unless this boot is fenced. */
+  stop(): Promise<void>;
+  state(): AgentState;
+}
+
+type TimerName = "heartbeat" | "feed" | "control-plane" | "checksums";
+
+export function createAgent(options: AgentOptions): Agent {
+  const { node, bootId, incarnation, timing, heartbeatIntervalMs, transport, peers, watchdog, clock } = options;
+  const parsedNode = NodeName.safeParse(node);
+  if (!parsedNode.success) throw new Error(`invalid node name "${node}": ${parsedNode.error.issues[0]?.message}`);
+  const peerNodes = [...new Set(options.peerNodes)].filter((peer) => peer !== node);
+  const fleetSize = options.fleetSize ?? peerNodes.length + 1;
+  if (fleetSize < peerNodes.length + 1) {
+    throw new Error(`fleetSize ${fleetSize} is smaller than this node plus its ${peerNodes.length} peers`);
+  }
+  if (bootId.length === 0 || bootId.length > 128) throw new Error(`bootId must be 1 to 128 characters, got ${bootId.length}`);
+  if (!(heartbeatIntervalMs > 0)) throw new Error(`heartbeatIntervalMs must be positive, got ${heartbeatIntervalMs}`);
+  if (watchdog.timeoutMs > timing.watchdogTimeoutMs) {
+    throw new Error(
+      `the watchdog timeout ${watchdog.timeoutMs}ms is longer than timing.watchdogTimeoutMs ${timing.watchdogTimeoutMs}ms, which the safe time is computed from`,
+    );
+  }
+  const log = options.log.child({ node, bootId, incarnation });
+  if (timing.controlPlaneTimeoutMs <= 3 * heartbeatIntervalMs) {
+    log.warn({ controlPlaneTimeoutMs: timing.controlPlaneTimeoutMs, heartbeatIntervalMs }, "control-plane timeout is at most 3 heartbeats: an outage may be mistaken for a partition");
+  }
+  const freshMs = options.controlPlaneFreshMs ?? Math.min(2 * heartbeatIntervalMs, Math.floor(timing.controlPlaneTimeoutMs / 2));
+  const lookupTimeoutMs = options.lookupTimeoutMs ?? Math.floor(timing.peerRoundMs / 2);
+  const feedPeriodMs = Math.max(1, Math.floor(watchdog.timeoutMs / 3));
+  const checksumIntervalMs = options.checksumIntervalMs ?? 60_000;
+
+  let running = false;
+  let seq = -1;
+  let lastContact = 0;
+  let lastAckAt: number | undefined;
+  let lastAckState: string | undefined;
+  let feeding = true;
+  let lastFedAt: number | undefined;
+  let highestEpoch: number | undefined;
+  let selfFenced: SelfFenceRecord | undefined;
+  let previousSelfFence: SelfFenceRecord | undefined;
+  let lastDecision: AgentState["lastDecision"];
+  let peerRounds = 0;
+  let roundsSinceContact = 0;
+  let checksums: Record<string, string> | undefined;
+  const timers = new Map<TimerName, unknown>();
+
+  const schedule = (name: TimerName, ms: number, fn: () => void) => {
+    cancel(name);
+    timers.set(name, clock.setTimeout(() => {
+      timers.delete(name);
+      if (running) fn();
+    }, Math.max(0, ms)));
+  };
+  const cancel = (name: TimerName) => {
+    const handle = timers.get(name);
+    if (handle !== undefined) clock.clearTimeout(handle);
+    timers.delete(name);
+  };
+
+  const sendHeartbeat = () => {
+    seq++;
+    const heartbeat: Heartbeat = { v: 1, node, bootId, incarnation, seq, sentAt: Math.floor(clock.now()) };
+    if (options.hostGroup !== undefined) heartbeat.hostGroup = options.hostGroup;
+    if (options.controlPlane !== undefined) heartbeat.controlPlane = options.controlPlane;
+    if (checksums) heartbeat.checksums = checksums;
+    const fence = selfFenced ?? previousSelfFence;
+    if (fence) heartbeat.selfFenced = fence;
+    try {
+      transport.sendHeartbeat(heartbeat);
+    } catch (err) {
+      log.debug({ err, seq }, "heartbeat not sent");
+    }
+  };
+  const heartbeatTick = () => {
+    sendHeartbeat();
+    schedule("heartbeat", heartbeatIntervalMs, heartbeatTick);
+  };
+
+  // Fixed rate: the next feed is due one period after the previous one was due, not after it
+  // finished, so a slow write cannot stretch the period.
+  const feedTick = () => {
+    if (!feeding) return;
+    schedule("feed", feedPeriodMs, feedTick);
+    watchdog.feed().then(
+      () => (lastFedAt = clock.now()),
+      (err: unknown) => log.error({ err }, "watchdog feed failed"),
+    );
+  };
+
+  const onAck = (ack: HeartbeatAck) => {
+    if (!running) return;
+    if (ack.node !== node) return log.warn({ ackNode: ack.node }, "ignoring an ack for another node");
+    lastContact = lastAckAt = clock.now();
+    lastAckState = ack.state;
+    if (roundsSinceContact > 0) log.info({ peerRounds: roundsSinceContact }, "control plane back");
+    roundsSinceContact = 0;
+    if (previousSelfFence) {
+      log.info({ previousSelfFence }, "the control plane received the previous boot's self-fence report");
+      previousSelfFence = undefined;
+      options.selfFenceStore?.clear().catch((err: unknown) => log.warn({ err }, "cannot clear the self-fence record"));
+    }
+  };
+
+  const fence = async (reason: string) => {
+    if (selfFenced) return;
+    feeding = false;
+    cancel("feed");
+    cancel("control-plane");
+    selfFenced = { at: Math.floor(clock.now()), reason: reason.slice(0, 256), bootId };
+    log.error({ selfFenced, watchdogTimeoutMs: watchdog.timeoutMs }, "stopped feeding the watchdog: this node will be reset");
+    try {
+      options.onSelfFence?.(selfFenced);
+    } catch (err) {
+      log.error({ err }, "onSelfFence callback failed");
+    }
+    await options.selfFenceStore?.save(selfFenced).catch((err: unknown) => log.error({ err }, "cannot persist the self-fence record"));
+  };
+
+  const checkControlPlane = () => {
+    if (selfFenced) return;
+    const lostFor = clock.now() - lastContact;
+    if (lostFor < timing.controlPlaneTimeoutMs) {
+      schedule("control-plane", timing.controlPlaneTimeoutMs - lostFor, checkControlPlane);
+      return;
+    }
+    void runPeerRound();
+  };
+
+  const askPeers = async (): Promise<PeerReport[]> => {
+    const question: PeerQuestion = { from: node, about: node };
+    const reports: PeerReport[] = [];
+    const asks = peerNodes.map(async (peer) => {
+      const answer = await peers.ask(peer, question, timing.peerRoundMs).catch(() => undefined);
+      if (!answer) return;
+      if (answer.node !== peer) return log.warn({ peer, answeredBy: answer.node }, "ignoring a peer answer from the wrong node");
+      reports.push({ peer, controlPlane: answer.controlPlane, ...(answer.verdict ? { verdict: answer.verdict } : {}) });
+    });
+    // The round ends at its deadline even if a transport ignores its own timeout.
+    let deadline: unknown;
+    await Promise.race([Promise.all(asks), new Promise<void>((resolve) => (deadline = clock.setTimeout(resolve, timing.peerRoundMs)))]);
+    clock.clearTimeout(deadline);
+    return [...reports];
+  };
+
+  const runPeerRound = async () => {
+    const roundStart = clock.now();
+    peerRounds++;
+    roundsSinceContact++;
+    const lostForMs = roundStart - lastContact;
+    if (roundsSinceContact === 1) log.warn({ lostForMs, peers: peerNodes.length }, "control plane lost: asking peers");
+    else log.debug({ lostForMs, round: roundsSinceContact }, "control plane still lost: asking peers again");
+    const peerAnswers = await askPeers();
+    if (!running || selfFenced) return;
+    const now = clock.now();
+    const decision = decideSelfFence({
+      fleetSize,
+      controlPlaneLostForMs: now - lastContact,
+      controlPlaneTimeoutMs: timing.controlPlaneTimeoutMs,
+      peerAnswers,
+      peersAsked: peerNodes.length,
+    });
+    if (roundsSinceContact === 1 || decision.reason !== lastDecision?.reason) log.warn({ decision, peerAnswers }, `self-fence decision: ${decision.action} (${decision.reason})`);
+    lastDecision = { ...decision, at: now };
+    if (decision.action === "stop-feeding") return fence(`${decision.reason}: ${decision.detail}`);
+    // While still lost, rounds repeat one peer round apart.
+    schedule("control-plane", roundStart + timing.peerRoundMs - now, checkControlPlane);
+  };
+
+  const onCommand = async (command: WatchdogStopCommand): Promise<CommandReply> => {
+    const clog = log.child({ commandId: command.id, epoch: command.epoch });
+    const refuse = (reason: string): CommandReply => {
+      clog.warn({ reason }, "refused watchdog.stop");
+      return { ok: false, reason };
+    };
+    if (!running) return refuse("agent is not running");
+    if (command.node !== node) return refuse(`command is for node ${command.node}, this is ${node}`);
+    if (highestEpoch !== undefined && command.epoch < highestEpoch) return refuse(`stale epoch ${command.epoch} < ${highestEpoch}`);
+    if (command.params.bootId !== undefined && command.params.bootId !== bootId) {
+      return refuse(`meant for boot ${command.params.bootId}; this is boot ${bootId}: the node has rebooted since`);
+    }
+    const now = clock.now();
+    if (now > command.deadline) return refuse(`deadline ${command.deadline} passed (now ${Math.floor(now)})`);
+    highestEpoch = Math.max(highestEpoch ?? command.epoch, command.epoch);
+    clog.warn({ reason: command.params.reason }, "engine asked to stop feeding the watchdog");
+    await fence(`engine request ${command.id} (epoch ${command.epoch}): ${command.params.reason}`);
+    return { ok: true };
+  };
+
+  const answerPeer = async (question: PeerQuestion): Promise<PeerAnswer> => {
+    const fresh = lastAckAt !== undefined && clock.now() - lastAckAt <= freshMs;
+    const answer: PeerAnswer = { node, controlPlane: fresh ? "reachable" : "lost", verdict: "unknown" };
+    if (transport.lookupNodeState) {
+      try {
+        const state = await withDeadline(transport.lookupNodeState(question.about, lookupTimeoutMs), lookupTimeoutMs, clock);
+        answer.controlPlane = "reachable";
+        answer.verdict = verdictOfState(state);
+      } catch (err) {
+        log.debug({ err, about: question.about }, "node state lookup failed");
+      }
+    }
+    log.debug({ question, answer }, "answered a peer");
+    return answer;
+  };
+
+  const refreshChecksums = async () => {
+    if (!options.checksums) return;
+    try {
+      checksums = await options.checksums();
+    } catch (err) {
+      log.warn({ err }, "cannot compute configuration checksums");
+    }
+  };
+  const checksumTick = () => {
+    void refreshChecksums().finally(() => {
+      if (running) schedule("checksums", checksumIntervalMs, checksumTick);
+    });
+  };
+
+  return {
+    start: async () => {
+      if (running) throw new Error("agent already started");
+      const stored = await options.selfFenceStore?.load().catch((err: unknown) => {
+        log.warn({ err }, "cannot read the self-fence record");
+        return undefined;
+      });
+      if (stored?.bootId === bootId) {
+        // Fencing is one-way for a boot: an agent restarted in a fenced boot stays fenced.
+        selfFenced = stored;
+        feeding = false;
+        log.error({ selfFenced }, "this boot already stopped feeding its watchdog: not feeding");
+      } else if (stored) {
+        previousSelfFence = stored;
+        log.warn({ previousSelfFence }, "the previous boot fenced itself; reporting it");
+      }
+      await refreshChecksums();
+      await watchdog.start();
+      running = true;
+      lastContact = clock.now();
+      transport.onAck(onAck);
+      transport.onCommand(onCommand);
+      peers.serve(answerPeer);
+      if (feeding) feedTick();
+      heartbeatTick();
+      if (!selfFenced) schedule("control-plane", timing.controlPlaneTimeoutMs, checkControlPlane);
+      if (options.checksums) schedule("checksums", checksumIntervalMs, checksumTick);
+      log.info({ fleetSize, peers: peerNodes, heartbeatIntervalMs, feedPeriodMs, timing }, "agent started");
+    },
+
+    stop: async () => {
+      if (!running) return;
+      running = false;
+      for (const name of [...timers.keys()]) cancel(name);
+      if (selfFenced) {
+        log.warn({ selfFenced }, "stopping while fenced: the watchdog stays armed and will reset this node");
+      } else {
+        await watchdog.close().catch((err: unknown) => log.error({ err }, "watchdog magic close failed: the node may be reset"));
+      }
+      await Promise.allSettled([transport.close(), peers.close()]);
+      log.info("agent stopped");
+    },
+
+    state: () => {
+      const now = clock.now();
+      return {
+        node,
+        bootId,
+        incarnation,
+        running,
+        seq,
+        lastControlPlaneContact: lastContact,
+        controlPlaneLostForMs: now - lastContact,
+        lastAckState,
+        feeding,
+        lastFedAt,
+        highestEpoch,
+        selfFenced,
+        previousSelfFence,
+        lastDecision,
+        peerRounds,
+        checksums,
+      };
+    },
+  };
+}
+
+function withDeadline<T>(promise: Promise<T>, ms: number, clock: Clock): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = clock.setTimeout(() => reject(new Error(`no answer within ${ms}ms`)), ms);
+    promise.then(
+      (value) => {
+        clock.clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clock.clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}

@@ -1,0 +1,46 @@
+export {
+  decideSelfFence,
+  type SelfFenceInput,
+  type SelfFenceDecision,
+  type SelfFenceAction,
+  type SelfFenceReason,
+  type PeerReport,
+  type PeerVerdict,
+  type ControlPlaneView,
+} from "./self-fence-decision.js";
+export { createAgent, type Agent, type AgentOptions, type AgentState } from "./agent.js";
+export type {
+  AgentTransport,
+  PeerTransport,
+  PeerQuestionHandler,
+  CommandHandler,
+  CommandReply,
+  WatchdogStopCommand,
+  SelfFenceRecord,
+  SelfFenceStore,
+} from "./ports.js";
+export { parsePeerQuestion, parsePeerAnswer, verdictOfState, type PeerQuestion, type PeerAnswer } from "./peer-protocol.js";
+export { createLinuxWatchdog, type LinuxWatchdog, type LinuxWatchdogOptions } from "./watchdog/linux-watchdog.js";
+export {
+  createFallbackRebootWatchdog,
+  type FallbackRebootWatchdog,
+  type FallbackRebootWatchdogOptions,
+  type RebootRunner,
+} from "./watchdog/fallback-reboot-watchdog.js";
+export { selectWatchdog, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
+export { createVirtualWatchdog, type VirtualWatchdog, type VirtualWatchdogOptions } from "./watchdog/virtual-watchdog.js";
+export { computeServiceChecksums, createChecksummer, type ChecksumOptions, type ServiceChecksumSpec } from "./checksums.js";
+export { createNatsAgentTransport, type NatsAgentTransportOptions } from "./nats-transport.js";
+export { createMemoryAgentTransport, type MemoryAgentTransport, type MemoryAgentTransportOptions } from "./memory-transport.js";
+export {
+  createHttpPeerTransport,
+  PEER_CHECK_PATH,
+  type HttpPeerTransport,
+  type HttpPeerTransportOptions,
+  type PeerTlsOptions,
+} from "./http-peers.js";
+export { createMemoryPeerNetwork, type MemoryPeerNetwork, type MemoryPeerNetworkOptions } from "./memory-peers.js";
+export { createFileSelfFenceStore, createMemorySelfFenceStore } from "./self-fence-store.js";
+export { readBootId, nextIncarnation, BOOT_ID_PATH } from "./boot-identity.js";
+export { loadAgentConfig, parseAgentConfig, AgentConfigError, type AgentConfig } from "./config.js";
+export { startAgent, runAgent, type RunningAgent } from "./main.js";

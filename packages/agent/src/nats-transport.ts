@@ -1,0 +1,83 @@
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { Command, HeartbeatAck, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
+import { publishDeadLetter } from "@fenceline/bus";
+import { Subjects } from "@fenceline/streams";
+import type { Logger } from "pino";
+import type { AgentTransport, CommandHandler, CommandReply } from "./ports.js";
+
+export interface NatsAgentTransportOptions {
+  /** Owned by the caller: close() leaves it open. */
+  nc: NatsConnection;
+  node: string;
+  log: Logger;
+  clock?: Clock;
+}
+
+const DLQ_SOURCE = "agent";
+
+/**
+ * The agent's control-plane link over core NATS:
+ * - heartbeats are published on `Subjects.heartbeat(node)` with reply subject
+ *   `Subjects.heartbeatAck(node)`, where the heartbeat detector answers with a HeartbeatAck;
+ * - commands arrive as requests on `Subjects.agentCommand(node)` and get a JSON CommandReply.
+ * Invalid acks and commands are dead-lettered (source "agent") and never reach the agent.
+ */
+export function createNatsAgentTransport(options: NatsAgentTransportOptions): AgentTransport {
+  const { nc, node } = options;
+  const log = options.log.child({ component: "nats-transport" });
+  const now = () => options.clock?.now() ?? Date.now();
+  const ackListeners: Array<(ack: HeartbeatAck) => void> = [];
+  let commandHandler: CommandHandler | undefined;
+
+  const deadLetter = (msg: Msg, reason: DeadLetter["reason"], error: string) => {
+    publishDeadLetter(nc, DLQ_SOURCE, msg.subject, msg.data, reason, error, { log, at: now() }).catch((err: unknown) =>
+      log.warn({ err, subject: msg.subject, reason, error }, "invalid message, and the dead letter could not be published"),
+    );
+  };
+
+  const onAckMessage = (msg: Msg) => {
+    const parsed = parseMessage(HeartbeatAck, msg.data);
+    if (!parsed.ok) return deadLetter(msg, parsed.reason, parsed.error);
+    for (const listener of ackListeners) listener(parsed.value);
+  };
+
+  const onCommandMessage = async (msg: Msg) => {
+    const respond = (reply: CommandReply) => {
+      if (!msg.respond(JSON.stringify(reply))) log.warn({ reply }, "command had no reply subject");
+    };
+    const parsed = parseMessage(Command, msg.data);
+    if (!parsed.ok) {
+      deadLetter(msg, parsed.reason, parsed.error);
+      return respond({ ok: false, reason: `invalid command: ${parsed.error}` });
+    }
+    const command = parsed.value;
+    if (command.kind !== "watchdog.stop") return respond({ ok: false, reason: `the agent does not carry out ${command.kind}` });
+    if (!commandHandler) return respond({ ok: false, reason: "agent not ready" });
+    try {
+      respond(await commandHandler(command));
+    } catch (err) {
+      log.error({ err, commandId: command.id }, "command handler failed");
+      respond({ ok: false, reason: `agent error: ${(err as Error).message}` });
+    }
+  };
+
+  const subscriptions: Subscription[] = [
+    nc.subscribe(Subjects.heartbeatAck(node), { callback: (err, msg) => (err ? log.warn({ err }, "ack subscription error") : onAckMessage(msg)) }),
+    nc.subscribe(Subjects.agentCommand(node), {
+      callback: (err, msg) => (err ? log.warn({ err }, "command subscription error") : void onCommandMessage(msg)),
+    }),
+  ];
+
+  return {
+    sendHeartbeat: (heartbeat) => {
+      nc.publish(Subjects.heartbeat(node), JSON.stringify(heartbeat), { reply: Subjects.heartbeatAck(node) });
+    },
+    onAck: (callback) => void ackListeners.push(callback),
+    onCommand: (handler) => {
+      commandHandler = handler;
+    },
+    close: async () => {
+      for (const sub of subscriptions) sub.unsubscribe();
+    },
+  };
+}

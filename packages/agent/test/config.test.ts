@@ -1,0 +1,100 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { nextIncarnation, readBootId } from "../src/boot-identity.js";
+import { AgentConfigError, loadAgentConfig, parseAgentConfig } from "../src/config.js";
+
+describe("agent config", () => {
+  it("fills defaults from an empty file", () => {
+    const config = parseAgentConfig({}, { hostname: "Worker-1" });
+    expect(config).toMatchObject({
+      node: "worker-1",
+      nats: { url: "nats://127.0.0.1:4222" },
+      peerListen: { host: "0.0.0.0", port: 9797 },
+      peers: [],
+      fleetSize: 1,
+      watchdog: { path: "/dev/watchdog", fallbackRebootCommand: ["systemctl", "reboot", "-f"] },
+      heartbeatIntervalMs: 1_000,
+      timing: { controlPlaneTimeoutMs: 5_000, peerRoundMs: 2_000, watchdogTimeoutMs: 10_000, marginMs: 5_000 },
+      incarnationFile: "/var/lib/fenceline/agent/incarnation",
+      selfFenceFile: "/var/lib/fenceline/agent/self-fence.json",
+      bootIdFile: "/proc/sys/kernel/random/boot_id",
+    });
+  });
+
+  it("parses a full config with durations and services", () => {
+    const config = parseAgentConfig({
+      node: "w1",
+      peers: [{ node: "w2", url: "http://10.0.0.2:9797" }, { node: "w3", url: "http://10.0.0.3:9797" }],
+      fleetSize: 5,
+      heartbeatInterval: "500ms",
+      timing: { controlPlaneTimeoutMs: "3s", peerRoundMs: 1500 },
+      watchdog: { fallbackRebootCommand: null },
+      services: { kubelet: { files: ["/etc/kubelet.conf"], commands: ["kubelet --version"] } },
+      stateDir: "/tmp/fl",
+      hostGroup: "workers",
+    });
+    expect(config).toMatchObject({ fleetSize: 5, heartbeatIntervalMs: 500, timing: { controlPlaneTimeoutMs: 3_000, peerRoundMs: 1_500 } });
+    expect(config.watchdog.fallbackRebootCommand).toBeNull();
+    expect(config.incarnationFile).toBe("/tmp/fl/incarnation");
+    expect(config.services.kubelet?.commands).toEqual(["kubelet --version"]);
+  });
+
+  it("lists every problem with its path", () => {
+    let error: AgentConfigError | undefined;
+    try {
+      parseAgentConfig({
+        node: "w1",
+        peers: [{ node: "w1", url: "ftp://x" }, { node: "w2" }],
+        fleetSize: 2,
+        timing: { peerRoundMs: "soon" },
+        heartbeatInterval: "2s",
+        extra: true,
+      });
+    } catch (err) {
+      error = err as AgentConfigError;
+    }
+    expect(error).toBeInstanceOf(AgentConfigError);
+    const text = error!.issues.join("\n");
+    expect(text).toMatch(/extra: unknown key/);
+    expect(text).toMatch(/peers\[0\]\.node: is this node itself/);
+    expect(text).toMatch(/peers\[0\]\.url: must be a http: or https: URL/);
+    expect(text).toMatch(/peers\[1\]\.url/);
+    expect(text).toMatch(/fleetSize: is 2, less than this node plus its 2 peers/);
+    expect(text).toMatch(/timing\.peerRoundMs/);
+    expect(text).toMatch(/timing\.controlPlaneTimeoutMs: must be more than 3 heartbeat intervals/);
+    expect(error!.message.split("\n")).toHaveLength(1);
+  });
+
+  it("loads a file and reports unreadable or non-JSON files in one line", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fl-config-"));
+    try {
+      const path = join(dir, "agent.json");
+      await writeFile(path, JSON.stringify({ node: "w1" }));
+      expect((await loadAgentConfig(path)).node).toBe("w1");
+      await writeFile(path, "{");
+      await expect(loadAgentConfig(path)).rejects.toThrow(/not JSON/);
+      await expect(loadAgentConfig(join(dir, "missing.json"))).rejects.toThrow(/cannot read it: ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("boot identity", () => {
+  it("reads the boot id and grows the incarnation on every start", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fl-identity-"));
+    try {
+      await writeFile(join(dir, "boot_id"), "1b2c-33\n");
+      expect(await readBootId(join(dir, "boot_id"))).toBe("1b2c-33");
+      const file = join(dir, "state", "incarnation");
+      expect(await nextIncarnation(file)).toBe(1);
+      expect(await nextIncarnation(file)).toBe(2);
+      await writeFile(file, "garbage");
+      await expect(nextIncarnation(file)).rejects.toThrow(/incarnation number/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

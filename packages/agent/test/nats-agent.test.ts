@@ -1,0 +1,108 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { Heartbeat } from "@fenceline/contracts";
+import { Subjects } from "@fenceline/streams";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseAgentConfig } from "../src/config.js";
+import { startAgent } from "../src/main.js";
+import { silentLog } from "./helpers/silent-log.js";
+
+let server: NatsServer;
+let nc: NatsConnection;
+let dir: string;
+
+beforeAll(async () => {
+  server = await startNatsServer({ jetstream: false });
+  nc = await connectNats(server.url, { name: "agent-test-detector" });
+  dir = await mkdtemp(join(tmpdir(), "fl-agent-nats-"));
+});
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function configFor(node: string) {
+  const nodeDir = join(dir, node);
+  await mkdir(nodeDir, { recursive: true });
+  await writeFile(join(nodeDir, "boot_id"), `boot-of-${node}\n`);
+  await writeFile(join(nodeDir, "watchdog"), "");
+  await writeFile(join(nodeDir, "app.conf"), "x=1");
+  return parseAgentConfig({
+    node,
+    nats: { url: server.url },
+    peerListen: { host: "127.0.0.1", port: 0 },
+    heartbeatInterval: "100ms",
+    timing: { controlPlaneTimeoutMs: "1s", peerRoundMs: "500ms", watchdogTimeoutMs: "1500ms", marginMs: "1s" },
+    watchdog: { path: join(nodeDir, "watchdog"), fallbackRebootCommand: null },
+    services: { app: { files: [join(nodeDir, "app.conf")] } },
+    stateDir: nodeDir,
+    bootIdFile: join(nodeDir, "boot_id"),
+  });
+}
+
+/** Acts as the heartbeat detector: validates each heartbeat and acks it. */
+function ackHeartbeats(node: string, state = "healthy") {
+  const seen: Heartbeat[] = [];
+  const sub = nc.subscribe(Subjects.heartbeat(node), {
+    callback: (_err, msg) => {
+      const hb = Heartbeat.parse(msg.json());
+      seen.push(hb);
+      msg.respond(JSON.stringify({ v: 1, node: hb.node, at: Date.now(), state }));
+    },
+  });
+  return { seen, stop: () => sub.unsubscribe() };
+}
+
+const until = async (check: () => boolean, ms = 3_000) => {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+};
+
+describe("agent over a real nats-server", () => {
+  it("heartbeats reach the detector and its acks reach the agent; a clean shutdown does a magic close", async () => {
+    const config = await configFor("n1");
+    const detector = ackHeartbeats("n1");
+    const running = await startAgent(config, silentLog);
+    try {
+      expect(running.watchdogKind).toBe("device");
+      await until(() => detector.seen.length >= 3 && running.agent.state().lastAckState === "healthy");
+      const first = detector.seen[0]!;
+      expect(first).toMatchObject({ node: "n1", bootId: "boot-of-n1", incarnation: 1, seq: 0 });
+      expect(first.checksums?.app).toMatch(/^[0-9a-f]{64}$/);
+    } finally {
+      detector.stop();
+      await running.shutdown("test");
+    }
+    expect(await readFile(join(dir, "n1", "watchdog"), "utf8")).toMatch(/^a+V$/);
+  });
+
+  it("answers watchdog.stop requests: invalid and stale refused, current accepted", async () => {
+    const config = await configFor("n2");
+    const detector = ackHeartbeats("n2");
+    const running = await startAgent(config, silentLog);
+    const command = (epoch: number) => ({
+      v: 1, id: `cmd-${epoch}`, node: "n2", epoch, kind: "watchdog.stop", issuedAt: Date.now(), deadline: Date.now() + 10_000, causedBy: 1, params: { reason: "test" },
+    });
+    const send = async (body: unknown) => (await nc.request(Subjects.agentCommand("n2"), JSON.stringify(body), { timeout: 2_000 })).json<{ ok: boolean; reason?: string }>();
+    try {
+      expect((await send({ kind: "watchdog.stop" })).reason).toMatch(/^invalid command/);
+      expect(await send(command(4))).toEqual({ ok: true });
+      expect(await send(command(3))).toEqual({ ok: false, reason: "stale epoch 3 < 4" });
+      expect(running.agent.state().feeding).toBe(false);
+      await until(() => detector.seen.some((hb) => hb.selfFenced?.bootId === "boot-of-n2"));
+    } finally {
+      detector.stop();
+      await running.shutdown("test");
+    }
+    // fenced: no magic close, and the record waits for the next boot
+    expect(await readFile(join(dir, "n2", "watchdog"), "utf8")).not.toContain("V");
+    expect(JSON.parse(await readFile(join(dir, "n2", "self-fence.json"), "utf8"))).toMatchObject({ bootId: "boot-of-n2" });
+  });
+});

@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest";
+import { decideSelfFence, type PeerReport, type SelfFenceInput } from "../src/self-fence-decision.js";
+
+const lost = (peer: string): PeerReport => ({ peer, controlPlane: "lost" });
+const connected = (peer: string, verdict?: PeerReport["verdict"]): PeerReport => ({ peer, controlPlane: "reachable", ...(verdict ? { verdict } : {}) });
+
+function decide(overrides: Partial<SelfFenceInput>) {
+  return decideSelfFence({
+    fleetSize: 5,
+    controlPlaneLostForMs: 6_000,
+    controlPlaneTimeoutMs: 5_000,
+    peerAnswers: [],
+    peersAsked: 4,
+    ...overrides,
+  });
+}
+
+describe("decideSelfFence: one test per row", () => {
+  it("1. control plane not lost long enough → keep feeding, even with no peer answering", () => {
+    const d = decide({ controlPlaneLostForMs: 4_999 });
+    expect(d).toMatchObject({ action: "keep-feeding", reason: "control-plane-ok" });
+  });
+
+  it("2. a connected peer says unhealthy → stop", () => {
+    const d = decide({ peerAnswers: [lost("b"), connected("c", "unhealthy")] });
+    expect(d).toMatchObject({ action: "stop-feeding", reason: "marked-unhealthy" });
+    expect(d.detail).toContain("c");
+  });
+
+  it("3. a connected peer says healthy → keep", () => {
+    expect(decide({ peerAnswers: [connected("b", "healthy")] })).toMatchObject({ action: "keep-feeding", reason: "peer-says-healthy" });
+  });
+
+  it("4. no peer answers → isolated → stop", () => {
+    const d = decide({ peerAnswers: [] });
+    expect(d).toMatchObject({ action: "stop-feeding", reason: "isolated" });
+    expect(d.detail).toContain("0 of 4");
+  });
+
+  it("5. this node + peers that lost the control plane are a strict majority → outage → keep", () => {
+    expect(decide({ peerAnswers: [lost("b"), lost("c")] })).toMatchObject({ action: "keep-feeding", reason: "control-plane-outage" });
+  });
+
+  it("6. a minority that lost the control plane → partitioned minority → stop", () => {
+    expect(decide({ peerAnswers: [lost("b")] })).toMatchObject({ action: "stop-feeding", reason: "partitioned-minority" });
+  });
+});
+
+describe("decideSelfFence: edge cases", () => {
+  it("exactly at the timeout counts as lost", () => {
+    expect(decide({ controlPlaneLostForMs: 5_000 }).reason).toBe("isolated");
+  });
+
+  it("unhealthy beats healthy when connected peers disagree", () => {
+    expect(decide({ peerAnswers: [connected("b", "healthy"), connected("c", "unhealthy")] }).reason).toBe("marked-unhealthy");
+  });
+
+  it("verdicts from peers that lost the control plane are ignored", () => {
+    const d = decide({ peerAnswers: [{ peer: "b", controlPlane: "lost", verdict: "healthy" }] });
+    expect(d).toMatchObject({ action: "stop-feeding", reason: "partitioned-minority" });
+    const e = decide({ peerAnswers: [{ peer: "b", controlPlane: "lost", verdict: "unhealthy" }, lost("c")] });
+    expect(e.reason).toBe("control-plane-outage");
+  });
+
+  it("a connected peer without a verdict is not proof of health and does not join our group (PR #354)", () => {
+    expect(decide({ peerAnswers: [connected("b", "unknown")] })).toMatchObject({ action: "stop-feeding", reason: "partitioned-minority" });
+    expect(decide({ peerAnswers: [connected("b")] }).reason).toBe("partitioned-minority");
+    // two lost peers still make a majority of 5 next to a silent connected one
+    const d = decide({ peerAnswers: [lost("b"), lost("c"), connected("d", "unknown")] });
+    expect(d.reason).toBe("control-plane-outage");
+    expect(d.detail).toContain("without a verdict");
+  });
+
+  it("exactly half is not a majority: stop", () => {
+    expect(decide({ fleetSize: 4, peersAsked: 3, peerAnswers: [lost("b")] }).reason).toBe("partitioned-minority");
+    expect(decide({ fleetSize: 6, peersAsked: 5, peerAnswers: [lost("b"), lost("c")] }).reason).toBe("partitioned-minority");
+    expect(decide({ fleetSize: 6, peersAsked: 5, peerAnswers: [lost("b"), lost("c"), lost("d")] }).reason).toBe("control-plane-outage");
+  });
+
+  it("a fleet of 1 keeps feeding: nobody can remediate its only node", () => {
+    expect(decide({ fleetSize: 1, peersAsked: 0 })).toMatchObject({ action: "keep-feeding", reason: "control-plane-outage" });
+  });
+
+  it("a fleet of 2: the peer lost it too → outage; the peer is silent → isolated (half)", () => {
+    expect(decide({ fleetSize: 2, peersAsked: 1, peerAnswers: [lost("b")] }).reason).toBe("control-plane-outage");
+    expect(decide({ fleetSize: 2, peersAsked: 1, peerAnswers: [] })).toMatchObject({ action: "stop-feeding", reason: "isolated" });
+    expect(decide({ fleetSize: 2, peersAsked: 1, peerAnswers: [connected("b")] }).reason).toBe("partitioned-minority");
+  });
+
+  it("a peer answering twice is counted once", () => {
+    expect(decide({ peerAnswers: [lost("b"), lost("b")] }).reason).toBe("partitioned-minority");
+  });
+});

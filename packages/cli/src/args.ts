@@ -1,0 +1,35 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ErrorCode, FencelineError } from "@fenceline/contracts";
+
+export type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Parses a command's flags; an unknown flag is a usage error with the command's help. */
+export function parse<O extends Options>(argv: string[], options: O, usage: string) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n\n${usage}`);
+  }
+}
+
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/** The NATS server a client command talks to: --server, then NATS_URL. */
+export function serverUrl(flag: string | undefined): string {
+  const url = flag ?? process.env.NATS_URL;
+  if (!url) {
+    throw new FencelineError(
+      ErrorCode.NatsUnavailable,
+      "no NATS server given: pass --server nats://host:port or set NATS_URL (`fenceline demo --hold --endpoints file` writes one)",
+    );
+  }
+  return url;
+}
+
+export function table(rows: string[][], header: string[]): string {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
+  return all.map((r) => r.map((cell, i) => (cell ?? "").padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}

@@ -1,0 +1,43 @@
+import { Kvm } from "@nats-io/kv";
+import { connectNats } from "@fenceline/bus";
+import { Buckets } from "@fenceline/streams";
+import type { NodeSnapshot } from "@fenceline/engine";
+import { parse, serverUrl, table } from "../args.js";
+
+const USAGE = `usage: fenceline nodes [--server nats://host:port] [--json]
+
+Shows each node's lifecycle state as the engine last recorded it (KV bucket FL_NODES).`;
+
+export async function readSnapshots(url: string): Promise<NodeSnapshot[]> {
+  const nc = await connectNats(url, { name: "fenceline-cli" });
+  try {
+    const kv = await new Kvm(nc).open(Buckets.nodes);
+    const out: NodeSnapshot[] = [];
+    for await (const key of await kv.keys()) {
+      const entry = await kv.get(key);
+      if (entry?.operation === "PUT") out.push(entry.json<NodeSnapshot>());
+    }
+    return out.sort((a, b) => a.node.localeCompare(b.node, undefined, { numeric: true }));
+  } finally {
+    await nc.close();
+  }
+}
+
+export async function nodesCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { server: { type: "string" }, json: { type: "boolean" } }, USAGE);
+  if (values.help) return (console.log(USAGE), 0);
+  const snapshots = await readSnapshots(serverUrl(values.server as string | undefined));
+  if (values.json) {
+    const rows = snapshots.map((s) => ({ node: s.node, state: s.path, since: s.context.since, epoch: s.context.epoch, bootId: s.context.bootId, lastSeq: s.lastSeq, slot: s.context.slot, reason: s.context.operatorReason ?? s.context.pausedReason ?? null }));
+    process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    return 0;
+  }
+  if (snapshots.length === 0) return (console.log("no nodes yet"), 0);
+  console.log(
+    table(
+      snapshots.map((s) => [s.node, s.path, new Date(s.context.since).toISOString(), String(s.context.epoch), s.context.bootId ?? "-", s.context.operatorReason ?? s.context.pausedReason ?? ""]),
+      ["NODE", "STATE", "SINCE", "EPOCH", "BOOT ID", "NOTE"],
+    ),
+  );
+  return 0;
+}

@@ -1,0 +1,71 @@
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { systemClock, type Clock, type ClusterApi, type FenceAgent, type Policy, type Provisioner } from "@fenceline/contracts";
+import type { Logger } from "@fenceline/bus";
+import { Buckets, provisionStreams } from "@fenceline/streams";
+import { runEngine, type RunningEngine } from "@fenceline/engine";
+import { runHeartbeatDetector } from "@fenceline/detectors";
+import {
+  createActuator,
+  createAgentRelayHandlers,
+  createClusterHandlers,
+  createFenceHandlers,
+  createGuardHandlers,
+  createKvBudgetStore,
+  createProvisionerHandlers,
+  runActuator,
+  watchFleetView,
+  type ActuatorCore,
+} from "@fenceline/actuators";
+
+export type ControlPlaneOptions = {
+  nc: NatsConnection;
+  policy: Policy;
+  log: Logger;
+  cluster: ClusterApi;
+  provisioner: Provisioner;
+  fenceAgent?: FenceAgent;
+  clock?: Clock;
+  replicas?: number;
+};
+
+export type ControlPlane = {
+  engine: RunningEngine;
+  stop(): Promise<void>;
+};
+
+/** Everything but the agents: streams, engine, heartbeat detector, fleet guard and actuators. */
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const { nc, policy, log } = options;
+  const clock = options.clock ?? systemClock;
+  const report = await provisionStreams(nc, { log, ...(options.replicas ? { replicas: options.replicas } : {}) });
+  log.info(report, "streams provisioned");
+
+  const actuators: ActuatorCore[] = [];
+  const fleet = await watchFleetView(nc, {
+    onSnapshot: (node, epoch) => actuators.forEach((a) => a.observeEpoch(node, epoch)),
+  });
+  const budget = createKvBudgetStore(await new Kvm(nc).open(Buckets.fleet));
+
+  actuators.push(
+    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock }) }),
+    createActuator({ name: "cluster", clock, handlers: createClusterHandlers(options.cluster, clock) }),
+    createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(nc) }),
+    createActuator({ name: "provisioner", clock, handlers: createProvisionerHandlers(options.provisioner) }),
+  );
+  if (options.fenceAgent) actuators.push(createActuator({ name: "fence", clock, handlers: createFenceHandlers(options.fenceAgent, clock) }));
+
+  const engine = await runEngine({ nc, policy, log: log.child({ component: "engine" }), clock });
+  const detector = await runHeartbeatDetector({ nc, timeoutMs: policy.heartbeat.timeoutMs, log: log.child({ component: "heartbeat-detector" }), clock });
+  const runners = actuators.map((actuator) => runActuator({ nc, actuator, log: log.child({ component: `actuator-${actuator.name}` }) }));
+
+  return {
+    engine,
+    async stop() {
+      await Promise.all(runners.map((r) => r.stop()));
+      await detector.stop();
+      await engine.stop();
+      await fleet.stop();
+    },
+  };
+}

@@ -1,0 +1,327 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import { AuditRecord, DEMO_POLICY, systemClock, type Policy, type Provisioner } from "@fenceline/contracts";
+import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
+import { createNatsAgentTransport } from "@fenceline/agent";
+import { checkInvariants, InMemoryCluster, SimFleet, type Violation } from "@fenceline/sim";
+import { Subjects } from "@fenceline/streams";
+import { startControlPlane, type ControlPlane } from "../control-plane.js";
+import { SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
+
+export type FaultReport = {
+  node: string;
+  kind: string;
+  injectedAt: number;
+  detectedAfterMs: number | null;
+  fencedAfterMs: number | null;
+  workloadsRecoveredAfterMs: number | null;
+  rejoinedAfterMs: number | null;
+  finalState: string;
+  reprovisioned: boolean;
+  selfFenced: boolean;
+  /** Stateful replicas that ran on the node when the fault hit. */
+  statefulReplicas: string[];
+};
+
+export type DemoSummary = {
+  scenario: string;
+  nodes: number;
+  eventsProcessed: number;
+  faults: FaultReport[];
+  invariantViolations: Violation[];
+  reboots: number;
+  elapsedMs: number;
+  ok: boolean;
+};
+
+export type DemoOptions = {
+  nodes?: number;
+  scenario?: string;
+  policy?: Policy;
+  /** An existing server; by default the demo starts its own nats-server. */
+  server?: string;
+  /** Progress lines (stderr); silent when absent. */
+  progress?: (line: string) => void;
+  timeoutMs?: number;
+  rebootMs?: number;
+  /** Replace the simulated provisioner (tests inject failures). */
+  provisioner?: Provisioner;
+  log?: Logger;
+};
+
+export type RunningDemo = {
+  summary: DemoSummary;
+  natsUrl: string;
+  cluster: InMemoryCluster;
+  fleet: SimFleet;
+  /** Stops the fleet, the control plane and (if the demo started it) nats-server. */
+  stop(): Promise<void>;
+};
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Simulated re-provisioning: takes a moment, always works. */
+function simulatedProvisioner(): Provisioner {
+  return {
+    async run(step, node, hostGroup) {
+      await sleep(150);
+      return { ok: true, output: `${step} ${node} (host group ${hostGroup}): ok` };
+    },
+  };
+}
+
+/**
+ * Runs the demo: a local nats-server, the control plane, a simulated fleet with workloads; waits
+ * for the fleet to be healthy, injects the scenario's faults and waits until every faulted node
+ * is healthy again with its stateful workloads running (or the timeout). Returns with
+ * everything still running; call `stop()`.
+ */
+export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
+  const started = Date.now();
+  const scenario: Scenario | undefined = SCENARIOS[options.scenario ?? "default"];
+  if (!scenario) throw new Error(`unknown scenario "${options.scenario}"; known: ${Object.keys(SCENARIOS).join(", ")}`);
+  const nodeCount = options.nodes ?? 12;
+  const policy = options.policy ?? DEMO_POLICY;
+  const say = options.progress ?? (() => {});
+  const log = options.log ?? createLogger("fenceline-demo", { level: process.env.FENCELINE_LOG_LEVEL ?? "silent" });
+  const timeoutMs = options.timeoutMs ?? 45_000;
+
+  let server: NatsServer | undefined;
+  let url = options.server;
+  if (!url) {
+    server = await startNatsServer({ log });
+    url = server.url;
+    say(`nats-server started on ${url} (store ${server.storeDir})`);
+  }
+  const nc = await connectNats(url, { name: "fenceline-demo" });
+  const agentsNc = await connectNats(url, { name: "fenceline-demo-agents" });
+
+  const names = Array.from({ length: nodeCount }, (_, i) => `node-${i + 1}`);
+  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names });
+  const stateful = [
+    { name: "db", replicas: Math.min(3, nodeCount) },
+    { name: "queue", replicas: Math.min(3, nodeCount) },
+  ];
+  for (const s of stateful) cluster.addStatefulSet(s.name, s.replicas);
+  cluster.addDeployment("web", Math.max(1, Math.floor(nodeCount / 2)));
+
+  const control: ControlPlane = await startControlPlane({
+    nc,
+    policy,
+    log,
+    cluster,
+    provisioner: options.provisioner ?? simulatedProvisioner(),
+  });
+  say(`control plane up: engine, heartbeat detector, fleet guard, actuators (policy ${policy.version})`);
+
+  const audit: AuditRecord[] = [];
+  const auditSub = nc.subscribe(Subjects.auditAll, {
+    callback: (err, msg) => {
+      if (err) return;
+      const parsed = AuditRecord.safeParse(msg.json());
+      if (!parsed.success) return;
+      audit.push(parsed.data);
+      const r = parsed.data;
+      if (r.changed && r.from !== "new") say(`  ${r.node.padEnd(8)} ${r.from} → ${r.to}${r.reason ? `  (${r.reason})` : ""}`);
+    },
+  });
+
+  const fleet = new SimFleet({
+    nodes: names,
+    clock: systemClock,
+    cluster,
+    timing: policy.agent,
+    heartbeatIntervalMs: policy.heartbeat.intervalMs,
+    rebootMs: options.rebootMs ?? 1_500,
+    log,
+    transportFor: (node) => createNatsAgentTransport({ nc: agentsNc, node, log }),
+    onEvent: (e) => {
+      if (e.what !== "up") say(`  ${e.node.padEnd(8)} [machine] ${e.what}`);
+    },
+  });
+
+  const violations = new Map<string, Violation>();
+  const reports: FaultReport[] = [];
+  const bootIdsAtFault = new Map<string, string>();
+  let ticking = true;
+  const ticker = (async () => {
+    while (ticking) {
+      const now = Date.now();
+      cluster.step(now);
+      for (const v of checkInvariants(cluster, now).violations) {
+        const key = `${v.invariant}:${v.detail}`;
+        if (!violations.has(key)) {
+          violations.set(key, v);
+          say(`  INVARIANT VIOLATED: ${v.invariant}: ${v.detail}`);
+        }
+      }
+      if (reports.length > 0) update(reports, audit, cluster, fleet, bootIdsAtFault);
+      await sleep(25);
+    }
+  })();
+
+  await fleet.start();
+  say(`fleet of ${nodeCount} nodes started; workloads: ${stateful.map((s) => `StatefulSet ${s.name} ×${s.replicas}`).join(", ")}, Deployment web`);
+
+  const healthy = () => {
+    const latest = latestStates(audit);
+    return names.every((n) => latest.get(n) === "healthy");
+  };
+  const warmupUntil = Date.now() + 15_000;
+  while (!healthy() || cluster.replicas().some((r) => r.runningOn.length === 0)) {
+    if (Date.now() > warmupUntil) throw new Error("the fleet did not become healthy within 15 s");
+    await sleep(50);
+  }
+  say("fleet healthy; all workloads running");
+
+  const injectedAt = Date.now();
+  const used = new Set<string>();
+  const pick = (plan: FaultPlan): string => {
+    const candidates = plan.pick === "stateful" ? statefulNodes(cluster).filter((n) => !used.has(n)) : [];
+    const spare = names.filter((n) => !used.has(n) && !statefulNodes(cluster).includes(n));
+    const node = candidates[0] ?? spare[0] ?? names.find((n) => !used.has(n));
+    if (!node) throw new Error("not enough nodes for the scenario");
+    used.add(node);
+    return node;
+  };
+  for (const plan of [...scenario.faults].sort((a, b) => a.atMs - b.atMs)) {
+    const wait = injectedAt + plan.atMs - Date.now();
+    if (wait > 0) await sleep(wait);
+    const targets: string[] = [];
+    if (plan.kind === "partition-minority") {
+      for (let i = 0; i < (plan.groupSize ?? 2); i++) targets.push(pick(plan));
+    } else if (plan.kind === "control-plane-outage") {
+      targets.push("*");
+    } else {
+      targets.push(pick(plan));
+    }
+    const at = Date.now();
+    for (const node of targets) {
+      const replicas = node === "*" ? [] : replicasOn(cluster, node);
+      if (node !== "*") bootIdsAtFault.set(node, fleet.status(node).bootId);
+      reports.push({ node, kind: plan.kind, injectedAt: at, detectedAfterMs: null, fencedAfterMs: null, workloadsRecoveredAfterMs: null, rejoinedAfterMs: null, finalState: "healthy", reprovisioned: false, selfFenced: false, statefulReplicas: replicas });
+    }
+    switch (plan.kind) {
+      case "crash":
+        await fleet.crash(targets[0]!, plan.forMs);
+        break;
+      case "network-loss":
+        await fleet.networkLoss(targets[0]!, plan.forMs ?? 4_000);
+        break;
+      case "reboot":
+        await fleet.reboot(targets[0]!);
+        break;
+      case "agent-crash":
+        await fleet.agentCrash(targets[0]!, plan.restartAfterMs);
+        break;
+      case "partition-minority":
+        await fleet.partition(targets, plan.forMs ?? 4_000);
+        break;
+      case "control-plane-outage":
+        await fleet.controlPlaneOutage(plan.forMs ?? 6_000);
+        break;
+    }
+    say(`FAULT ${plan.kind} on ${targets.join(", ")}${targets[0] !== "*" ? ` (stateful: ${reports.filter((r) => targets.includes(r.node)).flatMap((r) => r.statefulReplicas).join(", ") || "none"})` : ""}`);
+  }
+
+  const lastFaultEnds = Math.max(...scenario.faults.map((f) => injectedAt + f.atMs + (f.forMs ?? 0)));
+  const deadline = started + timeoutMs;
+  const settled = () => {
+    if (Date.now() < lastFaultEnds + 1_500) return false;
+    return reports.every((r) => r.finalState === "healthy" && (r.statefulReplicas.length === 0 || r.workloadsRecoveredAfterMs !== null)) && healthy();
+  };
+  while (!settled() && Date.now() < deadline) await sleep(100);
+  update(reports, audit, cluster, fleet, bootIdsAtFault);
+
+  const reboots = names.reduce((sum, n) => sum + Math.max(0, fleet.status(n).boots - 1), 0);
+  const summary: DemoSummary = {
+    scenario: scenario.name,
+    nodes: nodeCount,
+    eventsProcessed: audit.length,
+    faults: reports,
+    invariantViolations: [...violations.values()],
+    reboots,
+    elapsedMs: Date.now() - started,
+    ok: violations.size === 0 && reports.every((r) => r.finalState === "healthy"),
+  };
+
+  return {
+    summary,
+    natsUrl: url,
+    cluster,
+    fleet,
+    async stop() {
+      ticking = false;
+      await ticker;
+      await fleet.stop();
+      auditSub.unsubscribe();
+      await control.stop();
+      await agentsNc.drain().catch(() => {});
+      await nc.drain().catch(() => {});
+      await server?.stop();
+    },
+  };
+}
+
+function latestStates(audit: AuditRecord[]): Map<string, string> {
+  const latest = new Map<string, { seq: number; to: string }>();
+  for (const r of audit) {
+    const prev = latest.get(r.node);
+    if (!prev || r.seq > prev.seq) latest.set(r.node, { seq: r.seq, to: r.to });
+  }
+  return new Map([...latest].map(([n, v]) => [n, v.to]));
+}
+
+function replicasOn(cluster: InMemoryCluster, node: string): string[] {
+  return cluster.replicas().filter((r) => r.runningOn.includes(node)).map((r) => r.replica).sort();
+}
+
+function statefulNodes(cluster: InMemoryCluster): string[] {
+  const nodes = new Set<string>();
+  for (const r of [...cluster.replicas()].sort((a, b) => a.replica.localeCompare(b.replica))) for (const n of r.runningOn) nodes.add(n);
+  return [...nodes];
+}
+
+/** Fills in each fault's timings from the audit trail and the cluster's truth. */
+function update(reports: FaultReport[], audit: AuditRecord[], cluster: InMemoryCluster, fleet: SimFleet, bootIds: Map<string, string>) {
+  const byNode = new Map<string, AuditRecord[]>();
+  for (const r of [...audit].sort((a, b) => a.seq - b.seq)) {
+    const list = byNode.get(r.node) ?? [];
+    list.push(r);
+    byNode.set(r.node, list);
+  }
+  const latest = latestStates(audit);
+  for (const report of reports) {
+    if (report.node === "*") {
+      const all = [...latest.values()];
+      report.finalState = all.every((s) => s === "healthy") ? "healthy" : all.find((s) => s !== "healthy") ?? "healthy";
+      const after = audit.filter((r) => r.at >= report.injectedAt);
+      const detected = after.find((r) => r.event.type === "heartbeat.missed");
+      report.detectedAfterMs = detected ? detected.at - report.injectedAt : null;
+      const fenced = after.find((r) => r.from === "fencing" && r.changed);
+      report.fencedAfterMs = fenced ? fenced.at - report.injectedAt : null;
+      report.reprovisioned = after.some((r) => r.commands.some((c) => c.kind === "reprovision"));
+      report.selfFenced = fleet.nodes.some((n) => fleet.status(n).selfFences.some((s) => s.at >= report.injectedAt));
+      continue;
+    }
+    const records = (byNode.get(report.node) ?? []).filter((r) => r.at >= report.injectedAt - 50);
+    const t0 = report.injectedAt;
+    const first = (pred: (r: AuditRecord) => boolean) => records.find(pred);
+    const detected = first((r) => r.event.type === "heartbeat.missed" || (r.changed && r.to.startsWith("suspect")));
+    report.detectedAfterMs = detected ? Math.max(0, detected.at - t0) : null;
+    const fenced = first((r) => r.changed && r.from === "fencing");
+    report.fencedAfterMs = fenced ? Math.max(0, fenced.at - t0) : null;
+    const left = records.some((r) => r.changed && r.to !== "healthy");
+    const rejoined = left ? first((r) => r.changed && r.to === "healthy") : undefined;
+    report.rejoinedAfterMs = rejoined ? Math.max(0, rejoined.at - t0) : null;
+    report.finalState = latest.get(report.node) ?? "unknown";
+    report.reprovisioned = records.some((r) => r.commands.some((c) => c.kind === "reprovision"));
+    report.selfFenced = fleet.status(report.node).selfFences.some((s) => s.at >= t0);
+    if (report.workloadsRecoveredAfterMs === null && report.statefulReplicas.length > 0) {
+      const status = fleet.status(report.node);
+      const rebooted = status.bootId !== bootIds.get(report.node) && status.power === "up";
+      const running = cluster.replicas().filter((r) => report.statefulReplicas.includes(r.replica));
+      const allBack = running.every((r) => r.runningOn.length > 0 && (r.runningOn.some((n) => n !== report.node) || rebooted));
+      if (allBack && running.length === report.statefulReplicas.length) report.workloadsRecoveredAfterMs = Date.now() - t0;
+    }
+  }
+}

@@ -1,0 +1,54 @@
+import type { FaultKind } from "@fenceline/sim";
+
+/** One fault of a scenario: when (after the fleet is healthy), what, and on which node. */
+export type FaultPlan = {
+  atMs: number;
+  kind: FaultKind;
+  /** "stateful": a node running a stateful replica nobody else was picked for; "any": a spare node. */
+  pick: "stateful" | "any";
+  /** How long the fault lasts (network loss, partition, outage) or the node stays down (crash). */
+  forMs?: number;
+  /** agent-crash: restart the agent after this long (omit: never restarted, its watchdog fires). */
+  restartAfterMs?: number;
+  /** partition-minority: how many nodes are cut off together. */
+  groupSize?: number;
+};
+
+export type Scenario = { name: string; description: string; faults: FaultPlan[] };
+
+export const SCENARIOS: Record<string, Scenario> = {
+  default: {
+    name: "default",
+    description: "a hard crash, a network loss and a reboot, each on a node running a stateful replica",
+    faults: [
+      { atMs: 0, kind: "crash", pick: "stateful", forMs: 5_000 },
+      { atMs: 200, kind: "network-loss", pick: "stateful", forMs: 4_000 },
+      { atMs: 400, kind: "reboot", pick: "stateful" },
+    ],
+  },
+  crash: { name: "crash", description: "a hard crash; the machine is back after 5 s", faults: [{ atMs: 0, kind: "crash", pick: "stateful", forMs: 5_000 }] },
+  "network-loss": {
+    name: "network-loss",
+    description: "a node loses its network (its containers keep running): it must fence itself before its workloads move",
+    faults: [{ atMs: 0, kind: "network-loss", pick: "stateful", forMs: 4_000 }],
+  },
+  reboot: { name: "reboot", description: "an administrator reboots a node", faults: [{ atMs: 0, kind: "reboot", pick: "stateful" }] },
+  "agent-crash": {
+    name: "agent-crash",
+    description: "one agent crashes and restarts at once (nothing to do); another never comes back (its watchdog resets the node)",
+    faults: [
+      { atMs: 0, kind: "agent-crash", pick: "any", restartAfterMs: 300 },
+      { atMs: 0, kind: "agent-crash", pick: "stateful" },
+    ],
+  },
+  "partition-minority": {
+    name: "partition-minority",
+    description: "three nodes are cut off together: a minority, so they fence themselves and their workloads move",
+    faults: [{ atMs: 0, kind: "partition-minority", pick: "stateful", forMs: 4_000, groupSize: 3 }],
+  },
+  "control-plane-outage": {
+    name: "control-plane-outage",
+    description: "no agent reaches NATS for 6 s: a majority lost the control plane, so nobody reboots and nothing is remediated",
+    faults: [{ atMs: 0, kind: "control-plane-outage", pick: "any", forMs: 6_000 }],
+  },
+};

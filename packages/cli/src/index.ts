@@ -1,0 +1,2 @@
+export { main } from "./main.js";
+export { startControlPlane, type ControlPlane, type ControlPlaneOptions } from "./control-plane.js";

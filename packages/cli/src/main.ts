@@ -1,0 +1,60 @@
+import { isFencelineError } from "@fenceline/contracts";
+import { UsageError } from "./args.js";
+import { auditCommand } from "./commands/audit.js";
+import { nodesCommand } from "./commands/nodes.js";
+import { operatorCommand } from "./commands/operator.js";
+import { statechartCommand } from "./commands/statechart.js";
+import { upCommand } from "./commands/up.js";
+
+const USAGE = `usage: fenceline <command> [options]   (fenceline <command> --help for details)
+
+  demo          run the whole system on a simulated fleet, inject faults, print a summary
+  up            run the control plane (engine, detectors, actuators) in the foreground
+  nodes         each node's lifecycle state
+  audit         the audit trail (--follow, --node, --export)
+  statechart    the node lifecycle statechart (--json)
+  pause|resume|reset NODE   operator actions
+
+Client commands find NATS through --server or NATS_URL.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const lazy = (load: () => Promise<Command>): Command => async (argv) => (await load())(argv);
+
+const COMMANDS: Record<string, Command> = {
+  up: upCommand,
+  nodes: nodesCommand,
+  audit: auditCommand,
+  statechart: statechartCommand,
+  pause: (argv) => operatorCommand("pause", argv),
+  resume: (argv) => operatorCommand("resume", argv),
+  reset: (argv) => operatorCommand("reset", argv),
+  demo: lazy(async () => (await import("./commands/demo.js")).demoCommand),
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    console.log(USAGE);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`fenceline: unknown command "${name}"\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`fenceline ${name}: ${err.message}`);
+      return 2;
+    }
+    if (isFencelineError(err)) {
+      console.error(`fenceline ${name}: ${err.message}`);
+      return 1;
+    }
+    console.error(`fenceline ${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return 1;
+  }
+}

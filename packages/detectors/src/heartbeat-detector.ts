@@ -1,0 +1,132 @@
+import { createEvent, type Clock, type Heartbeat, type NodeEvent } from "@fenceline/contracts";
+
+type Seen = {
+  bootId: string;
+  incarnation: number;
+  seq: number;
+  lastSeenAt: number;
+  missing: boolean;
+  checksums?: Record<string, string>;
+  checksumKey: string;
+};
+
+const checksumKey = (checksums?: Record<string, string>) =>
+  checksums ? Object.keys(checksums).sort().map((k) => `${k}=${checksums[k]}`).join(",") : "";
+
+/**
+ * Turns the heartbeat firehose into the few events that matter: a node seen for the first time
+ * (`node.joined`), silent for the timeout (`heartbeat.missed`), back (`heartbeat.resumed`), with a
+ * new boot id (`boot.changed`), or with changed checksums (`config.reported`). Ids derive from
+ * the heartbeat itself, so two detectors seeing the same heartbeats publish the same ids.
+ */
+export function createHeartbeatDetector(options: {
+  clock: Clock;
+  timeoutMs: number;
+  publish: (event: NodeEvent) => Promise<void>;
+  source?: string;
+}) {
+  const { clock, timeoutMs, publish } = options;
+  const source = options.source ?? "heartbeat-detector";
+  const nodes = new Map<string, Seen>();
+
+  const emit = (event: NodeEvent) => publish(event);
+
+  return {
+    /** Nodes known from before a restart: treated as seen now, so a silent one is reported after the timeout. */
+    seed(known: Array<{ node: string; bootId: string | null }>) {
+      const now = clock.now();
+      for (const { node, bootId } of known) {
+        if (nodes.has(node) || bootId === null) continue;
+        nodes.set(node, { bootId, incarnation: -1, seq: -1, lastSeenAt: now, missing: false, checksumKey: "" });
+      }
+    },
+
+    async onHeartbeat(hb: Heartbeat): Promise<void> {
+      const now = clock.now();
+      const prev = nodes.get(hb.node);
+      const next: Seen = {
+        bootId: hb.bootId,
+        incarnation: hb.incarnation,
+        seq: hb.seq,
+        lastSeenAt: now,
+        missing: false,
+        checksumKey: checksumKey(hb.checksums),
+        ...(hb.checksums ? { checksums: hb.checksums } : {}),
+      };
+      nodes.set(hb.node, next);
+      const tag = `${hb.node}:${hb.bootId}:${hb.incarnation}:${hb.seq}`;
+      const extra = {
+        ...(hb.checksums ? { checksums: hb.checksums } : {}),
+      };
+      if (!prev || prev.incarnation === -1) {
+        if (prev && prev.bootId !== hb.bootId) {
+          await emit(createEvent("boot.changed", { id: `boot:${hb.node}:${hb.bootId}`, node: hb.node, at: now, source, data: { previousBootId: prev.bootId, bootId: hb.bootId } }));
+        }
+        await emit(
+          createEvent("node.joined", {
+            id: `joined:${tag}`,
+            node: hb.node,
+            at: now,
+            source,
+            data: {
+              bootId: hb.bootId,
+              incarnation: hb.incarnation,
+              ...(hb.hostGroup ? { hostGroup: hb.hostGroup } : {}),
+              ...(hb.controlPlane !== undefined ? { controlPlane: hb.controlPlane } : {}),
+              ...extra,
+            },
+          }),
+        );
+        return;
+      }
+      if (prev.bootId !== hb.bootId) {
+        await emit(createEvent("boot.changed", { id: `boot:${hb.node}:${hb.bootId}`, node: hb.node, at: now, source, data: { previousBootId: prev.bootId, bootId: hb.bootId } }));
+      }
+      if (prev.missing) {
+        await emit(
+          createEvent("heartbeat.resumed", {
+            id: `resumed:${tag}`,
+            node: hb.node,
+            at: now,
+            source,
+            data: { bootId: hb.bootId, incarnation: hb.incarnation, ...extra, ...(hb.selfFenced ? { selfFenced: hb.selfFenced } : {}) },
+          }),
+        );
+      } else if (hb.checksums && prev.checksumKey !== next.checksumKey) {
+        await emit(createEvent("config.reported", { id: `config:${tag}`, node: hb.node, at: now, source, data: { bootId: hb.bootId, checksums: hb.checksums } }));
+      }
+    },
+
+    /** Reports nodes silent for the timeout; call it a few times per timeout. */
+    async tick(): Promise<void> {
+      const now = clock.now();
+      for (const [node, seen] of nodes) {
+        if (seen.missing || now - seen.lastSeenAt < timeoutMs) continue;
+        // Marked before publishing so a heartbeat arriving meanwhile is reported as resumed.
+        seen.missing = true;
+        try {
+        await emit(
+          createEvent("heartbeat.missed", {
+            id: `missed:${node}:${seen.bootId}:${seen.incarnation}:${seen.seq}`,
+            node,
+            at: now,
+            source,
+            data: { lastSeenAt: seen.lastSeenAt, bootId: seen.bootId },
+          }),
+        );
+        } catch (err) {
+          if (nodes.get(node) === seen) seen.missing = false;
+          throw err;
+        }
+      }
+    },
+
+    known(): string[] {
+      return [...nodes.keys()].sort();
+    },
+    isMissing(node: string): boolean {
+      return nodes.get(node)?.missing ?? false;
+    },
+  };
+}
+export type HeartbeatDetector = ReturnType<typeof createHeartbeatDetector>;

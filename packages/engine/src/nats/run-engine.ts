@@ -1,0 +1,103 @@
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { NODE_EVENT_TYPES, NodeEvent, nodeFromToken, systemClock, type Clock, type Policy } from "@fenceline/contracts";
+import { consumeValidated, publishAudit, publishCommand, publishDeadLetter, publishEvent, type Logger } from "@fenceline/bus";
+import { Buckets, Consumers, Streams } from "@fenceline/streams";
+import { createEngineCore, type EngineCore } from "../engine.js";
+import { createDecider, type Decider, type FoldResult } from "../fold.js";
+import { createTimerService, type TimerService } from "../timer-service.js";
+import { createKvSnapshotStore } from "./kv-snapshot-store.js";
+
+export type RunningEngine = {
+  core: EngineCore;
+  timers: TimerService;
+  stop(): Promise<void>;
+};
+
+/**
+ * Runs the engine on NATS: the durable `engine` consumer on FL_EVENTS, snapshots in FL_NODES,
+ * commands to FL_COMMANDS, audit to FL_AUDIT, and the timer service. Streams must already be
+ * provisioned.
+ */
+export async function runEngine(options: {
+  nc: NatsConnection;
+  policy: Policy;
+  log: Logger;
+  clock?: Clock;
+  decider?: Decider;
+  onApplied?: (result: FoldResult) => void;
+}): Promise<RunningEngine> {
+  const { nc, policy, log } = options;
+  const clock = options.clock ?? systemClock;
+  const js = jetstream(nc);
+  const kv = await new Kvm(nc).open(Buckets.nodes);
+  const decider = options.decider ?? createDecider(policy);
+
+  const core = createEngineCore({
+    decider,
+    snapshots: createKvSnapshotStore(kv),
+    outputs: {
+      async publishCommands(commands) {
+        await Promise.all(commands.map((c) => publishCommand(js, c)));
+      },
+      async publishAudit(record) {
+        await publishAudit(js, record);
+      },
+    },
+    ...(options.onApplied ? { onApplied: options.onApplied } : {}),
+  });
+
+  const timers = createTimerService({
+    clock,
+    publish: async (event) => {
+      await publishEvent(js, event);
+    },
+    onError: (err) => log.warn({ err }, "cannot publish a timer event; will retry"),
+  });
+
+  const recovered = await core.recover();
+  for (const snapshot of recovered) timers.track(snapshot.node, snapshot.context.timers);
+  log.info({ nodes: recovered.length, policy: policy.version }, "engine resumed from snapshots");
+
+  const consumer = consumeValidated({
+    js,
+    stream: Streams.events,
+    consumer: Consumers.engine,
+    schema: NodeEvent,
+    knownTypes: NODE_EVENT_TYPES,
+    dlqSource: "engine",
+    log,
+    handle: async (event, msg) => {
+      const subjectNode = nodeFromToken(msg.subject.split(".")[2] ?? "");
+      if (subjectNode !== event.node) {
+        await publishDeadLetter(js, "engine", msg.subject, msg.data, "forbidden", `event for node "${event.node}" published on the subject of node "${subjectNode}"`, {
+          log,
+          msgID: `dlq:${Streams.events}:${msg.seq}`,
+        });
+        return;
+      }
+      const outcome = await core.apply(event, msg.seq);
+      if (!outcome.applied) {
+        log.debug({ node: event.node, seq: msg.seq }, "event already applied; acking");
+        return;
+      }
+      const { audit, snapshot } = outcome.result;
+      timers.track(event.node, snapshot.context.timers);
+      log.info(
+        { node: event.node, seq: msg.seq, event: event.type, from: audit.from, to: audit.to, epoch: audit.epoch, commands: audit.commands.map((c) => c.kind), reason: audit.reason },
+        audit.changed ? `${event.node}: ${audit.from} → ${audit.to}` : `${event.node}: ${event.type} in ${audit.to}`,
+      );
+    },
+  });
+  timers.start();
+
+  return {
+    core,
+    timers,
+    async stop() {
+      timers.stop();
+      await consumer.stop();
+    },
+  };
+}

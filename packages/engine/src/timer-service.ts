@@ -1,0 +1,73 @@
+import { createEvent, type Clock, type NodeEvent } from "@fenceline/contracts";
+
+export const timerEventId = (node: string, timer: string, due: number) => `timer:${node}:${timer}:${due}`;
+
+/**
+ * Turns the deadlines the machines asked for into `timer.fired` events. It holds only what is
+ * pending now (`track` replaces a node's deadlines after every fold); the id of a fired timer
+ * is derived from (node, timer, due), so firing twice is deduplicated by the event stream.
+ */
+export function createTimerService(options: {
+  clock: Clock;
+  publish: (event: NodeEvent) => Promise<void>;
+  tickMs?: number;
+  onError?: (err: unknown) => void;
+}) {
+  const { clock, publish } = options;
+  const tickMs = options.tickMs ?? 100;
+  const pending = new Map<string, Map<string, number>>();
+  const fired = new Set<string>();
+  let handle: unknown = null;
+  let running = false;
+
+  async function tick() {
+    const now = clock.now();
+    for (const [node, timers] of pending) {
+      for (const [timer, due] of timers) {
+        const id = timerEventId(node, timer, due);
+        if (due > now || fired.has(id)) continue;
+        fired.add(id);
+        try {
+          await publish(createEvent("timer.fired", { id, node, at: Math.max(now, due), source: "timer", data: { timer, due } }));
+        } catch (err) {
+          fired.delete(id);
+          options.onError?.(err);
+        }
+      }
+    }
+  }
+
+  function schedule() {
+    if (!running) return;
+    handle = clock.setTimeout(async () => {
+      await tick();
+      schedule();
+    }, tickMs);
+  }
+
+  return {
+    track(node: string, timers: Record<string, number>) {
+      const next = new Map(Object.entries(timers));
+      for (const [timer, due] of pending.get(node) ?? []) {
+        if (next.get(timer) !== due) fired.delete(timerEventId(node, timer, due));
+      }
+      if (next.size === 0) pending.delete(node);
+      else pending.set(node, next);
+    },
+    /** Deadlines still pending, soonest first. */
+    pending(): Array<{ node: string; timer: string; due: number }> {
+      const all = [...pending].flatMap(([node, timers]) => [...timers].map(([timer, due]) => ({ node, timer, due })));
+      return all.sort((a, b) => a.due - b.due || a.node.localeCompare(b.node));
+    },
+    tick,
+    start() {
+      running = true;
+      schedule();
+    },
+    stop() {
+      running = false;
+      if (handle !== null) clock.clearTimeout(handle);
+    },
+  };
+}
+export type TimerService = ReturnType<typeof createTimerService>;

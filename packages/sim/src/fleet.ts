@@ -1,0 +1,333 @@
+import type { AgentTiming, Clock, Watchdog } from "@fenceline/contracts";
+import {
+  createAgent,
+  createMemoryPeerNetwork,
+  createMemorySelfFenceStore,
+  type Agent,
+  type AgentTransport,
+  type SelfFenceRecord,
+  type SelfFenceStore,
+} from "@fenceline/agent";
+import type { Logger } from "@fenceline/bus";
+import type { InMemoryCluster } from "./cluster.js";
+import { createSwitchableTransport, type SwitchableTransport } from "./switchable-transport.js";
+import { VirtualWatchdog } from "./virtual-watchdog.js";
+
+export type FaultKind =
+  | "crash"
+  | "network-loss"
+  | "reboot"
+  | "agent-crash"
+  | "partition-minority"
+  | "control-plane-outage";
+
+export type FleetOptions = {
+  nodes: string[];
+  clock: Clock;
+  cluster: InMemoryCluster;
+  timing: AgentTiming;
+  heartbeatIntervalMs: number;
+  /** Builds a node's link to the control plane (NATS in the demo, memory in the lab). */
+  transportFor: (node: string) => AgentTransport | Promise<AgentTransport>;
+  /** How long a reset or rebooted node takes to boot again. */
+  rebootMs: number;
+  log: Logger;
+  hostGroupOf?: (node: string) => string;
+  checksumsOf?: (node: string) => Record<string, string> | undefined;
+  /** Every machine-level event (crash, boot, self-fence, network change), as it happens. */
+  onEvent?: (event: FleetEvent) => void;
+};
+
+export type FleetEvent = { at: number; node: string; what: string };
+
+type SimNode = {
+  name: string;
+  power: "up" | "down";
+  boots: number;
+  bootId: string;
+  incarnation: number;
+  agent: Agent | null;
+  transport: SwitchableTransport;
+  watchdog: VirtualWatchdog | null;
+  /** Set while the agent process is being killed: its watchdog must not be closed cleanly. */
+  killing: boolean;
+  selfFenceStore: SelfFenceStore & { readonly record: SelfFenceRecord | undefined };
+  selfFences: SelfFenceRecord[];
+  resets: number;
+  isolated: boolean;
+  /** Partition side: nodes on different sides cannot talk; side 0 holds the control plane. */
+  side: number;
+};
+
+/**
+ * The simulated fleet: machines that crash, reboot and lose their network, each running the
+ * real agent (heartbeats, watchdog, self-fencing) against a virtual watchdog that resets the
+ * machine when it is not fed. The cluster model decides what actually runs where.
+ */
+export class SimFleet {
+  readonly #options: FleetOptions;
+  readonly #nodes = new Map<string, SimNode>();
+  readonly #peers;
+  #controlPlaneDown = false;
+  readonly events: FleetEvent[] = [];
+  readonly #timers = new Set<unknown>();
+  #stopped = false;
+
+  constructor(options: FleetOptions) {
+    this.#options = options;
+    this.#peers = createMemoryPeerNetwork({ clock: options.clock, canReach: (a, b) => this.canReach(a, b) });
+    for (const name of options.nodes) {
+      const node: SimNode = {
+        name,
+        power: "down",
+        boots: 0,
+        bootId: "",
+        incarnation: 0,
+        agent: null,
+        transport: createSwitchableTransport(() => options.transportFor(name)),
+        watchdog: null,
+        killing: false,
+        selfFenceStore: createMemorySelfFenceStore(),
+        selfFences: [],
+        resets: 0,
+        isolated: false,
+        side: 0,
+      };
+      this.#nodes.set(name, node);
+    }
+  }
+
+  get nodes(): string[] {
+    return [...this.#nodes.keys()];
+  }
+
+  #node(name: string): SimNode {
+    const node = this.#nodes.get(name);
+    if (!node) throw new Error(`unknown node ${name}`);
+    return node;
+  }
+
+  #note(node: string, what: string) {
+    const event = { at: this.#options.clock.now(), node, what };
+    this.events.push(event);
+    this.#options.log.info({ node }, `sim: ${node} ${what}`);
+    this.#options.onEvent?.(event);
+  }
+
+  #later(ms: number, fn: () => void | Promise<void>) {
+    const handle = this.#options.clock.setTimeout(() => {
+      this.#timers.delete(handle);
+      if (!this.#stopped) void fn();
+    }, ms);
+    this.#timers.add(handle);
+  }
+
+  /** Whether a node's agent can reach the control plane now. */
+  reachesControlPlane(name: string): boolean {
+    const node = this.#node(name);
+    return node.power === "up" && !node.isolated && node.side === 0 && !this.#controlPlaneDown;
+  }
+
+  canReach(a: string, b: string): boolean {
+    const x = this.#node(a);
+    const y = this.#node(b);
+    return x.power === "up" && y.power === "up" && !x.isolated && !y.isolated && x.side === y.side;
+  }
+
+  async #syncLink(node: SimNode) {
+    if (this.reachesControlPlane(node.name)) await node.transport.connect();
+    else await node.transport.disconnect();
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([...this.#nodes.values()].map((n) => this.#boot(n)));
+  }
+
+  async #boot(node: SimNode) {
+    const { clock, timing, cluster } = this.#options;
+    node.boots += 1;
+    node.bootId = `${node.name}-boot-${node.boots}`;
+    node.power = "up";
+    if (node.boots > 1) cluster.boot(node.name, node.bootId);
+    await this.#syncLink(node);
+    await this.#startAgent(node);
+    this.#note(node.name, node.boots > 1 ? `booted (boot id ${node.bootId})` : "up");
+    void clock;
+    void timing;
+  }
+
+  async #startAgent(node: SimNode) {
+    const { clock, timing, log } = this.#options;
+    node.incarnation += 1;
+    const watchdog = new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "watchdog fired") });
+    node.watchdog = watchdog;
+    const guarded: Watchdog = {
+      timeoutMs: watchdog.timeoutMs,
+      start: () => watchdog.start(),
+      feed: () => watchdog.feed(),
+      close: async () => {
+        if (!node.killing) await watchdog.close();
+      },
+    };
+    const checksums = this.#options.checksumsOf?.(node.name);
+    node.agent = createAgent({
+      node: node.name,
+      bootId: node.bootId,
+      incarnation: node.incarnation,
+      hostGroup: this.#options.hostGroupOf?.(node.name) ?? "default",
+      timing,
+      heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
+      peerNodes: this.nodes.filter((n) => n !== node.name),
+      fleetSize: this.#nodes.size,
+      transport: node.transport.transport,
+      peers: this.#peers.transportFor(node.name),
+      watchdog: guarded,
+      clock,
+      ...(checksums ? { checksums: async () => checksums } : {}),
+      selfFenceStore: node.selfFenceStore,
+      log: log.child({ agent: node.name }),
+      onSelfFence: (record) => {
+        node.selfFences.push(record);
+        this.#note(node.name, `fenced itself: ${record.reason}`);
+      },
+    });
+    await node.agent.start();
+  }
+
+  async #stopAgent(node: SimNode, how: "clean" | "kill") {
+    const agent = node.agent;
+    node.agent = null;
+    if (!agent) return;
+    node.killing = how === "kill";
+    try {
+      await agent.stop();
+    } finally {
+      node.killing = false;
+    }
+  }
+
+  /** The machine is reset (watchdog) or power-cycled: everything stops, it boots after rebootMs. */
+  async #reset(node: SimNode, why: string) {
+    if (node.power !== "up") return;
+    node.resets += 1;
+    node.watchdog = null;
+    await this.#powerDown(node, why);
+    this.#later(this.#options.rebootMs, () => this.#boot(node));
+  }
+
+  async #powerDown(node: SimNode, why: string) {
+    node.power = "down";
+    this.#options.cluster.crash(node.name);
+    await this.#stopAgent(node, "kill");
+    await node.transport.disconnect();
+    this.#note(node.name, `down: ${why}`);
+  }
+
+  /** Hard crash: the machine stops dead; it comes back (new boot) after `downForMs` if given. */
+  async crash(name: string, downForMs?: number) {
+    const node = this.#node(name);
+    await this.#powerDown(node, "hard crash");
+    if (downForMs !== undefined) this.#later(downForMs, () => this.#boot(node));
+  }
+
+  /** An administrator reboots the machine: clean agent stop, down for rebootMs, new boot id. */
+  async reboot(name: string) {
+    const node = this.#node(name);
+    await this.#stopAgent(node, "clean");
+    node.power = "down";
+    this.#options.cluster.crash(node.name);
+    await node.transport.disconnect();
+    this.#note(name, "rebooting");
+    this.#later(this.#options.rebootMs, () => this.#boot(node));
+  }
+
+  /** The node loses its network for `forMs`: its containers keep running. */
+  async networkLoss(name: string, forMs: number) {
+    const node = this.#node(name);
+    node.isolated = true;
+    this.#options.cluster.setReachable(name, false);
+    await this.#syncLink(node);
+    this.#note(name, `lost its network for ${forMs} ms`);
+    this.#later(forMs, async () => {
+      node.isolated = false;
+      this.#options.cluster.setReachable(name, true);
+      await this.#syncLink(node);
+      this.#note(name, "network restored");
+    });
+  }
+
+  /** Cuts `group` off from the rest (and from the control plane) for `forMs`. */
+  async partition(group: string[], forMs: number) {
+    for (const name of group) {
+      this.#node(name).side = 1;
+      this.#options.cluster.setReachable(name, false);
+      await this.#syncLink(this.#node(name));
+    }
+    this.#note(group.join(","), `partitioned off for ${forMs} ms`);
+    this.#later(forMs, async () => {
+      for (const name of group) {
+        this.#node(name).side = 0;
+        this.#options.cluster.setReachable(name, true);
+        await this.#syncLink(this.#node(name));
+      }
+      this.#note(group.join(","), "partition healed");
+    });
+  }
+
+  /** No agent reaches the control plane for `forMs`; agents still reach each other. */
+  async controlPlaneOutage(forMs: number) {
+    this.#controlPlaneDown = true;
+    await Promise.all([...this.#nodes.values()].map((n) => this.#syncLink(n)));
+    this.#note("*", `control plane unreachable for ${forMs} ms`);
+    this.#later(forMs, async () => {
+      this.#controlPlaneDown = false;
+      await Promise.all([...this.#nodes.values()].map((n) => this.#syncLink(n)));
+      this.#note("*", "control plane reachable again");
+    });
+  }
+
+  /** The agent process dies (its watchdog stays armed); restarted after `restartAfterMs` if given. */
+  async agentCrash(name: string, restartAfterMs?: number) {
+    const node = this.#node(name);
+    await this.#stopAgent(node, "kill");
+    this.#note(name, "agent crashed");
+    if (restartAfterMs !== undefined) {
+      this.#later(restartAfterMs, async () => {
+        if (node.power !== "up" || node.agent) return;
+        // A new agent process re-opens the device: the same armed watchdog, fed again.
+        const old = node.watchdog;
+        await this.#startAgent(node);
+        if (old && old !== node.watchdog && old.state === "armed") {
+          // The kernel has one watchdog; the old handle's timer is the new one's.
+          await old.close();
+        }
+        this.#note(name, "agent restarted");
+      });
+    }
+  }
+
+  status(name: string) {
+    const node = this.#node(name);
+    return {
+      node: name,
+      power: node.power,
+      bootId: node.bootId,
+      boots: node.boots,
+      resets: node.resets,
+      selfFenced: node.selfFences.length > 0,
+      selfFences: [...node.selfFences],
+      reachesControlPlane: this.reachesControlPlane(name),
+      agent: node.agent?.state(),
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const handle of this.#timers) this.#options.clock.clearTimeout(handle);
+    this.#timers.clear();
+    for (const node of this.#nodes.values()) {
+      await this.#stopAgent(node, "clean");
+      await node.transport.disconnect();
+    }
+  }
+}

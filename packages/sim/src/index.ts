@@ -1,0 +1,33 @@
+export { VirtualClock } from "./virtual-clock.js";
+export {
+  InMemoryCluster,
+  DEFAULT_SERVER_VERSION,
+  DEFAULT_FORCE_DETACH_TIMEOUT_MS,
+  type InMemoryClusterOptions,
+} from "./cluster.js";
+export type {
+  PowerState,
+  PodPhase,
+  WorkloadKind,
+  NodeView,
+  PodView,
+  ContainerView,
+  VolumeAttachmentView,
+  WorkloadView,
+  ReplicaStatus,
+  ClusterEvent,
+  ClusterEventKind,
+} from "./cluster-views.js";
+export {
+  checkInvariants,
+  RunningTracker,
+  type ClusterTruth,
+  type InvariantName,
+  type InvariantReport,
+  type Violation,
+  type ReplicaDowntime,
+  type NodeRecovery,
+} from "./invariants.js";
+export { VirtualWatchdog, type VirtualWatchdogOptions, type WatchdogState } from "./virtual-watchdog.js";
+export { SimFleet, type FleetOptions, type FleetEvent, type FaultKind } from "./fleet.js";
+export { createSwitchableTransport, type SwitchableTransport } from "./switchable-transport.js";

@@ -1,0 +1,79 @@
+import type { CommandRequest, NodeEvent, Strategy } from "@fenceline/contracts";
+
+/** Everything the lifecycle machine remembers about one node. JSON-serialisable. */
+export type NodeContext = {
+  node: string;
+  /** Fencing token: grows each time fencing starts. */
+  epoch: number;
+  bootId: string | null;
+  /** The boot id the node had when fencing started: a different one later proves a reboot. */
+  bootIdAtFencing: string | null;
+  hostGroup: string;
+  controlPlane: boolean;
+  /** Active unhealthy signals ("heartbeat", "condition:Ready", "serf") and since when. */
+  signals: Record<string, number>;
+  /** Last sign of life (last heartbeat the control plane received). */
+  lastSeenAt: number | null;
+  /** Pending deadlines: timer name → due time. A `timer.fired` counts only if it matches. */
+  timers: Record<string, number>;
+  /** Holds a fleet-guard remediation slot. */
+  slot: boolean;
+  /** When the current top-level state was entered. */
+  since: number;
+  fence: {
+    /** How fencing was confirmed; set once, then the machine moves on to remediating. */
+    confirmedBy: string | null;
+    watchdogStopAckedAt: number | null;
+  };
+  remediation: {
+    /** Index into `policy.remediation`. */
+    step: number;
+    strategy: Exclude<Strategy, "Automatic"> | null;
+    /** Command kinds of the current step still waiting for a successful result. */
+    pending: string[];
+    /** The node came back while remediation was still running. */
+    nodeBack: boolean;
+  };
+  rejoin: {
+    attempt: number;
+    /** Why the node is being re-provisioned, or null when it needs no re-provisioning. */
+    reprovision: string | null;
+  };
+  /** Last configuration checksums the agent reported, and the desired ones. */
+  checksums: Record<string, string> | null;
+  desiredChecksums: Record<string, string> | null;
+  pausedReason: string | null;
+  /** Why the node needs an operator. */
+  operatorReason: string | null;
+};
+
+export type NodeInput = { node: string; at?: number };
+
+/** The machine's events are the node events of the contracts, as they are. */
+export type MachineEvent = NodeEvent;
+
+/** What the machine emits; the engine turns these into commands and audit reasons. */
+export type Emitted = { type: "command"; request: CommandRequest } | { type: "reason"; text: string };
+
+export function initialContext(input: NodeInput): NodeContext {
+  return {
+    node: input.node,
+    epoch: 0,
+    bootId: null,
+    bootIdAtFencing: null,
+    hostGroup: "default",
+    controlPlane: false,
+    signals: {},
+    lastSeenAt: null,
+    timers: {},
+    slot: false,
+    since: input.at ?? 0,
+    fence: { confirmedBy: null, watchdogStopAckedAt: null },
+    remediation: { step: 0, strategy: null, pending: [], nodeBack: false },
+    rejoin: { attempt: 0, reprovision: null },
+    checksums: null,
+    desiredChecksums: null,
+    pausedReason: null,
+    operatorReason: null,
+  };
+}

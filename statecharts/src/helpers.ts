@@ -1,0 +1,69 @@
+import type { NodeEvent } from "@fenceline/contracts";
+import type { NodeContext } from "./context.js";
+
+/** The boot id an event says the node runs now, if it says one. */
+export function bootIdOf(event: NodeEvent): string | null {
+  switch (event.type) {
+    case "heartbeat.resumed":
+    case "node.joined":
+    case "boot.changed":
+    case "config.reported":
+      return event.data.bootId;
+    default:
+      return null;
+  }
+}
+
+/** The unhealthy signal an event clears, if any. */
+export function signalClearedBy(event: NodeEvent): string | null {
+  switch (event.type) {
+    case "heartbeat.resumed":
+    case "node.joined":
+    case "boot.changed":
+      return "heartbeat";
+    case "signal.healthy":
+      return event.data.signal;
+    default:
+      return null;
+  }
+}
+
+/** Signals still active once `event` is applied. */
+export function signalsAfter(context: NodeContext, event: NodeEvent): Record<string, number> {
+  const signals = { ...context.signals };
+  const cleared = signalClearedBy(event);
+  if (cleared) delete signals[cleared];
+  if (event.type === "heartbeat.missed") signals.heartbeat = Math.min(signals.heartbeat ?? Infinity, event.data.lastSeenAt);
+  if (event.type === "signal.unhealthy") signals[event.data.signal] = Math.min(signals[event.data.signal] ?? Infinity, event.data.since);
+  return signals;
+}
+
+/** When the earliest active signal started, or null when the node looks healthy. */
+export function unhealthySince(signals: Record<string, number>): number | null {
+  const values = Object.values(signals);
+  return values.length === 0 ? null : Math.min(...values);
+}
+
+/** Services whose reported checksum differs from the desired one (none when nothing is desired). */
+export function driftedServices(reported: Record<string, string> | null, desired: Record<string, string> | null): string[] {
+  if (!desired) return [];
+  return Object.keys(desired)
+    .sort()
+    .filter((service) => reported?.[service] !== desired[service]);
+}
+
+export function withTimer(timers: Record<string, number>, name: string, due: number): Record<string, number> {
+  return { ...timers, [name]: due };
+}
+
+export function withoutTimers(timers: Record<string, number>, ...names: string[]): Record<string, number> {
+  const next = { ...timers };
+  for (const name of names) delete next[name];
+  return next;
+}
+
+/** Parses "1.30" / "v1.28.3" into [major, minor]. */
+export function parseVersion(text: string | number | boolean | undefined): [number, number] | null {
+  const match = /^v?(\d+)\.(\d+)/.exec(String(text ?? ""));
+  return match ? [Number(match[1]), Number(match[2])] : null;
+}

@@ -1,0 +1,747 @@
+import { enqueueActions, setup } from "xstate";
+import {
+  FENCING_TAINT,
+  OUT_OF_SERVICE_TAINT,
+  formatMs,
+  safeTimeOf,
+  type CommandRequest,
+  type NodeEvent,
+  type NodeEventOf,
+  type Policy,
+} from "@fenceline/contracts";
+import { initialContext, type Emitted, type NodeContext, type NodeInput } from "./context.js";
+import {
+  bootIdOf,
+  driftedServices,
+  parseVersion,
+  signalsAfter,
+  unhealthySince,
+  withoutTimers,
+  withTimer,
+} from "./helpers.js";
+
+/** Timer names the machine uses; the engine's timer service fires them as `timer.fired`. */
+export const Timers = {
+  suspect: "suspect",
+  guardRetry: "guard-retry",
+  safeTime: "safe-time",
+  watchdogReset: "watchdog-reset",
+  fenceTimeout: "fence-timeout",
+  stepTimeout: "step-timeout",
+  healthyDelay: "healthy-delay",
+  reprovisionTimeout: "reprovision-timeout",
+  reprovisionRetry: "reprovision-retry",
+  untaintRetry: "untaint-retry",
+} as const;
+
+/** Command kinds that move workloads: never emitted before fencing is confirmed. */
+export const REMEDIATION_KINDS = new Set(["pods.delete", "volumeattachments.delete", "workloads.await-gone"]);
+
+type Ev = NodeEvent;
+type Ctx = NodeContext;
+type Args = { context: Ctx; event: Ev };
+
+const command = (request: CommandRequest): Emitted => ({ type: "command", request });
+const reason = (text: string): Emitted => ({ type: "reason", text });
+
+function result(event: Ev): NodeEventOf<"command.result">["data"] | null {
+  return event.type === "command.result" ? event.data : null;
+}
+
+/** A result for the current epoch of a command of `kind`. */
+function resultOf(context: Ctx, event: Ev, kind: string): NodeEventOf<"command.result">["data"] | null {
+  const r = result(event);
+  return r && r.kind === kind && r.epoch === context.epoch ? r : null;
+}
+
+/**
+ * Creates the node lifecycle machine for a policy. Pure: no I/O, no clock, no randomness. Time
+ * comes from the events' `at`; deadlines live in `context.timers` and come back as `timer.fired`.
+ */
+export function createNodeMachine(policy: Policy) {
+  const safeTime = safeTimeOf(policy);
+  const steps = policy.remediation;
+
+  return setup({
+    types: {
+      context: {} as Ctx,
+      events: {} as Ev,
+      input: {} as NodeInput,
+      emitted: {} as Emitted,
+    },
+    guards: {
+      timerIs: ({ context, event }: Args, params: { name: string }) =>
+        event.type === "timer.fired" && event.data.timer === params.name && context.timers[params.name] === event.data.due,
+      /** The node is alive with a boot id other than the one we knew: it rebooted. */
+      rebooted: ({ context, event }: Args) => {
+        const bootId = bootIdOf(event);
+        return bootId !== null && context.bootId !== null && bootId !== context.bootId;
+      },
+      /** Every unhealthy signal is gone once this event is applied. */
+      recovers: ({ context, event }: Args) => unhealthySince(signalsAfter(context, event)) === null,
+      configDrifted: ({ context, event }: Args) => {
+        const reported = event.type === "heartbeat.resumed" || event.type === "node.joined" ? (event.data.checksums ?? context.checksums) : context.checksums;
+        return driftedServices(reported, context.desiredChecksums).length > 0;
+      },
+      hasSignals: ({ context }: Args) => unhealthySince(context.signals) !== null,
+      holdsSlot: ({ context }: Args) => context.slot,
+      slotGranted: ({ event }: Args) => {
+        const r = result(event);
+        return r !== null && r.kind === "slot.acquire" && r.ok;
+      },
+      slotRefused: ({ event }: Args) => {
+        const r = result(event);
+        return r !== null && r.kind === "slot.acquire" && !r.ok;
+      },
+      unwantedSlot: ({ context, event }: Args) => {
+        const r = result(event);
+        return r !== null && r.kind === "slot.acquire" && r.ok && !context.slot;
+      },
+      /** Fencing is confirmed (reboot seen, fence agent, watchdog stop acknowledged, or safe time). */
+      fenceConfirmed: ({ context }: Args) => context.fence.confirmedBy !== null,
+      /** Alive with a boot id other than the one it had when fencing started. */
+      rebootedSinceFencing: ({ context, event }: Args) => {
+        const bootId = bootIdOf(event);
+        return bootId !== null && context.bootIdAtFencing !== null && bootId !== context.bootIdAtFencing;
+      },
+      resultOk: ({ context, event }: Args, params: { kind: string }) => resultOf(context, event, params.kind)?.ok === true,
+      resultFailed: ({ context, event }: Args, params: { kind: string }) => resultOf(context, event, params.kind)?.ok === false,
+      stepIsAutomatic: ({ context }: Args) => steps[context.remediation.step]?.strategy === "Automatic",
+      stepFailed: ({ context, event }: Args) => {
+        const r = result(event);
+        return r !== null && r.epoch === context.epoch && !r.ok && context.remediation.pending.includes(r.kind);
+      },
+      stepCompleted: ({ context, event }: Args) => {
+        const r = result(event);
+        if (!r || r.epoch !== context.epoch || !r.ok) return false;
+        return context.remediation.pending.length > 0 && context.remediation.pending.every((k) => k === r.kind);
+      },
+      hasNextStep: ({ context }: Args) => context.remediation.step + 1 < steps.length,
+      nodeBack: ({ context }: Args) => context.remediation.nodeBack,
+      settleFirst: () => policy.rejoin.healthyDelayMs > 0,
+      /**
+       * Alive with the very boot id it had when fencing started, after fencing was confirmed:
+       * its watchdog did not reset it, so the fencing assumption was broken.
+       */
+      fenceEscaped: ({ context }: Args) =>
+        context.fence.confirmedBy !== null &&
+        context.bootIdAtFencing !== null &&
+        context.bootId === context.bootIdAtFencing &&
+        !context.fence.confirmedBy.startsWith("fence agent"),
+      needsReprovision: ({ context }: Args) => context.rejoin.reprovision !== null,
+      attemptsLeft: ({ context }: Args) => context.rejoin.attempt < policy.rejoin.reprovisionAttempts,
+      nodeSilent: ({ context }: Args) => context.signals.heartbeat !== undefined,
+      /** The `name` deadline passed and the node is silent (no heartbeat) now. */
+      timerIsWhileSilent: ({ context, event }: Args, params: { name: string }) =>
+        event.type === "timer.fired" &&
+        event.data.timer === params.name &&
+        context.timers[params.name] === event.data.due &&
+        context.signals.heartbeat !== undefined,
+    },
+    actions: {
+      enterState: enqueueActions(({ enqueue, event }) => enqueue.assign({ since: event.at })),
+      /** Records what the event says about the node's liveness, boot id and reported state. */
+      observe: enqueueActions(({ enqueue, context, event }) => {
+        // A configuration report is no sign of life: it never changes the boot id we know (a late
+        // report from the previous boot must not undo a reboot), it only fills an unknown one.
+        const bootId = event.type === "config.reported" ? (context.bootId ?? event.data.bootId) : (bootIdOf(event) ?? context.bootId);
+        const signals = signalsAfter(context, event);
+        const patch: Partial<Ctx> = { bootId, signals };
+        if (event.type === "heartbeat.missed") {
+          patch.lastSeenAt = Math.max(context.lastSeenAt ?? 0, event.data.lastSeenAt);
+          // Only when unknown: a known boot id must stay, so a later return with another one reads as a reboot.
+          if (context.bootId === null) patch.bootId = event.data.bootId;
+        }
+        if (event.type === "heartbeat.resumed" || event.type === "node.joined" || event.type === "boot.changed") patch.lastSeenAt = event.at;
+        if (event.type === "heartbeat.resumed" || event.type === "node.joined") {
+          if (event.data.checksums) patch.checksums = event.data.checksums;
+        }
+        if (event.type === "node.joined") {
+          if (event.data.hostGroup) patch.hostGroup = event.data.hostGroup;
+          if (event.data.controlPlane !== undefined) patch.controlPlane = event.data.controlPlane;
+        }
+        if (event.type === "config.reported" && event.data.bootId === bootId) patch.checksums = event.data.checksums;
+        if (event.type === "config.desired") {
+          patch.desiredChecksums = event.data.checksums;
+          if (event.data.hostGroup) patch.hostGroup = event.data.hostGroup;
+        }
+        enqueue.assign(patch);
+      }),
+      explain: enqueueActions(({ enqueue }, params: { text: string }) => enqueue.emit(reason(params.text))),
+      explainResult: enqueueActions(({ enqueue, event }) => {
+        const r = result(event);
+        if (r) enqueue.emit(reason(`${r.kind} ${r.ok ? "succeeded" : "failed"}${r.reason ? `: ${r.reason}` : ""}`));
+      }),
+      releaseSlot: enqueueActions(({ enqueue, context }) => {
+        if (!context.slot) return;
+        enqueue.emit(command({ kind: "slot.release", params: {} }));
+        enqueue.assign({ slot: false });
+      }),
+      releaseUnwantedSlot: enqueueActions(({ enqueue }) => {
+        enqueue.emit(command({ kind: "slot.release", params: {} }));
+        enqueue.emit(reason("a remediation slot arrived after the node recovered: released"));
+      }),
+      clearTimers: enqueueActions(({ enqueue, context }, params: { names: string[] }) =>
+        enqueue.assign({ timers: withoutTimers(context.timers, ...params.names) }),
+      ),
+      notePause: enqueueActions(({ enqueue, event }) => {
+        if (event.type === "operator.pause") enqueue.assign({ pausedReason: event.data.reason });
+      }),
+      markReprovision: enqueueActions(({ enqueue }, params: { why: string }) =>
+        enqueue.assign({ rejoin: { attempt: 0, reprovision: params.why } }),
+      ),
+      markRebooted: enqueueActions(({ enqueue, context, event }) => {
+        const bootId = bootIdOf(event);
+        enqueue.assign({ rejoin: { attempt: 0, reprovision: `rebooted (boot id ${context.bootId} → ${bootId})` } });
+      }),
+      markDriftOrNothing: enqueueActions(({ enqueue, context }) => {
+        const drifted = driftedServices(context.checksums, context.desiredChecksums);
+        enqueue.assign({
+          rejoin: { attempt: 0, reprovision: drifted.length > 0 ? `configuration drift in ${drifted.join(", ")}` : null },
+        });
+      }),
+
+      // suspect
+      armSuspectTimer: enqueueActions(({ enqueue, context, event }) => {
+        const start = unhealthySince(context.signals) ?? event.at;
+        const due = Math.max(event.at, start + policy.unhealthyDurationMs);
+        enqueue.assign({ timers: withTimer(context.timers, Timers.suspect, due) });
+        enqueue.emit(reason(`unhealthy since ${start} (${Object.keys(context.signals).sort().join(", ")}); fencing after ${formatMs(policy.unhealthyDurationMs)}`));
+      }),
+      requestSlot: enqueueActions(({ enqueue, context }) => {
+        enqueue.emit(command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane } }));
+      }),
+      takeSlot: enqueueActions(({ enqueue }) => enqueue.assign({ slot: true })),
+      armGuardRetry: enqueueActions(({ enqueue, context, event }) => {
+        const r = result(event);
+        enqueue.emit(reason(`fleet guard refused a remediation slot: ${r?.reason ?? "no reason given"}; asking again in ${formatMs(policy.fleet.retryMs)}`));
+        enqueue.assign({ timers: withTimer(context.timers, Timers.guardRetry, event.at + policy.fleet.retryMs) });
+      }),
+
+      // fencing
+      startFencing: enqueueActions(({ enqueue, context, event }) => {
+        const epoch = context.epoch + 1;
+        let timers = withTimer(context.timers, Timers.fenceTimeout, event.at + policy.fencing.timeoutMs);
+        if (context.signals.heartbeat !== undefined) {
+          timers = withTimer(timers, Timers.safeTime, Math.max(event.at, (context.lastSeenAt ?? event.at) + safeTime));
+        }
+        enqueue.assign({
+          epoch,
+          bootIdAtFencing: context.bootId,
+          timers,
+          fence: { confirmedBy: null, watchdogStopAckedAt: null },
+          remediation: { step: 0, strategy: null, pending: [], nodeBack: false },
+        });
+        enqueue.emit(command({ kind: "taint.add", params: { taint: FENCING_TAINT } }));
+        if (policy.fencing.watchdog) {
+          const params = { reason: `fencing epoch ${epoch}`, ...(context.bootId ? { bootId: context.bootId } : {}) };
+          enqueue.emit(command({ kind: "watchdog.stop", params }));
+        }
+        if (policy.fencing.fenceAgent) enqueue.emit(command({ kind: "fence.poweroff", params: {} }));
+        const silent = context.signals.heartbeat !== undefined
+          ? `silent since ${context.lastSeenAt}: assumed fenced at ${(context.lastSeenAt ?? event.at) + safeTime} (safe time ${formatMs(safeTime)})`
+          : "still heartbeating: waiting for a positive confirmation";
+        enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}`));
+      }),
+      confirmFence: enqueueActions(({ enqueue, context }, params: { by: string }) => {
+        if (context.fence.confirmedBy !== null) return;
+        enqueue.assign({ fence: { ...context.fence, confirmedBy: params.by } });
+        enqueue.emit(reason(`fencing confirmed: ${params.by}`));
+      }),
+      confirmByReboot: enqueueActions(({ enqueue, context, event }) => {
+        if (context.fence.confirmedBy !== null) return;
+        const by = `reboot: boot id ${context.bootIdAtFencing} → ${bootIdOf(event)}`;
+        enqueue.assign({ fence: { ...context.fence, confirmedBy: by } });
+        enqueue.emit(reason(`fencing confirmed: ${by}`));
+      }),
+      armWatchdogReset: enqueueActions(({ enqueue, context, event }) => {
+        const due = event.at + policy.agent.watchdogTimeoutMs + policy.agent.marginMs;
+        enqueue.assign({
+          fence: { ...context.fence, watchdogStopAckedAt: event.at },
+          timers: withTimer(context.timers, Timers.watchdogReset, due),
+        });
+        enqueue.emit(reason(`agent stopped feeding its watchdog: reset by ${due}`));
+      }),
+      rearmSafeTime: enqueueActions(({ enqueue, context, event }) => {
+        if (context.timers[Timers.safeTime] !== undefined || context.lastSeenAt === null) return;
+        enqueue.assign({ timers: withTimer(context.timers, Timers.safeTime, Math.max(event.at, context.lastSeenAt + safeTime)) });
+      }),
+      aliveDuringFencing: enqueueActions(({ enqueue, context }) => {
+        enqueue.assign({ timers: withoutTimers(context.timers, Timers.safeTime) });
+        enqueue.emit(reason("the node is alive with the same boot id: the safe time no longer applies; waiting for its watchdog reset or a fence agent"));
+      }),
+      noteOperatorReason: enqueueActions(({ enqueue }, params: { text: string }) => {
+        enqueue.assign({ operatorReason: params.text });
+        enqueue.emit(reason(`operator required: ${params.text}`));
+      }),
+
+      // remediating
+      selectStep: enqueueActions(({ enqueue, context }) => {
+        const step = steps[context.remediation.step]!;
+        if (step.strategy === "Automatic") return;
+        enqueue.assign({ remediation: { ...context.remediation, strategy: step.strategy } });
+      }),
+      askServerVersion: enqueueActions(({ enqueue, context, event }) => {
+        const step = steps[context.remediation.step]!;
+        enqueue.assign({ timers: withTimer(context.timers, Timers.stepTimeout, event.at + step.timeoutMs) });
+        enqueue.emit(command({ kind: "cluster.version", params: {} }));
+      }),
+      strategyFromVersion: enqueueActions(({ enqueue, context, event }) => {
+        const r = resultOf(context, event, "cluster.version");
+        const version = r?.ok ? parseVersion(r.facts?.serverVersion) : null;
+        const oos = version !== null && (version[0] > 1 || (version[0] === 1 && version[1] >= 28));
+        const strategy = oos ? "OutOfServiceTaint" : "ResourceDeletion";
+        enqueue.assign({ remediation: { ...context.remediation, strategy } });
+        enqueue.emit(reason(`Automatic: Kubernetes ${version ? version.join(".") : "version unknown"} → ${strategy}`));
+      }),
+      runStep: enqueueActions(({ enqueue, context, event }) => {
+        const step = steps[context.remediation.step]!;
+        const strategy = context.remediation.strategy ?? "ResourceDeletion";
+        let pending: string[];
+        if (strategy === "OutOfServiceTaint") {
+          enqueue.emit(command({ kind: "taint.add", params: { taint: OUT_OF_SERVICE_TAINT } }));
+          enqueue.emit(command({ kind: "workloads.await-gone", params: { timeoutMs: step.timeoutMs } }));
+          pending = ["taint.add", "workloads.await-gone"];
+        } else {
+          enqueue.emit(command({ kind: "pods.delete", params: {} }));
+          enqueue.emit(command({ kind: "volumeattachments.delete", params: {} }));
+          pending = ["pods.delete", "volumeattachments.delete"];
+        }
+        enqueue.assign({
+          remediation: { ...context.remediation, strategy, pending },
+          timers: withTimer(context.timers, Timers.stepTimeout, event.at + step.timeoutMs),
+        });
+        enqueue.emit(reason(`remediation step ${context.remediation.step + 1}/${steps.length}: ${strategy} (timeout ${formatMs(step.timeoutMs)})`));
+      }),
+      settleResult: enqueueActions(({ enqueue, context, event }) => {
+        const r = result(event);
+        if (!r || !r.ok || r.epoch !== context.epoch) return;
+        const pending = [...context.remediation.pending];
+        const index = pending.indexOf(r.kind);
+        if (index >= 0) pending.splice(index, 1);
+        enqueue.assign({ remediation: { ...context.remediation, pending } });
+      }),
+      escalate: enqueueActions(({ enqueue, context }) => {
+        const current = steps[context.remediation.step]!;
+        const next = steps[context.remediation.step + 1]!;
+        enqueue.emit(reason(`${context.remediation.strategy ?? current.strategy} did not complete: escalating to ${next.strategy}`));
+        if (context.remediation.strategy === "OutOfServiceTaint") {
+          enqueue.emit(command({ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }));
+        }
+        enqueue.assign({
+          remediation: { ...context.remediation, step: context.remediation.step + 1, strategy: null, pending: [] },
+        });
+      }),
+      finishRemediation: enqueueActions(({ enqueue, context }) => {
+        enqueue.assign({
+          remediation: { ...context.remediation, pending: [] },
+          timers: withoutTimers(context.timers, Timers.stepTimeout),
+        });
+        if (context.remediation.strategy === "OutOfServiceTaint") {
+          enqueue.emit(command({ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }));
+        }
+        enqueue.emit(reason(`workloads moved off the node (${context.remediation.strategy}); waiting for the node to return`));
+      }),
+      noteBack: enqueueActions(({ enqueue, context }) => enqueue.assign({ remediation: { ...context.remediation, nodeBack: true } })),
+      noteGone: enqueueActions(({ enqueue, context }) => enqueue.assign({ remediation: { ...context.remediation, nodeBack: false } })),
+
+      // rejoining
+      decideRejoin: enqueueActions(({ enqueue, context }) => {
+        if (context.rejoin.reprovision !== null) return;
+        if (context.bootIdAtFencing !== null && context.bootId !== context.bootIdAtFencing) {
+          enqueue.assign({ rejoin: { attempt: 0, reprovision: `rebooted (boot id ${context.bootIdAtFencing} → ${context.bootId})` } });
+          return;
+        }
+        const drifted = driftedServices(context.checksums, context.desiredChecksums);
+        if (drifted.length > 0) enqueue.assign({ rejoin: { attempt: 0, reprovision: `configuration drift in ${drifted.join(", ")}` } });
+      }),
+      armHealthyDelay: enqueueActions(({ enqueue, context, event }) =>
+        enqueue.assign({ timers: withTimer(context.timers, Timers.healthyDelay, event.at + policy.rejoin.healthyDelayMs) }),
+      ),
+      reprovision: enqueueActions(({ enqueue, context, event }) => {
+        const attempt = context.rejoin.attempt + 1;
+        const why = context.rejoin.reprovision ?? "requested";
+        enqueue.assign({
+          rejoin: { ...context.rejoin, attempt },
+          timers: withTimer(context.timers, Timers.reprovisionTimeout, event.at + policy.rejoin.reprovisionTimeoutMs),
+        });
+        enqueue.emit(command({ kind: "reprovision", params: { hostGroup: context.hostGroup, reason: why, attempt } }));
+        enqueue.emit(reason(`re-provisioning (attempt ${attempt}/${policy.rejoin.reprovisionAttempts}): ${why}`));
+      }),
+      armReprovisionRetry: enqueueActions(({ enqueue, context, event }) => {
+        const delay = policy.rejoin.reprovisionBackoffMs * 2 ** Math.max(0, context.rejoin.attempt - 1);
+        enqueue.assign({
+          timers: withTimer(withoutTimers(context.timers, Timers.reprovisionTimeout), Timers.reprovisionRetry, event.at + delay),
+        });
+        enqueue.emit(reason(`re-provisioning attempt ${context.rejoin.attempt} failed; retrying in ${formatMs(delay)}`));
+      }),
+      untaint: enqueueActions(({ enqueue }) => {
+        enqueue.emit(command({ kind: "taint.remove", params: { taint: FENCING_TAINT } }));
+      }),
+      armUntaintRetry: enqueueActions(({ enqueue, context, event }) =>
+        enqueue.assign({ timers: withTimer(context.timers, Timers.untaintRetry, event.at + policy.fleet.retryMs) }),
+      ),
+      finishRejoin: enqueueActions(({ enqueue }) => {
+        enqueue.assign({
+          fence: { confirmedBy: null, watchdogStopAckedAt: null },
+          bootIdAtFencing: null,
+          rejoin: { attempt: 0, reprovision: null },
+          operatorReason: null,
+          remediation: { step: 0, strategy: null, pending: [], nodeBack: false },
+        });
+        enqueue.emit(reason("rejoined: taints removed, slot released"));
+      }),
+      acknowledgeOperator: enqueueActions(({ enqueue, event }) => {
+        const why = event.type === "operator.reset" ? event.data.reason : "operator reset";
+        enqueue.assign({
+          bootIdAtFencing: null,
+          fence: { confirmedBy: null, watchdogStopAckedAt: null },
+          rejoin: { attempt: 0, reprovision: `operator reset: ${why}` },
+          operatorReason: null,
+        });
+      }),
+      clearPause: enqueueActions(({ enqueue }) => enqueue.assign({ pausedReason: null })),
+      abandonRejoin: enqueueActions(({ enqueue }) => {
+        enqueue.assign({ rejoin: { attempt: 0, reprovision: null } });
+        enqueue.emit(reason("the node went silent mid-rejoin and was never fenced: suspect again"));
+      }),
+    },
+  }).createMachine({
+    id: "node",
+    context: ({ input }) => initialContext(input),
+    initial: "healthy",
+    on: {
+      "config.desired": { actions: "observe" },
+      "config.reported": { actions: "observe" },
+      "signal.unhealthy": { actions: "observe" },
+      "signal.healthy": { actions: "observe" },
+      "heartbeat.missed": { actions: "observe" },
+      "heartbeat.resumed": { actions: "observe" },
+      "node.joined": { actions: "observe" },
+      "boot.changed": { actions: "observe" },
+      "command.result": [{ guard: "unwantedSlot", actions: "releaseUnwantedSlot" }, { actions: "explainResult" }],
+      "operator.pause": { actions: { type: "explain", params: { text: "pause ignored: the node is already being fenced or remediated" } } },
+      "operator.resume": { actions: { type: "explain", params: { text: "resume ignored: the node is not paused" } } },
+      "operator.reset": { actions: { type: "explain", params: { text: "reset ignored: the node does not need an operator" } } },
+    },
+    states: {
+      healthy: {
+        entry: "enterState",
+        on: {
+          "heartbeat.missed": { target: "suspect", actions: "observe" },
+          "signal.unhealthy": { target: "suspect", actions: "observe" },
+          "boot.changed": { target: "rejoining", actions: ["markRebooted", "observe"] },
+          "heartbeat.resumed": [
+            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
+            { actions: "observe" },
+          ],
+          "node.joined": [
+            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
+            { actions: "observe" },
+          ],
+          "operator.pause": { target: "paused", actions: "notePause" },
+        },
+      },
+
+      suspect: {
+        entry: ["enterState", "armSuspectTimer"],
+        exit: { type: "clearTimers", params: { names: [Timers.suspect, Timers.guardRetry] } },
+        initial: "waiting",
+        on: {
+          "heartbeat.missed": { actions: "observe" },
+          "signal.unhealthy": { actions: "observe" },
+          "boot.changed": { target: "rejoining", actions: ["markRebooted", "observe"] },
+          "heartbeat.resumed": [
+            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
+            { guard: "recovers", target: "recovered", actions: "observe" },
+            { actions: "observe" },
+          ],
+          "node.joined": [
+            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
+            { guard: "recovers", target: "recovered", actions: "observe" },
+            { actions: "observe" },
+          ],
+          "signal.healthy": [{ guard: "recovers", target: "recovered", actions: "observe" }, { actions: "observe" }],
+          "operator.pause": { target: "paused", actions: "notePause" },
+        },
+        states: {
+          waiting: {
+            on: {
+              "timer.fired": { guard: { type: "timerIs", params: { name: Timers.suspect } }, target: "requestingSlot" },
+            },
+          },
+          requestingSlot: {
+            entry: "requestSlot",
+            always: { guard: "holdsSlot", target: "#node.fencing" },
+            on: {
+              "command.result": [
+                { guard: "slotGranted", target: "#node.fencing", actions: "takeSlot" },
+                { guard: "slotRefused", actions: "armGuardRetry" },
+                { actions: "explainResult" },
+              ],
+              "timer.fired": { guard: { type: "timerIs", params: { name: Timers.guardRetry } }, target: "requestingSlot", reenter: true },
+            },
+          },
+        },
+      },
+
+      /** Recovered before fencing: a config check decides between healthy and re-provisioning. */
+      recovered: {
+        always: [
+          { guard: "configDrifted", target: "rejoining", actions: "markDriftOrNothing" },
+          { target: "healthy", actions: ["releaseSlot", { type: "explain", params: { text: "recovered before fencing: nothing done" } }] },
+        ],
+      },
+
+      fencing: {
+        entry: ["enterState", "startFencing"],
+        exit: { type: "clearTimers", params: { names: [Timers.safeTime, Timers.watchdogReset, Timers.fenceTimeout] } },
+        always: { guard: "fenceConfirmed", target: "remediating" },
+        on: {
+          "boot.changed": [
+            { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
+            { actions: ["observe", "aliveDuringFencing"] },
+          ],
+          "heartbeat.resumed": [
+            { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
+            { actions: ["observe", "aliveDuringFencing"] },
+          ],
+          "node.joined": [
+            { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
+            { actions: ["observe", "aliveDuringFencing"] },
+          ],
+          "heartbeat.missed": { actions: ["observe", "rearmSafeTime"] },
+          "command.result": [
+            { guard: { type: "resultOk", params: { kind: "fence.poweroff" } }, actions: { type: "confirmFence", params: { by: "fence agent: powered off" } } },
+            { guard: { type: "resultOk", params: { kind: "watchdog.stop" } }, actions: "armWatchdogReset" },
+            { guard: "unwantedSlot", actions: "releaseUnwantedSlot" },
+            { actions: "explainResult" },
+          ],
+          "timer.fired": [
+            {
+              guard: { type: "timerIs", params: { name: Timers.fenceTimeout } },
+              target: "operator",
+              actions: { type: "noteOperatorReason", params: { text: `no fencing confirmation within ${formatMs(policy.fencing.timeoutMs)}` } },
+            },
+            {
+              guard: { type: "timerIs", params: { name: Timers.safeTime } },
+              actions: { type: "confirmFence", params: { by: `safe time: silent for ${formatMs(safeTime)}` } },
+            },
+            {
+              guard: { type: "timerIsWhileSilent", params: { name: Timers.watchdogReset } },
+              actions: { type: "confirmFence", params: { by: "watchdog stop acknowledged and its timeout passed" } },
+            },
+            {
+              guard: { type: "timerIs", params: { name: Timers.watchdogReset } },
+              actions: {
+                type: "explain",
+                params: { text: "watchdog reset deadline passed but the node still heartbeats with the same boot id: not confirmed" },
+              },
+            },
+          ],
+        },
+      },
+
+      remediating: {
+        entry: "enterState",
+        exit: { type: "clearTimers", params: { names: [Timers.stepTimeout] } },
+        initial: "selecting",
+        on: {
+          "heartbeat.resumed": { actions: ["observe", "noteBack"] },
+          "node.joined": { actions: ["observe", "noteBack"] },
+          "boot.changed": { actions: ["observe", "noteBack"] },
+          "heartbeat.missed": { actions: ["observe", "noteGone"] },
+        },
+        states: {
+          selecting: {
+            always: [
+              { guard: "stepIsAutomatic", target: "resolving" },
+              { target: "running", actions: "selectStep" },
+            ],
+          },
+          resolving: {
+            entry: "askServerVersion",
+            on: {
+              "command.result": [
+                { guard: { type: "resultOk", params: { kind: "cluster.version" } }, target: "running", actions: "strategyFromVersion" },
+                { guard: { type: "resultFailed", params: { kind: "cluster.version" } }, target: "running", actions: "strategyFromVersion" },
+                { actions: "explainResult" },
+              ],
+              "timer.fired": {
+                guard: { type: "timerIs", params: { name: Timers.stepTimeout } },
+                target: "running",
+                actions: [{ type: "explain", params: { text: "no cluster version in time" } }, "strategyFromVersion"],
+              },
+            },
+          },
+          running: {
+            entry: "runStep",
+            on: {
+              "command.result": [
+                { guard: "stepFailed", target: "escalating", actions: "explainResult" },
+                { guard: "stepCompleted", target: "done", actions: "settleResult" },
+                { actions: ["settleResult", "explainResult"] },
+              ],
+              "timer.fired": {
+                guard: { type: "timerIs", params: { name: Timers.stepTimeout } },
+                target: "escalating",
+                actions: { type: "explain", params: { text: "remediation step timed out" } },
+              },
+            },
+          },
+          escalating: {
+            always: [
+              { guard: "hasNextStep", target: "selecting", actions: "escalate" },
+              {
+                target: "#node.operator",
+                actions: { type: "noteOperatorReason", params: { text: "every remediation in the escalation list failed" } },
+              },
+            ],
+          },
+          done: {
+            entry: "finishRemediation",
+            always: { guard: "nodeBack", target: "#node.rejoining" },
+            on: {
+              "heartbeat.resumed": { target: "#node.rejoining", actions: "observe" },
+              "node.joined": { target: "#node.rejoining", actions: "observe" },
+              "boot.changed": { target: "#node.rejoining", actions: "observe" },
+            },
+          },
+        },
+      },
+
+      rejoining: {
+        entry: ["enterState", "decideRejoin"],
+        exit: {
+          type: "clearTimers",
+          params: { names: [Timers.healthyDelay, Timers.reprovisionTimeout, Timers.reprovisionRetry, Timers.untaintRetry] },
+        },
+        initial: "deciding",
+        on: {
+          "heartbeat.missed": [
+            { guard: "fenceConfirmed", target: ".away", actions: "observe" },
+            { target: "#node.suspect", actions: ["observe", "abandonRejoin"] },
+          ],
+          "boot.changed": { target: ".deciding", actions: ["markRebooted", "observe"] },
+        },
+        states: {
+          deciding: {
+            always: [
+              {
+                guard: "fenceEscaped",
+                target: "#node.operator",
+                actions: {
+                  type: "noteOperatorReason",
+                  params: { text: "the node came back with the boot id it had before fencing: it was assumed fenced but its watchdog never reset it" },
+                },
+              },
+              { guard: "settleFirst", target: "settling" },
+              { guard: "needsReprovision", target: "reprovisioning" },
+              { target: "untainting", actions: { type: "explain", params: { text: "same boot id, configuration as desired: no re-provisioning" } } },
+            ],
+          },
+          settling: {
+            entry: "armHealthyDelay",
+            on: {
+              "timer.fired": {
+                guard: { type: "timerIs", params: { name: Timers.healthyDelay } },
+                target: "settled",
+                actions: { type: "clearTimers", params: { names: [Timers.healthyDelay] } },
+              },
+            },
+          },
+          settled: {
+            always: [
+              { guard: "needsReprovision", target: "reprovisioning" },
+              { target: "untainting" },
+            ],
+          },
+          /** The node vanished again mid-rejoin; it stays tainted and rejoins when it is back. */
+          away: {
+            on: {
+              "heartbeat.resumed": [
+                { guard: "rebooted", target: "deciding", actions: ["markRebooted", "observe"] },
+                { target: "deciding", actions: ["observe", "decideRejoin"] },
+              ],
+              "node.joined": [
+                { guard: "rebooted", target: "deciding", actions: ["markRebooted", "observe"] },
+                { target: "deciding", actions: ["observe", "decideRejoin"] },
+              ],
+            },
+          },
+          reprovisioning: {
+            entry: "reprovision",
+            on: {
+              "command.result": [
+                {
+                  guard: { type: "resultOk", params: { kind: "reprovision" } },
+                  target: "untainting",
+                  actions: [{ type: "clearTimers", params: { names: [Timers.reprovisionTimeout] } }, "explainResult"],
+                },
+                { guard: { type: "resultFailed", params: { kind: "reprovision" } }, target: "retryingReprovision", actions: "explainResult" },
+                { actions: "explainResult" },
+              ],
+              "timer.fired": {
+                guard: { type: "timerIs", params: { name: Timers.reprovisionTimeout } },
+                target: "retryingReprovision",
+                actions: { type: "explain", params: { text: "re-provisioning timed out" } },
+              },
+            },
+          },
+          retryingReprovision: {
+            always: [
+              { guard: "attemptsLeft", target: "reprovisionBackoff" },
+              {
+                target: "#node.operator",
+                actions: { type: "noteOperatorReason", params: { text: `re-provisioning failed ${policy.rejoin.reprovisionAttempts} times` } },
+              },
+            ],
+          },
+          reprovisionBackoff: {
+            entry: "armReprovisionRetry",
+            on: {
+              "timer.fired": { guard: { type: "timerIs", params: { name: Timers.reprovisionRetry } }, target: "reprovisioning" },
+            },
+          },
+          untainting: {
+            entry: "untaint",
+            on: {
+              "command.result": [
+                { guard: { type: "resultOk", params: { kind: "taint.remove" } }, target: "#node.healthy", actions: ["releaseSlot", "finishRejoin"] },
+                { guard: { type: "resultFailed", params: { kind: "taint.remove" } }, actions: ["explainResult", "armUntaintRetry"] },
+                { actions: "explainResult" },
+              ],
+              "timer.fired": { guard: { type: "timerIs", params: { name: Timers.untaintRetry } }, target: "untainting", reenter: true },
+            },
+          },
+        },
+      },
+
+      paused: {
+        entry: ["enterState", "releaseSlot", { type: "explain", params: { text: "paused by an operator: no remediation until resumed" } }],
+        on: {
+          "operator.pause": { actions: "notePause" },
+          "operator.resume": [
+            { guard: "hasSignals", target: "suspect", actions: "clearPause" },
+            { target: "healthy", actions: "clearPause" },
+          ],
+        },
+      },
+
+      /** Every automatic option failed: the node keeps its taints and slot until a human resets it. */
+      operator: {
+        entry: "enterState",
+        on: {
+          "operator.reset": { target: "rejoining", actions: "acknowledgeOperator" },
+          "heartbeat.resumed": { actions: "observe" },
+        },
+      },
+    },
+  });
+}
+
+export type NodeMachine = ReturnType<typeof createNodeMachine>;
+
+/** Top-level states, in lifecycle order. */
+export const NODE_STATES = ["healthy", "suspect", "fencing", "remediating", "rejoining", "paused", "operator"] as const;
+export type NodeState = (typeof NODE_STATES)[number];

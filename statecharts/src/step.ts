@@ -1,0 +1,50 @@
+import { initialTransition, transition, type StateValue } from "xstate";
+import type { NodeEvent } from "@fenceline/contracts";
+import type { Emitted, NodeContext } from "./context.js";
+import type { NodeMachine } from "./machine.js";
+
+/** What is persisted of a node's machine: its state value and context. */
+export type MachineState = { value: StateValue; context: NodeContext };
+
+export type StepResult = {
+  state: MachineState;
+  emitted: Emitted[];
+};
+
+/** "suspect.requestingSlot" for `{ suspect: "requestingSlot" }`. */
+export function statePath(value: StateValue): string {
+  if (typeof value === "string") return value;
+  const [key, child] = Object.entries(value)[0] ?? ["?", undefined];
+  return child === undefined || (typeof child === "object" && Object.keys(child).length === 0) ? key : `${key}.${statePath(child as StateValue)}`;
+}
+
+/** The top-level state of a path ("suspect" for "suspect.waiting"). */
+export function phaseOf(path: string): string {
+  return path.split(".")[0]!;
+}
+
+/** A node's state before its first event. */
+export function initialState(machine: NodeMachine, node: string, at: number): MachineState {
+  const [snapshot] = initialTransition(machine, { node, at });
+  return { value: snapshot.value, context: snapshot.context };
+}
+
+/**
+ * Applies one event to a node's state. Pure: the same inputs always give the same outputs.
+ * A `timer.fired` that matched a pending deadline consumes it.
+ */
+export function step(machine: NodeMachine, state: MachineState, event: NodeEvent): StepResult {
+  const snapshot = machine.resolveState({ value: state.value, context: state.context });
+  const [next, actions] = transition(machine, snapshot, event);
+  const emitted: Emitted[] = [];
+  for (const action of actions) {
+    if ((action.type as string) === "xstate.emit") emitted.push((action as unknown as { params: { event: Emitted } }).params.event);
+  }
+  let context = next.context;
+  if (event.type === "timer.fired" && context.timers[event.data.timer] === event.data.due) {
+    const timers = { ...context.timers };
+    delete timers[event.data.timer];
+    context = { ...context, timers };
+  }
+  return { state: { value: next.value, context }, emitted };
+}

@@ -1,0 +1,1027 @@
+import { describe, expect, it } from "vitest";
+import { FENCING_TAINT, OUT_OF_SERVICE_TAINT, Policy } from "@fenceline/contracts";
+import { createHarness } from "./harness.js";
+import { exportedKeys } from "./coverage.js";
+import {
+  DELETION_ONLY_POLICY,
+  FENCE_AGENT_POLICY,
+  SETTLING_POLICY,
+  TEST_POLICY,
+  joined,
+  toDone,
+  toDoneByFenceAgent,
+  toFencing,
+  toReprovisioning,
+  toResolving,
+  toRunningOutOfService,
+  toSuspect,
+} from "./scenarios.js";
+
+/**
+ * One test per behaviour. Each names the transitions it exercises ("source event [guard]", as
+ * exportMachine lists them); the test fails unless xstate really took each of them, and the
+ * "coverage" block fails when a transition of the machine has no test.
+ */
+const claims = new Map<string, string[]>();
+let taken = new Set<string>();
+const machineFor = (policy: Policy = TEST_POLICY) => createHarness(policy, { onTransition: (key) => taken.add(key) });
+
+function behaviour(name: string, covers: string[], body: () => void) {
+  for (const key of covers) claims.set(key, [...(claims.get(key) ?? []), name]);
+  it(name, () => {
+    taken = new Set();
+    body();
+    for (const key of covers) expect([...taken], `"${name}" should take ${key}`).toContain(key);
+  });
+}
+
+const reprovisionOf = (h: ReturnType<typeof machineFor>) => h.commands.find((c) => c.kind === "reprovision")?.params;
+
+describe("root-level handlers", () => {
+  behaviour("config.desired is recorded in any state", ["node config.desired"], () => {
+    const h = machineFor();
+    joined(h).send("config.desired", { checksums: { web: "v2" }, hostGroup: "web" }, 10);
+    expect(h.path).toBe("healthy");
+    expect(h.context.desiredChecksums).toEqual({ web: "v2" });
+    expect(h.context.hostGroup).toBe("web");
+    expect(h.emitted).toEqual([]);
+  });
+
+  behaviour("config.reported records the checksums of the known boot and ignores another boot's", ["node config.reported"], () => {
+    const h = machineFor();
+    joined(h).send("config.reported", { bootId: "b1", checksums: { web: "v1" } }, 10);
+    expect(h.context.checksums).toEqual({ web: "v1" });
+    h.send("config.reported", { bootId: "b0", checksums: { web: "old" } }, 20);
+    expect(h.context.checksums).toEqual({ web: "v1" });
+    expect(h.context.bootId).toBe("b1");
+  });
+
+  behaviour("signals are recorded while fencing, without leaving it", ["node signal.unhealthy", "node signal.healthy"], () => {
+    const h = machineFor();
+    toFencing(h).send("signal.unhealthy", { signal: "serf", since: 2_200 }, 2_300);
+    expect(h.path).toBe("fencing");
+    expect(h.context.signals).toEqual({ heartbeat: 1_000, serf: 2_200 });
+    h.send("signal.healthy", { signal: "serf" }, 2_400);
+    expect(h.context.signals).toEqual({ heartbeat: 1_000 });
+    expect(h.path).toBe("fencing");
+  });
+
+  behaviour(
+    "liveness events are recorded while paused",
+    ["node heartbeat.missed", "node heartbeat.resumed", "node boot.changed", "node node.joined"],
+    () => {
+      const h = machineFor();
+      joined(h).send("operator.pause", { reason: "maintenance" }, 10);
+      h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000);
+      expect(h.context.signals).toEqual({ heartbeat: 1_000 });
+      h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_100);
+      expect(h.context.signals).toEqual({});
+      h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 2_200);
+      expect(h.context.bootId).toBe("b2");
+      h.send("node.joined", { bootId: "b3", incarnation: 2 }, 2_300);
+      expect(h.context.bootId).toBe("b3");
+      expect(h.path).toBe("paused");
+      expect(h.kinds).toEqual([]);
+    },
+  );
+
+  behaviour("a slot granted to a healthy node is released", ["node command.result [unwantedSlot]"], () => {
+    const h = machineFor();
+    joined(h).result("slot.acquire", true, 10);
+    expect(h.kinds).toEqual(["slot.release"]);
+    expect(h.reasons).toEqual(["a remediation slot arrived after the node recovered: released"]);
+    expect(h.context.slot).toBe(false);
+  });
+
+  behaviour("any other result is explained and changes nothing", ["node command.result"], () => {
+    const h = machineFor();
+    joined(h).result("pods.delete", false, 10, { reason: "boom" });
+    expect(h.path).toBe("healthy");
+    expect(h.reasons).toEqual(["pods.delete failed: boom"]);
+    expect(h.kinds).toEqual([]);
+  });
+
+  behaviour("operator.pause is ignored while fencing", ["node operator.pause"], () => {
+    const h = machineFor();
+    toFencing(h).send("operator.pause", { reason: "maintenance" }, 2_200);
+    expect(h.path).toBe("fencing");
+    expect(h.context.pausedReason).toBeNull();
+    expect(h.reasons).toEqual(["pause ignored: the node is already being fenced or remediated"]);
+  });
+
+  behaviour("operator.resume is ignored when the node is not paused", ["node operator.resume"], () => {
+    const h = machineFor();
+    joined(h).send("operator.resume", {}, 10);
+    expect(h.path).toBe("healthy");
+    expect(h.reasons).toEqual(["resume ignored: the node is not paused"]);
+  });
+
+  behaviour("operator.reset is ignored when no operator is needed", ["node operator.reset"], () => {
+    const h = machineFor();
+    joined(h).send("operator.reset", { reason: "just in case" }, 10);
+    expect(h.path).toBe("healthy");
+    expect(h.reasons).toEqual(["reset ignored: the node does not need an operator"]);
+  });
+});
+
+describe("healthy", () => {
+  behaviour("a missed heartbeat makes the node suspect, counted from its last heartbeat", ["healthy heartbeat.missed"], () => {
+    const h = machineFor();
+    joined(h).send("heartbeat.missed", { lastSeenAt: 1_500, bootId: "b1" }, 2_000);
+    expect(h.path).toBe("suspect.waiting");
+    expect(h.context.signals).toEqual({ heartbeat: 1_500 });
+    expect(h.context.timers).toEqual({ suspect: 2_500 });
+    expect(h.context.since).toBe(2_000);
+    expect(h.kinds).toEqual([]);
+  });
+
+  behaviour("an unhealthy signal makes the node suspect, counted from when it started", ["healthy signal.unhealthy"], () => {
+    const h = machineFor();
+    joined(h).send("signal.unhealthy", { signal: "condition:Ready", since: 500 }, 800);
+    expect(h.path).toBe("suspect.waiting");
+    expect(h.context.timers).toEqual({ suspect: 1_500 });
+  });
+
+  behaviour("a boot id change rejoins with re-provisioning by host group", ["healthy boot.changed"], () => {
+    const h = machineFor();
+    joined(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 100);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1 });
+  });
+
+  behaviour("heartbeats resuming with a new boot id rejoin with re-provisioning", ["healthy heartbeat.resumed [rebooted]"], () => {
+    const h = machineFor();
+    joined(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 100);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(h.context.bootId).toBe("b2");
+  });
+
+  behaviour("heartbeats resuming with the same boot id only record the checksums", ["healthy heartbeat.resumed"], () => {
+    const h = machineFor();
+    joined(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1, checksums: { web: "v1" } }, 100);
+    expect(h.path).toBe("healthy");
+    expect(h.context.checksums).toEqual({ web: "v1" });
+    expect(h.emitted).toEqual([]);
+  });
+
+  behaviour("node.joined with a new boot id rejoins with re-provisioning", ["healthy node.joined [rebooted]"], () => {
+    const h = machineFor();
+    joined(h).send("node.joined", { bootId: "b2", incarnation: 2 }, 100);
+    expect(h.path).toBe("rejoining.reprovisioning");
+  });
+
+  behaviour("node.joined with the same boot id records its host group and role", ["healthy node.joined"], () => {
+    const h = machineFor();
+    joined(h).send("node.joined", { bootId: "b1", incarnation: 1, hostGroup: "web", controlPlane: true }, 100);
+    expect(h.path).toBe("healthy");
+    expect(h.context).toMatchObject({ hostGroup: "web", controlPlane: true });
+  });
+
+  behaviour("operator.pause pauses a healthy node", ["healthy operator.pause", "suspect operator.pause"], () => {
+    const h = machineFor();
+    joined(h).send("operator.pause", { reason: "kernel upgrade" }, 100);
+    expect(h.path).toBe("paused");
+    expect(h.context.pausedReason).toBe("kernel upgrade");
+    expect(h.reasons).toEqual(["paused by an operator: no remediation until resumed"]);
+  });
+});
+
+describe("suspect", () => {
+  behaviour("more missed heartbeats keep the node suspect and its deadline", ["suspect heartbeat.missed"], () => {
+    const h = machineFor();
+    toSuspect(h).send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000);
+    expect(h.path).toBe("suspect.waiting");
+    expect(h.context.timers).toEqual({ suspect: 2_000 });
+  });
+
+  behaviour("another unhealthy signal keeps the node suspect", ["suspect signal.unhealthy"], () => {
+    const h = machineFor();
+    toSuspect(h).send("signal.unhealthy", { signal: "serf", since: 1_500 }, 2_000);
+    expect(h.path).toBe("suspect.waiting");
+    expect(h.context.signals).toEqual({ heartbeat: 1_000, serf: 1_500 });
+  });
+
+  behaviour("a reboot while suspect rejoins with re-provisioning", ["suspect boot.changed"], () => {
+    const h = machineFor();
+    toSuspect(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 2_000);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(h.context.timers).not.toHaveProperty("suspect");
+  });
+
+  behaviour("heartbeats resuming with a new boot id rejoin with re-provisioning", ["suspect heartbeat.resumed [rebooted]"], () => {
+    const h = machineFor();
+    toSuspect(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 2_000);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(reprovisionOf(h)?.reason).toBe("rebooted (boot id b1 → b2)");
+  });
+
+  behaviour(
+    "recovery before the suspect timer → healthy with nothing done",
+    ["suspect heartbeat.resumed [recovers]", "recovered (always)"],
+    () => {
+      const h = machineFor();
+      toSuspect(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_000);
+      expect(h.path).toBe("healthy");
+      expect(h.kinds).toEqual([]);
+      expect(h.reasons).toEqual(["recovered before fencing: nothing done"]);
+      expect(h.context.timers).toEqual({});
+      expect(h.context.epoch).toBe(0);
+    },
+  );
+
+  behaviour(
+    "recovery with configuration drift rejoins with re-provisioning",
+    ["recovered (always) [configDrifted]"],
+    () => {
+      const h = machineFor();
+      toSuspect(h, { checksums: { web: "v1" } }).send("config.desired", { checksums: { web: "v2" } }, 2_000);
+      h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1, checksums: { web: "v1" } }, 2_000);
+      expect(h.path).toBe("rejoining.reprovisioning");
+      expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "configuration drift in web", attempt: 1 });
+    },
+  );
+
+  behaviour("heartbeats resuming while another signal is unhealthy keep the node suspect", ["suspect heartbeat.resumed"], () => {
+    const h = machineFor();
+    toSuspect(h).send("signal.unhealthy", { signal: "serf", since: 1_500 }, 2_000);
+    h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_000);
+    expect(h.path).toBe("suspect.waiting");
+    expect(h.context.signals).toEqual({ serf: 1_500 });
+  });
+
+  behaviour(
+    "node.joined while suspect: rebooted → rejoining, same boot → recovered, other signal → stays",
+    ["suspect node.joined [rebooted]", "suspect node.joined [recovers]", "suspect node.joined"],
+    () => {
+      const rebooted = machineFor();
+      toSuspect(rebooted).send("node.joined", { bootId: "b2", incarnation: 2 }, 2_000);
+      expect(rebooted.path).toBe("rejoining.reprovisioning");
+
+      const recovered = machineFor();
+      toSuspect(recovered).send("node.joined", { bootId: "b1", incarnation: 1 }, 2_000);
+      expect(recovered.path).toBe("healthy");
+
+      const stillSick = machineFor();
+      toSuspect(stillSick).send("signal.unhealthy", { signal: "serf", since: 1_500 }, 2_000);
+      stillSick.send("node.joined", { bootId: "b1", incarnation: 1 }, 2_000);
+      expect(stillSick.path).toBe("suspect.waiting");
+    },
+  );
+
+  behaviour("the last unhealthy signal clearing recovers the node", ["suspect signal.healthy [recovers]"], () => {
+    const h = machineFor();
+    joined(h).send("signal.unhealthy", { signal: "condition:Ready", since: 100 }, 100);
+    h.send("signal.healthy", { signal: "condition:Ready" }, 500);
+    expect(h.path).toBe("healthy");
+    expect(h.context.signals).toEqual({});
+  });
+
+  behaviour("one of two signals clearing keeps the node suspect", ["suspect signal.healthy"], () => {
+    const h = machineFor();
+    toSuspect(h).send("signal.unhealthy", { signal: "serf", since: 1_500 }, 2_000);
+    h.send("signal.healthy", { signal: "serf" }, 2_000);
+    expect(h.path).toBe("suspect.waiting");
+    expect(h.context.signals).toEqual({ heartbeat: 1_000 });
+  });
+
+  behaviour("operator.pause pauses a suspect node and drops its deadline", ["suspect operator.pause"], () => {
+    const h = machineFor();
+    toSuspect(h).send("operator.pause", { reason: "investigating" }, 2_000);
+    expect(h.path).toBe("paused");
+    expect(h.context.timers).toEqual({});
+  });
+
+  describe("waiting", () => {
+    behaviour("the suspect timer asks the fleet guard for a slot", ["suspect.waiting timer.fired [timerIs(suspect)]"], () => {
+      const h = machineFor();
+      toSuspect(h).fire("suspect");
+      expect(h.path).toBe("suspect.requestingSlot");
+      expect(h.commands).toEqual([{ kind: "slot.acquire", params: { controlPlane: false } }]);
+      expect(h.context.timers).toEqual({});
+    });
+
+    behaviour("a stale timer.fired (wrong due) is ignored", [], () => {
+      const h = machineFor();
+      toSuspect(h).send("timer.fired", { timer: "suspect", due: 1_999 }, 2_000);
+      expect(h.path).toBe("suspect.waiting");
+      expect(h.context.timers).toEqual({ suspect: 2_000 });
+      expect(h.emitted).toEqual([]);
+    });
+  });
+
+  describe("requestingSlot", () => {
+    behaviour("a granted slot starts fencing: epoch + 1, NoSchedule taint, watchdog stop", ["suspect.requestingSlot command.result [slotGranted]"], () => {
+      const h = machineFor();
+      toFencing(h);
+      expect(h.path).toBe("fencing");
+      expect(h.context).toMatchObject({ epoch: 1, slot: true, bootIdAtFencing: "b1", since: 2_100 });
+      expect(h.commands).toEqual([
+        { kind: "taint.add", params: { taint: FENCING_TAINT } },
+        { kind: "watchdog.stop", params: { reason: "fencing epoch 1", bootId: "b1" } },
+      ]);
+      expect(FENCING_TAINT.effect).toBe("NoSchedule");
+      expect(h.context.timers).toEqual({ "safe-time": 5_000, "fence-timeout": 602_100 });
+    });
+
+    behaviour("with a fence agent, fencing also powers the node off", ["suspect.requestingSlot command.result [slotGranted]"], () => {
+      const h = machineFor(FENCE_AGENT_POLICY);
+      toFencing(h);
+      expect(h.kinds).toEqual(["taint.add", "watchdog.stop", "fence.poweroff"]);
+    });
+
+    behaviour(
+      "a refused slot keeps the node suspect with the guard's reason and a retry timer",
+      ["suspect.requestingSlot command.result [slotRefused]"],
+      () => {
+        const h = machineFor();
+        toSuspect(h).fire("suspect");
+        h.result("slot.acquire", false, 2_100, { reason: "maxUnhealthy 1 reached" });
+        expect(h.path).toBe("suspect.requestingSlot");
+        expect(h.reasons).toEqual(["fleet guard refused a remediation slot: maxUnhealthy 1 reached; asking again in 1s"]);
+        expect(h.context.timers).toEqual({ "guard-retry": 3_100 });
+        expect(h.context.epoch).toBe(0);
+      },
+    );
+
+    behaviour("the retry timer asks the guard again", ["suspect.requestingSlot timer.fired [timerIs(guard-retry)]"], () => {
+      const h = machineFor();
+      toSuspect(h).fire("suspect");
+      h.result("slot.acquire", false, 2_100).fire("guard-retry");
+      expect(h.path).toBe("suspect.requestingSlot");
+      expect(h.kinds).toEqual(["slot.acquire"]);
+      expect(h.context.timers).toEqual({});
+    });
+
+    behaviour("other results while asking for a slot are only explained", ["suspect.requestingSlot command.result"], () => {
+      const h = machineFor();
+      toSuspect(h).fire("suspect");
+      h.result("taint.add", true, 2_100);
+      expect(h.path).toBe("suspect.requestingSlot");
+      expect(h.reasons).toEqual(["taint.add succeeded"]);
+    });
+
+    behaviour("a node that still holds its slot goes straight to fencing", ["suspect.requestingSlot (always) [holdsSlot]"], () => {
+      const h = machineFor();
+      toFencing(h).fire("fence-timeout");
+      h.send("operator.reset", { reason: "checked by hand" }, 700_000);
+      h.send("heartbeat.missed", { lastSeenAt: 700_000, bootId: "b1" }, 701_000);
+      expect(h.path).toBe("suspect.waiting");
+      expect(h.context.slot).toBe(true);
+      h.fire("suspect");
+      expect(h.path).toBe("fencing");
+      expect(h.context.epoch).toBe(2);
+    });
+  });
+});
+
+describe("fencing", () => {
+  behaviour(
+    "safe time is counted from the last heartbeat, not from fencing start",
+    ["fencing timer.fired [timerIs(safe-time)]", "fencing (always) [fenceConfirmed]"],
+    () => {
+      const h = machineFor();
+      toFencing(h);
+      expect(h.context.lastSeenAt).toBe(1_000);
+      expect(h.context.timers["safe-time"]).toBe(1_000 + 4_000);
+      h.fire("safe-time");
+      expect(h.reasons[0]).toBe("fencing confirmed: safe time: silent for 4s");
+      expect(h.path).toBe("remediating.resolving");
+      expect(h.context.timers).not.toHaveProperty("fence-timeout");
+    },
+  );
+
+  behaviour("a node silent for longer than the safe time gets a deadline no earlier than now", ["fencing timer.fired [timerIs(safe-time)]"], () => {
+    const h = machineFor();
+    toSuspect(h).fire("suspect");
+    h.result("slot.acquire", false, 2_100).fire("guard-retry");
+    h.result("slot.acquire", true, 9_000);
+    expect(h.context.timers["safe-time"]).toBe(9_000);
+    h.fire("safe-time");
+    expect(h.path).toBe("remediating.resolving");
+  });
+
+  behaviour("heartbeats resuming with a new boot id confirm fencing by reboot", ["fencing heartbeat.resumed [rebootedSinceFencing]"], () => {
+    const h = machineFor();
+    toFencing(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 3_000);
+    expect(h.reasons[0]).toBe("fencing confirmed: reboot: boot id b1 → b2");
+    expect(h.path).toBe("remediating.resolving");
+    expect(h.context.fence.confirmedBy).toBe("reboot: boot id b1 → b2");
+  });
+
+  behaviour("boot.changed confirms fencing by reboot", ["fencing boot.changed [rebootedSinceFencing]"], () => {
+    const h = machineFor();
+    toFencing(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 3_000);
+    expect(h.path).toBe("remediating.resolving");
+  });
+
+  behaviour("node.joined with a new boot id confirms fencing by reboot", ["fencing node.joined [rebootedSinceFencing]"], () => {
+    const h = machineFor();
+    toFencing(h).send("node.joined", { bootId: "b2", incarnation: 2 }, 3_000);
+    expect(h.path).toBe("remediating.resolving");
+  });
+
+  behaviour(
+    "the node alive with the same boot id cancels the safe time: never confirmed by time while heartbeating",
+    ["fencing heartbeat.resumed"],
+    () => {
+      const h = machineFor();
+      toFencing(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
+      expect(h.path).toBe("fencing");
+      expect(h.context.timers).not.toHaveProperty("safe-time");
+      expect(h.reasons[0]).toMatch(/alive with the same boot id: the safe time no longer applies/);
+      h.send("timer.fired", { timer: "safe-time", due: 5_000 }, 5_000);
+      expect(h.path).toBe("fencing");
+      expect(h.context.fence.confirmedBy).toBeNull();
+    },
+  );
+
+  behaviour("node.joined with the same boot id cancels the safe time too", ["fencing node.joined"], () => {
+    const h = machineFor();
+    toFencing(h).send("node.joined", { bootId: "b1", incarnation: 1 }, 3_000);
+    expect(h.path).toBe("fencing");
+    expect(h.context.timers).not.toHaveProperty("safe-time");
+  });
+
+  behaviour("boot.changed back to the boot id of fencing counts as alive, not as a reboot", ["fencing boot.changed"], () => {
+    const h = machineFor();
+    toFencing(h).send("boot.changed", { previousBootId: "b0", bootId: "b1" }, 3_000);
+    expect(h.path).toBe("fencing");
+    expect(h.context.timers).not.toHaveProperty("safe-time");
+  });
+
+  behaviour("silent again: the safe time restarts from the new last heartbeat", ["fencing heartbeat.missed"], () => {
+    const h = machineFor();
+    toFencing(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
+    h.send("heartbeat.missed", { lastSeenAt: 3_500, bootId: "b1" }, 4_500);
+    expect(h.context.timers["safe-time"]).toBe(7_500);
+    h.fire("safe-time");
+    expect(h.path).toBe("remediating.resolving");
+  });
+
+  behaviour("the fence agent's power-off confirms fencing", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
+    const h = machineFor(FENCE_AGENT_POLICY);
+    toFencing(h).result("fence.poweroff", true, 2_200);
+    expect(h.reasons[0]).toBe("fencing confirmed: fence agent: powered off");
+    expect(h.path).toBe("remediating.resolving");
+  });
+
+  behaviour("a power-off result of an older epoch, or a failed one, does not confirm", ["fencing command.result"], () => {
+    const h = machineFor(FENCE_AGENT_POLICY);
+    toFencing(h).result("fence.poweroff", true, 2_200, { epoch: 0 });
+    expect(h.path).toBe("fencing");
+    h.result("fence.poweroff", false, 2_300, { reason: "BMC unreachable" });
+    expect(h.path).toBe("fencing");
+    expect(h.reasons).toEqual(["fence.poweroff failed: BMC unreachable"]);
+  });
+
+  behaviour(
+    "watchdog.stop acknowledged: confirmed once the watchdog timeout passed while the node is silent",
+    ["fencing command.result [resultOk(watchdog.stop)]", "fencing timer.fired [timerIsWhileSilent(watchdog-reset)]"],
+    () => {
+      const h = machineFor();
+      toFencing(h).result("watchdog.stop", true, 2_200);
+      expect(h.context.fence.watchdogStopAckedAt).toBe(2_200);
+      expect(h.context.timers["watchdog-reset"]).toBe(2_200 + 1_500 + 1_000);
+      h.fire("watchdog-reset");
+      expect(h.reasons[0]).toBe("fencing confirmed: watchdog stop acknowledged and its timeout passed");
+      expect(h.path).toBe("remediating.resolving");
+    },
+  );
+
+  behaviour(
+    "the watchdog deadline passing while the node still heartbeats with its boot id does not confirm",
+    ["fencing timer.fired [timerIs(watchdog-reset)]"],
+    () => {
+      const h = machineFor();
+      joined(h).send("signal.unhealthy", { signal: "condition:Ready", since: 0 }, 100);
+      h.fire("suspect").result("slot.acquire", true, 1_100);
+      expect(h.reasons).toEqual([expect.stringMatching(/still heartbeating: waiting for a positive confirmation/)]);
+      expect(h.context.timers).not.toHaveProperty("safe-time");
+      h.result("watchdog.stop", true, 1_200).fire("watchdog-reset");
+      expect(h.path).toBe("fencing");
+      expect(h.reasons[0]).toMatch(/still heartbeats with the same boot id: not confirmed/);
+      h.send("heartbeat.missed", { lastSeenAt: 4_000, bootId: "b1" }, 5_000);
+      expect(h.context.timers["safe-time"]).toBe(8_000);
+      h.fire("safe-time");
+      expect(h.path).toBe("remediating.resolving");
+    },
+  );
+
+  behaviour("no confirmation before the fence timeout → operator", ["fencing timer.fired [timerIs(fence-timeout)]"], () => {
+    const h = machineFor();
+    toFencing(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
+    h.fire("fence-timeout");
+    expect(h.path).toBe("operator");
+    expect(h.context.operatorReason).toBe("no fencing confirmation within 10m");
+    expect(h.context.timers).toEqual({});
+    expect(h.context.slot).toBe(true);
+  });
+
+  behaviour("a slot granted while fencing without one (an old snapshot) is released", ["fencing command.result [unwantedSlot]"], () => {
+    const h = machineFor();
+    toFencing(h);
+    h.load({ ...h.state, context: { ...h.context, slot: false } }).result("slot.acquire", true, 2_200);
+    expect(h.kinds).toEqual(["slot.release"]);
+  });
+});
+
+describe("remediating", () => {
+  behaviour("Automatic asks the cluster version first, under the step's timeout", ["remediating.selecting (always) [stepIsAutomatic]"], () => {
+    const h = machineFor();
+    toResolving(h);
+    expect(h.kinds).toEqual(["cluster.version"]);
+    expect(h.context.timers).toEqual({ "step-timeout": 15_000 });
+  });
+
+  behaviour("Automatic picks OutOfServiceTaint on Kubernetes ≥ 1.28", ["remediating.resolving command.result [resultOk(cluster.version)]"], () => {
+    for (const version of ["1.28", "v1.30.2", "2.0"]) {
+      const h = machineFor();
+      toResolving(h).result("cluster.version", true, 5_100, { facts: { serverVersion: version } });
+      expect(h.path).toBe("remediating.running");
+      expect(h.commands).toEqual([
+        { kind: "taint.add", params: { taint: OUT_OF_SERVICE_TAINT } },
+        { kind: "workloads.await-gone", params: { timeoutMs: 10_000 } },
+      ]);
+      expect(h.context.remediation).toMatchObject({ strategy: "OutOfServiceTaint", pending: ["taint.add", "workloads.await-gone"] });
+      expect(h.context.timers).toEqual({ "step-timeout": 15_100 });
+    }
+  });
+
+  behaviour(
+    "Automatic picks ResourceDeletion below 1.28 or when the version is unknown",
+    ["remediating.resolving command.result [resultOk(cluster.version)]"],
+    () => {
+      for (const facts of [{ serverVersion: "1.27" }, {}, { serverVersion: "unknown" }]) {
+        const h = machineFor();
+        toResolving(h).result("cluster.version", true, 5_100, { facts });
+        expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+        expect(h.context.remediation.strategy).toBe("ResourceDeletion");
+      }
+    },
+  );
+
+  behaviour("Automatic picks ResourceDeletion when the version lookup fails", ["remediating.resolving command.result [resultFailed(cluster.version)]"], () => {
+    const h = machineFor();
+    toResolving(h).result("cluster.version", false, 5_100);
+    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.reasons).toContain("Automatic: Kubernetes version unknown → ResourceDeletion");
+  });
+
+  behaviour("no cluster version within the step's timeout → ResourceDeletion", ["remediating.resolving timer.fired [timerIs(step-timeout)]"], () => {
+    const h = machineFor();
+    toResolving(h).fire("step-timeout");
+    expect(h.path).toBe("remediating.running");
+    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.context.timers).toEqual({ "step-timeout": 25_000 });
+  });
+
+  behaviour("other results while resolving are only explained", ["remediating.resolving command.result"], () => {
+    const h = machineFor();
+    toResolving(h).result("cluster.version", true, 5_100, { epoch: 0, facts: { serverVersion: "1.30" } });
+    expect(h.path).toBe("remediating.resolving");
+    expect(h.kinds).toEqual([]);
+  });
+
+  behaviour("a step that is not Automatic runs at once", ["remediating.selecting (always)"], () => {
+    const h = machineFor(DELETION_ONLY_POLICY);
+    toFencing(h).fire("safe-time");
+    expect(h.path).toBe("remediating.running");
+    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.reasons).toContain("remediation step 1/1: ResourceDeletion (timeout 10s)");
+  });
+
+  behaviour(
+    "ResourceDeletion completes when both results arrive",
+    ["remediating.running command.result", "remediating.running command.result [stepCompleted]"],
+    () => {
+      const h = machineFor(DELETION_ONLY_POLICY);
+      toFencing(h).fire("safe-time").result("pods.delete", true, 5_100);
+      expect(h.path).toBe("remediating.running");
+      expect(h.context.remediation.pending).toEqual(["volumeattachments.delete"]);
+      h.result("volumeattachments.delete", true, 5_200);
+      expect(h.path).toBe("remediating.done");
+      expect(h.context.timers).toEqual({});
+      expect(h.kinds).toEqual([]);
+    },
+  );
+
+  behaviour("OutOfServiceTaint completes, then the out-of-service taint is removed", ["remediating.running command.result [stepCompleted]"], () => {
+    const h = machineFor();
+    toDone(h);
+    expect(h.path).toBe("remediating.done");
+    expect(h.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }]);
+  });
+
+  behaviour("a result of an older epoch does not settle a pending command", ["remediating.running command.result"], () => {
+    const h = machineFor(DELETION_ONLY_POLICY);
+    toFencing(h).fire("safe-time").result("pods.delete", true, 5_100, { epoch: 0 });
+    expect(h.context.remediation.pending).toEqual(["pods.delete", "volumeattachments.delete"]);
+    h.result("pods.delete", false, 5_150, { epoch: 0 });
+    h.result("volumeattachments.delete", true, 5_200);
+    expect(h.path).toBe("remediating.running");
+    expect(h.context.remediation.pending).toEqual(["pods.delete"]);
+  });
+
+  behaviour(
+    "a failed step escalates to the next remediation and takes the out-of-service taint off",
+    ["remediating.running command.result [stepFailed]", "remediating.escalating (always) [hasNextStep]", "remediating.selecting (always)"],
+    () => {
+      const h = machineFor();
+      toRunningOutOfService(h).result("workloads.await-gone", false, 5_200, { reason: "pods still there" });
+      expect(h.path).toBe("remediating.running");
+      expect(h.reasons).toContain("OutOfServiceTaint did not complete: escalating to ResourceDeletion");
+      expect(h.commands).toEqual([
+        { kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } },
+        { kind: "pods.delete", params: {} },
+        { kind: "volumeattachments.delete", params: {} },
+      ]);
+      expect(h.context.remediation).toMatchObject({ step: 1, strategy: "ResourceDeletion" });
+      expect(h.context.epoch).toBe(1);
+    },
+  );
+
+  behaviour("a step that times out escalates", ["remediating.running timer.fired [timerIs(step-timeout)]"], () => {
+    const h = machineFor();
+    toRunningOutOfService(h).fire("step-timeout");
+    expect(h.reasons[0]).toBe("remediation step timed out");
+    expect(h.context.remediation.step).toBe(1);
+    expect(h.path).toBe("remediating.running");
+  });
+
+  behaviour("the last step failing → operator with a reason", ["remediating.escalating (always)"], () => {
+    const h = machineFor();
+    toRunningOutOfService(h).fire("step-timeout").result("pods.delete", false, 15_200);
+    expect(h.path).toBe("operator");
+    expect(h.context.operatorReason).toBe("every remediation in the escalation list failed");
+    expect(h.reasons).toContain("operator required: every remediation in the escalation list failed");
+    expect(h.context.timers).toEqual({});
+  });
+
+  behaviour(
+    "the node back during remediation rejoins once done",
+    ["remediating heartbeat.resumed", "remediating.done (always) [nodeBack]"],
+    () => {
+      const h = machineFor();
+      toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150);
+      expect(h.path).toBe("remediating.running");
+      expect(h.context.remediation.nodeBack).toBe(true);
+      h.result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
+      expect(h.path).toBe("rejoining.reprovisioning");
+      expect(h.kinds).toEqual(["taint.remove", "reprovision"]);
+    },
+  );
+
+  behaviour("node.joined and boot.changed during remediation also mean back", ["remediating node.joined", "remediating boot.changed"], () => {
+    const joinedBack = machineFor();
+    toRunningOutOfService(joinedBack).send("node.joined", { bootId: "b2", incarnation: 2 }, 5_150);
+    expect(joinedBack.context.remediation.nodeBack).toBe(true);
+    const rebooted = machineFor();
+    toRunningOutOfService(rebooted).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 5_150);
+    expect(rebooted.context.remediation.nodeBack).toBe(true);
+  });
+
+  behaviour("missing again during remediation: no longer back", ["remediating heartbeat.missed"], () => {
+    const h = machineFor();
+    toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150);
+    h.send("heartbeat.missed", { lastSeenAt: 5_160, bootId: "b2" }, 5_170);
+    h.result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
+    expect(h.path).toBe("remediating.done");
+  });
+
+  behaviour(
+    "done waits for the node: heartbeats, node.joined or boot.changed rejoin it",
+    ["remediating.done heartbeat.resumed", "remediating.done node.joined", "remediating.done boot.changed"],
+    () => {
+      const resumed = machineFor();
+      toDone(resumed).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 8_000);
+      expect(resumed.path).toBe("rejoining.reprovisioning");
+      const joinedBack = machineFor();
+      toDone(joinedBack).send("node.joined", { bootId: "b2", incarnation: 2 }, 8_000);
+      expect(joinedBack.path).toBe("rejoining.reprovisioning");
+      const rebooted = machineFor();
+      toDone(rebooted).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 8_000);
+      expect(rebooted.path).toBe("rejoining.reprovisioning");
+    },
+  );
+});
+
+describe("rejoining", () => {
+  behaviour("a new boot id re-provisions with the host group", ["rejoining.deciding (always) [needsReprovision]"], () => {
+    const h = machineFor();
+    toReprovisioning(h);
+    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1 });
+    expect(h.context.timers).toEqual({ "reprovision-timeout": 18_000 });
+  });
+
+  behaviour(
+    "re-provisioned, untainted, then healthy with the slot released",
+    ["rejoining.reprovisioning command.result [resultOk(reprovision)]", "rejoining.untainting command.result [resultOk(taint.remove)]"],
+    () => {
+      const h = machineFor();
+      toReprovisioning(h).result("reprovision", true, 9_000);
+      expect(h.path).toBe("rejoining.untainting");
+      expect(h.commands).toEqual([{ kind: "taint.remove", params: { taint: FENCING_TAINT } }]);
+      expect(h.context.timers).toEqual({});
+      h.result("taint.remove", true, 9_100);
+      expect(h.path).toBe("healthy");
+      expect(h.kinds).toEqual(["slot.release"]);
+      expect(h.context).toMatchObject({
+        slot: false,
+        epoch: 1,
+        bootIdAtFencing: null,
+        fence: { confirmedBy: null, watchdogStopAckedAt: null },
+        rejoin: { attempt: 0, reprovision: null },
+        timers: {},
+      });
+    },
+  );
+
+  behaviour("same boot id and configuration drift → re-provision", ["rejoining.deciding (always) [needsReprovision]"], () => {
+    const h = machineFor(FENCE_AGENT_POLICY);
+    joined(h, { checksums: { web: "v1" } }).send("config.desired", { checksums: { web: "v2" } }, 10);
+    h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000).fire("suspect").result("slot.acquire", true, 2_100);
+    h.result("fence.poweroff", true, 2_200).result("cluster.version", false, 2_300);
+    h.result("pods.delete", true, 2_400).result("volumeattachments.delete", true, 2_500);
+    h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(reprovisionOf(h)?.reason).toBe("configuration drift in web");
+  });
+
+  behaviour("same boot id and configuration as desired → no re-provisioning", ["rejoining.deciding (always)"], () => {
+    const h = machineFor(FENCE_AGENT_POLICY);
+    toDoneByFenceAgent(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
+    expect(h.path).toBe("rejoining.untainting");
+    expect(h.kinds).toEqual(["taint.remove"]);
+    expect(h.reasons).toContain("same boot id, configuration as desired: no re-provisioning");
+  });
+
+  behaviour("fence escaped: the same boot id after fencing confirmed by time → operator", ["rejoining.deciding (always) [fenceEscaped]"], () => {
+    const h = machineFor();
+    toDone(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 8_000);
+    expect(h.path).toBe("operator");
+    expect(h.context.operatorReason).toMatch(/boot id it had before fencing/);
+    expect(h.kinds).not.toContain("taint.remove");
+  });
+
+  behaviour(
+    "re-provisioning failures retry with exponential backoff, then an operator after 3 attempts",
+    [
+      "rejoining.reprovisioning command.result [resultFailed(reprovision)]",
+      "rejoining.retryingReprovision (always) [attemptsLeft]",
+      "rejoining.reprovisionBackoff timer.fired [timerIs(reprovision-retry)]",
+      "rejoining.retryingReprovision (always)",
+    ],
+    () => {
+      const h = machineFor();
+      toReprovisioning(h).result("reprovision", false, 8_100, { reason: "ansible failed" });
+      expect(h.path).toBe("rejoining.reprovisionBackoff");
+      expect(h.context.timers).toEqual({ "reprovision-retry": 8_600 });
+      h.fire("reprovision-retry");
+      expect(reprovisionOf(h)?.attempt).toBe(2);
+      h.result("reprovision", false, 8_700);
+      expect(h.context.timers).toEqual({ "reprovision-retry": 9_700 });
+      h.fire("reprovision-retry");
+      expect(reprovisionOf(h)?.attempt).toBe(3);
+      h.result("reprovision", false, 9_800);
+      expect(h.path).toBe("operator");
+      expect(h.context.operatorReason).toBe("re-provisioning failed 3 times");
+      expect(h.context.timers).toEqual({});
+    },
+  );
+
+  behaviour("a re-provisioning timeout counts as a failed attempt", ["rejoining.reprovisioning timer.fired [timerIs(reprovision-timeout)]"], () => {
+    const h = machineFor();
+    toReprovisioning(h).fire("reprovision-timeout");
+    expect(h.reasons[0]).toBe("re-provisioning timed out");
+    expect(h.path).toBe("rejoining.reprovisionBackoff");
+    expect(h.context.timers).toEqual({ "reprovision-retry": 18_500 });
+  });
+
+  behaviour("other results while re-provisioning are only explained", ["rejoining.reprovisioning command.result"], () => {
+    const h = machineFor();
+    toReprovisioning(h).result("reprovision", true, 8_100, { epoch: 0 });
+    expect(h.path).toBe("rejoining.reprovisioning");
+  });
+
+  behaviour(
+    "the node vanishing mid-rejoin waits in away, then decides again (never a dead end)",
+    ["rejoining heartbeat.missed [fenceConfirmed]", "rejoining.away heartbeat.resumed"],
+    () => {
+      const h = machineFor(FENCE_AGENT_POLICY);
+      toDoneByFenceAgent(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
+      expect(h.path).toBe("rejoining.untainting");
+      h.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b1" }, 4_000);
+      expect(h.path).toBe("rejoining.away");
+      h.send("config.desired", { checksums: { web: "v2" } }, 4_100);
+      h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1, checksums: { web: "v1" } }, 5_000);
+      expect(h.path).toBe("rejoining.reprovisioning");
+      expect(reprovisionOf(h)?.reason).toBe("configuration drift in web");
+    },
+  );
+
+  behaviour(
+    "back from away with a new boot id re-provisions as a reboot",
+    ["rejoining.away heartbeat.resumed [rebooted]", "rejoining.away node.joined [rebooted]", "rejoining.away node.joined"],
+    () => {
+      const resumed = machineFor(FENCE_AGENT_POLICY);
+      toDoneByFenceAgent(resumed).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
+      resumed.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b1" }, 4_000);
+      resumed.send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_000);
+      expect(reprovisionOf(resumed)?.reason).toBe("rebooted (boot id b1 → b2)");
+
+      const joinedBack = machineFor(FENCE_AGENT_POLICY);
+      toDoneByFenceAgent(joinedBack).send("node.joined", { bootId: "b1", incarnation: 1 }, 3_000);
+      joinedBack.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b1" }, 4_000);
+      joinedBack.send("node.joined", { bootId: "b3", incarnation: 3, hostGroup: "web" }, 5_000);
+      expect(reprovisionOf(joinedBack)).toEqual({ hostGroup: "web", reason: "rebooted (boot id b1 → b3)", attempt: 1 });
+
+      const sameBoot = machineFor(FENCE_AGENT_POLICY);
+      toDoneByFenceAgent(sameBoot).send("node.joined", { bootId: "b1", incarnation: 1 }, 3_000);
+      sameBoot.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b1" }, 4_000);
+      sameBoot.send("node.joined", { bootId: "b1", incarnation: 1 }, 5_000);
+      expect(sameBoot.path).toBe("rejoining.untainting");
+    },
+  );
+
+  behaviour("a reboot mid-rejoin decides again", ["rejoining boot.changed"], () => {
+    const h = machineFor();
+    toReprovisioning(h).result("reprovision", true, 9_000);
+    h.send("boot.changed", { previousBootId: "b2", bootId: "b3" }, 9_050);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(reprovisionOf(h)).toMatchObject({ reason: "rebooted (boot id b2 → b3)", attempt: 1 });
+  });
+
+  behaviour("a node never fenced going silent mid-rejoin is suspect again", ["rejoining heartbeat.missed"], () => {
+    const h = machineFor();
+    joined(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 100);
+    h.send("heartbeat.missed", { lastSeenAt: 200, bootId: "b2" }, 1_200);
+    expect(h.path).toBe("suspect.waiting");
+    expect(h.reasons).toContain("the node went silent mid-rejoin and was never fenced: suspect again");
+    expect(h.context.timers).toEqual({ suspect: 1_200 });
+    expect(h.context.rejoin).toEqual({ attempt: 0, reprovision: null });
+  });
+
+  behaviour(
+    "a failed untaint is retried",
+    ["rejoining.untainting command.result [resultFailed(taint.remove)]", "rejoining.untainting timer.fired [timerIs(untaint-retry)]", "rejoining.untainting command.result"],
+    () => {
+      const h = machineFor();
+      toReprovisioning(h).result("reprovision", true, 9_000).result("taint.remove", false, 9_100, { reason: "API down" });
+      expect(h.path).toBe("rejoining.untainting");
+      expect(h.context.timers).toEqual({ "untaint-retry": 10_100 });
+      h.result("pods.delete", true, 9_200);
+      expect(h.path).toBe("rejoining.untainting");
+      h.fire("untaint-retry");
+      expect(h.commands).toEqual([{ kind: "taint.remove", params: { taint: FENCING_TAINT } }]);
+      h.result("taint.remove", true, 10_200);
+      expect(h.path).toBe("healthy");
+    },
+  );
+
+  behaviour(
+    "with a healthy delay the node settles before it is rejoined",
+    [
+      "rejoining.deciding (always) [settleFirst]",
+      "rejoining.settling timer.fired [timerIs(healthy-delay)]",
+      "rejoining.settled (always) [needsReprovision]",
+      "rejoining.settled (always)",
+    ],
+    () => {
+      const h = machineFor(SETTLING_POLICY);
+      toReprovisioning(h);
+      expect(h.path).toBe("rejoining.settling");
+      expect(h.kinds).toEqual([]);
+      expect(h.context.timers).toEqual({ "healthy-delay": 10_000 });
+      h.fire("healthy-delay");
+      expect(h.path).toBe("rejoining.reprovisioning");
+
+      const agent = machineFor(Policy.parse({ ...FENCE_AGENT_POLICY, rejoin: SETTLING_POLICY.rejoin }));
+      toDoneByFenceAgent(agent).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
+      agent.fire("healthy-delay");
+      expect(agent.path).toBe("rejoining.untainting");
+    },
+  );
+});
+
+describe("paused", () => {
+  behaviour("pausing again updates the reason", ["paused operator.pause"], () => {
+    const h = machineFor();
+    joined(h).send("operator.pause", { reason: "one" }, 10).send("operator.pause", { reason: "two" }, 20);
+    expect(h.path).toBe("paused");
+    expect(h.context.pausedReason).toBe("two");
+  });
+
+  behaviour("resume → suspect when the node is still unhealthy", ["paused operator.resume [hasSignals]"], () => {
+    const h = machineFor();
+    toSuspect(h).send("operator.pause", { reason: "look" }, 2_000).send("operator.resume", {}, 9_000);
+    expect(h.path).toBe("suspect.waiting");
+    expect(h.context.pausedReason).toBeNull();
+    expect(h.context.timers).toEqual({ suspect: 9_000 });
+  });
+
+  behaviour("resume → healthy when the node recovered meanwhile", [], () => {
+    const h = machineFor();
+    toSuspect(h).send("operator.pause", { reason: "look" }, 2_000);
+    h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000).send("operator.resume", {}, 4_000);
+    expect(h.path).toBe("healthy");
+  });
+
+  behaviour("a slot granted after the pause is released", ["node command.result [unwantedSlot]"], () => {
+    const h = machineFor();
+    toSuspect(h).fire("suspect");
+    h.send("operator.pause", { reason: "look" }, 2_050).result("slot.acquire", true, 2_100);
+    expect(h.path).toBe("paused");
+    expect(h.kinds).toEqual(["slot.release"]);
+  });
+});
+
+describe("operator", () => {
+  behaviour("operator.reset rejoins with re-provisioning", ["operator operator.reset"], () => {
+    const h = machineFor();
+    toFencing(h).fire("fence-timeout").send("operator.reset", { reason: "replaced the PSU" }, 700_000);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "operator reset: replaced the PSU", attempt: 1 });
+    expect(h.context.operatorReason).toBeNull();
+  });
+
+  behaviour("heartbeats while waiting for an operator are only recorded", ["operator heartbeat.resumed"], () => {
+    const h = machineFor();
+    toFencing(h).fire("fence-timeout").send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 700_000);
+    expect(h.path).toBe("operator");
+    expect(h.context.bootId).toBe("b2");
+    expect(h.emitted).toEqual([]);
+  });
+});
+
+describe("epochs", () => {
+  behaviour("the epoch is carried across lifecycles and grows with each fencing", [], () => {
+    const h = machineFor();
+    toReprovisioning(h).result("reprovision", true, 9_000).result("taint.remove", true, 9_100);
+    expect(h.context.epoch).toBe(1);
+    h.send("heartbeat.missed", { lastSeenAt: 10_000, bootId: "b2" }, 11_000).fire("suspect").result("slot.acquire", true, 11_100);
+    expect(h.path).toBe("fencing");
+    expect(h.context).toMatchObject({ epoch: 2, bootIdAtFencing: "b2", fence: { confirmedBy: null } });
+    expect(h.commands[1]).toEqual({ kind: "watchdog.stop", params: { reason: "fencing epoch 2", bootId: "b2" } });
+  });
+
+  behaviour("a watchdog acknowledgement of an older epoch arms nothing", ["fencing command.result"], () => {
+    const h = machineFor();
+    toFencing(h).result("watchdog.stop", true, 2_200, { epoch: 0 });
+    expect(h.context.timers).not.toHaveProperty("watchdog-reset");
+  });
+
+  behaviour("the boot id of a missed heartbeat is adopted when none is known, so a reboot still confirms", [], () => {
+    const h = machineFor();
+    h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000).fire("suspect").result("slot.acquire", true, 2_100);
+    expect(h.context.bootIdAtFencing).toBe("b1");
+    h.send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 3_000);
+    expect(h.path).toBe("remediating.resolving");
+  });
+});
+
+describe("the whole lifecycle", () => {
+  it("walks a crashed node from healthy through fencing, remediation and rejoin back to healthy", () => {
+    const h = machineFor();
+    joined(h).send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000);
+    const path = [h.path];
+    h.fire("suspect").result("slot.acquire", true, 2_100);
+    path.push(h.path);
+    h.fire("safe-time");
+    path.push(h.path);
+    h.result("cluster.version", true, 5_100, { facts: { serverVersion: "1.30" } });
+    h.result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
+    path.push(h.path);
+    h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 8_000).result("reprovision", true, 9_000).result("taint.remove", true, 9_100);
+    path.push(h.path);
+    expect(path).toEqual(["suspect.waiting", "fencing", "remediating.resolving", "remediating.done", "healthy"]);
+    expect(h.history.flatMap((s) => s.emitted.filter((e) => e.type === "command").map((e) => e.type === "command" && e.request.kind))).toEqual([
+      "slot.acquire",
+      "taint.add",
+      "watchdog.stop",
+      "cluster.version",
+      "taint.add",
+      "workloads.await-gone",
+      "taint.remove",
+      "reprovision",
+      "taint.remove",
+      "slot.release",
+    ]);
+  });
+});
+
+describe("coverage", () => {
+  const exported = exportedKeys(TEST_POLICY);
+
+  it("names each transition of the machine once (source, event, guard)", () => {
+    expect(new Set(exported).size).toBe(exported.length);
+    expect(exportedKeys(FENCE_AGENT_POLICY)).toEqual(exported);
+  });
+
+  it("has a test for every transition of the machine", () => {
+    expect(exported.filter((key) => !claims.has(key))).toEqual([]);
+  });
+
+  it("claims only transitions the machine has", () => {
+    expect([...claims.keys()].filter((key) => !exported.includes(key))).toEqual([]);
+  });
+});

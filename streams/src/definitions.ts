@@ -1,0 +1,109 @@
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, type ConsumerConfig, type StreamConfig } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+import { ACTUATORS } from "@fenceline/contracts";
+import { Buckets, Consumers, Streams, Subjects } from "./subjects.js";
+
+/**
+ * Everything Fenceline needs on a JetStream server, as data. Only the fields written here are
+ * reconciled by `provisionStreams`; the server's defaults fill in the rest. Kept compatible with
+ * nats-server 2.9.10: one `filter_subject` per consumer, no `metadata`, no subject transforms.
+ */
+export type StreamDefinition = Partial<StreamConfig> & { name: string; subjects: string[] };
+export type ConsumerDefinition = { stream: string; config: Partial<ConsumerConfig> & { durable_name: string } };
+export type BucketDefinition = { name: string; history: number; replicas: number };
+
+export type Definitions = {
+  streams: StreamDefinition[];
+  consumers: ConsumerDefinition[];
+  buckets: BucketDefinition[];
+};
+
+export type DefinitionOptions = {
+  /** 1 on a single server, 3 on a cluster. Applies to every stream, consumer and bucket. */
+  replicas?: number;
+};
+
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+const DAY = 24 * 60 * MINUTE;
+
+/** Delays between redeliveries of an unacknowledged command. */
+export const COMMAND_BACKOFF_MS = [30 * SECOND, 30 * SECOND, MINUTE, 2 * MINUTE, 5 * MINUTE] as const;
+export const COMMAND_MAX_DELIVER = 10;
+
+export function createDefinitions(options: DefinitionOptions = {}): Definitions {
+  const replicas = options.replicas ?? 1;
+  const dedup = nanos(2 * MINUTE);
+
+  const streams: StreamDefinition[] = [
+    {
+      name: Streams.events,
+      subjects: [Subjects.eventAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      duplicate_window: dedup,
+      allow_direct: true,
+      num_replicas: replicas,
+    },
+    {
+      name: Streams.commands,
+      subjects: [Subjects.commandAll],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: dedup,
+      num_replicas: replicas,
+    },
+    {
+      name: Streams.audit,
+      subjects: [Subjects.auditAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      duplicate_window: dedup,
+      num_replicas: replicas,
+    },
+    {
+      name: Streams.deadLetters,
+      subjects: [Subjects.deadLetterAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: nanos(7 * DAY),
+      num_replicas: replicas,
+    },
+  ];
+
+  const consumers: ConsumerDefinition[] = [
+    {
+      stream: Streams.events,
+      config: {
+        durable_name: Consumers.engine,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: nanos(30 * SECOND),
+        max_ack_pending: 1000,
+        num_replicas: replicas,
+      },
+    },
+    ...ACTUATORS.map((actuator) => ({
+      stream: Streams.commands,
+      config: {
+        durable_name: Consumers.actuator(actuator),
+        filter_subject: Subjects.commandsFor(actuator),
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        // With a backoff list the server uses backoff[0] as the ack wait, so the two agree.
+        ack_wait: nanos(COMMAND_BACKOFF_MS[0]),
+        max_deliver: COMMAND_MAX_DELIVER,
+        backoff: COMMAND_BACKOFF_MS.map((ms) => nanos(ms)),
+        num_replicas: replicas,
+      },
+    })),
+  ];
+
+  const buckets: BucketDefinition[] = [
+    { name: Buckets.nodes, history: 1, replicas },
+    { name: Buckets.fleet, history: 10, replicas },
+    { name: Buckets.config, history: 5, replicas },
+  ];
+
+  return { streams, consumers, buckets };
+}
