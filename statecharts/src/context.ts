@@ -18,6 +18,11 @@ export type NodeContext = {
   timers: Record<string, number>;
   /** Holds a fleet-guard remediation slot. */
   slot: boolean;
+  /**
+   * Since when the fleet guard has seen a healthy majority (from its grant). A node silent since
+   * before then sat through an outage and may only now learn it must fence itself.
+   */
+  majoritySince: number | null;
   /** When the current top-level state was entered. */
   since: number;
   fence: {
@@ -67,6 +72,7 @@ export function initialContext(input: NodeInput): NodeContext {
     lastSeenAt: null,
     timers: {},
     slot: false,
+    majoritySince: null,
     since: input.at ?? 0,
     fence: { confirmedBy: null, watchdogStopAckedAt: null },
     remediation: { step: 0, strategy: null, pending: [], nodeBack: false },

@@ -222,9 +222,9 @@ export function createNodeMachine(policy: Policy) {
       startFencing: enqueueActions(({ enqueue, context, event }) => {
         const epoch = context.epoch + 1;
         let timers = withTimer(context.timers, Timers.fenceTimeout, event.at + policy.fencing.timeoutMs);
-        if (context.signals.heartbeat !== undefined) {
-          timers = withTimer(timers, Timers.safeTime, Math.max(event.at, (context.lastSeenAt ?? event.at) + safeTime));
-        }
+        // Counted from the last sign of life, but never a deadline in the past.
+        const assumedFencedAt = Math.max(event.at, (context.lastSeenAt ?? event.at) + safeTime);
+        if (context.signals.heartbeat !== undefined) timers = withTimer(timers, Timers.safeTime, assumedFencedAt);
         enqueue.assign({
           epoch,
           bootIdAtFencing: context.bootId,
@@ -239,7 +239,7 @@ export function createNodeMachine(policy: Policy) {
         }
         if (policy.fencing.fenceAgent) enqueue.emit(command({ kind: "fence.poweroff", params: {} }));
         const silent = context.signals.heartbeat !== undefined
-          ? `silent since ${context.lastSeenAt}: assumed fenced at ${(context.lastSeenAt ?? event.at) + safeTime} (safe time ${formatMs(safeTime)})`
+          ? `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)})`
           : "still heartbeating: waiting for a positive confirmation";
         enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}`));
       }),

@@ -19,7 +19,6 @@ export function createHarness(policy: Policy, options: HarnessOptions = {}) {
   const machine = options.machine ?? createNodeMachine(policy);
   let state: MachineState = initialState(machine, node, 0);
   let seq = 0;
-  let now = 0;
   let last: Emitted[] = [];
   const all: Array<{ path: string; emitted: Emitted[]; event: NodeEvent }> = [];
   const harness = {
@@ -30,7 +29,6 @@ export function createHarness(policy: Policy, options: HarnessOptions = {}) {
       const result = step(machine, state, event);
       state = result.state;
       last = result.emitted;
-      now = at;
       all.push({ path: statePath(state.value), emitted: last, event });
       return harness;
     },
@@ -53,8 +51,6 @@ export function createHarness(policy: Policy, options: HarnessOptions = {}) {
     get path() { return statePath(state.value); },
     get context() { return state.context; },
     get state() { return state; },
-    /** The time of the last event sent. */
-    get now() { return now; },
     /** Everything emitted by the last step, in order. */
     get emitted() { return last; },
     /** Commands emitted by the last step. */

@@ -11,6 +11,12 @@ export type ProvisionCommands = {
 const OUTPUT_LIMIT = 64 * 1024;
 
 /**
+ * What may be substituted into a shell command line: no shell metacharacters. The host group
+ * comes from the node's own heartbeat, so it must never be able to inject a command.
+ */
+const SAFE_VALUE = /^[A-Za-z0-9._:\/@+=,-]*$/;
+
+/**
  * Runs the configured cleanup and provision commands (for example
  * `ansible-playbook cleanup.yml --limit {node}` and `ansible-playbook site.yml --limit {node}`).
  */
@@ -19,11 +25,18 @@ export function createCommandProvisioner(commands: ProvisionCommands): Provision
   return {
     run(step, node, hostGroup) {
       const template = step === "cleanup" ? commands.cleanup : commands.provision;
+      for (const [name, value] of [["node", node], ["host group", hostGroup]] as const) {
+        if (!SAFE_VALUE.test(value)) {
+          return Promise.resolve({ ok: false, output: `refused to run ${step}: ${name} ${JSON.stringify(value)} contains characters that are unsafe in a shell command` });
+        }
+      }
       const line = template.replaceAll("{node}", node).replaceAll("{hostGroup}", hostGroup);
       return new Promise((resolve) => {
         const child = spawn("/bin/sh", ["-c", line], {
           env: { ...process.env, FENCELINE_NODE: node, FENCELINE_HOST_GROUP: hostGroup, FENCELINE_STEP: step },
           stdio: ["ignore", "pipe", "pipe"],
+          // Its own process group, so a timeout kills everything the shell started, not only the shell.
+          detached: true,
         });
         let output = "";
         const collect = (chunk: Buffer) => {
@@ -33,7 +46,12 @@ export function createCommandProvisioner(commands: ProvisionCommands): Provision
         child.stderr.on("data", collect);
         const timer = setTimeout(() => {
           output += `\n[killed after ${timeoutMs} ms]`;
-          child.kill("SIGKILL");
+          try {
+            if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+            else child.kill("SIGKILL");
+          } catch {
+            child.kill("SIGKILL");
+          }
         }, timeoutMs);
         child.on("error", (err) => {
           clearTimeout(timer);

@@ -4,8 +4,11 @@ import { resolveLimit, type Policy } from "@fenceline/contracts";
 export type FleetBudget = { v: 1; slots: Record<string, { since: number; controlPlane: boolean }> };
 export const EMPTY_BUDGET: FleetBudget = { v: 1, slots: {} };
 
-/** How the fleet looks now: how many nodes exist and how many are healthy. */
-export type FleetView = { fleetSize: number; healthy: number };
+/**
+ * How the fleet looks now: how many nodes exist, how many are healthy, and since when a healthy
+ * majority has been seen without interruption (null while there is none).
+ */
+export type FleetView = { fleetSize: number; healthy: number; majoritySince: number | null };
 
 export type SlotDecision = { granted: boolean; reason: string; budget: FleetBudget };
 

@@ -32,7 +32,10 @@ export function createGuardHandlers(options: { store: BudgetStore; view: () => F
         const d = decideSlot(budget, view(), { node: c.node, controlPlane: c.params.controlPlane, at: clock.now() }, policy);
         return { budget: d.budget, value: d };
       });
-      return { ok: decision.granted, reason: decision.reason };
+      const { majoritySince } = view();
+      // The machine uses it to keep the safe time honest after an outage: a node silent since
+      // before the majority came back may only now be learning that it must fence itself.
+      return { ok: decision.granted, reason: decision.reason, ...(decision.granted && majoritySince !== null ? { facts: { majoritySince } } : {}) };
     },
     "slot.release": async (c) => {
       await withCas(store, (budget) => ({ budget: releaseSlot(budget, c.node), value: null }));

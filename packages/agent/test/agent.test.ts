@@ -187,6 +187,18 @@ describe("agent: watchdog.stop commands", () => {
     expect(h.agent.state().feeding).toBe(true);
   });
 
+  it("a stop aimed at an earlier boot is refused without stopping this boot", async () => {
+    const h = createHarness({ bootId: "boot-2" });
+    await h.agent.start();
+    const now = h.clock.now();
+    const reply = await h.transport.sendCommand(watchdogStop({ now, params: { reason: "suspected", bootId: "boot-1" } }));
+    expect(reply.ok).toBe(false);
+    expect(reply.reason).toMatch(/boot boot-1.*rebooted since/);
+    expect(h.agent.state().feeding).toBe(true);
+    expect(await h.transport.sendCommand(watchdogStop({ now, params: { reason: "suspected", bootId: "boot-2" } }))).toEqual({ ok: true });
+    expect(h.agent.state().feeding).toBe(false);
+  });
+
   it("refuses a command past its deadline", async () => {
     const h = createHarness();
     await h.agent.start();

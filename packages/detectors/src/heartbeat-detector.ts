@@ -54,6 +54,17 @@ export function createHeartbeatDetector(options: {
         ...(hb.checksums ? { checksums: hb.checksums } : {}),
       };
       nodes.set(hb.node, next);
+      // An event that is not stored must not be lost: forget what this heartbeat taught us
+      // (keeping that the node was heard), so the next heartbeat reports it again.
+      const emit = async (event: NodeEvent) => {
+        try {
+          await publish(event);
+        } catch (err) {
+          if (prev) nodes.set(hb.node, { ...prev, lastSeenAt: clock.now() });
+          else nodes.delete(hb.node);
+          throw err;
+        }
+      };
       const tag = `${hb.node}:${hb.bootId}:${hb.incarnation}:${hb.seq}`;
       const extra = {
         ...(hb.checksums ? { checksums: hb.checksums } : {}),
@@ -105,15 +116,15 @@ export function createHeartbeatDetector(options: {
         // Marked before publishing so a heartbeat arriving meanwhile is reported as resumed.
         seen.missing = true;
         try {
-        await emit(
-          createEvent("heartbeat.missed", {
-            id: `missed:${node}:${seen.bootId}:${seen.incarnation}:${seen.seq}`,
-            node,
-            at: now,
-            source,
-            data: { lastSeenAt: seen.lastSeenAt, bootId: seen.bootId },
-          }),
-        );
+          await emit(
+            createEvent("heartbeat.missed", {
+              id: `missed:${node}:${seen.bootId}:${seen.incarnation}:${seen.seq}`,
+              node,
+              at: now,
+              source,
+              data: { lastSeenAt: seen.lastSeenAt, bootId: seen.bootId },
+            }),
+          );
         } catch (err) {
           if (nodes.get(node) === seen) seen.missing = false;
           throw err;

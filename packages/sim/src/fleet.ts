@@ -297,6 +297,7 @@ export class SimFleet {
         // A new agent process re-opens the device: the same armed watchdog, fed again.
         const old = node.watchdog;
         await this.#startAgent(node);
+        await this.#syncLink(node);
         if (old && old !== node.watchdog && old.state === "armed") {
           // The kernel has one watchdog; the old handle's timer is the new one's.
           await old.close();

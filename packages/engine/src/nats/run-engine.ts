@@ -8,6 +8,7 @@ import { createEngineCore, type EngineCore } from "../engine.js";
 import { createDecider, type Decider, type FoldResult } from "../fold.js";
 import { createTimerService, type TimerService } from "../timer-service.js";
 import { createKvSnapshotStore } from "./kv-snapshot-store.js";
+import type { OutputSink, SnapshotStore } from "../ports.js";
 
 export type RunningEngine = {
   core: EngineCore;
@@ -27,6 +28,11 @@ export async function runEngine(options: {
   clock?: Clock;
   decider?: Decider;
   onApplied?: (result: FoldResult) => void;
+  /**
+   * Wraps the engine's ports: tests use it to crash the engine between publishing its outputs,
+   * saving the snapshot and acking (a wrapper that throws is a crash at that point).
+   */
+  wrap?: { outputs?: (outputs: OutputSink) => OutputSink; snapshots?: (store: SnapshotStore) => SnapshotStore };
 }): Promise<RunningEngine> {
   const { nc, policy, log } = options;
   const clock = options.clock ?? systemClock;
@@ -34,17 +40,19 @@ export async function runEngine(options: {
   const kv = await new Kvm(nc).open(Buckets.nodes);
   const decider = options.decider ?? createDecider(policy);
 
+  const outputs: OutputSink = {
+    async publishCommands(commands) {
+      await Promise.all(commands.map((c) => publishCommand(js, c)));
+    },
+    async publishAudit(record) {
+      await publishAudit(js, record);
+    },
+  };
+  const snapshots = createKvSnapshotStore(kv);
   const core = createEngineCore({
     decider,
-    snapshots: createKvSnapshotStore(kv),
-    outputs: {
-      async publishCommands(commands) {
-        await Promise.all(commands.map((c) => publishCommand(js, c)));
-      },
-      async publishAudit(record) {
-        await publishAudit(js, record);
-      },
-    },
+    snapshots: options.wrap?.snapshots ? options.wrap.snapshots(snapshots) : snapshots,
+    outputs: options.wrap?.outputs ? options.wrap.outputs(outputs) : outputs,
     ...(options.onApplied ? { onApplied: options.onApplied } : {}),
   });
 

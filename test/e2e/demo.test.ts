@@ -1,0 +1,60 @@
+import { describe, expect, it } from "vitest";
+import { runCli } from "./cli.js";
+
+type Summary = {
+  nodes: number;
+  eventsProcessed: number;
+  faults: Array<{ node: string; kind: string; detectedAfterMs: number | null; fencedAfterMs: number | null; workloadsRecoveredAfterMs: number | null; rejoinedAfterMs: number | null; finalState: string; reprovisioned: boolean; selfFenced: boolean }>;
+  invariantViolations: unknown[];
+  reboots: number;
+};
+
+async function demo(args: string[]): Promise<Summary> {
+  const result = await runCli(["demo", "--json", ...args]);
+  expect(result.code, result.stderr.slice(-3000)).toBe(0);
+  const lines = result.stdout.trim().split("\n");
+  expect(lines).toHaveLength(1);
+  return JSON.parse(lines[0]!) as Summary;
+}
+
+describe("fenceline demo --json", () => {
+  it("recovers a crashed node, a node that lost its network and a rebooted node, never running a workload twice", async () => {
+    const s = await demo([]);
+    expect(s.nodes).toBe(12);
+    expect(s.eventsProcessed).toBeGreaterThan(12);
+    expect(s.invariantViolations).toEqual([]);
+    expect(s.faults.map((f) => f.kind).sort()).toEqual(["crash", "network-loss", "reboot"]);
+    for (const f of s.faults) {
+      expect(f.finalState).toBe("healthy");
+      expect(f.detectedAfterMs).not.toBeNull();
+      expect(f.workloadsRecoveredAfterMs).not.toBeNull();
+      expect(f.rejoinedAfterMs).not.toBeNull();
+    }
+    const crash = s.faults.find((f) => f.kind === "crash")!;
+    const loss = s.faults.find((f) => f.kind === "network-loss")!;
+    // Workloads move only after fencing is confirmed.
+    expect(crash.fencedAfterMs).not.toBeNull();
+    expect(crash.workloadsRecoveredAfterMs!).toBeGreaterThanOrEqual(crash.fencedAfterMs!);
+    expect(loss.selfFenced).toBe(true);
+    expect(loss.workloadsRecoveredAfterMs!).toBeGreaterThanOrEqual(loss.fencedAfterMs!);
+  });
+
+  it.each([
+    ["network-loss", (s: Summary) => expect(s.faults[0]!.selfFenced && s.faults[0]!.reprovisioned).toBe(true)],
+    ["reboot", (s: Summary) => expect([s.faults[0]!.fencedAfterMs, s.faults[0]!.reprovisioned]).toEqual([null, true])],
+    ["agent-crash", (s: Summary) => expect(s.reboots).toBe(1)],
+    ["partition-minority", (s: Summary) => expect(s.faults.every((f) => f.selfFenced)).toBe(true)],
+    ["control-plane-outage", (s: Summary) => expect([s.reboots, s.faults[0]!.fencedAfterMs]).toEqual([0, null])],
+  ])("scenario %s", async (scenario, check) => {
+    const s = await demo(["--scenario", scenario]);
+    expect(s.invariantViolations).toEqual([]);
+    expect(s.faults.every((f) => f.finalState === "healthy")).toBe(true);
+    check(s);
+  });
+
+  it("rejects an unknown scenario with the list of known ones", async () => {
+    const r = await runCli(["demo", "--scenario", "nope", "--json"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('unknown scenario "nope"');
+  });
+});
