@@ -60,6 +60,17 @@ function resultOf(context: Ctx, event: Ev, kind: string): NodeEventOf<"command.r
  */
 export function createNodeMachine(policy: Policy) {
   const safeTime = safeTimeOf(policy);
+  /**
+   * When a silent node may be assumed fenced: `safeTime` after its last sign of life, never in
+   * the past, and never before an agent that rode out a control-plane outage had two peer rounds
+   * to notice that the majority is back without it, plus its watchdog timeout and the margin.
+   */
+  const afterMajority = 2 * policy.agent.peerRoundMs + policy.agent.watchdogTimeoutMs + policy.agent.marginMs;
+  const safeTimeDue = (context: Ctx, now: number) => {
+    const lastSeenAt = context.lastSeenAt ?? now;
+    const due = Math.max(now, lastSeenAt + safeTime);
+    return context.majoritySince !== null && context.majoritySince > lastSeenAt ? Math.max(due, context.majoritySince + afterMajority) : due;
+  };
   const steps = policy.remediation;
 
   return setup({
@@ -211,7 +222,10 @@ export function createNodeMachine(policy: Policy) {
       requestSlot: enqueueActions(({ enqueue, context }) => {
         enqueue.emit(command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane } }));
       }),
-      takeSlot: enqueueActions(({ enqueue }) => enqueue.assign({ slot: true })),
+      takeSlot: enqueueActions(({ enqueue, event }) => {
+        const since = result(event)?.facts?.majoritySince;
+        enqueue.assign({ slot: true, majoritySince: typeof since === "number" ? since : null });
+      }),
       armGuardRetry: enqueueActions(({ enqueue, context, event }) => {
         const r = result(event);
         enqueue.emit(reason(`fleet guard refused a remediation slot: ${r?.reason ?? "no reason given"}; asking again in ${formatMs(policy.fleet.retryMs)}`));
@@ -223,7 +237,7 @@ export function createNodeMachine(policy: Policy) {
         const epoch = context.epoch + 1;
         let timers = withTimer(context.timers, Timers.fenceTimeout, event.at + policy.fencing.timeoutMs);
         // Counted from the last sign of life, but never a deadline in the past.
-        const assumedFencedAt = Math.max(event.at, (context.lastSeenAt ?? event.at) + safeTime);
+        const assumedFencedAt = safeTimeDue(context, event.at);
         if (context.signals.heartbeat !== undefined) timers = withTimer(timers, Timers.safeTime, assumedFencedAt);
         enqueue.assign({
           epoch,
@@ -239,7 +253,7 @@ export function createNodeMachine(policy: Policy) {
         }
         if (policy.fencing.fenceAgent) enqueue.emit(command({ kind: "fence.poweroff", params: {} }));
         const silent = context.signals.heartbeat !== undefined
-          ? `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)})`
+          ? `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)}${assumedFencedAt > (context.lastSeenAt ?? event.at) + safeTime ? ", counted from the return of a healthy majority" : ""})`
           : "still heartbeating: waiting for a positive confirmation";
         enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}`));
       }),
@@ -264,7 +278,7 @@ export function createNodeMachine(policy: Policy) {
       }),
       rearmSafeTime: enqueueActions(({ enqueue, context, event }) => {
         if (context.timers[Timers.safeTime] !== undefined || context.lastSeenAt === null) return;
-        enqueue.assign({ timers: withTimer(context.timers, Timers.safeTime, Math.max(event.at, context.lastSeenAt + safeTime)) });
+        enqueue.assign({ timers: withTimer(context.timers, Timers.safeTime, safeTimeDue(context, event.at)) });
       }),
       aliveDuringFencing: enqueueActions(({ enqueue, context }) => {
         enqueue.assign({ timers: withoutTimers(context.timers, Timers.safeTime) });

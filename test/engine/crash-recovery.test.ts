@@ -1,0 +1,201 @@
+import { afterEach, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { DEMO_POLICY, type AuditRecord, type Command, type NodeEvent } from "@fenceline/contracts";
+import { publishEvent } from "@fenceline/bus";
+import { runEngine, type NodeSnapshot, type OutputSink, type RunningEngine, type SnapshotStore } from "@fenceline/engine";
+import { Streams } from "@fenceline/streams";
+import { buildScenario, type Scenario } from "./scenario.js";
+import { messageCount, readJson, readSnapshots, sleep, startJetStream, stoppedClock, testLog, waitFor, type TestJetStream } from "./nats-helpers.js";
+
+/**
+ * Rule 2 of the architecture, on a real nats-server: the engine publishes its outputs, then
+ * saves the snapshot, then acks; output ids derive from the event's sequence. So an engine
+ * killed anywhere in that order and restarted (fresh cache, state from FL_NODES) ends with the
+ * very audit trail and commands of an engine that never stopped, each stored once.
+ *
+ * The inputs are fixed and pre-computed (see scenario.ts): three nodes, each through suspect →
+ * fencing → remediating → rejoining → healthy, with the command results and the timer.fired
+ * events (at the due times the machine set) an actuator and the timer service would publish.
+ * The engine's own timer service is idle (its clock never fires), so both runs see exactly the
+ * same FL_EVENTS.
+ */
+const scenario: Scenario = buildScenario(DEMO_POLICY);
+const TOTAL = scenario.events.length;
+/** Events are published in rounds of this many (two per node), waiting for each round to be applied. */
+const ROUND = 6;
+/** How long an unacknowledged event waits before the server redelivers it. */
+const ACK_WAIT_MS = 1_000;
+
+type KillPoint =
+  /** (i) outputs published, snapshot not saved. */
+  | "after-outputs"
+  /** (ii) snapshot saved, event not acked. */
+  | "after-snapshot"
+  /** (iii) commands published, audit record not. */
+  | "after-commands"
+  /** Not a kill: saving the snapshot throws once (the handler naks; the same engine goes on). */
+  | "transient-failure";
+
+let env: TestJetStream | undefined;
+afterEach(async () => {
+  await env?.stop();
+  env = undefined;
+});
+
+type Instance = { engine: RunningEngine; nc: NatsConnection; killed: boolean };
+
+/**
+ * Runs the scenario with `runEngine`, killing the engine at the points of `plan` (event seq →
+ * where). A kill stops the engine and closes its connection while the handler never returns, so
+ * the event is neither acked nor nak'ed: the server redelivers it after the ack wait, to a new
+ * engine started at once on the same server.
+ */
+async function runScenario(plan: Map<number, KillPoint>) {
+  env = await startJetStream({ ackWaitMs: ACK_WAIT_MS });
+  const { js, jsm, connect } = env;
+  const log = testLog("engine");
+  const struck = new Set<number>();
+  let instances = 0;
+  let current: Instance;
+
+  const strikes = (seq: number, point: KillPoint) => {
+    if (plan.get(seq) !== point || struck.has(seq)) return false;
+    struck.add(seq);
+    return true;
+  };
+  const start = async (): Promise<Instance> => {
+    instances += 1;
+    const nc = await connect(`engine-${instances}`);
+    const self: Instance = { engine: undefined as unknown as RunningEngine, nc, killed: false };
+    /** The process dies here: nothing after this point runs, nothing is settled. */
+    const kill = (): Promise<never> => {
+      self.killed = true;
+      void self.engine.stop();
+      void nc.close();
+      return new Promise<never>(() => {});
+    };
+    const outputs = (inner: OutputSink): OutputSink => ({
+      publishCommands: (commands) => inner.publishCommands(commands),
+      async publishAudit(record) {
+        if (strikes(record.seq, "after-commands")) return kill();
+        await inner.publishAudit(record);
+      },
+    });
+    const snapshots = (inner: SnapshotStore): SnapshotStore => ({
+      get: (node) => inner.get(node),
+      list: () => inner.list(),
+      async put(snapshot: NodeSnapshot, revision: number) {
+        if (strikes(snapshot.lastSeq, "after-outputs")) return kill();
+        if (strikes(snapshot.lastSeq, "transient-failure")) throw new Error(`injected: KV unavailable at event ${snapshot.lastSeq}`);
+        const stored = await inner.put(snapshot, revision);
+        if (strikes(snapshot.lastSeq, "after-snapshot")) return kill();
+        return stored;
+      },
+    });
+    self.engine = await runEngine({ nc, policy: DEMO_POLICY, log, clock: stoppedClock, wrap: { outputs, snapshots } });
+    return self;
+  };
+
+  const published: number[] = [];
+  const publish = async (event: NodeEvent) => {
+    const ack = await publishEvent(js, event);
+    expect(ack.duplicate).toBe(false);
+    published.push(ack.seq);
+  };
+  const audited = () => messageCount(jsm, Streams.audit);
+
+  current = await start();
+  for (let i = 0; i < TOTAL; i += ROUND) {
+    for (const event of scenario.events.slice(i, i + ROUND)) await publish(event);
+    // Wait for the round to be applied, or for the engine to die; then go on at once, so the
+    // next round reaches the new engine before the server redelivers what the dead one held.
+    await waitFor(`round ${i / ROUND + 1}`, async () => current.killed || (await audited()) >= published.length);
+    if (current.killed) current = await start();
+  }
+  await waitFor(`all ${TOTAL} events applied`, async () => {
+    if (current.killed) current = await start();
+    return (await audited()) >= TOTAL && (await readSnapshots(env!.nc)).size === 3 && [...(await readSnapshots(env!.nc)).values()].every((s) => s.snapshot.lastSeq === lastSeqOf(s.snapshot.node));
+  });
+  // Let anything still pending be redelivered and skipped before looking.
+  await sleep(ACK_WAIT_MS + 200);
+  if (current.killed) current = await start();
+  await current.engine.stop();
+
+  expect(published).toEqual(scenario.events.map((_, i) => i + 1));
+  expect(struck).toEqual(new Set(plan.keys()));
+  expect(instances).toBe(1 + [...plan.values()].filter((p) => p !== "transient-failure").length);
+  return {
+    events: await messageCount(jsm, Streams.events),
+    audit: await readJson<AuditRecord>(jsm, Streams.audit),
+    commands: await readJson<Command>(jsm, Streams.commands),
+    snapshots: await readSnapshots(env.nc),
+  };
+}
+
+const lastSeqOf = (node: string) => scenario.snapshots.get(node)!.lastSeq;
+
+/** What two audit trails are compared on. */
+const digest = (records: AuditRecord[]) =>
+  [...records]
+    .sort((a, b) => a.seq - b.seq)
+    .map((r) => ({ node: r.node, seq: r.seq, from: r.from, to: r.to, epoch: r.epoch, reason: r.reason, commands: r.commands.map((c) => `${c.id} ${c.kind}`) }));
+
+const duplicates = (ids: string[]) => ids.filter((id, i) => ids.indexOf(id) !== i);
+
+/** Sequences of the events the kills strike, picked from the scenario by what they do. */
+function killPlan(): Map<number, KillPoint> {
+  const at = (node: string, nth: number) => scenario.audit.filter((a) => a.node === node)[nth]!.seq;
+  const plan = new Map<number, KillPoint>([
+    [at("node-a", 0), "after-outputs"], // node-a's first event: its snapshot does not exist yet
+    [at("node-b.rack1", 3), "after-commands"], // slot granted: taint.add + watchdog.stop, no audit
+    [at("node-a", 5), "after-snapshot"], // OutOfServiceTaint step: two commands, saved, not acked
+    [at("node-c", 6), "transient-failure"], // reboot confirms fencing: cluster.version
+    [at("node-a", 8), "after-outputs"], // re-provision
+    [at("node-c", 10), "after-commands"], // re-provision
+    [at("node-b.rack1", 10), "after-snapshot"], // re-provisioning failed: backoff timer set
+  ]);
+  return plan;
+}
+
+describe("crash recovery (real nats-server)", () => {
+  it("the scenario drives each node through the whole lifecycle", () => {
+    for (const node of ["node-a", "node-b.rack1", "node-c"]) {
+      const phases = scenario.audit.filter((a) => a.node === node).map((a) => a.to.split(".")[0]);
+      expect(new Set(phases)).toEqual(new Set(["healthy", "suspect", "fencing", "remediating", "rejoining"]));
+      expect(scenario.snapshots.get(node)!.path).toBe("healthy");
+    }
+    const plan = killPlan();
+    expect(plan.size).toBe(7);
+    for (const [seq, point] of plan) if (point === "after-commands") expect(scenario.audit[seq - 1]!.commands.length).toBeGreaterThan(0);
+  });
+
+  it("an engine killed between publishing, saving and acking ends with the uninterrupted engine's audit and commands, once each", async () => {
+    const a = await runScenario(new Map());
+    await env!.stop();
+    env = undefined;
+    const b = await runScenario(killPlan());
+
+    // Run A is the in-memory fold.
+    expect(a.events).toBe(TOTAL);
+    expect(a.audit).toEqual(scenario.audit);
+    expect(a.commands).toEqual(scenario.commands);
+
+    // Run B: same inputs, same audit trail (on the compared fields, and whole), same commands.
+    expect(b.events).toBe(TOTAL);
+    expect(digest(b.audit)).toEqual(digest(a.audit));
+    expect([...b.audit].sort((x, y) => x.seq - y.seq)).toEqual(a.audit);
+    expect(duplicates(b.audit.map((r) => r.id))).toEqual([]);
+    expect(b.audit).toHaveLength(TOTAL);
+
+    // FL_COMMANDS is a work queue, but no actuator runs here: every command is still in it, once.
+    expect(duplicates(b.commands.map((c) => c.id))).toEqual([]);
+    expect(b.commands).toHaveLength(scenario.commands.length);
+    const byId = (list: Command[]) => [...list].sort((x, y) => x.id.localeCompare(y.id));
+    expect(byId(b.commands)).toEqual(byId(a.commands));
+
+    // And the same final snapshots.
+    const snapshotsOf = (m: Map<string, { snapshot: NodeSnapshot }>) => [...m.values()].map((e) => e.snapshot);
+    expect(snapshotsOf(b.snapshots)).toEqual(snapshotsOf(a.snapshots));
+    expect(snapshotsOf(a.snapshots)).toEqual([...scenario.snapshots.values()]);
+  });
+});
