@@ -48,10 +48,21 @@ function result(event: Ev): NodeEventOf<"command.result">["data"] | null {
   return event.type === "command.result" ? event.data : null;
 }
 
-/** A result for the current epoch of a command of `kind`. */
-function resultOf(context: Ctx, event: Ev, kind: string): NodeEventOf<"command.result">["data"] | null {
+/**
+ * Whether a result answers the command the machine is waiting for: results echo the taint they
+ * were about and the re-provisioning attempt (a late answer to an earlier one does not count).
+ */
+function answers(context: Ctx, r: NodeEventOf<"command.result">["data"], expectedTaint?: string): boolean {
+  const facts = r.facts ?? {};
+  if (r.kind === "reprovision" && typeof facts.attempt === "number" && facts.attempt !== context.rejoin.attempt) return false;
+  if ((r.kind === "taint.add" || r.kind === "taint.remove") && expectedTaint !== undefined && typeof facts.taint === "string" && facts.taint !== expectedTaint) return false;
+  return true;
+}
+
+/** A result for the current epoch of a command of `kind` (and, for taints, about `taint`). */
+function resultOf(context: Ctx, event: Ev, kind: string, taint?: string): NodeEventOf<"command.result">["data"] | null {
   const r = result(event);
-  return r && r.kind === kind && r.epoch === context.epoch ? r : null;
+  return r && r.kind === kind && r.epoch === context.epoch && answers(context, r, taint) ? r : null;
 }
 
 /**
@@ -115,16 +126,16 @@ export function createNodeMachine(policy: Policy) {
         const bootId = bootIdOf(event);
         return bootId !== null && context.bootIdAtFencing !== null && bootId !== context.bootIdAtFencing;
       },
-      resultOk: ({ context, event }: Args, params: { kind: string }) => resultOf(context, event, params.kind)?.ok === true,
-      resultFailed: ({ context, event }: Args, params: { kind: string }) => resultOf(context, event, params.kind)?.ok === false,
+      resultOk: ({ context, event }: Args, params: { kind: string; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === true,
+      resultFailed: ({ context, event }: Args, params: { kind: string; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === false,
       stepIsAutomatic: ({ context }: Args) => steps[context.remediation.step]?.strategy === "Automatic",
       stepFailed: ({ context, event }: Args) => {
         const r = result(event);
-        return r !== null && r.epoch === context.epoch && !r.ok && context.remediation.pending.includes(r.kind);
+        return r !== null && r.epoch === context.epoch && !r.ok && context.remediation.pending.includes(r.kind) && answers(context, r, OUT_OF_SERVICE_TAINT.key);
       },
       stepCompleted: ({ context, event }: Args) => {
         const r = result(event);
-        if (!r || r.epoch !== context.epoch || !r.ok) return false;
+        if (!r || r.epoch !== context.epoch || !r.ok || !answers(context, r, OUT_OF_SERVICE_TAINT.key)) return false;
         return context.remediation.pending.length > 0 && context.remediation.pending.every((k) => k === r.kind);
       },
       hasNextStep: ({ context }: Args) => context.remediation.step + 1 < steps.length,
@@ -329,7 +340,7 @@ export function createNodeMachine(policy: Policy) {
       }),
       settleResult: enqueueActions(({ enqueue, context, event }) => {
         const r = result(event);
-        if (!r || !r.ok || r.epoch !== context.epoch) return;
+        if (!r || !r.ok || r.epoch !== context.epoch || !answers(context, r, OUT_OF_SERVICE_TAINT.key)) return;
         const pending = [...context.remediation.pending];
         const index = pending.indexOf(r.kind);
         if (index >= 0) pending.splice(index, 1);
@@ -721,8 +732,8 @@ export function createNodeMachine(policy: Policy) {
             entry: "untaint",
             on: {
               "command.result": [
-                { guard: { type: "resultOk", params: { kind: "taint.remove" } }, target: "#node.healthy", actions: ["releaseSlot", "finishRejoin"] },
-                { guard: { type: "resultFailed", params: { kind: "taint.remove" } }, actions: ["explainResult", "armUntaintRetry"] },
+                { guard: { type: "resultOk", params: { kind: "taint.remove", taint: FENCING_TAINT.key } }, target: "#node.healthy", actions: ["releaseSlot", "finishRejoin"] },
+                { guard: { type: "resultFailed", params: { kind: "taint.remove", taint: FENCING_TAINT.key } }, actions: ["explainResult", "armUntaintRetry"] },
                 { actions: "explainResult" },
               ],
               "timer.fired": { guard: { type: "timerIs", params: { name: Timers.untaintRetry } }, target: "untainting", reenter: true },

@@ -1,4 +1,4 @@
-import { initialTransition, transition, type StateValue } from "xstate";
+import { createActor, initialTransition, type StateValue } from "xstate";
 import type { NodeEvent } from "@fenceline/contracts";
 import type { Emitted, NodeContext } from "./context.js";
 import type { NodeMachine } from "./machine.js";
@@ -29,13 +29,49 @@ export function initialState(machine: NodeMachine, node: string, at: number): Ma
   return { value: snapshot.value, context: snapshot.context };
 }
 
+type ActorScope = Parameters<NodeMachine["transition"]>[2];
+type Inert = { scope: ActorScope; actions: Array<{ type: string }> };
+const inertScopes = new WeakMap<NodeMachine, Inert>();
+
+/**
+ * What xstate's `transition()` builds on every call (an inert actor scope that collects the
+ * actions instead of running them), built once per machine: creating it constructs a whole actor
+ * and its initial snapshot, which cost about 85 % of a step. Sound because the machine spawns and
+ * invokes no actors (nothing registers in the scope's system) and JavaScript runs one step at a
+ * time; the actions are collected per call exactly as `transition()` does.
+ */
+function inertScope(machine: NodeMachine): Inert {
+  let inert = inertScopes.get(machine);
+  if (!inert) {
+    const self = createActor(machine, { input: { node: "", at: 0 } });
+    const actions: Array<{ type: string }> = [];
+    const scope = {
+      self,
+      defer: () => {},
+      id: "",
+      logger: () => {},
+      sessionId: "",
+      stopChild: () => {},
+      system: self.system,
+      emit: () => {},
+      actionExecutor: (action: { type: string }) => void actions.push(action),
+    } as unknown as ActorScope;
+    inert = { scope, actions };
+    inertScopes.set(machine, inert);
+  }
+  return inert;
+}
+
 /**
  * Applies one event to a node's state. Pure: the same inputs always give the same outputs.
  * A `timer.fired` that matched a pending deadline consumes it.
  */
 export function step(machine: NodeMachine, state: MachineState, event: NodeEvent): StepResult {
   const snapshot = machine.resolveState({ value: state.value, context: state.context });
-  const [next, actions] = transition(machine, snapshot, event);
+  const { scope, actions: collected } = inertScope(machine);
+  collected.length = 0;
+  const next = machine.transition(snapshot, event, scope);
+  const actions = collected.splice(0);
   const emitted: Emitted[] = [];
   for (const action of actions) {
     if ((action.type as string) === "xstate.emit") emitted.push((action as unknown as { params: { event: Emitted } }).params.event);

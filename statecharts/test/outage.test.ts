@@ -37,3 +37,34 @@ describe("safe time after a control-plane outage", () => {
     expect(h.context.timers["safe-time"]).toBe(60_000);
   });
 });
+
+describe("results answer the command they echo", () => {
+  it("a late fencing taint.add does not complete the out-of-service step, the out-of-service one does", () => {
+    const h = createHarness(policy);
+    h.send("node.joined", { bootId: "b1", incarnation: 1 }, 0);
+    h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000);
+    h.fire("suspect");
+    h.result("slot.acquire", true, 3_000);
+    h.fire("safe-time");
+    h.result("cluster.version", true, 5_100, { facts: { serverVersion: "1.30" } });
+    expect(h.kinds).toEqual(["taint.add", "workloads.await-gone"]);
+    h.result("taint.add", true, 5_200, { facts: { taint: "fenceline.io/fencing" } });
+    expect(h.context.remediation.pending).toEqual(["taint.add", "workloads.await-gone"]);
+    h.result("taint.add", true, 5_300, { facts: { taint: "node.kubernetes.io/out-of-service" } });
+    expect(h.context.remediation.pending).toEqual(["workloads.await-gone"]);
+  });
+
+  it("an answer to an earlier re-provisioning attempt does not count for the current one", () => {
+    const h = createHarness(policy);
+    h.send("node.joined", { bootId: "b1", incarnation: 1 }, 0);
+    h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 1_000);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    h.result("reprovision", false, 1_100, { facts: { attempt: 1 } });
+    h.fire("reprovision-retry");
+    expect(h.context.rejoin.attempt).toBe(2);
+    h.result("reprovision", true, 9_000, { facts: { attempt: 1 } });
+    expect(h.path).toBe("rejoining.reprovisioning");
+    h.result("reprovision", true, 9_100, { facts: { attempt: 2 } });
+    expect(h.path).toBe("rejoining.untainting");
+  });
+});

@@ -715,7 +715,7 @@ describe("rejoining", () => {
 
   behaviour(
     "re-provisioned, untainted, then healthy with the slot released",
-    ["rejoining.reprovisioning command.result [resultOk(reprovision)]", "rejoining.untainting command.result [resultOk(taint.remove)]"],
+    ["rejoining.reprovisioning command.result [resultOk(reprovision)]", "rejoining.untainting command.result [resultOk(taint.remove, fenceline.io/fencing)]"],
     () => {
       const h = machineFor();
       toReprovisioning(h).result("reprovision", true, 9_000);
@@ -863,7 +863,7 @@ describe("rejoining", () => {
 
   behaviour(
     "a failed untaint is retried",
-    ["rejoining.untainting command.result [resultFailed(taint.remove)]", "rejoining.untainting timer.fired [timerIs(untaint-retry)]", "rejoining.untainting command.result"],
+    ["rejoining.untainting command.result [resultFailed(taint.remove, fenceline.io/fencing)]", "rejoining.untainting timer.fired [timerIs(untaint-retry)]", "rejoining.untainting command.result"],
     () => {
       const h = machineFor();
       toReprovisioning(h).result("reprovision", true, 9_000).result("taint.remove", false, 9_100, { reason: "API down" });

@@ -15,11 +15,17 @@ export const stoppedClock: Clock = { now: () => 0, setTimeout: () => null, clear
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function waitFor(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+  if (!(await waitUntil(condition, timeoutMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Like waitFor, but says whether the condition came true instead of throwing. */
+export async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) return false;
     await sleep(20);
   }
+  return true;
 }
 
 export type TestJetStream = {

@@ -23,6 +23,19 @@ export type Disposition =
 
 const OUTPUT_LIMIT = 16_000;
 
+/** Facts every result repeats from its command, so the machine can tell which one it answers. */
+function echoedFacts(command: Command): Record<string, string | number> {
+  switch (command.kind) {
+    case "taint.add":
+    case "taint.remove":
+      return { taint: command.params.taint.key };
+    case "reprovision":
+      return { attempt: command.params.attempt };
+    default:
+      return {};
+  }
+}
+
 /**
  * The part every actuator shares: refuse stale epochs and expired commands, run the handler,
  * and turn its outcome into a `command.result` event whose id derives from the command's id
@@ -46,7 +59,7 @@ export function createActuator(options: { name: Actuator; handlers: Handlers; cl
         ok: outcome.ok,
         ...(outcome.reason ? { reason: outcome.reason.slice(0, 2000) } : {}),
         ...(outcome.output ? { output: outcome.output.slice(-OUTPUT_LIMIT) } : {}),
-        ...(outcome.facts ? { facts: outcome.facts } : {}),
+        ...(outcome.facts || Object.keys(echoedFacts(command)).length > 0 ? { facts: { ...echoedFacts(command), ...outcome.facts } } : {}),
       },
     });
 

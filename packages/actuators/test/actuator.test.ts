@@ -22,7 +22,8 @@ describe("actuator core", () => {
     expect(handler).toHaveBeenCalledOnce();
     expect(result.id).toBe("result:cmd-42");
     expect(result).toMatchObject({ node: "n1", at: clock.now(), source: "actuator:cluster" });
-    expect(result.data).toEqual({ commandId: "cmd-42", kind: "taint.add", epoch: 3, ok: true, output: "taint added", facts: { n: 1 } });
+    expect(result.data).toMatchObject({ commandId: "cmd-42", kind: "taint.add", epoch: 3, ok: true, output: "taint added", facts: { n: 1 } });
+    expect(result.data.reason).toBeUndefined();
     expect(CommandResult.parse(result)).toEqual(result);
     expect(actuator.knownEpoch("n1")).toBe(3);
   });

@@ -78,8 +78,8 @@ describe("cluster handlers over InMemoryCluster", () => {
     expect(await cluster.countWorkloads("n1")).toEqual({ pods: 0, volumeAttachments: 0 });
 
     // Again: nothing left, still a success.
-    expect(resultOf(await run(command("pods.delete", {}))).data.facts).toEqual({ deleted: 0 });
-    expect(resultOf(await run(command("volumeattachments.delete", {}))).data.facts).toEqual({ deleted: 0 });
+    expect(resultOf(await run(command("pods.delete", {}))).data.facts).toMatchObject({ deleted: 0 });
+    expect(resultOf(await run(command("volumeattachments.delete", {}))).data.facts).toMatchObject({ deleted: 0 });
   });
 
   it("workloads.await-gone succeeds at once when nothing is left", async () => {

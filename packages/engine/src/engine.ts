@@ -1,11 +1,13 @@
 import type { NodeEvent } from "@fenceline/contracts";
 import { fold, type Decider, type FoldResult } from "./fold.js";
-import type { OutputSink, SnapshotStore } from "./ports.js";
+import type { EventLog, OutputSink, SnapshotStore } from "./ports.js";
 import type { NodeSnapshot } from "./snapshot.js";
 
 export type ApplyOutcome =
   | { applied: true; result: FoldResult }
-  | { applied: false; reason: "already-applied"; lastSeq: number };
+  | { applied: false; reason: "already-applied"; lastSeq: number }
+  /** An earlier event of the node is still to be applied: redeliver this one later. */
+  | { applied: false; reason: "out-of-order"; waitingFor: number };
 
 export type EngineCore = {
   /** Folds one event (with its FL_EVENTS sequence); the caller acks it after this resolves. */
@@ -24,6 +26,8 @@ export function createEngineCore(options: {
   decider: Decider;
   snapshots: SnapshotStore;
   outputs: OutputSink;
+  /** When given, an event is applied only once every earlier event of its node was (see EventLog). */
+  events?: EventLog;
   onApplied?: (result: FoldResult) => void;
 }): EngineCore {
   const { decider, snapshots, outputs } = options;
@@ -42,6 +46,12 @@ export function createEngineCore(options: {
       const prior = await load(event.node);
       if (prior && seq <= prior.snapshot.lastSeq) {
         return { applied: false, reason: "already-applied", lastSeq: prior.snapshot.lastSeq };
+      }
+      const waitingFor = (await options.events?.firstPending(event.node, prior?.snapshot.lastSeq ?? 0, seq)) ?? null;
+      if (waitingFor !== null) {
+        // Reload on the next try, in case another instance applied the earlier event meanwhile.
+        cache.delete(event.node);
+        return { applied: false, reason: "out-of-order", waitingFor };
       }
       const result = fold(decider, prior?.snapshot ?? null, event, seq);
       if (result.commands.length > 0) await outputs.publishCommands(result.commands);

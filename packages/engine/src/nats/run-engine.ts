@@ -1,4 +1,4 @@
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { NODE_EVENT_TYPES, NodeEvent, nodeFromToken, systemClock, type Clock, type Policy } from "@fenceline/contracts";
@@ -7,6 +7,7 @@ import { Buckets, Consumers, Streams } from "@fenceline/streams";
 import { createEngineCore, type EngineCore } from "../engine.js";
 import { createDecider, type Decider, type FoldResult } from "../fold.js";
 import { createTimerService, type TimerService } from "../timer-service.js";
+import { createJetStreamEventLog } from "./jetstream-event-log.js";
 import { createKvSnapshotStore } from "./kv-snapshot-store.js";
 import type { OutputSink, SnapshotStore } from "../ports.js";
 
@@ -53,6 +54,7 @@ export async function runEngine(options: {
     decider,
     snapshots: options.wrap?.snapshots ? options.wrap.snapshots(snapshots) : snapshots,
     outputs: options.wrap?.outputs ? options.wrap.outputs(outputs) : outputs,
+    events: createJetStreamEventLog(await jetstreamManager(nc)),
     ...(options.onApplied ? { onApplied: options.onApplied } : {}),
   });
 
@@ -86,6 +88,14 @@ export async function runEngine(options: {
         return;
       }
       const outcome = await core.apply(event, msg.seq);
+      if (!outcome.applied && outcome.reason === "out-of-order") {
+        // Settled here, so the loop's ack is a no-op. Retried soon: the earlier event may
+        // still wait for its redelivery (up to the consumer's ack wait).
+        const delayMs = Math.min(2_000, 100 * 2 ** Math.max(0, msg.info.deliveryCount - 1));
+        log.info({ node: event.node, seq: msg.seq, waitingFor: outcome.waitingFor, delayMs }, `${event.node}: event ${msg.seq} waits for event ${outcome.waitingFor}`);
+        msg.nak(delayMs);
+        return;
+      }
       if (!outcome.applied) {
         log.debug({ node: event.node, seq: msg.seq }, "event already applied; acking");
         return;
