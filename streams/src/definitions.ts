@@ -27,9 +27,14 @@ const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
 const DAY = 24 * 60 * MINUTE;
 
-/** Delays between redeliveries of an unacknowledged command. */
-export const COMMAND_BACKOFF_MS = [30 * SECOND, 30 * SECOND, MINUTE, 2 * MINUTE, 5 * MINUTE] as const;
-export const COMMAND_MAX_DELIVER = 10;
+/**
+ * How often a command may be delivered. Actuators retry a command that is not done yet (an
+ * unreachable agent) with their own nak delay until its deadline, so no server-side backoff
+ * list: nats-server would add it to those delays and push retries past the deadline.
+ */
+export const COMMAND_MAX_DELIVER = 200;
+/** A command taken by an actuator that died is redelivered after this long. */
+export const COMMAND_ACK_WAIT_MS = 30 * SECOND;
 
 export function createDefinitions(options: DefinitionOptions = {}): Definitions {
   const replicas = options.replicas ?? 1;
@@ -90,10 +95,8 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
         filter_subject: Subjects.commandsFor(actuator),
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        // With a backoff list the server uses backoff[0] as the ack wait, so the two agree.
-        ack_wait: nanos(COMMAND_BACKOFF_MS[0]),
+        ack_wait: nanos(COMMAND_ACK_WAIT_MS),
         max_deliver: COMMAND_MAX_DELIVER,
-        backoff: COMMAND_BACKOFF_MS.map((ms) => nanos(ms)),
         num_replicas: replicas,
       },
     })),

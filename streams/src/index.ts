@@ -1,7 +1,7 @@
 export { Subjects, Streams, Buckets, Consumers } from "./subjects.js";
 export {
   createDefinitions,
-  COMMAND_BACKOFF_MS,
+  COMMAND_ACK_WAIT_MS,
   COMMAND_MAX_DELIVER,
   type Definitions,
   type DefinitionOptions,

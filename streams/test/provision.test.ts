@@ -47,7 +47,7 @@ describe("provisionStreams", () => {
     const dlq = await jsm.streams.info(Streams.deadLetters);
     expect(dlq.config.max_age).toBe(nanos(7 * 24 * 3_600_000));
     const actuator = await jsm.consumers.info(Streams.commands, Consumers.actuator("fence"));
-    expect(actuator.config).toMatchObject({ filter_subject: "fl.cmd.fence.*", ack_policy: "explicit", max_deliver: 10, ack_wait: nanos(30_000) });
+    expect(actuator.config).toMatchObject({ filter_subject: "fl.cmd.fence.*", ack_policy: "explicit", max_deliver: 200, ack_wait: nanos(30_000) });
   });
 
   it("reports everything unchanged on the second run", async () => {

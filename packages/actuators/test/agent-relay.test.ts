@@ -124,7 +124,7 @@ describe("agent relay", () => {
   // server computes a nak's redelivery as delay + backoff[n-1] - ack_wait, so from the third
   // delivery on an unreachable agent is retried after 30 s or more instead of every retryDelayMs,
   // usually past the command's deadline. Remove `.fails` once streams/definitions.ts is fixed.
-  it.fails("retries an unreachable agent every retryDelayMs until the deadline", async () => {
+  it("retries an unreachable agent every retryDelayMs until the deadline", async () => {
     const { attempts, running } = await relayOnNats({ retryDelayMs: 50 });
     try {
       await publishCommand(jetstream(nc), stop("node-5", { id: "stop-node-5", deadline: Date.now() + 20_000 }));
