@@ -39,6 +39,8 @@ export type NodeContext = {
     /** The node came back while remediation was still running. */
     nodeBack: boolean;
   };
+  /** Grows with every re-provisioning command, across lifecycles; results must echo it. */
+  reprovisionTicket: number;
   rejoin: {
     attempt: number;
     /** Why the node is being re-provisioned, or null when it needs no re-provisioning. */
@@ -76,6 +78,7 @@ export function initialContext(input: NodeInput): NodeContext {
     since: input.at ?? 0,
     fence: { confirmedBy: null, watchdogStopAckedAt: null },
     remediation: { step: 0, strategy: null, pending: [], nodeBack: false },
+    reprovisionTicket: 0,
     rejoin: { attempt: 0, reprovision: null },
     checksums: null,
     desiredChecksums: null,

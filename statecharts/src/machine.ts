@@ -55,6 +55,7 @@ function result(event: Ev): NodeEventOf<"command.result">["data"] | null {
 function answers(context: Ctx, r: NodeEventOf<"command.result">["data"], expectedTaint?: string): boolean {
   const facts = r.facts ?? {};
   if (r.kind === "reprovision" && typeof facts.attempt === "number" && facts.attempt !== context.rejoin.attempt) return false;
+  if (r.kind === "reprovision" && typeof facts.ticket === "number" && facts.ticket !== context.reprovisionTicket) return false;
   if ((r.kind === "taint.add" || r.kind === "taint.remove") && expectedTaint !== undefined && typeof facts.taint === "string" && facts.taint !== expectedTaint) return false;
   return true;
 }
@@ -388,9 +389,10 @@ export function createNodeMachine(policy: Policy) {
         const why = context.rejoin.reprovision ?? "requested";
         enqueue.assign({
           rejoin: { ...context.rejoin, attempt },
+          reprovisionTicket: context.reprovisionTicket + 1,
           timers: withTimer(context.timers, Timers.reprovisionTimeout, event.at + policy.rejoin.reprovisionTimeoutMs),
         });
-        enqueue.emit(command({ kind: "reprovision", params: { hostGroup: context.hostGroup, reason: why, attempt } }));
+        enqueue.emit(command({ kind: "reprovision", params: { hostGroup: context.hostGroup, reason: why, attempt, ticket: context.reprovisionTicket + 1 } }));
         enqueue.emit(reason(`re-provisioning (attempt ${attempt}/${policy.rejoin.reprovisionAttempts}): ${why}`));
       }),
       armReprovisionRetry: enqueueActions(({ enqueue, context, event }) => {

@@ -62,12 +62,35 @@ function inertScope(machine: NodeMachine): Inert {
   return inert;
 }
 
+type Resolved = ReturnType<NodeMachine["resolveState"]>;
+const resolvedStates = new WeakMap<NodeMachine, Map<string, Resolved>>();
+
+/**
+ * `machine.resolveState({ value, context })`, with the part that depends only on the state value
+ * (the active state nodes, the value, tags and status) computed once per state: the result
+ * equals a fresh `resolveState` (a snapshot with the given context and no children).
+ */
+function resolve(machine: NodeMachine, state: MachineState): Resolved {
+  let byPath = resolvedStates.get(machine);
+  if (!byPath) {
+    byPath = new Map();
+    resolvedStates.set(machine, byPath);
+  }
+  const path = statePath(state.value);
+  let template = byPath.get(path);
+  if (!template) {
+    template = machine.resolveState({ value: state.value, context: state.context });
+    byPath.set(path, template);
+  }
+  return { ...template, context: state.context };
+}
+
 /**
  * Applies one event to a node's state. Pure: the same inputs always give the same outputs.
  * A `timer.fired` that matched a pending deadline consumes it.
  */
 export function step(machine: NodeMachine, state: MachineState, event: NodeEvent): StepResult {
-  const snapshot = machine.resolveState({ value: state.value, context: state.context });
+  const snapshot = resolve(machine, state);
   const { scope, actions: collected } = inertScope(machine);
   collected.length = 0;
   const next = machine.transition(snapshot, event, scope);

@@ -10,6 +10,7 @@ import type { Harness } from "./harness.js";
  */
 export const TEST_POLICY = Policy.parse({
   version: "test-1",
+  heartbeat: { intervalMs: 200, timeoutMs: 1_000 },
   unhealthyDurationMs: 1_000,
   agent: { controlPlaneTimeoutMs: 1_000, peerRoundMs: 500, watchdogTimeoutMs: 1_500, marginMs: 1_000 },
   fencing: { watchdog: true, fenceAgent: false, timeoutMs: 600_000 },

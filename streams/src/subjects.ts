@@ -25,6 +25,12 @@ export const Subjects = {
   deadLetterAll: "fl.dlq.>",
   /** Agent-to-agent questions when the control plane is lost (core NATS fallback; agents also speak HTTP). */
   agentCommand: (node: string) => `fl.agent.${nodeToken(node)}.cmd`,
+  /**
+   * The node state service, core NATS request/reply: the engine's lifecycle state of a node from
+   * FL_NODES (agents ask it to answer their peers' questions). Served by the control plane.
+   */
+  nodeState: (node: string) => `fl.state.${nodeToken(node)}`,
+  nodeStateAll: "fl.state.*",
 } as const;
 
 export const Streams = {

@@ -97,13 +97,21 @@ export async function messageCount(jsm: JetStreamManager, stream: string): Promi
   return (await jsm.streams.info(stream)).state.messages;
 }
 
-/** FL_NODES as node → { snapshot, revision }. */
+/**
+ * FL_NODES as node → { snapshot, revision }. The keys come from the bucket stream's subjects
+ * (one request), not `kv.keys()`: its ordered consumer can stall for ~30 s when a key is written
+ * while it lists them, which the tests do while the engine works.
+ */
 export async function readSnapshots(nc: NatsConnection): Promise<Map<string, { snapshot: NodeSnapshot; revision: number }>> {
   const kv = await new Kvm(nc).open(Buckets.nodes);
+  const jsm = await jetstreamManager(nc);
+  const prefix = `$KV.${Buckets.nodes}.`;
+  const info = await jsm.streams.info(`KV_${Buckets.nodes}`, { subjects_filter: `${prefix}>` });
+  const keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
   const out = new Map<string, { snapshot: NodeSnapshot; revision: number }>();
-  for await (const key of await kv.keys()) {
+  for (const key of keys.sort()) {
     const entry = await kv.get(key);
     if (entry && entry.operation === "PUT") out.set(key, { snapshot: entry.json<NodeSnapshot>(), revision: entry.revision });
   }
-  return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
+  return out;
 }

@@ -30,7 +30,7 @@ function echoedFacts(command: Command): Record<string, string | number> {
     case "taint.remove":
       return { taint: command.params.taint.key };
     case "reprovision":
-      return { attempt: command.params.attempt };
+      return { attempt: command.params.attempt, ...(command.params.ticket !== undefined ? { ticket: command.params.ticket } : {}) };
     default:
       return {};
   }

@@ -92,7 +92,7 @@ export function parseAgentConfig(raw: unknown, options: { source?: string; hostn
   const node = v.nodeName(root.node ?? defaultNode, "node", root.node === undefined ? " (the hostname; set \"node\")" : "");
 
   const nats = v.object(root.nats ?? {}, "nats", ["url"]) ?? {};
-  const natsUrl = v.string(nats.url ?? "nats://127.0.0.1:4222", "nats.url");
+  const natsUrl = v.url(nats.url ?? "nats://127.0.0.1:4222", "nats.url", ["nats:", "tls:"]);
 
   const listen = v.object(root.peerListen ?? {}, "peerListen", ["host", "port"]) ?? {};
   const peerListen = { host: v.string(listen.host ?? "0.0.0.0", "peerListen.host"), port: v.port(listen.port ?? 9797, "peerListen.port") };

@@ -7,6 +7,7 @@ import { createAgent, type Agent } from "./agent.js";
 import { nextIncarnation, readBootId } from "./boot-identity.js";
 import { createChecksummer } from "./checksums.js";
 import { loadAgentConfig, type AgentConfig } from "./config.js";
+import { createDeferredAgentTransport } from "./deferred-transport.js";
 import { createHttpPeerTransport, type HttpPeerTransport } from "./http-peers.js";
 import { createNatsAgentTransport } from "./nats-transport.js";
 import { createFileSelfFenceStore } from "./self-fence-store.js";
@@ -18,16 +19,31 @@ export interface RunningAgent {
   watchdogKind: SelectedWatchdog["kind"];
   /** Where the peer server listens (the real port when the config says 0). */
   peerAddress: { host: string; port: number };
+  /** Whether the first NATS connection has been made (it is retried until it is). */
+  natsConnected(): boolean;
   /** Stops the agent, closes its peer server and NATS connection. */
   shutdown(why: string): Promise<void>;
+}
+
+export interface StartAgentOptions {
+  clock?: Clock;
+  /** Time between attempts at the first NATS connection. Default 1s. */
+  connectRetryMs?: number;
+  /** How long one connection attempt may take. Default 2s. */
+  connectTimeoutMs?: number;
 }
 
 /**
  * Starts an agent from a parsed config with the real adapters: NATS, the HTTP peer server, the
  * watchdog device (or the fallback reboot timer), the boot id and the state files. Throws on
  * any startup failure, after undoing what it had started.
+ *
+ * NATS being unreachable is not a startup failure: the agent starts anyway (its watchdog armed
+ * and fed, the control plane counted as lost from the start, so it asks its peers and fences
+ * itself by the usual rules) and keeps trying to connect. Resolves after the first attempt.
  */
-export async function startAgent(config: AgentConfig, log: Logger, clock: Clock = systemClock): Promise<RunningAgent> {
+export async function startAgent(config: AgentConfig, log: Logger, options: StartAgentOptions | Clock = {}): Promise<RunningAgent> {
+  const { clock = systemClock, connectRetryMs = 1_000, connectTimeoutMs = 2_000 } = isClock(options) ? { clock: options } : options;
   const bootId = await readBootId(config.bootIdFile);
   const incarnation = await nextIncarnation(config.incarnationFile);
   log.info({ bootId, incarnation }, "agent identity");
@@ -50,11 +66,6 @@ export async function startAgent(config: AgentConfig, log: Logger, clock: Clock 
     const peerAddress = await peers.listen();
     undo.push(() => peers.close());
 
-    const nc: NatsConnection = await connectNats(config.nats.url, { name: `fenceline-agent-${config.node}`, log });
-    undo.push(() => nc.close());
-    log.info({ url: config.nats.url }, "connected to NATS");
-    const transport = createNatsAgentTransport({ nc, node: config.node, log, clock });
-
     const selected = await selectWatchdog({
       path: config.watchdog.path,
       timeoutMs: config.timing.watchdogTimeoutMs,
@@ -62,6 +73,7 @@ export async function startAgent(config: AgentConfig, log: Logger, clock: Clock 
       clock,
       log,
     });
+    const deferred = createDeferredAgentTransport();
     const hasServices = Object.keys(config.services).length > 0;
     const agent = createAgent({
       node: config.node,
@@ -71,7 +83,7 @@ export async function startAgent(config: AgentConfig, log: Logger, clock: Clock 
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       peerNodes: config.peers.map((peer) => peer.node),
       fleetSize: config.fleetSize,
-      transport,
+      transport: deferred.transport,
       peers,
       watchdog: selected.watchdog,
       clock,
@@ -83,6 +95,17 @@ export async function startAgent(config: AgentConfig, log: Logger, clock: Clock 
       ...(config.controlPlane !== undefined ? { controlPlane: config.controlPlane } : {}),
     });
     await agent.start();
+    undo.push(() => agent.stop());
+
+    const link = connectInBackground({
+      url: config.nats.url,
+      name: `fenceline-agent-${config.node}`,
+      log,
+      retryMs: connectRetryMs,
+      timeoutMs: connectTimeoutMs,
+      onConnected: (nc) => deferred.attach(createNatsAgentTransport({ nc, node: config.node, log, clock })),
+    });
+    await link.firstAttempt;
 
     let stopping: Promise<void> | undefined;
     const shutdown = (why: string) =>
@@ -92,13 +115,88 @@ export async function startAgent(config: AgentConfig, log: Logger, clock: Clock 
         await agent.stop();
         // The fallback timer dies with this process: a fenced node must still go down.
         if (fenced && selected.kind === "fallback") await selected.watchdog.rebootNow("agent stopped while fenced");
-        await nc.drain().catch(() => nc.close());
+        await link.stop();
       })());
-    return { agent, config, watchdogKind: selected.kind, peerAddress, shutdown };
+    return { agent, config, watchdogKind: selected.kind, peerAddress, natsConnected: () => link.connected(), shutdown };
   } catch (err) {
     await unwind();
     throw err;
   }
+}
+
+function isClock(value: StartAgentOptions | Clock): value is Clock {
+  return typeof (value as Clock).now === "function";
+}
+
+interface BackgroundLink {
+  /** Settles after the first attempt, whether it connected or not. */
+  firstAttempt: Promise<void>;
+  connected(): boolean;
+  /** Stops retrying; drains the connection if there is one. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Makes the first NATS connection, retrying every `retryMs` until it succeeds or `stop` is
+ * called; once connected, the client reconnects by itself forever (connectNats).
+ */
+function connectInBackground(options: {
+  url: string;
+  name: string;
+  log: Logger;
+  retryMs: number;
+  timeoutMs: number;
+  onConnected: (nc: NatsConnection) => void;
+}): BackgroundLink {
+  const { url, log } = options;
+  let nc: NatsConnection | undefined;
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  let markFirst: () => void = () => {};
+  const firstAttempt = new Promise<void>((resolve) => (markFirst = resolve));
+
+  const loop = (async () => {
+    for (let attempt = 1; !stopped; attempt++) {
+      try {
+        const connection = await connectNats(url, { name: options.name, timeoutMs: options.timeoutMs, log });
+        if (stopped) {
+          await connection.close();
+          break;
+        }
+        nc = connection;
+        log.info({ url, attempt }, "connected to NATS");
+        options.onConnected(connection);
+        break;
+      } catch (err) {
+        const message = (err as Error).message;
+        if (attempt === 1) {
+          log.warn({ url, retryMs: options.retryMs }, `${message}; the agent runs without the control plane (watchdog fed, self-fencing rules apply) and keeps trying`);
+        } else {
+          log.debug({ url, attempt }, message);
+        }
+      } finally {
+        markFirst();
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, options.retryMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  })();
+
+  return {
+    firstAttempt,
+    connected: () => nc !== undefined,
+    stop: async () => {
+      stopped = true;
+      wake?.();
+      await loop;
+      if (nc) await nc.drain().catch(() => nc?.close());
+    },
+  };
 }
 
 /**

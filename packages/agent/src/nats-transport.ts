@@ -1,5 +1,6 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import { Command, HeartbeatAck, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
+import { z } from "zod";
+import { Command, HeartbeatAck, NodeName, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
 import { publishDeadLetter } from "@fenceline/bus";
 import { Subjects } from "@fenceline/streams";
 import type { Logger } from "pino";
@@ -16,10 +17,24 @@ export interface NatsAgentTransportOptions {
 const DLQ_SOURCE = "agent";
 
 /**
+ * The node state service's reply on `Subjects.nodeState(node)` (served by the control plane,
+ * see @fenceline/detectors node-state-service.ts): the engine's state of the node, "unknown
+ * node", or an error (the service could not read FL_NODES).
+ */
+export const NodeStateReply = z.union([
+  z.object({ v: z.literal(1), node: NodeName, at: z.number(), known: z.literal(true), state: z.string().min(1).max(256), epoch: z.number().int().nonnegative(), since: z.number() }),
+  z.object({ v: z.literal(1), node: NodeName, at: z.number(), known: z.literal(false) }),
+  z.object({ v: z.literal(1), node: z.string(), at: z.number(), error: z.string().max(2048) }),
+]);
+export type NodeStateReply = z.infer<typeof NodeStateReply>;
+
+/**
  * The agent's control-plane link over core NATS:
  * - heartbeats are published on `Subjects.heartbeat(node)` with reply subject
  *   `Subjects.heartbeatAck(node)`, where the heartbeat detector answers with a HeartbeatAck;
- * - commands arrive as requests on `Subjects.agentCommand(node)` and get a JSON CommandReply.
+ * - commands arrive as requests on `Subjects.agentCommand(node)` and get a JSON CommandReply;
+ * - `lookupNodeState` asks the control plane's node state service (`Subjects.nodeState(node)`),
+ *   so this agent can tell a peer what the engine thinks of it.
  * Invalid acks and commands are dead-lettered (source "agent") and never reach the agent.
  */
 export function createNatsAgentTransport(options: NatsAgentTransportOptions): AgentTransport {
@@ -71,6 +86,16 @@ export function createNatsAgentTransport(options: NatsAgentTransportOptions): Ag
   return {
     sendHeartbeat: (heartbeat) => {
       nc.publish(Subjects.heartbeat(node), JSON.stringify(heartbeat), { reply: Subjects.heartbeatAck(node) });
+    },
+    lookupNodeState: async (about, timeoutMs) => {
+      // Rejects (timeout, no responders, closed connection) when the control plane cannot be asked.
+      const reply = await nc.request(Subjects.nodeState(about), "", { timeout: timeoutMs });
+      const parsed = parseMessage(NodeStateReply, reply.data);
+      if (!parsed.ok) throw new Error(`invalid node state reply: ${parsed.error}`);
+      const answer = parsed.value;
+      if ("error" in answer) throw new Error(`node state service: ${answer.error}`);
+      if (answer.node !== about) throw new Error(`node state reply about ${answer.node}, asked about ${about}`);
+      return answer.known ? answer.state : undefined;
     },
     onAck: (callback) => void ackListeners.push(callback),
     onCommand: (handler) => {

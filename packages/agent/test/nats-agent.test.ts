@@ -74,7 +74,9 @@ describe("agent over a real nats-server", () => {
       expect(running.watchdogKind).toBe("device");
       await until(() => detector.seen.length >= 3 && running.agent.state().lastAckState === "healthy");
       const first = detector.seen[0]!;
-      expect(first).toMatchObject({ node: "n1", bootId: "boot-of-n1", incarnation: 1, seq: 0 });
+      expect(first).toMatchObject({ node: "n1", bootId: "boot-of-n1", incarnation: 1 });
+      // The agent starts (and heartbeats) before its NATS link is up: the very first may be lost.
+      expect(first.seq).toBeLessThanOrEqual(1);
       expect(first.checksums?.app).toMatch(/^[0-9a-f]{64}$/);
     } finally {
       detector.stop();

@@ -3,8 +3,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock, type ClusterApi, type FenceAgent, type Policy, type Provisioner } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
 import { Buckets, provisionStreams } from "@fenceline/streams";
-import { runEngine, type RunningEngine } from "@fenceline/engine";
-import { runHeartbeatDetector } from "@fenceline/detectors";
+import { runEngine, type FoldResult, type RunningEngine } from "@fenceline/engine";
+import { runConditionDetector, runHeartbeatDetector, type ConditionRule } from "@fenceline/detectors";
+import type { NodeWatcher } from "@fenceline/kubernetes";
 import {
   createActuator,
   createAgentRelayHandlers,
@@ -27,6 +28,10 @@ export type ControlPlaneOptions = {
   fenceAgent?: FenceAgent;
   clock?: Clock;
   replicas?: number;
+  /** Called after each event the engine applied (metrics). */
+  onApplied?: (result: FoldResult) => void;
+  /** Kubernetes node conditions as a second signal (the node watch of a real or simulated API server). */
+  conditions?: { watcher: NodeWatcher; rules: ConditionRule[]; selector?: string; excludeLabel?: string };
 };
 
 export type ControlPlane = {
@@ -55,8 +60,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   );
   if (options.fenceAgent) actuators.push(createActuator({ name: "fence", clock, handlers: createFenceHandlers(options.fenceAgent, clock) }));
 
-  const engine = await runEngine({ nc, policy, log: log.child({ component: "engine" }), clock });
+  const engine = await runEngine({ nc, policy, log: log.child({ component: "engine" }), clock, ...(options.onApplied ? { onApplied: options.onApplied } : {}) });
   const detector = await runHeartbeatDetector({ nc, timeoutMs: policy.heartbeat.timeoutMs, log: log.child({ component: "heartbeat-detector" }), clock });
+  const conditions = options.conditions
+    ? await runConditionDetector({ nc, ...options.conditions, log: log.child({ component: "condition-detector" }), clock })
+    : undefined;
   const runners = actuators.map((actuator) => runActuator({ nc, actuator, log: log.child({ component: `actuator-${actuator.name}` }) }));
 
   return {
@@ -64,6 +72,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     async stop() {
       await Promise.all(runners.map((r) => r.stop()));
       await detector.stop();
+      await conditions?.stop();
       await engine.stop();
       await fleet.stop();
     },

@@ -13,7 +13,12 @@ const USAGE = `usage: fenceline <command> [options]   (fenceline <command> --hel
   nodes         each node's lifecycle state
   audit         the audit trail (--follow, --node, --export)
   statechart    the node lifecycle statechart (--json)
+  replay        fold FL_EVENTS again and compare with FL_AUDIT (--verify, --at, --node)
+  ui            serve the web page: statechart, live nodes, timelines, replay scrubber
+  bench replay  replay speed on a generated history of a million events
   pause|resume|reset NODE   operator actions
+  agent         the node agent (--config agent.json)
+  serf-handler  serf's event handler: membership events → node events
 
 Client commands find NATS through --server or NATS_URL.`;
 
@@ -30,6 +35,12 @@ const COMMANDS: Record<string, Command> = {
   resume: (argv) => operatorCommand("resume", argv),
   reset: (argv) => operatorCommand("reset", argv),
   demo: lazy(async () => (await import("./commands/demo.js")).demoCommand),
+  chaos: lazy(async () => (await import("./commands/chaos.js")).chaosCommand),
+  replay: lazy(async () => (await import("./commands/replay.js")).replayCommand),
+  ui: lazy(async () => (await import("./commands/ui.js")).uiCommand),
+  bench: lazy(async () => (await import("./commands/bench.js")).benchCommand),
+  agent: lazy(async () => (await import("./commands/agent.js")).agentCommand),
+  "serf-handler": lazy(async () => (await import("./commands/serf-handler.js")).serfHandlerCommand),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -44,7 +44,13 @@ const Params = {
   "fence.poweroff": z.object({}).strict(),
   /** Run cleanup, then provision by host group. */
   "reprovision": z
-    .object({ hostGroup: z.string().max(128), reason: z.string().max(256), attempt: z.number().int().positive() })
+    .object({
+      hostGroup: z.string().max(128),
+      reason: z.string().max(256),
+      attempt: z.number().int().positive(),
+      /** Grows with every re-provisioning the node ever gets: its result must echo it. */
+      ticket: z.number().int().positive().optional(),
+    })
     .strict(),
   /** Ask the fleet guard for a remediation slot. */
   "slot.acquire": z.object({ controlPlane: z.boolean() }).strict(),

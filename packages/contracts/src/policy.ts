@@ -148,6 +148,15 @@ export const Policy = PolicyShape.superRefine((p, ctx) => {
   if (minPct !== null && minPct > 100) {
     ctx.addIssue({ code: "custom", path: ["fleet", "minHealthy"], message: "minHealthy cannot exceed 100%" });
   }
+  // Peers vouch for a node while the engine still records it healthy; the agent must hear the
+  // truth within its margin, or it fences itself later than the safe time assumes.
+  if (p.heartbeat.timeoutMs + p.agent.peerRoundMs > p.agent.controlPlaneTimeoutMs + p.agent.marginMs) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["heartbeat", "timeoutMs"],
+      message: `heartbeat.timeoutMs ${formatMs(p.heartbeat.timeoutMs)} + agent.peerRoundMs ${formatMs(p.agent.peerRoundMs)} must not exceed agent.controlPlaneTimeoutMs ${formatMs(p.agent.controlPlaneTimeoutMs)} + agent.marginMs ${formatMs(p.agent.marginMs)}: until the engine marks the node suspect its peers vouch for it, so a slower detection would delay its self-fencing past the safe time`,
+    });
+  }
   if (!p.fencing.watchdog && !p.fencing.fenceAgent) {
     ctx.addIssue({ code: "custom", path: ["fencing"], message: "at least one fencing method (watchdog or fenceAgent) must be on" });
   }

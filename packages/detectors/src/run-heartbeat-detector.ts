@@ -5,11 +5,13 @@ import { Heartbeat, nodeFromToken, parseMessage, systemClock, type Clock, type H
 import { publishDeadLetter, publishEvent, type Logger } from "@fenceline/bus";
 import { Buckets, Subjects } from "@fenceline/streams";
 import { createHeartbeatDetector } from "./heartbeat-detector.js";
+import { runNodeStateService } from "./node-state-service.js";
 
 /**
  * Runs the heartbeat detector on NATS: subscribes to `fl.hb.*`, answers each heartbeat with an
  * ack (the agent's proof that the control plane hears it, carrying the node's recorded state),
- * and publishes node events to FL_EVENTS.
+ * and publishes node events to FL_EVENTS. Also runs the node state service (`fl.state.<node>`),
+ * which agents ask on behalf of their peers.
  */
 export async function runHeartbeatDetector(options: {
   nc: NatsConnection;
@@ -49,6 +51,8 @@ export async function runHeartbeatDetector(options: {
   await new Promise((r) => setTimeout(r, 200));
   detector.seed([...states.entries()].map(([node, s]) => ({ node, bootId: s.bootId })));
 
+  const stateService = await runNodeStateService({ nc, log, clock });
+
   const sub = nc.subscribe(Subjects.heartbeatAll, {
     callback: (err, msg) => {
       if (err) return;
@@ -84,6 +88,7 @@ export async function runHeartbeatDetector(options: {
     async stop() {
       running = false;
       sub.unsubscribe();
+      await stateService.stop();
       watch.stop();
       await loop;
       await seeded.catch(() => {});

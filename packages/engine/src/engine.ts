@@ -10,7 +10,10 @@ export type ApplyOutcome =
   | { applied: false; reason: "out-of-order"; waitingFor: number };
 
 export type EngineCore = {
-  /** Folds one event (with its FL_EVENTS sequence); the caller acks it after this resolves. */
+  /**
+   * Folds one event (with its FL_EVENTS sequence); the caller acks it after this resolves,
+   * except for "out-of-order", which it must have redelivered later (nak with a delay).
+   */
   apply(event: NodeEvent, seq: number): Promise<ApplyOutcome>;
   /** Loads every snapshot into the cache; returns them (for the timer service). */
   recover(): Promise<NodeSnapshot[]>;

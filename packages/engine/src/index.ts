@@ -6,3 +6,35 @@ export type { SnapshotStore, OutputSink, EventSink, EventLog } from "./ports.js"
 export type { NodeSnapshot } from "./snapshot.js";
 export { runEngine, type RunningEngine } from "./nats/run-engine.js";
 export { createKvSnapshotStore } from "./nats/kv-snapshot-store.js";
+export {
+  replay,
+  createReplayer,
+  compareRecords,
+  digestOf,
+  nodeTimeline,
+  commandResultsOf,
+  type Replayer,
+  type ReplayEvent,
+  type ReplayOptions,
+  type ReplayReport,
+  type Divergence,
+  type DivergenceKind,
+  type DeciderResolver,
+  type TransitionDigest,
+  type NodeStateAt,
+  type CommandResultSeen,
+  type NodeTimeline,
+  type TimelineEntry,
+  type TimelineCommand,
+  type StateStay,
+} from "./replay.js";
+export {
+  Registry,
+  Counter,
+  Gauge,
+  Histogram,
+  createFencelineMetrics,
+  PROMETHEUS_CONTENT_TYPE,
+  type FencelineMetrics,
+} from "./metrics.js";
+export { watchMetrics, serveMetrics, startMetricsEndpoint, type MetricsWatch, type MetricsServer, type MetricsEndpoint } from "./metrics-nats.js";

@@ -155,10 +155,15 @@ export function compareRecords(recorded: AuditRecord, replayed: AuditRecord): st
   return fields;
 }
 
-const stateOf = (node: string, s: NodeSnapshot | undefined, last: NodeStateAt["lastEvent"]): NodeStateAt => ({
+/**
+ * `entered`: when the node entered its current top-level state, from the transitions (the
+ * context's `since` is undefined while a node is still in its initial state: xstate's init
+ * event has no time).
+ */
+const stateOf = (node: string, s: NodeSnapshot | undefined, last: NodeStateAt["lastEvent"], entered?: number): NodeStateAt => ({
   node,
   state: s ? s.path : "new",
-  since: s ? s.context.since : null,
+  since: s ? (typeof s.context.since === "number" ? s.context.since : (entered ?? null)) : null,
   epoch: s ? s.context.epoch : 0,
   lastEvent: last,
 });
@@ -194,6 +199,7 @@ export function createReplayer(options: ReplayOptions): Replayer {
   const maxKept = options.maxDivergences ?? 1000;
   const snapshots = new Map<string, NodeSnapshot>();
   const lastEvent = new Map<string, NodeStateAt["lastEvent"]>();
+  const entered = new Map<string, number>();
   const atTime = options.at;
   const statesAt = new Map<string, NodeStateAt>();
   const recordedVersions: Record<string, number> = {};
@@ -234,8 +240,11 @@ export function createReplayer(options: ReplayOptions): Replayer {
       snapshots.set(event.node, result.snapshot);
       const last = { seq, at: event.at, type: event.type };
       lastEvent.set(event.node, last);
-      if (audit.changed) transitions++;
-      if (atTime !== undefined && event.at <= atTime) statesAt.set(event.node, stateOf(event.node, result.snapshot, last));
+      if (audit.changed) {
+        transitions++;
+        if (audit.from === "new" || phaseOf(audit.from) !== phaseOf(audit.to)) entered.set(event.node, event.at);
+      }
+      if (atTime !== undefined && event.at <= atTime) statesAt.set(event.node, stateOf(event.node, result.snapshot, last, entered.get(event.node)));
 
       if (recorded) {
         compared++;
@@ -278,7 +287,7 @@ export function createReplayer(options: ReplayOptions): Replayer {
         divergedNodes: [...diverged].map(([node, d]) => ({ node, ...d })).sort((a, b) => a.firstSeq - b.firstSeq),
         recordedPolicyVersions: recordedVersions,
         replayPolicyVersions: replayVersions,
-        final: nodes.map((n) => stateOf(n, snapshots.get(n), lastEvent.get(n) ?? null)).sort(byNode),
+        final: nodes.map((n) => stateOf(n, snapshots.get(n), lastEvent.get(n) ?? null, entered.get(n))).sort(byNode),
       };
       if (atTime !== undefined) report.statesAt = nodes.map((n) => statesAt.get(n) ?? stateOf(n, undefined, null)).sort(byNode);
       if (history) report.history = history;

@@ -114,6 +114,7 @@ export class InMemoryCluster implements ClusterApi {
   readonly #events: ClusterEvent[] = [];
   readonly #stepListeners = new Set<(now: number) => void>();
   #apiAvailable = true;
+  #podGcEnabled = true;
   #nextUid = 1;
 
   constructor(options: InMemoryClusterOptions) {
@@ -236,6 +237,29 @@ export class InMemoryCluster implements ClusterApi {
     this.#requestDeletion(pod, this.#clock.now(), "graceful delete");
   }
 
+  /** Per-object API operations, for the simulated Kubernetes API server (`k8s-api/`). */
+
+  /** Force-deletes (grace 0) one pod object; false when it does not exist (or has another uid). */
+  forceDeletePod(podName: string, uid?: string): boolean {
+    const pod = this.#pods.get(podName);
+    if (pod === undefined || (uid !== undefined && pod.uid !== uid)) return false;
+    this.#removePod(pod, "pod.force-deleted", "force-deleted (grace 0)");
+    return true;
+  }
+
+  /** Deletes one VolumeAttachment; false when it does not exist. */
+  deleteVolumeAttachment(volume: string, node: string): boolean {
+    const va = this.#attachments.get(attachmentKey(volume, node));
+    if (va === undefined) return false;
+    this.#detach(va, "volume.detached", "VolumeAttachment deleted through the API");
+    return true;
+  }
+
+  /** Test hook: with PodGC off, terminating pods of a dead node stay forever (out-of-service cannot finish). */
+  setPodGcEnabled(enabled: boolean): void {
+    this.#podGcEnabled = enabled;
+  }
+
   // ---------------------------------------------------------------- ClusterApi
 
   async addTaint(name: string, taint: Taint): Promise<void> {
@@ -336,6 +360,7 @@ export class InMemoryCluster implements ClusterApi {
 
   /** With the out-of-service taint on a node that is not ready, PodGC removes its terminating pods. */
   #podGc(): void {
+    if (!this.#podGcEnabled) return;
     for (const node of this.#nodes.values()) {
       if (isResponsive(node) || !hasOutOfServiceTaint(node)) continue;
       for (const pod of [...this.#pods.values()]) {

@@ -31,3 +31,13 @@ export {
 export { VirtualWatchdog, type VirtualWatchdogOptions, type WatchdogState } from "./virtual-watchdog.js";
 export { SimFleet, type FleetOptions, type FleetEvent, type FaultKind } from "./fleet.js";
 export { createSwitchableTransport, type SwitchableTransport } from "./switchable-transport.js";
+export {
+  KubernetesApiServer,
+  startKubernetesApiServer,
+  parseLabelSelector,
+  type KubernetesApiServerOptions,
+  type FaultRule,
+  type RequestRecord,
+  type ResourceKind,
+} from "./k8s-api/index.js";
+export * from "./lab/index.js";

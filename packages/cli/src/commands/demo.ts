@@ -15,7 +15,9 @@ Exits non-zero when a faulted node did not get back to healthy or a workload ran
   --nodes N         fleet size (default 12)
   --json            print only a JSON summary on stdout
   --hold            keep everything running after the summary until Ctrl-C
-  --endpoints FILE  write the addresses to reach the running demo as JSON ({ "nats": ... })`;
+  --endpoints FILE  write the addresses to reach the running demo as JSON
+                    ({ "nats": ..., "kubernetes": ..., "kubeconfig": ... }; with --hold,
+                    kubectl --kubeconfig <kubeconfig> get nodes works while it runs)`;
 
 const ms = (v: number | null) => (v === null ? "-" : `${(v / 1000).toFixed(1)}s`);
 
@@ -69,11 +71,12 @@ export async function demoCommand(argv: string[]): Promise<number> {
   else printSummary(summary);
 
   if (values.endpoints) {
-    writeFileSync(values.endpoints as string, `${JSON.stringify({ nats: demo.natsUrl }, null, 2)}\n`);
+    writeFileSync(values.endpoints as string, `${JSON.stringify({ nats: demo.natsUrl, kubernetes: demo.kubernetesUrl, kubeconfig: demo.kubeconfig }, null, 2)}\n`);
     if (!json) console.log(`endpoints written to ${values.endpoints}`);
   }
   if (values.hold) {
     progress(`holding: NATS at ${demo.natsUrl}; try NATS_URL=${demo.natsUrl} npm run -s fenceline -- nodes   (Ctrl-C to stop)`);
+    progress(`holding: Kubernetes API (simulated) at ${demo.kubernetesUrl}; try kubectl --kubeconfig ${demo.kubeconfig} get nodes`);
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);

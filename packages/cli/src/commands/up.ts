@@ -1,29 +1,61 @@
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { createCommandProvisioner } from "@fenceline/actuators";
-import { parse } from "../args.js";
+import { Duration } from "@fenceline/contracts";
+import { DEFAULT_EXCLUDE_LABEL, defaultConditionRules, labelMatcher } from "@fenceline/detectors";
+import { parse, UsageError } from "../args.js";
 import { startControlPlane } from "../control-plane.js";
 import { createDryRunCluster, createDryRunProvisioner } from "../dry-run.js";
 import { loadPolicy } from "../policy-file.js";
+import { startMetricsEndpoint } from "@fenceline/engine";
 
 const USAGE = `usage: fenceline up [--server nats://host:port] [--policy policy.json] [--store DIR]
                     [--provision-cleanup CMD --provision-run CMD]
+                    [--kubeconfig FILE | --in-cluster] [--node-selector SEL]
+                    [--exclude-label KEY] [--condition-duration 30s]
+                    [--metrics-port 9464] [--metrics-host 0.0.0.0]
 
 Runs the control plane in the foreground: JetStream streams (provisioned idempotently), the
 engine, the heartbeat detector, the fleet guard and the actuators. Without --server (or
 NATS_URL) it starts its own nats-server on a free loopback port (store in --store, or a
 temporary directory). Stop with Ctrl-C.
   --provision-cleanup/--provision-run  shell commands for re-provisioning; {node} and
-                                       {hostGroup} are substituted`;
+                                       {hostGroup} are substituted
+  --kubeconfig FILE      act on this Kubernetes cluster (taints, pod and VolumeAttachment
+                         deletion) and watch its node conditions; --in-cluster uses the pod's
+                         service account. Without either, cluster actions are a logged dry run.
+  --node-selector SEL    only nodes matching this label selector (e.g. "!node-role.kubernetes.io/control-plane")
+  --exclude-label KEY    a node labelled KEY=true is not remediated (default ${DEFAULT_EXCLUDE_LABEL})
+  --condition-duration D Ready=False/Unknown must last this long before it counts (default 30s;
+                         the policy's unhealthyDurationMs then also counts from its start)
+  --metrics-port N       serve Prometheus metrics on http://HOST:N/metrics (default 9464, 0: off;
+                         --metrics-host defaults to 0.0.0.0)`;
 
 export async function upCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { server: { type: "string" }, policy: { type: "string" }, store: { type: "string" }, "provision-cleanup": { type: "string" }, "provision-run": { type: "string" } },
+    {
+      server: { type: "string" },
+      policy: { type: "string" },
+      store: { type: "string" },
+      "provision-cleanup": { type: "string" },
+      "provision-run": { type: "string" },
+      kubeconfig: { type: "string" },
+      "in-cluster": { type: "boolean" },
+      "node-selector": { type: "string" },
+      "exclude-label": { type: "string" },
+      "condition-duration": { type: "string" },
+      "metrics-port": { type: "string" },
+      "metrics-host": { type: "string" },
+    },
     USAGE,
   );
   if (values.help) return (console.log(USAGE), 0);
   const log = createLogger("fenceline");
   const policy = loadPolicy(values.policy as string | undefined);
+  const kube = kubernetesOptions(values);
+  // Loaded only when needed: @kubernetes/client-node takes about a second to import.
+  const k8s = kube ? await import("@fenceline/kubernetes") : undefined;
+  const kubeConfig = kube && k8s ? k8s.loadKubeConfig(kube.source) : undefined;
   let server: NatsServer | undefined;
   let url = (values.server as string | undefined) ?? process.env.NATS_URL;
   if (!url) {
@@ -32,16 +64,30 @@ export async function upCommand(argv: string[]): Promise<number> {
     log.info({ url, store: server.storeDir }, "started nats-server");
   }
   const nc = await connectNats(url, { name: "fenceline-up" });
+  const metrics = await startMetricsEndpoint({ nc, port: values["metrics-port"] as string | undefined, host: values["metrics-host"] as string | undefined, log });
   const cleanup = values["provision-cleanup"] as string | undefined;
   const provision = values["provision-run"] as string | undefined;
   const control = await startControlPlane({
     nc,
     policy,
     log,
-    cluster: createDryRunCluster(log),
+    cluster: k8s && kubeConfig ? k8s.createKubernetesCluster({ kubeConfig, log: log.child({ component: "kubernetes" }) }) : createDryRunCluster(log),
     provisioner: cleanup && provision ? createCommandProvisioner({ cleanup, provision }) : createDryRunProvisioner(log),
+    onApplied: metrics.onApplied,
+    ...(kube && k8s && kubeConfig
+      ? {
+          conditions: {
+            watcher: k8s.createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }), ...(kube.selector ? { labelSelector: kube.selector } : {}) }),
+            rules: defaultConditionRules(kube.durationMs),
+            ...(kube.selector ? { selector: kube.selector } : {}),
+            ...(kube.excludeLabel ? { excludeLabel: kube.excludeLabel } : {}),
+          },
+        }
+      : {}),
   });
-  log.info({ url, policy: policy.version }, "fenceline is up");
+  if (kube) log.info({ server: kubeConfig?.getCurrentCluster()?.server, selector: kube.selector, conditionDurationMs: kube.durationMs }, "acting on Kubernetes");
+  metrics.started(control.engine.core.snapshots());
+  log.info({ url, policy: policy.version, metrics: metrics.url }, "fenceline is up");
   console.error(`fenceline: up on ${url} (Ctrl-C to stop)`);
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
@@ -49,7 +95,36 @@ export async function upCommand(argv: string[]): Promise<number> {
   });
   console.error("fenceline: stopping");
   await control.stop();
+  await metrics.stop();
   await nc.drain();
   await server?.stop();
   return 0;
+}
+
+/** The Kubernetes flags of `up`, checked; null when no cluster is configured. */
+function kubernetesOptions(values: Record<string, unknown>) {
+  const file = values.kubeconfig as string | undefined;
+  const inCluster = Boolean(values["in-cluster"]);
+  if (file && inCluster) throw new UsageError("give --kubeconfig FILE or --in-cluster, not both");
+  const kubeOnly = ["node-selector", "exclude-label", "condition-duration"].filter((k) => values[k] !== undefined);
+  if (!file && !inCluster) {
+    if (kubeOnly.length > 0) throw new UsageError(`--${kubeOnly[0]} needs --kubeconfig FILE or --in-cluster`);
+    return null;
+  }
+  const duration = Duration.safeParse(values["condition-duration"] ?? "30s");
+  if (!duration.success) throw new UsageError(`--condition-duration: a duration like 250ms, 5s, 2m or 1h (got "${String(values["condition-duration"])}")`);
+  const selector = values["node-selector"] as string | undefined;
+  if (selector) {
+    try {
+      labelMatcher(selector);
+    } catch (err) {
+      throw new UsageError(`--node-selector: ${(err as Error).message}`);
+    }
+  }
+  return {
+    source: file ? { kubeconfig: file } : ({ inCluster: true } as const),
+    selector,
+    excludeLabel: values["exclude-label"] as string | undefined,
+    durationMs: duration.data,
+  };
 }

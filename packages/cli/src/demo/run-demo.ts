@@ -1,8 +1,13 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AuditRecord, DEMO_POLICY, systemClock, type Policy, type Provisioner } from "@fenceline/contracts";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { createNatsAgentTransport } from "@fenceline/agent";
-import { checkInvariants, InMemoryCluster, SimFleet, type Violation } from "@fenceline/sim";
+import { defaultConditionRules } from "@fenceline/detectors";
+import { createKubernetesCluster, createNodeWatcher, loadKubeConfig } from "@fenceline/kubernetes";
+import { checkInvariants, InMemoryCluster, SimFleet, startKubernetesApiServer, type KubernetesApiServer, type Violation } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
 import { startControlPlane, type ControlPlane } from "../control-plane.js";
 import { SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
@@ -51,11 +56,18 @@ export type DemoOptions = {
 export type RunningDemo = {
   summary: DemoSummary;
   natsUrl: string;
+  /** The simulated Kubernetes API server and a kubeconfig for it (kubectl, client libraries). */
+  kubernetesUrl: string;
+  kubeconfig: string;
+  kubernetes: KubernetesApiServer;
   cluster: InMemoryCluster;
   fleet: SimFleet;
   /** Stops the fleet, the control plane and (if the demo started it) nats-server. */
   stop(): Promise<void>;
 };
+
+/** The simulated node controller marks a silent kubelet Ready=Unknown after this (40–50 s in Kubernetes). */
+const DEMO_NODE_MONITOR_GRACE_MS = 3_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -104,14 +116,23 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   for (const s of stateful) cluster.addStatefulSet(s.name, s.replicas);
   cluster.addDeployment("web", Math.max(1, Math.floor(nodeCount / 2)));
 
+  // The cluster actuator and the node-condition detector talk to the simulated cluster the way
+  // they talk to a real one: @kubernetes/client-node over HTTP, from a kubeconfig.
+  const kubernetes = await startKubernetesApiServer({ cluster, nodeMonitorGracePeriodMs: DEMO_NODE_MONITOR_GRACE_MS });
+  const kubeDir = mkdtempSync(join(tmpdir(), "fenceline-demo-"));
+  const kubeconfig = kubernetes.writeKubeconfig(kubeDir, "fenceline-demo");
+  const kubeConfig = loadKubeConfig({ kubeconfig });
+  say(`Kubernetes API (simulated) on ${kubernetes.url}; kubeconfig ${kubeconfig}`);
+
   const control: ControlPlane = await startControlPlane({
     nc,
     policy,
     log,
-    cluster,
+    cluster: createKubernetesCluster({ kubeConfig, log: log.child({ component: "kubernetes" }) }),
     provisioner: options.provisioner ?? simulatedProvisioner(),
+    conditions: { watcher: createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }) }), rules: defaultConditionRules(0) },
   });
-  say(`control plane up: engine, heartbeat detector, fleet guard, actuators (policy ${policy.version})`);
+  say(`control plane up: engine, heartbeat and node-condition detectors, fleet guard, actuators (policy ${policy.version})`);
 
   const audit: AuditRecord[] = [];
   const auditSub = nc.subscribe(Subjects.auditAll, {
@@ -247,6 +268,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   return {
     summary,
     natsUrl: url,
+    kubernetesUrl: kubernetes.url,
+    kubeconfig,
+    kubernetes,
     cluster,
     fleet,
     async stop() {
@@ -255,6 +279,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
       await fleet.stop();
       auditSub.unsubscribe();
       await control.stop();
+      await kubernetes.stop();
+      rmSync(kubeDir, { recursive: true, force: true });
       await agentsNc.drain().catch(() => {});
       await nc.drain().catch(() => {});
       await server?.stop();

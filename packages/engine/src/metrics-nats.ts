@@ -1,0 +1,158 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { AuditRecord, ErrorCode, FencelineError, NodeEvent } from "@fenceline/contracts";
+import { Consumers, Streams, Subjects } from "@fenceline/streams";
+import { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics } from "./metrics.js";
+import type { NodeSnapshot } from "./snapshot.js";
+
+export type MetricsWatch = { refresh(): Promise<void>; stop(): void };
+
+/**
+ * Keeps the NATS-side metrics current: the engine consumer's lag and the dead-letter count
+ * (polled), command results from FL_EVENTS and, when the engine does not run in this process,
+ * the transitions from FL_AUDIT (core subscriptions: they see what is published from now on).
+ */
+export function watchMetrics(options: {
+  nc: NatsConnection;
+  metrics: FencelineMetrics;
+  intervalMs?: number;
+  /** Subscribe to fl.evt.> for command results (default true). */
+  events?: boolean;
+  /** Subscribe to fl.audit.> for transitions (when not fed by the engine's onApplied). */
+  audit?: boolean;
+  onError?: (err: unknown) => void;
+}): MetricsWatch {
+  const { nc, metrics } = options;
+  const subs: Subscription[] = [];
+  if (options.events ?? true) {
+    subs.push(
+      nc.subscribe(Subjects.eventAll, {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            const parsed = NodeEvent.safeParse(msg.json());
+            if (parsed.success) metrics.observeEvent(parsed.data);
+          } catch {
+            // not JSON: the engine dead-letters it
+          }
+        },
+      }),
+    );
+  }
+  if (options.audit) {
+    subs.push(
+      nc.subscribe(Subjects.auditAll, {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            const parsed = AuditRecord.safeParse(msg.json());
+            if (parsed.success) metrics.observeAudit(parsed.data);
+          } catch {
+            // ignore
+          }
+        },
+      }),
+    );
+  }
+  const refresh = async () => {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.consumers.info(Streams.events, Consumers.engine).catch(() => null);
+    if (info) metrics.setConsumerInfo(Streams.events, Consumers.engine, { pending: info.num_pending, ackPending: info.num_ack_pending });
+    const dlq = await jsm.streams.info(Streams.deadLetters).catch(() => null);
+    if (dlq) metrics.setDeadLetters(dlq.state.messages);
+  };
+  const run = () => refresh().catch((err) => options.onError?.(err));
+  void run();
+  const timer = setInterval(run, options.intervalMs ?? 5_000);
+  timer.unref?.();
+  return {
+    refresh,
+    stop() {
+      clearInterval(timer);
+      for (const s of subs) s.unsubscribe();
+    },
+  };
+}
+
+export type MetricsServer = { url: string; port: number; close(): Promise<void> };
+
+/** Serves GET /metrics (Prometheus text format) on host:port (0 picks a free port). */
+export async function serveMetrics(options: { port: number; host?: string; render: () => string | Promise<string> }): Promise<MetricsServer> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method !== "GET" || path !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics\n");
+      return;
+    }
+    Promise.resolve(options.render()).then(
+      (text) => res.writeHead(200, { "content-type": PROMETHEUS_CONTENT_TYPE }).end(text),
+      (err) => res.writeHead(500, { "content-type": "text/plain" }).end(`${(err as Error).message}\n`),
+    );
+  });
+  const host = options.host ?? "127.0.0.1";
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${host}:${port}/metrics`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+export type MetricsEndpoint = {
+  metrics: FencelineMetrics;
+  /** Where /metrics is served, or null when disabled or the port could not be bound. */
+  url: string | null;
+  /** The engine's onApplied hook. */
+  onApplied: FencelineMetrics["onApplied"];
+  /** Seeds nodes per state from the engine's recovered snapshots. */
+  started(snapshots: NodeSnapshot[]): void;
+  stop(): Promise<void>;
+};
+
+/**
+ * Metrics for a process that runs the engine (`fenceline up --metrics-port`): the registry,
+ * the NATS watch and the HTTP endpoint. Port 0 disables it. A port that cannot be bound is
+ * logged and the control plane runs on without metrics (they are not worth an outage).
+ */
+export async function startMetricsEndpoint(options: {
+  nc: NatsConnection;
+  port?: number | string;
+  host?: string;
+  log?: { warn(obj: object, msg?: string): void; info(obj: object, msg?: string): void };
+}): Promise<MetricsEndpoint> {
+  const port = options.port === undefined ? 9464 : Number(options.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new FencelineError(ErrorCode.InvalidMessage, `--metrics-port must be an integer from 0 to 65535 (0 turns metrics off), got "${options.port}"`);
+  }
+  const metrics = createFencelineMetrics();
+  if (port === 0) return { metrics, url: null, onApplied: metrics.onApplied, started: metrics.seed, stop: async () => {} };
+  const host = options.host ?? "0.0.0.0";
+  const watch = watchMetrics({ nc: options.nc, metrics, onError: (err) => options.log?.warn({ err }, "cannot read stream info for metrics") });
+  let server: MetricsServer | null = null;
+  try {
+    server = await serveMetrics({ port, host, render: metrics.render });
+    options.log?.info({ url: server.url }, "serving metrics");
+  } catch (err) {
+    options.log?.warn({ err, host, port }, `metrics not served: cannot listen on ${host}:${port} (${(err as Error).message})`);
+  }
+  return {
+    metrics,
+    url: server?.url ?? null,
+    onApplied: metrics.onApplied,
+    started: metrics.seed,
+    async stop() {
+      watch.stop();
+      await server?.close();
+    },
+  };
+}

@@ -1,0 +1,7 @@
+export { createKubernetesCluster, parseServerVersion, type KubernetesCluster, type KubernetesClusterOptions } from "./cluster-adapter.js";
+export { createNodeWatcher, toClusterNode, type ClusterNode, type NodeWatchEvent, type NodeWatcher, type NodeWatcherOptions } from "./node-watcher.js";
+export { loadKubeConfig, type KubeConfigSource } from "./kubeconfig.js";
+export { createRetrier, type RetryOptions, type Retrier } from "./retry.js";
+export { rbacRule, describeCall, toFencelineError, type Call } from "./errors.js";
+/** The standard client, for callers that want to talk to the API directly (tests, tools). */
+export { KubeConfig, CoreV1Api, StorageV1Api, VersionApi, loadAllYaml } from "@kubernetes/client-node";

@@ -1,0 +1,9 @@
+export {
+  KubernetesApiServer,
+  startKubernetesApiServer,
+  type KubernetesApiServerOptions,
+  type FaultRule,
+  type RequestRecord,
+  type ResourceKind,
+} from "./server.js";
+export { parseLabelSelector, parseFieldSelector, SelectorError } from "./selectors.js";

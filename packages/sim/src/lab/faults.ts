@@ -1,0 +1,208 @@
+import type { Prng } from "./prng.js";
+import type { EngineCrashPoint, LabWorld } from "./world.js";
+
+/**
+ * The fault catalogue. Each fault is a small function that acts on the world now and schedules
+ * its own healing on the virtual clock. Every fault heals: crashed machines come back, so every
+ * node can converge once the last one has healed.
+ */
+export const FAULT_KINDS = [
+  "crash",
+  "hang",
+  "reboot",
+  "network-loss",
+  "partition-minority",
+  "partition-majority",
+  "control-plane-outage",
+  "agent-crash",
+  "agent-crash-restart",
+  "flapping",
+  "slow-actuator",
+  "failing-actuator",
+  "engine-crash",
+  "message-chaos",
+] as const;
+export type LabFaultKind = (typeof FAULT_KINDS)[number];
+
+export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
+  crash: "hard crash: the machine stops dead (containers gone), boots again after 2–40 s",
+  hang: "kernel hang: nothing runs; a hardware watchdog resets it (back after the watchdog timeout + reboot) or it stays hung 5–40 s",
+  reboot: "an administrator reboots the machine (clean agent stop, new boot id)",
+  "network-loss": "one machine loses its network for 0.5–30 s; its containers keep running",
+  "partition-minority": "a minority of machines is cut off from the rest and from the control plane for 2–30 s",
+  "partition-majority": "a majority of machines is cut off from the control plane, which stays with the minority, for 2–30 s",
+  "control-plane-outage": "NATS is down for 2–30 s: no heartbeat arrives, nothing is published, delivered or acked",
+  "agent-crash": "the agent process dies and is not restarted: its armed watchdog resets the machine",
+  "agent-crash-restart": "the agent process dies and is restarted 0.2–5 s later (same boot)",
+  flapping: "a machine's network flaps: 3–8 losses of 0.2–1.5 s, 0.3–3 s apart",
+  "slow-actuator": "the Kubernetes API (or the provisioner) answers 0.5–3 s late for 5–30 s",
+  "failing-actuator": "the Kubernetes API (or the provisioner) fails every call for 2–20 s",
+  "engine-crash": "the engine dies (idle, after publishing its outputs, or after saving the snapshot) and restarts 0.1–5 s later",
+  "message-chaos": "for 5–30 s acks are lost (duplicate deliveries), deliveries are lost (late, out-of-order redeliveries), heartbeats are duplicated and delayed up to 250 ms",
+};
+
+/** A fault as planned (kind and time) and, once injected, what it did. */
+export type FaultRecord = {
+  id: number;
+  kind: LabFaultKind;
+  at: number;
+  /** When everything it did is undone (the machine back, the link restored). */
+  healAt: number;
+  /** Machines it acts on directly (empty for fleet-wide faults). */
+  nodes: string[];
+  detail: string;
+};
+
+export type PlannedFault = { id: number; kind: LabFaultKind; at: number };
+
+/** Picks `count` faults among `kinds`, at random times in [start, start + windowMs). */
+export function planFaults(rng: Prng, options: { kinds: readonly LabFaultKind[]; count: number; start: number; windowMs: number }): PlannedFault[] {
+  const planned: PlannedFault[] = [];
+  for (let i = 0; i < options.count; i++) {
+    planned.push({ id: i + 1, kind: rng.pick(options.kinds), at: options.start + rng.int(0, options.windowMs - 1) });
+  }
+  return planned.sort((a, b) => a.at - b.at || a.id - b.id);
+}
+
+/**
+ * Chooses a target, preferring machines that run a stateful replica (the interesting case), and
+ * only machines that are up: a machine that is down already has its return scheduled.
+ */
+function target(world: LabWorld, rng: Prng, exclude: ReadonlySet<string> = new Set()): string | undefined {
+  const up = (n: string) => !exclude.has(n) && world.fleet.status(n).power === "up";
+  const stateful = [...new Set(world.cluster.replicas().flatMap((r) => r.runningOn))].filter(up).sort();
+  const all = world.fleet.nodes.filter(up);
+  if (all.length === 0) return undefined;
+  return stateful.length > 0 && rng.chance(0.75) ? rng.pick(stateful) : rng.pick(all);
+}
+
+const busChaos = new WeakMap<LabWorld, Set<number>>();
+
+/** Injects one fault now; returns what it does and when it heals. */
+export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFault, options: { rebootMs: number }): Promise<FaultRecord | null> {
+  const { clock, fleet, policy } = world;
+  const now = clock.now();
+  const { id, kind } = planned;
+  const record = (nodes: string[], durationMs: number, detail: string): FaultRecord => {
+    const r = { id, kind, at: now, healAt: now + durationMs, nodes, detail };
+    for (const node of nodes.length > 0 ? nodes : ["*"]) world.note(node, `[fault #${id}] ${kind}: ${detail}`);
+    return r;
+  };
+  const later = (ms: number, fn: () => void | Promise<void>) => clock.setTimeout(() => void fn(), ms);
+
+  switch (kind) {
+    case "crash": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      const downMs = rng.int(2_000, 40_000);
+      await fleet.crash(node, downMs);
+      return record([node], downMs, `${node} crashes, back after ${downMs} ms`);
+    }
+    case "hang": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      const reset = rng.chance(0.5);
+      const downMs = reset ? policy.agent.watchdogTimeoutMs + options.rebootMs : rng.int(5_000, 40_000);
+      await fleet.crash(node, downMs);
+      return record([node], downMs, reset ? `${node} hangs; its hardware watchdog resets it` : `${node} hangs for ${downMs} ms (no watchdog can reset it)`);
+    }
+    case "reboot": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      await fleet.reboot(node);
+      return record([node], options.rebootMs, `${node} is rebooted by an administrator`);
+    }
+    case "network-loss": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      const forMs = rng.int(500, 30_000);
+      await fleet.networkLoss(node, forMs);
+      return record([node], forMs, `${node} loses its network for ${forMs} ms`);
+    }
+    case "partition-minority":
+    case "partition-majority": {
+      const n = fleet.nodes.length;
+      const minority = Math.floor((n - 1) / 2);
+      const size = kind === "partition-minority" ? rng.int(1, Math.max(1, minority)) : rng.int(minority + 1, n - 1);
+      const group = new Set<string>();
+      const everyone = [...world.fleet.nodes].sort();
+      while (group.size < size) group.add(target(world, rng, group) ?? rng.pick(everyone.filter((n) => !group.has(n))));
+      const nodes = [...group].sort();
+      const forMs = rng.int(2_000, 30_000);
+      await fleet.partition(nodes, forMs);
+      const side = kind === "partition-minority" ? "the control plane stays with the majority" : "the control plane stays with the minority";
+      return record(nodes, forMs, `${nodes.join(", ")} cut off for ${forMs} ms (${side})`);
+    }
+    case "control-plane-outage": {
+      const forMs = rng.int(2_000, 30_000);
+      world.bus.setAvailable(false);
+      await fleet.controlPlaneOutage(forMs);
+      later(forMs, () => world.bus.setAvailable(true));
+      return record([], forMs, `NATS unreachable for ${forMs} ms`);
+    }
+    case "agent-crash": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      await fleet.agentCrash(node);
+      return record([node], policy.agent.watchdogTimeoutMs + options.rebootMs, `${node}'s agent dies, not restarted`);
+    }
+    case "agent-crash-restart": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      const restartMs = rng.int(200, 5_000);
+      await fleet.agentCrash(node, restartMs);
+      // A restart later than the watchdog allows comes too late: the machine is reset first.
+      const feedPeriodMs = Math.floor(policy.agent.watchdogTimeoutMs / 3);
+      const resetFirst = restartMs >= policy.agent.watchdogTimeoutMs - feedPeriodMs;
+      const healMs = resetFirst ? Math.max(restartMs, policy.agent.watchdogTimeoutMs + options.rebootMs) : restartMs;
+      return record([node], healMs, `${node}'s agent dies, restarted after ${restartMs} ms${resetFirst ? " (its watchdog may reset the machine first)" : ""}`);
+    }
+    case "flapping": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      const cycles = rng.int(3, 8);
+      let offset = 0;
+      for (let i = 0; i < cycles; i++) {
+        const lossMs = rng.int(200, 1_500);
+        const gapMs = rng.int(300, 3_000);
+        const startAt = offset;
+        later(startAt, () => fleet.networkLoss(node, lossMs));
+        offset += lossMs + gapMs;
+      }
+      return record([node], offset, `${node}'s network flaps ${cycles} times over ${offset} ms`);
+    }
+    case "slow-actuator":
+    case "failing-actuator": {
+      const which = rng.chance(0.7) ? "api" : "provisioner";
+      const faults = which === "api" ? world.apiFaults : world.provisionerFaults;
+      const slow = kind === "slow-actuator";
+      const forMs = slow ? rng.int(5_000, 30_000) : rng.int(2_000, 20_000);
+      const delayMs = rng.int(500, 3_000);
+      faults.set(id, slow ? { kind: "slow", delayMs } : { kind: "failing" });
+      later(forMs, () => void faults.delete(id));
+      const what = which === "api" ? "the Kubernetes API" : "the provisioner";
+      return record([], forMs, slow ? `${what} answers ${delayMs} ms late for ${forMs} ms` : `${what} fails every call for ${forMs} ms`);
+    }
+    case "engine-crash": {
+      const point: EngineCrashPoint = rng.pick(["idle", "after-outputs", "after-snapshot"] as const);
+      const downMs = rng.int(100, 5_000);
+      world.crashEngine(point, downMs);
+      return record([], downMs, `the engine crashes (${point}) and restarts after ${downMs} ms`);
+    }
+    case "message-chaos": {
+      const forMs = rng.int(5_000, 30_000);
+      const active = busChaos.get(world) ?? new Set<number>();
+      busChaos.set(world, active);
+      active.add(id);
+      world.bus.chaos = { lostAck: 0.05 + rng.next() * 0.25, lostDelivery: 0.05 + rng.next() * 0.15 };
+      world.heartbeatChaos = { duplicate: 0.2, delay: 0.3, maxDelayMs: 250 };
+      later(forMs, () => {
+        active.delete(id);
+        if (active.size > 0) return;
+        world.bus.chaos = null;
+        world.heartbeatChaos = null;
+      });
+      return record([], forMs, `lost acks and deliveries, duplicated and delayed heartbeats for ${forMs} ms`);
+    }
+  }
+}

@@ -1,0 +1,529 @@
+import {
+  ACTUATOR_OF,
+  ACTUATORS,
+  AuditRecord,
+  Command,
+  NodeEvent,
+  OUT_OF_SERVICE_TAINT,
+  type Actuator,
+  type Clock,
+  type ClusterApi,
+  type Heartbeat,
+  type HeartbeatAck,
+  type Policy,
+  type Provisioner,
+  type Taint,
+} from "@fenceline/contracts";
+import { createEngineCore, createDecider, createMemorySnapshotStore, createTimerService, type EngineCore, type EventLog, type FoldResult, type NodeSnapshot, type OutputSink, type SnapshotStore, type TimerService } from "@fenceline/engine";
+import { createHeartbeatDetector } from "@fenceline/detectors";
+import {
+  createActuator,
+  createClusterHandlers,
+  createGuardHandlers,
+  createMemoryBudgetStore,
+  createProvisionerHandlers,
+  type ActuatorCore,
+  type FleetView,
+  type Handlers,
+} from "@fenceline/actuators";
+import { createMemoryAgentTransport, type MemoryAgentTransport } from "@fenceline/agent";
+import type { Logger } from "@fenceline/bus";
+import type { NodeMachine } from "@fenceline/statecharts";
+import { InMemoryCluster } from "../cluster.js";
+import { SimFleet, type FleetEvent } from "../fleet.js";
+import type { VirtualClock } from "../virtual-clock.js";
+import { SimBus, SimConsumer, SimStream, SimWorker, type Delivery } from "./bus.js";
+import { LabChecker } from "./invariants.js";
+import { slotLimit } from "./policy.js";
+import type { Prng } from "./prng.js";
+
+/** A logger that drops everything (the lab runs thousands of fleets; its record is the audit). */
+export const silentLogger: Logger = (() => {
+  const noop = () => {};
+  const log: Record<string, unknown> = { level: "silent", info: noop, warn: noop, error: noop, debug: noop, trace: noop, fatal: noop, silent: noop };
+  log.child = () => log;
+  return log as unknown as Logger;
+})();
+
+const defaultNakDelay = (deliveryCount: number) => Math.min(30_000, 500 * 2 ** Math.max(0, deliveryCount - 1));
+
+const slowest = (faults: Map<number, ApiMode>) => Math.max(0, ...[...faults.values()].map((m) => (m.kind === "slow" ? m.delayMs : 0)));
+const failing = (faults: Map<number, ApiMode>) => [...faults.values()].some((m) => m.kind === "failing");
+
+/** Thrown by the engine's ports at the chosen crash point: the process dies there. */
+class SimulatedCrash extends Error {
+  override readonly name = "SimulatedCrash";
+}
+
+export type EngineCrashPoint = "idle" | "after-outputs" | "after-snapshot";
+
+/** Where the lab's trail lines come from. */
+export type TrailLine = { at: number; node: string; what: string };
+
+export type LabWorldOptions = {
+  clock: VirtualClock;
+  rng: Prng;
+  policy: Policy;
+  /** The machine to run (a deliberately broken one in the lab's self-test). Default: the policy's. */
+  machine?: NodeMachine;
+  nodes: string[];
+  statefulSets: Array<{ name: string; replicas: number }>;
+  deployments: Array<{ name: string; replicas: number }>;
+  rebootMs: number;
+  ackWaitMs: number;
+  /** Ticks of the kubelets and controllers. */
+  clusterStepMs?: number;
+  /** Kubernetes' own eviction of an unreachable node's pods (node monitor grace + toleration). */
+  unreachableEvictionMs?: number | null;
+};
+
+/** What makes the simulated Kubernetes API server slow or failing, for the actuator faults. */
+export type ApiMode = { kind: "ok" } | { kind: "slow"; delayMs: number } | { kind: "failing" };
+
+/**
+ * The whole system in one process on one virtual clock: the control plane (engine core, timer
+ * service, heartbeat detector, fleet guard and actuators) on an in-memory JetStream, a fleet of
+ * machines each running the real agent against a virtual watchdog, and the cluster model the
+ * actuators act on. The same code as production: only the adapters are in memory.
+ */
+export class LabWorld {
+  readonly clock: VirtualClock;
+  readonly policy: Policy;
+  readonly cluster: InMemoryCluster;
+  readonly fleet: SimFleet;
+  readonly bus: SimBus;
+  readonly events: SimStream<NodeEvent>;
+  readonly commands: SimStream<Command>;
+  readonly audit: SimStream<AuditRecord>;
+  readonly checker: LabChecker;
+  readonly snapshots = createMemorySnapshotStore();
+  readonly budget = createMemoryBudgetStore();
+  readonly trail: TrailLine[] = [];
+  readonly deadLetters: Array<{ stream: string; seq: number; error: string }> = [];
+  readonly engineConsumer: SimConsumer<NodeEvent>;
+  readonly actuatorConsumers: Map<Actuator, SimConsumer<Command>>;
+  /** When the heartbeat path (core NATS) delays or duplicates messages. */
+  heartbeatChaos: { duplicate: number; delay: number; maxDelayMs: number } | null = null;
+  /** Active actuator faults, by fault id: the API server (or provisioner) is slow or failing while any is. */
+  readonly apiFaults = new Map<number, ApiMode>();
+  readonly provisionerFaults = new Map<number, ApiMode>();
+  readonly stats = { engineCrashes: 0, engineRestarts: 0, foldsApplied: 0, heartbeats: 0 };
+
+  readonly #rng: Prng;
+  readonly #decider;
+  readonly #links = new Map<string, MemoryAgentTransport>();
+  readonly #actuators: ActuatorCore[] = [];
+  readonly #detector;
+  readonly #phases = new Map<string, string>();
+  #majoritySince: number | null = null;
+  #engine: { core: EngineCore; timers: TimerService; worker: SimWorker<NodeEvent> } | null = null;
+  #crashPoint: EngineCrashPoint | null = null;
+  #engineDownMs = 0;
+  readonly #intervals: unknown[] = [];
+  #stopped = false;
+  readonly #limit: number;
+
+  constructor(options: LabWorldOptions) {
+    const { clock, policy, rng } = options;
+    this.clock = clock;
+    this.policy = policy;
+    this.#rng = rng;
+    this.#decider = createDecider(policy, options.machine);
+    this.#limit = slotLimit(policy, options.nodes.length);
+
+    this.cluster = new InMemoryCluster({ clock, nodes: options.nodes, unreachableEvictionMs: options.unreachableEvictionMs ?? null });
+    for (const s of options.statefulSets) this.cluster.addStatefulSet(s.name, s.replicas);
+    for (const d of options.deployments) this.cluster.addDeployment(d.name, d.replicas);
+    this.checker = new LabChecker(this.cluster);
+
+    this.bus = new SimBus(clock, rng.fork(1));
+    const windowMs = 2 * 60_000;
+    this.events = new SimStream<NodeEvent>("FL_EVENTS", this.bus, windowMs);
+    this.commands = new SimStream<Command>("FL_COMMANDS", this.bus, windowMs);
+    this.audit = new SimStream<AuditRecord>("FL_AUDIT", this.bus, windowMs);
+    this.engineConsumer = new SimConsumer("engine", this.events, () => true, options.ackWaitMs);
+    this.actuatorConsumers = new Map(
+      ACTUATORS.map((name) => [name, new SimConsumer<Command>(`actuator-${name}`, this.commands, (m) => ACTUATOR_OF[m.data.kind] === name, options.ackWaitMs)]),
+    );
+
+    this.#detector = createHeartbeatDetector({ clock, timeoutMs: policy.heartbeat.timeoutMs, publish: async (event) => void this.publishEvent(event) });
+
+    this.#startActuators();
+
+    this.fleet = new SimFleet({
+      nodes: options.nodes,
+      clock,
+      cluster: this.cluster,
+      timing: policy.agent,
+      heartbeatIntervalMs: policy.heartbeat.intervalMs,
+      rebootMs: options.rebootMs,
+      log: silentLogger,
+      transportFor: (node) => this.#transportFor(node),
+      onEvent: (e) => this.#onFleetEvent(e),
+    });
+
+    const every = (ms: number, fn: () => void) => {
+      const slot = this.#intervals.length;
+      const tick = () => {
+        if (this.#stopped) return;
+        fn();
+        this.#intervals[slot] = clock.setTimeout(tick, ms);
+      };
+      this.#intervals[slot] = clock.setTimeout(tick, ms);
+    };
+    every(options.clusterStepMs ?? 100, () => this.cluster.step(clock.now()));
+    every(Math.max(50, Math.floor(policy.heartbeat.timeoutMs / 5)), () => void this.#detector.tick().catch(() => {}));
+  }
+
+  // ------------------------------------------------------------------ the event log and outputs
+
+  publishEvent(event: NodeEvent): void {
+    this.events.publish(event.id, event.node, event);
+  }
+
+  #outputs: OutputSink = {
+    publishCommands: async (commands) => {
+      for (const c of commands) this.commands.publish(c.id, c.node, c);
+    },
+    publishAudit: async (record) => {
+      const ack = this.audit.publish(record.id, record.node, record);
+      if (ack.duplicate) this.checker.audit(record, this.audit.get(ack.seq)?.data);
+      else this.#trailAudit(record);
+    },
+  };
+
+  /** FL_EVENTS as the engine checks a node's order against it (the JetStream adapter's semantics). */
+  #eventLog: EventLog = {
+    firstPending: async (node, afterSeq, beforeSeq) => {
+      const floor = this.engineConsumer.ackFloor();
+      for (const seq of this.events.seqsOf(node, afterSeq, beforeSeq)) if (seq > floor) return seq;
+      return null;
+    },
+  };
+
+  // ------------------------------------------------------------------ the engine process
+
+  /** Starts (or restarts) the engine: a new core over the persisted snapshots, a new timer service. */
+  async startEngine(): Promise<void> {
+    if (this.#engine || this.#stopped) return;
+    const crashable: SnapshotStore = {
+      get: (node) => this.snapshots.get(node),
+      list: () => this.snapshots.list(),
+      put: async (snapshot, revision) => {
+        if (this.#crashPoint === "after-outputs") throw new SimulatedCrash("after publishing outputs, before saving the snapshot");
+        const next = await this.snapshots.put(snapshot, revision);
+        this.#observeSnapshot(snapshot);
+        if (this.#crashPoint === "after-snapshot") throw new SimulatedCrash("after saving the snapshot, before the ack");
+        return next;
+      },
+    };
+    const core = createEngineCore({
+      decider: this.#decider,
+      snapshots: crashable,
+      outputs: this.#outputs,
+      events: this.#eventLog,
+      onApplied: (result) => this.#onApplied(result),
+    });
+    const timers = createTimerService({
+      clock: this.clock,
+      publish: async (event) => this.publishEvent(event),
+      tickMs: 100,
+    });
+    const recovered = await core.recover();
+    for (const snapshot of recovered) timers.track(snapshot.node, snapshot.context.timers);
+    const worker = new SimWorker<NodeEvent>(this.engineConsumer, (d) => this.#engineHandle(d));
+    this.#engine = { core, timers, worker };
+    timers.start();
+    worker.kick();
+  }
+
+  async #engineHandle(d: Delivery<NodeEvent>): Promise<void> {
+    const engine = this.#engine;
+    if (!engine) return;
+    const { seq } = d.msg;
+    const parsed = NodeEvent.safeParse(d.msg.data);
+    if (!parsed.success) {
+      this.deadLetters.push({ stream: "FL_EVENTS", seq, error: parsed.error.message.slice(0, 500) });
+      this.checker.fail("valid-messages", this.clock.now(), `event ${d.msg.id} failed validation: ${parsed.error.message.slice(0, 300)}`, d.msg.key);
+      this.engineConsumer.ack(seq);
+      return;
+    }
+    try {
+      const outcome = await engine.core.apply(parsed.data, seq);
+      if (!outcome.applied && outcome.reason === "out-of-order") {
+        this.engineConsumer.nak(seq, Math.min(2_000, 100 * 2 ** Math.max(0, d.deliveryCount - 1)));
+        return;
+      }
+      if (outcome.applied) engine.timers.track(parsed.data.node, outcome.result.snapshot.context.timers);
+      this.engineConsumer.ack(seq);
+    } catch (err) {
+      if (err instanceof SimulatedCrash) {
+        this.#killEngine(err.message);
+        return;
+      }
+      this.engineConsumer.nak(seq, defaultNakDelay(d.deliveryCount));
+    }
+  }
+
+  #onApplied(result: FoldResult): void {
+    this.stats.foldsApplied += 1;
+    this.checker.fold(result);
+  }
+
+  /**
+   * Crashes the engine at `point` (the next time it gets there, or at once for "idle") and
+   * restarts it `downMs` later: its cache and timer service are gone, the snapshots persisted.
+   */
+  crashEngine(point: EngineCrashPoint, downMs: number): void {
+    this.#engineDownMs = downMs;
+    if (point === "idle") {
+      this.#killEngine("between two events");
+      return;
+    }
+    this.#crashPoint = point;
+    // An engine that gets no event for a long while crashes idle instead.
+    this.clock.setTimeout(() => {
+      if (this.#crashPoint === point) this.#killEngine("between two events (no event reached the crash point)");
+    }, 30_000);
+  }
+
+  #killEngine(where: string): void {
+    const engine = this.#engine;
+    this.#crashPoint = null;
+    if (!engine) return;
+    engine.worker.kill();
+    engine.timers.stop();
+    this.#engine = null;
+    this.stats.engineCrashes += 1;
+    this.#note("*", `engine crashed ${where}; restarts in ${this.#engineDownMs} ms`);
+    this.clock.setTimeout(() => {
+      this.stats.engineRestarts += 1;
+      this.#note("*", "engine restarted from its snapshots");
+      void this.startEngine();
+    }, this.#engineDownMs);
+  }
+
+  get engineUp(): boolean {
+    return this.#engine !== null;
+  }
+
+  // ------------------------------------------------------------------ fleet view and snapshots
+
+  #observeSnapshot(snapshot: NodeSnapshot): void {
+    this.#phases.set(snapshot.node, snapshot.path.split(".")[0]!);
+    const { fleetSize, healthy } = this.#count();
+    if (healthy * 2 > fleetSize) this.#majoritySince ??= this.clock.now();
+    else this.#majoritySince = null;
+    for (const a of this.#actuators) a.observeEpoch(snapshot.node, snapshot.context.epoch);
+    const engineSlots = [...this.snapshots.dump().values()].filter((e) => e.snapshot.context.slot).map((e) => e.snapshot.node);
+    this.checker.slots(this.clock.now(), this.#limit, Object.keys(this.budget.current().slots), engineSlots);
+  }
+
+  #count() {
+    let healthy = 0;
+    for (const phase of this.#phases.values()) if (phase === "healthy") healthy += 1;
+    return { fleetSize: this.#phases.size, healthy };
+  }
+
+  fleetView(): FleetView {
+    return { ...this.#count(), majoritySince: this.#majoritySince };
+  }
+
+  /** The engine's recorded state of a node (FL_NODES), as the node state service answers it. */
+  stateOf(node: string): string | undefined {
+    return this.snapshots.dump().get(node)?.snapshot.path;
+  }
+
+  snapshotOf(node: string): NodeSnapshot | undefined {
+    return this.snapshots.dump().get(node)?.snapshot;
+  }
+
+  // ------------------------------------------------------------------ actuators
+
+  #startActuators(): void {
+    const { clock, policy } = this;
+    // The view the guard decided on (it reads it again on every compare-and-set attempt).
+    let decidedOn: FleetView = this.fleetView();
+    const view = () => (decidedOn = this.fleetView());
+    const guardHandlers = createGuardHandlers({ store: this.budget, view, policy, clock });
+    const acquire = guardHandlers["slot.acquire"]!;
+    const observedGuard: Handlers = {
+      ...guardHandlers,
+      "slot.acquire": async (c, context) => {
+        const held = Object.hasOwn(this.budget.current().slots, c.node);
+        const outcome = await acquire(c, context);
+        if (outcome.ok && !held) {
+          this.checker.granted(c.node, clock.now(), decidedOn);
+          this.checker.slots(clock.now(), this.#limit, Object.keys(this.budget.current().slots), []);
+        }
+        return outcome;
+      },
+    };
+    const relay: Handlers = {
+      "watchdog.stop": async (c) => {
+        if (c.kind !== "watchdog.stop") throw new Error("wrong kind");
+        const link = this.#links.get(c.node);
+        const agentRunning = this.fleet.status(c.node).agent?.running === true;
+        if (!link || link.closed || !agentRunning) return { ok: false, retry: true, reason: "agent unreachable: no responders" };
+        try {
+          const reply = await link.sendCommand(c);
+          return { ok: reply.ok, ...(reply.reason ? { reason: reply.reason } : {}) };
+        } catch (err) {
+          return { ok: false, retry: true, reason: `agent unreachable: ${(err as Error).message}` };
+        }
+      },
+    };
+    const cores: Array<[Actuator, Handlers]> = [
+      ["guard", observedGuard],
+      ["cluster", createClusterHandlers(this.#clusterApi(), clock)],
+      ["agent", relay],
+      ["provisioner", createProvisionerHandlers(this.#provisioner())],
+      ["fence", {}],
+    ];
+    for (const [name, handlers] of cores) {
+      const actuator = createActuator({ name, handlers, clock });
+      this.#actuators.push(actuator);
+      const consumer = this.actuatorConsumers.get(name)!;
+      const worker = new SimWorker<Command>(consumer, async (d) => {
+        const { seq } = d.msg;
+        const parsed = Command.safeParse(d.msg.data);
+        if (!parsed.success) {
+          this.deadLetters.push({ stream: "FL_COMMANDS", seq, error: parsed.error.message.slice(0, 500) });
+          this.checker.fail("valid-messages", clock.now(), `command ${d.msg.id} failed validation: ${parsed.error.message.slice(0, 300)}`, d.msg.key);
+          consumer.ack(seq);
+          return;
+        }
+        const disposition = await actuator.execute(parsed.data, { progress: () => consumer.working(seq) });
+        if (disposition.kind === "retry") {
+          consumer.nak(seq, 500);
+          return;
+        }
+        try {
+          this.publishEvent(disposition.event);
+          consumer.ack(seq);
+        } catch {
+          consumer.nak(seq, defaultNakDelay(d.deliveryCount));
+        }
+      });
+      worker.kick();
+    }
+  }
+
+  /** The cluster as the cluster actuator sees it: slow or failing on demand, and watched. */
+  #clusterApi(): ClusterApi {
+    const cluster = this.cluster;
+    const clock: Clock = this.clock;
+    const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+      const slowMs = slowest(this.apiFaults);
+      if (slowMs > 0) await new Promise<void>((resolve) => clock.setTimeout(resolve, slowMs));
+      if (failing(this.apiFaults)) throw new Error("simulated API server error: 503 Service Unavailable");
+      return fn();
+    };
+    const moving = (node: string, what: string) => this.checker.movingWorkloads(node, what, clock.now());
+    return {
+      addTaint: (node: string, taint: Taint) =>
+        call(async () => {
+          if (taint.key === OUT_OF_SERVICE_TAINT.key) moving(node, "out-of-service taint");
+          return cluster.addTaint(node, taint);
+        }),
+      removeTaint: (node, taint) => call(() => cluster.removeTaint(node, taint)),
+      deletePods: (node) =>
+        call(async () => {
+          moving(node, "pods.delete");
+          return cluster.deletePods(node);
+        }),
+      deleteVolumeAttachments: (node) =>
+        call(async () => {
+          moving(node, "volumeattachments.delete");
+          return cluster.deleteVolumeAttachments(node);
+        }),
+      countWorkloads: (node) => call(() => cluster.countWorkloads(node)),
+      serverVersion: () => call(() => cluster.serverVersion()),
+    };
+  }
+
+  #provisioner(): Provisioner {
+    const clock = this.clock;
+    return {
+      run: async (step, node, hostGroup) => {
+        const ms = 100 + slowest(this.provisionerFaults);
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, ms));
+        if (failing(this.provisionerFaults)) return { ok: false, output: `${step} ${node}: simulated failure` };
+        return { ok: true, output: `${step} ${node} (host group ${hostGroup}): ok` };
+      },
+    };
+  }
+
+  // ------------------------------------------------------------------ the agents' link
+
+  #transportFor(node: string): MemoryAgentTransport {
+    const transport: MemoryAgentTransport = createMemoryAgentTransport({
+      controlPlaneReachable: () => this.fleet.reachesControlPlane(node),
+      respond: (hb) => this.#respond(hb, transport),
+      nodeState: (about) => this.stateOf(about),
+    });
+    this.#links.set(node, transport);
+    return transport;
+  }
+
+  /** The heartbeat detector's side of a heartbeat (and its ack), with the message chaos if any. */
+  #respond(hb: Heartbeat, transport: MemoryAgentTransport): HeartbeatAck | undefined {
+    this.stats.heartbeats += 1;
+    const ack = (): HeartbeatAck => {
+      const state = this.stateOf(hb.node);
+      return { v: 1, node: hb.node, at: this.clock.now(), ...(state ? { state } : {}) };
+    };
+    const chaos = this.heartbeatChaos;
+    if (chaos && this.#rng.chance(chaos.delay)) {
+      const delay = this.#rng.int(1, chaos.maxDelayMs);
+      this.clock.setTimeout(() => {
+        void this.#detector.onHeartbeat(hb).catch(() => {});
+        if (this.fleet.reachesControlPlane(hb.node)) transport.deliverAck(ack());
+      }, delay);
+      return undefined;
+    }
+    void this.#detector.onHeartbeat(hb).catch(() => {});
+    if (chaos && this.#rng.chance(chaos.duplicate)) void this.#detector.onHeartbeat(hb).catch(() => {});
+    return ack();
+  }
+
+  // ------------------------------------------------------------------ trail
+
+  #note(node: string, what: string): void {
+    this.trail.push({ at: this.clock.now(), node, what });
+  }
+
+  note(node: string, what: string): void {
+    this.#note(node, what);
+  }
+
+  /** Machine-level events (crash, boot, self-fence, network change), as they happen. */
+  readonly machineListeners: Array<(e: FleetEvent) => void> = [];
+
+  #onFleetEvent(e: FleetEvent): void {
+    for (const node of e.node.split(",")) this.trail.push({ at: e.at, node, what: `[machine] ${e.what}` });
+    for (const l of this.machineListeners) l(e);
+  }
+
+  #trailAudit(r: AuditRecord): void {
+    const cmds = r.commands.length > 0 ? ` ⇒ ${r.commands.map((c) => c.kind).join(", ")}` : "";
+    const move = r.changed ? `${r.from} → ${r.to}` : `in ${r.to}`;
+    this.trail.push({ at: r.at, node: r.node, what: `[audit #${r.seq}] ${r.event.type}: ${move} (epoch ${r.epoch})${cmds}${r.reason ? ` — ${r.reason}` : ""}` });
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  async start(): Promise<void> {
+    await this.startEngine();
+    await this.fleet.start();
+  }
+
+  /** Stops every periodic activity (the fleet, the engine, the ticks). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const handle of this.#intervals) this.clock.clearTimeout(handle);
+    this.#engine?.worker.kill();
+    this.#engine?.timers.stop();
+    await this.fleet.stop();
+  }
+}

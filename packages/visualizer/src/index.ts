@@ -1,0 +1,1 @@
+export { startVisualizerServer, DEFAULT_WEB_ROOT, type VisualizerSource, type VisualizerServer, type NodeRow } from "./server.js";
