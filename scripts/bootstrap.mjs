@@ -140,11 +140,13 @@ function ensureNatsServer() {
   const extras = [];
   if (!findBinary("serf")) extras.push("serf");
   if (!findBinary("ip", ["/usr/sbin", "/sbin"])) extras.push("iproute2");
+  // Debian's chromium runs the visualizer's browser test (skipped without it).
+  if (!findBinary("chromium")) extras.push("chromium");
   say(`installing nats-server${extras.length ? ` (and ${extras.join(", ")})` : ""} with apt-get ...`);
   const aptEnv = { ...env, DEBIAN_FRONTEND: "noninteractive" };
   if (run("apt-get", ["update", "-qq"], { env: aptEnv }) !== 0) fail("apt-get update failed");
   const all = run("apt-get", ["install", "-y", "-qq", "nats-server", ...extras], { env: aptEnv });
-  // serf and iproute2 are nice to have; if they broke the install, retry without them.
+  // serf, iproute2 and chromium are nice to have; if they broke the install, retry without them.
   if (all !== 0 && extras.length > 0) {
     say(`apt-get could not install ${extras.join(", ")}; installing nats-server alone ...`);
     if (run("apt-get", ["install", "-y", "-qq", "nats-server"], { env: aptEnv }) !== 0) fail("apt-get install nats-server failed");

@@ -29,7 +29,11 @@ export type NodeContext = {
     /** How fencing was confirmed; set once, then the machine moves on to remediating. */
     confirmedBy: string | null;
     watchdogStopAckedAt: number | null;
+    /** The safe time passed; the fleet guard is asked whether a healthy majority held meanwhile. */
+    checkingMajority: boolean;
   };
+  /** The fencing taint was put on the node and not yet removed. */
+  fencingTaint: boolean;
   remediation: {
     /** Index into `policy.remediation`. */
     step: number;
@@ -76,7 +80,8 @@ export function initialContext(input: NodeInput): NodeContext {
     slot: false,
     majoritySince: null,
     since: input.at ?? 0,
-    fence: { confirmedBy: null, watchdogStopAckedAt: null },
+    fence: { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false },
+    fencingTaint: false,
     remediation: { step: 0, strategy: null, pending: [], nodeBack: false },
     reprovisionTicket: 0,
     rejoin: { attempt: 0, reprovision: null },

@@ -74,10 +74,11 @@ export function createNodeMachine(policy: Policy) {
   const safeTime = safeTimeOf(policy);
   /**
    * When a silent node may be assumed fenced: `safeTime` after its last sign of life, never in
-   * the past, and never before an agent that rode out a control-plane outage had two peer rounds
-   * to notice that the majority is back without it, plus its watchdog timeout and the margin.
+   * the past, and never before an agent that rode out a control-plane outage had three peer
+   * rounds (the one in flight, one that turns the verdict, one that confirms it) to notice that
+   * the majority is back without it, plus its watchdog timeout and the margin.
    */
-  const afterMajority = 2 * policy.agent.peerRoundMs + policy.agent.watchdogTimeoutMs + policy.agent.marginMs;
+  const afterMajority = 3 * policy.agent.peerRoundMs + policy.agent.watchdogTimeoutMs + policy.agent.marginMs;
   const safeTimeDue = (context: Ctx, now: number) => {
     const lastSeenAt = context.lastSeenAt ?? now;
     const due = Math.max(now, lastSeenAt + safeTime);
@@ -122,6 +123,16 @@ export function createNodeMachine(policy: Policy) {
       },
       /** Fencing is confirmed (reboot seen, fence agent, watchdog stop acknowledged, or safe time). */
       fenceConfirmed: ({ context }: Args) => context.fence.confirmedBy !== null,
+      /** Confirmed by a new boot: the node is alive again and its old workloads died with the old boot. */
+      fenceConfirmedByReboot: ({ context }: Args) => context.fence.confirmedBy?.startsWith("reboot") === true,
+      /** A guard answer to the majority check made when the safe time passed (for this epoch: a late answer to an earlier request does not count). */
+      majorityAnswer: ({ context, event }: Args) => {
+        const r = result(event);
+        return r !== null && r.kind === "slot.acquire" && r.epoch === context.epoch && context.fence.checkingMajority;
+      },
+      /** Returning before fencing: still tainted, re-provisioning pending, or drifted → rejoin, not healthy. */
+      needsRejoin: ({ context }: Args) =>
+        context.fencingTaint || context.rejoin.reprovision !== null || driftedServices(context.checksums, context.desiredChecksums).length > 0,
       /** Alive with a boot id other than the one it had when fencing started. */
       rebootedSinceFencing: ({ context, event }: Args) => {
         const bootId = bootIdOf(event);
@@ -218,6 +229,7 @@ export function createNodeMachine(policy: Policy) {
         enqueue.assign({ rejoin: { attempt: 0, reprovision: `rebooted (boot id ${context.bootId} → ${bootId})` } });
       }),
       markDriftOrNothing: enqueueActions(({ enqueue, context }) => {
+        if (context.rejoin.reprovision !== null) return;
         const drifted = driftedServices(context.checksums, context.desiredChecksums);
         enqueue.assign({
           rejoin: { attempt: 0, reprovision: drifted.length > 0 ? `configuration drift in ${drifted.join(", ")}` : null },
@@ -232,6 +244,7 @@ export function createNodeMachine(policy: Policy) {
         enqueue.emit(reason(`unhealthy since ${start} (${Object.keys(context.signals).sort().join(", ")}); fencing after ${formatMs(policy.unhealthyDurationMs)}`));
       }),
       requestSlot: enqueueActions(({ enqueue, context }) => {
+        if (context.slot) return;
         enqueue.emit(command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane } }));
       }),
       takeSlot: enqueueActions(({ enqueue, event }) => {
@@ -255,10 +268,11 @@ export function createNodeMachine(policy: Policy) {
           epoch,
           bootIdAtFencing: context.bootId,
           timers,
-          fence: { confirmedBy: null, watchdogStopAckedAt: null },
+          fence: { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false },
           remediation: { step: 0, strategy: null, pending: [], nodeBack: false },
         });
         enqueue.emit(command({ kind: "taint.add", params: { taint: FENCING_TAINT } }));
+        enqueue.assign({ fencingTaint: true });
         if (policy.fencing.watchdog) {
           const params = { reason: `fencing epoch ${epoch}`, ...(context.bootId ? { bootId: context.bootId } : {}) };
           enqueue.emit(command({ kind: "watchdog.stop", params }));
@@ -410,10 +424,11 @@ export function createNodeMachine(policy: Policy) {
       ),
       finishRejoin: enqueueActions(({ enqueue }) => {
         enqueue.assign({
-          fence: { confirmedBy: null, watchdogStopAckedAt: null },
+          fence: { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false },
           bootIdAtFencing: null,
           rejoin: { attempt: 0, reprovision: null },
           operatorReason: null,
+          fencingTaint: false,
           remediation: { step: 0, strategy: null, pending: [], nodeBack: false },
         });
         enqueue.emit(reason("rejoined: taints removed, slot released"));
@@ -422,15 +437,56 @@ export function createNodeMachine(policy: Policy) {
         const why = event.type === "operator.reset" ? event.data.reason : "operator reset";
         enqueue.assign({
           bootIdAtFencing: null,
-          fence: { confirmedBy: null, watchdogStopAckedAt: null },
+          fence: { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false },
           rejoin: { attempt: 0, reprovision: `operator reset: ${why}` },
           operatorReason: null,
         });
       }),
       clearPause: enqueueActions(({ enqueue }) => enqueue.assign({ pausedReason: null })),
-      abandonRejoin: enqueueActions(({ enqueue }) => {
-        enqueue.assign({ rejoin: { attempt: 0, reprovision: null } });
-        enqueue.emit(reason("the node went silent mid-rejoin and was never fenced: suspect again"));
+      silentAgain: enqueueActions(({ enqueue, context }) => {
+        enqueue.emit(
+          reason(
+            context.fence.confirmedBy !== null
+              ? "the node went silent again after it came back: its new boot may run workloads, so it is suspect again and will be fenced with a new epoch"
+              : "the node went silent mid-rejoin: suspect again",
+          ),
+        );
+      }),
+      abortRemediation: enqueueActions(({ enqueue, context }) => {
+        if (context.remediation.strategy === "OutOfServiceTaint") {
+          enqueue.emit(command({ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }));
+        }
+        enqueue.emit(reason("the node is back with a new boot: its old workloads are gone, so remediation stops and the node rejoins"));
+      }),
+      checkMajority: enqueueActions(({ enqueue, context }) => {
+        enqueue.assign({ fence: { ...context.fence, checkingMajority: true } });
+        enqueue.emit(command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane } }));
+        enqueue.emit(reason("safe time passed: asking the fleet guard whether a healthy majority held meanwhile"));
+      }),
+      settleMajority: enqueueActions(({ enqueue, context, event }) => {
+        const r = result(event);
+        if (!r) return;
+        const since = r.facts?.majoritySince;
+        const fence = { ...context.fence, checkingMajority: false };
+        // The node showed life while the guard was asked: the safe time no longer applies (see aliveDuringFencing).
+        if (context.signals.heartbeat === undefined) {
+          enqueue.assign({ fence });
+          enqueue.emit(reason("the node is alive with the same boot id: the majority answer no longer matters; waiting for its watchdog reset or a fence agent"));
+          return;
+        }
+        if (!r.ok || typeof since !== "number") {
+          enqueue.assign({ fence, timers: withTimer(context.timers, Timers.safeTime, event.at + policy.fleet.retryMs) });
+          enqueue.emit(reason(`no healthy majority now${r.reason ? ` (${r.reason})` : ""}: not assuming the node fenced; asking again in ${formatMs(policy.fleet.retryMs)}`));
+          return;
+        }
+        const due = safeTimeDue({ ...context, majoritySince: since }, event.at);
+        if (due <= event.at) {
+          enqueue.assign({ fence: { ...fence, confirmedBy: `safe time: silent for ${formatMs(safeTime)} with a healthy majority throughout` }, majoritySince: since });
+          enqueue.emit(reason(`fencing confirmed: safe time: silent for ${formatMs(safeTime)} with a healthy majority since ${since}`));
+          return;
+        }
+        enqueue.assign({ fence, majoritySince: since, timers: withTimer(context.timers, Timers.safeTime, due) });
+        enqueue.emit(reason(`the healthy majority only returned at ${since}: assumed fenced at ${due}`));
       }),
     },
   }).createMachine({
@@ -515,7 +571,7 @@ export function createNodeMachine(policy: Policy) {
       /** Recovered before fencing: a config check decides between healthy and re-provisioning. */
       recovered: {
         always: [
-          { guard: "configDrifted", target: "rejoining", actions: "markDriftOrNothing" },
+          { guard: "needsRejoin", target: "rejoining", actions: "markDriftOrNothing" },
           { target: "healthy", actions: ["releaseSlot", { type: "explain", params: { text: "recovered before fencing: nothing done" } }] },
         ],
       },
@@ -523,7 +579,10 @@ export function createNodeMachine(policy: Policy) {
       fencing: {
         entry: ["enterState", "startFencing"],
         exit: { type: "clearTimers", params: { names: [Timers.safeTime, Timers.watchdogReset, Timers.fenceTimeout] } },
-        always: { guard: "fenceConfirmed", target: "remediating" },
+        always: [
+          { guard: "fenceConfirmedByReboot", target: "rejoining" },
+          { guard: "fenceConfirmed", target: "remediating" },
+        ],
         on: {
           "boot.changed": [
             { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
@@ -539,6 +598,7 @@ export function createNodeMachine(policy: Policy) {
           ],
           "heartbeat.missed": { actions: ["observe", "rearmSafeTime"] },
           "command.result": [
+            { guard: "majorityAnswer", actions: "settleMajority" },
             { guard: { type: "resultOk", params: { kind: "fence.poweroff" } }, actions: { type: "confirmFence", params: { by: "fence agent: powered off" } } },
             { guard: { type: "resultOk", params: { kind: "watchdog.stop" } }, actions: "armWatchdogReset" },
             { guard: "unwantedSlot", actions: "releaseUnwantedSlot" },
@@ -550,10 +610,7 @@ export function createNodeMachine(policy: Policy) {
               target: "operator",
               actions: { type: "noteOperatorReason", params: { text: `no fencing confirmation within ${formatMs(policy.fencing.timeoutMs)}` } },
             },
-            {
-              guard: { type: "timerIs", params: { name: Timers.safeTime } },
-              actions: { type: "confirmFence", params: { by: `safe time: silent for ${formatMs(safeTime)}` } },
-            },
+            { guard: { type: "timerIs", params: { name: Timers.safeTime } }, actions: "checkMajority" },
             {
               guard: { type: "timerIsWhileSilent", params: { name: Timers.watchdogReset } },
               actions: { type: "confirmFence", params: { by: "watchdog stop acknowledged and its timeout passed" } },
@@ -574,9 +631,18 @@ export function createNodeMachine(policy: Policy) {
         exit: { type: "clearTimers", params: { names: [Timers.stepTimeout] } },
         initial: "selecting",
         on: {
-          "heartbeat.resumed": { actions: ["observe", "noteBack"] },
-          "node.joined": { actions: ["observe", "noteBack"] },
-          "boot.changed": { actions: ["observe", "noteBack"] },
+          "heartbeat.resumed": [
+            { guard: "rebootedSinceFencing", target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
+            { actions: ["observe", "noteBack"] },
+          ],
+          "node.joined": [
+            { guard: "rebootedSinceFencing", target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
+            { actions: ["observe", "noteBack"] },
+          ],
+          "boot.changed": [
+            { guard: "rebootedSinceFencing", target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
+            { actions: ["observe", "noteBack"] },
+          ],
           "heartbeat.missed": { actions: ["observe", "noteGone"] },
         },
         states: {
@@ -645,10 +711,7 @@ export function createNodeMachine(policy: Policy) {
         },
         initial: "deciding",
         on: {
-          "heartbeat.missed": [
-            { guard: "fenceConfirmed", target: ".away", actions: "observe" },
-            { target: "#node.suspect", actions: ["observe", "abandonRejoin"] },
-          ],
+          "heartbeat.missed": { target: "#node.suspect", actions: ["observe", "silentAgain"] },
           "boot.changed": { target: ".deciding", actions: ["markRebooted", "observe"] },
         },
         states: {
@@ -682,19 +745,6 @@ export function createNodeMachine(policy: Policy) {
               { guard: "needsReprovision", target: "reprovisioning" },
               { target: "untainting" },
             ],
-          },
-          /** The node vanished again mid-rejoin; it stays tainted and rejoins when it is back. */
-          away: {
-            on: {
-              "heartbeat.resumed": [
-                { guard: "rebooted", target: "deciding", actions: ["markRebooted", "observe"] },
-                { target: "deciding", actions: ["observe", "decideRejoin"] },
-              ],
-              "node.joined": [
-                { guard: "rebooted", target: "deciding", actions: ["markRebooted", "observe"] },
-                { target: "deciding", actions: ["observe", "decideRejoin"] },
-              ],
-            },
           },
           reprovisioning: {
             entry: "reprovision",

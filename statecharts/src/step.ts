@@ -1,4 +1,4 @@
-import { createActor, initialTransition, type StateValue } from "xstate";
+import { createActor, type StateValue } from "xstate";
 import type { NodeEvent } from "@fenceline/contracts";
 import type { Emitted, NodeContext } from "./context.js";
 import type { NodeMachine } from "./machine.js";
@@ -23,9 +23,15 @@ export function phaseOf(path: string): string {
   return path.split(".")[0]!;
 }
 
-/** A node's state before its first event. */
+/**
+ * A node's state before its first event: what `initialTransition(machine, { node, at })` gives,
+ * computed with the cached inert scope (see `inertScope`).
+ */
 export function initialState(machine: NodeMachine, node: string, at: number): MachineState {
-  const [snapshot] = initialTransition(machine, { node, at });
+  const { scope, actions } = inertScope(machine);
+  actions.length = 0;
+  const snapshot = machine.getInitialSnapshot(scope, { node, at });
+  actions.length = 0;
   return { value: snapshot.value, context: snapshot.context };
 }
 

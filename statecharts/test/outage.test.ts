@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Policy } from "@fenceline/contracts";
 import { createHarness } from "./harness.js";
 
-// Safe time 1 + 0.5 + 1.5 + 1 = 4 s; after a majority returns: 2 × 0.5 + 1.5 + 1 = 3.5 s.
+// Safe time 1 + 0.5 + 1.5 + 1 = 4 s; after a majority returns: 3 × 0.5 + 1.5 + 1 = 4 s.
 const policy = Policy.parse({
   version: "outage-test",
   heartbeat: { intervalMs: 200, timeoutMs: 1_000 },
@@ -26,9 +26,9 @@ describe("safe time after a control-plane outage", () => {
     expect(h.context.timers["safe-time"]).toBe(60_000); // lastSeen + 4 s is long past: now
   });
 
-  it("waits two peer rounds plus the watchdog after the majority came back", () => {
+  it("waits three peer rounds plus the watchdog after the majority came back", () => {
     const h = fencingAfterGrant({ majoritySince: 59_000 });
-    expect(h.context.timers["safe-time"]).toBe(59_000 + 3_500);
+    expect(h.context.timers["safe-time"]).toBe(59_000 + 4_000);
     expect(h.reasons.join(" ")).toContain("counted from the return of a healthy majority");
   });
 
@@ -46,6 +46,7 @@ describe("results answer the command they echo", () => {
     h.fire("suspect");
     h.result("slot.acquire", true, 3_000);
     h.fire("safe-time");
+    h.result("slot.acquire", true, 5_000, { facts: { majoritySince: 0 } });
     h.result("cluster.version", true, 5_100, { facts: { serverVersion: "1.30" } });
     expect(h.kinds).toEqual(["taint.add", "workloads.await-gone"]);
     h.result("taint.add", true, 5_200, { facts: { taint: "fenceline.io/fencing" } });

@@ -33,6 +33,12 @@ const SIGNALS = ["condition:Ready", "serf"];
 const CHECKSUMS = [undefined, { web: "v1" }, { web: "v2" }];
 const VERSIONS = [undefined, "1.27", "1.28", "v1.30.1", "garbage"];
 const TIMER_NAMES = [...Object.values(Timers), "nonsense"];
+/**
+ * What a slot.acquire answer says about the healthy majority (the majority check made when the
+ * safe time passes): nothing (no majority now), since the start of time, since the node's last
+ * heartbeat (the boundary: still "throughout"), or only since now (it just came back).
+ */
+const MAJORITY = ["none", "always", "lastSeen", "now"] as const;
 
 export type Intent =
   | { t: "missed"; dt: number; boot: number; ago: number }
@@ -43,8 +49,8 @@ export type Intent =
   | { t: "healthy"; dt: number; signal: number }
   | { t: "fire"; dt: number; pick: number }
   | { t: "bogusTimer"; dt: number; name: number; offset: number }
-  | { t: "answer"; dt: number; pick: number; ok: boolean; stale: boolean; version: number }
-  | { t: "result"; dt: number; kind: number; ok: boolean; stale: boolean; version: number }
+  | { t: "answer"; dt: number; pick: number; ok: boolean; stale: boolean; version: number; majority: number }
+  | { t: "result"; dt: number; kind: number; ok: boolean; stale: boolean; version: number; majority: number }
   | { t: "pause"; dt: number }
   | { t: "resume"; dt: number }
   | { t: "reset"; dt: number }
@@ -78,6 +84,7 @@ export const intentArb: fc.Arbitrary<Intent> = fc.oneof(
       ok,
       stale,
       version: index(VERSIONS.length),
+      majority: index(MAJORITY.length),
     }),
   },
   {
@@ -89,6 +96,7 @@ export const intentArb: fc.Arbitrary<Intent> = fc.oneof(
       ok,
       stale,
       version: index(VERSIONS.length),
+      majority: index(MAJORITY.length),
     }),
   },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("pause" as const), dt }) },
@@ -118,8 +126,25 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
   const trace: Trace = [];
   const outstanding: Array<{ kind: string; epoch: number }> = [];
   const staleOf = (epoch: number, stale: boolean) => (stale ? Math.max(0, epoch - 1) : epoch);
-  const facts = (kind: string, version: number) =>
-    kind === "cluster.version" && VERSIONS[version] !== undefined ? { facts: { serverVersion: VERSIONS[version]! } } : {};
+  const facts = (
+    kind: string,
+    intent: { version: number; majority: number },
+    ctx: MachineState["context"],
+    at: number,
+  ): { facts?: Record<string, string | number> } => {
+    if (kind === "cluster.version") return VERSIONS[intent.version] !== undefined ? { facts: { serverVersion: VERSIONS[intent.version]! } } : {};
+    if (kind !== "slot.acquire") return {};
+    switch (MAJORITY[intent.majority]) {
+      case "always":
+        return { facts: { majoritySince: 0 } };
+      case "lastSeen":
+        return { facts: { majoritySince: ctx.lastSeenAt ?? 0 } };
+      case "now":
+        return { facts: { majoritySince: at } };
+      default:
+        return {};
+    }
+  };
 
   for (const [i, intent] of intents.entries()) {
     const seq = i + 1;
@@ -172,7 +197,7 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
       }
       case "answer": {
         if (outstanding.length === 0) {
-          event = makeEvent(seq, "command.result", at, { commandId: `c${seq}`, kind: "slot.acquire", epoch: ctx.epoch, ok: intent.ok });
+          event = makeEvent(seq, "command.result", at, { commandId: `c${seq}`, kind: "slot.acquire", epoch: ctx.epoch, ok: intent.ok, ...facts("slot.acquire", intent, ctx, at) });
           break;
         }
         const [command] = outstanding.splice(outstanding.length - 1 - nearby(intent.pick, outstanding.length), 1);
@@ -181,13 +206,13 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
           kind: command!.kind,
           epoch: staleOf(command!.epoch, intent.stale),
           ok: intent.ok,
-          ...facts(command!.kind, intent.version),
+          ...facts(command!.kind, intent, ctx, at),
         });
         break;
       }
       case "result": {
         const kind = COMMAND_KINDS[intent.kind]!;
-        event = makeEvent(seq, "command.result", at, { commandId: `c${seq}`, kind, epoch: staleOf(ctx.epoch, intent.stale), ok: intent.ok, ...facts(kind, intent.version) });
+        event = makeEvent(seq, "command.result", at, { commandId: `c${seq}`, kind, epoch: staleOf(ctx.epoch, intent.stale), ok: intent.ok, ...facts(kind, intent, ctx, at) });
         break;
       }
       case "pause":
@@ -250,12 +275,16 @@ const TIMER_SET = new Set<string>(Object.values(Timers));
  * (a) no remediation command unless fencing was confirmed earlier in the run for the current epoch;
  * (b) the epoch never decreases; (c) no step throws and every state is a known resting state;
  * (e) a deadline set or moved by an event is not earlier than that event; timers have known names;
- * (f) fencing is never confirmed by time (safe time, watchdog deadline) while the node heartbeats.
+ * (f) fencing is never confirmed by time (safe time, watchdog deadline) while the node heartbeats,
+ *     and no safe time is even pending then;
+ * (g) an epoch whose fencing was confirmed by a reboot never gets a remediation command: the node is
+ *     back, and its old workloads died with the old boot.
  */
 export function violationsOf(run: Run, resting: Set<string>): string[] {
   const violations: string[] = [];
   if (run.error) violations.push(`(c) ${run.error}`);
   const confirmed = new Set<number>();
+  const confirmedByReboot = new Set<number>();
   let previous = run.initial;
   for (const [i, { event, state, emitted }] of run.trace.entries()) {
     const where = `step ${i + 1} (${event.type} at ${event.at})`;
@@ -264,16 +293,23 @@ export function violationsOf(run: Run, resting: Set<string>): string[] {
     for (const e of emitted) {
       if (e.type === "reason" && e.text.startsWith("fencing confirmed")) {
         confirmed.add(epoch);
+        if (e.text.startsWith("fencing confirmed: reboot")) confirmedByReboot.add(epoch);
         const byTime = /^fencing confirmed: (safe time|watchdog)/.test(e.text);
         if (byTime && previous.context.signals.heartbeat === undefined) violations.push(`(f) ${where}: ${e.text} while the node heartbeats`);
       }
       if (e.type === "command" && isRemediation(e.request) && !confirmed.has(epoch)) {
         violations.push(`(a) ${where}: ${e.request.kind} emitted in epoch ${epoch} before fencing was confirmed`);
       }
+      if (e.type === "command" && isRemediation(e.request) && confirmedByReboot.has(epoch)) {
+        violations.push(`(g) ${where}: ${e.request.kind} emitted in epoch ${epoch}, whose fencing was confirmed by a reboot`);
+      }
     }
     if (epoch < previous.context.epoch) violations.push(`(b) ${where}: epoch ${previous.context.epoch} → ${epoch}`);
     const path = statePath(state.value);
     if (!resting.has(path)) violations.push(`(c) ${where}: unknown or transient state ${path}`);
+    if (path === "fencing" && state.context.timers[Timers.safeTime] !== undefined && state.context.signals.heartbeat === undefined) {
+      violations.push(`(f) ${where}: safe time pending (due ${state.context.timers[Timers.safeTime]}) while the node heartbeats`);
+    }
     for (const [name, due] of Object.entries(state.context.timers)) {
       if (!TIMER_SET.has(name)) violations.push(`(e) ${where}: unknown timer ${name}`);
       if (previous.context.timers[name] !== due && due < event.at) violations.push(`(e) ${where}: timer ${name} due ${due} < ${event.at}`);

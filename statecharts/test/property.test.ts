@@ -7,6 +7,13 @@ import { drive, intentsArb, replay, restingStates, violationsOf, type Intent } f
 const SEED = 20_240_611;
 const NUM_RUNS = 300;
 const FENCE_AGENT_POLICY = Policy.parse({ ...DEMO_POLICY, version: "demo-fa", fencing: { ...DEMO_POLICY.fencing, fenceAgent: true } });
+/** Reasons that show a run reached a rare outcome (see the machine's confirmByReboot and settleMajority). */
+const OUTCOMES = [
+  "fencing confirmed: reboot",
+  "fencing confirmed: safe time: silent for",
+  "the healthy majority only returned at",
+  "no healthy majority now",
+];
 
 describe.each([
   ["DEMO_POLICY", DEMO_POLICY],
@@ -15,20 +22,29 @@ describe.each([
   const machine = createNodeMachine(policy);
   const resting = restingStates(policy);
 
-  it("keep the invariants (fence before remediating, epochs grow, known states, no past deadlines) and replay identically", () => {
+  it("keep the invariants (fence before remediating, none after a reboot confirmed it, epochs grow, known states, no past deadlines) and replay identically", () => {
     const visited = new Set<string>();
+    const outcomes = new Set<string>();
     fc.assert(
       fc.property(intentsArb, (intents) => {
         const run = drive(machine, intents);
-        for (const { state } of run.trace) visited.add(phaseOf(statePath(state.value)));
+        for (const { state, emitted } of run.trace) {
+          visited.add(phaseOf(statePath(state.value)));
+          for (const e of emitted) {
+            const outcome = e.type === "reason" ? OUTCOMES.find((o) => e.text.startsWith(o)) : undefined;
+            if (outcome) outcomes.add(outcome);
+          }
+        }
         expect(violationsOf(run, resting)).toEqual([]);
         // (d) determinism: the same events through a fresh machine give the same states and outputs.
         expect(replay(createNodeMachine(policy), run.events)).toEqual(run.trace);
       }),
       { seed: SEED, numRuns: NUM_RUNS },
     );
-    // The generator is not vacuous: its runs reach every top-level state.
+    // The generator is not vacuous: its runs reach every top-level state, confirm fencing by
+    // reboot, and get each of the three answers to the majority check made at the safe time.
     expect([...visited].sort()).toEqual([...NODE_STATES].sort());
+    expect([...outcomes].sort()).toEqual([...OUTCOMES].sort());
   });
 });
 
@@ -51,14 +67,48 @@ describe("the property test can fail", () => {
       { t: "joined", dt: 0, boot: 0, sums: 0, group: false },
       { t: "missed", dt: 3_000, boot: 0, ago: 1_000 },
       { t: "fire", dt: 0, pick: 0 },
-      { t: "answer", dt: 100, pick: 0, ok: true, stale: false, version: 3 },
-      { t: "answer", dt: 100, pick: 0, ok: true, stale: false, version: 3 },
+      { t: "answer", dt: 100, pick: 0, ok: true, stale: false, version: 3, majority: 0 },
+      { t: "answer", dt: 100, pick: 0, ok: true, stale: false, version: 3, majority: 0 },
     ];
     expect(violationsOf(drive(createNodeMachine(DEMO_POLICY), intents), resting)).toEqual([]);
     const violations = violationsOf(drive(broken, intents), resting);
     expect(violations).toEqual([
       expect.stringMatching(/^\(a\) step 5 \(command\.result at \d+\): taint\.add emitted in epoch 1 before fencing was confirmed$/),
       expect.stringMatching(/^\(a\) step 5 \(command\.result at \d+\): workloads\.await-gone emitted in epoch 1 before fencing was confirmed$/),
+    ]);
+  });
+});
+
+describe("the reboot property can fail", () => {
+  // Sends a node whose fencing a reboot confirmed to remediation, as the machine did before.
+  const broken = createNodeMachine(DEMO_POLICY).provide({ guards: { fenceConfirmedByReboot: () => false } });
+  const resting = restingStates(DEMO_POLICY);
+
+  it("finds remediation in an epoch confirmed by reboot", () => {
+    const details = fc.check(
+      fc.property(intentsArb, (intents) => violationsOf(drive(broken, intents), resting).length === 0),
+      { seed: SEED, numRuns: NUM_RUNS },
+    );
+    expect(details.failed).toBe(true);
+    const counterexample = details.counterexample![0] as Intent[];
+    expect(violationsOf(drive(broken, counterexample), resting)).toContainEqual(expect.stringMatching(/^\(g\) .* whose fencing was confirmed by a reboot$/));
+  });
+
+  it("reports the violation for a crash followed by a reboot", () => {
+    const intents: Intent[] = [
+      { t: "joined", dt: 0, boot: 0, sums: 0, group: false },
+      { t: "missed", dt: 3_000, boot: 0, ago: 1_000 },
+      { t: "fire", dt: 0, pick: 0 },
+      { t: "answer", dt: 100, pick: 0, ok: true, stale: false, version: 0, majority: 1 },
+      { t: "bootChanged", dt: 100, boot: 3 },
+      { t: "answer", dt: 100, pick: 0, ok: true, stale: false, version: 3, majority: 0 },
+    ];
+    const fixed = drive(createNodeMachine(DEMO_POLICY), intents);
+    expect(violationsOf(fixed, resting)).toEqual([]);
+    expect(statePath(fixed.trace[4]!.state.value)).toBe("rejoining.reprovisioning");
+    expect(violationsOf(drive(broken, intents), resting)).toEqual([
+      expect.stringMatching(/^\(g\) step 6 \(command\.result at \d+\): taint\.add emitted in epoch 1, whose fencing was confirmed by a reboot$/),
+      expect.stringMatching(/^\(g\) step 6 \(command\.result at \d+\): workloads\.await-gone emitted in epoch 1, whose fencing was confirmed by a reboot$/),
     ]);
   });
 });

@@ -47,10 +47,20 @@ export function toFencing(h: Harness, extra: { checksums?: Record<string, string
   return h.result("slot.acquire", true, 2_100);
 }
 
+/**
+ * The safe time passes: the machine asks the fleet guard (slot.acquire), which answers at once
+ * that a healthy majority held since 0, long before the last heartbeat: fencing confirmed.
+ */
+export function confirmBySafeTime(h: Harness) {
+  const due = h.context.timers["safe-time"];
+  h.fire("safe-time");
+  return h.result("slot.acquire", true, due!, { facts: { majoritySince: 0 } });
+}
+
 /** Fencing confirmed by the safe time at 5000: remediating.resolving (Automatic). */
 export function toResolving(h: Harness) {
   toFencing(h);
-  return h.fire("safe-time");
+  return confirmBySafeTime(h);
 }
 
 /** Kubernetes 1.30 at 5100: remediating.running with OutOfServiceTaint. */

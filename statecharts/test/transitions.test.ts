@@ -7,6 +7,7 @@ import {
   FENCE_AGENT_POLICY,
   SETTLING_POLICY,
   TEST_POLICY,
+  confirmBySafeTime,
   joined,
   toDone,
   toDoneByFenceAgent,
@@ -146,7 +147,7 @@ describe("healthy", () => {
     const h = machineFor();
     joined(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 100);
     expect(h.path).toBe("rejoining.reprovisioning");
-    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1 });
+    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1, ticket: 1 });
   });
 
   behaviour("heartbeats resuming with a new boot id rejoin with re-provisioning", ["healthy heartbeat.resumed [rebooted]"], () => {
@@ -231,13 +232,14 @@ describe("suspect", () => {
 
   behaviour(
     "recovery with configuration drift rejoins with re-provisioning",
-    ["recovered (always) [configDrifted]"],
+    ["recovered (always) [needsRejoin]"],
     () => {
       const h = machineFor();
       toSuspect(h, { checksums: { web: "v1" } }).send("config.desired", { checksums: { web: "v2" } }, 2_000);
       h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1, checksums: { web: "v1" } }, 2_000);
       expect(h.path).toBe("rejoining.reprovisioning");
-      expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "configuration drift in web", attempt: 1 });
+      expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "configuration drift in web", attempt: 1, ticket: 1 });
+      expect(h.context.fencingTaint).toBe(false);
     },
   );
 
@@ -360,35 +362,129 @@ describe("suspect", () => {
       expect(h.reasons).toEqual(["taint.add succeeded"]);
     });
 
-    behaviour("a node that still holds its slot goes straight to fencing", ["suspect.requestingSlot (always) [holdsSlot]"], () => {
+    behaviour("a node that still holds its slot goes straight to fencing, without asking the guard again", ["suspect.requestingSlot (always) [holdsSlot]"], () => {
       const h = machineFor();
       toFencing(h).fire("fence-timeout");
       h.send("operator.reset", { reason: "checked by hand" }, 700_000);
       h.send("heartbeat.missed", { lastSeenAt: 700_000, bootId: "b1" }, 701_000);
       expect(h.path).toBe("suspect.waiting");
       expect(h.context.slot).toBe(true);
+      expect(h.context.fencingTaint).toBe(true);
       h.fire("suspect");
       expect(h.path).toBe("fencing");
       expect(h.context.epoch).toBe(2);
+      expect(h.kinds).toEqual(["taint.add", "watchdog.stop"]);
     });
   });
 });
 
 describe("fencing", () => {
   behaviour(
-    "safe time is counted from the last heartbeat, not from fencing start",
-    ["fencing timer.fired [timerIs(safe-time)]", "fencing (always) [fenceConfirmed]"],
+    "safe time is counted from the last heartbeat; when it passes, the fleet guard is asked about the majority",
+    ["fencing timer.fired [timerIs(safe-time)]"],
     () => {
       const h = machineFor();
       toFencing(h);
+      expect(h.context.fencingTaint).toBe(true);
       expect(h.context.lastSeenAt).toBe(1_000);
       expect(h.context.timers["safe-time"]).toBe(1_000 + 4_000);
       h.fire("safe-time");
-      expect(h.reasons[0]).toBe("fencing confirmed: safe time: silent for 4s");
-      expect(h.path).toBe("remediating.resolving");
-      expect(h.context.timers).not.toHaveProperty("fence-timeout");
+      expect(h.path).toBe("fencing");
+      expect(h.commands).toEqual([{ kind: "slot.acquire", params: { controlPlane: false } }]);
+      expect(h.reasons).toEqual(["safe time passed: asking the fleet guard whether a healthy majority held meanwhile"]);
+      expect(h.context.fence).toEqual({ confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: true });
+      expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
     },
   );
+
+  behaviour(
+    "majority answer: a healthy majority since before the last heartbeat confirms fencing",
+    ["fencing command.result [majorityAnswer]", "fencing (always) [fenceConfirmed]"],
+    () => {
+      const h = machineFor();
+      toFencing(h).fire("safe-time");
+      // The boundary: a majority since the very last heartbeat held "throughout".
+      h.result("slot.acquire", true, 5_000, { facts: { majoritySince: 1_000 } });
+      expect(h.reasons[0]).toBe("fencing confirmed: safe time: silent for 4s with a healthy majority since 1000");
+      expect(h.path).toBe("remediating.resolving");
+      expect(h.kinds).toEqual(["cluster.version"]);
+      expect(h.context.fence).toMatchObject({ confirmedBy: "safe time: silent for 4s with a healthy majority throughout", checkingMajority: false });
+      expect(h.context.majoritySince).toBe(1_000);
+      expect(h.context.timers).toEqual({ "step-timeout": 15_000 });
+    },
+  );
+
+  behaviour(
+    "majority answer: a majority back only after the last heartbeat re-arms the safe time from its return",
+    ["fencing command.result [majorityAnswer]"],
+    () => {
+      // 3 × 0.5 s peer rounds + 1.5 s watchdog + 1 s margin = 4 s after the majority returned.
+      const h = machineFor();
+      toFencing(h).fire("safe-time").result("slot.acquire", true, 5_000, { facts: { majoritySince: 4_000 } });
+      expect(h.path).toBe("fencing");
+      expect(h.reasons).toEqual(["the healthy majority only returned at 4000: assumed fenced at 8000"]);
+      expect(h.context.timers).toEqual({ "safe-time": 8_000, "fence-timeout": 602_100 });
+      expect(h.context).toMatchObject({ majoritySince: 4_000, fence: { confirmedBy: null, checkingMajority: false } });
+      expect(h.kinds).toEqual([]);
+      // When it passes the guard is asked again; the same majority now confirms.
+      h.fire("safe-time");
+      expect(h.kinds).toEqual(["slot.acquire"]);
+      h.result("slot.acquire", true, 8_100, { facts: { majoritySince: 4_000 } });
+      expect(h.path).toBe("remediating.resolving");
+
+      // An answer arriving after that re-armed time confirms at once.
+      const late = machineFor();
+      toFencing(late).fire("safe-time").result("slot.acquire", true, 9_000, { facts: { majoritySince: 4_000 } });
+      expect(late.reasons[0]).toBe("fencing confirmed: safe time: silent for 4s with a healthy majority since 4000");
+      expect(late.path).toBe("remediating.resolving");
+    },
+  );
+
+  behaviour(
+    "majority answer: no healthy majority now (refused, or granted without majoritySince) asks again after the guard retry time",
+    ["fencing command.result [majorityAnswer]"],
+    () => {
+      const h = machineFor();
+      toFencing(h).fire("safe-time").result("slot.acquire", false, 5_100, { reason: "no healthy majority: 1 of 3 nodes healthy" });
+      expect(h.path).toBe("fencing");
+      expect(h.reasons).toEqual(["no healthy majority now (no healthy majority: 1 of 3 nodes healthy): not assuming the node fenced; asking again in 1s"]);
+      expect(h.context.timers).toEqual({ "safe-time": 6_100, "fence-timeout": 602_100 });
+      expect(h.context.fence).toMatchObject({ confirmedBy: null, checkingMajority: false });
+      h.fire("safe-time").result("slot.acquire", true, 6_200, { reason: "already holds a slot" });
+      expect(h.path).toBe("fencing");
+      expect(h.reasons[0]).toMatch(/^no healthy majority now \(already holds a slot\): not assuming the node fenced/);
+      expect(h.context.timers["safe-time"]).toBe(7_200);
+      confirmBySafeTime(h);
+      expect(h.path).toBe("remediating.resolving");
+    },
+  );
+
+  behaviour(
+    "a majority answer arriving after the node came back alive confirms nothing and arms no safe time",
+    ["fencing command.result [majorityAnswer]"],
+    () => {
+      for (const [ok, facts] of [[true, { majoritySince: 0 }], [false, {}], [true, { majoritySince: 4_000 }]] as const) {
+        const h = machineFor();
+        toFencing(h).fire("safe-time").send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 5_050);
+        h.result("slot.acquire", ok, 9_100, { facts });
+        expect(h.path).toBe("fencing");
+        expect(h.context.fence).toMatchObject({ confirmedBy: null, checkingMajority: false });
+        expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
+        expect(h.reasons).toEqual([expect.stringMatching(/^the node is alive with the same boot id: the majority answer no longer matters/)]);
+        // Silent again: the safe time counts from the new last heartbeat.
+        h.send("heartbeat.missed", { lastSeenAt: 9_500, bootId: "b1" }, 10_000);
+        expect(h.context.timers["safe-time"]).toBe(13_500);
+      }
+    },
+  );
+
+  behaviour("a slot.acquire answer of an older epoch is not the majority answer", ["fencing command.result"], () => {
+    const h = machineFor();
+    toFencing(h).fire("safe-time").result("slot.acquire", true, 5_000, { epoch: 0, facts: { majoritySince: 0 } });
+    expect(h.path).toBe("fencing");
+    expect(h.context.fence).toMatchObject({ confirmedBy: null, checkingMajority: true });
+    expect(h.reasons).toEqual(["slot.acquire succeeded"]);
+  });
 
   behaviour("a node silent for longer than the safe time gets a deadline no earlier than now", ["fencing timer.fired [timerIs(safe-time)]"], () => {
     const h = machineFor();
@@ -396,28 +492,48 @@ describe("fencing", () => {
     h.result("slot.acquire", false, 2_100).fire("guard-retry");
     h.result("slot.acquire", true, 9_000);
     expect(h.context.timers["safe-time"]).toBe(9_000);
-    h.fire("safe-time");
+    confirmBySafeTime(h);
     expect(h.path).toBe("remediating.resolving");
   });
 
-  behaviour("heartbeats resuming with a new boot id confirm fencing by reboot", ["fencing heartbeat.resumed [rebootedSinceFencing]"], () => {
-    const h = machineFor();
-    toFencing(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 3_000);
-    expect(h.reasons[0]).toBe("fencing confirmed: reboot: boot id b1 → b2");
-    expect(h.path).toBe("remediating.resolving");
-    expect(h.context.fence.confirmedBy).toBe("reboot: boot id b1 → b2");
-  });
+  behaviour(
+    "heartbeats resuming with a new boot id confirm fencing by reboot: straight to rejoining, no remediation",
+    ["fencing heartbeat.resumed [rebootedSinceFencing]", "fencing (always) [fenceConfirmedByReboot]"],
+    () => {
+      const h = machineFor();
+      toFencing(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 3_000);
+      expect(h.reasons[0]).toBe("fencing confirmed: reboot: boot id b1 → b2");
+      expect(h.path).toBe("rejoining.reprovisioning");
+      expect(h.kinds).toEqual(["reprovision"]);
+      expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1, ticket: 1 });
+      expect(h.context).toMatchObject({ epoch: 1, slot: true, fencingTaint: true, fence: { confirmedBy: "reboot: boot id b1 → b2" } });
+      expect(h.context.timers).toEqual({ "reprovision-timeout": 13_000 });
+      h.result("reprovision", true, 4_000, { facts: { attempt: 1, ticket: 1 } }).result("taint.remove", true, 4_100, { facts: { taint: FENCING_TAINT.key } });
+      expect(h.path).toBe("healthy");
+      expect(h.context).toMatchObject({ slot: false, fencingTaint: false, fence: { confirmedBy: null } });
+      const kinds = h.history.flatMap((s) => s.emitted.flatMap((e) => (e.type === "command" ? [e.request.kind] : [])));
+      expect(kinds).toEqual(["slot.acquire", "taint.add", "watchdog.stop", "reprovision", "taint.remove", "slot.release"]);
+    },
+  );
 
-  behaviour("boot.changed confirms fencing by reboot", ["fencing boot.changed [rebootedSinceFencing]"], () => {
+  behaviour("boot.changed confirms fencing by reboot, also while the guard is asked about the majority", ["fencing boot.changed [rebootedSinceFencing]"], () => {
     const h = machineFor();
     toFencing(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 3_000);
-    expect(h.path).toBe("remediating.resolving");
+    expect(h.path).toBe("rejoining.reprovisioning");
+
+    const checking = machineFor();
+    toFencing(checking).fire("safe-time").send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 5_050);
+    expect(checking.path).toBe("rejoining.reprovisioning");
+    // The late answer is only explained: it does not send the node to remediation.
+    checking.result("slot.acquire", true, 5_100, { facts: { majoritySince: 0 } });
+    expect(checking.path).toBe("rejoining.reprovisioning");
+    expect(checking.kinds).toEqual([]);
   });
 
   behaviour("node.joined with a new boot id confirms fencing by reboot", ["fencing node.joined [rebootedSinceFencing]"], () => {
     const h = machineFor();
     toFencing(h).send("node.joined", { bootId: "b2", incarnation: 2 }, 3_000);
-    expect(h.path).toBe("remediating.resolving");
+    expect(h.path).toBe("rejoining.reprovisioning");
   });
 
   behaviour(
@@ -454,7 +570,7 @@ describe("fencing", () => {
     toFencing(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
     h.send("heartbeat.missed", { lastSeenAt: 3_500, bootId: "b1" }, 4_500);
     expect(h.context.timers["safe-time"]).toBe(7_500);
-    h.fire("safe-time");
+    confirmBySafeTime(h);
     expect(h.path).toBe("remediating.resolving");
   });
 
@@ -502,7 +618,7 @@ describe("fencing", () => {
       expect(h.reasons[0]).toMatch(/still heartbeats with the same boot id: not confirmed/);
       h.send("heartbeat.missed", { lastSeenAt: 4_000, bootId: "b1" }, 5_000);
       expect(h.context.timers["safe-time"]).toBe(8_000);
-      h.fire("safe-time");
+      confirmBySafeTime(h);
       expect(h.path).toBe("remediating.resolving");
     },
   );
@@ -584,7 +700,7 @@ describe("remediating", () => {
 
   behaviour("a step that is not Automatic runs at once", ["remediating.selecting (always)"], () => {
     const h = machineFor(DELETION_ONLY_POLICY);
-    toFencing(h).fire("safe-time");
+    confirmBySafeTime(toFencing(h));
     expect(h.path).toBe("remediating.running");
     expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
     expect(h.reasons).toContain("remediation step 1/1: ResourceDeletion (timeout 10s)");
@@ -595,7 +711,7 @@ describe("remediating", () => {
     ["remediating.running command.result", "remediating.running command.result [stepCompleted]"],
     () => {
       const h = machineFor(DELETION_ONLY_POLICY);
-      toFencing(h).fire("safe-time").result("pods.delete", true, 5_100);
+      confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100);
       expect(h.path).toBe("remediating.running");
       expect(h.context.remediation.pending).toEqual(["volumeattachments.delete"]);
       h.result("volumeattachments.delete", true, 5_200);
@@ -614,7 +730,7 @@ describe("remediating", () => {
 
   behaviour("a result of an older epoch does not settle a pending command", ["remediating.running command.result"], () => {
     const h = machineFor(DELETION_ONLY_POLICY);
-    toFencing(h).fire("safe-time").result("pods.delete", true, 5_100, { epoch: 0 });
+    confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100, { epoch: 0 });
     expect(h.context.remediation.pending).toEqual(["pods.delete", "volumeattachments.delete"]);
     h.result("pods.delete", false, 5_150, { epoch: 0 });
     h.result("volumeattachments.delete", true, 5_200);
@@ -658,32 +774,77 @@ describe("remediating", () => {
   });
 
   behaviour(
-    "the node back during remediation rejoins once done",
+    "the node back with its old boot id during remediation rejoins once done (then an operator: its fence escaped)",
     ["remediating heartbeat.resumed", "remediating.done (always) [nodeBack]"],
     () => {
       const h = machineFor();
-      toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150);
+      toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 5_150);
       expect(h.path).toBe("remediating.running");
       expect(h.context.remediation.nodeBack).toBe(true);
       h.result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
-      expect(h.path).toBe("rejoining.reprovisioning");
-      expect(h.kinds).toEqual(["taint.remove", "reprovision"]);
+      expect(h.path).toBe("operator");
+      expect(h.kinds).toEqual(["taint.remove"]);
+      expect(h.context.operatorReason).toMatch(/boot id it had before fencing/);
+
+      // Powered off by a fence agent, the same boot id is no escape: it rejoins.
+      const agent = machineFor(FENCE_AGENT_POLICY);
+      toFencing(agent).result("fence.poweroff", true, 2_200).result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
+      agent.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_350);
+      agent.result("pods.delete", true, 2_400).result("volumeattachments.delete", true, 2_500);
+      expect(agent.path).toBe("rejoining.untainting");
+      expect(agent.kinds).toEqual(["taint.remove"]);
     },
   );
 
-  behaviour("node.joined and boot.changed during remediation also mean back", ["remediating node.joined", "remediating boot.changed"], () => {
+  behaviour("node.joined and boot.changed with the old boot id during remediation also mean back", ["remediating node.joined", "remediating boot.changed"], () => {
     const joinedBack = machineFor();
-    toRunningOutOfService(joinedBack).send("node.joined", { bootId: "b2", incarnation: 2 }, 5_150);
+    toRunningOutOfService(joinedBack).send("node.joined", { bootId: "b1", incarnation: 1 }, 5_150);
+    expect(joinedBack.path).toBe("remediating.running");
     expect(joinedBack.context.remediation.nodeBack).toBe(true);
-    const rebooted = machineFor();
-    toRunningOutOfService(rebooted).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 5_150);
-    expect(rebooted.context.remediation.nodeBack).toBe(true);
+    const bootBack = machineFor();
+    toRunningOutOfService(bootBack).send("boot.changed", { previousBootId: "b0", bootId: "b1" }, 5_150);
+    expect(bootBack.path).toBe("remediating.running");
+    expect(bootBack.context.remediation.nodeBack).toBe(true);
   });
+
+  behaviour(
+    "the node back with a new boot id stops remediation and rejoins at once, taking the out-of-service taint off",
+    ["remediating heartbeat.resumed [rebootedSinceFencing]", "remediating node.joined [rebootedSinceFencing]", "remediating boot.changed [rebootedSinceFencing]"],
+    () => {
+      const h = machineFor();
+      toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150);
+      expect(h.path).toBe("rejoining.reprovisioning");
+      expect(h.commands).toEqual([
+        { kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } },
+        { kind: "reprovision", params: { hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1, ticket: 1 } },
+      ]);
+      expect(h.reasons[0]).toBe("the node is back with a new boot: its old workloads are gone, so remediation stops and the node rejoins");
+      expect(h.context.timers).toEqual({ "reprovision-timeout": 15_150 });
+      expect(h.context.fencingTaint).toBe(true);
+      // The step's late results change nothing.
+      h.result("workloads.await-gone", true, 5_200);
+      expect(h.path).toBe("rejoining.reprovisioning");
+      expect(h.kinds).toEqual([]);
+
+      // ResourceDeletion leaves no taint to take off.
+      const deletion = machineFor(DELETION_ONLY_POLICY);
+      confirmBySafeTime(toFencing(deletion)).send("node.joined", { bootId: "b2", incarnation: 2 }, 5_150);
+      expect(deletion.path).toBe("rejoining.reprovisioning");
+      expect(deletion.kinds).toEqual(["reprovision"]);
+
+      // Still asking for the cluster version: no strategy yet, nothing to undo.
+      const resolving = machineFor();
+      toResolving(resolving).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 5_050);
+      expect(resolving.path).toBe("rejoining.reprovisioning");
+      expect(resolving.kinds).toEqual(["reprovision"]);
+      expect(resolving.context.timers).toEqual({ "reprovision-timeout": 15_050 });
+    },
+  );
 
   behaviour("missing again during remediation: no longer back", ["remediating heartbeat.missed"], () => {
     const h = machineFor();
-    toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150);
-    h.send("heartbeat.missed", { lastSeenAt: 5_160, bootId: "b2" }, 5_170);
+    toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 5_150);
+    h.send("heartbeat.missed", { lastSeenAt: 5_160, bootId: "b1" }, 5_170);
     h.result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
     expect(h.path).toBe("remediating.done");
   });
@@ -709,7 +870,7 @@ describe("rejoining", () => {
   behaviour("a new boot id re-provisions with the host group", ["rejoining.deciding (always) [needsReprovision]"], () => {
     const h = machineFor();
     toReprovisioning(h);
-    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1 });
+    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1, ticket: 1 });
     expect(h.context.timers).toEqual({ "reprovision-timeout": 18_000 });
   });
 
@@ -804,42 +965,59 @@ describe("rejoining", () => {
   });
 
   behaviour(
-    "the node vanishing mid-rejoin waits in away, then decides again (never a dead end)",
-    ["rejoining heartbeat.missed [fenceConfirmed]", "rejoining.away heartbeat.resumed"],
+    "silent again after a reboot confirmed its fencing: suspect, keeping slot and taint, then fenced with a new epoch",
+    ["rejoining heartbeat.missed", "suspect.requestingSlot (always) [holdsSlot]"],
     () => {
-      const h = machineFor(FENCE_AGENT_POLICY);
-      toDoneByFenceAgent(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
-      expect(h.path).toBe("rejoining.untainting");
-      h.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b1" }, 4_000);
-      expect(h.path).toBe("rejoining.away");
-      h.send("config.desired", { checksums: { web: "v2" } }, 4_100);
-      h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1, checksums: { web: "v1" } }, 5_000);
+      const h = machineFor();
+      toFencing(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 3_000);
       expect(h.path).toBe("rejoining.reprovisioning");
-      expect(reprovisionOf(h)?.reason).toBe("configuration drift in web");
+      h.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b2" }, 4_000);
+      expect(h.path).toBe("suspect.waiting");
+      expect(h.reasons[0]).toBe(
+        "the node went silent again after it came back: its new boot may run workloads, so it is suspect again and will be fenced with a new epoch",
+      );
+      expect(h.context).toMatchObject({ slot: true, fencingTaint: true, epoch: 1 });
+      expect(h.context.timers).toEqual({ suspect: 4_100 });
+      h.fire("suspect");
+      expect(h.path).toBe("fencing");
+      expect(h.commands).toEqual([
+        { kind: "taint.add", params: { taint: FENCING_TAINT } },
+        { kind: "watchdog.stop", params: { reason: "fencing epoch 2", bootId: "b2" } },
+      ]);
+      expect(h.context).toMatchObject({ epoch: 2, bootIdAtFencing: "b2", fence: { confirmedBy: null, checkingMajority: false } });
+      expect(h.context.timers).toEqual({ "safe-time": 7_100, "fence-timeout": 604_100 });
+      // This epoch was not confirmed by a reboot: once confirmed, remediation runs.
+      confirmBySafeTime(h);
+      expect(h.path).toBe("remediating.resolving");
+      expect(h.context.epoch).toBe(2);
     },
   );
 
+  behaviour("back before the suspect timer with its fencing taint: rejoining, not healthy", ["recovered (always) [needsRejoin]"], () => {
+    const h = machineFor();
+    toFencing(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 3_000);
+    h.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b2" }, 4_000);
+    h.send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 4_050);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(reprovisionOf(h)).toMatchObject({ reason: "rebooted (boot id b1 → b2)", ticket: 2 });
+    expect(h.context).toMatchObject({ slot: true, fencingTaint: true, epoch: 1 });
+  });
+
   behaviour(
-    "back from away with a new boot id re-provisions as a reboot",
-    ["rejoining.away heartbeat.resumed [rebooted]", "rejoining.away node.joined [rebooted]", "rejoining.away node.joined"],
+    "a node never fenced going silent mid-rejoin is suspect again, and rejoins for the same reason when back",
+    ["rejoining heartbeat.missed", "recovered (always) [needsRejoin]"],
     () => {
-      const resumed = machineFor(FENCE_AGENT_POLICY);
-      toDoneByFenceAgent(resumed).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
-      resumed.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b1" }, 4_000);
-      resumed.send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_000);
-      expect(reprovisionOf(resumed)?.reason).toBe("rebooted (boot id b1 → b2)");
-
-      const joinedBack = machineFor(FENCE_AGENT_POLICY);
-      toDoneByFenceAgent(joinedBack).send("node.joined", { bootId: "b1", incarnation: 1 }, 3_000);
-      joinedBack.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b1" }, 4_000);
-      joinedBack.send("node.joined", { bootId: "b3", incarnation: 3, hostGroup: "web" }, 5_000);
-      expect(reprovisionOf(joinedBack)).toEqual({ hostGroup: "web", reason: "rebooted (boot id b1 → b3)", attempt: 1 });
-
-      const sameBoot = machineFor(FENCE_AGENT_POLICY);
-      toDoneByFenceAgent(sameBoot).send("node.joined", { bootId: "b1", incarnation: 1 }, 3_000);
-      sameBoot.send("heartbeat.missed", { lastSeenAt: 3_100, bootId: "b1" }, 4_000);
-      sameBoot.send("node.joined", { bootId: "b1", incarnation: 1 }, 5_000);
-      expect(sameBoot.path).toBe("rejoining.untainting");
+      const h = machineFor();
+      joined(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 100);
+      h.send("heartbeat.missed", { lastSeenAt: 200, bootId: "b2" }, 1_200);
+      expect(h.path).toBe("suspect.waiting");
+      expect(h.reasons).toContain("the node went silent mid-rejoin: suspect again");
+      expect(h.context.timers).toEqual({ suspect: 1_200 });
+      expect(h.context).toMatchObject({ slot: false, fencingTaint: false, rejoin: { reprovision: "rebooted (boot id b1 → b2)" } });
+      // markDriftOrNothing keeps the pending reason (no drift here to replace it with).
+      h.send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 1_300);
+      expect(h.path).toBe("rejoining.reprovisioning");
+      expect(reprovisionOf(h)).toMatchObject({ reason: "rebooted (boot id b1 → b2)", ticket: 2 });
     },
   );
 
@@ -849,16 +1027,6 @@ describe("rejoining", () => {
     h.send("boot.changed", { previousBootId: "b2", bootId: "b3" }, 9_050);
     expect(h.path).toBe("rejoining.reprovisioning");
     expect(reprovisionOf(h)).toMatchObject({ reason: "rebooted (boot id b2 → b3)", attempt: 1 });
-  });
-
-  behaviour("a node never fenced going silent mid-rejoin is suspect again", ["rejoining heartbeat.missed"], () => {
-    const h = machineFor();
-    joined(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 100);
-    h.send("heartbeat.missed", { lastSeenAt: 200, bootId: "b2" }, 1_200);
-    expect(h.path).toBe("suspect.waiting");
-    expect(h.reasons).toContain("the node went silent mid-rejoin and was never fenced: suspect again");
-    expect(h.context.timers).toEqual({ suspect: 1_200 });
-    expect(h.context.rejoin).toEqual({ attempt: 0, reprovision: null });
   });
 
   behaviour(
@@ -940,7 +1108,7 @@ describe("operator", () => {
     const h = machineFor();
     toFencing(h).fire("fence-timeout").send("operator.reset", { reason: "replaced the PSU" }, 700_000);
     expect(h.path).toBe("rejoining.reprovisioning");
-    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "operator reset: replaced the PSU", attempt: 1 });
+    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "operator reset: replaced the PSU", attempt: 1, ticket: 1 });
     expect(h.context.operatorReason).toBeNull();
   });
 
@@ -975,7 +1143,8 @@ describe("epochs", () => {
     h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000).fire("suspect").result("slot.acquire", true, 2_100);
     expect(h.context.bootIdAtFencing).toBe("b1");
     h.send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 3_000);
-    expect(h.path).toBe("remediating.resolving");
+    expect(h.context.fence.confirmedBy).toBe("reboot: boot id b1 → b2");
+    expect(h.path).toBe("rejoining.reprovisioning");
   });
 });
 
@@ -988,16 +1157,19 @@ describe("the whole lifecycle", () => {
     path.push(h.path);
     h.fire("safe-time");
     path.push(h.path);
+    h.result("slot.acquire", true, 5_050, { facts: { majoritySince: 0 } });
+    path.push(h.path);
     h.result("cluster.version", true, 5_100, { facts: { serverVersion: "1.30" } });
     h.result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
     path.push(h.path);
     h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 8_000).result("reprovision", true, 9_000).result("taint.remove", true, 9_100);
     path.push(h.path);
-    expect(path).toEqual(["suspect.waiting", "fencing", "remediating.resolving", "remediating.done", "healthy"]);
+    expect(path).toEqual(["suspect.waiting", "fencing", "fencing", "remediating.resolving", "remediating.done", "healthy"]);
     expect(h.history.flatMap((s) => s.emitted.filter((e) => e.type === "command").map((e) => e.type === "command" && e.request.kind))).toEqual([
       "slot.acquire",
       "taint.add",
       "watchdog.stop",
+      "slot.acquire",
       "cluster.version",
       "taint.add",
       "workloads.await-gone",

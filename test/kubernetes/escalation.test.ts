@@ -12,7 +12,7 @@ describe("escalation", () => {
   afterEach(async () => {
     await sim?.stop();
     sim = undefined;
-  });
+  }, 60_000);
 
   it("OutOfServiceTaint times out, ResourceDeletion succeeds", async () => {
     sim = await startSimK8s({
@@ -43,7 +43,7 @@ describe("escalation", () => {
     await sim.waitFor(`${victim} healthy`, () => sim!.latest(victim) === "healthy");
     expect(sim.cluster.node(victim)!.taints).toEqual([]);
     expect(sim.violations).toEqual([]);
-  });
+  }, 60_000);
 
   it("every remediation fails → operator, with the reasons in the audit", async () => {
     sim = await startSimK8s({
@@ -69,5 +69,5 @@ describe("escalation", () => {
     expect(sim.cluster.replicas().find((r) => r.replica === "db-0")!.runningOn).toEqual([]);
     expect(sim.cluster.node(victim)!.taints.map((t) => t.key)).toContain("fenceline.io/fencing");
     expect(sim.violations).toEqual([]);
-  });
+  }, 60_000);
 });

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
+import { jetstream } from "@nats-io/jetstream";
 import { AuditRecord, DEMO_POLICY, Policy, systemClock, type PolicyInput, type Provisioner } from "@fenceline/contracts";
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { createNatsAgentTransport } from "@fenceline/agent";
@@ -10,7 +11,7 @@ import { startControlPlane, type ControlPlane } from "@fenceline/cli";
 import { defaultConditionRules } from "@fenceline/detectors";
 import { createKubernetesCluster, createNodeWatcher, loadKubeConfig } from "@fenceline/kubernetes";
 import { checkInvariants, InMemoryCluster, SimFleet, startKubernetesApiServer, type KubernetesApiServer, type Violation } from "@fenceline/sim";
-import { Buckets, Subjects } from "@fenceline/streams";
+import { Buckets, Streams } from "@fenceline/streams";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -77,14 +78,17 @@ export async function startSimK8s(options: SimK8sOptions = {}) {
   const agentsNc = await connectNats(server.url, { name: "k8s-e2e-agents" });
   connections.push(agentsNc);
 
+  // The audit as stored (FL_AUDIT deduplicates): with two engines, the one that loses a
+  // snapshot race also publishes, and a core-NATS subscriber would see its record too.
   const audit: AuditRecord[] = [];
-  const auditSub = nc.subscribe(Subjects.auditAll, {
-    callback: (err, msg) => {
-      if (err) return;
+  const auditConsumer = await jetstream(nc).consumers.get(Streams.audit);
+  const auditMessages = await auditConsumer.consume();
+  const auditDone = (async () => {
+    for await (const msg of auditMessages) {
       const parsed = AuditRecord.safeParse(msg.json());
       if (parsed.success) audit.push(parsed.data);
-    },
-  });
+    }
+  })();
 
   const fleet = new SimFleet({
     nodes: names,
@@ -110,12 +114,15 @@ export async function startSimK8s(options: SimK8sOptions = {}) {
 
   await fleet.start();
 
-  const latest = (node: string) => {
-    let best: AuditRecord | undefined;
-    for (const r of audit) if (r.node === node && (!best || r.seq > best.seq)) best = r;
-    return best?.to;
-  };
-  const waitFor = async (what: string, pred: () => boolean, timeoutMs = 15_000) => {
+  // Node states as the engine saved them (FL_NODES, compare-and-set): with two engines the
+  // stored audit can hold a record of the instance that then lost the snapshot race.
+  const paths = new Map<string, string>();
+  const nodesWatch = await (await new Kvm(nc).open(Buckets.nodes)).watch();
+  const nodesDone = (async () => {
+    for await (const e of nodesWatch) if (e.operation === "PUT") paths.set(e.key, e.json<{ path: string }>().path);
+  })();
+  const latest = (node: string) => paths.get(node);
+  const waitFor = async (what: string, pred: () => boolean, timeoutMs = 30_000) => {
     const until = Date.now() + timeoutMs;
     while (!pred()) {
       if (Date.now() > until) {
@@ -160,7 +167,10 @@ export async function startSimK8s(options: SimK8sOptions = {}) {
       ticking = false;
       await ticker;
       await fleet.stop();
-      auditSub.unsubscribe();
+      await auditMessages.close();
+      nodesWatch.stop();
+      await nodesDone.catch(() => {});
+      await auditDone.catch(() => {});
       for (const c of controls) await c.stop();
       for (const c of connections) await c.drain().catch(() => {});
       await api.stop();

@@ -77,7 +77,7 @@ describe("remediation strategies through the Kubernetes API", () => {
       expect(events.some((e) => e.kind === "taint.added" && e.what.includes(OUT_OF_SERVICE_TAINT.key))).toBe(false);
       expect(patches).toHaveLength(2);
     }
-  });
+  }, 60_000);
 
   it("the node-condition detector reports a silent kubelet (Ready=Unknown) as a second signal", async () => {
     sim = await startSimK8s({ conditions: true, graceMs: 1_000, policy: testPolicy({ remediation: [{ strategy: "OutOfServiceTaint", timeoutMs: 10_000 }] }) });
@@ -92,5 +92,5 @@ describe("remediation strategies through the Kubernetes API", () => {
       sim!.latest(victim) === "healthy" && sim!.audit.some((r) => r.node === victim && r.event.type === "signal.healthy" && r.seq > signal.seq),
     );
     expect(sim.violations).toEqual([]);
-  });
+  }, 60_000);
 });

@@ -115,6 +115,18 @@ describe.skipIf(missing !== null)("the visualizer in headless Chromium", () => {
     expect(await page.locator("#timeline-stays .stay").count()).toBe(audit.filter((r) => r.changed).length);
   });
 
+  it("serves /metrics and the JSON API next to the page", async () => {
+    const metrics = await (await fetch(`${ui.url}metrics`)).text();
+    expect(metrics).toMatch(/fenceline_nodes\{state="healthy"\} [34]/);
+    expect(metrics).toContain('fenceline_transitions_total{from="suspect.requestingSlot",to="fencing"}');
+    const chart = (await (await fetch(`${ui.url}api/statechart`)).json()) as { states: Array<{ path: string }> };
+    expect(chart.states.map((s) => s.path)).toEqual(expect.arrayContaining(TOP_STATES));
+    const since = (await (await fetch(`${ui.url}api/audit?since=0`)).json()) as AuditRecord[];
+    expect(since.length).toBeGreaterThan(20);
+    const later = (await (await fetch(`${ui.url}api/audit?since=${since[10]!.seq}`)).json()) as AuditRecord[];
+    expect(later[0]!.seq).toBeGreaterThan(since[10]!.seq);
+  });
+
   it("the fleet chart plots the nodes per state over time", async () => {
     expect(await page.locator('#fleet-chart path[data-phase="healthy"]').count()).toBe(1);
     expect(await page.locator('#fleet-chart path[data-phase="fencing"]').count()).toBe(1);

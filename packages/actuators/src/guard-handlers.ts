@@ -33,8 +33,9 @@ export function createGuardHandlers(options: { store: BudgetStore; view: () => F
         return { budget: d.budget, value: d };
       });
       const { majoritySince } = view();
-      // The machine uses it to keep the safe time honest after an outage: a node silent since
-      // before the majority came back may only now be learning that it must fence itself.
+      // The machine uses it to keep the safe time honest: a node silent since before the
+      // healthy majority came back may only now be learning that it must fence itself. Absent
+      // when there is no healthy majority now (also for a node that already holds its slot).
       return { ok: decision.granted, reason: decision.reason, ...(decision.granted && majoritySince !== null ? { facts: { majoritySince } } : {}) };
     },
     "slot.release": async (c) => {

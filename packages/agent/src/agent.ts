@@ -9,6 +9,7 @@ import type {
   SelfFenceStore,
   WatchdogStopCommand,
 } from "./ports.js";
+import type { ContactStore } from "./contact-store.js";
 import { decideSelfFence, type PeerReport, type SelfFenceDecision } from "./self-fence-decision.js";
 
 export interface AgentOptions {
@@ -32,6 +33,8 @@ export interface AgentOptions {
   /** How often checksums are recomputed. Default 60s. */
   checksumIntervalMs?: number;
   selfFenceStore?: SelfFenceStore;
+  /** Keeps the last control-plane contact across agent restarts within a boot. */
+  contactStore?: ContactStore;
   log: Logger;
   /** Called once, when this boot stops feeding its watchdog. */
   onSelfFence?: (record: SelfFenceRecord) => void;
@@ -153,8 +156,26 @@ export function createAgent(options: AgentOptions): Agent {
 
   // Fixed rate: the next feed is due one period after the previous one was due, not after it
   // finished, so a slow write cannot stretch the period.
+  /**
+   * Restarted within this boot after the control plane had already been lost for the timeout:
+   * the device is not opened (opening feeds it) until a peer round says to keep feeding.
+   */
+  let awaitingVerdict = false;
+  let watchdogOpen = false;
+  const openWatchdog = async () => {
+    if (watchdogOpen) return;
+    watchdogOpen = true;
+    await watchdog.start();
+  };
+
+  const resumeFeeding = (why: string) => {
+    awaitingVerdict = false;
+    log.info({ why }, "feeding the watchdog again");
+    void openWatchdog().then(feedTick, (err: unknown) => log.error({ err }, "cannot open the watchdog"));
+  };
+
   const feedTick = () => {
-    if (!feeding) return;
+    if (!feeding || awaitingVerdict) return;
     schedule("feed", feedPeriodMs, feedTick);
     watchdog.feed().then(
       () => (lastFedAt = clock.now()),
@@ -167,6 +188,8 @@ export function createAgent(options: AgentOptions): Agent {
     if (ack.node !== node) return log.warn({ ackNode: ack.node }, "ignoring an ack for another node");
     lastContact = lastAckAt = clock.now();
     lastAckState = ack.state;
+    if (awaitingVerdict) resumeFeeding("the control plane answered");
+    options.contactStore?.save({ bootId, at: lastContact }).catch((err: unknown) => log.warn({ err }, "cannot record the last control-plane contact"));
     if (roundsSinceContact > 0) log.info({ peerRounds: roundsSinceContact }, "control plane back");
     roundsSinceContact = 0;
     if (previousSelfFence) {
@@ -235,8 +258,20 @@ export function createAgent(options: AgentOptions): Agent {
       peersAsked: peerNodes.length,
     });
     if (roundsSinceContact === 1 || decision.reason !== lastDecision?.reason) log.warn({ decision, peerAnswers }, `self-fence decision: ${decision.action} (${decision.reason})`);
+    // Only a verdict from this same loss of the control plane counts as the previous one.
+    const previous = roundsSinceContact > 1 ? lastDecision : undefined;
     lastDecision = { ...decision, at: now };
+    if (decision.action === "stop-feeding" && previous?.reason === "control-plane-outage" && decision.reason !== "marked-unhealthy") {
+      // The outage may just be ending: peers that reconnected a moment ago look like "they reach
+      // the control plane and I don't" until this node's own next ack arrives. Confirm with one
+      // more round (the engine's safe time after a majority returns allows two peer rounds); the
+      // next round's previous verdict is this stop-feeding one, so it decides for real.
+      log.warn({ decision }, "stop-feeding right after an outage verdict: confirming with one more peer round");
+      schedule("control-plane", Math.max(0, roundStart + timing.peerRoundMs - now), checkControlPlane);
+      return;
+    }
     if (decision.action === "stop-feeding") return fence(`${decision.reason}: ${decision.detail}`);
+    if (awaitingVerdict) resumeFeeding(`peers: ${decision.reason}`);
     // While still lost, rounds repeat one peer round apart.
     schedule("control-plane", roundStart + timing.peerRoundMs - now, checkControlPlane);
   };
@@ -270,6 +305,8 @@ export function createAgent(options: AgentOptions): Agent {
         answer.controlPlane = "reachable";
         answer.verdict = verdictOfState(state);
       } catch (err) {
+        // Asking the control plane just failed: whatever our last ack says, we do not reach it now.
+        answer.controlPlane = "lost";
         log.debug({ err, about: question.about }, "node state lookup failed");
       }
     }
@@ -308,15 +345,25 @@ export function createAgent(options: AgentOptions): Agent {
         log.warn({ previousSelfFence }, "the previous boot fenced itself; reporting it");
       }
       await refreshChecksums();
-      await watchdog.start();
       running = true;
       lastContact = clock.now();
+      const contact = await options.contactStore?.load().catch(() => undefined);
+      if (contact?.bootId === bootId && contact.at < lastContact) {
+        // Restarted within this boot: the control plane was last heard then, not now.
+        lastContact = contact.at;
+        log.warn({ lastContact }, "restarted within the same boot: counting the lost control plane from the previous agent's last contact");
+        if (!selfFenced && clock.now() - lastContact >= timing.controlPlaneTimeoutMs) {
+          awaitingVerdict = true;
+          log.warn("the control plane was already lost for the timeout: not feeding the watchdog until the peers say so");
+        }
+      }
+      if (feeding && !awaitingVerdict) await openWatchdog();
       transport.onAck(onAck);
       transport.onCommand(onCommand);
       peers.serve(answerPeer);
       if (feeding) feedTick();
       heartbeatTick();
-      if (!selfFenced) schedule("control-plane", timing.controlPlaneTimeoutMs, checkControlPlane);
+      if (!selfFenced) schedule("control-plane", Math.max(0, lastContact + timing.controlPlaneTimeoutMs - clock.now()), checkControlPlane);
       if (options.checksums) schedule("checksums", checksumIntervalMs, checksumTick);
       log.info({ fleetSize, peers: peerNodes, heartbeatIntervalMs, feedPeriodMs, timing }, "agent started");
     },
@@ -327,7 +374,9 @@ export function createAgent(options: AgentOptions): Agent {
       for (const name of [...timers.keys()]) cancel(name);
       if (selfFenced) {
         log.warn({ selfFenced }, "stopping while fenced: the watchdog stays armed and will reset this node");
-      } else {
+      } else if (awaitingVerdict) {
+        log.warn("stopping before the peers answered: the watchdog was not reopened and will reset this node");
+      } else if (watchdogOpen) {
         await watchdog.close().catch((err: unknown) => log.error({ err }, "watchdog magic close failed: the node may be reset"));
       }
       await Promise.allSettled([transport.close(), peers.close()]);

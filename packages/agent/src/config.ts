@@ -46,6 +46,8 @@ export interface AgentConfig {
   controlPlane?: boolean;
   incarnationFile: string;
   selfFenceFile: string;
+  /** Last control-plane contact of this boot, read back by a restarted agent. */
+  contactFile: string;
   bootIdFile: string;
   logLevel: string;
 }
@@ -79,7 +81,7 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
 const TOP_LEVEL_KEYS = [
   "node", "nats", "peerListen", "peers", "fleetSize", "tls", "watchdog", "heartbeatInterval", "timing", "services",
   "checksumInterval", "checksumCommandTimeout", "hostGroup", "controlPlane", "stateDir", "incarnationFile",
-  "selfFenceFile", "bootIdFile", "logLevel",
+  "selfFenceFile", "contactFile", "bootIdFile", "logLevel",
 ];
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -155,6 +157,7 @@ export function parseAgentConfig(raw: unknown, options: { source?: string; hostn
     checksumCommandTimeoutMs: v.duration(root.checksumCommandTimeout ?? "5s", "checksumCommandTimeout", 1),
     incarnationFile: v.string(root.incarnationFile ?? join(stateDir, "incarnation"), "incarnationFile"),
     selfFenceFile: v.string(root.selfFenceFile ?? join(stateDir, "self-fence.json"), "selfFenceFile"),
+    contactFile: v.string(root.contactFile ?? join(stateDir, "last-contact.json"), "contactFile"),
     bootIdFile: v.string(root.bootIdFile ?? BOOT_ID_PATH, "bootIdFile"),
     logLevel: v.oneOf(root.logLevel ?? "info", "logLevel", LOG_LEVELS),
   };

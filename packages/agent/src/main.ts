@@ -11,6 +11,7 @@ import { createDeferredAgentTransport } from "./deferred-transport.js";
 import { createHttpPeerTransport, type HttpPeerTransport } from "./http-peers.js";
 import { createNatsAgentTransport } from "./nats-transport.js";
 import { createFileSelfFenceStore } from "./self-fence-store.js";
+import { createFileContactStore } from "./contact-store.js";
 import { selectWatchdog, type SelectedWatchdog } from "./watchdog/select-watchdog.js";
 
 export interface RunningAgent {
@@ -88,6 +89,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
       watchdog: selected.watchdog,
       clock,
       selfFenceStore: createFileSelfFenceStore(config.selfFenceFile),
+      contactStore: createFileContactStore(config.contactFile),
       log,
       checksumIntervalMs: config.checksumIntervalMs,
       ...(hasServices ? { checksums: createChecksummer({ services: config.services, commandTimeoutMs: config.checksumCommandTimeoutMs }) } : {}),

@@ -48,6 +48,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   const actuators: ActuatorCore[] = [];
   const fleet = await watchFleetView(nc, {
+    heartbeatTimeoutMs: policy.heartbeat.timeoutMs,
+    now: () => clock.now(),
     onSnapshot: (node, epoch) => actuators.forEach((a) => a.observeEpoch(node, epoch)),
   });
   const budget = createKvBudgetStore(await new Kvm(nc).open(Buckets.fleet));

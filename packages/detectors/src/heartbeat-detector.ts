@@ -41,6 +41,16 @@ export function createHeartbeatDetector(options: {
       }
     },
 
+    /**
+     * The detector itself was cut off (its NATS connection dropped): silence it could not hear
+     * says nothing about the nodes, so every node not already reported missing is treated as
+     * seen now and gets a full timeout to be heard again.
+     */
+    resync() {
+      const now = clock.now();
+      for (const seen of nodes.values()) if (!seen.missing) seen.lastSeenAt = Math.max(seen.lastSeenAt, now);
+    },
+
     async onHeartbeat(hb: Heartbeat): Promise<void> {
       const now = clock.now();
       const prev = nodes.get(hb.node);

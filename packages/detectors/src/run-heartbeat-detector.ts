@@ -75,10 +75,26 @@ export async function runHeartbeatDetector(options: {
   });
 
   let running = true;
+  // While this connection is down the detector hears nobody; that silence is its own, not the
+  // nodes'. It stops judging, and on reconnect gives every node a fresh timeout.
+  let connected = true;
+  const statusWatch = (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === "disconnect") {
+        connected = false;
+        log.warn("heartbeat detector lost NATS: not reporting missed heartbeats until it is back");
+      } else if (status.type === "reconnect") {
+        detector.resync();
+        connected = true;
+        log.info("heartbeat detector reconnected: every node gets a fresh timeout");
+      }
+    }
+  })();
   const tickMs = options.tickMs ?? Math.max(50, Math.floor(options.timeoutMs / 5));
   const loop = (async () => {
     while (running) {
       await new Promise((r) => setTimeout(r, tickMs));
+      if (!connected) continue;
       await detector.tick().catch((e) => log.warn({ err: e }, "cannot publish a missed-heartbeat event; will retry"));
     }
   })();
@@ -92,6 +108,7 @@ export async function runHeartbeatDetector(options: {
       watch.stop();
       await loop;
       await seeded.catch(() => {});
+      void statusWatch;
     },
   };
 }

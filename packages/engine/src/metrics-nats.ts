@@ -149,7 +149,11 @@ export async function startMetricsEndpoint(options: {
     metrics,
     url: server?.url ?? null,
     onApplied: metrics.onApplied,
-    started: metrics.seed,
+    started(snapshots) {
+      metrics.seed(snapshots);
+      // The streams exist now: read their state at once rather than at the next poll.
+      watch.refresh().catch((err) => options.log?.warn({ err }, "cannot read stream info for metrics"));
+    },
     async stop() {
       watch.stop();
       await server?.close();

@@ -3,6 +3,8 @@ import {
   createAgent,
   createMemoryPeerNetwork,
   createMemorySelfFenceStore,
+  createMemoryContactStore,
+  type ContactStore,
   type Agent,
   type AgentTransport,
   type SelfFenceRecord,
@@ -52,6 +54,7 @@ type SimNode = {
   /** Set while the agent process is being killed: its watchdog must not be closed cleanly. */
   killing: boolean;
   selfFenceStore: SelfFenceStore & { readonly record: SelfFenceRecord | undefined };
+  contactStore: ContactStore;
   selfFences: SelfFenceRecord[];
   resets: number;
   isolated: boolean;
@@ -88,6 +91,7 @@ export class SimFleet {
         watchdog: null,
         killing: false,
         selfFenceStore: createMemorySelfFenceStore(),
+        contactStore: createMemoryContactStore(),
         selfFences: [],
         resets: 0,
         isolated: false,
@@ -159,7 +163,9 @@ export class SimFleet {
   async #startAgent(node: SimNode) {
     const { clock, timing, log } = this.#options;
     node.incarnation += 1;
-    const watchdog = new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "watchdog fired") });
+    // One watchdog device per boot: a restarted agent opens the same one (still armed if the
+    // previous agent died without a magic close).
+    const watchdog = node.watchdog ?? new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "watchdog fired") });
     node.watchdog = watchdog;
     const guarded: Watchdog = {
       timeoutMs: watchdog.timeoutMs,
@@ -185,6 +191,7 @@ export class SimFleet {
       clock,
       ...(checksums ? { checksums: async () => checksums } : {}),
       selfFenceStore: node.selfFenceStore,
+      contactStore: node.contactStore,
       log: log.child({ agent: node.name }),
       onSelfFence: (record) => {
         node.selfFences.push(record);
@@ -294,14 +301,8 @@ export class SimFleet {
     if (restartAfterMs !== undefined) {
       this.#later(restartAfterMs, async () => {
         if (node.power !== "up" || node.agent) return;
-        // A new agent process re-opens the device: the same armed watchdog, fed again.
-        const old = node.watchdog;
         await this.#startAgent(node);
         await this.#syncLink(node);
-        if (old && old !== node.watchdog && old.state === "armed") {
-          // The kernel has one watchdog; the old handle's timer is the new one's.
-          await old.close();
-        }
         this.#note(name, "agent restarted");
       });
     }

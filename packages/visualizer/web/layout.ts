@@ -175,41 +175,49 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
   const topOf = (path: string) => path.split(".")[0]!;
   const inner: Record<string, string[]> = {};
 
+  // Arrows between top-level states; one leaving (or entering) a substate starts (or ends) at
+  // that substate's row of its compound box, through a port.
   const grouped = new Map<string, Group>();
   for (const t of chart.transitions) {
     for (const target of t.targets) {
       if (!byPath.has(target) || !byPath.has(t.source)) continue;
-      if (target === t.source || isInside(target, t.source) || topOf(target) === topOf(t.source)) {
+      if (topOf(target) === topOf(t.source)) {
         (inner[topOf(t.source)] ??= []).push(`${t.source.split(".").slice(1).join(".") || t.source}: ${lineOf(t)} → ${target === t.source ? "itself" : target.split(".").pop()}`);
         continue;
       }
-      const source = topOf(t.source);
-      const dest = topOf(target);
-      const key = `${source}→${dest}`;
-      const g = grouped.get(key) ?? { source, target: dest, transitions: [] };
-      if (!g.transitions.some((x) => x.event === t.event && x.guard === t.guard && x.from === t.source && x.to === target)) {
-        g.transitions.push({ event: t.event, guard: t.guard, from: t.source, to: target });
-      }
+      const key = `${t.source}→${target}`;
+      const g = grouped.get(key) ?? { source: t.source, target, transitions: [] };
+      if (!g.transitions.some((x) => x.event === t.event && x.guard === t.guard)) g.transitions.push({ event: t.event, guard: t.guard, from: t.source, to: target });
       grouped.set(key, g);
     }
   }
   const groups = [...grouped.values()];
 
+  const rowY = (i: number) => 36 + i * (ROW_H + ROW_GAP);
   const sizeOf = (s: ChartState) => {
     const kids = kidsOf(s.path);
     const name = s.path;
     if (kids.length === 0) return { width: Math.max(112, measure(name, STATE_FONT, true) + 52), height: 46 };
     const widest = Math.max(measure(name, STATE_FONT, true) + 40, ...kids.map((k) => measure(k.path.split(".").pop()!, CHILD_FONT) + 56));
-    return { width: Math.max(150, widest + 24), height: 38 + kids.length * (ROW_H + ROW_GAP) + 6 };
+    return { width: Math.max(150, widest + 24), height: rowY(kids.length) + 6 };
   };
+  const endpoint = (path: string, role: "out" | "in") => (path.includes(".") ? `${path}:${role}` : path);
 
-  const graph: ElkNode = {
-    id: "root",
-    layoutOptions: { ...BASE_OPTIONS, ...options },
-    children: top.map((s) => ({ id: s.path, ...sizeOf(s) })),
-    edges: edgesFor(groups, measure),
-  };
-  const out = await elk.layout(graph);
+  const children: ElkNode[] = top.map((s) => {
+    const size = sizeOf(s);
+    const kids = kidsOf(s.path);
+    if (kids.length === 0) return { id: s.path, ...size };
+    const ports = kids.flatMap((k, i) => {
+      const y = rowY(i) + ROW_H / 2;
+      const out = groups.some((g) => g.source === k.path) ? [{ id: `${k.path}:out`, x: size.width, y, width: 0, height: 0, layoutOptions: { "elk.port.side": "EAST" } }] : [];
+      const inn = groups.some((g) => g.target === k.path) ? [{ id: `${k.path}:in`, x: 0, y, width: 0, height: 0, layoutOptions: { "elk.port.side": "WEST" } }] : [];
+      return [...out, ...inn];
+    });
+    return { id: s.path, ...size, ports, layoutOptions: { "elk.portConstraints": "FIXED_POS" } };
+  });
+  const edges = edgesFor(groups, measure).map((e, i) => ({ ...e, sources: [endpoint(groups[i]!.source, "out")], targets: [endpoint(groups[i]!.target, "in")] }));
+
+  const out = await elk.layout({ id: "root", layoutOptions: { ...BASE_OPTIONS, ...options }, children, edges });
 
   const boxes: Box[] = [];
   for (const c of out.children ?? []) {
@@ -222,7 +230,7 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
         path: k.path,
         label: k.path.split(".").pop()!,
         x: box.x + 12,
-        y: box.y + 36 + i * (ROW_H + ROW_GAP),
+        y: box.y + rowY(i),
         w: box.w - 24,
         h: ROW_H,
         compound: false,

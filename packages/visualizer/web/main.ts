@@ -140,7 +140,7 @@ function renderTable(views: NodeView[], t: number) {
     tr.append(
       el("td", { class: "node" }, el("span", { class: "dot", style: `background:${colorOf(v.state)}` }), v.node),
       el("td", {}, v.state === "new" ? el("span", { class: "muted", text: "not seen yet" }) : statePill(v.state)),
-      el("td", { title: v.since ? dateTime(v.since) : "" }, v.since ? el("span", { text: `${duration(t - v.since)}` }) : "-", v.since ? el("small", { text: ` since ${clock(v.since)}` }) : ""),
+      el("td", { title: v.since ? `since ${dateTime(v.since)}` : "" }, v.since ? el("span", { text: `${duration(t - v.since)}` }) : "-"),
       el("td", { class: "num" }, String(v.epoch)),
       el(
         "td",
@@ -169,7 +169,7 @@ function renderFleetChart() {
   box.replaceChildren(
     drawFleetChart(series, {
       width,
-      height: 230,
+      height: 260,
       cursor: state.live ? null : state.at,
       onPick: (t) => {
         state.live = false;

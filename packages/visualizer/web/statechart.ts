@@ -81,6 +81,8 @@ export function drawStatechart(layout: Layout, onSelect: (path: string) => void)
       e.stopPropagation();
       onSelect(b.path);
     });
+    g.addEventListener("mouseenter", () => highlight(b.path));
+    g.addEventListener("mouseleave", () => highlight(null));
     g.addEventListener("keydown", (e) => {
       if ((e as KeyboardEvent).key === "Enter") onSelect(b.path);
     });
@@ -110,6 +112,17 @@ export function drawStatechart(layout: Layout, onSelect: (path: string) => void)
       lg.append(title2);
       labelLayer.append(lg);
     }
+  }
+
+  /** Brings a state's own arrows forward (and fades the others) while it is hovered. */
+  function highlight(path: string | null) {
+    root.classList.toggle("hovering", path !== null);
+    const mine = (p: string | null) => p !== null && path !== null && (p === path || p.startsWith(`${path}.`) || p.startsWith(`${path}:`));
+    root.querySelectorAll<SVGElement>("[data-source]").forEach((e) => {
+      const hot = mine(e.getAttribute("data-source")) || mine(e.getAttribute("data-target"));
+      e.classList.toggle("hot", hot);
+      if (e.tagName === "path") e.setAttribute("marker-end", hot ? "url(#arrow-hot)" : "url(#arrow)");
+    });
   }
 
   return {

@@ -1,40 +1,46 @@
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Buckets } from "@fenceline/streams";
+import { nodeFromToken } from "@fenceline/contracts";
+import { Buckets, Subjects } from "@fenceline/streams";
 import type { FleetView } from "../fleet-guard.js";
+import { createFleetTracker } from "../fleet-tracker.js";
 
-/** A live count of nodes and healthy nodes, from the engine's snapshots in FL_NODES. */
-export async function watchFleetView(nc: NatsConnection, options: { onSnapshot?: (node: string, epoch: number) => void; now?: () => number } = {}) {
-  const now = options.now ?? Date.now;
-  let majoritySince: number | null = null;
+/**
+ * The fleet guard's live view: node states from the engine's snapshots in FL_NODES, liveness
+ * from the heartbeats themselves (core NATS `fl.hb.*`), sampled every `sampleMs`.
+ */
+export async function watchFleetView(
+  nc: NatsConnection,
+  options: { heartbeatTimeoutMs: number; onSnapshot?: (node: string, epoch: number) => void; now?: () => number; sampleMs?: number },
+) {
+  const tracker = createFleetTracker({ now: options.now ?? Date.now, heartbeatTimeoutMs: options.heartbeatTimeoutMs });
   const kv = await new Kvm(nc).open(Buckets.nodes);
-  const phases = new Map<string, string>();
   const watch = await kv.watch();
   const done = (async () => {
     for await (const entry of watch) {
       if (entry.operation !== "PUT") {
-        phases.delete(entry.key);
+        tracker.onDeleted(entry.key);
         continue;
       }
-
       const snap = entry.json<{ node: string; path: string; context: { epoch: number } }>();
-      phases.set(snap.node, snap.path.split(".")[0]!);
+      tracker.onSnapshot(snap.node, snap.path.split(".")[0]!);
       options.onSnapshot?.(snap.node, snap.context.epoch);
-      const { fleetSize, healthy } = count();
-      if (healthy * 2 > fleetSize) majoritySince ??= now();
-      else majoritySince = null;
     }
   })();
-  function count() {
-    let healthy = 0;
-    for (const phase of phases.values()) if (phase === "healthy") healthy += 1;
-    return { fleetSize: phases.size, healthy };
-  }
+  // Only the subject matters here (who is heartbeating); the detector validates the payloads.
+  const heartbeats = nc.subscribe(Subjects.heartbeatAll, {
+    callback: (err, msg) => {
+      if (!err) tracker.onHeartbeat(nodeFromToken(msg.subject.split(".")[2] ?? ""));
+    },
+  });
+  const sampler = setInterval(() => tracker.sample(), options.sampleMs ?? 100);
   return {
     view(): FleetView {
-      return { ...count(), majoritySince };
+      return tracker.view();
     },
     async stop() {
+      clearInterval(sampler);
+      heartbeats.unsubscribe();
       watch.stop();
       await done.catch(() => {});
     },

@@ -99,6 +99,7 @@ export class HistoryGenerator {
   private readonly slots = new Set<number>();
   private readonly maxSlots: number;
   private readonly incidentEveryMs: number;
+  private readonly start: number;
   private order = 0;
   private seq = 0;
   private ids = 0;
@@ -111,6 +112,7 @@ export class HistoryGenerator {
     const count = options.nodes ?? 2_000;
     this.maxSlots = Math.max(1, Math.floor(count * 0.2));
     const start = options.start ?? 1_800_000_000_000;
+    this.start = start;
     const groups = ["db", "web", "batch"];
     this.nodes = Array.from({ length: count }, (_, i) => ({
       name: `node-${i + 1}`,
@@ -157,6 +159,11 @@ export class HistoryGenerator {
   private incident(i: number): NodeEvent | null {
     const n = this.nodes[i]!;
     const now = this.now;
+    if (n.snapshot?.path === "operator") {
+      // Someone looks at it and resets it.
+      this.scheduleIncident(i, now);
+      return this.ev(n, "operator.reset", now, "operator:bench", { reason: "checked by hand" });
+    }
     if (!this.healthy(n)) {
       this.scheduleIncident(i, now);
       return null;
@@ -229,42 +236,52 @@ export class HistoryGenerator {
           data: { commandId: c.id, kind: c.kind, epoch: c.epoch, ok, ...extra },
         }) as NodeEvent,
       );
+    // What the real actuators echo back, so the machine can tell which command a result answers.
+    const echoed: Record<string, string | number> =
+      c.kind === "taint.add" || c.kind === "taint.remove"
+        ? { taint: c.params.taint.key }
+        : c.kind === "reprovision"
+          ? { attempt: c.params.attempt, ...((c.params as { ticket?: number }).ticket !== undefined ? { ticket: (c.params as { ticket?: number }).ticket! } : {}) }
+          : {};
+    const answer = (delay: number, ok: boolean, extra: { reason?: string; facts?: Record<string, string | number | boolean> } = {}) =>
+      result(delay, ok, { ...extra, ...(Object.keys(echoed).length > 0 || extra.facts ? { facts: { ...echoed, ...extra.facts } } : {}) });
     switch (c.kind) {
       case "slot.acquire":
         if (this.slots.size < this.maxSlots || this.slots.has(i)) {
           this.slots.add(i);
-          result(this.between(2, 20), true);
+          // The simulated fleet always kept a healthy majority (the guard reports since when).
+          answer(this.between(2, 20), true, { facts: { majoritySince: this.start } });
         } else {
-          result(this.between(2, 20), false, { reason: `${this.slots.size} nodes already in remediation, maxUnhealthy allows ${this.maxSlots}` });
+          answer(this.between(2, 20), false, { reason: `${this.slots.size} nodes already in remediation, maxUnhealthy allows ${this.maxSlots}` });
         }
         break;
       case "slot.release":
         this.slots.delete(i);
-        result(this.between(2, 20), true);
+        answer(this.between(2, 20), true);
         break;
       case "watchdog.stop":
         if (n.up) {
           // The agent stops feeding its watchdog: the machine resets.
-          result(this.between(5, 50), true);
+          answer(this.between(5, 50), true);
           n.up = false;
           this.schedule(i, c.issuedAt + this.policy.heartbeat.timeoutMs, () => this.ev(n, "heartbeat.missed", this.now, "heartbeat-detector", { lastSeenAt: c.issuedAt, bootId: this.bootId(n) }));
           this.schedule(i, c.issuedAt + this.policy.agent.watchdogTimeoutMs + this.between(5_000, 20_000), () => this.comeBack(i, true));
         } else {
-          result(this.between(1_000, 2_000), false, { reason: "agent unreachable" });
+          answer(this.between(1_000, 2_000), false, { reason: "agent unreachable" });
         }
         break;
       case "cluster.version":
-        result(this.between(5, 40), true, { facts: { serverVersion: "1.30" } });
+        answer(this.between(5, 40), true, { facts: { serverVersion: "1.30" } });
         break;
       case "workloads.await-gone":
-        result(this.between(1_000, 6_000), true, { facts: { gone: true } });
+        answer(this.between(1_000, 6_000), true, { facts: { gone: true } });
         break;
       case "reprovision":
-        if (this.random() < 0.05) result(this.between(2_000, 8_000), false, { reason: "provision step exited with 1" });
-        else result(this.between(2_000, 8_000), true);
+        if (this.random() < 0.05) answer(this.between(2_000, 8_000), false, { reason: "provision step exited with 1" });
+        else answer(this.between(2_000, 8_000), true);
         break;
       default:
-        result(this.between(10, 200), true);
+        answer(this.between(10, 200), true);
     }
   }
 

@@ -8,6 +8,8 @@ export type ReplayBenchResult = {
   divergences: number;
   /** Replay time only (generation excluded). */
   elapsedMs: number;
+  /** CPU time of the process during the replay (all threads, GC included). */
+  cpuMs: number;
   eventsPerSec: number;
   generateMs: number;
   /** Simulated time the history spans. */
@@ -28,6 +30,7 @@ export function benchReplay(options: HistoryOptions & { events: number; chunk?: 
   const eventTypes: Record<string, number> = {};
   let done = 0;
   let replayMs = 0;
+  let cpuMicros = 0;
   let generateMs = 0;
   let first = 0;
   let last = 0;
@@ -40,8 +43,11 @@ export function benchReplay(options: HistoryOptions & { events: number; chunk?: 
     if (done === 0) first = items[0]!.event.at;
     last = items.at(-1)!.event.at;
     t = performance.now();
+    const cpu = process.cpuUsage();
     for (const { event, seq, audit } of items) replayer.apply(event, seq, audit);
     replayMs += performance.now() - t;
+    const used = process.cpuUsage(cpu);
+    cpuMicros += used.user + used.system;
     for (const { event } of items) eventTypes[event.type] = (eventTypes[event.type] ?? 0) + 1;
     done += items.length;
     heap = Math.max(heap, process.memoryUsage().heapUsed);
@@ -53,6 +59,7 @@ export function benchReplay(options: HistoryOptions & { events: number; chunk?: 
     transitions: report.transitions,
     divergences: report.divergenceCount,
     elapsedMs: Math.round(replayMs),
+    cpuMs: Math.round(cpuMicros / 1000),
     eventsPerSec: Math.round(done / (replayMs / 1000)),
     generateMs: Math.round(generateMs),
     spanMs: last - first,

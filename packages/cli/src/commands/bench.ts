@@ -2,6 +2,7 @@ import { parse, table, UsageError } from "../args.js";
 import { benchReplay } from "../bench/replay-bench.js";
 
 const USAGE = `usage: fenceline bench replay [--events N] [--nodes N] [--seed N] [--json]
+       fenceline bench recovery [options]   (fenceline bench recovery --help)
 
 Generates a synthetic but valid history (nodes crashing, flapping, rebooting, paused; every
 timer fired at its due time and every command answered) and times replaying it: every event
@@ -20,9 +21,10 @@ function int(value: unknown, name: string, fallback: number, min: number): numbe
 }
 
 export async function benchCommand(argv: string[]): Promise<number> {
+  if (argv[0] === "recovery") return (await import("../bench/recovery.js")).benchRecovery(argv);
   const { values, positionals } = parse(argv, { events: { type: "string" }, nodes: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" } }, USAGE);
   if (values.help) return (console.log(USAGE), 0);
-  if (positionals[0] !== "replay" || positionals.length > 1) throw new UsageError(`which benchmark? only "replay" exists\n\n${USAGE}`);
+  if (positionals[0] !== "replay" || positionals.length > 1) throw new UsageError(`which benchmark? "replay" or "recovery"\n\n${USAGE}`);
   const events = int(values.events, "events", 1_000_000, 1);
   const nodes = int(values.nodes, "nodes", 2_000, 1);
   const seed = int(values.seed, "seed", 1, 0);
@@ -39,6 +41,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
         ["history span", `${(r.spanMs / 3_600_000).toFixed(1)} h simulated`],
         ["replay time", `${r.elapsedMs} ms (one thread; generation ${r.generateMs} ms, not counted)`],
         ["events per second", String(r.eventsPerSec)],
+        ["CPU time", `${r.cpuMs} ms (all threads of the process, GC included)`],
         ["peak heap", `${r.heapUsedMb} MB`],
       ],
       ["REPLAY BENCHMARK", ""],

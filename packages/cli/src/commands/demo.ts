@@ -4,6 +4,7 @@ import { runDemo, type DemoSummary } from "../demo/run-demo.js";
 import { SCENARIOS } from "../demo/scenarios.js";
 import { loadPolicy } from "../policy-file.js";
 import { DEMO_POLICY } from "@fenceline/contracts";
+import { startUiAt } from "./ui.js";
 
 const USAGE = `usage: fenceline demo [--scenario NAME] [--nodes N] [--json] [--hold] [--endpoints FILE]
                       [--policy policy.json] [--server nats://host:port]
@@ -14,7 +15,8 @@ Exits non-zero when a faulted node did not get back to healthy or a workload ran
   --scenario NAME   ${Object.keys(SCENARIOS).join(", ")} (default: default)
   --nodes N         fleet size (default 12)
   --json            print only a JSON summary on stdout
-  --hold            keep everything running after the summary until Ctrl-C
+  --hold            keep everything running after the summary until Ctrl-C, and serve the
+                    web UI (its address is printed and written to --endpoints as "ui")
   --endpoints FILE  write the addresses to reach the running demo as JSON
                     ({ "nats": ..., "kubernetes": ..., "kubeconfig": ... }; with --hold,
                     kubectl --kubeconfig <kubeconfig> get nodes works while it runs)`;
@@ -59,10 +61,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
   }
   const json = Boolean(values.json);
   const progress = (line: string) => process.stderr.write(`${line}\n`);
+  const policy = loadPolicy(values.policy as string | undefined, DEMO_POLICY);
   const demo = await runDemo({
     nodes,
     scenario: (values.scenario as string | undefined) ?? "default",
-    policy: loadPolicy(values.policy as string | undefined, DEMO_POLICY),
+    policy,
     ...(values.server ? { server: values.server as string } : {}),
     ...(json ? {} : { progress }),
   });
@@ -70,18 +73,22 @@ export async function demoCommand(argv: string[]): Promise<number> {
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else printSummary(summary);
 
+  // With --hold, the web page (statechart, nodes, timelines, replay) is served too.
+  const ui = values.hold ? await startUiAt(demo.natsUrl, { policy }) : undefined;
   if (values.endpoints) {
-    writeFileSync(values.endpoints as string, `${JSON.stringify({ nats: demo.natsUrl, kubernetes: demo.kubernetesUrl, kubeconfig: demo.kubeconfig }, null, 2)}\n`);
+    writeFileSync(values.endpoints as string, `${JSON.stringify({ nats: demo.natsUrl, kubernetes: demo.kubernetesUrl, kubeconfig: demo.kubeconfig, ...(ui ? { ui: ui.url } : {}) }, null, 2)}\n`);
     if (!json) console.log(`endpoints written to ${values.endpoints}`);
   }
   if (values.hold) {
     progress(`holding: NATS at ${demo.natsUrl}; try NATS_URL=${demo.natsUrl} npm run -s fenceline -- nodes   (Ctrl-C to stop)`);
     progress(`holding: Kubernetes API (simulated) at ${demo.kubernetesUrl}; try kubectl --kubeconfig ${demo.kubeconfig} get nodes`);
+    if (ui) progress(`holding: web UI at ${ui.url}`);
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);
     });
   }
+  await ui?.close();
   await demo.stop();
   return summary.ok ? 0 : 1;
 }

@@ -132,3 +132,21 @@ export async function uiCommand(argv: string[]): Promise<number> {
   await nc.drain().catch(() => {});
   return 0;
 }
+
+/** The UI with its own NATS connection (for `demo --hold`); `close` closes both. */
+export async function startUiAt(natsUrl: string, options: { policy?: Policy; port?: number; host?: string } = {}): Promise<VisualizerServer> {
+  const nc = await connectNats(natsUrl, { name: "fenceline-ui" });
+  try {
+    const ui = await startUi({ nc, natsUrl, ...options });
+    return {
+      ...ui,
+      async close() {
+        await ui.close();
+        await nc.close();
+      },
+    };
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+}

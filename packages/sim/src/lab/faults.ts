@@ -137,7 +137,10 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       const forMs = rng.int(2_000, 30_000);
       world.bus.setAvailable(false);
       await fleet.controlPlaneOutage(forMs);
-      later(forMs, () => world.bus.setAvailable(true));
+      later(forMs, () => {
+        world.bus.setAvailable(true);
+        world.controlPlaneReconnected();
+      });
       return record([], forMs, `NATS unreachable for ${forMs} ms`);
     }
     case "agent-crash": {

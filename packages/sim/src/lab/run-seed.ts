@@ -104,6 +104,9 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   const slack = policy.agent.controlPlaneTimeoutMs + policy.agent.peerRoundMs + policy.heartbeat.intervalMs;
   world.machineListeners.push((e) => {
     if (!e.what.startsWith("fenced itself")) return;
+    // A peer that reaches the control plane relayed the engine's own verdict: that reboot is the
+    // fencing the engine asked for (it started before or without the outage), not an effect of it.
+    if (e.what.includes("marked-unhealthy")) return;
     const t = e.at;
     const outage = outageWindows().find((f) => f.at <= t && t <= f.healAt + slack);
     if (!outage) return;

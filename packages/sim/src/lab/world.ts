@@ -23,6 +23,8 @@ import {
   createMemoryBudgetStore,
   createProvisionerHandlers,
   type ActuatorCore,
+  createFleetTracker,
+  type FleetTracker,
   type FleetView,
   type Handlers,
 } from "@fenceline/actuators";
@@ -114,8 +116,7 @@ export class LabWorld {
   readonly #links = new Map<string, MemoryAgentTransport>();
   readonly #actuators: ActuatorCore[] = [];
   readonly #detector;
-  readonly #phases = new Map<string, string>();
-  #majoritySince: number | null = null;
+  #fleet!: FleetTracker;
   #engine: { core: EngineCore; timers: TimerService; worker: SimWorker<NodeEvent> } | null = null;
   #crashPoint: EngineCrashPoint | null = null;
   #engineDownMs = 0;
@@ -130,6 +131,7 @@ export class LabWorld {
     this.#rng = rng;
     this.#decider = createDecider(policy, options.machine);
     this.#limit = slotLimit(policy, options.nodes.length);
+    this.#fleet = createFleetTracker({ now: () => clock.now(), heartbeatTimeoutMs: policy.heartbeat.timeoutMs });
 
     this.cluster = new InMemoryCluster({ clock, nodes: options.nodes, unreachableEvictionMs: options.unreachableEvictionMs ?? null });
     for (const s of options.statefulSets) this.cluster.addStatefulSet(s.name, s.replicas);
@@ -172,6 +174,7 @@ export class LabWorld {
       this.#intervals[slot] = clock.setTimeout(tick, ms);
     };
     every(options.clusterStepMs ?? 100, () => this.cluster.step(clock.now()));
+    every(100, () => void this.#fleet.sample());
     every(Math.max(50, Math.floor(policy.heartbeat.timeoutMs / 5)), () => void this.#detector.tick().catch(() => {}));
   }
 
@@ -310,23 +313,14 @@ export class LabWorld {
   // ------------------------------------------------------------------ fleet view and snapshots
 
   #observeSnapshot(snapshot: NodeSnapshot): void {
-    this.#phases.set(snapshot.node, snapshot.path.split(".")[0]!);
-    const { fleetSize, healthy } = this.#count();
-    if (healthy * 2 > fleetSize) this.#majoritySince ??= this.clock.now();
-    else this.#majoritySince = null;
+    this.#fleet.onSnapshot(snapshot.node, snapshot.path.split(".")[0]!);
     for (const a of this.#actuators) a.observeEpoch(snapshot.node, snapshot.context.epoch);
     const engineSlots = [...this.snapshots.dump().values()].filter((e) => e.snapshot.context.slot).map((e) => e.snapshot.node);
     this.checker.slots(this.clock.now(), this.#limit, Object.keys(this.budget.current().slots), engineSlots);
   }
 
-  #count() {
-    let healthy = 0;
-    for (const phase of this.#phases.values()) if (phase === "healthy") healthy += 1;
-    return { fleetSize: this.#phases.size, healthy };
-  }
-
   fleetView(): FleetView {
-    return { ...this.#count(), majoritySince: this.#majoritySince };
+    return this.#fleet.view();
   }
 
   /** The engine's recorded state of a node (FL_NODES), as the node state service answers it. */
@@ -477,14 +471,24 @@ export class LabWorld {
     if (chaos && this.#rng.chance(chaos.delay)) {
       const delay = this.#rng.int(1, chaos.maxDelayMs);
       this.clock.setTimeout(() => {
-        void this.#detector.onHeartbeat(hb).catch(() => {});
+        this.#heard(hb);
         if (this.fleet.reachesControlPlane(hb.node)) transport.deliverAck(ack());
       }, delay);
       return undefined;
     }
-    void this.#detector.onHeartbeat(hb).catch(() => {});
-    if (chaos && this.#rng.chance(chaos.duplicate)) void this.#detector.onHeartbeat(hb).catch(() => {});
+    this.#heard(hb);
+    if (chaos && this.#rng.chance(chaos.duplicate)) this.#heard(hb);
     return ack();
+  }
+
+  /** The control plane's own connection came back: the detector resyncs, as it does on a NATS reconnect. */
+  controlPlaneReconnected(): void {
+    this.#detector.resync();
+  }
+
+  #heard(hb: Heartbeat): void {
+    this.#fleet.onHeartbeat(hb.node);
+    void this.#detector.onHeartbeat(hb).catch(() => {});
   }
 
   // ------------------------------------------------------------------ trail
