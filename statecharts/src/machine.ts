@@ -173,7 +173,8 @@ export function createNodeMachine(policy: Policy) {
         context.signals.heartbeat !== undefined,
     },
     actions: {
-      enterState: enqueueActions(({ enqueue, event }) => enqueue.assign({ since: event.at })),
+      // xstate's init event carries no time: the initial state keeps the input's.
+      enterState: enqueueActions(({ enqueue, event, context }) => enqueue.assign({ since: (event as { at?: number }).at ?? context.since })),
       /** Records what the event says about the node's liveness, boot id and reported state. */
       observe: enqueueActions(({ enqueue, context, event }) => {
         // A configuration report is no sign of life: it never changes the boot id we know (a late

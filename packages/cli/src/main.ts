@@ -15,7 +15,9 @@ const USAGE = `usage: fenceline <command> [options]   (fenceline <command> --hel
   statechart    the node lifecycle statechart (--json)
   replay        fold FL_EVENTS again and compare with FL_AUDIT (--verify, --at, --node)
   ui            serve the web page: statechart, live nodes, timelines, replay scrubber
+  chaos         the deterministic chaos lab: many seeds of random faults, invariants checked
   bench replay  replay speed on a generated history of a million events
+  bench recovery  time to recover a stateful workload: Fenceline vs Kubernetes vs NHC+SNR
   pause|resume|reset NODE   operator actions
   agent         the node agent (--config agent.json)
   serf-handler  serf's event handler: membership events → node events

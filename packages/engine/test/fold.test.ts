@@ -24,13 +24,18 @@ function run(events: NodeEvent[], firstSeq = 10, prior: NodeSnapshot | null = nu
   return results;
 }
 
-/** n1 misses heartbeats (last seen 1000) at 2000, its suspect timer fires at 3000, the slot is granted at 3100, the safe time passes at 5000, Kubernetes 1.30 at 5100. */
+/**
+ * n1 misses heartbeats (last seen 1000) at 2000, its suspect timer fires at 3000, the slot is
+ * granted at 3100, the safe time passes at 5000 (the guard is asked again), the guard answers a
+ * healthy majority since 0 at 5050, Kubernetes 1.30 at 5100.
+ */
 const toRunning: NodeEvent[] = [
   ev("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000),
   ev("timer.fired", { timer: "suspect", due: 3_000 }, 3_000),
   ev("command.result", { commandId: "cmd:n1:11:0", kind: "slot.acquire", epoch: 0, ok: true }, 3_100),
   ev("timer.fired", { timer: "safe-time", due: 5_000 }, 5_000),
-  ev("command.result", { commandId: "cmd:n1:13:0", kind: "cluster.version", epoch: 1, ok: true, facts: { serverVersion: "1.30" } }, 5_100),
+  ev("command.result", { commandId: "cmd:n1:13:0", kind: "slot.acquire", epoch: 1, ok: true, facts: { majoritySince: 0 } }, 5_050),
+  ev("command.result", { commandId: "cmd:n1:14:0", kind: "cluster.version", epoch: 1, ok: true, facts: { serverVersion: "1.30" } }, 5_100),
 ];
 
 describe("fold", () => {
@@ -65,13 +70,14 @@ describe("fold", () => {
 
   it("derives command and audit ids from the node and the event's sequence", () => {
     const results = run(toRunning, 10);
-    expect(results.map((r) => r.audit.id)).toEqual([10, 11, 12, 13, 14].map((seq) => `audit:n1:${seq}`));
+    expect(results.map((r) => r.audit.id)).toEqual([10, 11, 12, 13, 14, 15].map((seq) => `audit:n1:${seq}`));
     expect(results.map((r) => r.commands.map((c) => c.id))).toEqual([
       [],
       ["cmd:n1:11:0"],
       ["cmd:n1:12:0", "cmd:n1:12:1"],
       ["cmd:n1:13:0"],
-      ["cmd:n1:14:0", "cmd:n1:14:1"],
+      ["cmd:n1:14:0"],
+      ["cmd:n1:15:0", "cmd:n1:15:1"],
     ]);
     expect(commandId("a.b", 7, 2)).toBe("cmd:a.b:7:2");
     expect(auditId("a.b", 7)).toBe("audit:a.b:7");
@@ -85,7 +91,7 @@ describe("fold", () => {
 
   it("gives commands the epoch after the transition and a deadline", () => {
     const results = run(toRunning);
-    const [, requesting, fencing, , running] = results;
+    const [, requesting, fencing, , , running] = results;
     // Before fencing the epoch is 0.
     expect(requesting!.commands).toEqual([
       expect.objectContaining({ kind: "slot.acquire", epoch: 0, issuedAt: 3_000, deadline: 3_000 + 10_000, causedBy: 11, params: { controlPlane: false } }),
@@ -106,7 +112,7 @@ describe("fold", () => {
   });
 
   it("writes an audit record with from, to, changed, timers set and cleared, reason and policy version", () => {
-    const [missed, requesting, fencing, resolving, running] = run(toRunning);
+    const [missed, requesting, fencing, checking, resolving, running] = run(toRunning);
     expect(missed!.audit).toEqual({
       v: 1,
       id: "audit:n1:10",
@@ -137,9 +143,11 @@ describe("fold", () => {
     });
     expect(fencing!.audit.reason).toBe("fencing, epoch 1; silent since 1000: assumed fenced at 5000 (safe time 4s)");
 
-    expect(resolving!.audit).toMatchObject({ from: "fencing", to: "remediating.resolving", timers: { set: { "step-timeout": 15_000 } } });
-    expect([...resolving!.audit.timers.cleared].sort()).toEqual(["fence-timeout", "safe-time"]);
-    expect(resolving!.audit.reason).toBe("fencing confirmed: safe time: silent for 4s");
+    expect(checking!.audit).toMatchObject({ from: "fencing", to: "fencing", changed: false, timers: { set: {}, cleared: ["safe-time"] } });
+    expect(checking!.commands.map((c) => c.kind)).toEqual(["slot.acquire"]);
+    expect(resolving!.audit).toMatchObject({ from: "fencing", to: "remediating.resolving", timers: { set: { "step-timeout": 15_050 } } });
+    expect([...resolving!.audit.timers.cleared].sort()).toEqual(["fence-timeout"]);
+    expect(resolving!.audit.reason).toBe("fencing confirmed: safe time: silent for 4s with a healthy majority since 0");
 
     expect(running!.audit).toMatchObject({ from: "remediating.resolving", to: "remediating.running", timers: { set: { "step-timeout": 15_100 }, cleared: [] } });
     expect(running!.audit.reason).toBe("Automatic: Kubernetes 1.30 → OutOfServiceTaint; remediation step 1/2: OutOfServiceTaint (timeout 10s)");

@@ -77,6 +77,8 @@ export function createNodeWatcher(options: NodeWatcherOptions): NodeWatcher {
   let running = false;
   let controller: AbortController | null = null;
   let wake: (() => void) | null = null;
+  /** Ends the current watch at once on stop, even before its response headers arrived. */
+  let cancelWatch: (() => void) | null = null;
   let loop: Promise<void> | null = null;
 
   const sleep = (ms: number) =>
@@ -123,6 +125,7 @@ export function createNodeWatcher(options: NodeWatcherOptions): NodeWatcher {
   function watchOnce(resourceVersion: string, seen: (rv: string) => void, onEvent: (event: NodeWatchEvent) => void): Promise<"resume" | "relist" | "error"> {
     return new Promise((resolve) => {
       let outcome: "resume" | "relist" | "error" = "resume";
+      cancelWatch = () => resolve("relist");
       const params: Record<string, string | number | boolean> = {
         resourceVersion,
         allowWatchBookmarks: true,
@@ -176,6 +179,7 @@ export function createNodeWatcher(options: NodeWatcherOptions): NodeWatcher {
     async stop() {
       running = false;
       controller?.abort();
+      cancelWatch?.();
       wake?.();
       await loop;
     },

@@ -542,6 +542,8 @@ export class KubernetesApiServer {
 
   #watch(kind: ResourceKind, matches: (o: Json) => boolean, query: URLSearchParams, res: ServerResponse): void {
     res.writeHead(200, { "Content-Type": "application/json", "Transfer-Encoding": "chunked", "Cache-Control": "no-cache" });
+    // Send the headers now, as an API server does: a client waits for them before it can cancel.
+    res.flushHeaders();
     this.requests.push({ at: this.#clock.now(), method: "GET", path: `/watch/${kind}`, status: 200 });
     const watcher: Watcher = { kind, matches, res, closed: false };
     const from = query.get("resourceVersion");

@@ -232,6 +232,17 @@ describe("simulated Kubernetes API server", () => {
     await watcher.stop();
   });
 
+  it("lets the node watcher stop at once while its watch is quiet", async () => {
+    const watcher = createNodeWatcher({ kubeConfig: f.kubeConfig });
+    let synced = false;
+    await watcher.start((e) => (synced ||= e.type === "synced"));
+    for (let i = 0; i < 100 && !synced; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    await watcher.stop();
+    expect(Date.now() - t0).toBeLessThan(1_000);
+  });
+
   it("injects faults on the next matching requests and serves 503 while the model's API is down", async () => {
     const core = f.kubeConfig.makeApiClient(CoreV1Api);
     f.server.injectFault({ status: 500, path: "/nodes", times: 1 });
