@@ -280,7 +280,7 @@ export function createNodeMachine(policy: Policy) {
         }
         if (policy.fencing.fenceAgent) enqueue.emit(command({ kind: "fence.poweroff", params: {} }));
         const silent = context.signals.heartbeat !== undefined
-          ? `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)}${assumedFencedAt > (context.lastSeenAt ?? event.at) + safeTime ? ", counted from the return of a healthy majority" : ""})`
+          ? `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)}${context.majoritySince !== null && context.majoritySince > (context.lastSeenAt ?? event.at) && assumedFencedAt === context.majoritySince + afterMajority ? ", counted from the return of a healthy majority" : ""})`
           : "still heartbeating: waiting for a positive confirmation";
         enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}`));
       }),
