@@ -2,7 +2,7 @@ import type { FleetView } from "./fleet-guard.js";
 
 /**
  * The fleet guard's view of the fleet. A node counts as healthy only when the engine records it
- * healthy AND its heartbeats are arriving now: the engine's snapshots lag the event stream (an
+ * healthy AND, if it ever sent heartbeats, they are arriving now: the engine's snapshots lag the event stream (an
  * engine restart, a backlog), and a guard that trusted them alone could count a partitioned
  * majority as healthy. `majoritySince` is when the current unbroken run of a healthy strict
  * majority began; `sample()` must be called often (every heartbeat interval or so) so a short
@@ -18,7 +18,8 @@ export function createFleetTracker(options: { now: () => number; heartbeatTimeou
     let healthy = 0;
     for (const [node, phase] of phases) {
       const last = heard.get(node);
-      if (phase === "healthy" && last !== undefined && at - last <= heartbeatTimeoutMs) healthy += 1;
+      // A node never heard runs no agent (Kubernetes-only): the engine's state is all there is.
+      if (phase === "healthy" && (last === undefined || at - last <= heartbeatTimeoutMs)) healthy += 1;
     }
     return { fleetSize: phases.size, healthy };
   }

@@ -1,5 +1,5 @@
 export { createLogger, type Logger } from "./logger.js";
-export { connectNats, type ConnectOptions } from "./connect.js";
+export { connectNats, natsConnectionOptions, redactUrl, type ConnectOptions } from "./connect.js";
 export {
   startNatsServer,
   findNatsServerBinary,
