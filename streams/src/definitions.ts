@@ -1,6 +1,7 @@
 import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, type ConsumerConfig, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import { ACTUATORS } from "@fenceline/contracts";
+import { checkPartitions, eventPartitions } from "./partitions.js";
 import { Buckets, Consumers, Streams, Subjects } from "./subjects.js";
 
 /**
@@ -21,6 +22,8 @@ export type Definitions = {
 export type DefinitionOptions = {
   /** 1 on a single server, 3 on a cluster. Applies to every stream, consumer and bucket. */
   replicas?: number;
+  /** Engine partitions, one durable consumer each (default: eventPartitions()). */
+  partitions?: number;
 };
 
 const SECOND = 1_000;
@@ -35,9 +38,16 @@ const DAY = 24 * 60 * MINUTE;
 export const COMMAND_MAX_DELIVER = 200;
 /** A command taken by an actuator that died is redelivered after this long. */
 export const COMMAND_ACK_WAIT_MS = 30 * SECOND;
+/**
+ * An event delivered to an engine instance that died is redelivered after this long. The
+ * instance that takes the partition over does not wait for it: it rewinds the consumer to its
+ * ack floor (see packages/engine/src/nats/partition-worker.ts).
+ */
+export const ENGINE_ACK_WAIT_MS = 30 * SECOND;
 
 export function createDefinitions(options: DefinitionOptions = {}): Definitions {
   const replicas = options.replicas ?? 1;
+  const partitions = checkPartitions(options.partitions ?? eventPartitions());
   const dedup = nanos(2 * MINUTE);
 
   const streams: StreamDefinition[] = [
@@ -77,17 +87,20 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
   ];
 
   const consumers: ConsumerDefinition[] = [
-    {
+    // One per partition. Ack policy "all": the engine acks a whole batch with its last
+    // message. No deliver_policy here: the owner of a partition may recreate its consumer from
+    // the ack floor (by_start_sequence), which provisioning must then leave alone.
+    ...Array.from({ length: partitions }, (_, p) => ({
       stream: Streams.events,
       config: {
-        durable_name: Consumers.engine,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: nanos(30 * SECOND),
+        durable_name: Consumers.enginePartition(p),
+        filter_subject: Subjects.eventPartition(p),
+        ack_policy: AckPolicy.All,
+        ack_wait: nanos(ENGINE_ACK_WAIT_MS),
         max_ack_pending: 1000,
         num_replicas: replicas,
       },
-    },
+    })),
     ...ACTUATORS.map((actuator) => ({
       stream: Streams.commands,
       config: {
@@ -106,6 +119,7 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
     { name: Buckets.nodes, history: 1, replicas },
     { name: Buckets.fleet, history: 10, replicas },
     { name: Buckets.config, history: 5, replicas },
+    { name: Buckets.leases, history: 1, replicas },
   ];
 
   return { streams, consumers, buckets };

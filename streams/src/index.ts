@@ -1,8 +1,10 @@
-export { Subjects, Streams, Buckets, Consumers } from "./subjects.js";
+export { Subjects, Streams, Buckets, Consumers, parseEventSubject } from "./subjects.js";
+export { DEFAULT_PARTITIONS, MAX_PARTITIONS, eventPartitions, checkPartitions, partitionOf, fnv1a } from "./partitions.js";
 export {
   createDefinitions,
   COMMAND_ACK_WAIT_MS,
   COMMAND_MAX_DELIVER,
+  ENGINE_ACK_WAIT_MS,
   type Definitions,
   type DefinitionOptions,
   type StreamDefinition,

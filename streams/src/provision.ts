@@ -11,6 +11,8 @@ export type ProvisionLogger = { info(obj: object, msg?: string): void };
 
 export type ProvisionOptions = {
   replicas?: number;
+  /** Engine partitions (default: eventPartitions()). */
+  partitions?: number;
   log?: ProvisionLogger;
   /** Defaults to `createDefinitions({ replicas })`. */
   definitions?: Definitions;
@@ -24,7 +26,8 @@ type Outcome = "created" | "updated" | "unchanged";
  * Names in the report are `stream:<name>`, `consumer:<stream>/<durable>` and `bucket:<name>`.
  */
 export async function provisionStreams(nc: NatsConnection, options: ProvisionOptions = {}): Promise<ProvisionReport> {
-  const definitions = options.definitions ?? createDefinitions({ replicas: options.replicas ?? 1 });
+  const definitions =
+    options.definitions ?? createDefinitions({ replicas: options.replicas ?? 1, ...(options.partitions ? { partitions: options.partitions } : {}) });
   const jsm = await jetstreamManager(nc);
   const report: ProvisionReport = { created: [], updated: [], unchanged: [] };
   const reconcile = async (name: string, run: () => Promise<{ outcome: Outcome; changed?: string[] }>) => {

@@ -1,4 +1,5 @@
-import { nodeToken, type Actuator } from "@fenceline/contracts";
+import { nodeFromToken, nodeToken, type Actuator } from "@fenceline/contracts";
+import { eventPartitions, partitionOf } from "./partitions.js";
 
 /**
  * Every subject Fenceline uses. These are a public interface: documented in the README and
@@ -10,8 +11,13 @@ export const Subjects = {
   heartbeatAll: "fl.hb.*",
   /** The detector's acknowledgement of a heartbeat, core NATS. */
   heartbeatAck: (node: string) => `fl.hback.${nodeToken(node)}`,
-  /** Node events, stream FL_EVENTS: the single source of truth. */
-  event: (node: string) => `fl.evt.${nodeToken(node)}`,
+  /**
+   * Node events, stream FL_EVENTS: the single source of truth. The second token is the node's
+   * partition (see partitions.ts), the last one the node.
+   */
+  event: (node: string, partitions: number = eventPartitions()) => `fl.evt.${partitionOf(node, partitions)}.${nodeToken(node)}`,
+  /** Every event of one partition: the filter of the `engine-<p>` consumer. */
+  eventPartition: (partition: number) => `fl.evt.${partition}.*`,
   eventAll: "fl.evt.>",
   /** Commands, stream FL_COMMANDS (work queue). */
   command: (actuator: Actuator, node: string) => `fl.cmd.${actuator}.${nodeToken(node)}`,
@@ -33,6 +39,18 @@ export const Subjects = {
   nodeStateAll: "fl.state.*",
 } as const;
 
+/**
+ * The partition and node an event subject names (`fl.evt.<p>.<node>`), or null when the subject
+ * does not have that shape. The node is always the last token.
+ */
+export function parseEventSubject(subject: string): { partition: number; node: string } | null {
+  const tokens = subject.split(".");
+  if (tokens.length !== 4 || tokens[0] !== "fl" || tokens[1] !== "evt") return null;
+  const partition = Number(tokens[2]);
+  if (!Number.isInteger(partition) || partition < 0 || String(partition) !== tokens[2]) return null;
+  return { partition, node: nodeFromToken(tokens[3]!) };
+}
+
 export const Streams = {
   events: "FL_EVENTS",
   commands: "FL_COMMANDS",
@@ -47,9 +65,15 @@ export const Buckets = {
   fleet: "FL_FLEET",
   /** Desired configuration checksums and host group per node. */
   config: "FL_CONFIG",
+  /**
+   * Engine partition leases (`p<k>`: owner and expiry, compare-and-set), live instances
+   * (`i.<id>`) and the partition count (`partitions`).
+   */
+  leases: "FL_LEASES",
 } as const;
 
 export const Consumers = {
-  engine: "engine",
+  /** The engine's durable consumer of one partition (filter `fl.evt.<p>.*`, ack policy "all"). */
+  enginePartition: (partition: number) => `engine-${partition}`,
   actuator: (actuator: Actuator) => `actuator-${actuator}`,
 } as const;

@@ -28,7 +28,7 @@ describe("provisionStreams", () => {
       "stream:FL_COMMANDS",
       "stream:FL_AUDIT",
       "stream:FL_DLQ",
-      "consumer:FL_EVENTS/engine",
+      ...Array.from({ length: 16 }, (_, p) => `consumer:FL_EVENTS/engine-${p}`),
       "consumer:FL_COMMANDS/actuator-cluster",
       "consumer:FL_COMMANDS/actuator-agent",
       "consumer:FL_COMMANDS/actuator-fence",
@@ -37,6 +37,7 @@ describe("provisionStreams", () => {
       "bucket:FL_NODES",
       "bucket:FL_FLEET",
       "bucket:FL_CONFIG",
+      "bucket:FL_LEASES",
     ]);
 
     const jsm = await jetstreamManager(nc);
@@ -54,30 +55,30 @@ describe("provisionStreams", () => {
     const report = await provisionStreams(nc);
     expect(report.created).toEqual([]);
     expect(report.updated).toEqual([]);
-    expect(report.unchanged).toHaveLength(13);
+    expect(report.unchanged).toHaveLength(29);
   });
 
   it("updates a stream, a consumer and a bucket whose definition changed", async () => {
     const definitions = createDefinitions();
     const audit = definitions.streams.find((s) => s.name === Streams.audit)!;
     audit.duplicate_window = nanos(60_000);
-    const engine = definitions.consumers.find((c) => c.config.durable_name === Consumers.engine)!;
+    const engine = definitions.consumers.find((c) => c.config.durable_name === Consumers.enginePartition(3))!;
     engine.config.max_ack_pending = 500;
     const fleet = definitions.buckets.find((b) => b.name === Buckets.fleet)!;
     fleet.history = 20;
 
     const report = await provisionStreams(nc, { definitions });
     expect(report.created).toEqual([]);
-    expect(report.updated).toEqual(["stream:FL_AUDIT", "consumer:FL_EVENTS/engine", "bucket:FL_FLEET"]);
-    expect(report.unchanged).toHaveLength(10);
+    expect(report.updated).toEqual(["stream:FL_AUDIT", "consumer:FL_EVENTS/engine-3", "bucket:FL_FLEET"]);
+    expect(report.unchanged).toHaveLength(26);
 
     const jsm = await jetstreamManager(nc);
     expect((await jsm.streams.info(Streams.audit)).config.duplicate_window).toBe(nanos(60_000));
-    expect((await jsm.consumers.info(Streams.events, Consumers.engine)).config.max_ack_pending).toBe(500);
+    expect((await jsm.consumers.info(Streams.events, Consumers.enginePartition(3))).config.max_ack_pending).toBe(500);
 
     // And back to the declared definitions.
     const restored = await provisionStreams(nc);
-    expect(restored.updated).toEqual(["stream:FL_AUDIT", "consumer:FL_EVENTS/engine", "bucket:FL_FLEET"]);
+    expect(restored.updated).toEqual(["stream:FL_AUDIT", "consumer:FL_EVENTS/engine-3", "bucket:FL_FLEET"]);
   });
 
   it("leaves usable KV buckets with the declared history", async () => {

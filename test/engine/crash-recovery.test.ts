@@ -22,7 +22,9 @@ import { messageCount, readJson, readSnapshots, sleep, startJetStream, stoppedCl
  * Events are published in rounds, each as soon as the previous one was applied or the engine
  * died: after a kill, new events reach the new engine before the server redelivers those the
  * dead one held, so the engine must hold a node's later events back until its earlier ones are
- * applied (EventLog); otherwise the earlier ones are skipped as "already applied" and lost.
+ * applied; otherwise the earlier ones are skipped as "already applied" and lost. (The engine
+ * rewinds a partition's consumer to its ack floor when it takes it over or a batch fails, so
+ * they come again at once, in order: see packages/engine/src/nats/partition-worker.ts.)
  */
 const scenario: Scenario = buildScenario(DEMO_POLICY);
 const TOTAL = scenario.events.length;
@@ -68,20 +70,35 @@ async function runScenario(plan: Map<number, KillPoint>) {
     struck.add(seq);
     return true;
   };
+  /**
+   * The engine saves one snapshot per node and batch (the last one), so a kill point "at event
+   * s" strikes at the save that covers s: of s's node, above the last saved sequence, up to s.
+   */
+  const saved = new Map<string, number>();
+  const strikesSave = (snapshot: NodeSnapshot, point: KillPoint) => {
+    for (const [seq, p] of plan) {
+      if (p !== point || struck.has(seq) || scenario.events[seq - 1]!.node !== snapshot.node) continue;
+      if (seq > (saved.get(snapshot.node) ?? 0) && seq <= snapshot.lastSeq) return strikes(seq, point);
+    }
+    return false;
+  };
   const start = async (): Promise<Instance> => {
     instances += 1;
     const nc = await connect(`engine-${instances}`);
     const self: Instance = { engine: undefined as unknown as RunningEngine, nc, killed: false };
+    const never = () => new Promise<never>(() => {});
     /** The process dies here: nothing after this point runs, nothing is settled. */
     const kill = (): Promise<never> => {
       self.killed = true;
       void self.engine.stop();
       void nc.close();
-      return new Promise<never>(() => {});
+      return never();
     };
+    // A dead process does nothing more (its other partitions' batches stop where they are).
     const outputs = (inner: OutputSink): OutputSink => ({
-      publishCommands: (commands) => inner.publishCommands(commands),
+      publishCommands: (commands) => (self.killed ? never() : inner.publishCommands(commands)),
       async publishAudit(record) {
+        if (self.killed) return never();
         if (strikes(record.seq, "after-commands")) return kill();
         await inner.publishAudit(record);
       },
@@ -90,10 +107,14 @@ async function runScenario(plan: Map<number, KillPoint>) {
       get: (node) => inner.get(node),
       list: () => inner.list(),
       async put(snapshot: NodeSnapshot, revision: number) {
-        if (strikes(snapshot.lastSeq, "after-outputs")) return kill();
-        if (strikes(snapshot.lastSeq, "transient-failure")) throw new Error(`injected: KV unavailable at event ${snapshot.lastSeq}`);
+        if (self.killed) return never();
+        if (strikesSave(snapshot, "after-outputs")) return kill();
+        if (strikesSave(snapshot, "transient-failure")) throw new Error(`injected: KV unavailable at event ${snapshot.lastSeq}`);
         const stored = await inner.put(snapshot, revision);
-        if (strikes(snapshot.lastSeq, "after-snapshot")) return kill();
+        if (self.killed) return never();
+        const killNow = strikesSave(snapshot, "after-snapshot");
+        saved.set(snapshot.node, Math.max(saved.get(snapshot.node) ?? 0, snapshot.lastSeq));
+        if (killNow) return kill();
         return stored;
       },
     });
@@ -161,10 +182,10 @@ function killPlan(): Map<number, KillPoint> {
   return new Map<number, KillPoint>([
     [at("node-a", 0), "after-outputs"], // round 1: node-a's first event, its snapshot does not exist yet
     [at("node-b.rack1", 3), "after-commands"], // round 2: slot granted: taint.add + watchdog.stop, no audit
-    [at("node-c", 6), "transient-failure"], // round 4: a reboot confirms fencing; node-c's next event is in the same round
-    [at("node-a", 8), "after-outputs"], // round 5: re-provision
+    [at("node-c", 6), "transient-failure"], // round 4: the safe time passed → majority check; node-c's next event is in the same round
+    [at("node-a", 8), "after-outputs"], // round 5: workloads gone → out-of-service taint removed
     [at("node-b.rack1", 9), "after-snapshot"], // round 5: re-provision, saved, not acked
-    [at("node-c", 10), "after-commands"], // round 6: re-provision
+    [at("node-c", 10), "after-commands"], // round 6: OutOfServiceTaint: taint.add + workloads.await-gone
     [at("node-b.rack1", 13), "after-snapshot"], // round 7: the last event, saved and never acked
   ]);
 }

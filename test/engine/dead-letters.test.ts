@@ -2,16 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_POLICY, MAX_MESSAGE_BYTES, createEvent, type AuditRecord, type DeadLetter } from "@fenceline/contracts";
 import { publishEvent } from "@fenceline/bus";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
-import { Streams, Subjects } from "@fenceline/streams";
+import { Consumers, Streams, Subjects, partitionOf } from "@fenceline/streams";
 import { messageCount, readJson, readSnapshots, readStream, startJetStream, stoppedClock, testLog, waitFor, type TestJetStream } from "./nats-helpers.js";
 
 /**
- * Rule 4 on a real nats-server: every bad input on fl.evt.<node> lands on FL_DLQ
+ * Rule 4 on a real nats-server: every bad input on fl.evt.<partition>.<node> lands on FL_DLQ
  * (fl.dlq.engine) with its reason and a readable error, never changes a node's state, and
  * never stops the engine.
  */
 const NODE = "db-1.rack2";
-const SUBJECT = Subjects.event(NODE); // fl.evt.db-1_rack2
+const SUBJECT = Subjects.event(NODE); // fl.evt.<partition>.db-1_rack2
 const encoder = new TextEncoder();
 
 let env: TestJetStream;
@@ -96,7 +96,7 @@ describe("dead letters (real nats-server)", () => {
 
     // Every event was settled: nothing is left for the engine consumer.
     await waitFor("the consumer to catch up", async () => {
-      const info = await jsm.consumers.info(Streams.events, "engine");
+      const info = await jsm.consumers.info(Streams.events, Consumers.enginePartition(partitionOf(NODE)));
       return info.num_pending === 0 && info.num_ack_pending === 0;
     });
     // A bad input is terminated, not redelivered: still five dead letters.

@@ -3,7 +3,7 @@ import { Kvm } from "@nats-io/kv";
 import { DEMO_POLICY, createEvent, type AuditRecord, type NodeEvent } from "@fenceline/contracts";
 import { publishEvent } from "@fenceline/bus";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
-import { Buckets, Streams } from "@fenceline/streams";
+import { Buckets, Consumers, Streams, partitionOf } from "@fenceline/streams";
 import { messageCount, readJson, readSnapshots, startJetStream, stoppedClock, testLog, waitFor, type TestJetStream } from "./nats-helpers.js";
 
 /**
@@ -38,7 +38,7 @@ describe("per-node event order (real nats-server)", () => {
     await publishEvent(js, ev("e1", "node.joined", 1_000));
     await publishEvent(js, ev("e2", "heartbeat.missed", 3_000));
     await waitFor("two audit records", async () => (await messageCount(jsm, Streams.audit)) === 2);
-    await waitFor("both events acknowledged", async () => (await jsm.consumers.info(Streams.events, "engine")).ack_floor.stream_seq === 2);
+    await waitFor("both events acknowledged", async () => (await jsm.consumers.info(Streams.events, Consumers.enginePartition(partitionOf("n1")))).ack_floor.stream_seq === 2);
     await first.stop();
 
     // The snapshot is gone (an operator emptied the bucket); the engine restarts without it.

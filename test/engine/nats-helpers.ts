@@ -4,7 +4,7 @@ import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Clock } from "@fenceline/contracts";
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import type { NodeSnapshot } from "@fenceline/engine";
-import { Buckets, Consumers, Streams, createDefinitions, provisionStreams } from "@fenceline/streams";
+import { Buckets, Streams, createDefinitions, provisionStreams } from "@fenceline/streams";
 
 /** Logs stay quiet unless FENCELINE_LOG_LEVEL asks for them. */
 export const testLog = (name: string) => createLogger(name, { level: process.env.FENCELINE_LOG_LEVEL ?? "silent" });
@@ -40,8 +40,9 @@ export type TestJetStream = {
 
 /**
  * A private nats-server (random loopback port, temporary store) with Fenceline's streams. The
- * engine consumer's ack wait is `ackWaitMs`, so an event left unacknowledged by a killed engine
- * comes back in about a second instead of 30.
+ * engine consumers' ack wait is `ackWaitMs`, so an event left unacknowledged by a killed engine
+ * comes back in about a second instead of 30 (an engine that takes a partition over does not
+ * wait for it: it rewinds the consumer).
  */
 export async function startJetStream(options: { ackWaitMs?: number } = {}): Promise<TestJetStream> {
   const server = await startNatsServer();
@@ -55,7 +56,7 @@ export async function startJetStream(options: { ackWaitMs?: number } = {}): Prom
     const nc = await connect("test");
     const definitions = createDefinitions();
     for (const consumer of definitions.consumers) {
-      if (consumer.stream === Streams.events && consumer.config.durable_name === Consumers.engine) {
+      if (consumer.stream === Streams.events && consumer.config.durable_name.startsWith("engine-")) {
         consumer.config.ack_wait = nanos(options.ackWaitMs ?? 30_000);
       }
     }

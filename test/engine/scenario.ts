@@ -62,13 +62,15 @@ const missed: Step = (node, view) =>
 
 /** Every node goes healthy → suspect → fencing → remediating → rejoining → healthy, each its own way. */
 export const SCRIPTS: Record<string, Step[]> = {
-  // Safe time confirms fencing; Kubernetes 1.30 → OutOfServiceTaint; back after a reboot → re-provision.
+  // Safe time (and the fleet guard's healthy majority) confirms fencing; Kubernetes 1.30 → OutOfServiceTaint; back after a reboot → re-provision.
   "node-a": [
     joined(),
     missed,
     fire("suspect"),
     result("slot.acquire", true),
     fire("safe-time"),
+    // The guard confirms a healthy majority held throughout the silence.
+    result("slot.acquire", true, { facts: { majoritySince: 0 } }),
     result("cluster.version", true, { facts: { serverVersion: "1.30" } }),
     result("taint.add", true),
     result("workloads.await-gone", true),
@@ -94,7 +96,8 @@ export const SCRIPTS: Record<string, Step[]> = {
     result("reprovision", true),
     result("taint.remove", true),
   ],
-  // The fleet guard refuses once; a reboot confirms fencing; 1.30 → OutOfServiceTaint.
+  // The fleet guard refuses once; the first majority check finds none (asked again later);
+  // 1.30 → OutOfServiceTaint; the node comes back as a boot change.
   "node-c": [
     joined(),
     missed,
@@ -102,11 +105,14 @@ export const SCRIPTS: Record<string, Step[]> = {
     result("slot.acquire", false, { reason: "2 of 3 nodes unhealthy" }),
     fire("guard-retry"),
     result("slot.acquire", true),
-    send("boot.changed", { previousBootId: "b1", bootId: "b2" }),
+    fire("safe-time"),
+    result("slot.acquire", false, { reason: "no healthy majority" }),
+    fire("safe-time"),
+    result("slot.acquire", true, { facts: { majoritySince: 0 } }),
     result("cluster.version", true, { facts: { serverVersion: "1.30" } }),
     result("workloads.await-gone", true),
     result("taint.add", true),
-    send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }),
+    send("boot.changed", { previousBootId: "b1", bootId: "b2" }),
     result("reprovision", true),
     result("taint.remove", true),
   ],

@@ -30,7 +30,7 @@ export {
 export { selectWatchdog, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
 export { createVirtualWatchdog, type VirtualWatchdog, type VirtualWatchdogOptions } from "./watchdog/virtual-watchdog.js";
 export { computeServiceChecksums, createChecksummer, type ChecksumOptions, type ServiceChecksumSpec } from "./checksums.js";
-export { createNatsAgentTransport, type NatsAgentTransportOptions } from "./nats-transport.js";
+export { agentInboxPrefix, createNatsAgentTransport, type NatsAgentTransportOptions } from "./nats-transport.js";
 export { createMemoryAgentTransport, type MemoryAgentTransport, type MemoryAgentTransportOptions } from "./memory-transport.js";
 export {
   createHttpPeerTransport,

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock } from "@fenceline/contracts";
-import { connectNats, createLogger } from "@fenceline/bus";
+import { connectNats, createLogger, redactUrl } from "@fenceline/bus";
 import type { Logger } from "pino";
 import { createAgent, type Agent } from "./agent.js";
 import { nextIncarnation, readBootId } from "./boot-identity.js";
@@ -9,7 +9,7 @@ import { createChecksummer } from "./checksums.js";
 import { loadAgentConfig, type AgentConfig } from "./config.js";
 import { createDeferredAgentTransport } from "./deferred-transport.js";
 import { createHttpPeerTransport, type HttpPeerTransport } from "./http-peers.js";
-import { createNatsAgentTransport } from "./nats-transport.js";
+import { agentInboxPrefix, createNatsAgentTransport } from "./nats-transport.js";
 import { createFileSelfFenceStore } from "./self-fence-store.js";
 import { createFileContactStore } from "./contact-store.js";
 import { selectWatchdog, type SelectedWatchdog } from "./watchdog/select-watchdog.js";
@@ -102,6 +102,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     const link = connectInBackground({
       url: config.nats.url,
       name: `fenceline-agent-${config.node}`,
+      inboxPrefix: agentInboxPrefix(config.node),
       log,
       retryMs: connectRetryMs,
       timeoutMs: connectTimeoutMs,
@@ -149,8 +150,12 @@ function connectInBackground(options: {
   retryMs: number;
   timeoutMs: number;
   onConnected: (nc: NatsConnection) => void;
+  inboxPrefix: string;
 }): BackgroundLink {
-  const { url, log } = options;
+  const { log } = options;
+  const url = options.url;
+  // Logged without its password (credentials may be given as nats://user:password@host).
+  const shownUrl = redactUrl(url);
   let nc: NatsConnection | undefined;
   let stopped = false;
   let wake: (() => void) | undefined;
@@ -160,21 +165,21 @@ function connectInBackground(options: {
   const loop = (async () => {
     for (let attempt = 1; !stopped; attempt++) {
       try {
-        const connection = await connectNats(url, { name: options.name, timeoutMs: options.timeoutMs, log });
+        const connection = await connectNats(url, { name: options.name, timeoutMs: options.timeoutMs, log, inboxPrefix: options.inboxPrefix });
         if (stopped) {
           await connection.close();
           break;
         }
         nc = connection;
-        log.info({ url, attempt }, "connected to NATS");
+        log.info({ url: shownUrl, attempt }, "connected to NATS");
         options.onConnected(connection);
         break;
       } catch (err) {
         const message = (err as Error).message;
         if (attempt === 1) {
-          log.warn({ url, retryMs: options.retryMs }, `${message}; the agent runs without the control plane (watchdog fed, self-fencing rules apply) and keeps trying`);
+          log.warn({ url: shownUrl, retryMs: options.retryMs }, `${message}; the agent runs without the control plane (watchdog fed, self-fencing rules apply) and keeps trying`);
         } else {
-          log.debug({ url, attempt }, message);
+          log.debug({ url: shownUrl, attempt }, message);
         }
       } finally {
         markFirst();

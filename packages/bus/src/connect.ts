@@ -11,8 +11,9 @@ export type ConnectOptions = {
   /** Logs disconnects and reconnects. */
   log?: Logger;
   /**
-   * Prefix of this connection's reply subjects (default `_INBOX`). A user whose permissions only
-   * let it subscribe to its own inboxes (a node agent: `_INBOX.agent.<node>.>`) must set it.
+   * Prefix of this connection's reply subjects (default NATS_INBOX_PREFIX, else `_INBOX`). A user
+   * whose permissions only let it subscribe to its own inboxes (a node agent:
+   * `_INBOX.agent.<node>.>`) must set it.
    */
   inboxPrefix?: string;
   /** The environment credentials and TLS files are read from (default process.env). */
@@ -27,7 +28,8 @@ export type ConnectOptions = {
  * characters) or `nats://token@host:port` in the URL, else NATS_USER + NATS_PASSWORD,
  * NATS_TOKEN, NATS_NKEY (a file holding an nkey seed) or NATS_CREDS (a JWT .creds file) from
  * the environment. TLS: a `tls://` URL requires it; NATS_CA, NATS_CERT and NATS_KEY name PEM
- * files (a private CA; a client certificate for mutual TLS).
+ * files (a private CA; a client certificate for mutual TLS). NATS_INBOX_PREFIX sets the inbox
+ * prefix when the caller does not (a user limited to its own inboxes, e.g. `_INBOX.serf`).
  */
 export async function connectNats(url: string, options: ConnectOptions): Promise<NatsConnection> {
   let nc: NatsConnection;
@@ -66,7 +68,7 @@ export function natsConnectionOptions(url: string, options: ConnectOptions): Nod
     name: options.name,
     maxReconnectAttempts: -1,
     timeout: options.timeoutMs ?? 3_000,
-    ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
+    ...(options.inboxPrefix || env.NATS_INBOX_PREFIX ? { inboxPrefix: options.inboxPrefix || env.NATS_INBOX_PREFIX } : {}),
   };
   if (user !== undefined) Object.assign(out, { user, pass });
   else if (token !== undefined) out.token = token;

@@ -1,11 +1,12 @@
-import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DeadLetter, NODE_EVENT_TYPES, NodeEvent, createEvent } from "@fenceline/contracts";
-import { Consumers, Streams, provisionStreams } from "@fenceline/streams";
+import { Streams, provisionStreams } from "@fenceline/streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats, consumeValidated, createLogger, publishEvent, startNatsServer, type NatsServer } from "../src/index.js";
 
 const log = createLogger("consume-test", { level: "silent" });
+const CONSUMER = "consume-test";
 
 describe("consumeValidated", () => {
   let server: NatsServer;
@@ -17,6 +18,8 @@ describe("consumeValidated", () => {
     nc = await connectNats(server.url, { name: "consume-test" });
     await provisionStreams(nc);
     js = jetstream(nc);
+    // A consumer of its own (explicit acks, every event), like the detectors' and actuators'.
+    await (await jetstreamManager(nc)).consumers.add(Streams.events, { durable_name: CONSUMER, ack_policy: AckPolicy.Explicit });
   });
   afterAll(async () => {
     await nc?.close();
@@ -40,7 +43,7 @@ describe("consumeValidated", () => {
   it("dead-letters every kind of bad input, terminates it and keeps handling valid events", async () => {
     const handled: NodeEvent[] = [];
     const consumer = consumeValidated({
-      js, stream: Streams.events, consumer: Consumers.engine, schema: NodeEvent, knownTypes: NODE_EVENT_TYPES,
+      js, stream: Streams.events, consumer: CONSUMER, schema: NodeEvent, knownTypes: NODE_EVENT_TYPES,
       dlqSource: "engine", log,
       handle: (value) => {
         handled.push(value);
@@ -63,7 +66,7 @@ describe("consumeValidated", () => {
       const jsm = await jetstreamManager(nc);
       await expect
         .poll(async () => {
-          const ci = await jsm.consumers.info(Streams.events, Consumers.engine);
+          const ci = await jsm.consumers.info(Streams.events, CONSUMER);
           return { pending: ci.num_pending, unacked: ci.num_ack_pending };
         })
         .toEqual({ pending: 0, unacked: 0 });
@@ -76,7 +79,7 @@ describe("consumeValidated", () => {
     let attempts = 0;
     const done: string[] = [];
     const consumer = consumeValidated({
-      js, stream: Streams.events, consumer: Consumers.engine, schema: NodeEvent, dlqSource: "engine", log,
+      js, stream: Streams.events, consumer: CONSUMER, schema: NodeEvent, dlqSource: "engine", log,
       nakDelayMs: () => 50,
       handle: (value) => {
         if (++attempts < 3) throw new Error("transient");
@@ -94,7 +97,7 @@ describe("consumeValidated", () => {
 
   it("stops promptly while waiting for messages", async () => {
     const consumer = consumeValidated({
-      js, stream: Streams.events, consumer: Consumers.engine, schema: NodeEvent, dlqSource: "engine", log, handle: () => {},
+      js, stream: Streams.events, consumer: CONSUMER, schema: NodeEvent, dlqSource: "engine", log, handle: () => {},
     });
     await new Promise((r) => setTimeout(r, 100));
     const t0 = Date.now();

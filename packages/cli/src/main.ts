@@ -21,6 +21,7 @@ const USAGE = `usage: fenceline <command> [options]   (fenceline <command> --hel
   pause|resume|reset NODE   operator actions
   agent         the node agent (--config agent.json)
   serf-handler  serf's event handler: membership events → node events
+  nats-config   a nats-server configuration: one user per role and node, least-privilege permissions
 
 Client commands find NATS through --server or NATS_URL.`;
 
@@ -43,6 +44,7 @@ const COMMANDS: Record<string, Command> = {
   bench: lazy(async () => (await import("./commands/bench.js")).benchCommand),
   agent: lazy(async () => (await import("./commands/agent.js")).agentCommand),
   "serf-handler": lazy(async () => (await import("./commands/serf-handler.js")).serfHandlerCommand),
+  "nats-config": lazy(async () => (await import("./commands/nats-config.js")).natsConfigCommand),
 };
 
 export async function main(argv: string[]): Promise<number> {

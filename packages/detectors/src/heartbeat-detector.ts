@@ -2,8 +2,12 @@ import { createEvent, type Clock, type Heartbeat, type NodeEvent } from "@fencel
 
 type Seen = {
   bootId: string;
+  /** -1: not known (seeded from a snapshot after a restart). */
   incarnation: number;
+  /** Highest seq of the current incarnation (-1: none yet). */
   seq: number;
+  /** Boot ids heard from this node, oldest first (the current one last), at most MAX_BOOTS. */
+  boots: readonly string[];
   lastSeenAt: number;
   missing: boolean;
   checksums?: Record<string, string>;
@@ -13,17 +17,53 @@ type Seen = {
 const checksumKey = (checksums?: Record<string, string>) =>
   checksums ? Object.keys(checksums).sort().map((k) => `${k}=${checksums[k]}`).join(",") : "";
 
+/** How many boot ids per node are remembered to recognise a replayed heartbeat of an ended boot. */
+const MAX_BOOTS = 32;
+
+/**
+ * Why a heartbeat is stale (a replay, or one delayed past newer ones), or null when it is not.
+ * The agent's incarnation grows on every start (across boots) and its seq on every heartbeat of
+ * an incarnation, so a heartbeat older than the newest one heard says nothing new about the
+ * node: a replayed heartbeat of an earlier boot must not look like a reboot (which confirms
+ * fencing), nor a replayed one of the current boot like a node that came back.
+ */
+function staleness(prev: Seen | undefined, hb: Heartbeat): string | null {
+  if (!prev) return null;
+  if (prev.incarnation >= 0) {
+    if (hb.incarnation < prev.incarnation) {
+      return `stale heartbeat: incarnation ${hb.incarnation} is older than the node's current ${prev.incarnation} (boot ${prev.bootId})`;
+    }
+    if (hb.incarnation === prev.incarnation && hb.seq <= prev.seq) {
+      return `stale heartbeat: seq ${hb.seq} of incarnation ${hb.incarnation} is not above the last one heard (${prev.seq})`;
+    }
+  }
+  if (hb.bootId !== prev.bootId && prev.boots.includes(hb.bootId)) {
+    return `stale heartbeat: boot ${hb.bootId} has ended (the node has booted ${prev.bootId} since)`;
+  }
+  return null;
+}
+
+const withBoot = (boots: readonly string[], bootId: string) =>
+  boots.includes(bootId) ? boots : [...boots, bootId].slice(-MAX_BOOTS);
+
 /**
  * Turns the heartbeat firehose into the few events that matter: a node seen for the first time
  * (`node.joined`), silent for the timeout (`heartbeat.missed`), back (`heartbeat.resumed`), with a
  * new boot id (`boot.changed`), or with changed checksums (`config.reported`). Ids derive from
  * the heartbeat itself, so two detectors seeing the same heartbeats publish the same ids.
+ *
+ * A stale heartbeat (an incarnation older than the newest heard, a seq of the current
+ * incarnation not above the last, or a boot id that has ended) changes nothing: no event, and
+ * `onStale` is told why (the NATS runner dead-letters it and does not ack it). `staleReason`
+ * asks the same question without acting.
  */
 export function createHeartbeatDetector(options: {
   clock: Clock;
   timeoutMs: number;
   publish: (event: NodeEvent) => Promise<void>;
   source?: string;
+  /** Called for every stale heartbeat, which is otherwise ignored. */
+  onStale?: (hb: Heartbeat, reason: string) => void;
 }) {
   const { clock, timeoutMs, publish } = options;
   const source = options.source ?? "heartbeat-detector";
@@ -37,7 +77,7 @@ export function createHeartbeatDetector(options: {
       const now = clock.now();
       for (const { node, bootId } of known) {
         if (nodes.has(node) || bootId === null) continue;
-        nodes.set(node, { bootId, incarnation: -1, seq: -1, lastSeenAt: now, missing: false, checksumKey: "" });
+        nodes.set(node, { bootId, incarnation: -1, seq: -1, boots: [bootId], lastSeenAt: now, missing: false, checksumKey: "" });
       }
     },
 
@@ -51,13 +91,24 @@ export function createHeartbeatDetector(options: {
       for (const seen of nodes.values()) if (!seen.missing) seen.lastSeenAt = Math.max(seen.lastSeenAt, now);
     },
 
+    /** Why `hb` would be ignored as stale, or null when it is current. */
+    staleReason(hb: Heartbeat): string | null {
+      return staleness(nodes.get(hb.node), hb);
+    },
+
     async onHeartbeat(hb: Heartbeat): Promise<void> {
       const now = clock.now();
       const prev = nodes.get(hb.node);
+      const stale = staleness(prev, hb);
+      if (stale !== null) {
+        options.onStale?.(hb, stale);
+        return;
+      }
       const next: Seen = {
         bootId: hb.bootId,
         incarnation: hb.incarnation,
         seq: hb.seq,
+        boots: withBoot(prev?.boots ?? [], hb.bootId),
         lastSeenAt: now,
         missing: false,
         checksumKey: checksumKey(hb.checksums),

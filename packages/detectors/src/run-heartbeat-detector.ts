@@ -65,6 +65,12 @@ export async function runHeartbeatDetector(options: {
         return;
       }
       const hb = parsed.value;
+      // A replayed (or long-delayed) heartbeat: dead-lettered, not acked, no event.
+      const stale = detector.staleReason(hb);
+      if (stale !== null) {
+        publishDeadLetter(nc, "heartbeat-detector", msg.subject, msg.data, "stale", stale, { log }).catch(() => {});
+        return;
+      }
       detector.onHeartbeat(hb).catch((e) => log.warn({ err: e, node: hb.node }, "cannot publish a heartbeat event"));
       if (msg.reply) {
         const state = states.get(hb.node)?.path;

@@ -9,14 +9,45 @@ export type ApplyOutcome =
   /** An earlier event of the node is still to be applied: redeliver this one later. */
   | { applied: false; reason: "out-of-order"; waitingFor: number };
 
+/** What `applyBatch` did with a batch of events (in stream order). */
+export type BatchOutcome = {
+  /** The events applied and saved, in stream order per node. */
+  applied: FoldResult[];
+  /** Events at or below their node's snapshot sequence (applied before). */
+  skipped: number;
+  /**
+   * The sequence of the first event that was not applied (its outputs, its snapshot or the
+   * fold failed), or null when every event was. Every event below it was applied (or
+   * skipped); events above it may have been, and are skipped when they come again.
+   */
+  failedAt: number | null;
+  error?: unknown;
+};
+
 export type EngineCore = {
   /**
    * Folds one event (with its FL_EVENTS sequence); the caller acks it after this resolves,
    * except for "out-of-order", which it must have redelivered later (nak with a delay).
    */
   apply(event: NodeEvent, seq: number): Promise<ApplyOutcome>;
-  /** Loads every snapshot into the cache; returns them (for the timer service). */
-  recover(): Promise<NodeSnapshot[]>;
+  /**
+   * Folds a batch of events (in stream order, every earlier event of their nodes applied):
+   * each node's events in memory, one after the other; then every output of the batch is
+   * published, pipelined in sequence order and awaited together; then each node's last
+   * snapshot only is saved (compare-and-set on the revision it was loaded with), covering its
+   * events up to its first failed publish. Crash semantics are those of `apply`: output ids
+   * derive from sequences and a saved snapshot makes a redelivery a skip. (Unlike `apply`, an
+   * audit record may be stored a moment before its commands: a failed command publish fails
+   * the batch from that event, whose replay publishes the same ids again.)
+   */
+  applyBatch(items: ReadonlyArray<{ event: NodeEvent; seq: number }>): Promise<BatchOutcome>;
+  /**
+   * Loads the snapshots (of the nodes `filter` accepts, default all) into the cache; returns
+   * them (for the timer service).
+   */
+  recover(filter?: (node: string) => boolean): Promise<NodeSnapshot[]>;
+  /** Drops the nodes `filter` accepts from the cache (their partition moved elsewhere). */
+  forget(filter: (node: string) => boolean): void;
   snapshot(node: string): NodeSnapshot | undefined;
   snapshots(): NodeSnapshot[];
 };
@@ -31,6 +62,11 @@ export function createEngineCore(options: {
   outputs: OutputSink;
   /** When given, an event is applied only once every earlier event of its node was (see EventLog). */
   events?: EventLog;
+  /**
+   * Nodes for which a cache miss means "no snapshot" without asking the store: the runtime's
+   * owned, recovered partitions. A wrong guess only costs a failed compare-and-set.
+   */
+  assumeAbsent?: (node: string) => boolean;
   onApplied?: (result: FoldResult) => void;
 }): EngineCore {
   const { decider, snapshots, outputs } = options;
@@ -44,6 +80,35 @@ export function createEngineCore(options: {
     return stored;
   }
 
+  /** Nodes dropped from the cache after a failure: the store has the truth, whatever assumeAbsent says. */
+  const unsure = new Set<string>();
+  const drop = (node: string) => {
+    cache.delete(node);
+    unsure.add(node);
+  };
+
+  async function loadForBatch(node: string) {
+    const cached = cache.get(node);
+    if (cached) return cached;
+    if (!unsure.has(node) && options.assumeAbsent?.(node)) return null;
+    const stored = await load(node);
+    unsure.delete(node);
+    return stored;
+  }
+
+  async function publish(result: FoldResult) {
+    if (result.commands.length > 0) await outputs.publishCommands(result.commands);
+    await outputs.publishAudit(result.audit);
+  }
+
+  /** Commands, then the audit record, both sent before either is confirmed. */
+  function publishOutputs(result: FoldResult): Promise<unknown> {
+    const sent: Promise<void>[] = [];
+    if (result.commands.length > 0) sent.push(outputs.publishCommands(result.commands));
+    sent.push(outputs.publishAudit(result.audit));
+    return Promise.all(sent);
+  }
+
   return {
     async apply(event, seq) {
       const prior = await load(event.node);
@@ -53,31 +118,128 @@ export function createEngineCore(options: {
       const waitingFor = (await options.events?.firstPending(event.node, prior?.snapshot.lastSeq ?? 0, seq)) ?? null;
       if (waitingFor !== null) {
         // Reload on the next try, in case another instance applied the earlier event meanwhile.
-        cache.delete(event.node);
+        drop(event.node);
         return { applied: false, reason: "out-of-order", waitingFor };
       }
       const result = fold(decider, prior?.snapshot ?? null, event, seq);
-      if (result.commands.length > 0) await outputs.publishCommands(result.commands);
-      await outputs.publishAudit(result.audit);
+      await publish(result);
       try {
         const revision = await snapshots.put(result.snapshot, prior?.revision ?? 0);
         cache.set(event.node, { snapshot: result.snapshot, revision });
       } catch (err) {
         // Someone else wrote this node (another instance): forget the cache so the
         // redelivery reloads the newer snapshot.
-        cache.delete(event.node);
+        drop(event.node);
         throw err;
       }
       options.onApplied?.(result);
       return { applied: true, result };
     },
-    async recover() {
-      const all = await snapshots.list();
-      for (const snapshot of all) {
-        const stored = await snapshots.get(snapshot.node);
-        if (stored) cache.set(snapshot.node, stored);
+
+    async applyBatch(items) {
+      const byNode = new Map<string, Array<{ event: NodeEvent; seq: number }>>();
+      for (const item of items) {
+        const list = byNode.get(item.event.node);
+        if (list) list.push(item);
+        else byNode.set(item.event.node, [item]);
       }
-      return all;
+      let failedAt: number | null = null;
+      let error: unknown;
+      let skipped = 0;
+      const fail = (seq: number, err: unknown) => {
+        if (failedAt === null || seq < failedAt) {
+          failedAt = seq;
+          error = err;
+        }
+      };
+
+      // 1. Load what is not cached (concurrently), then fold each node's events in memory.
+      const nodes = await Promise.all(
+        [...byNode].map(async ([node, list]) => {
+          try {
+            return { node, list, prior: await loadForBatch(node) };
+          } catch (err) {
+            fail(list[0]!.seq, err);
+            return null;
+          }
+        }),
+      );
+      const folded: Array<{ node: string; prior: { snapshot: NodeSnapshot; revision: number } | null; results: FoldResult[] }> = [];
+      for (const entry of nodes) {
+        if (!entry) continue;
+        const results: FoldResult[] = [];
+        let state = entry.prior?.snapshot ?? null;
+        for (const { event, seq } of entry.list) {
+          if (state && seq <= state.lastSeq) {
+            skipped += 1;
+            continue;
+          }
+          try {
+            const result = fold(decider, state, event, seq);
+            results.push(result);
+            state = result.snapshot;
+          } catch (err) {
+            fail(seq, err);
+            break;
+          }
+        }
+        if (results.length > 0) folded.push({ node: entry.node, prior: entry.prior, results });
+      }
+
+      // 2. Every output of the batch, pipelined in sequence order on the connection (so the
+      //    streams store them in that order), awaited together.
+      const all = folded.flatMap((f) => f.results).sort((a, b) => a.audit.seq - b.audit.seq);
+      const published = await Promise.allSettled(all.map((r) => publishOutputs(r)));
+      const failedSeqs = new Map<number, unknown>();
+      published.forEach((p, i) => {
+        if (p.status === "rejected") failedSeqs.set(all[i]!.audit.seq, p.reason);
+      });
+
+      // 3. One snapshot per node: the last one whose outputs (and all before it) are out.
+      const saved = await Promise.all(
+        folded.map(async ({ node, prior, results }) => {
+          const firstBad = results.findIndex((r) => failedSeqs.has(r.audit.seq));
+          if (firstBad >= 0) fail(results[firstBad]!.audit.seq, failedSeqs.get(results[firstBad]!.audit.seq));
+          const done = firstBad >= 0 ? results.slice(0, firstBad) : results;
+          const last = done.at(-1);
+          if (!last) return [];
+          try {
+            const revision = await snapshots.put(last.snapshot, prior?.revision ?? 0);
+            cache.set(node, { snapshot: last.snapshot, revision });
+            return done;
+          } catch (err) {
+            // Someone else wrote this node (another instance), or the store failed: reload
+            // it next time.
+            drop(node);
+            fail(done[0]!.audit.seq, err);
+            return [];
+          }
+        }),
+      );
+      const applied = saved.flat().sort((a, b) => a.audit.seq - b.audit.seq);
+      for (const result of applied) options.onApplied?.(result);
+      return { applied, skipped, failedAt, ...(failedAt !== null ? { error } : {}) };
+    },
+
+    async recover(filter) {
+      const accept = filter ?? (() => true);
+      const entries = snapshots.entries
+        ? (await snapshots.entries()).filter((e) => accept(e.snapshot.node))
+        : await Promise.all(
+            (await snapshots.list())
+              .filter((s) => accept(s.node))
+              .map(async (s) => (await snapshots.get(s.node)) ?? { snapshot: s, revision: -1 }),
+          );
+      const out: NodeSnapshot[] = [];
+      for (const entry of entries) {
+        if (entry.revision < 0) continue;
+        cache.set(entry.snapshot.node, entry);
+        out.push(entry.snapshot);
+      }
+      return out;
+    },
+    forget(filter) {
+      for (const node of [...cache.keys()]) if (filter(node)) cache.delete(node);
     },
     snapshot: (node) => cache.get(node)?.snapshot,
     snapshots: () => [...cache.values()].map((c) => c.snapshot),

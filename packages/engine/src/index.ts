@@ -1,11 +1,23 @@
 export { fold, createDecider, commandId, auditId, actuatorOf, type Decider, type FoldResult } from "./fold.js";
-export { createEngineCore, type EngineCore, type ApplyOutcome } from "./engine.js";
+export { createEngineCore, type EngineCore, type ApplyOutcome, type BatchOutcome } from "./engine.js";
 export { createTimerService, timerEventId, type TimerService } from "./timer-service.js";
 export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";
 export type { SnapshotStore, OutputSink, EventSink, EventLog } from "./ports.js";
 export type { NodeSnapshot } from "./snapshot.js";
-export { runEngine, type RunningEngine } from "./nats/run-engine.js";
-export { createKvSnapshotStore } from "./nats/kv-snapshot-store.js";
+export { runEngine, defaultInstanceId, type RunningEngine, type EngineOptions } from "./nats/run-engine.js";
+export { createKvSnapshotStore, readLastPerKey } from "./nats/kv-snapshot-store.js";
+export {
+  createLeaseManager,
+  checkPartitionCount,
+  checkInstanceId,
+  leaseKey,
+  instanceKey,
+  DEFAULT_LEASE_MS,
+  type LeaseManager,
+  type LeaseValue,
+  type InstanceValue,
+} from "./nats/leases.js";
+export { PartitionWorker, DEFAULT_BATCH_SIZE } from "./nats/partition-worker.js";
 export {
   replay,
   createReplayer,

@@ -3,14 +3,14 @@ import type { AddressInfo } from "node:net";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { AuditRecord, ErrorCode, FencelineError, NodeEvent } from "@fenceline/contracts";
-import { Consumers, Streams, Subjects } from "@fenceline/streams";
+import { Consumers, Streams, Subjects, eventPartitions } from "@fenceline/streams";
 import { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics } from "./metrics.js";
 import type { NodeSnapshot } from "./snapshot.js";
 
 export type MetricsWatch = { refresh(): Promise<void>; stop(): void };
 
 /**
- * Keeps the NATS-side metrics current: the engine consumer's lag and the dead-letter count
+ * Keeps the NATS-side metrics current: the engine consumers' lag (summed over partitions) and the dead-letter count
  * (polled), command results from FL_EVENTS and, when the engine does not run in this process,
  * the transitions from FL_AUDIT (core subscriptions: they see what is published from now on).
  */
@@ -58,8 +58,17 @@ export function watchMetrics(options: {
   }
   const refresh = async () => {
     const jsm = await jetstreamManager(nc);
-    const info = await jsm.consumers.info(Streams.events, Consumers.engine).catch(() => null);
-    if (info) metrics.setConsumerInfo(Streams.events, Consumers.engine, { pending: info.num_pending, ackPending: info.num_ack_pending });
+    // The engine's lag: summed over its partition consumers (engine-<p>).
+    const infos = await Promise.all(
+      Array.from({ length: eventPartitions() }, (_, p) => jsm.consumers.info(Streams.events, Consumers.enginePartition(p)).catch(() => null)),
+    );
+    const found = infos.filter((i) => i !== null);
+    if (found.length > 0) {
+      metrics.setConsumerInfo(Streams.events, "engine", {
+        pending: found.reduce((sum, i) => sum + i.num_pending, 0),
+        ackPending: found.reduce((sum, i) => sum + i.num_ack_pending, 0),
+      });
+    }
     const dlq = await jsm.streams.info(Streams.deadLetters).catch(() => null);
     if (dlq) metrics.setDeadLetters(dlq.state.messages);
   };

@@ -7,6 +7,8 @@ export interface SnapshotStore {
   /** Writes when the stored revision still equals `revision` (0: must not exist); returns the new revision. */
   put(snapshot: NodeSnapshot, revision: number): Promise<number>;
   list(): Promise<NodeSnapshot[]>;
+  /** Every snapshot with its revision, in one pass (optional; recovery uses list + get without it). */
+  entries?(): Promise<Array<{ snapshot: NodeSnapshot; revision: number }>>;
 }
 
 /** Where the fold's outputs go. Publishing the same id twice must store it once. */

@@ -7,13 +7,12 @@ import {
   NODE_EVENT_TYPES,
   NodeEvent,
   formatMs,
-  nodeFromToken,
   nodeToken,
   parseMessage,
   type Policy,
 } from "@fenceline/contracts";
 import { connectNats } from "@fenceline/bus";
-import { Streams, Subjects } from "@fenceline/streams";
+import { Streams, Subjects, parseEventSubject, partitionOf } from "@fenceline/streams";
 import {
   createDecider,
   nodeTimeline,
@@ -70,7 +69,8 @@ export async function readEvents(nc: NatsConnection, node?: string): Promise<Rep
   await readStream(nc, Streams.events, node ? Subjects.event(node) : Subjects.eventAll, (m) => {
     const parsed = parseMessage(NodeEvent, m.data, { knownTypes: NODE_EVENT_TYPES });
     if (!parsed.ok) return;
-    if (nodeFromToken(m.subject.split(".")[2] ?? "") !== parsed.value.node) return;
+    const subject = parseEventSubject(m.subject);
+    if (subject?.node !== parsed.value.node || subject.partition !== partitionOf(subject.node)) return;
     out.push({ event: parsed.value, seq: m.seq });
   });
   return out;

@@ -42,8 +42,10 @@ export type DemoOptions = {
   nodes?: number;
   scenario?: string;
   policy?: Policy;
-  /** An existing server; by default the demo starts its own nats-server. */
+  /** An existing server (or a comma-separated cluster); by default the demo starts its own nats-server. */
   server?: string;
+  /** Stream and bucket replicas (3 on a cluster). */
+  replicas?: number;
   /** Progress lines (stderr); silent when absent. */
   progress?: (line: string) => void;
   timeoutMs?: number;
@@ -130,6 +132,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     log,
     cluster: createKubernetesCluster({ kubeConfig, log: log.child({ component: "kubernetes" }) }),
     provisioner: options.provisioner ?? simulatedProvisioner(),
+    ...(options.replicas ? { replicas: options.replicas } : {}),
     conditions: { watcher: createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }) }), rules: defaultConditionRules(0) },
   });
   say(`control plane up: engine, heartbeat and node-condition detectors, fleet guard, actuators (policy ${policy.version})`);

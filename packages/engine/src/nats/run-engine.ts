@@ -1,28 +1,31 @@
+import { hostname } from "node:os";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { NODE_EVENT_TYPES, NodeEvent, nodeFromToken, systemClock, type Clock, type Policy } from "@fenceline/contracts";
-import { consumeValidated, publishAudit, publishCommand, publishDeadLetter, publishEvent, type Logger } from "@fenceline/bus";
-import { Buckets, Consumers, Streams } from "@fenceline/streams";
+import { ErrorCode, FencelineError, systemClock, type Clock, type Policy } from "@fenceline/contracts";
+import { publishAudit, publishCommand, publishEvent, type Logger } from "@fenceline/bus";
+import { Buckets, checkPartitions, eventPartitions, partitionOf } from "@fenceline/streams";
 import { createEngineCore, type EngineCore } from "../engine.js";
 import { createDecider, type Decider, type FoldResult } from "../fold.js";
 import { createTimerService, type TimerService } from "../timer-service.js";
-import { createJetStreamEventLog } from "./jetstream-event-log.js";
 import { createKvSnapshotStore } from "./kv-snapshot-store.js";
+import { checkPartitionCount, createLeaseManager, DEFAULT_LEASE_MS } from "./leases.js";
+import { DEFAULT_BATCH_SIZE, PartitionWorker } from "./partition-worker.js";
 import type { OutputSink, SnapshotStore } from "../ports.js";
 
 export type RunningEngine = {
   core: EngineCore;
   timers: TimerService;
+  instanceId: string;
+  /** The partitions this instance owns now. */
+  partitions(): number[];
+  /** Renew and claim now instead of at the next round (tests). */
+  rebalance(): Promise<void>;
+  /** Stops every partition (finishing its batch), releases the leases. */
   stop(): Promise<void>;
 };
 
-/**
- * Runs the engine on NATS: the durable `engine` consumer on FL_EVENTS, snapshots in FL_NODES,
- * commands to FL_COMMANDS, audit to FL_AUDIT, and the timer service. Streams must already be
- * provisioned.
- */
-export async function runEngine(options: {
+export type EngineOptions = {
   nc: NatsConnection;
   policy: Policy;
   log: Logger;
@@ -30,16 +33,54 @@ export async function runEngine(options: {
   decider?: Decider;
   onApplied?: (result: FoldResult) => void;
   /**
+   * This instance's name in the leases. An instance restarted with the same id takes its
+   * partitions back at once; two live instances must have different ids. Default: the host
+   * name (one engine per host), or FENCELINE_INSTANCE_ID.
+   */
+  instanceId?: string;
+  /** Partition count; must match every publisher's (default: eventPartitions(), i.e. FENCELINE_PARTITIONS or 16). */
+  partitions?: number;
+  /** How long a lease lasts without renewal (default 10 s): a dead instance's partitions move after about this long. */
+  leaseMs?: number;
+  /** Most events folded per batch and partition (default 256). */
+  batchSize?: number;
+  /** Called when the set of owned partitions changed (tests, logs). */
+  onPartitions?: (owned: number[]) => void;
+  /**
    * Wraps the engine's ports: tests use it to crash the engine between publishing its outputs,
    * saving the snapshot and acking (a wrapper that throws is a crash at that point).
    */
   wrap?: { outputs?: (outputs: OutputSink) => OutputSink; snapshots?: (store: SnapshotStore) => SnapshotStore };
-}): Promise<RunningEngine> {
+};
+
+export const defaultInstanceId = (): string =>
+  (process.env.FENCELINE_INSTANCE_ID || hostname() || "engine").replace(/[^-_=a-zA-Z0-9]/g, "_").slice(0, 64);
+
+/**
+ * Runs the engine on NATS as one instance of possibly several: it takes its share of the
+ * FL_EVENTS partitions through leases in FL_LEASES, and for each partition it owns consumes
+ * `engine-<p>` in batches (PartitionWorker), keeping that partition's node snapshots (FL_NODES)
+ * in memory and firing their timers. Commands go to FL_COMMANDS, audit records to FL_AUDIT.
+ * A single instance simply owns every partition. Streams must already be provisioned.
+ */
+export async function runEngine(options: EngineOptions): Promise<RunningEngine> {
   const { nc, policy, log } = options;
   const clock = options.clock ?? systemClock;
+  const partitions = checkPartitions(options.partitions ?? eventPartitions());
   const js = jetstream(nc);
-  const kv = await new Kvm(nc).open(Buckets.nodes);
+  const jsm = await jetstreamManager(nc);
+  const kvm = new Kvm(nc);
+  const kv = await kvm.open(Buckets.nodes);
+  let leasesKv;
+  try {
+    leasesKv = await kvm.open(Buckets.leases);
+    await leasesKv.status();
+  } catch (err) {
+    throw new FencelineError(ErrorCode.Internal, `cannot open the ${Buckets.leases} bucket (provision the streams first): ${(err as Error).message}`, { cause: err });
+  }
+  await checkPartitionCount(leasesKv, partitions);
   const decider = options.decider ?? createDecider(policy);
+  const partitionOfNode = (node: string) => partitionOf(node, partitions);
 
   const outputs: OutputSink = {
     async publishCommands(commands) {
@@ -49,73 +90,98 @@ export async function runEngine(options: {
       await publishAudit(js, record);
     },
   };
-  const snapshots = createKvSnapshotStore(kv);
+  const snapshots = createKvSnapshotStore(kv, nc);
+  /** Partitions whose snapshots are loaded: a node of one of them that is not cached has none. */
+  const loaded = new Set<number>();
   const core = createEngineCore({
     decider,
     snapshots: options.wrap?.snapshots ? options.wrap.snapshots(snapshots) : snapshots,
     outputs: options.wrap?.outputs ? options.wrap.outputs(outputs) : outputs,
-    events: createJetStreamEventLog(await jetstreamManager(nc)),
+    assumeAbsent: (node) => loaded.has(partitionOfNode(node)),
     ...(options.onApplied ? { onApplied: options.onApplied } : {}),
   });
 
   const timers = createTimerService({
     clock,
     publish: async (event) => {
+      // Only the owner of the node's partition fires its timers (the others do not track them).
       await publishEvent(js, event);
     },
     onError: (err) => log.warn({ err }, "cannot publish a timer event; will retry"),
   });
 
-  const recovered = await core.recover();
-  for (const snapshot of recovered) timers.track(snapshot.node, snapshot.context.timers);
-  log.info({ nodes: recovered.length, policy: policy.version }, "engine resumed from snapshots");
+  const workers = new Map<number, PartitionWorker>();
+  const changed = () => options.onPartitions?.(leases.owned());
 
-  const consumer = consumeValidated({
-    js,
-    stream: Streams.events,
-    consumer: Consumers.engine,
-    schema: NodeEvent,
-    knownTypes: NODE_EVENT_TYPES,
-    dlqSource: "engine",
+  const leases = createLeaseManager({
+    nc,
+    kv: leasesKv,
+    instanceId: options.instanceId ?? defaultInstanceId(),
+    partitions,
+    leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
     log,
-    handle: async (event, msg) => {
-      const subjectNode = nodeFromToken(msg.subject.split(".")[2] ?? "");
-      if (subjectNode !== event.node) {
-        await publishDeadLetter(js, "engine", msg.subject, msg.data, "forbidden", `event for node "${event.node}" published on the subject of node "${subjectNode}"`, {
+    async onClaim(claimed) {
+      const set = new Set(claimed);
+      const started = Date.now();
+      const recovered = await core.recover((node) => set.has(partitionOfNode(node)));
+      for (const snapshot of recovered) timers.track(snapshot.node, snapshot.context.timers);
+      for (const p of claimed) {
+        if (!leases.owned().includes(p)) continue;
+        loaded.add(p);
+        const worker = new PartitionWorker({
+          partition: p,
+          partitions,
+          js,
+          jsm,
+          core,
           log,
-          msgID: `dlq:${Streams.events}:${msg.seq}`,
+          batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+          valid: () => leases.valid(p),
+          onBatch: (outcome) => {
+            for (const { audit, snapshot } of outcome.applied) {
+              timers.track(snapshot.node, snapshot.context.timers);
+              const fields = { node: audit.node, seq: audit.seq, event: audit.event.type, from: audit.from, to: audit.to, epoch: audit.epoch, commands: audit.commands.map((c) => c.kind), reason: audit.reason };
+              if (audit.changed) log.info(fields, `${audit.node}: ${audit.from} → ${audit.to}`);
+              else log.debug(fields, `${audit.node}: ${audit.event.type} in ${audit.to}`);
+            }
+          },
         });
-        return;
+        workers.set(p, worker);
       }
-      const outcome = await core.apply(event, msg.seq);
-      if (!outcome.applied && outcome.reason === "out-of-order") {
-        // Settled here, so the loop's ack is a no-op. Retried soon: the earlier event may
-        // still wait for its redelivery (up to the consumer's ack wait).
-        const delayMs = Math.min(2_000, 100 * 2 ** Math.max(0, msg.info.deliveryCount - 1));
-        log.info({ node: event.node, seq: msg.seq, waitingFor: outcome.waitingFor, delayMs }, `${event.node}: event ${msg.seq} waits for event ${outcome.waitingFor}`);
-        msg.nak(delayMs);
-        return;
-      }
-      if (!outcome.applied) {
-        log.debug({ node: event.node, seq: msg.seq }, "event already applied; acking");
-        return;
-      }
-      const { audit, snapshot } = outcome.result;
-      timers.track(event.node, snapshot.context.timers);
-      log.info(
-        { node: event.node, seq: msg.seq, event: event.type, from: audit.from, to: audit.to, epoch: audit.epoch, commands: audit.commands.map((c) => c.kind), reason: audit.reason },
-        audit.changed ? `${event.node}: ${audit.from} → ${audit.to}` : `${event.node}: ${event.type} in ${audit.to}`,
-      );
+      await Promise.all(claimed.map((p) => workers.get(p)?.start()));
+      log.info({ partitions: claimed, nodes: recovered.length, ms: Date.now() - started, policy: policy.version }, "engine resumed partitions from snapshots");
+      changed();
+    },
+    async onLose(p) {
+      const worker = workers.get(p);
+      workers.delete(p);
+      loaded.delete(p);
+      // Its nodes are someone else's now: no timers, no cache (reloaded if it comes back).
+      const mine = (node: string) => partitionOfNode(node) === p;
+      const drop = () => {
+        for (const snapshot of core.snapshots()) if (mine(snapshot.node)) timers.track(snapshot.node, {});
+        core.forget(mine);
+      };
+      drop();
+      changed();
+      await worker?.stop();
+      drop(); // what the last batch applied meanwhile
     },
   });
+
+  await leases.start();
   timers.start();
+  log.info({ instance: leases.instanceId, partitions: leases.owned(), of: partitions }, "engine running");
 
   return {
     core,
     timers,
+    instanceId: leases.instanceId,
+    partitions: () => leases.owned(),
+    rebalance: () => leases.round(),
     async stop() {
       timers.stop();
-      await consumer.stop();
+      await leases.stop();
     },
   };
 }
