@@ -8,7 +8,7 @@ import type { NatsConnection, PermissionViolationError } from "@nats-io/transpor
 import { createActuator, createAgentRelayHandlers, createClusterHandlers, createGuardHandlers, createKvBudgetStore, createProvisionerHandlers, runActuator, watchFleetView, type ActuatorCore } from "@fenceline/actuators";
 import { agentInboxPrefix, createNatsAgentTransport, type AgentTransport } from "@fenceline/agent";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
-import { systemClock, type Clock, type CommandOf, type Heartbeat, type Policy } from "@fenceline/contracts";
+import { systemClock, type Clock, type CommandOf, type Heartbeat, type HeartbeatAck, type Policy } from "@fenceline/contracts";
 import { runHeartbeatDetector } from "@fenceline/detectors";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
 import { InMemoryCluster } from "@fenceline/sim";
@@ -161,6 +161,7 @@ export async function startRoleControlPlane(lab: SecureServer, options: { policy
     detector,
     cluster,
     actuators,
+    fleet,
     provisioned,
     async stop() {
       await Promise.all(runners.map((r) => r.stop()));
@@ -178,6 +179,7 @@ export type TestAgent = {
   /** Commands the agent received (answered ok). */
   commands: Array<CommandOf<"watchdog.stop">>;
   acks: number;
+  lastAck: HeartbeatAck | undefined;
   beating: boolean;
   bootId: string;
   incarnation: number;
@@ -200,6 +202,7 @@ export async function startTestAgent(lab: SecureServer, node: string, options: {
     transport,
     commands: [],
     acks: 0,
+    lastAck: undefined,
     beating: true,
     bootId: options.bootId ?? `boot-${node}-1`,
     incarnation: options.incarnation ?? 1,
@@ -212,7 +215,10 @@ export async function startTestAgent(lab: SecureServer, node: string, options: {
       await transport.close();
     },
   };
-  transport.onAck(() => void agent.acks++);
+  transport.onAck((ack) => {
+    agent.acks++;
+    agent.lastAck = ack;
+  });
   transport.onCommand(async (command) => {
     agent.commands.push(command);
     return { ok: true };
@@ -248,7 +254,15 @@ export async function readNodes(nc: NatsConnection): Promise<Map<string, { value
   const out = new Map<string, { value: unknown; revision: number }>();
   for (const key of Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length)).sort()) {
     const entry = await kv.get(key);
-    if (entry && entry.operation === "PUT") out.set(key, { value: entry.json(), revision: entry.revision });
+    if (entry && entry.operation === "PUT") out.set(key, { value: parseOrText(entry.string()), revision: entry.revision });
   }
   return out;
+}
+
+function parseOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }

@@ -74,7 +74,12 @@ export function createNatsAgentTransport(options: NatsAgentTransportOptions): Ag
       return respond({ ok: false, reason: `invalid command: ${parsed.error}` });
     }
     const command = parsed.value;
-    if (command.kind !== "watchdog.stop") return respond({ ok: false, reason: `the agent does not carry out ${command.kind}` });
+    // Well-formed but not for this agent: refused, and recorded like any input that does not belong.
+    if (command.node !== node || command.kind !== "watchdog.stop") {
+      const reason = command.node !== node ? `${command.kind} for ${command.node} sent to the agent of ${node}` : `the agent does not carry out ${command.kind}`;
+      deadLetter(msg, "forbidden", reason);
+      return respond({ ok: false, reason });
+    }
     if (!commandHandler) return respond({ ok: false, reason: "agent not ready" });
     try {
       respond(await commandHandler(command));

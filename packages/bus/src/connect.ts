@@ -68,6 +68,10 @@ export function natsConnectionOptions(url: string, options: ConnectOptions): Nod
     name: options.name,
     maxReconnectAttempts: -1,
     timeout: options.timeoutMs ?? 3_000,
+    // No "async trace" Error built ahead of every request: it captures a stack per JetStream
+    // publish and cost the engine about a quarter of its CPU (docs/scale.md). Errors keep
+    // their messages; their stacks start in the client library.
+    noAsyncTraces: true,
     ...(options.inboxPrefix || env.NATS_INBOX_PREFIX ? { inboxPrefix: options.inboxPrefix || env.NATS_INBOX_PREFIX } : {}),
   };
   if (user !== undefined) Object.assign(out, { user, pass });

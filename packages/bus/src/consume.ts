@@ -83,7 +83,9 @@ export function consumeValidated<S extends MessageSchema>(options: ConsumeValida
     while (!stopped) {
       try {
         const c = await js.consumers.get(stream, consumer);
-        const messages = await c.consume({ max_messages: options.maxMessages ?? 100 });
+        // Pull requests of 5 s (heartbeats every 2.5 s) rather than 30: on a cluster, a pull lost
+        // when the consumer's leader moves is re-issued within ~5 s.
+        const messages = await c.consume({ max_messages: options.maxMessages ?? 100, expires: 5_000 });
         current = messages;
         if (stopped) messages.stop();
         for await (const msg of messages) await settle(msg);

@@ -28,6 +28,11 @@ export type ControlPlaneOptions = {
   fenceAgent?: FenceAgent;
   clock?: Clock;
   replicas?: number;
+  /**
+   * The engine instance's id in the partition leases (default: FENCELINE_INSTANCE_ID or the
+   * host name). Several control planes share a fleet when each has its own (docs/scale.md).
+   */
+  instanceId?: string;
   /** Called after each event the engine applied (metrics). */
   onApplied?: (result: FoldResult) => void;
   /** Kubernetes node conditions as a second signal (the node watch of a real or simulated API server). */
@@ -62,7 +67,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   );
   if (options.fenceAgent) actuators.push(createActuator({ name: "fence", clock, handlers: createFenceHandlers(options.fenceAgent, clock) }));
 
-  const engine = await runEngine({ nc, policy, log: log.child({ component: "engine" }), clock, ...(options.onApplied ? { onApplied: options.onApplied } : {}) });
+  const engine = await runEngine({
+    nc,
+    policy,
+    log: log.child({ component: "engine" }),
+    clock,
+    ...(options.onApplied ? { onApplied: options.onApplied } : {}),
+    ...(options.instanceId ? { instanceId: options.instanceId } : {}),
+  });
   const detector = await runHeartbeatDetector({ nc, timeoutMs: policy.heartbeat.timeoutMs, log: log.child({ component: "heartbeat-detector" }), clock });
   const conditions = options.conditions
     ? await runConditionDetector({ nc, ...options.conditions, log: log.child({ component: "condition-detector" }), clock })

@@ -34,8 +34,19 @@ export async function runHeartbeatDetector(options: {
         states.delete(entry.key);
         continue;
       }
-      const snap = entry.json<{ node: string; path: string; context: { bootId: string | null } }>();
-      states.set(snap.node, { path: snap.path, bootId: snap.context.bootId });
+      // A malformed entry (only the engine writes here, but a bug or a manual `kv put` can) is
+      // skipped: throwing here would end the watch for good (and reject unhandled).
+      let snap: { node?: unknown; path?: unknown; context?: { bootId?: unknown } } | null = null;
+      try {
+        snap = entry.json();
+      } catch {
+        // not JSON
+      }
+      if (!snap || typeof snap.node !== "string" || typeof snap.path !== "string" || typeof snap.context !== "object" || snap.context === null) {
+        log.warn({ key: entry.key, revision: entry.revision }, "ignoring a malformed FL_NODES entry");
+        continue;
+      }
+      states.set(snap.node, { path: snap.path, bootId: typeof snap.context.bootId === "string" ? snap.context.bootId : null });
     }
   })();
 

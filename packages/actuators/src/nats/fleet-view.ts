@@ -22,7 +22,14 @@ export async function watchFleetView(
         tracker.onDeleted(entry.key);
         continue;
       }
-      const snap = entry.json<{ node: string; path: string; context: { epoch: number } }>();
+      // A malformed entry is skipped: throwing here would end the watch (and reject unhandled).
+      let snap: { node?: unknown; path?: unknown; context?: { epoch?: unknown } } | null = null;
+      try {
+        snap = entry.json();
+      } catch {
+        // not JSON
+      }
+      if (!snap || typeof snap.node !== "string" || typeof snap.path !== "string" || typeof snap.context?.epoch !== "number") continue;
       tracker.onSnapshot(snap.node, snap.path.split(".")[0]!);
       options.onSnapshot?.(snap.node, snap.context.epoch);
     }

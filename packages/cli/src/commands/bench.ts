@@ -3,6 +3,7 @@ import { benchReplay } from "../bench/replay-bench.js";
 
 const USAGE = `usage: fenceline bench replay [--events N] [--nodes N] [--seed N] [--json]
        fenceline bench recovery [options]   (fenceline bench recovery --help)
+       fenceline bench throughput|fleet|restart [options]   (… --help; see docs/scale.md)
 
 Generates a synthetic but valid history (nodes crashing, flapping, rebooting, paused; every
 timer fired at its due time and every command answered) and times replaying it: every event
@@ -22,6 +23,9 @@ function int(value: unknown, name: string, fallback: number, min: number): numbe
 
 export async function benchCommand(argv: string[]): Promise<number> {
   if (argv[0] === "recovery") return (await import("../bench/recovery.js")).benchRecovery(argv);
+  if (argv[0] === "throughput") return (await import("../bench/throughput.js")).benchThroughput(argv);
+  if (argv[0] === "fleet") return (await import("../bench/fleet.js")).benchFleet(argv);
+  if (argv[0] === "restart") return (await import("../bench/restart.js")).benchRestart(argv);
   const { values, positionals } = parse(argv, { events: { type: "string" }, nodes: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" } }, USAGE);
   if (values.help) return (console.log(USAGE), 0);
   if (positionals[0] !== "replay" || positionals.length > 1) throw new UsageError(`which benchmark? "replay" or "recovery"\n\n${USAGE}`);

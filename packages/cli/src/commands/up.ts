@@ -12,7 +12,7 @@ const USAGE = `usage: fenceline up [--server nats://host:port] [--policy policy.
                     [--provision-cleanup CMD --provision-run CMD]
                     [--kubeconfig FILE | --in-cluster] [--node-selector SEL]
                     [--exclude-label KEY] [--condition-duration 30s]
-                    [--metrics-port 9464] [--metrics-host 0.0.0.0]
+                    [--metrics-port 9464] [--metrics-host 0.0.0.0] [--instance-id ID]
 
 Runs the control plane in the foreground: JetStream streams (provisioned idempotently), the
 engine, the heartbeat detector, the fleet guard and the actuators. Without --server (or
@@ -28,7 +28,10 @@ temporary directory). Stop with Ctrl-C.
   --condition-duration D Ready=False/Unknown must last this long before it counts (default 30s;
                          the policy's unhealthyDurationMs then also counts from its start)
   --metrics-port N       serve Prometheus metrics on http://HOST:N/metrics (default 9464, 0: off;
-                         --metrics-host defaults to 0.0.0.0)`;
+                         --metrics-host defaults to 0.0.0.0)
+  --instance-id ID       this engine instance's name in the partition leases (default
+                         FENCELINE_INSTANCE_ID or the host name); run several \`up\` on one fleet
+                         with distinct ids and they share its partitions (docs/scale.md)`;
 
 export async function upCommand(argv: string[]): Promise<number> {
   const { values } = parse(
@@ -46,6 +49,7 @@ export async function upCommand(argv: string[]): Promise<number> {
       "condition-duration": { type: "string" },
       "metrics-port": { type: "string" },
       "metrics-host": { type: "string" },
+      "instance-id": { type: "string" },
     },
     USAGE,
   );
@@ -74,6 +78,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     cluster: k8s && kubeConfig ? k8s.createKubernetesCluster({ kubeConfig, log: log.child({ component: "kubernetes" }) }) : createDryRunCluster(log),
     provisioner: cleanup && provision ? createCommandProvisioner({ cleanup, provision }) : createDryRunProvisioner(log),
     onApplied: metrics.onApplied,
+    ...(values["instance-id"] ? { instanceId: values["instance-id"] as string } : {}),
     ...(kube && k8s && kubeConfig
       ? {
           conditions: {

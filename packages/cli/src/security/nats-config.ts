@@ -276,9 +276,9 @@ export function renderNatsConfig(options: NatsConfigOptions): string {
   out.push("authorization: {", "  users: [");
   options.users.forEach((u, i) => {
     const who = u.role === "agent" ? `node agent of ${u.node}` : `role ${u.role}`;
-    out.push(`    # ${who}`, "    {", `      user: ${quote(u.user)}`);
-    if ("password" in u.auth) out.push(`      password: ${quote(u.auth.password)}`);
-    else out.push(`      nkey: ${quote(u.auth.nkey)}`);
+    // nkey users have no user name: the public key is the identity (the comment names it).
+    if ("password" in u.auth) out.push(`    # ${who}`, "    {", `      user: ${quote(u.user)}`, `      password: ${quote(u.auth.password)}`);
+    else out.push(`    # ${who}: user ${u.user}`, "    {", `      nkey: ${quote(u.auth.nkey)}`);
     out.push(renderPermissions(u.permissions, "      "), `    }${i < options.users.length - 1 ? "," : ""}`);
   });
   out.push("  ]", "}", "");

@@ -16,6 +16,7 @@ import { Consumers, ENGINE_ACK_WAIT_MS, Streams, Subjects, parseEventSubject, pa
 import type { BatchOutcome, EngineCore } from "../engine.js";
 
 export const DEFAULT_BATCH_SIZE = 256;
+const PULL_EXPIRES_MS = 2_000;
 
 /**
  * Works one partition of FL_EVENTS while this instance holds its lease: pull-consumes the
@@ -63,7 +64,8 @@ export class PartitionWorker {
       batchSize?: number;
       /** False once the lease is about to run out: take no new batch. */
       valid: () => boolean;
-      onBatch: (outcome: BatchOutcome) => void;
+      /** After each batch: what was applied, and how many messages the batch had. */
+      onBatch: (outcome: BatchOutcome, size: number) => void;
     },
   ) {
     this.name = Consumers.enginePartition(deps.partition);
@@ -97,6 +99,9 @@ export class PartitionWorker {
         const consumer = await this.deps.js.consumers.get(Streams.events, this.name);
         const messages = await consumer.consume({
           max_messages: 2 * (this.deps.batchSize ?? DEFAULT_BATCH_SIZE),
+          // Pull requests live 2 s (heartbeats every 1 s): when the consumer's leader moves
+          // (a cluster server died) a lost pull is noticed and re-issued within ~2 s, not 30.
+          expires: PULL_EXPIRES_MS,
           callback: (m) => {
             if (generation !== this.generation) return;
             this.queue.push(m);
@@ -259,7 +264,7 @@ export class PartitionWorker {
       outcome = { applied: [], skipped: 0, failedAt: items[0]?.seq ?? null, error: err };
     }
     if (outcome.failedAt !== null && (failedAt === null || outcome.failedAt < failedAt)) failedAt = outcome.failedAt;
-    this.deps.onBatch(outcome);
+    this.deps.onBatch(outcome, batch.length);
 
     // Ack policy "all": acking the last good message acks every message before it.
     const good = failedAt === null ? batch : batch.filter((m) => m.seq < failedAt!);

@@ -5,7 +5,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError, systemClock, type Clock, type Policy } from "@fenceline/contracts";
 import { publishAudit, publishCommand, publishEvent, type Logger } from "@fenceline/bus";
 import { Buckets, checkPartitions, eventPartitions, partitionOf } from "@fenceline/streams";
-import { createEngineCore, type EngineCore } from "../engine.js";
+import { createEngineCore, type BatchOutcome, type EngineCore } from "../engine.js";
 import { createDecider, type Decider, type FoldResult } from "../fold.js";
 import { createTimerService, type TimerService } from "../timer-service.js";
 import { createKvSnapshotStore } from "./kv-snapshot-store.js";
@@ -46,6 +46,8 @@ export type EngineOptions = {
   batchSize?: number;
   /** Called when the set of owned partitions changed (tests, logs). */
   onPartitions?: (owned: number[]) => void;
+  /** Called after each batch a partition folded (benchmarks, metrics). */
+  onBatch?: (outcome: BatchOutcome, partition: number, size: number) => void;
   /**
    * Wraps the engine's ports: tests use it to crash the engine between publishing its outputs,
    * saving the snapshot and acking (a wrapper that throws is a crash at that point).
@@ -137,7 +139,8 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
           log,
           batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
           valid: () => leases.valid(p),
-          onBatch: (outcome) => {
+          onBatch: (outcome, size) => {
+            options.onBatch?.(outcome, p, size);
             for (const { audit, snapshot } of outcome.applied) {
               timers.track(snapshot.node, snapshot.context.timers);
               const fields = { node: audit.node, seq: audit.seq, event: audit.event.type, from: audit.from, to: audit.to, epoch: audit.epoch, commands: audit.commands.map((c) => c.kind), reason: audit.reason };

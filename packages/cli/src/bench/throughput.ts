@@ -1,0 +1,266 @@
+import { readFileSync } from "node:fs";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { AuditRecord, Clock } from "@fenceline/contracts";
+import { connectNats, createLogger, publishEvent, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { createDecider, fold, runEngine, type NodeSnapshot } from "@fenceline/engine";
+import { Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
+import { parse, table, UsageError } from "../args.js";
+import { HistoryGenerator, type HistoryItem } from "./history.js";
+
+const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--seed N] [--json]
+
+Events per second through the full engine against a bare JetStream consume-and-ack loop, side by
+side on the same nats-server (started here, temporary store) and the same pre-published events:
+a synthetic but valid history (see \`fenceline bench replay\`) in FL_EVENTS.
+  bare    one durable pull consumer on FL_EVENTS: receive each message and ack it, nothing else
+  engine  the partitioned engine (one instance, all ${eventPartitions()} partitions): consume in batches, fold,
+          publish commands and audit records, save each node's last snapshot, ack the batch
+The bare loop runs before and after the engine; its figure is the mean of the two. The engine's
+time includes its start (leases, consumers). Its logs are off (warn level), its timers idle.
+Prints a table; with --json the last stdout line is
+{ "engineEventsPerSec": n, "bareEventsPerSec": n, "ratio": n }.
+  --events N  events (default 50000)
+  --nodes N   fleet size (default 1000)
+  --batch N   most events per engine batch and partition (default 256)
+  --seed N    seed of the history (default 1)`;
+
+function int(value: unknown, name: string, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}\n\n${USAGE}`);
+  return n;
+}
+
+/** CPU time (user + system) of a process, in ms, from /proc (Linux); null elsewhere. */
+export function processCpuMs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14 and 15 of stat (utime, stime), counted from field 3 after the command name.
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/** Current and peak resident memory of a process, in MiB, from /proc (Linux); null elsewhere. */
+export function processRssMb(pid: number): { rss: number; peak: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? NaN);
+    return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
+  } catch {
+    return null;
+  }
+}
+
+/** A clock whose timers never fire: the engine's timer service stays idle during the run. */
+const idleClock: Clock = { now: () => Date.now(), setTimeout: () => null, clearTimeout: () => {} };
+
+export type ThroughputResult = {
+  events: number;
+  nodes: number;
+  bareEventsPerSec: number;
+  bareRuns: number[];
+  engineEventsPerSec: number;
+  ratio: number;
+  engineMs: number;
+  engineStartMs: number;
+  foldOnlyEventsPerSec: number;
+  divergences: number;
+  batches: number;
+  meanBatch: number;
+  snapshotWrites: number;
+  commands: number;
+  audit: number;
+  clientCpuMsPerKEvent: { bare: number; engine: number };
+  serverCpuMsPerKEvent: { bare: number | null; engine: number | null };
+};
+
+export async function runThroughputBench(options: { events: number; nodes: number; batch: number; seed: number }): Promise<ThroughputResult> {
+  const log = createLogger("bench", { level: "warn" });
+  const server: NatsServer = await startNatsServer({ log });
+  const connections: NatsConnection[] = [];
+  const connect = async (name: string) => {
+    const nc = await connectNats(server.url, { name });
+    connections.push(nc);
+    return nc;
+  };
+  try {
+    const nc = await connect("bench-throughput");
+    await provisionStreams(nc);
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+
+    // The history, published in order (pipelined on one connection: stream sequence = index + 1).
+    const generator = new HistoryGenerator({ nodes: options.nodes, seed: options.seed });
+    const items: HistoryItem[] = generator.next(options.events);
+    for (let i = 0; i < items.length; i += 1_000) {
+      const acks = await Promise.all(items.slice(i, i + 1_000).map((item) => publishEvent(js, item.event)));
+      acks.forEach((ack, j) => {
+        if (ack.seq !== items[i + j]!.seq) throw new Error(`event ${items[i + j]!.seq} stored as ${ack.seq}`);
+      });
+    }
+
+    // The decide step alone, in memory, for reference.
+    const decider = createDecider(generator.policy);
+    const states = new Map<string, NodeSnapshot | null>();
+    let t = performance.now();
+    for (const { event, seq } of items) states.set(event.node, fold(decider, states.get(event.node) ?? null, event, seq).snapshot);
+    const foldOnlyEventsPerSec = Math.round(items.length / ((performance.now() - t) / 1000));
+
+    const bare = async (run: number) => {
+      const name = `bench-bare-${run}`;
+      await jsm.consumers.add(Streams.events, { durable_name: name, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: Subjects.eventAll, max_ack_pending: 20_000 });
+      const bnc = await connect(name);
+      const consumer = await jetstream(bnc).consumers.get(Streams.events, name);
+      const cpu = process.cpuUsage();
+      const serverCpu = processCpuMs(server.pid);
+      const started = performance.now();
+      let count = 0;
+      const messages = await consumer.consume({ max_messages: 1_000 });
+      for await (const m of messages as AsyncIterable<JsMsg>) {
+        m.ack();
+        if (++count === items.length) break;
+      }
+      await bnc.flush();
+      const ms = performance.now() - started;
+      const used = process.cpuUsage(cpu);
+      const serverAfter = processCpuMs(server.pid);
+      messages.stop();
+      await jsm.consumers.delete(Streams.events, name);
+      return { perSec: items.length / (ms / 1000), cpuMs: (used.user + used.system) / 1000, serverMs: serverCpu !== null && serverAfter !== null ? serverAfter - serverCpu : null };
+    };
+
+    const before = await bare(1);
+
+    // The engine: one instance, every partition.
+    const enc = await connect("bench-engine");
+    let applied = 0;
+    let batches = 0;
+    let batched = 0;
+    let snapshotWrites = 0;
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    const cpu = process.cpuUsage();
+    const serverCpu = processCpuMs(server.pid);
+    const started = performance.now();
+    const engine = await runEngine({
+      nc: enc,
+      policy: generator.policy,
+      log,
+      clock: idleClock,
+      instanceId: "bench",
+      batchSize: options.batch,
+      onBatch: (outcome, _p, size) => {
+        batches += 1;
+        batched += size;
+        snapshotWrites += new Set(outcome.applied.map((r) => r.audit.node)).size;
+        applied += outcome.applied.length + outcome.skipped;
+        if (applied >= items.length) done();
+      },
+    });
+    const engineStartMs = performance.now() - started;
+    await finished;
+    const engineMs = performance.now() - started;
+    const used = process.cpuUsage(cpu);
+    const serverAfter = processCpuMs(server.pid);
+    await engine.stop();
+
+    const after = await bare(2);
+
+    // Check the engine's audit trail against the history's.
+    const audit = await readAll<AuditRecord>(nc, Streams.audit);
+    const expected = new Map(items.map((i) => [i.seq, i.audit]));
+    let divergences = 0;
+    for (const record of audit) {
+      const want = expected.get(record.seq);
+      if (!want || want.from !== record.from || want.to !== record.to || want.commands.map((c) => c.id).join() !== record.commands.map((c) => c.id).join()) divergences += 1;
+    }
+    divergences += Math.max(0, items.length - audit.length);
+    const commands = (await jsm.streams.info(Streams.commands)).state.messages;
+
+    const bareEventsPerSec = Math.round((before.perSec + after.perSec) / 2);
+    const engineEventsPerSec = Math.round(items.length / (engineMs / 1000));
+    const perK = (ms: number | null) => (ms === null ? null : Math.round((ms / items.length) * 1000 * 10) / 10);
+    return {
+      events: items.length,
+      nodes: options.nodes,
+      bareEventsPerSec,
+      bareRuns: [Math.round(before.perSec), Math.round(after.perSec)],
+      engineEventsPerSec,
+      ratio: Math.round((engineEventsPerSec / bareEventsPerSec) * 1000) / 1000,
+      engineMs: Math.round(engineMs),
+      engineStartMs: Math.round(engineStartMs),
+      foldOnlyEventsPerSec,
+      divergences,
+      batches,
+      meanBatch: batches > 0 ? Math.round((batched / batches) * 10) / 10 : 0,
+      snapshotWrites,
+      commands,
+      audit: audit.length,
+      clientCpuMsPerKEvent: { bare: perK((before.cpuMs + after.cpuMs) / 2)!, engine: perK((used.user + used.system) / 1000)! },
+      serverCpuMsPerKEvent: {
+        bare: before.serverMs !== null && after.serverMs !== null ? perK((before.serverMs + after.serverMs) / 2) : null,
+        engine: serverCpu !== null && serverAfter !== null ? perK(serverAfter - serverCpu) : null,
+      },
+    };
+  } finally {
+    await Promise.allSettled(connections.map((c) => c.close()));
+    await server.stop();
+  }
+}
+
+/** Every message of a stream, parsed, with an ordered consumer. */
+async function readAll<T>(nc: NatsConnection, stream: string): Promise<T[]> {
+  const jsm = await jetstreamManager(nc);
+  const { state } = await jsm.streams.info(stream);
+  if (state.messages === 0) return [];
+  const consumer = await jetstream(nc).consumers.get(stream);
+  const out: T[] = [];
+  const messages = await consumer.consume({ max_messages: 5_000 });
+  for await (const m of messages) {
+    out.push(m.json<T>());
+    if (m.info.pending === 0) break;
+  }
+  return out;
+}
+
+/** `fenceline bench throughput`: returns the exit code (1 when the engine's audit diverged from the history). */
+export async function benchThroughput(argv: string[]): Promise<number> {
+  const args = argv[0] === "throughput" ? argv.slice(1) : argv;
+  const { values, positionals } = parse(
+    args,
+    { events: { type: "string" }, nodes: { type: "string" }, batch: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" } },
+    USAGE,
+  );
+  if (values.help) return (console.log(USAGE), 0);
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}\n\n${USAGE}`);
+  const r = await runThroughputBench({
+    events: int(values.events, "events", 50_000, 1),
+    nodes: int(values.nodes, "nodes", 1_000, 1),
+    batch: int(values.batch, "batch", 256, 1),
+    seed: int(values.seed, "seed", 1, 0),
+  });
+  const cpu = (ms: number | null) => (ms === null ? "n/a" : `${ms} ms`);
+  process.stdout.write(
+    `${table(
+      [
+        ["events, nodes", `${r.events} over ${r.nodes} nodes (pre-published in FL_EVENTS)`],
+        ["bare consume + ack", `${r.bareEventsPerSec} events/s (runs: ${r.bareRuns.join(", ")})`],
+        ["engine", `${r.engineEventsPerSec} events/s (${r.engineMs} ms, of which start ${r.engineStartMs} ms)`],
+        ["ratio engine / bare", String(r.ratio)],
+        ["fold alone, in memory", `${r.foldOnlyEventsPerSec} events/s`],
+        ["engine batches", `${r.batches}, ${r.meanBatch} events each on average`],
+        ["JetStream writes", `${r.audit} audit records, ${r.commands} commands, ${r.snapshotWrites} snapshots (coalesced from ${r.events}), ${r.batches} acks`],
+        ["client CPU / 1000 events", `bare ${cpu(r.clientCpuMsPerKEvent.bare)}, engine ${cpu(r.clientCpuMsPerKEvent.engine)}`],
+        ["nats-server CPU / 1000 events", `bare ${cpu(r.serverCpuMsPerKEvent.bare)}, engine ${cpu(r.serverCpuMsPerKEvent.engine)}`],
+        ["audit vs history", r.divergences === 0 ? "identical" : `${r.divergences} divergences`],
+      ],
+      ["THROUGHPUT BENCHMARK", ""],
+    )}\n`,
+  );
+  if (values.json) process.stdout.write(`${JSON.stringify({ engineEventsPerSec: r.engineEventsPerSec, bareEventsPerSec: r.bareEventsPerSec, ratio: r.ratio })}\n`);
+  return r.divergences === 0 ? 0 : 1;
+}

@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest";
+import { runCli } from "../e2e/cli.js";
+
+/**
+ * The scale benchmarks run, with tiny parameters, as a user runs them (the built CLI): each
+ * prints its table and, last, its JSON line. No timing is asserted: figures are for
+ * docs/scale.md, measured with the defaults.
+ */
+async function bench(args: string[]): Promise<Record<string, unknown>> {
+  const result = await runCli(["bench", ...args, "--json"], { timeoutMs: 90_000, env: { FENCELINE_LOG_LEVEL: "warn" } });
+  expect(result.code, result.stderr.slice(-3_000)).toBe(0);
+  const lines = result.stdout.trim().split("\n");
+  expect(lines.length).toBeGreaterThan(2);
+  return JSON.parse(lines.at(-1)!) as Record<string, unknown>;
+}
+
+describe("fenceline bench throughput|fleet|restart (smoke)", () => {
+  it("throughput: the engine and the bare loop over the same events, and their ratio", async () => {
+    const r = await bench(["throughput", "--events", "2000", "--nodes", "100"]);
+    expect(Object.keys(r)).toEqual(["engineEventsPerSec", "bareEventsPerSec", "ratio"]);
+    expect(r.engineEventsPerSec).toBeGreaterThan(0);
+    expect(r.bareEventsPerSec).toBeGreaterThan(0);
+    expect(r.ratio).toBeCloseTo((r.engineEventsPerSec as number) / (r.bareEventsPerSec as number), 2);
+  }, 90_000);
+
+  it("fleet: every silent agent is detected; CPU and memory of the control plane are reported", async () => {
+    const r = await bench(["fleet", "--nodes", "500", "--kill", "5", "--steady", "1"]);
+    expect(r).toMatchObject({ nodes: 500, killed: 5, detected: 5, timeoutMs: 3_000 });
+    expect(r.detectionP99Ms).toBeGreaterThan(0);
+    expect(r.rssMb).toBeGreaterThan(0);
+  }, 90_000);
+
+  it("restart: an engine resumes every node from its snapshot", async () => {
+    const r = await bench(["restart", "--nodes", "500", "--runs", "1"]);
+    expect(r).toMatchObject({ nodes: 500, partitions: 16 });
+    expect(r.resumeMs).toBeGreaterThan(0);
+  }, 90_000);
+});
