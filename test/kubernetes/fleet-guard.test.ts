@@ -11,7 +11,7 @@ describe("fleet guard", () => {
   afterEach(async () => {
     await sim?.stop();
     sim = undefined;
-  }, 60_000);
+  }, 90_000);
 
   it.each([1, 2])("maxUnhealthy 1: three crashed nodes are remediated one at a time (%i control planes)", async (controlPlanes) => {
     sim = await startSimK8s({
@@ -32,7 +32,7 @@ describe("fleet guard", () => {
     // Each machine is powered on again once its workloads were moved off it (its saved state).
     const booted = new Set<string>();
     const done = () => victims.every((v) => booted.has(v) && s.latest(v) === "healthy");
-    const until = Date.now() + 40_000;
+    const until = Date.now() + 75_000;
     while (!done()) {
       if (Date.now() > until) {
         const detail = victims.map((v) => `${v}: ${s.latest(v)} booted=${booted.has(v)}\n  ${s.timeline(v).slice(-12).join("\n  ")}`).join("\n");
@@ -60,5 +60,5 @@ describe("fleet guard", () => {
     }
     for (const r of ["db-0", "db-1", "db-2"]) expect(s.cluster.replicas().find((x) => x.replica === r)!.runningOn).toHaveLength(1);
     expect(s.violations).toEqual([]);
-  }, 60_000);
+  }, 90_000);
 });

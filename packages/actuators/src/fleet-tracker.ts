@@ -8,8 +8,20 @@ import type { FleetView } from "./fleet-guard.js";
  * majority began; `sample()` must be called often (every heartbeat interval or so) so a short
  * loss of the majority is not missed.
  */
-export function createFleetTracker(options: { now: () => number; heartbeatTimeoutMs: number }) {
+export function createFleetTracker(options: {
+  now: () => number;
+  heartbeatTimeoutMs: number;
+  /**
+   * A loss of the majority shorter than this is ignored for `majoritySince` (new slots are still
+   * refused during it). Sound when it is at most controlPlaneTimeout − heartbeatTimeout: an
+   * agent only concludes "control-plane outage" after controlPlaneTimeout without contact, and
+   * the tracker notices a silence heartbeatTimeout after it began. Smooths heartbeat jitter.
+   */
+  minDipMs?: number;
+}) {
   const { now, heartbeatTimeoutMs } = options;
+  const minDipMs = options.minDipMs ?? 0;
+  let lostSince: number | null = null;
   const phases = new Map<string, string>();
   const heard = new Map<string, number>();
   let majoritySince: number | null = null;
@@ -27,8 +39,13 @@ export function createFleetTracker(options: { now: () => number; heartbeatTimeou
   function sample(): FleetView {
     const at = now();
     const { fleetSize, healthy } = count(at);
-    if (fleetSize > 0 && healthy * 2 > fleetSize) majoritySince ??= at;
-    else majoritySince = null;
+    if (fleetSize > 0 && healthy * 2 > fleetSize) {
+      majoritySince ??= at;
+      lostSince = null;
+    } else {
+      lostSince ??= at;
+      if (at - lostSince >= minDipMs) majoritySince = null;
+    }
     return { fleetSize, healthy, majoritySince };
   }
 

@@ -93,6 +93,16 @@ describe("agent over a real nats-server", () => {
       v: 1, id: `cmd-${epoch}`, node: "n2", epoch, kind: "watchdog.stop", issuedAt: Date.now(), deadline: Date.now() + 10_000, causedBy: 1, params: { reason: "test" },
     });
     const send = async (body: unknown) => (await nc.request(Subjects.agentCommand("n2"), JSON.stringify(body), { timeout: 2_000 })).json<{ ok: boolean; reason?: string }>();
+    // The agent connects in the background: wait until it answers at all.
+    for (let until = Date.now() + 10_000; ; ) {
+      try {
+        await nc.request(Subjects.agentCommand("n2"), "{}", { timeout: 500 });
+        break;
+      } catch (err) {
+        if (Date.now() > until) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     try {
       expect((await send({ kind: "watchdog.stop" })).reason).toMatch(/^invalid command/);
       expect(await send(command(4))).toEqual({ ok: true });

@@ -11,9 +11,9 @@ import { createFleetTracker } from "../fleet-tracker.js";
  */
 export async function watchFleetView(
   nc: NatsConnection,
-  options: { heartbeatTimeoutMs: number; onSnapshot?: (node: string, epoch: number) => void; now?: () => number; sampleMs?: number },
+  options: { heartbeatTimeoutMs: number; minDipMs?: number; onSnapshot?: (node: string, epoch: number) => void; now?: () => number; sampleMs?: number },
 ) {
-  const tracker = createFleetTracker({ now: options.now ?? Date.now, heartbeatTimeoutMs: options.heartbeatTimeoutMs });
+  const tracker = createFleetTracker({ now: options.now ?? Date.now, heartbeatTimeoutMs: options.heartbeatTimeoutMs, ...(options.minDipMs !== undefined ? { minDipMs: options.minDipMs } : {}) });
   const kv = await new Kvm(nc).open(Buckets.nodes);
   const watch = await kv.watch();
   const done = (async () => {

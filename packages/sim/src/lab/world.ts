@@ -131,7 +131,11 @@ export class LabWorld {
     this.#rng = rng;
     this.#decider = createDecider(policy, options.machine);
     this.#limit = slotLimit(policy, options.nodes.length);
-    this.#fleet = createFleetTracker({ now: () => clock.now(), heartbeatTimeoutMs: policy.heartbeat.timeoutMs });
+    this.#fleet = createFleetTracker({
+      now: () => clock.now(),
+      heartbeatTimeoutMs: policy.heartbeat.timeoutMs,
+      minDipMs: Math.max(0, policy.agent.controlPlaneTimeoutMs - policy.heartbeat.timeoutMs),
+    });
 
     this.cluster = new InMemoryCluster({ clock, nodes: options.nodes, unreachableEvictionMs: options.unreachableEvictionMs ?? null });
     for (const s of options.statefulSets) this.cluster.addStatefulSet(s.name, s.replicas);
