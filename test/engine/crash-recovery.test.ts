@@ -118,7 +118,8 @@ async function runScenario(plan: Map<number, KillPoint>) {
         return stored;
       },
     });
-    self.engine = await runEngine({ nc, policy: DEMO_POLICY, log, clock: stoppedClock, wrap: { outputs, snapshots } });
+    // The same instance id each time, as a restarted process has: its partitions come back at once.
+    self.engine = await runEngine({ nc, policy: DEMO_POLICY, log, clock: stoppedClock, instanceId: "engine", wrap: { outputs, snapshots } });
     return self;
   };
 

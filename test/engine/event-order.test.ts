@@ -30,7 +30,7 @@ describe("per-node event order (real nats-server)", () => {
     env = await startJetStream();
     const { js, jsm, nc } = env;
     const start = async () => {
-      const engine = await runEngine({ nc: await env!.connect("engine"), policy: DEMO_POLICY, log: testLog("engine"), clock: stoppedClock });
+      const engine = await runEngine({ nc: await env!.connect("engine"), policy: DEMO_POLICY, log: testLog("engine"), clock: stoppedClock, instanceId: "engine" });
       engines.push(engine);
       return engine;
     };

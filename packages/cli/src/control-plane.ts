@@ -29,8 +29,8 @@ export type ControlPlaneOptions = {
   clock?: Clock;
   replicas?: number;
   /**
-   * The engine instance's id in the partition leases (default: FENCELINE_INSTANCE_ID or the
-   * host name). Several control planes share a fleet when each has its own (docs/scale.md).
+   * The engine instance's id in the partition leases (default: FENCELINE_INSTANCE_ID, else
+   * host-pid). Several control planes share a fleet, each with its own (docs/scale.md).
    */
   instanceId?: string;
   /** Called after each event the engine applied (metrics). */
@@ -54,6 +54,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const actuators: ActuatorCore[] = [];
   const fleet = await watchFleetView(nc, {
     heartbeatTimeoutMs: policy.heartbeat.timeoutMs,
+    minDipMs: Math.max(0, policy.agent.controlPlaneTimeoutMs - policy.heartbeat.timeoutMs),
     now: () => clock.now(),
     onSnapshot: (node, epoch) => actuators.forEach((a) => a.observeEpoch(node, epoch)),
   });

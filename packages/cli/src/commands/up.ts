@@ -29,9 +29,9 @@ temporary directory). Stop with Ctrl-C.
                          the policy's unhealthyDurationMs then also counts from its start)
   --metrics-port N       serve Prometheus metrics on http://HOST:N/metrics (default 9464, 0: off;
                          --metrics-host defaults to 0.0.0.0)
-  --instance-id ID       this engine instance's name in the partition leases (default
-                         FENCELINE_INSTANCE_ID or the host name); run several \`up\` on one fleet
-                         with distinct ids and they share its partitions (docs/scale.md)`;
+  --instance-id ID       this engine's name in the partition leases (default FENCELINE_INSTANCE_ID,
+                         else host-pid); several \`up\` on one fleet share its partitions; a restart
+                         with the same id resumes at once, with a new one after the lease (10 s)`;
 
 export async function upCommand(argv: string[]): Promise<number> {
   const { values } = parse(

@@ -91,6 +91,10 @@ export class PartitionWorker {
     let force = false;
     while (!this.stopped) {
       try {
+        // Never touch the consumer (rewinding deletes it) without a valid lease: it may be
+        // someone else's partition by now.
+        while (!this.stopped && !this.deps.valid()) await new Promise((resolve) => setTimeout(resolve, 100));
+        if (this.stopped) break;
         await this.rewind(force);
         force = false;
         if (this.stopped) break;

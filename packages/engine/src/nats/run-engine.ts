@@ -34,8 +34,8 @@ export type EngineOptions = {
   onApplied?: (result: FoldResult) => void;
   /**
    * This instance's name in the leases. An instance restarted with the same id takes its
-   * partitions back at once; two live instances must have different ids. Default: the host
-   * name (one engine per host), or FENCELINE_INSTANCE_ID.
+   * partitions back at once (with a new id it waits for its old leases to expire); two live
+   * instances must have different ids. Default: see defaultInstanceId.
    */
   instanceId?: string;
   /** Partition count; must match every publisher's (default: eventPartitions(), i.e. FENCELINE_PARTITIONS or 16). */
@@ -55,8 +55,18 @@ export type EngineOptions = {
   wrap?: { outputs?: (outputs: OutputSink) => OutputSink; snapshots?: (store: SnapshotStore) => SnapshotStore };
 };
 
-export const defaultInstanceId = (): string =>
-  (process.env.FENCELINE_INSTANCE_ID || hostname() || "engine").replace(/[^-_=a-zA-Z0-9]/g, "_").slice(0, 64);
+let started = 0;
+
+/**
+ * FENCELINE_INSTANCE_ID, else `<host>-<pid>` (and `-<k>` for the k-th further engine of the
+ * process): distinct for every live engine, and the same for a process restarted with the same
+ * pid on the same host (pid 1 in a container: its restarts take their leases back at once).
+ */
+export function defaultInstanceId(): string {
+  const k = started++;
+  const id = process.env.FENCELINE_INSTANCE_ID || `${hostname() || "engine"}-${process.pid}${k > 0 ? `-${k}` : ""}`;
+  return id.replace(/[^-_=a-zA-Z0-9]/g, "_").slice(0, 64);
+}
 
 /**
  * Runs the engine on NATS as one instance of possibly several: it takes its share of the
