@@ -801,8 +801,11 @@ export function createNodeMachine(policy: Policy) {
           "operator.pause": { actions: "notePause" },
           "operator.resume": [
             { guard: "hasSignals", target: "suspect", actions: "clearPause" },
+            // Still tainted, rebooted while paused, or drifted: rejoin rather than call it healthy.
+            { guard: "needsRejoin", target: "rejoining", actions: ["clearPause", "markDriftOrNothing"] },
             { target: "healthy", actions: "clearPause" },
           ],
+          "boot.changed": { actions: ["markRebooted", "observe"] },
         },
       },
 

@@ -69,7 +69,7 @@ describe("root-level handlers", () => {
 
   behaviour(
     "liveness events are recorded while paused",
-    ["node heartbeat.missed", "node heartbeat.resumed", "node boot.changed", "node node.joined"],
+    ["node heartbeat.missed", "node heartbeat.resumed", "paused boot.changed", "node node.joined"],
     () => {
       const h = machineFor();
       joined(h).send("operator.pause", { reason: "maintenance" }, 10);
@@ -85,6 +85,15 @@ describe("root-level handlers", () => {
       expect(h.kinds).toEqual([]);
     },
   );
+
+  behaviour("a boot change waiting for an operator is only recorded", ["node boot.changed"], () => {
+    const h = machineFor();
+    toFencing(h).fire("fence-timeout");
+    expect(h.path).toBe("operator");
+    h.send("boot.changed", { previousBootId: "b1", bootId: "b9" }, 700_000);
+    expect(h.path).toBe("operator");
+    expect(h.context.bootId).toBe("b9");
+  });
 
   behaviour("a slot granted to a healthy node is released", ["node command.result [unwantedSlot]"], () => {
     const h = machineFor();
@@ -1092,6 +1101,16 @@ describe("paused", () => {
     toSuspect(h).send("operator.pause", { reason: "look" }, 2_000);
     h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000).send("operator.resume", {}, 4_000);
     expect(h.path).toBe("healthy");
+  });
+
+  behaviour("resume → rejoining when the node was rebooted while paused", ["paused boot.changed", "paused operator.resume [needsRejoin]"], () => {
+    const h = machineFor();
+    joined(h).send("operator.pause", { reason: "maintenance" }, 1_000);
+    h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 2_000);
+    expect(h.path).toBe("paused");
+    h.send("operator.resume", {}, 3_000);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(h.context.rejoin.reprovision).toBe("rebooted (boot id b1 → b2)");
   });
 
   behaviour("a slot granted after the pause is released", ["node command.result [unwantedSlot]"], () => {
