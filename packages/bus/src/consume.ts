@@ -30,6 +30,13 @@ export type ConsumeValidatedOptions<S extends MessageSchema> = {
   /** Pause before re-subscribing after the consume loop itself failed. */
   retryMs?: number;
   maxMessages?: number;
+  /**
+   * How many messages may be in `handle` at once (default 1: strictly one after another).
+   * Messages with the same `keyOf` are still handled one after another, in stream order.
+   */
+  concurrency?: number;
+  /** The ordering key of a message; default: the last token of its subject (the node). */
+  keyOf?: (msg: JsMsg) => string;
 };
 
 export type ValidatedConsumer = {
@@ -79,6 +86,11 @@ export function consumeValidated<S extends MessageSchema>(options: ConsumeValida
     }
   };
 
+  const concurrency = options.concurrency ?? 1;
+  const keyOf = options.keyOf ?? ((msg: JsMsg) => msg.subject.slice(msg.subject.lastIndexOf(".") + 1));
+  const chains = new Map<string, Promise<void>>();
+  const inFlight = new Set<Promise<void>>();
+
   const loop = async () => {
     while (!stopped) {
       try {
@@ -88,7 +100,21 @@ export function consumeValidated<S extends MessageSchema>(options: ConsumeValida
         const messages = await c.consume({ max_messages: options.maxMessages ?? 100, expires: 5_000 });
         current = messages;
         if (stopped) messages.stop();
-        for await (const msg of messages) await settle(msg);
+        if (concurrency <= 1) {
+          for await (const msg of messages) await settle(msg);
+        } else {
+          for await (const msg of messages) {
+            const key = keyOf(msg);
+            const run = (chains.get(key) ?? Promise.resolve()).then(() => settle(msg));
+            const tracked = run.finally(() => {
+              inFlight.delete(tracked);
+              if (chains.get(key) === run) chains.delete(key);
+            });
+            chains.set(key, run);
+            inFlight.add(tracked);
+            while (inFlight.size >= concurrency) await Promise.race(inFlight);
+          }
+        }
       } catch (err) {
         if (stopped) break;
         log.error({ err, stream, consumer }, "consume failed; retrying");
@@ -108,6 +134,7 @@ export function consumeValidated<S extends MessageSchema>(options: ConsumeValida
       current?.stop();
       wake?.();
       await done;
+      await Promise.allSettled([...inFlight]);
     },
   };
 }

@@ -123,4 +123,28 @@ describe("consumeValidated", () => {
       await consumer.stop();
     }
   });
+
+  it("with concurrency, one slow node does not hold up another, and each node's messages stay in order", async () => {
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.add(Streams.events, { durable_name: "consume-parallel", ack_policy: AckPolicy.Explicit, filter_subject: "fl.evt.par.*" });
+    const order: string[] = [];
+    const ev = (id: string, node: string) => createEvent("signal.healthy", { id, node, at: 1, source: "test", data: { signal: "serf" } });
+    const consumer = consumeValidated({
+      js, stream: Streams.events, consumer: "consume-parallel", schema: NodeEvent, dlqSource: "test", log, concurrency: 4,
+      handle: async (value) => {
+        if (value.id === "a1") await new Promise((r) => setTimeout(r, 600));
+        order.push(value.id);
+      },
+    });
+    try {
+      await js.publish("fl.evt.par.node-a", JSON.stringify(ev("a1", "node-a")));
+      await js.publish("fl.evt.par.node-a", JSON.stringify(ev("a2", "node-a")));
+      await js.publish("fl.evt.par.node-b", JSON.stringify(ev("b1", "node-b")));
+      await expect.poll(() => order.length, { timeout: 10_000 }).toBe(3);
+      expect(order.indexOf("b1")).toBeLessThan(order.indexOf("a1"));
+      expect(order.indexOf("a1")).toBeLessThan(order.indexOf("a2"));
+    } finally {
+      await consumer.stop();
+    }
+  });
 });

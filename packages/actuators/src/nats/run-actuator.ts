@@ -6,7 +6,7 @@ import { Consumers, Streams } from "@fenceline/streams";
 import type { ActuatorCore } from "../actuator.js";
 
 /** Runs an actuator on its durable consumer of FL_COMMANDS and publishes results to FL_EVENTS. */
-export function runActuator(options: { nc: NatsConnection; actuator: ActuatorCore; log: Logger; retryDelayMs?: number }) {
+export function runActuator(options: { nc: NatsConnection; actuator: ActuatorCore; log: Logger; retryDelayMs?: number; concurrency?: number }) {
   const { nc, actuator, log } = options;
   const js = jetstream(nc);
   const dlqSource = Consumers.actuator(actuator.name);
@@ -17,6 +17,9 @@ export function runActuator(options: { nc: NatsConnection; actuator: ActuatorCor
     schema: Command,
     log,
     dlqSource,
+    // Nodes in parallel (a long wait for one node's workloads must not hold up another's
+    // fencing), each node's commands in order.
+    concurrency: options.concurrency ?? 16,
     handle: async (command, msg) => {
       const node = nodeFromToken(msg.subject.split(".")[3] ?? "");
       if (node !== command.node || ACTUATOR_OF[command.kind] !== actuator.name) {
