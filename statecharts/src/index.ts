@@ -3,3 +3,4 @@ export { initialContext, type NodeContext, type NodeInput, type Emitted, type Ma
 export { driftedServices, signalsAfter, unhealthySince, bootIdOf } from "./helpers.js";
 export { exportMachine, type MachineExport } from "./export.js";
 export { step, initialState, statePath, phaseOf, type MachineState, type StepResult } from "./step.js";
+export { createFastStep, FastStepUnsupported, type FastStep } from "./fast-step.js";

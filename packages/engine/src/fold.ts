@@ -7,7 +7,7 @@ import {
   type NodeEvent,
   type Policy,
 } from "@fenceline/contracts";
-import { createNodeMachine, initialState, statePath, step, type NodeMachine } from "@fenceline/statecharts";
+import { createNodeMachine, initialState, statePath, step, type MachineState, type NodeMachine, type StepResult } from "@fenceline/statecharts";
 import type { NodeSnapshot } from "./snapshot.js";
 
 export type FoldResult = {
@@ -16,8 +16,11 @@ export type FoldResult = {
   audit: AuditRecord;
 };
 
-/** A policy with its machine, built once and reused for every fold. */
-export type Decider = { policy: Policy; machine: NodeMachine };
+/**
+ * A policy with its machine, built once and reused for every fold. `step`, when set, replaces
+ * xstate's `step(machine, …)` (replay sets the proven-equivalent fast interpreter; see replay.ts).
+ */
+export type Decider = { policy: Policy; machine: NodeMachine; step?: (state: MachineState, event: NodeEvent) => StepResult };
 
 export function createDecider(policy: Policy, machine: NodeMachine = createNodeMachine(policy)): Decider {
   return { policy, machine };
@@ -35,7 +38,7 @@ export function fold(decider: Decider, prior: NodeSnapshot | null, event: NodeEv
   const { policy, machine } = decider;
   const before = prior ? { value: prior.value, context: prior.context } : initialState(machine, event.node, event.at);
   const from = prior ? prior.path : "new";
-  const { state, emitted } = step(machine, before, event);
+  const { state, emitted } = decider.step ? decider.step(before, event) : step(machine, before, event);
   const to = statePath(state.value);
   const epoch = state.context.epoch;
 

@@ -1,0 +1,388 @@
+import type { StateValue } from "xstate";
+import type { NodeEvent } from "@fenceline/contracts";
+import type { Emitted, NodeContext } from "./context.js";
+import type { NodeMachine } from "./machine.js";
+import type { MachineState, StepResult } from "./step.js";
+
+/**
+ * A lean interpreter for the subset of xstate v5 the node machine uses, equivalent to `step()`
+ * (xstate's `transition()` plus the timer post-processing) for that subset. It runs the machine's
+ * own state nodes (xstate's parsed config: transitions, guards, `always`, entry/exit, targets,
+ * `reenter`) and the machine's own implementations (`machine.implementations`, so `provide()` is
+ * honoured), and reproduces xstate's macrostep/microstep algorithm (see `macrostep`,
+ * `microstep`, `computeExitSet`, `computeEntrySet` in xstate's dist) for compound and atomic
+ * states only. What it does not support (parallel, history or final states, invocations,
+ * delayed transitions, wildcard descriptors, builtin guards, actions other than
+ * `enqueueActions` using `assign`/`emit`, or plain `assign`/`emit`) makes `createFastStep` throw
+ * at creation or the step throw `FastStepUnsupported` at run time; callers fall back to `step()`.
+ */
+
+export class FastStepUnsupported extends Error {}
+
+// xstate's StateNode and TransitionDefinition, as far as they are read here.
+type SN = {
+  id: string;
+  key: string;
+  type: string;
+  order: number;
+  parent?: SN;
+  states: Record<string, SN>;
+  entry: unknown[];
+  exit: unknown[];
+  invoke: unknown[];
+  always?: TD[];
+  transitions: Map<string, TD[]>;
+  initial?: { target: SN[]; actions: unknown[] };
+  after?: unknown[];
+};
+type TD = { source: SN; target?: SN[]; reenter?: boolean; guard?: unknown; actions: unknown[] };
+type Plan = { exit: SN[]; entry: Array<{ node: SN; defaultEntry: boolean }>; leaf: SN; nodesChanged: boolean; actions: unknown[] };
+type Fn = ((...args: unknown[]) => unknown) & Record<string, unknown>;
+const ACTION = 0;
+const ASSIGN = 1;
+const EMIT = 2;
+type Ref = string | { type: string; params?: unknown } | Fn;
+
+const isDescendant = (child: SN, parent: SN | undefined): boolean => {
+  let m = child;
+  while (m.parent && m.parent !== parent) m = m.parent;
+  return m.parent === parent;
+};
+
+const properAncestors = (node: SN, to: SN | undefined): SN[] => {
+  const out: SN[] = [];
+  if (to === node) return out;
+  let m = node.parent;
+  while (m && m !== to) {
+    out.push(m);
+    m = m.parent;
+  }
+  return out;
+};
+
+function leastCommonAncestor(nodes: SN[]): SN | undefined {
+  const [head, ...tail] = nodes;
+  for (const ancestor of properAncestors(head!, undefined)) if (tail.every((n) => isDescendant(n, ancestor))) return ancestor;
+  return undefined;
+}
+
+function domainOf(t: TD, root: SN): SN | undefined {
+  const targets = t.target ?? [];
+  if (!t.reenter && targets.every((s) => s === t.source || isDescendant(s, t.source))) return t.source;
+  const lca = leastCommonAncestor([...targets, t.source]);
+  if (lca) return lca;
+  if (t.reenter) return undefined;
+  return root;
+}
+
+/** Exit and entry sets of a transition from the configuration whose atomic state is `leaf`. */
+function planOf(t: TD, leaf: SN, root: SN): Plan {
+  const active = [leaf, ...properAncestors(leaf, undefined)];
+  if (!t.target?.length) return { exit: [], entry: [], leaf, nodesChanged: false, actions: [...t.actions] };
+  const domain = domainOf(t, root);
+  const exitSet = new Set<SN>();
+  if (t.reenter && t.source === domain) exitSet.add(domain!);
+  for (const n of active) if (isDescendant(n, domain)) exitSet.add(n);
+  const toEnter = new Set<SN>();
+  const defaultEntry = new Set<SN>();
+  const addAncestors = (ancestors: SN[], reentrancyDomain: SN | undefined) => {
+    for (const anc of ancestors) if (!reentrancyDomain || isDescendant(anc, reentrancyDomain)) toEnter.add(anc);
+  };
+  const addDescendants = (node: SN) => {
+    if (node.type === "compound") {
+      const initial = node.initial!.target[0]!;
+      toEnter.add(initial);
+      defaultEntry.add(initial);
+      addDescendants(initial);
+      addAncestors(properAncestors(initial, node), undefined);
+    }
+  };
+  for (const s of t.target) {
+    if (t.source !== s || t.source !== domain || t.reenter) {
+      toEnter.add(s);
+      defaultEntry.add(s);
+    }
+    addDescendants(s);
+  }
+  for (const s of t.target) addAncestors(properAncestors(s, domain), !t.source.parent && t.reenter ? undefined : domain);
+  const next = new Set(active);
+  const exit = [...exitSet].sort((a, b) => b.order - a.order);
+  for (const n of exit) next.delete(n);
+  const entry = [...toEnter].sort((a, b) => a.order - b.order);
+  for (const n of entry) next.add(n);
+  const leaves = [...next].filter((n) => n.type === "atomic");
+  if (leaves.length !== 1) throw new FastStepUnsupported(`transition from ${leaf.id} leaves ${leaves.length} atomic states`);
+  const nodesChanged = next.size !== active.length || active.some((n) => !next.has(n));
+  // A microstep's actions, in xstate's order: exits (innermost first), the transition's, entries
+  // (outermost first, each followed by its initial transition's actions when entered by default).
+  const actions: unknown[] = [];
+  for (const n of exit) actions.push(...n.exit);
+  actions.push(...t.actions);
+  for (const n of entry) {
+    actions.push(...n.entry);
+    if (defaultEntry.has(n) && n.initial) actions.push(...n.initial.actions);
+  }
+  return { exit, entry: entry.map((node) => ({ node, defaultEntry: defaultEntry.has(node) })), leaf: leaves[0]!, nodesChanged, actions };
+}
+
+function allNodes(node: SN, out: SN[] = []): SN[] {
+  out.push(node);
+  for (const child of Object.values(node.states ?? {})) allNodes(child, out);
+  return out;
+}
+
+/** The state value of the configuration whose atomic state is `leaf`, built fresh. */
+function valueOf(path: string[]): StateValue {
+  let value: StateValue = path[path.length - 1]!;
+  for (let i = path.length - 2; i >= 0; i--) value = { [path[i]!]: value };
+  return value;
+}
+
+export type FastStep = (state: MachineState, event: NodeEvent) => StepResult;
+
+const compiled = new WeakMap<NodeMachine, FastStep>();
+
+/** `(state, event) => step(machine, state, event)`, without xstate's generic interpreter. */
+export function createFastStep(machine: NodeMachine): FastStep {
+  const cached = compiled.get(machine);
+  if (cached) return cached;
+  const root = (machine as unknown as { root: SN }).root;
+  const guards = machine.implementations.guards as unknown as Record<string, unknown>;
+  const actions = machine.implementations.actions as unknown as Record<string, unknown>;
+
+  const nodes = allNodes(root);
+  for (const n of nodes) {
+    if (n.type !== "atomic" && n.type !== "compound") throw new FastStepUnsupported(`state ${n.id} is ${n.type}`);
+    if (n.invoke.length > 0) throw new FastStepUnsupported(`state ${n.id} invokes`);
+    for (const key of n.transitions.keys()) {
+      if (key.includes("*") || key.startsWith("xstate.")) throw new FastStepUnsupported(`state ${n.id} handles ${key}`);
+    }
+  }
+  for (const [name, g] of Object.entries(guards)) {
+    if (typeof g === "function" && "check" in g) throw new FastStepUnsupported(`guard ${name} is a builtin guard`);
+  }
+
+  const pathOf = new Map<SN, string[]>();
+  for (const n of nodes) {
+    const path: string[] = [];
+    for (let m: SN | undefined = n; m && m.parent; m = m.parent) path.unshift(m.key);
+    pathOf.set(n, path);
+  }
+  // One value per state, shared by the results that end there (as step()'s cached snapshots share theirs).
+  const valueByLeaf = new Map<SN, StateValue>(nodes.map((n) => [n, valueOf(pathOf.get(n)!)]));
+  const chains = new Map<SN, SN[]>(nodes.map((n) => [n, [n, ...properAncestors(n, undefined)]]));
+  // Values seen before (strings, and the shared objects this interpreter returns) → their atomic state.
+  const known = new Map<StateValue, SN>();
+  for (const [n, v] of valueByLeaf) if (n.type === "atomic") known.set(v, n);
+
+  const leafOf = (value: StateValue): SN => {
+    const hit = known.get(value);
+    if (hit) return hit;
+    let node: SN | undefined = root;
+    let v: StateValue | undefined = value;
+    while (node && v !== undefined) {
+      if (typeof v === "string") {
+        node = node.states[v];
+        break;
+      }
+      const key: string | undefined = Object.keys(v)[0];
+      if (key === undefined) break;
+      node = node.states[key];
+      v = (v as Record<string, StateValue>)[key];
+    }
+    if (!node) throw new Error(`no state for ${JSON.stringify(value)}`);
+    while (node.type === "compound") node = node.initial!.target[0]!;
+    if (typeof value === "string") known.set(value, node);
+    return node;
+  };
+
+  const plans = new Map<TD, Map<SN, Plan>>();
+  const planFor = (t: TD, leaf: SN): Plan => {
+    let byLeaf = plans.get(t);
+    if (!byLeaf) plans.set(t, (byLeaf = new Map()));
+    let plan = byLeaf.get(leaf);
+    if (!plan) byLeaf.set(leaf, (plan = planOf(t, leaf, root)));
+    return plan;
+  };
+
+  const paramsOf = (ref: Ref, context: NodeContext, event: NodeEvent): unknown => {
+    if (typeof ref === "function" || typeof ref === "string") return undefined;
+    if (!("params" in ref)) return undefined;
+    if (typeof ref.params !== "function") return ref.params;
+    fresh = false;
+    return (ref.params as Fn)({ context, event });
+  };
+
+  const checkGuard = (guard: unknown, context: NodeContext, event: NodeEvent): boolean => {
+    fresh = false;
+    const ref = guard as Ref;
+    const inline = typeof ref === "function";
+    const resolved = inline ? ref : guards[typeof ref === "string" ? ref : ref.type];
+    if (!inline && !resolved) throw new Error(`Guard '${typeof ref === "string" ? ref : ref.type}' is not implemented.'.`);
+    if (typeof resolved !== "function") return checkGuard(resolved, context, event);
+    if ("check" in resolved) throw new FastStepUnsupported("builtin guard");
+    return Boolean((resolved as Fn)({ context, event }, paramsOf(ref, context, event)));
+  };
+
+  // The running microstep's state: context (replaced by every assign, as xstate's snapshot is) and emitted events.
+  let context: NodeContext;
+  let assigned = false;
+  let fresh = false;
+  let emitted: Emitted[];
+
+  const runAssign = (assignment: unknown, event: NodeEvent, params: unknown) => {
+    let patch = assignment as Record<string, unknown>;
+    if (typeof assignment === "function") patch = (assignment as Fn)(assignArgs(event), params) as Record<string, unknown>;
+    else {
+      for (const key in patch) {
+        if (typeof patch[key] !== "function") continue;
+        const args = assignArgs(event);
+        const resolved: Record<string, unknown> = {};
+        for (const k of Object.keys(patch)) resolved[k] = typeof patch[k] === "function" ? (patch[k] as Fn)(args, params) : patch[k];
+        patch = resolved;
+        break;
+      }
+    }
+    // A context this step created and no user code has seen since is patched in place (nobody can
+    // tell); any other is copied, as xstate's assign does.
+    if (fresh && !Object.hasOwn(patch, "__proto__")) Object.assign(context, patch);
+    else {
+      context = { ...context, ...patch } as NodeContext;
+      fresh = true;
+    }
+    assigned = true;
+  };
+  const assignArgs = (event: NodeEvent) => {
+    fresh = false;
+    return { context, event, spawn: undefined, self: undefined, system: undefined };
+  };
+
+  // What enqueueActions callbacks get: one `enqueue` for the interpreter, filling the running queue
+  // (pairs of kind and payload).
+  let queue: unknown[] = [];
+  const queues: unknown[][] = [];
+  let depth = 0;
+  let guardEvent: NodeEvent;
+  const enqueue = ((a: unknown) => void queue.push(ACTION, a)) as Fn;
+  enqueue.assign = (assignment: unknown) => void queue.push(ASSIGN, assignment);
+  enqueue.emit = (ev: unknown) => void queue.push(EMIT, ev);
+  for (const name of ["cancel", "raise", "sendTo", "sendParent", "spawnChild", "stopChild"]) {
+    enqueue[name] = () => {
+      throw new FastStepUnsupported(`enqueue.${name}`);
+    };
+  }
+  // `check` sees the context the callback got: nothing is assigned while a callback runs.
+  const check = (g: unknown) => checkGuard(g, context, guardEvent);
+
+  const runActions = (refs: unknown[], event: NodeEvent) => {
+    for (const action of refs as Ref[]) {
+      const inline = typeof action === "function";
+      const resolved = (inline ? action : actions[typeof action === "string" ? action : action.type]) as Fn | undefined;
+      // A plain function action only reaches transition()'s executor, which step() ignores.
+      if (!resolved || !("resolve" in resolved)) continue;
+      const params = inline ? undefined : paramsOf(action, context, event);
+      switch (resolved.type) {
+        case "xstate.enqueueActions": {
+          const outer = queue;
+          // One queue per nesting depth, reused: a queue is read only after its callback returned.
+          const queued: unknown[] = (queue = queues[depth] ?? (queues[depth] = []));
+          queued.length = 0;
+          depth++;
+          try {
+            fresh = false;
+            (resolved.collect as Fn)({ context, event, enqueue, check, self: undefined, system: undefined }, params);
+          } finally {
+            queue = outer;
+          }
+          // Enqueued actions run after the callback, in order, each seeing the context so far (as xstate does).
+          for (let i = 0; i < queued.length; i += 2) {
+            const kind = queued[i];
+            if (kind === ASSIGN) runAssign(queued[i + 1], event, undefined);
+            else if (kind === EMIT) emitOne(queued[i + 1], event, undefined);
+            else runActions([queued[i + 1]], event);
+          }
+          depth--;
+          break;
+        }
+        case "xstate.assign":
+          runAssign(resolved.assignment, event, params);
+          break;
+        case "xstate.emit":
+          emitOne(resolved.event, event, params);
+          break;
+        default:
+          throw new FastStepUnsupported(`action ${String(resolved.type)}`);
+      }
+    }
+  };
+
+  const emitOne = (ev: unknown, event: NodeEvent, params: unknown) => {
+    if (typeof ev === "function") fresh = false;
+    emitted.push((typeof ev === "function" ? (ev as Fn)({ context, event, self: undefined, system: undefined }, params) : ev) as Emitted);
+  };
+
+  /** Runs one microstep; returns the new atomic state and whether xstate's snapshot changed. */
+  const microstep = (t: TD, leaf: SN, event: NodeEvent): Plan => {
+    const plan = planFor(t, leaf);
+    assigned = false;
+    runActions(plan.actions, event);
+    return plan;
+  };
+
+  /**
+   * Per atomic state, the candidates for an event type from the state out to the root, in
+   * order: the first enabled one is the transition xstate selects (first enabled candidate of the
+   * deepest state that has one). The same for eventless transitions.
+   */
+  const candidatesByLeaf = new Map<SN, Map<string, TD[]>>();
+  const candidatesFor = (leaf: SN, type: string): TD[] => {
+    let byType = candidatesByLeaf.get(leaf);
+    if (!byType) candidatesByLeaf.set(leaf, (byType = new Map()));
+    let list = byType.get(type);
+    if (!list) byType.set(type, (list = chains.get(leaf)!.flatMap((n) => n.transitions.get(type) ?? [])));
+    return list;
+  };
+  const alwaysByLeaf = new Map<SN, TD[]>(nodes.map((n) => [n, chains.get(n)!.flatMap((m) => m.always ?? [])]));
+
+  const fastStep: FastStep = (state, event) => {
+    context = state.context;
+    fresh = false;
+    guardEvent = event;
+    depth = 0;
+    emitted = [];
+    let leaf = leafOf(state.value);
+
+    for (const c of candidatesFor(leaf, event.type)) {
+      if (c.guard === undefined || checkGuard(c.guard, context, event)) {
+        leaf = microstep(c, leaf, event).leaf;
+        break;
+      }
+    }
+
+    for (;;) {
+      let always: TD | undefined;
+      for (const t of alwaysByLeaf.get(leaf)!) {
+        if (t.guard === undefined || checkGuard(t.guard, context, event)) {
+          always = t;
+          break;
+        }
+      }
+      if (!always) break;
+      const plan = microstep(always, leaf, event);
+      leaf = plan.leaf;
+      if (!assigned && !plan.nodesChanged) break;
+    }
+
+    let ctx = context;
+    if (event.type === "timer.fired" && ctx.timers[event.data.timer] === event.data.due) {
+      const timers = { ...ctx.timers };
+      delete timers[event.data.timer];
+      if (fresh) ctx.timers = timers;
+      else ctx = { ...ctx, timers };
+    }
+    return { state: { value: valueByLeaf.get(leaf)!, context: ctx }, emitted };
+  };
+
+  compiled.set(machine, fastStep);
+  return fastStep;
+}
