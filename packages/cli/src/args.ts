@@ -16,6 +16,14 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
+/** An integer flag: `fallback` when absent, a usage error (with `usage`) when not an integer ≥ `min`. */
+export function intOption(value: unknown, name: string, fallback: number, min: number, usage: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}\n\n${usage}`);
+  return n;
+}
+
 /** The NATS server a client command talks to: --server, then NATS_URL. */
 export function serverUrl(flag: string | undefined): string {
   const url = flag ?? process.env.NATS_URL;

@@ -4,7 +4,7 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { AuditRecord, DEFAULT_POLICY, type Heartbeat } from "@fenceline/contracts";
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { Subjects } from "@fenceline/streams";
-import { parse, table, UsageError } from "../args.js";
+import { parse, table, UsageError, intOption } from "../args.js";
 import { processCpuMs, processRssMb } from "./throughput.js";
 
 const USAGE = `usage: fenceline bench fleet [--nodes N] [--kill N] [--connections N] [--steady SECONDS] [--json]
@@ -26,12 +26,7 @@ Prints a table; with --json the last stdout line is
   --connections N  NATS connections the agents share (default 4)
   --steady S       seconds of steady heartbeating measured before the kill (default 10)`;
 
-function int(value: unknown, name: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}\n\n${USAGE}`);
-  return n;
-}
+const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

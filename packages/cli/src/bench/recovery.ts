@@ -10,7 +10,7 @@ import {
   type RecoveryOutcome,
   type RecoverySummary,
 } from "@fenceline/sim";
-import { parse, table, UsageError } from "../args.js";
+import { parse, table, UsageError, intOption } from "../args.js";
 
 const USAGE = `usage: fenceline bench recovery [--cases N] [--seed S] [--horizon MINUTES] [--json]
 
@@ -30,12 +30,7 @@ Prints a table; with --json the last stdout line is
   --seed S           seed of the cases (default 1)
   --horizon MINUTES  a workload not running again by then never recovered (default 30)`;
 
-function int(value: unknown, name: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}\n\n${USAGE}`);
-  return n;
-}
+const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
 
 const secs = (ms: number | null) => (ms === null ? "-" : ms >= 120_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`);
 

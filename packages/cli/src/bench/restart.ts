@@ -4,7 +4,7 @@ import { DEFAULT_POLICY, createEvent, type Clock, type NodeEvent } from "@fencel
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { createDecider, fold, readLastPerKey, runEngine } from "@fenceline/engine";
 import { Buckets, eventPartitions, provisionStreams } from "@fenceline/streams";
-import { parse, table, UsageError } from "../args.js";
+import { parse, table, UsageError, intOption } from "../args.js";
 
 const USAGE = `usage: fenceline bench restart [--nodes N] [--runs N] [--json]
 
@@ -18,12 +18,7 @@ Prints a table; with --json the last stdout line is
   --nodes N  snapshots (default 10000)
   --runs N   engine starts (default 3; the figure is their median)`;
 
-function int(value: unknown, name: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}\n\n${USAGE}`);
-  return n;
-}
+const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
 
 const idleClock: Clock = { now: () => Date.now(), setTimeout: () => null, clearTimeout: () => {} };
 

@@ -5,7 +5,7 @@ import type { AuditRecord, Clock } from "@fenceline/contracts";
 import { connectNats, createLogger, publishEvent, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { createDecider, fold, runEngine, type NodeSnapshot } from "@fenceline/engine";
 import { Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
-import { parse, table, UsageError } from "../args.js";
+import { parse, table, UsageError, intOption } from "../args.js";
 import { HistoryGenerator, type HistoryItem } from "./history.js";
 
 const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--seed N] [--json]
@@ -25,12 +25,7 @@ Prints a table; with --json the last stdout line is
   --batch N   most events per engine batch and partition (default 256)
   --seed N    seed of the history (default 1)`;
 
-function int(value: unknown, name: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}\n\n${USAGE}`);
-  return n;
-}
+const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
 
 /** CPU time (user + system) of a process, in ms, from /proc (Linux); null elsewhere. */
 export function processCpuMs(pid: number): number | null {

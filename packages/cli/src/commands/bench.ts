@@ -1,4 +1,4 @@
-import { parse, table, UsageError } from "../args.js";
+import { parse, table, UsageError, intOption } from "../args.js";
 import { benchReplay } from "../bench/replay-bench.js";
 
 const USAGE = `usage: fenceline bench replay [--events N] [--nodes N] [--seed N] [--json]
@@ -14,12 +14,7 @@ Generation is not timed. Prints a table; with --json the last stdout line is
   --nodes N    fleet size (default 2000)
   --seed N     random seed (default 1)`;
 
-function int(value: unknown, name: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}\n\n${USAGE}`);
-  return n;
-}
+const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
 
 export async function benchCommand(argv: string[]): Promise<number> {
   if (argv[0] === "recovery") return (await import("../bench/recovery.js")).benchRecovery(argv);
