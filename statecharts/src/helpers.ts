@@ -30,9 +30,11 @@ export function signalClearedBy(event: NodeEvent): string | null {
 
 /** Signals still active once `event` is applied. */
 export function signalsAfter(context: NodeContext, event: NodeEvent): Record<string, number> {
-  const signals = { ...context.signals };
   const cleared = signalClearedBy(event);
-  if (cleared) delete signals[cleared];
+  // Copied key by key (not spread, then delete): same keys in the same order, and the object
+  // keeps a fast shape.
+  const signals: Record<string, number> = {};
+  for (const name in context.signals) if (name !== cleared) signals[name] = context.signals[name]!;
   if (event.type === "heartbeat.missed") signals.heartbeat = Math.min(signals.heartbeat ?? Infinity, event.data.lastSeenAt);
   if (event.type === "signal.unhealthy") signals[event.data.signal] = Math.min(signals[event.data.signal] ?? Infinity, event.data.since);
   return signals;
@@ -53,12 +55,15 @@ export function driftedServices(reported: Record<string, string> | null, desired
 }
 
 export function withTimer(timers: Record<string, number>, name: string, due: number): Record<string, number> {
-  return { ...timers, [name]: due };
+  const next: Record<string, number> = {};
+  for (const key in timers) next[key] = timers[key]!;
+  next[name] = due;
+  return next;
 }
 
 export function withoutTimers(timers: Record<string, number>, ...names: string[]): Record<string, number> {
-  const next = { ...timers };
-  for (const name of names) delete next[name];
+  const next: Record<string, number> = {};
+  for (const key in timers) if (!names.includes(key)) next[key] = timers[key]!;
   return next;
 }
 

@@ -9,6 +9,8 @@ export type MachineState = { value: StateValue; context: NodeContext };
 export type StepResult = {
   state: MachineState;
   emitted: Emitted[];
+  /** `statePath(state.value)`, when the interpreter knows it already. */
+  path?: string;
 };
 
 /** "suspect.requestingSlot" for `{ suspect: "requestingSlot" }`. */

@@ -7,7 +7,17 @@ import {
   type NodeEvent,
   type Policy,
 } from "@fenceline/contracts";
-import { createNodeMachine, initialState, statePath, step, type MachineState, type NodeMachine, type StepResult } from "@fenceline/statecharts";
+import {
+  FastStepUnsupported,
+  createFastStep,
+  createNodeMachine,
+  initialState,
+  statePath,
+  step,
+  type MachineState,
+  type NodeMachine,
+  type StepResult,
+} from "@fenceline/statecharts";
 import type { NodeSnapshot } from "./snapshot.js";
 
 export type FoldResult = {
@@ -16,18 +26,49 @@ export type FoldResult = {
   audit: AuditRecord;
 };
 
-/**
- * A policy with its machine, built once and reused for every fold. `step`, when set, replaces
- * xstate's `step(machine, …)` (replay sets the proven-equivalent fast interpreter; see replay.ts).
- */
-export type Decider = { policy: Policy; machine: NodeMachine; step?: (state: MachineState, event: NodeEvent) => StepResult };
+/** How a decider runs the machine: "fast" (default) or xstate's own `transition()`. */
+export type Interpreter = "fast" | "xstate";
 
-export function createDecider(policy: Policy, machine: NodeMachine = createNodeMachine(policy)): Decider {
-  return { policy, machine };
+/** A policy with its machine, built once and reused for every fold, and how a step is run. */
+export type Decider = { policy: Policy; machine: NodeMachine; interpreter: Interpreter; step: (state: MachineState, event: NodeEvent) => StepResult };
+
+/**
+ * The decider of a policy. By default a step runs the lean interpreter of the machine's own
+ * config and implementations (`createFastStep`, shown equal to xstate's `transition()` step by
+ * step by statecharts/test/fast-step.test.ts and engine/test/interpreters.test.ts), several
+ * times faster; a machine or an action outside the subset it interprets falls back to xstate.
+ * `interpreter: "xstate"` always runs xstate (the reference the fast one is checked against).
+ */
+export function createDecider(policy: Policy, machine: NodeMachine = createNodeMachine(policy), options: { interpreter?: Interpreter } = {}): Decider {
+  const reference = (state: MachineState, event: NodeEvent) => step(machine, state, event);
+  if (options.interpreter === "xstate") return { policy, machine, interpreter: "xstate", step: reference };
+  let fast;
+  try {
+    fast = createFastStep(machine);
+  } catch (err) {
+    if (err instanceof FastStepUnsupported) return { policy, machine, interpreter: "xstate", step: reference };
+    throw err;
+  }
+  return {
+    policy,
+    machine,
+    interpreter: "fast",
+    step: (state, event) => {
+      try {
+        return fast(state, event);
+      } catch (err) {
+        if (err instanceof FastStepUnsupported) return reference(state, event);
+        throw err;
+      }
+    },
+  };
 }
 
 export const commandId = (node: string, seq: number, index: number) => `cmd:${node}:${seq}:${index}`;
 export const auditId = (node: string, seq: number) => `audit:${node}:${seq}`;
+
+/** The audit's `timers` when the step left them alone (most steps): one shared, frozen value. */
+const NO_TIMER_CHANGES: AuditRecord["timers"] = Object.freeze({ set: Object.freeze({}), cleared: Object.freeze([]) as unknown as string[] });
 
 /**
  * The engine as a fold: `(snapshot, event) → (snapshot', commands, audit)`. Pure and
@@ -36,17 +77,18 @@ export const auditId = (node: string, seq: number) => `audit:${node}:${seq}`;
  */
 export function fold(decider: Decider, prior: NodeSnapshot | null, event: NodeEvent, seq: number): FoldResult {
   const { policy, machine } = decider;
-  const before = prior ? { value: prior.value, context: prior.context } : initialState(machine, event.node, event.at);
+  const before: MachineState = prior ?? initialState(machine, event.node, event.at);
   const from = prior ? prior.path : "new";
-  const { state, emitted } = decider.step ? decider.step(before, event) : step(machine, before, event);
-  const to = statePath(state.value);
+  const result = decider.step(before, event);
+  const { state, emitted } = result;
+  const to = result.path ?? statePath(state.value);
   const epoch = state.context.epoch;
 
   const commands: Command[] = [];
-  const reasons: string[] = [];
+  let reason: string | undefined;
   for (const out of emitted) {
     if (out.type === "reason") {
-      reasons.push(out.text);
+      reason = reason === undefined ? out.text : `${reason}; ${out.text}`;
       continue;
     }
     const { kind, params } = out.request;
@@ -66,9 +108,14 @@ export function fold(decider: Decider, prior: NodeSnapshot | null, event: NodeEv
 
   const beforeTimers = before.context.timers;
   const afterTimers = state.context.timers;
-  const set: Record<string, number> = {};
-  for (const [name, due] of Object.entries(afterTimers)) if (beforeTimers[name] !== due) set[name] = due;
-  const cleared = Object.keys(beforeTimers).filter((name) => !(name in afterTimers));
+  let timers = NO_TIMER_CHANGES;
+  if (beforeTimers !== afterTimers) {
+    const set: Record<string, number> = {};
+    const cleared: string[] = [];
+    for (const name in afterTimers) if (beforeTimers[name] !== afterTimers[name]) set[name] = afterTimers[name]!;
+    for (const name in beforeTimers) if (!(name in afterTimers)) cleared.push(name);
+    timers = { set, cleared };
+  }
 
   const audit: AuditRecord = {
     v: AUDIT_VERSION,
@@ -82,10 +129,10 @@ export function fold(decider: Decider, prior: NodeSnapshot | null, event: NodeEv
     changed: from !== to,
     epoch,
     commands,
-    timers: { set, cleared },
-    ...(reasons.length > 0 ? { reason: reasons.join("; ") } : {}),
+    timers,
     policyVersion: policy.version,
   };
+  if (reason !== undefined) audit.reason = reason;
 
   return {
     snapshot: {

@@ -1,5 +1,5 @@
 import type { AuditRecord, Command, NodeEvent, NodeEventOf } from "@fenceline/contracts";
-import { FastStepUnsupported, createFastStep, phaseOf, step, type FastStep } from "@fenceline/statecharts";
+import { phaseOf } from "@fenceline/statecharts";
 import { fold, type Decider, type FoldResult } from "./fold.js";
 import type { NodeSnapshot } from "./snapshot.js";
 
@@ -246,39 +246,11 @@ export type Replayer = {
   report(): ReplayReport;
 };
 
-/**
- * The decider with the lean interpreter of the machine's own config and implementations
- * (`createFastStep`, shown equal to xstate's `transition()` step by step by
- * statecharts/test/fast-step.test.ts) in place of xstate's: about 3× faster. A machine or an
- * action outside the subset it interprets falls back to xstate's `step`.
- */
 /** `phaseOf` without the split. */
 const topOf = (path: string) => {
   const dot = path.indexOf(".");
   return dot < 0 ? path : path.slice(0, dot);
 };
-
-function withFastStep(decider: Decider): Decider {
-  let fast: FastStep;
-  try {
-    fast = createFastStep(decider.machine);
-  } catch (err) {
-    if (err instanceof FastStepUnsupported) return decider;
-    throw err;
-  }
-  const { machine } = decider;
-  return {
-    ...decider,
-    step: (state, event) => {
-      try {
-        return fast(state, event);
-      } catch (err) {
-        if (err instanceof FastStepUnsupported) return step(machine, state, event);
-        throw err;
-      }
-    },
-  };
-}
 
 /** The streaming core of replay: feed events in sequence order. */
 export function createReplayer(options: ReplayOptions): Replayer {
@@ -287,14 +259,19 @@ export function createReplayer(options: ReplayOptions): Replayer {
   const deciderFor = (version: string | null): Decider => {
     let d = deciders.get(version);
     if (!d) {
-      d = withFastStep(resolve(version));
+      d = resolve(version);
       deciders.set(version, d);
     }
     return d;
   };
   const maxKept = options.maxDivergences ?? 1000;
   const snapshots = new Map<string, NodeSnapshot>();
-  const lastEvent = new Map<string, NodeStateAt["lastEvent"]>();
+  /** Each node's last event (its sequence is the snapshot's lastSeq). */
+  const lastEvents = new Map<string, NodeEvent>();
+  const lastEventOf = (node: string): NodeStateAt["lastEvent"] => {
+    const event = lastEvents.get(node);
+    return event ? { seq: snapshots.get(node)!.lastSeq, at: event.at, type: event.type } : null;
+  };
   const entered = new Map<string, number>();
   const atTime = options.at;
   const statesAt = new Map<string, NodeStateAt>();
@@ -334,13 +311,12 @@ export function createReplayer(options: ReplayOptions): Replayer {
       const result = fold(decider, snapshots.get(event.node) ?? null, event, seq);
       const { audit } = result;
       snapshots.set(event.node, result.snapshot);
-      const last = { seq, at: event.at, type: event.type };
-      lastEvent.set(event.node, last);
+      lastEvents.set(event.node, event);
       if (audit.changed) {
         transitions++;
         if (audit.from === "new" || topOf(audit.from) !== topOf(audit.to)) entered.set(event.node, event.at);
       }
-      if (atTime !== undefined && event.at <= atTime) statesAt.set(event.node, stateOf(event.node, result.snapshot, last, entered.get(event.node)));
+      if (atTime !== undefined && event.at <= atTime) statesAt.set(event.node, stateOf(event.node, result.snapshot, { seq, at: event.at, type: event.type }, entered.get(event.node)));
 
       if (recorded) {
         compared++;
@@ -383,7 +359,7 @@ export function createReplayer(options: ReplayOptions): Replayer {
         divergedNodes: [...diverged].map(([node, d]) => ({ node, ...d })).sort((a, b) => a.firstSeq - b.firstSeq),
         recordedPolicyVersions: recordedVersions,
         replayPolicyVersions: replayVersions,
-        final: nodes.map((n) => stateOf(n, snapshots.get(n), lastEvent.get(n) ?? null, entered.get(n))).sort(byNode),
+        final: nodes.map((n) => stateOf(n, snapshots.get(n), lastEventOf(n), entered.get(n))).sort(byNode),
       };
       if (atTime !== undefined) report.statesAt = nodes.map((n) => statesAt.get(n) ?? stateOf(n, undefined, null)).sort(byNode);
       if (history) report.history = history;

@@ -106,7 +106,9 @@ export class HistoryGenerator {
 
   constructor(options: HistoryOptions = {}) {
     this.policy = options.policy ?? DEFAULT_POLICY;
-    this.decider = createDecider(this.policy);
+    // The recorded audit comes from xstate itself: replaying it with the default (fast)
+    // interpreter is then a differential check of the two as well.
+    this.decider = createDecider(this.policy, undefined, { interpreter: "xstate" });
     this.random = prng(options.seed ?? 1);
     this.incidentEveryMs = options.incidentEveryMs ?? 300_000;
     const count = options.nodes ?? 2_000;

@@ -26,7 +26,7 @@ export type ReplayBenchResult = {
 export function benchReplay(options: HistoryOptions & { events: number; chunk?: number }): ReplayBenchResult {
   const generator = new HistoryGenerator(options);
   const replayer = createReplayer({ decider: createDecider(generator.policy) });
-  const chunk = options.chunk ?? 50_000;
+  const chunk = options.chunk ?? 10_000;
   const eventTypes: Record<string, number> = {};
   let done = 0;
   let replayMs = 0;
