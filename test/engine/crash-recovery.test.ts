@@ -95,12 +95,15 @@ async function runScenario(plan: Map<number, KillPoint>) {
       return never();
     };
     // A dead process does nothing more (its other partitions' batches stop where they are).
+    // "after-commands" at event s: everything sent before s's audit record goes out, then the
+    // process dies.
     const outputs = (inner: OutputSink): OutputSink => ({
-      publishCommands: (commands) => (self.killed ? never() : inner.publishCommands(commands)),
-      async publishAudit(record) {
+      async publish(list) {
         if (self.killed) return never();
-        if (strikes(record.seq, "after-commands")) return kill();
-        await inner.publishAudit(record);
+        const at = list.findIndex((o) => o.type === "audit" && strikes(o.record.seq, "after-commands"));
+        if (at < 0) return inner.publish(list);
+        await inner.publish(list.slice(0, at));
+        return kill();
       },
     });
     const snapshots = (inner: SnapshotStore): SnapshotStore => ({

@@ -7,7 +7,15 @@ export {
   type NatsServerOptions,
   type ClusterOptions,
 } from "./nats-server.js";
-export { publishEvent, publishCommand, publishAudit, publishDeadLetter, type DeadLetterOptions } from "./publish.js";
+export { publishEvent, publishCommand, publishAudit, publishDeadLetter, commandMessage, auditMessage, type DeadLetterOptions } from "./publish.js";
+export {
+  createJetStreamPipeline,
+  DEFAULT_PIPELINE_TIMEOUT_MS,
+  JetStreamPublishError,
+  WRONG_LAST_SEQUENCE,
+  type JetStreamPipeline,
+  type StreamMessage,
+} from "./pipeline.js";
 export {
   consumeValidated,
   type ConsumeValidatedOptions,

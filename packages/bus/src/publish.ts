@@ -3,19 +3,31 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { ACTUATOR_OF, deadLetter, type AuditRecord, type Command, type DeadLetter, type NodeEvent } from "@fenceline/contracts";
 import { Subjects } from "@fenceline/streams";
 import { createLogger, type Logger } from "./logger.js";
+import type { StreamMessage } from "./pipeline.js";
 
 /** The event's id is its `Nats-Msg-Id`: a retried publish is stored once (`duplicate: true`). */
 export function publishEvent(js: JetStreamClient, event: NodeEvent): Promise<PubAck> {
   return js.publish(Subjects.event(event.node), JSON.stringify(event), { msgID: event.id });
 }
 
+/** A command as a FL_COMMANDS message: its actuator's and node's subject, its id as `Nats-Msg-Id`. */
+export function commandMessage(command: Command): StreamMessage {
+  return { subject: Subjects.command(ACTUATOR_OF[command.kind], command.node), data: JSON.stringify(command), msgID: command.id };
+}
+
+/** An audit record as a FL_AUDIT message. */
+export function auditMessage(record: AuditRecord): StreamMessage {
+  return { subject: Subjects.audit(record.node), data: JSON.stringify(record), msgID: record.id };
+}
+
+const publishMessage = (js: JetStreamClient, m: StreamMessage) => js.publish(m.subject, m.data, { msgID: m.msgID });
+
 export function publishCommand(js: JetStreamClient, command: Command): Promise<PubAck> {
-  const subject = Subjects.command(ACTUATOR_OF[command.kind], command.node);
-  return js.publish(subject, JSON.stringify(command), { msgID: command.id });
+  return publishMessage(js, commandMessage(command));
 }
 
 export function publishAudit(js: JetStreamClient, record: AuditRecord): Promise<PubAck> {
-  return js.publish(Subjects.audit(record.node), JSON.stringify(record), { msgID: record.id });
+  return publishMessage(js, auditMessage(record));
 }
 
 export type DeadLetterOptions = {

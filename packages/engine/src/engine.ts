@@ -1,6 +1,6 @@
 import type { NodeEvent } from "@fenceline/contracts";
 import { fold, type Decider, type FoldResult } from "./fold.js";
-import type { EventLog, OutputSink, SnapshotStore } from "./ports.js";
+import type { EventLog, Output, OutputSink, SnapshotStore } from "./ports.js";
 import type { NodeSnapshot } from "./snapshot.js";
 
 export type ApplyOutcome =
@@ -96,17 +96,16 @@ export function createEngineCore(options: {
     return stored;
   }
 
-  async function publish(result: FoldResult) {
-    if (result.commands.length > 0) await outputs.publishCommands(result.commands);
-    await outputs.publishAudit(result.audit);
+  /** Publishes outputs; throws the first failure. */
+  async function publishAll(list: Output[]) {
+    const results = await outputs.publish(list);
+    for (const r of results) if (r !== null) throw r;
   }
 
-  /** Commands, then the audit record, both sent before either is confirmed. */
-  function publishOutputs(result: FoldResult): Promise<unknown> {
-    const sent: Promise<void>[] = [];
-    if (result.commands.length > 0) sent.push(outputs.publishCommands(result.commands));
-    sent.push(outputs.publishAudit(result.audit));
-    return Promise.all(sent);
+  /** Commands, then (once they are stored) the audit record. */
+  async function publish(result: FoldResult) {
+    if (result.commands.length > 0) await publishAll(result.commands.map((command) => ({ type: "command", command })));
+    await publishAll([{ type: "audit", record: result.audit }]);
   }
 
   return {
@@ -189,10 +188,26 @@ export function createEngineCore(options: {
       // 2. Every output of the batch, pipelined in sequence order on the connection (so the
       //    streams store them in that order), awaited together.
       const all = folded.flatMap((f) => f.results).sort((a, b) => a.audit.seq - b.audit.seq);
-      const published = await Promise.allSettled(all.map((r) => publishOutputs(r)));
+      const list: Output[] = [];
+      /** The sequence of the event each output of `list` comes from. */
+      const seqOf: number[] = [];
+      for (const r of all) {
+        for (const command of r.commands) {
+          list.push({ type: "command", command });
+          seqOf.push(r.audit.seq);
+        }
+        list.push({ type: "audit", record: r.audit });
+        seqOf.push(r.audit.seq);
+      }
       const failedSeqs = new Map<number, unknown>();
-      published.forEach((p, i) => {
-        if (p.status === "rejected") failedSeqs.set(all[i]!.audit.seq, p.reason);
+      let published: unknown[];
+      try {
+        published = list.length > 0 ? await outputs.publish(list) : [];
+      } catch (err) {
+        published = list.map(() => err);
+      }
+      published.forEach((err, i) => {
+        if (err !== null && !failedSeqs.has(seqOf[i]!)) failedSeqs.set(seqOf[i]!, err);
       });
 
       // 3. One snapshot per node: the last one whose outputs (and all before it) are out.

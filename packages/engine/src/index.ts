@@ -2,7 +2,7 @@ export { fold, createDecider, commandId, auditId, actuatorOf, type Decider, type
 export { createEngineCore, type EngineCore, type ApplyOutcome, type BatchOutcome } from "./engine.js";
 export { createTimerService, timerEventId, type TimerService } from "./timer-service.js";
 export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";
-export type { SnapshotStore, OutputSink, EventSink, EventLog } from "./ports.js";
+export type { SnapshotStore, Output, OutputSink, EventSink, EventLog } from "./ports.js";
 export type { NodeSnapshot } from "./snapshot.js";
 export { runEngine, defaultInstanceId, type RunningEngine, type EngineOptions } from "./nats/run-engine.js";
 export { createKvSnapshotStore, readLastPerKey } from "./nats/kv-snapshot-store.js";

@@ -36,17 +36,15 @@ export function createMemoryOutputs(): OutputSink & { commands: Command[]; audit
   return {
     commands,
     audit,
-    async publishCommands(list) {
-      for (const c of list) {
-        if (seen.has(c.id)) continue;
-        seen.add(c.id);
-        commands.push(c);
+    async publish(list) {
+      for (const output of list) {
+        const item = output.type === "command" ? output.command : output.record;
+        if (seen.has(item.id)) continue;
+        seen.add(item.id);
+        if (output.type === "command") commands.push(output.command);
+        else audit.push(output.record);
       }
-    },
-    async publishAudit(record) {
-      if (seen.has(record.id)) return;
-      seen.add(record.id);
-      audit.push(record);
+      return list.map(() => null);
     },
   };
 }

@@ -11,10 +11,16 @@ export interface SnapshotStore {
   entries?(): Promise<Array<{ snapshot: NodeSnapshot; revision: number }>>;
 }
 
+/** One output of a fold: a command, or the audit record of the transition. */
+export type Output = { type: "command"; command: Command } | { type: "audit"; record: AuditRecord };
+
 /** Where the fold's outputs go. Publishing the same id twice must store it once. */
 export interface OutputSink {
-  publishCommands(commands: Command[]): Promise<void>;
-  publishAudit(record: AuditRecord): Promise<void>;
+  /**
+   * Sends every output, in order, before waiting for any to be stored; resolves with one entry
+   * per output: null once stored, else why not. Need not reject.
+   */
+  publish(outputs: readonly Output[]): Promise<Array<unknown>>;
 }
 
 /** Appends an event to the event log (used by the timer service and operators). */

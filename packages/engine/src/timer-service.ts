@@ -15,7 +15,8 @@ export function createTimerService(options: {
 }) {
   const { clock, publish } = options;
   const tickMs = options.tickMs ?? 100;
-  const pending = new Map<string, Map<string, number>>();
+  /** Per node, its deadlines as the machine's context holds them (never changed in place). */
+  const pending = new Map<string, Readonly<Record<string, number>>>();
   const fired = new Set<string>();
   let handle: unknown = null;
   let running = false;
@@ -23,7 +24,7 @@ export function createTimerService(options: {
   async function tick() {
     const now = clock.now();
     for (const [node, timers] of pending) {
-      for (const [timer, due] of timers) {
+      for (const [timer, due] of Object.entries(timers)) {
         const id = timerEventId(node, timer, due);
         if (due > now || fired.has(id)) continue;
         fired.add(id);
@@ -46,17 +47,21 @@ export function createTimerService(options: {
   }
 
   return {
-    track(node: string, timers: Record<string, number>) {
-      const next = new Map(Object.entries(timers));
-      for (const [timer, due] of pending.get(node) ?? []) {
-        if (next.get(timer) !== due) fired.delete(timerEventId(node, timer, due));
+    track(node: string, timers: Readonly<Record<string, number>>) {
+      const before = pending.get(node);
+      if (before === timers) return;
+      if (before) for (const timer in before) if (timers[timer] !== before[timer]) fired.delete(timerEventId(node, timer, before[timer]!));
+      let any = false;
+      for (const _ in timers) {
+        any = true;
+        break;
       }
-      if (next.size === 0) pending.delete(node);
-      else pending.set(node, next);
+      if (any) pending.set(node, timers);
+      else pending.delete(node);
     },
     /** Deadlines still pending, soonest first. */
     pending(): Array<{ node: string; timer: string; due: number }> {
-      const all = [...pending].flatMap(([node, timers]) => [...timers].map(([timer, due]) => ({ node, timer, due })));
+      const all = [...pending].flatMap(([node, timers]) => Object.entries(timers).map(([timer, due]) => ({ node, timer, due })));
       return all.sort((a, b) => a.due - b.due || a.node.localeCompare(b.node));
     },
     tick,

@@ -31,13 +31,11 @@ function recordedPorts() {
     },
   };
   const sink: OutputSink = {
-    publishCommands: async (commands) => {
-      calls.push(`commands ${commands.map((c) => c.id).join(",")}`);
-      await outputs.publishCommands(commands);
-    },
-    publishAudit: async (record) => {
-      calls.push(`audit ${record.id}`);
-      await outputs.publishAudit(record);
+    publish: async (list) => {
+      const commands = list.flatMap((o) => (o.type === "command" ? [o.command.id] : []));
+      if (commands.length > 0) calls.push(`commands ${commands.join(",")}`);
+      for (const o of list) if (o.type === "audit") calls.push(`audit ${o.record.id}`);
+      return outputs.publish(list);
     },
   };
   return { calls, store, outputs, snapshots, sink };
@@ -76,13 +74,12 @@ describe("engine core (memory ports)", () => {
     const ports = recordedPorts();
     let failAudit = false;
     const outputs: OutputSink = {
-      publishCommands: ports.sink.publishCommands,
-      publishAudit: async (record) => {
-        if (failAudit) {
+      publish: async (list) => {
+        if (failAudit && list.some((o) => o.type === "audit")) {
           failAudit = false;
-          throw new Error("publish timed out");
+          return list.map(() => new Error("publish timed out"));
         }
-        await ports.sink.publishAudit(record);
+        return ports.sink.publish(list);
       },
     };
     const core = createEngineCore({ decider, snapshots: ports.snapshots, outputs });

@@ -2,6 +2,7 @@ import { DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError } from "@fenceline/contracts";
+import { JetStreamPublishError, WRONG_LAST_SEQUENCE, type JetStreamPipeline } from "@fenceline/bus";
 import { Buckets } from "@fenceline/streams";
 import type { SnapshotStore } from "../ports.js";
 import type { NodeSnapshot } from "../snapshot.js";
@@ -9,11 +10,13 @@ import type { NodeSnapshot } from "../snapshot.js";
 /**
  * FL_NODES as a SnapshotStore: the KV revision is the optimistic-concurrency token.
  *
+ * With `pipeline`, a save is a pipelined publish (no request object per save).
+ *
  * With `nc`, listing reads the bucket's stream once with an ordered consumer delivering the
  * last message per key (10,000 snapshots in well under a second), instead of `kv.keys()` and
  * a get per key: `kv.keys()` was seen to stall for ~30 s while keys are being written.
  */
-export function createKvSnapshotStore(kv: KV, nc?: NatsConnection): SnapshotStore {
+export function createKvSnapshotStore(kv: KV, nc?: NatsConnection, pipeline?: JetStreamPipeline): SnapshotStore {
   const entries = async (): Promise<Array<{ snapshot: NodeSnapshot; revision: number }>> => {
     if (nc) {
       return (await readLastPerKey(nc, Buckets.nodes)).map((m) => ({ snapshot: m.json<NodeSnapshot>(), revision: m.seq }));
@@ -33,6 +36,15 @@ export function createKvSnapshotStore(kv: KV, nc?: NatsConnection): SnapshotStor
     },
     async put(snapshot, revision) {
       const data = JSON.stringify(snapshot);
+      if (pipeline) {
+        // The same compare-and-set as kv.create/kv.update, pipelined (see createJetStreamPipeline).
+        const subject = (kv as unknown as { subjectForKey(key: string, edit: boolean): string }).subjectForKey(snapshot.node, true);
+        const [ack] = await pipeline.publish([{ subject, data, headers: { "Nats-Expected-Last-Subject-Sequence": String(revision) } }]);
+        if (typeof ack === "number") return ack;
+        // A create over a deleted key: kv.create knows how to take it over.
+        const deletedKey = revision === 0 && ack instanceof JetStreamPublishError && ack.apiCode === WRONG_LAST_SEQUENCE;
+        if (!deletedKey) throw new FencelineError(ErrorCode.Concurrency, `snapshot of ${snapshot.node} changed under revision ${revision}`, { cause: ack });
+      }
       try {
         return revision === 0 ? await kv.create(snapshot.node, data) : await kv.update(snapshot.node, data, revision);
       } catch (err) {

@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError, systemClock, type Clock, type Policy } from "@fenceline/contracts";
-import { publishAudit, publishCommand, publishEvent, type Logger } from "@fenceline/bus";
+import { auditMessage, commandMessage, createJetStreamPipeline, publishEvent, type Logger } from "@fenceline/bus";
 import { Buckets, checkPartitions, eventPartitions, partitionOf } from "@fenceline/streams";
 import { createEngineCore, type BatchOutcome, type EngineCore } from "../engine.js";
 import { createDecider, type Decider, type FoldResult } from "../fold.js";
@@ -94,15 +94,15 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
   const decider = options.decider ?? createDecider(policy);
   const partitionOfNode = (node: string) => partitionOf(node, partitions);
 
+  // Outputs are pipelined (one inbox for every acknowledgement, one timer per batch).
+  const pipeline = createJetStreamPipeline(nc);
   const outputs: OutputSink = {
-    async publishCommands(commands) {
-      await Promise.all(commands.map((c) => publishCommand(js, c)));
-    },
-    async publishAudit(record) {
-      await publishAudit(js, record);
+    publish: async (list) => {
+      const acks = await pipeline.publish(list.map((o) => (o.type === "command" ? commandMessage(o.command) : auditMessage(o.record))));
+      return acks.map((ack) => (ack instanceof Error ? ack : null));
     },
   };
-  const snapshots = createKvSnapshotStore(kv, nc);
+  const snapshots = createKvSnapshotStore(kv, nc, pipeline);
   /** Partitions whose snapshots are loaded: a node of one of them that is not cached has none. */
   const loaded = new Set<number>();
   const core = createEngineCore({
@@ -151,8 +151,11 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
           valid: () => leases.valid(p),
           onBatch: (outcome, size) => {
             options.onBatch?.(outcome, p, size);
+            const info = log.isLevelEnabled("info");
+            const debug = log.isLevelEnabled("debug");
             for (const { audit, snapshot } of outcome.applied) {
               timers.track(snapshot.node, snapshot.context.timers);
+              if (audit.changed ? !info : !debug) continue;
               const fields = { node: audit.node, seq: audit.seq, event: audit.event.type, from: audit.from, to: audit.to, epoch: audit.epoch, commands: audit.commands.map((c) => c.kind), reason: audit.reason };
               if (audit.changed) log.info(fields, `${audit.node}: ${audit.from} → ${audit.to}`);
               else log.debug(fields, `${audit.node}: ${audit.event.type} in ${audit.to}`);
@@ -195,6 +198,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
     async stop() {
       timers.stop();
       await leases.stop();
+      pipeline.close();
     },
   };
 }

@@ -189,13 +189,18 @@ export class LabWorld {
   }
 
   #outputs: OutputSink = {
-    publishCommands: async (commands) => {
-      for (const c of commands) this.commands.publish(c.id, c.node, c);
-    },
-    publishAudit: async (record) => {
-      const ack = this.audit.publish(record.id, record.node, record);
-      if (ack.duplicate) this.checker.audit(record, this.audit.get(ack.seq)?.data);
-      else this.#trailAudit(record);
+    publish: async (list) => {
+      for (const output of list) {
+        if (output.type === "command") {
+          this.commands.publish(output.command.id, output.command.node, output.command);
+          continue;
+        }
+        const { record } = output;
+        const ack = this.audit.publish(record.id, record.node, record);
+        if (ack.duplicate) this.checker.audit(record, this.audit.get(ack.seq)?.data);
+        else this.#trailAudit(record);
+      }
+      return list.map(() => null);
     },
   };
 
