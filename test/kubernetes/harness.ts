@@ -6,11 +6,10 @@ import { Kvm } from "@nats-io/kv";
 import { jetstream } from "@nats-io/jetstream";
 import { AuditRecord, DEMO_POLICY, Policy, systemClock, type PolicyInput, type Provisioner } from "@fenceline/contracts";
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
-import { createNatsAgentTransport } from "@fenceline/agent";
-import { startControlPlane, type ControlPlane } from "@fenceline/cli";
+import { startControlPlane, startSimFleetOnNats, type ControlPlane } from "@fenceline/cli";
 import { defaultConditionRules } from "@fenceline/detectors";
 import { createKubernetesCluster, createNodeWatcher, loadKubeConfig } from "@fenceline/kubernetes";
-import { checkInvariants, InMemoryCluster, SimFleet, startKubernetesApiServer, type KubernetesApiServer, type Violation } from "@fenceline/sim";
+import { checkInvariants, InMemoryCluster, startKubernetesApiServer, type KubernetesApiServer, type Violation } from "@fenceline/sim";
 import { Buckets, Streams } from "@fenceline/streams";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -75,8 +74,6 @@ export async function startSimK8s(options: SimK8sOptions = {}) {
     );
   }
   const nc = connections[0]!;
-  const agentsNc = await connectNats(server.url, { name: "k8s-e2e-agents" });
-  connections.push(agentsNc);
 
   // The audit as stored (FL_AUDIT deduplicates): with two engines, the one that loses a
   // snapshot race also publishes, and a core-NATS subscriber would see its record too.
@@ -90,29 +87,18 @@ export async function startSimK8s(options: SimK8sOptions = {}) {
     }
   })();
 
-  const fleet = new SimFleet({
+  const violations: Violation[] = [];
+  const sim = await startSimFleetOnNats({
+    url: server.url,
+    connectionName: "k8s-e2e-agents",
     nodes: names,
-    clock: systemClock,
     cluster,
-    timing: policy.agent,
-    heartbeatIntervalMs: policy.heartbeat.intervalMs,
+    policy,
     rebootMs: 500,
     log,
-    transportFor: (node) => createNatsAgentTransport({ nc: agentsNc, node, log }),
+    onStep: (now) => violations.push(...checkInvariants(cluster, now).violations),
   });
-
-  const violations: Violation[] = [];
-  let ticking = true;
-  const ticker = (async () => {
-    while (ticking) {
-      const now = Date.now();
-      cluster.step(now);
-      violations.push(...checkInvariants(cluster, now).violations);
-      await sleep(25);
-    }
-  })();
-
-  await fleet.start();
+  const { fleet } = sim;
 
   // Node states as the engine saved them (FL_NODES, compare-and-set): with two engines the
   // stored audit can hold a record of the instance that then lost the snapshot race.
@@ -164,9 +150,7 @@ export async function startSimK8s(options: SimK8sOptions = {}) {
       return () => w.stop();
     },
     async stop() {
-      ticking = false;
-      await ticker;
-      await fleet.stop();
+      await sim.stop();
       await auditMessages.close();
       nodesWatch.stop();
       await nodesDone.catch(() => {});

@@ -8,8 +8,8 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { Buckets } from "@fenceline/streams";
-import { createNatsAgentTransport } from "@fenceline/agent";
-import { InMemoryCluster, SimFleet, checkInvariants, startKubernetesApiServer, type KubernetesApiServer, type Violation } from "@fenceline/sim";
+import { startSimFleetOnNats, type SimFleetOnNats } from "@fenceline/cli";
+import { InMemoryCluster, checkInvariants, startKubernetesApiServer, type KubernetesApiServer, type Violation } from "@fenceline/sim";
 import { CLI, ROOT, runCli } from "../e2e/cli.js";
 import { sleep } from "./harness.js";
 
@@ -25,15 +25,12 @@ describe("fenceline up --kubeconfig", () => {
   const workers = ["w-1", "w-2", "w-3", "w-4", "w-5"];
   let nats: NatsServer;
   let nc: NatsConnection;
-  let agentsNc: NatsConnection;
-  let fleet: SimFleet;
+  let sim: SimFleetOnNats;
   const violations: Violation[] = [];
   let api: KubernetesApiServer;
   let cluster: InMemoryCluster;
   let up: ChildProcess;
   let stderr = "";
-  let ticking = true;
-  let ticker: Promise<void>;
 
   /** Each node's state, from the engine's snapshots (what `fenceline nodes` reads). */
   const states = async () => {
@@ -68,14 +65,6 @@ describe("fenceline up --kubeconfig", () => {
     await cluster.addTaint("cp-1", { key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" });
     cluster.addStatefulSet("db", 2);
     api = await startKubernetesApiServer({ cluster, controlPlaneNodes: ["cp-1"], nodeMonitorGracePeriodMs: 500 });
-    ticker = (async () => {
-      while (ticking) {
-        const now = Date.now();
-        cluster.step(now);
-        violations.push(...checkInvariants(cluster, now).violations);
-        await sleep(25);
-      }
-    })();
     const kubeconfig = api.writeKubeconfig(dir);
     const policy = join(dir, "policy.json");
     writeFileSync(policy, JSON.stringify({ ...DEMO_POLICY, unhealthyDurationMs: 1_000, remediation: [{ strategy: "Automatic", timeoutMs: 10_000 }] }));
@@ -85,28 +74,22 @@ describe("fenceline up --kubeconfig", () => {
       { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, FENCELINE_LOG_LEVEL: "info" } },
     );
     up.stderr!.on("data", (d) => (stderr += d));
-    const log = createLogger("up-test-fleet", { level: "silent" });
-    agentsNc = await connectNats(nats.url, { name: "up-test-agents" });
-    fleet = new SimFleet({
+    sim = await startSimFleetOnNats({
+      url: nats.url,
+      connectionName: "up-test-agents",
       nodes: workers,
-      clock: systemClock,
       cluster,
-      timing: DEMO_POLICY.agent,
-      heartbeatIntervalMs: DEMO_POLICY.heartbeat.intervalMs,
+      policy: DEMO_POLICY,
       rebootMs: 500,
-      log,
-      transportFor: (node) => createNatsAgentTransport({ nc: agentsNc, node, log }),
+      log: createLogger("up-test-fleet", { level: "silent" }),
+      onStep: (now) => violations.push(...checkInvariants(cluster, now).violations),
     });
-    await fleet.start();
   }, 30_000);
 
   afterAll(async () => {
-    await fleet?.stop();
-    await agentsNc?.drain().catch(() => {});
+    await sim?.stop();
     up?.kill("SIGINT");
     await new Promise((r) => up?.on("close", r));
-    ticking = false;
-    await ticker;
     await api?.stop();
     await nc?.drain().catch(() => {});
     await nats?.stop();
@@ -131,7 +114,7 @@ describe("fenceline up --kubeconfig", () => {
   it("a crashed node is reported by both detectors, fenced, and its StatefulSet pod moves through the API", async () => {
     const victim = cluster.pods().find((p) => p.name === "db-0")!.node;
     expect(victim).not.toBe("w-5");
-    await fleet.crash(victim);
+    await sim.fleet.crash(victim);
     await waitFor("db-0 running on another node", () => cluster.replicas().find((r) => r.replica === "db-0")!.runningOn.some((n) => n !== victim), 30_000);
     await waitFor(`${victim} remediated`, async () => (await states()).get(victim) === "remediating");
     const audit = await runCli(["audit", "--node", victim, "--server", nats.url]);

@@ -1,15 +1,15 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createCommandProvisioner } from "@fenceline/actuators";
-import { createNatsAgentTransport } from "@fenceline/agent";
 import { connectNats, createLogger, publishEvent, startNatsServer, type NatsServer } from "@fenceline/bus";
-import { startControlPlane, type ControlPlane } from "@fenceline/cli";
+import { startControlPlane, startSimFleetOnNats, type ControlPlane } from "@fenceline/cli";
 import { AuditRecord, NodeEvent, Policy, systemClock } from "@fenceline/contracts";
-import { InMemoryCluster, SimFleet } from "@fenceline/sim";
+import { InMemoryCluster, type SimFleet } from "@fenceline/sim";
 import { Streams, Subjects } from "@fenceline/streams";
+import { readStream } from "../support/read-stream.js";
 
 /**
  * Timings for the rejoin tests. The agent's control-plane timeout (2 s) is longer than the
@@ -101,7 +101,6 @@ export async function startRejoinLab(options: { nodes: number; policy?: Policy; 
 
   const server: NatsServer = await startNatsServer({ log });
   const nc = await connectNats(server.url, { name: "rejoin-test" });
-  const agentsNc = await connectNats(server.url, { name: "rejoin-test-agents" });
   const nodes = Array.from({ length: options.nodes }, (_, i) => `node-${i + 1}`);
   const cluster = new InMemoryCluster({ clock: systemClock, nodes });
   const control: ControlPlane = await startControlPlane({
@@ -125,26 +124,18 @@ export async function startRejoinLab(options: { nodes: number; policy?: Policy; 
     },
   });
 
-  const fleet = new SimFleet({
+  const sim = await startSimFleetOnNats({
+    url: server.url,
+    connectionName: "rejoin-test-agents",
     nodes,
-    clock: systemClock,
     cluster,
-    timing: policy.agent,
-    heartbeatIntervalMs: policy.heartbeat.intervalMs,
+    policy,
     rebootMs: options.rebootMs ?? 1_000,
     log,
-    transportFor: (node) => createNatsAgentTransport({ nc: agentsNc, node, log }),
+    stepMs: 50,
     hostGroupOf,
     checksumsOf: reportedChecksums,
   });
-
-  let ticking = true;
-  const ticker = (async () => {
-    while (ticking) {
-      cluster.step(Date.now());
-      await sleep(50);
-    }
-  })();
 
   const stateOf = (node: string) => {
     let latest: AuditRecord | undefined;
@@ -164,7 +155,7 @@ export async function startRejoinLab(options: { nodes: number; policy?: Policy; 
 
   const lab: RejoinLab = {
     nc,
-    fleet,
+    fleet: sim.fleet,
     cluster,
     dir,
     audit,
@@ -180,16 +171,7 @@ export async function startRejoinLab(options: { nodes: number; policy?: Policy; 
           return { at: Number(at), step: step!, node: n!, hostGroup: hostGroup! };
         })
         .filter((m) => m.node === node && m.at >= since),
-    events: async (node) => {
-      const jsm = await jetstreamManager(nc);
-      const out: NodeEvent[] = [];
-      const info = await jsm.streams.info(Streams.events);
-      for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
-        const m = await jsm.streams.getMessage(Streams.events, { seq }).catch(() => null);
-        if (m && m.subject === Subjects.event(node)) out.push(NodeEvent.parse(m.json()));
-      }
-      return out;
-    },
+    events: async (node) => (await readStream(nc, Streams.events, Subjects.event(node))).map((m) => NodeEvent.parse(m.data)),
     publish: async (event) => {
       await publishEvent(jetstream(nc), event);
     },
@@ -199,19 +181,15 @@ export async function startRejoinLab(options: { nodes: number; policy?: Policy; 
     delayProvisioning: (node, seconds) => writeFile(join(dir, `delay-${node}`), String(seconds)),
     waitFor,
     async stop() {
-      ticking = false;
-      await ticker;
-      await fleet.stop();
+      await sim.stop();
       auditSub.unsubscribe();
       await Promise.race([control.stop(), sleep(5_000)]);
-      await agentsNc.drain().catch(() => {});
       await nc.drain().catch(() => {});
       await server.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };
 
-  await fleet.start();
   await waitFor("every node healthy", () => nodes.every((n) => stateOf(n) === "healthy"), 20_000);
   return lab;
 }

@@ -8,7 +8,7 @@ import { createActuator } from "../src/actuator.js";
 import { createAgentRelayHandlers } from "../src/nats/agent-relay.js";
 import { runActuator } from "../src/nats/run-actuator.js";
 import { command, progress } from "./helpers.js";
-import { readStream } from "./nats-helpers.js";
+import { readStream } from "../../../test/support/read-stream.js";
 
 const log = createLogger("agent-relay-test", { level: "silent" });
 

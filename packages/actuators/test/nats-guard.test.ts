@@ -11,7 +11,7 @@ import { createGuardHandlers, type BudgetStore } from "../src/guard-handlers.js"
 import { createKvBudgetStore } from "../src/nats/kv-budget-store.js";
 import { runActuator } from "../src/nats/run-actuator.js";
 import { command } from "./helpers.js";
-import { readStream } from "./nats-helpers.js";
+import { readStream } from "../../../test/support/read-stream.js";
 
 const log = createLogger("guard-test", { level: "silent" });
 const policy = Policy.parse({ fleet: { maxUnhealthy: 1 } });

@@ -5,7 +5,7 @@ import { DeadLetter } from "@fenceline/contracts";
 import { Buckets, Streams, Subjects, provisionStreams } from "@fenceline/streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runNodeStateService, type NodeStateService } from "../src/node-state-service.js";
-import { readStream } from "./nats-helpers.js";
+import { readStream } from "../../../test/support/read-stream.js";
 
 const log = createLogger("node-state-test", { level: "silent" });
 let server: NatsServer;

@@ -5,7 +5,7 @@ import { DeadLetter, HeartbeatAck, NodeEvent, nodeToken, type Heartbeat } from "
 import { Buckets, Streams, Subjects, provisionStreams } from "@fenceline/streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runHeartbeatDetector } from "../src/run-heartbeat-detector.js";
-import { readStream } from "./nats-helpers.js";
+import { readStream } from "../../../test/support/read-stream.js";
 
 const log = createLogger("heartbeat-detector-test", { level: "silent" });
 const TIMEOUT_MS = 400;

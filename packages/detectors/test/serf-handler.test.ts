@@ -12,7 +12,7 @@ import { DeadLetter, NodeEvent, systemClock } from "@fenceline/contracts";
 import { Buckets, Streams, Subjects, provisionStreams } from "@fenceline/streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runSerfHandler } from "../src/serf-handler.js";
-import { readStream } from "./nats-helpers.js";
+import { readStream } from "../../../test/support/read-stream.js";
 
 const SERF = "/usr/bin/serf";
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "cli", "dist", "bin.js");

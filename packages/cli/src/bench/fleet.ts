@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Subscription } from "@nats-io/transport-node";
 import { AuditRecord, DEFAULT_POLICY, type Heartbeat } from "@fenceline/contracts";
-import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { createLogger } from "@fenceline/bus";
 import { Subjects } from "@fenceline/streams";
 import { parse, table, UsageError, intOption } from "../args.js";
+import { withBenchNats } from "./bench-nats.js";
 import { processCpuMs, processRssMb } from "./throughput.js";
 
 const USAGE = `usage: fenceline bench fleet [--nodes N] [--kill N] [--connections N] [--steady SECONDS] [--json]
@@ -92,142 +93,138 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
   const say = options.progress ?? (() => {});
   const log = createLogger("bench", { level: "warn" });
   const timeoutMs = DEFAULT_POLICY.heartbeat.timeoutMs;
-  const server: NatsServer = await startNatsServer({ log });
-  const connections: NatsConnection[] = [];
-  let control: Awaited<ReturnType<typeof startControlPlane>> | undefined;
-  const subs: Subscription[] = [];
-  let ticking = true;
-  try {
-    control = await startControlPlane(server.url);
-    const pid = control.child.pid!;
-    say(`control plane (fenceline up, pid ${pid}) on ${server.url}`);
-    const observer = await connectNats(server.url, { name: "bench-fleet-observer" });
-    connections.push(observer);
+  return withBenchNats(log, async ({ server, connect }) => {
+    let control: Awaited<ReturnType<typeof startControlPlane>> | undefined;
+    const subs: Subscription[] = [];
+    let ticking = true;
+    try {
+      control = await startControlPlane(server.url);
+      const pid = control.child.pid!;
+      say(`control plane (fenceline up, pid ${pid}) on ${server.url}`);
+      const observer = await connect("bench-fleet-observer");
 
-    // What the engine did: joins, and heartbeat.missed transitions, as they are audited.
-    const names = Array.from({ length: options.nodes }, (_, i) => `node-${i + 1}`);
-    const joined = new Set<string>();
-    const missedAt = new Map<string, number>();
-    /** When the detector decided (the event's time), to tell its share from the engine's. */
-    const decidedAt = new Map<string, number>();
-    subs.push(
-      observer.subscribe(Subjects.auditAll, {
-        callback: (err, msg) => {
-          if (err) return;
-          const parsed = AuditRecord.safeParse(msg.json());
-          if (!parsed.success) return;
-          const r = parsed.data;
-          if (r.event.type === "node.joined") joined.add(r.node);
-          if (r.event.type === "heartbeat.missed" && !missedAt.has(r.node)) {
-            missedAt.set(r.node, Date.now());
-            decidedAt.set(r.node, r.at);
+      // What the engine did: joins, and heartbeat.missed transitions, as they are audited.
+      const names = Array.from({ length: options.nodes }, (_, i) => `node-${i + 1}`);
+      const joined = new Set<string>();
+      const missedAt = new Map<string, number>();
+      /** When the detector decided (the event's time), to tell its share from the engine's. */
+      const decidedAt = new Map<string, number>();
+      subs.push(
+        observer.subscribe(Subjects.auditAll, {
+          callback: (err, msg) => {
+            if (err) return;
+            const parsed = AuditRecord.safeParse(msg.json());
+            if (!parsed.success) return;
+            const r = parsed.data;
+            if (r.event.type === "node.joined") joined.add(r.node);
+            if (r.event.type === "heartbeat.missed" && !missedAt.has(r.node)) {
+              missedAt.set(r.node, Date.now());
+              decidedAt.set(r.node, r.at);
+            }
+          },
+        }),
+      );
+      await observer.flush();
+
+      // The agents: each connection sends its nodes' heartbeats, spread over the second.
+      const agents = await Promise.all(
+        Array.from({ length: options.connections }, async (_, k) => {
+          const nc = await connect(`bench-fleet-agents-${k}`);
+          const inbox = `_INBOX.fleetbench.${k}`;
+          subs.push(nc.subscribe(`${inbox}.>`, { callback: () => {} }));
+          return { nc, inbox };
+        }),
+      );
+      const lastSent = new Map<string, number>();
+      const silent = new Set<string>();
+      const seqs = new Map<string, number>();
+      let sent = 0;
+      const SLOTS = 20;
+      const loop = (async () => {
+        let slot = 0;
+        let next = Date.now();
+        while (ticking) {
+          const now = Date.now();
+          for (let i = slot; i < names.length; i += SLOTS) {
+            const node = names[i]!;
+            if (silent.has(node)) continue;
+            const seq = (seqs.get(node) ?? 0) + 1;
+            seqs.set(node, seq);
+            const hb: Heartbeat = { v: 1, node, bootId: `${node}-boot-1`, incarnation: 1, seq, sentAt: now };
+            const agent = agents[i % agents.length]!;
+            agent.nc.publish(Subjects.heartbeat(node), JSON.stringify(hb), { reply: `${agent.inbox}.${i}` });
+            lastSent.set(node, now);
+            sent += 1;
           }
-        },
-      }),
-    );
-    await observer.flush();
-
-    // The agents: each connection sends its nodes' heartbeats, spread over the second.
-    const agents = await Promise.all(
-      Array.from({ length: options.connections }, async (_, k) => {
-        const nc = await connectNats(server.url, { name: `bench-fleet-agents-${k}` });
-        connections.push(nc);
-        const inbox = `_INBOX.fleetbench.${k}`;
-        subs.push(nc.subscribe(`${inbox}.>`, { callback: () => {} }));
-        return { nc, inbox };
-      }),
-    );
-    const lastSent = new Map<string, number>();
-    const silent = new Set<string>();
-    const seqs = new Map<string, number>();
-    let sent = 0;
-    const SLOTS = 20;
-    const loop = (async () => {
-      let slot = 0;
-      let next = Date.now();
-      while (ticking) {
-        const now = Date.now();
-        for (let i = slot; i < names.length; i += SLOTS) {
-          const node = names[i]!;
-          if (silent.has(node)) continue;
-          const seq = (seqs.get(node) ?? 0) + 1;
-          seqs.set(node, seq);
-          const hb: Heartbeat = { v: 1, node, bootId: `${node}-boot-1`, incarnation: 1, seq, sentAt: now };
-          const agent = agents[i % agents.length]!;
-          agent.nc.publish(Subjects.heartbeat(node), JSON.stringify(hb), { reply: `${agent.inbox}.${i}` });
-          lastSent.set(node, now);
-          sent += 1;
+          slot = (slot + 1) % SLOTS;
+          next += 1_000 / SLOTS;
+          await sleep(Math.max(0, next - Date.now()));
         }
-        slot = (slot + 1) % SLOTS;
-        next += 1_000 / SLOTS;
-        await sleep(Math.max(0, next - Date.now()));
+      })();
+
+      const joinStarted = Date.now();
+      while (joined.size < names.length) {
+        if (Date.now() - joinStarted > 120_000) throw new Error(`only ${joined.size} of ${names.length} nodes joined within 120 s`);
+        await sleep(100);
       }
-    })();
+      const joinMs = Date.now() - joinStarted;
+      say(`${names.length} nodes joined in ${joinMs} ms`);
 
-    const joinStarted = Date.now();
-    while (joined.size < names.length) {
-      if (Date.now() - joinStarted > 120_000) throw new Error(`only ${joined.size} of ${names.length} nodes joined within 120 s`);
-      await sleep(100);
+      // Steady state.
+      await sleep(1_000);
+      const cpu0 = processCpuMs(pid);
+      const sent0 = sent;
+      const t0 = Date.now();
+      await sleep(options.steadySec * 1_000);
+      const cpu1 = processCpuMs(pid);
+      const steadyMs = Date.now() - t0;
+      const heartbeatsPerSec = Math.round(((sent - sent0) * 1000) / steadyMs);
+      const rssSteady = processRssMb(pid);
+      say(`steady: ${heartbeatsPerSec} heartbeats/s for ${Math.round(steadyMs / 1000)} s`);
+
+      // The kill: spread over the fleet and over the second (each heartbeat slot), all at once.
+      const step = Math.max(1, Math.floor(names.length / options.kill));
+      const victims = [...new Set(Array.from({ length: options.kill }, (_, i) => names[(i * step + (i % SLOTS)) % names.length]!))];
+      const killedAt = Date.now();
+      for (const v of victims) silent.add(v);
+      const cpu2 = processCpuMs(pid);
+      const deadline = killedAt + timeoutMs + 20_000;
+      while (victims.some((v) => !missedAt.has(v)) && Date.now() < deadline) await sleep(50);
+      const cpu3 = processCpuMs(pid);
+      const detectMs = Date.now() - killedAt;
+      const latencies = victims.filter((v) => missedAt.has(v)).map((v) => missedAt.get(v)! - lastSent.get(v)!).sort((a, b) => a - b);
+      const pctOf = (list: number[], p: number) => (list.length === 0 ? null : list[Math.min(list.length - 1, Math.ceil((p / 100) * list.length) - 1)]!);
+      const pct = (p: number) => pctOf(latencies, p);
+      const decided = victims.filter((v) => decidedAt.has(v)).map((v) => decidedAt.get(v)! - lastSent.get(v)!).sort((a, b) => a - b);
+      const engineLag = victims.filter((v) => decidedAt.has(v)).map((v) => missedAt.get(v)! - decidedAt.get(v)!).sort((a, b) => a - b);
+      const rssEnd = processRssMb(pid);
+      say(`${latencies.length} of ${victims.length} silent agents detected`);
+      const cpuPercent = (a: number | null, b: number | null, ms: number) => (a === null || b === null ? null : Math.round(((b - a) / ms) * 1000) / 10);
+      return {
+        nodes: names.length,
+        killed: victims.length,
+        detected: latencies.length,
+        detectionP50Ms: pct(50),
+        detectionP99Ms: pct(99),
+        detectionMaxMs: latencies.at(-1) ?? null,
+        detectorP50Ms: pctOf(decided, 50),
+        detectorP99Ms: pctOf(decided, 99),
+        engineP50Ms: pctOf(engineLag, 50),
+        engineP99Ms: pctOf(engineLag, 99),
+        timeoutMs,
+        cpuPercentSteady: cpuPercent(cpu0, cpu1, steadyMs),
+        cpuPercentDetection: cpuPercent(cpu2, cpu3, detectMs),
+        rssMb: rssEnd ? Math.round(Math.max(rssEnd.rss, rssSteady?.rss ?? 0)) : null,
+        peakRssMb: rssEnd ? Math.round(rssEnd.peak) : null,
+        joinMs,
+        heartbeatsPerSec,
+      };
+    } finally {
+      ticking = false;
+      for (const s of subs) s.unsubscribe();
+      await control?.stop();
     }
-    const joinMs = Date.now() - joinStarted;
-    say(`${names.length} nodes joined in ${joinMs} ms`);
-
-    // Steady state.
-    await sleep(1_000);
-    const cpu0 = processCpuMs(pid);
-    const sent0 = sent;
-    const t0 = Date.now();
-    await sleep(options.steadySec * 1_000);
-    const cpu1 = processCpuMs(pid);
-    const steadyMs = Date.now() - t0;
-    const heartbeatsPerSec = Math.round(((sent - sent0) * 1000) / steadyMs);
-    const rssSteady = processRssMb(pid);
-    say(`steady: ${heartbeatsPerSec} heartbeats/s for ${Math.round(steadyMs / 1000)} s`);
-
-    // The kill: spread over the fleet and over the second (each heartbeat slot), all at once.
-    const step = Math.max(1, Math.floor(names.length / options.kill));
-    const victims = [...new Set(Array.from({ length: options.kill }, (_, i) => names[(i * step + (i % SLOTS)) % names.length]!))];
-    const killedAt = Date.now();
-    for (const v of victims) silent.add(v);
-    const cpu2 = processCpuMs(pid);
-    const deadline = killedAt + timeoutMs + 20_000;
-    while (victims.some((v) => !missedAt.has(v)) && Date.now() < deadline) await sleep(50);
-    const cpu3 = processCpuMs(pid);
-    const detectMs = Date.now() - killedAt;
-    const latencies = victims.filter((v) => missedAt.has(v)).map((v) => missedAt.get(v)! - lastSent.get(v)!).sort((a, b) => a - b);
-    const pctOf = (list: number[], p: number) => (list.length === 0 ? null : list[Math.min(list.length - 1, Math.ceil((p / 100) * list.length) - 1)]!);
-    const pct = (p: number) => pctOf(latencies, p);
-    const decided = victims.filter((v) => decidedAt.has(v)).map((v) => decidedAt.get(v)! - lastSent.get(v)!).sort((a, b) => a - b);
-    const engineLag = victims.filter((v) => decidedAt.has(v)).map((v) => missedAt.get(v)! - decidedAt.get(v)!).sort((a, b) => a - b);
-    const rssEnd = processRssMb(pid);
-    say(`${latencies.length} of ${victims.length} silent agents detected`);
-    const cpuPercent = (a: number | null, b: number | null, ms: number) => (a === null || b === null ? null : Math.round(((b - a) / ms) * 1000) / 10);
-    return {
-      nodes: names.length,
-      killed: victims.length,
-      detected: latencies.length,
-      detectionP50Ms: pct(50),
-      detectionP99Ms: pct(99),
-      detectionMaxMs: latencies.at(-1) ?? null,
-      detectorP50Ms: pctOf(decided, 50),
-      detectorP99Ms: pctOf(decided, 99),
-      engineP50Ms: pctOf(engineLag, 50),
-      engineP99Ms: pctOf(engineLag, 99),
-      timeoutMs,
-      cpuPercentSteady: cpuPercent(cpu0, cpu1, steadyMs),
-      cpuPercentDetection: cpuPercent(cpu2, cpu3, detectMs),
-      rssMb: rssEnd ? Math.round(Math.max(rssEnd.rss, rssSteady?.rss ?? 0)) : null,
-      peakRssMb: rssEnd ? Math.round(rssEnd.peak) : null,
-      joinMs,
-      heartbeatsPerSec,
-    };
-  } finally {
-    ticking = false;
-    for (const s of subs) s.unsubscribe();
-    await control?.stop();
-    await Promise.allSettled(connections.map((c) => c.close()));
-    await server.stop();
-  }
+  });
 }
 
 /** `fenceline bench fleet`: exit code 1 when an agent that went silent was never detected. */

@@ -1,10 +1,10 @@
 import { Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_POLICY, createEvent, type Clock, type NodeEvent } from "@fenceline/contracts";
-import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { createLogger } from "@fenceline/bus";
 import { createDecider, fold, readLastPerKey, runEngine } from "@fenceline/engine";
 import { Buckets, eventPartitions, provisionStreams } from "@fenceline/streams";
 import { parse, table, UsageError, intOption } from "../args.js";
+import { withBenchNats } from "./bench-nats.js";
 
 const USAGE = `usage: fenceline bench restart [--nodes N] [--runs N] [--json]
 
@@ -35,14 +35,7 @@ export type RestartResult = {
 
 export async function runRestartBench(options: { nodes: number; runs: number }): Promise<RestartResult> {
   const log = createLogger("bench", { level: "warn" });
-  const server: NatsServer = await startNatsServer({ log });
-  const connections: NatsConnection[] = [];
-  const connect = async (name: string) => {
-    const nc = await connectNats(server.url, { name });
-    connections.push(nc);
-    return nc;
-  };
-  try {
+  return withBenchNats(log, async ({ connect }) => {
     const nc = await connect("bench-restart");
     await provisionStreams(nc);
     const kv = await new Kvm(nc).open(Buckets.nodes);
@@ -106,10 +99,7 @@ export async function runRestartBench(options: { nodes: number; runs: number }):
       timers,
       heapMb,
     };
-  } finally {
-    await Promise.allSettled(connections.map((c) => c.close()));
-    await server.stop();
-  }
+  });
 }
 
 /** `fenceline bench restart`. */

@@ -2,10 +2,11 @@ import { readFileSync } from "node:fs";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { AuditRecord, Clock } from "@fenceline/contracts";
-import { connectNats, createLogger, publishEvent, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { createLogger, publishEvent } from "@fenceline/bus";
 import { createDecider, fold, runEngine, type NodeSnapshot } from "@fenceline/engine";
 import { Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
 import { parse, table, UsageError, intOption } from "../args.js";
+import { withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "./history.js";
 
 const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--seed N] [--json]
@@ -75,14 +76,7 @@ export type ThroughputResult = {
 
 export async function runThroughputBench(options: { events: number; nodes: number; batch: number; seed: number }): Promise<ThroughputResult> {
   const log = createLogger("bench", { level: "warn" });
-  const server: NatsServer = await startNatsServer({ log });
-  const connections: NatsConnection[] = [];
-  const connect = async (name: string) => {
-    const nc = await connectNats(server.url, { name });
-    connections.push(nc);
-    return nc;
-  };
-  try {
+  return withBenchNats(log, async ({ server, connect }) => {
     const nc = await connect("bench-throughput");
     await provisionStreams(nc);
     const js = jetstream(nc);
@@ -201,10 +195,7 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
         engine: serverCpu !== null && serverAfter !== null ? perK(serverAfter - serverCpu) : null,
       },
     };
-  } finally {
-    await Promise.allSettled(connections.map((c) => c.close()));
-    await server.stop();
-  }
+  });
 }
 
 /** Every message of a stream, parsed, with an ordered consumer. */

@@ -4,13 +4,13 @@ import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AuditRecord, DEMO_POLICY, systemClock, type Policy, type Provisioner } from "@fenceline/contracts";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
-import { createNatsAgentTransport } from "@fenceline/agent";
 import { defaultConditionRules } from "@fenceline/detectors";
 import { createKubernetesCluster, createNodeWatcher, loadKubeConfig } from "@fenceline/kubernetes";
-import { checkInvariants, InMemoryCluster, SimFleet, startKubernetesApiServer, type KubernetesApiServer, type Violation } from "@fenceline/sim";
+import { checkInvariants, InMemoryCluster, startKubernetesApiServer, type KubernetesApiServer, type SimFleet, type Violation } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
 import { startControlPlane, type ControlPlane } from "../control-plane.js";
 import { SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
+import { startSimFleetOnNats } from "./sim-fleet-on-nats.js";
 
 export type FaultReport = {
   node: string;
@@ -107,7 +107,6 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     say(`nats-server started on ${url} (store ${server.storeDir})`);
   }
   const nc = await connectNats(url, { name: "fenceline-demo" });
-  const agentsNc = await connectNats(url, { name: "fenceline-demo-agents" });
 
   const names = Array.from({ length: nodeCount }, (_, i) => `node-${i + 1}`);
   const cluster = new InMemoryCluster({ clock: systemClock, nodes: names });
@@ -149,28 +148,21 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     },
   });
 
-  const fleet = new SimFleet({
-    nodes: names,
-    clock: systemClock,
-    cluster,
-    timing: policy.agent,
-    heartbeatIntervalMs: policy.heartbeat.intervalMs,
-    rebootMs: options.rebootMs ?? 1_500,
-    log,
-    transportFor: (node) => createNatsAgentTransport({ nc: agentsNc, node, log }),
-    onEvent: (e) => {
-      if (e.what !== "up") say(`  ${e.node.padEnd(8)} [machine] ${e.what}`);
-    },
-  });
-
   const violations = new Map<string, Violation>();
   const reports: FaultReport[] = [];
   const bootIdsAtFault = new Map<string, string>();
-  let ticking = true;
-  const ticker = (async () => {
-    while (ticking) {
-      const now = Date.now();
-      cluster.step(now);
+  const sim = await startSimFleetOnNats({
+    url,
+    connectionName: "fenceline-demo-agents",
+    nodes: names,
+    cluster,
+    policy,
+    rebootMs: options.rebootMs ?? 1_500,
+    log,
+    onEvent: (e) => {
+      if (e.what !== "up") say(`  ${e.node.padEnd(8)} [machine] ${e.what}`);
+    },
+    onStep: (now, fleet) => {
       for (const v of checkInvariants(cluster, now).violations) {
         const key = `${v.invariant}:${v.detail}`;
         if (!violations.has(key)) {
@@ -179,11 +171,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
         }
       }
       if (reports.length > 0) update(reports, audit, cluster, fleet, bootIdsAtFault);
-      await sleep(25);
-    }
-  })();
-
-  await fleet.start();
+    },
+  });
+  const { fleet } = sim;
   say(`fleet of ${nodeCount} nodes started; workloads: ${stateful.map((s) => `StatefulSet ${s.name} ×${s.replicas}`).join(", ")}, Deployment web`);
 
   const healthy = () => {
@@ -277,14 +267,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     cluster,
     fleet,
     async stop() {
-      ticking = false;
-      await ticker;
-      await fleet.stop();
+      await sim.stop();
       auditSub.unsubscribe();
       await control.stop();
       await kubernetes.stop();
       rmSync(kubeDir, { recursive: true, force: true });
-      await agentsNc.drain().catch(() => {});
       await nc.drain().catch(() => {});
       await server?.stop();
     },
