@@ -7,6 +7,7 @@ import {
   type ContactStore,
   type Agent,
   type AgentTransport,
+  type PeerTransport,
   type SelfFenceRecord,
   type SelfFenceStore,
 } from "@fenceline/agent";
@@ -42,6 +43,9 @@ export type FleetOptions = {
 
 export type FleetEvent = { at: number; node: string; what: string };
 
+/** One peer round of an agent, as the fleet saw it: when it asked, and whose agents were serving then. */
+export type PeerRound = { at: number; serving: string[] };
+
 type SimNode = {
   name: string;
   power: "up" | "down";
@@ -49,6 +53,10 @@ type SimNode = {
   bootId: string;
   incarnation: number;
   agent: Agent | null;
+  /** When the running agent started serving its peers (undefined while none runs). */
+  agentSince: number | undefined;
+  /** The running agent's latest peer round: when it asked, and which peers' agents were serving then. */
+  lastPeerRound: PeerRound | undefined;
   transport: SwitchableTransport;
   watchdog: VirtualWatchdog | null;
   /** Set while the agent process is being killed: its watchdog must not be closed cleanly. */
@@ -87,6 +95,8 @@ export class SimFleet {
         bootId: "",
         incarnation: 0,
         agent: null,
+        agentSince: undefined,
+        lastPeerRound: undefined,
         transport: createSwitchableTransport(() => options.transportFor(name)),
         watchdog: null,
         killing: false,
@@ -176,6 +186,22 @@ export class SimFleet {
       },
     };
     const checksums = this.#options.checksumsOf?.(node.name);
+    // The agent's peer link, noting when it asks (a round asks every peer at once) and whose
+    // agent was serving then: what the agent decides after a round rests on who could answer
+    // when it asked, not on who is there when the round ends.
+    const peers = this.#peers.transportFor(node.name);
+    const observedPeers: PeerTransport = {
+      ask: (peer, question, timeoutMs) => {
+        const at = clock.now();
+        if (node.lastPeerRound?.at !== at) node.lastPeerRound = { at, serving: [] };
+        if (this.#nodes.get(peer)?.agentSince !== undefined) node.lastPeerRound.serving.push(peer);
+        return peers.ask(peer, question, timeoutMs);
+      },
+      serve: (handler) => peers.serve(handler),
+      close: () => peers.close(),
+    };
+    node.agentSince = undefined;
+    node.lastPeerRound = undefined;
     node.agent = createAgent({
       node: node.name,
       bootId: node.bootId,
@@ -186,7 +212,7 @@ export class SimFleet {
       peerNodes: this.nodes.filter((n) => n !== node.name),
       fleetSize: this.#nodes.size,
       transport: node.transport.transport,
-      peers: this.#peers.transportFor(node.name),
+      peers: observedPeers,
       watchdog: guarded,
       clock,
       ...(checksums ? { checksums: async () => checksums } : {}),
@@ -199,11 +225,13 @@ export class SimFleet {
       },
     });
     await node.agent.start();
+    node.agentSince = clock.now();
   }
 
   async #stopAgent(node: SimNode, how: "clean" | "kill") {
     const agent = node.agent;
     node.agent = null;
+    node.agentSince = undefined;
     if (!agent) return;
     node.killing = how === "kill";
     try {
@@ -320,6 +348,10 @@ export class SimFleet {
       selfFences: [...node.selfFences],
       reachesControlPlane: this.reachesControlPlane(name),
       agent: node.agent?.state(),
+      /** When the running agent started answering its peers (undefined while none runs). */
+      agentSince: node.agentSince,
+      /** The running agent's latest peer round: when it asked, and whose agents were serving then. */
+      lastPeerRound: node.lastPeerRound ? { at: node.lastPeerRound.at, serving: [...node.lastPeerRound.serving] } : undefined,
     };
   }
 

@@ -1,7 +1,7 @@
 export { Prng } from "./prng.js";
 export { SimBus, SimStream, SimConsumer, SimWorker, BusUnavailableError, type BusChaos, type Delivery, type StoredMessage, type PublishAck } from "./bus.js";
 export { LAB_POLICY, LAB_ACK_WAIT_MS, convergenceBound, slotLimit, type ConvergenceBound } from "./policy.js";
-export { LabChecker, LAB_INVARIANTS, movesWorkloads, type LabFailure, type LabInvariant } from "./invariants.js";
+export { LabChecker, LAB_INVARIANTS, movesWorkloads, outageFenceGroup, type LabFailure, type LabInvariant, type OutageFence } from "./invariants.js";
 export { LabWorld, silentLogger, type LabWorldOptions, type EngineCrashPoint, type ApiMode, type TrailLine } from "./world.js";
 export { FAULT_KINDS, FAULT_DESCRIPTIONS, planFaults, injectFault, type LabFaultKind, type FaultRecord, type PlannedFault } from "./faults.js";
 export { BROKEN_MACHINES, BROKEN_MACHINE_NAMES, isBrokenMachineName, type BrokenMachineName } from "./broken.js";

@@ -48,6 +48,35 @@ export function movesWorkloads(command: Pick<Command, "kind" | "params">): boole
   return command.kind === "taint.add" && (command.params as { taint: { key: string } }).taint.key === OUT_OF_SERVICE_TAINT.key;
 }
 
+/** What `no-reboot-during-outage` knows when an agent stops feeding its watchdog during an outage. */
+export type OutageFence = {
+  node: string;
+  /** Every machine of the fleet, this one included. */
+  nodes: readonly string[];
+  /** Machines another fault acts on (or just did): the agent cannot count on them. */
+  disturbed: ReadonlySet<string>;
+  /** Whether the fenced node reaches `peer` now and `peer`'s agent runs. */
+  reachesNow: (peer: string) => boolean;
+  /**
+   * The peers whose agents were serving when the round that decided the fence asked its
+   * questions; undefined when the fence did not come from a peer round (the engine asked).
+   */
+  servingWhenAsked: readonly string[] | undefined;
+};
+
+/**
+ * The machines a node that fenced itself during an outage could count on: itself, and every
+ * peer not hit by another fault that it reaches now and whose agent was already serving when the
+ * deciding round asked. The agent decides on the answers to the questions it asked when the round
+ * began, not on who is there when the round ends: a machine that was down or still booting then
+ * (typically reset by its own watchdog after fencing itself as a minority earlier in the outage)
+ * could not answer. When this group is a strict majority the fence was not the design's.
+ */
+export function outageFenceGroup(f: OutageFence): string[] {
+  const asked = f.servingWhenAsked === undefined ? undefined : new Set(f.servingWhenAsked);
+  return f.nodes.filter((x) => x === f.node || (!f.disturbed.has(x) && f.reachesNow(x) && (asked === undefined || asked.has(x))));
+}
+
 export class LabChecker {
   readonly failures: LabFailure[] = [];
   readonly #seen = new Set<string>();

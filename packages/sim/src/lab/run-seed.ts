@@ -3,7 +3,7 @@ import type { AuditRecord, Policy } from "@fenceline/contracts";
 import { VirtualClock } from "../virtual-clock.js";
 import { BROKEN_MACHINES, type BrokenMachineName } from "./broken.js";
 import { FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
-import type { LabFailure } from "./invariants.js";
+import { outageFenceGroup, type LabFailure } from "./invariants.js";
 import { convergenceBound, LAB_ACK_WAIT_MS, LAB_POLICY, type ConvergenceBound } from "./policy.js";
 import { Prng } from "./prng.js";
 import { LabWorld, type TrailLine } from "./world.js";
@@ -116,7 +116,17 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     const near = (f: FaultRecord) => f.kind !== "control-plane-outage" && f.at <= t && t <= f.healAt + slack;
     const disturbed = new Set(faults.filter(near).flatMap((f) => f.nodes));
     if (disturbed.has(node)) return;
-    const group = nodes.filter((x) => x === node || (!disturbed.has(x) && world.fleet.canReach(node, x) && world.fleet.status(x).agent?.running === true));
+    // The deciding round's questions, not the end of the round, say whom the agent could count
+    // on (see outageFenceGroup). A fence the engine asked for did not come from a round.
+    const last = world.fleet.status(node).lastPeerRound;
+    const fromRound = !e.what.startsWith("fenced itself: engine request") && last !== undefined && last.at >= t - policy.agent.peerRoundMs;
+    const group = outageFenceGroup({
+      node,
+      nodes,
+      disturbed,
+      reachesNow: (x) => world.fleet.canReach(node, x) && world.fleet.status(x).agent?.running === true,
+      servingWhenAsked: fromRound ? last.serving : undefined,
+    });
     if (group.length * 2 <= n) return;
     checker.fail(
       "no-reboot-during-outage",
