@@ -65,7 +65,11 @@ type SimNode = {
   contactStore: ContactStore;
   selfFences: SelfFenceRecord[];
   resets: number;
+  /** Network losses in progress (they may overlap: a flap during a longer loss): isolated while > 0. */
+  networkLosses: number;
   isolated: boolean;
+  /** Partitions in progress that cut this node off (they may overlap): on side 1 while > 0. */
+  partitions: number;
   /** Partition side: nodes on different sides cannot talk; side 0 holds the control plane. */
   side: number;
 };
@@ -104,7 +108,9 @@ export class SimFleet {
         contactStore: createMemoryContactStore(),
         selfFences: [],
         resets: 0,
+        networkLosses: 0,
         isolated: false,
+        partitions: 0,
         side: 0,
       };
       this.#nodes.set(name, node);
@@ -151,6 +157,20 @@ export class SimFleet {
   async #syncLink(node: SimNode) {
     if (this.reachesControlPlane(node.name)) await node.transport.connect();
     else await node.transport.disconnect();
+  }
+
+  /**
+   * Applies the node's network faults in progress: it is isolated while any network loss lasts,
+   * cut off while any partition that holds it lasts, and its kubelet reaches the API server (on
+   * the control plane's side) only when neither holds. The end of one fault must not undo
+   * another still in progress (seed 3490: the end of a flap made a partitioned node's kubelet
+   * reachable, and it restarted its pod on the new boot).
+   */
+  async #syncNetwork(node: SimNode) {
+    node.isolated = node.networkLosses > 0;
+    node.side = node.partitions > 0 ? 1 : 0;
+    this.#options.cluster.setReachable(node.name, !node.isolated && node.side === 0);
+    await this.#syncLink(node);
   }
 
   async start(): Promise<void> {
@@ -279,31 +299,29 @@ export class SimFleet {
   /** The node loses its network for `forMs`: its containers keep running. */
   async networkLoss(name: string, forMs: number) {
     const node = this.#node(name);
-    node.isolated = true;
-    this.#options.cluster.setReachable(name, false);
-    await this.#syncLink(node);
+    node.networkLosses += 1;
+    await this.#syncNetwork(node);
     this.#note(name, `lost its network for ${forMs} ms`);
     this.#later(forMs, async () => {
-      node.isolated = false;
-      this.#options.cluster.setReachable(name, true);
-      await this.#syncLink(node);
-      this.#note(name, "network restored");
+      node.networkLosses -= 1;
+      await this.#syncNetwork(node);
+      this.#note(name, node.isolated ? "one network loss ended; another still holds" : node.side !== 0 ? "network restored (still partitioned off)" : "network restored");
     });
   }
 
   /** Cuts `group` off from the rest (and from the control plane) for `forMs`. */
   async partition(group: string[], forMs: number) {
     for (const name of group) {
-      this.#node(name).side = 1;
-      this.#options.cluster.setReachable(name, false);
-      await this.#syncLink(this.#node(name));
+      const node = this.#node(name);
+      node.partitions += 1;
+      await this.#syncNetwork(node);
     }
     this.#note(group.join(","), `partitioned off for ${forMs} ms`);
     this.#later(forMs, async () => {
       for (const name of group) {
-        this.#node(name).side = 0;
-        this.#options.cluster.setReachable(name, true);
-        await this.#syncLink(this.#node(name));
+        const node = this.#node(name);
+        node.partitions -= 1;
+        await this.#syncNetwork(node);
       }
       this.#note(group.join(","), "partition healed");
     });

@@ -250,6 +250,49 @@ describe("InMemoryCluster: faults", () => {
     expect(violations).toEqual([]);
   });
 
+  it("a node that boots while cut off from the API server starts none of its pods until it reaches it", () => {
+    // Regular pods are not kept on the node: after a reboot the kubelet learns its pods only from
+    // the API server (static pods, from its manifest directory, are the exception).
+    const { cluster, tick, runFor, podOf, containersOf } = createFixture();
+    cluster.addStatefulSet("web", 1);
+    tick();
+    const uid = podOf("web-0")!.uid;
+    cluster.setReachable("node-a", false);
+    cluster.crash("node-a");
+    cluster.boot("node-a", "boot-2");
+    runFor(10_000);
+    expect(containersOf("web-0")).toEqual([]);
+    cluster.setReachable("node-a", true);
+    tick();
+    expect(containersOf("web-0")).toEqual([expect.objectContaining({ node: "node-a", uid })]);
+  });
+
+  it("a rebooted kubelet that reaches the API server honours a NoExecute taint (out-of-service) but not a NoSchedule one (fencing)", async () => {
+    // The kubelet's admission rejects a pod only for an untolerated NoExecute taint
+    // (pkg/kubelet/lifecycle/predicate.go: "Kubelet is only interested in the NoExecute taint").
+    const a = createFixture();
+    a.cluster.addStatefulSet("web", 1);
+    a.tick();
+    a.cluster.setReachable("node-a", false);
+    a.cluster.crash("node-a");
+    await a.cluster.addTaint("node-a", FENCING_TAINT);
+    a.cluster.boot("node-a", "boot-2");
+    a.cluster.setReachable("node-a", true);
+    a.tick();
+    expect(a.containersOf("web-0").map((c) => c.node)).toEqual(["node-a"]);
+
+    const b = createFixture();
+    b.cluster.addStatefulSet("web", 1);
+    b.tick();
+    b.cluster.setReachable("node-a", false);
+    b.cluster.crash("node-a");
+    await b.cluster.addTaint("node-a", OUT_OF_SERVICE_TAINT);
+    b.cluster.boot("node-a", "boot-2");
+    b.cluster.setReachable("node-a", true);
+    b.tick();
+    expect(b.containersOf("web-0").filter((c) => c.node === "node-a")).toEqual([]);
+  });
+
   it("a stopped kubelet leaves its containers running", () => {
     const { cluster, tick, containersOf } = createFixture();
     cluster.addStatefulSet("web", 1);

@@ -283,7 +283,7 @@ function notConverged(world: LabWorld, node: string): string | null {
 function mergedTrail(world: LabWorld, started: number): TrailLine[] {
   const cluster = world.cluster
     .events()
-    .filter((e) => e.node !== undefined && /^(container|pod\.(force-)?deleted|volume|taint|node\.(crashed|booted))/.test(e.kind))
+    .filter((e) => e.node !== undefined && /^(container|pod\.(force-)?deleted|volume|taint|node\.(crashed|booted|reachable|unreachable))/.test(e.kind))
     .map((e) => ({ at: e.at, node: e.node!, what: `[cluster] ${e.what}` }));
   const all = [...world.trail.map((l, i) => ({ ...l, i })), ...cluster.map((l, i) => ({ ...l, i: world.trail.length + i }))];
   all.sort((a, b) => a.at - b.at || a.i - b.i);
