@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { extname, join, normalize, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AuditRecord } from "@fenceline/contracts";
+import type { ChartExport, NodeRow, Timeline } from "./wire.js";
 
 /**
  * The visualizer's HTTP server: the static page (built by Vite into dist/web) and a small JSON
@@ -20,27 +21,18 @@ import type { AuditRecord } from "@fenceline/contracts";
  *   GET /metrics                   Prometheus metrics (when the source has them)
  */
 
-export type NodeRow = {
-  node: string;
-  state: string;
-  since: number | null;
-  epoch: number;
-  lastSeq: number;
-  hostGroup: string | null;
-  bootId: string | null;
-  note: string | null;
-};
+export type { NodeRow } from "./wire.js";
 
 export type VisualizerSource = {
   /** The machine to draw (`exportMachine(policy)`). */
-  statechart(): unknown;
+  statechart(): ChartExport;
   /** The audit history so far. */
   loadAudit(): Promise<AuditRecord[]>;
   /** New audit records as they are written; returns an unsubscribe function. */
   subscribeAudit(onRecord: (record: AuditRecord) => void): () => void;
   snapshot(): Promise<NodeRow[]>;
   /** A node's timeline; `records` are that node's audit records known to the server. */
-  timeline(node: string, records: AuditRecord[]): Promise<unknown>;
+  timeline(node: string, records: AuditRecord[]): Promise<Timeline>;
   metrics?(): string | Promise<string>;
   info?(): Record<string, unknown>;
 };
