@@ -30,7 +30,8 @@ export {
 export { selectWatchdog, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
 export { createVirtualWatchdog, type VirtualWatchdog, type VirtualWatchdogOptions } from "./watchdog/virtual-watchdog.js";
 export { computeServiceChecksums, createChecksummer, type ChecksumOptions, type ServiceChecksumSpec } from "./checksums.js";
-export { agentInboxPrefix, createNatsAgentTransport, type NatsAgentTransportOptions } from "./nats-transport.js";
+export { agentInboxPrefix, createNatsAgentTransport, requestNodeState, type NatsAgentTransportOptions } from "./nats-transport.js";
+export { gateVerdict, waitForGate, type GateOptions, type GateVerdict } from "./boot-gate.js";
 export { createMemoryAgentTransport, type MemoryAgentTransport, type MemoryAgentTransportOptions } from "./memory-transport.js";
 export {
   createHttpPeerTransport,
@@ -43,5 +44,5 @@ export { createMemoryPeerNetwork, type MemoryPeerNetwork, type MemoryPeerNetwork
 export { createFileSelfFenceStore, createMemorySelfFenceStore } from "./self-fence-store.js";
 export { readBootId, nextIncarnation, BOOT_ID_PATH } from "./boot-identity.js";
 export { loadAgentConfig, parseAgentConfig, AgentConfigError, type AgentConfig } from "./config.js";
-export { startAgent, runAgent, type RunningAgent } from "./main.js";
+export { startAgent, runAgent, runGate, type RunningAgent } from "./main.js";
 export { createFileContactStore, createMemoryContactStore, type ContactStore, type ContactRecord } from "./contact-store.js";

@@ -9,7 +9,8 @@ import { createChecksummer } from "./checksums.js";
 import { loadAgentConfig, type AgentConfig } from "./config.js";
 import { createDeferredAgentTransport } from "./deferred-transport.js";
 import { createHttpPeerTransport, type HttpPeerTransport } from "./http-peers.js";
-import { agentInboxPrefix, createNatsAgentTransport } from "./nats-transport.js";
+import { agentInboxPrefix, createNatsAgentTransport, requestNodeState } from "./nats-transport.js";
+import { waitForGate } from "./boot-gate.js";
 import { createFileSelfFenceStore } from "./self-fence-store.js";
 import { createFileContactStore } from "./contact-store.js";
 import { selectWatchdog, type SelectedWatchdog } from "./watchdog/select-watchdog.js";
@@ -228,6 +229,39 @@ export async function runAgent(configPath: string): Promise<void> {
     process.once("SIGTERM", onSignal);
     process.once("SIGINT", onSignal);
   });
+}
+
+/**
+ * `fenceline agent --config <file> --gate`: waits until the control plane says this node may
+ * start its workloads (`waitForGate`), printing why it waits; resolves with the exit status: 0
+ * once open, 1 when `timeoutMs` ran out first.
+ */
+export async function runGate(configPath: string, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<number> {
+  const config = await loadAgentConfig(configPath);
+  const log = createLogger("fenceline-agent", { level: config.logLevel }).child({ node: config.node, gate: true });
+  let nc: NatsConnection | undefined;
+  const lookup = async () => {
+    if (!nc || nc.isClosed()) {
+      nc = await connectNats(config.nats.url, { name: `fenceline-gate-${config.node}`, timeoutMs: 2_000, log, inboxPrefix: agentInboxPrefix(config.node) });
+    }
+    return requestNodeState(nc, config.node, 2_000);
+  };
+  let last = "";
+  try {
+    const verdict = await waitForGate({
+      lookup,
+      ...(options.intervalMs !== undefined ? { intervalMs: options.intervalMs } : {}),
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      onWait: (why) => {
+        if (why !== last) process.stderr.write(`fenceline agent --gate: ${config.node} waits: ${why}\n`);
+        last = why;
+      },
+    });
+    process.stdout.write(`fenceline agent --gate: ${config.node} ${verdict.open ? "may start its workloads" : "gave up"}: ${verdict.why}\n`);
+    return verdict.open ? 0 : 1;
+  } finally {
+    await nc?.close().catch(() => {});
+  }
 }
 
 function exitFatally(log: Logger, err: unknown): never {

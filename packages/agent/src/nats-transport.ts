@@ -37,6 +37,21 @@ export const NodeStateReply = z.union([
 export type NodeStateReply = z.infer<typeof NodeStateReply>;
 
 /**
+ * Asks the node state service for the engine's state of `node`: its state path, or undefined
+ * when the engine does not know the node. Rejects (timeout, no responders, closed connection,
+ * an invalid or error reply) when the control plane cannot be asked.
+ */
+export async function requestNodeState(nc: NatsConnection, node: string, timeoutMs: number): Promise<string | undefined> {
+  const reply = await nc.request(Subjects.nodeState(node), "", { timeout: timeoutMs });
+  const parsed = parseMessage(NodeStateReply, reply.data);
+  if (!parsed.ok) throw new Error(`invalid node state reply: ${parsed.error}`);
+  const answer = parsed.value;
+  if ("error" in answer) throw new Error(`node state service: ${answer.error}`);
+  if (answer.node !== node) throw new Error(`node state reply about ${answer.node}, asked about ${node}`);
+  return answer.known ? answer.state : undefined;
+}
+
+/**
  * The agent's control-plane link over core NATS:
  * - heartbeats are published on `Subjects.heartbeat(node)` with reply subject
  *   `Subjects.heartbeatAck(node)`, where the heartbeat detector answers with a HeartbeatAck;
@@ -100,16 +115,7 @@ export function createNatsAgentTransport(options: NatsAgentTransportOptions): Ag
     sendHeartbeat: (heartbeat) => {
       nc.publish(Subjects.heartbeat(node), JSON.stringify(heartbeat), { reply: Subjects.heartbeatAck(node) });
     },
-    lookupNodeState: async (about, timeoutMs) => {
-      // Rejects (timeout, no responders, closed connection) when the control plane cannot be asked.
-      const reply = await nc.request(Subjects.nodeState(about), "", { timeout: timeoutMs });
-      const parsed = parseMessage(NodeStateReply, reply.data);
-      if (!parsed.ok) throw new Error(`invalid node state reply: ${parsed.error}`);
-      const answer = parsed.value;
-      if ("error" in answer) throw new Error(`node state service: ${answer.error}`);
-      if (answer.node !== about) throw new Error(`node state reply about ${answer.node}, asked about ${about}`);
-      return answer.known ? answer.state : undefined;
-    },
+    lookupNodeState: (about, timeoutMs) => requestNodeState(nc, about, timeoutMs),
     onAck: (callback) => void ackListeners.push(callback),
     onCommand: (handler) => {
       commandHandler = handler;

@@ -1,7 +1,8 @@
-import { AgentConfigError, loadAgentConfig, runAgent } from "@fenceline/agent";
+import { AgentConfigError, loadAgentConfig, runAgent, runGate } from "@fenceline/agent";
 import { parse, UsageError } from "../args.js";
+import { Duration } from "@fenceline/contracts";
 
-const USAGE = `usage: fenceline agent --config agent.json [--check]
+const USAGE = `usage: fenceline agent --config agent.json [--check | --gate [--gate-timeout DURATION]]
 
 Runs the node agent in the foreground: heartbeats to the control plane over NATS, feeds the
 watchdog, fences itself when it has lost the control plane and its peers say so (or none
@@ -9,13 +10,40 @@ answers, or only a minority of the fleet is with it), reports its configuration 
 If NATS cannot be reached it starts anyway and keeps trying (the watchdog is fed and the
 self-fencing rules apply from the start). Stops cleanly (magic close) on SIGTERM or SIGINT.
   --config FILE   the agent's JSON configuration (docs/agent.md lists every field)
-  --check         validate the configuration, print it with its defaults filled in, and exit`;
+  --check         validate the configuration, print it with its defaults filled in, and exit
+  --gate          do not run the agent: wait until the control plane says this node may start
+                  its workloads (the engine's state of it is healthy or rejoining, or it does not
+                  know it), then exit 0. For the kubelet's ExecStartPre, so that a machine reset
+                  while cut off from NATS cannot restart pods the engine is moving elsewhere
+                  (docs/agent.md, "The boot gate"). Asks every 2 s; prints why it waits.
+  --gate-timeout  give up after this long and exit 1 (default: wait as long as it takes)`;
 
 export async function agentCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { config: { type: "string", short: "c" }, check: { type: "boolean" } }, USAGE);
+  const { values } = parse(
+    argv,
+    { config: { type: "string", short: "c" }, check: { type: "boolean" }, gate: { type: "boolean" }, "gate-timeout": { type: "string" } },
+    USAGE,
+  );
   if (values.help) return (console.log(USAGE), 0);
   const path = values.config as string | undefined;
   if (!path) throw new UsageError(`--config is required\n\n${USAGE}`);
+  if (values["gate-timeout"] !== undefined && !values.gate) throw new UsageError(`--gate-timeout goes with --gate\n\n${USAGE}`);
+  if (values.gate) {
+    let timeoutMs: number | undefined;
+    if (values["gate-timeout"] !== undefined) {
+      const text = values["gate-timeout"] as string;
+      const parsed = Duration.safeParse(/^\d+$/.test(text) ? Number(text) : text);
+      if (!parsed.success) throw new UsageError(`--gate-timeout: "${text}" is not a duration like 90s, 5m or 250ms\n\n${USAGE}`);
+      timeoutMs = parsed.data;
+    }
+    try {
+      return await runGate(path, timeoutMs !== undefined ? { timeoutMs } : {});
+    } catch (err) {
+      if (!(err instanceof AgentConfigError)) throw err;
+      console.error(`fenceline agent: ${err.message}`);
+      return 1;
+    }
+  }
   if (values.check) {
     try {
       process.stdout.write(`${JSON.stringify(await loadAgentConfig(path), null, 2)}\n`);
