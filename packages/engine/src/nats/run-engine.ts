@@ -187,7 +187,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
 
   await leases.start();
   timers.start();
-  log.info({ instance: leases.instanceId, partitions: leases.owned(), of: partitions }, "engine running");
+  log.info({ instance: leases.instanceId, partitions: leases.owned(), of: partitions, interpreter: decider.interpreter }, "engine running");
 
   return {
     core,
