@@ -101,7 +101,9 @@ export function createJetStreamPipeline(nc: NatsConnection, options: { timeoutMs
           if (msgID !== undefined) h.set("Nats-Msg-Id", msgID);
           if (extra) for (const key in extra) h.set(key, extra[key]!);
           try {
-            nc.publish(subject, data, { headers: h, reply: prefix + i });
+            // A string payload as a Buffer: nats.js would run it through TextEncoder, several
+            // times slower than Buffer.from for the same UTF-8 bytes.
+            nc.publish(subject, typeof data === "string" ? Buffer.from(data) : data, { headers: h, reply: prefix + i });
           } catch (err) {
             // A bad subject or a closed connection: this one fails, the others still count.
             results[i] = err instanceof Error ? err : new Error(String(err));
