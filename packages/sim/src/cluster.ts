@@ -187,17 +187,18 @@ export class InMemoryCluster implements ClusterApi {
   /**
    * The node (re)boots: whatever still ran stops, and it comes back powered on with its kubelet
    * running and a new boot id. Its kubelet then (in the next step) forgets pods whose objects
-   * were deleted and restarts the ones still bound to it.
+   * were deleted and restarts the ones still bound to it. With `kubelet: false` the kubelet
+   * does not start with the boot (a boot gate holds it) until `startKubelet`.
    */
-  boot(name: string, newBootId?: string): void {
+  boot(name: string, newBootId?: string, options: { kubelet?: boolean } = {}): void {
     const node = this.#node(name);
     this.#stopContainersOn(name, "node rebooted");
     node.boots++;
     node.bootId = newBootId ?? `${name}-boot-${node.boots}`;
     node.power = "on";
     node.crashed = false;
-    node.kubeletRunning = true;
-    this.#log("node.booted", `node ${name} booted (boot ${node.bootId})`, name);
+    node.kubeletRunning = options.kubelet ?? true;
+    this.#log("node.booted", `node ${name} booted (boot ${node.bootId})${node.kubeletRunning ? "" : ", kubelet not started"}`, name);
   }
 
   /** Network loss or its end. An unreachable node keeps running its containers. */

@@ -1,6 +1,7 @@
 import type { AgentTiming, Clock, Watchdog } from "@fenceline/contracts";
 import {
   createAgent,
+  waitForGate,
   createMemoryPeerNetwork,
   createMemorySelfFenceStore,
   createMemoryContactStore,
@@ -22,7 +23,8 @@ export type FaultKind =
   | "reboot"
   | "agent-crash"
   | "partition-minority"
-  | "control-plane-outage";
+  | "control-plane-outage"
+  | "nats-loss";
 
 export type FleetOptions = {
   nodes: string[];
@@ -37,6 +39,15 @@ export type FleetOptions = {
   log: Logger;
   hostGroupOf?: (node: string) => string;
   checksumsOf?: (node: string) => Record<string, string> | undefined;
+  /**
+   * The boot gate (`fenceline agent --gate` as the kubelet's ExecStartPre): a machine that boots
+   * again starts its kubelet only once the control plane's node state service, asked over the
+   * node's own NATS path, says the engine's state of it lets it (`gateVerdict`). Default: off (the
+   * kubelet starts with the boot, as on a node installed without the gate).
+   */
+  bootGate?: boolean;
+  /** How often a closed gate asks again (default: 2 heartbeat intervals). */
+  bootGateIntervalMs?: number;
   /** Every machine-level event (crash, boot, self-fence, network change), as it happens. */
   onEvent?: (event: FleetEvent) => void;
 };
@@ -70,6 +81,8 @@ type SimNode = {
   isolated: boolean;
   /** Partitions in progress that cut this node off (they may overlap): on side 1 while > 0. */
   partitions: number;
+  /** Losses of this node's path to NATS in progress (its kubelet still reaches the API server): cut off from the control plane while > 0. */
+  natsLosses: number;
   /** Partition side: nodes on different sides cannot talk; side 0 holds the control plane. */
   side: number;
 };
@@ -111,6 +124,7 @@ export class SimFleet {
         networkLosses: 0,
         isolated: false,
         partitions: 0,
+        natsLosses: 0,
         side: 0,
       };
       this.#nodes.set(name, node);
@@ -145,7 +159,7 @@ export class SimFleet {
   /** Whether a node's agent can reach the control plane now. */
   reachesControlPlane(name: string): boolean {
     const node = this.#node(name);
-    return node.power === "up" && !node.isolated && node.side === 0 && !this.#controlPlaneDown;
+    return node.power === "up" && !node.isolated && node.side === 0 && node.natsLosses === 0 && !this.#controlPlaneDown;
   }
 
   canReach(a: string, b: string): boolean {
@@ -182,12 +196,44 @@ export class SimFleet {
     node.boots += 1;
     node.bootId = `${node.name}-boot-${node.boots}`;
     node.power = "up";
-    if (node.boots > 1) cluster.boot(node.name, node.bootId);
+    const gated = node.boots > 1 && this.#options.bootGate === true;
+    if (node.boots > 1) cluster.boot(node.name, node.bootId, { kubelet: !gated });
     await this.#syncLink(node);
     await this.#startAgent(node);
-    this.#note(node.name, node.boots > 1 ? `booted (boot id ${node.bootId})` : "up");
+    this.#note(node.name, node.boots > 1 ? `booted (boot id ${node.bootId})${gated ? "; the boot gate holds its kubelet" : ""}` : "up");
+    if (gated) void this.#bootGate(node, node.boots);
     void clock;
     void timing;
+  }
+
+  /**
+   * The boot gate of boot number `boot`: asks the node state service over the node's NATS path
+   * (failing while it cannot reach the control plane) until the engine's state of the node
+   * opens it, then starts the kubelet. A gate whose boot has ended (the machine went down again)
+   * stops asking and starts nothing.
+   */
+  async #bootGate(node: SimNode, boot: number) {
+    const { clock, heartbeatIntervalMs } = this.#options;
+    const stale = () => this.#stopped || node.boots !== boot || node.power !== "up";
+    let lastWhy: string | undefined;
+    const verdict = await waitForGate({
+      clock,
+      intervalMs: this.#options.bootGateIntervalMs ?? 2 * heartbeatIntervalMs,
+      lookup: async () => {
+        if (stale()) return undefined; // opens the gate of a boot that is gone: nothing is started
+        const transport = node.transport.transport;
+        if (!transport.lookupNodeState) throw new Error("no node state service");
+        return transport.lookupNodeState(node.name, heartbeatIntervalMs);
+      },
+      onWait: (why) => {
+        const kind = why.startsWith("the control plane cannot be asked") ? "unreachable" : why;
+        if (kind !== lastWhy) this.#note(node.name, `boot gate closed: ${why}`);
+        lastWhy = kind;
+      },
+    });
+    if (stale()) return;
+    this.#note(node.name, `boot gate open: ${verdict.why}; kubelet started`);
+    this.#options.cluster.startKubelet(node.name);
   }
 
   async #startAgent(node: SimNode) {
@@ -324,6 +370,23 @@ export class SimFleet {
         await this.#syncNetwork(node);
       }
       this.#note(group.join(","), "partition healed");
+    });
+  }
+
+  /**
+   * The node loses its path to the control plane (NATS: heartbeats, acks, commands, node state
+   * lookups) for `forMs`; its kubelet still reaches the API server and its agent its peers.
+   * Overlapping losses are counted: the path is back when the last one ends.
+   */
+  async natsLoss(name: string, forMs: number) {
+    const node = this.#node(name);
+    node.natsLosses += 1;
+    await this.#syncLink(node);
+    this.#note(name, `lost its path to the control plane (NATS) for ${forMs} ms; its kubelet still reaches the API server`);
+    this.#later(forMs, async () => {
+      node.natsLosses -= 1;
+      await this.#syncLink(node);
+      this.#note(name, node.natsLosses > 0 ? "one NATS path loss ended; another still holds" : "NATS path restored");
     });
   }
 

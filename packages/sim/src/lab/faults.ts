@@ -6,7 +6,7 @@ import type { EngineCrashPoint, LabWorld } from "./world.js";
  * its own healing on the virtual clock. Every fault heals: crashed machines come back, so every
  * node can converge once the last one has healed.
  */
-export const FAULT_KINDS = [
+export const FAULT_KINDS_BEFORE_NATS_LOSS = [
   "crash",
   "hang",
   "reboot",
@@ -22,6 +22,13 @@ export const FAULT_KINDS = [
   "engine-crash",
   "message-chaos",
 ] as const;
+/**
+ * The catalogue. A seed draws its faults' kinds from it by position, so a kind added to it
+ * changes what many seeds inject: new kinds go at the end, and the catalogue before one was added
+ * is kept so that the seeds recorded in tests (and in docs/chaos.md) still replay the run they
+ * name (`runSeed(n, { kinds: FAULT_KINDS_BEFORE_NATS_LOSS })`).
+ */
+export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_NATS_LOSS, "nats-loss"] as const;
 export type LabFaultKind = (typeof FAULT_KINDS)[number];
 
 export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
@@ -29,6 +36,7 @@ export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
   hang: "kernel hang: nothing runs; a hardware watchdog resets it (back after the watchdog timeout + reboot) or it stays hung 5–40 s",
   reboot: "an administrator reboots the machine (clean agent stop, new boot id)",
   "network-loss": "one machine loses its network for 0.5–30 s; its containers keep running",
+  "nats-loss": "one machine loses its path to NATS (heartbeats, acks, agent commands, node state lookups) for 0.5–30 s; its kubelet still reaches the API server and its agent its peers",
   "partition-minority": "a minority of machines is cut off from the rest and from the control plane for 2–30 s",
   "partition-majority": "a majority of machines is cut off from the control plane, which stays with the minority, for 2–30 s",
   "control-plane-outage": "NATS is down for 2–30 s: no heartbeat arrives, nothing is published, delivered or acked",
@@ -118,6 +126,13 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       const forMs = rng.int(500, 30_000);
       await fleet.networkLoss(node, forMs);
       return record([node], forMs, `${node} loses its network for ${forMs} ms`);
+    }
+    case "nats-loss": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      const forMs = rng.int(500, 30_000);
+      await fleet.natsLoss(node, forMs);
+      return record([node], forMs, `${node} loses its path to NATS for ${forMs} ms (its kubelet still reaches the API server)`);
     }
     case "partition-minority":
     case "partition-majority": {

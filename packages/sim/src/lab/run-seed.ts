@@ -27,6 +27,8 @@ export type SeedOptions = {
   policy?: Policy;
   /** Keep the audit records and the trail in the result (for a replay). */
   keep?: boolean;
+  /** The boot gate on every machine (default: on; off: a fleet installed without it). */
+  bootGate?: boolean;
   /** Replaces the computed convergence bound (tests of the convergence check). */
   convergenceBoundMs?: number;
 };
@@ -90,6 +92,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     rebootMs,
     ackWaitMs: LAB_ACK_WAIT_MS,
     unreachableEvictionMs: 340_000,
+    bootGate: options.bootGate ?? true,
   });
   const { checker } = world;
   const failures = checker.failures;

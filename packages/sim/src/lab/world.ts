@@ -75,6 +75,8 @@ export type LabWorldOptions = {
   ackWaitMs: number;
   /** Ticks of the kubelets and controllers. */
   clusterStepMs?: number;
+  /** The boot gate on every machine (see `FleetOptions.bootGate`). Default: on. */
+  bootGate?: boolean;
   /** Kubernetes' own eviction of an unreachable node's pods (node monitor grace + toleration). */
   unreachableEvictionMs?: number | null;
 };
@@ -163,6 +165,7 @@ export class LabWorld {
       timing: policy.agent,
       heartbeatIntervalMs: policy.heartbeat.intervalMs,
       rebootMs: options.rebootMs,
+      bootGate: options.bootGate ?? true,
       log: silentLogger,
       transportFor: (node) => this.#transportFor(node),
       onEvent: (e) => this.#onFleetEvent(e),
