@@ -28,11 +28,14 @@ describe("fenceline bench throughput|fleet|restart (smoke)", () => {
     expect(r).toMatchObject({ nodes: 500, killed: 5, detected: 5, timeoutMs: 3_000 });
     expect(r.detectionP99Ms).toBeGreaterThan(0);
     expect(r.rssMb).toBeGreaterThan(0);
+    expect(r.p99ToTarget).toBeCloseTo((r.detectionP99Ms as number) / 4_000, 2);
+    expect(r.peakRssToLimit).toBeCloseTo((r.peakRssMb as number) / 1_024, 2);
   }, 90_000);
 
   it("restart: an engine resumes every node from its snapshot", async () => {
     const r = await bench(["restart", "--nodes", "500", "--runs", "1"]);
     expect(r).toMatchObject({ nodes: 500, partitions: 16 });
     expect(r.resumeMs).toBeGreaterThan(0);
+    expect(r.listSpeedup).toBeCloseTo((r.keysAndGetsMs as number) / Math.max(1, r.listMs as number), 0);
   }, 90_000);
 });

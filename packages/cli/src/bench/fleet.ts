@@ -227,6 +227,9 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
   });
 }
 
+/** `a / b` to three decimals; null when `a` is unknown. */
+const ratio = (a: number | null, b: number) => (a === null ? null : Math.round((a / b) * 1000) / 1000);
+
 /** `fenceline bench fleet`: exit code 1 when an agent that went silent was never detected. */
 export async function benchFleet(argv: string[]): Promise<number> {
   const args = argv[0] === "fleet" ? argv.slice(1) : argv;
@@ -259,14 +262,17 @@ export async function benchFleet(argv: string[]): Promise<number> {
         ["control-plane CPU, steady", pct(r.cpuPercentSteady)],
         ["control-plane CPU, detecting", pct(r.cpuPercentDetection)],
         ["control-plane RSS", r.rssMb === null ? "n/a" : `${r.rssMb} MiB (peak ${r.peakRssMb} MiB; target < 1024 MiB)`],
+        ["ratios to the targets", `detection p99 / (timeout + 1 s) ${ratio(r.detectionP99Ms, r.timeoutMs + 1_000)}, peak RSS / 1 GiB ${ratio(r.peakRssMb, 1_024)} (≤ 1 meets them)`],
       ],
       ["FLEET BENCHMARK", ""],
     )}\n`,
   );
   if (values.json) {
     const { nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs } = r;
+    const p99ToTarget = ratio(detectionP99Ms, timeoutMs + 1_000);
+    const peakRssToLimit = ratio(peakRssMb, 1_024);
     process.stdout.write(
-      `${JSON.stringify({ nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs })}\n`,
+      `${JSON.stringify({ nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs, p99ToTarget, peakRssToLimit })}\n`,
     );
   }
   return r.detected === r.killed ? 0 : 1;

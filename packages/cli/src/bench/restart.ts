@@ -102,6 +102,9 @@ export async function runRestartBench(options: { nodes: number; runs: number }):
   });
 }
 
+/** How many times faster the ordered-consumer listing was than kv.keys() and a get per key. */
+const listSpeedup = (r: { listMs: number; keysAndGetsMs: number }) => Math.round((r.keysAndGetsMs / Math.max(1, r.listMs)) * 10) / 10;
+
 /** `fenceline bench restart`. */
 export async function benchRestart(argv: string[]): Promise<number> {
   const args = argv[0] === "restart" ? argv.slice(1) : argv;
@@ -118,6 +121,7 @@ export async function benchRestart(argv: string[]): Promise<number> {
         ["timers re-armed", String(r.timers)],
         ["listing the snapshots", `${r.listMs} ms (one ordered consumer, last value per key)`],
         ["  the old way", `${r.keysAndGetsMs} ms (kv.keys() and a get per key)`],
+        ["ratio old way / now", `${listSpeedup(r)} (listing, measured side by side)`],
         ["heap after resuming", `${r.heapMb} MB (whole process)`],
       ],
       ["RESTART BENCHMARK", ""],
@@ -125,7 +129,7 @@ export async function benchRestart(argv: string[]): Promise<number> {
   );
   if (values.json) {
     const { nodes, partitions, resumeMs, runsMs, listMs, keysAndGetsMs } = r;
-    process.stdout.write(`${JSON.stringify({ nodes, partitions, resumeMs, runsMs, listMs, keysAndGetsMs })}\n`);
+    process.stdout.write(`${JSON.stringify({ nodes, partitions, resumeMs, runsMs, listMs, keysAndGetsMs, listSpeedup: listSpeedup(r) })}\n`);
   }
   return 0;
 }
