@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { AuditRecord, Clock } from "@fenceline/contracts";
@@ -213,6 +214,19 @@ async function readAll<T>(nc: NatsConnection, stream: string): Promise<T[]> {
   return out;
 }
 
+/**
+ * What this machine's cores allow at most when the engine and nats-server share them: cores /
+ * (client + server CPU per event), and that as a ratio to the bare loop. An upper bound (it
+ * assumes every core busy with nothing else), to read the measured ratio against.
+ */
+function ceilingOf(r: ThroughputResult): string {
+  const server = r.serverCpuMsPerKEvent.engine;
+  if (server === null) return "n/a (no /proc)";
+  const cores = availableParallelism();
+  const perSec = Math.round((cores * 1_000_000) / (r.clientCpuMsPerKEvent.engine + server));
+  return `${perSec} events/s on ${cores} cores shared with nats-server (ratio ${Math.round((perSec / r.bareEventsPerSec) * 1000) / 1000}): cores / CPU per event`;
+}
+
 /** `fenceline bench throughput`: returns the exit code (1 when the engine's audit diverged from the history). */
 export async function benchThroughput(argv: string[]): Promise<number> {
   const args = argv[0] === "throughput" ? argv.slice(1) : argv;
@@ -242,6 +256,7 @@ export async function benchThroughput(argv: string[]): Promise<number> {
         ["JetStream writes", `${r.audit} audit records, ${r.commands} commands, ${r.snapshotWrites} snapshots (coalesced from ${r.events}), ${r.batches} acks`],
         ["client CPU / 1000 events", `bare ${cpu(r.clientCpuMsPerKEvent.bare)}, engine ${cpu(r.clientCpuMsPerKEvent.engine)}`],
         ["nats-server CPU / 1000 events", `bare ${cpu(r.serverCpuMsPerKEvent.bare)}, engine ${cpu(r.serverCpuMsPerKEvent.engine)}`],
+        ["CPU-bound ceiling", ceilingOf(r)],
         ["audit vs history", r.divergences === 0 ? "identical" : `${r.divergences} divergences`],
       ],
       ["THROUGHPUT BENCHMARK", ""],
