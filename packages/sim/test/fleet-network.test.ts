@@ -1,50 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { HeartbeatAck } from "@fenceline/contracts";
-import { createMemoryAgentTransport } from "@fenceline/agent";
-import { InMemoryCluster, LAB_POLICY, SimFleet, VirtualClock, silentLogger } from "../src/index.js";
-
-const nodes = ["node-1", "node-2", "node-3", "node-4", "node-5"];
-
-/** Five machines running the real agent, a cluster with one StatefulSet replica on node-5. */
-async function startFleet() {
-  const clock = new VirtualClock(1_000_000);
-  const cluster = new InMemoryCluster({ clock, nodes });
-  const fleet: SimFleet = new SimFleet({
-    nodes,
-    clock,
-    cluster,
-    timing: LAB_POLICY.agent,
-    heartbeatIntervalMs: LAB_POLICY.heartbeat.intervalMs,
-    rebootMs: 1_000,
-    log: silentLogger,
-    transportFor: (node) =>
-      createMemoryAgentTransport({
-        controlPlaneReachable: () => fleet.reachesControlPlane(node),
-        respond: (hb): HeartbeatAck => ({ v: 1, node: hb.node, at: clock.now() }),
-      }),
-  });
-  await fleet.start();
-  // Four Deployment pods fill node-1…node-4 first, so the replica lands on node-5.
-  cluster.addDeployment("web", 4);
-  cluster.step();
-  cluster.addStatefulSet("queue", 1);
-  cluster.step();
-  /** Advances the clock in 100 ms ticks, settling the fleet's callbacks and stepping the kubelets. */
-  const run = async (ms: number) => {
-    for (let t = 0; t < ms; t += 100) {
-      clock.advance(100);
-      for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-      cluster.step();
-    }
-  };
-  const reachable = (node: string) => cluster.node(node)!.reachable;
-  const runningOn = (node: string) => cluster.containers().filter((c) => c.node === node).map((c) => c.pod);
-  return { clock, cluster, fleet, run, reachable, runningOn };
-}
+import { startFiveNodeFleet } from "./fleet-fixture.js";
 
 describe("SimFleet: overlapping network faults (seed 3490)", () => {
   it("the end of a network loss during a partition leaves the node cut off from the API server and the control plane", async () => {
-    const { fleet, run, reachable } = await startFleet();
+    const { fleet, run, reachable } = await startFiveNodeFleet();
     await fleet.partition(["node-5"], 10_000);
     await fleet.networkLoss("node-5", 1_000);
     await run(1_500);
@@ -58,7 +17,7 @@ describe("SimFleet: overlapping network faults (seed 3490)", () => {
   });
 
   it("the end of a partition during a network loss leaves the node isolated until the loss ends", async () => {
-    const { fleet, run, reachable } = await startFleet();
+    const { fleet, run, reachable } = await startFiveNodeFleet();
     await fleet.networkLoss("node-5", 5_000);
     await fleet.partition(["node-5"], 1_000);
     await run(1_500);
@@ -71,7 +30,7 @@ describe("SimFleet: overlapping network faults (seed 3490)", () => {
   });
 
   it("overlapping network losses: the node is reachable again only when the last one ends", async () => {
-    const { fleet, run, reachable } = await startFleet();
+    const { fleet, run, reachable } = await startFiveNodeFleet();
     await fleet.networkLoss("node-5", 3_000);
     await run(500);
     await fleet.networkLoss("node-5", 500);
@@ -83,7 +42,7 @@ describe("SimFleet: overlapping network faults (seed 3490)", () => {
   });
 
   it("a machine that reboots while partitioned off does not restart its pods, even after a flap ends; it does once the partition heals", async () => {
-    const { fleet, run, runningOn } = await startFleet();
+    const { fleet, run, runningOn } = await startFiveNodeFleet();
     expect(runningOn("node-5")).toEqual(["queue-0"]);
     await fleet.partition(["node-5"], 20_000);
     await fleet.networkLoss("node-5", 800);
