@@ -49,7 +49,8 @@ afterEach(async () => {
   env = undefined;
 });
 
-type Instance = { engine: RunningEngine; nc: NatsConnection; killed: boolean };
+/** `dying`: struck, finishing the sends before its kill point; nothing else it does counts any more. */
+type Instance = { engine: RunningEngine; nc: NatsConnection; killed: boolean; dying: boolean };
 
 /**
  * Runs the scenario with `runEngine`, killing the engine at the points of `plan` (event seq →
@@ -85,7 +86,7 @@ async function runScenario(plan: Map<number, KillPoint>) {
   const start = async (): Promise<Instance> => {
     instances += 1;
     const nc = await connect(`engine-${instances}`);
-    const self: Instance = { engine: undefined as unknown as RunningEngine, nc, killed: false };
+    const self: Instance = { engine: undefined as unknown as RunningEngine, nc, killed: false, dying: false };
     const never = () => new Promise<never>(() => {});
     /** The process dies here: nothing after this point runs, nothing is settled. */
     const kill = (): Promise<never> => {
@@ -96,12 +97,14 @@ async function runScenario(plan: Map<number, KillPoint>) {
     };
     // A dead process does nothing more (its other partitions' batches stop where they are).
     // "after-commands" at event s: everything sent before s's audit record goes out, then the
-    // process dies.
+    // process dies. From the strike on, its other batches stop where they are (`dying`): no
+    // second kill point can strike in the same process while those sends are out.
     const outputs = (inner: OutputSink): OutputSink => ({
       async publish(list) {
-        if (self.killed) return never();
+        if (self.killed || self.dying) return never();
         const at = list.findIndex((o) => o.type === "audit" && strikes(o.record.seq, "after-commands"));
         if (at < 0) return inner.publish(list);
+        self.dying = true;
         await inner.publish(list.slice(0, at));
         return kill();
       },
@@ -110,11 +113,11 @@ async function runScenario(plan: Map<number, KillPoint>) {
       get: (node) => inner.get(node),
       list: () => inner.list(),
       async put(snapshot: NodeSnapshot, revision: number) {
-        if (self.killed) return never();
+        if (self.killed || self.dying) return never();
         if (strikesSave(snapshot, "after-outputs")) return kill();
         if (strikesSave(snapshot, "transient-failure")) throw new Error(`injected: KV unavailable at event ${snapshot.lastSeq}`);
         const stored = await inner.put(snapshot, revision);
-        if (self.killed) return never();
+        if (self.killed || self.dying) return never();
         const killNow = strikesSave(snapshot, "after-snapshot");
         saved.set(snapshot.node, Math.max(saved.get(snapshot.node) ?? 0, snapshot.lastSeq));
         if (killNow) return kill();
