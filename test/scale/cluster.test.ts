@@ -3,7 +3,6 @@
 // own process).
 process.env.FENCELINE_PARTITIONS = "4";
 
-import { createServer } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -12,6 +11,7 @@ import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { Streams, provisionStreams } from "@fenceline/streams";
 import { runDemo, type RunningDemo } from "../../packages/cli/src/demo/run-demo.js";
 import { readStream, testLog, waitFor } from "../engine/nats-helpers.js";
+import { freePort } from "../support/free-port.js";
 
 /**
  * Fenceline on a three-server NATS cluster (loopback), every stream, consumer and bucket with
@@ -118,13 +118,3 @@ async function validEventSeqs(jsm: JetStreamManager, last: number): Promise<numb
   return out;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}

@@ -1,5 +1,4 @@
 import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
@@ -12,6 +11,7 @@ import { startAgent, type RunningAgent } from "../src/main.js";
 import { createNatsAgentTransport } from "../src/nats-transport.js";
 import { PEER_CHECK_PATH } from "../src/http-peers.js";
 import { silentLog } from "./helpers/silent-log.js";
+import { freePort } from "../../../test/support/free-port.js";
 
 let dir: string;
 const running: RunningAgent[] = [];
@@ -28,17 +28,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A loopback port nobody listens on (bound, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function configFor(node: string, natsUrl: string, peers: Array<{ node: string; url: string }> = []) {
   const nodeDir = join(dir, node);

@@ -1,11 +1,11 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ErrorCode, isFencelineError } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
 import { connectNats, findNatsServerBinary, startNatsServer } from "../src/index.js";
+import { freePort } from "../../../test/support/free-port.js";
 
 describe("startNatsServer", () => {
   it("starts on a random loopback port and removes its temporary store on stop", async () => {
@@ -103,13 +103,3 @@ describe("connectNats", () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +12,7 @@ import { Buckets, Streams, Subjects, provisionStreams } from "@fenceline/streams
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runSerfHandler } from "../src/serf-handler.js";
 import { readStream } from "../../../test/support/read-stream.js";
+import { freePort } from "../../../test/support/free-port.js";
 
 const SERF = "/usr/bin/serf";
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "cli", "dist", "bin.js");
@@ -94,17 +94,6 @@ describe("runSerfHandler (stdin lines in, FL_EVENTS out)", () => {
   });
 });
 
-/** A loopback port free for TCP (serf also binds UDP on it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const why = !haveSerf ? `${SERF} is not installed (apt-get install serf)` : "the CLI is not built (pnpm exec turbo run build)";
 describe.skipIf(!haveSerf || !haveCli)(`two real serf agents on loopback${haveSerf && haveCli ? "" : ` — SKIPPED: ${why}`}`, () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FENCING_TAINT, OUT_OF_SERVICE_TAINT, isFencelineError } from "@fenceline/contracts";
+import { FENCING_TAINT, OUT_OF_SERVICE_TAINT, isFencelineError, type Taint } from "@fenceline/contracts";
 import { InMemoryCluster, VirtualClock } from "../src/index.js";
 import { createFixture } from "./fixture.js";
 
@@ -270,26 +270,22 @@ describe("InMemoryCluster: faults", () => {
   it("a rebooted kubelet that reaches the API server honours a NoExecute taint (out-of-service) but not a NoSchedule one (fencing)", async () => {
     // The kubelet's admission rejects a pod only for an untolerated NoExecute taint
     // (pkg/kubelet/lifecycle/predicate.go: "Kubelet is only interested in the NoExecute taint").
-    const a = createFixture();
-    a.cluster.addStatefulSet("web", 1);
-    a.tick();
-    a.cluster.setReachable("node-a", false);
-    a.cluster.crash("node-a");
-    await a.cluster.addTaint("node-a", FENCING_TAINT);
-    a.cluster.boot("node-a", "boot-2");
-    a.cluster.setReachable("node-a", true);
-    a.tick();
+    /** web-0's node crashes cut off, gets `taint`, boots and reaches the API server again. */
+    const rebootedWith = async (taint: Taint) => {
+      const f = createFixture();
+      f.cluster.addStatefulSet("web", 1);
+      f.tick();
+      f.cluster.setReachable("node-a", false);
+      f.cluster.crash("node-a");
+      await f.cluster.addTaint("node-a", taint);
+      f.cluster.boot("node-a", "boot-2");
+      f.cluster.setReachable("node-a", true);
+      f.tick();
+      return f;
+    };
+    const a = await rebootedWith(FENCING_TAINT);
     expect(a.containersOf("web-0").map((c) => c.node)).toEqual(["node-a"]);
-
-    const b = createFixture();
-    b.cluster.addStatefulSet("web", 1);
-    b.tick();
-    b.cluster.setReachable("node-a", false);
-    b.cluster.crash("node-a");
-    await b.cluster.addTaint("node-a", OUT_OF_SERVICE_TAINT);
-    b.cluster.boot("node-a", "boot-2");
-    b.cluster.setReachable("node-a", true);
-    b.tick();
+    const b = await rebootedWith(OUT_OF_SERVICE_TAINT);
     expect(b.containersOf("web-0").filter((c) => c.node === "node-a")).toEqual([]);
   });
 
