@@ -42,12 +42,22 @@ export function createJetStreamPipeline(nc: NatsConnection, options: { timeoutMs
   let next = 0;
   let closed: Error | null = null;
 
-  const settle = (id: number, batch: Batch, reason: () => Error) => {
+  const finish = (id: number, batch: Batch) => {
     batches.delete(id);
     clearTimeout(batch.timer);
+    batch.done();
+  };
+  /** One message's outcome; the batch is done when the last one is in. */
+  const record = (id: number, batch: Batch, index: number, outcome: number | Error) => {
+    if (batch.results[index] !== undefined) return;
+    batch.results[index] = outcome;
+    if (--batch.waiting === 0) finish(id, batch);
+  };
+  /** Ends a batch now: every message still waiting gets `reason()`. */
+  const settle = (id: number, batch: Batch, reason: () => Error) => {
     let error: Error | undefined;
     for (let i = 0; i < batch.results.length; i++) if (batch.results[i] === undefined) batch.results[i] = error ??= reason();
-    batch.done();
+    finish(id, batch);
   };
 
   const sub = nc.subscribe(`${inbox}.>`, {
@@ -62,14 +72,7 @@ export function createJetStreamPipeline(nc: NatsConnection, options: { timeoutMs
       const id = Number(rest.slice(0, dot));
       const batch = batches.get(id);
       if (!batch) return; // timed out already
-      const index = Number(rest.slice(dot + 1));
-      if (batch.results[index] !== undefined) return;
-      batch.results[index] = ackOf(m);
-      if (--batch.waiting === 0) {
-        batches.delete(id);
-        clearTimeout(batch.timer);
-        batch.done();
-      }
+      record(id, batch, Number(rest.slice(dot + 1)), ackOf(m));
     },
   });
   void nc.closed().then(() => {
@@ -106,8 +109,7 @@ export function createJetStreamPipeline(nc: NatsConnection, options: { timeoutMs
             nc.publish(subject, typeof data === "string" ? Buffer.from(data) : data, { headers: h, reply: prefix + i });
           } catch (err) {
             // A bad subject or a closed connection: this one fails, the others still count.
-            results[i] = err instanceof Error ? err : new Error(String(err));
-            if (--batch.waiting === 0) settle(id, batch, () => new Error("unreachable"));
+            record(id, batch, i, err instanceof Error ? err : new Error(String(err)));
           }
         }
       });
