@@ -6,7 +6,7 @@ import { createLogger } from "@fenceline/bus";
 import { Subjects } from "@fenceline/streams";
 import { parse, table, UsageError, intOption } from "../args.js";
 import { withBenchNats } from "./bench-nats.js";
-import { processCpuMs, processRssMb } from "./throughput.js";
+import { processCpuMs, processRssMb, ratio } from "./measure.js";
 
 const USAGE = `usage: fenceline bench fleet [--nodes N] [--kill N] [--connections N] [--steady SECONDS] [--json]
 
@@ -227,8 +227,8 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
   });
 }
 
-/** `a / b` to three decimals; null when `a` is unknown. */
-const ratio = (a: number | null, b: number) => (a === null ? null : Math.round((a / b) * 1000) / 1000);
+/** `ratio(a, b)`, null when `a` is unknown. */
+const ratioOrNull = (a: number | null, b: number) => (a === null ? null : ratio(a, b));
 
 /** `fenceline bench fleet`: exit code 1 when an agent that went silent was never detected. */
 export async function benchFleet(argv: string[]): Promise<number> {
@@ -250,6 +250,8 @@ export async function benchFleet(argv: string[]): Promise<number> {
   });
   const ms = (v: number | null) => (v === null ? "-" : `${v} ms`);
   const pct = (v: number | null) => (v === null ? "n/a" : `${v}% of one core`);
+  const p99ToTarget = ratioOrNull(r.detectionP99Ms, r.timeoutMs + 1_000);
+  const peakRssToLimit = ratioOrNull(r.peakRssMb, 1_024);
   process.stdout.write(
     `${table(
       [
@@ -262,15 +264,13 @@ export async function benchFleet(argv: string[]): Promise<number> {
         ["control-plane CPU, steady", pct(r.cpuPercentSteady)],
         ["control-plane CPU, detecting", pct(r.cpuPercentDetection)],
         ["control-plane RSS", r.rssMb === null ? "n/a" : `${r.rssMb} MiB (peak ${r.peakRssMb} MiB; target < 1024 MiB)`],
-        ["ratios to the targets", `detection p99 / (timeout + 1 s) ${ratio(r.detectionP99Ms, r.timeoutMs + 1_000)}, peak RSS / 1 GiB ${ratio(r.peakRssMb, 1_024)} (≤ 1 meets them)`],
+        ["ratios to the targets", `detection p99 / (timeout + 1 s) ${p99ToTarget}, peak RSS / 1 GiB ${peakRssToLimit} (≤ 1 meets them)`],
       ],
       ["FLEET BENCHMARK", ""],
     )}\n`,
   );
   if (values.json) {
     const { nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs } = r;
-    const p99ToTarget = ratio(detectionP99Ms, timeoutMs + 1_000);
-    const peakRssToLimit = ratio(peakRssMb, 1_024);
     process.stdout.write(
       `${JSON.stringify({ nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs, p99ToTarget, peakRssToLimit })}\n`,
     );

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -9,6 +8,7 @@ import { Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline
 import { parse, table, UsageError, intOption } from "../args.js";
 import { withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "./history.js";
+import { processCpuMs, ratio } from "./measure.js";
 
 const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--seed N] [--json]
 
@@ -28,29 +28,6 @@ Prints a table; with --json the last stdout line is
   --seed N    seed of the history (default 1)`;
 
 const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
-
-/** CPU time (user + system) of a process, in ms, from /proc (Linux); null elsewhere. */
-export function processCpuMs(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // Fields 14 and 15 of stat (utime, stime), counted from field 3 after the command name.
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return null;
-  }
-}
-
-/** Current and peak resident memory of a process, in MiB, from /proc (Linux); null elsewhere. */
-export function processRssMb(pid: number): { rss: number; peak: number } | null {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? NaN);
-    return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
-  } catch {
-    return null;
-  }
-}
 
 /** A clock whose timers never fire: the engine's timer service stays idle during the run. */
 const idleClock: Clock = { now: () => Date.now(), setTimeout: () => null, clearTimeout: () => {} };
@@ -180,7 +157,7 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       bareEventsPerSec,
       bareRuns: [Math.round(before.perSec), Math.round(after.perSec)],
       engineEventsPerSec,
-      ratio: Math.round((engineEventsPerSec / bareEventsPerSec) * 1000) / 1000,
+      ratio: ratio(engineEventsPerSec, bareEventsPerSec),
       engineMs: Math.round(engineMs),
       engineStartMs: Math.round(engineStartMs),
       foldOnlyEventsPerSec,
@@ -224,7 +201,7 @@ function ceilingOf(r: ThroughputResult): string {
   if (server === null) return "n/a (no /proc)";
   const cores = availableParallelism();
   const perSec = Math.round((cores * 1_000_000) / (r.clientCpuMsPerKEvent.engine + server));
-  return `${perSec} events/s on ${cores} cores shared with nats-server (ratio ${Math.round((perSec / r.bareEventsPerSec) * 1000) / 1000}): cores / CPU per event`;
+  return `${perSec} events/s on ${cores} cores shared with nats-server (ratio ${ratio(perSec, r.bareEventsPerSec)}): cores / CPU per event`;
 }
 
 /** `fenceline bench throughput`: returns the exit code (1 when the engine's audit diverged from the history). */
