@@ -35,8 +35,9 @@ export type Decider = { policy: Policy; machine: NodeMachine; interpreter: Inter
 /**
  * The decider of a policy. By default a step runs the lean interpreter of the machine's own
  * config and implementations (`createFastStep`, shown equal to xstate's `transition()` step by
- * step by statecharts/test/fast-step.test.ts and engine/test/interpreters.test.ts), several
- * times faster; a machine or an action outside the subset it interprets falls back to xstate.
+ * step by statecharts/test/fast-step.test.ts; the replay and throughput benchmarks compare its
+ * folds with an audit written by xstate), several times faster; a machine or an action outside
+ * the subset it interprets falls back to xstate.
  * `interpreter: "xstate"` always runs xstate (the reference the fast one is checked against).
  */
 export function createDecider(policy: Policy, machine: NodeMachine = createNodeMachine(policy), options: { interpreter?: Interpreter } = {}): Decider {
