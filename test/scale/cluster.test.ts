@@ -7,11 +7,11 @@ import { afterAll, describe, expect, it } from "vitest";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { NODE_EVENT_TYPES, NodeEvent, parseMessage, type AuditRecord } from "@fenceline/contracts";
-import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { connectNats, type NatsServer } from "@fenceline/bus";
 import { Streams, provisionStreams } from "@fenceline/streams";
 import { runDemo, type RunningDemo } from "../../packages/cli/src/demo/run-demo.js";
 import { readStream, testLog, waitFor } from "../engine/nats-helpers.js";
-import { freePort } from "../support/free-port.js";
+import { startNatsCluster } from "../support/nats-cluster.js";
 
 /**
  * Fenceline on a three-server NATS cluster (loopback), every stream, consumer and bucket with
@@ -32,13 +32,7 @@ afterAll(async () => {
 
 describe("a three-server NATS cluster (R3)", () => {
   it("completes a remediation while the FL_EVENTS leader is killed, losing no event and no audit record", async () => {
-    const routePorts = await Promise.all([freePort(), freePort(), freePort()]);
-    const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`);
-    servers.push(
-      ...(await Promise.all(
-        routePorts.map((port, i) => startNatsServer({ serverName: `n${i}`, cluster: { name: "fl-scale", port, routes: routes.filter((_, j) => j !== i) } })),
-      )),
-    );
+    servers.push(...(await startNatsCluster("fl-scale")));
     const urls = servers.map((s) => s.url).join(",");
     nc = await connectNats(urls, { name: "cluster-test" });
     // JetStream elects its meta leader and learns its peers a little after the routes are up.

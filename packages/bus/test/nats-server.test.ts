@@ -6,6 +6,7 @@ import { ErrorCode, isFencelineError } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
 import { connectNats, findNatsServerBinary, startNatsServer } from "../src/index.js";
 import { freePort } from "../../../test/support/free-port.js";
+import { startNatsCluster } from "../../../test/support/nats-cluster.js";
 
 describe("startNatsServer", () => {
   it("starts on a random loopback port and removes its temporary store on stop", async () => {
@@ -63,13 +64,7 @@ describe("startNatsServer", () => {
   });
 
   it("forms a 3-node JetStream cluster", { timeout: 30_000 }, async () => {
-    const routePorts = await Promise.all([freePort(), freePort(), freePort()]);
-    const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`);
-    const servers = await Promise.all(
-      routePorts.map((port, i) =>
-        startNatsServer({ serverName: `n${i}`, cluster: { name: "fl-test", port, routes: routes.filter((_, j) => j !== i) } }),
-      ),
-    );
+    const servers = await startNatsCluster("fl-test");
     try {
       const nc0 = await connectNats(servers[0]!.url, { name: "cluster-test-0" });
       const nc2 = await connectNats(servers[2]!.url, { name: "cluster-test-2" });
