@@ -22,7 +22,8 @@ export function statePath(value: StateValue): string {
 
 /** The top-level state of a path ("suspect" for "suspect.waiting"). */
 export function phaseOf(path: string): string {
-  return path.split(".")[0]!;
+  const dot = path.indexOf(".");
+  return dot < 0 ? path : path.slice(0, dot);
 }
 
 /**

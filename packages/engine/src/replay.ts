@@ -246,12 +246,6 @@ export type Replayer = {
   report(): ReplayReport;
 };
 
-/** `phaseOf` without the split. */
-const topOf = (path: string) => {
-  const dot = path.indexOf(".");
-  return dot < 0 ? path : path.slice(0, dot);
-};
-
 /** The streaming core of replay: feed events in sequence order. */
 export function createReplayer(options: ReplayOptions): Replayer {
   const resolve: DeciderResolver = typeof options.decider === "function" ? options.decider : () => options.decider as Decider;
@@ -314,7 +308,7 @@ export function createReplayer(options: ReplayOptions): Replayer {
       lastEvents.set(event.node, event);
       if (audit.changed) {
         transitions++;
-        if (audit.from === "new" || topOf(audit.from) !== topOf(audit.to)) entered.set(event.node, event.at);
+        if (audit.from === "new" || phaseOf(audit.from) !== phaseOf(audit.to)) entered.set(event.node, event.at);
       }
       if (atTime !== undefined && event.at <= atTime) statesAt.set(event.node, stateOf(event.node, result.snapshot, { seq, at: event.at, type: event.type }, entered.get(event.node)));
 
