@@ -1,6 +1,7 @@
 import type { StateValue } from "xstate";
 import type { NodeEvent } from "@fenceline/contracts";
 import type { Emitted, NodeContext } from "./context.js";
+import { firedTimer, withoutTimers } from "./helpers.js";
 import type { NodeMachine } from "./machine.js";
 import type { MachineState, StepResult } from "./step.js";
 
@@ -390,12 +391,10 @@ export function createFastStep(machine: NodeMachine): FastStep {
     }
 
     let ctx = context;
-    if (event.type === "timer.fired" && ctx.timers[event.data.timer] === event.data.due) {
-      const fired = event.data.timer;
-      const timers: Record<string, number> = {};
-      for (const name in ctx.timers) if (name !== fired) timers[name] = ctx.timers[name]!;
+    const fired = firedTimer(ctx.timers, event);
+    if (fired !== null) {
       if (!fresh) ctx = { ...ctx };
-      ctx.timers = timers;
+      ctx.timers = withoutTimers(ctx.timers, fired);
     }
     return { state: { value: valueByLeaf.get(leaf)!, context: ctx }, emitted, path: pathByLeaf.get(leaf)! };
   };

@@ -54,6 +54,11 @@ export function driftedServices(reported: Record<string, string> | null, desired
     .filter((service) => reported?.[service] !== desired[service]);
 }
 
+/** The timer a `timer.fired` consumes: the one it names, while still pending at the due time it carries. */
+export function firedTimer(timers: Record<string, number>, event: NodeEvent): string | null {
+  return event.type === "timer.fired" && timers[event.data.timer] === event.data.due ? event.data.timer : null;
+}
+
 export function withTimer(timers: Record<string, number>, name: string, due: number): Record<string, number> {
   const next: Record<string, number> = {};
   for (const key in timers) next[key] = timers[key]!;

@@ -2,6 +2,7 @@ import { createActor, type StateValue } from "xstate";
 import type { NodeEvent } from "@fenceline/contracts";
 import type { Emitted, NodeContext } from "./context.js";
 import type { NodeMachine } from "./machine.js";
+import { firedTimer, withoutTimers } from "./helpers.js";
 
 /** What is persisted of a node's machine: its state value and context. */
 export type MachineState = { value: StateValue; context: NodeContext };
@@ -109,10 +110,7 @@ export function step(machine: NodeMachine, state: MachineState, event: NodeEvent
     if ((action.type as string) === "xstate.emit") emitted.push((action as unknown as { params: { event: Emitted } }).params.event);
   }
   let context = next.context;
-  if (event.type === "timer.fired" && context.timers[event.data.timer] === event.data.due) {
-    const timers = { ...context.timers };
-    delete timers[event.data.timer];
-    context = { ...context, timers };
-  }
+  const fired = firedTimer(context.timers, event);
+  if (fired !== null) context = { ...context, timers: withoutTimers(context.timers, fired) };
   return { state: { value: next.value, context }, emitted };
 }
