@@ -54,4 +54,4 @@ export {
 export { Heartbeat, HeartbeatAck } from "./heartbeat.js";
 export { DeadLetter } from "./dlq.js";
 export { systemClock, type Clock, type ClusterApi, type FenceAgent, type Provisioner, type Watchdog } from "./ports.js";
-export { parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";
+export { parseSnapshotHead, type SnapshotHead, parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";

@@ -44,3 +44,24 @@ export function deadLetter(subject: string, data: Uint8Array, reason: DeadLetter
   const text = decoder.decode(data.subarray(0, 4096));
   return { v: 1, subject, reason, error, receivedAt: at, payload: text, payloadBytes: data.byteLength };
 }
+
+/** What processes other than the engine read of a FL_NODES value (a node's snapshot). */
+export type SnapshotHead = { node: string; path: string; context: Record<string, unknown> };
+
+/**
+ * The node, state path and context of a FL_NODES value; null when it is not JSON or lacks one of
+ * them. Only the engine writes there, but a bug or a manual `kv put` can, and a KV watch that
+ * throws on one entry ends for good.
+ */
+export function parseSnapshotHead(data: Uint8Array): SnapshotHead | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(data));
+  } catch {
+    return null;
+  }
+  if (typeof value !== "object" || value === null) return null;
+  const { node, path, context } = value as Record<string, unknown>;
+  if (typeof node !== "string" || typeof path !== "string" || typeof context !== "object" || context === null) return null;
+  return { node, path, context: context as Record<string, unknown> };
+}

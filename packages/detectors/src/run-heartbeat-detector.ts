@@ -1,7 +1,7 @@
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Heartbeat, nodeFromToken, parseMessage, systemClock, type Clock, type HeartbeatAck } from "@fenceline/contracts";
+import { Heartbeat, nodeFromToken, parseMessage, parseSnapshotHead, systemClock, type Clock, type HeartbeatAck } from "@fenceline/contracts";
 import { publishDeadLetter, publishEvent, type Logger } from "@fenceline/bus";
 import { Buckets, Subjects } from "@fenceline/streams";
 import { createHeartbeatDetector } from "./heartbeat-detector.js";
@@ -34,15 +34,9 @@ export async function runHeartbeatDetector(options: {
         states.delete(entry.key);
         continue;
       }
-      // A malformed entry (only the engine writes here, but a bug or a manual `kv put` can) is
-      // skipped: throwing here would end the watch for good (and reject unhandled).
-      let snap: { node?: unknown; path?: unknown; context?: { bootId?: unknown } } | null = null;
-      try {
-        snap = entry.json();
-      } catch {
-        // not JSON
-      }
-      if (!snap || typeof snap.node !== "string" || typeof snap.path !== "string" || typeof snap.context !== "object" || snap.context === null) {
+      // A malformed entry is skipped (see parseSnapshotHead).
+      const snap = parseSnapshotHead(entry.value);
+      if (!snap) {
         log.warn({ key: entry.key, revision: entry.revision }, "ignoring a malformed FL_NODES entry");
         continue;
       }

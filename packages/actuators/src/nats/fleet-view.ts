@@ -1,6 +1,6 @@
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { nodeFromToken } from "@fenceline/contracts";
+import { nodeFromToken, parseSnapshotHead } from "@fenceline/contracts";
 import { Buckets, Subjects } from "@fenceline/streams";
 import type { FleetView } from "../fleet-guard.js";
 import { createFleetTracker } from "../fleet-tracker.js";
@@ -22,16 +22,12 @@ export async function watchFleetView(
         tracker.onDeleted(entry.key);
         continue;
       }
-      // A malformed entry is skipped: throwing here would end the watch (and reject unhandled).
-      let snap: { node?: unknown; path?: unknown; context?: { epoch?: unknown } } | null = null;
-      try {
-        snap = entry.json();
-      } catch {
-        // not JSON
-      }
-      if (!snap || typeof snap.node !== "string" || typeof snap.path !== "string" || typeof snap.context?.epoch !== "number") continue;
+      // A malformed entry is skipped (see parseSnapshotHead).
+      const snap = parseSnapshotHead(entry.value);
+      const epoch = snap?.context.epoch;
+      if (!snap || typeof epoch !== "number") continue;
       tracker.onSnapshot(snap.node, snap.path.split(".")[0]!);
-      options.onSnapshot?.(snap.node, snap.context.epoch);
+      options.onSnapshot?.(snap.node, epoch);
     }
   })();
   // Only the subject matters here (who is heartbeating); the detector validates the payloads.
