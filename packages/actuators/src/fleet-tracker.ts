@@ -1,4 +1,11 @@
+import type { Policy } from "@fenceline/contracts";
 import type { FleetView } from "./fleet-guard.js";
+
+/**
+ * The longest loss of the majority a tracker may ignore under `policy` (its `minDipMs`):
+ * controlPlaneTimeout − heartbeatTimeout, the bound under which ignoring it is sound.
+ */
+export const minDipMsOf = (policy: Pick<Policy, "agent" | "heartbeat">): number => Math.max(0, policy.agent.controlPlaneTimeoutMs - policy.heartbeat.timeoutMs);
 
 /**
  * The fleet guard's view of the fleet. A node counts as healthy only when the engine records it

@@ -9,4 +9,4 @@ export { createKvBudgetStore } from "./nats/kv-budget-store.js";
 export { watchFleetView } from "./nats/fleet-view.js";
 export { createAgentRelayHandlers } from "./nats/agent-relay.js";
 export { createCommandProvisioner, type ProvisionCommands } from "./command-provisioner.js";
-export { createFleetTracker, type FleetTracker } from "./fleet-tracker.js";
+export { createFleetTracker, minDipMsOf, type FleetTracker } from "./fleet-tracker.js";

@@ -14,6 +14,7 @@ import {
   createGuardHandlers,
   createKvBudgetStore,
   createProvisionerHandlers,
+  minDipMsOf,
   runActuator,
   watchFleetView,
   type ActuatorCore,
@@ -54,7 +55,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const actuators: ActuatorCore[] = [];
   const fleet = await watchFleetView(nc, {
     heartbeatTimeoutMs: policy.heartbeat.timeoutMs,
-    minDipMs: Math.max(0, policy.agent.controlPlaneTimeoutMs - policy.heartbeat.timeoutMs),
+    minDipMs: minDipMsOf(policy),
     now: () => clock.now(),
     onSnapshot: (node, epoch) => actuators.forEach((a) => a.observeEpoch(node, epoch)),
   });

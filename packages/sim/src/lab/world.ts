@@ -24,6 +24,7 @@ import {
   createProvisionerHandlers,
   type ActuatorCore,
   createFleetTracker,
+  minDipMsOf,
   type FleetTracker,
   type FleetView,
   type Handlers,
@@ -136,7 +137,7 @@ export class LabWorld {
     this.#fleet = createFleetTracker({
       now: () => clock.now(),
       heartbeatTimeoutMs: policy.heartbeat.timeoutMs,
-      minDipMs: Math.max(0, policy.agent.controlPlaneTimeoutMs - policy.heartbeat.timeoutMs),
+      minDipMs: minDipMsOf(policy),
     });
 
     this.cluster = new InMemoryCluster({ clock, nodes: options.nodes, unreachableEvictionMs: options.unreachableEvictionMs ?? null });
