@@ -12,6 +12,20 @@ export function parse<O extends Options>(argv: string[], options: O, usage: stri
   }
 }
 
+/**
+ * The flags of `fenceline bench <name>` (`argv` may start with the name): the parsed values, or
+ * null once `usage` is printed for --help. A positional argument is a usage error.
+ */
+export function parseBench<O extends Options>(argv: string[], name: string, options: O, usage: string) {
+  const { values, positionals } = parse(argv[0] === name ? argv.slice(1) : argv, options, usage);
+  if ((values as { help?: boolean }).help) {
+    console.log(usage);
+    return null;
+  }
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}\n\n${usage}`);
+  return values;
+}
+
 export class UsageError extends Error {
   override readonly name = "UsageError";
 }

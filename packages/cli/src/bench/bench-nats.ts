@@ -1,4 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { Clock } from "@fenceline/contracts";
 import { connectNats, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 
 /** A benchmark's own nats-server, and connections to it that are closed when the benchmark ends. */
@@ -26,3 +27,6 @@ export async function withBenchNats<T>(log: Logger, bench: (nats: BenchNats) => 
     await server.stop();
   }
 }
+
+/** A clock whose timers never fire: a benchmarked engine's timer service stays idle. */
+export const idleClock: Clock = { now: () => Date.now(), setTimeout: () => null, clearTimeout: () => {} };

@@ -3,8 +3,9 @@ import { fileURLToPath } from "node:url";
 import type { Subscription } from "@nats-io/transport-node";
 import { AuditRecord, DEFAULT_POLICY, type Heartbeat } from "@fenceline/contracts";
 import { createLogger } from "@fenceline/bus";
+import { percentile } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
-import { parse, table, UsageError, intOption } from "../args.js";
+import { parseBench, table, intOption } from "../args.js";
 import { withBenchNats } from "./bench-nats.js";
 import { processCpuMs, processRssMb, ratio } from "./measure.js";
 
@@ -193,8 +194,7 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
       const cpu3 = processCpuMs(pid);
       const detectMs = Date.now() - killedAt;
       const latencies = victims.filter((v) => missedAt.has(v)).map((v) => missedAt.get(v)! - lastSent.get(v)!).sort((a, b) => a - b);
-      const pctOf = (list: number[], p: number) => (list.length === 0 ? null : list[Math.min(list.length - 1, Math.ceil((p / 100) * list.length) - 1)]!);
-      const pct = (p: number) => pctOf(latencies, p);
+      const pct = (p: number) => percentile(latencies, p);
       const decided = victims.filter((v) => decidedAt.has(v)).map((v) => decidedAt.get(v)! - lastSent.get(v)!).sort((a, b) => a - b);
       const engineLag = victims.filter((v) => decidedAt.has(v)).map((v) => missedAt.get(v)! - decidedAt.get(v)!).sort((a, b) => a - b);
       const rssEnd = processRssMb(pid);
@@ -207,10 +207,10 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
         detectionP50Ms: pct(50),
         detectionP99Ms: pct(99),
         detectionMaxMs: latencies.at(-1) ?? null,
-        detectorP50Ms: pctOf(decided, 50),
-        detectorP99Ms: pctOf(decided, 99),
-        engineP50Ms: pctOf(engineLag, 50),
-        engineP99Ms: pctOf(engineLag, 99),
+        detectorP50Ms: percentile(decided, 50),
+        detectorP99Ms: percentile(decided, 99),
+        engineP50Ms: percentile(engineLag, 50),
+        engineP99Ms: percentile(engineLag, 99),
         timeoutMs,
         cpuPercentSteady: cpuPercent(cpu0, cpu1, steadyMs),
         cpuPercentDetection: cpuPercent(cpu2, cpu3, detectMs),
@@ -232,14 +232,8 @@ const ratioOrNull = (a: number | null, b: number) => (a === null ? null : ratio(
 
 /** `fenceline bench fleet`: exit code 1 when an agent that went silent was never detected. */
 export async function benchFleet(argv: string[]): Promise<number> {
-  const args = argv[0] === "fleet" ? argv.slice(1) : argv;
-  const { values, positionals } = parse(
-    args,
-    { nodes: { type: "string" }, kill: { type: "string" }, connections: { type: "string" }, steady: { type: "string" }, json: { type: "boolean" } },
-    USAGE,
-  );
-  if (values.help) return (console.log(USAGE), 0);
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}\n\n${USAGE}`);
+  const values = parseBench(argv, "fleet", { nodes: { type: "string" }, kill: { type: "string" }, connections: { type: "string" }, steady: { type: "string" }, json: { type: "boolean" } }, USAGE);
+  if (!values) return 0;
   const nodes = int(values.nodes, "nodes", 10_000, 1);
   const r = await runFleetBench({
     nodes,

@@ -10,7 +10,7 @@ import {
   type RecoveryOutcome,
   type RecoverySummary,
 } from "@fenceline/sim";
-import { parse, table, UsageError, intOption } from "../args.js";
+import { parseBench, table, intOption } from "../args.js";
 
 const USAGE = `usage: fenceline bench recovery [--cases N] [--seed S] [--horizon MINUTES] [--json]
 
@@ -36,10 +36,8 @@ const secs = (ms: number | null) => (ms === null ? "-" : ms >= 120_000 ? `${(ms 
 
 /** `fenceline bench recovery`: returns the exit code (1 when a model broke an invariant). */
 export async function benchRecovery(argv: string[]): Promise<number> {
-  const args = argv[0] === "recovery" ? argv.slice(1) : argv;
-  const { values, positionals } = parse(args, { cases: { type: "string" }, seed: { type: "string" }, horizon: { type: "string" }, json: { type: "boolean" } }, USAGE);
-  if (values.help) return (console.log(USAGE), 0);
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}\n\n${USAGE}`);
+  const values = parseBench(argv, "recovery", { cases: { type: "string" }, seed: { type: "string" }, horizon: { type: "string" }, json: { type: "boolean" } }, USAGE);
+  if (!values) return 0;
   const count = int(values.cases, "cases", 50, 1);
   const seed = int(values.seed, "seed", 1, 0);
   const horizonMs = int(values.horizon, "horizon", 30, 1) * 60_000;

@@ -1,10 +1,10 @@
 import { Kvm } from "@nats-io/kv";
-import { DEFAULT_POLICY, createEvent, type Clock, type NodeEvent } from "@fenceline/contracts";
+import { DEFAULT_POLICY, createEvent, type NodeEvent } from "@fenceline/contracts";
 import { createLogger } from "@fenceline/bus";
 import { createDecider, fold, readLastPerKey, runEngine } from "@fenceline/engine";
 import { Buckets, eventPartitions, provisionStreams } from "@fenceline/streams";
-import { parse, table, UsageError, intOption } from "../args.js";
-import { withBenchNats } from "./bench-nats.js";
+import { parseBench, table, intOption } from "../args.js";
+import { idleClock, withBenchNats } from "./bench-nats.js";
 
 const USAGE = `usage: fenceline bench restart [--nodes N] [--runs N] [--json]
 
@@ -19,8 +19,6 @@ Prints a table; with --json the last stdout line is
   --runs N   engine starts (default 3; the figure is their median)`;
 
 const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
-
-const idleClock: Clock = { now: () => Date.now(), setTimeout: () => null, clearTimeout: () => {} };
 
 export type RestartResult = {
   nodes: number;
@@ -107,10 +105,8 @@ const listSpeedup = (r: { listMs: number; keysAndGetsMs: number }) => Math.round
 
 /** `fenceline bench restart`. */
 export async function benchRestart(argv: string[]): Promise<number> {
-  const args = argv[0] === "restart" ? argv.slice(1) : argv;
-  const { values, positionals } = parse(args, { nodes: { type: "string" }, runs: { type: "string" }, json: { type: "boolean" } }, USAGE);
-  if (values.help) return (console.log(USAGE), 0);
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}\n\n${USAGE}`);
+  const values = parseBench(argv, "restart", { nodes: { type: "string" }, runs: { type: "string" }, json: { type: "boolean" } }, USAGE);
+  if (!values) return 0;
   const r = await runRestartBench({ nodes: int(values.nodes, "nodes", 10_000, 1), runs: int(values.runs, "runs", 3, 1) });
   process.stdout.write(
     `${table(

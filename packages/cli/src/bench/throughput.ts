@@ -1,12 +1,12 @@
 import { availableParallelism } from "node:os";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { AuditRecord, Clock } from "@fenceline/contracts";
+import type { AuditRecord } from "@fenceline/contracts";
 import { createLogger, publishEvent } from "@fenceline/bus";
 import { createDecider, fold, runEngine, type NodeSnapshot } from "@fenceline/engine";
 import { Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
-import { parse, table, UsageError, intOption } from "../args.js";
-import { withBenchNats } from "./bench-nats.js";
+import { parseBench, table, intOption } from "../args.js";
+import { readAudit } from "../commands/audit.js";
+import { idleClock, withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "./history.js";
 import { processCpuMs, ratio } from "./measure.js";
 
@@ -28,9 +28,6 @@ Prints a table; with --json the last stdout line is
   --seed N    seed of the history (default 1)`;
 
 const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
-
-/** A clock whose timers never fire: the engine's timer service stays idle during the run. */
-const idleClock: Clock = { now: () => Date.now(), setTimeout: () => null, clearTimeout: () => {} };
 
 export type ThroughputResult = {
   events: number;
@@ -138,7 +135,8 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
     const after = await bare(2);
 
     // Check the engine's audit trail against the history's.
-    const audit = await readAll<AuditRecord>(nc, Streams.audit);
+    const audit: AuditRecord[] = [];
+    for await (const record of readAudit(server.url, {})) audit.push(record);
     const expected = new Map(items.map((i) => [i.seq, i.audit]));
     let divergences = 0;
     for (const record of audit) {
@@ -176,21 +174,6 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
   });
 }
 
-/** Every message of a stream, parsed, with an ordered consumer. */
-async function readAll<T>(nc: NatsConnection, stream: string): Promise<T[]> {
-  const jsm = await jetstreamManager(nc);
-  const { state } = await jsm.streams.info(stream);
-  if (state.messages === 0) return [];
-  const consumer = await jetstream(nc).consumers.get(stream);
-  const out: T[] = [];
-  const messages = await consumer.consume({ max_messages: 5_000 });
-  for await (const m of messages) {
-    out.push(m.json<T>());
-    if (m.info.pending === 0) break;
-  }
-  return out;
-}
-
 /**
  * What this machine's cores allow at most when the engine and nats-server share them: cores /
  * (client + server CPU per event), and that as a ratio to the bare loop. An upper bound (it
@@ -206,14 +189,8 @@ function ceilingOf(r: ThroughputResult): string {
 
 /** `fenceline bench throughput`: returns the exit code (1 when the engine's audit diverged from the history). */
 export async function benchThroughput(argv: string[]): Promise<number> {
-  const args = argv[0] === "throughput" ? argv.slice(1) : argv;
-  const { values, positionals } = parse(
-    args,
-    { events: { type: "string" }, nodes: { type: "string" }, batch: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" } },
-    USAGE,
-  );
-  if (values.help) return (console.log(USAGE), 0);
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}\n\n${USAGE}`);
+  const values = parseBench(argv, "throughput", { events: { type: "string" }, nodes: { type: "string" }, batch: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" } }, USAGE);
+  if (!values) return 0;
   const r = await runThroughputBench({
     events: int(values.events, "events", 50_000, 1),
     nodes: int(values.nodes, "nodes", 1_000, 1),
