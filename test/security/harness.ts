@@ -7,25 +7,16 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, PermissionViolationError } from "@nats-io/transport-node";
 import { createActuator, createAgentRelayHandlers, createClusterHandlers, createGuardHandlers, createKvBudgetStore, createProvisionerHandlers, runActuator, watchFleetView, type ActuatorCore } from "@fenceline/actuators";
 import { agentInboxPrefix, createNatsAgentTransport, type AgentTransport } from "@fenceline/agent";
-import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
+import { connectNats, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { systemClock, type Clock, type CommandOf, type Heartbeat, type HeartbeatAck, type Policy } from "@fenceline/contracts";
 import { runHeartbeatDetector } from "@fenceline/detectors";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
 import { InMemoryCluster } from "@fenceline/sim";
 import { Buckets, provisionStreams } from "@fenceline/streams";
+import { messageCount as messageCountOf, readStream as readStreamOf, testLog } from "../engine/nats-helpers.js";
 import { agentUser, fencelineUsers, renderNatsConfig, userUrl, type NatsUser } from "../../packages/cli/src/security/nats-config.js";
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-export async function waitFor(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-export const testLog = (name: string): Logger => createLogger(name, { level: process.env.FENCELINE_LOG_LEVEL ?? "silent" });
+export { sleep, testLog, waitFor } from "../engine/nats-helpers.js";
 
 /** A permission violation the server logged: who tried what. */
 export type Violation = { user: string; operation: "Publish" | "Subscription"; subject: string };
@@ -229,21 +220,10 @@ export async function startTestAgent(lab: SecureServer, node: string, options: {
   return agent;
 }
 
-/** Every message a stream holds, in order. */
-export async function readStream(nc: NatsConnection, stream: string): Promise<StoredMsg[]> {
-  const jsm = await jetstreamManager(nc);
-  const { state } = await jsm.streams.info(stream);
-  const out: StoredMsg[] = [];
-  for (let seq = state.first_seq; state.messages > 0 && seq <= state.last_seq; seq++) {
-    const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
-    if (m) out.push(m);
-  }
-  return out;
-}
+/** Every message a stream holds, in order (see ../engine/nats-helpers.ts), read over `nc`. */
+export const readStream = async (nc: NatsConnection, stream: string): Promise<StoredMsg[]> => readStreamOf(await jetstreamManager(nc), stream);
 
-export async function messageCount(nc: NatsConnection, stream: string): Promise<number> {
-  return (await (await jetstreamManager(nc)).streams.info(stream)).state.messages;
-}
+export const messageCount = async (nc: NatsConnection, stream: string): Promise<number> => messageCountOf(await jetstreamManager(nc), stream);
 
 /** FL_NODES as node → { value, revision } (keys from the bucket stream's subjects: one request). */
 export async function readNodes(nc: NatsConnection): Promise<Map<string, { value: unknown; revision: number }>> {
