@@ -23,3 +23,14 @@ export {
   type ConditionRule,
 } from "./condition-detector.js";
 export { runConditionDetector, type RunConditionDetectorOptions } from "./condition-detector-run.js";
+export {
+  createMembershipKeeper,
+  createMemoryMembershipStore,
+  nextMembershipView,
+  isMemberRecord,
+  peerUrlOf,
+  FORGOTTEN_STATE,
+  type MembershipKeeper,
+  type MemberRecord,
+} from "./membership-keeper.js";
+export { runMembershipKeeper } from "./run-membership-keeper.js";
