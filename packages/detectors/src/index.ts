@@ -1,5 +1,6 @@
 export { createHeartbeatDetector, type HeartbeatDetector } from "./heartbeat-detector.js";
 export { runHeartbeatDetector } from "./run-heartbeat-detector.js";
+export { heartbeatAck } from "./heartbeat-ack.js";
 export { runNodeStateService, NODE_STATE_QUEUE, type NodeStateReply, type NodeStateService } from "./node-state-service.js";
 export {
   parseSerfMembers,
