@@ -6,37 +6,42 @@ import { BOOT_ID_PATH } from "./boot-identity.js";
 import type { ServiceChecksumSpec } from "./checksums.js";
 
 /**
- * The agent's configuration file (JSON). Durations take "5s"-style strings or milliseconds.
+ * The agent's configuration file (JSON), the same on every node (docs/agent.md). Durations take
+ * "5s"-style strings or milliseconds.
  *
  * {
  *   "node": "worker-1",                        default: the hostname, lowercased
  *   "nats": { "url": "nats://10.0.0.1:4222" },  default nats://127.0.0.1:4222
  *   "peerListen": { "host": "0.0.0.0", "port": 9797 },
- *   "peers": [{ "node": "worker-2", "url": "http://10.0.0.12:9797" }],
- *   "fleetSize": 5,                            default: peers + 1
+ *   "peerAdvertiseUrl": "http://10.0.0.11:9797",  default: from peerListen when its host is an address
+ *   "peers": [{ "node": "worker-2", "url": "http://10.0.0.12:9797" }],   an optional address book
  *   "tls": { "keyFile": "...", "certFile": "...", "caFile": "..." },   mTLS between agents
- *   "watchdog": { "path": "/dev/watchdog", "fallbackRebootCommand": ["systemctl", "reboot", "-f"] },
+ *   "watchdog": { "path": "/dev/watchdog", "sysfsDir": "...", "fallbackRebootCommand": null },
  *   "heartbeatInterval": "1s",
  *   "timing": { "controlPlaneTimeoutMs": "5s", "peerRoundMs": "2s", "watchdogTimeoutMs": "10s", "marginMs": "5s" },
  *   "services": { "kubelet": { "files": ["/etc/kubernetes/kubelet.conf"], "commands": ["kubelet --version"] } },
  *   "checksumInterval": "60s", "checksumCommandTimeout": "5s",
  *   "hostGroup": "workers", "controlPlane": false,
- *   "stateDir": "/var/lib/fenceline/agent",    holds the incarnation and self-fence files
+ *   "stateDir": "/var/lib/fenceline/agent",    incarnation, self-fence, membership and contact files
  *   "logLevel": "info"
  * }
  *
- * `timing` is the policy's `agent` section: the engine computes the safe time from the same
- * values, so both must agree. The watchdog timeout is `timing.watchdogTimeoutMs`; the device's
- * own timeout is set by its kernel module and checked against it at start.
+ * The fleet (its members, their addresses, its size) is learned from the control plane, never
+ * configured: `fleetSize` is refused, and `peers` only gives addresses. `timing` should be the
+ * policy's `agent` section: the engine checks it (the contract in every heartbeat). The watchdog
+ * timeout is `timing.watchdogTimeoutMs`; the device's own timeout is set by its kernel module and
+ * checked against it at start.
  */
 export interface AgentConfig {
   node: string;
   nats: { url: string };
   peerListen: { host: string; port: number };
+  /** The URL peers reach this agent at (sent in heartbeats); undefined when it cannot be derived. */
+  peerAdvertiseUrl?: string;
+  /** Address book: the URL to use for a member instead of the one it advertised. */
   peers: Array<{ node: string; url: string }>;
-  fleetSize: number;
   tls?: { keyFile: string; certFile: string; caFile: string };
-  watchdog: { path: string; fallbackRebootCommand: string[] | null };
+  watchdog: { path: string; sysfsDir?: string; fallbackRebootCommand: string[] | null };
   heartbeatIntervalMs: number;
   timing: AgentTiming;
   services: Record<string, ServiceChecksumSpec>;
@@ -46,6 +51,8 @@ export interface AgentConfig {
   controlPlane?: boolean;
   incarnationFile: string;
   selfFenceFile: string;
+  /** The membership view learned from the control plane, kept durably across restarts and reboots. */
+  membershipFile: string;
   /** Last control-plane contact of this boot, read back by a restarted agent. */
   contactFile: string;
   bootIdFile: string;
@@ -79,15 +86,20 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
 }
 
 const TOP_LEVEL_KEYS = [
-  "node", "nats", "peerListen", "peers", "fleetSize", "tls", "watchdog", "heartbeatInterval", "timing", "services",
+  "node", "nats", "peerListen", "peerAdvertiseUrl", "peers", "tls", "watchdog", "heartbeatInterval", "timing", "services",
   "checksumInterval", "checksumCommandTimeout", "hostGroup", "controlPlane", "stateDir", "incarnationFile",
-  "selfFenceFile", "contactFile", "bootIdFile", "logLevel",
+  "selfFenceFile", "membershipFile", "contactFile", "bootIdFile", "logLevel",
 ];
+const WILDCARD_HOSTS = ["0.0.0.0", "::", "[::]", ""];
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** Validates and fills defaults; throws AgentConfigError listing every problem. */
 export function parseAgentConfig(raw: unknown, options: { source?: string; hostname?: string } = {}): AgentConfig {
   const v = new Validator();
+  if (typeof raw === "object" && raw !== null && "fleetSize" in raw) {
+    v.issue("fleetSize", "is no longer supported: the fleet and its size are learned from the control plane (docs/agent.md, Membership); remove it");
+    raw = Object.fromEntries(Object.entries(raw).filter(([key]) => key !== "fleetSize"));
+  }
   const root = v.object(raw, "", TOP_LEVEL_KEYS) ?? {};
 
   const defaultNode = (options.hostname ?? hostname()).toLowerCase();
@@ -109,8 +121,6 @@ export function parseAgentConfig(raw: unknown, options: { source?: string; hostn
     else if (peers.some((p) => p.node === peerNode)) v.issue(`peers[${i}].node`, `"${peerNode}" is listed twice`);
     peers.push({ node: peerNode, url });
   }
-  const fleetSize = root.fleetSize === undefined ? peers.length + 1 : v.integer(root.fleetSize, "fleetSize", 1);
-  if (fleetSize < peers.length + 1) v.issue("fleetSize", `is ${fleetSize}, less than this node plus its ${peers.length} peers`);
 
   let tls: AgentConfig["tls"];
   if (root.tls !== undefined) {
@@ -119,12 +129,24 @@ export function parseAgentConfig(raw: unknown, options: { source?: string; hostn
     if (peers.some((p) => p.url.startsWith("http:"))) v.issue("peers", "use https:// URLs when tls is set");
   }
 
-  const wd = v.object(root.watchdog ?? {}, "watchdog", ["path", "fallbackRebootCommand"]) ?? {};
-  const watchdog = {
+  const scheme = tls ? "https" : "http";
+  const listenHost = peerListen.host.includes(":") && !peerListen.host.startsWith("[") ? `[${peerListen.host}]` : peerListen.host;
+  const peerAdvertiseUrl =
+    root.peerAdvertiseUrl !== undefined
+      ? v.url(root.peerAdvertiseUrl, "peerAdvertiseUrl", ["http:", "https:"])
+      : WILDCARD_HOSTS.includes(peerListen.host)
+        ? undefined
+        : `${scheme}://${listenHost}:${peerListen.port}`;
+  if (tls && peerAdvertiseUrl?.startsWith("http:")) v.issue("peerAdvertiseUrl", "use an https:// URL when tls is set");
+
+  const wd = v.object(root.watchdog ?? {}, "watchdog", ["path", "sysfsDir", "fallbackRebootCommand"]) ?? {};
+  const watchdog: AgentConfig["watchdog"] = {
     path: v.string(wd.path ?? "/dev/watchdog", "watchdog.path"),
+    // Off unless asked for: a timer in this process dies with it (contract kind "software").
     fallbackRebootCommand:
-      wd.fallbackRebootCommand === null ? null : v.stringArray(wd.fallbackRebootCommand ?? ["systemctl", "reboot", "-f"], "watchdog.fallbackRebootCommand", 1),
+      wd.fallbackRebootCommand === null || wd.fallbackRebootCommand === undefined ? null : v.stringArray(wd.fallbackRebootCommand, "watchdog.fallbackRebootCommand", 1),
   };
+  if (wd.sysfsDir !== undefined) watchdog.sysfsDir = v.string(wd.sysfsDir, "watchdog.sysfsDir");
 
   const timingResult = AgentTiming.safeParse(root.timing ?? {});
   if (!timingResult.success) for (const issue of timingResult.error.issues) v.issue(["timing", ...issue.path].join("."), issue.message);
@@ -148,7 +170,6 @@ export function parseAgentConfig(raw: unknown, options: { source?: string; hostn
     nats: { url: natsUrl },
     peerListen,
     peers,
-    fleetSize,
     watchdog,
     heartbeatIntervalMs: v.duration(root.heartbeatInterval ?? "1s", "heartbeatInterval", 1),
     timing,
@@ -157,11 +178,13 @@ export function parseAgentConfig(raw: unknown, options: { source?: string; hostn
     checksumCommandTimeoutMs: v.duration(root.checksumCommandTimeout ?? "5s", "checksumCommandTimeout", 1),
     incarnationFile: v.string(root.incarnationFile ?? join(stateDir, "incarnation"), "incarnationFile"),
     selfFenceFile: v.string(root.selfFenceFile ?? join(stateDir, "self-fence.json"), "selfFenceFile"),
+    membershipFile: v.string(root.membershipFile ?? join(stateDir, "membership.json"), "membershipFile"),
     contactFile: v.string(root.contactFile ?? join(stateDir, "last-contact.json"), "contactFile"),
     bootIdFile: v.string(root.bootIdFile ?? BOOT_ID_PATH, "bootIdFile"),
     logLevel: v.oneOf(root.logLevel ?? "info", "logLevel", LOG_LEVELS),
   };
   if (tls) config.tls = tls;
+  if (peerAdvertiseUrl !== undefined) config.peerAdvertiseUrl = peerAdvertiseUrl;
   if (root.hostGroup !== undefined) config.hostGroup = v.string(root.hostGroup, "hostGroup", 128);
   if (root.controlPlane !== undefined) config.controlPlane = v.boolean(root.controlPlane, "controlPlane");
   if (config.timing.controlPlaneTimeoutMs <= 3 * config.heartbeatIntervalMs) {
@@ -211,12 +234,6 @@ class Validator {
     if (typeof value === "boolean") return value;
     this.issue(path, "must be true or false");
     return false;
-  }
-
-  integer(value: unknown, path: string, min: number): number {
-    if (typeof value === "number" && Number.isSafeInteger(value) && value >= min) return value;
-    this.issue(path, `must be an integer ≥ ${min}`);
-    return min;
   }
 
   port(value: unknown, path: string): number {

@@ -18,7 +18,10 @@ export type {
   WatchdogStopCommand,
   SelfFenceRecord,
   SelfFenceStore,
+  MembershipViewStore,
+  PeerAddress,
 } from "./ports.js";
+export { createFileMembershipStore, createMemoryMembershipViewStore } from "./membership-store.js";
 export { parsePeerQuestion, parsePeerAnswer, verdictOfState, type PeerQuestion, type PeerAnswer } from "./peer-protocol.js";
 export { createLinuxWatchdog, type LinuxWatchdog, type LinuxWatchdogOptions } from "./watchdog/linux-watchdog.js";
 export {
@@ -27,7 +30,7 @@ export {
   type FallbackRebootWatchdogOptions,
   type RebootRunner,
 } from "./watchdog/fallback-reboot-watchdog.js";
-export { selectWatchdog, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
+export { selectWatchdog, watchdogKindOf, SOFTDOG_IDENTITY, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
 export { createVirtualWatchdog, type VirtualWatchdog, type VirtualWatchdogOptions } from "./watchdog/virtual-watchdog.js";
 export { computeServiceChecksums, createChecksummer, type ChecksumOptions, type ServiceChecksumSpec } from "./checksums.js";
 export { agentInboxPrefix, createNatsAgentTransport, requestNodeState, type NatsAgentTransportOptions } from "./nats-transport.js";

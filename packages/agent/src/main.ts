@@ -13,6 +13,7 @@ import { agentInboxPrefix, createNatsAgentTransport, requestNodeState } from "./
 import { waitForGate } from "./boot-gate.js";
 import { createFileSelfFenceStore } from "./self-fence-store.js";
 import { createFileContactStore } from "./contact-store.js";
+import { createFileMembershipStore } from "./membership-store.js";
 import { selectWatchdog, type SelectedWatchdog } from "./watchdog/select-watchdog.js";
 
 export interface RunningAgent {
@@ -61,7 +62,6 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     const peers: HttpPeerTransport = createHttpPeerTransport({
       node: config.node,
       listen: config.peerListen,
-      peers: config.peers,
       log,
       ...(tls ? { tls } : {}),
     });
@@ -72,6 +72,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
       path: config.watchdog.path,
       timeoutMs: config.timing.watchdogTimeoutMs,
       fallbackRebootCommand: config.watchdog.fallbackRebootCommand,
+      ...(config.watchdog.sysfsDir !== undefined ? { sysfsDir: config.watchdog.sysfsDir } : {}),
       clock,
       log,
     });
@@ -83,11 +84,13 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
       incarnation,
       timing: config.timing,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
-      peerNodes: config.peers.map((peer) => peer.node),
-      fleetSize: config.fleetSize,
+      membership: createFileMembershipStore(config.membershipFile),
+      addressBook: config.peers,
+      ...(config.peerAdvertiseUrl !== undefined ? { peerUrl: withBoundPort(config.peerAdvertiseUrl, peerAddress.port) } : {}),
       transport: deferred.transport,
       peers,
       watchdog: selected.watchdog,
+      watchdogKind: selected.watchdogKind,
       clock,
       selfFenceStore: createFileSelfFenceStore(config.selfFenceFile),
       contactStore: createFileContactStore(config.contactFile),
@@ -126,6 +129,14 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     await unwind();
     throw err;
   }
+}
+
+/** The advertised URL with the port the peer server really bound when it says port 0 (tests). */
+function withBoundPort(url: string, port: number): string {
+  const parsed = new URL(url);
+  if (parsed.port !== "0") return url;
+  parsed.port = String(port);
+  return parsed.toString().replace(/\/$/, "");
 }
 
 function isClock(value: StartAgentOptions | Clock): value is Clock {

@@ -15,6 +15,8 @@ export interface NatsAgentTransportOptions {
 }
 
 const DLQ_SOURCE = "agent";
+/** An ack may carry the whole membership view: up to NATS's default maximum payload. */
+const MAX_ACK_BYTES = 1024 * 1024;
 
 /**
  * The inbox prefix of a node agent's NATS connection: replies to its requests arrive on
@@ -74,7 +76,7 @@ export function createNatsAgentTransport(options: NatsAgentTransportOptions): Ag
   };
 
   const onAckMessage = (msg: Msg) => {
-    const parsed = parseMessage(HeartbeatAck, msg.data);
+    const parsed = parseMessage(HeartbeatAck, msg.data, { maxBytes: MAX_ACK_BYTES });
     if (!parsed.ok) return deadLetter(msg, parsed.reason, parsed.error);
     for (const listener of ackListeners) listener(parsed.value);
   };
@@ -114,6 +116,11 @@ export function createNatsAgentTransport(options: NatsAgentTransportOptions): Ag
   return {
     sendHeartbeat: (heartbeat) => {
       nc.publish(Subjects.heartbeat(node), JSON.stringify(heartbeat), { reply: Subjects.heartbeatAck(node) });
+    },
+    withdraw: async (heartbeat, timeoutMs) => {
+      const reply = await nc.request(Subjects.heartbeat(node), JSON.stringify(heartbeat), { timeout: timeoutMs });
+      const parsed = parseMessage(HeartbeatAck, reply.data, { maxBytes: MAX_ACK_BYTES });
+      return parsed.ok && parsed.value.node === node && parsed.value.withdrawn === true;
     },
     lookupNodeState: (about, timeoutMs) => requestNodeState(nc, about, timeoutMs),
     onAck: (callback) => void ackListeners.push(callback),

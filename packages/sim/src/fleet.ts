@@ -5,7 +5,9 @@ import {
   createMemoryPeerNetwork,
   createMemorySelfFenceStore,
   createMemoryContactStore,
+  createMemoryMembershipViewStore,
   type ContactStore,
+  type MembershipViewStore,
   type Agent,
   type AgentTransport,
   type PeerTransport,
@@ -74,6 +76,8 @@ type SimNode = {
   killing: boolean;
   selfFenceStore: SelfFenceStore & { readonly record: SelfFenceRecord | undefined };
   contactStore: ContactStore;
+  /** The agent's membership.json: survives agent restarts and reboots, as on a disk. */
+  membershipStore: MembershipViewStore;
   selfFences: SelfFenceRecord[];
   resets: number;
   /** Network losses in progress (they may overlap: a flap during a longer loss): isolated while > 0. */
@@ -119,6 +123,7 @@ export class SimFleet {
         killing: false,
         selfFenceStore: createMemorySelfFenceStore(),
         contactStore: createMemoryContactStore(),
+        membershipStore: createMemoryMembershipViewStore(),
         selfFences: [],
         resets: 0,
         networkLosses: 0,
@@ -260,7 +265,7 @@ export class SimFleet {
       ask: (peer, question, timeoutMs) => {
         const at = clock.now();
         if (node.lastPeerRound?.at !== at) node.lastPeerRound = { at, serving: [] };
-        if (this.#nodes.get(peer)?.agentSince !== undefined) node.lastPeerRound.serving.push(peer);
+        if (this.#nodes.get(peer.node)?.agentSince !== undefined) node.lastPeerRound.serving.push(peer.node);
         return peers.ask(peer, question, timeoutMs);
       },
       serve: (handler) => peers.serve(handler),
@@ -275,11 +280,11 @@ export class SimFleet {
       hostGroup: this.#options.hostGroupOf?.(node.name) ?? "default",
       timing,
       heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
-      peerNodes: this.nodes.filter((n) => n !== node.name),
-      fleetSize: this.#nodes.size,
+      membership: node.membershipStore,
       transport: node.transport.transport,
       peers: observedPeers,
       watchdog: guarded,
+      watchdogKind: "hardware",
       clock,
       ...(checksums ? { checksums: async () => checksums } : {}),
       selfFenceStore: node.selfFenceStore,
@@ -301,7 +306,7 @@ export class SimFleet {
     if (!agent) return;
     node.killing = how === "kill";
     try {
-      await agent.stop();
+      await agent.stop({ clean: how === "clean" });
     } finally {
       node.killing = false;
     }
