@@ -22,21 +22,42 @@ async function withCas<T>(store: BudgetStore, change: (budget: FleetBudget) => {
   }
 }
 
-/** The fleet guard: grants and releases remediation slots under the policy's limits. */
-export function createGuardHandlers(options: { store: BudgetStore; view: () => FleetView; policy: Policy; clock: Clock }): Handlers {
+/**
+ * The fleet guard: grants and releases remediation slots under the policy's limits.
+ * `latestMembershipVersion` reads the newest membership version from the store itself: a guard
+ * whose watch has not seen it yet refuses (and the node asks again) rather than check a node
+ * against fewer views than it may hold.
+ */
+export function createGuardHandlers(options: {
+  store: BudgetStore;
+  view: () => FleetView;
+  policy: Policy;
+  clock: Clock;
+  latestMembershipVersion?: () => Promise<number>;
+}): Handlers {
   const { store, view, policy, clock } = options;
   return {
     "slot.acquire": async (c) => {
       if (c.kind !== "slot.acquire") throw new Error("wrong kind");
+      if (options.latestMembershipVersion && policy.fencing.watchdog) {
+        const latest = await options.latestMembershipVersion();
+        const seen = view().views?.at(-1)?.version ?? 0;
+        if (latest > seen) return { ok: false, reason: `membership view v${latest} is written but this guard has seen v${seen} only: asking again` };
+      }
       const decision = await withCas(store, (budget) => {
-        const d = decideSlot(budget, view(), { node: c.node, controlPlane: c.params.controlPlane, at: clock.now() }, policy);
+        const d = decideSlot(
+          budget,
+          view(),
+          { node: c.node, controlPlane: c.params.controlPlane, at: clock.now(), ...(c.params.membershipVersion !== undefined ? { membershipVersion: c.params.membershipVersion } : {}) },
+          policy,
+        );
         return { budget: d.budget, value: d };
       });
-      const { majoritySince } = view();
       // The machine uses it to keep the safe time honest: a node silent since before the
       // healthy majority came back may only now be learning that it must fence itself. Absent
       // when there is no healthy majority now (also for a node that already holds its slot).
-      return { ok: decision.granted, reason: decision.reason, ...(decision.granted && majoritySince !== null ? { facts: { majoritySince } } : {}) };
+      const { majoritySince } = decision;
+      return { ok: decision.granted, reason: decision.reason, ...(decision.granted && majoritySince !== undefined ? { facts: { majoritySince } } : {}) };
     },
     "slot.release": async (c) => {
       await withCas(store, (budget) => ({ budget: releaseSlot(budget, c.node), value: null }));

@@ -61,11 +61,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     minDipMs: minDipMsOf(policy),
     now: () => clock.now(),
     onSnapshot: (node, epoch) => actuators.forEach((a) => a.observeEpoch(node, epoch)),
+    log: log.child({ component: "fleet-view" }),
   });
   const budget = createKvBudgetStore(await new Kvm(nc).open(Buckets.fleet));
 
   actuators.push(
-    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock }) }),
+    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock, latestMembershipVersion: () => fleet.latestMembershipVersion() }) }),
     createActuator({ name: "cluster", clock, handlers: createClusterHandlers(options.cluster, clock) }),
     createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(nc) }),
     createActuator({ name: "provisioner", clock, handlers: createProvisionerHandlers(options.provisioner) }),
