@@ -53,5 +53,5 @@ export {
 } from "./policy.js";
 export { Heartbeat, HeartbeatAck } from "./heartbeat.js";
 export { DeadLetter } from "./dlq.js";
-export { systemClock, type Clock, type ClusterApi, type FenceAgent, type Provisioner, type Watchdog } from "./ports.js";
+export { systemClock, type Clock, type ClusterApi, type FenceAgent, type FenceAnswer, type FenceTarget, type Provisioner, type Watchdog } from "./ports.js";
 export { parseSnapshotHead, type SnapshotHead, parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";
