@@ -156,9 +156,31 @@ function ensureNatsServer() {
   if (!findBinary("nats-server", ["/usr/sbin", "/usr/bin"])) fail("nats-server was installed but cannot be found");
 }
 
+// e. the ClusterLabs fence agents and a BMC to fence through (the power-fencing tests): fence_ipmilan,
+// OpenIPMI's ipmi_sim and ipmitool, from Debian's fence-agents, openipmi and ipmitool.
+function ensureFencingTools() {
+  const wanted = { "fence-agents": "fence_ipmilan", openipmi: "ipmi_sim", ipmitool: "ipmitool" };
+  const missing = Object.entries(wanted).filter(([, tool]) => !findBinary(tool, ["/usr/sbin", "/usr/bin", "/sbin"])).map(([pkg]) => pkg);
+  if (missing.length === 0) {
+    say("fence agents, ipmi_sim and ipmitool found");
+    return;
+  }
+  if (process.getuid?.() !== 0 || !findBinary("apt-get")) {
+    say(`warning: ${missing.join(", ")} missing: the power-fencing tests and \`fenceline demo --scenario power-fence\` need them (Debian/Ubuntu: sudo apt-get install ${missing.join(" ")})`);
+    return;
+  }
+  say(`installing ${missing.join(", ")} with apt-get ...`);
+  const aptEnv = { ...env, DEBIAN_FRONTEND: "noninteractive" };
+  if (run("apt-get", ["install", "-y", "-qq", ...missing], { env: aptEnv }) !== 0) {
+    if (run("apt-get", ["update", "-qq"], { env: aptEnv }) !== 0) fail("apt-get update failed");
+    if (run("apt-get", ["install", "-y", "-qq", ...missing], { env: aptEnv }) !== 0) fail(`apt-get install ${missing.join(" ")} failed`);
+  }
+}
+
 const [major] = process.versions.node.split(".").map(Number);
 if (major < 20) fail(`Node ${process.versions.node} is too old; Fenceline needs Node >= 20`);
 const pnpm = ensurePnpm();
 installDependencies(pnpm);
 build(pnpm);
 ensureNatsServer();
+ensureFencingTools();
