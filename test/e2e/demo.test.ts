@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runCli } from "./cli.js";
+import { oneJsonDocument, runCli } from "./cli.js";
 
 type Summary = {
   nodes: number;
@@ -12,9 +12,7 @@ type Summary = {
 async function demo(args: string[]): Promise<Summary> {
   const result = await runCli(["demo", "--json", ...args]);
   expect(result.code, result.stderr.slice(-3000)).toBe(0);
-  const lines = result.stdout.trim().split("\n");
-  expect(lines).toHaveLength(1);
-  return JSON.parse(lines[0]!) as Summary;
+  return oneJsonDocument<Summary>(result);
 }
 
 describe("fenceline demo --json", () => {

@@ -3,7 +3,7 @@ export { createClusterHandlers } from "./cluster-handlers.js";
 export { createProvisionerHandlers } from "./provisioner-handlers.js";
 export { createFenceHandlers, powerOffConfirmed } from "./fence-handlers.js";
 export * from "./fence-agents/index.js";
-export { decideSlot, releaseSlot, EMPTY_BUDGET, type FleetBudget, type FleetView, type SlotDecision } from "./fleet-guard.js";
+export { decideSlot, releaseSlot, remediationSlotsAllowed, EMPTY_BUDGET, type FleetBudget, type FleetView, type SlotDecision } from "./fleet-guard.js";
 export { createGuardHandlers, createMemoryBudgetStore, type BudgetStore } from "./guard-handlers.js";
 export { runActuator } from "./nats/run-actuator.js";
 export { createKvBudgetStore } from "./nats/kv-budget-store.js";

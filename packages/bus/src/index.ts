@@ -2,7 +2,7 @@ export { createLogger, type Logger } from "./logger.js";
 export { connectNats, natsConnectionOptions, redactUrl, type ConnectOptions } from "./connect.js";
 export {
   startNatsServer,
-  findNatsServerBinary,
+  natsServerBinary,
   type NatsServer,
   type NatsServerOptions,
   type ClusterOptions,

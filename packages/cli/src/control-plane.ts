@@ -3,7 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock, type ClusterApi, type Policy, type Provisioner } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
 import { Buckets, provisionStreams } from "@fenceline/streams";
-import { runEngine, type FoldResult, type RunningEngine } from "@fenceline/engine";
+import { runEngine, type FleetStatus, type FoldResult, type RunningEngine } from "@fenceline/engine";
 import { runConditionDetector, runHeartbeatDetector, type ConditionRule } from "@fenceline/detectors";
 import type { NodeWatcher } from "@fenceline/kubernetes";
 import {
@@ -15,6 +15,7 @@ import {
   createKvBudgetStore,
   createProvisionerHandlers,
   minDipMsOf,
+  remediationSlotsAllowed,
   runActuator,
   watchFleetView,
   type ActuatorCore,
@@ -44,6 +45,8 @@ export type ControlPlaneOptions = {
 
 export type ControlPlane = {
   engine: RunningEngine;
+  /** The fleet guard's view and the slots held now (the fleet gauges of the metrics). */
+  fleetStatus(): Promise<FleetStatus>;
   stop(): Promise<void>;
 };
 
@@ -89,6 +92,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   return {
     engine,
+    async fleetStatus() {
+      const { fleetSize, healthy } = fleet.view();
+      const { budget: held } = await budget.read();
+      return { fleetSize, healthy, slotsUsed: Object.keys(held.slots).length, slotsAllowed: remediationSlotsAllowed(policy, fleetSize) };
+    },
     async stop() {
       await Promise.all(runners.map((r) => r.stop()));
       await detector.stop();

@@ -67,7 +67,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     scenario: (values.scenario as string | undefined) ?? "default",
     policy,
     ...(values.server ? { server: values.server as string } : {}),
-    ...(json ? {} : { progress }),
+    progress,
   });
   const { summary } = demo;
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
