@@ -23,3 +23,4 @@ export {
   type MessageSchema,
   type SchemaOutput,
 } from "./consume.js";
+export { MEMBERSHIP_KEY, createKvMembershipStore, openMembershipStore, watchMembership, type MembershipWatch } from "./membership.js";

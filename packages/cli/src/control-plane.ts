@@ -4,7 +4,7 @@ import { systemClock, type Clock, type ClusterApi, type Policy, type Provisioner
 import type { Logger } from "@fenceline/bus";
 import { Buckets, provisionStreams } from "@fenceline/streams";
 import { runEngine, type FleetStatus, type FoldResult, type RunningEngine } from "@fenceline/engine";
-import { runConditionDetector, runHeartbeatDetector, type ConditionRule } from "@fenceline/detectors";
+import { runConditionDetector, runHeartbeatDetector, runMembershipKeeper, type ConditionRule } from "@fenceline/detectors";
 import type { NodeWatcher } from "@fenceline/kubernetes";
 import {
   createActuator,
@@ -50,7 +50,7 @@ export type ControlPlane = {
   stop(): Promise<void>;
 };
 
-/** Everything but the agents: streams, engine, heartbeat detector, fleet guard and actuators. */
+/** Everything but the agents: streams, engine, membership keeper, heartbeat detector, fleet guard and actuators. */
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { nc, policy, log } = options;
   const clock = options.clock ?? systemClock;
@@ -84,6 +84,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     ...(options.onApplied ? { onApplied: options.onApplied } : {}),
     ...(options.instanceId ? { instanceId: options.instanceId } : {}),
   });
+  // Before the detector, so its first acks already carry a view.
+  const membership = await runMembershipKeeper({ nc, witness: policy.fleet.witness, log });
   const detector = await runHeartbeatDetector({ nc, timeoutMs: policy.heartbeat.timeoutMs, log: log.child({ component: "heartbeat-detector" }), clock });
   const conditions = options.conditions
     ? await runConditionDetector({ nc, ...options.conditions, log: log.child({ component: "condition-detector" }), clock })
@@ -100,6 +102,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     async stop() {
       await Promise.all(runners.map((r) => r.stop()));
       await detector.stop();
+      await membership.stop();
       await conditions?.stop();
       await engine.stop();
       await fleet.stop();
