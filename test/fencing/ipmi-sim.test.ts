@@ -98,10 +98,13 @@ describe("fence_ipmilan against ipmi_sim (a real IPMI-over-LAN peer)", () => {
     const password = (await readFile(bmc.passwordFile, "utf8")).trim();
     // A BMC that does not answer keeps fence_ipmilan and its ipmitool running long enough to look.
     await bmc.faults.unreachable(true);
-    const device = ipmiDevice(bmc, { timeoutMs: 3_000, retries: 0 });
+    const device = ipmiDevice(bmc, { params: { ...bmc.fenceParams, power_timeout: 30 }, timeoutMs: 5_000, retries: 0 });
     const running = device.agent.status({ node: "node-b" }).catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 1_000));
-    const agents = await processesWith(`-p ${bmc.port}`);
+    let agents: string[] = [];
+    for (let i = 0; i < 40 && agents.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      agents = await processesWith(`-p ${bmc.port}`);
+    }
     expect(agents.length).toBeGreaterThan(0); // ipmitool is running now…
     expect(agents.join("\n")).toContain("-P XXXX"); // …and has masked the -P that fence_ipmilan gave it
     expect(await processesWith(password)).toEqual([]);
