@@ -26,6 +26,7 @@ export {
   COMMAND_VERSION,
   Command,
   COMMAND_KINDS,
+  AgentCommandReply,
   ACTUATORS,
   ACTUATOR_OF,
   Taint,
