@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Gets a fresh checkout ready on a machine that only has Node >= 20: pnpm, dependencies, build,
-// nats-server. Plain Node, no dependencies: it runs before anything is installed. Progress and
-// the output of every sub-command go to stderr; stdout stays clean for the command that follows.
+// Gets a fresh checkout ready on a machine that only has Node >= 20 and Go >= 1.26: pnpm,
+// dependencies, build, the Go-built tools (`node scripts/bootstrap.mjs demo` only nats-server;
+// `test`, the default, all of them and the Debian packages the tests drive). Plain Node, no
+// dependencies: it runs before anything is installed. Progress and the output of every
+// sub-command go to stderr; stdout stays clean for the command that follows.
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync, readdirSync, statSync, utimesSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
@@ -118,47 +120,69 @@ function build(pnpm) {
   runOrFail("build", pnpm, ["exec", "turbo", "run", "build", "--output-logs=errors-only", "--env-mode=loose"]);
 }
 
-// d. nats-server
-function ensureNatsServer() {
-  const found = findBinary("nats-server", ["/usr/sbin", "/usr/bin"]);
-  if (found) {
-    say(`nats-server found at ${found}`);
+// d. Debian packages the tests drive as real peers (fence agents, a BMC simulator, kubectl,
+// chromium for the visualizer's browser test, serf, iproute2 for network namespaces).
+const DEBIAN_PACKAGES = [
+  { pkg: "fence-agents", binary: "fence_ipmilan" },
+  { pkg: "openipmi", binary: "ipmi_sim" },
+  { pkg: "ipmitool", binary: "ipmitool" },
+  { pkg: "kubectl", binary: "kubectl" },
+  { pkg: "chromium", binary: "chromium" },
+  { pkg: "serf", binary: "serf" },
+  { pkg: "iproute2", binary: "ip" },
+];
+
+function ensureDebianPackages() {
+  const missing = DEBIAN_PACKAGES.filter(({ binary }) => !findBinary(binary, ["/usr/sbin", "/usr/bin", "/sbin"]));
+  if (missing.length === 0) {
+    say("Debian packages present (fence-agents, openipmi, ipmitool, kubectl, chromium, serf, iproute2)");
     return;
   }
-  if (process.env.NATS_URL) {
-    say(`nats-server not installed; using NATS_URL=${process.env.NATS_URL}`);
-    return;
+  const names = missing.map((m) => m.pkg);
+  if (process.getuid?.() !== 0 || !findBinary("apt-get")) {
+    fail(`the tests need ${names.join(", ")} (missing: ${missing.map((m) => m.binary).join(", ")}); install them (Debian/Ubuntu: sudo apt-get install ${names.join(" ")})`);
   }
-  const isRoot = process.getuid?.() === 0;
-  if (!isRoot || !findBinary("apt-get")) {
-    fail(
-      "nats-server not found (looked on PATH, /usr/sbin and /usr/bin). Install it " +
-        "(Debian/Ubuntu: sudo apt-get install nats-server; elsewhere: https://docs.nats.io/running-a-nats-service/introduction/installation) " +
-        "or set NATS_URL to an existing server with JetStream enabled.",
-    );
-  }
-  const extras = [];
-  if (!findBinary("serf")) extras.push("serf");
-  if (!findBinary("ip", ["/usr/sbin", "/sbin"])) extras.push("iproute2");
-  // Debian's chromium runs the visualizer's browser test (skipped without it).
-  if (!findBinary("chromium")) extras.push("chromium");
-  say(`installing nats-server${extras.length ? ` (and ${extras.join(", ")})` : ""} with apt-get ...`);
+  say(`installing ${names.join(", ")} with apt-get ...`);
   const aptEnv = { ...env, DEBIAN_FRONTEND: "noninteractive" };
   if (run("apt-get", ["update", "-qq"], { env: aptEnv }) !== 0) fail("apt-get update failed");
-  const all = run("apt-get", ["install", "-y", "-qq", "nats-server", ...extras], { env: aptEnv });
-  // serf, iproute2 and chromium are nice to have; if they broke the install, retry without them.
-  if (all !== 0 && extras.length > 0) {
-    say(`apt-get could not install ${extras.join(", ")}; installing nats-server alone ...`);
-    if (run("apt-get", ["install", "-y", "-qq", "nats-server"], { env: aptEnv }) !== 0) fail("apt-get install nats-server failed");
-  } else if (all !== 0) {
-    fail("apt-get install nats-server failed");
-  }
-  if (!findBinary("nats-server", ["/usr/sbin", "/usr/bin"])) fail("nats-server was installed but cannot be found");
+  runOrFail(`installing ${names.join(", ")}`, "apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...names]);
+  const still = missing.filter(({ binary }) => !findBinary(binary, ["/usr/sbin", "/usr/bin", "/sbin"]));
+  if (still.length > 0) fail(`apt-get installed ${names.join(", ")} but ${still.map((m) => m.binary).join(", ")} cannot be found`);
 }
 
+// e. Go-built tools (nats-server, natscli, etcd, the Kubernetes control plane, Helm, promtool):
+// built from the Go module proxy on first use into ~/.cache/fenceline, reused afterwards.
+const TOOLS_FOR = {
+  demo: ["nats-server"],
+  test: ["nats-server", "natscli", "etcd", "kubernetes", "helm", "promtool"],
+};
+
+function ensureGo() {
+  const r = spawnSync("go", ["env", "GOVERSION"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], env });
+  const version = r.status === 0 ? r.stdout.trim() : null;
+  if (!version) fail("Go is not on PATH; Fenceline builds nats-server and the other infrastructure from the Go module proxy and needs Go >= 1.26 (https://go.dev/doc/install)");
+  const [major, minor] = version.replace(/^go/, "").split(".").map(Number);
+  if (major < 1 || (major === 1 && minor < 26)) fail(`${version} is too old; Fenceline needs Go >= 1.26`);
+  say(`${version} found`);
+}
+
+function ensureTools(mode) {
+  if (mode === "demo" && process.env.NATS_URL) {
+    say(`using NATS_URL=${process.env.NATS_URL}; not building nats-server`);
+    return;
+  }
+  ensureGo();
+  const started = Date.now();
+  runOrFail("building the Go tools", process.execPath, [join(root, "packages", "toolchain", "dist", "cli.js"), "ensure", ...TOOLS_FOR[mode]]);
+  say(`Go tools ready (${TOOLS_FOR[mode].join(", ")}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+const mode = process.argv[2] ?? "test";
+if (!(mode in TOOLS_FOR)) fail(`usage: node scripts/bootstrap.mjs [demo|test]`);
 const [major] = process.versions.node.split(".").map(Number);
 if (major < 20) fail(`Node ${process.versions.node} is too old; Fenceline needs Node >= 20`);
 const pnpm = ensurePnpm();
 installDependencies(pnpm);
 build(pnpm);
-ensureNatsServer();
+if (mode === "test") ensureDebianPackages();
+ensureTools(mode);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runCli } from "../e2e/cli.js";
+import { oneJsonDocument, runCli } from "../e2e/cli.js";
 
 type ChaosJson = {
   seeds: number;
@@ -8,8 +8,6 @@ type ChaosJson = {
   elapsedMs: number;
 };
 
-const lastLine = (stdout: string) => JSON.parse(stdout.trim().split("\n").pop()!) as ChaosJson;
-
 /**
  * The chaos lab as CI runs it, through the built CLI (`pnpm exec turbo run build` first): 500
  * seeds of randomized faults over the whole system with every invariant checked.
@@ -17,7 +15,7 @@ const lastLine = (stdout: string) => JSON.parse(stdout.trim().split("\n").pop()!
 describe("fenceline chaos", () => {
   it("500 seeds: every invariant holds on every seed", async () => {
     const r = await runCli(["chaos", "--seeds", "500", "--json"], { timeoutMs: 600_000 });
-    const out = lastLine(r.stdout);
+    const out = oneJsonDocument<ChaosJson>(r);
     expect(out.seeds).toBe(500);
     expect(out.faultsInjected).toBeGreaterThan(500);
     expect(out.elapsedMs).toBeGreaterThan(0);
@@ -29,7 +27,7 @@ describe("fenceline chaos", () => {
   it("reports a deliberately broken machine, and its replay command reproduces the violation with the node's audit trail", async () => {
     const r = await runCli(["chaos", "--seeds", "8", "--broken", "safe-time", "--kinds", "crash,network-loss,partition-minority", "--json"], { timeoutMs: 120_000 });
     expect(r.code).toBe(1);
-    const out = lastLine(r.stdout);
+    const out = oneJsonDocument<ChaosJson>(r);
     expect(out.failures.length).toBeGreaterThan(0);
     const first = out.failures.find((f) => f.invariant === "remediation-before-fencing")!;
     expect(first.replay).toBe(`npm run -s fenceline -- chaos --seed ${first.seed} --broken safe-time --kinds crash,network-loss,partition-minority`);

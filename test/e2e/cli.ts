@@ -1,3 +1,4 @@
+import { expect } from "vitest";
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,4 +25,17 @@ export function runCli(args: string[], options: { env?: Record<string, string>; 
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * What `--json` promises: stdout is exactly one JSON document (anything for people — tables,
+ * progress — went to stderr). Returns it parsed.
+ */
+export function oneJsonDocument<T = unknown>(result: CliResult): T {
+  expect(result.stdout.trim(), `stdout is empty; stderr:\n${result.stderr.slice(-2000)}`).not.toBe("");
+  try {
+    return JSON.parse(result.stdout) as T;
+  } catch (err) {
+    throw new Error(`stdout is not one JSON document (${(err as Error).message}):\n${result.stdout.slice(0, 2000)}`);
+  }
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLI, ROOT, runCli } from "./cli.js";
+import { CLI, ROOT, oneJsonDocument, runCli } from "./cli.js";
 
 describe("a held demo, reached with the client commands", () => {
   const dir = mkdtempSync(join(tmpdir(), "fenceline-hold-"));
@@ -35,7 +35,7 @@ describe("a held demo, reached with the client commands", () => {
   it("nodes --json lists every node, all healthy after the fault", async () => {
     const r = await runCli(["nodes", "--json", "--server", nats]);
     expect(r.code, r.stderr).toBe(0);
-    const nodes = JSON.parse(r.stdout) as Array<{ node: string; state: string; epoch: number }>;
+    const nodes = oneJsonDocument<Array<{ node: string; state: string; epoch: number }>>(r);
     expect(nodes.map((n) => n.node)).toEqual(["node-1", "node-2", "node-3", "node-4", "node-5"]);
     expect(nodes.every((n) => n.state === "healthy")).toBe(true);
     expect(nodes.some((n) => n.epoch === 1)).toBe(true);
@@ -55,6 +55,25 @@ describe("a held demo, reached with the client commands", () => {
     expect(records.every((x) => x.v === 1 && typeof x.seq === "number" && x.node && x.to)).toBe(true);
   });
 
+  it("audit --json prints one JSON document: the array of records; with --follow it refuses", async () => {
+    const r = await runCli(["audit", "--json", "--changes", "--server", nats]);
+    expect(r.code, r.stderr).toBe(0);
+    const records = oneJsonDocument<Array<{ v: number; changed: boolean; to: string }>>(r);
+    expect(records.length).toBeGreaterThan(5);
+    expect(records.every((x) => x.v === 1 && x.changed)).toBe(true);
+    const follow = await runCli(["audit", "--json", "--follow", "--server", nats]);
+    expect(follow.code).toBe(2);
+    expect(follow.stderr).toContain("--export --follow");
+  });
+
+  it("replay --json, --verify --json, --at --json and --node --json each print one JSON document", async () => {
+    for (const mode of [[], ["--verify"], ["--at", new Date().toISOString()], ["--node", "node-1"]]) {
+      const r = await runCli(["replay", ...mode, "--json", "--server", nats]);
+      expect(r.code, `${mode.join(" ")}: ${r.stderr}`).toBe(0);
+      expect(oneJsonDocument<{ ok: boolean }>(r).ok, mode.join(" ")).toBe(true);
+    }
+  });
+
   it("client commands without a server say how to give one", async () => {
     const r = await runCli(["nodes"], { env: { NATS_URL: "" } });
     expect(r.code).toBe(1);
@@ -66,7 +85,7 @@ describe("fenceline statechart --json", () => {
   it("exports every state and transition", async () => {
     const r = await runCli(["statechart", "--json"]);
     expect(r.code).toBe(0);
-    const chart = JSON.parse(r.stdout) as { states: Array<{ path: string }>; transitions: Array<{ event: string }> };
+    const chart = oneJsonDocument<{ states: Array<{ path: string }>; transitions: Array<{ event: string }> }>(r);
     const top = chart.states.map((s) => s.path).filter((p) => !p.includes("."));
     for (const s of ["healthy", "suspect", "fencing", "remediating", "rejoining", "paused", "operator"]) expect(top).toContain(s);
     expect(chart.transitions.length).toBeGreaterThan(40);

@@ -6,61 +6,61 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats, publishEvent, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { createEvent } from "@fenceline/contracts";
 import { jetstream } from "@nats-io/jetstream";
-import { createFencelineMetrics, Registry } from "@fenceline/engine";
+import { createFencelineMetrics } from "@fenceline/engine";
+import { parseExposition } from "../support/metrics-text.js";
 import { HistoryGenerator } from "../../packages/cli/src/bench/history.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-/** Parses the text format into { "name{labels}": value }. */
-function parseMetrics(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const i = line.lastIndexOf(" ");
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
-
 describe("metrics", () => {
-  it("the registry writes the Prometheus text format: counters, gauges, histograms, escaped labels", () => {
-    const r = new Registry();
-    const c = r.counter("fenceline_test_total", "A counter.");
-    c.inc({ kind: 'a"b\\c' }, 2);
-    const g = r.gauge("fenceline_test_gauge", "A gauge.");
-    g.set({}, 3);
-    const h = r.histogram("fenceline_test_seconds", "A histogram.", [1, 5]);
-    h.observe({ pool: "db" }, 0.5);
-    h.observe({ pool: "db" }, 3);
-    h.observe({ pool: "db" }, 9);
-    expect(r.render()).toBe(
-      [
-        "# HELP fenceline_test_total A counter.",
-        "# TYPE fenceline_test_total counter",
-        'fenceline_test_total{kind="a\\"b\\\\c"} 2',
-        "# HELP fenceline_test_gauge A gauge.",
-        "# TYPE fenceline_test_gauge gauge",
-        "fenceline_test_gauge 3",
-        "# HELP fenceline_test_seconds A histogram.",
-        "# TYPE fenceline_test_seconds histogram",
-        'fenceline_test_seconds_bucket{pool="db",le="1"} 1',
-        'fenceline_test_seconds_bucket{pool="db",le="5"} 2',
-        'fenceline_test_seconds_bucket{pool="db",le="+Inf"} 3',
-        'fenceline_test_seconds_sum{pool="db"} 12.5',
-        'fenceline_test_seconds_count{pool="db"} 3',
-        "",
-      ].join("\n"),
-    );
+  it("every metric is named by Prometheus conventions and has its HELP text", async () => {
+    const m = createFencelineMetrics({ natsConnected: () => true, fleet: async () => ({ fleetSize: 5, healthy: 4, slotsUsed: 1, slotsAllowed: 2 }) });
+    const { families } = parseExposition(await m.render());
+    expect(families.size).toBeGreaterThan(15);
+    for (const [name, f] of families) {
+      expect(name).toMatch(/^fenceline_[a-z_]+$/);
+      expect(f.help.length, name).toBeGreaterThan(20);
+      if (f.type === "counter") expect(name).toMatch(/_total$/);
+      else expect(name).not.toMatch(/_total$/);
+      if (f.type === "histogram") expect(name).toMatch(/_seconds$/);
+    }
   });
 
-  it("counts nodes per state, transitions, remediation durations per pool, command latency, failures and guard refusals", () => {
+  it("reports the fleet guard's view and the NATS connection where the control plane gives them", async () => {
+    let connected = true;
+    let status = { fleetSize: 5, healthy: 3, slotsUsed: 2, slotsAllowed: 2 };
+    let fail = false;
+    const m = createFencelineMetrics({ natsConnected: () => connected, fleet: async () => (fail ? Promise.reject(new Error("no KV")) : status) });
+    let v = parseExposition(await m.render()).samples;
+    expect(v.get("fenceline_nats_connected")).toBe(1);
+    expect(v.get("fenceline_fleet_nodes")).toBe(5);
+    expect(v.get("fenceline_fleet_healthy_nodes")).toBe(3);
+    expect(v.get("fenceline_fleet_healthy_majority")).toBe(1);
+    expect(v.get("fenceline_remediation_slots_used")).toBe(2);
+    expect(v.get("fenceline_remediation_slots_allowed")).toBe(2);
+    connected = false;
+    status = { fleetSize: 6, healthy: 3, slotsUsed: 0, slotsAllowed: 1 };
+    v = parseExposition(await m.render()).samples;
+    expect(v.get("fenceline_nats_connected")).toBe(0);
+    expect(v.get("fenceline_fleet_healthy_majority")).toBe(0); // 3 of 6 is no majority
+    fail = true;
+    v = parseExposition(await m.render()).samples;
+    expect(v.get("fenceline_fleet_healthy_majority")).toBeNaN();
+    expect(v.get("fenceline_remediation_slots_used")).toBeNaN();
+    // A process without a control plane (the UI server) does not pretend to know them.
+    const ui = parseExposition(await createFencelineMetrics().render()).families;
+    expect(ui.has("fenceline_fleet_healthy_majority")).toBe(false);
+    expect(ui.has("fenceline_nats_connected")).toBe(false);
+  });
+
+  it("counts nodes per state, transitions, lifecycle durations per pool, command latency, failures and guard refusals", async () => {
     const items = new HistoryGenerator({ nodes: 40, seed: 5, incidentEveryMs: 60_000 }).next(8_000);
     const m = createFencelineMetrics();
     for (const { event, audit } of items) {
       m.observeAudit(audit, ["db", "web", "batch"][Number(audit.node.split("-")[1]) % 3]);
       m.observeEvent(event);
     }
-    const v = parseMetrics(m.render());
+    const v = parseExposition(await m.render()).samples;
     const states = ["healthy", "suspect", "fencing", "remediating", "rejoining", "paused", "operator"].map((s) => v.get(`fenceline_nodes{state="${s}"}`) ?? NaN);
     expect(states.every(Number.isFinite)).toBe(true);
     expect(states.reduce((a, b) => a + b, 0)).toBe(40);
@@ -72,6 +72,46 @@ describe("metrics", () => {
     expect(v.get('fenceline_command_failures_total{kind="watchdog.stop"}')).toBeGreaterThan(0);
     expect(v.get("fenceline_events_applied_total{type=\"command.result\"}")).toBeGreaterThan(0);
     expect(v.has("fenceline_fleet_guard_refusals_total")).toBe(true);
+    for (const h of ["time_to_fence", "time_to_remediate", "time_to_rejoin"]) {
+      const counts = ["db", "web", "batch"].map((p) => v.get(`fenceline_${h}_seconds_count{pool="${p}"}`) ?? 0);
+      expect(counts.every((n) => n > 0), h).toBe(true);
+      const sum = ["db", "web", "batch"].reduce((a, p) => a + v.get(`fenceline_${h}_seconds_sum{pool="${p}"}`)!, 0);
+      expect(sum, h).toBeGreaterThan(0);
+    }
+    // One "since" series per node, in its current state.
+    const since = [...v.keys()].filter((k) => k.startsWith("fenceline_node_state_since_timestamp_seconds{"));
+    expect(since).toHaveLength(40);
+    expect(since.filter((k) => k.includes('state="healthy"')).length).toBe(v.get('fenceline_nodes{state="healthy"}'));
+  });
+
+  it("times fencing, remediation and rejoining from the transitions, and keeps one state-since series per node", async () => {
+    const m = createFencelineMetrics();
+    let seq = 0;
+    const step = (from: string, to: string, at: number) =>
+      m.observeAudit(
+        { v: 1, id: `a${++seq}`, node: "n-1", seq, at, event: { id: `e${seq}`, type: "x", source: "t" }, from, to, changed: from !== to, epoch: 1, commands: [], timers: { set: {}, cleared: [] }, policyVersion: "p" },
+        "db",
+      );
+    step("new", "healthy", 1_000);
+    step("healthy", "suspect.waiting", 10_000);
+    step("suspect.waiting", "fencing", 12_000);
+    step("fencing", "remediating.selecting", 17_000);
+    step("remediating.selecting", "remediating.running", 17_500);
+    step("remediating.running", "rejoining.deciding", 20_000);
+    step("rejoining.deciding", "healthy", 23_000);
+    const v = parseExposition(await m.render()).samples;
+    expect(v.get('fenceline_time_to_fence_seconds_sum{pool="db"}')).toBe(7);
+    expect(v.get('fenceline_time_to_remediate_seconds_sum{pool="db"}')).toBe(10);
+    expect(v.get('fenceline_time_to_rejoin_seconds_sum{pool="db"}')).toBe(3);
+    expect(v.get('fenceline_remediation_duration_seconds_sum{pool="db"}')).toBe(13);
+    expect(v.get('fenceline_node_state_since_timestamp_seconds{node="n-1",state="healthy"}')).toBe(23);
+    expect([...v.keys()].filter((k) => k.includes('node="n-1"'))).toHaveLength(1);
+    // A substate change keeps the time the top-level state was entered.
+    step("healthy", "suspect.waiting", 30_000);
+    step("suspect.waiting", "suspect.requestingSlot", 31_000);
+    const w = parseExposition(await m.render()).samples;
+    expect(w.get('fenceline_node_state_since_timestamp_seconds{node="n-1",state="suspect"}')).toBe(30);
+    expect(w.has('fenceline_node_state_since_timestamp_seconds{node="n-1",state="healthy"}')).toBe(false);
   });
 
   describe("fenceline up --metrics-port", () => {
@@ -120,10 +160,17 @@ describe("metrics", () => {
         text = await res.text();
         await new Promise((r) => setTimeout(r, 200));
       }
-      expect(text).toContain('fenceline_nodes{state="suspect"} 1');
-      expect(text).toContain('fenceline_transitions_total{from="healthy",to="suspect.waiting"} 1');
-      expect(text).toMatch(/fenceline_consumer_lag_messages\{consumer="engine",stream="FL_EVENTS"\} \d+/);
-      expect(text).toMatch(/fenceline_dlq_messages \d+/);
+      const v = parseExposition(text).samples;
+      expect(v.get('fenceline_nodes{state="suspect"}')).toBe(1);
+      expect(v.get('fenceline_transitions_total{from="healthy",to="suspect.waiting"}')).toBe(1);
+      expect(v.get('fenceline_consumer_lag_messages{consumer="engine",stream="FL_EVENTS"}')).toBeGreaterThanOrEqual(0);
+      expect(v.get("fenceline_dlq_messages")).toBeGreaterThanOrEqual(0);
+      expect(v.get("fenceline_nats_connected")).toBe(1);
+      expect(v.get("fenceline_fleet_nodes")).toBe(1);
+      expect(v.get("fenceline_remediation_slots_used")).toBe(0);
+      expect(v.get("fenceline_remediation_slots_allowed")).toBeGreaterThanOrEqual(0);
+      expect(v.get('fenceline_node_state_since_timestamp_seconds{node="m-1",state="suspect"}')).toBeGreaterThan(0);
+      expect(v.get("process_resident_memory_bytes")).toBeGreaterThan(0);
     });
   });
 });

@@ -73,8 +73,9 @@ export async function startSecureServer(nodes: string[]): Promise<SecureServer> 
     violations() {
       const out: Violation[] = [];
       for (const line of lines) {
-        const m = /"([^"]*)" - (Publish|Subscription) Violation - User "([^"]+)", Subject "([^"]+)"/.exec(line);
-        if (m) out.push({ user: m[3]!, operation: m[2] as Violation["operation"], subject: m[4]! });
+        // nats-server ≥ 2.10 logs `"<account>/user:<name>" - Publish Violation - Subject "<subject>"`.
+        const m = /"[^"/]*\/user:([^"]+)" - (Publish|Subscription) Violation - Subject "([^"]+)"/.exec(line);
+        if (m) out.push({ user: m[1]!, operation: m[2] as Violation["operation"], subject: m[3]! });
       }
       return out;
     },

@@ -55,6 +55,17 @@ export function decideSlot(
   };
 }
 
+/**
+ * How many nodes may hold a remediation slot at once in a fleet of `fleetSize`: `maxUnhealthy`
+ * (rounded down) and what `minHealthy` (rounded up) leaves, whichever is smaller. The live rules
+ * of `decideSlot` (a healthy majority, control-plane nodes) can refuse earlier.
+ */
+export function remediationSlotsAllowed(policy: Policy, fleetSize: number): number {
+  const byMinHealthy = Math.max(0, fleetSize - resolveLimit(policy.fleet.minHealthy, fleetSize, "up"));
+  if (policy.fleet.maxUnhealthy === undefined) return byMinHealthy;
+  return Math.min(byMinHealthy, resolveLimit(policy.fleet.maxUnhealthy, fleetSize, "down"));
+}
+
 export function releaseSlot(budget: FleetBudget, node: string): FleetBudget {
   if (!budget.slots[node]) return budget;
   const slots = { ...budget.slots };

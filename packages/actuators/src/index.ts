@@ -2,7 +2,7 @@ export { createActuator, type ActuatorCore, type Handler, type Handlers, type Ha
 export { createClusterHandlers } from "./cluster-handlers.js";
 export { createProvisionerHandlers } from "./provisioner-handlers.js";
 export { createFenceHandlers } from "./fence-handlers.js";
-export { decideSlot, releaseSlot, EMPTY_BUDGET, type FleetBudget, type FleetView, type SlotDecision } from "./fleet-guard.js";
+export { decideSlot, releaseSlot, remediationSlotsAllowed, EMPTY_BUDGET, type FleetBudget, type FleetView, type SlotDecision } from "./fleet-guard.js";
 export { createGuardHandlers, createMemoryBudgetStore, type BudgetStore } from "./guard-handlers.js";
 export { runActuator } from "./nats/run-actuator.js";
 export { createKvBudgetStore } from "./nats/kv-budget-store.js";

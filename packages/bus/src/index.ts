@@ -2,7 +2,7 @@ export { createLogger, type Logger } from "./logger.js";
 export { connectNats, natsConnectionOptions, redactUrl, type ConnectOptions } from "./connect.js";
 export {
   startNatsServer,
-  findNatsServerBinary,
+  natsServerBinary,
   type NatsServer,
   type NatsServerOptions,
   type ClusterOptions,
@@ -34,3 +34,4 @@ export {
   type MessageSchema,
   type SchemaOutput,
 } from "./consume.js";
+export { MEMBERSHIP_KEY, createKvMembershipStore, openMembershipStore, watchMembership, type MembershipWatch } from "./membership.js";

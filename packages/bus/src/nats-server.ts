@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { ErrorCode, FencelineError } from "@fenceline/contracts";
+import { MIN_NATS_SERVER_VERSION, ToolchainError, ensureBinary } from "@fenceline/toolchain";
 import type { Logger } from "./logger.js";
 
 export type ClusterOptions = {
@@ -40,31 +41,28 @@ export type NatsServer = {
   stop(): Promise<void>;
 };
 
-const SEARCH_DIRS = ["/usr/sbin", "/usr/bin"];
-
-/** Finds `nats-server` on PATH, /usr/sbin or /usr/bin, or throws FencelineError(NatsServerMissing). */
-export function findNatsServerBinary(options: { path?: string; fallbackDirs?: string[] } = {}): string {
-  const path = options.path ?? process.env.PATH ?? "";
-  const dirs = [...path.split(delimiter).filter(Boolean), ...(options.fallbackDirs ?? SEARCH_DIRS)];
-  for (const dir of dirs) {
-    const candidate = join(dir, "nats-server");
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
+/**
+ * The nats-server to run: one on PATH at least as new as Fenceline needs, else the pinned
+ * version built from the Go module proxy into the cache on first use (progress on stderr).
+ * Throws FencelineError(NatsServerMissing) naming the step that failed.
+ */
+export async function natsServerBinary(): Promise<string> {
+  try {
+    return await ensureBinary("nats-server");
+  } catch (err) {
+    if (!(err instanceof ToolchainError)) throw err;
+    throw new FencelineError(
+      ErrorCode.NatsServerMissing,
+      `no nats-server ≥ ${MIN_NATS_SERVER_VERSION} on PATH, and building one failed (${err.message}); ` +
+        "install Go ≥ 1.26 so Fenceline can build it, put a recent nats-server on PATH, or set NATS_URL to an existing server",
+      { cause: err },
+    );
   }
-  throw new FencelineError(
-    ErrorCode.NatsServerMissing,
-    "nats-server not found (looked on PATH, /usr/sbin and /usr/bin); " +
-      "install it (Debian/Ubuntu: `apt-get install nats-server`) or set NATS_URL to an existing server",
-  );
 }
 
 /** Spawns a local nats-server and resolves once it listens, with the port it really got. */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
-  const binary = findNatsServerBinary();
+  const binary = await natsServerBinary();
   const host = options.host ?? "127.0.0.1";
   const ownStore = options.storeDir === undefined;
   const storeDir = options.storeDir ?? (await mkdtemp(join(tmpdir(), "fenceline-js-")));

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ErrorCode, isFencelineError } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
-import { connectNats, findNatsServerBinary, startNatsServer } from "../src/index.js";
+import { MIN_NATS_SERVER_VERSION, natsServerVersionOf, versionAtLeast } from "@fenceline/toolchain";
+import { connectNats, natsServerBinary, startNatsServer } from "../src/index.js";
 import { freePort } from "../../../test/support/free-port.js";
 import { startNatsCluster } from "../../../test/support/nats-cluster.js";
 
@@ -47,20 +48,31 @@ describe("startNatsServer", () => {
     expect((err as Error).message).toMatch(/no-such-flag/);
   });
 
-  it("says how to install nats-server when it is missing", () => {
-    let err: unknown;
-    try {
-      findNatsServerBinary({ path: "/nonexistent", fallbackDirs: [] });
-    } catch (e) {
-      err = e;
-    }
-    expect(isFencelineError(err, ErrorCode.NatsServerMissing)).toBe(true);
-    expect((err as Error).message).toMatch(/apt-get install nats-server/);
-    expect((err as Error).message).toMatch(/NATS_URL/);
+  it("runs a nats-server at least as new as the minimum Fenceline supports", async () => {
+    const binary = await natsServerBinary();
+    const version = natsServerVersionOf(binary);
+    expect(version).not.toBeNull();
+    expect(versionAtLeast(version!, MIN_NATS_SERVER_VERSION)).toBe(true);
   });
 
-  it("finds the installed binary", () => {
-    expect(findNatsServerBinary()).toMatch(/nats-server$/);
+  it("names the failing step and the ways out when no nats-server can be had", async () => {
+    const saved = { PATH: process.env.PATH, FENCELINE_CACHE: process.env.FENCELINE_CACHE };
+    const emptyCache = mkdtempSync(join(tmpdir(), "fenceline-empty-cache-"));
+    // No go and no nats-server on PATH, an empty cache: nothing to run and nothing to build with.
+    process.env.PATH = "/nonexistent";
+    process.env.FENCELINE_CACHE = emptyCache;
+    try {
+      const err = await natsServerBinary().catch((e: unknown) => e);
+      expect(isFencelineError(err, ErrorCode.NatsServerMissing)).toBe(true);
+      expect((err as Error).message).toMatch(/find-go failed/);
+      expect((err as Error).message).toMatch(/NATS_URL/);
+      expect((err as Error).message).toContain(MIN_NATS_SERVER_VERSION);
+    } finally {
+      process.env.PATH = saved.PATH;
+      if (saved.FENCELINE_CACHE === undefined) delete process.env.FENCELINE_CACHE;
+      else process.env.FENCELINE_CACHE = saved.FENCELINE_CACHE;
+      rmSync(emptyCache, { recursive: true, force: true });
+    }
   });
 
   it("forms a 3-node JetStream cluster", { timeout: 30_000 }, async () => {

@@ -55,3 +55,14 @@ export function table(rows: string[][], header: string[]): string {
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
   return all.map((r) => r.map((cell, i) => (cell ?? "").padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
 }
+
+/**
+ * Where a command writes what it prints for people (tables, summaries): stdout, or stderr when
+ * `--json` reserves stdout for exactly one JSON document.
+ */
+export const humanOutput = (json: unknown): NodeJS.WritableStream => (json ? process.stderr : process.stdout);
+
+/** The one JSON document a `--json` command prints on stdout. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}

@@ -3,8 +3,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock, type ClusterApi, type FenceAgent, type Policy, type Provisioner } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
 import { Buckets, provisionStreams } from "@fenceline/streams";
-import { runEngine, type FoldResult, type RunningEngine } from "@fenceline/engine";
-import { runConditionDetector, runHeartbeatDetector, type ConditionRule } from "@fenceline/detectors";
+import { runEngine, type FleetStatus, type FoldResult, type RunningEngine } from "@fenceline/engine";
+import { runConditionDetector, runHeartbeatDetector, runMembershipKeeper, type ConditionRule } from "@fenceline/detectors";
 import type { NodeWatcher } from "@fenceline/kubernetes";
 import {
   createActuator,
@@ -15,6 +15,7 @@ import {
   createKvBudgetStore,
   createProvisionerHandlers,
   minDipMsOf,
+  remediationSlotsAllowed,
   runActuator,
   watchFleetView,
   type ActuatorCore,
@@ -42,10 +43,12 @@ export type ControlPlaneOptions = {
 
 export type ControlPlane = {
   engine: RunningEngine;
+  /** The fleet guard's view and the slots held now (the fleet gauges of the metrics). */
+  fleetStatus(): Promise<FleetStatus>;
   stop(): Promise<void>;
 };
 
-/** Everything but the agents: streams, engine, heartbeat detector, fleet guard and actuators. */
+/** Everything but the agents: streams, engine, membership keeper, heartbeat detector, fleet guard and actuators. */
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { nc, policy, log } = options;
   const clock = options.clock ?? systemClock;
@@ -77,6 +80,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     ...(options.onApplied ? { onApplied: options.onApplied } : {}),
     ...(options.instanceId ? { instanceId: options.instanceId } : {}),
   });
+  // Before the detector, so its first acks already carry a view.
+  const membership = await runMembershipKeeper({ nc, witness: policy.fleet.witness, log });
   const detector = await runHeartbeatDetector({ nc, timeoutMs: policy.heartbeat.timeoutMs, log: log.child({ component: "heartbeat-detector" }), clock });
   const conditions = options.conditions
     ? await runConditionDetector({ nc, ...options.conditions, log: log.child({ component: "condition-detector" }), clock })
@@ -85,9 +90,15 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   return {
     engine,
+    async fleetStatus() {
+      const { fleetSize, healthy } = fleet.view();
+      const { budget: held } = await budget.read();
+      return { fleetSize, healthy, slotsUsed: Object.keys(held.slots).length, slotsAllowed: remediationSlotsAllowed(policy, fleetSize) };
+    },
     async stop() {
       await Promise.all(runners.map((r) => r.stop()));
       await detector.stop();
+      await membership.stop();
       await conditions?.stop();
       await engine.stop();
       await fleet.stop();

@@ -4,6 +4,7 @@
  * in-memory ones and a virtual clock, so the same code runs in both.
  */
 import type { Taint } from "./commands.js";
+import type { MembershipView } from "./membership.js";
 
 /** Time, as a port: `Date.now()` in production, a virtual clock in the simulator. */
 export interface Clock {
@@ -55,4 +56,14 @@ export interface Watchdog {
   /** Magic close: disarms it on a clean shutdown so stopping the agent does not reset the node. */
   close(): Promise<void>;
   readonly timeoutMs: number;
+}
+
+/**
+ * The fleet's membership view with compare-and-set (FL_MEMBERS in production, memory in the
+ * lab): `write` fails with a Concurrency error when the key is no longer at `revision`.
+ */
+export interface MembershipStore {
+  /** The current view and its revision (view null and revision 0: none written yet). */
+  read(): Promise<{ view: MembershipView | null; revision: number }>;
+  write(view: MembershipView, revision: number): Promise<number>;
 }

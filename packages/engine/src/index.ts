@@ -50,13 +50,5 @@ export {
   type TimelineCommand,
   type StateStay,
 } from "./replay.js";
-export {
-  Registry,
-  Counter,
-  Gauge,
-  Histogram,
-  createFencelineMetrics,
-  PROMETHEUS_CONTENT_TYPE,
-  type FencelineMetrics,
-} from "./metrics.js";
-export { watchMetrics, serveMetrics, startMetricsEndpoint, type MetricsWatch, type MetricsServer, type MetricsEndpoint } from "./metrics-nats.js";
+export { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics, type FleetStatus } from "./metrics.js";
+export { watchMetrics, serveMetrics, startMetricsEndpoint, trackConnection, type MetricsWatch, type MetricsServer, type MetricsEndpoint } from "./metrics-nats.js";

@@ -4,7 +4,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { AuditRecord, ErrorCode, FencelineError, NodeEvent } from "@fenceline/contracts";
 import { Consumers, Streams, Subjects, eventPartitions } from "@fenceline/streams";
-import { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics } from "./metrics.js";
+import { collectDefaultMetrics } from "prom-client";
+import { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics, type FleetStatus } from "./metrics.js";
 import type { NodeSnapshot } from "./snapshot.js";
 
 export type MetricsWatch = { refresh(): Promise<void>; stop(): void };
@@ -85,6 +86,21 @@ export function watchMetrics(options: {
   };
 }
 
+/**
+ * Whether `nc` is connected now: false from a `disconnect` status until the next `reconnect`,
+ * and once the connection is closed.
+ */
+export function trackConnection(nc: NatsConnection): () => boolean {
+  let connected = true;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnecting" || s.type === "close") connected = false;
+      else if (s.type === "reconnect") connected = true;
+    }
+  })().catch(() => {});
+  return () => connected && !nc.isClosed();
+}
+
 export type MetricsServer = { url: string; port: number; close(): Promise<void> };
 
 /** Serves GET /metrics (Prometheus text format) on host:port (0 picks a free port). */
@@ -123,8 +139,11 @@ export type MetricsEndpoint = {
   url: string | null;
   /** The engine's onApplied hook. */
   onApplied: FencelineMetrics["onApplied"];
-  /** Seeds nodes per state from the engine's recovered snapshots. */
-  started(snapshots: NodeSnapshot[]): void;
+  /**
+   * Seeds nodes per state from the engine's recovered snapshots; `fleet` (the control plane's
+   * fleet guard view) feeds the fleet and remediation-slot gauges from then on.
+   */
+  started(snapshots: NodeSnapshot[], fleet?: () => Promise<FleetStatus>): void;
   stop(): Promise<void>;
 };
 
@@ -143,8 +162,14 @@ export async function startMetricsEndpoint(options: {
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
     throw new FencelineError(ErrorCode.InvalidMessage, `--metrics-port must be an integer from 0 to 65535 (0 turns metrics off), got "${options.port}"`);
   }
-  const metrics = createFencelineMetrics();
-  if (port === 0) return { metrics, url: null, onApplied: metrics.onApplied, started: metrics.seed, stop: async () => {} };
+  let fleet: (() => Promise<FleetStatus>) | null = null;
+  const metrics = createFencelineMetrics({
+    natsConnected: trackConnection(options.nc),
+    fleet: () => (fleet ? fleet() : Promise.reject(new Error("the control plane has not started yet"))),
+  });
+  if (port === 0) return { metrics, url: null, onApplied: metrics.onApplied, started: (snapshots) => metrics.seed(snapshots), stop: async () => {} };
+  // The process's own CPU, memory, event loop and GC (process_*, nodejs_*), as every Node exporter has.
+  collectDefaultMetrics({ register: metrics.registry });
   const host = options.host ?? "0.0.0.0";
   const watch = watchMetrics({ nc: options.nc, metrics, onError: (err) => options.log?.warn({ err }, "cannot read stream info for metrics") });
   let server: MetricsServer | null = null;
@@ -158,8 +183,9 @@ export async function startMetricsEndpoint(options: {
     metrics,
     url: server?.url ?? null,
     onApplied: metrics.onApplied,
-    started(snapshots) {
+    started(snapshots, fleetStatus) {
       metrics.seed(snapshots);
+      if (fleetStatus) fleet = fleetStatus;
       // The streams exist now: read their state at once rather than at the next poll.
       watch.refresh().catch((err) => options.log?.warn({ err }, "cannot read stream info for metrics"));
     },

@@ -1,157 +1,144 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { AuditRecord, NodeEvent } from "@fenceline/contracts";
 import { NODE_STATES, phaseOf } from "@fenceline/statecharts";
 import type { FoldResult } from "./fold.js";
 import type { NodeSnapshot } from "./snapshot.js";
 
-/**
- * A tiny Prometheus registry (text exposition format 0.0.4), no dependency: counters, gauges
- * and histograms with labels. Enough for Fenceline's own metrics.
- */
+/** The Prometheus text exposition format prom-client writes. */
+export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 
-type Labels = Record<string, string>;
+/** How the fleet guard sees the fleet now (the control plane's fleet view and budget). */
+export type FleetStatus = {
+  fleetSize: number;
+  healthy: number;
+  /** Remediation slots held (FL_FLEET budget). */
+  slotsUsed: number;
+  /** Slots the policy allows for this fleet size (`remediationSlotsAllowed`). */
+  slotsAllowed: number;
+};
 
-const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
-const keyOf = (labels: Labels) =>
-  Object.keys(labels)
-    .sort()
-    .map((k) => `${k}="${escape(labels[k]!)}"`)
-    .join(",");
-const fmt = (v: number) => (Number.isFinite(v) ? String(v) : v > 0 ? "+Inf" : v < 0 ? "-Inf" : "NaN");
-
-abstract class Metric {
-  constructor(
-    readonly name: string,
-    readonly help: string,
-  ) {}
-  abstract readonly type: string;
-  abstract lines(): string[];
-}
-
-export class Counter extends Metric {
-  readonly type = "counter";
-  private readonly values = new Map<string, number>();
-  inc(labels: Labels = {}, by = 1) {
-    const k = keyOf(labels);
-    this.values.set(k, (this.values.get(k) ?? 0) + by);
-  }
-  get(labels: Labels = {}) {
-    return this.values.get(keyOf(labels)) ?? 0;
-  }
-  lines() {
-    return [...this.values].map(([k, v]) => `${this.name}${k ? `{${k}}` : ""} ${fmt(v)}`);
-  }
-}
-
-export class Gauge extends Metric {
-  readonly type = "gauge";
-  private readonly values = new Map<string, number>();
-  set(labels: Labels, value: number) {
-    this.values.set(keyOf(labels), value);
-  }
-  get(labels: Labels = {}) {
-    return this.values.get(keyOf(labels));
-  }
-  lines() {
-    return [...this.values].map(([k, v]) => `${this.name}${k ? `{${k}}` : ""} ${fmt(v)}`);
-  }
-}
-
-export class Histogram extends Metric {
-  readonly type = "histogram";
-  private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
-  constructor(
-    name: string,
-    help: string,
-    readonly buckets: number[],
-  ) {
-    super(name, help);
-  }
-  observe(labels: Labels, value: number) {
-    const k = keyOf(labels);
-    let s = this.series.get(k);
-    if (!s) {
-      s = { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
-      this.series.set(k, s);
-    }
-    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
-    s.sum += value;
-    s.count++;
-  }
-  count(labels: Labels = {}) {
-    return this.series.get(keyOf(labels))?.count ?? 0;
-  }
-  lines() {
-    const out: string[] = [];
-    for (const [k, s] of this.series) {
-      const sep = k ? "," : "";
-      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket{${k}${sep}le="${fmt(b)}"} ${s.counts[i]}`));
-      out.push(`${this.name}_bucket{${k}${sep}le="+Inf"} ${s.count}`);
-      out.push(`${this.name}_sum${k ? `{${k}}` : ""} ${fmt(s.sum)}`);
-      out.push(`${this.name}_count${k ? `{${k}}` : ""} ${s.count}`);
-    }
-    return out;
-  }
-}
-
-export class Registry {
-  private readonly metrics: Metric[] = [];
-  private add<M extends Metric>(m: M): M {
-    if (this.metrics.some((x) => x.name === m.name)) throw new Error(`metric ${m.name} registered twice`);
-    this.metrics.push(m);
-    return m;
-  }
-  counter(name: string, help: string) {
-    return this.add(new Counter(name, help));
-  }
-  gauge(name: string, help: string) {
-    return this.add(new Gauge(name, help));
-  }
-  histogram(name: string, help: string, buckets: number[]) {
-    return this.add(new Histogram(name, help, [...buckets].sort((a, b) => a - b)));
-  }
-  /** The text exposition format. */
-  render(): string {
-    return `${this.metrics
-      .map((m) => [`# HELP ${m.name} ${m.help.replace(/\n/g, " ")}`, `# TYPE ${m.name} ${m.type}`, ...m.lines()].join("\n"))
-      .join("\n")}\n`;
-  }
-}
-
-export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+/** Buckets for the lifecycle durations: seconds to tens of minutes. */
+const EPISODE_BUCKETS = [1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600, 1800];
 
 /**
- * Fenceline's metrics, fed by what the engine applies (`onApplied`, or audit records read from
- * FL_AUDIT), by the events it sees (command results) and by periodic stream and consumer info.
+ * Fenceline's metrics (prom-client), fed by what the engine applies (`onApplied`, or audit
+ * records read from FL_AUDIT), by the events it sees (command results), by periodic stream and
+ * consumer info, and — where the control plane runs — by the fleet guard's view and the NATS
+ * connection. docs/visualizer.md lists them all.
  */
 export type FencelineMetrics = ReturnType<typeof createFencelineMetrics>;
 
-export function createFencelineMetrics(options: { registry?: Registry } = {}) {
+export function createFencelineMetrics(options: { registry?: Registry; fleet?: () => FleetStatus | Promise<FleetStatus>; natsConnected?: () => boolean } = {}) {
   const registry = options.registry ?? new Registry();
-  const nodes = registry.gauge("fenceline_nodes", "Nodes per top-level lifecycle state.");
-  const transitions = registry.counter("fenceline_transitions_total", "State changes applied, by from and to state path.");
-  const applied = registry.counter("fenceline_events_applied_total", "Events applied by the engine, by event type.");
-  const remediation = registry.histogram(
-    "fenceline_remediation_duration_seconds",
-    "From a node leaving healthy to its return to healthy, for episodes that fenced or re-provisioned it (not a suspicion that cleared); by node pool (host group).",
-    [1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600, 1800],
-  );
-  const issued = registry.counter("fenceline_commands_issued_total", "Commands emitted by the engine, by kind.");
-  const latency = registry.histogram(
-    "fenceline_command_duration_seconds",
-    "From a command being issued to its result event, by kind.",
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-  );
-  const results = registry.counter("fenceline_command_results_total", "Command results, by kind and result (ok or failed).");
-  const failures = registry.counter("fenceline_command_failures_total", "Commands that failed or were refused, by kind.");
-  const refusals = registry.counter("fenceline_fleet_guard_refusals_total", "Remediation slots the fleet guard refused (slot.acquire results with ok=false).");
-  const lag = registry.gauge("fenceline_consumer_lag_messages", "Messages not yet delivered to a durable consumer (num_pending), by stream and consumer.");
-  const ackPending = registry.gauge("fenceline_consumer_ack_pending_messages", "Messages delivered to a durable consumer but not acknowledged yet.");
-  const dlq = registry.gauge("fenceline_dlq_messages", "Messages in the dead-letter stream FL_DLQ.");
-  const lastApplied = registry.gauge("fenceline_last_applied_event_sequence", "FL_EVENTS sequence of the last event applied.");
+  const registers = [registry];
+  const nodes = new Gauge({ name: "fenceline_nodes", help: "Nodes per top-level lifecycle state (every state present, 0 included).", labelNames: ["state"], registers });
+  const stateSince = new Gauge({
+    name: "fenceline_node_state_since_timestamp_seconds",
+    help: "When each node entered its current top-level lifecycle state (Unix time, seconds); one series per node, labelled with that state.",
+    labelNames: ["node", "state"],
+    registers,
+  });
+  const transitions = new Counter({ name: "fenceline_transitions_total", help: "State changes applied, by from and to state path.", labelNames: ["from", "to"], registers });
+  const applied = new Counter({ name: "fenceline_events_applied_total", help: "Events applied by the engine, by event type.", labelNames: ["type"], registers });
+  const remediation = new Histogram({
+    name: "fenceline_remediation_duration_seconds",
+    help: "From a node leaving healthy to its return to healthy, for episodes that fenced or re-provisioned it (not a suspicion that cleared); by node pool (host group).",
+    labelNames: ["pool"],
+    buckets: EPISODE_BUCKETS,
+    registers,
+  });
+  const toFence = new Histogram({
+    name: "fenceline_time_to_fence_seconds",
+    help: "From a node leaving healthy to its fencing being confirmed (it leaves fencing for remediating or rejoining); by node pool.",
+    labelNames: ["pool"],
+    buckets: EPISODE_BUCKETS,
+    registers,
+  });
+  const toRemediate = new Histogram({
+    name: "fenceline_time_to_remediate_seconds",
+    help: "From a node leaving healthy to the end of its remediation (it leaves remediating); by node pool.",
+    labelNames: ["pool"],
+    buckets: EPISODE_BUCKETS,
+    registers,
+  });
+  const toRejoin = new Histogram({
+    name: "fenceline_time_to_rejoin_seconds",
+    help: "From a node entering rejoining to its return to healthy; by node pool.",
+    labelNames: ["pool"],
+    buckets: EPISODE_BUCKETS,
+    registers,
+  });
+  const issued = new Counter({ name: "fenceline_commands_issued_total", help: "Commands emitted by the engine, by kind.", labelNames: ["kind"], registers });
+  const latency = new Histogram({
+    name: "fenceline_command_duration_seconds",
+    help: "From a command being issued to its result event, by kind.",
+    labelNames: ["kind"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers,
+  });
+  const results = new Counter({ name: "fenceline_command_results_total", help: "Command results, by kind and result (ok or failed).", labelNames: ["kind", "result"], registers });
+  const failures = new Counter({ name: "fenceline_command_failures_total", help: "Commands that failed or were refused, by kind.", labelNames: ["kind"], registers });
+  const refusals = new Counter({
+    name: "fenceline_fleet_guard_refusals_total",
+    help: "Remediation slots the fleet guard refused (slot.acquire results with ok=false).",
+    registers,
+  });
+  const lag = new Gauge({
+    name: "fenceline_consumer_lag_messages",
+    help: "Messages not yet delivered to a durable consumer (num_pending, summed over the engine's partitions), by stream and consumer.",
+    labelNames: ["stream", "consumer"],
+    registers,
+  });
+  const ackPending = new Gauge({
+    name: "fenceline_consumer_ack_pending_messages",
+    help: "Messages delivered to a durable consumer but not acknowledged yet, by stream and consumer.",
+    labelNames: ["stream", "consumer"],
+    registers,
+  });
+  const dlq = new Gauge({ name: "fenceline_dlq_messages", help: "Messages in the dead-letter stream FL_DLQ.", registers });
+  const lastApplied = new Gauge({ name: "fenceline_last_applied_event_sequence", help: "FL_EVENTS sequence of the last event applied.", registers });
 
-  const stateOf = new Map<string, { seq: number; phase: string }>();
+  if (options.natsConnected) {
+    const connected = options.natsConnected;
+    new Gauge({
+      name: "fenceline_nats_connected",
+      help: "1 while this process is connected to NATS, 0 while it is disconnected or reconnecting.",
+      registers,
+      collect() {
+        this.set(connected() ? 1 : 0);
+      },
+    });
+  }
+  let fleetRead: Promise<FleetStatus | null> | null = null;
+  if (options.fleet) {
+    const fleet = options.fleet;
+    // prom-client collects every metric of a scrape at once: the five gauges share one read,
+    // made anew for each scrape (`render` forgets the last one).
+    const read = () => (fleetRead ??= Promise.resolve().then(fleet).catch(() => null));
+    const gauge = (name: string, help: string, value: (s: FleetStatus) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        async collect() {
+          const status = await read();
+          // NaN (unknown) when the fleet could not be read: no alert compares true on it.
+          this.set(status ? value(status) : Number.NaN);
+        },
+      });
+    gauge("fenceline_fleet_nodes", "Nodes the fleet guard counts (the fleet size its limits are computed from).", (s) => s.fleetSize);
+    gauge("fenceline_fleet_healthy_nodes", "Nodes the fleet guard counts as healthy and alive (heartbeating).", (s) => s.healthy);
+    gauge("fenceline_fleet_healthy_majority", "1 while more than half of the fleet is healthy and alive, else 0 (no node is fenced on the safe time without one).", (s) =>
+      s.healthy * 2 > s.fleetSize ? 1 : 0,
+    );
+    gauge("fenceline_remediation_slots_used", "Remediation slots held by nodes (FL_FLEET budget), shared by every engine instance.", (s) => s.slotsUsed);
+    gauge("fenceline_remediation_slots_allowed", "Remediation slots the policy allows for the current fleet size (maxUnhealthy and minHealthy).", (s) => s.slotsAllowed);
+  }
+
+  const stateOf = new Map<string, { seq: number; phase: string; since: number }>();
   const hostGroups = new Map<string, string>();
-  const episodes = new Map<string, { since: number; acted: boolean }>();
+  /** The current unhealthy episode of each node: since when, whether it acted, when rejoining began. */
+  const episodes = new Map<string, { since: number; acted: boolean; rejoiningSince: number | null }>();
   /** Commands waiting for their result: issue time and kind (forgotten after their deadline). */
   const open = new Map<string, { issuedAt: number; kind: string; deadline: number }>();
   const earlyResults = new Map<string, { at: number; ok: boolean; kind: string }>();
@@ -162,6 +149,12 @@ export function createFencelineMetrics(options: { registry?: Registry } = {}) {
     const counts = new Map<string, number>(NODE_STATES.map((s) => [s, 0]));
     for (const { phase } of stateOf.values()) counts.set(phase, (counts.get(phase) ?? 0) + 1);
     for (const [state, n] of counts) nodes.set({ state }, n);
+  };
+  const track = (node: string, next: { seq: number; phase: string; since: number }) => {
+    const prev = stateOf.get(node);
+    if (prev && prev.phase !== next.phase) stateSince.remove({ node, state: prev.phase });
+    stateOf.set(node, next);
+    stateSince.set({ node, state: next.phase }, next.since / 1000);
   };
 
   const observeResult = (commandId: string, kind: string, ok: boolean, at: number) => {
@@ -182,21 +175,27 @@ export function createFencelineMetrics(options: { registry?: Registry } = {}) {
     if (hostGroup) hostGroups.set(r.node, hostGroup);
     applied.inc({ type: r.event.type });
     maxSeq = Math.max(maxSeq, r.seq);
-    lastApplied.set({}, maxSeq);
+    lastApplied.set(maxSeq);
     const prev = stateOf.get(r.node);
     if (!prev || r.seq > prev.seq) {
-      stateOf.set(r.node, { seq: r.seq, phase: phaseOf(r.to) });
+      const phase = phaseOf(r.to);
+      track(r.node, { seq: r.seq, phase, since: prev && prev.phase === phase ? prev.since : r.at });
       recount();
     }
     if (r.changed) {
       transitions.inc({ from: r.from, to: r.to });
       const from = phaseOf(r.from);
       const to = phaseOf(r.to);
-      if ((from === "healthy" || from === "new") && to !== "healthy") episodes.set(r.node, { since: r.at, acted: false });
+      const pool = { pool: hostGroups.get(r.node) ?? "default" };
+      if ((from === "healthy" || from === "new") && to !== "healthy") episodes.set(r.node, { since: r.at, acted: false, rejoiningSince: null });
       const ep = episodes.get(r.node);
       if (ep && (to === "fencing" || to === "rejoining" || to === "remediating")) ep.acted = true;
+      if (ep && from === "fencing" && (to === "remediating" || to === "rejoining")) toFence.observe(pool, (r.at - ep.since) / 1000);
+      if (ep && from === "remediating" && to !== "remediating") toRemediate.observe(pool, (r.at - ep.since) / 1000);
+      if (ep && to === "rejoining" && from !== "rejoining") ep.rejoiningSince = r.at;
       if (to === "healthy" && ep) {
-        if (ep.acted) remediation.observe({ pool: hostGroups.get(r.node) ?? "default" }, (r.at - ep.since) / 1000);
+        if (ep.acted) remediation.observe(pool, (r.at - ep.since) / 1000);
+        if (ep.rejoiningSince !== null && from === "rejoining") toRejoin.observe(pool, (r.at - ep.rejoiningSince) / 1000);
         episodes.delete(r.node);
       }
     }
@@ -229,7 +228,7 @@ export function createFencelineMetrics(options: { registry?: Registry } = {}) {
       for (const s of snapshots) {
         hostGroups.set(s.node, s.context.hostGroup);
         const prev = stateOf.get(s.node);
-        if (!prev || s.lastSeq > prev.seq) stateOf.set(s.node, { seq: s.lastSeq, phase: phaseOf(s.path) });
+        if (!prev || s.lastSeq > prev.seq) track(s.node, { seq: s.lastSeq, phase: phaseOf(s.path), since: s.context.since });
       }
       recount();
     },
@@ -238,8 +237,12 @@ export function createFencelineMetrics(options: { registry?: Registry } = {}) {
       ackPending.set({ stream, consumer }, info.ackPending);
     },
     setDeadLetters(count: number) {
-      dlq.set({}, count);
+      dlq.set(count);
     },
-    render: () => registry.render(),
+    /** The text exposition format. */
+    render: () => {
+      fleetRead = null;
+      return registry.metrics();
+    },
   };
 }

@@ -129,6 +129,14 @@ const BASE_OPTIONS: Record<string, string> = {
   "elk.json.shapeCoords": "ROOT",
 };
 
+/**
+ * The overview's order comes from the arrows (see `backwards`), not from ELK's model order:
+ * keeping the model order of nodes and edges within a layer costs about ten crossings here.
+ */
+const OVERVIEW_OPTIONS: Record<string, string> = {
+  ...Object.fromEntries(Object.entries(BASE_OPTIONS).filter(([k]) => !k.startsWith("elk.layered.considerModelOrder") && !k.startsWith("elk.layered.cycleBreaking"))),
+};
+
 const ROW_H = 24;
 const ROW_GAP = 5;
 
@@ -162,10 +170,12 @@ function readEdges(out: ElkNode, groups: Group[]): Edge[] {
 }
 
 /**
- * The overview: the top-level states in lifecycle order, a compound state as a box listing its
- * substates (each with its own count), and every transition between top-level states as an
- * arrow labelled with its events and guards. Transitions inside a compound state are drawn by
- * `layoutCompound`.
+ * The overview, laid out by ELK as one hierarchical graph (as Stately's visualizer does): the
+ * top-level states, a compound state as a box holding its substates (each with its own count),
+ * and one arrow per pair of top-level states, labelled with every transition it stands for (an
+ * arrow that leaves from or goes to a substate names it: "done: heartbeat.resumed"). ELK routes
+ * the arrows around the states and orders layers and nodes to keep crossings down; the layers
+ * follow the machine's order of states (healthy first). Transitions inside a compound state are drawn by `layoutCompound`.
  */
 export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Measure = approximateMeasure, options: Record<string, string> = {}): Promise<Layout> {
   const states = chart.states;
@@ -175,8 +185,6 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
   const topOf = (path: string) => path.split(".")[0]!;
   const inner: Record<string, string[]> = {};
 
-  // Arrows between top-level states; one leaving (or entering) a substate starts (or ends) at
-  // that substate's row of its compound box, through a port.
   const grouped = new Map<string, Group>();
   for (const t of chart.transitions) {
     for (const target of t.targets) {
@@ -185,9 +193,11 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
         (inner[topOf(t.source)] ??= []).push(`${t.source.split(".").slice(1).join(".") || t.source}: ${lineOf(t)} → ${target === t.source ? "itself" : target.split(".").pop()}`);
         continue;
       }
-      const key = `${t.source}→${target}`;
-      const g = grouped.get(key) ?? { source: t.source, target, transitions: [] };
-      if (!g.transitions.some((x) => x.event === t.event && x.guard === t.guard)) g.transitions.push({ event: t.event, guard: t.guard, from: t.source, to: target });
+      const source = topOf(t.source);
+      const to = topOf(target);
+      const key = `${source}→${to}`;
+      const g = grouped.get(key) ?? { source, target: to, transitions: [] };
+      if (!g.transitions.some((x) => x.event === t.event && x.guard === t.guard && x.from === t.source && x.to === target)) g.transitions.push({ event: t.event, guard: t.guard, from: t.source, to: target });
       grouped.set(key, g);
     }
   }
@@ -196,28 +206,18 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
   const rowY = (i: number) => 36 + i * (ROW_H + ROW_GAP);
   const sizeOf = (s: ChartState) => {
     const kids = kidsOf(s.path);
-    const name = s.path;
-    if (kids.length === 0) return { width: Math.max(112, measure(name, STATE_FONT, true) + 52), height: 46 };
-    const widest = Math.max(measure(name, STATE_FONT, true) + 40, ...kids.map((k) => measure(k.path.split(".").pop()!, CHILD_FONT) + 56));
+    if (kids.length === 0) return { width: Math.max(112, measure(s.path, STATE_FONT, true) + 52), height: 46 };
+    const widest = Math.max(measure(s.path, STATE_FONT, true) + 40, ...kids.map((k) => measure(k.path.split(".").pop()!, CHILD_FONT) + 56));
     return { width: Math.max(150, widest + 24), height: rowY(kids.length) + 6 };
   };
-  const endpoint = (path: string, role: "out" | "in") => (path.includes(".") ? `${path}:${role}` : path);
+  const children: ElkNode[] = top.map((s) => ({ id: s.path, ...sizeOf(s) }));
+  // The lifecycle reads forwards: an arrow back to an earlier state (in the machine's order) is
+  // given to ELK reversed, so ELK breaks no cycle its own way, and turned round when read back.
+  const order = new Map(top.map((s, i) => [s.path, i]));
+  const backwards = (g: Group) => order.get(g.source)! > order.get(g.target)!;
+  const edges = edgesFor(groups, measure).map((e, i) => (backwards(groups[i]!) ? { ...e, sources: e.targets, targets: e.sources } : e));
 
-  const children: ElkNode[] = top.map((s) => {
-    const size = sizeOf(s);
-    const kids = kidsOf(s.path);
-    if (kids.length === 0) return { id: s.path, ...size };
-    const ports = kids.flatMap((k, i) => {
-      const y = rowY(i) + ROW_H / 2;
-      const out = groups.some((g) => g.source === k.path) ? [{ id: `${k.path}:out`, x: size.width, y, width: 0, height: 0, layoutOptions: { "elk.port.side": "EAST" } }] : [];
-      const inn = groups.some((g) => g.target === k.path) ? [{ id: `${k.path}:in`, x: 0, y, width: 0, height: 0, layoutOptions: { "elk.port.side": "WEST" } }] : [];
-      return [...out, ...inn];
-    });
-    return { id: s.path, ...size, ports, layoutOptions: { "elk.portConstraints": "FIXED_POS" } };
-  });
-  const edges = edgesFor(groups, measure).map((e, i) => ({ ...e, sources: [endpoint(groups[i]!.source, "out")], targets: [endpoint(groups[i]!.target, "in")] }));
-
-  const out = await elk.layout({ id: "root", layoutOptions: { ...BASE_OPTIONS, ...options }, children, edges });
+  const out = await elk.layout({ id: "root", layoutOptions: { ...OVERVIEW_OPTIONS, ...options }, children, edges });
 
   const boxes: Box[] = [];
   for (const c of out.children ?? []) {
@@ -242,7 +242,9 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
       });
     });
   }
-  return { width: out.width ?? 0, height: out.height ?? 0, boxes, edges: readEdges(out, groups), inner };
+  const laid = readEdges(out, groups);
+  for (const e of laid) if (backwards(groups[Number(e.id.slice(1))]!)) e.points.reverse();
+  return { width: out.width ?? 0, height: out.height ?? 0, boxes, edges: laid, inner };
 }
 
 /**

@@ -5,7 +5,7 @@ import { AuditRecord, DEFAULT_POLICY, type Heartbeat } from "@fenceline/contract
 import { createLogger } from "@fenceline/bus";
 import { percentile } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
-import { parseBench, table, intOption } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
 import { withBenchNats } from "./bench-nats.js";
 import { processCpuMs, processRssMb, ratio } from "./measure.js";
 
@@ -20,7 +20,7 @@ has run steadily for --steady seconds, --kill agents go silent at once; the dete
 each is the time from its last heartbeat to the moment its heartbeat.missed audit record (the
 engine's transition to suspect) is seen. CPU and memory are the control-plane process's (engine,
 heartbeat detector, fleet guard, actuators), read from /proc.
-Prints a table; with --json the last stdout line is
+Prints a table; with --json the table goes to stderr and stdout is one JSON document,
 { "nodes": n, "killed": n, "detected": n, "detectionP50Ms": n, "detectionP99Ms": n, "detectionMaxMs": n,
   "timeoutMs": n, "cpuPercentSteady": n, "cpuPercentDetection": n, "rssMb": n, "peakRssMb": n, "joinMs": n }.
   --nodes N        agents (default 10000)
@@ -246,7 +246,7 @@ export async function benchFleet(argv: string[]): Promise<number> {
   const pct = (v: number | null) => (v === null ? "n/a" : `${v}% of one core`);
   const p99ToTarget = ratioOrNull(r.detectionP99Ms, r.timeoutMs + 1_000);
   const peakRssToLimit = ratioOrNull(r.peakRssMb, 1_024);
-  process.stdout.write(
+  humanOutput(values.json).write(
     `${table(
       [
         ["agents", `${r.nodes} at 1 Hz (${r.heartbeatsPerSec} heartbeats/s measured)`],
@@ -265,9 +265,7 @@ export async function benchFleet(argv: string[]): Promise<number> {
   );
   if (values.json) {
     const { nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs } = r;
-    process.stdout.write(
-      `${JSON.stringify({ nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs, p99ToTarget, peakRssToLimit })}\n`,
-    );
+    printJson({ nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs, p99ToTarget, peakRssToLimit });
   }
   return r.detected === r.killed ? 0 : 1;
 }

@@ -10,7 +10,7 @@ import {
   type RecoveryOutcome,
   type RecoverySummary,
 } from "@fenceline/sim";
-import { parseBench, table, intOption } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
 
 const USAGE = `usage: fenceline bench recovery [--cases N] [--seed S] [--horizon MINUTES] [--json]
 
@@ -24,7 +24,7 @@ cluster and virtual clock:
   nhc-snr      Node Health Check + Self Node Remediation defaults: Ready=Unknown after 40 s,
                300 s unhealthy condition, then SNR's computed safe time (180 s), then the
                out-of-service taint
-Prints a table; with --json the last stdout line is
+Prints a table; with --json the table goes to stderr and stdout is one JSON document,
 { "models": [ { "name", "p50Ms", "p99Ms", "maxMs", "neverRecovered", "violations" } ] }.
   --cases N          how many crashes (default 50)
   --seed S           seed of the cases (default 1)
@@ -67,13 +67,13 @@ export async function benchRecovery(argv: string[]): Promise<number> {
     `nhc-snr:    Ready=Unknown after ${KUBERNETES_DEFAULTS.nodeMonitorGracePeriodMs / 1000}–${(KUBERNETES_DEFAULTS.nodeMonitorGracePeriodMs + KUBERNETES_DEFAULTS.leaseRenewMs + KUBERNETES_DEFAULTS.nodeMonitorPeriodMs) / 1000} s, NHC ${NHC_UNHEALTHY_MS / 1000} s, SNR safe time ${snrSafeTimeMs(5) / 1000} s (3×(15+5) + max(30, batches×(5+7)) + 60 + 30), then the out-of-service taint`,
     "times exclude image pulls and volume attach latency, alike for all three models",
   ];
-  process.stdout.write(`${lines.join("\n")}\n`);
+  humanOutput(values.json).write(`${lines.join("\n")}\n`);
   for (const [model, outcomes] of Object.entries(details)) {
     for (const o of outcomes) for (const v of o.violations) process.stderr.write(`${model} case ${o.caseId} (${o.node}): ${v}\n`);
   }
   if (values.json) {
     const models = summaries.map(({ name, p50Ms, p99Ms, maxMs, neverRecovered, violations }) => ({ name, p50Ms, p99Ms, maxMs, neverRecovered, violations }));
-    process.stdout.write(`${JSON.stringify({ models })}\n`);
+    printJson({ models });
   }
   return summaries.some((s) => s.violations > 0) ? 1 : 0;
 }

@@ -3,7 +3,7 @@ import { DEFAULT_POLICY, createEvent, type NodeEvent } from "@fenceline/contract
 import { createLogger } from "@fenceline/bus";
 import { createDecider, fold, readLastPerKey, runEngine } from "@fenceline/engine";
 import { Buckets, eventPartitions, provisionStreams } from "@fenceline/streams";
-import { parseBench, table, intOption } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
 import { idleClock, withBenchNats } from "./bench-nats.js";
 
 const USAGE = `usage: fenceline bench restart [--nodes N] [--runs N] [--json]
@@ -13,7 +13,7 @@ FL_NODES (every node joined; one in ten suspect with a pending timer) on a nats-
 here, then starts an engine instance N times (--runs) and times each start until it owns every
 partition, has every snapshot in memory (with its timers) and consumes every partition. For
 comparison it also times listing the snapshots the older way (kv.keys() and a get per key).
-Prints a table; with --json the last stdout line is
+Prints a table; with --json the table goes to stderr and stdout is one JSON document,
 { "nodes": n, "partitions": n, "resumeMs": n, "runsMs": [n], "listMs": n, "keysAndGetsMs": n }.
   --nodes N  snapshots (default 10000)
   --runs N   engine starts (default 3; the figure is their median)`;
@@ -108,7 +108,7 @@ export async function benchRestart(argv: string[]): Promise<number> {
   const values = parseBench(argv, "restart", { nodes: { type: "string" }, runs: { type: "string" }, json: { type: "boolean" } }, USAGE);
   if (!values) return 0;
   const r = await runRestartBench({ nodes: int(values.nodes, "nodes", 10_000, 1), runs: int(values.runs, "runs", 3, 1) });
-  process.stdout.write(
+  humanOutput(values.json).write(
     `${table(
       [
         ["nodes (snapshots)", String(r.nodes)],
@@ -125,7 +125,7 @@ export async function benchRestart(argv: string[]): Promise<number> {
   );
   if (values.json) {
     const { nodes, partitions, resumeMs, runsMs, listMs, keysAndGetsMs } = r;
-    process.stdout.write(`${JSON.stringify({ nodes, partitions, resumeMs, runsMs, listMs, keysAndGetsMs, listSpeedup: listSpeedup(r) })}\n`);
+    printJson({ nodes, partitions, resumeMs, runsMs, listMs, keysAndGetsMs, listSpeedup: listSpeedup(r) });
   }
   return 0;
 }

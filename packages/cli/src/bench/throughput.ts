@@ -4,7 +4,7 @@ import type { AuditRecord } from "@fenceline/contracts";
 import { createLogger, publishEvent } from "@fenceline/bus";
 import { createDecider, fold, runEngine, type NodeSnapshot } from "@fenceline/engine";
 import { Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
-import { parseBench, table, intOption } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
 import { readAudit } from "../commands/audit.js";
 import { idleClock, withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "./history.js";
@@ -20,7 +20,7 @@ a synthetic but valid history (see \`fenceline bench replay\`) in FL_EVENTS.
           publish commands and audit records, save each node's last snapshot, ack the batch
 The bare loop runs before and after the engine; its figure is the mean of the two. The engine's
 time includes its start (leases, consumers). Its logs are off (warn level), its timers idle.
-Prints a table; with --json the last stdout line is
+Prints a table; with --json the table goes to stderr and stdout is one JSON document,
 { "engineEventsPerSec": n, "bareEventsPerSec": n, "ratio": n }.
   --events N  events (default 50000)
   --nodes N   fleet size (default 1000)
@@ -198,7 +198,7 @@ export async function benchThroughput(argv: string[]): Promise<number> {
     seed: int(values.seed, "seed", 1, 0),
   });
   const cpu = (ms: number | null) => (ms === null ? "n/a" : `${ms} ms`);
-  process.stdout.write(
+  humanOutput(values.json).write(
     `${table(
       [
         ["events, nodes", `${r.events} over ${r.nodes} nodes (pre-published in FL_EVENTS)`],
@@ -216,6 +216,6 @@ export async function benchThroughput(argv: string[]): Promise<number> {
       ["THROUGHPUT BENCHMARK", ""],
     )}\n`,
   );
-  if (values.json) process.stdout.write(`${JSON.stringify({ engineEventsPerSec: r.engineEventsPerSec, bareEventsPerSec: r.bareEventsPerSec, ratio: r.ratio })}\n`);
+  if (values.json) printJson({ engineEventsPerSec: r.engineEventsPerSec, bareEventsPerSec: r.bareEventsPerSec, ratio: r.ratio });
   return r.divergences === 0 ? 0 : 1;
 }

@@ -2,14 +2,15 @@ import { jetstream, DeliverPolicy } from "@nats-io/jetstream";
 import { AuditRecord, nodeToken } from "@fenceline/contracts";
 import { connectNats } from "@fenceline/bus";
 import { Streams, Subjects } from "@fenceline/streams";
-import { parse, serverUrl } from "../args.js";
+import { parse, printJson, serverUrl, UsageError } from "../args.js";
 
 const USAGE = `usage: fenceline audit [--server nats://host:port] [--node NAME] [--follow] [--json | --export] [--changes]
 
 Prints the audit trail (stream FL_AUDIT): one record per event the engine applied.
   --node NAME   only this node
   --follow      keep printing new records until interrupted
-  --json        one JSON record per line (same as --export)
+  --json        one JSON document on stdout: the array of records (not with --follow)
+  --export      one JSON record per line, in stream order (with --follow too)
   --changes     only records where the state changed`;
 
 export function formatAudit(r: AuditRecord): string {
@@ -50,13 +51,21 @@ export async function auditCommand(argv: string[]): Promise<number> {
   const url = serverUrl(values.server as string | undefined);
   const node = values.node as string | undefined;
   if (node) nodeToken(node);
-  const jsonLines = Boolean(values.json || values.export);
+  if (values.json && values.export) throw new UsageError("give --json (one JSON document) or --export (JSON lines), not both");
+  if (values.json && values.follow) throw new UsageError("--json prints one JSON document and cannot --follow; use --export --follow for a stream of JSON lines");
+  const records = readAudit(url, { ...(node ? { node } : {}), follow: Boolean(values.follow) });
+  if (values.json) {
+    const all: AuditRecord[] = [];
+    for await (const record of records) if (!values.changes || record.changed) all.push(record);
+    printJson(all);
+    return 0;
+  }
   let any = false;
-  for await (const record of readAudit(url, { ...(node ? { node } : {}), follow: Boolean(values.follow) })) {
+  for await (const record of records) {
     if (values.changes && !record.changed) continue;
     any = true;
-    process.stdout.write(`${jsonLines ? JSON.stringify(record) : formatAudit(record)}\n`);
+    process.stdout.write(`${values.export ? JSON.stringify(record) : formatAudit(record)}\n`);
   }
-  if (!any && !jsonLines) console.error("no audit records");
+  if (!any && !values.export) console.error("no audit records");
   return 0;
 }

@@ -1,4 +1,4 @@
-import { parse, table, UsageError, intOption } from "../args.js";
+import { humanOutput, intOption, parse, printJson, table, UsageError } from "../args.js";
 import { benchReplay } from "../bench/replay-bench.js";
 
 const USAGE = `usage: fenceline bench replay [--events N] [--nodes N] [--seed N] [--json]
@@ -8,7 +8,7 @@ const USAGE = `usage: fenceline bench replay [--events N] [--nodes N] [--seed N]
 Generates a synthetic but valid history (nodes crashing, flapping, rebooting, paused; every
 timer fired at its due time and every command answered) and times replaying it: every event
 folded through the statechart and compared with its audit record, as \`fenceline replay\` does.
-Generation is not timed. Prints a table; with --json the last stdout line is
+Generation is not timed. Prints a table; with --json the table goes to stderr and stdout is one JSON document,
 { "events": n, "eventsPerSec": n, "elapsedMs": n }.
   --events N   events to generate and replay (default 1000000)
   --nodes N    fleet size (default 2000)
@@ -29,8 +29,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const seed = int(values.seed, "seed", 1, 0);
   const r = benchReplay({ events, nodes, seed });
   const mix = Object.entries(r.eventTypes).sort((a, b) => b[1] - a[1]).map(([type, n]) => `${type} ${((100 * n) / r.events).toFixed(1)}%`).join(", ");
-  const out = values.json ? process.stderr : process.stdout;
-  out.write(
+  humanOutput(values.json).write(
     `${table(
       [
         ["events replayed", String(r.events)],
@@ -46,6 +45,6 @@ export async function benchCommand(argv: string[]): Promise<number> {
       ["REPLAY BENCHMARK", ""],
     )}\nevent mix: ${mix}\n`,
   );
-  if (values.json) process.stdout.write(`${JSON.stringify({ events: r.events, eventsPerSec: r.eventsPerSec, elapsedMs: r.elapsedMs })}\n`);
+  if (values.json) printJson({ events: r.events, eventsPerSec: r.eventsPerSec, elapsedMs: r.elapsedMs });
   return r.divergences === 0 ? 0 : 1;
 }

@@ -103,7 +103,7 @@ export async function chaosCommand(argv: string[]): Promise<number> {
       if (!r.ok) {
         const f = r.failures[0]!;
         process.stderr.write(`seed ${r.seed}: ${f.invariant}${f.node ? ` on ${f.node}` : ""} at ${(f.at / 1000).toFixed(3)}s — ${f.detail}\n  replay: ${replayCommand(r.seed, broken, kindsFlag)}\n`);
-      } else if (!json && process.stderr.isTTY && done % 50 === 0) {
+      } else if (process.stderr.isTTY && done % 50 === 0) {
         process.stderr.write(`${done}/${count} seeds\n`);
       }
     },

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
-import { parse, table } from "../args.js";
+import { parse, table, UsageError } from "../args.js";
 import { runDemo, type DemoSummary } from "../demo/run-demo.js";
-import { SCENARIOS } from "../demo/scenarios.js";
+import { checkScenario, SCENARIOS } from "../demo/scenarios.js";
 import { loadPolicy } from "../policy-file.js";
 import { DEMO_POLICY } from "@fenceline/contracts";
 import { startUiAt } from "./ui.js";
@@ -59,6 +59,14 @@ export async function demoCommand(argv: string[]): Promise<number> {
     console.error("fenceline demo: --nodes must be an integer between 3 and 500");
     return 2;
   }
+  const scenario = SCENARIOS[(values.scenario as string | undefined) ?? "default"];
+  if (scenario) {
+    try {
+      checkScenario(scenario, nodes);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
   const json = Boolean(values.json);
   const progress = (line: string) => process.stderr.write(`${line}\n`);
   const policy = loadPolicy(values.policy as string | undefined, DEMO_POLICY);
@@ -67,7 +75,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     scenario: (values.scenario as string | undefined) ?? "default",
     policy,
     ...(values.server ? { server: values.server as string } : {}),
-    ...(json ? {} : { progress }),
+    progress,
   });
   const { summary } = demo;
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -4,7 +4,7 @@ import { AuditRecord, DEFAULT_POLICY, ErrorCode, FencelineError, type Policy } f
 import { connectNats } from "@fenceline/bus";
 import { Buckets, Subjects } from "@fenceline/streams";
 import { exportMachine } from "@fenceline/statecharts";
-import { commandResultsOf, createFencelineMetrics, nodeTimeline, watchMetrics, type NodeSnapshot } from "@fenceline/engine";
+import { commandResultsOf, createFencelineMetrics, nodeTimeline, trackConnection, watchMetrics, type NodeSnapshot } from "@fenceline/engine";
 import { startVisualizerServer, type NodeRow, type VisualizerServer } from "@fenceline/visualizer";
 import { parse, serverUrl, UsageError } from "../args.js";
 import { loadPolicy } from "../policy-file.js";
@@ -47,7 +47,7 @@ const rowOf = (s: NodeSnapshot): NodeRow => ({
  */
 export async function startUi(options: { nc: NatsConnection; natsUrl: string; policy?: Policy; port?: number; host?: string }): Promise<VisualizerServer> {
   const { nc } = options;
-  const metrics = createFencelineMetrics();
+  const metrics = createFencelineMetrics({ natsConnected: trackConnection(nc) });
   const watch = watchMetrics({ nc, metrics, audit: false });
   let policy = options.policy;
   // The live subscription starts before the history is read: count each record once.

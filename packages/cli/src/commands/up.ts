@@ -91,7 +91,7 @@ export async function upCommand(argv: string[]): Promise<number> {
       : {}),
   });
   if (kube) log.info({ server: kubeConfig?.getCurrentCluster()?.server, selector: kube.selector, conditionDurationMs: kube.durationMs }, "acting on Kubernetes");
-  metrics.started(control.engine.core.snapshots());
+  metrics.started(control.engine.core.snapshots(), control.fleetStatus);
   log.info({ url, policy: policy.version, metrics: metrics.url }, "fenceline is up");
   console.error(`fenceline: up on ${url} (Ctrl-C to stop)`);
   await new Promise<void>((resolve) => {
