@@ -114,6 +114,30 @@ describe("metrics", () => {
     expect(w.has('fenceline_node_state_since_timestamp_seconds{node="n-1",state="healthy"}')).toBe(false);
   });
 
+  it("an engine instance takes node states from the snapshots (all partitions), not from the events it applied", async () => {
+    const m = createFencelineMetrics({ states: "snapshots" });
+    // An audit record of a partition this instance applied changes counters, not node states.
+    m.observeAudit({ v: 1, id: "a1", node: "n-1", seq: 1, at: 5_000, event: { id: "e1", type: "heartbeat.missed", source: "t" }, from: "healthy", to: "suspect.waiting", changed: true, epoch: 0, commands: [], timers: { set: {}, cleared: [] }, policyVersion: "p" });
+    let v = parseExposition(await m.render()).samples;
+    expect(v.get('fenceline_transitions_total{from="healthy",to="suspect.waiting"}')).toBe(1);
+    expect(v.get('fenceline_nodes{state="suspect"}')).toBe(0);
+    m.observeSnapshot({ node: "n-1", path: "fencing", since: 7_000, hostGroup: "db" });
+    m.observeSnapshot({ node: "n-2", path: "healthy", since: 1_000 });
+    m.observeSnapshot({ node: "n-1", path: "fencing", since: 7_000 });
+    v = parseExposition(await m.render()).samples;
+    expect(v.get('fenceline_nodes{state="fencing"}')).toBe(1);
+    expect(v.get('fenceline_nodes{state="healthy"}')).toBe(1);
+    expect(v.get('fenceline_node_state_since_timestamp_seconds{node="n-1",state="fencing"}')).toBe(7);
+    // The node moves on (another instance applied it), then leaves the fleet.
+    m.observeSnapshot({ node: "n-1", path: "remediating.running", since: 9_000 });
+    m.forgetNode("n-2");
+    v = parseExposition(await m.render()).samples;
+    expect(v.get('fenceline_nodes{state="fencing"}')).toBe(0);
+    expect(v.get('fenceline_nodes{state="remediating"}')).toBe(1);
+    expect(v.get('fenceline_nodes{state="healthy"}')).toBe(0);
+    expect([...v.keys()].filter((k) => k.startsWith("fenceline_node_state_since_timestamp_seconds"))).toEqual(['fenceline_node_state_since_timestamp_seconds{node="n-1",state="remediating"}']);
+  });
+
   describe("fenceline up --metrics-port", () => {
     let server: NatsServer;
     let child: ReturnType<typeof spawn>;

@@ -50,5 +50,5 @@ export {
   type TimelineCommand,
   type StateStay,
 } from "./replay.js";
-export { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics, type FleetStatus } from "./metrics.js";
-export { watchMetrics, serveMetrics, startMetricsEndpoint, trackConnection, type MetricsWatch, type MetricsServer, type MetricsEndpoint } from "./metrics-nats.js";
+export { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics, type FleetStatus, type SnapshotState } from "./metrics.js";
+export { watchMetrics, watchNodeStates, serveMetrics, startMetricsEndpoint, trackConnection, type MetricsWatch, type MetricsServer, type MetricsEndpoint } from "./metrics-nats.js";
