@@ -54,8 +54,9 @@ export function createGuardHandlers(options: {
         return { budget: d.budget, value: d };
       });
       // The machine uses it to keep the safe time honest: a node silent since before the
-      // healthy majority came back may only now be learning that it must fence itself. Absent
-      // when there is no healthy majority now (also for a node that already holds its slot).
+      // healthy majority came back may only now be learning that it must fence itself. It comes
+      // from the view the decision was made on (a second look could see another fleet, even in
+      // the same instant); absent when that view had no healthy majority.
       const { majoritySince } = decision;
       return { ok: decision.granted, reason: decision.reason, ...(decision.granted && majoritySince !== undefined ? { facts: { majoritySince } } : {}) };
     },
