@@ -49,3 +49,4 @@ export { readBootId, nextIncarnation, BOOT_ID_PATH } from "./boot-identity.js";
 export { loadAgentConfig, parseAgentConfig, AgentConfigError, type AgentConfig } from "./config.js";
 export { startAgent, runAgent, runGate, type RunningAgent } from "./main.js";
 export { createFileContactStore, createMemoryContactStore, type ContactStore, type ContactRecord } from "./contact-store.js";
+export { renderAgentConfig, NODE_NAME_PLACEHOLDER, NODE_IP_PLACEHOLDER } from "./render-config.js";

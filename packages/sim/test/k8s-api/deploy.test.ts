@@ -1,9 +1,12 @@
+import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FENCING_TAINT, OUT_OF_SERVICE_TAINT, Policy } from "@fenceline/contracts";
 import { createNodeWatcher, loadAllYaml } from "@fenceline/kubernetes";
+import { parseAgentConfig, renderAgentConfig } from "@fenceline/agent";
+import { DEPLOY_AGENT_CONFIG, renderAsDeployed } from "../../../../test/support/deploy-agent.js";
 import { startApiFixture, type ApiFixture } from "./helpers.js";
 
 const DEPLOY = join(fileURLToPath(import.meta.url), "..", "..", "..", "..", "..", "deploy");
@@ -92,7 +95,33 @@ describe("deploy/ manifests", () => {
     const all = manifests();
     const data = (name: string) => (all.find((m) => m.kind === "ConfigMap" && m.metadata.name === name) as unknown as { data: Record<string, string> }).data;
     const policy = Policy.parse(JSON.parse(data("fenceline-policy")["policy.json"]!));
-    const agent = JSON.parse(data("fenceline-agent")["agent.json"]!) as { timing: unknown };
+    const agent = JSON.parse(readFileSync(DEPLOY_AGENT_CONFIG, "utf8")) as { timing: unknown; heartbeatInterval: string };
     expect(Policy.parse({ agent: agent.timing }).agent).toEqual(policy.agent);
+    expect(Policy.parse({ heartbeat: { intervalMs: agent.heartbeatInterval } }).heartbeat.intervalMs).toBe(policy.heartbeat.intervalMs);
+  });
+
+  it("kustomize generates the agent's ConfigMap from deploy/agent.json and the DaemonSet mounts that one", () => {
+    const rendered = loadAllYaml(execFileSync("kubectl", ["kustomize", DEPLOY], { encoding: "utf8" })) as Manifest[];
+    const configMap = rendered.find((m) => m.kind === "ConfigMap" && m.metadata.name.startsWith("fenceline-agent")) as unknown as { metadata: { name: string; namespace: string }; data: Record<string, string> };
+    expect(configMap.metadata.namespace).toBe("fenceline");
+    expect(configMap.data["agent.json"]).toBe(readFileSync(DEPLOY_AGENT_CONFIG, "utf8"));
+    const daemonSet = rendered.find((m) => m.kind === "DaemonSet") as unknown as { spec: { template: { spec: { volumes: Array<{ name: string; configMap?: { name: string } }> } } } };
+    expect(daemonSet.spec.template.spec.volumes.find((v) => v.name === "config")?.configMap?.name).toBe(configMap.metadata.name);
+  });
+
+  it("ship one agent config for every node: no peers, no fleet size; the init container renders it for any node and the agent accepts it", () => {
+    const template = readFileSync(DEPLOY_AGENT_CONFIG, "utf8");
+    const raw = JSON.parse(template) as Record<string, unknown>;
+    expect(raw.peers).toBeUndefined();
+    expect(raw.fleetSize).toBeUndefined();
+    for (const node of [{ name: "worker-1", ip: "10.0.0.11" }, { name: "gpu.rack-2.example", ip: "fd00::12" }]) {
+      const rendered = renderAsDeployed(node);
+      expect(rendered).toBe(renderAgentConfig(template, node));
+      const config = parseAgentConfig(JSON.parse(rendered));
+      expect(config.node).toBe(node.name);
+      expect(config.peerAdvertiseUrl).toBe(node.ip.includes(":") ? `http://[${node.ip}]:9797` : `http://${node.ip}:9797`);
+      expect(config.peers).toEqual([]);
+      expect(config.watchdog.fallbackRebootCommand).toBeNull();
+    }
   });
 });
