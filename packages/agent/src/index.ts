@@ -50,3 +50,4 @@ export { loadAgentConfig, parseAgentConfig, AgentConfigError, type AgentConfig }
 export { startAgent, runAgent, runGate, type RunningAgent } from "./main.js";
 export { createFileContactStore, createMemoryContactStore, type ContactStore, type ContactRecord } from "./contact-store.js";
 export { renderAgentConfig, NODE_NAME_PLACEHOLDER, NODE_IP_PLACEHOLDER } from "./render-config.js";
+export { agentOptionsOf, type AgentRuntime } from "./options-from-config.js";

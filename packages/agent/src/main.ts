@@ -4,6 +4,7 @@ import { systemClock, type Clock } from "@fenceline/contracts";
 import { connectNats, createLogger, redactUrl } from "@fenceline/bus";
 import type { Logger } from "pino";
 import { createAgent, type Agent } from "./agent.js";
+import { agentOptionsOf } from "./options-from-config.js";
 import { nextIncarnation, readBootId } from "./boot-identity.js";
 import { createChecksummer } from "./checksums.js";
 import { loadAgentConfig, type AgentConfig } from "./config.js";
@@ -78,28 +79,23 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     });
     const deferred = createDeferredAgentTransport();
     const hasServices = Object.keys(config.services).length > 0;
-    const agent = createAgent({
-      node: config.node,
-      bootId,
-      incarnation,
-      timing: config.timing,
-      heartbeatIntervalMs: config.heartbeatIntervalMs,
-      membership: createFileMembershipStore(config.membershipFile),
-      addressBook: config.peers,
-      ...(config.peerAdvertiseUrl !== undefined ? { peerUrl: withBoundPort(config.peerAdvertiseUrl, peerAddress.port) } : {}),
-      transport: deferred.transport,
-      peers,
-      watchdog: selected.watchdog,
-      watchdogKind: selected.watchdogKind,
-      clock,
-      selfFenceStore: createFileSelfFenceStore(config.selfFenceFile),
-      contactStore: createFileContactStore(config.contactFile),
-      log,
-      checksumIntervalMs: config.checksumIntervalMs,
-      ...(hasServices ? { checksums: createChecksummer({ services: config.services, commandTimeoutMs: config.checksumCommandTimeoutMs }) } : {}),
-      ...(config.hostGroup !== undefined ? { hostGroup: config.hostGroup } : {}),
-      ...(config.controlPlane !== undefined ? { controlPlane: config.controlPlane } : {}),
-    });
+    const agent = createAgent(
+      agentOptionsOf(config, {
+        bootId,
+        incarnation,
+        membership: createFileMembershipStore(config.membershipFile),
+        peerPort: peerAddress.port,
+        transport: deferred.transport,
+        peers,
+        watchdog: selected.watchdog,
+        watchdogKind: selected.watchdogKind,
+        clock,
+        selfFenceStore: createFileSelfFenceStore(config.selfFenceFile),
+        contactStore: createFileContactStore(config.contactFile),
+        log,
+        ...(hasServices ? { checksums: createChecksummer({ services: config.services, commandTimeoutMs: config.checksumCommandTimeoutMs }) } : {}),
+      }),
+    );
     await agent.start();
     undo.push(() => agent.stop());
 
@@ -129,14 +125,6 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     await unwind();
     throw err;
   }
-}
-
-/** The advertised URL with the port the peer server really bound when it says port 0 (tests). */
-function withBoundPort(url: string, port: number): string {
-  const parsed = new URL(url);
-  if (parsed.port !== "0") return url;
-  parsed.port = String(port);
-  return parsed.toString().replace(/\/$/, "");
 }
 
 function isClock(value: StartAgentOptions | Clock): value is Clock {

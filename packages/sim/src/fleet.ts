@@ -1,4 +1,4 @@
-import type { AgentTiming, Clock, Watchdog } from "@fenceline/contracts";
+import type { AgentTiming, Clock, Watchdog, WatchdogKind } from "@fenceline/contracts";
 import {
   createAgent,
   waitForGate,
@@ -6,6 +6,9 @@ import {
   createMemorySelfFenceStore,
   createMemoryContactStore,
   createMemoryMembershipViewStore,
+  agentOptionsOf,
+  parseAgentConfig,
+  type AgentConfig,
   type ContactStore,
   type MembershipViewStore,
   type Agent,
@@ -53,7 +56,22 @@ export type FleetOptions = {
   bootGateIntervalMs?: number;
   /** Every machine-level event (crash, boot, self-fence, network change), as it happens. */
   onEvent?: (event: FleetEvent) => void;
+  /**
+   * Each machine's agent configuration, as its config file gives it (`parseAgentConfig` of the
+   * file rendered for the node; see `agentOptionsOf`). Default: the fleet's `timing` and
+   * heartbeat interval, a watchdog device and no fallback, nothing else.
+   */
+  agentConfigOf?: (node: string) => AgentConfig;
+  /**
+   * The watchdog device a machine has: `hardware` (default; resets a hung machine too),
+   * `softdog` (resets it when its agent dies, not when its kernel hangs) or `none` (the agent
+   * runs only with its software fallback, which dies with it, or not at all). Its timeout is the
+   * fleet's `timing.watchdogTimeoutMs`.
+   */
+  watchdogDeviceOf?: (node: string) => MachineWatchdog;
 };
+
+export type MachineWatchdog = "hardware" | "softdog" | "none";
 
 export type FleetEvent = { at: number; node: string; what: string };
 
@@ -94,6 +112,8 @@ type SimNode = {
   hung: boolean;
   /** Powered off by its BMC: no scheduled boot brings it back, only a power-on does. */
   heldOff: boolean;
+  /** What kind of watchdog the running agent reported (null while none runs, or it could not start). */
+  watchdogKind: WatchdogKind | null;
 };
 
 /**
@@ -113,7 +133,12 @@ export class SimFleet {
   constructor(options: FleetOptions) {
     this.#options = options;
     this.#peers = createMemoryPeerNetwork({ clock: options.clock, canReach: (a, b) => this.canReach(a, b) });
-    for (const name of options.nodes) {
+    for (const name of options.nodes) this.#add(name);
+  }
+
+  #add(name: string): SimNode {
+    const options = this.#options;
+    {
       const node: SimNode = {
         name,
         power: "down",
@@ -138,9 +163,22 @@ export class SimFleet {
         side: 0,
         hung: false,
         heldOff: false,
+        watchdogKind: null,
       };
       this.#nodes.set(name, node);
+      return node;
     }
+  }
+
+  /**
+   * A new machine joins the fleet: it boots with the same agent configuration as the others
+   * and no membership view yet; its agent learns the fleet from the control plane.
+   */
+  async addMachine(name: string): Promise<void> {
+    if (this.#nodes.has(name)) throw new Error(`machine ${name} already exists`);
+    const node = this.#add(name);
+    this.#options.cluster.addNode(name);
+    await this.#boot(node);
   }
 
   get nodes(): string[] {
@@ -248,15 +286,36 @@ export class SimFleet {
     this.#options.cluster.startKubelet(node.name);
   }
 
+  /** The machine's agent configuration: its own, or the fleet's timing with a watchdog device and nothing else. */
+  #configOf(name: string): AgentConfig {
+    const configured = this.#options.agentConfigOf?.(name);
+    if (configured) return configured;
+    const { timing, heartbeatIntervalMs } = this.#options;
+    const hostGroup = this.#options.hostGroupOf?.(name) ?? "default";
+    return parseAgentConfig({ node: name, heartbeatInterval: heartbeatIntervalMs, timing, hostGroup });
+  }
+
   async #startAgent(node: SimNode) {
     const { clock, timing, log } = this.#options;
+    const config = this.#configOf(node.name);
+    const device = this.#options.watchdogDeviceOf?.(node.name) ?? "hardware";
+    node.watchdogKind = null;
+    if (device === "none" && !config.watchdog.fallbackRebootCommand) {
+      this.#note(node.name, "agent not started: no watchdog device and no fallback reboot command configured");
+      return;
+    }
     node.incarnation += 1;
-    // One watchdog device per boot: a restarted agent opens the same one (still armed if the
-    // previous agent died without a magic close).
-    const watchdog = node.watchdog ?? new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "watchdog fired") });
+    // A device: one per boot, so a restarted agent opens the same one (still armed if the
+    // previous agent died without a magic close). The software fallback is a timer in the agent's
+    // own process: a new one with every agent, and gone with it.
+    const watchdog =
+      device === "none"
+        ? new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "the agent's software fallback ran the reboot command") })
+        : (node.watchdog ?? new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "watchdog fired") }));
     node.watchdog = watchdog;
     const guarded: Watchdog = {
-      timeoutMs: watchdog.timeoutMs,
+      // What the agent was configured with, as /dev/watchdog is opened with; the device fires at its own.
+      timeoutMs: config.timing.watchdogTimeoutMs,
       start: () => watchdog.start(),
       feed: () => watchdog.feed(),
       close: async () => {
@@ -280,29 +339,36 @@ export class SimFleet {
     };
     node.agentSince = undefined;
     node.lastPeerRound = undefined;
-    node.agent = createAgent({
-      node: node.name,
-      bootId: node.bootId,
-      incarnation: node.incarnation,
-      hostGroup: this.#options.hostGroupOf?.(node.name) ?? "default",
-      timing,
-      heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
-      membership: node.membershipStore,
-      transport: node.transport.transport,
-      peers: observedPeers,
-      watchdog: guarded,
-      watchdogKind: "hardware",
-      clock,
-      ...(checksums ? { checksums: async () => checksums } : {}),
-      selfFenceStore: node.selfFenceStore,
-      contactStore: node.contactStore,
-      log: log.child({ agent: node.name }),
-      onSelfFence: (record) => {
-        node.selfFences.push(record);
-        this.#note(node.name, `fenced itself: ${record.reason}`);
-      },
-    });
-    await node.agent.start();
+    const watchdogKind: WatchdogKind = device === "none" ? "software" : device;
+    let agent: Agent;
+    try {
+      agent = createAgent(
+        agentOptionsOf(config, {
+          bootId: node.bootId,
+          incarnation: node.incarnation,
+          membership: node.membershipStore,
+          transport: node.transport.transport,
+          peers: observedPeers,
+          watchdog: guarded,
+          watchdogKind,
+          clock,
+          ...(checksums ? { checksums: async () => checksums } : {}),
+          selfFenceStore: node.selfFenceStore,
+          contactStore: node.contactStore,
+          log: log.child({ agent: node.name }),
+          onSelfFence: (record) => {
+            node.selfFences.push(record);
+            this.#note(node.name, `fenced itself: ${record.reason}`);
+          },
+        }),
+      );
+    } catch (err) {
+      this.#note(node.name, `agent not started: ${(err as Error).message}`);
+      return;
+    }
+    node.agent = agent;
+    node.watchdogKind = watchdogKind;
+    await agent.start();
     node.agentSince = clock.now();
   }
 
@@ -317,6 +383,8 @@ export class SimFleet {
     } finally {
       node.killing = false;
     }
+    // The software fallback's timer dies with the agent: nothing resets the machine now.
+    if (how === "kill" && node.watchdogKind === "software") await node.watchdog?.close();
   }
 
   /** The machine is reset (watchdog) or power-cycled: everything stops, it boots after rebootMs. */
@@ -446,10 +514,13 @@ export class SimFleet {
   async hang(name: string, options: { watchdog: "works" | "broken" }) {
     const node = this.#node(name);
     if (node.power !== "up") return;
-    await this.#powerDown(node, options.watchdog === "works" ? "kernel hang (its watchdog will reset it)" : "kernel hang; its watchdog is broken: only its BMC can end it");
+    // Only a hardware watchdog resets a hung kernel: softdog is a kernel timer, and the software
+    // fallback a timer in the (now frozen) agent.
+    const resets = options.watchdog === "works" && (this.#options.watchdogDeviceOf?.(name) ?? "hardware") === "hardware";
+    await this.#powerDown(node, resets ? "kernel hang (its watchdog will reset it)" : "kernel hang; nothing resets it: only its BMC can end it");
     node.hung = true;
-    // The agent died without a magic close: a working watchdog stays armed and fires; a broken one never does.
-    if (options.watchdog === "broken") await node.watchdog?.close();
+    // The agent died without a magic close: a working hardware watchdog stays armed and fires.
+    if (!resets) await node.watchdog?.close();
   }
 
   /**
@@ -498,6 +569,8 @@ export class SimFleet {
       selfFences: [...node.selfFences],
       reachesControlPlane: this.reachesControlPlane(name),
       agent: node.agent?.state(),
+      /** What the running agent reports resets the machine (null: no agent). */
+      watchdogKind: node.watchdogKind,
       /** When the running agent started answering its peers (undefined while none runs). */
       agentSince: node.agentSince,
       /** The running agent's latest peer round: when it asked, and whose agents were serving then. */

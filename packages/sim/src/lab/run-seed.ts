@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { AuditRecord, Policy } from "@fenceline/contracts";
+import { votesOf, type AuditRecord, type Policy } from "@fenceline/contracts";
 import { VirtualClock } from "../virtual-clock.js";
 import { BROKEN_MACHINES, type BrokenMachineName } from "./broken.js";
 import { FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
@@ -121,20 +121,25 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     if (disturbed.has(node)) return;
     // The deciding round's questions, not the end of the round, say whom the agent could count
     // on (see outageFenceGroup). A fence the engine asked for did not come from a round.
-    const last = world.fleet.status(node).lastPeerRound;
+    const status = world.fleet.status(node);
+    const last = status.lastPeerRound;
     const fromRound = !e.what.startsWith("fenced itself: engine request") && last !== undefined && last.at >= t - policy.agent.peerRoundMs;
+    // The fleet as this agent knows it (its membership view): what its majority is counted against.
+    const view = status.agent?.membership;
+    if (!view) return;
     const group = outageFenceGroup({
       node,
-      nodes,
+      nodes: view.members.map((m) => m.node),
       disturbed,
-      reachesNow: (x) => world.fleet.canReach(node, x) && world.fleet.status(x).agent?.running === true,
+      reachesNow: (x) => world.fleet.nodes.includes(x) && world.fleet.canReach(node, x) && world.fleet.status(x).agent?.running === true,
       servingWhenAsked: fromRound ? last.serving : undefined,
     });
-    if (group.length * 2 <= n) return;
+    const votes = votesOf(view);
+    if (group.length * 2 <= votes) return;
     checker.fail(
       "no-reboot-during-outage",
       t,
-      `${node} stopped feeding its watchdog during control-plane outage #${outage.id} although it reaches ${group.length} of ${n} machines (${e.what})`,
+      `${node} stopped feeding its watchdog during control-plane outage #${outage.id} although it reaches ${group.length} of the ${votes} votes of its membership view v${view.version} (${e.what})`,
       node,
     );
   });

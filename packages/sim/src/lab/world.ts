@@ -30,7 +30,7 @@ import {
   type SnapshotStore,
   type TimerService,
 } from "@fenceline/engine";
-import { createHeartbeatDetector } from "@fenceline/detectors";
+import { createHeartbeatDetector, createMembershipKeeper, createMemoryMembershipStore, heartbeatAck, peerUrlOf, type MembershipKeeper } from "@fenceline/detectors";
 import {
   createActuator,
   createAgentRelay,
@@ -51,7 +51,7 @@ import type { DeadLetterSink, Logger } from "@fenceline/bus";
 import { Consumers, Streams, Subjects } from "@fenceline/streams";
 import type { NodeMachine } from "@fenceline/statecharts";
 import { InMemoryCluster } from "../cluster.js";
-import { SimFleet, type FleetEvent } from "../fleet.js";
+import { SimFleet, type FleetEvent, type FleetOptions } from "../fleet.js";
 import type { VirtualClock } from "../virtual-clock.js";
 import { BusUnavailableError, SimBus, SimConsumer, SimPartitionConsumer, SimStream, SimSubscription } from "./bus.js";
 import { LabChecker } from "./invariants.js";
@@ -102,6 +102,10 @@ export type LabWorldOptions = {
   bootGate?: boolean;
   /** Kubernetes' own eviction of an unreachable node's pods (node monitor grace + toleration). */
   unreachableEvictionMs?: number | null;
+  /** Each machine's agent configuration (see `FleetOptions.agentConfigOf`). */
+  agentConfigOf?: FleetOptions["agentConfigOf"];
+  /** Each machine's watchdog device (see `FleetOptions.watchdogDeviceOf`). */
+  watchdogDeviceOf?: FleetOptions["watchdogDeviceOf"];
 };
 
 /** What makes the simulated Kubernetes API server slow or failing, for the actuator faults. */
@@ -125,6 +129,8 @@ export class LabWorld {
   readonly checker: LabChecker;
   readonly snapshots = createMemorySnapshotStore();
   readonly budget = createMemoryBudgetStore();
+  /** FL_MEMBERS: the membership views the keeper wrote. */
+  readonly members = createMemoryMembershipStore();
   readonly trail: TrailLine[] = [];
   /** Inputs the control plane dead-lettered (FL_DLQ): `msgID` is `dlq:<stream>:<seq>`. */
   readonly deadLetters: Array<{ source: string; subject: string; msgID: string; reason: string; error: string }> = [];
@@ -142,6 +148,7 @@ export class LabWorld {
   readonly #links = new Map<string, MemoryAgentTransport>();
   readonly #actuators: ActuatorCore[] = [];
   readonly #detector;
+  readonly #keeper: MembershipKeeper;
   #fleet!: FleetTracker;
   #engine: { timers: TimerService; loop: PartitionLoop; consumer: SimPartitionConsumer<NodeEvent>; process: { dead: boolean } } | null = null;
   readonly #subscriptions: SimSubscription<Command>[] = [];
@@ -185,6 +192,15 @@ export class LabWorld {
     );
 
     this.#detector = createHeartbeatDetector({ clock, timeoutMs: policy.heartbeat.timeoutMs, publish: async (event) => void this.publishEvent(event) });
+    // The control plane's membership keeper, as `fenceline up` runs it: FL_NODES in, FL_MEMBERS out.
+    this.#keeper = createMembershipKeeper({
+      store: this.members,
+      witness: policy.fleet.witness,
+      onWritten: (view) => {
+        this.#fleet.onMembership(view);
+        this.#note("*", `membership view v${view.version}: ${view.members.map((m) => m.node).join(", ")}`);
+      },
+    });
 
     this.#startActuators();
 
@@ -199,6 +215,8 @@ export class LabWorld {
       log: silentLogger,
       transportFor: (node) => this.#transportFor(node),
       onEvent: (e) => this.#onFleetEvent(e),
+      ...(options.agentConfigOf ? { agentConfigOf: options.agentConfigOf } : {}),
+      ...(options.watchdogDeviceOf ? { watchdogDeviceOf: options.watchdogDeviceOf } : {}),
     });
 
     const every = (ms: number, fn: () => void) => {
@@ -365,7 +383,9 @@ export class LabWorld {
   // ------------------------------------------------------------------ fleet view and snapshots
 
   #observeSnapshot(snapshot: NodeSnapshot): void {
-    this.#fleet.onSnapshot(snapshot.node, snapshot.path.split(".")[0]!);
+    this.#fleet.onSnapshot(snapshot.node, snapshot.path.split(".")[0]!, snapshot.context.bootId !== null);
+    const peerUrl = peerUrlOf(snapshot.context as unknown as Record<string, unknown>);
+    if (this.#keeper.observe({ node: snapshot.node, path: snapshot.path, ...(peerUrl !== undefined ? { peerUrl } : {}) })) void this.#keeper.sync();
     for (const a of this.#actuators) a.observeEpoch(snapshot.node, snapshot.context.epoch);
     const engineSlots = [...this.snapshots.dump().values()].filter((e) => e.snapshot.context.slot).map((e) => e.snapshot.node);
     this.checker.slots(this.clock.now(), this.#limit, Object.keys(this.budget.current().slots), engineSlots);
@@ -391,7 +411,7 @@ export class LabWorld {
     // The view the guard decided on (it reads it again on every compare-and-set attempt).
     let decidedOn: FleetView = this.fleetView();
     const view = () => (decidedOn = this.fleetView());
-    const guardHandlers = createGuardHandlers({ store: this.budget, view, policy, clock });
+    const guardHandlers = createGuardHandlers({ store: this.budget, view, policy, clock, latestMembershipVersion: async () => this.members.current()?.version ?? 0 });
     const acquire = guardHandlers["slot.acquire"]!;
     const observedGuard: Handlers = {
       ...guardHandlers,
@@ -497,12 +517,11 @@ export class LabWorld {
   /** The heartbeat detector's side of a heartbeat (and its ack), with the message chaos if any. */
   #respond(hb: Heartbeat, transport: MemoryAgentTransport): HeartbeatAck | undefined {
     this.stats.heartbeats += 1;
-    const ack = (): HeartbeatAck => {
-      const state = this.stateOf(hb.node);
-      return { v: 1, node: hb.node, at: this.clock.now(), ...(state ? { state } : {}) };
-    };
+    // A stopping agent's withdrawal is confirmed once it can be stored (the bus is up).
+    const ack = (): HeartbeatAck =>
+      heartbeatAck(hb, { at: this.clock.now(), state: this.stateOf(hb.node), membership: this.members.current(), withdrawn: hb.stopping === true && this.bus.available });
     const chaos = this.heartbeatChaos;
-    if (chaos && this.#rng.chance(chaos.delay)) {
+    if (chaos && !hb.stopping && this.#rng.chance(chaos.delay)) {
       const delay = this.#rng.int(1, chaos.maxDelayMs);
       this.clock.setTimeout(() => {
         this.#heard(hb);
