@@ -22,6 +22,37 @@ export const LAB_POLICY: Policy = Policy.parse({
   commandTimeoutMs: 10_000,
 });
 
+/**
+ * The agent configuration every lab machine runs by default: deploy/agent.json — the file the
+ * DaemonSet ships, with its `__NODE_NAME__` and `__NODE_IP__` — with the lab policy's timing
+ * instead of the production one (a test holds the two files together). No list of nodes: each
+ * agent learns the fleet from the lab's control plane. `fenceline chaos --agent-config FILE`
+ * runs another file.
+ */
+export const LAB_AGENT_CONFIG = `${JSON.stringify(
+  {
+    node: "__NODE_NAME__",
+    nats: { url: "nats://nats.fenceline.svc:4222" },
+    peerListen: { host: "0.0.0.0", port: 9797 },
+    peerAdvertiseUrl: "http://__NODE_IP__:9797",
+    watchdog: { path: "/dev/watchdog" },
+    heartbeatInterval: LAB_POLICY.heartbeat.intervalMs,
+    timing: LAB_POLICY.agent,
+    services: { kubelet: { files: ["/host/etc/kubernetes/kubelet.conf"] } },
+    hostGroup: "workers",
+    stateDir: "/var/lib/fenceline/agent",
+    logLevel: "info",
+  },
+  null,
+  2,
+)}\n`;
+
+/** The address a lab machine has (its node number in the last two octets), for `__NODE_IP__`. */
+export function labNodeIp(node: string): string {
+  const n = Number(/(\d+)$/.exec(node)?.[1] ?? 0);
+  return `10.77.${Math.floor(n / 250)}.${(n % 250) + 1}`;
+}
+
 /** The simulated JetStream's ack wait in the lab (30 s in production, scaled like the policy). */
 export const LAB_ACK_WAIT_MS = 5_000;
 

@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
 import { votesOf, type AuditRecord, type Policy } from "@fenceline/contracts";
+import { parseAgentConfig, renderAgentConfig, type AgentConfig } from "@fenceline/agent";
 import { VirtualClock } from "../virtual-clock.js";
 import { BROKEN_MACHINES, type BrokenMachineName } from "./broken.js";
 import { FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
 import { outageFenceGroup, type LabFailure } from "./invariants.js";
-import { convergenceBound, LAB_ACK_WAIT_MS, LAB_POLICY, type ConvergenceBound } from "./policy.js";
+import { convergenceBound, LAB_ACK_WAIT_MS, LAB_AGENT_CONFIG, LAB_POLICY, labNodeIp, type ConvergenceBound } from "./policy.js";
 import { Prng } from "./prng.js";
 import { LabWorld, type TrailLine } from "./world.js";
 
@@ -31,6 +32,11 @@ export type SeedOptions = {
   bootGate?: boolean;
   /** Replaces the computed convergence bound (tests of the convergence check). */
   convergenceBoundMs?: number;
+  /**
+   * The agent configuration file every machine runs (its text; `__NODE_NAME__` and `__NODE_IP__`
+   * filled in per machine). Default: LAB_AGENT_CONFIG.
+   */
+  agentConfig?: string;
 };
 
 export type SeedResult = {
@@ -93,6 +99,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     ackWaitMs: LAB_ACK_WAIT_MS,
     unreachableEvictionMs: 340_000,
     bootGate: options.bootGate ?? true,
+    agentConfigOf: labAgentConfigs(options.agentConfig ?? LAB_AGENT_CONFIG),
   });
   const { checker } = world;
   const failures = checker.failures;
@@ -263,6 +270,22 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     digest: digest.digest("hex"),
     stats: { ...world.stats, lostAcks: world.bus.stats.lostAcks, lostDeliveries: world.bus.stats.lostDeliveries, auditRecords: audit.length },
     ...(options.keep ? { audit, trail: mergedTrail(world, started) } : {}),
+  };
+}
+
+/**
+ * Each machine's agent configuration: `template` rendered for it (its name and lab address) and
+ * parsed as `fenceline agent` parses its file. Throws (with the file's problems) on a bad one.
+ */
+export function labAgentConfigs(template: string): (node: string) => AgentConfig {
+  const configs = new Map<string, AgentConfig>();
+  return (node) => {
+    let config = configs.get(node);
+    if (!config) {
+      config = parseAgentConfig(JSON.parse(renderAgentConfig(template, { name: node, ip: labNodeIp(node) })), { source: "the lab's agent configuration" });
+      configs.set(node, config);
+    }
+    return config;
   };
 }
 

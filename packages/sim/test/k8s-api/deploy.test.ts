@@ -92,9 +92,7 @@ describe("deploy/ manifests", () => {
   });
 
   it("ship a valid policy whose agent timing equals the agent's", () => {
-    const all = manifests();
-    const data = (name: string) => (all.find((m) => m.kind === "ConfigMap" && m.metadata.name === name) as unknown as { data: Record<string, string> }).data;
-    const policy = Policy.parse(JSON.parse(data("fenceline-policy")["policy.json"]!));
+    const policy = Policy.parse(JSON.parse(readFileSync(join(DEPLOY, "policy.json"), "utf8")));
     const agent = JSON.parse(readFileSync(DEPLOY_AGENT_CONFIG, "utf8")) as { timing: unknown; heartbeatInterval: string };
     expect(Policy.parse({ agent: agent.timing }).agent).toEqual(policy.agent);
     expect(Policy.parse({ heartbeat: { intervalMs: agent.heartbeatInterval } }).heartbeat.intervalMs).toBe(policy.heartbeat.intervalMs);
@@ -105,6 +103,10 @@ describe("deploy/ manifests", () => {
     const configMap = rendered.find((m) => m.kind === "ConfigMap" && m.metadata.name.startsWith("fenceline-agent")) as unknown as { metadata: { name: string; namespace: string }; data: Record<string, string> };
     expect(configMap.metadata.namespace).toBe("fenceline");
     expect(configMap.data["agent.json"]).toBe(readFileSync(DEPLOY_AGENT_CONFIG, "utf8"));
+    const policy = rendered.find((m) => m.kind === "ConfigMap" && m.metadata.name.startsWith("fenceline-policy")) as unknown as { metadata: { name: string }; data: Record<string, string> };
+    expect(policy.data["policy.json"]).toBe(readFileSync(join(DEPLOY, "policy.json"), "utf8"));
+    const engine = rendered.find((m) => m.kind === "Deployment") as unknown as { spec: { template: { spec: { volumes: Array<{ name: string; configMap?: { name: string } }> } } } };
+    expect(engine.spec.template.spec.volumes.find((v) => v.name === "policy")?.configMap?.name).toBe(policy.metadata.name);
     const daemonSet = rendered.find((m) => m.kind === "DaemonSet") as unknown as { spec: { template: { spec: { volumes: Array<{ name: string; configMap?: { name: string } }> } } } };
     expect(daemonSet.spec.template.spec.volumes.find((v) => v.name === "config")?.configMap?.name).toBe(configMap.metadata.name);
   });
