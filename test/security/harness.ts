@@ -135,7 +135,7 @@ export async function startRoleControlPlane(lab: SecureServer, options: { policy
   const cluster = new InMemoryCluster({ clock, nodes: options.nodes });
   const provisioned: string[] = [];
   actuators.push(
-    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock, latestMembershipVersion: () => fleet.latestMembershipVersion() }) }),
+    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock, latestMembershipVersion: () => fleet.latestMembershipVersion(), viewFloor: (node) => fleet.viewFloor(node) }) }),
     createActuator({ name: "cluster", clock, handlers: createClusterHandlers(cluster, clock) }),
     createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(actuatorNc) }),
     createActuator({

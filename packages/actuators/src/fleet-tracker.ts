@@ -43,6 +43,8 @@ export function createFleetTracker(options: {
   /** Nodes the engine has heard an agent on (their record has a boot id). */
   const agents = new Set<string>();
   const heard = new Map<string, number>();
+  /** The lowest membership version each node's heartbeats reported since the last they were newer (see `viewFloor`). */
+  const reported = new Map<string, number>();
   const views: MembershipView[] = [];
   const runs = new Map<number, Run>();
   /** The run over every recorded node, used while no membership view exists. */
@@ -107,11 +109,26 @@ export function createFleetTracker(options: {
       phases.delete(node);
       heard.delete(node);
       agents.delete(node);
+      reported.delete(node);
       sample();
     },
-    /** A heartbeat of the node arrived now. */
-    onHeartbeat(node: string) {
+    /**
+     * A heartbeat of the node arrived now, reporting the membership version its agent holds
+     * (undefined: an agent older than the contract).
+     */
+    onHeartbeat(node: string, membershipVersion?: number) {
       heard.set(node, now());
+      if (membershipVersion !== undefined && membershipVersion > 0) reported.set(node, membershipVersion);
+    },
+    /**
+     * The oldest membership view `node` may hold as far as this tracker knows: the version in its
+     * last heartbeat; the oldest view kept when it runs an agent this tracker has not heard (it
+     * started since); undefined for a node without an agent (only the current view matters).
+     */
+    viewFloor(node: string): number | undefined {
+      const last = reported.get(node);
+      if (last !== undefined) return last;
+      return agents.has(node) ? (views[0]?.version ?? undefined) : undefined;
     },
     /** A membership view (in any order; the last MEMBERSHIP_HISTORY by version are kept). */
     onMembership(view: MembershipView) {

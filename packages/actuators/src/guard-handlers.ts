@@ -34,6 +34,11 @@ export function createGuardHandlers(options: {
   policy: Policy;
   clock: Clock;
   latestMembershipVersion?: () => Promise<number>;
+  /**
+   * The oldest view the guard knows a node may hold (the tracker's `viewFloor`): checked as well
+   * as the version the engine's record carries, whichever is older.
+   */
+  viewFloor?: (node: string) => number | undefined;
 }): Handlers {
   const { store, view, policy, clock } = options;
   return {
@@ -44,11 +49,13 @@ export function createGuardHandlers(options: {
         const seen = view().views?.at(-1)?.version ?? 0;
         if (latest > seen) return { ok: false, reason: `membership view v${latest} is written but this guard has seen v${seen} only: asking again` };
       }
+      const known = [c.params.membershipVersion, options.viewFloor?.(c.node)].filter((v): v is number => v !== undefined && v > 0);
+      const membershipVersion = known.length > 0 ? Math.min(...known) : undefined;
       const decision = await withCas(store, (budget) => {
         const d = decideSlot(
           budget,
           view(),
-          { node: c.node, controlPlane: c.params.controlPlane, at: clock.now(), ...(c.params.membershipVersion !== undefined ? { membershipVersion: c.params.membershipVersion } : {}) },
+          { node: c.node, controlPlane: c.params.controlPlane, at: clock.now(), ...(membershipVersion !== undefined ? { membershipVersion } : {}) },
           policy,
         );
         return { budget: d.budget, value: d };

@@ -68,7 +68,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const budget = createKvBudgetStore(await new Kvm(nc).open(Buckets.fleet));
 
   actuators.push(
-    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock, latestMembershipVersion: () => fleet.latestMembershipVersion() }) }),
+    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock, latestMembershipVersion: () => fleet.latestMembershipVersion(), viewFloor: (node) => fleet.viewFloor(node) }) }),
     createActuator({ name: "cluster", clock, handlers: createClusterHandlers(options.cluster, clock) }),
     createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(nc) }),
     createActuator({ name: "provisioner", clock, handlers: createProvisionerHandlers(options.provisioner) }),

@@ -1,4 +1,4 @@
-import type { AgentTiming, Clock, Watchdog, WatchdogKind } from "@fenceline/contracts";
+import type { AgentTiming, Clock, Heartbeat, MembershipView, Watchdog, WatchdogKind } from "@fenceline/contracts";
 import {
   createAgent,
   waitForGate,
@@ -69,6 +69,11 @@ export type FleetOptions = {
    * fleet's `timing.watchdogTimeoutMs`.
    */
   watchdogDeviceOf?: (node: string) => MachineWatchdog;
+  /**
+   * The membership view a machine's agent takes from an ack instead of the one it was sent (the
+   * lab's broken variants); `first`: the first it took. Default: the one sent.
+   */
+  viewTaken?: (node: string, sent: MembershipView, first: MembershipView | undefined) => MembershipView;
 };
 
 export type MachineWatchdog = "hardware" | "softdog" | "none";
@@ -114,6 +119,8 @@ type SimNode = {
   heldOff: boolean;
   /** What kind of watchdog the running agent reported (null while none runs, or it could not start). */
   watchdogKind: WatchdogKind | null;
+  /** The first membership view its agents took (for a broken variant's `viewTaken`). */
+  firstViewTaken: MembershipView | undefined;
 };
 
 /**
@@ -164,6 +171,7 @@ export class SimFleet {
         hung: false,
         heldOff: false,
         watchdogKind: null,
+        firstViewTaken: undefined,
       };
       this.#nodes.set(name, node);
       return node;
@@ -340,6 +348,7 @@ export class SimFleet {
     node.agentSince = undefined;
     node.lastPeerRound = undefined;
     const watchdogKind: WatchdogKind = device === "none" ? "software" : device;
+    const transport = this.#options.viewTaken ? this.#alteringViews(node, node.transport.transport, this.#options.viewTaken) : node.transport.transport;
     let agent: Agent;
     try {
       agent = createAgent(
@@ -347,7 +356,7 @@ export class SimFleet {
           bootId: node.bootId,
           incarnation: node.incarnation,
           membership: node.membershipStore,
-          transport: node.transport.transport,
+          transport,
           peers: observedPeers,
           watchdog: guarded,
           watchdogKind,
@@ -370,6 +379,26 @@ export class SimFleet {
     node.watchdogKind = watchdogKind;
     await agent.start();
     node.agentSince = clock.now();
+  }
+
+  /** The agent's link, its acks' views replaced by `viewTaken`'s (a broken variant). */
+  #alteringViews(node: SimNode, inner: AgentTransport, viewTaken: NonNullable<FleetOptions["viewTaken"]>): AgentTransport {
+    return {
+      ...inner,
+      sendHeartbeat: (hb) => inner.sendHeartbeat(hb),
+      onAck: (callback) =>
+        inner.onAck((ack) => {
+          const sent = ack.membership?.view;
+          if (!sent) return callback(ack);
+          const taken = viewTaken(node.name, sent, node.firstViewTaken);
+          node.firstViewTaken ??= taken;
+          callback({ ...ack, membership: { version: ack.membership!.version, view: taken } });
+        }),
+      onCommand: (handler) => inner.onCommand(handler),
+      close: () => inner.close(),
+      ...(inner.lookupNodeState ? { lookupNodeState: (n: string, ms: number) => inner.lookupNodeState!(n, ms) } : {}),
+      ...(inner.withdraw ? { withdraw: (hb: Heartbeat, ms: number) => inner.withdraw!(hb, ms) } : {}),
+    };
   }
 
   async #stopAgent(node: SimNode, how: "clean" | "kill") {

@@ -1,6 +1,6 @@
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { nodeFromToken, parseSnapshotHead } from "@fenceline/contracts";
+import { Heartbeat, nodeFromToken, parseMessage, parseSnapshotHead } from "@fenceline/contracts";
 import { openMembershipStore, watchMembership, type Logger } from "@fenceline/bus";
 import { Buckets, Subjects } from "@fenceline/streams";
 import type { FleetView } from "../fleet-guard.js";
@@ -39,10 +39,13 @@ export async function watchFleetView(
       options.onSnapshot?.(snap.node, epoch);
     }
   })();
-  // Only the subject matters here (who is heartbeating); the detector validates the payloads.
+  // Who is heartbeating (the subject) and which membership view it reports holding; the
+  // detector validates the payloads and dead-letters bad ones.
   const heartbeats = nc.subscribe(Subjects.heartbeatAll, {
     callback: (err, msg) => {
-      if (!err) tracker.onHeartbeat(nodeFromToken(msg.subject.split(".")[2] ?? ""));
+      if (err) return;
+      const parsed = parseMessage(Heartbeat, msg.data);
+      tracker.onHeartbeat(nodeFromToken(msg.subject.split(".")[2] ?? ""), parsed.ok ? parsed.value.contract?.membershipVersion : undefined);
     },
   });
   const membership = await watchMembership(nc, { log: options.log, onView: (view) => tracker.onMembership(view) });
@@ -55,6 +58,7 @@ export async function watchFleetView(
     view(): FleetView {
       return tracker.view();
     },
+    viewFloor: (node: string) => tracker.viewFloor(node),
     /** The newest membership version written (read from FL_MEMBERS now, not from the watch). */
     async latestMembershipVersion(): Promise<number> {
       return (await store.read()).view?.version ?? 0;

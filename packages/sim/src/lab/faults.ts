@@ -28,7 +28,8 @@ export const FAULT_KINDS_BEFORE_NATS_LOSS = [
  * is kept so that the seeds recorded in tests (and in docs/chaos.md) still replay the run they
  * name (`runSeed(n, { kinds: FAULT_KINDS_BEFORE_NATS_LOSS })`).
  */
-export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_NATS_LOSS, "nats-loss"] as const;
+export const FAULT_KINDS_BEFORE_MEMBERSHIP = [...FAULT_KINDS_BEFORE_NATS_LOSS, "nats-loss"] as const;
+export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_MEMBERSHIP, "node-joins"] as const;
 export type LabFaultKind = (typeof FAULT_KINDS)[number];
 
 export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
@@ -47,6 +48,7 @@ export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
   "failing-actuator": "the Kubernetes API (or the provisioner) fails every call for 2–20 s",
   "engine-crash": "the engine dies (idle, after publishing its outputs, or after saving the snapshot) and restarts 0.1–5 s later",
   "message-chaos": "for 5–30 s acks are lost (duplicate deliveries), deliveries are lost (late, out-of-order redeliveries), heartbeats are duplicated and delayed up to 250 ms",
+  "node-joins": "1–2 new machines join the fleet: they boot, their agents learn the fleet from the control plane, every agent's view grows",
 };
 
 /** A fault as planned (kind and time) and, once injected, what it did. */
@@ -206,6 +208,17 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       const downMs = rng.int(100, 5_000);
       world.crashEngine(point, downMs);
       return record([], downMs, `the engine crashes (${point}) and restarts after ${downMs} ms`);
+    }
+    case "node-joins": {
+      const count = rng.int(1, 2);
+      const joined: string[] = [];
+      for (let i = 0; i < count; i++) {
+        let k = world.fleet.nodes.length + 1;
+        while (world.fleet.nodes.includes(`node-${k}`)) k++;
+        await world.addMachine(`node-${k}`);
+        joined.push(`node-${k}`);
+      }
+      return record(joined, 0, `${joined.join(", ")} join${joined.length === 1 ? "s" : ""} the fleet`);
     }
     case "message-chaos": {
       const forMs = rng.int(5_000, 30_000);

@@ -3,7 +3,7 @@ export { SimBus, SimStream, SimConsumer, SimSubscription, SimPartitionConsumer, 
 export { LAB_POLICY, LAB_ACK_WAIT_MS, LAB_AGENT_CONFIG, labNodeIp, convergenceBound, slotLimit, type ConvergenceBound } from "./policy.js";
 export { LabChecker, LAB_INVARIANTS, movesWorkloads, outageFenceGroup, type LabFailure, type LabInvariant, type OutageFence } from "./invariants.js";
 export { LabWorld, LAB_PARTITIONS, silentLogger, type LabWorldOptions, type EngineCrashPoint, type ApiMode, type TrailLine } from "./world.js";
-export { FAULT_KINDS, FAULT_KINDS_BEFORE_NATS_LOSS, FAULT_DESCRIPTIONS, planFaults, injectFault, type LabFaultKind, type FaultRecord, type PlannedFault } from "./faults.js";
+export { FAULT_KINDS, FAULT_KINDS_BEFORE_NATS_LOSS, FAULT_KINDS_BEFORE_MEMBERSHIP, FAULT_DESCRIPTIONS, planFaults, injectFault, type LabFaultKind, type FaultRecord, type PlannedFault } from "./faults.js";
 export { BROKEN_MACHINES, BROKEN_MACHINE_NAMES, isBrokenMachineName, type BrokenMachineName } from "./broken.js";
 export { runSeed, formatTrail, labAgentConfigs, LAB_EPOCH, WARMUP_MS, FAULT_WINDOW_MS, type SeedOptions, type SeedResult } from "./run-seed.js";
 export { runSeeds, compactResult, type CompactResult, type RunSeedsOptions } from "./parallel.js";

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { votesOf, type AuditRecord, type Policy } from "@fenceline/contracts";
 import { parseAgentConfig, renderAgentConfig, type AgentConfig } from "@fenceline/agent";
 import { VirtualClock } from "../virtual-clock.js";
-import { BROKEN_MACHINES, type BrokenMachineName } from "./broken.js";
+import { brokenMachine, brokenMembership, type BrokenMachineName } from "./broken.js";
 import { FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
 import { outageFenceGroup, type LabFailure } from "./invariants.js";
 import { convergenceBound, LAB_ACK_WAIT_MS, LAB_AGENT_CONFIG, LAB_POLICY, labNodeIp, type ConvergenceBound } from "./policy.js";
@@ -23,7 +23,7 @@ export type SeedOptions = {
   faults?: number;
   /** Fleet size (default: 4 to 10, drawn from the seed). */
   nodes?: number;
-  /** Run a deliberately broken machine (the lab's self-test). */
+  /** Run a deliberately broken variant (the lab's self-test): a broken machine or broken agents. */
   broken?: BrokenMachineName;
   policy?: Policy;
   /** Keep the audit records and the trail in the result (for a replay). */
@@ -78,11 +78,16 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   const worldRng = rng.fork(3);
   const basePolicy = options.policy ?? LAB_POLICY;
   const policy = basePolicy;
-  const machine = options.broken ? BROKEN_MACHINES[options.broken].build(policy) : undefined;
+  const machine = options.broken ? brokenMachine(options.broken, policy) : undefined;
+  const viewTaken = options.broken ? brokenMembership(options.broken) : undefined;
 
   const n = options.nodes ?? setup.int(4, 10);
   const nodes = Array.from({ length: n }, (_, i) => `node-${i + 1}`);
   const rebootMs = setup.int(1_000, 3_000);
+  // Fleets grow: in half the seeds 1–2 machines join during the warm-up, so every agent's view
+  // grows before the faults (the stale-fleet variant is the one that must not keep up with it).
+  const warmupJoins = setup.chance(0.5) ? setup.int(1, 2) : 0;
+  const warmupJoinAt = Array.from({ length: warmupJoins }, () => setup.int(500, WARMUP_MS - 1_500));
   const clock = new VirtualClock(LAB_EPOCH);
   const world = new LabWorld({
     clock,
@@ -100,6 +105,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     unreachableEvictionMs: 340_000,
     bootGate: options.bootGate ?? true,
     agentConfigOf: labAgentConfigs(options.agentConfig ?? LAB_AGENT_CONFIG),
+    ...(viewTaken ? { viewTaken } : {}),
   });
   const { checker } = world;
   const failures = checker.failures;
@@ -193,6 +199,15 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   try {
     await world.start();
     await drain();
+    for (const at of warmupJoinAt) {
+      clock.setTimeout(() => {
+        let k = world.fleet.nodes.length + 1;
+        while (world.fleet.nodes.includes(`node-${k}`)) k++;
+        const name = `node-${k}`;
+        world.note(name, `[warm-up] ${name} joins the fleet`);
+        void world.addMachine(name);
+      }, at);
+    }
 
     const planned = planFaults(faultRng, {
       kinds: options.kinds ?? FAULT_KINDS,

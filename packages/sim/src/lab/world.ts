@@ -106,6 +106,8 @@ export type LabWorldOptions = {
   agentConfigOf?: FleetOptions["agentConfigOf"];
   /** Each machine's watchdog device (see `FleetOptions.watchdogDeviceOf`). */
   watchdogDeviceOf?: FleetOptions["watchdogDeviceOf"];
+  /** The views agents take from their acks (a broken variant). */
+  viewTaken?: FleetOptions["viewTaken"];
 };
 
 /** What makes the simulated Kubernetes API server slow or failing, for the actuator faults. */
@@ -156,7 +158,8 @@ export class LabWorld {
   #engineDownMs = 0;
   readonly #intervals: unknown[] = [];
   #stopped = false;
-  readonly #limit: number;
+  /** The most slots the policy has allowed at any time of the run (the fleet grows and shrinks). */
+  #limit: number;
 
   constructor(options: LabWorldOptions) {
     const { clock, policy, rng } = options;
@@ -217,6 +220,7 @@ export class LabWorld {
       onEvent: (e) => this.#onFleetEvent(e),
       ...(options.agentConfigOf ? { agentConfigOf: options.agentConfigOf } : {}),
       ...(options.watchdogDeviceOf ? { watchdogDeviceOf: options.watchdogDeviceOf } : {}),
+      ...(options.viewTaken ? { viewTaken: options.viewTaken } : {}),
     });
 
     const every = (ms: number, fn: () => void) => {
@@ -395,6 +399,19 @@ export class LabWorld {
     return this.#fleet.view();
   }
 
+  /** The slots the policy allows for the fleet as it is now (the current membership view). */
+  #limitNow(): number {
+    const limit = slotLimit(this.policy, this.members.current()?.members.length ?? this.fleet.nodes.length);
+    this.#limit = Math.max(this.#limit, limit);
+    return limit;
+  }
+
+  /** A new machine joins the fleet (boots; its agent learns the fleet from the control plane). */
+  async addMachine(name: string): Promise<void> {
+    await this.fleet.addMachine(name);
+    this.#limitNow();
+  }
+
   /** The engine's recorded state of a node (FL_NODES), as the node state service answers it. */
   stateOf(node: string): string | undefined {
     return this.snapshots.dump().get(node)?.snapshot.path;
@@ -411,7 +428,14 @@ export class LabWorld {
     // The view the guard decided on (it reads it again on every compare-and-set attempt).
     let decidedOn: FleetView = this.fleetView();
     const view = () => (decidedOn = this.fleetView());
-    const guardHandlers = createGuardHandlers({ store: this.budget, view, policy, clock, latestMembershipVersion: async () => this.members.current()?.version ?? 0 });
+    const guardHandlers = createGuardHandlers({
+      store: this.budget,
+      view,
+      policy,
+      clock,
+      latestMembershipVersion: async () => this.members.current()?.version ?? 0,
+      viewFloor: (node) => this.#fleet.viewFloor(node),
+    });
     const acquire = guardHandlers["slot.acquire"]!;
     const observedGuard: Handlers = {
       ...guardHandlers,
@@ -420,7 +444,8 @@ export class LabWorld {
         const outcome = await acquire(c, context);
         if (outcome.ok && !held) {
           this.checker.granted(c.node, clock.now(), decidedOn);
-          this.checker.slots(clock.now(), this.#limit, Object.keys(this.budget.current().slots), []);
+          // A grant must fit the limit of the fleet as it is now.
+          this.checker.slots(clock.now(), this.#limitNow(), Object.keys(this.budget.current().slots), []);
         }
         return outcome;
       },
@@ -540,7 +565,7 @@ export class LabWorld {
   }
 
   #heard(hb: Heartbeat): void {
-    this.#fleet.onHeartbeat(hb.node);
+    this.#fleet.onHeartbeat(hb.node, hb.contract?.membershipVersion);
     void this.#detector.onHeartbeat(hb).catch(() => {});
   }
 
