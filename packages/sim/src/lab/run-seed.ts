@@ -37,6 +37,11 @@ export type SeedOptions = {
    * filled in per machine). Default: LAB_AGENT_CONFIG.
    */
   agentConfig?: string;
+  /**
+   * Fleets that grow: in half the seeds 1–2 machines join during the warm-up (default: on). Off
+   * replays the seeds recorded before it existed (with `kinds: FAULT_KINDS_BEFORE_MEMBERSHIP`).
+   */
+  growth?: boolean;
 };
 
 export type SeedResult = {
@@ -86,7 +91,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   const rebootMs = setup.int(1_000, 3_000);
   // Fleets grow: in half the seeds 1–2 machines join during the warm-up, so every agent's view
   // grows before the faults (the stale-fleet variant is the one that must not keep up with it).
-  const warmupJoins = setup.chance(0.5) ? setup.int(1, 2) : 0;
+  const warmupJoins = options.growth !== false && setup.chance(0.5) ? setup.int(1, 2) : 0;
   const warmupJoinAt = Array.from({ length: warmupJoins }, () => setup.int(500, WARMUP_MS - 1_500));
   const clock = new VirtualClock(LAB_EPOCH);
   const world = new LabWorld({

@@ -18,7 +18,7 @@ describe("the lab's agents are configured as deploy/ configures them", () => {
   });
 
   it("every agent learns the fleet from the control plane: its view lists every machine, none was given one", async () => {
-    const r = await runSeed(4, { kinds: ["network-loss"], faults: 1, nodes: 5, keep: true });
+    const r = await runSeed(4, { kinds: ["network-loss"], faults: 1, nodes: 5, keep: true, growth: false });
     expect(r.failures).toEqual([]);
     const views = (r.trail ?? []).filter((l) => l.what.startsWith("membership view"));
     expect(views[0]?.what).toMatch(/^membership view v1: /);
