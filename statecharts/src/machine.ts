@@ -4,9 +4,11 @@ import {
   OUT_OF_SERVICE_TAINT,
   formatMs,
   safeTimeOf,
+  type CommandKind,
   type CommandRequest,
+  type CommandResultData,
+  type CommandResultOf,
   type NodeEvent,
-  type NodeEventOf,
   type Policy,
 } from "@fenceline/contracts";
 import { initialContext, type Emitted, type NodeContext, type NodeInput } from "./context.js";
@@ -44,26 +46,39 @@ type Args = { context: Ctx; event: Ev };
 const command = (request: CommandRequest): Emitted => ({ type: "command", request });
 const reason = (text: string): Emitted => ({ type: "reason", text });
 
-function result(event: Ev): NodeEventOf<"command.result">["data"] | null {
+type Result = CommandResultData;
+
+function result(event: Ev): Result | null {
   return event.type === "command.result" ? event.data : null;
 }
 
 /**
  * Whether a result answers the command the machine is waiting for: results echo the taint they
- * were about and the re-provisioning attempt (a late answer to an earlier one does not count).
+ * were about and the re-provisioning attempt and ticket (a late answer to an earlier one does
+ * not count; a result that echoes nothing is taken as the answer).
  */
-function answers(context: Ctx, r: NodeEventOf<"command.result">["data"], expectedTaint?: string): boolean {
-  const facts = r.facts ?? {};
-  if (r.kind === "reprovision" && typeof facts.attempt === "number" && facts.attempt !== context.rejoin.attempt) return false;
-  if (r.kind === "reprovision" && typeof facts.ticket === "number" && facts.ticket !== context.reprovisionTicket) return false;
-  if ((r.kind === "taint.add" || r.kind === "taint.remove") && expectedTaint !== undefined && typeof facts.taint === "string" && facts.taint !== expectedTaint) return false;
-  return true;
+function answers(context: Ctx, r: Result, expectedTaint?: string): boolean {
+  switch (r.kind) {
+    case "reprovision":
+      if (r.facts?.attempt !== undefined && r.facts.attempt !== context.rejoin.attempt) return false;
+      return r.facts?.ticket === undefined || r.facts.ticket === context.reprovisionTicket;
+    case "taint.add":
+    case "taint.remove":
+      return expectedTaint === undefined || r.facts?.taint === undefined || r.facts.taint === expectedTaint;
+    default:
+      return true;
+  }
 }
 
 /** A result for the current epoch of a command of `kind` (and, for taints, about `taint`). */
-function resultOf(context: Ctx, event: Ev, kind: string, taint?: string): NodeEventOf<"command.result">["data"] | null {
+function resultOf<K extends CommandKind>(context: Ctx, event: Ev, kind: K, taint?: string): CommandResultOf<K> | null {
   const r = result(event);
-  return r && r.kind === kind && r.epoch === context.epoch && answers(context, r, taint) ? r : null;
+  return r && r.kind === kind && r.epoch === context.epoch && answers(context, r, taint) ? (r as CommandResultOf<K>) : null;
+}
+
+/** The `majoritySince` a fleet guard's grant reports, or null. */
+function majoritySinceOf(r: Result | null): number | null {
+  return r?.kind === "slot.acquire" ? (r.facts?.majoritySince ?? null) : null;
 }
 
 /**
@@ -138,8 +153,8 @@ export function createNodeMachine(policy: Policy) {
         const bootId = bootIdOf(event);
         return bootId !== null && context.bootIdAtFencing !== null && bootId !== context.bootIdAtFencing;
       },
-      resultOk: ({ context, event }: Args, params: { kind: string; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === true,
-      resultFailed: ({ context, event }: Args, params: { kind: string; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === false,
+      resultOk: ({ context, event }: Args, params: { kind: CommandKind; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === true,
+      resultFailed: ({ context, event }: Args, params: { kind: CommandKind; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === false,
       stepIsAutomatic: ({ context }: Args) => steps[context.remediation.step]?.strategy === "Automatic",
       stepFailed: ({ context, event }: Args) => {
         const r = result(event);
@@ -249,8 +264,7 @@ export function createNodeMachine(policy: Policy) {
         enqueue.emit(command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane } }));
       }),
       takeSlot: enqueueActions(({ enqueue, event }) => {
-        const since = result(event)?.facts?.majoritySince;
-        enqueue.assign({ slot: true, majoritySince: typeof since === "number" ? since : null });
+        enqueue.assign({ slot: true, majoritySince: majoritySinceOf(result(event)) });
       }),
       armGuardRetry: enqueueActions(({ enqueue, context, event }) => {
         const r = result(event);
@@ -329,7 +343,7 @@ export function createNodeMachine(policy: Policy) {
       }),
       strategyFromVersion: enqueueActions(({ enqueue, context, event }) => {
         const r = resultOf(context, event, "cluster.version");
-        const version = r?.ok ? parseVersion(r.facts?.serverVersion) : null;
+        const version = r?.ok && r.facts ? parseVersion(r.facts.serverVersion) : null;
         const oos = version !== null && (version[0] > 1 || (version[0] === 1 && version[1] >= 28));
         const strategy = oos ? "OutOfServiceTaint" : "ResourceDeletion";
         enqueue.assign({ remediation: { ...context.remediation, strategy } });
@@ -467,7 +481,7 @@ export function createNodeMachine(policy: Policy) {
       settleMajority: enqueueActions(({ enqueue, context, event }) => {
         const r = result(event);
         if (!r) return;
-        const since = r.facts?.majoritySince;
+        const since = majoritySinceOf(r);
         const fence = { ...context.fence, checkingMajority: false };
         // The node showed life while the guard was asked: the safe time no longer applies (see aliveDuringFencing).
         if (context.signals.heartbeat === undefined) {
@@ -475,7 +489,7 @@ export function createNodeMachine(policy: Policy) {
           enqueue.emit(reason("the node is alive with the same boot id: the majority answer no longer matters; waiting for its watchdog reset or a fence agent"));
           return;
         }
-        if (!r.ok || typeof since !== "number") {
+        if (!r.ok || since === null) {
           enqueue.assign({ fence, timers: withTimer(context.timers, Timers.safeTime, event.at + policy.fleet.retryMs) });
           enqueue.emit(reason(`no healthy majority now${r.reason ? ` (${r.reason})` : ""}: not assuming the node fenced; asking again in ${formatMs(policy.fleet.retryMs)}`));
           return;
