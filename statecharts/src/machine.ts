@@ -11,7 +11,7 @@ import {
   type NodeEvent,
   type Policy,
 } from "@fenceline/contracts";
-import { initialContext, type Emitted, type NodeContext, type NodeInput } from "./context.js";
+import { initialContext, type Emitted, type FenceConfirmation, type NodeContext, type NodeInput } from "./context.js";
 import {
   bootIdOf,
   driftedServices,
@@ -81,6 +81,27 @@ function majoritySinceOf(r: Result | null): number | null {
   return r?.kind === "slot.acquire" ? (r.facts?.majoritySince ?? null) : null;
 }
 
+/** What the audit says of a confirmation (the same words the machine has always written). */
+export function describeConfirmation(c: FenceConfirmation): string {
+  switch (c.by) {
+    case "reboot":
+      return `reboot: boot id ${c.bootIdAtFencing} → ${c.bootId}`;
+    case "watchdog":
+      return "watchdog stop acknowledged and its timeout passed";
+    case "power":
+      return "fence agent: powered off";
+    case "safe-time":
+      return `safe time: silent since ${c.lastSeenAt} with a healthy majority since ${c.majoritySince}`;
+  }
+}
+
+/** Records the first confirmation of this fencing (later ones change nothing). */
+function confirm(enqueue: { assign(patch: Partial<Ctx>): void; emit(e: Emitted): void }, context: Ctx, confirmation: FenceConfirmation): void {
+  if (context.fence.confirmedBy !== null) return;
+  enqueue.assign({ fence: { ...context.fence, confirmedBy: confirmation } });
+  enqueue.emit(reason(`fencing confirmed: ${describeConfirmation(confirmation)}`));
+}
+
 /**
  * Creates the node lifecycle machine for a policy. Pure: no I/O, no clock, no randomness. Time
  * comes from the events' `at`; deadlines live in `context.timers` and come back as `timer.fired`.
@@ -139,7 +160,7 @@ export function createNodeMachine(policy: Policy) {
       /** Fencing is confirmed (reboot seen, fence agent, watchdog stop acknowledged, or safe time). */
       fenceConfirmed: ({ context }: Args) => context.fence.confirmedBy !== null,
       /** Confirmed by a new boot: the node is alive again and its old workloads died with the old boot. */
-      fenceConfirmedByReboot: ({ context }: Args) => context.fence.confirmedBy?.startsWith("reboot") === true,
+      fenceConfirmedByReboot: ({ context }: Args) => context.fence.confirmedBy?.by === "reboot",
       /** A guard answer to the majority check made when the safe time passed (for this epoch: a late answer to an earlier request does not count). */
       majorityAnswer: ({ context, event }: Args) => {
         const r = result(event);
@@ -174,9 +195,9 @@ export function createNodeMachine(policy: Policy) {
        */
       fenceEscaped: ({ context }: Args) =>
         context.fence.confirmedBy !== null &&
+        context.fence.confirmedBy.by !== "power" &&
         context.bootIdAtFencing !== null &&
-        context.bootId === context.bootIdAtFencing &&
-        !context.fence.confirmedBy.startsWith("fence agent"),
+        context.bootId === context.bootIdAtFencing,
       needsReprovision: ({ context }: Args) => context.rejoin.reprovision !== null,
       attemptsLeft: ({ context }: Args) => context.rejoin.attempt < policy.rejoin.reprovisionAttempts,
       nodeSilent: ({ context }: Args) => context.signals.heartbeat !== undefined,
@@ -298,17 +319,16 @@ export function createNodeMachine(policy: Policy) {
           : "still heartbeating: waiting for a positive confirmation";
         enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}`));
       }),
-      confirmFence: enqueueActions(({ enqueue, context }, params: { by: string }) => {
-        if (context.fence.confirmedBy !== null) return;
-        enqueue.assign({ fence: { ...context.fence, confirmedBy: params.by } });
-        enqueue.emit(reason(`fencing confirmed: ${params.by}`));
+      confirmByPower: enqueueActions(({ enqueue, context, event }) => {
+        const r = result(event);
+        confirm(enqueue, context, { by: "power", device: (r?.kind === "fence.poweroff" ? r.facts?.device : undefined) ?? null });
       }),
-      confirmByReboot: enqueueActions(({ enqueue, context, event }) => {
-        if (context.fence.confirmedBy !== null) return;
-        const by = `reboot: boot id ${context.bootIdAtFencing} → ${bootIdOf(event)}`;
-        enqueue.assign({ fence: { ...context.fence, confirmedBy: by } });
-        enqueue.emit(reason(`fencing confirmed: ${by}`));
-      }),
+      confirmByWatchdog: enqueueActions(({ enqueue, context, event }) =>
+        confirm(enqueue, context, { by: "watchdog", ackedAt: context.fence.watchdogStopAckedAt, resetBy: event.type === "timer.fired" ? event.data.due : null }),
+      ),
+      confirmByReboot: enqueueActions(({ enqueue, context, event }) =>
+        confirm(enqueue, context, { by: "reboot", bootIdAtFencing: context.bootIdAtFencing, bootId: bootIdOf(event) }),
+      ),
       armWatchdogReset: enqueueActions(({ enqueue, context, event }) => {
         const due = event.at + policy.agent.watchdogTimeoutMs + policy.agent.marginMs;
         enqueue.assign({
@@ -496,7 +516,7 @@ export function createNodeMachine(policy: Policy) {
         }
         const due = safeTimeDue({ ...context, majoritySince: since }, event.at);
         if (due <= event.at) {
-          enqueue.assign({ fence: { ...fence, confirmedBy: `safe time: silent for ${formatMs(safeTime)} with a healthy majority throughout` }, majoritySince: since });
+          enqueue.assign({ fence: { ...fence, confirmedBy: { by: "safe-time", lastSeenAt: context.lastSeenAt, majoritySince: since } }, majoritySince: since });
           enqueue.emit(reason(`fencing confirmed: safe time: silent for ${formatMs(safeTime)} with a healthy majority since ${since}`));
           return;
         }
@@ -614,7 +634,7 @@ export function createNodeMachine(policy: Policy) {
           "heartbeat.missed": { actions: ["observe", "rearmSafeTime"] },
           "command.result": [
             { guard: "majorityAnswer", actions: "settleMajority" },
-            { guard: { type: "resultOk", params: { kind: "fence.poweroff" } }, actions: { type: "confirmFence", params: { by: "fence agent: powered off" } } },
+            { guard: { type: "resultOk", params: { kind: "fence.poweroff" } }, actions: "confirmByPower" },
             { guard: { type: "resultOk", params: { kind: "watchdog.stop" } }, actions: "armWatchdogReset" },
             { guard: "unwantedSlot", actions: "releaseUnwantedSlot" },
             { actions: "explainResult" },
@@ -628,7 +648,7 @@ export function createNodeMachine(policy: Policy) {
             { guard: { type: "timerIs", params: { name: Timers.safeTime } }, actions: "checkMajority" },
             {
               guard: { type: "timerIsWhileSilent", params: { name: Timers.watchdogReset } },
-              actions: { type: "confirmFence", params: { by: "watchdog stop acknowledged and its timeout passed" } },
+              actions: "confirmByWatchdog",
             },
             {
               guard: { type: "timerIs", params: { name: Timers.watchdogReset } },
