@@ -103,6 +103,34 @@ function confirm(enqueue: { assign(patch: Partial<Ctx>): void; emit(e: Emitted):
 }
 
 /**
+ * The node shows life: heartbeats resumed, it (re)joined, or its boot id changed. Every state
+ * that reacts to a node coming back does it through this one definition of the three events:
+ * - `after: "known-boot"` (healthy, suspect): a boot id other than the one known is a reboot
+ *   (`reboot`); `boot.changed` always is one. Otherwise `sameBoot`, in order.
+ * - `after: "fencing"` (fencing, remediating): a boot id other than the one the node had when
+ *   fencing started is a reboot, whichever of the three says it. Otherwise `sameBoot`.
+ * - `after: "any"` (remediation done): any sign of life takes `then`.
+ */
+function aliveAgain<const T extends object>(o: { after: "any"; then: T }): { "boot.changed": T; "heartbeat.resumed": T; "node.joined": T };
+function aliveAgain<const R extends object, const S extends object, const A extends "known-boot" | "fencing">(o: {
+  after: A;
+  reboot: R;
+  sameBoot: readonly S[];
+}): {
+  "boot.changed": A extends "fencing" ? Array<(R & { guard: "rebootedSinceFencing" }) | S> : R;
+  "heartbeat.resumed": Array<(R & { guard: A extends "fencing" ? "rebootedSinceFencing" : "rebooted" }) | S>;
+  "node.joined": Array<(R & { guard: A extends "fencing" ? "rebootedSinceFencing" : "rebooted" }) | S>;
+};
+function aliveAgain(o: { after: "any"; then: object } | { after: "known-boot" | "fencing"; reboot: object; sameBoot: readonly object[] }) {
+  if (o.after === "any") return { "boot.changed": o.then, "heartbeat.resumed": o.then, "node.joined": o.then };
+  const guarded = [{ guard: o.after === "fencing" ? "rebootedSinceFencing" : "rebooted", ...o.reboot }, ...o.sameBoot];
+  return { "boot.changed": o.after === "fencing" ? guarded : o.reboot, "heartbeat.resumed": guarded, "node.joined": guarded };
+}
+
+/** Back with another boot than the one known (healthy, suspect): it rejoins and is re-provisioned. */
+const rejoinRebooted = { target: "rejoining", actions: ["markRebooted", "observe"] } as const;
+
+/**
  * Creates the node lifecycle machine for a policy. Pure: no I/O, no clock, no randomness. Time
  * comes from the events' `at`; deadlines live in `context.timers` and come back as `timer.fired`.
  */
@@ -548,15 +576,7 @@ export function createNodeMachine(policy: Policy) {
         on: {
           "heartbeat.missed": { target: "suspect", actions: "observe" },
           "signal.unhealthy": { target: "suspect", actions: "observe" },
-          "boot.changed": { target: "rejoining", actions: ["markRebooted", "observe"] },
-          "heartbeat.resumed": [
-            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
-            { actions: "observe" },
-          ],
-          "node.joined": [
-            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
-            { actions: "observe" },
-          ],
+          ...aliveAgain({ after: "known-boot", reboot: rejoinRebooted, sameBoot: [{ actions: "observe" }] }),
           "operator.pause": { target: "paused", actions: "notePause" },
         },
       },
@@ -568,17 +588,11 @@ export function createNodeMachine(policy: Policy) {
         on: {
           "heartbeat.missed": { actions: "observe" },
           "signal.unhealthy": { actions: "observe" },
-          "boot.changed": { target: "rejoining", actions: ["markRebooted", "observe"] },
-          "heartbeat.resumed": [
-            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
-            { guard: "recovers", target: "recovered", actions: "observe" },
-            { actions: "observe" },
-          ],
-          "node.joined": [
-            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
-            { guard: "recovers", target: "recovered", actions: "observe" },
-            { actions: "observe" },
-          ],
+          ...aliveAgain({
+            after: "known-boot",
+            reboot: rejoinRebooted,
+            sameBoot: [{ guard: "recovers", target: "recovered", actions: "observe" }, { actions: "observe" }],
+          }),
           "signal.healthy": [{ guard: "recovers", target: "recovered", actions: "observe" }, { actions: "observe" }],
           "operator.pause": { target: "paused", actions: "notePause" },
         },
@@ -619,18 +633,7 @@ export function createNodeMachine(policy: Policy) {
           { guard: "fenceConfirmed", target: "remediating" },
         ],
         on: {
-          "boot.changed": [
-            { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
-            { actions: ["observe", "aliveDuringFencing"] },
-          ],
-          "heartbeat.resumed": [
-            { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
-            { actions: ["observe", "aliveDuringFencing"] },
-          ],
-          "node.joined": [
-            { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
-            { actions: ["observe", "aliveDuringFencing"] },
-          ],
+          ...aliveAgain({ after: "fencing", reboot: { actions: ["confirmByReboot", "observe"] }, sameBoot: [{ actions: ["observe", "aliveDuringFencing"] }] }),
           "heartbeat.missed": { actions: ["observe", "rearmSafeTime"] },
           "command.result": [
             { guard: "majorityAnswer", actions: "settleMajority" },
@@ -666,18 +669,11 @@ export function createNodeMachine(policy: Policy) {
         exit: { type: "clearTimers", params: { names: [Timers.stepTimeout] } },
         initial: "selecting",
         on: {
-          "heartbeat.resumed": [
-            { guard: "rebootedSinceFencing", target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
-            { actions: ["observe", "noteBack"] },
-          ],
-          "node.joined": [
-            { guard: "rebootedSinceFencing", target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
-            { actions: ["observe", "noteBack"] },
-          ],
-          "boot.changed": [
-            { guard: "rebootedSinceFencing", target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
-            { actions: ["observe", "noteBack"] },
-          ],
+          ...aliveAgain({
+            after: "fencing",
+            reboot: { target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
+            sameBoot: [{ actions: ["observe", "noteBack"] }],
+          }),
           "heartbeat.missed": { actions: ["observe", "noteGone"] },
         },
         states: {
@@ -730,9 +726,7 @@ export function createNodeMachine(policy: Policy) {
             entry: "finishRemediation",
             always: { guard: "nodeBack", target: "#node.rejoining" },
             on: {
-              "heartbeat.resumed": { target: "#node.rejoining", actions: "observe" },
-              "node.joined": { target: "#node.rejoining", actions: "observe" },
-              "boot.changed": { target: "#node.rejoining", actions: "observe" },
+              ...aliveAgain({ after: "any", then: { target: "#node.rejoining", actions: "observe" } }),
             },
           },
         },
