@@ -45,6 +45,9 @@ export const COMMAND_ACK_WAIT_MS = 30 * SECOND;
  */
 export const ENGINE_ACK_WAIT_MS = 30 * SECOND;
 
+/** How many membership views FL_MEMBERS keeps (the most a KV key can). */
+export const MEMBERSHIP_HISTORY = 64;
+
 export function createDefinitions(options: DefinitionOptions = {}): Definitions {
   const replicas = options.replicas ?? 1;
   const partitions = checkPartitions(options.partitions ?? eventPartitions());
@@ -120,6 +123,9 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
     { name: Buckets.fleet, history: 10, replicas },
     { name: Buckets.config, history: 5, replicas },
     { name: Buckets.leases, history: 1, replicas },
+    // The fleet guard checks a silent node against every view it may still hold: the last 64
+    // (the most a KV key keeps) are the ones it can check.
+    { name: Buckets.members, history: MEMBERSHIP_HISTORY, replicas },
   ];
 
   return { streams, consumers, buckets };

@@ -70,6 +70,11 @@ export const Buckets = {
    * (`i.<id>`) and the partition count (`partitions`).
    */
   leases: "FL_LEASES",
+  /**
+   * The fleet's membership view (key `view`: version, witness, members and their peer URLs),
+   * written by the membership keeper with compare-and-set; its history holds the last views.
+   */
+  members: "FL_MEMBERS",
 } as const;
 
 export const Consumers = {

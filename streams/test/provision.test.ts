@@ -38,6 +38,7 @@ describe("provisionStreams", () => {
       "bucket:FL_FLEET",
       "bucket:FL_CONFIG",
       "bucket:FL_LEASES",
+      "bucket:FL_MEMBERS",
     ]);
 
     const jsm = await jetstreamManager(nc);
@@ -55,7 +56,7 @@ describe("provisionStreams", () => {
     const report = await provisionStreams(nc);
     expect(report.created).toEqual([]);
     expect(report.updated).toEqual([]);
-    expect(report.unchanged).toHaveLength(29);
+    expect(report.unchanged).toHaveLength(30);
   });
 
   it("updates a stream, a consumer and a bucket whose definition changed", async () => {
@@ -70,7 +71,7 @@ describe("provisionStreams", () => {
     const report = await provisionStreams(nc, { definitions });
     expect(report.created).toEqual([]);
     expect(report.updated).toEqual(["stream:FL_AUDIT", "consumer:FL_EVENTS/engine-3", "bucket:FL_FLEET"]);
-    expect(report.unchanged).toHaveLength(26);
+    expect(report.unchanged).toHaveLength(27);
 
     const jsm = await jetstreamManager(nc);
     expect((await jsm.streams.info(Streams.audit)).config.duplicate_window).toBe(nanos(60_000));
@@ -83,7 +84,7 @@ describe("provisionStreams", () => {
 
   it("leaves usable KV buckets with the declared history", async () => {
     const kvm = new Kvm(nc);
-    for (const [name, history] of [[Buckets.nodes, 1], [Buckets.fleet, 10], [Buckets.config, 5]] as const) {
+    for (const [name, history] of [[Buckets.nodes, 1], [Buckets.fleet, 10], [Buckets.config, 5], [Buckets.members, 64]] as const) {
       const kv = await kvm.open(name);
       expect((await kv.status()).history).toBe(history);
       const rev = await kv.put("probe", "x");

@@ -41,13 +41,42 @@ describe("fenceline demo --json", () => {
     ["network-loss", (s: Summary) => expect(s.faults[0]!.selfFenced && s.faults[0]!.reprovisioned).toBe(true)],
     ["reboot", (s: Summary) => expect([s.faults[0]!.fencedAfterMs, s.faults[0]!.reprovisioned]).toEqual([null, true])],
     ["agent-crash", (s: Summary) => expect(s.reboots).toBe(1)],
-    ["partition-minority", (s: Summary) => expect(s.faults.every((f) => f.selfFenced)).toBe(true)],
+    [
+      "partition-minority",
+      (s: Summary) => {
+        expect(s.faults).toHaveLength(3);
+        for (const f of s.faults) {
+          expect(f.selfFenced, f.node).toBe(true);
+          // Every node of the group rejoins after it was fenced (not "0 ms after the fault").
+          expect(f.rejoinedAfterMs!, f.node).toBeGreaterThan(f.fencedAfterMs!);
+        }
+      },
+    ],
     ["control-plane-outage", (s: Summary) => expect([s.reboots, s.faults[0]!.fencedAfterMs]).toEqual([0, null])],
   ])("scenario %s", async (scenario, check) => {
     const s = await demo(["--scenario", scenario]);
     expect(s.invariantViolations).toEqual([]);
     expect(s.faults.every((f) => f.finalState === "healthy")).toBe(true);
     check(s);
+  });
+
+  it("partition-minority on 5 nodes cuts off 2 (a minority): they fence themselves and rejoin", async () => {
+    const s = await demo(["--scenario", "partition-minority", "--nodes", "5"]);
+    expect(s.invariantViolations).toEqual([]);
+    expect(s.faults).toHaveLength(2);
+    for (const f of s.faults) {
+      expect(f.selfFenced, f.node).toBe(true);
+      expect(f.fencedAfterMs, f.node).not.toBeNull();
+      expect(f.rejoinedAfterMs!, f.node).toBeGreaterThan(f.fencedAfterMs!);
+      expect(f.finalState).toBe("healthy");
+    }
+  });
+
+  it("partition-minority on 4 nodes is refused: no group of two is a minority", async () => {
+    const r = await runCli(["demo", "--scenario", "partition-minority", "--nodes", "4", "--json"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("partition-minority needs at least 5 nodes");
+    expect(r.stdout).toBe("");
   });
 
   it("rejects an unknown scenario with the list of known ones", async () => {

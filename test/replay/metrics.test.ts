@@ -4,13 +4,30 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats, publishEvent, startNatsServer, type NatsServer } from "@fenceline/bus";
-import { createEvent } from "@fenceline/contracts";
+import { createEvent, type AuditRecord } from "@fenceline/contracts";
 import { jetstream } from "@nats-io/jetstream";
 import { createFencelineMetrics } from "@fenceline/engine";
 import { parseExposition } from "../support/metrics-text.js";
 import { HistoryGenerator } from "../../packages/cli/src/bench/history.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** An audit record of `node` at sequence `seq`: from → to at `at` (ms). */
+const record = (node: string, seq: number, at: number, from: string, to: string, type = "x"): AuditRecord => ({
+  v: 1,
+  id: `a${seq}`,
+  node,
+  seq,
+  at,
+  event: { id: `e${seq}`, type, source: "t" },
+  from,
+  to,
+  changed: from !== to,
+  epoch: 1,
+  commands: [],
+  timers: { set: {}, cleared: [] },
+  policyVersion: "p",
+});
 
 describe("metrics", () => {
   it("every metric is named by Prometheus conventions and has its HELP text", async () => {
@@ -87,11 +104,7 @@ describe("metrics", () => {
   it("times fencing, remediation and rejoining from the transitions, and keeps one state-since series per node", async () => {
     const m = createFencelineMetrics();
     let seq = 0;
-    const step = (from: string, to: string, at: number) =>
-      m.observeAudit(
-        { v: 1, id: `a${++seq}`, node: "n-1", seq, at, event: { id: `e${seq}`, type: "x", source: "t" }, from, to, changed: from !== to, epoch: 1, commands: [], timers: { set: {}, cleared: [] }, policyVersion: "p" },
-        "db",
-      );
+    const step = (from: string, to: string, at: number) => m.observeAudit(record("n-1", ++seq, at, from, to), "db");
     step("new", "healthy", 1_000);
     step("healthy", "suspect.waiting", 10_000);
     step("suspect.waiting", "fencing", 12_000);
@@ -112,6 +125,30 @@ describe("metrics", () => {
     const w = parseExposition(await m.render()).samples;
     expect(w.get('fenceline_node_state_since_timestamp_seconds{node="n-1",state="suspect"}')).toBe(30);
     expect(w.has('fenceline_node_state_since_timestamp_seconds{node="n-1",state="healthy"}')).toBe(false);
+  });
+
+  it("an engine instance takes node states from the snapshots (all partitions), not from the events it applied", async () => {
+    const m = createFencelineMetrics({ states: "snapshots" });
+    // An audit record of a partition this instance applied changes counters, not node states.
+    m.observeAudit(record("n-1", 1, 5_000, "healthy", "suspect.waiting", "heartbeat.missed"));
+    let v = parseExposition(await m.render()).samples;
+    expect(v.get('fenceline_transitions_total{from="healthy",to="suspect.waiting"}')).toBe(1);
+    expect(v.get('fenceline_nodes{state="suspect"}')).toBe(0);
+    m.observeSnapshot({ node: "n-1", path: "fencing", since: 7_000, hostGroup: "db" });
+    m.observeSnapshot({ node: "n-2", path: "healthy", since: 1_000 });
+    m.observeSnapshot({ node: "n-1", path: "fencing", since: 7_000 });
+    v = parseExposition(await m.render()).samples;
+    expect(v.get('fenceline_nodes{state="fencing"}')).toBe(1);
+    expect(v.get('fenceline_nodes{state="healthy"}')).toBe(1);
+    expect(v.get('fenceline_node_state_since_timestamp_seconds{node="n-1",state="fencing"}')).toBe(7);
+    // The node moves on (another instance applied it), then leaves the fleet.
+    m.observeSnapshot({ node: "n-1", path: "remediating.running", since: 9_000 });
+    m.forgetNode("n-2");
+    v = parseExposition(await m.render()).samples;
+    expect(v.get('fenceline_nodes{state="fencing"}')).toBe(0);
+    expect(v.get('fenceline_nodes{state="remediating"}')).toBe(1);
+    expect(v.get('fenceline_nodes{state="healthy"}')).toBe(0);
+    expect([...v.keys()].filter((k) => k.startsWith("fenceline_node_state_since_timestamp_seconds"))).toEqual(['fenceline_node_state_since_timestamp_seconds{node="n-1",state="remediating"}']);
   });
 
   describe("fenceline up --metrics-port", () => {

@@ -17,9 +17,21 @@ export {
   type StreamMessage,
 } from "./pipeline.js";
 export {
+  createSettler,
+  createDispatcher,
+  defaultNakDelay,
+  lastSubjectToken,
+  type ConsumedMessage,
+  type DeadLetterSink,
+  type Dispatcher,
+  type SettleOptions,
+} from "./consume-loop.js";
+export {
   consumeValidated,
+  jetStreamDeadLetters,
   type ConsumeValidatedOptions,
   type ValidatedConsumer,
   type MessageSchema,
   type SchemaOutput,
 } from "./consume.js";
+export { MEMBERSHIP_KEY, createKvMembershipStore, openMembershipStore, watchMembership, type MembershipWatch } from "./membership.js";

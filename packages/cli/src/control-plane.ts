@@ -1,10 +1,10 @@
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { systemClock, type Clock, type ClusterApi, type FenceAgent, type Policy, type Provisioner } from "@fenceline/contracts";
+import { systemClock, type Clock, type ClusterApi, type Policy, type Provisioner } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
 import { Buckets, provisionStreams } from "@fenceline/streams";
 import { runEngine, type FleetStatus, type FoldResult, type RunningEngine } from "@fenceline/engine";
-import { runConditionDetector, runHeartbeatDetector, type ConditionRule } from "@fenceline/detectors";
+import { runConditionDetector, runHeartbeatDetector, runMembershipKeeper, type ConditionRule } from "@fenceline/detectors";
 import type { NodeWatcher } from "@fenceline/kubernetes";
 import {
   createActuator,
@@ -19,6 +19,7 @@ import {
   runActuator,
   watchFleetView,
   type ActuatorCore,
+  type FenceDevice,
 } from "@fenceline/actuators";
 
 export type ControlPlaneOptions = {
@@ -27,7 +28,8 @@ export type ControlPlaneOptions = {
   log: Logger;
   cluster: ClusterApi;
   provisioner: Provisioner;
-  fenceAgent?: FenceAgent;
+  /** Fence devices (BMCs, PDUs…) of the fence actuator; without any, no fence actuator runs. */
+  fenceDevices?: readonly FenceDevice[];
   clock?: Clock;
   replicas?: number;
   /**
@@ -48,7 +50,7 @@ export type ControlPlane = {
   stop(): Promise<void>;
 };
 
-/** Everything but the agents: streams, engine, heartbeat detector, fleet guard and actuators. */
+/** Everything but the agents: streams, engine, membership keeper, heartbeat detector, fleet guard and actuators. */
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { nc, policy, log } = options;
   const clock = options.clock ?? systemClock;
@@ -70,7 +72,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(nc) }),
     createActuator({ name: "provisioner", clock, handlers: createProvisionerHandlers(options.provisioner) }),
   );
-  if (options.fenceAgent) actuators.push(createActuator({ name: "fence", clock, handlers: createFenceHandlers(options.fenceAgent, clock) }));
+  if (options.fenceDevices && options.fenceDevices.length > 0) {
+    actuators.push(createActuator({ name: "fence", clock, handlers: createFenceHandlers({ devices: options.fenceDevices, clock }) }));
+  }
 
   const engine = await runEngine({
     nc,
@@ -80,6 +84,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     ...(options.onApplied ? { onApplied: options.onApplied } : {}),
     ...(options.instanceId ? { instanceId: options.instanceId } : {}),
   });
+  // Before the detector, so its first acks already carry a view.
+  const membership = await runMembershipKeeper({ nc, witness: policy.fleet.witness, log });
   const detector = await runHeartbeatDetector({ nc, timeoutMs: policy.heartbeat.timeoutMs, log: log.child({ component: "heartbeat-detector" }), clock });
   const conditions = options.conditions
     ? await runConditionDetector({ nc, ...options.conditions, log: log.child({ component: "condition-detector" }), clock })
@@ -96,6 +102,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     async stop() {
       await Promise.all(runners.map((r) => r.stop()));
       await detector.stop();
+      await membership.stop();
       await conditions?.stop();
       await engine.stop();
       await fleet.stop();

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { AgentContract } from "./heartbeat.js";
 import { NodeName } from "./names.js";
 
 /** Version of the event envelope. Bump on a breaking change and keep parsing the old one. */
@@ -7,6 +8,7 @@ export const EVENT_VERSION = 1;
 const Checksums = z.record(z.string().min(1).max(128), z.string().min(1).max(256));
 const BootId = z.string().min(1).max(128);
 const Millis = z.number().int().nonnegative();
+const PeerUrl = z.string().min(1).max(512);
 
 const envelope = {
   v: z.literal(EVENT_VERSION),
@@ -30,6 +32,9 @@ export const NodeJoined = event("node.joined", {
   hostGroup: z.string().max(128).optional(),
   controlPlane: z.boolean().optional(),
   checksums: Checksums.optional(),
+  /** The agent's fencing contract (absent: an agent older than the contract). */
+  contract: AgentContract.optional(),
+  peerUrl: PeerUrl.optional(),
 });
 
 /** No heartbeat arrived for the detection timeout. */
@@ -45,6 +50,8 @@ export const HeartbeatResumed = event("heartbeat.resumed", {
   checksums: Checksums.optional(),
   /** Set when the agent fenced itself (stopped feeding its watchdog) before this boot. */
   selfFenced: z.object({ at: Millis, reason: z.string().max(256), bootId: BootId }).optional(),
+  contract: AgentContract.optional(),
+  peerUrl: PeerUrl.optional(),
 });
 
 /** The node's boot id differs from the last one seen: it rebooted. */
@@ -104,6 +111,23 @@ export const ConfigReported = event("config.reported", {
   checksums: Checksums,
 });
 
+/**
+ * The agent's fencing contract (or its peer address) changed while it heartbeats: a new view
+ * learned, another timing after a restart, or withdrawn by a cleanly stopping agent.
+ */
+export const ContractReported = event("contract.reported", {
+  bootId: BootId,
+  contract: AgentContract,
+  peerUrl: PeerUrl.optional(),
+});
+
+/**
+ * The node leaves the fleet: forgotten by an operator (`fenceline forget`), or its Node deleted
+ * from Kubernetes. It frees its remediation slot and leaves the membership; its agent heard
+ * again brings it back as a new member.
+ */
+export const NodeForgotten = event("node.forgotten", { reason: z.string().min(1).max(512) });
+
 export const NodeEvent = z.discriminatedUnion("type", [
   NodeJoined,
   HeartbeatMissed,
@@ -118,6 +142,8 @@ export const NodeEvent = z.discriminatedUnion("type", [
   OperatorReset,
   ConfigDesired,
   ConfigReported,
+  ContractReported,
+  NodeForgotten,
 ]);
 export type NodeEvent = z.infer<typeof NodeEvent>;
 export type NodeEventType = NodeEvent["type"];

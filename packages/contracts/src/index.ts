@@ -19,6 +19,8 @@ export {
   OperatorReset,
   ConfigDesired,
   ConfigReported,
+  ContractReported,
+  NodeForgotten,
   type NodeEventType,
   type NodeEventOf,
 } from "./events.js";
@@ -26,6 +28,7 @@ export {
   COMMAND_VERSION,
   Command,
   COMMAND_KINDS,
+  AgentCommandReply,
   ACTUATORS,
   ACTUATOR_OF,
   Taint,
@@ -51,7 +54,18 @@ export {
   type PolicyInput,
   type SafeTimeBreakdown,
 } from "./policy.js";
-export { Heartbeat, HeartbeatAck } from "./heartbeat.js";
+export { Heartbeat, HeartbeatAck, AgentContract, WatchdogKind, withdrawnContract } from "./heartbeat.js";
+export {
+  Member,
+  MembershipView,
+  createMembershipView,
+  engineHasMajority,
+  groupHasMajority,
+  sameMembership,
+  votesOf,
+  witnessVote,
+} from "./membership.js";
+export { fencingGuarantee, type FencingGuarantee, type Guarantee, type PowerFencing } from "./guarantee.js";
 export { DeadLetter } from "./dlq.js";
-export { systemClock, type Clock, type ClusterApi, type FenceAgent, type Provisioner, type Watchdog } from "./ports.js";
+export { systemClock, type Clock, type ClusterApi, type FenceAgent, type FenceAnswer, type FenceTarget, type MembershipStore, type Provisioner, type Watchdog } from "./ports.js";
 export { parseSnapshotHead, type SnapshotHead, parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";

@@ -56,6 +56,12 @@ const PolicyShape = z
         watchdog: z.boolean().default(true),
         /** Power the node off through a fence agent (positive confirmation). */
         fenceAgent: z.boolean().default(false),
+        /**
+         * The watchdog kinds (an agent's contract) the engine trusts to reset a silent node by
+         * the safe time. The agent's software fallback timer is never trusted: it dies with the
+         * agent.
+         */
+        watchdogKinds: z.array(z.enum(["hardware", "softdog"])).min(1).default(["hardware", "softdog"]),
         /** No confirmation at all after this long → operator required. */
         timeoutMs: Duration.default(600_000),
       })
@@ -87,6 +93,12 @@ const PolicyShape = z
         maxControlPlane: z.number().int().nonnegative().default(1),
         /** How often a refused node asks again. */
         retryMs: Duration.default(5_000),
+        /**
+         * The control plane is one more vote when the fleet's size is even (a two-node fleet, an
+         * even split): the side that has it may remediate the other (docs/agent.md, "Two nodes
+         * and even splits").
+         */
+        witness: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

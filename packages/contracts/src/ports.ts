@@ -4,6 +4,7 @@
  * in-memory ones and a virtual clock, so the same code runs in both.
  */
 import type { Taint } from "./commands.js";
+import type { MembershipView } from "./membership.js";
 
 /** Time, as a port: `Date.now()` in production, a virtual clock in the simulator. */
 export interface Clock {
@@ -35,11 +36,22 @@ export interface ClusterApi {
   serverVersion(): Promise<string>;
 }
 
-/** Power fencing through a BMC or cloud API. */
+/** The node a fence agent acts on; `deadline` (epoch ms) bounds every attempt and retry. */
+export type FenceTarget = { node: string; hostGroup?: string; deadline?: number };
+/** What a fence agent printed, credentials redacted, for the audit. */
+export type FenceAnswer = { output: string };
+
+/**
+ * Power fencing through a BMC, a PDU or a cloud API: one fence device. Failures reject with a
+ * typed error (`FenceAgentError` in @fenceline/actuators: unreachable, auth, timeout…).
+ */
 export interface FenceAgent {
-  powerOff(node: string): Promise<void>;
+  /** Whether the device is configured for the node. */
+  covers(node: string, hostGroup?: string): boolean;
+  powerOff(target: FenceTarget): Promise<FenceAnswer>;
+  powerOn(target: FenceTarget): Promise<FenceAnswer>;
   /** Reads the power state back: fencing is confirmed only when it says "off". */
-  status(node: string): Promise<"on" | "off" | "unknown">;
+  status(target: FenceTarget): Promise<FenceAnswer & { power: "on" | "off" }>;
 }
 
 /** Runs cleanup, then provision, for a node and its host group. */
@@ -55,4 +67,14 @@ export interface Watchdog {
   /** Magic close: disarms it on a clean shutdown so stopping the agent does not reset the node. */
   close(): Promise<void>;
   readonly timeoutMs: number;
+}
+
+/**
+ * The fleet's membership view with compare-and-set (FL_MEMBERS in production, memory in the
+ * lab): `write` fails with a Concurrency error when the key is no longer at `revision`.
+ */
+export interface MembershipStore {
+  /** The current view and its revision (view null and revision 0: none written yet). */
+  read(): Promise<{ view: MembershipView | null; revision: number }>;
+  write(view: MembershipView, revision: number): Promise<number>;
 }

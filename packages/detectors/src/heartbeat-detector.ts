@@ -12,10 +12,15 @@ type Seen = {
   missing: boolean;
   checksums?: Record<string, string>;
   checksumKey: string;
+  /** The contract and peer URL last reported ("" before the first heartbeat that carried one). */
+  contractKey: string;
 };
 
 const checksumKey = (checksums?: Record<string, string>) =>
   checksums ? Object.keys(checksums).sort().map((k) => `${k}=${checksums[k]}`).join(",") : "";
+
+/** What identifies a heartbeat's contract and peer URL; "" when it carries neither. */
+const contractKey = (hb: Heartbeat) => (hb.contract || hb.peerUrl ? JSON.stringify([hb.contract ?? null, hb.peerUrl ?? null]) : "");
 
 /** How many boot ids per node are remembered to recognise a replayed heartbeat of an ended boot. */
 const MAX_BOOTS = 32;
@@ -77,7 +82,7 @@ export function createHeartbeatDetector(options: {
       const now = clock.now();
       for (const { node, bootId } of known) {
         if (nodes.has(node) || bootId === null) continue;
-        nodes.set(node, { bootId, incarnation: -1, seq: -1, boots: [bootId], lastSeenAt: now, missing: false, checksumKey: "" });
+        nodes.set(node, { bootId, incarnation: -1, seq: -1, boots: [bootId], lastSeenAt: now, missing: false, checksumKey: "", contractKey: "" });
       }
     },
 
@@ -112,6 +117,7 @@ export function createHeartbeatDetector(options: {
         lastSeenAt: now,
         missing: false,
         checksumKey: checksumKey(hb.checksums),
+        contractKey: contractKey(hb),
         ...(hb.checksums ? { checksums: hb.checksums } : {}),
       };
       nodes.set(hb.node, next);
@@ -129,6 +135,8 @@ export function createHeartbeatDetector(options: {
       const tag = `${hb.node}:${hb.bootId}:${hb.incarnation}:${hb.seq}`;
       const extra = {
         ...(hb.checksums ? { checksums: hb.checksums } : {}),
+        ...(hb.contract ? { contract: hb.contract } : {}),
+        ...(hb.peerUrl ? { peerUrl: hb.peerUrl } : {}),
       };
       if (!prev || prev.incarnation === -1) {
         if (prev && prev.bootId !== hb.bootId) {
@@ -164,9 +172,30 @@ export function createHeartbeatDetector(options: {
             data: { bootId: hb.bootId, incarnation: hb.incarnation, ...extra, ...(hb.selfFenced ? { selfFenced: hb.selfFenced } : {}) },
           }),
         );
-      } else if (hb.checksums && prev.checksumKey !== next.checksumKey) {
+        return;
+      }
+      if (hb.checksums && prev.checksumKey !== next.checksumKey) {
         await emit(createEvent("config.reported", { id: `config:${tag}`, node: hb.node, at: now, source, data: { bootId: hb.bootId, checksums: hb.checksums } }));
       }
+      if (hb.contract && prev.contractKey !== next.contractKey) {
+        await emit(
+          createEvent("contract.reported", {
+            id: `contract:${tag}`,
+            node: hb.node,
+            at: now,
+            source,
+            data: { bootId: hb.bootId, contract: hb.contract, ...(hb.peerUrl ? { peerUrl: hb.peerUrl } : {}) },
+          }),
+        );
+      }
+    },
+
+    /**
+     * The node was forgotten (it left the fleet): the next heartbeat of its agent, if any, is a
+     * first one again and brings it back with `node.joined`.
+     */
+    forget(node: string) {
+      nodes.delete(node);
     },
 
     /** Reports nodes silent for the timeout; call it a few times per timeout. */

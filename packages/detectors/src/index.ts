@@ -1,5 +1,6 @@
 export { createHeartbeatDetector, type HeartbeatDetector } from "./heartbeat-detector.js";
 export { runHeartbeatDetector } from "./run-heartbeat-detector.js";
+export { heartbeatAck } from "./heartbeat-ack.js";
 export { runNodeStateService, NODE_STATE_QUEUE, type NodeStateReply, type NodeStateService } from "./node-state-service.js";
 export {
   parseSerfMembers,
@@ -23,3 +24,14 @@ export {
   type ConditionRule,
 } from "./condition-detector.js";
 export { runConditionDetector, type RunConditionDetectorOptions } from "./condition-detector-run.js";
+export {
+  createMembershipKeeper,
+  createMemoryMembershipStore,
+  nextMembershipView,
+  isMemberRecord,
+  peerUrlOf,
+  FORGOTTEN_STATE,
+  type MembershipKeeper,
+  type MemberRecord,
+} from "./membership-keeper.js";
+export { runMembershipKeeper } from "./run-membership-keeper.js";

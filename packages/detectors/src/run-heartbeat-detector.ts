@@ -2,16 +2,20 @@ import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Heartbeat, nodeFromToken, parseMessage, parseSnapshotHead, systemClock, type Clock, type HeartbeatAck } from "@fenceline/contracts";
-import { publishDeadLetter, publishEvent, type Logger } from "@fenceline/bus";
+import { publishDeadLetter, publishEvent, watchMembership, type Logger } from "@fenceline/bus";
 import { Buckets, Subjects } from "@fenceline/streams";
+import { heartbeatAck } from "./heartbeat-ack.js";
 import { createHeartbeatDetector } from "./heartbeat-detector.js";
+import { FORGOTTEN_STATE } from "./membership-keeper.js";
 import { runNodeStateService } from "./node-state-service.js";
 
 /**
  * Runs the heartbeat detector on NATS: subscribes to `fl.hb.*`, answers each heartbeat with an
- * ack (the agent's proof that the control plane hears it, carrying the node's recorded state),
- * and publishes node events to FL_EVENTS. Also runs the node state service (`fl.state.<node>`),
- * which agents ask on behalf of their peers.
+ * ack (the agent's proof that the control plane hears it, carrying the node's recorded state and
+ * the membership view when the agent's is older, see `heartbeatAck`), and publishes node events
+ * to FL_EVENTS. The last heartbeat of a cleanly stopping agent (`stopping`) is answered only
+ * once the withdrawal of its contract is stored. Also runs the node state service
+ * (`fl.state.<node>`), which agents ask on behalf of their peers.
  */
 export async function runHeartbeatDetector(options: {
   nc: NatsConnection;
@@ -25,25 +29,7 @@ export async function runHeartbeatDetector(options: {
   const js = jetstream(nc);
   const nodesKv = await new Kvm(nc).open(Buckets.nodes);
   const states = new Map<string, { path: string; bootId: string | null }>();
-
-  // The engine's snapshots tell which nodes exist (seed after a restart) and their state (for acks).
-  const watch = await nodesKv.watch();
-  const seeded = (async () => {
-    for await (const entry of watch) {
-      if (entry.operation !== "PUT") {
-        states.delete(entry.key);
-        continue;
-      }
-      // A malformed entry is skipped (see parseSnapshotHead).
-      const snap = parseSnapshotHead(entry.value);
-      if (!snap) {
-        log.warn({ key: entry.key, revision: entry.revision }, "ignoring a malformed FL_NODES entry");
-        continue;
-      }
-      states.set(snap.node, { path: snap.path, bootId: typeof snap.context.bootId === "string" ? snap.context.bootId : null });
-    }
-  })();
-
+  const membership = await watchMembership(nc, { log });
   const detector = createHeartbeatDetector({
     clock,
     timeoutMs: options.timeoutMs,
@@ -52,9 +38,33 @@ export async function runHeartbeatDetector(options: {
       log.info({ node: event.node, event: event.type }, `${event.node}: ${event.type}`);
     },
   });
+
+  // The engine's snapshots tell which nodes exist (seed after a restart) and their state (for acks).
+  const watch = await nodesKv.watch();
+  const seeded = (async () => {
+    for await (const entry of watch) {
+      if (entry.operation !== "PUT") {
+        states.delete(nodeFromToken(entry.key));
+        continue;
+      }
+      // A malformed entry is skipped (see parseSnapshotHead).
+      const snap = parseSnapshotHead(entry.value);
+      if (!snap) {
+        log.warn({ key: entry.key, revision: entry.revision }, "ignoring a malformed FL_NODES entry");
+        continue;
+      }
+      const forgotten = snap.path.split(".")[0] === FORGOTTEN_STATE;
+      const wasForgotten = states.get(snap.node)?.path.split(".")[0] === FORGOTTEN_STATE;
+      states.set(snap.node, { path: snap.path, bootId: typeof snap.context.bootId === "string" ? snap.context.bootId : null });
+      // Forgotten: its agent, if it still runs, joins again with its next heartbeat.
+      if (forgotten && !wasForgotten) detector.forget(snap.node);
+    }
+  })();
+
   // Give the KV watch a moment to deliver existing snapshots, then seed.
   await new Promise((r) => setTimeout(r, 200));
-  detector.seed([...states.entries()].map(([node, s]) => ({ node, bootId: s.bootId })));
+  detector.seed([...states.entries()].filter(([, s]) => s.path.split(".")[0] !== FORGOTTEN_STATE).map(([node, s]) => ({ node, bootId: s.bootId })));
+  await membership.ready;
 
   const stateService = await runNodeStateService({ nc, log, clock });
 
@@ -76,12 +86,21 @@ export async function runHeartbeatDetector(options: {
         publishDeadLetter(nc, "heartbeat-detector", msg.subject, msg.data, "stale", stale, { log }).catch(() => {});
         return;
       }
-      detector.onHeartbeat(hb).catch((e) => log.warn({ err: e, node: hb.node }, "cannot publish a heartbeat event"));
-      if (msg.reply) {
-        const state = states.get(hb.node)?.path;
-        const ack: HeartbeatAck = { v: 1, node: hb.node, at: clock.now(), ...(state ? { state } : {}) };
-        msg.respond(JSON.stringify(ack));
+      const ack = (withdrawn: boolean): HeartbeatAck =>
+        heartbeatAck(hb, { at: clock.now(), state: states.get(hb.node)?.path, membership: membership.current(), withdrawn });
+      if (hb.stopping) {
+        // The agent disarms its watchdog on this answer: only once the engine will know.
+        detector.onHeartbeat(hb).then(
+          () => {
+            log.info({ node: hb.node }, `${hb.node}: agent stopping, contract withdrawn`);
+            if (msg.reply) msg.respond(JSON.stringify(ack(true)));
+          },
+          (e: unknown) => log.warn({ err: e, node: hb.node }, "cannot record a stopping agent's withdrawal: not answering it"),
+        );
+        return;
       }
+      detector.onHeartbeat(hb).catch((e) => log.warn({ err: e, node: hb.node }, "cannot publish a heartbeat event"));
+      if (msg.reply) msg.respond(JSON.stringify(ack(false)));
     },
   });
 
@@ -117,6 +136,7 @@ export async function runHeartbeatDetector(options: {
       sub.unsubscribe();
       await stateService.stop();
       watch.stop();
+      await membership.stop();
       await loop;
       await seeded.catch(() => {});
       void statusWatch;

@@ -236,3 +236,52 @@ describe("heartbeat detector", () => {
     expect(detector.isMissing("n2")).toBe(false);
   });
 });
+
+describe("heartbeat detector: the fencing contract", () => {
+  const contract = (membershipVersion: number, kind: "hardware" | "software" = "hardware") => ({
+    timing: { controlPlaneTimeoutMs: 5_000, peerRoundMs: 2_000, watchdogTimeoutMs: 10_000, marginMs: 5_000 },
+    heartbeatIntervalMs: 1_000,
+    watchdog: { kind, timeoutMs: 10_000 },
+    membershipVersion,
+  });
+
+  it("carries the contract and peer URL in node.joined and heartbeat.resumed, and reports a change with contract.reported", async () => {
+    const { events, detector, clock } = setup();
+    await detector.onHeartbeat(hb("c1", { contract: contract(1), peerUrl: "http://10.0.0.1:9797" }));
+    expect((events[0] as NodeEventOf<"node.joined">).data).toMatchObject({ contract: contract(1), peerUrl: "http://10.0.0.1:9797" });
+    await detector.onHeartbeat(hb("c1", { contract: contract(1), peerUrl: "http://10.0.0.1:9797" }));
+    expect(types(events)).toEqual(["node.joined"]);
+
+    await detector.onHeartbeat(hb("c1", { contract: contract(2), peerUrl: "http://10.0.0.1:9797" }));
+    expect(types(events)).toEqual(["node.joined", "contract.reported"]);
+    expect((events[1] as NodeEventOf<"contract.reported">).data).toEqual({ bootId: "boot-1", contract: contract(2), peerUrl: "http://10.0.0.1:9797" });
+    await detector.onHeartbeat(hb("c1", { contract: contract(2), peerUrl: "http://10.0.0.2:9797" }));
+    expect(types(events)).toEqual(["node.joined", "contract.reported", "contract.reported"]);
+
+    clock.advance(TIMEOUT);
+    await detector.tick();
+    await detector.onHeartbeat(hb("c1", { contract: contract(3, "software"), peerUrl: "http://10.0.0.2:9797" }));
+    expect(types(events)).toEqual(["node.joined", "contract.reported", "contract.reported", "heartbeat.missed", "heartbeat.resumed"]);
+    expect((events[4] as NodeEventOf<"heartbeat.resumed">).data.contract).toEqual(contract(3, "software"));
+  });
+
+  it("reports a contract again after a publish failed", async () => {
+    let fail = false;
+    const { events, detector } = setup({ failWhen: (e) => fail && e.type === "contract.reported" });
+    await detector.onHeartbeat(hb("c2", { contract: contract(1) }));
+    fail = true;
+    await expect(detector.onHeartbeat(hb("c2", { contract: contract(2) }))).rejects.toThrow("publish failed");
+    fail = false;
+    await detector.onHeartbeat(hb("c2", { contract: contract(2) }));
+    expect(types(events)).toEqual(["node.joined", "contract.reported"]);
+  });
+
+  it("brings a forgotten node back with node.joined on its next heartbeat", async () => {
+    const { events, detector } = setup();
+    await detector.onHeartbeat(hb("c3", { contract: contract(1) }));
+    detector.forget("c3");
+    expect(detector.known()).toEqual([]);
+    await detector.onHeartbeat(hb("c3", { contract: contract(1) }));
+    expect(types(events)).toEqual(["node.joined", "node.joined"]);
+  });
+});

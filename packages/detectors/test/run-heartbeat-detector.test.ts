@@ -1,7 +1,7 @@
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
-import { DeadLetter, HeartbeatAck, NodeEvent, nodeToken, type Heartbeat } from "@fenceline/contracts";
+import { connectNats, createLogger, openMembershipStore, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { createMembershipView, DeadLetter, HeartbeatAck, NodeEvent, nodeToken, type AgentContract, type Heartbeat } from "@fenceline/contracts";
 import { Buckets, Streams, Subjects, provisionStreams } from "@fenceline/streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runHeartbeatDetector } from "../src/run-heartbeat-detector.js";
@@ -22,6 +22,10 @@ beforeAll(async () => {
   const nodes = await new Kvm(nc).open(Buckets.nodes);
   await nodes.put(nodeToken("seeded-node"), JSON.stringify({ node: "seeded-node", path: "suspect.waiting", context: { bootId: "boot-s", epoch: 2 } }));
   await nodes.put(nodeToken("known.node"), JSON.stringify({ node: "known.node", path: "healthy", context: { bootId: "boot-k", epoch: 1 } }));
+  await nodes.put(nodeToken("gone-node"), JSON.stringify({ node: "gone-node", path: "forgotten", context: { bootId: "boot-g", epoch: 1 } }));
+  const members = await openMembershipStore(nc);
+  await members.write(createMembershipView(1, true, [{ node: "known.node" }, { node: "seeded-node" }]), 0);
+  await members.write(createMembershipView(2, true, [{ node: "known.node" }, { node: "node-m", peerUrl: "http://10.0.0.9:9797" }, { node: "seeded-node" }]), 1);
   detector = await runHeartbeatDetector({ nc, timeoutMs: TIMEOUT_MS, tickMs: 50, log });
 });
 afterAll(async () => {
@@ -104,5 +108,46 @@ describe("runHeartbeatDetector", () => {
     const reply = await nc.request(Subjects.heartbeat("node-f"), JSON.stringify(heartbeat("node-f")), { timeout: 2_000 });
     expect(HeartbeatAck.parse(reply.json()).node).toBe("node-f");
     await expect.poll(async () => (await events("node-f")).map((e) => e.type), { timeout: 5_000 }).toContain("node.joined");
+  });
+
+  const contract = (membershipVersion: number): AgentContract => ({
+    timing: { controlPlaneTimeoutMs: 5_000, peerRoundMs: 2_000, watchdogTimeoutMs: 10_000, marginMs: 5_000 },
+    heartbeatIntervalMs: 1_000,
+    watchdog: { kind: "hardware", timeoutMs: 10_000 },
+    membershipVersion,
+  });
+
+  it("attaches the membership view to the ack of a heartbeat that reports an older one, and only the version otherwise", async () => {
+    const ask = async (hb: Heartbeat) => HeartbeatAck.parse((await nc.request(Subjects.heartbeat(hb.node), JSON.stringify(hb), { timeout: 2_000 })).json());
+    const none = await ask(heartbeat("node-m"));
+    expect(none.membership?.version).toBe(2);
+    expect(none.membership?.view?.members.map((m) => m.node)).toEqual(["known.node", "node-m", "seeded-node"]);
+    const old = await ask(heartbeat("node-m", { contract: contract(1) }));
+    expect(old.membership?.view?.version).toBe(2);
+    const current = await ask(heartbeat("node-m", { contract: contract(2) }));
+    expect(current.membership).toEqual({ version: 2 });
+    // An agent ahead of this detector is never sent an older view.
+    expect((await ask(heartbeat("node-m", { contract: contract(3) }))).membership).toEqual({ version: 2 });
+  });
+
+  it("answers a stopping agent only once the withdrawal of its contract is stored", async () => {
+    await nc.request(Subjects.heartbeat("node-s"), JSON.stringify(heartbeat("node-s", { contract: contract(2) })), { timeout: 2_000 });
+    const withdrawn = { ...contract(2), watchdog: { kind: "none" as const, timeoutMs: 0 }, withdrawn: true as const };
+    const reply = HeartbeatAck.parse((await nc.request(Subjects.heartbeat("node-s"), JSON.stringify(heartbeat("node-s", { contract: withdrawn, stopping: true })), { timeout: 2_000 })).json());
+    expect(reply.withdrawn).toBe(true);
+    const stored = await events("node-s");
+    expect(stored.map((e) => e.type)).toEqual(["node.joined", "contract.reported"]);
+    expect(stored[1]!.data).toMatchObject({ contract: { withdrawn: true, watchdog: { kind: "none" } } });
+  });
+
+  it("does not seed a forgotten node, and brings one back when the engine forgets it and its agent is heard again", async () => {
+    await new Promise((r) => setTimeout(r, 3 * TIMEOUT_MS));
+    expect(await events("gone-node")).toEqual([]);
+    await nc.request(Subjects.heartbeat("node-r"), JSON.stringify(heartbeat("node-r")), { timeout: 2_000 });
+    const nodes = await new Kvm(nc).open(Buckets.nodes);
+    await nodes.put(nodeToken("node-r"), JSON.stringify({ node: "node-r", path: "forgotten", context: { bootId: "boot-node-r", epoch: 0 } }));
+    await new Promise((r) => setTimeout(r, 200));
+    await nc.request(Subjects.heartbeat("node-r"), JSON.stringify(heartbeat("node-r")), { timeout: 2_000 });
+    await expect.poll(async () => (await events("node-r")).map((e) => e.type), { timeout: 5_000 }).toEqual(["node.joined", "node.joined"]);
   });
 });

@@ -2,8 +2,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { AuditRecord, ErrorCode, FencelineError, NodeEvent } from "@fenceline/contracts";
-import { Consumers, Streams, Subjects, eventPartitions } from "@fenceline/streams";
+import { Kvm } from "@nats-io/kv";
+import { AuditRecord, ErrorCode, FencelineError, NodeEvent, nodeFromToken, parseSnapshotHead } from "@fenceline/contracts";
+import { Buckets, Consumers, Streams, Subjects, eventPartitions } from "@fenceline/streams";
 import { collectDefaultMetrics } from "prom-client";
 import { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics, type FleetStatus } from "./metrics.js";
 import type { NodeSnapshot } from "./snapshot.js";
@@ -101,6 +102,35 @@ export function trackConnection(nc: NatsConnection): () => boolean {
   return () => connected && !nc.isClosed();
 }
 
+/**
+ * Feeds nodes per state and each node's state-since from the snapshots in FL_NODES (every
+ * node of the fleet, whichever engine instance owns it), until `stop()`.
+ */
+export async function watchNodeStates(nc: NatsConnection, metrics: FencelineMetrics): Promise<{ stop(): Promise<void> }> {
+  const kv = await new Kvm(nc).open(Buckets.nodes);
+  const watch = await kv.watch();
+  const done = (async () => {
+    for await (const entry of watch) {
+      if (entry.operation !== "PUT") {
+        metrics.forgetNode(nodeFromToken(entry.key));
+        continue;
+      }
+      // A malformed entry is skipped (see parseSnapshotHead).
+      const head = parseSnapshotHead(entry.value);
+      const since = head?.context.since;
+      if (!head || typeof since !== "number") continue;
+      const hostGroup = head.context.hostGroup;
+      metrics.observeSnapshot({ node: head.node, path: head.path, since, ...(typeof hostGroup === "string" ? { hostGroup } : {}) });
+    }
+  })();
+  return {
+    async stop() {
+      watch.stop();
+      await done.catch(() => {});
+    },
+  };
+}
+
 export type MetricsServer = { url: string; port: number; close(): Promise<void> };
 
 /** Serves GET /metrics (Prometheus text format) on host:port (0 picks a free port). */
@@ -164,6 +194,7 @@ export async function startMetricsEndpoint(options: {
   }
   let fleet: (() => Promise<FleetStatus>) | null = null;
   const metrics = createFencelineMetrics({
+    states: "snapshots",
     natsConnected: trackConnection(options.nc),
     fleet: () => (fleet ? fleet() : Promise.reject(new Error("the control plane has not started yet"))),
   });
@@ -173,6 +204,7 @@ export async function startMetricsEndpoint(options: {
   const host = options.host ?? "0.0.0.0";
   const watch = watchMetrics({ nc: options.nc, metrics, onError: (err) => options.log?.warn({ err }, "cannot read stream info for metrics") });
   let server: MetricsServer | null = null;
+  let nodeStates: { stop(): Promise<void> } | null = null;
   try {
     server = await serveMetrics({ port, host, render: metrics.render });
     options.log?.info({ url: server.url }, "serving metrics");
@@ -186,11 +218,17 @@ export async function startMetricsEndpoint(options: {
     started(snapshots, fleetStatus) {
       metrics.seed(snapshots);
       if (fleetStatus) fleet = fleetStatus;
+      // FL_NODES exists now that the control plane provisioned it.
+      watchNodeStates(options.nc, metrics).then(
+        (w) => (nodeStates = w),
+        (err) => options.log?.warn({ err }, "cannot watch FL_NODES for the node state metrics"),
+      );
       // The streams exist now: read their state at once rather than at the next poll.
       watch.refresh().catch((err) => options.log?.warn({ err }, "cannot read stream info for metrics"));
     },
     async stop() {
       watch.stop();
+      await nodeStates?.stop();
       await server?.close();
     },
   };

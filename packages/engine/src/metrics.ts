@@ -28,7 +28,24 @@ const EPISODE_BUCKETS = [1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600, 1800];
  */
 export type FencelineMetrics = ReturnType<typeof createFencelineMetrics>;
 
-export function createFencelineMetrics(options: { registry?: Registry; fleet?: () => FleetStatus | Promise<FleetStatus>; natsConnected?: () => boolean } = {}) {
+/** A node's current state as its snapshot in FL_NODES says (`observeSnapshot`). */
+export type SnapshotState = { node: string; path: string; since: number; hostGroup?: string };
+
+export function createFencelineMetrics(
+  options: {
+    registry?: Registry;
+    fleet?: () => FleetStatus | Promise<FleetStatus>;
+    natsConnected?: () => boolean;
+    /**
+     * Where nodes per state and each node's state-since come from: the audit records this
+     * process sees (`observeAudit`, the default: the UI server reads them all), or the snapshots
+     * in FL_NODES (`observeSnapshot`: an engine instance applies only its partitions' events,
+     * and a partition it handed over would leave stale series behind).
+     */
+    states?: "audit" | "snapshots";
+  } = {},
+) {
+  const fromAudit = (options.states ?? "audit") === "audit";
   const registry = options.registry ?? new Registry();
   const registers = [registry];
   const nodes = new Gauge({ name: "fenceline_nodes", help: "Nodes per top-level lifecycle state (every state present, 0 included).", labelNames: ["state"], registers });
@@ -177,7 +194,7 @@ export function createFencelineMetrics(options: { registry?: Registry; fleet?: (
     maxSeq = Math.max(maxSeq, r.seq);
     lastApplied.set(maxSeq);
     const prev = stateOf.get(r.node);
-    if (!prev || r.seq > prev.seq) {
+    if (fromAudit && (!prev || r.seq > prev.seq)) {
       const phase = phaseOf(r.to);
       track(r.node, { seq: r.seq, phase, since: prev && prev.phase === phase ? prev.since : r.at });
       recount();
@@ -228,8 +245,25 @@ export function createFencelineMetrics(options: { registry?: Registry; fleet?: (
       for (const s of snapshots) {
         hostGroups.set(s.node, s.context.hostGroup);
         const prev = stateOf.get(s.node);
-        if (!prev || s.lastSeq > prev.seq) track(s.node, { seq: s.lastSeq, phase: phaseOf(s.path), since: s.context.since });
+        if (fromAudit && (!prev || s.lastSeq > prev.seq)) track(s.node, { seq: s.lastSeq, phase: phaseOf(s.path), since: s.context.since });
       }
+      recount();
+    },
+    /** A node's snapshot as written to FL_NODES (with `states: "snapshots"`; the KV watch's order is the truth). */
+    observeSnapshot(s: SnapshotState) {
+      if (s.hostGroup) hostGroups.set(s.node, s.hostGroup);
+      if (fromAudit) return;
+      const phase = phaseOf(s.path);
+      const prev = stateOf.get(s.node);
+      track(s.node, { seq: 0, phase, since: prev && prev.phase === phase ? prev.since : s.since });
+      recount();
+    },
+    /** A node removed from FL_NODES. */
+    forgetNode(node: string) {
+      const prev = stateOf.get(node);
+      if (!prev) return;
+      stateSince.remove({ node, state: prev.phase });
+      stateOf.delete(node);
       recount();
     },
     setConsumerInfo(stream: string, consumer: string, info: { pending: number; ackPending: number }) {

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
-import { parse, table } from "../args.js";
+import { parse, table, UsageError } from "../args.js";
 import { runDemo, type DemoSummary } from "../demo/run-demo.js";
-import { SCENARIOS } from "../demo/scenarios.js";
+import { checkScenario, SCENARIOS } from "../demo/scenarios.js";
 import { loadPolicy } from "../policy-file.js";
 import { DEMO_POLICY } from "@fenceline/contracts";
 import { startUiAt } from "./ui.js";
@@ -58,6 +58,14 @@ export async function demoCommand(argv: string[]): Promise<number> {
   if (!Number.isInteger(nodes) || nodes < 3 || nodes > 500) {
     console.error("fenceline demo: --nodes must be an integer between 3 and 500");
     return 2;
+  }
+  const scenario = SCENARIOS[(values.scenario as string | undefined) ?? "default"];
+  if (scenario) {
+    try {
+      checkScenario(scenario, nodes);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
   }
   const json = Boolean(values.json);
   const progress = (line: string) => process.stderr.write(`${line}\n`);

@@ -9,7 +9,8 @@ import { createKubernetesCluster, createNodeWatcher, loadKubeConfig } from "@fen
 import { checkInvariants, InMemoryCluster, startKubernetesApiServer, type KubernetesApiServer, type SimFleet, type Violation } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
 import { startControlPlane, type ControlPlane } from "../control-plane.js";
-import { SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
+import { faultTimings } from "./fault-timings.js";
+import { checkScenario, minorityGroupSize, SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
 import { startSimFleetOnNats } from "./sim-fleet-on-nats.js";
 
 export type FaultReport = {
@@ -94,6 +95,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   const scenario: Scenario | undefined = SCENARIOS[options.scenario ?? "default"];
   if (!scenario) throw new Error(`unknown scenario "${options.scenario}"; known: ${Object.keys(SCENARIOS).join(", ")}`);
   const nodeCount = options.nodes ?? 12;
+  checkScenario(scenario, nodeCount);
   const policy = options.policy ?? DEMO_POLICY;
   const say = options.progress ?? (() => {});
   const log = options.log ?? createLogger("fenceline-demo", { level: process.env.FENCELINE_LOG_LEVEL ?? "silent" });
@@ -202,7 +204,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     if (wait > 0) await sleep(wait);
     const targets: string[] = [];
     if (plan.kind === "partition-minority") {
-      for (let i = 0; i < (plan.groupSize ?? 2); i++) targets.push(pick(plan));
+      for (let i = 0; i < minorityGroupSize(plan.groupSize ?? 2, nodeCount); i++) targets.push(pick(plan));
     } else if (plan.kind === "control-plane-outage") {
       targets.push("*");
     } else {
@@ -319,16 +321,9 @@ function update(reports: FaultReport[], audit: AuditRecord[], cluster: InMemoryC
       report.selfFenced = fleet.nodes.some((n) => fleet.status(n).selfFences.some((s) => s.at >= report.injectedAt));
       continue;
     }
-    const records = (byNode.get(report.node) ?? []).filter((r) => r.at >= report.injectedAt - 50);
     const t0 = report.injectedAt;
-    const first = (pred: (r: AuditRecord) => boolean) => records.find(pred);
-    const detected = first((r) => r.event.type === "heartbeat.missed" || (r.changed && r.to.startsWith("suspect")));
-    report.detectedAfterMs = detected ? Math.max(0, detected.at - t0) : null;
-    const fenced = first((r) => r.changed && r.from === "fencing");
-    report.fencedAfterMs = fenced ? Math.max(0, fenced.at - t0) : null;
-    const left = records.some((r) => r.changed && r.to !== "healthy");
-    const rejoined = left ? first((r) => r.changed && r.to === "healthy") : undefined;
-    report.rejoinedAfterMs = rejoined ? Math.max(0, rejoined.at - t0) : null;
+    const records = (byNode.get(report.node) ?? []).filter((r) => r.at >= t0 - 50);
+    Object.assign(report, faultTimings(records, t0));
     report.finalState = latest.get(report.node) ?? "unknown";
     report.reprovisioned = records.some((r) => r.commands.some((c) => c.kind === "reprovision"));
     report.selfFenced = fleet.status(report.node).selfFences.some((s) => s.at >= t0);

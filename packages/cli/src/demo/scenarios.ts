@@ -10,7 +10,7 @@ export type FaultPlan = {
   forMs?: number;
   /** agent-crash: restart the agent after this long (omit: never restarted, its watchdog fires). */
   restartAfterMs?: number;
-  /** partition-minority: how many nodes are cut off together. */
+  /** partition-minority: how many nodes are cut off together, at most a minority (`minorityGroupSize`). */
   groupSize?: number;
 };
 
@@ -43,7 +43,7 @@ export const SCENARIOS: Record<string, Scenario> = {
   },
   "partition-minority": {
     name: "partition-minority",
-    description: "three nodes are cut off together: a minority, so they fence themselves and their workloads move",
+    description: "three nodes (fewer in a fleet under 7: always a minority) are cut off together, so they fence themselves and their workloads move",
     faults: [{ atMs: 0, kind: "partition-minority", pick: "stateful", forMs: 4_000, groupSize: 3 }],
   },
   "control-plane-outage": {
@@ -52,3 +52,21 @@ export const SCENARIOS: Record<string, Scenario> = {
     faults: [{ atMs: 0, kind: "control-plane-outage", pick: "any", forMs: 6_000 }],
   },
 };
+
+/**
+ * The size of a cut-off group that is still a minority of `nodes`: the requested size, or fewer
+ * in a small fleet (3 of 5 would be a majority: it would keep the control plane's quorum and
+ * nothing would be fenced). A group needs two nodes, so the fleet needs five; fewer throws.
+ */
+export function minorityGroupSize(requested: number, nodes: number): number {
+  const largest = Math.floor((nodes - 1) / 2);
+  if (largest < 2) {
+    throw new Error(`scenario partition-minority needs at least 5 nodes (a group of 2 cut off from the other 3); got ${nodes}`);
+  }
+  return Math.min(requested, largest);
+}
+
+/** Checks that `scenario` can run on `nodes` nodes; throws with the reason if it cannot. */
+export function checkScenario(scenario: Scenario, nodes: number): void {
+  for (const f of scenario.faults) if (f.kind === "partition-minority") minorityGroupSize(f.groupSize ?? 2, nodes);
+}

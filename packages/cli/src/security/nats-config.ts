@@ -125,6 +125,8 @@ export function rolePermissions(role: Role, definitions: Definitions = createDef
           Subjects.deadLetter("node-state"),
           Subjects.deadLetter("condition-detector"),
           ...kvRead(Buckets.nodes),
+          // The membership keeper writes the view the acks carry.
+          ...kvReadWrite(Buckets.members),
         ],
         [Subjects.heartbeatAll, Subjects.nodeStateAll, INBOX],
       );
@@ -162,6 +164,7 @@ export function rolePermissions(role: Role, definitions: Definitions = createDef
           ...pullDurables(Streams.commands),
           ...kvReadWrite(Buckets.fleet),
           ...kvRead(Buckets.nodes),
+          ...kvRead(Buckets.members),
         ],
         [Subjects.heartbeatAll, INBOX],
       );
