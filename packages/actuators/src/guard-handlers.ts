@@ -43,7 +43,6 @@ export function createGuardHandlers(options: {
   const { store, view, policy, clock } = options;
   return {
     "slot.acquire": async (c) => {
-      if (c.kind !== "slot.acquire") throw new Error("wrong kind");
       if (options.latestMembershipVersion && policy.fencing.watchdog) {
         const latest = await options.latestMembershipVersion();
         const seen = view().views?.at(-1)?.version ?? 0;

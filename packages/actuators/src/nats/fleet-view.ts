@@ -33,10 +33,9 @@ export async function watchFleetView(
       }
       // A malformed entry is skipped (see parseSnapshotHead).
       const snap = parseSnapshotHead(entry.value);
-      const epoch = snap?.context.epoch;
-      if (!snap || typeof epoch !== "number") continue;
+      if (!snap) continue;
       tracker.onSnapshot(snap.node, snap.path.split(".")[0]!, typeof snap.context.bootId === "string");
-      options.onSnapshot?.(snap.node, epoch);
+      options.onSnapshot?.(snap.node, snap.context.epoch);
     }
   })();
   // Who is heartbeating (the subject) and which membership view it reports holding; the
