@@ -492,7 +492,7 @@ export function createNodeMachine(policy: Policy) {
         if (context.remediation.strategy === "OutOfServiceTaint") {
           enqueue.emit(command({ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }));
         }
-        enqueue.emit(reason(`workloads moved off the node (${context.remediation.strategy}); waiting for the node to return`));
+        enqueue.emit(reason(`workloads moved off the node (${context.remediation.strategy})`));
       }),
       noteBack: enqueueActions(({ enqueue, context }) => enqueue.assign({ remediation: { ...context.remediation, nodeBack: true } })),
       noteGone: enqueueActions(({ enqueue, context }) => enqueue.assign({ remediation: { ...context.remediation, nodeBack: false } })),

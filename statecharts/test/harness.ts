@@ -1,5 +1,5 @@
 import type { AgentContract, NodeEvent, NodeEventOf, NodeEventType, Policy } from "@fenceline/contracts";
-import { createEvent } from "@fenceline/contracts";
+import { contractMeeting, createEvent } from "@fenceline/contracts";
 import { createNodeMachine, initialState, statePath, step, type Emitted, type MachineState } from "@fenceline/statecharts";
 import { takenTransitions } from "./coverage.js";
 
@@ -19,16 +19,8 @@ export type HarnessOptions = {
   contract?: AgentContract | null;
 };
 
-/** A fencing contract that meets `policy` exactly. */
-export function contractFor(policy: Policy, patch: Partial<AgentContract> = {}): AgentContract {
-  return {
-    timing: { ...policy.agent },
-    heartbeatIntervalMs: policy.heartbeat.intervalMs,
-    watchdog: { kind: "hardware", timeoutMs: policy.agent.watchdogTimeoutMs },
-    membershipVersion: 1,
-    ...patch,
-  };
-}
+/** A fencing contract that meets `policy` exactly (see contractMeeting). */
+export const contractFor = contractMeeting;
 
 /** Drives one node's machine with terse events; keeps what it emitted per step. */
 export function createHarness(policy: Policy, options: HarnessOptions = {}) {

@@ -1,3 +1,4 @@
+import { NODE_STATES } from "@fenceline/statecharts";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
@@ -78,7 +79,7 @@ describe("metrics", () => {
       m.observeEvent(event);
     }
     const v = parseExposition(await m.render()).samples;
-    const states = ["healthy", "suspect", "fencing", "remediating", "rejoining", "paused", "operator"].map((s) => v.get(`fenceline_nodes{state="${s}"}`) ?? NaN);
+    const states = [...NODE_STATES].map((s) => v.get(`fenceline_nodes{state="${s}"}`) ?? NaN);
     expect(states.every(Number.isFinite)).toBe(true);
     expect(states.reduce((a, b) => a + b, 0)).toBe(40);
     expect(v.get('fenceline_transitions_total{from="healthy",to="suspect.waiting"}')).toBeGreaterThan(0);

@@ -58,3 +58,17 @@ function watchdogGuarantee(contract: AgentContract | null | undefined, policy: P
   if (!policy.fencing.watchdog) return no("the policy does not fence by watchdog (fencing.watchdog: false)");
   return { reason: `${kind} watchdog (${formatMs(timeoutMs)}), timing within the policy, membership view v${contract.membershipVersion}`, timeBased: true, weak: false };
 }
+
+/**
+ * A contract that meets `policy` exactly (a hardware watchdog, the policy's timing and heartbeat
+ * interval, membership view 1), with `patch` applied: for the simulator's histories and tests.
+ */
+export function contractMeeting(policy: Policy, patch: Partial<AgentContract> = {}): AgentContract {
+  return {
+    timing: { ...policy.agent },
+    heartbeatIntervalMs: policy.heartbeat.intervalMs,
+    watchdog: { kind: "hardware", timeoutMs: policy.agent.watchdogTimeoutMs },
+    membershipVersion: 1,
+    ...patch,
+  };
+}
