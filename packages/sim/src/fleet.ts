@@ -135,6 +135,8 @@ export class SimFleet {
   #controlPlaneDown = false;
   readonly events: FleetEvent[] = [];
   readonly #timers = new Set<unknown>();
+  readonly #configOverrides = new Map<string, AgentConfig>();
+  readonly #deviceOverrides = new Map<string, MachineWatchdog>();
   #stopped = false;
 
   constructor(options: FleetOptions) {
@@ -295,7 +297,28 @@ export class SimFleet {
   }
 
   /** The machine's agent configuration: its own, or the fleet's timing with a watchdog device and nothing else. */
+  /**
+   * Changes a machine for the rest of the run: another agent configuration (as if its file were
+   * edited) and/or another watchdog device; its next agent start uses them.
+   */
+  reconfigure(name: string, change: { config?: AgentConfig; device?: MachineWatchdog }): void {
+    this.#node(name);
+    if (change.config) this.#configOverrides.set(name, change.config);
+    if (change.device) this.#deviceOverrides.set(name, change.device);
+  }
+
+  #deviceOf(name: string): MachineWatchdog {
+    return this.#deviceOverrides.get(name) ?? this.#options.watchdogDeviceOf?.(name) ?? "hardware";
+  }
+
+  /** A machine's agent configuration now (overrides included). */
+  configOf(name: string): AgentConfig {
+    return this.#configOf(name);
+  }
+
   #configOf(name: string): AgentConfig {
+    const override = this.#configOverrides.get(name);
+    if (override) return override;
     const configured = this.#options.agentConfigOf?.(name);
     if (configured) return configured;
     const { timing, heartbeatIntervalMs } = this.#options;
@@ -306,7 +329,7 @@ export class SimFleet {
   async #startAgent(node: SimNode) {
     const { clock, timing, log } = this.#options;
     const config = this.#configOf(node.name);
-    const device = this.#options.watchdogDeviceOf?.(node.name) ?? "hardware";
+    const device = this.#deviceOf(node.name);
     node.watchdogKind = null;
     if (device === "none" && !config.watchdog.fallbackRebootCommand) {
       this.#note(node.name, "agent not started: no watchdog device and no fallback reboot command configured");
@@ -421,8 +444,9 @@ export class SimFleet {
     if (node.power !== "up" && !node.hung) return;
     node.hung = false;
     node.resets += 1;
-    node.watchdog = null;
+    // Down first: a software fallback timer dies with its agent (closed there), a device is reset.
     await this.#powerDown(node, why);
+    node.watchdog = null;
     this.#bootLater(node, this.#options.rebootMs);
   }
 
@@ -535,6 +559,19 @@ export class SimFleet {
     }
   }
 
+  /** The agent is stopped cleanly (as by systemctl restart) and started again after `restartAfterMs`. */
+  async restartAgent(name: string, restartAfterMs: number) {
+    const node = this.#node(name);
+    await this.#stopAgent(node, "clean");
+    this.#note(name, "agent stopped cleanly for a restart");
+    this.#later(restartAfterMs, async () => {
+      if (node.power !== "up" || node.agent) return;
+      await this.#startAgent(node);
+      await this.#syncLink(node);
+      this.#note(name, "agent restarted");
+    });
+  }
+
   /**
    * Kernel hang: nothing runs on the machine any more (no agent, no containers), yet it stays
    * powered on. A working watchdog resets it after its timeout; a broken one never does, and
@@ -545,7 +582,7 @@ export class SimFleet {
     if (node.power !== "up") return;
     // Only a hardware watchdog resets a hung kernel: softdog is a kernel timer, and the software
     // fallback a timer in the (now frozen) agent.
-    const resets = options.watchdog === "works" && (this.#options.watchdogDeviceOf?.(name) ?? "hardware") === "hardware";
+    const resets = options.watchdog === "works" && this.#deviceOf(name) === "hardware";
     await this.#powerDown(node, resets ? "kernel hang (its watchdog will reset it)" : "kernel hang; nothing resets it: only its BMC can end it");
     node.hung = true;
     // The agent died without a magic close: a working hardware watchdog stays armed and fires.

@@ -29,7 +29,7 @@ export const FAULT_KINDS_BEFORE_NATS_LOSS = [
  * name (`runSeed(n, { kinds: FAULT_KINDS_BEFORE_NATS_LOSS })`).
  */
 export const FAULT_KINDS_BEFORE_MEMBERSHIP = [...FAULT_KINDS_BEFORE_NATS_LOSS, "nats-loss"] as const;
-export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_MEMBERSHIP, "node-joins"] as const;
+export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_MEMBERSHIP, "node-joins", "never-returns", "node-leaves", "weak-contract"] as const;
 export type LabFaultKind = (typeof FAULT_KINDS)[number];
 
 export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
@@ -49,6 +49,9 @@ export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
   "engine-crash": "the engine dies (idle, after publishing its outputs, or after saving the snapshot) and restarts 0.1–5 s later",
   "message-chaos": "for 5–30 s acks are lost (duplicate deliveries), deliveries are lost (late, out-of-order redeliveries), heartbeats are duplicated and delayed up to 250 ms",
   "node-joins": "1–2 new machines join the fleet: they boot, their agents learn the fleet from the control plane, every agent's view grows",
+  "never-returns": "a machine dies and never comes back (powered off for good): remediated, it is down with its slot freed; in half the runs an operator forgets it 5–30 s later",
+  "node-leaves": "a machine is decommissioned: powered off, then its Node deleted from Kubernetes 1–10 s later (its pods garbage-collected, the node forgotten, the fleet shrinks)",
+  "weak-contract": "an agent restarts with a contract weaker than the policy (a 3× control-plane timeout, or no watchdog device and the software fallback), then its machine loses its network for 3–20 s: no fencing by time, only its reboot proves it",
 };
 
 /** A fault as planned (kind and time) and, once injected, what it did. */
@@ -219,6 +222,45 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
         joined.push(`node-${k}`);
       }
       return record(joined, 0, `${joined.join(", ")} join${joined.length === 1 ? "s" : ""} the fleet`);
+    }
+    case "never-returns": {
+      // Machines dead for good stay in the fleet until forgotten and count against its majority:
+      // with a third of the fleet dead nothing could be remediated until an operator forgot them,
+      // which is the design, but then the run cannot converge. So at most that many.
+      const deadForGood = world.fleet.nodes.filter((n) => world.fleet.status(n).poweredOff && world.snapshotOf(n)?.path !== "forgotten").length;
+      if (3 * (deadForGood + 1) >= world.fleet.nodes.length) return null;
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      await fleet.powerOff(node);
+      const forgetAfterMs = rng.chance(0.5) ? rng.int(5_000, 30_000) : null;
+      if (forgetAfterMs !== null) later(forgetAfterMs, () => world.forget(node, "never came back"));
+      return record([node], forgetAfterMs ?? 0, `${node} dies and never comes back${forgetAfterMs !== null ? `; an operator forgets it after ${forgetAfterMs} ms` : ""}`);
+    }
+    case "node-leaves": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      await fleet.powerOff(node);
+      const deleteAfterMs = rng.int(1_000, 10_000);
+      later(deleteAfterMs, () => world.deleteNode(node));
+      return record([node], deleteAfterMs, `${node} is decommissioned: powered off, its Node deleted ${deleteAfterMs} ms later`);
+    }
+    case "weak-contract": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      const current = world.fleet.configOf(node);
+      const software = rng.chance(0.5);
+      if (software) {
+        world.fleet.reconfigure(node, { device: "none", config: { ...current, watchdog: { ...current.watchdog, fallbackRebootCommand: ["systemctl", "reboot", "-f"] } } });
+      } else {
+        world.fleet.reconfigure(node, { config: { ...current, timing: { ...current.timing, controlPlaneTimeoutMs: 3 * current.timing.controlPlaneTimeoutMs } } });
+      }
+      const restartMs = rng.int(200, 2_000);
+      await fleet.restartAgent(node, restartMs);
+      const lossAt = restartMs + rng.int(3_000, 8_000);
+      const lossMs = rng.int(3_000, 20_000);
+      later(lossAt, () => fleet.networkLoss(node, lossMs));
+      const what = software ? "no watchdog device, the software fallback" : "a 3× control-plane timeout";
+      return record([node], lossAt + lossMs + policy.agent.watchdogTimeoutMs + options.rebootMs, `${node}'s agent restarts with a weaker contract (${what}) and loses its network ${lossAt} ms later for ${lossMs} ms`);
     }
     case "message-chaos": {
       const forMs = rng.int(5_000, 30_000);

@@ -321,7 +321,12 @@ function notConverged(world: LabWorld, node: string): string | null {
   const snap = world.snapshotOf(node);
   if (!snap) return "the engine has no state for it";
   const status = world.fleet.status(node);
+  // A machine gone for good rests down (remediated, its slot freed), forgotten (out of the fleet),
+  // or with an operator when nothing could confirm it fenced (its contract did not allow the
+  // engine to assume it by time): the operator's reset or forget is what it waits for.
+  const gone = status.power !== "up" && status.poweredOff;
   const operator = snap.path.startsWith("operator") && snap.context.operatorReason !== null;
+  if (gone && (snap.path === "down" || snap.path === "forgotten" || operator)) return null;
   if (snap.path !== "healthy" && !operator) return `state ${snap.path} since ${snap.context.since}`;
   if (status.power !== "up" || status.agent?.running !== true) return `machine ${status.power}, agent ${status.agent?.running ? "running" : "not running"}`;
   if (!status.reachesControlPlane) return "cannot reach the control plane";

@@ -1,6 +1,7 @@
 import {
   ACTUATOR_OF,
   ACTUATORS,
+  createEvent,
   nodeFromToken,
   OUT_OF_SERVICE_TAINT,
   type Actuator,
@@ -30,7 +31,7 @@ import {
   type SnapshotStore,
   type TimerService,
 } from "@fenceline/engine";
-import { createHeartbeatDetector, createMembershipKeeper, createMemoryMembershipStore, heartbeatAck, peerUrlOf, type MembershipKeeper } from "@fenceline/detectors";
+import { createConditionDetector, createHeartbeatDetector, createMembershipKeeper, defaultConditionRules, createMemoryMembershipStore, heartbeatAck, peerUrlOf, type MembershipKeeper } from "@fenceline/detectors";
 import {
   createActuator,
   createAgentRelay,
@@ -404,6 +405,38 @@ export class LabWorld {
     const limit = slotLimit(this.policy, this.members.current()?.members.length ?? this.fleet.nodes.length);
     this.#limit = Math.max(this.#limit, limit);
     return limit;
+  }
+
+  /**
+   * The Node object of a machine is deleted from Kubernetes: the cluster garbage-collects its
+   * pods, and the control plane's condition detector reports what it reports for a deleted Node
+   * (it leaves the fleet: node.forgotten).
+   */
+  deleteNode(name: string): void {
+    const now = this.clock.now();
+    this.cluster.deleteNode(name);
+    const detector = createConditionDetector({ rules: defaultConditionRules(60_000) });
+    detector.observe({ name, resourceVersion: `${now}`, labels: {}, conditions: [{ type: "Ready", status: "True", lastTransitionTime: now }], taints: [], unschedulable: false }, now);
+    for (const event of detector.remove(name, now)) this.#publishUntilAvailable(event);
+  }
+
+  /**
+   * What an operator or the condition detector does when NATS is unreachable: try again (every
+   * second) until the event is in the log. The id is the same on every attempt (deduplicated).
+   */
+  #publishUntilAvailable(event: NodeEvent): void {
+    try {
+      this.publishEvent(event);
+    } catch (err) {
+      if (!(err instanceof BusUnavailableError)) throw err;
+      this.clock.setTimeout(() => this.#publishUntilAvailable(event), 1_000);
+    }
+  }
+
+  /** An operator forgets a node (`fenceline forget NODE --reason R`). */
+  forget(name: string, reason: string): void {
+    const now = this.clock.now();
+    this.#publishUntilAvailable(createEvent("node.forgotten", { id: `op:forget:${name}:${now}`, node: name, at: now, source: "operator:lab", data: { reason } }));
   }
 
   /** A new machine joins the fleet (boots; its agent learns the fleet from the control plane). */
