@@ -1,4 +1,4 @@
-import type { FenceAgent, FenceAnswer, FenceTarget } from "@fenceline/contracts";
+import { systemClock, type Clock, type FenceAgent, type FenceAnswer, type FenceTarget } from "@fenceline/contracts";
 import { resolveTarget, type FenceDeviceConfig } from "./config.js";
 import { FenceAgentError, FenceErrorCode, RETRYABLE, isFenceAgentError } from "./errors.js";
 import { confirmAction, powerOf } from "./interpret.js";
@@ -15,8 +15,10 @@ export type FenceDevice = {
 
 export type FenceAgentDeviceOptions = {
   readSecret: SecretReader;
-  /** Replaces the process runner (tests). */
+  /** Replaces the process runner (tests, and the simulator's BMCs). */
   run?: typeof runFenceAgent;
+  /** Deadlines and retry delays (default: the system clock; the simulator's is virtual). */
+  clock?: Clock;
 };
 
 /**
@@ -48,6 +50,7 @@ function header(agent: string, run: FenceAgentRun, attempt: number, attempts: nu
  */
 export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, options: FenceAgentDeviceOptions): FenceDevice {
   const run = options.run ?? runFenceAgent;
+  const clock = options.clock ?? systemClock;
   const config: FenceDeviceConfig = { ...given, params: { ...agentDefaults(given.timeoutMs), ...given.params } };
 
   async function attempt(action: FenceAction, target: FenceTarget, read: (r: FenceAgentRun, what: string) => void): Promise<FenceAnswer> {
@@ -59,7 +62,7 @@ export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, o
     const attempts = config.retries + 1;
     const outputs: string[] = [];
     for (let i = 1; ; i++) {
-      const left = target.deadline === undefined ? Infinity : target.deadline - Date.now();
+      const left = target.deadline === undefined ? Infinity : target.deadline - clock.now();
       const result = await run({ agent: config.agent, action, params: resolved.params, secrets, timeoutMs: Math.max(1, Math.min(config.timeoutMs, left)) });
       outputs.push(`${header(config.agent, result, i, attempts)}\n${result.output.trimEnd()}`);
       try {
@@ -68,12 +71,12 @@ export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, o
       } catch (err) {
         if (!isFenceAgentError(err)) throw err;
         const wait = config.retryDelayMs;
-        const timeLeft = target.deadline === undefined ? Infinity : target.deadline - Date.now() - wait;
+        const timeLeft = target.deadline === undefined ? Infinity : target.deadline - clock.now() - wait;
         if (!RETRYABLE.has(err.code) || i >= attempts || timeLeft <= 0) {
           const tried = i > 1 ? ` (${i} attempts)` : "";
           throw new FenceAgentError(err.code, `${err.message}${tried}`, outputs.join("\n"));
         }
-        await new Promise((resolve) => setTimeout(resolve, wait));
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, wait));
       }
     }
   }
