@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startIpmiSimBmc, type IpmiSimBmc } from "@fenceline/sim";
-import { runCli } from "../e2e/cli.js";
+import { oneJsonDocument, runCli } from "../e2e/cli.js";
 
 let dir: string;
 const bmcs: IpmiSimBmc[] = [];
@@ -51,7 +51,7 @@ describe("fenceline fence-check", () => {
 
     const json = await runCli(["fence-check", "--fence-devices", file, "--json", "--node", "node-1", "--node", "node-9"]);
     expect(json.code).toBe(0);
-    const parsed = JSON.parse(json.stdout) as { answers: Array<Record<string, unknown>>; uncovered: string[] };
+    const parsed = oneJsonDocument<{ answers: Array<Record<string, unknown>>; uncovered: string[] }>(json);
     expect(parsed.answers).toEqual([{ node: "node-1", device: "ipmi", durationMs: expect.any(Number), ok: true, power: "on" }]);
     expect(parsed.uncovered).toEqual(["node-9"]);
     // Nothing was powered off or on by a check.
