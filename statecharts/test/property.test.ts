@@ -6,7 +6,7 @@ import { drive, intentsArb, replay, restingStates, violationsOf, type Intent } f
 
 const SEED = 20_240_611;
 const NUM_RUNS = 300;
-const FENCE_AGENT_POLICY = Policy.parse({ ...DEMO_POLICY, version: "demo-fa", fencing: { ...DEMO_POLICY.fencing, fenceAgent: true } });
+const FENCE_AGENT_POLICY = Policy.parse({ ...DEMO_POLICY, version: "demo-fa", fencing: { fenceAgent: true } });
 /** Reasons that show a run reached a rare outcome (see the machine's confirmByReboot and settleMajority). */
 const OUTCOMES = [
   "fencing confirmed: reboot",

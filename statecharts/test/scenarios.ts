@@ -21,7 +21,7 @@ export const TEST_POLICY = Policy.parse({
   rejoin: { healthyDelayMs: 0, reprovisionTimeoutMs: 10_000, reprovisionAttempts: 3, reprovisionBackoffMs: 500 },
   fleet: { retryMs: 1_000 },
 });
-export const FENCE_AGENT_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-fa", fencing: { ...TEST_POLICY.fencing, fenceAgent: true } });
+export const FENCE_AGENT_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-fa", fencing: { fenceAgent: true, timeoutMs: 600_000 } });
 export const SETTLING_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-settle", rejoin: { ...TEST_POLICY.rejoin, healthyDelayMs: 2_000 } });
 export const DELETION_ONLY_POLICY = Policy.parse({
   ...TEST_POLICY,
