@@ -115,3 +115,14 @@ export type CommandOf<K extends CommandKind> = Extract<Command, { kind: K }>;
 export type CommandParams<K extends CommandKind> = z.infer<(typeof Params)[K]>;
 /** What a machine asks for; the engine adds id, node, epoch, times and cause. */
 export type CommandRequest = { [K in CommandKind]: { kind: K; params: CommandParams<K> } }[CommandKind];
+
+/**
+ * A node agent's reply to a command it received on `fl.agent.<node>.cmd`. Not strict: a newer
+ * agent may say more, and an older relay keeps reading what it knows.
+ */
+export const AgentCommandReply = z.object({
+  ok: z.boolean(),
+  /** Why the agent refused (for example "stale epoch 4 < 5"). */
+  reason: z.string().max(2048).optional(),
+});
+export type AgentCommandReply = z.infer<typeof AgentCommandReply>;

@@ -28,6 +28,7 @@ export {
   COMMAND_VERSION,
   Command,
   COMMAND_KINDS,
+  AgentCommandReply,
   ACTUATORS,
   ACTUATOR_OF,
   Taint,
