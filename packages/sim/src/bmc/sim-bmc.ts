@@ -37,7 +37,9 @@ const IP_PREFIX = "bmc-";
  * node's simulated BMC. The same configuration schema, adapter, retries and output reading as
  * production run on it; only the process is simulated.
  */
-export function simBmcDevices(options: { timeoutMs?: number; retries?: number; retryDelayMs?: number; confirmWithinMs?: number; pollMs?: number } = {}): FenceDevicesConfig {
+export function simBmcDevices(
+  options: { nodes?: readonly string[]; timeoutMs?: number; retries?: number; retryDelayMs?: number; confirmWithinMs?: number; pollMs?: number } = {},
+): FenceDevicesConfig {
   return {
     devices: {
       ipmi: {
@@ -46,7 +48,8 @@ export function simBmcDevices(options: { timeoutMs?: number; retries?: number; r
         password: { env: "FENCELINE_SIM_BMC_PASSWORD" },
         secrets: {},
         hostGroups: {},
-        nodes: {},
+        // Only these machines have a BMC (default: every one).
+        nodes: Object.fromEntries((options.nodes ?? []).map((n) => [n, { params: {}, secrets: {} }])),
         timeoutMs: options.timeoutMs ?? 10_000,
         retries: options.retries ?? 1,
         retryDelayMs: options.retryDelayMs ?? 1_000,
@@ -57,7 +60,7 @@ export function simBmcDevices(options: { timeoutMs?: number; retries?: number; r
   };
 }
 
-type Bmc = { faults: Set<SimBmcFault>; pending: unknown[] };
+type Bmc = { faults: Set<SimBmcFault>; pending: unknown };
 
 /**
  * Simulated BMCs behind a simulated fence_ipmilan: a replacement for the process runner that
@@ -73,7 +76,7 @@ export function createSimBmcs(options: { clock: Clock; random: () => number; mac
   const bmcs = new Map<string, Bmc>();
   const bmc = (node: string) => {
     let b = bmcs.get(node);
-    if (!b) bmcs.set(node, (b = { faults: new Set(), pending: [] }));
+    if (!b) bmcs.set(node, (b = { faults: new Set(), pending: undefined }));
     return b;
   };
   const draw = ([min, max]: [number, number]) => min + Math.floor(random() * (max - min + 1));
@@ -126,10 +129,15 @@ export function createSimBmcs(options: { clock: Clock; random: () => number; mac
       log("DEBUG", `0 Chassis Power is ${power}`);
       return power;
     };
-    /** The BMC carries the change out after its delay (a slow BMC takes much longer). */
+    /**
+     * The BMC carries the change out after its delay (a slow BMC takes much longer); a newer
+     * request replaces one it has not carried out yet.
+     */
     const schedule = (to: "on" | "off") => {
       const delay = draw(to === "off" ? timing.powerOffMs : timing.powerOnMs) + (b.faults.has("slow") ? draw(timing.slowMs) : 0);
-      clock.setTimeout(() => {
+      clock.clearTimeout(b.pending);
+      b.pending = clock.setTimeout(() => {
+        b.pending = undefined;
         if (machine!.power() === to) return;
         powerChanges.push({ at: clock.now(), node, to });
         void machine!.setPower(to === "on");
