@@ -51,11 +51,13 @@ function header(agent: string, run: FenceAgentRun, attempt: number, attempts: nu
 export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, options: FenceAgentDeviceOptions): FenceDevice {
   const run = options.run ?? runFenceAgent;
   const clock = options.clock ?? systemClock;
-  const config: FenceDeviceConfig = { ...given, params: { ...agentDefaults(given.timeoutMs), ...given.params } };
+  const config = given;
+  /** The device with the agent's defaults for a run of `timeoutMs` under its own parameters (which win). */
+  const withDefaults = (timeoutMs: number): FenceDeviceConfig => ({ ...config, params: { ...agentDefaults(timeoutMs), ...config.params } });
 
   async function attempt(action: FenceAction, target: FenceTarget, read: (r: FenceAgentRun, what: string) => void): Promise<FenceAnswer> {
     const what = `${config.agent} ${action} for ${target.node} (device ${name})`;
-    const resolved = resolveTarget(config, target.node, target.hostGroup);
+    const resolved = resolveTarget(withDefaults(config.timeoutMs), target.node, target.hostGroup);
     if (!resolved) throw new FenceAgentError(FenceErrorCode.InvalidConfig, `${what}: the device has no entry for this node${target.hostGroup ? ` or its host group ${target.hostGroup}` : ""}`);
     const secrets: Record<string, string> = {};
     for (const [param, source] of Object.entries(resolved.secrets)) secrets[param] = await options.readSecret(source);
@@ -63,7 +65,10 @@ export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, o
     const outputs: string[] = [];
     for (let i = 1; ; i++) {
       const left = target.deadline === undefined ? Infinity : target.deadline - clock.now();
-      const result = await run({ agent: config.agent, action, params: resolved.params, secrets, timeoutMs: Math.max(1, Math.min(config.timeoutMs, left)) });
+      const timeoutMs = Math.max(1, Math.min(config.timeoutMs, left));
+      // A run cut short by the deadline gets the agent's own waits shortened to match.
+      const params = timeoutMs === config.timeoutMs ? resolved.params : resolveTarget(withDefaults(timeoutMs), target.node, target.hostGroup)!.params;
+      const result = await run({ agent: config.agent, action, params, secrets, timeoutMs });
       outputs.push(`${header(config.agent, result, i, attempts)}\n${result.output.trimEnd()}`);
       try {
         read(result, what);

@@ -182,6 +182,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     cluster,
     policy,
     rebootMs: options.rebootMs ?? 1_500,
+    // Power scenarios show the boot gate: a machine powered on again starts its kubelet only once the engine lets it.
+    ...(scenario.power ? { bootGate: true } : {}),
     log,
     onEvent: (e) => {
       if (e.what !== "up") say(`  ${e.node.padEnd(8)} [machine] ${e.what}`);

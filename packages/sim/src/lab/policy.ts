@@ -1,4 +1,5 @@
 import { Policy, resolveLimit, safeTimeOf } from "@fenceline/contracts";
+import { UNFENCE_RETRY } from "@fenceline/statecharts";
 
 /**
  * The lab's policy: the demo's short timings (seconds instead of tens of seconds, so a seed
@@ -35,8 +36,8 @@ export function withPowerLevels(policy: Policy): Policy {
   });
 }
 
-/** The longest wait between two tries to power a fenced node on again (statecharts' unfence backoff). */
-export const UNFENCE_RETRY_MAX_MS = 60_000;
+/** The longest wait between two tries to power a fenced node on again (the machine's unfence backoff). */
+export const UNFENCE_RETRY_MAX_MS = UNFENCE_RETRY.maxMs;
 
 /** The simulated JetStream's ack wait in the lab (30 s in production, scaled like the policy). */
 export const LAB_ACK_WAIT_MS = 5_000;

@@ -299,6 +299,8 @@ function notConverged(world: LabWorld, node: string): string | null {
   const status = world.fleet.status(node);
   const operator = snap.path.startsWith("operator") && snap.context.operatorReason !== null;
   if (snap.path !== "healthy" && !operator) return `state ${snap.path} since ${snap.context.since}`;
+  // Waiting for an operator after a power fence, the machine stays off until a person acts.
+  if (operator && status.poweredOff) return null;
   if (status.power !== "up" || status.agent?.running !== true) return `machine ${status.power}, agent ${status.agent?.running ? "running" : "not running"}`;
   if (!status.reachesControlPlane) return "cannot reach the control plane";
   if (!world.engineUp) return "the engine is down";
