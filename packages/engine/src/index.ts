@@ -8,7 +8,6 @@ export { runEngine, defaultInstanceId, type RunningEngine, type EngineOptions } 
 export { createKvSnapshotStore, readLastPerKey } from "./nats/kv-snapshot-store.js";
 export {
   createLeaseManager,
-  checkPartitionCount,
   checkInstanceId,
   leaseKey,
   instanceKey,
@@ -18,6 +17,8 @@ export {
   type InstanceValue,
 } from "./nats/leases.js";
 export { PartitionWorker, jetStreamPartitionConsumer } from "./nats/partition-worker.js";
+export { checkEventPartitions } from "./nats/partition-count.js";
+export { refuseMisplacedEvents, misplacedReason, MISPLACED_EVENTS_QUEUE } from "./nats/misplaced-events.js";
 export {
   createPartitionLoop,
   trackApplied,

@@ -70,7 +70,7 @@ async function readStream(nc: NatsConnection, stream: string, filter: string, ea
  */
 export async function readEvents(nc: NatsConnection, node?: string): Promise<ReplayEvent[]> {
   const out: ReplayEvent[] = [];
-  await readStream(nc, Streams.events, node ? Subjects.event(node) : Subjects.eventAll, (m) => {
+  await readStream(nc, Streams.events, node ? Subjects.eventsOf(node) : Subjects.eventAll, (m) => {
     const parsed = parseMessage(NodeEvent, m.data, { knownTypes: NODE_EVENT_TYPES });
     if (!parsed.ok) return;
     const subject = parseEventSubject(m.subject);
