@@ -22,6 +22,8 @@ export type RunningEngine = {
   instanceId: string;
   /** The partitions this instance owns now. */
   partitions(): number[];
+  /** How many partitions FL_EVENTS has. */
+  partitionCount: number;
   /** Renew and claim now instead of at the next round (tests). */
   rebalance(): Promise<void>;
   /** Stops every partition (finishing its batch), releases the leases. */
@@ -192,6 +194,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
     timers,
     instanceId: leases.instanceId,
     partitions: () => leases.owned(),
+    partitionCount: partitions,
     rebalance: () => leases.round(),
     async stop() {
       misplaced.unsubscribe();
