@@ -1,6 +1,6 @@
 import { promises as fs } from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { systemClock, type Clock } from "@fenceline/contracts";
+import { ErrorCode, isFencelineError, systemClock, type Clock } from "@fenceline/contracts";
 import { connectNats, createLogger, redactUrl } from "@fenceline/bus";
 import type { Logger } from "pino";
 import { createAgent, type Agent } from "./agent.js";
@@ -109,6 +109,9 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
       onConnected: (nc) => deferred.attach(createNatsAgentTransport({ nc, node: config.node, log, clock })),
     });
     await link.firstAttempt;
+    // A server too old for Fenceline is a deployment error: the agent does not start.
+    const refused = link.refused();
+    if (refused) throw refused;
 
     let stopping: Promise<void> | undefined;
     const shutdown = (why: string) =>
@@ -135,6 +138,8 @@ interface BackgroundLink {
   /** Settles after the first attempt, whether it connected or not. */
   firstAttempt: Promise<void>;
   connected(): boolean;
+  /** The error of a first attempt that reached a server too old for Fenceline (no retries then). */
+  refused(): Error | undefined;
   /** Stops retrying; drains the connection if there is one. */
   stop(): Promise<void>;
 }
@@ -158,6 +163,7 @@ function connectInBackground(options: {
   const shownUrl = redactUrl(url);
   let nc: NatsConnection | undefined;
   let stopped = false;
+  let refused: Error | undefined;
   let wake: (() => void) | undefined;
   let markFirst: () => void = () => {};
   const firstAttempt = new Promise<void>((resolve) => (markFirst = resolve));
@@ -176,7 +182,14 @@ function connectInBackground(options: {
         break;
       } catch (err) {
         const message = (err as Error).message;
-        if (attempt === 1) {
+        if (isFencelineError(err, ErrorCode.NatsServerTooOld)) {
+          // Said every time: the agent keeps its watchdog and self-fencing rules meanwhile.
+          log.error({ url: shownUrl, attempt }, message);
+          if (attempt === 1) {
+            refused = err;
+            break;
+          }
+        } else if (attempt === 1) {
           log.warn({ url: shownUrl, retryMs: options.retryMs }, `${message}; the agent runs without the control plane (watchdog fed, self-fencing rules apply) and keeps trying`);
         } else {
           log.debug({ url: shownUrl, attempt }, message);
@@ -197,6 +210,7 @@ function connectInBackground(options: {
   return {
     firstAttempt,
     connected: () => nc !== undefined,
+    refused: () => refused,
     stop: async () => {
       stopped = true;
       wake?.();

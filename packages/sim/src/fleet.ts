@@ -117,6 +117,8 @@ type SimNode = {
   hung: boolean;
   /** Powered off by its BMC: no scheduled boot brings it back, only a power-on does. */
   heldOff: boolean;
+  /** Dead for good (decommissioned, or broken beyond repair): powered off, and a power-on does not boot it. */
+  dead: boolean;
   /** What kind of watchdog the running agent reported (null while none runs, or it could not start). */
   watchdogKind: WatchdogKind | null;
   /** The first membership view its agents took (for a broken variant's `viewTaken`). */
@@ -172,6 +174,7 @@ export class SimFleet {
         side: 0,
         hung: false,
         heldOff: false,
+        dead: false,
         watchdogKind: null,
         firstViewTaken: undefined,
       };
@@ -453,7 +456,7 @@ export class SimFleet {
   /** A boot after `ms`, unless the machine is powered off by its BMC or already up by then. */
   #bootLater(node: SimNode, ms: number) {
     this.#later(ms, async () => {
-      if (node.power !== "down" || node.heldOff || node.hung) return;
+      if (node.power !== "down" || node.heldOff || node.hung || node.dead) return;
       await this.#boot(node);
     });
   }
@@ -606,13 +609,23 @@ export class SimFleet {
     this.#options.cluster.powerOff(name);
   }
 
-  /** Its BMC powers the machine on: it boots (new boot id). */
+  /**
+   * The machine dies for good (decommissioned, or broken beyond repair): powered off, and no
+   * power-on (a fence agent's unfencing) ever boots it again.
+   */
+  async retire(name: string) {
+    const node = this.#node(name);
+    node.dead = true;
+    await this.powerOff(name);
+  }
+
+  /** Its BMC powers the machine on: it boots (new boot id) after `rebootMs`, as any boot. */
   async powerOn(name: string) {
     const node = this.#node(name);
     if (!node.heldOff) return;
     node.heldOff = false;
-    this.#note(name, "powered on by its BMC");
-    if (node.power === "down") await this.#boot(node);
+    this.#note(name, node.dead ? "powered on by its BMC, but it is dead: it does not boot" : "powered on by its BMC");
+    this.#bootLater(node, this.#options.rebootMs);
   }
 
   /** What the machine's BMC reads: on unless the BMC powered it off (a reset or a hang keeps the power on). */
@@ -628,6 +641,8 @@ export class SimFleet {
       hung: node.hung,
       /** Powered off by its BMC. */
       poweredOff: node.heldOff,
+      /** Dead for good: it never boots again. */
+      dead: node.dead,
       bootId: node.bootId,
       boots: node.boots,
       resets: node.resets,

@@ -28,7 +28,15 @@ export const FAULT_KINDS_BEFORE_NATS_LOSS = [
  * is kept so that the seeds recorded in tests (and in docs/chaos.md) still replay the run they
  * name (`runSeed(n, { kinds: FAULT_KINDS_BEFORE_NATS_LOSS })`).
  */
-export const FAULT_KINDS_BEFORE_MEMBERSHIP = [...FAULT_KINDS_BEFORE_NATS_LOSS, "nats-loss"] as const;
+export const FAULT_KINDS_BEFORE_BMC = [...FAULT_KINDS_BEFORE_NATS_LOSS, "nats-loss"] as const;
+/**
+ * A machine's BMC misbehaves while the machine crashes (and comes back later): the power-fencing
+ * level fails or is late and fencing escalates, or the power-on after remediation is refused.
+ * Drawn only in seeds that fence by power (`runSeed`'s `power`).
+ */
+export const BMC_FAULT_KINDS = ["bmc-unreachable", "bmc-slow", "bmc-wrong-credentials", "bmc-power-on-fails"] as const;
+export const FAULT_KINDS_BEFORE_MEMBERSHIP = [...FAULT_KINDS_BEFORE_BMC, ...BMC_FAULT_KINDS] as const;
+/** Fleets whose membership changes, and agents whose contract is weaker than the policy. */
 export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_MEMBERSHIP, "node-joins", "never-returns", "node-leaves", "weak-contract"] as const;
 export type LabFaultKind = (typeof FAULT_KINDS)[number];
 
@@ -48,6 +56,10 @@ export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
   "failing-actuator": "the Kubernetes API (or the provisioner) fails every call for 2–20 s",
   "engine-crash": "the engine dies (idle, after publishing its outputs, or after saving the snapshot) and restarts 0.1–5 s later",
   "message-chaos": "for 5–30 s acks are lost (duplicate deliveries), deliveries are lost (late, out-of-order redeliveries), heartbeats are duplicated and delayed up to 250 ms",
+  "bmc-unreachable": "a machine's BMC does not answer for 5–40 s while the machine crashes (back after 2–40 s): the power level fails and fencing escalates",
+  "bmc-slow": "a machine's BMC carries power changes out 5–15 s late for 5–40 s while the machine crashes: the power-off may come after the agent gave up",
+  "bmc-wrong-credentials": "the fence device's password for a machine is wrong for 5–40 s (a rotation not yet rolled out) while the machine crashes: the login is refused at once, not retried, and fencing escalates",
+  "bmc-power-on-fails": "a machine's BMC refuses to power it on for 5–40 s while the machine crashes: fenced by power, its power-on after remediation is tried again until the BMC takes it",
   "node-joins": "1–2 new machines join the fleet: they boot, their agents learn the fleet from the control plane, every agent's view grows",
   "never-returns": "a machine dies and never comes back (powered off for good): remediated, it is down with its slot freed; in half the runs an operator forgets it 5–30 s later",
   "node-leaves": "a machine is decommissioned: powered off, then its Node deleted from Kubernetes 1–10 s later (its pods garbage-collected, the node forgotten, the fleet shrinks)",
@@ -212,6 +224,21 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       world.crashEngine(point, downMs);
       return record([], downMs, `the engine crashes (${point}) and restarts after ${downMs} ms`);
     }
+    case "bmc-unreachable":
+    case "bmc-slow":
+    case "bmc-wrong-credentials":
+    case "bmc-power-on-fails": {
+      const bmcs = world.bmcs;
+      const node = target(world, rng);
+      if (node === undefined || !bmcs) return null;
+      const fault = kind.slice("bmc-".length) as "unreachable" | "slow" | "wrong-credentials" | "power-on-fails";
+      const forMs = rng.int(5_000, 40_000);
+      const downMs = rng.int(2_000, 40_000);
+      bmcs.setFault(node, fault, true);
+      later(forMs, () => bmcs.setFault(node, fault, false));
+      await fleet.crash(node, downMs);
+      return record([node], Math.max(forMs, downMs), `${node}'s BMC ${fault} for ${forMs} ms; ${node} crashes, back after ${downMs} ms (unless powered off)`);
+    }
     case "node-joins": {
       const count = rng.int(1, 2);
       const joined: string[] = [];
@@ -227,11 +254,11 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       // Machines dead for good stay in the fleet until forgotten and count against its majority:
       // with a third of the fleet dead nothing could be remediated until an operator forgot them,
       // which is the design, but then the run cannot converge. So at most that many.
-      const deadForGood = world.fleet.nodes.filter((n) => world.fleet.status(n).poweredOff && world.snapshotOf(n)?.path !== "forgotten").length;
+      const deadForGood = world.fleet.nodes.filter((n) => world.fleet.status(n).dead && world.snapshotOf(n)?.path !== "forgotten").length;
       if (3 * (deadForGood + 1) >= world.fleet.nodes.length) return null;
       const node = target(world, rng);
       if (node === undefined) return null;
-      await fleet.powerOff(node);
+      await fleet.retire(node);
       const forgetAfterMs = rng.chance(0.5) ? rng.int(5_000, 30_000) : null;
       if (forgetAfterMs !== null) later(forgetAfterMs, () => world.forget(node, "never came back"));
       return record([node], forgetAfterMs ?? 0, `${node} dies and never comes back${forgetAfterMs !== null ? `; an operator forgets it after ${forgetAfterMs} ms` : ""}`);
@@ -239,7 +266,7 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
     case "node-leaves": {
       const node = target(world, rng);
       if (node === undefined) return null;
-      await fleet.powerOff(node);
+      await fleet.retire(node);
       const deleteAfterMs = rng.int(1_000, 10_000);
       later(deleteAfterMs, () => world.deleteNode(node));
       return record([node], deleteAfterMs, `${node} is decommissioned: powered off, its Node deleted ${deleteAfterMs} ms later`);

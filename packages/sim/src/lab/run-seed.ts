@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { votesOf, type AuditRecord, type Policy } from "@fenceline/contracts";
 import { parseAgentConfig, renderAgentConfig, type AgentConfig } from "@fenceline/agent";
+import { simBmcDevices } from "../bmc/sim-bmc.js";
 import { VirtualClock } from "../virtual-clock.js";
 import { brokenMachine, brokenMembership, type BrokenMachineName } from "./broken.js";
-import { FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
+import { BMC_FAULT_KINDS, FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
 import { outageFenceGroup, type LabFailure } from "./invariants.js";
-import { convergenceBound, LAB_ACK_WAIT_MS, LAB_AGENT_CONFIG, LAB_POLICY, labNodeIp, type ConvergenceBound } from "./policy.js";
+import { convergenceBound, LAB_ACK_WAIT_MS, LAB_AGENT_CONFIG, LAB_POLICY, labNodeIp, withPowerLevels, type ConvergenceBound } from "./policy.js";
 import { Prng } from "./prng.js";
 import { LabWorld, type TrailLine } from "./world.js";
 
@@ -42,6 +43,13 @@ export type SeedOptions = {
    * replays the seeds recorded before it existed (with `kinds: FAULT_KINDS_BEFORE_MEMBERSHIP`).
    */
   growth?: boolean;
+  /**
+   * Fence by power: most machines get a simulated BMC and the policy the levels [ipmi], then
+   * [watchdog]. Default: drawn from the seed (half the seeds) when the fault kinds include the
+   * BMC faults, always when they are all BMC faults, never otherwise (so a seed recorded with an
+   * older catalogue replays the run it names).
+   */
+  power?: boolean;
 };
 
 export type SeedResult = {
@@ -63,6 +71,8 @@ export type SeedResult = {
   operator: Array<{ node: string; reason: string }>;
   /** sha256 of the audit stream (JSON lines): equal for equal seeds. */
   digest: string;
+  /** The seed fenced by power (simulated BMCs; `power` in SeedOptions). */
+  power: boolean;
   stats: Record<string, number>;
   audit?: AuditRecord[];
   trail?: TrailLine[];
@@ -82,7 +92,12 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   const faultRng = rng.fork(2);
   const worldRng = rng.fork(3);
   const basePolicy = options.policy ?? LAB_POLICY;
-  const policy = basePolicy;
+  const powerRng = rng.fork(4);
+  const bmcKinds = (options.kinds ?? FAULT_KINDS).filter((k) => (BMC_FAULT_KINDS as readonly string[]).includes(k));
+  const allBmc = options.kinds !== undefined && bmcKinds.length === options.kinds.length;
+  const power = options.power ?? (bmcKinds.length > 0 && (allBmc || powerRng.chance(0.5)));
+  const policy = power ? withPowerLevels(basePolicy) : basePolicy;
+  const kinds = power ? (options.kinds ?? FAULT_KINDS) : (options.kinds ?? FAULT_KINDS).filter((k) => !(BMC_FAULT_KINDS as readonly string[]).includes(k));
   const machine = options.broken ? brokenMachine(options.broken, policy) : undefined;
   const viewTaken = options.broken ? brokenMembership(options.broken) : undefined;
 
@@ -111,6 +126,8 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     bootGate: options.bootGate ?? true,
     agentConfigOf: labAgentConfigs(options.agentConfig ?? LAB_AGENT_CONFIG),
     ...(viewTaken ? { viewTaken } : {}),
+    // Most machines have a BMC; the others fail the power level at once (no device) and escalate.
+    ...(power ? { power: { devices: simBmcDevices({ nodes: withBmc(nodes, powerRng), timeoutMs: 10_000, retries: 1, confirmWithinMs: 8_000 }) } } : {}),
   });
   const { checker } = world;
   const failures = checker.failures;
@@ -181,6 +198,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     }
   };
 
+  let eventsInRun = 0;
   const runUntil = async (until: number, stop?: () => boolean): Promise<boolean> => {
     for (;;) {
       const next = clock.nextDueAt();
@@ -215,7 +233,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     }
 
     const planned = planFaults(faultRng, {
-      kinds: options.kinds ?? FAULT_KINDS,
+      kinds,
       count: options.faults ?? faultRng.int(1, 4),
       start: started + WARMUP_MS,
       windowMs: FAULT_WINDOW_MS,
@@ -261,6 +279,8 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   } catch (err) {
     checker.fail("valid-messages", clock.now(), `the run threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`.slice(0, 1_000));
   } finally {
+    // Events published while the world stops (agents withdrawing their contracts) are after the run.
+    eventsInRun = world.events.lastSeq;
     await world.stop().catch(() => {});
     await drain();
     process.off("unhandledRejection", unhandled);
@@ -285,9 +305,10 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     lastHealAtMs: lastHeal - started,
     convergedAtMs: convergedAt === null ? null : convergedAt - started,
     bound,
-    events: world.events.lastSeq,
+    events: eventsInRun,
     operator,
     digest: digest.digest("hex"),
+    power,
     stats: { ...world.stats, lostAcks: world.bus.stats.lostAcks, lostDeliveries: world.bus.stats.lostDeliveries, auditRecords: audit.length },
     ...(options.keep ? { audit, trail: mergedTrail(world, started) } : {}),
   };
@@ -309,6 +330,12 @@ export function labAgentConfigs(template: string): (node: string) => AgentConfig
   };
 }
 
+/** The machines that have a BMC: each with probability 0.85, at least one. */
+function withBmc(nodes: readonly string[], rng: Prng): string[] {
+  const chosen = nodes.filter(() => rng.chance(0.85));
+  return chosen.length > 0 ? chosen : [nodes[0]!];
+}
+
 /** Healthy, or in the operator state with a reason; the machine up and heard; nothing left to do. */
 function isConverged(world: LabWorld): boolean {
   if (!world.engineUp || world.engineConsumer.pending > 0) return false;
@@ -324,10 +351,17 @@ function notConverged(world: LabWorld, node: string): string | null {
   // A machine gone for good rests down (remediated, its slot freed), forgotten (out of the fleet),
   // or with an operator when nothing could confirm it fenced (its contract did not allow the
   // engine to assume it by time): the operator's reset or forget is what it waits for.
-  const gone = status.power !== "up" && status.poweredOff;
+  const gone = status.dead || (status.power !== "up" && status.poweredOff);
   const operator = snap.path.startsWith("operator") && snap.context.operatorReason !== null;
   if (gone && (snap.path === "down" || snap.path === "forgotten" || operator)) return null;
+  // Waiting for a remediation slot that nodes waiting for an operator hold: it waits for a person too.
+  if (snap.path === "suspect.requestingSlot") {
+    const holders = Object.keys(world.budget.current().slots);
+    if (holders.length > 0 && holders.every((n) => world.snapshotOf(n)?.path.startsWith("operator") === true)) return null;
+  }
   if (snap.path !== "healthy" && !operator) return `state ${snap.path} since ${snap.context.since}`;
+  // Waiting for an operator after a power fence, the machine stays off until a person acts.
+  if (operator && status.poweredOff) return null;
   if (status.power !== "up" || status.agent?.running !== true) return `machine ${status.power}, agent ${status.agent?.running ? "running" : "not running"}`;
   if (!status.reachesControlPlane) return "cannot reach the control plane";
   if (!world.engineUp) return "the engine is down";

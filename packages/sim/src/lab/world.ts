@@ -40,7 +40,10 @@ import {
   createGuardHandlers,
   createMemoryBudgetStore,
   createProvisionerHandlers,
+  createFenceDevices,
+  createFenceHandlers,
   type ActuatorCore,
+  type FenceDevicesConfig,
   createFleetTracker,
   minDipMsOf,
   type FleetTracker,
@@ -53,6 +56,7 @@ import { Consumers, Streams, Subjects } from "@fenceline/streams";
 import type { NodeMachine } from "@fenceline/statecharts";
 import { InMemoryCluster } from "../cluster.js";
 import { SimFleet, type FleetEvent, type FleetOptions } from "../fleet.js";
+import { createSimBmcs, SIM_BMC_PASSWORD, type SimBmcs, type SimBmcTiming } from "../bmc/sim-bmc.js";
 import type { VirtualClock } from "../virtual-clock.js";
 import { BusUnavailableError, SimBus, SimConsumer, SimPartitionConsumer, SimStream, SimSubscription } from "./bus.js";
 import { LabChecker } from "./invariants.js";
@@ -109,6 +113,11 @@ export type LabWorldOptions = {
   watchdogDeviceOf?: FleetOptions["watchdogDeviceOf"];
   /** The views agents take from their acks (a broken variant). */
   viewTaken?: FleetOptions["viewTaken"];
+  /**
+   * Power fencing: the fence devices (simulated BMCs behind the production device code, see
+   * `simBmcDevices`) the fence actuator runs, and the BMCs' timing (default: a real server's).
+   */
+  power?: { devices: FenceDevicesConfig; timing?: SimBmcTiming };
 };
 
 /** What makes the simulated Kubernetes API server slow or failing, for the actuator faults. */
@@ -145,6 +154,8 @@ export class LabWorld {
   readonly apiFaults = new Map<number, ApiMode>();
   readonly provisionerFaults = new Map<number, ApiMode>();
   readonly stats = { engineCrashes: 0, engineRestarts: 0, foldsApplied: 0, heartbeats: 0 };
+  /** The machines' BMCs when the world fences by power (their faults are set here). */
+  readonly bmcs: SimBmcs | null;
 
   readonly #rng: Prng;
   readonly #decider;
@@ -206,7 +217,22 @@ export class LabWorld {
       },
     });
 
-    this.#startActuators();
+    const bmcRng = rng.fork(4);
+    this.bmcs = options.power
+      ? createSimBmcs({
+          clock,
+          random: () => bmcRng.next(),
+          machine: (node) =>
+            options.nodes.includes(node)
+              ? {
+                  power: () => this.fleet.powerState(node),
+                  setPower: (on) => (on ? this.fleet.powerOn(node) : this.fleet.powerOff(node)),
+                }
+              : undefined,
+          ...(options.power.timing ? { timing: options.power.timing } : {}),
+        })
+      : null;
+    this.#startActuators(options.power?.devices);
 
     this.fleet = new SimFleet({
       nodes: options.nodes,
@@ -241,7 +267,8 @@ export class LabWorld {
   // ------------------------------------------------------------------ the event log and outputs
 
   publishEvent(event: NodeEvent): void {
-    this.events.publish(event.id, event.node, event, Subjects.event(event.node, LAB_PARTITIONS));
+    // As FL_EVENTS does: published on fl.evt.<node>, stored under its partition.
+    this.events.publish(event.id, event.node, event, Subjects.storedEvent(event.node, LAB_PARTITIONS));
   }
 
   /** FL_DLQ: recorded, and an invariant violation (nothing in the lab should publish an invalid input). */
@@ -456,7 +483,7 @@ export class LabWorld {
 
   // ------------------------------------------------------------------ actuators
 
-  #startActuators(): void {
+  #startActuators(devices: FenceDevicesConfig | undefined): void {
     const { clock, policy } = this;
     // The view the guard decided on (it reads it again on every compare-and-set attempt).
     let decidedOn: FleetView = this.fleetView();
@@ -497,7 +524,7 @@ export class LabWorld {
       ["cluster", createClusterHandlers(this.#clusterApi(), clock)],
       ["agent", relay],
       ["provisioner", createProvisionerHandlers(this.#provisioner())],
-      ["fence", {}],
+      ["fence", devices && this.bmcs ? createFenceHandlers({ devices: createFenceDevices(devices, { run: this.bmcs.run, clock, readSecret: async () => SIM_BMC_PASSWORD }), clock }) : {}],
     ];
     for (const [name, handlers] of cores) {
       const actuator = createActuator({ name, handlers, clock });
