@@ -39,7 +39,7 @@ describe("fleet guard", () => {
         throw new Error(`not all remediated; budget revisions ${JSON.stringify(revisions)}\n${detail}`);
       }
       for (const v of victims) {
-        if (!booted.has(v) && s.latest(v) === "remediating.done") {
+        if (!booted.has(v) && s.latest(v) === "down") {
           booted.add(v);
           await s.fleet.crash(v, 100);
         }

@@ -103,9 +103,16 @@ export async function startSimK8s(options: SimK8sOptions = {}) {
   // Node states as the engine saved them (FL_NODES, compare-and-set): with two engines the
   // stored audit can hold a record of the instance that then lost the snapshot race.
   const paths = new Map<string, string>();
+  /** Whether the engine may assume each node fenced by time (its agent's contract, heard). */
+  const timeBased = new Map<string, boolean>();
   const nodesWatch = await (await new Kvm(nc).open(Buckets.nodes)).watch();
   const nodesDone = (async () => {
-    for await (const e of nodesWatch) if (e.operation === "PUT") paths.set(e.key, e.json<{ path: string }>().path);
+    for await (const e of nodesWatch) {
+      if (e.operation !== "PUT") continue;
+      const snapshot = e.json<{ path: string; context: { guarantee?: { timeBased: boolean } } }>();
+      paths.set(e.key, snapshot.path);
+      timeBased.set(e.key, snapshot.context.guarantee?.timeBased === true);
+    }
   })();
   const latest = (node: string) => paths.get(node);
   const waitFor = async (what: string, pred: () => boolean, timeoutMs = 30_000) => {
@@ -120,7 +127,14 @@ export async function startSimK8s(options: SimK8sOptions = {}) {
   };
   const reasons = (node?: string) => audit.filter((r) => !node || r.node === node).sort((a, b) => a.seq - b.seq).map((r) => `${r.node} ${r.from}→${r.to}${r.reason ? ` (${r.reason})` : ""}`);
 
-  await waitFor("a healthy fleet with its workloads running", () => names.every((n) => latest(n) === "healthy") && cluster.replicas().every((r) => r.runningOn.length === 1));
+  // Every agent holds the whole fleet's view and the engine has its contract: a silent node can
+  // then be assumed fenced by time (before, only a new boot id, a power-off or an operator).
+  await waitFor(
+    "a healthy fleet with its workloads running, every agent's contract heard with the whole fleet's view",
+    () =>
+      names.every((n) => latest(n) === "healthy" && timeBased.get(n) === true && fleet.status(n).agent?.membership?.members.length === names.length) &&
+      cluster.replicas().every((r) => r.runningOn.length === 1),
+  );
 
   return {
     names,

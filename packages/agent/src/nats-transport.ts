@@ -1,6 +1,6 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
-import { Command, HeartbeatAck, NodeName, nodeToken, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
+import { Command, HeartbeatAck, MAX_ACK_BYTES, NodeName, nodeToken, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
 import { publishDeadLetter } from "@fenceline/bus";
 import { Subjects } from "@fenceline/streams";
 import type { Logger } from "pino";
@@ -15,8 +15,6 @@ export interface NatsAgentTransportOptions {
 }
 
 const DLQ_SOURCE = "agent";
-/** An ack may carry the whole membership view: up to NATS's default maximum payload. */
-const MAX_ACK_BYTES = 1024 * 1024;
 
 /**
  * The inbox prefix of a node agent's NATS connection: replies to its requests arrive on

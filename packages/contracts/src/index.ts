@@ -62,7 +62,7 @@ export {
   fencingLevelsOf,
   type FenceLevel,
 } from "./policy.js";
-export { Heartbeat, HeartbeatAck, AgentContract, WatchdogKind, withdrawnContract } from "./heartbeat.js";
+export { Heartbeat, HeartbeatAck, MAX_ACK_BYTES, AgentContract, WatchdogKind, withdrawnContract } from "./heartbeat.js";
 export {
   Member,
   MembershipView,

@@ -12,7 +12,7 @@ const HELP: Record<Verb, string> = {
   resume: "Lets a paused node be remediated again.",
   reset: "Tells Fenceline a human fixed a node that needed an operator: it rejoins (re-provisioned).",
   forget:
-    "A node gone for good leaves the fleet: it frees its remediation slot and leaves the membership view (the majority is counted without it). Its agent, if it ever heartbeats again, brings it back as a new member.",
+    "A node gone for good leaves the fleet: it frees its remediation slot and leaves the membership view (the majority is counted without it). Its agent, if it is heard again (its heartbeats resume, or it boots), brings it back as a new member. Forget a node whose agent still heartbeats and it stays out of the membership while it does: its agent then counts itself in no majority, and fences itself when cut off.",
 };
 
 const USAGE = (verb: Verb) => `usage: fenceline ${verb} NODE --reason "why" [--server nats://host:port]
