@@ -12,4 +12,4 @@ export {
   type ConsumerDefinition,
   type BucketDefinition,
 } from "./definitions.js";
-export { provisionStreams, type ProvisionOptions, type ProvisionReport, type ProvisionLogger } from "./provision.js";
+export { provisionStreams, fittingReplicas, type ProvisionOptions, type ProvisionReport, type ProvisionLogger } from "./provision.js";
