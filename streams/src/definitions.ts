@@ -24,6 +24,13 @@ export type DefinitionOptions = {
   replicas?: number;
   /** Engine partitions, one durable consumer each (default: eventPartitions()). */
   partitions?: number;
+  /**
+   * How engine instances share the partitions: KV leases (default; plain consumers), or
+   * consumer pinning, where each `engine-<p>` is a `pinned_client` consumer of the priority
+   * group `engine` that the server re-pins after `pinnedTimeoutMs` without pulls from the pinned
+   * instance (nats-server 2.11+; kept for the comparison in docs/scale.md).
+   */
+  ownership?: { kind: "leases" } | { kind: "pinned"; pinnedTimeoutMs: number };
 };
 
 const SECOND = 1_000;
@@ -44,6 +51,9 @@ export const COMMAND_ACK_WAIT_MS = 30 * SECOND;
  * ack floor (see packages/engine/src/nats/partition-worker.ts).
  */
 export const ENGINE_ACK_WAIT_MS = 30 * SECOND;
+
+/** The priority group of the engine consumers under consumer-pinned ownership. */
+export const ENGINE_PRIORITY_GROUP = "engine";
 
 /** How many membership views FL_MEMBERS keeps (the most a KV key can). */
 export const MEMBERSHIP_HISTORY = 64;
@@ -104,6 +114,9 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
         ack_wait: nanos(ENGINE_ACK_WAIT_MS),
         max_ack_pending: 1000,
         num_replicas: replicas,
+        ...(options.ownership?.kind === "pinned"
+          ? { priority_groups: [ENGINE_PRIORITY_GROUP], priority_policy: "pinned_client" as const, priority_timeout: nanos(options.ownership.pinnedTimeoutMs) }
+          : {}),
       },
     })),
     ...ACTUATORS.map((actuator) => ({

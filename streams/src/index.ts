@@ -5,6 +5,7 @@ export {
   COMMAND_ACK_WAIT_MS,
   COMMAND_MAX_DELIVER,
   ENGINE_ACK_WAIT_MS,
+  ENGINE_PRIORITY_GROUP,
   MEMBERSHIP_HISTORY,
   type Definitions,
   type DefinitionOptions,

@@ -2,7 +2,7 @@ import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamM
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError } from "@fenceline/contracts";
-import { createDefinitions, type BucketDefinition, type ConsumerDefinition, type Definitions, type StreamDefinition } from "./definitions.js";
+import { createDefinitions, type BucketDefinition, type ConsumerDefinition, type DefinitionOptions, type Definitions, type StreamDefinition } from "./definitions.js";
 import { Streams, partitionsOfTransform } from "./subjects.js";
 
 export type ProvisionReport = { created: string[]; updated: string[]; unchanged: string[] };
@@ -15,6 +15,8 @@ export type ProvisionOptions = {
   replicas?: number;
   /** Engine partitions (default: eventPartitions()). */
   partitions?: number;
+  /** How engine instances share partitions (see DefinitionOptions). */
+  ownership?: DefinitionOptions["ownership"];
   log?: ProvisionLogger;
   /** Defaults to `createDefinitions({ replicas })`. */
   definitions?: Definitions;
@@ -29,7 +31,8 @@ type Outcome = "created" | "updated" | "unchanged";
  */
 export async function provisionStreams(nc: NatsConnection, options: ProvisionOptions = {}): Promise<ProvisionReport> {
   const definitions =
-    options.definitions ?? createDefinitions({ replicas: options.replicas ?? 1, ...(options.partitions ? { partitions: options.partitions } : {}) });
+    options.definitions ??
+    createDefinitions({ replicas: options.replicas ?? 1, ...(options.partitions ? { partitions: options.partitions } : {}), ...(options.ownership ? { ownership: options.ownership } : {}) });
   const jsm = await jetstreamManager(nc);
   const report: ProvisionReport = { created: [], updated: [], unchanged: [] };
   const reconcile = async (name: string, run: () => Promise<{ outcome: Outcome; changed?: string[] }>) => {

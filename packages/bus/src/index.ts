@@ -7,6 +7,7 @@ export {
   type NatsServerOptions,
   type ClusterOptions,
 } from "./nats-server.js";
+export { startNatsCluster, type NatsCluster } from "./nats-cluster.js";
 export { publishEvent, publishCommand, publishAudit, publishDeadLetter, commandMessage, auditMessage, type DeadLetterOptions } from "./publish.js";
 export {
   createJetStreamPipeline,

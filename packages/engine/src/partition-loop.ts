@@ -56,6 +56,12 @@ export type PartitionLoopOptions = {
   batchSize?: number;
   /** False once the lease is about to run out: take no new batch. */
   valid: () => boolean;
+  /**
+   * Whether the loop may prepare and subscribe to the consumer now (default: `valid`). Under
+   * consumer-pinned ownership every instance pulls every partition to compete for it, and only
+   * the pinned one takes batches.
+   */
+  mayConsume?: () => boolean;
   /** After each batch: what was applied, and how many messages the batch had. */
   onBatch: (outcome: BatchOutcome, size: number) => void;
   /** Waits `ms` (the real clock in production, the virtual one in the lab). */
@@ -120,7 +126,8 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
       try {
         // Never touch the consumer (rewinding deletes it) without a valid lease: it may be
         // someone else's partition by now.
-        while (!stopped && !deps.valid()) await Promise.race([sleep(100), stopping]);
+        const mayConsume = deps.mayConsume ?? deps.valid;
+        while (!stopped && !mayConsume()) await Promise.race([sleep(100), stopping]);
         if (stopped) break;
         const lastDelivered = await consumer.prepare(force);
         force = false;

@@ -13,9 +13,10 @@ import { jetStreamDeadLetters, type Logger } from "@fenceline/bus";
 import { Consumers, ENGINE_ACK_WAIT_MS, Streams, Subjects } from "@fenceline/streams";
 import type { BatchOutcome, EngineCore } from "../engine.js";
 import { createPartitionLoop, DEFAULT_BATCH_SIZE, type PartitionConsumer, type PartitionLoop } from "../partition-loop.js";
+import { jetStreamPinnedPartitionConsumer } from "./pinned-consumer.js";
 
 export { DEFAULT_BATCH_SIZE };
-const PULL_EXPIRES_MS = 2_000;
+export const PULL_EXPIRES_MS = 2_000;
 
 /**
  * Works one partition of FL_EVENTS on JetStream while this instance holds its lease: the
@@ -25,6 +26,7 @@ const PULL_EXPIRES_MS = 2_000;
 export class PartitionWorker {
   readonly name: string;
   readonly #loop: PartitionLoop;
+  readonly #close: () => Promise<void>;
   /** Resolves once the consumer is checked (rewound if needed) and consuming. */
   readonly started: Promise<void>;
   #start!: () => void;
@@ -41,13 +43,28 @@ export class PartitionWorker {
     valid: () => boolean;
     /** After each batch: what was applied, and how many messages the batch had. */
     onBatch: (outcome: BatchOutcome, size: number) => void;
+    /**
+     * Consumer-pinned ownership: the worker pulls in the priority group whether it owns the
+     * partition or not, and `events` hears when the server pins or unpins it.
+     */
+    pinned?: { pullExpiresMs: number; events: { pinned(partition: number): void; unpinned(partition: number): void } };
   }) {
     this.name = Consumers.enginePartition(deps.partition);
     const batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
+    let consumer: PartitionConsumer;
+    if (deps.pinned) {
+      const pinned = jetStreamPinnedPartitionConsumer({ ...deps, name: this.name, maxMessages: 2 * batchSize, pullExpiresMs: deps.pinned.pullExpiresMs, events: deps.pinned.events });
+      this.#close = () => pinned.close();
+      consumer = pinned;
+    } else {
+      consumer = jetStreamPartitionConsumer({ ...deps, name: this.name, maxMessages: 2 * batchSize });
+      this.#close = async () => {};
+    }
     this.#loop = createPartitionLoop({
       partition: deps.partition,
       partitions: deps.partitions,
-      consumer: jetStreamPartitionConsumer({ ...deps, name: this.name, maxMessages: 2 * batchSize }),
+      consumer,
+      ...(deps.pinned ? { mayConsume: () => true } : {}),
       core: deps.core,
       deadLetters: jetStreamDeadLetters(deps.js, "engine", deps.log),
       log: deps.log,
@@ -69,6 +86,7 @@ export class PartitionWorker {
   async stop(): Promise<void> {
     this.#start();
     await this.#loop.stop();
+    await this.#close();
   }
 }
 
