@@ -103,8 +103,7 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
 
   const consumers: ConsumerDefinition[] = [
     // One per partition. Ack policy "all": the engine acks a whole batch with its last
-    // message. No deliver_policy here: the owner of a partition may recreate its consumer from
-    // the ack floor (by_start_sequence), which provisioning must then leave alone.
+    // message. The owner of a partition rewinds it to its ack floor with a consumer reset.
     ...Array.from({ length: partitions }, (_, p) => ({
       stream: Streams.events,
       config: {

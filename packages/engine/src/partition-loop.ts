@@ -24,7 +24,7 @@ export interface PartitionConsumer {
   /**
    * Gets the consumer ready for a subscription. When `force`, or when it has messages in flight
    * (delivered to an instance that died), it makes every unacknowledged message come again at
-   * once, in order (JetStream: delete the consumer and create it again from its ack floor + 1).
+   * once, in order (JetStream: a consumer reset to its ack floor, nats-server 2.14+).
    * A missing consumer is created. Resolves with the delivery sequence of the last message the
    * consumer delivered (0 after a rewind): the next delivery's is one more.
    */

@@ -101,15 +101,14 @@ export function jetStreamPartitionConsumer(deps: {
 }): PartitionConsumer {
   const { jsm, log, partition, name } = deps;
 
-  const config = (current: ConsumerConfig | null, from: number): Partial<ConsumerConfig> & { durable_name: string } => ({
+  /** A missing consumer, created as provisioning would (from the start of the stream). */
+  const config = (): Partial<ConsumerConfig> & { durable_name: string } => ({
     durable_name: name,
     filter_subject: Subjects.eventPartition(partition),
     ack_policy: AckPolicy.All,
-    ack_wait: current?.ack_wait ?? nanos(ENGINE_ACK_WAIT_MS),
-    max_ack_pending: current?.max_ack_pending ?? 1000,
-    ...(current?.max_deliver && current.max_deliver > 0 ? { max_deliver: current.max_deliver } : {}),
-    ...(current?.num_replicas ? { num_replicas: current.num_replicas } : {}),
-    ...(from > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from } : { deliver_policy: DeliverPolicy.All }),
+    ack_wait: nanos(ENGINE_ACK_WAIT_MS),
+    max_ack_pending: 1000,
+    deliver_policy: DeliverPolicy.All,
   });
 
   const watchStatus = async (messages: ConsumerMessages, end: () => void) => {
@@ -133,23 +132,16 @@ export function jetStreamPartitionConsumer(deps: {
       } catch (err) {
         if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)) throw err;
         log.warn({ partition }, `partition ${partition}: consumer ${name} missing; creating it from the start of FL_EVENTS`);
-        await jsm.consumers.add(Streams.events, config(null, 0));
+        await jsm.consumers.add(Streams.events, config());
         return 0;
       }
       if (!force && info.num_ack_pending === 0) return info.delivered.consumer_seq;
-      const from = info.ack_floor.stream_seq + 1;
-      const next = config(info.config, from);
-      log.info({ partition, from, unacked: info.num_ack_pending }, `partition ${partition}: replaying from event ${from}`);
-      await jsm.consumers.delete(Streams.events, name);
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await jsm.consumers.add(Streams.events, next);
-          return 0;
-        } catch (err) {
-          if (attempt >= 20) throw err;
-          await new Promise((resolve) => setTimeout(resolve, 100 * Math.min(10, attempt + 1)));
-        }
-      }
+      // Back to the ack floor (nats-server 2.14's consumer reset): every unacknowledged message
+      // comes again, in order, from delivery 1. The consumer stays, so a rewind needs no new
+      // placement of its replicas (which fails while a cluster server is down).
+      log.info({ partition, from: info.ack_floor.stream_seq + 1, unacked: info.num_ack_pending }, `partition ${partition}: replaying from event ${info.ack_floor.stream_seq + 1}`);
+      await jsm.consumers.reset(Streams.events, name);
+      return 0;
     },
 
     async subscribe({ deliver, ended }) {

@@ -115,7 +115,19 @@ export function jetStreamPinnedPartitionConsumer(deps: {
         awaitingFirst = true;
         last.clear();
         waiting.length = 0;
-        await jsm.consumers.reset(Streams.events, name);
+        const reset = await jsm.consumers.reset(Streams.events, name);
+        // Nothing to redeliver: the next delivery is the first of the reset, whenever it comes.
+        if (reset.num_pending === 0) return 0;
+        // The reset's first redelivery can be lost on its way (a pull request that expired, a
+        // consumer leader that moved); everything after it would wait here. Reset again then.
+        const resetAt = Date.now();
+        const check = setInterval(() => {
+          if (!awaitingFirst || closed || pin === null) return clearInterval(check);
+          if (Date.now() - resetAt < 2 * deps.pullExpiresMs) return;
+          clearInterval(check);
+          needsRewind = true;
+          handlers?.ended();
+        }, deps.pullExpiresMs);
         return 0;
       }
       return (await jsm.consumers.info(Streams.events, name)).delivered.consumer_seq;
