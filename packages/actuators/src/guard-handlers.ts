@@ -27,7 +27,6 @@ export function createGuardHandlers(options: { store: BudgetStore; view: () => F
   const { store, view, policy, clock } = options;
   return {
     "slot.acquire": async (c) => {
-      if (c.kind !== "slot.acquire") throw new Error("wrong kind");
       const { decision, majoritySince } = await withCas(store, (budget) => {
         const seen = view();
         const d = decideSlot(budget, seen, { node: c.node, controlPlane: c.params.controlPlane, at: clock.now() }, policy);
