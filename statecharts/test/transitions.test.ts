@@ -681,7 +681,7 @@ describe("remediating", () => {
       for (const facts of [{ serverVersion: "1.27" }, {}, { serverVersion: "unknown" }] as Array<Record<string, string>>) {
         const h = machineFor();
         toResolving(h).result("cluster.version", true, 5_100, { facts });
-        expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+        expect(h.kinds).toEqual(["pods.delete"]);
         expect(h.context.remediation.strategy).toBe("ResourceDeletion");
       }
     },
@@ -690,7 +690,7 @@ describe("remediating", () => {
   behaviour("Automatic picks ResourceDeletion when the version lookup fails", ["remediating.resolving command.result [resultFailed(cluster.version)]"], () => {
     const h = machineFor();
     toResolving(h).result("cluster.version", false, 5_100);
-    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.kinds).toEqual(["pods.delete"]);
     expect(h.reasons).toContain("Automatic: Kubernetes version unknown → ResourceDeletion");
   });
 
@@ -698,7 +698,7 @@ describe("remediating", () => {
     const h = machineFor();
     toResolving(h).fire("step-timeout");
     expect(h.path).toBe("remediating.running");
-    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.kinds).toEqual(["pods.delete"]);
     expect(h.context.timers).toEqual({ "step-timeout": 25_000 });
   });
 
@@ -713,24 +713,25 @@ describe("remediating", () => {
     const h = machineFor(DELETION_ONLY_POLICY);
     confirmBySafeTime(toFencing(h));
     expect(h.path).toBe("remediating.running");
-    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.kinds).toEqual(["pods.delete"]);
     expect(h.reasons).toContain("remediation step 1/1: ResourceDeletion (timeout 10s)");
   });
 
-  behaviour(
-    "ResourceDeletion completes when both results arrive",
-    ["remediating.running command.result", "remediating.running command.result [stepCompleted]"],
-    () => {
-      const h = machineFor(DELETION_ONLY_POLICY);
-      confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100);
-      expect(h.path).toBe("remediating.running");
-      expect(h.context.remediation.pending).toEqual(["volumeattachments.delete"]);
-      h.result("volumeattachments.delete", true, 5_200);
-      expect(h.path).toBe("remediating.done");
-      expect(h.context.timers).toEqual({});
-      expect(h.kinds).toEqual([]);
-    },
-  );
+  behaviour("ResourceDeletion completes once its pods are force-deleted", ["remediating.running command.result [stepCompleted]"], () => {
+    const h = machineFor(DELETION_ONLY_POLICY);
+    confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100);
+    expect(h.path).toBe("remediating.done");
+    expect(h.context.timers).toEqual({});
+    expect(h.kinds).toEqual([]);
+  });
+
+  behaviour("OutOfServiceTaint waits for both of its results", ["remediating.running command.result"], () => {
+    const h = machineFor();
+    toRunningOutOfService(h);
+    h.result("taint.add", true, 5_200);
+    expect(h.path).toBe("remediating.running");
+    expect(h.context.remediation.pending).toEqual(["workloads.await-gone"]);
+  });
 
   behaviour("OutOfServiceTaint completes, then the out-of-service taint is removed", ["remediating.running command.result [stepCompleted]"], () => {
     const h = machineFor();
@@ -742,9 +743,8 @@ describe("remediating", () => {
   behaviour("a result of an older epoch does not settle a pending command", ["remediating.running command.result"], () => {
     const h = machineFor(DELETION_ONLY_POLICY);
     confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100, { epoch: 0 });
-    expect(h.context.remediation.pending).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.context.remediation.pending).toEqual(["pods.delete"]);
     h.result("pods.delete", false, 5_150, { epoch: 0 });
-    h.result("volumeattachments.delete", true, 5_200);
     expect(h.path).toBe("remediating.running");
     expect(h.context.remediation.pending).toEqual(["pods.delete"]);
   });
@@ -760,7 +760,6 @@ describe("remediating", () => {
       expect(h.commands).toEqual([
         { kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } },
         { kind: "pods.delete", params: {} },
-        { kind: "volumeattachments.delete", params: {} },
       ]);
       expect(h.context.remediation).toMatchObject({ step: 1, strategy: "ResourceDeletion" });
       expect(h.context.epoch).toBe(1);
@@ -801,7 +800,7 @@ describe("remediating", () => {
       const agent = machineFor(FENCE_AGENT_POLICY);
       toFencing(agent).result("fence.poweroff", true, 2_200).result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
       agent.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_350);
-      agent.result("pods.delete", true, 2_400).result("volumeattachments.delete", true, 2_500);
+      agent.result("pods.delete", true, 2_400);
       expect(agent.path).toBe("rejoining.untainting");
       expect(agent.kinds).toEqual(["taint.remove"]);
     },
@@ -913,7 +912,7 @@ describe("rejoining", () => {
     joined(h, { checksums: { web: "v1" } }).send("config.desired", { checksums: { web: "v2" } }, 10);
     h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000).fire("suspect").result("slot.acquire", true, 2_100);
     h.result("fence.poweroff", true, 2_200).result("cluster.version", false, 2_300);
-    h.result("pods.delete", true, 2_400).result("volumeattachments.delete", true, 2_500);
+    h.result("pods.delete", true, 2_400);
     h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
     expect(h.path).toBe("rejoining.reprovisioning");
     expect(reprovisionOf(h)?.reason).toBe("configuration drift in web");

@@ -56,7 +56,7 @@ describe("power fencing through fence_ipmilan and ipmi_sim BMCs (fenceline up on
     const audit = await lab.audit(victim);
     const confirmed = audit.find((r) => r.reason?.includes("fencing confirmed"));
     expect(confirmed?.reason).toContain("fence agent");
-    const firstMove = audit.find((r) => r.commands.some((c) => ["pods.delete", "volumeattachments.delete", "workloads.await-gone"].includes(c.kind) || (c.kind === "taint.add" && c.params.taint.key === "node.kubernetes.io/out-of-service")));
+    const firstMove = audit.find((r) => r.commands.some((c) => ["pods.delete", "workloads.await-gone"].includes(c.kind) || (c.kind === "taint.add" && c.params.taint.key === "node.kubernetes.io/out-of-service")));
     expect(firstMove!.seq).toBeGreaterThanOrEqual(confirmed!.seq);
     const deletions = lab.cluster.events().filter((e) => e.node === victim && (e.kind === "pod.force-deleted" || e.kind === "volume.force-detached" || e.kind === "volume.detached"));
     expect(deletions.length).toBeGreaterThan(0);

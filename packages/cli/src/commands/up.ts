@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { checkFenceDevices, createCommandProvisioner } from "@fenceline/actuators";
 import { Duration } from "@fenceline/contracts";
@@ -89,6 +90,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     ...(values["instance-id"] ? { instanceId: values["instance-id"] as string } : {}),
     ...(kube && k8s && kubeConfig
       ? {
+          nodeEvents: k8s.createNodeEventRecorder({ kubeConfig, instance: (values["instance-id"] as string | undefined) ?? `${hostname()}-${process.pid}`, log: log.child({ component: "node-events" }) }),
           conditions: {
             watcher: k8s.createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }), ...(kube.selector ? { labelSelector: kube.selector } : {}) }),
             rules: defaultConditionRules(kube.durationMs),

@@ -111,7 +111,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   const nc = await connectNats(url, { name: "fenceline-demo" });
 
   const names = Array.from({ length: nodeCount }, (_, i) => `node-${i + 1}`);
-  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names });
+  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names, nodeMonitorGracePeriodMs: DEMO_NODE_MONITOR_GRACE_MS });
   const stateful = [
     { name: "db", replicas: Math.min(3, nodeCount) },
     { name: "queue", replicas: Math.min(3, nodeCount) },
