@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, inject, it } from "vitest";
-import { isRunningAndReady, listPods, type KubeObject } from "@fenceline/kube-lab";
-import { startRealK8s, testPolicy, type RealK8s } from "./harness.js";
+import { isRunningAndReady, listPods, serviceAccountToken, writeKubeconfig, type KubeClient, type KubeObject } from "@fenceline/kube-lab";
+import { kubeAdmin, startRealK8s, testPolicy, type RealK8s } from "./harness.js";
 
 const run = promisify(execFile);
 
@@ -88,4 +88,156 @@ describe.concurrent("remediation on the real control plane", () => {
       await s.stop();
     }
   }, 240_000);
+  it("network loss, Automatic: the node fences itself while cut off, Fenceline picks the out-of-service taint on 1.37, the replica moves once, the node rejoins", async () => {
+    const s = await startRealK8s({ name: "auto-netloss" });
+    try {
+      const victim = await s.nodeOf("db-0");
+      await s.fleet.networkLoss(victim, 25_000);
+      await s.waitFor("db-0 running and ready on another node", () => replicaMovedOff(s, victim), 60_000);
+      await s.waitFor("the Deployment's two pods ready elsewhere", () => deploymentReady(s, victim));
+      const text = s.timeline(victim).join("\n");
+      expect(text).toContain("Automatic: Kubernetes 1.37 → OutOfServiceTaint");
+      // It fenced itself: its watchdog reset it while it was cut off (its containers stopped then, not before).
+      expect(s.fleet.status(victim).resets).toBeGreaterThan(0);
+      await s.waitFor(`${victim} rejoined after the network came back`, () => s.latest(victim) === "healthy" && s.timeline(victim).some((l) => l.includes("rejoined")), 90_000);
+      await s.waitFor(`${victim}'s taints removed`, async () => ((await s.node(victim)).spec?.taints ?? []).length === 0, 60_000);
+      expect(s.violations).toEqual([]);
+      expect(s.runningOn("db-0")).toHaveLength(1);
+    } finally {
+      await s.stop();
+    }
+  }, 240_000);
+
+  it("reboot that lasts past the safe time, Automatic: remediated while down; back with a new boot id, it runs none of the moved pods and rejoins", async () => {
+    const s = await startRealK8s({ name: "auto-reboot", rebootMs: 20_000 });
+    try {
+      const victim = await s.nodeOf("db-0");
+      await s.fleet.reboot(victim);
+      await s.waitFor("db-0 running and ready on another node", () => replicaMovedOff(s, victim), 60_000);
+      await s.waitFor(`${victim} rejoined with its new boot id`, () => s.latest(victim) === "healthy" && s.timeline(victim).some((l) => l.includes("rejoined")), 90_000);
+      expect(s.timeline(victim).join("\n")).toMatch(/re-provisioning \(attempt 1\/\d\): rebooted/);
+      await s.waitFor(`${victim}'s taints removed`, async () => ((await s.node(victim)).spec?.taints ?? []).length === 0, 60_000);
+      expect((await s.node(victim)).status.nodeInfo.bootID).toBe(s.fleet.status(victim).bootId);
+      expect(s.machines.containers().filter((c) => c.node === victim && c.pod.includes("/db-"))).toEqual([]);
+      expect(s.violations).toEqual([]);
+    } finally {
+      await s.stop();
+    }
+  }, 240_000);
+
+  it("crash, ResourceDeletion: the pods are force-deleted, but the replacement waits for its volume (attached exclusively to the dead node) until the node is back; never twice", async () => {
+    const s = await startRealK8s({ name: "rd-crash", daemonSet: true, policy: testPolicy({ remediation: [{ strategy: "ResourceDeletion", timeoutMs: 20_000 }] }) });
+    try {
+      const victim = await s.nodeOf("db-0");
+      const oldUid = (await s.pod("db-0"))!.metadata.uid;
+      await s.fleet.crash(victim);
+      await s.waitFor("the remediation to finish", () => s.timeline(victim).some((l) => l.includes("workloads moved off the node (ResourceDeletion)")));
+      await s.waitFor("the Deployment's two pods ready elsewhere", () => deploymentReady(s, victim));
+      await s.waitFor("db-0 re-created on another node", async () => {
+        const pod = await s.pod("db-0");
+        return pod !== null && pod.metadata.uid !== oldUid && pod.spec.nodeName !== victim;
+      });
+      // The attach-detach controller keeps the volume on the dead node (it is still "in use" there,
+      // and there is no out-of-service taint): the replacement cannot attach it.
+      await s.waitFor("the attach-detach controller's FailedAttachVolume event on the replacement", async () => {
+        const events = await s.admin.list(`/api/v1/namespaces/${s.namespace}/events`, { fieldSelector: "involvedObject.name=db-0" });
+        return events.items.some((e) => e.reason === "FailedAttachVolume" && String(e.message).includes("already exclusively attached to one node"));
+      });
+      expect(s.runningOn("db-0")).toEqual([]);
+      expect((await attachmentsOf(s, `${s.namespace}-db-0`)).map((a) => a.node)).toEqual([victim]);
+      // The DaemonSet's pod was left alone.
+      expect((await listPods(s.admin, s.namespace, "node-agent")).filter((p) => p.spec.nodeName === victim)).toHaveLength(1);
+      // Back: its kubelet reports the volume no longer in use, the controller detaches it, and the replica starts elsewhere.
+      await s.fleet.crash(victim, 100);
+      await s.waitFor("db-0 running and ready on another node, its volume attached there", () => replicaMovedOff(s, victim), 90_000);
+      await s.waitFor(`${victim} rejoined`, () => s.latest(victim) === "healthy", 60_000);
+      expect(s.violations).toEqual([]);
+    } finally {
+      await s.stop();
+    }
+  }, 240_000);
+
+  it("escalation: the out-of-service taint cannot move a pod that tolerates it for an hour; the step times out and ResourceDeletion moves it", async () => {
+    const s = await startRealK8s({
+      name: "escalate",
+      policy: testPolicy({ remediation: [{ strategy: "OutOfServiceTaint", timeoutMs: 4_000 }, { strategy: "ResourceDeletion", timeoutMs: 20_000 }] }),
+      extraPods: 1,
+      workloads: (admin, namespace, fleet) => lingeringPod(admin, namespace, fleet),
+    });
+    try {
+      const victim = await s.nodeOf("lingering");
+      await s.fleet.crash(victim);
+      await s.waitFor("the escalation to ResourceDeletion and its end", () => s.timeline(victim).some((l) => l.includes("workloads moved off the node (ResourceDeletion)")), 60_000);
+      const text = s.timeline(victim).join("\n");
+      expect(text).toContain("remediation step 1/2: OutOfServiceTaint");
+      expect(text).toContain("remediation step timed out");
+      expect(text).toContain("OutOfServiceTaint did not complete: escalating to ResourceDeletion");
+      expect(text).toContain("remediation step 2/2: ResourceDeletion");
+      expect(await s.pod("lingering")).toBeNull();
+      // The out-of-service taint came off when escalating.
+      expect(((await s.node(victim)).spec?.taints ?? []).map((t: { key: string }) => t.key)).not.toContain("node.kubernetes.io/out-of-service");
+      await rejoins(s, victim);
+      expect(s.violations).toEqual([]);
+    } finally {
+      await s.stop();
+    }
+  }, 240_000);
+
+  it("every remediation fails → operator: a ServiceAccount whose role lacks pods delete gets a real 403, named with the RBAC rule; nothing moves", async () => {
+    const kubeconfig = await limitedKubeconfig(kubeAdmin());
+    const s = await startRealK8s({
+      name: "operator",
+      kubeconfig,
+      policy: testPolicy({ remediation: [{ strategy: "OutOfServiceTaint", timeoutMs: 3_000 }, { strategy: "ResourceDeletion", timeoutMs: 3_000 }] }),
+    });
+    try {
+      const victim = await s.nodeOf("db-0");
+      await s.fleet.crash(victim);
+      await s.waitFor(`${victim} needs an operator`, () => s.latest(victim) === "operator", 60_000);
+      const text = s.timeline(victim).join("\n");
+      expect(text).toContain("operator required: every remediation in the escalation list failed");
+      expect(text).toMatch(/pods\.delete failed: Kubernetes refused to delete pods\/db-0 in namespace operator \(403 Forbidden: .*system:serviceaccount:fenceline:fenceline-limited/);
+      expect(text).toContain('{ apiGroups: [""], resources: ["pods"], verbs: ["delete"] }');
+      // The taint evicted db-0 but nothing could delete it: it is terminating on the dead node, running nowhere.
+      expect((await s.pod("db-0"))!.spec.nodeName).toBe(victim);
+      expect(s.runningOn("db-0")).toEqual([]);
+      expect(((await s.node(victim)).spec?.taints ?? []).map((t: { key: string }) => t.key)).toContain("fenceline.io/fencing");
+      expect(s.violations).toEqual([]);
+    } finally {
+      await s.stop();
+    }
+  }, 240_000);
 });
+
+/** A pod on the fleet that tolerates the out-of-service taint for an hour (the taint cannot evict it in time). */
+async function lingeringPod(admin: KubeClient, namespace: string, fleet: string) {
+  await admin.create(`/api/v1/namespaces/${namespace}/pods`, {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: "lingering", namespace, labels: { app: "lingering" } },
+    spec: {
+      nodeSelector: { "kube-lab.fenceline.io/fleet": fleet },
+      tolerations: [{ key: "node.kubernetes.io/out-of-service", operator: "Exists", effect: "NoExecute", tolerationSeconds: 3600 }],
+      containers: [{ name: "app", image: "registry.invalid/fenceline/app:1" }],
+    },
+  });
+}
+
+/** The engine's ClusterRole without pods delete, bound to its own ServiceAccount; a kubeconfig with its token. */
+async function limitedKubeconfig(admin: KubeClient): Promise<string> {
+  const role = (await admin.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/fenceline-engine")) as KubeObject & { rules: Array<{ resources?: string[]; verbs: string[] }> };
+  const rules = role.rules.map((r) => (r.resources?.includes("pods") ? { ...r, verbs: r.verbs.filter((v) => v !== "delete") } : r));
+  const create = async (path: string, body: unknown) => admin.create(path, body).catch((err: { status?: number }) => {
+    if (err.status !== 409) throw err;
+  });
+  await create("/apis/rbac.authorization.k8s.io/v1/clusterroles", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: "fenceline-limited" }, rules });
+  await create("/api/v1/namespaces/fenceline/serviceaccounts", { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "fenceline-limited", namespace: "fenceline" } });
+  await create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRoleBinding",
+    metadata: { name: "fenceline-limited" },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "fenceline-limited" },
+    subjects: [{ kind: "ServiceAccount", name: "fenceline-limited", namespace: "fenceline" }],
+  });
+  return writeKubeconfig(inject("kubeTest").kube, "fenceline-limited", await serviceAccountToken(admin, "fenceline", "fenceline-limited"));
+}
