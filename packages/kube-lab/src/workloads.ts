@@ -35,7 +35,7 @@ export type StatefulSetOptions = {
 };
 
 /**
- * A StatefulSet (parallel pod management) whose replicas each claim a ReadWriteOnce volume of
+ * A StatefulSet (parallel pod management, one replica per node) whose replicas each claim a ReadWriteOnce volume of
  * the kube-lab CSI driver: `data-NAME-i`, bound to PersistentVolume `NAMESPACE-NAME-i` (volume
  * handle the same), which the attach-detach controller attaches through VolumeAttachments.
  */
@@ -73,6 +73,8 @@ export async function createStatefulSet(admin: KubeClient, options: StatefulSetO
         metadata: { labels: { app: name } },
         spec: {
           ...onFleet(fleet),
+          // One replica per node, as a replicated database is run.
+          affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: "kubernetes.io/hostname", labelSelector: { matchLabels: { app: name } } }] } },
           containers: [{ name: "app", image: IMAGE, ...(volumes ? { volumeMounts: [{ name: "data", mountPath: "/data" }] } : {}) }],
         },
       },
