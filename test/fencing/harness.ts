@@ -144,7 +144,7 @@ export async function startPowerLab(options: PowerLabOptions): Promise<PowerLab>
     log: () => stderr,
     states,
     audit: async (node) => (await readStream(nc, Streams.audit, Subjects.audit(node))).map((m) => AuditRecord.parse(m.data)).sort((a, b) => a.seq - b.seq),
-    events: async (node) => (await readStream(nc, Streams.events, Subjects.event(node))).map((m) => NodeEvent.parse(m.data)),
+    events: async (node) => (await readStream(nc, Streams.events, Subjects.storedEvent(node))).map((m) => NodeEvent.parse(m.data)),
     waitFor,
     async stop() {
       await sim?.stop();

@@ -101,7 +101,7 @@ export async function upCommand(argv: string[]): Promise<number> {
       : {}),
   });
   if (kube) log.info({ server: kubeConfig?.getCurrentCluster()?.server, selector: kube.selector, conditionDurationMs: kube.durationMs }, "acting on Kubernetes");
-  metrics.started(control.engine.core.snapshots(), control.fleetStatus);
+  metrics.started(control.engine.core.snapshots(), control.fleetStatus, control.engine);
   log.info({ url, policy: policy.version, metrics: metrics.url }, "fenceline is up");
   if (fencing) void fencing.check();
   console.error(`fenceline: up on ${url} (Ctrl-C to stop)`);

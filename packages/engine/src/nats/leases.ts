@@ -2,21 +2,19 @@ import { randomUUID } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ErrorCode, FencelineError } from "@fenceline/contracts";
+import { EngineInstance, ErrorCode, FencelineError, PartitionLease, parseMessage } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
 import { Buckets, fnv1a } from "@fenceline/streams";
 
 /** What a partition lease (`p<k>` in FL_LEASES) holds. An empty owner is a released lease. */
-export type LeaseValue = { owner: string; incarnation: string; expiresAt: number };
+export type LeaseValue = PartitionLease;
 /** What an instance announces (`i.<id>`): it counts as live until expiresAt. */
-export type InstanceValue = { id: string; incarnation: string; expiresAt: number };
+export type InstanceValue = EngineInstance;
 
 export const DEFAULT_LEASE_MS = 10_000;
 
 export const leaseKey = (partition: number) => `p${partition}`;
 export const instanceKey = (id: string) => `i.${id}`;
-/** The key that records the deployment's partition count. */
-export const PARTITIONS_KEY = "partitions";
 
 /** KV keys allow [-/_=.a-zA-Z0-9]; an instance id is made of those. */
 export function checkInstanceId(id: string): string {
@@ -88,13 +86,16 @@ export function createLeaseManager(options: {
 
   const rank = (p: number) => fnv1a(`${instanceId}/${p}`);
   const value = (at: number): string => JSON.stringify({ owner: instanceId, incarnation, expiresAt: at + leaseMs } satisfies LeaseValue);
-  const parse = <T>(entry: KvEntry | null): T | null => {
+  /**
+   * A lease or instance value, parsed like every message; an invalid one counts as absent (a
+   * lease nobody validly holds may be claimed: the claim is a compare-and-set on its revision).
+   */
+  const parse = <T>(schema: typeof PartitionLease | typeof EngineInstance, entry: KvEntry | null): T | null => {
     if (!entry || entry.operation !== "PUT") return null;
-    try {
-      return entry.json<T>();
-    } catch {
-      return null;
-    }
+    const parsed = parseMessage(schema, entry.value);
+    if (parsed.ok) return parsed.value as T;
+    log.warn({ key: entry.key, reason: parsed.reason, error: parsed.error }, `FL_LEASES "${entry.key}" is not valid: taken as absent`);
+    return null;
   };
 
   async function liveInstances(at: number): Promise<number> {
@@ -102,7 +103,7 @@ export function createLeaseManager(options: {
     const prefix = `$KV.${Buckets.leases}.`;
     const info = await jsm.streams.info(`KV_${Buckets.leases}`, { subjects_filter: `${prefix}i.>` });
     const keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
-    const values = await Promise.all(keys.map(async (k) => parse<InstanceValue>(await kv.get(k))));
+    const values = await Promise.all(keys.map(async (k) => parse<InstanceValue>(EngineInstance, await kv.get(k))));
     const live = values.filter((v) => v && v.expiresAt > at && v.id !== instanceId).length;
     return live + 1;
   }
@@ -136,7 +137,7 @@ export function createLeaseManager(options: {
       [...owned].map(async ([p, own]) => {
         const entry = entries[p];
         if (!entry || entry.revision !== own.revision) {
-          const holder = parse<LeaseValue>(entry ?? null);
+          const holder = parse<LeaseValue>(PartitionLease, entry ?? null);
           if (holder && holder.owner === instanceId && holder.incarnation !== incarnation && !twin) {
             twin = true;
             log.error({ instanceId, other: holder.incarnation }, `another live process runs with instance id "${instanceId}": give each engine instance its own id`);
@@ -165,7 +166,7 @@ export function createLeaseManager(options: {
     const claimable = (p: number) => {
       if (owned.has(p)) return false;
       const entry = entries[p];
-      const holder = parse<LeaseValue>(entry ?? null);
+      const holder = parse<LeaseValue>(PartitionLease, entry ?? null);
       if (!holder || holder.owner === "" || holder.expiresAt <= at) return true;
       // Our own id from an earlier run (we restarted): ours again at once, unless a twin lives.
       return holder.owner === instanceId && holder.incarnation !== incarnation && !twin;
@@ -243,30 +244,4 @@ export function createLeaseManager(options: {
     },
     round: () => round(),
   };
-}
-
-/**
- * Records the partition count in FL_LEASES on first use and refuses another one afterwards:
- * the count is part of every event subject, so all processes must agree on it.
- */
-export async function checkPartitionCount(kv: KV, partitions: number): Promise<void> {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const entry = await kv.get(PARTITIONS_KEY);
-    if (entry && entry.operation === "PUT") {
-      const recorded = Number(entry.string());
-      if (recorded !== partitions) {
-        throw new FencelineError(
-          ErrorCode.InvalidMessage,
-          `FL_EVENTS is split into ${recorded} partitions (FL_LEASES "${PARTITIONS_KEY}") but this engine uses ${partitions}: set FENCELINE_PARTITIONS=${recorded} for every process, or re-create the streams`,
-        );
-      }
-      return;
-    }
-    try {
-      await kv.create(PARTITIONS_KEY, String(partitions));
-      return;
-    } catch {
-      // created meanwhile: read it again
-    }
-  }
 }

@@ -220,7 +220,8 @@ export class LabWorld {
   // ------------------------------------------------------------------ the event log and outputs
 
   publishEvent(event: NodeEvent): void {
-    this.events.publish(event.id, event.node, event, Subjects.event(event.node, LAB_PARTITIONS));
+    // As FL_EVENTS does: published on fl.evt.<node>, stored under its partition.
+    this.events.publish(event.id, event.node, event, Subjects.storedEvent(event.node, LAB_PARTITIONS));
   }
 
   /** FL_DLQ: recorded, and an invariant violation (nothing in the lab should publish an invalid input). */
