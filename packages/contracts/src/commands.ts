@@ -21,6 +21,13 @@ export const OUT_OF_SERVICE_TAINT: Taint = {
   effect: "NoExecute",
 };
 
+const FenceTarget = z
+  .object({
+    device: z.string().regex(/^[a-z][a-z0-9-]*$/).max(64).optional(),
+    hostGroup: z.string().max(128).optional(),
+  })
+  .strict();
+
 const Params = {
   "taint.add": z.object({ taint: Taint }).strict(),
   "taint.remove": z.object({ taint: Taint }).strict(),
@@ -47,8 +54,14 @@ const Params = {
       bootId: z.string().max(128).optional(),
     })
     .strict(),
-  /** Power the node off through a fence agent and read the power status back. */
-  "fence.poweroff": z.object({}).strict(),
+  /**
+   * Power the node off through a fence device (`device`; every device of the node without it:
+   * the `power` method) and read the power state back until it says off. `hostGroup`: the node's,
+   * for devices configured per host group.
+   */
+  "fence.poweroff": FenceTarget,
+  /** Power the node on again through a fence device (unfencing, after remediation). */
+  "fence.poweron": FenceTarget,
   /** Run cleanup, then provision by host group. */
   "reprovision": z
     .object({
@@ -88,7 +101,22 @@ const Facts = {
    * `error`: a failure's code (auth, unreachable, not-confirmed…).
    */
   "fence.poweroff": z
-    .object({ device: z.string().min(1).max(256).optional(), power: z.literal("off").optional(), error: z.string().min(1).max(64).optional() })
+    .object({
+      /** The fencing method the command was for, echoed: its `device`, or "power" (every device of the node). */
+      method: z.string().min(1).max(64).optional(),
+      device: z.string().min(1).max(256).optional(),
+      power: z.literal("off").optional(),
+      error: z.string().min(1).max(64).optional(),
+    })
+    .strict(),
+  /** As for fence.poweroff; `power` is the state after the agent's `on`. */
+  "fence.poweron": z
+    .object({
+      method: z.string().min(1).max(64).optional(),
+      device: z.string().min(1).max(256).optional(),
+      power: z.literal("on").optional(),
+      error: z.string().min(1).max(64).optional(),
+    })
     .strict(),
   "reprovision": z.object({ attempt: z.number().int().positive(), ticket: z.number().int().positive().optional() }).strict(),
   /** When the current unbroken run of a healthy majority began, as the guard decided on it. */
@@ -123,6 +151,7 @@ export const CommandResultData = z.discriminatedUnion("kind", [
   result("cluster.version"),
   result("watchdog.stop"),
   result("fence.poweroff"),
+  result("fence.poweron"),
   result("reprovision"),
   result("slot.acquire"),
   result("slot.release"),
@@ -140,6 +169,7 @@ export const ACTUATOR_OF: Record<CommandKind, Actuator> = {
   "cluster.version": "cluster",
   "watchdog.stop": "agent",
   "fence.poweroff": "fence",
+  "fence.poweron": "fence",
   "reprovision": "provisioner",
   "slot.acquire": "guard",
   "slot.release": "guard",
@@ -175,6 +205,7 @@ export const Command = z.discriminatedUnion("kind", [
   command("cluster.version"),
   command("watchdog.stop"),
   command("fence.poweroff"),
+  command("fence.poweron"),
   command("reprovision"),
   command("slot.acquire"),
   command("slot.release"),

@@ -471,13 +471,13 @@ export class SimFleet {
     this.#options.cluster.powerOff(name);
   }
 
-  /** Its BMC powers the machine on: it boots (new boot id). */
+  /** Its BMC powers the machine on: it boots (new boot id) after `rebootMs`, as any boot. */
   async powerOn(name: string) {
     const node = this.#node(name);
     if (!node.heldOff) return;
     node.heldOff = false;
     this.#note(name, "powered on by its BMC");
-    if (node.power === "down") await this.#boot(node);
+    this.#bootLater(node, this.#options.rebootMs);
   }
 
   /** What the machine's BMC reads: on unless the BMC powered it off (a reset or a hang keeps the power on). */

@@ -3,7 +3,7 @@ import { connectNats, type Logger } from "@fenceline/bus";
 import { systemClock, type Policy } from "@fenceline/contracts";
 import { SimFleet, type FleetOptions, type Machines } from "@fenceline/sim";
 
-export type SimFleetOnNatsOptions = Pick<FleetOptions, "nodes" | "rebootMs" | "hostGroupOf" | "checksumsOf" | "onEvent"> & {
+export type SimFleetOnNatsOptions = Pick<FleetOptions, "nodes" | "rebootMs" | "hostGroupOf" | "checksumsOf" | "onEvent" | "bootGate"> & {
   /** The nats-server the agents heartbeat to, all of them over one connection. */
   url: string;
   /** That connection's name. */
