@@ -104,6 +104,8 @@ export async function startPowerLab(options: PowerLabOptions): Promise<PowerLab>
     cluster,
     policy,
     rebootMs: options.rebootMs ?? 500,
+    // A machine that boots again starts its kubelet only once the engine lets it (fenceline agent --gate).
+    bootGate: true,
     log: quiet,
     onStep: (now) => violations.push(...checkInvariants(cluster, now).violations),
   });

@@ -56,6 +56,11 @@ export {
   resolveLimit,
   type PolicyInput,
   type SafeTimeBreakdown,
+  WATCHDOG_METHOD,
+  POWER_METHOD,
+  FenceMethod,
+  fencingLevelsOf,
+  type FenceLevel,
 } from "./policy.js";
 export { Heartbeat, HeartbeatAck, AgentContract, WatchdogKind, withdrawnContract } from "./heartbeat.js";
 export {
