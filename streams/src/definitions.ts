@@ -79,6 +79,8 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
       name: Streams.commands,
       subjects: [Subjects.commandAll],
       retention: RetentionPolicy.Workqueue,
+      // The engine publishes a batch's commands and audit records as fast batches (2.14).
+      allow_batched: true,
       storage: StorageType.File,
       duplicate_window: dedup,
       num_replicas: replicas,
@@ -87,6 +89,7 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
       name: Streams.audit,
       subjects: [Subjects.auditAll],
       retention: RetentionPolicy.Limits,
+      allow_batched: true,
       storage: StorageType.File,
       duplicate_window: dedup,
       num_replicas: replicas,

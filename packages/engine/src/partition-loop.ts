@@ -1,5 +1,5 @@
 import { NODE_EVENT_TYPES, NodeEvent, parseMessage, type DeadLetter } from "@fenceline/contracts";
-import { parseEventSubject, partitionOf } from "@fenceline/streams";
+import { fnv1a, parseEventSubject } from "@fenceline/streams";
 import type { DeadLetterSink, Logger } from "@fenceline/bus";
 import type { BatchOutcome, EngineCore } from "./engine.js";
 
@@ -217,7 +217,7 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
       }
       // The server chose the partition (FL_EVENTS's subject transform); the engine must agree,
       // or a node's events would be applied by one instance and its timers fired by another.
-      const expected = partitionOf(event.node, partitions);
+      const expected = fnv1a(subject!.token) % partitions; // partitionOf(event.node): the token is the node's
       if (subject!.partition !== expected) {
         letters.push({
           msg,

@@ -3,12 +3,13 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError, systemClock, type Clock, type Policy } from "@fenceline/contracts";
-import { auditMessage, commandMessage, createJetStreamPipeline, publishEvent, type Logger } from "@fenceline/bus";
+import { createFastBatchPublisher, createJetStreamPipeline, publishEvent, type Logger } from "@fenceline/bus";
 import { Buckets, checkPartitions, eventPartitions, partitionOf } from "@fenceline/streams";
 import { createEngineCore, type BatchOutcome, type EngineCore } from "../engine.js";
 import { createDecider, type Decider, type FoldResult } from "../fold.js";
 import { createTimerService, type TimerService } from "../timer-service.js";
 import { createKvSnapshotStore } from "./kv-snapshot-store.js";
+import { createJetStreamOutputs } from "./output-sink.js";
 import { createLeaseManager, DEFAULT_LEASE_MS } from "./leases.js";
 import { refuseMisplacedEvents } from "./misplaced-events.js";
 import { checkPinnedConsumers, createPinnedOwnership, type Ownership } from "./pinned-ownership.js";
@@ -106,14 +107,11 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
   const decider = options.decider ?? createDecider(policy);
   const partitionOfNode = (node: string) => partitionOf(node, partitions);
 
-  // Outputs are pipelined (one inbox for every acknowledgement, one timer per batch).
+  // Outputs go in fast batches per stream; snapshot saves are pipelined (one inbox for every
+  // acknowledgement, one timer per batch).
   const pipeline = createJetStreamPipeline(nc);
-  const outputs: OutputSink = {
-    publish: async (list) => {
-      const acks = await pipeline.publish(list.map((o) => (o.type === "command" ? commandMessage(o.command) : auditMessage(o.record))));
-      return acks.map((ack) => (ack instanceof Error ? ack : null));
-    },
-  };
+  const fastBatches = createFastBatchPublisher(nc);
+  const outputs = createJetStreamOutputs(pipeline, fastBatches);
   const snapshots = createKvSnapshotStore(kv, nc, pipeline, {
     onInvalid: (key, err) => log.error({ err, key }, `FL_NODES "${key}" is not a valid snapshot: its partition waits at its next event until the value is fixed or deleted`),
   });
@@ -243,6 +241,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
       timers.stop();
       await ownership.stop();
       pipeline.close();
+      fastBatches.close();
     },
   };
 }
