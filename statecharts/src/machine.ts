@@ -59,7 +59,7 @@ export const UNFENCE_RETRY = { firstMs: 10_000, maxMs: 60_000 } as const;
 const CANNOT_ACT = new Set(["invalid-config", "not-found", "stale"]);
 
 /** Command kinds that move workloads: never emitted before fencing is confirmed. */
-export const REMEDIATION_KINDS = new Set(["pods.delete", "volumeattachments.delete", "workloads.await-gone"]);
+export const REMEDIATION_KINDS = new Set(["pods.delete", "workloads.await-gone"]);
 
 type Ev = NodeEvent;
 type Ctx = NodeContext;
@@ -600,9 +600,9 @@ export function createNodeMachine(policy: Policy) {
           enqueue.emit(command({ kind: "workloads.await-gone", params: { timeoutMs: step.timeoutMs } }));
           pending = ["taint.add", "workloads.await-gone"];
         } else {
+          // No VolumeAttachment deletion: the attach-detach controller owns them (docs/kubernetes.md).
           enqueue.emit(command({ kind: "pods.delete", params: {} }));
-          enqueue.emit(command({ kind: "volumeattachments.delete", params: {} }));
-          pending = ["pods.delete", "volumeattachments.delete"];
+          pending = ["pods.delete"];
         }
         enqueue.assign({
           remediation: { ...context.remediation, strategy, pending },

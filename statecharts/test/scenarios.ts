@@ -88,11 +88,10 @@ export function toReprovisioning(h: Harness) {
   return h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 8_000);
 }
 
-/** Fence agent policy: powered off at 2200, Automatic → ResourceDeletion (1.27), done at 2500. */
+/** Fence agent policy: powered off at 2200, Automatic → ResourceDeletion (1.27), done at 2400. */
 export function toDoneByFenceAgent(h: Harness, extra: { checksums?: Record<string, string> } = {}) {
   toFencing(h, extra);
   h.result("fence.poweroff", true, 2_200);
   h.result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
-  h.result("pods.delete", true, 2_400);
-  return h.result("volumeattachments.delete", true, 2_500);
+  return h.result("pods.delete", true, 2_400);
 }

@@ -832,7 +832,7 @@ describe("remediating", () => {
       for (const facts of [{ serverVersion: "1.27" }, {}, { serverVersion: "unknown" }] as Array<Record<string, string>>) {
         const h = machineFor();
         toResolving(h).result("cluster.version", true, 5_100, { facts });
-        expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+        expect(h.kinds).toEqual(["pods.delete"]);
         expect(h.context.remediation.strategy).toBe("ResourceDeletion");
       }
     },
@@ -841,7 +841,7 @@ describe("remediating", () => {
   behaviour("Automatic picks ResourceDeletion when the version lookup fails", ["remediating.resolving command.result [resultFailed(cluster.version)]"], () => {
     const h = machineFor();
     toResolving(h).result("cluster.version", false, 5_100);
-    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.kinds).toEqual(["pods.delete"]);
     expect(h.reasons).toContain("Automatic: Kubernetes version unknown → ResourceDeletion");
   });
 
@@ -849,7 +849,7 @@ describe("remediating", () => {
     const h = machineFor();
     toResolving(h).fire("step-timeout");
     expect(h.path).toBe("remediating.running");
-    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.kinds).toEqual(["pods.delete"]);
     expect(h.context.timers).toEqual({ "step-timeout": 25_000 });
   });
 
@@ -864,25 +864,26 @@ describe("remediating", () => {
     const h = machineFor(DELETION_ONLY_POLICY);
     confirmBySafeTime(toFencing(h));
     expect(h.path).toBe("remediating.running");
-    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.kinds).toEqual(["pods.delete"]);
     expect(h.reasons).toContain("remediation step 1/1: ResourceDeletion (timeout 10s)");
   });
 
-  behaviour(
-    "ResourceDeletion completes when both results arrive",
-    ["remediating.running command.result", "remediating.running command.result [stepCompleted]"],
-    () => {
-      const h = machineFor(DELETION_ONLY_POLICY);
-      confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100);
-      expect(h.path).toBe("remediating.running");
-      expect(h.context.remediation.pending).toEqual(["volumeattachments.delete"]);
-      h.result("volumeattachments.delete", true, 5_200);
-      // Its workloads are gone and it is still silent: down, its slot freed.
-      expect(h.path).toBe("down");
-      expect(h.context.timers).toEqual({});
-      expect(h.kinds).toEqual(["slot.release"]);
-    },
-  );
+  behaviour("ResourceDeletion completes once its pods are force-deleted", ["remediating.running command.result [stepCompleted]"], () => {
+    const h = machineFor(DELETION_ONLY_POLICY);
+    confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100);
+    // Its workloads are gone and it is still silent: down, its slot freed.
+    expect(h.path).toBe("down");
+    expect(h.context.timers).toEqual({});
+    expect(h.kinds).toEqual(["slot.release"]);
+  });
+
+  behaviour("OutOfServiceTaint waits for both of its results", ["remediating.running command.result"], () => {
+    const h = machineFor();
+    toRunningOutOfService(h);
+    h.result("taint.add", true, 5_200);
+    expect(h.path).toBe("remediating.running");
+    expect(h.context.remediation.pending).toEqual(["workloads.await-gone"]);
+  });
 
   behaviour("OutOfServiceTaint completes, then the out-of-service taint is removed", ["remediating.running command.result [stepCompleted]"], () => {
     const h = machineFor();
@@ -894,9 +895,8 @@ describe("remediating", () => {
   behaviour("a result of an older epoch does not settle a pending command", ["remediating.running command.result"], () => {
     const h = machineFor(DELETION_ONLY_POLICY);
     confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100, { epoch: 0 });
-    expect(h.context.remediation.pending).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.context.remediation.pending).toEqual(["pods.delete"]);
     h.result("pods.delete", false, 5_150, { epoch: 0 });
-    h.result("volumeattachments.delete", true, 5_200);
     expect(h.path).toBe("remediating.running");
     expect(h.context.remediation.pending).toEqual(["pods.delete"]);
   });
@@ -912,7 +912,6 @@ describe("remediating", () => {
       expect(h.commands).toEqual([
         { kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } },
         { kind: "pods.delete", params: {} },
-        { kind: "volumeattachments.delete", params: {} },
       ]);
       expect(h.context.remediation).toMatchObject({ step: 1, strategy: "ResourceDeletion" });
       expect(h.context.epoch).toBe(1);
@@ -953,7 +952,7 @@ describe("remediating", () => {
       const agent = machineFor(FENCE_AGENT_POLICY);
       toFencing(agent).result("fence.poweroff", true, 2_200).result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
       agent.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_350);
-      agent.result("pods.delete", true, 2_400).result("volumeattachments.delete", true, 2_500);
+      agent.result("pods.delete", true, 2_400);
       expect(agent.path).toBe("rejoining.untainting");
       expect(agent.kinds).toEqual(["taint.remove"]);
     },
@@ -1037,14 +1036,14 @@ describe("remediating", () => {
       expect(h.path).toBe("down");
       expect(h.commands).toEqual([{ kind: "slot.release", params: {} }, { kind: "fence.poweron", params: { hostGroup: "db" } }]);
       expect(h.reasons).toContain("unfencing: powering the node on through power so it boots and rejoins; again in 10s if it stays silent");
-      expect(h.context.timers).toEqual({ "unfence-retry": 12_500 });
+      expect(h.context.timers).toEqual({ "unfence-retry": 12_400 }); // done at 2400, + 10 s
       // The BMC refuses: the machine says so and waits for the next try.
       h.result("fence.poweron", false, 2_600, { reason: "failed: Set Chassis Power Control to Up/On failed", facts: { method: "power", error: "failed" } });
       expect(h.reasons).toEqual(["fence.poweron failed: failed: Set Chassis Power Control to Up/On failed"]);
       expect(h.path).toBe("down");
       h.fire("unfence-retry");
       expect(h.kinds).toEqual(["fence.poweron"]);
-      expect(h.context.timers).toEqual({ "unfence-retry": 12_500 + 20_000 });
+      expect(h.context.timers).toEqual({ "unfence-retry": 12_400 + 20_000 });
       h.fire("unfence-retry").fire("unfence-retry").fire("unfence-retry");
       expect(h.reasons[0]).toBe("still away: unfencing again (attempt 5): powering the node on through power so it boots and rejoins; again in 1m if it stays silent");
       // Powered on, it boots: a new boot id rejoins it (re-provisioned), and no power-on follows.
@@ -1110,7 +1109,7 @@ describe("rejoining", () => {
     joined(h, { checksums: { web: "v1" } }).send("config.desired", { checksums: { web: "v2" } }, 10);
     h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000).fire("suspect").result("slot.acquire", true, 2_100);
     h.result("fence.poweroff", true, 2_200).result("cluster.version", false, 2_300);
-    h.result("pods.delete", true, 2_400).result("volumeattachments.delete", true, 2_500);
+    h.result("pods.delete", true, 2_400);
     h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
     expect(h.path).toBe("rejoining.reprovisioning");
     expect(reprovisionOf(h)?.reason).toBe("configuration drift in web");

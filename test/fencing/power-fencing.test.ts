@@ -20,7 +20,7 @@ const POLICY: PolicyInput = {
 };
 const SAFE_TIME_MS = safeTimeOf(Policy.parse(POLICY));
 
-const MOVES = ["pods.delete", "volumeattachments.delete", "workloads.await-gone"];
+const MOVES = ["pods.delete", "workloads.await-gone"];
 const movesWorkloads = (r: AuditRecord) => r.commands.some((c) => MOVES.includes(c.kind) || (c.kind === "taint.add" && c.params.taint.key === "node.kubernetes.io/out-of-service"));
 
 describe("power fencing: fence_ipmilan and ipmi_sim BMCs under fenceline up, on real NATS", () => {

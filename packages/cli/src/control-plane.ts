@@ -2,10 +2,11 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock, type ClusterApi, type Policy, type Provisioner } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
-import { Buckets, provisionStreams } from "@fenceline/streams";
+import { Buckets, fittingReplicas, provisionStreams } from "@fenceline/streams";
 import { runEngine, type FleetStatus, type FoldResult, type RunningEngine } from "@fenceline/engine";
 import { runConditionDetector, runHeartbeatDetector, runMembershipKeeper, type ConditionRule } from "@fenceline/detectors";
-import type { NodeWatcher } from "@fenceline/kubernetes";
+import type { NodeEventRecorder, NodeWatcher } from "@fenceline/kubernetes";
+import { startNodeEvents } from "./node-events.js";
 import {
   createActuator,
   createAgentRelayHandlers,
@@ -31,6 +32,7 @@ export type ControlPlaneOptions = {
   /** Fence devices (BMCs, PDUs…) of the fence actuator; without any, no fence actuator runs. */
   fenceDevices?: readonly FenceDevice[];
   clock?: Clock;
+  /** Replicas of the streams and buckets (default: what fits the cluster, `fittingReplicas`). */
   replicas?: number;
   /**
    * The engine instance's id in the partition leases (default: FENCELINE_INSTANCE_ID, else
@@ -41,6 +43,8 @@ export type ControlPlaneOptions = {
   onApplied?: (result: FoldResult) => void;
   /** Kubernetes node conditions as a second signal (the node watch of a real or simulated API server). */
   conditions?: { watcher: NodeWatcher; rules: ConditionRule[]; selector?: string; excludeLabel?: string };
+  /** Each step that acts on a node also becomes a Kubernetes Event on its Node object. */
+  nodeEvents?: NodeEventRecorder;
 };
 
 export type ControlPlane = {
@@ -54,8 +58,9 @@ export type ControlPlane = {
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { nc, policy, log } = options;
   const clock = options.clock ?? systemClock;
-  const report = await provisionStreams(nc, { log, ...(options.replicas ? { replicas: options.replicas } : {}) });
-  log.info(report, "streams provisioned");
+  const replicas = options.replicas ?? (await fittingReplicas(nc));
+  const report = await provisionStreams(nc, { log, replicas });
+  log.info({ ...report, replicas }, "streams provisioned");
 
   const actuators: ActuatorCore[] = [];
   const fleet = await watchFleetView(nc, {
@@ -91,6 +96,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const conditions = options.conditions
     ? await runConditionDetector({ nc, ...options.conditions, log: log.child({ component: "condition-detector" }), clock })
     : undefined;
+  const nodeEvents = options.nodeEvents ? startNodeEvents({ nc, recorder: options.nodeEvents, log: log.child({ component: "node-events" }) }) : undefined;
   const runners = actuators.map((actuator) => runActuator({ nc, actuator, log: log.child({ component: `actuator-${actuator.name}` }) }));
 
   return {
@@ -105,6 +111,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       await detector.stop();
       await membership.stop();
       await conditions?.stop();
+      await nodeEvents?.stop();
       await engine.stop();
       await fleet.stop();
     },

@@ -31,11 +31,18 @@ const FenceTarget = z
 const Params = {
   "taint.add": z.object({ taint: Taint }).strict(),
   "taint.remove": z.object({ taint: Taint }).strict(),
-  /** Force-delete (grace period 0) every pod bound to the node. */
+  /**
+   * Force-delete (grace period 0) the node's pods that must move: every pod but DaemonSet pods
+   * (their controller puts them back on the same node) and mirror pods (the kubelet's static
+   * pods). VolumeAttachments are left to the attach-detach controller (docs/kubernetes.md).
+   */
   "pods.delete": z.object({}).strict(),
-  /** Delete every VolumeAttachment of the node. */
-  "volumeattachments.delete": z.object({}).strict(),
-  /** Report success once the node has no pods and no VolumeAttachments left. */
+  /**
+   * The out-of-service taint's second half: until the node has no pod that must move (not a
+   * DaemonSet or mirror pod, not tolerating the taint) and none of their VolumeAttachments,
+   * force-delete the pods the taint eviction controller evicted (what Pod GC does only once
+   * the node is NotReady, which fencing has already made sure of); then report success.
+   */
   "workloads.await-gone": z.object({ timeoutMs: z.number().int().positive() }).strict(),
   /** Read the cluster's server version (for the Automatic strategy). */
   "cluster.version": z.object({}).strict(),
@@ -87,9 +94,8 @@ const Facts = {
   "taint.add": z.object({ taint: TaintKey }).strict(),
   "taint.remove": z.object({ taint: TaintKey }).strict(),
   "pods.delete": Deleted,
-  "volumeattachments.delete": Deleted,
-  /** `gone` once the node has no pods and no VolumeAttachments left. */
-  "workloads.await-gone": z.object({ gone: z.literal(true) }).strict(),
+  /** `gone` once nothing that must move is left; `deleted`: the evicted pods it force-deleted. */
+  "workloads.await-gone": z.object({ gone: z.literal(true), deleted: z.number().int().nonnegative().optional() }).strict(),
   "cluster.version": z.object({ serverVersion: z.string().min(1).max(64) }).strict(),
   "watchdog.stop": z.object({}).strict(),
   /**
@@ -144,7 +150,6 @@ export const CommandResultData = z.discriminatedUnion("kind", [
   result("taint.add"),
   result("taint.remove"),
   result("pods.delete"),
-  result("volumeattachments.delete"),
   result("workloads.await-gone"),
   result("cluster.version"),
   result("watchdog.stop"),
@@ -163,7 +168,6 @@ export const ACTUATOR_OF: Record<CommandKind, Actuator> = {
   "taint.add": "cluster",
   "taint.remove": "cluster",
   "pods.delete": "cluster",
-  "volumeattachments.delete": "cluster",
   "workloads.await-gone": "cluster",
   "cluster.version": "cluster",
   "watchdog.stop": "agent",
@@ -200,7 +204,6 @@ export const Command = z.discriminatedUnion("kind", [
   command("taint.add"),
   command("taint.remove"),
   command("pods.delete"),
-  command("volumeattachments.delete"),
   command("workloads.await-gone"),
   command("cluster.version"),
   command("watchdog.stop"),

@@ -32,10 +32,17 @@ export type FaultKind =
   | "nats-loss"
   | "hang";
 
+/**
+ * What the fleet does to the machines' workloads when it crashes, boots, cuts off or powers off
+ * a machine: the cluster model (InMemoryCluster) in the simulator, simulated kubelets against a
+ * real API server (`@fenceline/kube-lab`'s KubeletFleet) in the Kubernetes tests.
+ */
+export type Machines = Pick<InMemoryCluster, "crash" | "boot" | "setReachable" | "startKubelet" | "powerOff">;
+
 export type FleetOptions = {
   nodes: string[];
   clock: Clock;
-  cluster: InMemoryCluster;
+  cluster: Machines;
   timing: AgentTiming;
   heartbeatIntervalMs: number;
   /** Builds a node's link to the control plane (NATS in the demo, memory in the lab). */

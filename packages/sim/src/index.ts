@@ -29,7 +29,7 @@ export {
   type NodeRecovery,
 } from "./invariants.js";
 export { VirtualWatchdog, type VirtualWatchdogOptions, type WatchdogState } from "./virtual-watchdog.js";
-export { SimFleet, type FleetOptions, type FleetEvent, type FaultKind, type PeerRound } from "./fleet.js";
+export { SimFleet, type FleetOptions, type Machines, type FleetEvent, type FaultKind, type PeerRound } from "./fleet.js";
 export { createSwitchableTransport, type SwitchableTransport } from "./switchable-transport.js";
 export {
   KubernetesApiServer,

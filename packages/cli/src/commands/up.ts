@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { checkFenceDevices, createCommandProvisioner } from "@fenceline/actuators";
 import { Duration, ErrorCode, FencelineError, POWER_METHOD, WATCHDOG_METHOD, type Policy } from "@fenceline/contracts";
@@ -22,8 +23,8 @@ NATS_URL) it starts its own nats-server on a free loopback port (store in --stor
 temporary directory). Stop with Ctrl-C.
   --provision-cleanup/--provision-run  shell commands for re-provisioning; {node} and
                                        {hostGroup} are substituted
-  --kubeconfig FILE      act on this Kubernetes cluster (taints, pod and VolumeAttachment
-                         deletion) and watch its node conditions; --in-cluster uses the pod's
+  --kubeconfig FILE      act on this Kubernetes cluster (taints, pod deletion, Events on the
+                         Node) and watch its node conditions; --in-cluster uses the pod's
                          service account. Without either, cluster actions are a logged dry run.
   --node-selector SEL    only nodes matching this label selector (e.g. "!node-role.kubernetes.io/control-plane")
   --exclude-label KEY    a node labelled KEY=true is not remediated (default ${DEFAULT_EXCLUDE_LABEL})
@@ -89,6 +90,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     ...(values["instance-id"] ? { instanceId: values["instance-id"] as string } : {}),
     ...(kube && k8s && kubeConfig
       ? {
+          nodeEvents: k8s.createNodeEventRecorder({ kubeConfig, instance: (values["instance-id"] as string | undefined) ?? `${hostname()}-${process.pid}`, log: log.child({ component: "node-events" }) }),
           conditions: {
             watcher: k8s.createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }), ...(kube.selector ? { labelSelector: kube.selector } : {}) }),
             rules: defaultConditionRules(kube.durationMs),

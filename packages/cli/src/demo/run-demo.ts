@@ -132,7 +132,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   let fleetRef: SimFleet | undefined;
   const bmcs = scenario.power ? await startBmcs(names, () => fleetRef, say) : [];
   const fenceDevices = scenario.power ? ipmiFenceDevices(bmcs) : undefined;
-  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names });
+  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names, nodeMonitorGracePeriodMs: DEMO_NODE_MONITOR_GRACE_MS });
   const stateful = [
     { name: "db", replicas: Math.min(3, nodeCount) },
     { name: "queue", replicas: Math.min(3, nodeCount) },

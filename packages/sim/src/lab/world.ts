@@ -189,6 +189,8 @@ export class LabWorld {
     this.cluster = new InMemoryCluster({ clock, nodes: options.nodes, unreachableEvictionMs: options.unreachableEvictionMs ?? null });
     for (const s of options.statefulSets) this.cluster.addStatefulSet(s.name, s.replicas);
     for (const d of options.deployments) this.cluster.addDeployment(d.name, d.replicas);
+    // Real nodes always run DaemonSet pods that tolerate every taint (kube-proxy, a CNI, the agent).
+    this.cluster.addDaemonSet("node-agent");
     this.checker = new LabChecker(this.cluster);
 
     this.bus = new SimBus(clock, rng.fork(1));
@@ -565,10 +567,10 @@ export class LabWorld {
           moving(node, "pods.delete");
           return cluster.deletePods(node);
         }),
-      deleteVolumeAttachments: (node) =>
+      deleteEvictedPods: (node) =>
         call(async () => {
-          moving(node, "volumeattachments.delete");
-          return cluster.deleteVolumeAttachments(node);
+          moving(node, "workloads.await-gone");
+          return cluster.deleteEvictedPods(node);
         }),
       countWorkloads: (node) => call(() => cluster.countWorkloads(node)),
       serverVersion: () => call(() => cluster.serverVersion()),
