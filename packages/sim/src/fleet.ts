@@ -191,13 +191,13 @@ export class SimFleet {
   }
 
   /**
-   * A new machine joins the fleet: it boots with the same agent configuration as the others
-   * and no membership view yet; its agent learns the fleet from the control plane.
+   * A new machine joins the fleet (the caller has added it to the machines' model): it boots
+   * with the same agent configuration as the others and no membership view yet; its agent learns
+   * the fleet from the control plane.
    */
   async addMachine(name: string): Promise<void> {
     if (this.#nodes.has(name)) throw new Error(`machine ${name} already exists`);
     const node = this.#add(name);
-    this.#options.cluster.addNode(name);
     await this.#boot(node);
   }
 

@@ -470,6 +470,7 @@ export class LabWorld {
 
   /** A new machine joins the fleet (boots; its agent learns the fleet from the control plane). */
   async addMachine(name: string): Promise<void> {
+    this.cluster.addNode(name);
     await this.fleet.addMachine(name);
     this.#limitNow();
   }
