@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createDeployment, createNamespace, createStatefulSet, CSI_DRIVER, deleteNamespace, isRunningAndReady, KubeApiError, KubeletFleet, listPods } from "@fenceline/kube-lab";
+import { createDeployment, createNamespace, createStatefulSet, CSI_DRIVER, deleteNamespace, isRunningAndReady, type KubeApiError, KubeletFleet, listPods } from "@fenceline/kube-lab";
 import { kubeAdmin, sleep, waitUntil } from "./harness.js";
 
 /** The simulated kubelets and CSI attacher (kube-lab's KubeletFleet) against the real control plane. */
