@@ -1,10 +1,9 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_POLICY, DEMO_POLICY, formatMs, nodeToken, type Policy } from "@fenceline/contracts";
 import { connectNats } from "@fenceline/bus";
-import { readAuditRecords, readEvents } from "@fenceline/read-model";
+import { nodeTimeline, readAuditRecords, readEvents } from "@fenceline/read-model";
 import {
   createDecider,
-  nodeTimeline,
   type Interpreter,
   replay,
   type Decider,

@@ -3,9 +3,9 @@ import { AuditRecord, DEFAULT_POLICY, ErrorCode, FencelineError, type Policy } f
 import { connectNats } from "@fenceline/bus";
 import { Subjects } from "@fenceline/streams";
 import { exportMachine } from "@fenceline/statecharts";
-import { commandResultsOf, createFencelineMetrics, nodeTimeline, trackConnection, watchMetrics, type NodeSnapshot } from "@fenceline/engine";
+import { createFencelineMetrics, trackConnection, watchMetrics, type NodeSnapshot } from "@fenceline/engine";
 import { startVisualizerServer, type NodeRow, type VisualizerServer } from "@fenceline/visualizer";
-import { readAuditRecords, readEvents, readNodeSnapshots } from "@fenceline/read-model";
+import { commandResultsOf, nodeTimeline, readAuditRecords, readEvents, readNodeSnapshots } from "@fenceline/read-model";
 import { parse, serverUrl, UsageError } from "../args.js";
 import { loadPolicy } from "../policy-file.js";
 import { BUILTIN_POLICIES } from "./replay.js";
