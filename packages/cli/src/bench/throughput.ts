@@ -7,7 +7,7 @@ import { readAuditRecords } from "@fenceline/read-model";
 import { Buckets, Consumers, Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
 import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
 import { idleClock, withBenchNats } from "./bench-nats.js";
-import { HistoryGenerator, type HistoryItem } from "./history.js";
+import { HistoryGenerator, type HistoryItem } from "@fenceline/testing";
 import { processCpuMs, ratio } from "./measure.js";
 import { runSameWrites } from "./same-writes.js";
 
