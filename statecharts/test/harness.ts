@@ -1,5 +1,5 @@
-import type { AgentContract, NodeEvent, NodeEventOf, NodeEventType, Policy } from "@fenceline/contracts";
-import { contractMeeting, createEvent } from "@fenceline/contracts";
+import type { AgentContract, CommandKind, NodeEvent, NodeEventOf, NodeEventType, Policy } from "@fenceline/contracts";
+import { CommandResultData, contractMeeting, createEvent } from "@fenceline/contracts";
 import { createNodeMachine, initialState, statePath, step, type Emitted, type MachineState } from "@fenceline/statecharts";
 import { takenTransitions } from "./coverage.js";
 
@@ -34,8 +34,9 @@ export function createHarness(policy: Policy, options: HarnessOptions = {}) {
   const harness = {
     send<T extends NodeEventType>(type: T, data: NodeEventOf<T>["data"], at: number) {
       seq += 1;
-      const withContract = (type === "node.joined" || type === "heartbeat.resumed") && contract && !("contract" in data) ? { ...data, contract } : data;
-      const event = createEvent(type, { id: `e${seq}`, node, at, source: "test", data: withContract as NodeEventOf<T>["data"] }) as NodeEvent;
+      const addContract = (type === "node.joined" || type === "heartbeat.resumed") && contract && !("contract" in data);
+      const withContract = (addContract ? { ...data, contract } : data) as NodeEventOf<T>["data"];
+      const event = createEvent(type, { id: `e${seq}`, node, at, source: "test", data: withContract }) as NodeEvent;
       if (options.onTransition) for (const key of takenTransitions(machine, state, event)) options.onTransition(key);
       const result = step(machine, state, event);
       state = result.state;
@@ -50,9 +51,10 @@ export function createHarness(policy: Policy, options: HarnessOptions = {}) {
       return harness.send("timer.fired", { timer: name, due }, due);
     },
     /** A result for a command of `kind`, for the current epoch unless `extra.epoch` says otherwise. */
-    result(kind: string, ok: boolean, at: number, extra: { reason?: string; epoch?: number; facts?: Record<string, string | number | boolean> } = {}) {
+    result(kind: CommandKind, ok: boolean, at: number, extra: { reason?: string; epoch?: number; facts?: Record<string, string | number | boolean> } = {}) {
       const { epoch = state.context.epoch, ...rest } = extra;
-      return harness.send("command.result", { commandId: `c-${kind}`, kind, epoch, ok, ...rest }, at);
+      // Parsed, so a result whose facts do not fit its kind fails here as it would at the boundary.
+      return harness.send("command.result", CommandResultData.parse({ commandId: `c-${kind}`, kind, epoch, ok, ...rest }), at);
     },
     /** Replaces the state (for states no event sequence reaches, such as an old snapshot). */
     load(next: MachineState) {

@@ -1,8 +1,10 @@
 import {
+  CommandResultData,
   contractMeeting,
   createEvent,
   type AuditRecord,
   type Command,
+  type CommandKind,
   type NodeEvent,
   type NodeEventOf,
   type NodeEventType,
@@ -36,7 +38,7 @@ const fire =
 
 /** The result of the last command of `kind` the node was sent, for its epoch. */
 const result =
-  (kind: string, ok: boolean, extra: { reason?: string; facts?: Record<string, string | number | boolean> } = {}): Step =>
+  (kind: CommandKind, ok: boolean, extra: { reason?: string; facts?: Record<string, string | number | boolean> } = {}): Step =>
   (node, view) => {
     const command = view.commands.findLast((c) => c.kind === kind);
     if (!command) throw new Error(`${node}: no ${kind} command to answer`);
@@ -46,7 +48,7 @@ const result =
       node,
       at,
       source: `actuator:test`,
-      data: { commandId: command.id, kind, epoch: command.epoch, ok, ...extra },
+      data: CommandResultData.parse({ commandId: command.id, kind, epoch: command.epoch, ok, ...extra }),
     }) as NodeEvent;
   };
 

@@ -3,9 +3,8 @@ import { describe, expect, it } from "vitest";
 import { createAgent, type Agent } from "../src/agent.js";
 import { createMemoryPeerNetwork } from "../src/memory-peers.js";
 import { createMemoryAgentTransport } from "../src/memory-transport.js";
-import { createVirtualWatchdog, type VirtualWatchdog } from "../src/watchdog/virtual-watchdog.js";
+import { VirtualClock, VirtualWatchdog } from "@fenceline/testing";
 import { HEARTBEAT_MS, TIMING } from "./helpers/agent-harness.js";
-import { createFakeClock } from "./helpers/fake-clock.js";
 import { silentLog } from "./helpers/silent-log.js";
 
 const NODES = ["a", "b", "c", "d", "e"];
@@ -14,7 +13,7 @@ const VIEW = createMembershipView(1, true, NODES.map((node) => ({ node })));
 
 /** Five real agents in memory: `sideOf` splits the peer network, `controlPlane` says who reaches NATS. */
 async function startFleet() {
-  const clock = createFakeClock();
+  const clock = new VirtualClock(1_000_000);
   const controlPlane = new Set(NODES);
   let sideOf = (_node: string) => 0;
   const network = createMemoryPeerNetwork({ clock, canReach: (from, to) => sideOf(from) === sideOf(to) });
@@ -24,7 +23,7 @@ async function startFleet() {
       controlPlaneReachable: () => controlPlane.has(node),
       respond: (hb): HeartbeatAck => ({ v: 1, node: hb.node, at: clock.now(), membership: { version: VIEW.version, view: VIEW } }),
     });
-    const watchdog = createVirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
+    const watchdog = new VirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
     const agent = createAgent({
       node,
       bootId: `boot-${node}`,
@@ -40,9 +39,9 @@ async function startFleet() {
     });
     agents.set(node, { agent, watchdog });
     await agent.start();
-    await clock.advance(170); // staggered heartbeats, as in a real fleet
+    await clock.advanceSettling(170); // staggered heartbeats, as in a real fleet
   }
-  await clock.advance(10_000);
+  await clock.advanceSettling(10_000);
   const fenced = () => NODES.filter((node) => agents.get(node)!.agent.state().selfFenced);
   return {
     clock,
@@ -59,7 +58,7 @@ describe("a fleet of five agents", () => {
     fleet.partition(["a", "b"]);
     fleet.controlPlane.delete("a");
     fleet.controlPlane.delete("b");
-    await fleet.clock.advance(TIMING.controlPlaneTimeoutMs + TIMING.peerRoundMs + HEARTBEAT_MS);
+    await fleet.clock.advanceSettling(TIMING.controlPlaneTimeoutMs + TIMING.peerRoundMs + HEARTBEAT_MS);
     expect(fleet.fenced()).toEqual(["a", "b"]);
     expect(fleet.reason("a")).toMatch(/^partitioned-minority/);
   });
@@ -67,7 +66,7 @@ describe("a fleet of five agents", () => {
   it("a control-plane outage seen by everybody fences nobody", async () => {
     const fleet = await startFleet();
     fleet.controlPlane.clear();
-    await fleet.clock.advance(120_000);
+    await fleet.clock.advanceSettling(120_000);
     expect(fleet.fenced()).toEqual([]);
   });
 
@@ -75,7 +74,7 @@ describe("a fleet of five agents", () => {
     const fleet = await startFleet();
     fleet.controlPlane.clear();
     fleet.partition(["d", "e"]);
-    await fleet.clock.advance(60_000);
+    await fleet.clock.advanceSettling(60_000);
     expect(fleet.fenced()).toEqual(["d", "e"]);
   });
 });

@@ -5,15 +5,14 @@ import { createMemoryAgentTransport, type MemoryAgentTransport } from "../../src
 import type { PeerAnswer } from "../../src/peer-protocol.js";
 import { createMemoryMembershipViewStore } from "../../src/membership-store.js";
 import type { MembershipViewStore, SelfFenceStore, WatchdogStopCommand } from "../../src/ports.js";
-import { createVirtualWatchdog, type VirtualWatchdog } from "../../src/watchdog/virtual-watchdog.js";
-import { createFakeClock, type FakeClock } from "./fake-clock.js";
+import { VirtualClock, VirtualWatchdog } from "@fenceline/testing";
 import { silentLog } from "./silent-log.js";
 
 export const TIMING = AgentTiming.parse({ controlPlaneTimeoutMs: 5_000, peerRoundMs: 2_000, watchdogTimeoutMs: 9_000, marginMs: 5_000 });
 export const HEARTBEAT_MS = 1_000;
 
 export interface Harness {
-  clock: FakeClock;
+  clock: VirtualClock;
   agent: Agent;
   transport: MemoryAgentTransport;
   watchdog: VirtualWatchdog;
@@ -36,7 +35,7 @@ export interface HarnessOptions {
   bootId?: string;
   selfFenceStore?: SelfFenceStore;
   nodeState?: (node: string) => string | undefined;
-  clock?: FakeClock;
+  clock?: VirtualClock;
   network?: MemoryPeerNetwork;
 }
 
@@ -44,7 +43,7 @@ export interface HarnessOptions {
 export function createHarness(options: HarnessOptions = {}): Harness {
   const node = options.node ?? "a";
   const peers = options.peers ?? ["b", "c", "d", "e"];
-  const clock = options.clock ?? createFakeClock();
+  const clock = options.clock ?? new VirtualClock(1_000_000);
   let controlPlaneUp = true;
   const silent = new Set<string>(peers);
   const network =
@@ -60,7 +59,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     ...(options.nodeState ? { nodeState: options.nodeState } : {}),
   });
   const membership = createMemoryMembershipViewStore();
-  const watchdog = createVirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
+  const watchdog = new VirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
   const agent = createAgent({
     node,
     bootId: options.bootId ?? "boot-1",

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { votesOf, type AuditRecord, type Policy } from "@fenceline/contracts";
 import { parseAgentConfig, renderAgentConfig, type AgentConfig } from "@fenceline/agent";
 import { simBmcDevices } from "../bmc/sim-bmc.js";
-import { VirtualClock } from "../virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 import { brokenMachine, brokenMembership, type BrokenMachineName } from "./broken.js";
 import { BMC_FAULT_KINDS, FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
 import { outageFenceGroup, type LabFailure } from "./invariants.js";
