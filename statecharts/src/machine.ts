@@ -989,6 +989,78 @@ export function createNodeMachine(policy: Policy) {
         },
       },
 
+      paused: {
+        entry: ["enterState", "releaseSlot", { type: "explain", params: { text: "paused by an operator: no remediation until resumed" } }],
+        on: {
+          "operator.pause": { actions: "notePause" },
+          "operator.resume": [
+            { guard: "hasSignals", target: "suspect", actions: "clearPause" },
+            // Still tainted, rebooted while paused, or drifted: rejoin rather than call it healthy.
+            { guard: "needsRejoin", target: "rejoining", actions: ["clearPause", "markDriftOrNothing"] },
+            { target: "healthy", actions: "clearPause" },
+          ],
+          // Reset while paused: resumed, and re-provisioned when it rejoins.
+          "operator.reset": [
+            { guard: "hasSignals", target: "suspect", actions: ["clearPause", "markOperatorReset"] },
+            { target: "rejoining", actions: ["clearPause", "markOperatorReset"] },
+          ],
+          "boot.changed": { actions: ["markRebooted", "observe"] },
+        },
+      },
+
+      /**
+       * Fenced, its workloads moved, and still silent: its remediation slot is freed (so dead
+       * machines do not stop all further remediation); the fencing taint stays. It rejoins when
+       * heard again, or leaves the fleet when forgotten.
+       */
+      down: {
+        entry: ["enterState", "enterDown", "unfence"],
+        exit: { type: "clearTimers", params: { names: [Timers.unfenceRetry] } },
+        on: {
+          ...aliveAgain({ after: "any", then: { target: "#node.rejoining", actions: "observe" } }),
+          "timer.fired": { guard: { type: "timerIs", params: { name: Timers.unfenceRetry } }, actions: "unfence" },
+        },
+      },
+
+      /**
+       * Forgotten (an operator, or its Node deleted from Kubernetes): out of the fleet and the
+       * membership, nothing held, every input but a sign of its agent ignored. Heard again, it
+       * comes back as a member: healthy, or rejoining when it was tainted or must be re-provisioned.
+       */
+      forgotten: {
+        entry: ["enterState", "enterForgotten"],
+        on: {
+          ...aliveAgain({
+            after: "any",
+            then: [
+              { guard: "needsRejoin", target: "#node.rejoining", actions: ["observe", "clearForgotten", "markDriftOrNothing"] },
+              { target: "#node.healthy", actions: ["observe", "clearForgotten"] },
+            ],
+          }),
+          "heartbeat.missed": { actions: "observe" },
+          "signal.unhealthy": { actions: "observe" },
+          "operator.pause": { actions: { type: "explain", params: { text: "pause ignored: the node is forgotten" } } },
+          "operator.reset": { actions: { type: "explain", params: { text: "reset ignored: the node is forgotten; it joins again when its agent is heard" } } },
+          "node.forgotten": { actions: { type: "explain", params: { text: "already forgotten" } } },
+          "command.result": [{ guard: "unwantedSlot", actions: "releaseUnwantedSlot" }, { actions: "explainResult" }],
+        },
+      },
+
+      /** Every automatic option failed: the node keeps its taints and slot until a human resets it. */
+      operator: {
+        entry: "enterState",
+        on: {
+          "operator.reset": [
+            // Silent and never confirmed fenced: the operator's word is the confirmation.
+            { guard: "silentUnfenced", target: "remediating", actions: ["confirmByOperator", "clearOperator"] },
+            // Silent, its workloads gone: it waits as down until heard.
+            { guard: "nodeSilent", target: "down", actions: "acknowledgeOperator" },
+            { target: "rejoining", actions: "acknowledgeOperator" },
+          ],
+          "heartbeat.resumed": { actions: "observe" },
+        },
+      },
+
       rejoining: {
         entry: ["enterState", "decideRejoin"],
         exit: {
@@ -1078,78 +1150,6 @@ export function createNodeMachine(policy: Policy) {
               "timer.fired": { guard: { type: "timerIs", params: { name: Timers.untaintRetry } }, target: "untainting", reenter: true },
             },
           },
-        },
-      },
-
-      paused: {
-        entry: ["enterState", "releaseSlot", { type: "explain", params: { text: "paused by an operator: no remediation until resumed" } }],
-        on: {
-          "operator.pause": { actions: "notePause" },
-          "operator.resume": [
-            { guard: "hasSignals", target: "suspect", actions: "clearPause" },
-            // Still tainted, rebooted while paused, or drifted: rejoin rather than call it healthy.
-            { guard: "needsRejoin", target: "rejoining", actions: ["clearPause", "markDriftOrNothing"] },
-            { target: "healthy", actions: "clearPause" },
-          ],
-          // Reset while paused: resumed, and re-provisioned when it rejoins.
-          "operator.reset": [
-            { guard: "hasSignals", target: "suspect", actions: ["clearPause", "markOperatorReset"] },
-            { target: "rejoining", actions: ["clearPause", "markOperatorReset"] },
-          ],
-          "boot.changed": { actions: ["markRebooted", "observe"] },
-        },
-      },
-
-      /**
-       * Fenced, its workloads moved, and still silent: its remediation slot is freed (so dead
-       * machines do not stop all further remediation); the fencing taint stays. It rejoins when
-       * heard again, or leaves the fleet when forgotten.
-       */
-      down: {
-        entry: ["enterState", "enterDown", "unfence"],
-        exit: { type: "clearTimers", params: { names: [Timers.unfenceRetry] } },
-        on: {
-          ...aliveAgain({ after: "any", then: { target: "#node.rejoining", actions: "observe" } }),
-          "timer.fired": { guard: { type: "timerIs", params: { name: Timers.unfenceRetry } }, actions: "unfence" },
-        },
-      },
-
-      /**
-       * Forgotten (an operator, or its Node deleted from Kubernetes): out of the fleet and the
-       * membership, nothing held, every input but a sign of its agent ignored. Heard again, it
-       * comes back as a member: healthy, or rejoining when it was tainted or must be re-provisioned.
-       */
-      forgotten: {
-        entry: ["enterState", "enterForgotten"],
-        on: {
-          ...aliveAgain({
-            after: "any",
-            then: [
-              { guard: "needsRejoin", target: "#node.rejoining", actions: ["observe", "clearForgotten", "markDriftOrNothing"] },
-              { target: "#node.healthy", actions: ["observe", "clearForgotten"] },
-            ],
-          }),
-          "heartbeat.missed": { actions: "observe" },
-          "signal.unhealthy": { actions: "observe" },
-          "operator.pause": { actions: { type: "explain", params: { text: "pause ignored: the node is forgotten" } } },
-          "operator.reset": { actions: { type: "explain", params: { text: "reset ignored: the node is forgotten; it joins again when its agent is heard" } } },
-          "node.forgotten": { actions: { type: "explain", params: { text: "already forgotten" } } },
-          "command.result": [{ guard: "unwantedSlot", actions: "releaseUnwantedSlot" }, { actions: "explainResult" }],
-        },
-      },
-
-      /** Every automatic option failed: the node keeps its taints and slot until a human resets it. */
-      operator: {
-        entry: "enterState",
-        on: {
-          "operator.reset": [
-            // Silent and never confirmed fenced: the operator's word is the confirmation.
-            { guard: "silentUnfenced", target: "remediating", actions: ["confirmByOperator", "clearOperator"] },
-            // Silent, its workloads gone: it waits as down until heard.
-            { guard: "nodeSilent", target: "down", actions: "acknowledgeOperator" },
-            { target: "rejoining", actions: "acknowledgeOperator" },
-          ],
-          "heartbeat.resumed": { actions: "observe" },
         },
       },
     },

@@ -9,7 +9,7 @@ describe("exportMachine", () => {
   it("lists every top-level state", () => {
     const topLevel = exported.states.filter((s) => s.parent === null).map((s) => s.path);
     expect(topLevel).toEqual(expect.arrayContaining([...NODE_STATES]));
-    expect(topLevel).toEqual(["healthy", "suspect", "recovered", "fencing", "remediating", "rejoining", "paused", "down", "forgotten", "operator"]);
+    expect(topLevel).toEqual(["healthy", "suspect", "recovered", "fencing", "remediating", "paused", "down", "forgotten", "operator", "rejoining"]);
   });
 
   it("describes nesting and initial states", () => {
