@@ -23,7 +23,7 @@ import { faultTimings, type FencedBy } from "./fault-timings.js";
 import { checkScenario, minorityGroupSize, SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
 import { startSimFleetOnNats } from "./sim-fleet-on-nats.js";
 
-export type FaultReport = {
+type FaultReport = {
   node: string;
   kind: string;
   injectedAt: number;
