@@ -1,3 +1,4 @@
 export { main } from "./main.js";
-export { startControlPlane, type ControlPlane, type ControlPlaneOptions } from "./control-plane.js";
+// The composition root lives in @fenceline/control-plane; the CLI runs it (up, demo).
+export { startControlPlane, type ControlPlane, type ControlPlaneOptions } from "@fenceline/control-plane";
 export { startSimFleetOnNats, type SimFleetOnNats, type SimFleetOnNatsOptions } from "./demo/sim-fleet-on-nats.js";

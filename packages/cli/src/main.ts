@@ -1,5 +1,5 @@
 import { isFencelineError } from "@fenceline/contracts";
-import { UsageError } from "./args.js";
+import { UsageError } from "@fenceline/command-line";
 import { auditCommand } from "./commands/audit.js";
 import { nodesCommand } from "./commands/nodes.js";
 import { operatorCommand } from "./commands/operator.js";
@@ -42,7 +42,7 @@ const COMMANDS: Record<string, Command> = {
   chaos: lazy(async () => (await import("./commands/chaos.js")).chaosCommand),
   replay: lazy(async () => (await import("./commands/replay.js")).replayCommand),
   ui: lazy(async () => (await import("./commands/ui.js")).uiCommand),
-  bench: lazy(async () => (await import("./commands/bench.js")).benchCommand),
+  bench: lazy(async () => (await import("@fenceline/bench")).benchCommand),
   // The agent's own command line (also shipped alone as `fenceline-agent`).
   agent: async (argv) => (await import("@fenceline/agent")).agentMain(argv, "fenceline agent"),
   "serf-handler": lazy(async () => (await import("./commands/serf-handler.js")).serfHandlerCommand),

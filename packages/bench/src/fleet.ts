@@ -5,7 +5,7 @@ import { AuditRecord, DEFAULT_POLICY, type Heartbeat } from "@fenceline/contract
 import { createLogger } from "@fenceline/bus";
 import { percentile } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
-import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline/command-line";
 import { withBenchNats } from "./bench-nats.js";
 import { processCpuMs, processRssMb, ratio } from "./measure.js";
 
