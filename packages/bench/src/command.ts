@@ -23,10 +23,16 @@ and stdout is one JSON document, { "events": n, "eventsPerSec": n, "elapsedMs": 
 
 const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
 
-export async function benchCommand(argv: string[]): Promise<number> {
+/** What the benchmarks need from the command that runs them. */
+export type BenchContext = {
+  /** The built `fenceline` bin (the fleet bench runs its `up` as a child process). */
+  fencelineBin: string;
+};
+
+export async function benchCommand(argv: string[], context: BenchContext): Promise<number> {
   if (argv[0] === "recovery") return (await import("./recovery.js")).benchRecovery(argv);
   if (argv[0] === "throughput") return (await import("./throughput.js")).benchThroughput(argv);
-  if (argv[0] === "fleet") return (await import("./fleet.js")).benchFleet(argv);
+  if (argv[0] === "fleet") return (await import("./fleet.js")).benchFleet(argv, context);
   if (argv[0] === "restart") return (await import("./restart.js")).benchRestart(argv);
   if (argv[0] === "ownership") return (await import("./ownership.js")).benchOwnership(argv);
   const { values, positionals } = parse(
