@@ -100,6 +100,7 @@ export async function runFleetBench(options: {
     let control: Awaited<ReturnType<typeof startControlPlane>> | undefined;
     const subs: Subscription[] = [];
     let ticking = true;
+    let heartbeats: Promise<void> = Promise.resolve();
     try {
       control = await startControlPlane(options.fencelineBin, server.url);
       const pid = control.child.pid!;
@@ -143,7 +144,7 @@ export async function runFleetBench(options: {
       const seqs = new Map<string, number>();
       let sent = 0;
       const SLOTS = 20;
-      const loop = (async () => {
+      heartbeats = (async () => {
         let slot = 0;
         let next = Date.now();
         while (ticking) {
@@ -223,6 +224,7 @@ export async function runFleetBench(options: {
       };
     } finally {
       ticking = false;
+      await heartbeats;
       for (const s of subs) s.unsubscribe();
       await control?.stop();
     }
