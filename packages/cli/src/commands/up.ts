@@ -5,7 +5,7 @@ import { Duration, ErrorCode, FencelineError, POWER_METHOD, WATCHDOG_METHOD, typ
 import { DEFAULT_EXCLUDE_LABEL, defaultConditionRules, labelMatcher } from "@fenceline/detectors";
 import { parse, UsageError } from "@fenceline/command-line";
 import { startControlPlane } from "@fenceline/control-plane";
-import { createDryRunCluster, createDryRunProvisioner } from "../dry-run.js";
+import { createDryRunCluster, createDryRunProvisioner } from "@fenceline/control-plane";
 import { loadPolicy } from "../policy-file.js";
 import { loadDevices, nodesNamedIn, type KubeSource } from "../fence-devices.js";
 import { startMetricsEndpoint } from "@fenceline/engine";
