@@ -16,7 +16,7 @@ const PACKAGE_NATS_TESTS = "**/*.nats.test.ts";
 const NATS_TESTS = ["engine", "replay", "scale", "security", "streams"].map((dir) => `test/${dir}/**/*.test.ts`);
 const KUBERNETES_TESTS = "test/kubernetes/**/*.test.ts";
 const CHAOS_TESTS = ["test/chaos/**/*.test.ts", "packages/sim/test/lab/**/*.test.ts"];
-const IGNORED = ["**/node_modules/**", "**/dist/**"];
+const IGNORED = ["**/node_modules/**", "**/dist/**", "**/.stryker-tmp/**"];
 
 export default defineConfig({
   resolve: { conditions: ["source", "node", "import", "default"] },
