@@ -12,7 +12,7 @@ export default {
   jsonReporter: { fileName: "reports/mutation/mutation.json" },
   // The last report is the next run's starting point: only mutants whose code or tests changed run again.
   incremental: true,
-  incrementalFile: "reports/mutation/mutation.json",
+  incrementalFile: "reports/mutation/incremental.json",
   tempDirName: ".stryker-tmp",
   cleanTempDir: "always",
   ignoreStatic: true,
