@@ -57,10 +57,17 @@ export type CrashOutcome = {
   recoveredAfterMs: number | null;
   /** Fenceline: recovered minus the safety floor (the safe time after the last heartbeat the engine received). */
   overFloorMs?: number | null;
-  /** Fenceline's own part of that: from the floor to the old pod's object deleted (fencing confirmed, tainted, evicted pods force-deleted). */
+  /**
+   * Fenceline's own part of that: from the floor to the out-of-service taint requested (the
+   * safe-time timer, the fleet guard, fencing confirmed, the server version), plus from the pod
+   * marked for deletion by the taint eviction controller to its object force-deleted. The rest is
+   * the controllers': taint eviction, StatefulSet, scheduler, attach-detach, the kubelet.
+   */
   fencelineShareMs?: number | null;
   detectedAfterMs?: number | null;
   fencedAfterMs?: number | null;
+  /** Fenceline: the out-of-service taint requested (the remediation step entered). */
+  taintAfterMs?: number | null;
   /** Kubernetes: when the pod was marked for deletion (the taint eviction controller). */
   evictedAfterMs?: number | null;
 };
@@ -265,6 +272,7 @@ export async function runRealRecoveryBench(options: RealRecoveryOptions): Promis
       const rs = records(c.node, c.crashedAt);
       const floor = rs.find((r) => r.timers.set["safe-time"] !== undefined)?.timers.set["safe-time"];
       const { detectedAfterMs, fencedAfterMs } = faultTimings(rs as AuditRecord[], c.crashedAt);
+      const step = rs.find((r) => r.changed && r.to === "remediating.running");
       const recoveredAfterMs = c.recoveredAt === undefined ? null : c.recoveredAt - c.crashedAt;
       return {
         node: c.node,
@@ -272,9 +280,12 @@ export async function runRealRecoveryBench(options: RealRecoveryOptions): Promis
         crashedAt: c.crashedAt,
         recoveredAfterMs,
         overFloorMs: c.recoveredAt === undefined || floor === undefined ? null : c.recoveredAt - floor,
-        fencelineShareMs: c.goneAt === undefined || floor === undefined ? null : c.goneAt - floor,
+        fencelineShareMs:
+          floor === undefined || !step || c.evictedAt === undefined || c.goneAt === undefined ? null : Math.max(0, step.at - floor) + (c.goneAt - c.evictedAt),
         detectedAfterMs,
         fencedAfterMs,
+        taintAfterMs: step ? step.at - c.crashedAt : null,
+        evictedAfterMs: c.evictedAt === undefined ? null : c.evictedAt - c.crashedAt,
       };
     });
     const kubeOutcomes: CrashOutcome[] = kubeCrashes.map((c) => ({

@@ -13,7 +13,7 @@ import {
   type RecoverySummary,
 } from "@fenceline/sim";
 import { humanOutput, intOption, parseBench, printJson, table, UsageError } from "../args.js";
-import { runRealRecoveryBench, type RealModelSummary } from "./recovery-kubernetes.js";
+import { runRealRecoveryBench, type CrashOutcome, type RealModelSummary } from "./recovery-kubernetes.js";
 
 const USAGE = `usage: fenceline bench recovery [--cases N] [--seed S] [--horizon MINUTES] [--json]
        fenceline bench recovery --kubernetes real [--cases N] [--kubernetes-cases N] [--nodes N]
@@ -58,9 +58,10 @@ line is { "kubernetesVersion", "models": [ { "name", "p50Ms", "p99Ms", "maxMs", 
 "violations", "crashes", ... } ], "controlPlaneStartMs", "wallMs", "horizonMs" }
 (fenceline adds "safeTimeMs" and "overFloorP50Ms", "overFloorP99Ms", "overFloorMaxMs": recovery
 after the safety floor, the safe time after the last heartbeat, and "fencelineShareP50Ms",
-"fencelineShareP99Ms": the floor to the old pod deleted, Fenceline's own part of it (the rest is
-the StatefulSet controller, the scheduler and the attach-detach controller, which polls a
-VolumeAttachment every 0.5 s on detach and on attach); kubernetes adds "evictedP50Ms",
+"fencelineShareP99Ms": Fenceline's own part of it, the floor to the out-of-service taint plus the
+evicted pod to its force-delete (the rest is the taint eviction, StatefulSet, scheduler and
+attach-detach controllers, the last polling a VolumeAttachment every 0.5 s on detach and on
+attach, and the kubelet); kubernetes adds "evictedP50Ms",
 "evictedMaxMs": when the taint eviction controller marked the pod for deletion).
   --cases N             fenceline crashes (default 24)
   --kubernetes-cases N  kubernetes crashes, all at once (default 4)
@@ -175,10 +176,17 @@ async function benchRecoveryReal(values: Record<string, unknown>): Promise<numbe
       ["MODEL", "CRASHES", "P50", "P99", "MAX", "NEVER RECOVERED", "VIOLATIONS"],
     ),
     "",
-    `fenceline:  policy ${r.policy.version}: heartbeat timeout ${r.policy.heartbeat.timeoutMs / 1000} s, safe time ${Number(fl.safeTimeMs) / 1000} s from the last heartbeat; above that floor: p50 ${secs(fl.overFloorP50Ms as number | null)}, p99 ${secs(fl.overFloorP99Ms as number | null)}, max ${secs(fl.overFloorMaxMs as number | null)} (target ≤ 1 s), of which Fenceline's own (floor to the old pod force-deleted) p50 ${secs(fl.fencelineShareP50Ms as number | null)}, p99 ${secs(fl.fencelineShareP99Ms as number | null)}, the rest the StatefulSet controller, scheduler and attach-detach controller; ${concurrent} crashes at a time in a fleet of ${nodes}`,
+    `fenceline:  policy ${r.policy.version}: heartbeat timeout ${r.policy.heartbeat.timeoutMs / 1000} s, safe time ${Number(fl.safeTimeMs) / 1000} s from the last heartbeat; above that floor: p50 ${secs(fl.overFloorP50Ms as number | null)}, p99 ${secs(fl.overFloorP99Ms as number | null)}, max ${secs(fl.overFloorMaxMs as number | null)} (target ≤ 1 s), of which Fenceline's own (floor to the out-of-service taint, and the evicted pod to force-deleted) p50 ${secs(fl.fencelineShareP50Ms as number | null)}, p99 ${secs(fl.fencelineShareP99Ms as number | null)}, the rest the controllers' (taint eviction, StatefulSet, scheduler, attach-detach, kubelet); ${concurrent} crashes at a time in a fleet of ${nodes}`,
     `kubernetes: StatefulSet pod marked for deletion after ${secs(k8s.evictedP50Ms as number | null)} (p50; 50 s grace + 300 s toleration); then Terminating on the dead node until it returns: ${k8s.neverRecovered} of ${k8s.crashes} never replaced within the horizon`,
   ];
   out.write(`${lines.join("\n")}\n`);
+  const ms = (v: number | null | undefined) => (v === null || v === undefined ? "-" : `${(v / 1000).toFixed(2)} s`);
+  const detail = (o: CrashOutcome) =>
+    `  ${o.node} ${o.replica}: ${o.recoveredAfterMs === null ? "never back" : `back after ${secs(o.recoveredAfterMs)}`}` +
+    (o.detectedAfterMs !== undefined
+      ? `, detected ${ms(o.detectedAfterMs)}, fencing confirmed ${ms(o.fencedAfterMs)}, out-of-service taint ${ms(o.taintAfterMs)}, pod marked for deletion ${ms(o.evictedAfterMs)}; floor +${ms(o.overFloorMs)} (Fenceline's share ${ms(o.fencelineShareMs)})`
+      : `, pod marked for deletion after ${secs(o.evictedAfterMs ?? null)}`);
+  process.stderr.write(`\nper crash:\n${[...r.outcomes.fenceline, ...r.outcomes.kubernetes].map(detail).join("\n")}\n`);
   for (const [model, vs] of Object.entries(r.violations)) for (const v of vs) process.stderr.write(`${model}: ${v.invariant}: ${v.detail}\n`);
   if (values.json) {
     printJson({
