@@ -1,6 +1,6 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
-import { Command, HeartbeatAck, NodeName, nodeToken, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
+import { Command, HeartbeatAck, NodeName, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
 import { publishDeadLetter } from "@fenceline/bus";
 import { Subjects } from "@fenceline/streams";
 import type { Logger } from "pino";
@@ -15,14 +15,6 @@ export interface NatsAgentTransportOptions {
 }
 
 const DLQ_SOURCE = "agent";
-
-/**
- * The inbox prefix of a node agent's NATS connection: replies to its requests arrive on
- * `_INBOX.agent.<node>.>`, the only inboxes its NATS user may subscribe to (docs/security.md).
- */
-export function agentInboxPrefix(node: string): string {
-  return `_INBOX.agent.${nodeToken(node)}`;
-}
 
 /**
  * The node state service's reply on `Subjects.nodeState(node)` (served by the control plane,

@@ -1,4 +1,4 @@
-export { fold, createDecider, commandId, auditId, actuatorOf, type Decider, type FoldResult, type Interpreter } from "./fold.js";
+export { fold, createDecider, commandId, auditId, actuatorOf, INTERPRETER_NAMES, type Decider, type FoldResult, type Interpreter } from "./fold.js";
 export { createEngineCore, type EngineCore, type ApplyOutcome, type BatchOutcome } from "./engine.js";
 export { createTimerService, timerEventId, type TimerService } from "./timer-service.js";
 export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";
@@ -35,8 +35,6 @@ export {
   createReplayer,
   compareRecords,
   digestOf,
-  nodeTimeline,
-  commandResultsOf,
   type Replayer,
   type ReplayEvent,
   type ReplayOptions,
@@ -47,10 +45,6 @@ export {
   type TransitionDigest,
   type NodeStateAt,
   type CommandResultSeen,
-  type NodeTimeline,
-  type TimelineEntry,
-  type TimelineCommand,
-  type StateStay,
 } from "./replay.js";
 export { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics, type FleetStatus, type SnapshotState } from "./metrics.js";
 export { watchMetrics, watchNodeStates, serveMetrics, startMetricsEndpoint, trackConnection, type MetricsWatch, type MetricsServer, type MetricsEndpoint } from "./metrics-nats.js";

@@ -1,4 +1,5 @@
-export { VirtualClock } from "./virtual-clock.js";
+// The simulator runs on the one virtual clock (@fenceline/testing).
+export { VirtualClock } from "@fenceline/testing";
 export {
   InMemoryCluster,
   DEFAULT_SERVER_VERSION,
@@ -28,7 +29,6 @@ export {
   type ReplicaDowntime,
   type NodeRecovery,
 } from "./invariants.js";
-export { VirtualWatchdog, type VirtualWatchdogOptions, type WatchdogState } from "./virtual-watchdog.js";
 export { SimFleet, type FleetOptions, type Machines, type FleetEvent, type FaultKind, type PeerRound } from "./fleet.js";
 export { createSwitchableTransport, type SwitchableTransport } from "./switchable-transport.js";
 export {
@@ -43,3 +43,4 @@ export {
 export * from "./lab/index.js";
 export { createSimBmcs, simBmcDevices, REAL_BMC_TIMING, SIM_BMC_FAULTS, SIM_BMC_PASSWORD, type SimBmcFault, type SimBmcTiming, type SimBmcs } from "./bmc/sim-bmc.js";
 export { startIpmiSimBmc, ipmitool, freeUdpPort, ipmiSimAvailable, type IpmiSimBmc, type IpmiSimBmcOptions, type PoweredMachine } from "./bmc/ipmi-sim-bmc.js";
+export { startSimFleetOnNats, type SimFleetOnNats, type SimFleetOnNatsOptions } from "./sim-fleet-on-nats.js";

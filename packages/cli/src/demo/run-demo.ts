@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { AuditRecord, DEMO_POLICY, Policy, systemClock, type Provisioner } from "@fenceline/contracts";
 import { createFenceDevices, createSecretReader, FenceDevicesConfig, type FenceDevice } from "@fenceline/actuators";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
@@ -14,6 +13,7 @@ import {
   ipmiSimAvailable,
   startIpmiSimBmc,
   startKubernetesApiServer,
+  startSimFleetOnNats,
   type ClusterTruth,
   type IpmiSimBmc,
   type Machines,
@@ -21,11 +21,10 @@ import {
   type Violation,
 } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
-import { startControlPlane, type ControlPlane } from "../control-plane.js";
+import { startControlPlane, type ControlPlane } from "@fenceline/control-plane";
 import { faultTimings, type FencedBy } from "./fault-timings.js";
 import { checkScenario, minorityGroupSize, SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
-import { startSimFleetOnNats } from "./sim-fleet-on-nats.js";
-import { startKubeLabMachines } from "../kube-lab-fleet.js";
+import { startKubeLabMachines } from "@fenceline/bench";
 
 export type FaultReport = {
   node: string;

@@ -1,0 +1,98 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+// streams cannot depend on bus (bus depends on streams), so the test reaches the launcher by path.
+import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { Buckets, Consumers, Streams, createDefinitions, fittingReplicas, provisionStreams } from "@fenceline/streams";
+
+describe("provisionStreams", () => {
+  let server: NatsServer;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    nc = await connectNats(server.url, { name: "provision-test" });
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it("creates every stream, consumer and bucket on the first run", async () => {
+    const report = await provisionStreams(nc);
+    expect(report.updated).toEqual([]);
+    expect(report.unchanged).toEqual([]);
+    expect(report.created).toEqual([
+      "stream:FL_EVENTS",
+      "stream:FL_COMMANDS",
+      "stream:FL_AUDIT",
+      "stream:FL_DLQ",
+      ...Array.from({ length: 16 }, (_, p) => `consumer:FL_EVENTS/engine-${p}`),
+      "consumer:FL_COMMANDS/actuator-cluster",
+      "consumer:FL_COMMANDS/actuator-agent",
+      "consumer:FL_COMMANDS/actuator-fence",
+      "consumer:FL_COMMANDS/actuator-provisioner",
+      "consumer:FL_COMMANDS/actuator-guard",
+      "bucket:FL_NODES",
+      "bucket:FL_FLEET",
+      "bucket:FL_CONFIG",
+      "bucket:FL_LEASES",
+      "bucket:FL_MEMBERS",
+    ]);
+
+    const jsm = await jetstreamManager(nc);
+    const events = await jsm.streams.info(Streams.events);
+    expect(events.config).toMatchObject({ subjects: ["fl.evt.*"], subject_transform: { src: "fl.evt.*", dest: "fl.evt.{{partition(16,1)}}.{{wildcard(1)}}" }, retention: "limits", duplicate_window: nanos(120_000), allow_direct: true });
+    const commands = await jsm.streams.info(Streams.commands);
+    expect(commands.config.retention).toBe("workqueue");
+    const dlq = await jsm.streams.info(Streams.deadLetters);
+    expect(dlq.config.max_age).toBe(nanos(7 * 24 * 3_600_000));
+    const actuator = await jsm.consumers.info(Streams.commands, Consumers.actuator("fence"));
+    expect(actuator.config).toMatchObject({ filter_subject: "fl.cmd.fence.*", ack_policy: "explicit", max_deliver: 200, ack_wait: nanos(30_000) });
+  });
+
+  it("fits one replica to a single server", async () => {
+    expect(await fittingReplicas(nc)).toBe(1);
+  });
+
+  it("reports everything unchanged on the second run", async () => {
+    const report = await provisionStreams(nc);
+    expect(report.created).toEqual([]);
+    expect(report.updated).toEqual([]);
+    expect(report.unchanged).toHaveLength(30);
+  });
+
+  it("updates a stream, a consumer and a bucket whose definition changed", async () => {
+    const definitions = createDefinitions();
+    const audit = definitions.streams.find((s) => s.name === Streams.audit)!;
+    audit.duplicate_window = nanos(60_000);
+    const engine = definitions.consumers.find((c) => c.config.durable_name === Consumers.enginePartition(3))!;
+    engine.config.max_ack_pending = 500;
+    const fleet = definitions.buckets.find((b) => b.name === Buckets.fleet)!;
+    fleet.history = 20;
+
+    const report = await provisionStreams(nc, { definitions });
+    expect(report.created).toEqual([]);
+    expect(report.updated).toEqual(["stream:FL_AUDIT", "consumer:FL_EVENTS/engine-3", "bucket:FL_FLEET"]);
+    expect(report.unchanged).toHaveLength(27);
+
+    const jsm = await jetstreamManager(nc);
+    expect((await jsm.streams.info(Streams.audit)).config.duplicate_window).toBe(nanos(60_000));
+    expect((await jsm.consumers.info(Streams.events, Consumers.enginePartition(3))).config.max_ack_pending).toBe(500);
+
+    // And back to the declared definitions.
+    const restored = await provisionStreams(nc);
+    expect(restored.updated).toEqual(["stream:FL_AUDIT", "consumer:FL_EVENTS/engine-3", "bucket:FL_FLEET"]);
+  });
+
+  it("leaves usable KV buckets with the declared history", async () => {
+    const kvm = new Kvm(nc);
+    for (const [name, history] of [[Buckets.nodes, 1], [Buckets.fleet, 10], [Buckets.config, 5], [Buckets.members, 64]] as const) {
+      const kv = await kvm.open(name);
+      expect((await kv.status()).history).toBe(history);
+      const rev = await kv.put("probe", "x");
+      expect((await kv.get("probe"))?.revision).toBe(rev);
+    }
+  });
+});
