@@ -21,7 +21,10 @@ describe("demo --kubernetes real --hold, reached with kubectl", () => {
   const kubectl = async (...args: string[]) => (await run("kubectl", ["--kubeconfig", endpoints.kubeconfig, ...args])).stdout;
 
   beforeAll(async () => {
-    demo = spawn(process.execPath, [CLI, "demo", "--kubernetes", "real", "--hold", "--endpoints", endpointsFile, "--nodes", "8"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    demo = spawn(process.execPath, [CLI, "demo", "--kubernetes", "real", "--hold", "--endpoints", endpointsFile, "--nodes", "8"], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     demo.stdout!.on("data", (d) => (stdout += d));
     demo.stderr!.on("data", (d) => (stderr += d));
     exit = new Promise((resolve) => demo.on("close", resolve));
@@ -57,13 +60,17 @@ describe("demo --kubernetes real --hold, reached with kubectl", () => {
       expect(out).toMatch(new RegExp(`node/node-${i}\\s+Ready\\s`));
       expect(out).toContain(`lease.coordination.k8s.io/node-${i} `);
     }
-    for (const replica of ["db-0", "db-1", "db-2", "queue-0", "queue-1", "queue-2"]) expect(out).toMatch(new RegExp(`demo\\s+pod/${replica}\\s+1/1\\s+Running`));
+    for (const replica of ["db-0", "db-1", "db-2", "queue-0", "queue-1", "queue-2"])
+      expect(out).toMatch(new RegExp(`demo\\s+pod/${replica}\\s+1/1\\s+Running`));
     expect(out).toMatch(/demo\s+statefulset\.apps\/db\s+3\/3/);
     expect(out).toMatch(/demo\s+statefulset\.apps\/queue\s+3\/3/);
     // Each ReadWriteOnce volume attached to exactly one node, by the real attach-detach controller.
     const attachments = out.split("\n").filter((l) => l.includes("volumeattachment.storage.k8s.io/"));
     for (const pv of ["demo-db-0", "demo-db-1", "demo-db-2", "demo-queue-0", "demo-queue-1", "demo-queue-2"]) {
-      expect(attachments.filter((l) => new RegExp(`\\s${pv}\\s+node-\\d+\\s+true\\s`).test(l)), pv).toHaveLength(1);
+      expect(
+        attachments.filter((l) => new RegExp(`\\s${pv}\\s+node-\\d+\\s+true\\s`).test(l)),
+        pv,
+      ).toHaveLength(1);
     }
   });
 
@@ -71,7 +78,8 @@ describe("demo --kubernetes real --hold, reached with kubectl", () => {
     const out = await kubectl("get", "events", "-A");
     // Whether a node is remediated before it is back (crash: 5 s; network loss: its watchdog)
     // depends on a second's timing; fencing and the rejoin happen in every run.
-    for (const reason of ["FencingStarted", "FencingConfirmed", "Rejoined"]) expect(out, reason).toMatch(new RegExp(`\\s${reason}\\s+node/node-\\d+`));
+    for (const reason of ["FencingStarted", "FencingConfirmed", "Rejoined"])
+      expect(out, reason).toMatch(new RegExp(`\\s${reason}\\s+node/node-\\d+`));
     // The real controllers' own Events are there too.
     expect(out).toMatch(/SuccessfulCreate\s+statefulset\/db/);
   });

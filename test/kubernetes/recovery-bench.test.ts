@@ -8,7 +8,25 @@ import { runCli } from "../e2e/cli.js";
 describe("bench recovery --kubernetes real", () => {
   it("prints both models as the last stdout line, with no invariant violation", async () => {
     const r = await runCli(
-      ["bench", "recovery", "--kubernetes", "real", "--json", "--kubeconfig", inject("kubeTest").kube.kubeconfig, "--cases", "2", "--concurrent", "2", "--nodes", "5", "--kubernetes-cases", "1", "--horizon", "0.75"],
+      [
+        "bench",
+        "recovery",
+        "--kubernetes",
+        "real",
+        "--json",
+        "--kubeconfig",
+        inject("kubeTest").kube.kubeconfig,
+        "--cases",
+        "2",
+        "--concurrent",
+        "2",
+        "--nodes",
+        "5",
+        "--kubernetes-cases",
+        "1",
+        "--horizon",
+        "0.75",
+      ],
       { timeoutMs: 240_000 },
     );
     expect(r.code, r.stderr.slice(-3000)).toBe(0);
@@ -17,7 +35,8 @@ describe("bench recovery --kubernetes real", () => {
     expect(result.kubernetesVersion).toBe(inject("kubeTest").kube.version);
     expect(result.models.map((m) => m.name)).toEqual(["fenceline", "kubernetes"]);
     for (const m of result.models) {
-      for (const key of ["p50Ms", "p99Ms", "maxMs", "neverRecovered", "violations", "crashes"]) expect(m, `${m.name}.${key}`).toHaveProperty(key);
+      for (const key of ["p50Ms", "p99Ms", "maxMs", "neverRecovered", "violations", "crashes"])
+        expect(m, `${m.name}.${key}`).toHaveProperty(key);
       expect(m.violations, `${m.name} violations\n${r.stderr.slice(-3000)}`).toBe(0);
     }
     const [fenceline, kubernetes] = result.models as [Record<string, number | null>, Record<string, number | null>];

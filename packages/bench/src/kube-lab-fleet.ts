@@ -49,16 +49,23 @@ export async function startKubeLabMachines(options: {
   };
   try {
     await machines.start();
-    for (const s of workloads.statefulSets) await createStatefulSet(admin, { namespace: name, name: s.name, replicas: s.replicas, fleet: name });
-    for (const d of workloads.deployments ?? []) await createDeployment(admin, { namespace: name, name: d.name, replicas: d.replicas, fleet: name });
+    for (const s of workloads.statefulSets)
+      await createStatefulSet(admin, { namespace: name, name: s.name, replicas: s.replicas, fleet: name });
+    for (const d of workloads.deployments ?? [])
+      await createDeployment(admin, { namespace: name, name: d.name, replicas: d.replicas, fleet: name });
     if (workloads.daemonSet) await createDaemonSet(admin, { namespace: name, name: "node-agent", fleet: name });
     const expected =
-      workloads.statefulSets.reduce((n, s) => n + s.replicas, 0) + (workloads.deployments ?? []).reduce((n, d) => n + d.replicas, 0) + (workloads.daemonSet ? nodes.length : 0);
+      workloads.statefulSets.reduce((n, s) => n + s.replicas, 0) +
+      (workloads.deployments ?? []).reduce((n, d) => n + d.replicas, 0) +
+      (workloads.daemonSet ? nodes.length : 0);
     const until = Date.now() + (options.readyTimeoutMs ?? 120_000);
     for (;;) {
       const pods = await listPods(admin, name);
       if (pods.length >= expected && pods.every(isRunningAndReady)) break;
-      if (Date.now() > until) throw new Error(`${name}: ${pods.filter(isRunningAndReady).length} of ${expected} pods running and ready after ${options.readyTimeoutMs ?? 120_000} ms`);
+      if (Date.now() > until)
+        throw new Error(
+          `${name}: ${pods.filter(isRunningAndReady).length} of ${expected} pods running and ready after ${options.readyTimeoutMs ?? 120_000} ms`,
+        );
       await sleep(200);
     }
     return { machines, stop };
@@ -122,7 +129,13 @@ export async function startKubeLabFenceline(options: KubeLabFencelineOptions): P
     cleanups.length = 0;
   };
   try {
-    const { machines, stop: stopMachines } = await startKubeLabMachines({ admin, name, nodes, workloads: options.workloads, ...(options.onMachineEvent ? { onEvent: options.onMachineEvent } : {}) });
+    const { machines, stop: stopMachines } = await startKubeLabMachines({
+      admin,
+      name,
+      nodes,
+      workloads: options.workloads,
+      ...(options.onMachineEvent ? { onEvent: options.onMachineEvent } : {}),
+    });
     cleanups.push(stopMachines);
     let server: NatsServer | undefined;
     let natsUrl = options.natsUrl;
@@ -190,7 +203,8 @@ export async function startKubeLabFenceline(options: KubeLabFencelineOptions): P
     const state = (node: string) => latest.get(node)?.to;
     const until = Date.now() + 60_000;
     while (!nodes.every((n) => state(n) === "healthy")) {
-      if (Date.now() > until) throw new Error(`${name}: the fleet did not become healthy within 60 s (${nodes.map((n) => `${n}=${state(n)}`).join(" ")})`);
+      if (Date.now() > until)
+        throw new Error(`${name}: the fleet did not become healthy within 60 s (${nodes.map((n) => `${n}=${state(n)}`).join(" ")})`);
       await sleep(100);
     }
     return {

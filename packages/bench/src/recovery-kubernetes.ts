@@ -104,7 +104,11 @@ export function kubeAccessOf(kubeconfig: string) {
   const cluster = kc.getCurrentCluster();
   const user = kc.getCurrentUser();
   if (!cluster || !user?.token) throw new Error(`${kubeconfig}: needs a current context with a server and a bearer token`);
-  const ca = cluster.caData ? Buffer.from(cluster.caData, "base64").toString("utf8") : cluster.caFile ? readFileSync(cluster.caFile, "utf8") : "";
+  const ca = cluster.caData
+    ? Buffer.from(cluster.caData, "base64").toString("utf8")
+    : cluster.caFile
+      ? readFileSync(cluster.caFile, "utf8")
+      : "";
   return { server: cluster.server, ca, token: user.token };
 }
 
@@ -138,7 +142,9 @@ function crashTracker(admin: KubeClient) {
       if (c.recoveredAt === undefined && isRunningAndReady(pod) && pod.spec?.nodeName && pod.spec.nodeName !== c.node) c.recoveredAt = now;
     }
   };
-  const informer = startInformer(admin, "/api/v1/pods", { labelSelector: "app=db" }, (change) => observe(change.object, change.type === "DELETED"));
+  const informer = startInformer(admin, "/api/v1/pods", { labelSelector: "app=db" }, (change) =>
+    observe(change.object, change.type === "DELETED"),
+  );
   return {
     synced: informer.synced,
     track(node: string, replica: string, crashedAt: number): TrackedCrash {
@@ -266,7 +272,8 @@ export async function runRealRecoveryBench(options: RealRecoveryOptions): Promis
     }
     await kubeDone;
 
-    const records = (node: string, from: number) => fl.audit.filter((r) => r.node === node && r.at >= from - 50).sort((a, b) => a.seq - b.seq);
+    const records = (node: string, from: number) =>
+      fl.audit.filter((r) => r.node === node && r.at >= from - 50).sort((a, b) => a.seq - b.seq);
     const flOutcomes: CrashOutcome[] = flCrashes.map((c) => {
       const rs = records(c.node, c.crashedAt);
       const floor = rs.find((r) => r.timers.set["safe-time"] !== undefined)?.timers.set["safe-time"];
@@ -282,7 +289,9 @@ export async function runRealRecoveryBench(options: RealRecoveryOptions): Promis
         recoveredAfterMs,
         overFloorMs: c.recoveredAt === undefined || floor === undefined ? null : c.recoveredAt - floor,
         fencelineShareMs:
-          floor === undefined || !step || c.evictedAt === undefined || c.goneAt === undefined ? null : Math.max(0, step.at - floor) + (c.goneAt - c.evictedAt),
+          floor === undefined || !step || c.evictedAt === undefined || c.goneAt === undefined
+            ? null
+            : Math.max(0, step.at - floor) + (c.goneAt - c.evictedAt),
         detectedAfterMs,
         fencedAfterMs,
         taintAfterMs: step ? step.at - c.crashedAt : null,
