@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import type { Policy } from "@fenceline/contracts";
 import { renderAsDeployed } from "../support/deploy-agent.js";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CLI = join(ROOT, "packages", "cli", "dist", "bin.js");
 
 /**
@@ -172,7 +172,7 @@ export const TEST_OVERRIDES = [
  * the DaemonSet's own init container for the node's name and address: no list of peers, no fleet
  * size), with only TEST_OVERRIDES applied.
  */
-export function agentConfigAsDeployed(options: { node: string; ip: string; natsUrl: string; nodeDir: string; policy: Policy }): Record<string, unknown> {
+function agentConfigAsDeployed(options: { node: string; ip: string; natsUrl: string; nodeDir: string; policy: Policy }): Record<string, unknown> {
   const rendered = JSON.parse(renderAsDeployed({ name: options.node, ip: options.ip })) as Record<string, unknown> & { watchdog: Record<string, unknown> };
   return {
     ...rendered,
@@ -213,7 +213,7 @@ export async function startAgentProcess(options: { dir: string; ns: string; node
   return { node: options.node, child, watchdog, logFile, configFile, exited };
 }
 
-export async function watchdogSize(path: string): Promise<number> {
+async function watchdogSize(path: string): Promise<number> {
   return existsSync(path) ? (await stat(path)).size : 0;
 }
 

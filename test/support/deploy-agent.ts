@@ -13,7 +13,7 @@ export const DEPLOY_AGENT_CONFIG = join(DEPLOY, "agent.json");
 type Container = { name: string; command?: string[]; env?: Array<{ name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }> };
 
 /** The DaemonSet's init container that renders the config on each node. */
-export function deployConfigInitContainer(): Container {
+function deployConfigInitContainer(): Container {
   const manifests = loadAllYaml(readFileSync(join(DEPLOY, "agent.yaml"), "utf8")) as Array<{ kind: string; spec?: { template: { spec: { initContainers?: Container[] } } } }>;
   const daemonSet = manifests.find((m) => m.kind === "DaemonSet");
   const init = daemonSet?.spec?.template.spec.initContainers?.find((c) => c.name === "config");

@@ -66,7 +66,7 @@ type MajorityCheck = { ok: true; since: number | null } | { ok: false; reason: s
  * A cut-off agent keeps running only with a majority of its own view's votes, so both cannot hold
  * at once (docs/agent.md, "Why the engine and a cut-off agent can never both act").
  */
-export function majorityFor(view: FleetView, membershipVersion: number | undefined): MajorityCheck {
+function majorityFor(view: FleetView, membershipVersion: number | undefined): MajorityCheck {
   const partitionHint = "(the engine may be on the minority side of a partition)";
   if (!view.views || view.views.length === 0) {
     const { fleetSize, healthy } = view;

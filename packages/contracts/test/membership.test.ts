@@ -130,6 +130,12 @@ describe("fencing guarantee", () => {
     }
   });
 
+  it("names every shortfall of a contract, not only the first", () => {
+    expect(fencingGuarantee(contract({ heartbeatIntervalMs: 2_000, membershipVersion: 0 }), DEFAULT_POLICY).reason).toBe(
+      "the agent's contract is weaker than the policy: its heartbeat interval 2s is longer than the policy's 1s; it holds no membership view yet",
+    );
+  });
+
   it("follows the policy's trusted kinds and whether a level has the watchdog", () => {
     const hardwareOnly = Policy.parse({ fencing: { watchdogKinds: ["hardware"] } });
     const softdog = fencingGuarantee(contract({ watchdog: { kind: "softdog", timeoutMs: 10_000 } }), hardwareOnly);

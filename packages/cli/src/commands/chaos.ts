@@ -13,7 +13,7 @@ import {
   type SeedOptions,
 } from "@fenceline/sim";
 import { readFileSync } from "node:fs";
-import { parse, table, UsageError } from "../args.js";
+import { parse, table, UsageError } from "@fenceline/command-line";
 import { loadPolicy } from "../policy-file.js";
 
 const USAGE = `usage: fenceline chaos [--seeds N] [--from S] [--jobs J] [--json] [--broken NAME] [--kinds K,K] [--agent-config FILE] [--policy FILE]
