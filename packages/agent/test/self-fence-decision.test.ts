@@ -134,10 +134,10 @@ describe("decideSelfFence: the detail (the agent's fence record quotes it) names
   });
 
   it("the group that lost the control plane, and connected peers without a verdict only when there are some", () => {
-    expect(decide({ peerAnswers: [lost("b")] }).detail).toBe("only 2 of 5 nodes (this one + 1 peer(s)) lost the control plane: not a strict majority");
+    expect(decide({ peerAnswers: [lost("b")] }).detail).toBe("only 2 of 5 votes (this node + 1 peer(s)) lost the control plane: not a strict majority of 5 member(s)");
     expect(decide({ peerAnswers: [lost("b"), connected("c")] }).detail).toBe(
-      "only 2 of 5 nodes (this one + 1 peer(s)) lost the control plane: not a strict majority; 1 connected peer(s) without a verdict do not count",
+      "only 2 of 5 votes (this node + 1 peer(s)) lost the control plane: not a strict majority of 5 member(s); 1 connected peer(s) without a verdict do not count",
     );
-    expect(decide({ peerAnswers: [lost("b"), lost("c")] }).detail).toBe("3 of 5 nodes (this one + 2 peer(s)) lost the control plane: a majority");
+    expect(decide({ peerAnswers: [lost("b"), lost("c")] }).detail).toBe("3 of 5 votes (this node + 2 peer(s)) lost the control plane: a majority of 5 member(s)");
   });
 });
