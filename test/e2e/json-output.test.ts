@@ -11,6 +11,7 @@ import { oneJsonDocument, ROOT, runCli } from "./cli.js";
  */
 const CHECKED_ELSEWHERE: Record<string, { file: string; needle: string }> = {
   demo: { file: "test/e2e/demo.test.ts", needle: '["demo", "--json"' },
+  "fence-check": { file: "test/fencing/fence-check.test.ts", needle: '["fence-check", "--fence-devices", file, "--json"' },
   nodes: { file: "test/e2e/hold.test.ts", needle: '["nodes", "--json"' },
   audit: { file: "test/e2e/hold.test.ts", needle: '["audit", "--json"' },
   replay: { file: "test/e2e/hold.test.ts", needle: '["replay", ...mode, "--json"' },

@@ -1,7 +1,8 @@
 export { createActuator, type ActuatorCore, type Handler, type Handlers, type HandlerContext, type Outcome, type Disposition } from "./actuator.js";
 export { createClusterHandlers } from "./cluster-handlers.js";
 export { createProvisionerHandlers } from "./provisioner-handlers.js";
-export { createFenceHandlers } from "./fence-handlers.js";
+export { createFenceHandlers, powerOffConfirmed } from "./fence-handlers.js";
+export * from "./fence-agents/index.js";
 export { decideSlot, releaseSlot, remediationSlotsAllowed, EMPTY_BUDGET, type FleetBudget, type FleetView, type SlotDecision } from "./fleet-guard.js";
 export { createGuardHandlers, createMemoryBudgetStore, type BudgetStore } from "./guard-handlers.js";
 export { runActuator } from "./nats/run-actuator.js";

@@ -1,6 +1,6 @@
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { systemClock, type Clock, type ClusterApi, type FenceAgent, type Policy, type Provisioner } from "@fenceline/contracts";
+import { systemClock, type Clock, type ClusterApi, type Policy, type Provisioner } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
 import { Buckets, provisionStreams } from "@fenceline/streams";
 import { runEngine, type FleetStatus, type FoldResult, type RunningEngine } from "@fenceline/engine";
@@ -19,6 +19,7 @@ import {
   runActuator,
   watchFleetView,
   type ActuatorCore,
+  type FenceDevice,
 } from "@fenceline/actuators";
 
 export type ControlPlaneOptions = {
@@ -27,7 +28,8 @@ export type ControlPlaneOptions = {
   log: Logger;
   cluster: ClusterApi;
   provisioner: Provisioner;
-  fenceAgent?: FenceAgent;
+  /** Fence devices (BMCs, PDUs…) of the fence actuator; without any, no fence actuator runs. */
+  fenceDevices?: readonly FenceDevice[];
   clock?: Clock;
   replicas?: number;
   /**
@@ -70,7 +72,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(nc) }),
     createActuator({ name: "provisioner", clock, handlers: createProvisionerHandlers(options.provisioner) }),
   );
-  if (options.fenceAgent) actuators.push(createActuator({ name: "fence", clock, handlers: createFenceHandlers(options.fenceAgent, clock) }));
+  if (options.fenceDevices && options.fenceDevices.length > 0) {
+    actuators.push(createActuator({ name: "fence", clock, handlers: createFenceHandlers({ devices: options.fenceDevices, clock }) }));
+  }
 
   const engine = await runEngine({
     nc,

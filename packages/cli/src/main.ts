@@ -10,6 +10,7 @@ const USAGE = `usage: fenceline <command> [options]   (fenceline <command> --hel
 
   demo          run the whole system on a simulated fleet, inject faults, print a summary
   up            run the control plane (engine, detectors, actuators) in the foreground
+  fence-check   read every configured node's power state through its fence devices (a preflight)
   nodes         each node's lifecycle state
   audit         the audit trail (--follow, --node, --export)
   statechart    the node lifecycle statechart (--json)
@@ -44,6 +45,7 @@ const COMMANDS: Record<string, Command> = {
   bench: lazy(async () => (await import("./commands/bench.js")).benchCommand),
   agent: lazy(async () => (await import("./commands/agent.js")).agentCommand),
   "serf-handler": lazy(async () => (await import("./commands/serf-handler.js")).serfHandlerCommand),
+  "fence-check": lazy(async () => (await import("./commands/fence-check.js")).fenceCheckCommand),
   "nats-config": lazy(async () => (await import("./commands/nats-config.js")).natsConfigCommand),
 };
 

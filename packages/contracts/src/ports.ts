@@ -36,11 +36,22 @@ export interface ClusterApi {
   serverVersion(): Promise<string>;
 }
 
-/** Power fencing through a BMC or cloud API. */
+/** The node a fence agent acts on; `deadline` (epoch ms) bounds every attempt and retry. */
+export type FenceTarget = { node: string; hostGroup?: string; deadline?: number };
+/** What a fence agent printed, credentials redacted, for the audit. */
+export type FenceAnswer = { output: string };
+
+/**
+ * Power fencing through a BMC, a PDU or a cloud API: one fence device. Failures reject with a
+ * typed error (`FenceAgentError` in @fenceline/actuators: unreachable, auth, timeout…).
+ */
 export interface FenceAgent {
-  powerOff(node: string): Promise<void>;
+  /** Whether the device is configured for the node. */
+  covers(node: string, hostGroup?: string): boolean;
+  powerOff(target: FenceTarget): Promise<FenceAnswer>;
+  powerOn(target: FenceTarget): Promise<FenceAnswer>;
   /** Reads the power state back: fencing is confirmed only when it says "off". */
-  status(node: string): Promise<"on" | "off" | "unknown">;
+  status(target: FenceTarget): Promise<FenceAnswer & { power: "on" | "off" }>;
 }
 
 /** Runs cleanup, then provision, for a node and its host group. */

@@ -1,5 +1,6 @@
 export { createKubernetesCluster, parseServerVersion, type KubernetesCluster, type KubernetesClusterOptions } from "./cluster-adapter.js";
 export { createNodeWatcher, toClusterNode, type ClusterNode, type NodeWatchEvent, type NodeWatcher, type NodeWatcherOptions } from "./node-watcher.js";
+export { createSecretKeyReader, type SecretKeyRef } from "./secret-reader.js";
 export { loadKubeConfig, type KubeConfigSource } from "./kubeconfig.js";
 export { createRetrier, type RetryOptions, type Retrier } from "./retry.js";
 export { rbacRule, describeCall, toFencelineError, type Call } from "./errors.js";

@@ -24,7 +24,8 @@ export type FaultKind =
   | "agent-crash"
   | "partition-minority"
   | "control-plane-outage"
-  | "nats-loss";
+  | "nats-loss"
+  | "hang";
 
 export type FleetOptions = {
   nodes: string[];
@@ -85,6 +86,10 @@ type SimNode = {
   natsLosses: number;
   /** Partition side: nodes on different sides cannot talk; side 0 holds the control plane. */
   side: number;
+  /** Hung: the kernel stopped; nothing runs, but the machine is powered on (power "down" for everything but its BMC). */
+  hung: boolean;
+  /** Powered off by its BMC: no scheduled boot brings it back, only a power-on does. */
+  heldOff: boolean;
 };
 
 /**
@@ -126,6 +131,8 @@ export class SimFleet {
         partitions: 0,
         natsLosses: 0,
         side: 0,
+        hung: false,
+        heldOff: false,
       };
       this.#nodes.set(name, node);
     }
@@ -309,11 +316,20 @@ export class SimFleet {
 
   /** The machine is reset (watchdog) or power-cycled: everything stops, it boots after rebootMs. */
   async #reset(node: SimNode, why: string) {
-    if (node.power !== "up") return;
+    if (node.power !== "up" && !node.hung) return;
+    node.hung = false;
     node.resets += 1;
     node.watchdog = null;
     await this.#powerDown(node, why);
-    this.#later(this.#options.rebootMs, () => this.#boot(node));
+    this.#bootLater(node, this.#options.rebootMs);
+  }
+
+  /** A boot after `ms`, unless the machine is powered off by its BMC or already up by then. */
+  #bootLater(node: SimNode, ms: number) {
+    this.#later(ms, async () => {
+      if (node.power !== "down" || node.heldOff || node.hung) return;
+      await this.#boot(node);
+    });
   }
 
   async #powerDown(node: SimNode, why: string) {
@@ -328,7 +344,7 @@ export class SimFleet {
   async crash(name: string, downForMs?: number) {
     const node = this.#node(name);
     await this.#powerDown(node, "hard crash");
-    if (downForMs !== undefined) this.#later(downForMs, () => this.#boot(node));
+    if (downForMs !== undefined) this.#bootLater(node, downForMs);
   }
 
   /** An administrator reboots the machine: clean agent stop, down for rebootMs, new boot id. */
@@ -339,7 +355,7 @@ export class SimFleet {
     this.#options.cluster.crash(node.name);
     await node.transport.disconnect();
     this.#note(name, "rebooting");
-    this.#later(this.#options.rebootMs, () => this.#boot(node));
+    this.#bootLater(node, this.#options.rebootMs);
   }
 
   /** The node loses its network for `forMs`: its containers keep running. */
@@ -417,11 +433,59 @@ export class SimFleet {
     }
   }
 
+  /**
+   * Kernel hang: nothing runs on the machine any more (no agent, no containers), yet it stays
+   * powered on. A working watchdog resets it after its timeout; a broken one never does, and
+   * only its BMC can end the hang (power off, then on).
+   */
+  async hang(name: string, options: { watchdog: "works" | "broken" }) {
+    const node = this.#node(name);
+    if (node.power !== "up") return;
+    await this.#powerDown(node, options.watchdog === "works" ? "kernel hang (its watchdog will reset it)" : "kernel hang; its watchdog is broken: only its BMC can end it");
+    node.hung = true;
+    // The agent died without a magic close: a working watchdog stays armed and fires; a broken one never does.
+    if (options.watchdog === "broken") await node.watchdog?.close();
+  }
+
+  /**
+   * Its BMC powers the machine off: whatever ran (or hung) stops, its watchdog loses power, and
+   * no scheduled boot brings it back until `powerOn`.
+   */
+  async powerOff(name: string) {
+    const node = this.#node(name);
+    if (node.heldOff) return;
+    node.heldOff = true;
+    const wasRunning = node.power === "up";
+    node.hung = false;
+    await node.watchdog?.close();
+    node.watchdog = null;
+    if (wasRunning) await this.#powerDown(node, "powered off by its BMC");
+    else this.#note(name, "powered off by its BMC");
+    this.#options.cluster.powerOff(name);
+  }
+
+  /** Its BMC powers the machine on: it boots (new boot id). */
+  async powerOn(name: string) {
+    const node = this.#node(name);
+    if (!node.heldOff) return;
+    node.heldOff = false;
+    this.#note(name, "powered on by its BMC");
+    if (node.power === "down") await this.#boot(node);
+  }
+
+  /** What the machine's BMC reads: on unless the BMC powered it off (a reset or a hang keeps the power on). */
+  powerState(name: string): "on" | "off" {
+    return this.#node(name).heldOff ? "off" : "on";
+  }
+
   status(name: string) {
     const node = this.#node(name);
     return {
       node: name,
       power: node.power,
+      hung: node.hung,
+      /** Powered off by its BMC. */
+      poweredOff: node.heldOff,
       bootId: node.bootId,
       boots: node.boots,
       resets: node.resets,

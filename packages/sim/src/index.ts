@@ -41,3 +41,4 @@ export {
   type ResourceKind,
 } from "./k8s-api/index.js";
 export * from "./lab/index.js";
+export { startIpmiSimBmc, ipmitool, freeUdpPort, ipmiSimAvailable, type IpmiSimBmc, type IpmiSimBmcOptions, type PoweredMachine } from "./bmc/ipmi-sim-bmc.js";

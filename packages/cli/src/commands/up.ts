@@ -1,11 +1,12 @@
-import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
-import { createCommandProvisioner } from "@fenceline/actuators";
+import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
+import { checkFenceDevices, createCommandProvisioner } from "@fenceline/actuators";
 import { Duration } from "@fenceline/contracts";
 import { DEFAULT_EXCLUDE_LABEL, defaultConditionRules, labelMatcher } from "@fenceline/detectors";
 import { parse, UsageError } from "../args.js";
 import { startControlPlane } from "../control-plane.js";
 import { createDryRunCluster, createDryRunProvisioner } from "../dry-run.js";
 import { loadPolicy } from "../policy-file.js";
+import { loadDevices, nodesNamedIn, type KubeSource } from "../fence-devices.js";
 import { startMetricsEndpoint } from "@fenceline/engine";
 
 const USAGE = `usage: fenceline up [--server nats://host:port] [--policy policy.json] [--store DIR]
@@ -13,6 +14,7 @@ const USAGE = `usage: fenceline up [--server nats://host:port] [--policy policy.
                     [--kubeconfig FILE | --in-cluster] [--node-selector SEL]
                     [--exclude-label KEY] [--condition-duration 30s]
                     [--metrics-port 9464] [--metrics-host 0.0.0.0] [--instance-id ID]
+                    [--fence-devices devices.json]
 
 Runs the control plane in the foreground: JetStream streams (provisioned idempotently), the
 engine, the heartbeat detector, the fleet guard and the actuators. Without --server (or
@@ -31,7 +33,10 @@ temporary directory). Stop with Ctrl-C.
                          --metrics-host defaults to 0.0.0.0)
   --instance-id ID       this engine's name in the partition leases (default FENCELINE_INSTANCE_ID,
                          else host-pid); several \`up\` on one fleet share its partitions; a restart
-                         with the same id resumes at once, with a new one after the lease (10 s)`;
+                         with the same id resumes at once, with a new one after the lease (10 s)
+  --fence-devices FILE   power fencing: the fence devices (BMCs, PDUs) and how to reach each node's
+                         (docs/fencing.md); runs the fence actuator, and at start-up reads every
+                         configured node's power state once and logs each answer (fenceline fence-check)`;
 
 export async function upCommand(argv: string[]): Promise<number> {
   const { values } = parse(
@@ -50,6 +55,7 @@ export async function upCommand(argv: string[]): Promise<number> {
       "metrics-port": { type: "string" },
       "metrics-host": { type: "string" },
       "instance-id": { type: "string" },
+      "fence-devices": { type: "string" },
     },
     USAGE,
   );
@@ -60,6 +66,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   // Loaded only when needed: @kubernetes/client-node takes about a second to import.
   const k8s = kube ? await import("@fenceline/kubernetes") : undefined;
   const kubeConfig = kube && k8s ? k8s.loadKubeConfig(kube.source) : undefined;
+  const fencing = await fenceDevicesOf(values["fence-devices"] as string | undefined, policy.fencing.fenceAgent, kube?.source ?? null, log);
   let server: NatsServer | undefined;
   let url = (values.server as string | undefined) ?? process.env.NATS_URL;
   if (!url) {
@@ -78,6 +85,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     cluster: k8s && kubeConfig ? k8s.createKubernetesCluster({ kubeConfig, log: log.child({ component: "kubernetes" }) }) : createDryRunCluster(log),
     provisioner: cleanup && provision ? createCommandProvisioner({ cleanup, provision }) : createDryRunProvisioner(log),
     onApplied: metrics.onApplied,
+    ...(fencing ? { fenceDevices: fencing.devices } : {}),
     ...(values["instance-id"] ? { instanceId: values["instance-id"] as string } : {}),
     ...(kube && k8s && kubeConfig
       ? {
@@ -93,6 +101,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   if (kube) log.info({ server: kubeConfig?.getCurrentCluster()?.server, selector: kube.selector, conditionDurationMs: kube.durationMs }, "acting on Kubernetes");
   metrics.started(control.engine.core.snapshots(), control.fleetStatus);
   log.info({ url, policy: policy.version, metrics: metrics.url }, "fenceline is up");
+  if (fencing) void fencing.check();
   console.error(`fenceline: up on ${url} (Ctrl-C to stop)`);
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
@@ -104,6 +113,31 @@ export async function upCommand(argv: string[]): Promise<number> {
   await nc.drain();
   await server?.stop();
   return 0;
+}
+
+/**
+ * The fence devices of `--fence-devices`, checked against the policy: a policy that fences by
+ * power needs devices, and devices no policy uses are worth a warning.
+ */
+async function fenceDevicesOf(file: string | undefined, policyUsesThem: boolean, kube: KubeSource | null, log: Logger) {
+  if (!file) {
+    if (policyUsesThem) throw new UsageError("the policy fences through a fence agent (fencing.fenceAgent) but no --fence-devices file was given");
+    return null;
+  }
+  const { config, devices } = await loadDevices(file, { kube, log: log.child({ component: "fence-devices" }) });
+  if (!policyUsesThem) log.warn({ file }, "fence devices configured, but the policy does not fence through them (fencing.fenceAgent is off)");
+  const nodes = nodesNamedIn(config);
+  return {
+    devices,
+    /** The start-up preflight: each configured node's power state, read once and logged. */
+    async check() {
+      const answers = await checkFenceDevices(devices, nodes.map((node) => ({ node })));
+      for (const a of answers) {
+        if (a.ok) log.info({ node: a.node, device: a.device, power: a.power, ms: a.durationMs }, `fence device ${a.device} answers for ${a.node}: power ${a.power}`);
+        else log.error({ node: a.node, device: a.device, error: a.error, ms: a.durationMs }, `fence device ${a.device} does not answer for ${a.node}: ${a.message}`);
+      }
+    },
+  };
 }
 
 /** The Kubernetes flags of `up`, checked; null when no cluster is configured. */
