@@ -4,13 +4,30 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats, publishEvent, startNatsServer, type NatsServer } from "@fenceline/bus";
-import { createEvent } from "@fenceline/contracts";
+import { createEvent, type AuditRecord } from "@fenceline/contracts";
 import { jetstream } from "@nats-io/jetstream";
 import { createFencelineMetrics } from "@fenceline/engine";
 import { parseExposition } from "../support/metrics-text.js";
 import { HistoryGenerator } from "../../packages/cli/src/bench/history.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** An audit record of `node` at sequence `seq`: from → to at `at` (ms). */
+const record = (node: string, seq: number, at: number, from: string, to: string, type = "x"): AuditRecord => ({
+  v: 1,
+  id: `a${seq}`,
+  node,
+  seq,
+  at,
+  event: { id: `e${seq}`, type, source: "t" },
+  from,
+  to,
+  changed: from !== to,
+  epoch: 1,
+  commands: [],
+  timers: { set: {}, cleared: [] },
+  policyVersion: "p",
+});
 
 describe("metrics", () => {
   it("every metric is named by Prometheus conventions and has its HELP text", async () => {
@@ -87,11 +104,7 @@ describe("metrics", () => {
   it("times fencing, remediation and rejoining from the transitions, and keeps one state-since series per node", async () => {
     const m = createFencelineMetrics();
     let seq = 0;
-    const step = (from: string, to: string, at: number) =>
-      m.observeAudit(
-        { v: 1, id: `a${++seq}`, node: "n-1", seq, at, event: { id: `e${seq}`, type: "x", source: "t" }, from, to, changed: from !== to, epoch: 1, commands: [], timers: { set: {}, cleared: [] }, policyVersion: "p" },
-        "db",
-      );
+    const step = (from: string, to: string, at: number) => m.observeAudit(record("n-1", ++seq, at, from, to), "db");
     step("new", "healthy", 1_000);
     step("healthy", "suspect.waiting", 10_000);
     step("suspect.waiting", "fencing", 12_000);
@@ -117,7 +130,7 @@ describe("metrics", () => {
   it("an engine instance takes node states from the snapshots (all partitions), not from the events it applied", async () => {
     const m = createFencelineMetrics({ states: "snapshots" });
     // An audit record of a partition this instance applied changes counters, not node states.
-    m.observeAudit({ v: 1, id: "a1", node: "n-1", seq: 1, at: 5_000, event: { id: "e1", type: "heartbeat.missed", source: "t" }, from: "healthy", to: "suspect.waiting", changed: true, epoch: 0, commands: [], timers: { set: {}, cleared: [] }, policyVersion: "p" });
+    m.observeAudit(record("n-1", 1, 5_000, "healthy", "suspect.waiting", "heartbeat.missed"));
     let v = parseExposition(await m.render()).samples;
     expect(v.get('fenceline_transitions_total{from="healthy",to="suspect.waiting"}')).toBe(1);
     expect(v.get('fenceline_nodes{state="suspect"}')).toBe(0);
