@@ -192,6 +192,12 @@ describe("charts/fenceline", () => {
     expect(checksum(after)).not.toBe(checksum(before));
   });
 
+  it("values.schema.json refuses a misspelt or out-of-range value, naming it", async () => {
+    expect(await templateFails(["engine.replica=3"])).toContain("additional properties 'replica' not allowed");
+    expect(await templateFails(["nats.config.cluster.replicas=2"])).toContain("/nats/config/cluster/replicas");
+    expect(await templateFails(["engine.replicas=0"])).toContain("/engine/replicas");
+  });
+
   it("common overrides: image tag, replicas, metrics port, release name", async () => {
     const objects = await template(["image.tag=0.2.0", "engine.replicas=3", "engine.metricsPort=9100"], "fl");
     const engine = find(objects, "Deployment", "fl-fenceline-engine")!;
