@@ -47,13 +47,17 @@ async function templateFails(sets: string[]): Promise<string> {
 const find = (objects: Manifest[], kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
 const key = (o: Manifest) => `${o.kind}/${o.metadata.namespace ?? ""}/${o.metadata.name}`;
 
-/** What Helm adds and kustomize does not: its labels, and the policy checksum that rolls the engine. */
+/**
+ * What Helm adds and kustomize does not: its labels, and the checksums that roll the engine and
+ * the agents when their configuration changes (kustomize does that with a hash in a generated
+ * ConfigMap's name, which `kustomizeNamesOf` takes off).
+ */
 function withoutHelmBookkeeping(o: Manifest): Manifest {
   const copy = JSON.parse(JSON.stringify(o)) as Manifest;
   for (const l of ["helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance"]) delete copy.metadata.labels?.[l];
   const pod = (copy.spec?.template as { metadata?: { annotations?: Record<string, string> } } | undefined)?.metadata;
   if (pod?.annotations) {
-    delete pod.annotations["checksum/policy"];
+    for (const k of Object.keys(pod.annotations)) if (k.startsWith("checksum/")) delete pod.annotations[k];
     if (Object.keys(pod.annotations).length === 0) delete pod.annotations;
   }
   // JSON documents in ConfigMaps (the policy, agent.json) compare as JSON, not as text.
@@ -67,6 +71,16 @@ function withoutHelmBookkeeping(o: Manifest): Manifest {
   return copy;
 }
 
+/** kustomize's generated ConfigMaps carry a hash of their content in their name: take it off, and off every reference. */
+function withoutGeneratedHashes(objects: Manifest[]): Manifest[] {
+  let text = JSON.stringify(objects);
+  for (const o of objects) {
+    const hashed = o.kind === "ConfigMap" ? /^(.*)-[bcdfghkmt2-9]{10}$/.exec(o.metadata.name) : null;
+    if (hashed) text = text.replaceAll(`"${o.metadata.name}"`, `"${hashed[1]}"`);
+  }
+  return JSON.parse(text) as Manifest[];
+}
+
 describe("charts/fenceline", () => {
   it("helm lint passes with the default values and common overrides", async () => {
     for (const sets of [[], ["nats.config.cluster.enabled=true"], ["nats.enabled=false", "nats.url=nats://nats.nats.svc:4222"], ["image.tag=0.2.0", "engine.replicas=3", "namespace.create=true"]]) {
@@ -78,7 +92,7 @@ describe("charts/fenceline", () => {
   it("with the default values it renders exactly what deploy/ ships (kustomize), Helm's labels aside", async () => {
     const chart = await template(["namespace.create=true"]);
     const { stdout } = await run("kubectl", ["kustomize", DEPLOY], { maxBuffer: 16 * 1024 * 1024 });
-    const kustomize = (loadAllYaml(stdout) as Manifest[]).filter(Boolean);
+    const kustomize = withoutGeneratedHashes((loadAllYaml(stdout) as Manifest[]).filter(Boolean));
     expect(chart.map(key).sort()).toEqual(kustomize.map(key).sort());
     for (const k of kustomize) {
       const c = chart.find((o) => key(o) === key(k))!;

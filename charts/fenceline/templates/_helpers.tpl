@@ -32,3 +32,12 @@ nats://{{ include "fenceline.natsService" . }}.{{ .Release.Namespace }}.svc:4222
 {{- required "nats.enabled is false: set nats.url to your NATS (with JetStream), e.g. nats://nats.nats.svc:4222" .Values.nats.url -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+agent.json: the values' agent.config with the node's name and address left for the init
+container (__NODE_NAME__, __NODE_IP__) and NATS filled in.
+*/}}
+{{- define "fenceline.agentConfig" -}}
+{{- $fill := dict "node" "__NODE_NAME__" "nats" (dict "url" (include "fenceline.natsUrl" .)) "peerAdvertiseUrl" (printf "http://__NODE_IP__:%v" .Values.agent.config.peerListen.port) -}}
+{{- toPrettyJson (merge $fill .Values.agent.config) -}}
+{{- end -}}
