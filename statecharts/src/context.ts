@@ -1,5 +1,24 @@
 import type { CommandRequest, NodeEvent, Strategy } from "@fenceline/contracts";
 
+/**
+ * How fencing was confirmed, one variant per way (the guards branch on `by`, never on text):
+ * - `reboot`: the node came back with a boot id other than the one it had when fencing started;
+ * - `watchdog`: its agent acknowledged `watchdog.stop` at `ackedAt` and the watchdog timeout plus
+ *   the margin passed (`resetBy`) while it stayed silent;
+ * - `safe-time`: silent for the safe time since its last heartbeat (`lastSeenAt`), with a healthy
+ *   majority since `majoritySince` throughout;
+ * - `power`: a fence agent powered it off and read the power state back (`device`: which fence
+ *   device(s) did, as the fence actuator reported them).
+ * Fields that a snapshot written before this shape existed cannot tell are null.
+ */
+export type FenceConfirmation =
+  | { by: "reboot"; bootIdAtFencing: string | null; bootId: string | null }
+  | { by: "watchdog"; ackedAt: number | null; resetBy: number | null }
+  | { by: "safe-time"; lastSeenAt: number | null; majoritySince: number | null }
+  | { by: "power"; device: string | null };
+
+export const FENCE_CONFIRMATIONS = ["reboot", "watchdog", "safe-time", "power"] as const satisfies ReadonlyArray<FenceConfirmation["by"]>;
+
 /** Everything the lifecycle machine remembers about one node. JSON-serialisable. */
 export type NodeContext = {
   node: string;
@@ -26,8 +45,8 @@ export type NodeContext = {
   /** When the current top-level state was entered. */
   since: number;
   fence: {
-    /** How fencing was confirmed; set once, then the machine moves on to remediating. */
-    confirmedBy: string | null;
+    /** How fencing was confirmed; set once, then the machine moves on to remediating (or rejoining after a reboot). */
+    confirmedBy: FenceConfirmation | null;
     watchdogStopAckedAt: number | null;
     /** The safe time passed; the fleet guard is asked whether a healthy majority held meanwhile. */
     checkingMajority: boolean;

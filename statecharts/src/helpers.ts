@@ -73,7 +73,7 @@ export function withoutTimers(timers: Record<string, number>, ...names: string[]
 }
 
 /** Parses "1.30" / "v1.28.3" into [major, minor]. */
-export function parseVersion(text: string | number | boolean | undefined): [number, number] | null {
+export function parseVersion(text: string | undefined): [number, number] | null {
   const match = /^v?(\d+)\.(\d+)/.exec(String(text ?? ""));
   return match ? [Number(match[1]), Number(match[2])] : null;
 }

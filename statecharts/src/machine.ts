@@ -4,12 +4,14 @@ import {
   OUT_OF_SERVICE_TAINT,
   formatMs,
   safeTimeOf,
+  type CommandKind,
   type CommandRequest,
+  type CommandResultData,
+  type CommandResultOf,
   type NodeEvent,
-  type NodeEventOf,
   type Policy,
 } from "@fenceline/contracts";
-import { initialContext, type Emitted, type NodeContext, type NodeInput } from "./context.js";
+import { initialContext, type Emitted, type FenceConfirmation, type NodeContext, type NodeInput } from "./context.js";
 import {
   bootIdOf,
   driftedServices,
@@ -44,27 +46,89 @@ type Args = { context: Ctx; event: Ev };
 const command = (request: CommandRequest): Emitted => ({ type: "command", request });
 const reason = (text: string): Emitted => ({ type: "reason", text });
 
-function result(event: Ev): NodeEventOf<"command.result">["data"] | null {
+type Result = CommandResultData;
+
+function result(event: Ev): Result | null {
   return event.type === "command.result" ? event.data : null;
 }
 
 /**
  * Whether a result answers the command the machine is waiting for: results echo the taint they
- * were about and the re-provisioning attempt (a late answer to an earlier one does not count).
+ * were about and the re-provisioning attempt and ticket (a late answer to an earlier one does
+ * not count; a result that echoes nothing is taken as the answer).
  */
-function answers(context: Ctx, r: NodeEventOf<"command.result">["data"], expectedTaint?: string): boolean {
-  const facts = r.facts ?? {};
-  if (r.kind === "reprovision" && typeof facts.attempt === "number" && facts.attempt !== context.rejoin.attempt) return false;
-  if (r.kind === "reprovision" && typeof facts.ticket === "number" && facts.ticket !== context.reprovisionTicket) return false;
-  if ((r.kind === "taint.add" || r.kind === "taint.remove") && expectedTaint !== undefined && typeof facts.taint === "string" && facts.taint !== expectedTaint) return false;
-  return true;
+function answers(context: Ctx, r: Result, expectedTaint?: string): boolean {
+  switch (r.kind) {
+    case "reprovision":
+      if (r.facts?.attempt !== undefined && r.facts.attempt !== context.rejoin.attempt) return false;
+      return r.facts?.ticket === undefined || r.facts.ticket === context.reprovisionTicket;
+    case "taint.add":
+    case "taint.remove":
+      return expectedTaint === undefined || r.facts?.taint === undefined || r.facts.taint === expectedTaint;
+    default:
+      return true;
+  }
 }
 
 /** A result for the current epoch of a command of `kind` (and, for taints, about `taint`). */
-function resultOf(context: Ctx, event: Ev, kind: string, taint?: string): NodeEventOf<"command.result">["data"] | null {
+function resultOf<K extends CommandKind>(context: Ctx, event: Ev, kind: K, taint?: string): CommandResultOf<K> | null {
   const r = result(event);
-  return r && r.kind === kind && r.epoch === context.epoch && answers(context, r, taint) ? r : null;
+  return r && r.kind === kind && r.epoch === context.epoch && answers(context, r, taint) ? (r as CommandResultOf<K>) : null;
 }
+
+/** The `majoritySince` a fleet guard's grant reports, or null. */
+function majoritySinceOf(r: Result | null): number | null {
+  return r?.kind === "slot.acquire" ? (r.facts?.majoritySince ?? null) : null;
+}
+
+/** What the audit says of a confirmation (the same words the machine has always written). */
+export function describeConfirmation(c: FenceConfirmation): string {
+  switch (c.by) {
+    case "reboot":
+      return `reboot: boot id ${c.bootIdAtFencing} → ${c.bootId}`;
+    case "watchdog":
+      return "watchdog stop acknowledged and its timeout passed";
+    case "power":
+      return "fence agent: powered off";
+    case "safe-time":
+      return `safe time: silent since ${c.lastSeenAt} with a healthy majority since ${c.majoritySince}`;
+  }
+}
+
+/** Records the first confirmation of this fencing (later ones change nothing). */
+function confirm(enqueue: { assign(patch: Partial<Ctx>): void; emit(e: Emitted): void }, context: Ctx, confirmation: FenceConfirmation): void {
+  if (context.fence.confirmedBy !== null) return;
+  enqueue.assign({ fence: { ...context.fence, confirmedBy: confirmation } });
+  enqueue.emit(reason(`fencing confirmed: ${describeConfirmation(confirmation)}`));
+}
+
+/**
+ * The node shows life: heartbeats resumed, it (re)joined, or its boot id changed. Every state
+ * that reacts to a node coming back does it through this one definition of the three events:
+ * - `after: "known-boot"` (healthy, suspect): a boot id other than the one known is a reboot
+ *   (`reboot`); `boot.changed` always is one. Otherwise `sameBoot`, in order.
+ * - `after: "fencing"` (fencing, remediating): a boot id other than the one the node had when
+ *   fencing started is a reboot, whichever of the three says it. Otherwise `sameBoot`.
+ * - `after: "any"` (remediation done): any sign of life takes `then`.
+ */
+function aliveAgain<const T extends object>(o: { after: "any"; then: T }): { "boot.changed": T; "heartbeat.resumed": T; "node.joined": T };
+function aliveAgain<const R extends object, const S extends object, const A extends "known-boot" | "fencing">(o: {
+  after: A;
+  reboot: R;
+  sameBoot: readonly S[];
+}): {
+  "boot.changed": A extends "fencing" ? Array<(R & { guard: "rebootedSinceFencing" }) | S> : R;
+  "heartbeat.resumed": Array<(R & { guard: A extends "fencing" ? "rebootedSinceFencing" : "rebooted" }) | S>;
+  "node.joined": Array<(R & { guard: A extends "fencing" ? "rebootedSinceFencing" : "rebooted" }) | S>;
+};
+function aliveAgain(o: { after: "any"; then: object } | { after: "known-boot" | "fencing"; reboot: object; sameBoot: readonly object[] }) {
+  if (o.after === "any") return { "boot.changed": o.then, "heartbeat.resumed": o.then, "node.joined": o.then };
+  const guarded = [{ guard: o.after === "fencing" ? "rebootedSinceFencing" : "rebooted", ...o.reboot }, ...o.sameBoot];
+  return { "boot.changed": o.after === "fencing" ? guarded : o.reboot, "heartbeat.resumed": guarded, "node.joined": guarded };
+}
+
+/** Back with another boot than the one known (healthy, suspect): it rejoins and is re-provisioned. */
+const rejoinRebooted = { target: "rejoining", actions: ["markRebooted", "observe"] } as const;
 
 /**
  * Creates the node lifecycle machine for a policy. Pure: no I/O, no clock, no randomness. Time
@@ -124,7 +188,7 @@ export function createNodeMachine(policy: Policy) {
       /** Fencing is confirmed (reboot seen, fence agent, watchdog stop acknowledged, or safe time). */
       fenceConfirmed: ({ context }: Args) => context.fence.confirmedBy !== null,
       /** Confirmed by a new boot: the node is alive again and its old workloads died with the old boot. */
-      fenceConfirmedByReboot: ({ context }: Args) => context.fence.confirmedBy?.startsWith("reboot") === true,
+      fenceConfirmedByReboot: ({ context }: Args) => context.fence.confirmedBy?.by === "reboot",
       /** A guard answer to the majority check made when the safe time passed (for this epoch: a late answer to an earlier request does not count). */
       majorityAnswer: ({ context, event }: Args) => {
         const r = result(event);
@@ -138,8 +202,8 @@ export function createNodeMachine(policy: Policy) {
         const bootId = bootIdOf(event);
         return bootId !== null && context.bootIdAtFencing !== null && bootId !== context.bootIdAtFencing;
       },
-      resultOk: ({ context, event }: Args, params: { kind: string; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === true,
-      resultFailed: ({ context, event }: Args, params: { kind: string; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === false,
+      resultOk: ({ context, event }: Args, params: { kind: CommandKind; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === true,
+      resultFailed: ({ context, event }: Args, params: { kind: CommandKind; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === false,
       stepIsAutomatic: ({ context }: Args) => steps[context.remediation.step]?.strategy === "Automatic",
       stepFailed: ({ context, event }: Args) => {
         const r = result(event);
@@ -159,9 +223,9 @@ export function createNodeMachine(policy: Policy) {
        */
       fenceEscaped: ({ context }: Args) =>
         context.fence.confirmedBy !== null &&
+        context.fence.confirmedBy.by !== "power" &&
         context.bootIdAtFencing !== null &&
-        context.bootId === context.bootIdAtFencing &&
-        !context.fence.confirmedBy.startsWith("fence agent"),
+        context.bootId === context.bootIdAtFencing,
       needsReprovision: ({ context }: Args) => context.rejoin.reprovision !== null,
       attemptsLeft: ({ context }: Args) => context.rejoin.attempt < policy.rejoin.reprovisionAttempts,
       nodeSilent: ({ context }: Args) => context.signals.heartbeat !== undefined,
@@ -249,8 +313,7 @@ export function createNodeMachine(policy: Policy) {
         enqueue.emit(command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane } }));
       }),
       takeSlot: enqueueActions(({ enqueue, event }) => {
-        const since = result(event)?.facts?.majoritySince;
-        enqueue.assign({ slot: true, majoritySince: typeof since === "number" ? since : null });
+        enqueue.assign({ slot: true, majoritySince: majoritySinceOf(result(event)) });
       }),
       armGuardRetry: enqueueActions(({ enqueue, context, event }) => {
         const r = result(event);
@@ -284,17 +347,16 @@ export function createNodeMachine(policy: Policy) {
           : "still heartbeating: waiting for a positive confirmation";
         enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}`));
       }),
-      confirmFence: enqueueActions(({ enqueue, context }, params: { by: string }) => {
-        if (context.fence.confirmedBy !== null) return;
-        enqueue.assign({ fence: { ...context.fence, confirmedBy: params.by } });
-        enqueue.emit(reason(`fencing confirmed: ${params.by}`));
+      confirmByPower: enqueueActions(({ enqueue, context, event }) => {
+        const r = result(event);
+        confirm(enqueue, context, { by: "power", device: (r?.kind === "fence.poweroff" ? r.facts?.device : undefined) ?? null });
       }),
-      confirmByReboot: enqueueActions(({ enqueue, context, event }) => {
-        if (context.fence.confirmedBy !== null) return;
-        const by = `reboot: boot id ${context.bootIdAtFencing} → ${bootIdOf(event)}`;
-        enqueue.assign({ fence: { ...context.fence, confirmedBy: by } });
-        enqueue.emit(reason(`fencing confirmed: ${by}`));
-      }),
+      confirmByWatchdog: enqueueActions(({ enqueue, context, event }) =>
+        confirm(enqueue, context, { by: "watchdog", ackedAt: context.fence.watchdogStopAckedAt, resetBy: event.type === "timer.fired" ? event.data.due : null }),
+      ),
+      confirmByReboot: enqueueActions(({ enqueue, context, event }) =>
+        confirm(enqueue, context, { by: "reboot", bootIdAtFencing: context.bootIdAtFencing, bootId: bootIdOf(event) }),
+      ),
       armWatchdogReset: enqueueActions(({ enqueue, context, event }) => {
         const due = event.at + policy.agent.watchdogTimeoutMs + policy.agent.marginMs;
         enqueue.assign({
@@ -329,7 +391,7 @@ export function createNodeMachine(policy: Policy) {
       }),
       strategyFromVersion: enqueueActions(({ enqueue, context, event }) => {
         const r = resultOf(context, event, "cluster.version");
-        const version = r?.ok ? parseVersion(r.facts?.serverVersion) : null;
+        const version = r?.ok && r.facts ? parseVersion(r.facts.serverVersion) : null;
         const oos = version !== null && (version[0] > 1 || (version[0] === 1 && version[1] >= 28));
         const strategy = oos ? "OutOfServiceTaint" : "ResourceDeletion";
         enqueue.assign({ remediation: { ...context.remediation, strategy } });
@@ -467,7 +529,7 @@ export function createNodeMachine(policy: Policy) {
       settleMajority: enqueueActions(({ enqueue, context, event }) => {
         const r = result(event);
         if (!r) return;
-        const since = r.facts?.majoritySince;
+        const since = majoritySinceOf(r);
         const fence = { ...context.fence, checkingMajority: false };
         // The node showed life while the guard was asked: the safe time no longer applies (see aliveDuringFencing).
         if (context.signals.heartbeat === undefined) {
@@ -475,14 +537,14 @@ export function createNodeMachine(policy: Policy) {
           enqueue.emit(reason("the node is alive with the same boot id: the majority answer no longer matters; waiting for its watchdog reset or a fence agent"));
           return;
         }
-        if (!r.ok || typeof since !== "number") {
+        if (!r.ok || since === null) {
           enqueue.assign({ fence, timers: withTimer(context.timers, Timers.safeTime, event.at + policy.fleet.retryMs) });
           enqueue.emit(reason(`no healthy majority now${r.reason ? ` (${r.reason})` : ""}: not assuming the node fenced; asking again in ${formatMs(policy.fleet.retryMs)}`));
           return;
         }
         const due = safeTimeDue({ ...context, majoritySince: since }, event.at);
         if (due <= event.at) {
-          enqueue.assign({ fence: { ...fence, confirmedBy: `safe time: silent for ${formatMs(safeTime)} with a healthy majority throughout` }, majoritySince: since });
+          enqueue.assign({ fence: { ...fence, confirmedBy: { by: "safe-time", lastSeenAt: context.lastSeenAt, majoritySince: since } }, majoritySince: since });
           enqueue.emit(reason(`fencing confirmed: safe time: silent for ${formatMs(safeTime)} with a healthy majority since ${since}`));
           return;
         }
@@ -514,15 +576,7 @@ export function createNodeMachine(policy: Policy) {
         on: {
           "heartbeat.missed": { target: "suspect", actions: "observe" },
           "signal.unhealthy": { target: "suspect", actions: "observe" },
-          "boot.changed": { target: "rejoining", actions: ["markRebooted", "observe"] },
-          "heartbeat.resumed": [
-            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
-            { actions: "observe" },
-          ],
-          "node.joined": [
-            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
-            { actions: "observe" },
-          ],
+          ...aliveAgain({ after: "known-boot", reboot: rejoinRebooted, sameBoot: [{ actions: "observe" }] }),
           "operator.pause": { target: "paused", actions: "notePause" },
         },
       },
@@ -534,17 +588,11 @@ export function createNodeMachine(policy: Policy) {
         on: {
           "heartbeat.missed": { actions: "observe" },
           "signal.unhealthy": { actions: "observe" },
-          "boot.changed": { target: "rejoining", actions: ["markRebooted", "observe"] },
-          "heartbeat.resumed": [
-            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
-            { guard: "recovers", target: "recovered", actions: "observe" },
-            { actions: "observe" },
-          ],
-          "node.joined": [
-            { guard: "rebooted", target: "rejoining", actions: ["markRebooted", "observe"] },
-            { guard: "recovers", target: "recovered", actions: "observe" },
-            { actions: "observe" },
-          ],
+          ...aliveAgain({
+            after: "known-boot",
+            reboot: rejoinRebooted,
+            sameBoot: [{ guard: "recovers", target: "recovered", actions: "observe" }, { actions: "observe" }],
+          }),
           "signal.healthy": [{ guard: "recovers", target: "recovered", actions: "observe" }, { actions: "observe" }],
           "operator.pause": { target: "paused", actions: "notePause" },
         },
@@ -585,22 +633,11 @@ export function createNodeMachine(policy: Policy) {
           { guard: "fenceConfirmed", target: "remediating" },
         ],
         on: {
-          "boot.changed": [
-            { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
-            { actions: ["observe", "aliveDuringFencing"] },
-          ],
-          "heartbeat.resumed": [
-            { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
-            { actions: ["observe", "aliveDuringFencing"] },
-          ],
-          "node.joined": [
-            { guard: "rebootedSinceFencing", actions: ["confirmByReboot", "observe"] },
-            { actions: ["observe", "aliveDuringFencing"] },
-          ],
+          ...aliveAgain({ after: "fencing", reboot: { actions: ["confirmByReboot", "observe"] }, sameBoot: [{ actions: ["observe", "aliveDuringFencing"] }] }),
           "heartbeat.missed": { actions: ["observe", "rearmSafeTime"] },
           "command.result": [
             { guard: "majorityAnswer", actions: "settleMajority" },
-            { guard: { type: "resultOk", params: { kind: "fence.poweroff" } }, actions: { type: "confirmFence", params: { by: "fence agent: powered off" } } },
+            { guard: { type: "resultOk", params: { kind: "fence.poweroff" } }, actions: "confirmByPower" },
             { guard: { type: "resultOk", params: { kind: "watchdog.stop" } }, actions: "armWatchdogReset" },
             { guard: "unwantedSlot", actions: "releaseUnwantedSlot" },
             { actions: "explainResult" },
@@ -614,7 +651,7 @@ export function createNodeMachine(policy: Policy) {
             { guard: { type: "timerIs", params: { name: Timers.safeTime } }, actions: "checkMajority" },
             {
               guard: { type: "timerIsWhileSilent", params: { name: Timers.watchdogReset } },
-              actions: { type: "confirmFence", params: { by: "watchdog stop acknowledged and its timeout passed" } },
+              actions: "confirmByWatchdog",
             },
             {
               guard: { type: "timerIs", params: { name: Timers.watchdogReset } },
@@ -632,18 +669,11 @@ export function createNodeMachine(policy: Policy) {
         exit: { type: "clearTimers", params: { names: [Timers.stepTimeout] } },
         initial: "selecting",
         on: {
-          "heartbeat.resumed": [
-            { guard: "rebootedSinceFencing", target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
-            { actions: ["observe", "noteBack"] },
-          ],
-          "node.joined": [
-            { guard: "rebootedSinceFencing", target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
-            { actions: ["observe", "noteBack"] },
-          ],
-          "boot.changed": [
-            { guard: "rebootedSinceFencing", target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
-            { actions: ["observe", "noteBack"] },
-          ],
+          ...aliveAgain({
+            after: "fencing",
+            reboot: { target: "#node.rejoining", actions: ["observe", "abortRemediation"] },
+            sameBoot: [{ actions: ["observe", "noteBack"] }],
+          }),
           "heartbeat.missed": { actions: ["observe", "noteGone"] },
         },
         states: {
@@ -696,9 +726,7 @@ export function createNodeMachine(policy: Policy) {
             entry: "finishRemediation",
             always: { guard: "nodeBack", target: "#node.rejoining" },
             on: {
-              "heartbeat.resumed": { target: "#node.rejoining", actions: "observe" },
-              "node.joined": { target: "#node.rejoining", actions: "observe" },
-              "boot.changed": { target: "#node.rejoining", actions: "observe" },
+              ...aliveAgain({ after: "any", then: { target: "#node.rejoining", actions: "observe" } }),
             },
           },
         },

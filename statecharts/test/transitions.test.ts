@@ -417,7 +417,7 @@ describe("fencing", () => {
       expect(h.reasons[0]).toBe("fencing confirmed: safe time: silent for 4s with a healthy majority since 1000");
       expect(h.path).toBe("remediating.resolving");
       expect(h.kinds).toEqual(["cluster.version"]);
-      expect(h.context.fence).toMatchObject({ confirmedBy: "safe time: silent for 4s with a healthy majority throughout", checkingMajority: false });
+      expect(h.context.fence).toMatchObject({ confirmedBy: { by: "safe-time", lastSeenAt: 1_000, majoritySince: 1_000 }, checkingMajority: false });
       expect(h.context.majoritySince).toBe(1_000);
       expect(h.context.timers).toEqual({ "step-timeout": 15_000 });
     },
@@ -515,7 +515,7 @@ describe("fencing", () => {
       expect(h.path).toBe("rejoining.reprovisioning");
       expect(h.kinds).toEqual(["reprovision"]);
       expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1, ticket: 1 });
-      expect(h.context).toMatchObject({ epoch: 1, slot: true, fencingTaint: true, fence: { confirmedBy: "reboot: boot id b1 → b2" } });
+      expect(h.context).toMatchObject({ epoch: 1, slot: true, fencingTaint: true, fence: { confirmedBy: { by: "reboot", bootIdAtFencing: "b1", bootId: "b2" } } });
       expect(h.context.timers).toEqual({ "reprovision-timeout": 13_000 });
       h.result("reprovision", true, 4_000, { facts: { attempt: 1, ticket: 1 } }).result("taint.remove", true, 4_100, { facts: { taint: FENCING_TAINT.key } });
       expect(h.path).toBe("healthy");
@@ -585,8 +585,9 @@ describe("fencing", () => {
 
   behaviour("the fence agent's power-off confirms fencing", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
     const h = machineFor(FENCE_AGENT_POLICY);
-    toFencing(h).result("fence.poweroff", true, 2_200);
+    toFencing(h).result("fence.poweroff", true, 2_200, { facts: { device: "pdu-a,pdu-b", power: "off" } });
     expect(h.reasons[0]).toBe("fencing confirmed: fence agent: powered off");
+    expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "pdu-a,pdu-b" });
     expect(h.path).toBe("remediating.resolving");
   });
 
@@ -609,6 +610,7 @@ describe("fencing", () => {
       expect(h.context.timers["watchdog-reset"]).toBe(2_200 + 1_500 + 1_000);
       h.fire("watchdog-reset");
       expect(h.reasons[0]).toBe("fencing confirmed: watchdog stop acknowledged and its timeout passed");
+      expect(h.context.fence.confirmedBy).toEqual({ by: "watchdog", ackedAt: 2_200, resetBy: 4_700 });
       expect(h.path).toBe("remediating.resolving");
     },
   );
@@ -1162,7 +1164,7 @@ describe("epochs", () => {
     h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000).fire("suspect").result("slot.acquire", true, 2_100);
     expect(h.context.bootIdAtFencing).toBe("b1");
     h.send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 3_000);
-    expect(h.context.fence.confirmedBy).toBe("reboot: boot id b1 → b2");
+    expect(h.context.fence.confirmedBy).toEqual({ by: "reboot", bootIdAtFencing: "b1", bootId: "b2" });
     expect(h.path).toBe("rejoining.reprovisioning");
   });
 });

@@ -1,10 +1,21 @@
-import { createEvent, type Actuator, type Clock, type Command, type CommandKind, type NodeEvent } from "@fenceline/contracts";
+import {
+  createEvent,
+  type Actuator,
+  type Clock,
+  type Command,
+  type CommandKind,
+  type CommandOf,
+  type CommandResultData,
+  type NodeEvent,
+  type ResultFacts,
+} from "@fenceline/contracts";
 
-export type Outcome = {
+/** What a handler reports for a command of kind `K`: its facts are that kind's (contracts' `ResultFacts`). */
+export type Outcome<K extends CommandKind = CommandKind> = {
   ok: boolean;
   reason?: string;
   output?: string;
-  facts?: Record<string, string | number | boolean>;
+  facts?: Partial<ResultFacts<K>>;
   /** Not done yet and worth another try before the deadline (e.g. the agent is unreachable). */
   retry?: boolean;
 };
@@ -14,8 +25,8 @@ export type HandlerContext = {
   progress(): void;
 };
 
-export type Handler = (command: Command, context: HandlerContext) => Promise<Outcome>;
-export type Handlers = Partial<Record<CommandKind, Handler>>;
+export type Handler<K extends CommandKind = CommandKind> = (command: CommandOf<K>, context: HandlerContext) => Promise<Outcome<K>>;
+export type Handlers = { [K in CommandKind]?: Handler<K> };
 
 export type Disposition =
   | { kind: "result"; event: NodeEvent }
@@ -46,22 +57,21 @@ export function createActuator(options: { name: Actuator; handlers: Handlers; cl
   const epochs = new Map<string, number>();
   const source = `actuator:${name}`;
 
-  const resultEvent = (command: Command, outcome: Outcome): NodeEvent =>
-    createEvent("command.result", {
-      id: `result:${command.id}`,
-      node: command.node,
-      at: clock.now(),
-      source,
-      data: {
-        commandId: command.id,
-        kind: command.kind,
-        epoch: command.epoch,
-        ok: outcome.ok,
-        ...(outcome.reason ? { reason: outcome.reason.slice(0, 2000) } : {}),
-        ...(outcome.output ? { output: outcome.output.slice(-OUTPUT_LIMIT) } : {}),
-        ...(outcome.facts || Object.keys(echoedFacts(command)).length > 0 ? { facts: { ...echoedFacts(command), ...outcome.facts } } : {}),
-      },
-    });
+  const resultEvent = (command: Command, outcome: Outcome): NodeEvent => {
+    const echoed = echoedFacts(command);
+    const facts = outcome.facts || Object.keys(echoed).length > 0 ? { ...echoed, ...outcome.facts } : undefined;
+    // One shape per kind: the echoed facts and the handler's (typed by kind) make that kind's facts.
+    const data = {
+      commandId: command.id,
+      kind: command.kind,
+      epoch: command.epoch,
+      ok: outcome.ok,
+      ...(outcome.reason ? { reason: outcome.reason.slice(0, 2000) } : {}),
+      ...(outcome.output ? { output: outcome.output.slice(-OUTPUT_LIMIT) } : {}),
+      ...(facts ? { facts } : {}),
+    } as CommandResultData;
+    return createEvent("command.result", { id: `result:${command.id}`, node: command.node, at: clock.now(), source, data });
+  };
 
   return {
     name,
@@ -80,7 +90,7 @@ export function createActuator(options: { name: Actuator; handlers: Handlers; cl
       if (clock.now() > command.deadline) {
         return { kind: "result", event: resultEvent(command, { ok: false, reason: `deadline passed ${clock.now() - command.deadline} ms ago: not carried out` }) };
       }
-      const handler = handlers[command.kind];
+      const handler = handlers[command.kind] as Handler | undefined;
       if (!handler) {
         return { kind: "result", event: resultEvent(command, { ok: false, reason: `actuator ${name} cannot carry out ${command.kind}` }) };
       }

@@ -8,12 +8,10 @@ export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options
   const pollMs = options.pollMs ?? 250;
   return {
     "taint.add": async (c) => {
-      if (c.kind !== "taint.add") throw new Error("wrong kind");
       await cluster.addTaint(c.node, c.params.taint);
       return { ok: true, output: `taint ${c.params.taint.key}:${c.params.taint.effect} added` };
     },
     "taint.remove": async (c) => {
-      if (c.kind !== "taint.remove") throw new Error("wrong kind");
       await cluster.removeTaint(c.node, c.params.taint);
       return { ok: true, output: `taint ${c.params.taint.key}:${c.params.taint.effect} removed` };
     },
@@ -26,7 +24,6 @@ export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options
       return { ok: true, output: `${n} VolumeAttachments deleted`, facts: { deleted: n } };
     },
     "workloads.await-gone": async (c, context) => {
-      if (c.kind !== "workloads.await-gone") throw new Error("wrong kind");
       const until = clock.now() + c.params.timeoutMs;
       for (;;) {
         const left = await cluster.countWorkloads(c.node);

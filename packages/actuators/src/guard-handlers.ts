@@ -27,15 +27,15 @@ export function createGuardHandlers(options: { store: BudgetStore; view: () => F
   const { store, view, policy, clock } = options;
   return {
     "slot.acquire": async (c) => {
-      if (c.kind !== "slot.acquire") throw new Error("wrong kind");
-      const decision = await withCas(store, (budget) => {
-        const d = decideSlot(budget, view(), { node: c.node, controlPlane: c.params.controlPlane, at: clock.now() }, policy);
-        return { budget: d.budget, value: d };
+      const { decision, majoritySince } = await withCas(store, (budget) => {
+        const seen = view();
+        const d = decideSlot(budget, seen, { node: c.node, controlPlane: c.params.controlPlane, at: clock.now() }, policy);
+        return { budget: d.budget, value: { decision: d, majoritySince: seen.majoritySince } };
       });
-      const { majoritySince } = view();
       // The machine uses it to keep the safe time honest: a node silent since before the
-      // healthy majority came back may only now be learning that it must fence itself. Absent
-      // when there is no healthy majority now (also for a node that already holds its slot).
+      // healthy majority came back may only now be learning that it must fence itself. It is
+      // the view the decision was made on (a second look could see another fleet, even in the
+      // same instant); absent when that view had no healthy majority.
       return { ok: decision.granted, reason: decision.reason, ...(decision.granted && majoritySince !== null ? { facts: { majoritySince } } : {}) };
     },
     "slot.release": async (c) => {

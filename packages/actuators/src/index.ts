@@ -8,6 +8,8 @@ export { createGuardHandlers, createMemoryBudgetStore, type BudgetStore } from "
 export { runActuator } from "./nats/run-actuator.js";
 export { createKvBudgetStore } from "./nats/kv-budget-store.js";
 export { watchFleetView } from "./nats/fleet-view.js";
-export { createAgentRelayHandlers } from "./nats/agent-relay.js";
+export { createAgentRelayHandlers, natsAgentRequest } from "./nats/agent-relay.js";
+export { createAgentRelay, type AgentRequest } from "./agent-relay.js";
+export { createCommandHandler, createCommandLoop, ACTUATOR_CONCURRENCY, DEFAULT_RETRY_DELAY_MS, type CommandLoopOptions } from "./command-loop.js";
 export { createCommandProvisioner, type ProvisionCommands } from "./command-provisioner.js";
 export { createFleetTracker, minDipMsOf, type FleetTracker } from "./fleet-tracker.js";

@@ -5,7 +5,6 @@ import type { Handlers } from "./actuator.js";
 export function createProvisionerHandlers(provisioner: Provisioner): Handlers {
   return {
     reprovision: async (c, context) => {
-      if (c.kind !== "reprovision") throw new Error("wrong kind");
       const { hostGroup } = c.params;
       const cleanup = await provisioner.run("cleanup", c.node, hostGroup);
       context.progress();

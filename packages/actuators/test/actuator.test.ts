@@ -15,14 +15,15 @@ const taint = (fields: Parameters<typeof command>[2] = {}) => command("taint.add
 
 describe("actuator core", () => {
   it("runs the handler and reports a command.result whose id derives from the command id", async () => {
-    const handler = vi.fn(async () => ({ ok: true, output: "taint added", facts: { n: 1 } }));
+    const handler = vi.fn(async () => ({ ok: true, output: "taint added" }));
     const { actuator, clock } = setup({ "taint.add": handler });
     const c = taint({ id: "cmd-42", epoch: 3 });
     const result = resultOf(await actuator.execute(c));
     expect(handler).toHaveBeenCalledOnce();
     expect(result.id).toBe("result:cmd-42");
     expect(result).toMatchObject({ node: "n1", at: clock.now(), source: "actuator:cluster" });
-    expect(result.data).toMatchObject({ commandId: "cmd-42", kind: "taint.add", epoch: 3, ok: true, output: "taint added", facts: { n: 1 } });
+    // The taint is echoed, so the machine can tell which taint command a result answers.
+    expect(result.data).toMatchObject({ commandId: "cmd-42", kind: "taint.add", epoch: 3, ok: true, output: "taint added", facts: { taint: FENCING_TAINT.key } });
     expect(result.data.reason).toBeUndefined();
     expect(CommandResult.parse(result)).toEqual(result);
     expect(actuator.knownEpoch("n1")).toBe(3);

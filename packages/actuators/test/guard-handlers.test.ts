@@ -19,6 +19,20 @@ const acquire = (node: string, controlPlane = false) => command("slot.acquire", 
 const release = (node: string) => command("slot.release", {}, { node, now: 5_000 });
 
 describe("guard handlers", () => {
+  it("reports the majoritySince of the very view it decided on, even when the fleet changes before it answers", async () => {
+    const store = createMemoryBudgetStore();
+    const views: FleetView[] = [
+      { fleetSize: 6, healthy: 4, majoritySince: 1_000 },
+      // The same instant, a moment later: another node's snapshot turned it suspect.
+      { fleetSize: 6, healthy: 3, majoritySince: null },
+    ];
+    let calls = 0;
+    const g = guard(store, { view: () => views[Math.min(calls++, 1)]! });
+    const granted = resultOf(await g.execute(acquire("n1")));
+    expect(granted.data).toMatchObject({ ok: true, reason: "granted: 4 of 6 healthy, 1 in remediation", facts: { majoritySince: 1_000 } });
+    expect(calls).toBe(1);
+  });
+
   it("grants a slot, records it in the store, and releases it", async () => {
     const store = createMemoryBudgetStore();
     const g = guard(store, { maxUnhealthy: 1 });

@@ -1,11 +1,9 @@
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
-import { parseMessage } from "@fenceline/contracts";
 import type { Logger } from "./logger.js";
+import { createDispatcher, createSettler, type DeadLetterSink, type MessageSchema, type SchemaOutput } from "./consume-loop.js";
 import { publishDeadLetter } from "./publish.js";
 
-/** A zod schema, as contracts' `parseMessage` takes it (bus does not depend on zod itself). */
-export type MessageSchema = Parameters<typeof parseMessage>[0];
-export type SchemaOutput<S extends MessageSchema> = Extract<ReturnType<typeof parseMessage<S>>, { ok: true }>["value"];
+export type { MessageSchema, SchemaOutput } from "./consume-loop.js";
 
 export type ConsumeValidatedOptions<S extends MessageSchema> = {
   js: JetStreamClient;
@@ -46,50 +44,35 @@ export type ValidatedConsumer = {
   readonly done: Promise<void>;
 };
 
-const defaultNakDelay = (deliveryCount: number) => Math.min(30_000, 500 * 2 ** Math.max(0, deliveryCount - 1));
+/** Dead letters on JetStream: `fl.dlq.<source>` (stream FL_DLQ), with a warning line each. */
+export function jetStreamDeadLetters(js: JetStreamClient, source: string, log: Logger): DeadLetterSink {
+  return async ({ subject, data, reason, error, msgID }) => {
+    await publishDeadLetter(js, source, subject, data, reason, error, { log, msgID });
+  };
+}
 
 /**
- * Pull-consumes a durable consumer and validates every message with `parseMessage`. Invalid
- * ones go to the dead-letter stream and are terminated (never redelivered); valid ones go to
- * `handle`. Errors are logged and never end the loop; only `stop()` does.
+ * Pull-consumes a durable consumer and settles every message with the transport-agnostic
+ * settler and dispatcher (consume-loop.ts, which the chaos lab runs too): invalid messages go
+ * to the dead-letter stream and are terminated (never redelivered); valid ones go to `handle`.
+ * Errors are logged and never end the loop; only `stop()` does.
  */
 export function consumeValidated<S extends MessageSchema>(options: ConsumeValidatedOptions<S>): ValidatedConsumer {
   const { js, stream, consumer, log } = options;
-  const nakDelay = options.nakDelayMs ?? defaultNakDelay;
   let stopped = false;
   let current: { stop(): void } | undefined;
   let wake: (() => void) | undefined;
 
-  const settle = async (msg: JsMsg) => {
-    const parsed = parseMessage(options.schema, msg.data, options.knownTypes ? { knownTypes: options.knownTypes } : {});
-    if (!parsed.ok) {
-      try {
-        await publishDeadLetter(js, options.dlqSource, msg.subject, msg.data, parsed.reason, parsed.error, {
-          log,
-          msgID: `dlq:${stream}:${msg.seq}`,
-        });
-        msg.term();
-      } catch (err) {
-        // Not recorded anywhere yet: keep the message and try again later.
-        log.error({ err, subject: msg.subject, seq: msg.seq }, "cannot publish a dead letter; will retry");
-        msg.nak(nakDelay(msg.info.deliveryCount));
-      }
-      return;
-    }
-    try {
-      await options.handle(parsed.value, msg);
-      msg.ack();
-    } catch (err) {
-      const delayMs = nakDelay(msg.info.deliveryCount);
-      log.error({ err, subject: msg.subject, seq: msg.seq, deliveryCount: msg.info.deliveryCount, delayMs }, "handler failed; message will be redelivered");
-      msg.nak(delayMs);
-    }
-  };
-
-  const concurrency = options.concurrency ?? 1;
-  const keyOf = options.keyOf ?? ((msg: JsMsg) => msg.subject.slice(msg.subject.lastIndexOf(".") + 1));
-  const chains = new Map<string, Promise<void>>();
-  const inFlight = new Set<Promise<void>>();
+  const settle = createSettler<S, JsMsg>({
+    stream,
+    schema: options.schema,
+    ...(options.knownTypes ? { knownTypes: options.knownTypes } : {}),
+    deadLetters: jetStreamDeadLetters(js, options.dlqSource, log),
+    log,
+    handle: options.handle,
+    ...(options.nakDelayMs ? { nakDelayMs: options.nakDelayMs } : {}),
+  });
+  const dispatcher = createDispatcher<JsMsg>({ settle, concurrency: options.concurrency ?? 1, ...(options.keyOf ? { keyOf: options.keyOf } : {}) });
 
   const loop = async () => {
     while (!stopped) {
@@ -100,21 +83,7 @@ export function consumeValidated<S extends MessageSchema>(options: ConsumeValida
         const messages = await c.consume({ max_messages: options.maxMessages ?? 100, expires: 5_000 });
         current = messages;
         if (stopped) messages.stop();
-        if (concurrency <= 1) {
-          for await (const msg of messages) await settle(msg);
-        } else {
-          for await (const msg of messages) {
-            const key = keyOf(msg);
-            const run = (chains.get(key) ?? Promise.resolve()).then(() => settle(msg));
-            const tracked = run.finally(() => {
-              inFlight.delete(tracked);
-              if (chains.get(key) === run) chains.delete(key);
-            });
-            chains.set(key, run);
-            inFlight.add(tracked);
-            while (inFlight.size >= concurrency) await Promise.race(inFlight);
-          }
-        }
+        await dispatcher.run(messages);
       } catch (err) {
         if (stopped) break;
         log.error({ err, stream, consumer }, "consume failed; retrying");
@@ -134,7 +103,7 @@ export function consumeValidated<S extends MessageSchema>(options: ConsumeValida
       current?.stop();
       wake?.();
       await done;
-      await Promise.allSettled([...inFlight]);
+      await dispatcher.idle();
     },
   };
 }

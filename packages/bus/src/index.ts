@@ -17,7 +17,18 @@ export {
   type StreamMessage,
 } from "./pipeline.js";
 export {
+  createSettler,
+  createDispatcher,
+  defaultNakDelay,
+  lastSubjectToken,
+  type ConsumedMessage,
+  type DeadLetterSink,
+  type Dispatcher,
+  type SettleOptions,
+} from "./consume-loop.js";
+export {
   consumeValidated,
+  jetStreamDeadLetters,
   type ConsumeValidatedOptions,
   type ValidatedConsumer,
   type MessageSchema,

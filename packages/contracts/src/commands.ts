@@ -58,6 +58,72 @@ const Params = {
 } as const;
 
 export type CommandKind = keyof typeof Params;
+
+const TaintKey = z.string().min(1).max(253);
+const Deleted = z.object({ deleted: z.number().int().nonnegative() }).strict();
+
+/**
+ * What the result of each kind of command may report besides ok/reason/output (its `facts`),
+ * one shape per kind as `Params` has one per command. Results echo what tells them apart from a
+ * late answer to an earlier command: the taint, the re-provisioning attempt and ticket.
+ */
+const Facts = {
+  "taint.add": z.object({ taint: TaintKey }).strict(),
+  "taint.remove": z.object({ taint: TaintKey }).strict(),
+  "pods.delete": Deleted,
+  "volumeattachments.delete": Deleted,
+  /** `gone` once the node has no pods and no VolumeAttachments left. */
+  "workloads.await-gone": z.object({ gone: z.literal(true) }).strict(),
+  "cluster.version": z.object({ serverVersion: z.string().min(1).max(64) }).strict(),
+  "watchdog.stop": z.object({}).strict(),
+  /**
+   * `device`: the fence device(s) that powered the node off and read the state back, comma
+   * separated ("ipmi", "pdu-a,pdu-b"), or the one that failed; `power`: the state read back;
+   * `error`: a failure's code (auth, unreachable, not-confirmed…).
+   */
+  "fence.poweroff": z
+    .object({ device: z.string().min(1).max(256).optional(), power: z.literal("off").optional(), error: z.string().min(1).max(64).optional() })
+    .strict(),
+  "reprovision": z.object({ attempt: z.number().int().positive(), ticket: z.number().int().positive().optional() }).strict(),
+  /** When the current unbroken run of a healthy majority began, as the guard decided on it. */
+  "slot.acquire": z.object({ majoritySince: z.number().int().nonnegative() }).strict(),
+  "slot.release": z.object({}).strict(),
+} as const satisfies Record<keyof typeof Params, z.ZodType>;
+
+export type ResultFacts<K extends CommandKind> = z.infer<(typeof Facts)[K]>;
+
+function result<K extends CommandKind>(kind: K) {
+  return z
+    .object({
+      commandId: z.string().min(1).max(256),
+      kind: z.literal(kind),
+      epoch: z.number().int().nonnegative(),
+      ok: z.boolean(),
+      /** Why it failed, or why it was refused (for example "stale epoch 2 < 3"). */
+      reason: z.string().max(2048).optional(),
+      /** Output worth keeping (provisioning logs, a fence agent's transcript), truncated by the actuator. */
+      output: z.string().max(16_384).optional(),
+      facts: Facts[kind].optional(),
+    })
+    .strict();
+}
+
+/** The data of a `command.result` event: one shape per command kind, told apart by `kind`. */
+export const CommandResultData = z.discriminatedUnion("kind", [
+  result("taint.add"),
+  result("taint.remove"),
+  result("pods.delete"),
+  result("volumeattachments.delete"),
+  result("workloads.await-gone"),
+  result("cluster.version"),
+  result("watchdog.stop"),
+  result("fence.poweroff"),
+  result("reprovision"),
+  result("slot.acquire"),
+  result("slot.release"),
+]);
+export type CommandResultData = z.infer<typeof CommandResultData>;
+export type CommandResultOf<K extends CommandKind> = Extract<CommandResultData, { kind: K }>;
 export const COMMAND_KINDS = Object.keys(Params) as CommandKind[];
 
 /** Which actuator carries out a command; it is the second token of the command subject. */
@@ -115,3 +181,14 @@ export type CommandOf<K extends CommandKind> = Extract<Command, { kind: K }>;
 export type CommandParams<K extends CommandKind> = z.infer<(typeof Params)[K]>;
 /** What a machine asks for; the engine adds id, node, epoch, times and cause. */
 export type CommandRequest = { [K in CommandKind]: { kind: K; params: CommandParams<K> } }[CommandKind];
+
+/**
+ * A node agent's reply to a command it received on `fl.agent.<node>.cmd`. Not strict: a newer
+ * agent may say more, and an older relay keeps reading what it knows.
+ */
+export const AgentCommandReply = z.object({
+  ok: z.boolean(),
+  /** Why the agent refused (for example "stale epoch 4 < 5"). */
+  reason: z.string().max(2048).optional(),
+});
+export type AgentCommandReply = z.infer<typeof AgentCommandReply>;

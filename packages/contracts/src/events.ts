@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { AgentContract } from "./heartbeat.js";
 import { NodeName } from "./names.js";
+import { CommandResultData } from "./commands.js";
 
 /** Version of the event envelope. Bump on a breaking change and keep parsing the old one. */
 export const EVENT_VERSION = 1;
@@ -80,19 +81,8 @@ export const TimerFired = event("timer.fired", {
   due: Millis,
 });
 
-/** An actuator (or agent) finished a command. */
-export const CommandResult = event("command.result", {
-  commandId: z.string().min(1).max(256),
-  kind: z.string().min(1).max(64),
-  epoch: z.number().int().nonnegative(),
-  ok: z.boolean(),
-  /** Why it failed, or why it was refused (for example "stale epoch 2 < 3"). */
-  reason: z.string().max(2048).optional(),
-  /** Output worth keeping (provisioning logs), truncated by the actuator. */
-  output: z.string().max(16_384).optional(),
-  /** Facts the command found out (for example `{ "gone": true }` or `{ "serverVersion": "1.30" }`). */
-  facts: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
-});
+/** An actuator (or agent) finished a command: one data shape per command kind (commands.ts). */
+export const CommandResult = z.object({ ...envelope, type: z.literal("command.result"), data: CommandResultData }).strict();
 
 export const OperatorPause = event("operator.pause", { reason: z.string().min(1).max(512) });
 export const OperatorResume = event("operator.resume", { reason: z.string().max(512).optional() });

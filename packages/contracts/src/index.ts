@@ -28,6 +28,7 @@ export {
   COMMAND_VERSION,
   Command,
   COMMAND_KINDS,
+  AgentCommandReply,
   ACTUATORS,
   ACTUATOR_OF,
   Taint,
@@ -38,6 +39,9 @@ export {
   type CommandOf,
   type CommandParams,
   type CommandRequest,
+  CommandResultData,
+  type CommandResultOf,
+  type ResultFacts,
 } from "./commands.js";
 export { AUDIT_VERSION, AuditRecord } from "./audit.js";
 export {

@@ -1,13 +1,11 @@
 import type { NodeEvent } from "@fenceline/contracts";
 import { fold, type Decider, type FoldResult } from "./fold.js";
-import type { EventLog, Output, OutputSink, SnapshotStore } from "./ports.js";
+import type { Output, OutputSink, SnapshotStore } from "./ports.js";
 import type { NodeSnapshot } from "./snapshot.js";
 
 export type ApplyOutcome =
   | { applied: true; result: FoldResult }
-  | { applied: false; reason: "already-applied"; lastSeq: number }
-  /** An earlier event of the node is still to be applied: redeliver this one later. */
-  | { applied: false; reason: "out-of-order"; waitingFor: number };
+  | { applied: false; reason: "already-applied"; lastSeq: number };
 
 /** What `applyBatch` did with a batch of events (in stream order). */
 export type BatchOutcome = {
@@ -26,8 +24,9 @@ export type BatchOutcome = {
 
 export type EngineCore = {
   /**
-   * Folds one event (with its FL_EVENTS sequence); the caller acks it after this resolves,
-   * except for "out-of-order", which it must have redelivered later (nak with a delay).
+   * Folds one event (with its FL_EVENTS sequence, every earlier event of its node applied); the
+   * caller acks it after this resolves. The engine runs `applyBatch` (the partition loop); this
+   * is the same fold, publish and save for one event.
    */
   apply(event: NodeEvent, seq: number): Promise<ApplyOutcome>;
   /**
@@ -60,8 +59,6 @@ export function createEngineCore(options: {
   decider: Decider;
   snapshots: SnapshotStore;
   outputs: OutputSink;
-  /** When given, an event is applied only once every earlier event of its node was (see EventLog). */
-  events?: EventLog;
   /**
    * Nodes for which a cache miss means "no snapshot" without asking the store: the runtime's
    * owned, recovered partitions. A wrong guess only costs a failed compare-and-set.
@@ -113,12 +110,6 @@ export function createEngineCore(options: {
       const prior = await load(event.node);
       if (prior && seq <= prior.snapshot.lastSeq) {
         return { applied: false, reason: "already-applied", lastSeq: prior.snapshot.lastSeq };
-      }
-      const waitingFor = (await options.events?.firstPending(event.node, prior?.snapshot.lastSeq ?? 0, seq)) ?? null;
-      if (waitingFor !== null) {
-        // Reload on the next try, in case another instance applied the earlier event meanwhile.
-        drop(event.node);
-        return { applied: false, reason: "out-of-order", waitingFor };
       }
       const result = fold(decider, prior?.snapshot ?? null, event, seq);
       await publish(result);

@@ -2,7 +2,7 @@ export { fold, createDecider, commandId, auditId, actuatorOf, type Decider, type
 export { createEngineCore, type EngineCore, type ApplyOutcome, type BatchOutcome } from "./engine.js";
 export { createTimerService, timerEventId, type TimerService } from "./timer-service.js";
 export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";
-export type { SnapshotStore, Output, OutputSink, EventSink, EventLog } from "./ports.js";
+export type { SnapshotStore, Output, OutputSink, EventSink } from "./ports.js";
 export type { NodeSnapshot } from "./snapshot.js";
 export { runEngine, defaultInstanceId, type RunningEngine, type EngineOptions } from "./nats/run-engine.js";
 export { createKvSnapshotStore, readLastPerKey } from "./nats/kv-snapshot-store.js";
@@ -17,7 +17,17 @@ export {
   type LeaseValue,
   type InstanceValue,
 } from "./nats/leases.js";
-export { PartitionWorker, DEFAULT_BATCH_SIZE } from "./nats/partition-worker.js";
+export { PartitionWorker, jetStreamPartitionConsumer } from "./nats/partition-worker.js";
+export {
+  createPartitionLoop,
+  trackApplied,
+  DEFAULT_BATCH_SIZE,
+  type PartitionLoop,
+  type PartitionLoopOptions,
+  type PartitionConsumer,
+  type EventSubscription,
+  type EventMessage,
+} from "./partition-loop.js";
 export {
   replay,
   createReplayer,

@@ -27,17 +27,3 @@ export interface OutputSink {
 export interface EventSink {
   publishEvent(event: NodeEvent): Promise<void>;
 }
-
-/**
- * The event log as the engine checks each node's order against it. A consumer redelivers an
- * unacknowledged event only after its ack wait (or a nak's delay), while later events keep
- * coming: without this check a later event of the same node would be applied first and the
- * earlier one then skipped as already applied (its sequence is below `lastSeq`), i.e. lost.
- */
-export interface EventLog {
-  /**
-   * The sequence of the first valid event of `node` after `afterSeq` and before `beforeSeq`
-   * that may still be delivered (not yet acknowledged), or null when there is none.
-   */
-  firstPending(node: string, afterSeq: number, beforeSeq: number): Promise<number | null>;
-}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DEMO_POLICY, ErrorCode, createEvent, isFencelineError, type NodeEvent, type NodeEventOf, type NodeEventType } from "@fenceline/contracts";
-import { createDecider, createEngineCore, createMemoryOutputs, createMemorySnapshotStore, type EventLog, type OutputSink, type SnapshotStore } from "../src/index.js";
+import { createDecider, createEngineCore, createMemoryOutputs, createMemorySnapshotStore, type OutputSink, type SnapshotStore } from "../src/index.js";
 
 const decider = createDecider(DEMO_POLICY);
 
@@ -154,39 +154,5 @@ describe("engine core (memory ports)", () => {
 
     // And the next event goes on from there.
     expect(await a.apply(slotGranted("n1"), 4)).toMatchObject({ applied: true, result: { audit: { to: "fencing", epoch: 1 } } });
-  });
-
-  it("holds an event back while an earlier event of its node is still to be applied", async () => {
-    const ports = recordedPorts();
-    // The log: n1 has events at 1, 4 and 6; 4 is not applied yet (say its delivery failed).
-    const asked: Array<[string, number, number]> = [];
-    const log: EventLog = {
-      async firstPending(node, afterSeq, beforeSeq) {
-        asked.push([node, afterSeq, beforeSeq]);
-        return node === "n1" ? ([4].find((seq) => seq > afterSeq && seq < beforeSeq) ?? null) : null;
-      },
-    };
-    const core = createEngineCore({ decider, snapshots: ports.snapshots, outputs: ports.sink, events: log });
-    await core.apply(missed("n1"), 1);
-    expect(asked).toEqual([["n1", 0, 1]]);
-
-    ports.calls.length = 0;
-    expect(await core.apply(slotGranted("n1"), 6)).toEqual({ applied: false, reason: "out-of-order", waitingFor: 4 });
-    expect(asked.at(-1)).toEqual(["n1", 1, 6]);
-    // Nothing published or saved, and the cache is dropped so the retry rereads the store.
-    expect(ports.calls).toEqual([]);
-    expect(core.snapshot("n1")).toBeUndefined();
-
-    // Other nodes are not held back.
-    expect((await core.apply(missed("n2"), 5)).applied).toBe(true);
-
-    // Event 4 comes, then 6 again.
-    expect(await core.apply(suspectFired("n1"), 4)).toMatchObject({ applied: true, result: { audit: { to: "suspect.requestingSlot" } } });
-    expect(await core.apply(slotGranted("n1"), 6)).toMatchObject({ applied: true, result: { audit: { seq: 6, to: "fencing" } } });
-    expect(ports.outputs.audit.map((a) => a.id)).toEqual(["audit:n1:1", "audit:n2:5", "audit:n1:4", "audit:n1:6"]);
-    // An event already applied is skipped before the log is asked.
-    const questions = asked.length;
-    expect(await core.apply(suspectFired("n1"), 4)).toMatchObject({ applied: false, reason: "already-applied" });
-    expect(asked).toHaveLength(questions);
   });
 });

@@ -6,6 +6,12 @@ import type { AgentTransport, CommandHandler } from "@fenceline/agent";
  * heartbeats are lost and the agent is not subscribed to anything: a command sent to it finds
  * no responder, exactly as with a node that lost its network.
  */
+/**
+ * What a lookup on a cut link rejects with: one instance, because peer rounds ask many times a
+ * second while cut, and a new Error (its stack) each time was a good part of the lab's CPU.
+ */
+const unreachable = new Error("control plane unreachable");
+
 export function createSwitchableTransport(factory: () => AgentTransport | Promise<AgentTransport>) {
   let inner: AgentTransport | null = null;
   let connecting: Promise<void> | null = null;
@@ -23,7 +29,7 @@ export function createSwitchableTransport(factory: () => AgentTransport | Promis
       commandHandler = handler;
     },
     async lookupNodeState(node, timeoutMs) {
-      if (!inner?.lookupNodeState) throw new Error("control plane unreachable");
+      if (!inner?.lookupNodeState) throw unreachable;
       return inner.lookupNodeState(node, timeoutMs);
     },
     async close() {

@@ -1,21 +1,17 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Subjects } from "@fenceline/streams";
 import type { Handlers } from "../actuator.js";
+import { createAgentRelay, type AgentRequest } from "../agent-relay.js";
+
+/** Reaches a node's agent with a core NATS request on `fl.agent.<node>.cmd`. */
+export function natsAgentRequest(nc: NatsConnection, options: { timeoutMs?: number } = {}): AgentRequest {
+  return async (c) => (await nc.request(Subjects.agentCommand(c.node), JSON.stringify(c), { timeout: options.timeoutMs ?? 1_000 })).data;
+}
 
 /**
  * Forwards `watchdog.stop` to the node's agent (core NATS request on `fl.agent.<node>.cmd`).
  * An agent that does not answer is retried until the command's deadline.
  */
 export function createAgentRelayHandlers(nc: NatsConnection, options: { timeoutMs?: number } = {}): Handlers {
-  return {
-    "watchdog.stop": async (c) => {
-      try {
-        const reply = await nc.request(Subjects.agentCommand(c.node), JSON.stringify(c), { timeout: options.timeoutMs ?? 1_000 });
-        const answer = reply.json<{ ok: boolean; reason?: string }>();
-        return { ok: answer.ok, ...(answer.reason ? { reason: answer.reason } : {}) };
-      } catch (err) {
-        return { ok: false, retry: true, reason: `agent unreachable: ${(err as Error).message}` };
-      }
-    },
-  };
+  return createAgentRelay(natsAgentRequest(nc, options));
 }

@@ -1,4 +1,4 @@
-import { DEFAULT_POLICY, createEvent, type AuditRecord, type Command, type NodeEvent, type Policy } from "@fenceline/contracts";
+import { DEFAULT_POLICY, createEvent, type AuditRecord, type Command, type CommandResultData, type NodeEvent, type Policy } from "@fenceline/contracts";
 import { createDecider, fold, timerEventId, type Decider, type NodeSnapshot } from "@fenceline/engine";
 
 /**
@@ -235,7 +235,8 @@ export class HistoryGenerator {
           node: n.name,
           at: this.now,
           source: `actuator:${c.kind.split(".")[0]}`,
-          data: { commandId: c.id, kind: c.kind, epoch: c.epoch, ok, ...extra },
+          // The facts the switch below gives are the ones its kind reports (contracts' ResultFacts).
+          data: { commandId: c.id, kind: c.kind, epoch: c.epoch, ok, ...extra } as CommandResultData,
         }) as NodeEvent,
       );
     // What the real actuators echo back, so the machine can tell which command a result answers.

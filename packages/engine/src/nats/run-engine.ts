@@ -11,6 +11,7 @@ import { createTimerService, type TimerService } from "../timer-service.js";
 import { createKvSnapshotStore } from "./kv-snapshot-store.js";
 import { checkPartitionCount, createLeaseManager, DEFAULT_LEASE_MS } from "./leases.js";
 import { DEFAULT_BATCH_SIZE, PartitionWorker } from "./partition-worker.js";
+import { trackApplied } from "../partition-loop.js";
 import type { OutputSink, SnapshotStore } from "../ports.js";
 
 export type RunningEngine = {
@@ -151,15 +152,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
           valid: () => leases.valid(p),
           onBatch: (outcome, size) => {
             options.onBatch?.(outcome, p, size);
-            const info = log.isLevelEnabled("info");
-            const debug = log.isLevelEnabled("debug");
-            for (const { audit, snapshot } of outcome.applied) {
-              timers.track(snapshot.node, snapshot.context.timers);
-              if (audit.changed ? !info : !debug) continue;
-              const fields = { node: audit.node, seq: audit.seq, event: audit.event.type, from: audit.from, to: audit.to, epoch: audit.epoch, commands: audit.commands.map((c) => c.kind), reason: audit.reason };
-              if (audit.changed) log.info(fields, `${audit.node}: ${audit.from} → ${audit.to}`);
-              else log.debug(fields, `${audit.node}: ${audit.event.type} in ${audit.to}`);
-            }
+            trackApplied(outcome, timers, log);
           },
         });
         workers.set(p, worker);

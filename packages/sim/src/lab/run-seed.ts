@@ -150,7 +150,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     if (floor > ackChecked) {
       for (; auditSeen < world.audit.messages.length; auditSeen++) auditSeqs.add(world.audit.messages[auditSeen]!.data.seq);
       for (let seq = ackChecked + 1; seq <= floor; seq++) {
-        if (auditSeqs.has(seq) || world.deadLetters.some((d) => d.stream === "FL_EVENTS" && d.seq === seq)) continue;
+        if (auditSeqs.has(seq) || world.deadLetters.some((d) => d.msgID === `dlq:FL_EVENTS:${seq}`)) continue;
         const ev = world.events.get(seq)!;
         checker.fail("audit-complete", now, `event #${seq} (${ev.data.type}, ${ev.id}) was acknowledged but has no audit record`, ev.key, `missing:${seq}`);
       }

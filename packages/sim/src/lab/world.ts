@@ -1,11 +1,12 @@
 import {
   ACTUATOR_OF,
   ACTUATORS,
-  AuditRecord,
-  Command,
-  NodeEvent,
+  nodeFromToken,
   OUT_OF_SERVICE_TAINT,
   type Actuator,
+  type AuditRecord,
+  type Command,
+  type NodeEvent,
   type Clock,
   type ClusterApi,
   type Heartbeat,
@@ -14,10 +15,26 @@ import {
   type Provisioner,
   type Taint,
 } from "@fenceline/contracts";
-import { createEngineCore, createDecider, createMemorySnapshotStore, createTimerService, type EngineCore, type EventLog, type FoldResult, type NodeSnapshot, type OutputSink, type SnapshotStore, type TimerService } from "@fenceline/engine";
+import {
+  createDecider,
+  createEngineCore,
+  createMemorySnapshotStore,
+  createPartitionLoop,
+  createTimerService,
+  DEFAULT_BATCH_SIZE,
+  trackApplied,
+  type FoldResult,
+  type NodeSnapshot,
+  type OutputSink,
+  type PartitionLoop,
+  type SnapshotStore,
+  type TimerService,
+} from "@fenceline/engine";
 import { createHeartbeatDetector } from "@fenceline/detectors";
 import {
   createActuator,
+  createAgentRelay,
+  createCommandLoop,
   createClusterHandlers,
   createGuardHandlers,
   createMemoryBudgetStore,
@@ -30,12 +47,13 @@ import {
   type Handlers,
 } from "@fenceline/actuators";
 import { createMemoryAgentTransport, type MemoryAgentTransport } from "@fenceline/agent";
-import type { Logger } from "@fenceline/bus";
+import type { DeadLetterSink, Logger } from "@fenceline/bus";
+import { Consumers, Streams, Subjects } from "@fenceline/streams";
 import type { NodeMachine } from "@fenceline/statecharts";
 import { InMemoryCluster } from "../cluster.js";
 import { SimFleet, type FleetEvent } from "../fleet.js";
 import type { VirtualClock } from "../virtual-clock.js";
-import { SimBus, SimConsumer, SimStream, SimWorker, type Delivery } from "./bus.js";
+import { BusUnavailableError, SimBus, SimConsumer, SimPartitionConsumer, SimStream, SimSubscription } from "./bus.js";
 import { LabChecker } from "./invariants.js";
 import { slotLimit } from "./policy.js";
 import type { Prng } from "./prng.js";
@@ -43,12 +61,16 @@ import type { Prng } from "./prng.js";
 /** A logger that drops everything (the lab runs thousands of fleets; its record is the audit). */
 export const silentLogger: Logger = (() => {
   const noop = () => {};
-  const log: Record<string, unknown> = { level: "silent", info: noop, warn: noop, error: noop, debug: noop, trace: noop, fatal: noop, silent: noop };
+  const log: Record<string, unknown> = { level: "silent", info: noop, warn: noop, error: noop, debug: noop, trace: noop, fatal: noop, silent: noop, isLevelEnabled: () => false };
   log.child = () => log;
   return log as unknown as Logger;
 })();
 
-const defaultNakDelay = (deliveryCount: number) => Math.min(30_000, 500 * 2 ** Math.max(0, deliveryCount - 1));
+/**
+ * The lab's FL_EVENTS has one partition: every node's events go to `fl.evt.0.<node>`, consumed by
+ * `engine-0` (production's default is 16, one loop each; the loop is the same code).
+ */
+export const LAB_PARTITIONS = 1;
 
 const slowest = (faults: Map<number, ApiMode>) => Math.max(0, ...[...faults.values()].map((m) => (m.kind === "slow" ? m.delayMs : 0)));
 const failing = (faults: Map<number, ApiMode>) => [...faults.values()].some((m) => m.kind === "failing");
@@ -104,7 +126,8 @@ export class LabWorld {
   readonly snapshots = createMemorySnapshotStore();
   readonly budget = createMemoryBudgetStore();
   readonly trail: TrailLine[] = [];
-  readonly deadLetters: Array<{ stream: string; seq: number; error: string }> = [];
+  /** Inputs the control plane dead-lettered (FL_DLQ): `msgID` is `dlq:<stream>:<seq>`. */
+  readonly deadLetters: Array<{ source: string; subject: string; msgID: string; reason: string; error: string }> = [];
   readonly engineConsumer: SimConsumer<NodeEvent>;
   readonly actuatorConsumers: Map<Actuator, SimConsumer<Command>>;
   /** When the heartbeat path (core NATS) delays or duplicates messages. */
@@ -120,7 +143,8 @@ export class LabWorld {
   readonly #actuators: ActuatorCore[] = [];
   readonly #detector;
   #fleet!: FleetTracker;
-  #engine: { core: EngineCore; timers: TimerService; worker: SimWorker<NodeEvent> } | null = null;
+  #engine: { timers: TimerService; loop: PartitionLoop; consumer: SimPartitionConsumer<NodeEvent>; process: { dead: boolean } } | null = null;
+  readonly #subscriptions: SimSubscription<Command>[] = [];
   #crashPoint: EngineCrashPoint | null = null;
   #engineDownMs = 0;
   readonly #intervals: unknown[] = [];
@@ -150,9 +174,14 @@ export class LabWorld {
     this.events = new SimStream<NodeEvent>("FL_EVENTS", this.bus, windowMs);
     this.commands = new SimStream<Command>("FL_COMMANDS", this.bus, windowMs);
     this.audit = new SimStream<AuditRecord>("FL_AUDIT", this.bus, windowMs);
-    this.engineConsumer = new SimConsumer("engine", this.events, () => true, options.ackWaitMs);
+    // The consumers' filters are subjects, as provisioned (streams/): `fl.evt.0.*`, `fl.cmd.<actuator>.*`.
+    const partitionPrefix = Subjects.eventPartition(0).slice(0, -1);
+    this.engineConsumer = new SimConsumer(Consumers.enginePartition(0), this.events, (m) => m.subject.startsWith(partitionPrefix), options.ackWaitMs, "all");
     this.actuatorConsumers = new Map(
-      ACTUATORS.map((name) => [name, new SimConsumer<Command>(`actuator-${name}`, this.commands, (m) => ACTUATOR_OF[m.data.kind] === name, options.ackWaitMs)]),
+      ACTUATORS.map((name) => {
+        const prefix = Subjects.commandsFor(name).slice(0, -1);
+        return [name, new SimConsumer<Command>(Consumers.actuator(name), this.commands, (m) => m.subject.startsWith(prefix), options.ackWaitMs)];
+      }),
     );
 
     this.#detector = createHeartbeatDetector({ clock, timeoutMs: policy.heartbeat.timeoutMs, publish: async (event) => void this.publishEvent(event) });
@@ -189,18 +218,30 @@ export class LabWorld {
   // ------------------------------------------------------------------ the event log and outputs
 
   publishEvent(event: NodeEvent): void {
-    this.events.publish(event.id, event.node, event);
+    this.events.publish(event.id, event.node, event, Subjects.event(event.node, LAB_PARTITIONS));
+  }
+
+  /** FL_DLQ: recorded, and an invariant violation (nothing in the lab should publish an invalid input). */
+  #deadLetters(source: string): DeadLetterSink {
+    return async (letter) => {
+      if (!this.bus.available) throw new BusUnavailableError(`cannot publish dead letter ${letter.msgID}`);
+      if (this.deadLetters.some((d) => d.msgID === letter.msgID)) return;
+      this.deadLetters.push({ source, subject: letter.subject, msgID: letter.msgID, reason: letter.reason, error: letter.error.slice(0, 500) });
+      const node = nodeFromToken(letter.subject.slice(letter.subject.lastIndexOf(".") + 1));
+      this.checker.fail("valid-messages", this.clock.now(), `${letter.msgID} on ${letter.subject} dead-lettered by ${source} (${letter.reason}): ${letter.error.slice(0, 300)}`, node);
+    };
   }
 
   #outputs: OutputSink = {
     publish: async (list) => {
       for (const output of list) {
         if (output.type === "command") {
-          this.commands.publish(output.command.id, output.command.node, output.command);
+          const { command } = output;
+          this.commands.publish(command.id, command.node, command, Subjects.command(ACTUATOR_OF[command.kind], command.node));
           continue;
         }
         const { record } = output;
-        const ack = this.audit.publish(record.id, record.node, record);
+        const ack = this.audit.publish(record.id, record.node, record, Subjects.audit(record.node));
         if (ack.duplicate) this.checker.audit(record, this.audit.get(ack.seq)?.data);
         else this.#trailAudit(record);
       }
@@ -208,36 +249,47 @@ export class LabWorld {
     },
   };
 
-  /** FL_EVENTS as the engine checks a node's order against it (the JetStream adapter's semantics). */
-  #eventLog: EventLog = {
-    firstPending: async (node, afterSeq, beforeSeq) => {
-      const floor = this.engineConsumer.ackFloor();
-      for (const seq of this.events.seqsOf(node, afterSeq, beforeSeq)) if (seq > floor) return seq;
-      return null;
-    },
-  };
-
   // ------------------------------------------------------------------ the engine process
 
-  /** Starts (or restarts) the engine: a new core over the persisted snapshots, a new timer service. */
+  /**
+   * Starts (or restarts) the engine process: a new core over the persisted snapshots, a new timer
+   * service, and the partition loop production runs, over this process's view of the consumer.
+   */
   async startEngine(): Promise<void> {
     if (this.#engine || this.#stopped) return;
+    const consumer = new SimPartitionConsumer(this.engineConsumer, 2 * DEFAULT_BATCH_SIZE);
+    // Once the process has crashed, nothing it still does reaches the world.
+    const process = { dead: false };
+    const crash = (where: string): never => {
+      if (!process.dead) this.#killEngine(where);
+      throw new SimulatedCrash(where);
+    };
+    const alive = () => {
+      if (process.dead) throw new SimulatedCrash("the process is dead");
+    };
     const crashable: SnapshotStore = {
       get: (node) => this.snapshots.get(node),
       list: () => this.snapshots.list(),
       put: async (snapshot, revision) => {
-        if (this.#crashPoint === "after-outputs") throw new SimulatedCrash("after publishing outputs, before saving the snapshot");
+        alive();
+        if (this.#crashPoint === "after-outputs") crash("after publishing outputs, before saving the snapshot");
         const next = await this.snapshots.put(snapshot, revision);
         this.#observeSnapshot(snapshot);
-        if (this.#crashPoint === "after-snapshot") throw new SimulatedCrash("after saving the snapshot, before the ack");
+        if (this.#crashPoint === "after-snapshot") crash("after saving the snapshot, before the ack");
+        alive();
         return next;
+      },
+    };
+    const outputs: OutputSink = {
+      publish: async (list) => {
+        alive();
+        return this.#outputs.publish(list);
       },
     };
     const core = createEngineCore({
       decider: this.#decider,
       snapshots: crashable,
-      outputs: this.#outputs,
-      events: this.#eventLog,
+      outputs,
       onApplied: (result) => this.#onApplied(result),
     });
     const timers = createTimerService({
@@ -247,38 +299,23 @@ export class LabWorld {
     });
     const recovered = await core.recover();
     for (const snapshot of recovered) timers.track(snapshot.node, snapshot.context.timers);
-    const worker = new SimWorker<NodeEvent>(this.engineConsumer, (d) => this.#engineHandle(d));
-    this.#engine = { core, timers, worker };
+    const loop = createPartitionLoop({
+      partition: 0,
+      partitions: LAB_PARTITIONS,
+      consumer,
+      core,
+      deadLetters: this.#deadLetters("engine"),
+      log: silentLogger,
+      stream: Streams.events,
+      valid: () => true,
+      onBatch: (outcome) => {
+        if (!process.dead) trackApplied(outcome, timers, silentLogger);
+      },
+      sleep: (ms) => new Promise<void>((resolve) => this.clock.setTimeout(resolve, ms)),
+    });
+    this.#engine = { timers, loop, consumer, process };
     timers.start();
-    worker.kick();
-  }
-
-  async #engineHandle(d: Delivery<NodeEvent>): Promise<void> {
-    const engine = this.#engine;
-    if (!engine) return;
-    const { seq } = d.msg;
-    const parsed = NodeEvent.safeParse(d.msg.data);
-    if (!parsed.success) {
-      this.deadLetters.push({ stream: "FL_EVENTS", seq, error: parsed.error.message.slice(0, 500) });
-      this.checker.fail("valid-messages", this.clock.now(), `event ${d.msg.id} failed validation: ${parsed.error.message.slice(0, 300)}`, d.msg.key);
-      this.engineConsumer.ack(seq);
-      return;
-    }
-    try {
-      const outcome = await engine.core.apply(parsed.data, seq);
-      if (!outcome.applied && outcome.reason === "out-of-order") {
-        this.engineConsumer.nak(seq, Math.min(2_000, 100 * 2 ** Math.max(0, d.deliveryCount - 1)));
-        return;
-      }
-      if (outcome.applied) engine.timers.track(parsed.data.node, outcome.result.snapshot.context.timers);
-      this.engineConsumer.ack(seq);
-    } catch (err) {
-      if (err instanceof SimulatedCrash) {
-        this.#killEngine(err.message);
-        return;
-      }
-      this.engineConsumer.nak(seq, defaultNakDelay(d.deliveryCount));
-    }
+    await loop.start();
   }
 
   #onApplied(result: FoldResult): void {
@@ -307,7 +344,9 @@ export class LabWorld {
     const engine = this.#engine;
     this.#crashPoint = null;
     if (!engine) return;
-    engine.worker.kill();
+    engine.process.dead = true;
+    engine.consumer.kill();
+    void engine.loop.stop();
     engine.timers.stop();
     this.#engine = null;
     this.stats.engineCrashes += 1;
@@ -366,20 +405,15 @@ export class LabWorld {
         return outcome;
       },
     };
-    const relay: Handlers = {
-      "watchdog.stop": async (c) => {
-        if (c.kind !== "watchdog.stop") throw new Error("wrong kind");
-        const link = this.#links.get(c.node);
-        const agentRunning = this.fleet.status(c.node).agent?.running === true;
-        if (!link || link.closed || !agentRunning) return { ok: false, retry: true, reason: "agent unreachable: no responders" };
-        try {
-          const reply = await link.sendCommand(c);
-          return { ok: reply.ok, ...(reply.reason ? { reason: reply.reason } : {}) };
-        } catch (err) {
-          return { ok: false, retry: true, reason: `agent unreachable: ${(err as Error).message}` };
-        }
-      },
-    };
+    // The agent's side of `fl.agent.<node>.cmd`: no responders unless its agent is running and
+    // reachable; the command and the reply travel as JSON, as on NATS.
+    const relay = createAgentRelay(async (c) => {
+      const link = this.#links.get(c.node);
+      const agentRunning = this.fleet.status(c.node).agent?.running === true;
+      if (!link || link.closed || !agentRunning) throw new Error("no responders");
+      const reply = await link.sendCommand(c);
+      return Buffer.from(JSON.stringify(reply));
+    });
     const cores: Array<[Actuator, Handlers]> = [
       ["guard", observedGuard],
       ["cluster", createClusterHandlers(this.#clusterApi(), clock)],
@@ -390,29 +424,16 @@ export class LabWorld {
     for (const [name, handlers] of cores) {
       const actuator = createActuator({ name, handlers, clock });
       this.#actuators.push(actuator);
-      const consumer = this.actuatorConsumers.get(name)!;
-      const worker = new SimWorker<Command>(consumer, async (d) => {
-        const { seq } = d.msg;
-        const parsed = Command.safeParse(d.msg.data);
-        if (!parsed.success) {
-          this.deadLetters.push({ stream: "FL_COMMANDS", seq, error: parsed.error.message.slice(0, 500) });
-          this.checker.fail("valid-messages", clock.now(), `command ${d.msg.id} failed validation: ${parsed.error.message.slice(0, 300)}`, d.msg.key);
-          consumer.ack(seq);
-          return;
-        }
-        const disposition = await actuator.execute(parsed.data, { progress: () => consumer.working(seq) });
-        if (disposition.kind === "retry") {
-          consumer.nak(seq, 500);
-          return;
-        }
-        try {
-          this.publishEvent(disposition.event);
-          consumer.ack(seq);
-        } catch {
-          consumer.nak(seq, defaultNakDelay(d.deliveryCount));
-        }
+      const subscription = new SimSubscription(this.actuatorConsumers.get(name)!);
+      this.#subscriptions.push(subscription);
+      const loop = createCommandLoop({
+        actuator,
+        publishEvent: async (event) => this.publishEvent(event),
+        deadLetters: this.#deadLetters(Consumers.actuator(name)),
+        log: silentLogger,
+        stream: Streams.commands,
       });
-      worker.kick();
+      void loop.run(subscription);
     }
   }
 
@@ -539,8 +560,13 @@ export class LabWorld {
   async stop(): Promise<void> {
     this.#stopped = true;
     for (const handle of this.#intervals) this.clock.clearTimeout(handle);
-    this.#engine?.worker.kill();
-    this.#engine?.timers.stop();
+    if (this.#engine) {
+      this.#engine.process.dead = true;
+      this.#engine.consumer.kill();
+      void this.#engine.loop.stop();
+      this.#engine.timers.stop();
+    }
+    for (const subscription of this.#subscriptions) subscription.stop();
     await this.fleet.stop();
   }
 }

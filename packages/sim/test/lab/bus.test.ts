@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BusUnavailableError, Prng, SimBus, SimConsumer, SimStream, SimWorker, VirtualClock } from "../../src/index.js";
+import { BusUnavailableError, Prng, SimBus, SimConsumer, SimPartitionConsumer, SimStream, SimSubscription, VirtualClock } from "../../src/index.js";
 
 function setup(ackWaitMs = 1_000) {
   const clock = new VirtualClock(1_000);
@@ -51,35 +51,94 @@ describe("the in-memory JetStream", () => {
     expect(consumer.pending).toBe(1);
   });
 
-  it("a worker handles messages one at a time in order, and a killed worker leaves its batch to the ack wait", async () => {
+  it("a subscription yields messages one at a time in order, settles each once, and a stopped one leaves its batch to the ack wait", async () => {
     const { clock, stream, consumer } = setup();
+    stream.publish("a", "n", "A", "s.n");
+    stream.publish("b", "n", "B", "s.n");
+    stream.publish("c", "n", "C", "s.n");
     const seen: string[] = [];
-    const worker = new SimWorker(consumer, async (d) => {
-      seen.push(d.msg.data);
-      if (d.msg.data === "B" && seen.length === 2) {
-        worker.kill();
-        return;
+    const subscription = new SimSubscription(consumer);
+    for await (const msg of subscription) {
+      seen.push(JSON.parse(Buffer.from(msg.data).toString()) as string);
+      expect(msg.subject).toBe("s.n");
+      if (seen.length === 2) {
+        subscription.stop();
+        continue;
       }
-      consumer.ack(d.msg.seq);
-    });
-    stream.publish("a", "n", "A");
-    stream.publish("b", "n", "B");
-    stream.publish("c", "n", "C");
-    worker.kick();
-    await new Promise((r) => setImmediate(r));
+      msg.ack();
+      msg.nak(0); // a second settle is ignored, as in nats.js
+    }
     expect(seen).toEqual(["A", "B"]);
     expect(consumer.pending).toBe(2);
-    // A new worker gets nothing until the ack wait has passed, then B and C again.
-    const again: string[] = [];
-    const next = new SimWorker(consumer, async (d) => {
-      again.push(d.msg.data);
-      consumer.ack(d.msg.seq);
-    });
-    next.kick();
+    // A new subscription gets nothing until the ack wait has passed, then B and C again.
+    const again: Array<[string, number]> = [];
+    const next = new SimSubscription(consumer);
+    const reading = (async () => {
+      for await (const msg of next) {
+        again.push([JSON.parse(Buffer.from(msg.data).toString()) as string, msg.info.deliveryCount]);
+        msg.ack();
+      }
+    })();
     await new Promise((r) => setImmediate(r));
     expect(again).toEqual([]);
     clock.advance(1_000);
     await new Promise((r) => setImmediate(r));
-    expect(again).toEqual(["B", "C"]);
+    expect(again).toEqual([["B", 2], ["C", 2]]);
+    next.stop();
+    await reading;
+  });
+
+  it("ack policy all: an ack acknowledges every earlier message; a recreated consumer delivers the rest again from delivery 1", () => {
+    const { clock, stream } = setup();
+    const consumer = new SimConsumer("p", stream, () => true, 1_000, "all");
+    for (const id of ["a", "b", "c", "d"]) stream.publish(id, "n", id.toUpperCase());
+    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq])).toEqual([[1, 1], [2, 2], [3, 3], [4, 4]]);
+    consumer.ack(2);
+    expect(consumer.ackFloor()).toBe(2);
+    expect(consumer.info()).toEqual({ ackPending: 2, delivered: 4 });
+    consumer.recreate();
+    expect(consumer.info()).toEqual({ ackPending: 0, delivered: 0 });
+    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq, d.deliveryCount])).toEqual([[3, 1, 1], [4, 2, 1]]);
+    clock.advance(1_000);
+    // Redeliveries after the ack wait take new delivery sequences.
+    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq, d.deliveryCount])).toEqual([[3, 3, 2], [4, 4, 2]]);
+  });
+
+  it("a lost delivery uses up its delivery sequence (the gap the engine's partition loop detects)", () => {
+    const { bus, stream } = setup();
+    const consumer = new SimConsumer("p", stream, () => true, 1_000, "all");
+    bus.chaos = { lostAck: 0, lostDelivery: 1 };
+    stream.publish("a", "n", "A");
+    expect(consumer.pull(10)).toEqual([]);
+    bus.chaos = null;
+    stream.publish("b", "n", "B");
+    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq])).toEqual([[2, 2]]);
+    expect(consumer.info()).toEqual({ ackPending: 2, delivered: 2 });
+  });
+
+  it("a killed engine process's partition consumer delivers nothing more and its acks are lost", async () => {
+    const { stream } = setup();
+    const consumer = new SimConsumer("p", stream, () => true, 1_000, "all");
+    const process = new SimPartitionConsumer(consumer, 10);
+    expect(await process.prepare(false)).toBe(0);
+    const got: number[] = [];
+    const subscription = await process.subscribe({ deliver: (m) => got.push(m.seq), ended: () => {} });
+    stream.publish("a", "n", "A");
+    await new Promise((r) => setImmediate(r));
+    expect(got).toEqual([1]);
+    process.kill();
+    subscription.ackThrough(1);
+    stream.publish("b", "n", "B");
+    await new Promise((r) => setImmediate(r));
+    expect(got).toEqual([1]);
+    expect(consumer.ackFloor()).toBe(0);
+    await expect(process.prepare(false)).rejects.toThrow(/dead/);
+    // The next process finds a message in flight and rewinds: both come again from delivery 1.
+    const next = new SimPartitionConsumer(consumer, 10);
+    expect(await next.prepare(false)).toBe(0);
+    const again: Array<[number, number]> = [];
+    await next.subscribe({ deliver: (m) => again.push([m.seq, m.deliverySeq]), ended: () => {} });
+    await new Promise((r) => setImmediate(r));
+    expect(again).toEqual([[1, 1], [2, 2]]);
   });
 });
