@@ -10,19 +10,11 @@ import { Streams, provisionStreams } from "@fenceline/streams";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ensureBinary } from "@fenceline/toolchain";
 import { ROOT } from "../e2e/cli.js";
+import { CHART, renderChart, type Manifest } from "../support/helm.js";
 import { freePort } from "../support/free-port.js";
 
 const run = promisify(execFile);
-const CHART = join(ROOT, "charts", "fenceline");
 const DEPLOY = join(ROOT, "deploy");
-
-type Manifest = {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  data?: Record<string, string>;
-  spec?: Record<string, unknown>;
-};
 
 let helm = "";
 beforeAll(async () => {
@@ -30,10 +22,7 @@ beforeAll(async () => {
 }, 900_000);
 
 /** `helm template fenceline charts/fenceline -n fenceline` with these --set values. */
-async function template(sets: string[] = [], release = "fenceline"): Promise<Manifest[]> {
-  const { stdout } = await run(helm, ["template", release, CHART, "--namespace", "fenceline", ...sets.flatMap((s) => ["--set", s])], { maxBuffer: 16 * 1024 * 1024 });
-  return (loadAllYaml(stdout) as Manifest[]).filter(Boolean);
-}
+const template = (sets: string[] = [], release = "fenceline") => renderChart({ sets, release });
 
 async function templateFails(sets: string[]): Promise<string> {
   try {
