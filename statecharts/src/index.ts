@@ -4,3 +4,4 @@ export { driftedServices, signalsAfter, unhealthySince, bootIdOf } from "./helpe
 export { exportMachine, type MachineExport, type MachineStateNode, type MachineTransition } from "./export.js";
 export { step, initialState, statePath, phaseOf, type MachineState, type StepResult } from "./step.js";
 export { createFastStep, FastStepUnsupported, type FastStep } from "./fast-step.js";
+export { NodeContextSchema, FenceConfirmationSchema } from "./context-schema.js";

@@ -44,4 +44,23 @@ describe.each([
     const revision = await store.put(snapshotOf("n2", 5), 0);
     expect(await store.get("n2")).toMatchObject({ snapshot: { lastSeq: 5 }, revision });
   });
+
+  it("parses what it reads back: get throws on an invalid value (naming the key), listing leaves it out and reports it", async () => {
+    const kv = await new Kvm(env.nc).open(Buckets.nodes);
+    const invalid: string[] = [];
+    const checked = createKvSnapshotStore(kv, env.nc, pipelined ? createJetStreamPipeline(env.nc) : undefined, { onInvalid: (key) => invalid.push(key) });
+    await checked.put(snapshotOf("n3", 1), 0);
+    await kv.put("n4", JSON.stringify({ ...snapshotOf("n4", 1), lastSeq: "one" }));
+    const err = await checked.get("n4").catch((e: unknown) => e);
+    expect(isFencelineError(err, ErrorCode.InvalidMessage)).toBe(true);
+    expect((err as Error).message).toMatch(/FL_NODES "n4" is not a valid node snapshot[\s\S]*lastSeq/);
+    const listed = (await checked.list()).map((s) => s.node);
+    expect(listed).toContain("n3");
+    expect(listed).not.toContain("n4");
+    expect(invalid).toEqual(["n4"]);
+    // A create over it fails: an invalid snapshot is never overwritten as if the node were new.
+    const create = await checked.put(snapshotOf("n4", 2), 0).catch((e: unknown) => e);
+    expect(isFencelineError(create, ErrorCode.Concurrency)).toBe(true);
+    await kv.delete("n4");
+  });
 });

@@ -1,7 +1,7 @@
-import { resolveLimit, type Policy } from "@fenceline/contracts";
+import { resolveLimit, type FleetBudget, type Policy } from "@fenceline/contracts";
 
-/** The remediation slots held by nodes, shared by every engine instance (FL_FLEET, key "budget"). */
-export type FleetBudget = { v: 1; slots: Record<string, { since: number; controlPlane: boolean }> };
+/** The remediation slots held by nodes, shared by every engine instance (FL_FLEET, key "budget"; schema: contracts' FleetBudget). */
+export type { FleetBudget };
 export const EMPTY_BUDGET: FleetBudget = { v: 1, slots: {} };
 
 /**

@@ -146,3 +146,19 @@ describe("fleet guard on NATS: KV budget store and two guard actuators", () => {
     await expect(a.write({ v: 1, slots: {} }, rev)).rejects.toMatchObject({ code: "CONCURRENCY_CONFLICT" });
   });
 });
+
+describe("the fleet budget read back from FL_FLEET", () => {
+  it("is parsed: an invalid budget is never taken as empty; the guard refuses, naming it, until it is fixed", async () => {
+    const kv = await new Kvm(connections[0]!).open(Buckets.fleet);
+    const guard = createActuator({ name: "guard", handlers: createGuardHandlers({ store: createKvBudgetStore(kv), view, policy, clock: systemClock }), clock: systemClock });
+    const acquire = (node: string) => guard.execute(command("slot.acquire", { controlPlane: false }, { node, now: Date.now() }));
+    for (const value of ["{not json", JSON.stringify({ v: 1, slots: { "node-1": { since: "yesterday" } } }), JSON.stringify({ v: 2, slots: {} })]) {
+      await kv.put("budget", value);
+      const d = await acquire("node-9");
+      expect(d.kind === "result" && d.event.type === "command.result" && d.event.data).toMatchObject({ ok: false, reason: expect.stringContaining('FL_FLEET "budget" is not a valid fleet budget') });
+    }
+    await kv.put("budget", JSON.stringify({ v: 1, slots: {} }));
+    const d = await acquire("node-9");
+    expect(d.kind === "result" && d.event.type === "command.result" && d.event.data.ok).toBe(true);
+  });
+});

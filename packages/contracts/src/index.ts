@@ -71,4 +71,5 @@ export {
 export { fencingGuarantee, type FencingGuarantee, type Guarantee, type PowerFencing } from "./guarantee.js";
 export { DeadLetter } from "./dlq.js";
 export { systemClock, type Clock, type ClusterApi, type FenceAgent, type FenceAnswer, type FenceTarget, type MembershipStore, type Provisioner, type Watchdog } from "./ports.js";
-export { parseSnapshotHead, type SnapshotHead, parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";
+export { parseSnapshotHead, SnapshotHead, parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";
+export { FleetBudget, PartitionLease, EngineInstance, PartitionCount } from "./kv.js";

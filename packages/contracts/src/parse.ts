@@ -1,8 +1,11 @@
 import { z } from "zod";
+import { NodeName } from "./names.js";
 import type { DeadLetter } from "./dlq.js";
 
 /** Largest message Fenceline accepts on any subject it reads. */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
+/** A KV value may be as large as a NATS message (1 MiB by default): a snapshot is not held to MAX_MESSAGE_BYTES. */
+const MAX_SNAPSHOT_BYTES = 1024 * 1024;
 
 export type Parsed<T> =
   | { ok: true; value: T }
@@ -45,23 +48,26 @@ export function deadLetter(subject: string, data: Uint8Array, reason: DeadLetter
   return { v: 1, subject, reason, error, receivedAt: at, payload: text, payloadBytes: data.byteLength };
 }
 
-/** What processes other than the engine read of a FL_NODES value (a node's snapshot). */
-export type SnapshotHead = { node: string; path: string; context: Record<string, unknown> };
+/**
+ * What processes other than the engine read of a FL_NODES value (a node's snapshot): its node,
+ * state path and context, whatever else the engine keeps there (the engine parses the whole
+ * snapshot: see @fenceline/engine's NodeSnapshotSchema).
+ */
+export const SnapshotHead = z.object({
+  node: NodeName,
+  path: z.string().min(1),
+  context: z
+    .object({ epoch: z.number().int().nonnegative(), since: z.number().optional(), bootId: z.string().nullable().optional(), hostGroup: z.string().optional() })
+    .catchall(z.unknown()),
+});
+export type SnapshotHead = z.infer<typeof SnapshotHead>;
 
 /**
- * The node, state path and context of a FL_NODES value; null when it is not JSON or lacks one of
- * them. Only the engine writes there, but a bug or a manual `kv put` can, and a KV watch that
- * throws on one entry ends for good.
+ * The head of a FL_NODES value; null when it is not JSON or not a snapshot's head. Only the
+ * engine writes there, but a bug or a manual `kv put` can, and a KV watch that throws on one
+ * entry ends for good.
  */
 export function parseSnapshotHead(data: Uint8Array): SnapshotHead | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(decoder.decode(data));
-  } catch {
-    return null;
-  }
-  if (typeof value !== "object" || value === null) return null;
-  const { node, path, context } = value as Record<string, unknown>;
-  if (typeof node !== "string" || typeof path !== "string" || typeof context !== "object" || context === null) return null;
-  return { node, path, context: context as Record<string, unknown> };
+  const parsed = parseMessage(SnapshotHead, data, { maxBytes: MAX_SNAPSHOT_BYTES });
+  return parsed.ok ? parsed.value : null;
 }

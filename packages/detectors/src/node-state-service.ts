@@ -1,6 +1,6 @@
 import { Kvm } from "@nats-io/kv";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
-import { NodeName, nodeFromToken, systemClock, type Clock } from "@fenceline/contracts";
+import { NodeName, nodeFromToken, parseSnapshotHead, systemClock, type Clock } from "@fenceline/contracts";
 import { publishDeadLetter, type Logger } from "@fenceline/bus";
 import { Buckets, Subjects } from "@fenceline/streams";
 
@@ -43,11 +43,9 @@ export async function runNodeStateService(options: { nc: NatsConnection; log: Lo
     try {
       const entry = await kv.get(node);
       if (!entry || entry.operation !== "PUT") return { v: 1, node, at: clock.now(), known: false };
-      const snapshot = entry.json<{ path?: unknown; context?: { epoch?: unknown; since?: unknown } }>();
-      if (typeof snapshot.path !== "string") return { v: 1, node, at: clock.now(), error: "the stored snapshot has no state" };
-      const epoch = typeof snapshot.context?.epoch === "number" ? snapshot.context.epoch : 0;
-      const since = typeof snapshot.context?.since === "number" ? snapshot.context.since : 0;
-      return { v: 1, node, at: clock.now(), known: true, state: snapshot.path, epoch, since };
+      const snapshot = parseSnapshotHead(entry.value);
+      if (!snapshot) return { v: 1, node, at: clock.now(), error: "the stored snapshot is not valid" };
+      return { v: 1, node, at: clock.now(), known: true, state: snapshot.path, epoch: snapshot.context.epoch, since: snapshot.context.since ?? 0 };
     } catch (err) {
       log.warn({ err, node }, "cannot read a node snapshot");
       return { v: 1, node, at: clock.now(), error: `cannot read FL_NODES: ${(err as Error).message}` };

@@ -55,7 +55,7 @@ export async function runHeartbeatDetector(options: {
       }
       const forgotten = snap.path.split(".")[0] === FORGOTTEN_STATE;
       const wasForgotten = states.get(snap.node)?.path.split(".")[0] === FORGOTTEN_STATE;
-      states.set(snap.node, { path: snap.path, bootId: typeof snap.context.bootId === "string" ? snap.context.bootId : null });
+      states.set(snap.node, { path: snap.path, bootId: snap.context.bootId ?? null });
       // Forgotten: its agent, if it still runs, joins again with its next heartbeat.
       if (forgotten && !wasForgotten) detector.forget(snap.node);
     }

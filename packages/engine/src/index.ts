@@ -3,7 +3,7 @@ export { createEngineCore, type EngineCore, type ApplyOutcome, type BatchOutcome
 export { createTimerService, timerEventId, type TimerService } from "./timer-service.js";
 export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";
 export type { SnapshotStore, Output, OutputSink, EventSink } from "./ports.js";
-export type { NodeSnapshot } from "./snapshot.js";
+export { NodeSnapshotSchema, parseSnapshot, type NodeSnapshot } from "./snapshot.js";
 export { runEngine, defaultInstanceId, type RunningEngine, type EngineOptions } from "./nats/run-engine.js";
 export { createKvSnapshotStore, readLastPerKey } from "./nats/kv-snapshot-store.js";
 export {

@@ -118,9 +118,9 @@ export async function watchNodeStates(nc: NatsConnection, metrics: FencelineMetr
       // A malformed entry is skipped (see parseSnapshotHead).
       const head = parseSnapshotHead(entry.value);
       const since = head?.context.since;
-      if (!head || typeof since !== "number") continue;
-      const hostGroup = head.context.hostGroup;
-      metrics.observeSnapshot({ node: head.node, path: head.path, since, ...(typeof hostGroup === "string" ? { hostGroup } : {}) });
+      if (!head || since === undefined) continue;
+      const { hostGroup } = head.context;
+      metrics.observeSnapshot({ node: head.node, path: head.path, since, ...(hostGroup !== undefined ? { hostGroup } : {}) });
     }
   })();
   return {

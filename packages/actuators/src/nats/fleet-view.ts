@@ -24,10 +24,9 @@ export async function watchFleetView(
       }
       // A malformed entry is skipped (see parseSnapshotHead).
       const snap = parseSnapshotHead(entry.value);
-      const epoch = snap?.context.epoch;
-      if (!snap || typeof epoch !== "number") continue;
+      if (!snap) continue;
       tracker.onSnapshot(snap.node, snap.path.split(".")[0]!);
-      options.onSnapshot?.(snap.node, epoch);
+      options.onSnapshot?.(snap.node, snap.context.epoch);
     }
   })();
   // Only the subject matters here (who is heartbeating); the detector validates the payloads.

@@ -1,7 +1,7 @@
 import { Kvm } from "@nats-io/kv";
 import { connectNats } from "@fenceline/bus";
 import { Buckets } from "@fenceline/streams";
-import type { NodeSnapshot } from "@fenceline/engine";
+import { createKvSnapshotStore, type NodeSnapshot } from "@fenceline/engine";
 import { parse, serverUrl, table } from "../args.js";
 
 const USAGE = `usage: fenceline nodes [--server nats://host:port] [--json]
@@ -12,11 +12,9 @@ export async function readSnapshots(url: string): Promise<NodeSnapshot[]> {
   const nc = await connectNats(url, { name: "fenceline-cli" });
   try {
     const kv = await new Kvm(nc).open(Buckets.nodes);
-    const out: NodeSnapshot[] = [];
-    for await (const key of await kv.keys()) {
-      const entry = await kv.get(key);
-      if (entry?.operation === "PUT") out.push(entry.json<NodeSnapshot>());
-    }
+    // Parsed like every message; an invalid value is named on stderr and left out.
+    const store = createKvSnapshotStore(kv, nc, undefined, { onInvalid: (_key, err) => console.error(`fenceline: ${err.message}`) });
+    const out = await store.list();
     return out.sort((a, b) => a.node.localeCompare(b.node, undefined, { numeric: true }));
   } finally {
     await nc.close();

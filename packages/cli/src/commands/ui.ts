@@ -4,7 +4,7 @@ import { AuditRecord, DEFAULT_POLICY, ErrorCode, FencelineError, type Policy } f
 import { connectNats } from "@fenceline/bus";
 import { Buckets, Subjects } from "@fenceline/streams";
 import { exportMachine } from "@fenceline/statecharts";
-import { commandResultsOf, createFencelineMetrics, nodeTimeline, trackConnection, watchMetrics, type NodeSnapshot } from "@fenceline/engine";
+import { commandResultsOf, createFencelineMetrics, createKvSnapshotStore, nodeTimeline, trackConnection, watchMetrics, type NodeSnapshot } from "@fenceline/engine";
 import { startVisualizerServer, type NodeRow, type VisualizerServer } from "@fenceline/visualizer";
 import { parse, serverUrl, UsageError } from "../args.js";
 import { loadPolicy } from "../policy-file.js";
@@ -21,18 +21,14 @@ chart; also /metrics. Works offline (everything is bundled). Prints the address.
 
 async function readSnapshots(nc: NatsConnection): Promise<NodeSnapshot[]> {
   const kv = await new Kvm(nc).open(Buckets.nodes);
-  const out: NodeSnapshot[] = [];
-  for await (const key of await kv.keys()) {
-    const entry = await kv.get(key);
-    if (entry?.operation === "PUT") out.push(entry.json<NodeSnapshot>());
-  }
-  return out;
+  // Parsed like every message; an invalid value is left out (and named on stderr).
+  return createKvSnapshotStore(kv, nc, undefined, { onInvalid: (_key, err) => console.error(`fenceline ui: ${err.message}`) }).list();
 }
 
 const rowOf = (s: NodeSnapshot): NodeRow => ({
   node: s.node,
   state: s.path,
-  since: typeof s.context.since === "number" ? s.context.since : null,
+  since: s.context.since,
   epoch: s.context.epoch,
   lastSeq: s.lastSeq,
   hostGroup: s.context.hostGroup ?? null,

@@ -5,7 +5,7 @@ import { ErrorCode, FencelineError } from "@fenceline/contracts";
 import { JetStreamPublishError, WRONG_LAST_SEQUENCE, type JetStreamPipeline } from "@fenceline/bus";
 import { Buckets } from "@fenceline/streams";
 import type { SnapshotStore } from "../ports.js";
-import type { NodeSnapshot } from "../snapshot.js";
+import { parseSnapshot, type NodeSnapshot } from "../snapshot.js";
 
 /**
  * FL_NODES as a SnapshotStore: the KV revision is the optimistic-concurrency token.
@@ -15,16 +15,34 @@ import type { NodeSnapshot } from "../snapshot.js";
  * With `nc`, listing reads the bucket's stream once with an ordered consumer delivering the
  * last message per key (10,000 snapshots in well under a second), instead of `kv.keys()` and
  * a get per key: `kv.keys()` was seen to stall for ~30 s while keys are being written.
+ *
+ * Every value read back is parsed (`parseSnapshot`). `get` throws on an invalid one (the engine
+ * then retries that node's events and never overwrites it); listing leaves invalid ones out and
+ * reports each to `onInvalid` (a later `get` of that node throws in turn).
  */
-export function createKvSnapshotStore(kv: KV, nc?: NatsConnection, pipeline?: JetStreamPipeline): SnapshotStore {
-  const entries = async (): Promise<Array<{ snapshot: NodeSnapshot; revision: number }>> => {
-    if (nc) {
-      return (await readLastPerKey(nc, Buckets.nodes)).map((m) => ({ snapshot: m.json<NodeSnapshot>(), revision: m.seq }));
+export function createKvSnapshotStore(
+  kv: KV,
+  nc?: NatsConnection,
+  pipeline?: JetStreamPipeline,
+  options: { onInvalid?: (key: string, err: FencelineError) => void } = {},
+): SnapshotStore {
+  const read = (key: string, data: Uint8Array, revision: number, out: Array<{ snapshot: NodeSnapshot; revision: number }>) => {
+    try {
+      out.push({ snapshot: parseSnapshot(key, data), revision });
+    } catch (err) {
+      options.onInvalid?.(key, err as FencelineError);
     }
+  };
+  const entries = async (): Promise<Array<{ snapshot: NodeSnapshot; revision: number }>> => {
     const out: Array<{ snapshot: NodeSnapshot; revision: number }> = [];
+    if (nc) {
+      const prefix = `$KV.${Buckets.nodes}.`;
+      for (const m of await readLastPerKey(nc, Buckets.nodes)) read(m.subject.slice(prefix.length), m.data, m.seq, out);
+      return out;
+    }
     for await (const key of await kv.keys()) {
       const entry = await kv.get(key);
-      if (entry && entry.operation === "PUT") out.push({ snapshot: entry.json<NodeSnapshot>(), revision: entry.revision });
+      if (entry && entry.operation === "PUT") read(key, entry.value, entry.revision, out);
     }
     return out;
   };
@@ -32,7 +50,7 @@ export function createKvSnapshotStore(kv: KV, nc?: NatsConnection, pipeline?: Je
     async get(node) {
       const entry = await kv.get(node);
       if (!entry || entry.operation !== "PUT") return null;
-      return { snapshot: entry.json<NodeSnapshot>(), revision: entry.revision };
+      return { snapshot: parseSnapshot(node, entry.value), revision: entry.revision };
     },
     async put(snapshot, revision) {
       const data = JSON.stringify(snapshot);

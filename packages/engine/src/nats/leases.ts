@@ -2,14 +2,14 @@ import { randomUUID } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ErrorCode, FencelineError } from "@fenceline/contracts";
+import { EngineInstance, ErrorCode, FencelineError, PartitionCount, PartitionLease, parseMessage } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
 import { Buckets, fnv1a } from "@fenceline/streams";
 
 /** What a partition lease (`p<k>` in FL_LEASES) holds. An empty owner is a released lease. */
-export type LeaseValue = { owner: string; incarnation: string; expiresAt: number };
+export type LeaseValue = PartitionLease;
 /** What an instance announces (`i.<id>`): it counts as live until expiresAt. */
-export type InstanceValue = { id: string; incarnation: string; expiresAt: number };
+export type InstanceValue = EngineInstance;
 
 export const DEFAULT_LEASE_MS = 10_000;
 
@@ -88,13 +88,16 @@ export function createLeaseManager(options: {
 
   const rank = (p: number) => fnv1a(`${instanceId}/${p}`);
   const value = (at: number): string => JSON.stringify({ owner: instanceId, incarnation, expiresAt: at + leaseMs } satisfies LeaseValue);
-  const parse = <T>(entry: KvEntry | null): T | null => {
+  /**
+   * A lease or instance value, parsed like every message; an invalid one counts as absent (a
+   * lease nobody validly holds may be claimed: the claim is a compare-and-set on its revision).
+   */
+  const parse = <T>(schema: typeof PartitionLease | typeof EngineInstance, entry: KvEntry | null): T | null => {
     if (!entry || entry.operation !== "PUT") return null;
-    try {
-      return entry.json<T>();
-    } catch {
-      return null;
-    }
+    const parsed = parseMessage(schema, entry.value);
+    if (parsed.ok) return parsed.value as T;
+    log.warn({ key: entry.key, reason: parsed.reason, error: parsed.error }, `FL_LEASES "${entry.key}" is not valid: taken as absent`);
+    return null;
   };
 
   async function liveInstances(at: number): Promise<number> {
@@ -102,7 +105,7 @@ export function createLeaseManager(options: {
     const prefix = `$KV.${Buckets.leases}.`;
     const info = await jsm.streams.info(`KV_${Buckets.leases}`, { subjects_filter: `${prefix}i.>` });
     const keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
-    const values = await Promise.all(keys.map(async (k) => parse<InstanceValue>(await kv.get(k))));
+    const values = await Promise.all(keys.map(async (k) => parse<InstanceValue>(EngineInstance, await kv.get(k))));
     const live = values.filter((v) => v && v.expiresAt > at && v.id !== instanceId).length;
     return live + 1;
   }
@@ -136,7 +139,7 @@ export function createLeaseManager(options: {
       [...owned].map(async ([p, own]) => {
         const entry = entries[p];
         if (!entry || entry.revision !== own.revision) {
-          const holder = parse<LeaseValue>(entry ?? null);
+          const holder = parse<LeaseValue>(PartitionLease, entry ?? null);
           if (holder && holder.owner === instanceId && holder.incarnation !== incarnation && !twin) {
             twin = true;
             log.error({ instanceId, other: holder.incarnation }, `another live process runs with instance id "${instanceId}": give each engine instance its own id`);
@@ -165,7 +168,7 @@ export function createLeaseManager(options: {
     const claimable = (p: number) => {
       if (owned.has(p)) return false;
       const entry = entries[p];
-      const holder = parse<LeaseValue>(entry ?? null);
+      const holder = parse<LeaseValue>(PartitionLease, entry ?? null);
       if (!holder || holder.owner === "" || holder.expiresAt <= at) return true;
       // Our own id from an earlier run (we restarted): ours again at once, unless a twin lives.
       return holder.owner === instanceId && holder.incarnation !== incarnation && !twin;
@@ -253,7 +256,14 @@ export async function checkPartitionCount(kv: KV, partitions: number): Promise<v
   for (let attempt = 0; attempt < 3; attempt++) {
     const entry = await kv.get(PARTITIONS_KEY);
     if (entry && entry.operation === "PUT") {
-      const recorded = Number(entry.string());
+      const parsed = PartitionCount.safeParse(entry.string());
+      if (!parsed.success) {
+        throw new FencelineError(
+          ErrorCode.InvalidMessage,
+          `FL_LEASES "${PARTITIONS_KEY}" holds ${JSON.stringify(entry.string().slice(0, 64))}, not a partition count: delete it (nats kv del ${Buckets.leases} ${PARTITIONS_KEY}) to have it written again`,
+        );
+      }
+      const recorded = parsed.data;
       if (recorded !== partitions) {
         throw new FencelineError(
           ErrorCode.InvalidMessage,

@@ -103,7 +103,9 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
       return acks.map((ack) => (ack instanceof Error ? ack : null));
     },
   };
-  const snapshots = createKvSnapshotStore(kv, nc, pipeline);
+  const snapshots = createKvSnapshotStore(kv, nc, pipeline, {
+    onInvalid: (key, err) => log.error({ err, key }, `FL_NODES "${key}" is not a valid snapshot: its partition waits at its next event until the value is fixed or deleted`),
+  });
   /** Partitions whose snapshots are loaded: a node of one of them that is not cached has none. */
   const loaded = new Set<number>();
   const core = createEngineCore({

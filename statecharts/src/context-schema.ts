@@ -1,0 +1,78 @@
+import { z } from "zod";
+import { COMMAND_KINDS, NodeName, Strategy } from "@fenceline/contracts";
+import type { FenceConfirmation, NodeContext as NodeContextType } from "./context.js";
+
+const Millis = z.number();
+const Count = z.number().int().nonnegative();
+const Text = z.string();
+
+/** The ways fencing can be confirmed (see FenceConfirmation). */
+export const FenceConfirmationSchema = z.discriminatedUnion("by", [
+  z.object({ by: z.literal("reboot"), bootIdAtFencing: Text.nullable(), bootId: Text.nullable() }).strict(),
+  z.object({ by: z.literal("watchdog"), ackedAt: Millis.nullable(), resetBy: Millis.nullable() }).strict(),
+  z.object({ by: z.literal("safe-time"), lastSeenAt: Millis.nullable(), majoritySince: Millis.nullable() }).strict(),
+  z.object({ by: z.literal("power"), device: Text.nullable() }).strict(),
+]) satisfies z.ZodType<FenceConfirmation>;
+
+const Context = z
+  .object({
+    node: NodeName,
+    epoch: Count,
+    bootId: Text.nullable(),
+    bootIdAtFencing: Text.nullable(),
+    hostGroup: Text,
+    controlPlane: z.boolean(),
+    signals: z.record(Text, Millis),
+    lastSeenAt: Millis.nullable(),
+    timers: z.record(Text, Millis),
+    slot: z.boolean(),
+    majoritySince: Millis.nullable(),
+    since: Millis,
+    fence: z.object({ confirmedBy: FenceConfirmationSchema.nullable(), watchdogStopAckedAt: Millis.nullable(), checkingMajority: z.boolean() }).strict(),
+    fencingTaint: z.boolean(),
+    remediation: z
+      .object({
+        step: Count,
+        strategy: Strategy.exclude(["Automatic"]).nullable(),
+        pending: z.array(z.enum(COMMAND_KINDS)),
+        nodeBack: z.boolean(),
+      })
+      .strict(),
+    reprovisionTicket: Count,
+    rejoin: z.object({ attempt: Count, reprovision: Text.nullable() }).strict(),
+    checksums: z.record(Text, Text).nullable(),
+    desiredChecksums: z.record(Text, Text).nullable(),
+    pausedReason: Text.nullable(),
+    operatorReason: Text.nullable(),
+  })
+  .strict();
+
+/**
+ * A snapshot written before `confirmedBy` was a union held a sentence: "reboot: boot id A → B",
+ * "fence agent: powered off", "watchdog stop acknowledged and its timeout passed" or "safe time:
+ * silent for …". Those four are the only ones the machine ever wrote; each is read into its
+ * variant once, here, from the sentence and the rest of the same context (what it cannot tell
+ * is null). Anything else stays as it is and fails validation.
+ */
+function upgradeLegacyConfirmation(raw: unknown): unknown {
+  if (typeof raw !== "object" || raw === null) return raw;
+  const context = raw as Record<string, unknown>;
+  const fence = context.fence as Record<string, unknown> | undefined;
+  const text = fence?.confirmedBy;
+  if (typeof text !== "string") return raw;
+  const nullable = (v: unknown) => (v === undefined ? null : v);
+  let confirmedBy: unknown = text;
+  const reboot = /^reboot: boot id (.*) → (.*)$/.exec(text);
+  const id = (s: string) => (s === "null" ? null : s);
+  if (reboot) confirmedBy = { by: "reboot", bootIdAtFencing: id(reboot[1]!), bootId: id(reboot[2]!) };
+  else if (text.startsWith("fence agent: ")) confirmedBy = { by: "power", device: null };
+  else if (text.startsWith("watchdog stop acknowledged")) confirmedBy = { by: "watchdog", ackedAt: nullable(fence!.watchdogStopAckedAt), resetBy: null };
+  else if (text.startsWith("safe time: ")) confirmedBy = { by: "safe-time", lastSeenAt: nullable(context.lastSeenAt), majoritySince: nullable(context.majoritySince) };
+  return { ...context, fence: { ...fence, confirmedBy } };
+}
+
+/**
+ * A node's machine context as stored in its snapshot (FL_NODES), parsed like every message;
+ * snapshots written by the previous release (a sentence in `confirmedBy`) are upgraded.
+ */
+export const NodeContextSchema: z.ZodType<NodeContextType> = z.preprocess(upgradeLegacyConfirmation, Context);
