@@ -72,7 +72,7 @@ function withoutGeneratedHashes(objects: Manifest[]): Manifest[] {
 
 describe("charts/fenceline", () => {
   it("helm lint passes with the default values and common overrides", async () => {
-    for (const sets of [[], ["nats.config.cluster.enabled=true"], ["nats.enabled=false", "nats.url=nats://nats.nats.svc:4222"], ["image.tag=0.2.0", "engine.replicas=3", "namespace.create=true"]]) {
+    for (const sets of [[], ["nats.config.cluster.enabled=false"], ["nats.enabled=false", "nats.url=nats://nats.nats.svc:4222"], ["image.tag=0.2.0", "engine.replicas=3", "namespace.create=true"]]) {
       const { stdout } = await run(helm, ["lint", CHART, "--strict", "--namespace", "fenceline", ...sets.flatMap((s) => ["--set", s])]);
       expect(stdout, sets.join(" ")).toContain("1 chart(s) linted, 0 chart(s) failed");
     }
@@ -98,8 +98,9 @@ describe("charts/fenceline", () => {
     });
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-    it("nats.config.cluster.enabled: a JetStream cluster of three servers, one per node, routed by stable names; nats-server accepts its configuration", async () => {
-      const objects = await template(["nats.config.cluster.enabled=true"]);
+    it("by default a JetStream cluster of three servers, one per node, routed by stable names, at most one down at a time; nats-server accepts its configuration", async () => {
+      const objects = await template();
+      expect(find(objects, "PodDisruptionBudget", "fenceline-nats")!.spec).toMatchObject({ maxUnavailable: 1 });
       const sts = find(objects, "StatefulSet", "fenceline-nats")!;
       expect(sts.spec!.replicas).toBe(3);
       expect(sts.spec!.serviceName).toBe("nats-headless");
@@ -153,7 +154,7 @@ describe("charts/fenceline", () => {
           }
           const info = await (await jetstreamManager(nc)).streams.info(Streams.events);
           expect(info.config.num_replicas).toBe(3);
-          expect(info.cluster?.name).toBe("fenceline-nats");
+          expect(info.cluster?.name).toBe("fenceline");
           expect((info.cluster?.replicas ?? []).length).toBe(2);
         } finally {
           await nc.close();
@@ -163,8 +164,13 @@ describe("charts/fenceline", () => {
       }
     }, 120_000);
 
-    it("the single server's configuration (the default) is accepted by nats-server too", async () => {
-      const conf = find(await template(), "ConfigMap", "fenceline-nats")!.data!["nats.conf"]!;
+    it("nats.config.cluster.enabled false: one server, no routes, no disruption budget; nats-server accepts its configuration", async () => {
+      const objects = await template(["nats.config.cluster.enabled=false"]);
+      expect(find(objects, "StatefulSet", "fenceline-nats")!.spec!.replicas).toBe(1);
+      expect(find(objects, "Service", "nats-headless")).toBeUndefined();
+      expect(find(objects, "PodDisruptionBudget", "fenceline-nats")).toBeUndefined();
+      const conf = find(objects, "ConfigMap", "fenceline-nats")!.data!["nats.conf"]!;
+      expect(conf).not.toContain("cluster {");
       const natsServer = await ensureBinary("nats-server");
       const file = join(dir, "single.conf");
       writeFileSync(file, conf.replace("store_dir: /data", `store_dir: ${join(dir, "single")}`));

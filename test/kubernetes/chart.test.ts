@@ -5,7 +5,8 @@ import { renderChart, type Manifest } from "../support/helm.js";
 /**
  * The Helm chart's manifests against the real API server of the shared control plane
  * (global-setup.ts): every object is validated, defaulted and admitted, then stored and read
- * back — for the default values, a three-server NATS cluster and an existing NATS.
+ * back — for the default values (a three-server NATS cluster), a single NATS server and an
+ * existing NATS.
  */
 /** Server-side apply that refuses unknown or duplicate fields (`kubectl apply --validate=strict`), as a dry run or for real. */
 async function applyStrict(client: KubeClient, object: KubeObject, dryRun: boolean) {
@@ -27,7 +28,7 @@ describe("charts/fenceline on a real API server", () => {
 
   const cases: Array<{ name: string; release: string; namespace: string; sets: string[] }> = [
     { name: "default values", release: "chart-default", namespace: "fl-chart-default", sets: ["namespace.create=true"] },
-    { name: "a three-server NATS JetStream cluster", release: "chart-cluster", namespace: "fl-chart-cluster", sets: ["namespace.create=true", "nats.config.cluster.enabled=true"] },
+    { name: "a single NATS server", release: "chart-single", namespace: "fl-chart-single", sets: ["namespace.create=true", "nats.config.cluster.enabled=false"] },
     { name: "an existing NATS", release: "chart-external", namespace: "fl-chart-external", sets: ["namespace.create=true", "nats.enabled=false", "nats.url=nats://nats.nats.svc:4222"] },
   ];
 
