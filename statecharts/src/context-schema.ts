@@ -28,7 +28,27 @@ const Context = z
     slot: z.boolean(),
     majoritySince: Millis.nullable(),
     since: Millis,
-    fence: z.object({ confirmedBy: FenceConfirmationSchema.nullable(), watchdogStopAckedAt: Millis.nullable(), checkingMajority: z.boolean() }).strict(),
+    fence: z
+      .object({
+        confirmedBy: FenceConfirmationSchema.nullable(),
+        watchdogStopAckedAt: Millis.nullable(),
+        checkingMajority: z.boolean(),
+        // Fencing levels (a snapshot written before them starts at level 0 with nothing tried).
+        level: Count.default(0),
+        poweredOff: z.array(Text).default([]),
+        devices: z.array(Text).default([]),
+        toPowerOn: z.array(Text).default([]),
+        timeProof: z
+          .discriminatedUnion("by", [
+            z.object({ by: z.literal("watchdog"), ackedAt: Millis.nullable(), resetBy: Millis.nullable() }).strict(),
+            z.object({ by: z.literal("safe-time"), lastSeenAt: Millis.nullable(), majoritySince: Millis.nullable() }).strict(),
+          ])
+          .nullable()
+          .default(null),
+        failed: z.array(Text).default([]),
+      })
+      .strict(),
+    unfenceAttempt: Count.default(0),
     fencingTaint: z.boolean(),
     remediation: z
       .object({

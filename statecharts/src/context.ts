@@ -19,6 +19,35 @@ export type FenceConfirmation =
 
 export const FENCE_CONFIRMATIONS = ["reboot", "watchdog", "safe-time", "power"] as const satisfies ReadonlyArray<FenceConfirmation["by"]>;
 
+/** What one fencing (one epoch) has tried and proven so far. */
+export type FenceProgress = {
+  /** How fencing was confirmed; set once, then the machine moves on to remediating (or rejoining after a reboot). */
+  confirmedBy: FenceConfirmation | null;
+  watchdogStopAckedAt: number | null;
+  /** The safe time passed; the fleet guard is asked whether a healthy majority held meanwhile. */
+  checkingMajority: boolean;
+  /** The fencing level being tried: an index into the node's levels (`fencingLevelsOf`). */
+  level: number;
+  /** Power methods (device names, or "power") that powered the node off and read it back off. */
+  poweredOff: string[];
+  /** The devices the fence actuator named for them. */
+  devices: string[];
+  /** Power methods of the levels that started, unless they cannot act on this node: unfencing powers the node on through them. */
+  toPowerOn: string[];
+  /**
+   * What time proves (watchdog.stop acknowledged and its timeout passed, or the safe time with a
+   * healthy majority): kept until a started level with the watchdog method counts it.
+   */
+  timeProof: Extract<FenceConfirmation, { by: "watchdog" | "safe-time" }> | null;
+  /** Why each level that ended failed, for the operator. */
+  failed: string[];
+};
+
+/** Nothing tried, nothing proven: a fencing about to start, or a finished one. */
+export function emptyFence(): FenceProgress {
+  return { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false, level: 0, poweredOff: [], devices: [], toPowerOn: [], timeProof: null, failed: [] };
+}
+
 /** Everything the lifecycle machine remembers about one node. JSON-serialisable. */
 export type NodeContext = {
   node: string;
@@ -44,13 +73,9 @@ export type NodeContext = {
   majoritySince: number | null;
   /** When the current top-level state was entered. */
   since: number;
-  fence: {
-    /** How fencing was confirmed; set once, then the machine moves on to remediating (or rejoining after a reboot). */
-    confirmedBy: FenceConfirmation | null;
-    watchdogStopAckedAt: number | null;
-    /** The safe time passed; the fleet guard is asked whether a healthy majority held meanwhile. */
-    checkingMajority: boolean;
-  };
+  fence: FenceProgress;
+  /** How many times the node was asked to power on again after a power fence (unfencing). */
+  unfenceAttempt: number;
   /** The fencing taint was put on the node and not yet removed. */
   fencingTaint: boolean;
   remediation: {
@@ -99,7 +124,8 @@ export function initialContext(input: NodeInput): NodeContext {
     slot: false,
     majoritySince: null,
     since: input.at ?? 0,
-    fence: { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false },
+    fence: emptyFence(),
+    unfenceAttempt: 0,
     fencingTaint: false,
     remediation: { step: 0, strategy: null, pending: [], nodeBack: false },
     reprovisionTicket: 0,

@@ -2,8 +2,12 @@ import { enqueueActions, setup } from "xstate";
 import {
   FENCING_TAINT,
   OUT_OF_SERVICE_TAINT,
+  WATCHDOG_METHOD,
+  fencingLevelsOf,
   formatMs,
   safeTimeOf,
+  POWER_METHOD,
+  type FenceLevel,
   type CommandKind,
   type CommandRequest,
   type CommandResultData,
@@ -11,7 +15,7 @@ import {
   type NodeEvent,
   type Policy,
 } from "@fenceline/contracts";
-import { initialContext, type Emitted, type FenceConfirmation, type NodeContext, type NodeInput } from "./context.js";
+import { emptyFence, initialContext, type Emitted, type FenceConfirmation, type FenceProgress, type NodeContext, type NodeInput } from "./context.js";
 import {
   bootIdOf,
   driftedServices,
@@ -34,10 +38,27 @@ export const Timers = {
   reprovisionTimeout: "reprovision-timeout",
   reprovisionRetry: "reprovision-retry",
   untaintRetry: "untaint-retry",
+  fenceLevel: "fence-level",
+  unfenceRetry: "unfence-retry",
 } as const;
 
+/**
+ * After a power fence and remediation, the node is powered on again and then, while it stays
+ * silent, again after 10 s, 20 s, 40 s and every minute (a refused power-on, or a BMC that
+ * carried out a late power-off after it reported the power-on).
+ */
+export const UNFENCE_RETRY = { firstMs: 10_000, maxMs: 60_000 } as const;
+
+/**
+ * Power-off failures that say the method cannot act on this node at all (no such device for it,
+ * no agent) or was refused as stale: unfencing does not try it. Any other failure (unreachable,
+ * a refused login, a timeout) may heal, and an earlier command may still power the machine off
+ * late (a slow BMC): unfencing tries those.
+ */
+const CANNOT_ACT = new Set(["invalid-config", "not-found", "stale"]);
+
 /** Command kinds that move workloads: never emitted before fencing is confirmed. */
-export const REMEDIATION_KINDS = new Set(["pods.delete", "volumeattachments.delete", "workloads.await-gone"]);
+export const REMEDIATION_KINDS = new Set(["pods.delete", "workloads.await-gone"]);
 
 type Ev = NodeEvent;
 type Ctx = NodeContext;
@@ -95,6 +116,13 @@ export function describeConfirmation(c: FenceConfirmation): string {
   }
 }
 
+/** A snapshot written before fencing levels existed lacks their fields: they start empty. */
+function fenceOf(context: Ctx): FenceProgress {
+  return { ...emptyFence(), ...context.fence };
+}
+
+const levelName = (levels: readonly FenceLevel[], i: number) => `level ${i + 1}/${levels.length} [${levels[i]?.methods.join(", ") ?? "?"}]`;
+
 /** Records the first confirmation of this fencing (later ones change nothing). */
 function confirm(enqueue: { assign(patch: Partial<Ctx>): void; emit(e: Emitted): void }, context: Ctx, confirmation: FenceConfirmation): void {
   if (context.fence.confirmedBy !== null) return;
@@ -149,6 +177,81 @@ export function createNodeMachine(policy: Policy) {
     return context.majoritySince !== null && context.majoritySince > lastSeenAt ? Math.max(due, context.majoritySince + afterMajority) : due;
   };
   const steps = policy.remediation;
+
+  // ------------------------------------------------------------------ fencing levels
+  const levelsOf = (context: Ctx) => fencingLevelsOf(policy, context.node, context.hostGroup);
+  const usesWatchdog = (levels: readonly FenceLevel[]) => levels.some((l) => l.methods.includes(WATCHDOG_METHOD));
+  /** The command parameters of a power method: its device (none for "power": every device of the node) and the node's host group. */
+  const fenceParams = (context: Ctx, method: string) => ({ ...(method === POWER_METHOD ? {} : { device: method }), hostGroup: context.hostGroup });
+  const lastLevel = (context: Ctx) => fenceOf(context).level >= levelsOf(context).length - 1;
+
+  /**
+   * Starts level `index`: its commands (a power-off per power method, watchdog.stop for the
+   * watchdog) and its deadline. The last level has none of its own: it runs until the fencing
+   * timeout.
+   */
+  const startLevel = (context: Ctx, fence: FenceProgress, index: number, at: number) => {
+    const levels = levelsOf(context);
+    const level = levels[index]!;
+    const commands: CommandRequest[] = [];
+    const toPowerOn = [...fence.toPowerOn];
+    for (const method of level.methods) {
+      if (method === WATCHDOG_METHOD) {
+        commands.push({ kind: "watchdog.stop", params: { reason: `fencing epoch ${context.epoch}`, ...(context.bootId ? { bootId: context.bootId } : {}) } });
+      } else {
+        commands.push({ kind: "fence.poweroff", params: fenceParams(context, method) });
+        if (!toPowerOn.includes(method)) toPowerOn.push(method);
+      }
+    }
+    let timers = withoutTimers(context.timers, Timers.fenceLevel);
+    if (index < levels.length - 1) timers = withTimer(timers, Timers.fenceLevel, at + level.timeoutMs);
+    return { fence: { ...fence, level: index, toPowerOn }, timers, commands };
+  };
+
+  /** A failed power-off of this epoch for a method of the current level. */
+  const failsCurrentLevel = (context: Ctx, event: Ev) => {
+    const r = resultOf(context, event, "fence.poweroff");
+    if (!r || r.ok || context.fence.confirmedBy !== null) return false;
+    return levelsOf(context)[fenceOf(context).level]?.methods.includes(r.facts?.method ?? POWER_METHOD) === true;
+  };
+  const levelTimerFired = (context: Ctx, event: Ev) =>
+    event.type === "timer.fired" && event.data.timer === Timers.fenceLevel && context.timers[Timers.fenceLevel] === event.data.due && context.fence.confirmedBy === null;
+  const levelFailure = (event: Ev, level: FenceLevel) => {
+    const r = result(event);
+    return r ? `${r.kind} ${r.facts && "method" in r.facts ? `(${r.facts.method}) ` : ""}failed: ${r.reason ?? "no reason given"}` : `no confirmation within ${formatMs(level.timeoutMs)}`;
+  };
+  /** A power method that cannot act on this node has nothing to power on again. */
+  const forgetFailedPowerOff = (fence: FenceProgress, event: Ev): FenceProgress => {
+    const r = result(event);
+    if (r?.kind !== "fence.poweroff" || r.ok || !CANNOT_ACT.has(r.facts?.error ?? "")) return fence;
+    const method = r.facts?.method ?? POWER_METHOD;
+    return { ...fence, toPowerOn: fence.toPowerOn.filter((m) => m !== method) };
+  };
+
+  /**
+   * Records the fencing's progress and confirms it once a started level has all its methods:
+   * power methods by a power-off read back, the watchdog by time (`timeProof`). A level that
+   * started earlier and completes late counts too; time gathered before a watchdog level started
+   * is kept until one does.
+   */
+  const settle = (enqueue: { assign(patch: Partial<Ctx>): void; emit(e: Emitted): void }, context: Ctx, fence: FenceProgress) => {
+    if (fence.confirmedBy !== null) return enqueue.assign({ fence });
+    const levels = levelsOf(context);
+    for (let i = 0; i <= Math.min(fence.level, levels.length - 1); i++) {
+      const level = levels[i]!;
+      const done = level.methods.every((m) => (m === WATCHDOG_METHOD ? fence.timeProof !== null : fence.poweredOff.includes(m)));
+      if (!done) continue;
+      const confirmation: FenceConfirmation = level.methods.some((m) => m !== WATCHDOG_METHOD) ? { by: "power", device: fence.devices.join(",") || null } : fence.timeProof!;
+      enqueue.assign({ fence: { ...fence, confirmedBy: confirmation } });
+      const words = confirmation.by === "safe-time" ? `safe time: silent for ${formatMs(safeTime)} with a healthy majority since ${confirmation.majoritySince}` : describeConfirmation(confirmation);
+      enqueue.emit(reason(`fencing confirmed: ${words}${levels.length > 1 ? ` (${levelName(levels, i)})` : ""}`));
+      return;
+    }
+    enqueue.assign({ fence });
+    if (fence.timeProof !== null && fence.timeProof !== context.fence.timeProof) {
+      enqueue.emit(reason(`${describeConfirmation(fence.timeProof)}: kept; it counts once a level with the watchdog starts (now ${levelName(levels, fence.level)})`));
+    }
+  };
 
   return setup({
     types: {
@@ -226,6 +329,12 @@ export function createNodeMachine(policy: Policy) {
         context.fence.confirmedBy.by !== "power" &&
         context.bootIdAtFencing !== null &&
         context.bootId === context.bootIdAtFencing,
+      /** A fence.poweroff of this epoch failed, for a method of the current level: the level failed (more levels follow). */
+      fenceLevelFailed: ({ context, event }: Args) => failsCurrentLevel(context, event) && !lastLevel(context),
+      /** As `fenceLevelFailed`, on the last level: every level failed. */
+      lastFenceLevelFailed: ({ context, event }: Args) => failsCurrentLevel(context, event) && lastLevel(context),
+      /** The current level's deadline passed (more levels follow). */
+      fenceLevelTimedOut: ({ context, event }: Args) => levelTimerFired(context, event) && !lastLevel(context),
       needsReprovision: ({ context }: Args) => context.rejoin.reprovision !== null,
       attemptsLeft: ({ context }: Args) => context.rejoin.attempt < policy.rejoin.reprovisionAttempts,
       nodeSilent: ({ context }: Args) => context.signals.heartbeat !== undefined,
@@ -324,36 +433,71 @@ export function createNodeMachine(policy: Policy) {
       // fencing
       startFencing: enqueueActions(({ enqueue, context, event }) => {
         const epoch = context.epoch + 1;
+        const levels = levelsOf(context);
         let timers = withTimer(context.timers, Timers.fenceTimeout, event.at + policy.fencing.timeoutMs);
-        // Counted from the last sign of life, but never a deadline in the past.
+        // Counted from the last sign of life, but never a deadline in the past. Only where a level
+        // can count it: without a watchdog level, time proves nothing.
         const assumedFencedAt = safeTimeDue(context, event.at);
-        if (context.signals.heartbeat !== undefined) timers = withTimer(timers, Timers.safeTime, assumedFencedAt);
+        const byTime = usesWatchdog(levels);
+        if (byTime && context.signals.heartbeat !== undefined) timers = withTimer(timers, Timers.safeTime, assumedFencedAt);
+        const started = startLevel({ ...context, epoch, timers }, emptyFence(), 0, event.at);
         enqueue.assign({
           epoch,
           bootIdAtFencing: context.bootId,
-          timers,
-          fence: { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false },
+          timers: started.timers,
+          fence: started.fence,
+          unfenceAttempt: 0,
           remediation: { step: 0, strategy: null, pending: [], nodeBack: false },
         });
         enqueue.emit(command({ kind: "taint.add", params: { taint: FENCING_TAINT } }));
         enqueue.assign({ fencingTaint: true });
-        if (policy.fencing.watchdog) {
-          const params = { reason: `fencing epoch ${epoch}`, ...(context.bootId ? { bootId: context.bootId } : {}) };
-          enqueue.emit(command({ kind: "watchdog.stop", params }));
-        }
-        if (policy.fencing.fenceAgent) enqueue.emit(command({ kind: "fence.poweroff", params: {} }));
-        const silent = context.signals.heartbeat !== undefined
-          ? `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)}${context.majoritySince !== null && context.majoritySince > (context.lastSeenAt ?? event.at) && assumedFencedAt === context.majoritySince + afterMajority ? ", counted from the return of a healthy majority" : ""})`
-          : "still heartbeating: waiting for a positive confirmation";
-        enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}`));
+        for (const c of started.commands) enqueue.emit(command(c));
+        const silent = !byTime
+          ? "no level fences by watchdog: only a power-off read back or a new boot confirms"
+          : context.signals.heartbeat !== undefined
+            ? `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)}${context.majoritySince !== null && context.majoritySince > (context.lastSeenAt ?? event.at) && assumedFencedAt === context.majoritySince + afterMajority ? ", counted from the return of a healthy majority" : ""})`
+            : "still heartbeating: waiting for a positive confirmation";
+        enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}${levels.length > 1 || levels[0]!.methods.some((m) => m !== WATCHDOG_METHOD) ? `; ${levelName(levels, 0)}` : ""}`));
       }),
-      confirmByPower: enqueueActions(({ enqueue, context, event }) => {
-        const r = result(event);
-        confirm(enqueue, context, { by: "power", device: (r?.kind === "fence.poweroff" ? r.facts?.device : undefined) ?? null });
+      /** A power method powered the node off and read it back: proof, when its level (a started one) is complete. */
+      notePoweredOff: enqueueActions(({ enqueue, context, event }) => {
+        const r = resultOf(context, event, "fence.poweroff");
+        if (!r) return;
+        const fence = fenceOf(context);
+        const method = r.facts?.method ?? "power";
+        const devices = (r.facts?.device ?? method).split(",").filter((d) => !fence.devices.includes(d));
+        settle(enqueue, context, { ...fence, poweredOff: [...new Set([...fence.poweredOff, method])], devices: [...fence.devices, ...devices] });
       }),
-      confirmByWatchdog: enqueueActions(({ enqueue, context, event }) =>
-        confirm(enqueue, context, { by: "watchdog", ackedAt: context.fence.watchdogStopAckedAt, resetBy: event.type === "timer.fired" ? event.data.due : null }),
-      ),
+      /** The current level failed (a method's error, or its deadline): the next level starts. */
+      escalateFencing: enqueueActions(({ enqueue, context, event }) => {
+        const levels = levelsOf(context);
+        const fence = forgetFailedPowerOff(fenceOf(context), event);
+        const why = `${levelName(levels, fence.level)}: ${levelFailure(event, levels[fence.level]!)}`;
+        const next = startLevel(context, { ...fence, failed: [...fence.failed, why] }, fence.level + 1, event.at);
+        enqueue.assign({ timers: next.timers });
+        for (const c of next.commands) enqueue.emit(command(c));
+        enqueue.emit(reason(`fencing ${why}; escalating to ${levelName(levels, fence.level + 1)}`));
+        settle(enqueue, { ...context, timers: next.timers }, next.fence);
+      }),
+      /** The last level failed: an operator decides. */
+      everyLevelFailed: enqueueActions(({ enqueue, context, event }) => {
+        const levels = levelsOf(context);
+        const fence = forgetFailedPowerOff(fenceOf(context), event);
+        const failed = [...fence.failed, `${levelName(levels, fence.level)}: ${levelFailure(event, levels[fence.level]!)}`];
+        const text = `every fencing level failed: ${failed.join("; ")}`;
+        enqueue.assign({ fence: { ...fence, failed }, operatorReason: text });
+        enqueue.emit(reason(`operator required: ${text}`));
+      }),
+      /** Any other fence result: a failed power-off of an earlier level may still say the node was never powered off. */
+      noteFenceResult: enqueueActions(({ enqueue, context, event }) => {
+        const r = resultOf(context, event, "fence.poweroff");
+        if (!r || r.ok) return;
+        enqueue.assign({ fence: forgetFailedPowerOff(fenceOf(context), event) });
+      }),
+      confirmByWatchdog: enqueueActions(({ enqueue, context, event }) => {
+        const fence = fenceOf(context);
+        settle(enqueue, context, { ...fence, timeProof: { by: "watchdog", ackedAt: fence.watchdogStopAckedAt, resetBy: event.type === "timer.fired" ? event.data.due : null } });
+      }),
       confirmByReboot: enqueueActions(({ enqueue, context, event }) =>
         confirm(enqueue, context, { by: "reboot", bootIdAtFencing: context.bootIdAtFencing, bootId: bootIdOf(event) }),
       ),
@@ -370,7 +514,8 @@ export function createNodeMachine(policy: Policy) {
         enqueue.assign({ timers: withTimer(context.timers, Timers.safeTime, safeTimeDue(context, event.at)) });
       }),
       aliveDuringFencing: enqueueActions(({ enqueue, context }) => {
-        enqueue.assign({ timers: withoutTimers(context.timers, Timers.safeTime) });
+        // Whatever time had proven (the safe time, or a watchdog reset deadline) is void now.
+        enqueue.assign({ timers: withoutTimers(context.timers, Timers.safeTime), fence: { ...fenceOf(context), timeProof: null } });
         enqueue.emit(reason("the node is alive with the same boot id: the safe time no longer applies; waiting for its watchdog reset or a fence agent"));
       }),
       noteOperatorReason: enqueueActions(({ enqueue }, params: { text: string }) => {
@@ -406,9 +551,9 @@ export function createNodeMachine(policy: Policy) {
           enqueue.emit(command({ kind: "workloads.await-gone", params: { timeoutMs: step.timeoutMs } }));
           pending = ["taint.add", "workloads.await-gone"];
         } else {
+          // No VolumeAttachment deletion: the attach-detach controller owns them (docs/kubernetes.md).
           enqueue.emit(command({ kind: "pods.delete", params: {} }));
-          enqueue.emit(command({ kind: "volumeattachments.delete", params: {} }));
-          pending = ["pods.delete", "volumeattachments.delete"];
+          pending = ["pods.delete"];
         }
         enqueue.assign({
           remediation: { ...context.remediation, strategy, pending },
@@ -444,6 +589,24 @@ export function createNodeMachine(policy: Policy) {
           enqueue.emit(command({ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }));
         }
         enqueue.emit(reason(`workloads moved off the node (${context.remediation.strategy}); waiting for the node to return`));
+      }),
+      /**
+       * Unfencing: the workloads moved and the node is still away after a power fence: power it
+       * on again (through every method that may have powered it off) so that it boots and
+       * rejoins; and again later while it stays silent.
+       */
+      unfence: enqueueActions(({ enqueue, context, event }) => {
+        const fence = fenceOf(context);
+        if (policy.fencing.unfence !== "after-remediation" || fence.toPowerOn.length === 0 || context.remediation.nodeBack) return;
+        const attempt = (context.unfenceAttempt ?? 0) + 1;
+        const delay = Math.min(UNFENCE_RETRY.maxMs, UNFENCE_RETRY.firstMs * 2 ** (attempt - 1));
+        for (const method of fence.toPowerOn) enqueue.emit(command({ kind: "fence.poweron", params: fenceParams(context, method) }));
+        enqueue.assign({ unfenceAttempt: attempt, timers: withTimer(context.timers, Timers.unfenceRetry, event.at + delay) });
+        enqueue.emit(
+          reason(
+            `${attempt === 1 ? "unfencing" : `still away: unfencing again (attempt ${attempt})`}: powering the node on through ${fence.toPowerOn.join(", ")} so it boots and rejoins; again in ${formatMs(delay)} if it stays silent`,
+          ),
+        );
       }),
       noteBack: enqueueActions(({ enqueue, context }) => enqueue.assign({ remediation: { ...context.remediation, nodeBack: true } })),
       noteGone: enqueueActions(({ enqueue, context }) => enqueue.assign({ remediation: { ...context.remediation, nodeBack: false } })),
@@ -487,7 +650,8 @@ export function createNodeMachine(policy: Policy) {
       ),
       finishRejoin: enqueueActions(({ enqueue }) => {
         enqueue.assign({
-          fence: { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false },
+          fence: emptyFence(),
+          unfenceAttempt: 0,
           bootIdAtFencing: null,
           rejoin: { attempt: 0, reprovision: null },
           operatorReason: null,
@@ -500,7 +664,8 @@ export function createNodeMachine(policy: Policy) {
         const why = event.type === "operator.reset" ? event.data.reason : "operator reset";
         enqueue.assign({
           bootIdAtFencing: null,
-          fence: { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false },
+          fence: emptyFence(),
+          unfenceAttempt: 0,
           rejoin: { attempt: 0, reprovision: `operator reset: ${why}` },
           operatorReason: null,
         });
@@ -544,8 +709,8 @@ export function createNodeMachine(policy: Policy) {
         }
         const due = safeTimeDue({ ...context, majoritySince: since }, event.at);
         if (due <= event.at) {
-          enqueue.assign({ fence: { ...fence, confirmedBy: { by: "safe-time", lastSeenAt: context.lastSeenAt, majoritySince: since } }, majoritySince: since });
-          enqueue.emit(reason(`fencing confirmed: safe time: silent for ${formatMs(safeTime)} with a healthy majority since ${since}`));
+          enqueue.assign({ majoritySince: since });
+          settle(enqueue, context, { ...fenceOf(context), ...fence, timeProof: { by: "safe-time", lastSeenAt: context.lastSeenAt, majoritySince: since } });
           return;
         }
         enqueue.assign({ fence, majoritySince: since, timers: withTimer(context.timers, Timers.safeTime, due) });
@@ -627,7 +792,7 @@ export function createNodeMachine(policy: Policy) {
 
       fencing: {
         entry: ["enterState", "startFencing"],
-        exit: { type: "clearTimers", params: { names: [Timers.safeTime, Timers.watchdogReset, Timers.fenceTimeout] } },
+        exit: { type: "clearTimers", params: { names: [Timers.safeTime, Timers.watchdogReset, Timers.fenceTimeout, Timers.fenceLevel] } },
         always: [
           { guard: "fenceConfirmedByReboot", target: "rejoining" },
           { guard: "fenceConfirmed", target: "remediating" },
@@ -637,10 +802,12 @@ export function createNodeMachine(policy: Policy) {
           "heartbeat.missed": { actions: ["observe", "rearmSafeTime"] },
           "command.result": [
             { guard: "majorityAnswer", actions: "settleMajority" },
-            { guard: { type: "resultOk", params: { kind: "fence.poweroff" } }, actions: "confirmByPower" },
+            { guard: { type: "resultOk", params: { kind: "fence.poweroff" } }, actions: "notePoweredOff" },
+            { guard: "lastFenceLevelFailed", target: "operator", actions: "everyLevelFailed" },
+            { guard: "fenceLevelFailed", actions: "escalateFencing" },
             { guard: { type: "resultOk", params: { kind: "watchdog.stop" } }, actions: "armWatchdogReset" },
             { guard: "unwantedSlot", actions: "releaseUnwantedSlot" },
-            { actions: "explainResult" },
+            { actions: ["noteFenceResult", "explainResult"] },
           ],
           "timer.fired": [
             {
@@ -648,6 +815,7 @@ export function createNodeMachine(policy: Policy) {
               target: "operator",
               actions: { type: "noteOperatorReason", params: { text: `no fencing confirmation within ${formatMs(policy.fencing.timeoutMs)}` } },
             },
+            { guard: "fenceLevelTimedOut", actions: "escalateFencing" },
             { guard: { type: "timerIs", params: { name: Timers.safeTime } }, actions: "checkMajority" },
             {
               guard: { type: "timerIsWhileSilent", params: { name: Timers.watchdogReset } },
@@ -666,7 +834,7 @@ export function createNodeMachine(policy: Policy) {
 
       remediating: {
         entry: "enterState",
-        exit: { type: "clearTimers", params: { names: [Timers.stepTimeout] } },
+        exit: { type: "clearTimers", params: { names: [Timers.stepTimeout, Timers.unfenceRetry] } },
         initial: "selecting",
         on: {
           ...aliveAgain({
@@ -723,10 +891,11 @@ export function createNodeMachine(policy: Policy) {
             ],
           },
           done: {
-            entry: "finishRemediation",
+            entry: ["finishRemediation", "unfence"],
             always: { guard: "nodeBack", target: "#node.rejoining" },
             on: {
               ...aliveAgain({ after: "any", then: { target: "#node.rejoining", actions: "observe" } }),
+              "timer.fired": { guard: { type: "timerIs", params: { name: Timers.unfenceRetry } }, actions: "unfence" },
             },
           },
         },

@@ -6,14 +6,17 @@ import { createFastStep, createNodeMachine, initialState, statePath, step, type 
 import { HistoryGenerator } from "../../packages/cli/src/bench/history.js";
 import { createDecider, createReplayer } from "../../packages/engine/src/index.js";
 import { drive, intentsArb } from "./properties.js";
+import { assertWithSeed, PROPERTY_SEED_ENV, propertySeed } from "./seed.js";
 
 /**
  * Differential tests: the lean interpreter (`createFastStep`) against xstate's `transition()`
  * (`step`), step by step, on the property generator's sequences and on the replay bench's history.
+ * The random sequences come from a fresh seed every run (FENCELINE_PROPERTY_SEED=<seed> repeats
+ * one); a failure prints its seed.
  */
-const SEED = 20_240_611;
+const SEED = propertySeed();
 const NUM_RUNS = 400;
-const FENCE_AGENT_POLICY = Policy.parse({ ...DEMO_POLICY, version: "demo-fa", fencing: { ...DEMO_POLICY.fencing, fenceAgent: true } });
+const FENCE_AGENT_POLICY = Policy.parse({ ...DEMO_POLICY, version: "demo-fa", fencing: { fenceAgent: true } });
 
 /** The fast step's result without the path it adds, after checking that path. */
 function stripped(result: StepResult): StepResult {
@@ -47,7 +50,7 @@ describe.each([
   it("gives xstate's state value, context and emitted events for every step of random sequences", () => {
     let steps = 0;
     let runs = 0;
-    fc.assert(
+    assertWithSeed(
       fc.property(intentsArb, (intents) => {
         const run = drive(machine, intents);
         steps += compare(machine, run.initial, run.events);
@@ -57,6 +60,29 @@ describe.each([
     );
     expect(runs).toBe(NUM_RUNS);
     expect(steps).toBeGreaterThan(NUM_RUNS * 10);
+  });
+});
+
+describe("the differential property test's seed", () => {
+  it("is fresh each run unless FENCELINE_PROPERTY_SEED gives one, and a failure names it", () => {
+    expect(propertySeed({ [PROPERTY_SEED_ENV]: "-42" })).toBe(-42);
+    expect(() => propertySeed({ [PROPERTY_SEED_ENV]: "soon" })).toThrow(/FENCELINE_PROPERTY_SEED must be an integer/);
+    expect(new Set(Array.from({ length: 5 }, () => propertySeed({})).values()).size).toBeGreaterThan(1);
+    // A fast step that is wrong (it runs another machine: fencing confirmed at once) fails the
+    // comparison with xstate, and the failure says how to run it again.
+    const real = createNodeMachine(DEMO_POLICY);
+    const wrong = createFastStep(createNodeMachine(DEMO_POLICY).provide({ guards: { fenceConfirmed: () => true } }));
+    const property = fc.property(intentsArb, (intents) => {
+      const run = drive(real, intents);
+      let state = run.initial;
+      for (const event of run.events) {
+        const expected = step(real, state, event);
+        if (JSON.stringify(stripped(wrong(state, event))) !== JSON.stringify(expected)) return false;
+        state = expected.state;
+      }
+      return true;
+    });
+    expect(() => assertWithSeed(property, { seed: 7, numRuns: NUM_RUNS })).toThrow(/property failed with seed 7; run it again with FENCELINE_PROPERTY_SEED=7 /);
   });
 });
 

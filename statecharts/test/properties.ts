@@ -257,7 +257,7 @@ export function replay(machine: NodeMachine, events: NodeEvent[]): Trace {
 
 /** Moves workloads: never before fencing is confirmed for the current epoch. */
 export function isRemediation(request: CommandRequest): boolean {
-  if (request.kind === "pods.delete" || request.kind === "volumeattachments.delete" || request.kind === "workloads.await-gone") return true;
+  if (request.kind === "pods.delete" || request.kind === "workloads.await-gone") return true;
   return request.kind === "taint.add" && request.params.taint.key === OUT_OF_SERVICE_TAINT.key;
 }
 

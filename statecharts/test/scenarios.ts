@@ -21,7 +21,13 @@ export const TEST_POLICY = Policy.parse({
   rejoin: { healthyDelayMs: 0, reprovisionTimeoutMs: 10_000, reprovisionAttempts: 3, reprovisionBackoffMs: 500 },
   fleet: { retryMs: 1_000 },
 });
-export const FENCE_AGENT_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-fa", fencing: { ...TEST_POLICY.fencing, fenceAgent: true } });
+export const FENCE_AGENT_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-fa", fencing: { fenceAgent: true, timeoutMs: 600_000 } });
+/** IPMI first (30 s), then the watchdog. */
+export const POWER_LEVELS_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-levels", fencing: { levels: [{ methods: ["ipmi"], timeoutMs: 30_000 }, ["watchdog"]] } });
+/** Two PDUs feeding the machine: one level, both must power off; then the watchdog. */
+export const TWO_PDU_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-pdus", fencing: { levels: [["pdu-a", "pdu-b"], ["watchdog"]] } });
+/** Power only: no watchdog level, so time proves nothing. */
+export const POWER_ONLY_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-power-only", fencing: { levels: [["ipmi"]] } });
 export const SETTLING_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-settle", rejoin: { ...TEST_POLICY.rejoin, healthyDelayMs: 2_000 } });
 export const DELETION_ONLY_POLICY = Policy.parse({
   ...TEST_POLICY,
@@ -82,11 +88,10 @@ export function toReprovisioning(h: Harness) {
   return h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 8_000);
 }
 
-/** Fence agent policy: powered off at 2200, Automatic → ResourceDeletion (1.27), done at 2500. */
+/** Fence agent policy: powered off at 2200, Automatic → ResourceDeletion (1.27), done at 2400. */
 export function toDoneByFenceAgent(h: Harness, extra: { checksums?: Record<string, string> } = {}) {
   toFencing(h, extra);
   h.result("fence.poweroff", true, 2_200);
   h.result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
-  h.result("pods.delete", true, 2_400);
-  return h.result("volumeattachments.delete", true, 2_500);
+  return h.result("pods.delete", true, 2_400);
 }

@@ -5,6 +5,9 @@ import { exportedKeys } from "./coverage.js";
 import {
   DELETION_ONLY_POLICY,
   FENCE_AGENT_POLICY,
+  POWER_LEVELS_POLICY,
+  POWER_ONLY_POLICY,
+  TWO_PDU_POLICY,
   SETTLING_POLICY,
   TEST_POLICY,
   confirmBySafeTime,
@@ -334,10 +337,16 @@ describe("suspect", () => {
       expect(h.context.timers).toEqual({ "safe-time": 5_000, "fence-timeout": 602_100 });
     });
 
-    behaviour("with a fence agent, fencing also powers the node off", ["suspect.requestingSlot command.result [slotGranted]"], () => {
+    behaviour("with a fence agent, fencing powers the node off first: level 1/2 [power], then [watchdog]", ["suspect.requestingSlot command.result [slotGranted]"], () => {
       const h = machineFor(FENCE_AGENT_POLICY);
       toFencing(h);
-      expect(h.kinds).toEqual(["taint.add", "watchdog.stop", "fence.poweroff"]);
+      expect(h.commands).toEqual([
+        { kind: "taint.add", params: { taint: FENCING_TAINT } },
+        { kind: "fence.poweroff", params: { hostGroup: "db" } },
+      ]);
+      expect(h.context.fence).toMatchObject({ level: 0, toPowerOn: ["power"] });
+      expect(h.context.timers).toEqual({ "safe-time": 5_000, "fence-timeout": 602_100, "fence-level": 62_100 });
+      expect(h.reasons[0]).toMatch(/; level 1\/2 \[power\]$/);
     });
 
     behaviour(
@@ -401,7 +410,7 @@ describe("fencing", () => {
       expect(h.path).toBe("fencing");
       expect(h.commands).toEqual([{ kind: "slot.acquire", params: { controlPlane: false } }]);
       expect(h.reasons).toEqual(["safe time passed: asking the fleet guard whether a healthy majority held meanwhile"]);
-      expect(h.context.fence).toEqual({ confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: true });
+      expect(h.context.fence).toMatchObject({ confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: true });
       expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
     },
   );
@@ -583,21 +592,127 @@ describe("fencing", () => {
     expect(h.path).toBe("remediating.resolving");
   });
 
-  behaviour("the fence agent's power-off confirms fencing", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
+  behaviour("the fence agent's power-off, read back off, confirms fencing at once: no safe time", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
     const h = machineFor(FENCE_AGENT_POLICY);
-    toFencing(h).result("fence.poweroff", true, 2_200, { facts: { device: "pdu-a,pdu-b", power: "off" } });
-    expect(h.reasons[0]).toBe("fencing confirmed: fence agent: powered off");
+    toFencing(h).result("fence.poweroff", true, 2_200, { facts: { method: "power", device: "pdu-a,pdu-b", power: "off" } });
+    expect(h.reasons[0]).toBe("fencing confirmed: fence agent: powered off (level 1/2 [power])");
     expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "pdu-a,pdu-b" });
     expect(h.path).toBe("remediating.resolving");
   });
 
-  behaviour("a power-off result of an older epoch, or a failed one, does not confirm", ["fencing command.result"], () => {
+  behaviour("a power-off result of an older epoch does not confirm; a failed one of another level does not escalate", ["fencing command.result"], () => {
     const h = machineFor(FENCE_AGENT_POLICY);
     toFencing(h).result("fence.poweroff", true, 2_200, { epoch: 0 });
     expect(h.path).toBe("fencing");
-    h.result("fence.poweroff", false, 2_300, { reason: "BMC unreachable" });
+    expect(h.reasons).toEqual(["fence.poweroff succeeded"]);
+    const p = machineFor(POWER_LEVELS_POLICY);
+    toFencing(p).result("fence.poweroff", false, 2_300, { reason: "unreachable: no answer", facts: { method: "pdu-a", error: "unreachable" } });
+    expect(p.path).toBe("fencing");
+    expect(p.context.fence).toMatchObject({ level: 0, failed: [] });
+    expect(p.reasons).toEqual(["fence.poweroff failed: unreachable: no answer"]);
+  });
+
+  behaviour(
+    "a failed power level escalates at once to the next: its commands go out, the failure is kept",
+    ["fencing command.result [fenceLevelFailed]"],
+    () => {
+      const h = machineFor(POWER_LEVELS_POLICY);
+      toFencing(h);
+      expect(h.commands).toEqual([
+        { kind: "taint.add", params: { taint: FENCING_TAINT } },
+        { kind: "fence.poweroff", params: { device: "ipmi", hostGroup: "db" } },
+      ]);
+      h.result("fence.poweroff", false, 2_300, { reason: "auth: the BMC refused the IPMI session at once", facts: { method: "ipmi", device: "ipmi", error: "auth" } });
+      expect(h.path).toBe("fencing");
+      // A refused login may heal (a password rolled out late): unfencing will still try ipmi.
+      expect(h.commands).toEqual([{ kind: "watchdog.stop", params: { reason: "fencing epoch 1", bootId: "b1" } }]);
+      expect(h.reasons).toEqual([
+        "fencing level 1/2 [ipmi]: fence.poweroff (ipmi) failed: auth: the BMC refused the IPMI session at once; escalating to level 2/2 [watchdog]",
+      ]);
+      expect(h.context.fence).toMatchObject({ level: 1, toPowerOn: ["ipmi"], failed: ["level 1/2 [ipmi]: fence.poweroff (ipmi) failed: auth: the BMC refused the IPMI session at once"] });
+      // The last level runs until the fencing timeout: no level deadline of its own.
+      expect(h.context.timers["fence-level"]).toBeUndefined();
+      // The watchdog level then confirms as watchdog fencing always did.
+      confirmBySafeTime(h);
+      expect(h.context.fence.confirmedBy).toMatchObject({ by: "safe-time" });
+      expect(h.reasons).toContain("fencing confirmed: safe time: silent for 4s with a healthy majority since 0 (level 2/2 [watchdog])");
+      expect(h.path).toBe("remediating.resolving");
+    },
+  );
+
+  behaviour("a power level that does not answer in its time escalates", ["fencing timer.fired [fenceLevelTimedOut]"], () => {
+    const h = machineFor(POWER_LEVELS_POLICY);
+    toFencing(h);
+    expect(h.context.timers["fence-level"]).toBe(2_100 + 30_000);
+    // The safe time passes while [ipmi] is tried: it is kept, not counted.
+    confirmBySafeTime(h);
     expect(h.path).toBe("fencing");
-    expect(h.reasons).toEqual(["fence.poweroff failed: BMC unreachable"]);
+    expect(h.context.fence.timeProof).toMatchObject({ by: "safe-time", majoritySince: 0 });
+    expect(h.reasons).toEqual(["safe time: silent since 1000 with a healthy majority since 0: kept; it counts once a level with the watchdog starts (now level 1/2 [ipmi])"]);
+    h.fire("fence-level");
+    expect(h.reasons[0]).toBe("fencing level 1/2 [ipmi]: no confirmation within 30s; escalating to level 2/2 [watchdog]");
+    // …and counts the moment the watchdog level starts.
+    expect(h.reasons[1]).toBe("fencing confirmed: safe time: silent for 4s with a healthy majority since 0 (level 2/2 [watchdog])");
+    expect(h.path).toBe("remediating.resolving");
+    expect(h.context.fence.toPowerOn).toEqual(["ipmi"]);
+  });
+
+  behaviour("a node alive again with its boot id voids the time kept for a later watchdog level", ["fencing heartbeat.resumed"], () => {
+    const h = machineFor(POWER_LEVELS_POLICY);
+    toFencing(h);
+    confirmBySafeTime(h);
+    expect(h.context.fence.timeProof).not.toBeNull();
+    h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 6_000);
+    expect(h.context.fence.timeProof).toBeNull();
+    h.fire("fence-level");
+    expect(h.path).toBe("fencing");
+    expect(h.context.fence).toMatchObject({ level: 1, confirmedBy: null });
+    expect(h.kinds).toEqual(["watchdog.stop"]);
+  });
+
+  behaviour("the last level failing needs an operator, with every level's failure", ["fencing command.result [lastFenceLevelFailed]"], () => {
+    const h = machineFor(POWER_ONLY_POLICY);
+    toFencing(h);
+    // Without a watchdog level, time proves nothing: no safe-time deadline.
+    expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
+    expect(h.reasons[0]).toContain("no level fences by watchdog: only a power-off read back or a new boot confirms");
+    h.result("fence.poweroff", false, 2_400, { reason: "unreachable: the device could not be reached", facts: { method: "ipmi", error: "unreachable" } });
+    expect(h.path).toBe("operator");
+    expect(h.context.operatorReason).toBe("every fencing level failed: level 1/1 [ipmi]: fence.poweroff (ipmi) failed: unreachable: the device could not be reached");
+  });
+
+  behaviour("a level of two devices needs both: one powered off proves nothing; a later level's success does not need an earlier one's", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
+    const h = machineFor(TWO_PDU_POLICY);
+    toFencing(h);
+    expect(h.commands.filter((c) => c.kind === "fence.poweroff").map((c) => c.params)).toEqual([
+      { device: "pdu-a", hostGroup: "db" },
+      { device: "pdu-b", hostGroup: "db" },
+    ]);
+    h.result("fence.poweroff", true, 2_200, { facts: { method: "pdu-a", device: "pdu-a", power: "off" } });
+    expect(h.path).toBe("fencing");
+    expect(h.context.fence.poweredOff).toEqual(["pdu-a"]);
+    h.result("fence.poweroff", true, 2_300, { facts: { method: "pdu-b", device: "pdu-b", power: "off" } });
+    expect(h.path).toBe("remediating.resolving");
+    expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "pdu-a,pdu-b" });
+  });
+
+  behaviour("a power-off of an earlier level that arrives late still proves it", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
+    const h = machineFor(POWER_LEVELS_POLICY);
+    toFencing(h).fire("fence-level");
+    expect(h.context.fence.level).toBe(1);
+    h.result("fence.poweroff", true, 33_000, { facts: { method: "ipmi", device: "ipmi", power: "off" } });
+    expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "ipmi" });
+    expect(h.reasons).toContain("fencing confirmed: fence agent: powered off (level 1/2 [ipmi])");
+  });
+
+  behaviour("a node's own levels, else its host group's, else the policy's", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
+    const topology = Policy.parse({ ...TEST_POLICY, version: "test-topology", fencing: { levels: [["ipmi"], ["watchdog"]], hostGroups: { db: [["pdu-a"]] }, nodes: { n2: [["watchdog"]] } } });
+    const group = machineFor(topology);
+    toFencing(group).result("fence.poweroff", true, 2_200, { facts: { method: "pdu-a", device: "pdu-a", power: "off" } });
+    expect(group.context.fence.confirmedBy).toEqual({ by: "power", device: "pdu-a" });
+    const own = createHarness(topology, { node: "n2" });
+    toFencing(own);
+    expect(own.kinds).toEqual(["taint.add", "watchdog.stop"]);
   });
 
   behaviour(
@@ -681,7 +796,7 @@ describe("remediating", () => {
       for (const facts of [{ serverVersion: "1.27" }, {}, { serverVersion: "unknown" }] as Array<Record<string, string>>) {
         const h = machineFor();
         toResolving(h).result("cluster.version", true, 5_100, { facts });
-        expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+        expect(h.kinds).toEqual(["pods.delete"]);
         expect(h.context.remediation.strategy).toBe("ResourceDeletion");
       }
     },
@@ -690,7 +805,7 @@ describe("remediating", () => {
   behaviour("Automatic picks ResourceDeletion when the version lookup fails", ["remediating.resolving command.result [resultFailed(cluster.version)]"], () => {
     const h = machineFor();
     toResolving(h).result("cluster.version", false, 5_100);
-    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.kinds).toEqual(["pods.delete"]);
     expect(h.reasons).toContain("Automatic: Kubernetes version unknown → ResourceDeletion");
   });
 
@@ -698,7 +813,7 @@ describe("remediating", () => {
     const h = machineFor();
     toResolving(h).fire("step-timeout");
     expect(h.path).toBe("remediating.running");
-    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.kinds).toEqual(["pods.delete"]);
     expect(h.context.timers).toEqual({ "step-timeout": 25_000 });
   });
 
@@ -713,24 +828,25 @@ describe("remediating", () => {
     const h = machineFor(DELETION_ONLY_POLICY);
     confirmBySafeTime(toFencing(h));
     expect(h.path).toBe("remediating.running");
-    expect(h.kinds).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.kinds).toEqual(["pods.delete"]);
     expect(h.reasons).toContain("remediation step 1/1: ResourceDeletion (timeout 10s)");
   });
 
-  behaviour(
-    "ResourceDeletion completes when both results arrive",
-    ["remediating.running command.result", "remediating.running command.result [stepCompleted]"],
-    () => {
-      const h = machineFor(DELETION_ONLY_POLICY);
-      confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100);
-      expect(h.path).toBe("remediating.running");
-      expect(h.context.remediation.pending).toEqual(["volumeattachments.delete"]);
-      h.result("volumeattachments.delete", true, 5_200);
-      expect(h.path).toBe("remediating.done");
-      expect(h.context.timers).toEqual({});
-      expect(h.kinds).toEqual([]);
-    },
-  );
+  behaviour("ResourceDeletion completes once its pods are force-deleted", ["remediating.running command.result [stepCompleted]"], () => {
+    const h = machineFor(DELETION_ONLY_POLICY);
+    confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100);
+    expect(h.path).toBe("remediating.done");
+    expect(h.context.timers).toEqual({});
+    expect(h.kinds).toEqual([]);
+  });
+
+  behaviour("OutOfServiceTaint waits for both of its results", ["remediating.running command.result"], () => {
+    const h = machineFor();
+    toRunningOutOfService(h);
+    h.result("taint.add", true, 5_200);
+    expect(h.path).toBe("remediating.running");
+    expect(h.context.remediation.pending).toEqual(["workloads.await-gone"]);
+  });
 
   behaviour("OutOfServiceTaint completes, then the out-of-service taint is removed", ["remediating.running command.result [stepCompleted]"], () => {
     const h = machineFor();
@@ -742,9 +858,8 @@ describe("remediating", () => {
   behaviour("a result of an older epoch does not settle a pending command", ["remediating.running command.result"], () => {
     const h = machineFor(DELETION_ONLY_POLICY);
     confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100, { epoch: 0 });
-    expect(h.context.remediation.pending).toEqual(["pods.delete", "volumeattachments.delete"]);
+    expect(h.context.remediation.pending).toEqual(["pods.delete"]);
     h.result("pods.delete", false, 5_150, { epoch: 0 });
-    h.result("volumeattachments.delete", true, 5_200);
     expect(h.path).toBe("remediating.running");
     expect(h.context.remediation.pending).toEqual(["pods.delete"]);
   });
@@ -760,7 +875,6 @@ describe("remediating", () => {
       expect(h.commands).toEqual([
         { kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } },
         { kind: "pods.delete", params: {} },
-        { kind: "volumeattachments.delete", params: {} },
       ]);
       expect(h.context.remediation).toMatchObject({ step: 1, strategy: "ResourceDeletion" });
       expect(h.context.epoch).toBe(1);
@@ -801,7 +915,7 @@ describe("remediating", () => {
       const agent = machineFor(FENCE_AGENT_POLICY);
       toFencing(agent).result("fence.poweroff", true, 2_200).result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
       agent.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_350);
-      agent.result("pods.delete", true, 2_400).result("volumeattachments.delete", true, 2_500);
+      agent.result("pods.delete", true, 2_400);
       expect(agent.path).toBe("rejoining.untainting");
       expect(agent.kinds).toEqual(["taint.remove"]);
     },
@@ -875,6 +989,50 @@ describe("remediating", () => {
       expect(rebooted.path).toBe("rejoining.reprovisioning");
     },
   );
+
+  behaviour(
+    "unfencing: once the workloads moved, a power-fenced node is powered on again, and again while it stays silent (10 s, 20 s, … a minute); back, it rejoins",
+    ["remediating.done timer.fired [timerIs(unfence-retry)]"],
+    () => {
+      const h = machineFor(FENCE_AGENT_POLICY);
+      toDoneByFenceAgent(h);
+      expect(h.path).toBe("remediating.done");
+      expect(h.commands).toEqual([{ kind: "fence.poweron", params: { hostGroup: "db" } }]);
+      expect(h.reasons).toContain("unfencing: powering the node on through power so it boots and rejoins; again in 10s if it stays silent");
+      expect(h.context.timers).toEqual({ "unfence-retry": 12_500 });
+      // The BMC refuses: the machine says so and waits for the next try.
+      h.result("fence.poweron", false, 2_600, { reason: "failed: Set Chassis Power Control to Up/On failed", facts: { method: "power", error: "failed" } });
+      expect(h.reasons).toEqual(["fence.poweron failed: failed: Set Chassis Power Control to Up/On failed"]);
+      expect(h.path).toBe("remediating.done");
+      h.fire("unfence-retry");
+      expect(h.kinds).toEqual(["fence.poweron"]);
+      expect(h.context.timers).toEqual({ "unfence-retry": 12_500 + 20_000 });
+      h.fire("unfence-retry").fire("unfence-retry").fire("unfence-retry");
+      expect(h.reasons[0]).toBe("still away: unfencing again (attempt 5): powering the node on through power so it boots and rejoins; again in 1m if it stays silent");
+      // Powered on, it boots: a new boot id rejoins it (re-provisioned), and no power-on follows.
+      h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 200_000);
+      expect(h.path).toBe("rejoining.reprovisioning");
+      expect(h.context.timers["unfence-retry"]).toBeUndefined();
+      expect(h.kinds).toEqual(["reprovision"]);
+    },
+  );
+
+  behaviour("no unfencing after a watchdog fence, through a method that cannot act on the node, or with unfence: never", ["remediating.running command.result [stepCompleted]"], () => {
+    const watchdog = machineFor();
+    toDone(watchdog);
+    expect(watchdog.kinds).not.toContain("fence.poweron");
+    const refused = machineFor(POWER_LEVELS_POLICY);
+    toFencing(refused).result("fence.poweroff", false, 2_200, { reason: "invalid-config: fence device ipmi has no entry for n1", facts: { method: "ipmi", error: "invalid-config" } });
+    confirmBySafeTime(refused);
+    refused.result("cluster.version", true, 5_100, { facts: { serverVersion: "1.30" } }).result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
+    expect(refused.path).toBe("remediating.done");
+    expect(refused.kinds).not.toContain("fence.poweron");
+    const never = machineFor(Policy.parse({ ...FENCE_AGENT_POLICY, version: "test-never", fencing: { ...FENCE_AGENT_POLICY.fencing, unfence: "never" } }));
+    toDoneByFenceAgent(never);
+    expect(never.path).toBe("remediating.done");
+    expect(never.kinds).not.toContain("fence.poweron");
+    expect(never.context.timers["unfence-retry"]).toBeUndefined();
+  });
 });
 
 describe("rejoining", () => {
@@ -913,7 +1071,7 @@ describe("rejoining", () => {
     joined(h, { checksums: { web: "v1" } }).send("config.desired", { checksums: { web: "v2" } }, 10);
     h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000).fire("suspect").result("slot.acquire", true, 2_100);
     h.result("fence.poweroff", true, 2_200).result("cluster.version", false, 2_300);
-    h.result("pods.delete", true, 2_400).result("volumeattachments.delete", true, 2_500);
+    h.result("pods.delete", true, 2_400);
     h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 3_000);
     expect(h.path).toBe("rejoining.reprovisioning");
     expect(reprovisionOf(h)?.reason).toBe("configuration drift in web");

@@ -2,12 +2,12 @@ import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, type ConsumerCo
 import { nanos } from "@nats-io/transport-node";
 import { ACTUATORS } from "@fenceline/contracts";
 import { checkPartitions, eventPartitions } from "./partitions.js";
-import { Buckets, Consumers, Streams, Subjects } from "./subjects.js";
+import { Buckets, Consumers, Streams, Subjects, eventPartitionTransform } from "./subjects.js";
 
 /**
  * Everything Fenceline needs on a JetStream server, as data. Only the fields written here are
- * reconciled by `provisionStreams`; the server's defaults fill in the rest. Kept compatible with
- * nats-server 2.9.10: one `filter_subject` per consumer, no `metadata`, no subject transforms.
+ * reconciled by `provisionStreams`; the server's defaults fill in the rest. FL_EVENTS's subject
+ * transform needs nats-server 2.10 or newer (MIN_NATS_SERVER_VERSION is what Fenceline checks).
  */
 export type StreamDefinition = Partial<StreamConfig> & { name: string; subjects: string[] };
 export type ConsumerDefinition = { stream: string; config: Partial<ConsumerConfig> & { durable_name: string } };
@@ -55,8 +55,10 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
 
   const streams: StreamDefinition[] = [
     {
+      // Publishers write fl.evt.<node>; the stream stores fl.evt.<partition>.<node>.
       name: Streams.events,
-      subjects: [Subjects.eventAll],
+      subjects: [Subjects.eventPublished],
+      subject_transform: eventPartitionTransform(partitions),
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       duplicate_window: dedup,

@@ -1,4 +1,4 @@
-export { Subjects, Streams, Buckets, Consumers, parseEventSubject } from "./subjects.js";
+export { Subjects, Streams, Buckets, Consumers, parseEventSubject, eventPartitionTransform, partitionsOfTransform } from "./subjects.js";
 export { DEFAULT_PARTITIONS, MAX_PARTITIONS, eventPartitions, checkPartitions, partitionOf, fnv1a } from "./partitions.js";
 export {
   createDefinitions,

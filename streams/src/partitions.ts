@@ -1,14 +1,16 @@
-import { ErrorCode, FencelineError } from "@fenceline/contracts";
+import { ErrorCode, FencelineError, nodeToken } from "@fenceline/contracts";
 
 /**
  * Node events are split into partitions so that several engine instances can share a fleet:
  * each partition has its own durable consumer (`engine-<p>`, filter `fl.evt.<p>.*`) and at
- * most one instance owns it at a time (a lease in FL_LEASES). A node's partition is a stable
- * hash of its name, so all of a node's events land in one partition, in order.
+ * most one instance owns it at a time. A node's partition is a stable hash of its name, so all
+ * of a node's events land in one partition, in order.
  *
- * The count is part of the subject every publisher writes (`fl.evt.<p>.<node>`), so every
- * process of a deployment must use the same one: 16 unless FENCELINE_PARTITIONS says
- * otherwise. The engine records it in FL_LEASES and refuses to start with another.
+ * The server computes it: publishers write `fl.evt.<node>`, and FL_EVENTS's subject transform
+ * (`partition(n, 1)`, see definitions.ts) stores the event as `fl.evt.<p>.<node>`. So only the
+ * engine (the consumers and the transform it provisions) needs the count: 16 unless
+ * FENCELINE_PARTITIONS says otherwise. Provisioning refuses to change the count of an existing
+ * FL_EVENTS, and the engine refuses to run with another one.
  */
 export const DEFAULT_PARTITIONS = 16;
 export const MAX_PARTITIONS = 256;
@@ -30,17 +32,33 @@ export function checkPartitions(n: number, what = "partitions"): number {
   return n;
 }
 
-/** 32-bit FNV-1a of the UTF-16 code units (node names are ASCII). */
+/** 32-bit FNV-1a of the UTF-8 bytes of `text` (Go's hash/fnv New32a). */
 export function fnv1a(text: string): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return fnv1aBytes(Buffer.from(text, "utf8"));
+    hash ^= code;
     hash = Math.imul(hash, 0x01000193);
   }
   return hash >>> 0;
 }
 
-/** The partition of a node: FNV-1a of its name, modulo the partition count. */
+function fnv1aBytes(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+/**
+ * The partition of a node, exactly as nats-server's `partition(n, 1)` computes it from the
+ * subject `fl.evt.<node token>`: FNV-1a (32-bit) of the token's bytes, modulo the count
+ * (server/subject_transform.go, getHashPartition). The token, not the name: a name's dots are
+ * '_' in its token, and the hashes differ.
+ */
 export function partitionOf(node: string, partitions: number = eventPartitions()): number {
-  return fnv1a(node) % partitions;
+  return fnv1a(nodeToken(node)) % partitions;
 }

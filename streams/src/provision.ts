@@ -3,6 +3,7 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError } from "@fenceline/contracts";
 import { createDefinitions, type BucketDefinition, type ConsumerDefinition, type Definitions, type StreamDefinition } from "./definitions.js";
+import { partitionsOfTransform } from "./subjects.js";
 
 export type ProvisionReport = { created: string[]; updated: string[]; unchanged: string[] };
 
@@ -62,6 +63,7 @@ async function reconcileStream(jsm: JetStreamManager, def: StreamDefinition) {
     await jsm.streams.add(def);
     return { outcome: "created" as const };
   }
+  checkPartitionCount(def, current.config);
   const changed = differences(def, current.config);
   if (changed.length === 0) return { outcome: "unchanged" as const };
   const { name: _name, ...update } = def;
@@ -97,6 +99,22 @@ async function reconcileBucket(jsm: JetStreamManager, kvm: Kvm, def: BucketDefin
   if (changed.length === 0) return { outcome: "unchanged" as const };
   await jsm.streams.update(stream, declared);
   return { outcome: "updated" as const, changed };
+}
+
+/**
+ * The partition count is written into FL_EVENTS's subject transform when the stream is created.
+ * Changing it would move nodes to other partitions while events of theirs may still wait in
+ * their old partition's consumer, so provisioning refuses (docs/scale.md, "Changing the count").
+ */
+function checkPartitionCount(def: StreamDefinition, current: { subject_transform?: { src?: string; dest?: string } }): void {
+  const declared = partitionsOfTransform(def.subject_transform);
+  const existing = partitionsOfTransform(current.subject_transform);
+  if (declared === null || existing === null || declared === existing) return;
+  throw new FencelineError(
+    ErrorCode.InvalidMessage,
+    `${def.name} is split into ${existing} partitions, this process uses ${declared}: set FENCELINE_PARTITIONS=${existing} (or leave it unset when it is 16); ` +
+      "changing the count of an existing deployment is described in docs/scale.md",
+  );
 }
 
 /** Keys of `declared` (with a defined value) whose value differs from `actual`'s. */

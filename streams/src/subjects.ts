@@ -1,5 +1,5 @@
 import { nodeFromToken, nodeToken, type Actuator } from "@fenceline/contracts";
-import { eventPartitions, partitionOf } from "./partitions.js";
+import { checkPartitions, eventPartitions, partitionOf } from "./partitions.js";
 
 /**
  * Every subject Fenceline uses. These are a public interface: documented in the README and
@@ -12,13 +12,26 @@ export const Subjects = {
   /** The detector's acknowledgement of a heartbeat, core NATS. */
   heartbeatAck: (node: string) => `fl.hback.${nodeToken(node)}`,
   /**
-   * Node events, stream FL_EVENTS: the single source of truth. The second token is the node's
-   * partition (see partitions.ts), the last one the node.
+   * Where a node event is published (stream FL_EVENTS, the single source of truth). The stream
+   * stores it as `storedEvent(node)`: its subject transform inserts the node's partition.
    */
-  event: (node: string, partitions: number = eventPartitions()) => `fl.evt.${partitionOf(node, partitions)}.${nodeToken(node)}`,
+  event: (node: string) => `fl.evt.${nodeToken(node)}`,
+  /** What FL_EVENTS listens on: one token after `fl.evt`, the node. */
+  eventPublished: "fl.evt.*",
+  /** The subject FL_EVENTS stores a node's event under: `fl.evt.<partition>.<node>` (see partitions.ts). */
+  storedEvent: (node: string, partitions: number = eventPartitions()) => `fl.evt.${partitionOf(node, partitions)}.${nodeToken(node)}`,
+  /** Every stored event of one node, whatever the partition count: a filter for reading FL_EVENTS. */
+  eventsOf: (node: string) => `fl.evt.*.${nodeToken(node)}`,
   /** Every event of one partition: the filter of the `engine-<p>` consumer. */
   eventPartition: (partition: number) => `fl.evt.${partition}.*`,
+  /** Every stored event (read filters and permissions). */
   eventAll: "fl.evt.>",
+  /**
+   * Subjects under `fl.evt` with more than one token after it: no stream stores them. The
+   * engine answers and dead-letters what is published there (the per-partition subjects that
+   * publishers wrote before the server partitioned, `fl.evt.<p>.<node>`, among them).
+   */
+  eventMisplaced: "fl.evt.*.>",
   /** Commands, stream FL_COMMANDS (work queue). */
   command: (actuator: Actuator, node: string) => `fl.cmd.${actuator}.${nodeToken(node)}`,
   commandsFor: (actuator: Actuator) => `fl.cmd.${actuator}.*`,
@@ -40,8 +53,8 @@ export const Subjects = {
 } as const;
 
 /**
- * The partition and node an event subject names (`fl.evt.<p>.<node>`), or null when the subject
- * does not have that shape. The node is always the last token.
+ * The partition and node a stored event subject names (`fl.evt.<p>.<node>`), or null when the
+ * subject does not have that shape. The node is always the last token.
  */
 export function parseEventSubject(subject: string): { partition: number; node: string } | null {
   const tokens = subject.split(".");
@@ -49,6 +62,21 @@ export function parseEventSubject(subject: string): { partition: number; node: s
   const partition = Number(tokens[2]);
   if (!Number.isInteger(partition) || partition < 0 || String(partition) !== tokens[2]) return null;
   return { partition, node: nodeFromToken(tokens[3]!) };
+}
+
+/**
+ * FL_EVENTS's subject transform: `fl.evt.<node>` is stored as `fl.evt.<partition>.<node>`, the
+ * partition computed by the server (`partition(n, 1)`: FNV-1a of the node token, as
+ * `partitionOf`). Needs nats-server 2.10 or newer.
+ */
+export function eventPartitionTransform(partitions: number): { src: string; dest: string } {
+  return { src: Subjects.eventPublished, dest: `fl.evt.{{partition(${checkPartitions(partitions)},1)}}.{{wildcard(1)}}` };
+}
+
+/** The partition count an FL_EVENTS subject transform names, or null when it has none of ours. */
+export function partitionsOfTransform(transform: { src?: string; dest?: string } | undefined | null): number | null {
+  const match = /^fl\.evt\.\{\{\s*partition\((\d+),\s*1\)\s*\}\}\.\{\{\s*wildcard\(1\)\s*\}\}$/i.exec(transform?.dest ?? "");
+  return match ? Number(match[1]) : null;
 }
 
 export const Streams = {

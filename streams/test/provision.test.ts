@@ -43,7 +43,7 @@ describe("provisionStreams", () => {
 
     const jsm = await jetstreamManager(nc);
     const events = await jsm.streams.info(Streams.events);
-    expect(events.config).toMatchObject({ subjects: ["fl.evt.>"], retention: "limits", duplicate_window: nanos(120_000), allow_direct: true });
+    expect(events.config).toMatchObject({ subjects: ["fl.evt.*"], subject_transform: { src: "fl.evt.*", dest: "fl.evt.{{partition(16,1)}}.{{wildcard(1)}}" }, retention: "limits", duplicate_window: nanos(120_000), allow_direct: true });
     const commands = await jsm.streams.info(Streams.commands);
     expect(commands.config.retention).toBe("workqueue");
     const dlq = await jsm.streams.info(Streams.deadLetters);

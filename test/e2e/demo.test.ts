@@ -4,7 +4,7 @@ import { oneJsonDocument, runCli } from "./cli.js";
 type Summary = {
   nodes: number;
   eventsProcessed: number;
-  faults: Array<{ node: string; kind: string; detectedAfterMs: number | null; fencedAfterMs: number | null; workloadsRecoveredAfterMs: number | null; rejoinedAfterMs: number | null; finalState: string; reprovisioned: boolean; selfFenced: boolean }>;
+  faults: Array<{ node: string; kind: string; detectedAfterMs: number | null; fencedAfterMs: number | null; fencedBy: string | null; workloadsRecoveredAfterMs: number | null; rejoinedAfterMs: number | null; finalState: string; reprovisioned: boolean; selfFenced: boolean }>;
   invariantViolations: unknown[];
   reboots: number;
 };
@@ -35,6 +35,10 @@ describe("fenceline demo --json", () => {
     expect(crash.workloadsRecoveredAfterMs!).toBeGreaterThanOrEqual(crash.fencedAfterMs!);
     expect(loss.selfFenced).toBe(true);
     expect(loss.workloadsRecoveredAfterMs!).toBeGreaterThanOrEqual(loss.fencedAfterMs!);
+    // How each was fenced: no power device in this scenario.
+    expect(["safe-time", "watchdog", "reboot"]).toContain(crash.fencedBy);
+    expect(["safe-time", "watchdog", "reboot"]).toContain(loss.fencedBy);
+    expect(s.faults.find((f) => f.kind === "reboot")!.fencedBy).toBeNull();
   });
 
   it.each([

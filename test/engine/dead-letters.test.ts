@@ -6,12 +6,14 @@ import { Consumers, Streams, Subjects, partitionOf } from "@fenceline/streams";
 import { messageCount, readJson, readSnapshots, readStream, startJetStream, stoppedClock, testLog, waitFor, type TestJetStream } from "./nats-helpers.js";
 
 /**
- * Rule 4 on a real nats-server: every bad input on fl.evt.<partition>.<node> lands on FL_DLQ
+ * Rule 4 on a real nats-server: every bad input on fl.evt.<node> lands on FL_DLQ
  * (fl.dlq.engine) with its reason and a readable error, never changes a node's state, and
- * never stops the engine.
+ * never stops the engine. So does an event published where no stream stores it.
  */
 const NODE = "db-1.rack2";
-const SUBJECT = Subjects.event(NODE); // fl.evt.<partition>.db-1_rack2
+const SUBJECT = Subjects.event(NODE); // fl.evt.db-1_rack2
+/** Where FL_EVENTS stores it (and what the engine's consumer delivers): fl.evt.<partition>.db-1_rack2. */
+const STORED = Subjects.storedEvent(NODE);
 const encoder = new TextEncoder();
 
 let env: TestJetStream;
@@ -71,7 +73,7 @@ describe("dead letters (real nats-server)", () => {
     const records = letters.map((m) => m.json<DeadLetter>());
     bad.forEach((b, i) => {
       const record = records[i]!;
-      expect(record, b.name).toMatchObject({ v: 1, subject: SUBJECT, reason: b.reason, payloadBytes: encoder.encode(b.data).byteLength });
+      expect(record, b.name).toMatchObject({ v: 1, subject: STORED, reason: b.reason, payloadBytes: encoder.encode(b.data).byteLength });
       expect(record.error, b.name).toMatch(b.error);
       // The payload is kept as text, cut to 4 KiB.
       expect(record.payload, b.name).toBe(b.data.slice(0, 4_096));
@@ -101,5 +103,53 @@ describe("dead letters (real nats-server)", () => {
     });
     // A bad input is terminated, not redelivered: still five dead letters.
     expect(await messageCount(jsm, Streams.deadLetters)).toBe(bad.length);
+  });
+
+  it("applies a valid event a plain NATS client publishes on fl.evt.<node>, whatever the node's partition", async () => {
+    const { js, jsm } = env;
+    // What a user of any NATS client writes: no partition to compute.
+    const nodes = ["plain-1", "plain-2.rack9", "plain-3"];
+    const before = await messageCount(jsm, Streams.audit);
+    for (const node of nodes) {
+      const joined = createEvent("node.joined", { id: `plain-${node}`, node, at: 5_000, source: "test", data: { bootId: "b1", incarnation: 1 } });
+      await js.publish(`fl.evt.${node.replaceAll(".", "_")}`, JSON.stringify(joined));
+    }
+    await waitFor("an audit record per event", async () => (await messageCount(jsm, Streams.audit)) === before + nodes.length);
+    const audit = await readJson<AuditRecord>(jsm, Streams.audit);
+    expect(audit.slice(before).map((r) => r.node).sort()).toEqual(nodes);
+    // Every stored event has a consumer that takes it: nothing is left anywhere.
+    const stream = await jsm.streams.info(Streams.events);
+    let pending = 0;
+    for (let p = 0; p < 16; p++) {
+      const info = await jsm.consumers.info(Streams.events, Consumers.enginePartition(p));
+      pending += info.num_pending + info.num_ack_pending;
+      expect(info.ack_floor.stream_seq).toBeLessThanOrEqual(stream.state.last_seq);
+    }
+    expect(pending).toBe(0);
+  });
+
+  it("refuses an event on the old per-partition subject: the publisher gets the reason, and so does FL_DLQ", async () => {
+    const { js, jsm, nc } = env;
+    const letters = await messageCount(jsm, Streams.deadLetters);
+    const events = await messageCount(jsm, Streams.events);
+    const event = valid("old-subject", 6_000);
+    const old = `fl.evt.${partitionOf(NODE)}.db-1_rack2`;
+    // A JetStream publish: refused with the reason (not "no responders", not stored).
+    await expect(js.publish(old, JSON.stringify(event), { msgID: "old-1" })).rejects.toThrow(
+      new RegExp(`${old.replaceAll(".", "\\.")} is a per-partition subject, which publishers wrote before the server partitioned events; publish on fl\\.evt\\.db-1_rack2`),
+    );
+    // A fire-and-forget publish (nats pub): dead-lettered too.
+    nc.publish(old, JSON.stringify({ ...event, id: "old-2" }));
+    nc.publish("fl.evt.x.y.z", "{}");
+    await waitFor("three more dead letters", async () => (await messageCount(jsm, Streams.deadLetters)) === letters + 3);
+    const records = (await readStream(jsm, Streams.deadLetters)).slice(letters).map((m) => m.json<DeadLetter>());
+    expect(records.map((r) => [r.subject, r.reason])).toEqual([
+      [old, "forbidden"],
+      [old, "forbidden"],
+      ["fl.evt.x.y.z", "forbidden"],
+    ]);
+    expect(records[2]!.error).toBe("no stream stores fl.evt.x.y.z: node events are published on fl.evt.<node>");
+    // Nothing of it was stored.
+    expect(await messageCount(jsm, Streams.events)).toBe(events);
   });
 });

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
-import { checkPartitionCount, createLeaseManager, leaseKey, type LeaseManager } from "@fenceline/engine";
-import { Buckets } from "@fenceline/streams";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { checkEventPartitions, createLeaseManager, leaseKey, type LeaseManager } from "@fenceline/engine";
+import { Buckets, Streams, eventPartitionTransform } from "@fenceline/streams";
 import { startJetStream, testLog, type TestJetStream } from "./nats-helpers.js";
 
 /** FL_LEASES values are parsed when read back, like every message (real nats-server). */
@@ -38,12 +39,15 @@ describe("FL_LEASES read back", () => {
     expect(JSON.parse((await kv.get(leaseKey(0)))!.string())).toMatchObject({ owner: "engine-a" });
   });
 
-  it("a partition count that is not one is a clear error, not NaN", async () => {
+  it("the partition count is FL_EVENTS's: an engine with another count, or a stream without the transform, is refused", async () => {
     env = await startJetStream();
-    const kv = await new Kvm(env.nc).open(Buckets.leases);
-    await kv.put("partitions", "sixteen");
-    await expect(checkPartitionCount(kv, 16)).rejects.toThrow(/FL_LEASES "partitions" holds "sixteen", not a partition count/);
-    await kv.put("partitions", "8");
-    await expect(checkPartitionCount(kv, 16)).rejects.toThrow(/split into 8 partitions/);
+    const jsm = await jetstreamManager(env.nc);
+    await expect(checkEventPartitions(jsm, 16)).resolves.toBeUndefined();
+    await expect(checkEventPartitions(jsm, 8)).rejects.toThrow(/^FL_EVENTS is split into 16 partitions but this engine uses 8: set FENCELINE_PARTITIONS=16/);
+    await jsm.streams.update(Streams.events, { subject_transform: eventPartitionTransform(4) });
+    await expect(checkEventPartitions(jsm, 16)).rejects.toThrow(/split into 4 partitions/);
+    // A stream of an older Fenceline: stored what publishers partitioned themselves.
+    await jsm.streams.update(Streams.events, { subjects: ["fl.evt.>"], subject_transform: { src: "", dest: "" } });
+    await expect(checkEventPartitions(jsm, 16)).rejects.toThrow(/has no partitioning subject transform/);
   });
 });

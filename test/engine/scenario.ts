@@ -89,7 +89,8 @@ export const SCRIPTS: Record<string, Step[]> = {
     fire("watchdog-reset"),
     result("cluster.version", true, { facts: { serverVersion: "1.27" } }),
     result("pods.delete", true),
-    result("volumeattachments.delete", true),
+    // Still silent: the heartbeat detector says so again; nothing changes while it is remediated.
+    missed,
     send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }),
     result("reprovision", false, { reason: "ansible: unreachable" }),
     fire("reprovision-retry"),

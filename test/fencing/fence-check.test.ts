@@ -68,3 +68,18 @@ describe("fenceline fence-check", () => {
     expect(r.stderr).toContain("never inline in params");
   });
 });
+
+describe("fenceline up: the policy's fencing levels and the devices file are checked against each other", () => {
+  it("refuses power levels without --fence-devices, and a level naming a device the file does not define", async () => {
+    const policy = join(dir, "levels.json");
+    await writeFile(policy, JSON.stringify({ fencing: { levels: [["ipmi"], ["pdu-a"], ["watchdog"]] } }));
+    const none = await runCli(["up", "--policy", policy, "--server", "nats://127.0.0.1:1"]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain("the policy's fencing levels power nodes off (a level names a fence device or power) but no --fence-devices file was given");
+    const devices = join(dir, "ipmi-only.json");
+    await writeFile(devices, JSON.stringify({ devices: { ipmi: { agent: "fence_ipmilan", nodes: { "node-1": { params: { ip: "127.0.0.1" } } } } } }));
+    const missing = await runCli(["up", "--policy", policy, "--fence-devices", devices, "--server", "nats://127.0.0.1:1"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`the policy's fencing levels name pdu-a, which ${devices} does not define (devices: ipmi)`);
+  });
+});

@@ -104,6 +104,8 @@ export async function startPowerLab(options: PowerLabOptions): Promise<PowerLab>
     cluster,
     policy,
     rebootMs: options.rebootMs ?? 500,
+    // A machine that boots again starts its kubelet only once the engine lets it (fenceline agent --gate).
+    bootGate: true,
     log: quiet,
     onStep: (now) => violations.push(...checkInvariants(cluster, now).violations),
   });
@@ -144,7 +146,7 @@ export async function startPowerLab(options: PowerLabOptions): Promise<PowerLab>
     log: () => stderr,
     states,
     audit: async (node) => (await readStream(nc, Streams.audit, Subjects.audit(node))).map((m) => AuditRecord.parse(m.data)).sort((a, b) => a.seq - b.seq),
-    events: async (node) => (await readStream(nc, Streams.events, Subjects.event(node))).map((m) => NodeEvent.parse(m.data)),
+    events: async (node) => (await readStream(nc, Streams.events, Subjects.storedEvent(node))).map((m) => NodeEvent.parse(m.data)),
     waitFor,
     async stop() {
       await sim?.stop();

@@ -128,6 +128,16 @@ describe("fence_ipmilan against ipmi_sim (a real IPMI-over-LAN peer)", () => {
     expect(m.power()).toBe("on");
   });
 
+  it("a password rotated on the BMC but not in the configuration is refused, and accepted again once set back", async () => {
+    const { bmc } = await bmcFor("node-i");
+    const device = ipmiDevice(bmc, { retries: 0 });
+    await bmc.faults.rotatePassword("rotated-by-an-admin");
+    const err = await device.agent.status({ node: "node-i" }).catch((e: unknown) => e);
+    expect(isFenceAgentError(err, FenceErrorCode.Auth)).toBe(true);
+    await bmc.faults.rotatePassword(null);
+    expect((await device.agent.status({ node: "node-i" })).power).toBe("on");
+  });
+
   it("says a BMC that does not answer is unreachable, within the device's timeout", async () => {
     const { bmc, machine: m } = await bmcFor("node-d");
     await bmc.faults.unreachable(true);

@@ -1,15 +1,27 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { jetstream } from "@nats-io/jetstream";
-import { AuditRecord, DEMO_POLICY, Policy, systemClock, type PolicyInput, type Provisioner } from "@fenceline/contracts";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { inject } from "vitest";
+import { AuditRecord, DEMO_POLICY, Policy, type PolicyInput, type Provisioner } from "@fenceline/contracts";
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { startControlPlane, startSimFleetOnNats, type ControlPlane } from "@fenceline/cli";
 import { defaultConditionRules } from "@fenceline/detectors";
-import { createKubernetesCluster, createNodeWatcher, loadKubeConfig } from "@fenceline/kubernetes";
-import { checkInvariants, InMemoryCluster, startKubernetesApiServer, type KubernetesApiServer, type Violation } from "@fenceline/sim";
+import { createKubernetesCluster, createNodeEventRecorder, createNodeWatcher, loadKubeConfig } from "@fenceline/kubernetes";
+import {
+  adminClient,
+  createDaemonSet,
+  createDeployment,
+  createNamespace,
+  createStatefulSet,
+  deleteNamespace,
+  FLEET_LABEL,
+  isRunningAndReady,
+  KubeletFleet,
+  listPods,
+  type KubeClient,
+  type KubeObject,
+} from "@fenceline/kube-lab";
+import { checkInvariants, type Violation } from "@fenceline/sim";
 import { Buckets, Streams } from "@fenceline/streams";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -19,16 +31,43 @@ export function testPolicy(overrides: Partial<PolicyInput> = {}): Policy {
   return Policy.parse({ ...DEMO_POLICY, ...overrides, version: "k8s-test" });
 }
 
-export type SimK8sOptions = {
+/** The shared control plane's admin client (test/kubernetes/global-setup.ts). */
+export function kubeAdmin(): KubeClient {
+  return adminClient(inject("kubeTest").kube);
+}
+
+export async function waitUntil(what: string, pred: () => boolean | Promise<boolean>, timeoutMs: number, explain: () => string = () => ""): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${explain()}`);
+    await sleep(100);
+  }
+}
+
+export type RealK8sOptions = {
+  /** Unique per test: the namespace, the fleet (and zone) and the node-name prefix. */
+  name: string;
   nodes?: number;
   policy?: Policy;
-  serverVersion?: string;
-  /** Engine + actuator sets on the same NATS server and the same API server (default 1). */
+  /** Engine + actuator sets on the same NATS server (default 1). */
   controlPlanes?: number;
-  /** Run the node-condition detector too (Ready Unknown after `graceMs`). */
+  /** Run the node-condition detector too (rules Ready=Unknown/False held for `conditionDurationMs`). */
   conditions?: boolean;
-  graceMs?: number;
+  conditionDurationMs?: number;
   statefulReplicas?: number;
+  deploymentReplicas?: number;
+  /** A DaemonSet that tolerates every taint (as kube-proxy or Fenceline's own agent). */
+  daemonSet?: boolean;
+  /** Each node also runs a static pod (its mirror pod in the test's namespace). */
+  staticPods?: boolean;
+  /** The Kubernetes credentials Fenceline uses (default: the engine ServiceAccount of deploy/rbac.yaml). */
+  kubeconfig?: string;
+  /** How long a reset or rebooted machine stays down (default 500 ms). */
+  rebootMs?: number;
+  /** Extra workloads before the fleet starts (created after the standard ones). */
+  workloads?: (admin: KubeClient, namespace: string, fleet: string) => Promise<void>;
+  /** How many pods `workloads` adds (waited for with the others). */
+  extraPods?: number;
 };
 
 const quickProvisioner: Provisioner = {
@@ -39,128 +78,176 @@ const quickProvisioner: Provisioner = {
 };
 
 /**
- * The production path on the simulator: a real nats-server, the control plane (engine,
- * detectors, fleet guard, actuators) whose cluster actuator is the real Kubernetes adapter,
- * talking over HTTP to the simulated API server that serves the stepped cluster model; a
- * simulated fleet of machines running the real agent. Invariants are checked on every step.
+ * Fenceline on the real control plane: simulated machines whose kubelets register with the
+ * shared API server (own nodes, own zone, own namespace), a StatefulSet with ReadWriteOnce CSI
+ * volumes and a Deployment bound by the real scheduler; a nats-server, the Fenceline control
+ * plane (engine, detectors, fleet guard, actuators) acting with the engine ServiceAccount's
+ * token, and the real agent on every machine. The invariants are checked every 25 ms on the
+ * machines' ground truth.
  */
-export async function startSimK8s(options: SimK8sOptions = {}) {
-  const log = createLogger("k8s-e2e", { level: process.env.FENCELINE_LOG_LEVEL ?? "silent" });
+export async function startRealK8s(options: RealK8sOptions) {
+  const { name } = options;
+  const log = createLogger(`k8s-${name}`, { level: process.env.FENCELINE_LOG_LEVEL ?? "silent" });
   const policy = options.policy ?? testPolicy();
-  const names = Array.from({ length: options.nodes ?? 5 }, (_, i) => `node-${i + 1}`);
-  const server: NatsServer = await startNatsServer({ log });
-  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names, ...(options.serverVersion ? { serverVersion: options.serverVersion } : {}) });
-  cluster.addStatefulSet("db", options.statefulReplicas ?? 2);
-  cluster.addDeployment("web", 2);
-  const api: KubernetesApiServer = await startKubernetesApiServer({ cluster, nodeMonitorGracePeriodMs: options.graceMs ?? 40_000 });
-  const dir = mkdtempSync(join(tmpdir(), "fl-k8s-e2e-"));
-  const kubeconfig = api.writeKubeconfig(dir);
+  const admin = kubeAdmin();
+  const names = Array.from({ length: options.nodes ?? 5 }, (_, i) => `${name}-${i + 1}`);
+  const namespace = name;
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const stopAll = async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+    cleanups.length = 0;
+  };
 
-  const connections: NatsConnection[] = [];
-  const controls: ControlPlane[] = [];
-  for (let i = 0; i < (options.controlPlanes ?? 1); i++) {
-    const nc = await connectNats(server.url, { name: `k8s-e2e-control-${i}` });
-    connections.push(nc);
-    const kubeConfig = loadKubeConfig({ kubeconfig });
-    controls.push(
-      await startControlPlane({
+  try {
+    await createNamespace(admin, namespace);
+    cleanups.push(() => deleteNamespace(admin, namespace, name));
+    const machines = new KubeletFleet({ admin, nodes: names, fleet: name, ...(options.staticPods ? { staticPodNamespace: namespace } : {}) });
+    await machines.start();
+    cleanups.push(() => machines.stop({ deleteNodes: true }));
+    await createStatefulSet(admin, { namespace, name: "db", replicas: options.statefulReplicas ?? 2, fleet: name });
+    await createDeployment(admin, { namespace, name: "web", replicas: options.deploymentReplicas ?? 2, fleet: name });
+    if (options.daemonSet) await createDaemonSet(admin, { namespace, name: "node-agent", fleet: name });
+    await options.workloads?.(admin, namespace, name);
+    const expected =
+      (options.statefulReplicas ?? 2) + (options.deploymentReplicas ?? 2) + (options.daemonSet ? names.length : 0) + (options.staticPods ? names.length : 0) + (options.extraPods ?? 0);
+    await waitUntil(
+      `the ${expected} pods of ${namespace} running and ready`,
+      async () => {
+        const pods = await listPods(admin, namespace);
+        return pods.length >= expected && pods.every(isRunningAndReady);
+      },
+      90_000,
+      () => machines.formatEvents().split("\n").slice(-30).join("\n"),
+    );
+
+    const server: NatsServer = await startNatsServer({ log });
+    cleanups.push(() => server.stop());
+    const kubeconfig = options.kubeconfig ?? inject("kubeTest").engineKubeconfig;
+    const connections: NatsConnection[] = [];
+    const controls: ControlPlane[] = [];
+    for (let i = 0; i < (options.controlPlanes ?? 1); i++) {
+      const nc = await connectNats(server.url, { name: `k8s-${name}-control-${i}` });
+      connections.push(nc);
+      cleanups.push(() => nc.drain());
+      const kubeConfig = loadKubeConfig({ kubeconfig });
+      const control = await startControlPlane({
         nc,
         policy,
         log: log.child({ control: i }),
-        cluster: createKubernetesCluster({ kubeConfig, log: log.child({ control: i, component: "kubernetes" }), retry: { baseMs: 20, maxMs: 200 } }),
+        cluster: createKubernetesCluster({ kubeConfig, log: log.child({ control: i, component: "kubernetes" }), retry: { baseMs: 50, maxMs: 500 } }),
         provisioner: quickProvisioner,
-        ...(options.conditions ? { conditions: { watcher: createNodeWatcher({ kubeConfig, retryMs: 100 }), rules: defaultConditionRules(0) } } : {}),
-      }),
-    );
-  }
-  const nc = connections[0]!;
-
-  // The audit as stored (FL_AUDIT deduplicates): with two engines, the one that loses a
-  // snapshot race also publishes, and a core-NATS subscriber would see its record too.
-  const audit: AuditRecord[] = [];
-  const auditConsumer = await jetstream(nc).consumers.get(Streams.audit);
-  const auditMessages = await auditConsumer.consume();
-  const auditDone = (async () => {
-    for await (const msg of auditMessages) {
-      const parsed = AuditRecord.safeParse(msg.json());
-      if (parsed.success) audit.push(parsed.data);
+        nodeEvents: createNodeEventRecorder({ kubeConfig, instance: `${name}-control-${i}` }),
+        ...(options.conditions
+          ? {
+              conditions: {
+                watcher: createNodeWatcher({ kubeConfig, labelSelector: `${FLEET_LABEL}=${name}`, retryMs: 200 }),
+                rules: defaultConditionRules(options.conditionDurationMs ?? 0),
+              },
+            }
+          : {}),
+      });
+      controls.push(control);
+      cleanups.push(() => control.stop());
     }
-  })();
+    const nc = connections[0]!;
 
-  const violations: Violation[] = [];
-  const sim = await startSimFleetOnNats({
-    url: server.url,
-    connectionName: "k8s-e2e-agents",
-    nodes: names,
-    cluster,
-    policy,
-    rebootMs: 500,
-    log,
-    onStep: (now) => violations.push(...checkInvariants(cluster, now).violations),
-  });
-  const { fleet } = sim;
-
-  // Node states as the engine saved them (FL_NODES, compare-and-set): with two engines the
-  // stored audit can hold a record of the instance that then lost the snapshot race.
-  const paths = new Map<string, string>();
-  const nodesWatch = await (await new Kvm(nc).open(Buckets.nodes)).watch();
-  const nodesDone = (async () => {
-    for await (const e of nodesWatch) if (e.operation === "PUT") paths.set(e.key, e.json<{ path: string }>().path);
-  })();
-  const latest = (node: string) => paths.get(node);
-  const waitFor = async (what: string, pred: () => boolean, timeoutMs = 30_000) => {
-    const until = Date.now() + timeoutMs;
-    while (!pred()) {
-      if (Date.now() > until) {
-        const states = names.map((n) => `${n}=${latest(n)}`).join(" ");
-        throw new Error(`timed out waiting for ${what}; states: ${states}\n${reasons().slice(-30).join("\n")}`);
+    // The audit as stored (FL_AUDIT deduplicates what two engines publish).
+    const audit: AuditRecord[] = [];
+    const auditMessages = await (await jetstream(nc).consumers.get(Streams.audit)).consume();
+    const auditDone = (async () => {
+      for await (const msg of auditMessages) {
+        const parsed = AuditRecord.safeParse(msg.json());
+        if (parsed.success) audit.push(parsed.data);
       }
-      await sleep(25);
-    }
-  };
-  const reasons = (node?: string) => audit.filter((r) => !node || r.node === node).sort((a, b) => a.seq - b.seq).map((r) => `${r.node} ${r.from}→${r.to}${r.reason ? ` (${r.reason})` : ""}`);
-
-  await waitFor("a healthy fleet with its workloads running", () => names.every((n) => latest(n) === "healthy") && cluster.replicas().every((r) => r.runningOn.length === 1));
-
-  return {
-    names,
-    policy,
-    server,
-    nc,
-    cluster,
-    api,
-    kubeconfig,
-    fleet,
-    audit,
-    violations,
-    latest,
-    waitFor,
-    reasons,
-    /** The node running StatefulSet replica `replica`. */
-    nodeOf: (replica: string) => cluster.replicas().find((r) => r.replica === replica)!.runningOn[0]!,
-    /** The audit records of a node, in order, as text. */
-    timeline: (node: string) => reasons(node),
-    /** Every revision of the fleet budget (KV FL_FLEET) from now on. */
-    async watchBudget(onSlots: (slots: string[]) => void) {
-      const kv = await new Kvm(nc).open(Buckets.fleet);
-      const w = await kv.watch({ key: "budget" });
-      void (async () => {
-        for await (const e of w) if (e.operation === "PUT") onSlots(Object.keys(e.json<{ slots: Record<string, unknown> }>().slots).sort());
-      })();
-      return () => w.stop();
-    },
-    async stop() {
-      await sim.stop();
+    })();
+    cleanups.push(async () => {
       await auditMessages.close();
+      await auditDone.catch(() => {});
+    });
+
+    const violations: Violation[] = [];
+    const sim = await startSimFleetOnNats({
+      url: server.url,
+      connectionName: `k8s-${name}-agents`,
+      nodes: names,
+      cluster: machines,
+      policy,
+      rebootMs: options.rebootMs ?? 500,
+      log,
+      onStep: (now) => violations.push(...checkInvariants(machines, now).violations),
+    });
+    cleanups.push(() => sim.stop());
+    const { fleet } = sim;
+
+    // Node states as the engine saved them (FL_NODES).
+    const paths = new Map<string, string>();
+    const nodesWatch = await (await new Kvm(nc).open(Buckets.nodes)).watch();
+    const nodesDone = (async () => {
+      for await (const e of nodesWatch) if (e.operation === "PUT") paths.set(e.key, e.json<{ path: string }>().path);
+    })();
+    cleanups.push(async () => {
       nodesWatch.stop();
       await nodesDone.catch(() => {});
-      await auditDone.catch(() => {});
-      for (const c of controls) await c.stop();
-      for (const c of connections) await c.drain().catch(() => {});
-      await api.stop();
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+    });
+    const latest = (node: string) => paths.get(node);
+    const reasons = (node?: string) =>
+      audit
+        .filter((r) => !node || r.node === node)
+        .sort((a, b) => a.seq - b.seq)
+        .map((r) => `${r.node} ${r.from}→${r.to}${r.reason ? ` (${r.reason})` : ""}`);
+    const explain = () =>
+      `states: ${names.map((n) => `${n}=${latest(n)}`).join(" ")}\naudit:\n${reasons().slice(-25).join("\n")}\nmachines:\n${machines.formatEvents().split("\n").slice(-25).join("\n")}`;
+    const waitFor = (what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 45_000) => waitUntil(what, pred, timeoutMs, explain);
+
+    await waitFor("a healthy fleet", () => names.every((n) => latest(n) === "healthy"), 30_000);
+
+    const pod = async (podName: string) => (await admin.find(`/api/v1/namespaces/${namespace}/pods/${podName}`)) as KubeObject | null;
+    return {
+      name,
+      names,
+      namespace,
+      policy,
+      admin,
+      machines,
+      fleet,
+      server,
+      nc,
+      audit,
+      violations,
+      latest,
+      reasons,
+      explain,
+      waitFor,
+      pod,
+      /** The node a pod is bound to (API view). */
+      nodeOf: async (podName: string) => (await pod(podName))?.spec?.nodeName as string,
+      /** Where a StatefulSet replica really runs (ground truth). */
+      runningOn: (replica: string) => machines.replicas().find((r) => r.replica === `${namespace}/${replica}`)?.runningOn ?? [],
+      timeline: (node: string) => reasons(node),
+      /** The Node object (taints, conditions). */
+      node: (nodeName: string) => admin.get(`/api/v1/nodes/${nodeName}`),
+      /** Every revision of the fleet budget (KV FL_FLEET) from now on. */
+      async watchBudget(onSlots: (slots: string[]) => void) {
+        const kv = await new Kvm(nc).open(Buckets.fleet);
+        const w = await kv.watch({ key: "budget" });
+        void (async () => {
+          for await (const e of w) if (e.operation === "PUT") onSlots(Object.keys(e.json<{ slots: Record<string, unknown> }>().slots).sort());
+        })();
+        return () => w.stop();
+      },
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 }
-export type SimK8s = Awaited<ReturnType<typeof startSimK8s>>;
+export type RealK8s = Awaited<ReturnType<typeof startRealK8s>>;
+
+/** Names of the pods on a node (API view), sorted. */
+export async function podsOnNode(admin: KubeClient, namespace: string, node: string): Promise<string[]> {
+  return (await listPods(admin, namespace))
+    .filter((p) => p.spec?.nodeName === node)
+    .map((p) => p.metadata.name)
+    .sort();
+}

@@ -43,7 +43,7 @@ const noCluster: ClusterApi = {
   async deletePods() {
     return 0;
   },
-  async deleteVolumeAttachments() {
+  async deleteEvictedPods() {
     return 0;
   },
   async countWorkloads() {

@@ -171,7 +171,7 @@ export async function startRejoinLab(options: { nodes: number; policy?: Policy; 
           return { at: Number(at), step: step!, node: n!, hostGroup: hostGroup! };
         })
         .filter((m) => m.node === node && m.at >= since),
-    events: async (node) => (await readStream(nc, Streams.events, Subjects.event(node))).map((m) => NodeEvent.parse(m.data)),
+    events: async (node) => (await readStream(nc, Streams.events, Subjects.storedEvent(node))).map((m) => NodeEvent.parse(m.data)),
     publish: async (event) => {
       await publishEvent(jetstream(nc), event);
     },

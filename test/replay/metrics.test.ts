@@ -68,6 +68,18 @@ describe("metrics", () => {
     const ui = parseExposition(await createFencelineMetrics().render()).families;
     expect(ui.has("fenceline_fleet_healthy_majority")).toBe(false);
     expect(ui.has("fenceline_nats_connected")).toBe(false);
+    expect(ui.has("fenceline_engine_partitions_owned")).toBe(false);
+  });
+
+  it("reports the partitions an engine instance owns and how many there are", async () => {
+    let owned = 5;
+    const m = createFencelineMetrics({ partitions: () => ({ owned, total: 16 }) });
+    let v = parseExposition(await m.render()).samples;
+    expect(v.get("fenceline_engine_partitions_owned")).toBe(5);
+    expect(v.get("fenceline_engine_partitions")).toBe(16);
+    owned = 0;
+    v = parseExposition(await m.render()).samples;
+    expect(v.get("fenceline_engine_partitions_owned")).toBe(0);
   });
 
   it("counts nodes per state, transitions, lifecycle durations per pool, command latency, failures and guard refusals", async () => {
@@ -206,6 +218,9 @@ describe("metrics", () => {
       expect(v.get("fenceline_fleet_nodes")).toBe(1);
       expect(v.get("fenceline_remediation_slots_used")).toBe(0);
       expect(v.get("fenceline_remediation_slots_allowed")).toBeGreaterThanOrEqual(0);
+      // The only engine instance owns every partition.
+      expect(v.get("fenceline_engine_partitions")).toBe(16);
+      expect(v.get("fenceline_engine_partitions_owned")).toBe(16);
       expect(v.get('fenceline_node_state_since_timestamp_seconds{node="m-1",state="suspect"}')).toBeGreaterThan(0);
       expect(v.get("process_resident_memory_bytes")).toBeGreaterThan(0);
     });

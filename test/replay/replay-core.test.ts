@@ -104,10 +104,14 @@ describe("replay core", () => {
     expect(fromAudit.entries).toEqual(timeline.entries);
   });
 
-  it("the benchmark replays a generated history with no divergence and reports a rate", () => {
-    const r = benchReplay({ events: 20_000, nodes: 200, chunk: 5_000 });
+  it("the benchmark replays a generated history with both interpreters, side by side, with no divergence, and reports their rates", () => {
+    const r = benchReplay({ events: 20_000, nodes: 200, chunk: 5_000, interpreters: ["xstate", "fast"] });
     expect(r.events).toBe(20_000);
     expect(r.divergences).toBe(0);
-    expect(r.eventsPerSec).toBeGreaterThan(0);
+    expect(r.runs.map((run) => [run.interpreter, run.divergences])).toEqual([
+      ["xstate", 0],
+      ["fast", 0],
+    ]);
+    for (const run of r.runs) expect(run.eventsPerSec).toBeGreaterThan(0);
   });
 });

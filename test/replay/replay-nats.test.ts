@@ -44,6 +44,21 @@ describe("fenceline replay against a recorded demo", () => {
     expect(report.compared).toBe(audit.length);
   });
 
+  it("--verify folds with xstate's own transition() unless --interpreter fast asks for the lean one, and says which", async () => {
+    const reference = await runMain(["replay", "--verify", "--server", server.url]);
+    expect(reference.stdout).toContain("interpreter xstate (xstate's own transition())");
+    const lean = await runMain(["replay", "--verify", "--interpreter", "fast", "--server", server.url]);
+    expect(lean.code, lean.stdout + lean.stderr).toBe(0);
+    expect(lean.stdout).toContain("interpreter fast (the lean interpreter (fast-step))");
+    for (const [args, interpreter] of [[[], "xstate"], [["--interpreter", "fast"], "fast"], [["--interpreter", "xstate"], "xstate"]] as const) {
+      const j = JSON.parse((await runMain(["replay", "--verify", "--json", ...args, "--server", server.url])).stdout) as { ok: boolean; interpreter: string };
+      expect(j).toMatchObject({ ok: true, interpreter });
+    }
+    const bad = await runMain(["replay", "--verify", "--interpreter", "quick", "--server", server.url]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--interpreter must be "xstate" or "fast", got "quick"');
+  });
+
   it("a policy changed under the same version is a divergence: node, sequence, both versions, exit 1", async () => {
     const file = join(dir, "changed.json");
     writeFileSync(file, JSON.stringify({ ...DEMO_POLICY, unhealthyDurationMs: 3_000, safeTimeMs: undefined }));

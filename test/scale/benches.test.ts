@@ -14,12 +14,15 @@ async function bench(args: string[]): Promise<Record<string, unknown>> {
 }
 
 describe("fenceline bench throughput|fleet|restart (smoke)", () => {
-  it("throughput: the engine and the bare loop over the same events, and their ratio", async () => {
+  it("throughput: the engine, the bare loop and the same writes without deciding, over the same events, and the ratios", async () => {
     const r = await bench(["throughput", "--events", "2000", "--nodes", "100"]);
-    expect(Object.keys(r)).toEqual(["engineEventsPerSec", "bareEventsPerSec", "ratio"]);
+    expect(Object.keys(r)).toEqual(["engineEventsPerSec", "bareEventsPerSec", "sameWritesEventsPerSec", "ratio", "ratioToSameWrites", "natsServerVersion"]);
     expect(r.engineEventsPerSec).toBeGreaterThan(0);
     expect(r.bareEventsPerSec).toBeGreaterThan(0);
+    expect(r.sameWritesEventsPerSec).toBeGreaterThan(0);
     expect(r.ratio).toBeCloseTo((r.engineEventsPerSec as number) / (r.bareEventsPerSec as number), 2);
+    expect(r.ratioToSameWrites).toBeCloseTo((r.engineEventsPerSec as number) / (r.sameWritesEventsPerSec as number), 2);
+    expect(r.natsServerVersion).toMatch(/^\d+\.\d+\.\d+/);
   }, 90_000);
 
   it("fleet: every silent agent is detected; CPU and memory of the control plane are reported", async () => {

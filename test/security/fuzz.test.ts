@@ -241,7 +241,8 @@ describe("fuzzing every subject Fenceline reads (real nats-server, real processe
         const subject = Subjects.event(node);
         const reason = eventReason(subject, data);
         fc.pre(reason !== null);
-        await expectDeadLetter("engine", subject, data, reason!, () => js.publish(subject, data, { msgID: randomUUID() }));
+        // Published on fl.evt.<node>; the engine received (and dead-letters) it as stored, fl.evt.<p>.<node>.
+        await expectDeadLetter("engine", Subjects.storedEvent(node), data, reason!, () => js.publish(subject, data, { msgID: randomUUID() }));
       }),
       RUNS,
     );

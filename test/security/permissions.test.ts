@@ -218,6 +218,8 @@ describe("nats-config permissions on a real nats-server", () => {
     await waitFor("node-3 paused", async () => ((await readNodes(admin)).get("node-3")?.value as { path?: string }).path === "paused");
     const resume = createEvent("operator.resume", { id: `op-${randomUUID()}`, node: "node-3", at: Date.now(), source: "operator:test", data: {} });
     await jetstream(cli).publish(Subjects.event("node-3"), JSON.stringify(resume), { msgID: resume.id });
+    // The old per-partition subject: the engine (its own user) answers with the reason.
+    await expect(jetstream(cli).publish(`fl.evt.0.node-3`, JSON.stringify(resume), { msgID: `${resume.id}-old` })).rejects.toThrow(/per-partition subject/);
 
     const durables = createDefinitions().consumers.filter((c) => c.stream === Streams.events).map((c) => c.config.durable_name);
     for (const durable of durables) {

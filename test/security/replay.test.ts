@@ -77,7 +77,7 @@ afterAll(async () => {
 type Snapshot = { path: string; context: Record<string, unknown> & { epoch: number } };
 const snapshotOf = async (node: string) => (await readNodes(admin)).get(node)?.value as Snapshot | undefined;
 const events = async (node: string) =>
-  (await readStream(admin, Streams.events)).filter((m) => m.subject === Subjects.event(node)).map((m) => ({ seq: m.seq, raw: m.data, event: NodeEvent.parse(m.json()) }));
+  (await readStream(admin, Streams.events)).filter((m) => m.subject === Subjects.storedEvent(node)).map((m) => ({ seq: m.seq, raw: m.data, event: NodeEvent.parse(m.json()) }));
 
 describe("replayed messages cannot cancel fencing (real nats-server, role users)", () => {
   it("replayed heartbeats, results, timers and commands of before the fencing change nothing", async () => {

@@ -42,6 +42,9 @@ function echoedFacts(command: Command): Record<string, string | number> {
       return { taint: command.params.taint.key };
     case "reprovision":
       return { attempt: command.params.attempt, ...(command.params.ticket !== undefined ? { ticket: command.params.ticket } : {}) };
+    case "fence.poweroff":
+    case "fence.poweron":
+      return { method: command.params.device ?? "power" };
     default:
       return {};
   }

@@ -3,7 +3,7 @@ import type { Handlers } from "./actuator.js";
 
 const sleep = (clock: Clock, ms: number) => new Promise<void>((resolve) => clock.setTimeout(resolve, ms));
 
-/** Taints, pod and VolumeAttachment deletion, and the wait for a node's workloads to be gone. */
+/** Taints, pod deletion, and the out-of-service wait for a node's workloads to be gone. */
 export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options: { pollMs?: number } = {}): Handlers {
   const pollMs = options.pollMs ?? 250;
   return {
@@ -19,17 +19,20 @@ export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options
       const n = await cluster.deletePods(c.node);
       return { ok: true, output: `${n} pods force-deleted`, facts: { deleted: n } };
     },
-    "volumeattachments.delete": async (c) => {
-      const n = await cluster.deleteVolumeAttachments(c.node);
-      return { ok: true, output: `${n} VolumeAttachments deleted`, facts: { deleted: n } };
-    },
     "workloads.await-gone": async (c, context) => {
       const until = clock.now() + c.params.timeoutMs;
+      let deleted = 0;
       for (;;) {
+        // What the taint evicted, Pod GC would force-delete only once the node is NotReady (up to
+        // a minute later): fencing is confirmed, so it goes now.
+        deleted += await cluster.deleteEvictedPods(c.node);
         const left = await cluster.countWorkloads(c.node);
-        if (left.pods === 0 && left.volumeAttachments === 0) return { ok: true, output: "no pods and no VolumeAttachments left", facts: { gone: true } };
+        const forced = deleted > 0 ? ` (${deleted} evicted pods force-deleted)` : "";
+        if (left.pods === 0 && left.volumeAttachments === 0) {
+          return { ok: true, output: `no pods that must move and none of their VolumeAttachments left${forced}`, facts: { gone: true, deleted } };
+        }
         if (clock.now() >= until) {
-          return { ok: false, reason: `${left.pods} pods and ${left.volumeAttachments} VolumeAttachments still there after ${c.params.timeoutMs} ms` };
+          return { ok: false, reason: `${left.pods} pods that must move and ${left.volumeAttachments} VolumeAttachments still there after ${c.params.timeoutMs} ms${forced}` };
         }
         context.progress();
         await sleep(clock, pollMs);

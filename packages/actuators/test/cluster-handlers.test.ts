@@ -67,19 +67,20 @@ describe("cluster handlers over InMemoryCluster", () => {
     expect(result.data.reason).toContain("ghost");
   });
 
-  it("force-deletes the node's pods and VolumeAttachments and counts them", async () => {
-    const { cluster, run } = setup();
+  it("force-deletes the node's pods but not the DaemonSet's, and leaves VolumeAttachments to the attach-detach controller", async () => {
+    const { cluster, run, clock } = setup();
+    cluster.addDaemonSet("agent");
+    clock.advance(1_000);
+    cluster.step();
     expect(await cluster.countWorkloads("n1")).toEqual({ pods: 2, volumeAttachments: 2 });
 
     const pods = resultOf(await run(command("pods.delete", {})));
     expect(pods.data).toMatchObject({ ok: true, output: "2 pods force-deleted", facts: { deleted: 2 } });
-    const vas = resultOf(await run(command("volumeattachments.delete", {})));
-    expect(vas.data).toMatchObject({ ok: true, output: "2 VolumeAttachments deleted", facts: { deleted: 2 } });
-    expect(await cluster.countWorkloads("n1")).toEqual({ pods: 0, volumeAttachments: 0 });
+    expect(cluster.pods().filter((p) => p.node === "n1").map((p) => p.name)).toEqual(["agent-n1"]);
+    expect(await cluster.countWorkloads("n1")).toEqual({ pods: 0, volumeAttachments: 2 });
 
     // Again: nothing left, still a success.
     expect(resultOf(await run(command("pods.delete", {}))).data.facts).toMatchObject({ deleted: 0 });
-    expect(resultOf(await run(command("volumeattachments.delete", {}))).data.facts).toMatchObject({ deleted: 0 });
   });
 
   it("workloads.await-gone succeeds at once when nothing is left", async () => {
@@ -88,35 +89,42 @@ describe("cluster handlers over InMemoryCluster", () => {
     expect(result.data).toMatchObject({ ok: true, facts: { gone: true } });
   });
 
-  it("workloads.await-gone succeeds once the pods and VolumeAttachments are gone", async () => {
+  it("workloads.await-gone force-deletes what the out-of-service taint evicted and succeeds once it and its volumes are gone", async () => {
     const { clock, cluster, run, progressed } = setup();
+    cluster.addDaemonSet("agent");
+    cluster.powerOff("n1");
     const pending = run(command("workloads.await-gone", { timeoutMs: 10_000 }, { now: clock.now() }));
     const started = clock.now();
-    let deleted = false;
+    let tainted = false;
     const result = resultOf(
       await drive(clock, pending, POLL_MS, (now) => {
-        if (!deleted && now - started >= 2_000) {
-          deleted = true;
-          void cluster.deletePods("n1");
-          void cluster.deleteVolumeAttachments("n1");
+        if (!tainted && now - started >= 2_000) {
+          tainted = true;
+          void cluster.addTaint("n1", OUT_OF_SERVICE_TAINT);
         }
+        cluster.step(now);
       }),
     );
-    expect(result.data).toMatchObject({ ok: true, output: "no pods and no VolumeAttachments left", facts: { gone: true } });
-    expect(clock.now() - started).toBeGreaterThanOrEqual(2_000);
-    expect(clock.now() - started).toBeLessThan(2_000 + 2 * POLL_MS);
+    expect(result.data).toMatchObject({
+      ok: true,
+      output: "no pods that must move and none of their VolumeAttachments left (2 evicted pods force-deleted)",
+      facts: { gone: true, deleted: 2 },
+    });
+    // Long before Pod GC would have (the node is not NotReady for 50 s).
+    expect(clock.now() - started).toBeLessThan(2_000 + 3 * POLL_MS);
+    expect(cluster.pods().filter((p) => p.node === "n1").map((p) => p.name)).toEqual(["agent-n1"]);
     // It told the consumer it is still working on every poll.
     expect(progressed()).toBeGreaterThanOrEqual(2_000 / POLL_MS);
   });
 
   it("workloads.await-gone fails at its timeout when something is left", async () => {
     const { clock, cluster, run } = setup();
-    await cluster.deletePods("n1"); // the VolumeAttachments stay (no force-detach in 3 s)
+    await cluster.deletePods("n1"); // the VolumeAttachments stay (no out-of-service taint, no force-detach in 3 s)
     const pending = run(command("workloads.await-gone", { timeoutMs: 3_000 }, { now: clock.now() }));
     const started = clock.now();
     const result = resultOf(await drive(clock, pending, POLL_MS));
     expect(result.data.ok).toBe(false);
-    expect(result.data.reason).toBe("0 pods and 2 VolumeAttachments still there after 3000 ms");
+    expect(result.data.reason).toBe("0 pods that must move and 2 VolumeAttachments still there after 3000 ms");
     expect(clock.now() - started).toBeGreaterThanOrEqual(3_000);
     expect(clock.now() - started).toBeLessThanOrEqual(3_000 + POLL_MS);
   });

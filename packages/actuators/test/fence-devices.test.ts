@@ -147,6 +147,8 @@ describe("a fence agent device", () => {
     const err = await d.agent.powerOff({ node: "node-1", deadline: Date.now() + 300 }).catch((e: unknown) => e);
     expect(calls).toHaveLength(1);
     expect(calls[0]!.timeoutMs).toBeLessThanOrEqual(300);
+    // The agent's own wait is cut to the time left too.
+    expect(calls[0]!.params.power_timeout).toBe("1");
     expect(isFenceAgentError(err, FenceErrorCode.Unreachable)).toBe(true);
   });
 

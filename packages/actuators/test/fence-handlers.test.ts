@@ -38,9 +38,11 @@ const deviceOf = (name: string, agent: FenceAgent, confirmWithinMs = 2_000): Fen
 function fenceActuator(devices: FenceDevice[]) {
   const actuator = createActuator({ name: "fence", handlers: createFenceHandlers({ devices, clock: systemClock }), clock: systemClock });
   let progressed = 0;
-  const run = async (node = "n1") =>
-    resultOf(await actuator.execute(command("fence.poweroff", {}, { node, now: Date.now() }), { progress: () => progressed++ }));
-  return { run, progressed: () => progressed };
+  const run = async (node = "n1", params: { device?: string; hostGroup?: string } = {}, now = Date.now()) =>
+    resultOf(await actuator.execute(command("fence.poweroff", params, { node, now }), { progress: () => progressed++ }));
+  const powerOn = async (node = "n1", params: { device?: string; hostGroup?: string } = {}, now = Date.now()) =>
+    resultOf(await actuator.execute(command("fence.poweron", params, { node, now }), { progress: () => progressed++ }));
+  return { run, powerOn, progressed: () => progressed };
 }
 
 describe("fence actuator", () => {
@@ -48,7 +50,7 @@ describe("fence actuator", () => {
     const bmc = memoryBmc({ offAfterReads: 2 });
     const { run, progressed } = fenceActuator([deviceOf("ipmi", bmc.agent)]);
     const result = await run();
-    expect(result.data).toMatchObject({ ok: true, kind: "fence.poweroff", facts: { device: "ipmi", power: "off" } });
+    expect(result.data).toMatchObject({ ok: true, kind: "fence.poweroff", facts: { method: "power", device: "ipmi", power: "off" } });
     expect(bmc.calls).toEqual(["off n1", "status n1", "status n1", "status n1"]);
     expect(result.data.output).toBe(["Success: Powered OFF", "Status: ON", "Status: ON", "Status: OFF"].join("\n"));
     expect(progressed()).toBeGreaterThanOrEqual(3);
@@ -84,6 +86,35 @@ describe("fence actuator", () => {
 
     const both = fenceActuator([deviceOf("pdu-a", memoryBmc().agent), deviceOf("pdu-b", memoryBmc().agent)]);
     expect((await both.run()).data).toMatchObject({ ok: true, facts: { device: "pdu-a,pdu-b" } });
+  });
+
+  it("powers off through the device the command names (a fencing level's method), echoing it", async () => {
+    const a = memoryBmc();
+    const b = memoryBmc();
+    const { run } = fenceActuator([deviceOf("ipmi", a.agent), deviceOf("pdu", b.agent)]);
+    const result = await run("n1", { device: "pdu", hostGroup: "db" });
+    expect(result.data).toMatchObject({ ok: true, facts: { method: "pdu", device: "pdu", power: "off" } });
+    expect(a.calls).toEqual([]);
+    expect(b.calls).toEqual(["off n1", "status n1"]);
+    const unknown = await run("n1", { device: "pdu-z" });
+    expect(unknown.data).toMatchObject({ ok: false, reason: "invalid-config: no fence device named pdu-z is configured (devices: ipmi, pdu)", facts: { method: "pdu-z", error: "invalid-config" } });
+  });
+
+  it("powers the node on again (unfencing), and then refuses a power-off issued before that power-on (a late redelivery)", async () => {
+    const bmc = memoryBmc();
+    const { run, powerOn } = fenceActuator([deviceOf("ipmi", bmc.agent)]);
+    const issued = Date.now();
+    expect((await run("n1", {}, issued)).data.ok).toBe(true);
+    const on = await powerOn("n1", { device: "ipmi" }, issued + 10);
+    expect(on.data).toMatchObject({ ok: true, kind: "fence.poweron", facts: { method: "ipmi", device: "ipmi", power: "on" } });
+    expect(on.data.output).toBe("Success: Powered ON");
+    expect(bmc.power()).toBe("on");
+    const late = await run("n1", {}, issued);
+    expect(late.data).toMatchObject({ ok: false, facts: { error: "stale" } });
+    expect(late.data.reason).toMatch(/^stale: a power-on issued later \(at \d+\) was already carried out for n1$/);
+    expect(bmc.calls.filter((c) => c.startsWith("off"))).toHaveLength(1);
+    // A power-off issued after the power-on is a new fencing: carried out.
+    expect((await run("n1", {}, issued + 20)).data.ok).toBe(true);
   });
 
   it("fails at once for a node no device covers", async () => {

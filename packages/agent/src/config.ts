@@ -1,6 +1,7 @@
 import { promises as fs } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
 import { AgentTiming, Duration, NodeName } from "@fenceline/contracts";
 import { BOOT_ID_PATH } from "./boot-identity.js";
 import type { ServiceChecksumSpec } from "./checksums.js";
@@ -78,181 +79,157 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   return parseAgentConfig(json, { source: path });
 }
 
-const TOP_LEVEL_KEYS = [
-  "node", "nats", "peerListen", "peers", "fleetSize", "tls", "watchdog", "heartbeatInterval", "timing", "services",
-  "checksumInterval", "checksumCommandTimeout", "hostGroup", "controlPlane", "stateDir", "incarnationFile",
-  "selfFenceFile", "contactFile", "bootIdFile", "logLevel",
-];
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-/** Validates and fills defaults; throws AgentConfigError listing every problem. */
-export function parseAgentConfig(raw: unknown, options: { source?: string; hostname?: string } = {}): AgentConfig {
-  const v = new Validator();
-  const root = v.object(raw, "", TOP_LEVEL_KEYS) ?? {};
-
-  const defaultNode = (options.hostname ?? hostname()).toLowerCase();
-  const node = v.nodeName(root.node ?? defaultNode, "node", root.node === undefined ? " (the hostname; set \"node\")" : "");
-
-  const nats = v.object(root.nats ?? {}, "nats", ["url"]) ?? {};
-  const natsUrl = v.url(nats.url ?? "nats://127.0.0.1:4222", "nats.url", ["nats:", "tls:"]);
-
-  const listen = v.object(root.peerListen ?? {}, "peerListen", ["host", "port"]) ?? {};
-  const peerListen = { host: v.string(listen.host ?? "0.0.0.0", "peerListen.host"), port: v.port(listen.port ?? 9797, "peerListen.port") };
-
-  const peers: AgentConfig["peers"] = [];
-  for (const [i, entry] of (v.array(root.peers ?? [], "peers") ?? []).entries()) {
-    const peer = v.object(entry, `peers[${i}]`, ["node", "url"]);
-    if (!peer) continue;
-    const peerNode = v.nodeName(peer.node, `peers[${i}].node`);
-    const url = v.url(peer.url, `peers[${i}].url`, ["http:", "https:"]);
-    if (peerNode === node) v.issue(`peers[${i}].node`, "is this node itself");
-    else if (peers.some((p) => p.node === peerNode)) v.issue(`peers[${i}].node`, `"${peerNode}" is listed twice`);
-    peers.push({ node: peerNode, url });
-  }
-  const fleetSize = root.fleetSize === undefined ? peers.length + 1 : v.integer(root.fleetSize, "fleetSize", 1);
-  if (fleetSize < peers.length + 1) v.issue("fleetSize", `is ${fleetSize}, less than this node plus its ${peers.length} peers`);
-
-  let tls: AgentConfig["tls"];
-  if (root.tls !== undefined) {
-    const t = v.object(root.tls, "tls", ["keyFile", "certFile", "caFile"]) ?? {};
-    tls = { keyFile: v.string(t.keyFile, "tls.keyFile"), certFile: v.string(t.certFile, "tls.certFile"), caFile: v.string(t.caFile, "tls.caFile") };
-    if (peers.some((p) => p.url.startsWith("http:"))) v.issue("peers", "use https:// URLs when tls is set");
-  }
-
-  const wd = v.object(root.watchdog ?? {}, "watchdog", ["path", "fallbackRebootCommand"]) ?? {};
-  const watchdog = {
-    path: v.string(wd.path ?? "/dev/watchdog", "watchdog.path"),
-    fallbackRebootCommand:
-      wd.fallbackRebootCommand === null ? null : v.stringArray(wd.fallbackRebootCommand ?? ["systemctl", "reboot", "-f"], "watchdog.fallbackRebootCommand", 1),
-  };
-
-  const timingResult = AgentTiming.safeParse(root.timing ?? {});
-  if (!timingResult.success) for (const issue of timingResult.error.issues) v.issue(["timing", ...issue.path].join("."), issue.message);
-  const timing = timingResult.success ? timingResult.data : AgentTiming.parse({});
-
-  const services: AgentConfig["services"] = {};
-  const rawServices = v.object(root.services ?? {}, "services") ?? {};
-  for (const [name, spec] of Object.entries(rawServices)) {
-    if (name.length === 0 || name.length > 128) v.issue(`services`, `service name "${name.slice(0, 20)}" must be 1 to 128 characters`);
-    const s = v.object(spec, `services.${name}`, ["files", "commands"]);
-    if (!s) continue;
-    const service: ServiceChecksumSpec = {};
-    if (s.files !== undefined) service.files = v.stringArray(s.files, `services.${name}.files`);
-    if (s.commands !== undefined) service.commands = v.stringArray(s.commands, `services.${name}.commands`);
-    services[name] = service;
-  }
-
-  const stateDir = v.string(root.stateDir ?? "/var/lib/fenceline/agent", "stateDir");
-  const config: AgentConfig = {
-    node,
-    nats: { url: natsUrl },
-    peerListen,
-    peers,
-    fleetSize,
-    watchdog,
-    heartbeatIntervalMs: v.duration(root.heartbeatInterval ?? "1s", "heartbeatInterval", 1),
-    timing,
-    services,
-    checksumIntervalMs: v.duration(root.checksumInterval ?? "60s", "checksumInterval", 1),
-    checksumCommandTimeoutMs: v.duration(root.checksumCommandTimeout ?? "5s", "checksumCommandTimeout", 1),
-    incarnationFile: v.string(root.incarnationFile ?? join(stateDir, "incarnation"), "incarnationFile"),
-    selfFenceFile: v.string(root.selfFenceFile ?? join(stateDir, "self-fence.json"), "selfFenceFile"),
-    contactFile: v.string(root.contactFile ?? join(stateDir, "last-contact.json"), "contactFile"),
-    bootIdFile: v.string(root.bootIdFile ?? BOOT_ID_PATH, "bootIdFile"),
-    logLevel: v.oneOf(root.logLevel ?? "info", "logLevel", LOG_LEVELS),
-  };
-  if (tls) config.tls = tls;
-  if (root.hostGroup !== undefined) config.hostGroup = v.string(root.hostGroup, "hostGroup", 128);
-  if (root.controlPlane !== undefined) config.controlPlane = v.boolean(root.controlPlane, "controlPlane");
-  if (config.timing.controlPlaneTimeoutMs <= 3 * config.heartbeatIntervalMs) {
-    v.issue("timing.controlPlaneTimeoutMs", `must be more than 3 heartbeat intervals (${3 * config.heartbeatIntervalMs}ms) so that an outage is not mistaken for a partition`);
-  }
-  if (v.issues.length > 0) throw new AgentConfigError(options.source ?? "(inline)", v.issues);
-  return config;
+/** A strict object whose unknown keys are reported one by one, with the keys it knows. */
+function strict<T extends z.ZodRawShape>(shape: T) {
+  const known = Object.keys(shape).join(", ");
+  return z.strictObject(shape, {
+    error: (issue) => (issue.code === "unrecognized_keys" ? `unknown key (known: ${known})` : issue.code === "invalid_type" ? "must be an object" : undefined),
+  });
 }
 
-/** Collects every problem with its path instead of stopping at the first. */
-class Validator {
-  readonly issues: string[] = [];
-
-  issue(path: string, message: string): void {
-    this.issues.push(`${path || "(root)"}: ${message}`);
-  }
-
-  object(value: unknown, path: string, keys?: readonly string[]): Record<string, unknown> | undefined {
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      this.issue(path, "must be an object");
-      return undefined;
+const text = (max = 4096) => z.string({ error: `must be a non-empty string of at most ${max} characters` }).min(1, `must be a non-empty string of at most ${max} characters`).max(max, `must be a non-empty string of at most ${max} characters`);
+const texts = (minItems = 0) => z.array(text(), { error: "must be an array" }).min(minItems, `needs at least ${minItems} item(s)`);
+const url = (protocols: readonly string[]) =>
+  text().refine((value) => {
+    try {
+      return protocols.includes(new URL(value).protocol);
+    } catch {
+      return false;
     }
-    const record = value as Record<string, unknown>;
-    if (keys) for (const key of Object.keys(record)) if (!keys.includes(key)) this.issue(path ? `${path}.${key}` : key, `unknown key (known: ${keys.join(", ")})`);
-    return record;
-  }
-
-  array(value: unknown, path: string): unknown[] | undefined {
-    if (Array.isArray(value)) return value;
-    this.issue(path, "must be an array");
-    return undefined;
-  }
-
-  string(value: unknown, path: string, maxLength = 4096): string {
-    if (typeof value === "string" && value.length > 0 && value.length <= maxLength) return value;
-    this.issue(path, `must be a non-empty string of at most ${maxLength} characters`);
-    return "";
-  }
-
-  stringArray(value: unknown, path: string, minItems = 0): string[] {
-    const items = this.array(value, path) ?? [];
-    if (items.length < minItems) this.issue(path, `needs at least ${minItems} item(s)`);
-    return items.map((item, i) => this.string(item, `${path}[${i}]`));
-  }
-
-  boolean(value: unknown, path: string): boolean {
-    if (typeof value === "boolean") return value;
-    this.issue(path, "must be true or false");
-    return false;
-  }
-
-  integer(value: unknown, path: string, min: number): number {
-    if (typeof value === "number" && Number.isSafeInteger(value) && value >= min) return value;
-    this.issue(path, `must be an integer ≥ ${min}`);
-    return min;
-  }
-
-  port(value: unknown, path: string): number {
-    if (typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 65535) return value;
-    this.issue(path, "must be a port number (0 to 65535)");
-    return 0;
-  }
-
-  duration(value: unknown, path: string, min: number): number {
+  }, `must be a ${protocols.join(" or ")} URL`);
+const duration = (min: number) =>
+  z.unknown().transform((value, ctx) => {
     const parsed = Duration.safeParse(value);
     if (parsed.success && parsed.data >= min) return parsed.data;
-    this.issue(path, `must be a duration of at least ${min}ms, like "500ms", "5s" or 5000`);
-    return min;
-  }
+    ctx.addIssue({ code: "custom", message: `must be a duration of at least ${min}ms, like "500ms", "5s" or 5000` });
+    return z.NEVER;
+  });
+const nodeName = NodeName;
 
-  nodeName(value: unknown, path: string, hint = ""): string {
-    const parsed = NodeName.safeParse(value);
-    if (parsed.success) return parsed.data;
-    this.issue(path, `${parsed.error.issues[0]?.message ?? "invalid node name"}${hint}`);
-    return typeof value === "string" ? value : "";
-  }
+/** The file as written: every key, its type and its default (the order of the doc comment above). */
+const AgentConfigFile = strict({
+  node: nodeName.optional(),
+  nats: strict({ url: url(["nats:", "tls:"]).default("nats://127.0.0.1:4222") }).prefault({}),
+  peerListen: strict({
+    host: text().default("0.0.0.0"),
+    port: z.number({ error: "must be a port number (0 to 65535)" }).int("must be a port number (0 to 65535)").min(0, "must be a port number (0 to 65535)").max(65535, "must be a port number (0 to 65535)").default(9797),
+  }).prefault({}),
+  peers: z.array(strict({ node: nodeName, url: url(["http:", "https:"]) }), { error: "must be an array" }).default([]),
+  fleetSize: z.number({ error: "must be an integer ≥ 1" }).int("must be an integer ≥ 1").min(1, "must be an integer ≥ 1").max(Number.MAX_SAFE_INTEGER).optional(),
+  tls: strict({ keyFile: text(), certFile: text(), caFile: text() }).optional(),
+  watchdog: strict({
+    path: text().default("/dev/watchdog"),
+    fallbackRebootCommand: texts(1).nullable().default(["systemctl", "reboot", "-f"]),
+  }).prefault({}),
+  heartbeatInterval: duration(1).prefault("1s"),
+  // The policy's agent section (AgentTiming), with this file's messages for a bad duration.
+  timing: strict(Object.fromEntries(Object.keys(AgentTiming.shape).map((key) => [key, duration(0).optional()])) as Record<keyof AgentTiming, z.ZodOptional<ReturnType<typeof duration>>>)
+    .prefault({})
+    .transform((timing) => AgentTiming.parse(Object.fromEntries(Object.entries(timing).filter(([, v]) => v !== undefined)))),
+  services: z
+    .record(text(128), strict({ files: texts().optional(), commands: texts().optional() }), { error: "must be an object" })
+    .default({}),
+  checksumInterval: duration(1).prefault("60s"),
+  checksumCommandTimeout: duration(1).prefault("5s"),
+  hostGroup: text(128).optional(),
+  controlPlane: z.boolean({ error: "must be true or false" }).optional(),
+  stateDir: text().default("/var/lib/fenceline/agent"),
+  incarnationFile: text().optional(),
+  selfFenceFile: text().optional(),
+  contactFile: text().optional(),
+  bootIdFile: text().default(BOOT_ID_PATH),
+  logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }).default("info"),
+});
+type AgentConfigFile = z.infer<typeof AgentConfigFile>;
+type Field = keyof typeof AgentConfigFile.shape;
 
-  url(value: unknown, path: string, protocols: readonly string[]): string {
-    const text = this.string(value, path);
-    try {
-      if (protocols.includes(new URL(text).protocol)) return text;
-    } catch {
-      // reported below
-    }
-    if (text) this.issue(path, `must be a ${protocols.join(" or ")} URL`);
-    return text;
-  }
+/** Every zod issue as "path: message"; an unknown key is one line per key. */
+function issueLines(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): string[] {
+  const path = (keys: readonly PropertyKey[]) =>
+    keys.reduce<string>((out, key) => (typeof key === "number" ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), "") || "(root)";
+  return issues.flatMap((issue) => {
+    const at = [...prefix, ...issue.path];
+    if (issue.code === "unrecognized_keys") return issue.keys.map((key) => `${path([...at, key])}: ${issue.message}`);
+    return [`${path(at)}: ${issue.message}`];
+  });
+}
 
-  oneOf(value: unknown, path: string, allowed: readonly string[]): string {
-    if (typeof value === "string" && allowed.includes(value)) return value;
-    this.issue(path, `must be one of ${allowed.join(", ")}`);
-    return allowed[0] ?? "";
+/**
+ * What the file says about things that involve more than one key, checked on every field that is
+ * valid (a field that is not counts as its default here, its own problem reported by the schema),
+ * so that every problem is reported at once.
+ */
+function relations(raw: Record<string, unknown>, value: AgentConfigFile, node: string): string[] {
+  const out: string[] = [];
+  const entries = Array.isArray(raw.peers) ? raw.peers : [];
+  const seen = new Set<string>();
+  entries.forEach((entry, i) => {
+    const peer = NodeName.safeParse((entry as { node?: unknown } | null)?.node);
+    if (!peer.success) return;
+    if (peer.data === node) out.push(`peers[${i}].node: is this node itself`);
+    else if (seen.has(peer.data)) out.push(`peers[${i}].node: "${peer.data}" is listed twice`);
+    seen.add(peer.data);
+  });
+  const peers = entries.filter((e) => typeof e === "object" && e !== null).length;
+  if (value.fleetSize !== undefined && value.fleetSize < peers + 1) out.push(`fleetSize: is ${value.fleetSize}, less than this node plus its ${peers} peers`);
+  if (value.tls && value.peers.some((p) => p.url.startsWith("http:"))) out.push("peers: use https:// URLs when tls is set");
+  if (value.timing.controlPlaneTimeoutMs <= 3 * value.heartbeatInterval) {
+    out.push(`timing.controlPlaneTimeoutMs: must be more than 3 heartbeat intervals (${3 * value.heartbeatInterval}ms) so that an outage is not mistaken for a partition`);
   }
+  return out;
+}
+
+/** Validates (zod, every problem with its path, unknown keys included) and fills defaults; throws AgentConfigError. */
+export function parseAgentConfig(raw: unknown, options: { source?: string; hostname?: string } = {}): AgentConfig {
+  const source = options.source ?? "(inline)";
+  const parsed = AgentConfigFile.safeParse(raw);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new AgentConfigError(source, issueLines(parsed.error?.issues ?? []));
+  const record = raw as Record<string, unknown>;
+  const issues = parsed.success ? [] : issueLines(parsed.error.issues);
+
+  // For the relations: each field as parsed, or its default when it is not valid.
+  const fields = AgentConfigFile.shape;
+  const value = parsed.success
+    ? parsed.data
+    : (Object.fromEntries(
+        (Object.keys(fields) as Field[]).map((key) => {
+          const one = fields[key].safeParse(record[key]);
+          return [key, one.success ? one.data : fields[key].safeParse(undefined).data];
+        }),
+      ) as AgentConfigFile);
+
+  const defaultNode = (options.hostname ?? hostname()).toLowerCase();
+  let node = value.node;
+  if (record.node === undefined) {
+    const fromHost = NodeName.safeParse(defaultNode);
+    if (fromHost.success) node = fromHost.data;
+    else issues.push(`node: ${fromHost.error.issues[0]?.message ?? "invalid node name"} (the hostname; set "node")`);
+  }
+  issues.push(...relations(record, value, node ?? defaultNode));
+  if (issues.length > 0) throw new AgentConfigError(source, issues);
+
+  const config: AgentConfig = {
+    node: node ?? defaultNode,
+    nats: value.nats,
+    peerListen: value.peerListen,
+    peers: value.peers,
+    fleetSize: value.fleetSize ?? value.peers.length + 1,
+    watchdog: value.watchdog,
+    heartbeatIntervalMs: value.heartbeatInterval,
+    timing: value.timing,
+    services: value.services as Record<string, ServiceChecksumSpec>,
+    checksumIntervalMs: value.checksumInterval,
+    checksumCommandTimeoutMs: value.checksumCommandTimeout,
+    incarnationFile: value.incarnationFile ?? join(value.stateDir, "incarnation"),
+    selfFenceFile: value.selfFenceFile ?? join(value.stateDir, "self-fence.json"),
+    contactFile: value.contactFile ?? join(value.stateDir, "last-contact.json"),
+    bootIdFile: value.bootIdFile,
+    logLevel: value.logLevel,
+  };
+  if (value.tls) config.tls = value.tls;
+  if (value.hostGroup !== undefined) config.hostGroup = value.hostGroup;
+  if (value.controlPlane !== undefined) config.controlPlane = value.controlPlane;
+  return config;
 }

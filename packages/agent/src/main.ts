@@ -1,6 +1,6 @@
 import { promises as fs } from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { systemClock, type Clock } from "@fenceline/contracts";
+import { ErrorCode, isFencelineError, systemClock, type Clock } from "@fenceline/contracts";
 import { connectNats, createLogger, redactUrl } from "@fenceline/bus";
 import type { Logger } from "pino";
 import { createAgent, type Agent } from "./agent.js";
@@ -110,6 +110,9 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
       onConnected: (nc) => deferred.attach(createNatsAgentTransport({ nc, node: config.node, log, clock })),
     });
     await link.firstAttempt;
+    // A server too old for Fenceline is a deployment error: the agent does not start.
+    const refused = link.refused();
+    if (refused) throw refused;
 
     let stopping: Promise<void> | undefined;
     const shutdown = (why: string) =>
@@ -136,6 +139,8 @@ interface BackgroundLink {
   /** Settles after the first attempt, whether it connected or not. */
   firstAttempt: Promise<void>;
   connected(): boolean;
+  /** The error of a first attempt that reached a server too old for Fenceline (no retries then). */
+  refused(): Error | undefined;
   /** Stops retrying; drains the connection if there is one. */
   stop(): Promise<void>;
 }
@@ -159,6 +164,7 @@ function connectInBackground(options: {
   const shownUrl = redactUrl(url);
   let nc: NatsConnection | undefined;
   let stopped = false;
+  let refused: Error | undefined;
   let wake: (() => void) | undefined;
   let markFirst: () => void = () => {};
   const firstAttempt = new Promise<void>((resolve) => (markFirst = resolve));
@@ -177,7 +183,14 @@ function connectInBackground(options: {
         break;
       } catch (err) {
         const message = (err as Error).message;
-        if (attempt === 1) {
+        if (isFencelineError(err, ErrorCode.NatsServerTooOld)) {
+          // Said every time: the agent keeps its watchdog and self-fencing rules meanwhile.
+          log.error({ url: shownUrl, attempt }, message);
+          if (attempt === 1) {
+            refused = err;
+            break;
+          }
+        } else if (attempt === 1) {
           log.warn({ url: shownUrl, retryMs: options.retryMs }, `${message}; the agent runs without the control plane (watchdog fed, self-fencing rules apply) and keeps trying`);
         } else {
           log.debug({ url: shownUrl, attempt }, message);
@@ -198,6 +211,7 @@ function connectInBackground(options: {
   return {
     firstAttempt,
     connected: () => nc !== undefined,
+    refused: () => refused,
     stop: async () => {
       stopped = true;
       wake?.();

@@ -67,6 +67,41 @@ describe("agent config", () => {
     expect(error!.message.split("\n")).toHaveLength(1);
   });
 
+  it("says what is wrong with each key, in words, and names every unknown key with the keys it knows (zod schema)", () => {
+    let error: AgentConfigError | undefined;
+    try {
+      parseAgentConfig(
+        {
+          nats: { url: 5, user: "x" },
+          peerListen: { port: 70_000 },
+          watchdog: "dev",
+          timing: { peerRoundMs: "soon", bogus: 1 },
+          services: { kubelet: { files: "a" } },
+          logLevel: "loud",
+          controlPlane: "yes",
+          checksumInterval: 0,
+        },
+        { hostname: "h1" },
+      );
+    } catch (err) {
+      error = err as AgentConfigError;
+    }
+    expect(error!.issues).toEqual([
+      "nats.url: must be a non-empty string of at most 4096 characters",
+      "nats.user: unknown key (known: url)",
+      "peerListen.port: must be a port number (0 to 65535)",
+      "watchdog: must be an object",
+      'timing.peerRoundMs: must be a duration of at least 0ms, like "500ms", "5s" or 5000',
+      "timing.bogus: unknown key (known: controlPlaneTimeoutMs, peerRoundMs, watchdogTimeoutMs, marginMs)",
+      "services.kubelet.files: must be an array",
+      'checksumInterval: must be a duration of at least 1ms, like "500ms", "5s" or 5000',
+      "controlPlane: must be true or false",
+      "logLevel: must be one of fatal, error, warn, info, debug, trace, silent",
+    ]);
+    expect(() => parseAgentConfig("agent.json")).toThrow("invalid agent config (inline): (root): must be an object");
+    expect(() => parseAgentConfig({}, { hostname: "Not A Name!" })).toThrow(/node: .* \(the hostname; set "node"\)/);
+  });
+
   it("loads a file and reports unreadable or non-JSON files in one line", async () => {
     const dir = await mkdtemp(join(tmpdir(), "fl-config-"));
     try {

@@ -12,6 +12,7 @@ import { createNatsAgentTransport } from "../src/nats-transport.js";
 import { PEER_CHECK_PATH } from "../src/http-peers.js";
 import { silentLog } from "./helpers/silent-log.js";
 import { freePort } from "../../../test/support/free-port.js";
+import { startOldNatsServer } from "../../../test/support/old-nats-server.js";
 
 let dir: string;
 const running: RunningAgent[] = [];
@@ -58,6 +59,18 @@ const until = async (check: () => boolean | Promise<boolean>, ms = 5_000) => {
 };
 
 describe("the agent's NATS link", () => {
+  it("does not start against a nats-server older than Fenceline supports, and says why", async () => {
+    const old = await startOldNatsServer("2.9.10");
+    try {
+      const config = await configFor("old-server", old.url);
+      await expect(startAgent(config, silentLog, { connectRetryMs: 200, connectTimeoutMs: 1_000 })).rejects.toThrow(
+        /^nats-server 2\.9\.10 at nats:\/\/127\.0\.0\.1:\d+ is too old: Fenceline needs nats-server \d+\.\d+\.\d+ or newer/,
+      );
+    } finally {
+      await old.stop();
+    }
+  });
+
   it("starts without NATS: feeds its watchdog, then fences itself when no peer answers", async () => {
     const deadPort = await freePort();
     const config = await configFor("nonats", `nats://127.0.0.1:${deadPort}`, [{ node: "gone", url: `http://127.0.0.1:${await freePort()}` }]);

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError } from "@fenceline/contracts";
+import { MIN_NATS_SERVER_VERSION, versionAtLeast } from "@fenceline/toolchain";
 import type { Logger } from "./logger.js";
 
 export type ConnectOptions = {
@@ -21,8 +22,10 @@ export type ConnectOptions = {
 };
 
 /**
- * Connects once, then reconnects forever. Only the first connect can fail, with a
- * FencelineError(NatsUnavailable) naming the URL (without its password).
+ * Connects once, then reconnects forever. Only the first connect can fail: with a
+ * FencelineError(NatsUnavailable) naming the URL (without its password), or
+ * FencelineError(NatsServerTooOld) when the server is older than MIN_NATS_SERVER_VERSION (the
+ * connection is closed; the message names both versions).
  *
  * Credentials (see docs/security.md): `nats://user:password@host:port` (percent-encode special
  * characters) or `nats://token@host:port` in the URL, else NATS_USER + NATS_PASSWORD,
@@ -40,6 +43,14 @@ export async function connectNats(url: string, options: ConnectOptions): Promise
       ErrorCode.NatsUnavailable,
       `cannot connect to NATS at ${redactUrl(url)}: ${(err as Error).message} (is nats-server running? set NATS_URL to point at it)`,
       { cause: err },
+    );
+  }
+  const version = nc.info?.version ?? "unknown";
+  if (!versionAtLeast(version, MIN_NATS_SERVER_VERSION)) {
+    await nc.close().catch(() => {});
+    throw new FencelineError(
+      ErrorCode.NatsServerTooOld,
+      `nats-server ${version} at ${redactUrl(url)} is too old: Fenceline needs nats-server ${MIN_NATS_SERVER_VERSION} or newer (see the README)`,
     );
   }
   if (options.log) void logStatus(nc, options.log);

@@ -1,7 +1,7 @@
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DeadLetter, NODE_EVENT_TYPES, NodeEvent, createEvent } from "@fenceline/contracts";
-import { Streams, provisionStreams } from "@fenceline/streams";
+import { Streams, Subjects, provisionStreams } from "@fenceline/streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats, consumeValidated, createLogger, publishEvent, startNatsServer, type NatsServer } from "../src/index.js";
 
@@ -59,7 +59,7 @@ describe("consumeValidated", () => {
       await expect.poll(() => handled.map((e) => e.id), { timeout: 10_000 }).toEqual(["e-good"]);
       const letters = await deadLetters();
       expect(letters.map((l) => l.reason)).toEqual(["not-json", "schema", "unknown-type", "oversize"]);
-      expect(letters.every((l) => l.subject === "fl.evt.node-a")).toBe(true);
+      expect(letters.every((l) => l.subject === Subjects.storedEvent("node-a"))).toBe(true);
       expect(letters[3]!.payload.length).toBe(4096);
       expect(letters[3]!.payloadBytes).toBeGreaterThan(64 * 1024);
 
@@ -126,7 +126,11 @@ describe("consumeValidated", () => {
 
   it("with concurrency, one slow node does not hold up another, and each node's messages stay in order", async () => {
     const jsm = await jetstreamManager(nc);
-    await jsm.consumers.add(Streams.events, { durable_name: "consume-parallel", ack_policy: AckPolicy.Explicit, filter_subject: "fl.evt.par.*" });
+    await jsm.consumers.add(Streams.events, {
+      durable_name: "consume-parallel",
+      ack_policy: AckPolicy.Explicit,
+      filter_subjects: [Subjects.eventsOf("par-a"), Subjects.eventsOf("par-b")],
+    });
     const order: string[] = [];
     const ev = (id: string, node: string) => createEvent("signal.healthy", { id, node, at: 1, source: "test", data: { signal: "serf" } });
     const consumer = consumeValidated({
@@ -137,9 +141,9 @@ describe("consumeValidated", () => {
       },
     });
     try {
-      await js.publish("fl.evt.par.node-a", JSON.stringify(ev("a1", "node-a")));
-      await js.publish("fl.evt.par.node-a", JSON.stringify(ev("a2", "node-a")));
-      await js.publish("fl.evt.par.node-b", JSON.stringify(ev("b1", "node-b")));
+      await publishEvent(js, ev("a1", "par-a"));
+      await publishEvent(js, ev("a2", "par-a"));
+      await publishEvent(js, ev("b1", "par-b"));
       await expect.poll(() => order.length, { timeout: 10_000 }).toBe(3);
       expect(order.indexOf("b1")).toBeLessThan(order.indexOf("a1"));
       expect(order.indexOf("a1")).toBeLessThan(order.indexOf("a2"));

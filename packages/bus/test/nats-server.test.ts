@@ -8,6 +8,7 @@ import { MIN_NATS_SERVER_VERSION, natsServerVersionOf, versionAtLeast } from "@f
 import { connectNats, natsServerBinary, startNatsServer } from "../src/index.js";
 import { freePort } from "../../../test/support/free-port.js";
 import { startNatsCluster } from "../../../test/support/nats-cluster.js";
+import { startOldNatsServer } from "../../../test/support/old-nats-server.js";
 
 describe("startNatsServer", () => {
   it("starts on a random loopback port and removes its temporary store on stop", async () => {
@@ -108,5 +109,26 @@ describe("connectNats", () => {
     expect(isFencelineError(err, ErrorCode.NatsUnavailable)).toBe(true);
     expect((err as Error).message).toContain(url);
   });
-});
 
+  it("refuses a server older than the minimum, naming both versions, and closes the connection", async () => {
+    const old = await startOldNatsServer("2.9.10");
+    try {
+      const err = await connectNats(old.url, { name: "too-old", timeoutMs: 2_000 }).catch((e: unknown) => e);
+      expect(isFencelineError(err, ErrorCode.NatsServerTooOld)).toBe(true);
+      expect((err as Error).message).toBe(`nats-server 2.9.10 at ${old.url} is too old: Fenceline needs nats-server ${MIN_NATS_SERVER_VERSION} or newer (see the README)`);
+    } finally {
+      await old.stop();
+    }
+  });
+
+  it("accepts the server it runs", async () => {
+    const server = await startNatsServer({ jetstream: false });
+    try {
+      const nc = await connectNats(server.url, { name: "current" });
+      expect(versionAtLeast(nc.info!.version, MIN_NATS_SERVER_VERSION)).toBe(true);
+      await nc.close();
+    } finally {
+      await server.stop();
+    }
+  });
+});

@@ -1,7 +1,7 @@
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DeadLetter, createEvent, type AuditRecord, type Command } from "@fenceline/contracts";
-import { Streams, partitionOf, provisionStreams } from "@fenceline/streams";
+import { Streams, Subjects, provisionStreams } from "@fenceline/streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   connectNats,
@@ -38,7 +38,7 @@ describe("publish helpers", () => {
     expect(second).toMatchObject({ stream: Streams.events, seq: first.seq, duplicate: true });
 
     const jsm = await jetstreamManager(nc);
-    const stored = await jsm.streams.getMessage(Streams.events, { last_by_subj: `fl.evt.${partitionOf("node-a.example")}.node-a_example` });
+    const stored = await jsm.streams.getMessage(Streams.events, { last_by_subj: Subjects.storedEvent("node-a.example") });
     expect(stored?.json()).toEqual(event);
     expect(stored?.header.get("Nats-Msg-Id")).toBe("evt-1");
   });

@@ -5,7 +5,8 @@ import type { Logger } from "@fenceline/bus";
 import { Buckets, provisionStreams } from "@fenceline/streams";
 import { runEngine, type FleetStatus, type FoldResult, type RunningEngine } from "@fenceline/engine";
 import { runConditionDetector, runHeartbeatDetector, runMembershipKeeper, type ConditionRule } from "@fenceline/detectors";
-import type { NodeWatcher } from "@fenceline/kubernetes";
+import type { NodeEventRecorder, NodeWatcher } from "@fenceline/kubernetes";
+import { startNodeEvents } from "./node-events.js";
 import {
   createActuator,
   createAgentRelayHandlers,
@@ -41,6 +42,8 @@ export type ControlPlaneOptions = {
   onApplied?: (result: FoldResult) => void;
   /** Kubernetes node conditions as a second signal (the node watch of a real or simulated API server). */
   conditions?: { watcher: NodeWatcher; rules: ConditionRule[]; selector?: string; excludeLabel?: string };
+  /** Each step that acts on a node also becomes a Kubernetes Event on its Node object. */
+  nodeEvents?: NodeEventRecorder;
 };
 
 export type ControlPlane = {
@@ -90,6 +93,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const conditions = options.conditions
     ? await runConditionDetector({ nc, ...options.conditions, log: log.child({ component: "condition-detector" }), clock })
     : undefined;
+  const nodeEvents = options.nodeEvents ? startNodeEvents({ nc, recorder: options.nodeEvents, log: log.child({ component: "node-events" }) }) : undefined;
   const runners = actuators.map((actuator) => runActuator({ nc, actuator, log: log.child({ component: `actuator-${actuator.name}` }) }));
 
   return {
@@ -104,6 +108,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       await detector.stop();
       await membership.stop();
       await conditions?.stop();
+      await nodeEvents?.stop();
       await engine.stop();
       await fleet.stop();
     },

@@ -7,8 +7,8 @@ export function createDryRunCluster(log: Logger): ClusterApi {
   return {
     async addTaint(node, taint) { say(`add taint ${taint.key}:${taint.effect}`, node); },
     async removeTaint(node, taint) { say(`remove taint ${taint.key}:${taint.effect}`, node); },
-    async deletePods(node) { say("force-delete every pod", node); return 0; },
-    async deleteVolumeAttachments(node) { say("delete every VolumeAttachment", node); return 0; },
+    async deletePods(node) { say("force-delete every pod but DaemonSet and mirror pods", node); return 0; },
+    async deleteEvictedPods() { return 0; },
     async countWorkloads() { return { pods: 0, volumeAttachments: 0 }; },
     async serverVersion() { return "1.30"; },
   };

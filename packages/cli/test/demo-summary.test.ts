@@ -4,7 +4,7 @@ import { faultTimings } from "../src/demo/fault-timings.js";
 import { minorityGroupSize, SCENARIOS, checkScenario } from "../src/demo/scenarios.js";
 
 let seq = 0;
-const record = (at: number, from: string, to: string, type = "x"): AuditRecord => ({
+const record = (at: number, from: string, to: string, type = "x", reason?: string): AuditRecord => ({
   v: 1,
   id: `a${++seq}`,
   node: "node-2",
@@ -18,6 +18,7 @@ const record = (at: number, from: string, to: string, type = "x"): AuditRecord =
   commands: [],
   timers: { set: {}, cleared: [] },
   policyVersion: "demo-1",
+  ...(reason ? { reason } : {}),
 });
 
 describe("demo summary: fault timings", () => {
@@ -27,10 +28,18 @@ describe("demo summary: fault timings", () => {
     const records = [
       record(11_000, "healthy", "suspect.waiting", "heartbeat.missed"),
       record(13_000, "suspect.requestingSlot", "fencing"),
-      record(14_000, "fencing", "remediating.selecting"),
+      record(14_000, "fencing", "remediating.selecting", "timer.fired", "fencing confirmed: safe time: silent for 4s with a healthy majority since 9000"),
       record(14_700, "rejoining.untainting", "healthy", "command.result"),
     ];
-    expect(faultTimings(records, t0)).toEqual({ detectedAfterMs: 1_000, fencedAfterMs: 4_000, rejoinedAfterMs: 4_700 });
+    expect(faultTimings(records, t0)).toEqual({ detectedAfterMs: 1_000, fencedAfterMs: 4_000, rejoinedAfterMs: 4_700, fencedBy: "safe-time" });
+  });
+
+  it("says how fencing was confirmed: reboot, watchdog, safe time or power; null when it was not", () => {
+    const by = (reason: string) => faultTimings([record(12_000, "fencing", "remediating.selecting", "x", reason)], t0).fencedBy;
+    expect(by("fencing confirmed: reboot: boot id b1 → b2")).toBe("reboot");
+    expect(by("fencing confirmed: watchdog stop acknowledged and its timeout passed")).toBe("watchdog");
+    expect(by("fencing confirmed: fence agent: powered off")).toBe("power");
+    expect(by("remediation step 1/2: OutOfServiceTaint")).toBeNull();
   });
 
   it("a return to healthy just before the fault (in the slack window) is not the rejoin: the one after the node left is", () => {

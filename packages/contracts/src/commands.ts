@@ -21,14 +21,28 @@ export const OUT_OF_SERVICE_TAINT: Taint = {
   effect: "NoExecute",
 };
 
+const FenceTarget = z
+  .object({
+    device: z.string().regex(/^[a-z][a-z0-9-]*$/).max(64).optional(),
+    hostGroup: z.string().max(128).optional(),
+  })
+  .strict();
+
 const Params = {
   "taint.add": z.object({ taint: Taint }).strict(),
   "taint.remove": z.object({ taint: Taint }).strict(),
-  /** Force-delete (grace period 0) every pod bound to the node. */
+  /**
+   * Force-delete (grace period 0) the node's pods that must move: every pod but DaemonSet pods
+   * (their controller puts them back on the same node) and mirror pods (the kubelet's static
+   * pods). VolumeAttachments are left to the attach-detach controller (docs/kubernetes.md).
+   */
   "pods.delete": z.object({}).strict(),
-  /** Delete every VolumeAttachment of the node. */
-  "volumeattachments.delete": z.object({}).strict(),
-  /** Report success once the node has no pods and no VolumeAttachments left. */
+  /**
+   * The out-of-service taint's second half: until the node has no pod that must move (not a
+   * DaemonSet or mirror pod, not tolerating the taint) and none of their VolumeAttachments,
+   * force-delete the pods the taint eviction controller evicted (what Pod GC does only once
+   * the node is NotReady, which fencing has already made sure of); then report success.
+   */
   "workloads.await-gone": z.object({ timeoutMs: z.number().int().positive() }).strict(),
   /** Read the cluster's server version (for the Automatic strategy). */
   "cluster.version": z.object({}).strict(),
@@ -40,8 +54,14 @@ const Params = {
       bootId: z.string().max(128).optional(),
     })
     .strict(),
-  /** Power the node off through a fence agent and read the power status back. */
-  "fence.poweroff": z.object({}).strict(),
+  /**
+   * Power the node off through a fence device (`device`; every device of the node without it:
+   * the `power` method) and read the power state back until it says off. `hostGroup`: the node's,
+   * for devices configured per host group.
+   */
+  "fence.poweroff": FenceTarget,
+  /** Power the node on again through a fence device (unfencing, after remediation). */
+  "fence.poweron": FenceTarget,
   /** Run cleanup, then provision by host group. */
   "reprovision": z
     .object({
@@ -71,9 +91,8 @@ const Facts = {
   "taint.add": z.object({ taint: TaintKey }).strict(),
   "taint.remove": z.object({ taint: TaintKey }).strict(),
   "pods.delete": Deleted,
-  "volumeattachments.delete": Deleted,
-  /** `gone` once the node has no pods and no VolumeAttachments left. */
-  "workloads.await-gone": z.object({ gone: z.literal(true) }).strict(),
+  /** `gone` once nothing that must move is left; `deleted`: the evicted pods it force-deleted. */
+  "workloads.await-gone": z.object({ gone: z.literal(true), deleted: z.number().int().nonnegative().optional() }).strict(),
   "cluster.version": z.object({ serverVersion: z.string().min(1).max(64) }).strict(),
   "watchdog.stop": z.object({}).strict(),
   /**
@@ -82,7 +101,22 @@ const Facts = {
    * `error`: a failure's code (auth, unreachable, not-confirmed…).
    */
   "fence.poweroff": z
-    .object({ device: z.string().min(1).max(256).optional(), power: z.literal("off").optional(), error: z.string().min(1).max(64).optional() })
+    .object({
+      /** The fencing method the command was for, echoed: its `device`, or "power" (every device of the node). */
+      method: z.string().min(1).max(64).optional(),
+      device: z.string().min(1).max(256).optional(),
+      power: z.literal("off").optional(),
+      error: z.string().min(1).max(64).optional(),
+    })
+    .strict(),
+  /** As for fence.poweroff; `power` is the state after the agent's `on`. */
+  "fence.poweron": z
+    .object({
+      method: z.string().min(1).max(64).optional(),
+      device: z.string().min(1).max(256).optional(),
+      power: z.literal("on").optional(),
+      error: z.string().min(1).max(64).optional(),
+    })
     .strict(),
   "reprovision": z.object({ attempt: z.number().int().positive(), ticket: z.number().int().positive().optional() }).strict(),
   /** When the current unbroken run of a healthy majority began, as the guard decided on it. */
@@ -113,11 +147,11 @@ export const CommandResultData = z.discriminatedUnion("kind", [
   result("taint.add"),
   result("taint.remove"),
   result("pods.delete"),
-  result("volumeattachments.delete"),
   result("workloads.await-gone"),
   result("cluster.version"),
   result("watchdog.stop"),
   result("fence.poweroff"),
+  result("fence.poweron"),
   result("reprovision"),
   result("slot.acquire"),
   result("slot.release"),
@@ -131,11 +165,11 @@ export const ACTUATOR_OF: Record<CommandKind, Actuator> = {
   "taint.add": "cluster",
   "taint.remove": "cluster",
   "pods.delete": "cluster",
-  "volumeattachments.delete": "cluster",
   "workloads.await-gone": "cluster",
   "cluster.version": "cluster",
   "watchdog.stop": "agent",
   "fence.poweroff": "fence",
+  "fence.poweron": "fence",
   "reprovision": "provisioner",
   "slot.acquire": "guard",
   "slot.release": "guard",
@@ -167,11 +201,11 @@ export const Command = z.discriminatedUnion("kind", [
   command("taint.add"),
   command("taint.remove"),
   command("pods.delete"),
-  command("volumeattachments.delete"),
   command("workloads.await-gone"),
   command("cluster.version"),
   command("watchdog.stop"),
   command("fence.poweroff"),
+  command("fence.poweron"),
   command("reprovision"),
   command("slot.acquire"),
   command("slot.release"),

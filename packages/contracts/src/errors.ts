@@ -7,6 +7,7 @@ export const ErrorCode = {
   InvalidMessage: "INVALID_MESSAGE",
   NatsUnavailable: "NATS_UNAVAILABLE",
   NatsServerMissing: "NATS_SERVER_MISSING",
+  NatsServerTooOld: "NATS_SERVER_TOO_OLD",
   Concurrency: "CONCURRENCY_CONFLICT",
   StaleEpoch: "STALE_EPOCH",
   NotFound: "NOT_FOUND",

@@ -56,6 +56,11 @@ export {
   resolveLimit,
   type PolicyInput,
   type SafeTimeBreakdown,
+  WATCHDOG_METHOD,
+  POWER_METHOD,
+  FenceMethod,
+  fencingLevelsOf,
+  type FenceLevel,
 } from "./policy.js";
 export { Heartbeat, HeartbeatAck, AgentContract, WatchdogKind, withdrawnContract } from "./heartbeat.js";
 export {
@@ -72,4 +77,4 @@ export { fencingGuarantee, type FencingGuarantee, type Guarantee, type PowerFenc
 export { DeadLetter } from "./dlq.js";
 export { systemClock, type Clock, type ClusterApi, type FenceAgent, type FenceAnswer, type FenceTarget, type MembershipStore, type Provisioner, type Watchdog } from "./ports.js";
 export { parseSnapshotHead, SnapshotHead, parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";
-export { FleetBudget, PartitionLease, EngineInstance, PartitionCount } from "./kv.js";
+export { FleetBudget, PartitionLease, EngineInstance } from "./kv.js";

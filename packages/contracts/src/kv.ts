@@ -26,5 +26,3 @@ export type PartitionLease = z.infer<typeof PartitionLease>;
 export const EngineInstance = z.object({ id: Owner.min(1), incarnation: z.string().max(64), expiresAt: z.number() }).strict();
 export type EngineInstance = z.infer<typeof EngineInstance>;
 
-/** FL_LEASES `partitions`: the deployment's partition count, as text. */
-export const PartitionCount = z.string().regex(/^[1-9][0-9]{0,2}$/, "a partition count (1 to 256)").transform(Number).pipe(z.number().int().min(1).max(256));

@@ -30,6 +30,36 @@ export const AgentTiming = z
   .strict();
 export type AgentTiming = z.infer<typeof AgentTiming>;
 
+/** The node's own watchdog (watchdog.stop, then its timeout; or the safe time of a silent node). */
+export const WATCHDOG_METHOD = "watchdog";
+/** Every fence device configured for the node (`fenceline up --fence-devices`), all of them. */
+export const POWER_METHOD = "power";
+/** A fencing method: `watchdog`, `power`, or the name of a fence device (ipmi, pdu-a…). */
+export const FenceMethod = z.string().regex(/^[a-z][a-z0-9-]*$/, "a method: watchdog, power, or a fence device name (lower case, digits, -)");
+
+/**
+ * One fencing level, as in Pacemaker's fencing topology: methods that must all succeed (`[ipmi]`,
+ * `[pdu-a, pdu-b]`, `[watchdog]`). Written as a list of methods, or with its own timeout.
+ */
+const FenceLevelInput = z.union([
+  z.array(FenceMethod).min(1),
+  z.object({ methods: z.array(FenceMethod).min(1), timeoutMs: Duration.optional() }).strict(),
+]);
+/** Levels are tried in order, at most 9 (as Pacemaker's). */
+const FenceLevelsInput = z.array(FenceLevelInput).min(1).max(9);
+export type FenceLevel = { methods: string[]; timeoutMs: number };
+
+/** A level's default timeout: a minute for power devices (Pacemaker's stonith-timeout); a watchdog level waits on time, so the fencing timeout. */
+const POWER_LEVEL_TIMEOUT_MS = 60_000;
+
+function normalizeLevels(levels: z.infer<typeof FenceLevelsInput>, fencingTimeoutMs: number): FenceLevel[] {
+  return levels.map((level) => {
+    const methods = Array.isArray(level) ? level : level.methods;
+    const given = Array.isArray(level) ? undefined : level.timeoutMs;
+    return { methods: [...new Set(methods)], timeoutMs: given ?? (methods.includes(WATCHDOG_METHOD) ? fencingTimeoutMs : POWER_LEVEL_TIMEOUT_MS) };
+  });
+}
+
 const PolicyShape = z
   .object({
     /** Recorded in every audit record; replay compares it. */
@@ -52,10 +82,32 @@ const PolicyShape = z
     safeTimeMs: Duration.optional(),
     fencing: z
       .object({
-        /** Ask the node's agent to stop feeding its watchdog (confirmed by its ack + watchdog timeout). */
-        watchdog: z.boolean().default(true),
-        /** Power the node off through a fence agent (positive confirmation). */
-        fenceAgent: z.boolean().default(false),
+        /**
+         * Without `levels`: fence by the node's watchdog (one level [watchdog]). With `levels`
+         * it is derived: whether any level uses the watchdog.
+         */
+        watchdog: z.boolean().optional(),
+        /**
+         * Without `levels`: fence by power through the node's fence devices ([power], then
+         * [watchdog] if that is on too). With `levels` it is derived: whether any level powers off.
+         */
+        fenceAgent: z.boolean().optional(),
+        /**
+         * The fencing topology: levels tried in order; each a set of methods that must all
+         * succeed; a failed or timed-out level escalates to the next; the last one failing needs
+         * an operator. For example [["ipmi"], ["watchdog"]] or [["pdu-a", "pdu-b"], ["watchdog"]].
+         */
+        levels: FenceLevelsInput.optional(),
+        /** Levels per host group (as the node's agent reports it), instead of `levels`. */
+        hostGroups: z.record(z.string().min(1).max(128), FenceLevelsInput).default({}),
+        /** Levels per node, instead of its host group's or `levels`. */
+        nodes: z.record(z.string().min(1).max(253), FenceLevelsInput).default({}),
+        /**
+         * After a power fence, power the node on again once its workloads moved, so that it
+         * rejoins (boot id, checksums, re-provisioning; the boot gate holds its kubelet until the
+         * engine lets it in); or leave it off for a person.
+         */
+        unfence: z.enum(["after-remediation", "never"]).default("after-remediation"),
         /**
          * The watchdog kinds (an agent's contract) the engine trusts to reset a silent node by
          * the safe time. The agent's software fallback timer is never trusted: it dies with the
@@ -66,7 +118,33 @@ const PolicyShape = z
         timeoutMs: Duration.default(600_000),
       })
       .strict()
-      .prefault({}),
+      .prefault({})
+      .transform((f, ctx) => {
+        const { levels, hostGroups, nodes, watchdog, fenceAgent, ...rest } = f;
+        const norm = (l: z.infer<typeof FenceLevelsInput>) => normalizeLevels(l, rest.timeoutMs);
+        // Without levels, the two switches name them: [power] then [watchdog], or one of them.
+        const fromSwitches: string[][] = [...(fenceAgent === true ? [[POWER_METHOD]] : []), ...(watchdog !== false ? [[WATCHDOG_METHOD]] : [])];
+        const topology = {
+          levels: norm(levels ?? (fromSwitches.length > 0 ? fromSwitches : [[WATCHDOG_METHOD]])),
+          hostGroups: Object.fromEntries(Object.entries(hostGroups).map(([k, v]) => [k, norm(v)])),
+          nodes: Object.fromEntries(Object.entries(nodes).map(([k, v]) => [k, norm(v)])),
+        };
+        const methods = [topology.levels, ...Object.values(topology.hostGroups), ...Object.values(topology.nodes)].flat().flatMap((l) => l.methods);
+        const derived = { watchdog: methods.includes(WATCHDOG_METHOD), fenceAgent: methods.some((m) => m !== WATCHDOG_METHOD) };
+        if (levels !== undefined) {
+          // A switch that says otherwise than the levels would be silently ignored: refuse it.
+          for (const key of ["watchdog", "fenceAgent"] as const) {
+            if (f[key] !== undefined && f[key] !== derived[key]) {
+              ctx.addIssue({
+                code: "custom",
+                path: [key],
+                message: `fencing.${key}: ${f[key]} contradicts fencing.levels (${derived[key] ? "a level uses" : "no level uses"} ${key === "watchdog" ? "the watchdog" : "a power device"}); with levels, leave it out`,
+              });
+            }
+          }
+        }
+        return { ...rest, ...topology, ...derived };
+      }),
     /** Ordered remediations; when one times out the next starts; when all fail, an operator is needed. */
     remediation: z
       .array(z.object({ strategy: Strategy, timeoutMs: Duration.default(60_000) }).strict())
@@ -172,8 +250,22 @@ export const Policy = PolicyShape.superRefine((p, ctx) => {
   if (!p.fencing.watchdog && !p.fencing.fenceAgent) {
     ctx.addIssue({ code: "custom", path: ["fencing"], message: "at least one fencing method (watchdog or fenceAgent) must be on" });
   }
+  // Refinements run even when a field failed to parse: only well-formed levels are looked at.
+  const topologies = [["levels", p.fencing.levels], ...Object.entries(p.fencing.hostGroups ?? {}).map(([g, l]) => [`hostGroups.${g}`, l] as const), ...Object.entries(p.fencing.nodes ?? {}).map(([n, l]) => [`nodes.${n}`, l] as const)] as const;
+  for (const [where, levels] of topologies) {
+    (Array.isArray(levels) ? levels : []).forEach((level, i) => {
+      if (Array.isArray(level?.methods) && level.methods.includes(POWER_METHOD) && level.methods.length > 1) {
+        ctx.addIssue({ code: "custom", path: ["fencing", ...where.split("."), i], message: `"${POWER_METHOD}" already means every fence device of the node: name the devices instead of mixing them with it` });
+      }
+    });
+  }
 });
 export type Policy = z.infer<typeof Policy>;
+
+/** A node's fencing levels: its own, else its host group's, else the policy's. */
+export function fencingLevelsOf(policy: Policy, node: string, hostGroup?: string | null): FenceLevel[] {
+  return policy.fencing.nodes[node] ?? (hostGroup ? policy.fencing.hostGroups[hostGroup] : undefined) ?? policy.fencing.levels;
+}
 export type PolicyInput = z.input<typeof Policy>;
 
 /** The effective safe time of a valid policy. */

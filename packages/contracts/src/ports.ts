@@ -26,11 +26,21 @@ export const systemClock: Clock = {
 export interface ClusterApi {
   addTaint(node: string, taint: Taint): Promise<void>;
   removeTaint(node: string, taint: Taint): Promise<void>;
-  /** Force-deletes (grace period 0) every pod bound to the node; returns how many. */
+  /**
+   * Force-deletes (grace period 0) the node's pods that must move: all but DaemonSet pods and
+   * mirror pods; returns how many.
+   */
   deletePods(node: string): Promise<number>;
-  /** Deletes every VolumeAttachment of the node; returns how many. */
-  deleteVolumeAttachments(node: string): Promise<number>;
-  /** How many pods and VolumeAttachments the node still has. */
+  /**
+   * Force-deletes the node's pods that must move and that the out-of-service taint already
+   * evicted (terminating); returns how many.
+   */
+  deleteEvictedPods(node: string): Promise<number>;
+  /**
+   * What must still leave the node: pods that must move (not DaemonSet or mirror pods, not
+   * tolerating the out-of-service taint, not finished) and the VolumeAttachments on the node
+   * other than those of volumes the pods that stay still use.
+   */
   countWorkloads(node: string): Promise<{ pods: number; volumeAttachments: number }>;
   /** "1.30" style major.minor of the API server. */
   serverVersion(): Promise<string>;

@@ -11,8 +11,8 @@ describe("command.result: one shape per command kind", () => {
       ["taint.add", { taint: "fenceline.io/fencing" }],
       ["taint.remove", { taint: "node.kubernetes.io/out-of-service" }],
       ["pods.delete", { deleted: 3 }],
-      ["volumeattachments.delete", { deleted: 0 }],
       ["workloads.await-gone", { gone: true }],
+      ["workloads.await-gone", { gone: true, deleted: 2 }],
       ["cluster.version", { serverVersion: "v1.30.2" }],
       ["fence.poweroff", { device: "pdu-a,pdu-b", power: "off" }],
       ["fence.poweroff", { device: "ipmi", error: "auth" }],
@@ -36,6 +36,8 @@ describe("command.result: one shape per command kind", () => {
     ];
     for (const [kind, facts] of bad) expect(CommandResult.safeParse(result({ kind, facts })).success, `${kind} ${JSON.stringify(facts)}`).toBe(false);
     expect(NodeEvent.safeParse(result({ kind: "reboot.now" })).success).toBe(false);
+    // Fenceline no longer deletes VolumeAttachments (docs/kubernetes.md, "Decisions").
+    expect(NodeEvent.safeParse(result({ kind: "volumeattachments.delete" })).success).toBe(false);
     expect(NodeEvent.safeParse(result({ kind: "taint.add", extra: true })).success).toBe(false);
   });
 

@@ -46,7 +46,7 @@ const heartbeat = (node: string, fields: Partial<Heartbeat> = {}): Heartbeat => 
 });
 
 const events = async (node?: string) =>
-  (await readStream(nc, Streams.events, node === undefined ? undefined : Subjects.event(node))).map((m) => NodeEvent.parse(m.data));
+  (await readStream(nc, Streams.events, node === undefined ? undefined : Subjects.storedEvent(node))).map((m) => NodeEvent.parse(m.data));
 const deadLetters = async () =>
   (await readStream(nc, Streams.deadLetters, Subjects.deadLetter("heartbeat-detector"))).map((m) => DeadLetter.parse(m.data));
 

@@ -42,7 +42,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const nodeEvents = async (node: string) => (await readStream(nc, Streams.events, Subjects.event(node))).map((m) => NodeEvent.parse(m.data));
+const nodeEvents = async (node: string) => (await readStream(nc, Streams.events, Subjects.storedEvent(node))).map((m) => NodeEvent.parse(m.data));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
   const end = Date.now() + timeoutMs;

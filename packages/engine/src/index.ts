@@ -1,4 +1,4 @@
-export { fold, createDecider, commandId, auditId, actuatorOf, type Decider, type FoldResult } from "./fold.js";
+export { fold, createDecider, commandId, auditId, actuatorOf, type Decider, type FoldResult, type Interpreter } from "./fold.js";
 export { createEngineCore, type EngineCore, type ApplyOutcome, type BatchOutcome } from "./engine.js";
 export { createTimerService, timerEventId, type TimerService } from "./timer-service.js";
 export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";
@@ -8,7 +8,6 @@ export { runEngine, defaultInstanceId, type RunningEngine, type EngineOptions } 
 export { createKvSnapshotStore, readLastPerKey } from "./nats/kv-snapshot-store.js";
 export {
   createLeaseManager,
-  checkPartitionCount,
   checkInstanceId,
   leaseKey,
   instanceKey,
@@ -18,6 +17,8 @@ export {
   type InstanceValue,
 } from "./nats/leases.js";
 export { PartitionWorker, jetStreamPartitionConsumer } from "./nats/partition-worker.js";
+export { checkEventPartitions } from "./nats/partition-count.js";
+export { refuseMisplacedEvents, misplacedReason, MISPLACED_EVENTS_QUEUE } from "./nats/misplaced-events.js";
 export {
   createPartitionLoop,
   trackApplied,

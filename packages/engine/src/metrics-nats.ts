@@ -173,7 +173,7 @@ export type MetricsEndpoint = {
    * Seeds nodes per state from the engine's recovered snapshots; `fleet` (the control plane's
    * fleet guard view) feeds the fleet and remediation-slot gauges from then on.
    */
-  started(snapshots: NodeSnapshot[], fleet?: () => Promise<FleetStatus>): void;
+  started(snapshots: NodeSnapshot[], fleet?: () => Promise<FleetStatus>, engine?: { partitions(): number[]; partitionCount: number }): void;
   stop(): Promise<void>;
 };
 
@@ -193,10 +193,12 @@ export async function startMetricsEndpoint(options: {
     throw new FencelineError(ErrorCode.InvalidMessage, `--metrics-port must be an integer from 0 to 65535 (0 turns metrics off), got "${options.port}"`);
   }
   let fleet: (() => Promise<FleetStatus>) | null = null;
+  let engine: { partitions(): number[]; partitionCount: number } | null = null;
   const metrics = createFencelineMetrics({
     states: "snapshots",
     natsConnected: trackConnection(options.nc),
     fleet: () => (fleet ? fleet() : Promise.reject(new Error("the control plane has not started yet"))),
+    partitions: () => (engine ? { owned: engine.partitions().length, total: engine.partitionCount } : null),
   });
   if (port === 0) return { metrics, url: null, onApplied: metrics.onApplied, started: (snapshots) => metrics.seed(snapshots), stop: async () => {} };
   // The process's own CPU, memory, event loop and GC (process_*, nodejs_*), as every Node exporter has.
@@ -215,9 +217,10 @@ export async function startMetricsEndpoint(options: {
     metrics,
     url: server?.url ?? null,
     onApplied: metrics.onApplied,
-    started(snapshots, fleetStatus) {
+    started(snapshots, fleetStatus, running) {
       metrics.seed(snapshots);
       if (fleetStatus) fleet = fleetStatus;
+      if (running) engine = running;
       // FL_NODES exists now that the control plane provisioned it.
       watchNodeStates(options.nc, metrics).then(
         (w) => (nodeStates = w),

@@ -37,6 +37,11 @@ export function createFencelineMetrics(
     fleet?: () => FleetStatus | Promise<FleetStatus>;
     natsConnected?: () => boolean;
     /**
+     * The event partitions this process's engine instance owns, and how many there are: the
+     * alert "an engine partition without an owner" compares their sums over instances.
+     */
+    partitions?: () => { owned: number; total: number } | null;
+    /**
      * Where nodes per state and each node's state-since come from: the audit records this
      * process sees (`observeAudit`, the default: the UI server reads them all), or the snapshots
      * in FL_NODES (`observeSnapshot`: an engine instance applies only its partitions' events,
@@ -123,6 +128,27 @@ export function createFencelineMetrics(
       registers,
       collect() {
         this.set(connected() ? 1 : 0);
+      },
+    });
+  }
+  if (options.partitions) {
+    const partitions = options.partitions;
+    new Gauge({
+      name: "fenceline_engine_partitions_owned",
+      help: "Event partitions (FL_EVENTS consumers engine-<p>) this engine instance owns now; summed over instances it equals fenceline_engine_partitions when every partition has an owner.",
+      registers,
+      collect() {
+        const p = partitions();
+        if (p) this.set(p.owned);
+      },
+    });
+    new Gauge({
+      name: "fenceline_engine_partitions",
+      help: "Event partitions FL_EVENTS is split into (the same on every instance).",
+      registers,
+      collect() {
+        const p = partitions();
+        if (p) this.set(p.total);
       },
     });
   }

@@ -208,12 +208,14 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
         letters.push({ msg, reason: "forbidden", error: `event for node "${event.node}" published on the subject of node "${subjectNode}"` });
         continue;
       }
+      // The server chose the partition (FL_EVENTS's subject transform); the engine must agree,
+      // or a node's events would be applied by one instance and its timers fired by another.
       const expected = partitionOf(event.node, partitions);
       if (subject!.partition !== expected) {
         letters.push({
           msg,
           reason: "forbidden",
-          error: `event for node "${event.node}" published on partition ${subject!.partition}; its partition is ${expected} of ${partitions}`,
+          error: `event for node "${event.node}" stored in partition ${subject!.partition}; the engine places it in ${expected} of ${partitions}`,
         });
         continue;
       }

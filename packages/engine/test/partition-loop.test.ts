@@ -18,7 +18,7 @@ const PARTITIONS = 1;
 
 const event = (node: string, id: string, at: number): NodeEvent =>
   createEvent("signal.unhealthy", { id, node, at, source: "test", data: { signal: "serf", since: at } }) as NodeEvent;
-const message = (e: NodeEvent, seq: number, deliverySeq: number, subject = Subjects.event(e.node, PARTITIONS)): EventMessage => ({
+const message = (e: NodeEvent, seq: number, deliverySeq: number, subject = Subjects.storedEvent(e.node, PARTITIONS)): EventMessage => ({
   subject,
   data: Buffer.from(JSON.stringify(e)),
   seq,
@@ -120,8 +120,8 @@ describe("the partition loop (transport-agnostic)", () => {
 
   it("dead-letters invalid messages and events on another node's or partition's subject, and acks past them", async () => {
     const good = event("node-a", "a1", 1_000);
-    const bad: EventMessage = { subject: Subjects.event("node-a", PARTITIONS), data: Buffer.from("{not json"), seq: 2, deliverySeq: 2 };
-    const elsewhere = message(event("node-a", "a2", 1_001), 3, 3, Subjects.event("node-b", PARTITIONS));
+    const bad: EventMessage = { subject: Subjects.storedEvent("node-a", PARTITIONS), data: Buffer.from("{not json"), seq: 2, deliverySeq: 2 };
+    const elsewhere = message(event("node-a", "a2", 1_001), 3, 3, Subjects.storedEvent("node-b", PARTITIONS));
     const otherPartition = message(event("node-a", "a3", 1_002), 4, 4, "fl.evt.7.node-a");
     const { calls, letters, memory } = await run([[message(good, 1, 1), bad, elsewhere, otherPartition]], { until: (c) => c.includes("ack 4") });
     expect(letters).toEqual(["dlq:FL_EVENTS:2 not-json", "dlq:FL_EVENTS:3 forbidden", "dlq:FL_EVENTS:4 forbidden"]);

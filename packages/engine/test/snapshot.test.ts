@@ -41,6 +41,15 @@ describe("node snapshots read back from FL_NODES", () => {
     });
   });
 
+  it("give a snapshot written before fencing levels their start: level 0, nothing tried, no unfencing yet", () => {
+    const snapshot = snapshotAfterReboot();
+    const { level: _l, poweredOff: _p, devices: _d, toPowerOn: _t, timeProof: _tp, failed: _f, ...before } = snapshot.context.fence;
+    const { unfenceAttempt: _u, ...context } = snapshot.context;
+    const read = parseSnapshot("n1", JSON.stringify({ ...snapshot, context: { ...context, fence: before } }));
+    expect(read.context.fence).toEqual({ ...before, level: 0, poweredOff: [], devices: [], toPowerOn: [], timeProof: null, failed: [] });
+    expect(read.context.unfenceAttempt).toBe(0);
+  });
+
   it("refuse anything else, naming the key and every problem", () => {
     const snapshot = snapshotAfterReboot();
     const bad: Array<[string, string]> = [

@@ -157,7 +157,18 @@ export function createKubeClient(access: KubeAccess, impersonate?: Impersonation
       const full = withQuery(path, options.query);
       const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
       const req = httpsRequest(
-        { host: url.hostname, port: url.port, method, path: full, agent, headers: headers(payload === undefined ? undefined : (options.contentType ?? "application/json")) },
+        {
+          host: url.hostname,
+          port: url.port,
+          method,
+          path: full,
+          agent,
+          headers: {
+            ...headers(payload === undefined ? undefined : (options.contentType ?? "application/json")),
+            // Always a length: Node sends a DELETE body unframed otherwise, and the next request on the connection is garbled.
+            ...(payload === undefined ? {} : { "Content-Length": String(Buffer.byteLength(payload)) }),
+          },
+        },
         (res) => {
           readBody(res).then((text) => {
             const status = res.statusCode ?? 0;

@@ -9,6 +9,7 @@ import {
   type V1Pod,
   type V1Taint,
 } from "@kubernetes/client-node";
+import { OUT_OF_SERVICE_TAINT } from "@fenceline/contracts";
 import type { Logger } from "pino";
 import type { ClusterApi, Taint } from "@fenceline/contracts";
 import { statusOf, step, type Call } from "./errors.js";
@@ -31,6 +32,7 @@ const PODS = (verb: Call["verb"], name?: string, namespace?: string): Call => ({
   ...(namespace ? { namespace } : {}),
 });
 const VAS = (verb: Call["verb"], name?: string): Call => ({ verb, resource: "volumeattachments", group: "storage.k8s.io", ...(name ? { name } : {}) });
+const PVCS = (verb: Call["verb"], name: string, namespace: string): Call => ({ verb, resource: "persistentvolumeclaims", group: "", name, namespace });
 const VERSION: Call = { verb: "get", resource: "version (non-resource URL /version)", group: "" };
 
 /** Kubernetes identifies a taint on a node by key and effect. */
@@ -46,6 +48,32 @@ function plainTaint(t: V1Taint): Record<string, string> {
 
 const formatTaint = (t: Taint) => `${t.key}${t.value ? `=${t.value}` : ""}:${t.effect}`;
 
+/** A static pod's mirror: deleting it through the API stops nothing (the kubelet owns it). */
+export const isMirrorPod = (pod: V1Pod) => pod.metadata?.annotations?.["kubernetes.io/config.mirror"] !== undefined;
+/** Its controller puts it straight back on the same node. */
+export const isDaemonSetPod = (pod: V1Pod) => pod.metadata?.ownerReferences?.some((o) => o.kind === "DaemonSet" && o.controller) === true;
+const isFinished = (pod: V1Pod) => pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed";
+
+/**
+ * Whether the pod stays through the out-of-service taint for good: a toleration without
+ * tolerationSeconds that matches it (the taint eviction controller never evicts it).
+ */
+export function toleratesOutOfService(pod: V1Pod): boolean {
+  return (pod.spec?.tolerations ?? []).some((t) => {
+    if (t.tolerationSeconds !== undefined && t.tolerationSeconds !== null) return false;
+    if (t.effect && t.effect !== OUT_OF_SERVICE_TAINT.effect) return false;
+    if (t.operator === "Exists") return !t.key || t.key === OUT_OF_SERVICE_TAINT.key;
+    return t.key === OUT_OF_SERVICE_TAINT.key && (t.value ?? "") === (OUT_OF_SERVICE_TAINT.value ?? "");
+  });
+}
+
+/**
+ * Whether a pod has to leave a fenced node before its workloads count as moved: not a
+ * DaemonSet or mirror pod (they belong to the node), not tolerating the out-of-service taint,
+ * not finished already.
+ */
+export const mustMove = (pod: V1Pod) => !isMirrorPod(pod) && !isDaemonSetPod(pod) && !toleratesOutOfService(pod) && !isFinished(pod);
+
 /** The ClusterApi on a real Kubernetes API server through @kubernetes/client-node. */
 export type KubernetesCluster = ClusterApi & {
   /** Reads a node (null when it does not exist). */
@@ -60,7 +88,8 @@ export type KubernetesCluster = ClusterApi & {
  * names the RBAC rule the service account lacks.
  *
  * RBAC it needs: nodes get/patch; pods list/delete (all namespaces); volumeattachments
- * (storage.k8s.io) list/delete; the /version URL (public to authenticated users by default).
+ * (storage.k8s.io) list; persistentvolumeclaims get (the volumes of pods that stay on the
+ * node); the /version URL (public to authenticated users by default).
  */
 export function createKubernetesCluster(options: KubernetesClusterOptions): KubernetesCluster {
   const { kubeConfig, log } = options;
@@ -113,15 +142,76 @@ export function createKubernetesCluster(options: KubernetesClusterOptions): Kube
   };
 
   const listAttachmentsOn = async (node: string) => {
-    const out: string[] = [];
+    const out: Array<{ name: string; volume?: string }> = [];
     let cont: string | undefined;
     do {
       // VolumeAttachments have no field selector on spec.nodeName: filter here.
       const page = await retry(VAS("list"), () => storage.listVolumeAttachment({ limit: pageSize, ...(cont ? { _continue: cont } : {}) }));
-      for (const va of page.items) if (va.spec?.nodeName === node && va.metadata?.name) out.push(va.metadata.name);
+      for (const va of page.items) {
+        if (va.spec?.nodeName !== node || !va.metadata?.name) continue;
+        const volume = va.spec.source?.persistentVolumeName;
+        out.push({ name: va.metadata.name, ...(volume ? { volume } : {}) });
+      }
       cont = page.metadata?._continue || undefined;
     } while (cont);
     return out;
+  };
+
+  /** The PersistentVolumes the claims of these pods are bound to (read only when a staying pod has claims). */
+  const volumesOf = async (pods: V1Pod[]): Promise<Set<string>> => {
+    const volumes = new Set<string>();
+    for (const pod of pods) {
+      const namespace = pod.metadata?.namespace ?? "default";
+      for (const v of pod.spec?.volumes ?? []) {
+        const name = v.persistentVolumeClaim?.claimName;
+        if (!name) continue;
+        const claim = await retry(PVCS("get", name, namespace), async () => {
+          try {
+            return await step(PVCS("get", name, namespace), () => core.readNamespacedPersistentVolumeClaim({ name, namespace }));
+          } catch (err) {
+            if (statusOf(err) === 404) return null;
+            throw err;
+          }
+        });
+        if (claim?.spec?.volumeName) volumes.add(claim.spec.volumeName);
+      }
+    }
+    return volumes;
+  };
+
+  /** Force-deletes one pod (grace 0, uid precondition); false when it was gone already. */
+  const forceDelete = (pod: V1Pod): Promise<boolean> => {
+    const name = pod.metadata!.name!;
+    const namespace = pod.metadata?.namespace ?? "default";
+    const uid = pod.metadata?.uid;
+    // The uid precondition makes sure a retry never deletes a pod the controller re-created
+    // under the same name (a StatefulSet pod) on another node.
+    return retry(PODS("delete", name, namespace), async () => {
+      try {
+        await step(PODS("delete", name, namespace), () =>
+          core.deleteNamespacedPod({
+            name,
+            namespace,
+            gracePeriodSeconds: 0,
+            body: { gracePeriodSeconds: 0, propagationPolicy: "Background", ...(uid ? { preconditions: { uid } } : {}) },
+          }),
+        );
+        return true;
+      } catch (err) {
+        const status = statusOf(err);
+        if (status === 404) return false;
+        // A delete has no other conflict than a failed precondition: the pod we listed is gone,
+        // and the one by its name now is another (a StatefulSet's replacement).
+        if (status === 409 && uid) return false;
+        throw err;
+      }
+    });
+  };
+
+  const forceDeleteAll = async (pods: V1Pod[]) => {
+    let deleted = 0;
+    for (const pod of pods) if (pod.metadata?.name && (await forceDelete(pod))) deleted++;
+    return deleted;
   };
 
   return {
@@ -152,66 +242,28 @@ export function createKubernetesCluster(options: KubernetesClusterOptions): Kube
     },
 
     async deletePods(node) {
-      let deleted = 0;
-      for (const pod of await listPodsOn(node)) {
-        const name = pod.metadata?.name;
-        const namespace = pod.metadata?.namespace ?? "default";
-        const uid = pod.metadata?.uid;
-        if (!name) continue;
-        // The uid precondition makes sure a retry never deletes a pod the controller re-created
-        // under the same name (a StatefulSet pod) on another node.
-        const gone = await retry(PODS("delete", name, namespace), async () => {
-          try {
-            await step(PODS("delete", name, namespace), () =>
-              core.deleteNamespacedPod({
-                name,
-                namespace,
-                gracePeriodSeconds: 0,
-                body: { gracePeriodSeconds: 0, propagationPolicy: "Background", ...(uid ? { preconditions: { uid } } : {}) },
-              }),
-            );
-            return true;
-          } catch (err) {
-            const status = statusOf(err);
-            if (status === 404) return false;
-            if (status === 409 && uid) {
-              // Precondition failed (the pod we listed is gone, a new one has its name) or a real conflict.
-              const current = await step(PODS("get", name, namespace), () => core.readNamespacedPod({ name, namespace })).catch((e: unknown) => {
-                if (statusOf(e) === 404) return null;
-                throw e;
-              });
-              if (current === null || current.metadata?.uid !== uid) return false;
-            }
-            throw err;
-          }
-        });
-        if (gone) deleted++;
-      }
+      // DaemonSet pods would be put straight back on the node, mirror pods belong to its kubelet.
+      const pods = (await listPodsOn(node)).filter((p) => !isMirrorPod(p) && !isDaemonSetPod(p));
+      const deleted = await forceDeleteAll(pods);
       log?.info({ node, deleted }, `${deleted} pods force-deleted from ${node}`);
       return deleted;
     },
 
-    async deleteVolumeAttachments(node) {
-      let deleted = 0;
-      for (const name of await listAttachmentsOn(node)) {
-        const gone = await retry(VAS("delete", name), async () => {
-          try {
-            await step(VAS("delete", name), () => storage.deleteVolumeAttachment({ name }));
-            return true;
-          } catch (err) {
-            if (statusOf(err) === 404) return false;
-            throw err;
-          }
-        });
-        if (gone) deleted++;
-      }
-      log?.info({ node, deleted }, `${deleted} VolumeAttachments deleted for ${node}`);
+    async deleteEvictedPods(node) {
+      const evicted = (await listPodsOn(node)).filter((p) => mustMove(p) && p.metadata?.deletionTimestamp);
+      if (evicted.length === 0) return 0;
+      const deleted = await forceDeleteAll(evicted);
+      log?.info({ node, deleted }, `${deleted} evicted pods force-deleted from ${node} (out-of-service)`);
       return deleted;
     },
 
     async countWorkloads(node) {
       const [pods, attachments] = await Promise.all([listPodsOn(node), listAttachmentsOn(node)]);
-      return { pods: pods.length, volumeAttachments: attachments.length };
+      const moving = pods.filter(mustMove);
+      const staying = pods.filter((p) => !mustMove(p) && !isFinished(p));
+      // The volumes the staying pods use stay attached; only the others must be detached.
+      const kept = staying.some((p) => p.spec?.volumes?.some((v) => v.persistentVolumeClaim)) ? await volumesOf(staying) : new Set<string>();
+      return { pods: moving.length, volumeAttachments: attachments.filter((a) => !a.volume || !kept.has(a.volume)).length };
     },
 
     async serverVersion() {

@@ -3,7 +3,7 @@ import { ErrorCode, FencelineError } from "@fenceline/contracts";
 
 /** One Kubernetes API call, described well enough to name the RBAC rule it needs. */
 export type Call = {
-  verb: "get" | "list" | "watch" | "patch" | "delete";
+  verb: "get" | "list" | "watch" | "create" | "patch" | "delete";
   /** Plural resource, e.g. "nodes". */
   resource: string;
   /** API group; "" is the core group. */

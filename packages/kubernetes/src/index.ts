@@ -1,4 +1,14 @@
-export { createKubernetesCluster, parseServerVersion, type KubernetesCluster, type KubernetesClusterOptions } from "./cluster-adapter.js";
+export {
+  createKubernetesCluster,
+  parseServerVersion,
+  mustMove,
+  isMirrorPod,
+  isDaemonSetPod,
+  toleratesOutOfService,
+  type KubernetesCluster,
+  type KubernetesClusterOptions,
+} from "./cluster-adapter.js";
+export { createNodeEventRecorder, nodeEventsOf, type KubeNodeEvent, type NodeEventRecorder } from "./node-events.js";
 export { createNodeWatcher, toClusterNode, type ClusterNode, type NodeWatchEvent, type NodeWatcher, type NodeWatcherOptions } from "./node-watcher.js";
 export { createSecretKeyReader, type SecretKeyRef } from "./secret-reader.js";
 export { loadKubeConfig, type KubeConfigSource } from "./kubeconfig.js";

@@ -4,7 +4,7 @@ import type { Taint } from "@fenceline/contracts";
 
 export type PowerState = "on" | "off";
 export type PodPhase = "Pending" | "Running" | "Terminating";
-export type WorkloadKind = "StatefulSet" | "Deployment";
+export type WorkloadKind = "StatefulSet" | "Deployment" | "DaemonSet";
 
 export interface NodeView {
   readonly name: string;

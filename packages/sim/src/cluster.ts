@@ -32,6 +32,14 @@ export interface InMemoryClusterOptions {
    * defaults). Default null: off, so only explicit faults and remediation act.
    */
   unreachableEvictionMs?: number | null;
+  /**
+   * The node lifecycle controller marks an unresponsive node NotReady (Ready=Unknown) this long
+   * after its kubelet last renewed its Lease (--node-monitor-grace-period, 50 s since 1.32).
+   * Until then the scheduler may still bind pods to it and Pod GC leaves its pods alone.
+   */
+  nodeMonitorGracePeriodMs?: number;
+  /** Pod GC runs this often (20 s in kube-controller-manager). */
+  podGcPeriodMs?: number;
 }
 
 interface SimNode {
@@ -86,6 +94,8 @@ interface Workload {
 }
 
 export const DEFAULT_SERVER_VERSION = "1.30";
+export const DEFAULT_NODE_MONITOR_GRACE_PERIOD_MS = 50_000;
+export const DEFAULT_POD_GC_PERIOD_MS = 20_000;
 export const DEFAULT_FORCE_DETACH_TIMEOUT_MS = 6 * 60_000;
 
 /**
@@ -105,6 +115,9 @@ export class InMemoryCluster implements ClusterApi {
   readonly #serverVersion: string;
   readonly #forceDetachTimeoutMs: number | null;
   readonly #unreachableEvictionMs: number | null;
+  readonly #gracePeriodMs: number;
+  readonly #podGcPeriodMs: number;
+  #nextPodGc = 0;
   readonly #nodes = new Map<string, SimNode>();
   readonly #workloads = new Map<string, Workload>();
   readonly #pods = new Map<string, Pod>();
@@ -123,6 +136,8 @@ export class InMemoryCluster implements ClusterApi {
     this.#forceDetachTimeoutMs =
       options.forceDetachTimeoutMs === undefined ? DEFAULT_FORCE_DETACH_TIMEOUT_MS : options.forceDetachTimeoutMs;
     this.#unreachableEvictionMs = options.unreachableEvictionMs ?? null;
+    this.#gracePeriodMs = options.nodeMonitorGracePeriodMs ?? DEFAULT_NODE_MONITOR_GRACE_PERIOD_MS;
+    this.#podGcPeriodMs = options.podGcPeriodMs ?? DEFAULT_POD_GC_PERIOD_MS;
     for (const name of options.nodes ?? []) this.addNode(name);
   }
 
@@ -150,6 +165,14 @@ export class InMemoryCluster implements ClusterApi {
     this.#addWorkload(name, "StatefulSet", replicas);
     const now = this.#clock.now();
     for (let i = 0; i < replicas; i++) this.#replicaDownSince.set(`${name}-${i}`, now);
+  }
+
+  /**
+   * A DaemonSet that tolerates every taint, as kube-proxy, a CNI or Fenceline's own agent do:
+   * one pod on every node, never evicted, put back on its node when deleted.
+   */
+  addDaemonSet(name: string): void {
+    this.#addWorkload(name, "DaemonSet", 0);
   }
 
   /** A stateless Deployment: any `replicas` pods, anywhere schedulable. */
@@ -284,32 +307,35 @@ export class InMemoryCluster implements ClusterApi {
     if (node.taints.length !== before) this.#log("taint.removed", `taint ${formatTaint(taint)} removed from ${name}`, name);
   }
 
+  /** Every pod but the DaemonSet's (their controller would put them straight back). */
   async deletePods(name: string): Promise<number> {
     this.#requireApi();
     let deleted = 0;
     for (const pod of [...this.#pods.values()]) {
-      if (pod.node !== name) continue;
+      if (pod.node !== name || this.#isDaemonPod(pod)) continue;
       this.#removePod(pod, "pod.force-deleted", "force-deleted (grace 0)");
       deleted++;
     }
     return deleted;
   }
 
-  async deleteVolumeAttachments(name: string): Promise<number> {
+  /** The pods the out-of-service taint evicted (terminating, not a DaemonSet's). */
+  async deleteEvictedPods(name: string): Promise<number> {
     this.#requireApi();
     let deleted = 0;
-    for (const va of [...this.#attachments.values()]) {
-      if (va.node !== name) continue;
-      this.#detach(va, "volume.detached", "VolumeAttachment deleted through the API");
+    for (const pod of [...this.#pods.values()]) {
+      if (pod.node !== name || this.#isDaemonPod(pod) || pod.phase !== "Terminating") continue;
+      this.#removePod(pod, "pod.force-deleted", "force-deleted (grace 0) after the out-of-service eviction");
       deleted++;
     }
     return deleted;
   }
 
+  /** Pods that must move (not the DaemonSet's) and the VolumeAttachments on the node. */
   async countWorkloads(name: string): Promise<{ pods: number; volumeAttachments: number }> {
     this.#requireApi();
     let pods = 0;
-    for (const pod of this.#pods.values()) if (pod.node === name) pods++;
+    for (const pod of this.#pods.values()) if (pod.node === name && !this.#isDaemonPod(pod)) pods++;
     let volumeAttachments = 0;
     for (const va of this.#attachments.values()) if (va.node === name) volumeAttachments++;
     return { pods, volumeAttachments };
@@ -325,7 +351,7 @@ export class InMemoryCluster implements ClusterApi {
   /** Runs one round of kubelets and controllers at `now`, then notifies step listeners. */
   step(now: number = this.#clock.now()): void {
     this.#nodeLifecycle(now);
-    this.#podGc();
+    this.#podGc(now);
     for (const node of this.#nodes.values()) if (isResponsive(node)) this.#kubeletSync(node);
     this.#attachDetach(now);
     this.#runControllers(now);
@@ -355,15 +381,25 @@ export class InMemoryCluster implements ClusterApi {
     }
   }
 
+  /** Taint eviction spares the pods that tolerate every taint (the DaemonSet's). */
   #evictPodsOf(node: SimNode, now: number, reason: string): void {
-    for (const pod of this.#pods.values()) if (pod.node === node.name) this.#requestDeletion(pod, now, reason);
+    for (const pod of this.#pods.values()) if (pod.node === node.name && !this.#isDaemonPod(pod)) this.#requestDeletion(pod, now, reason);
   }
 
-  /** With the out-of-service taint on a node that is not ready, PodGC removes its terminating pods. */
-  #podGc(): void {
-    if (!this.#podGcEnabled) return;
+  /** NotReady in the API: unresponsive for longer than the node monitor grace period. */
+  #notReady(node: SimNode, now: number): boolean {
+    return node.unresponsiveSince !== undefined && now - node.unresponsiveSince >= this.#gracePeriodMs;
+  }
+
+  /**
+   * Every 20 s, PodGC force-deletes the terminating pods of nodes that carry the out-of-service
+   * taint **and are NotReady** (a Ready node with the taint is not enough).
+   */
+  #podGc(now: number): void {
+    if (!this.#podGcEnabled || now < this.#nextPodGc) return;
+    this.#nextPodGc = now + this.#podGcPeriodMs;
     for (const node of this.#nodes.values()) {
-      if (isResponsive(node) || !hasOutOfServiceTaint(node)) continue;
+      if (!this.#notReady(node, now) || !hasOutOfServiceTaint(node)) continue;
       for (const pod of [...this.#pods.values()]) {
         if (pod.node === node.name && pod.phase === "Terminating") {
           this.#removePod(pod, "pod.force-deleted", "removed by PodGC (out-of-service taint)");
@@ -410,12 +446,18 @@ export class InMemoryCluster implements ClusterApi {
 
   #runControllers(now: number): void {
     for (const workload of this.#workloads.values()) {
-      if (workload.kind === "StatefulSet") {
+      if (workload.kind === "DaemonSet") {
+        // One pod per node, whatever its state or taints (it tolerates them all).
+        for (const node of this.#nodes.values()) {
+          const name = `${workload.name}-${node.name}`;
+          if (!this.#pods.has(name)) this.#createPod(name, node.name, workload, undefined, undefined, now);
+        }
+      } else if (workload.kind === "StatefulSet") {
         // A StatefulSet re-creates a replica only once its old pod object is fully gone.
         for (let ordinal = 0; ordinal < workload.replicas; ordinal++) {
           const name = `${workload.name}-${ordinal}`;
           if (this.#pods.has(name)) continue;
-          const node = this.#placement();
+          const node = this.#placement(now);
           if (node === undefined) continue;
           this.#createPod(name, node, workload, ordinal, `data-${name}`, now);
         }
@@ -424,7 +466,7 @@ export class InMemoryCluster implements ClusterApi {
         let active = 0;
         for (const pod of this.#pods.values()) if (pod.workload === workload.name && pod.phase !== "Terminating") active++;
         for (; active < workload.replicas; active++) {
-          const node = this.#placement();
+          const node = this.#placement(now);
           if (node === undefined) break;
           this.#createPod(`${workload.name}-${workload.nextPodSuffix++}`, node, workload, undefined, undefined, now);
         }
@@ -432,11 +474,16 @@ export class InMemoryCluster implements ClusterApi {
     }
   }
 
-  /** Least-loaded schedulable node, ties by name. */
-  #placement(): string | undefined {
+  /**
+   * Least-loaded schedulable node, ties by name. The scheduler knows only what the API says: a
+   * node that crashed a moment ago is still Ready and untainted until the node lifecycle
+   * controller's grace period passes (it then taints it not-ready/unreachable), so pods may be
+   * bound to it until someone taints it (Fenceline's NoSchedule taint does, at once).
+   */
+  #placement(now: number): string | undefined {
     let best: { name: string; load: number } | undefined;
     for (const node of [...this.#nodes.values()].sort((a, b) => compare(a.name, b.name))) {
-      if (!isSchedulable(node)) continue;
+      if (!isSchedulable(node) || this.#notReady(node, now)) continue;
       let load = 0;
       for (const pod of this.#pods.values()) if (pod.node === node.name && pod.phase !== "Terminating") load++;
       if (best === undefined || load < best.load) best = { name: node.name, load };
@@ -565,6 +612,10 @@ export class InMemoryCluster implements ClusterApi {
 
   // ---------------------------------------------------------------- internals
 
+  #isDaemonPod(pod: Pod): boolean {
+    return this.#workloads.get(pod.workload)?.kind === "DaemonSet";
+  }
+
   #replicaIdentities(): { replica: string; workload: string; volume: string }[] {
     const out: { replica: string; workload: string; volume: string }[] = [];
     for (const w of this.#workloads.values()) {
@@ -630,7 +681,7 @@ function isResponsive(node: SimNode): boolean {
 }
 
 function isSchedulable(node: SimNode): boolean {
-  return isResponsive(node) && !node.taints.some((t) => t.effect === "NoSchedule" || t.effect === "NoExecute");
+  return !node.taints.some((t) => t.effect === "NoSchedule" || t.effect === "NoExecute");
 }
 
 function hasOutOfServiceTaint(node: SimNode): boolean {

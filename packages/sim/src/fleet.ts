@@ -27,10 +27,17 @@ export type FaultKind =
   | "nats-loss"
   | "hang";
 
+/**
+ * What the fleet does to the machines' workloads when it crashes, boots, cuts off or powers off
+ * a machine: the cluster model (InMemoryCluster) in the simulator, simulated kubelets against a
+ * real API server (`@fenceline/kube-lab`'s KubeletFleet) in the Kubernetes tests.
+ */
+export type Machines = Pick<InMemoryCluster, "crash" | "boot" | "setReachable" | "startKubelet" | "powerOff">;
+
 export type FleetOptions = {
   nodes: string[];
   clock: Clock;
-  cluster: InMemoryCluster;
+  cluster: Machines;
   timing: AgentTiming;
   heartbeatIntervalMs: number;
   /** Builds a node's link to the control plane (NATS in the demo, memory in the lab). */
@@ -464,13 +471,13 @@ export class SimFleet {
     this.#options.cluster.powerOff(name);
   }
 
-  /** Its BMC powers the machine on: it boots (new boot id). */
+  /** Its BMC powers the machine on: it boots (new boot id) after `rebootMs`, as any boot. */
   async powerOn(name: string) {
     const node = this.#node(name);
     if (!node.heldOff) return;
     node.heldOff = false;
     this.#note(name, "powered on by its BMC");
-    if (node.power === "down") await this.#boot(node);
+    this.#bootLater(node, this.#options.rebootMs);
   }
 
   /** What the machine's BMC reads: on unless the BMC powered it off (a reset or a hang keeps the power on). */

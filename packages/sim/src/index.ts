@@ -29,7 +29,7 @@ export {
   type NodeRecovery,
 } from "./invariants.js";
 export { VirtualWatchdog, type VirtualWatchdogOptions, type WatchdogState } from "./virtual-watchdog.js";
-export { SimFleet, type FleetOptions, type FleetEvent, type FaultKind, type PeerRound } from "./fleet.js";
+export { SimFleet, type FleetOptions, type Machines, type FleetEvent, type FaultKind, type PeerRound } from "./fleet.js";
 export { createSwitchableTransport, type SwitchableTransport } from "./switchable-transport.js";
 export {
   KubernetesApiServer,
@@ -41,4 +41,5 @@ export {
   type ResourceKind,
 } from "./k8s-api/index.js";
 export * from "./lab/index.js";
+export { createSimBmcs, simBmcDevices, REAL_BMC_TIMING, SIM_BMC_FAULTS, SIM_BMC_PASSWORD, type SimBmcFault, type SimBmcTiming, type SimBmcs } from "./bmc/sim-bmc.js";
 export { startIpmiSimBmc, ipmitool, freeUdpPort, ipmiSimAvailable, type IpmiSimBmc, type IpmiSimBmcOptions, type PoweredMachine } from "./bmc/ipmi-sim-bmc.js";

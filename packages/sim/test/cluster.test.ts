@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { FENCING_TAINT, OUT_OF_SERVICE_TAINT, isFencelineError, type Taint } from "@fenceline/contracts";
 import { InMemoryCluster, VirtualClock } from "../src/index.js";
-import { createFixture } from "./fixture.js";
+import { createFixture, detachAll } from "./fixture.js";
 
 describe("InMemoryCluster: placement and the ClusterApi", () => {
   it("places workloads least-loaded first, ties by name, and runs them with their volumes", () => {
@@ -53,7 +53,7 @@ describe("InMemoryCluster: placement and the ClusterApi", () => {
     const err = await cluster.addTaint("ghost", FENCING_TAINT).catch((e: unknown) => e);
     expect(isFencelineError(err, "NOT_FOUND")).toBe(true);
     expect(await cluster.deletePods("ghost")).toBe(0);
-    expect(await cluster.deleteVolumeAttachments("ghost")).toBe(0);
+    expect(detachAll(cluster, "ghost")).toBe(0);
   });
 
   it("serverVersion defaults to 1.30 and is configurable", async () => {
@@ -71,8 +71,8 @@ describe("InMemoryCluster: placement and the ClusterApi", () => {
     cluster.crash("node-a");
     expect(await cluster.deletePods("node-a")).toBe(2);
     expect(await cluster.deletePods("node-a")).toBe(0);
-    expect(await cluster.deleteVolumeAttachments("node-a")).toBe(1);
-    expect(await cluster.deleteVolumeAttachments("node-a")).toBe(0);
+    expect(detachAll(cluster, "node-a")).toBe(1);
+    expect(detachAll(cluster, "node-a")).toBe(0);
     expect(await cluster.countWorkloads("node-a")).toEqual({ pods: 0, volumeAttachments: 0 });
   });
 
@@ -96,6 +96,9 @@ describe("InMemoryCluster: remediation paths", () => {
 
     cluster.crash("node-a");
     expect(containersOf("web-0")).toEqual([]);
+    // Without a NoSchedule taint the scheduler would bind the replacement to the crashed node
+    // again: for the API it stays Ready until the node monitor grace period passes.
+    await cluster.addTaint("node-a", FENCING_TAINT);
     expect(await cluster.deletePods("node-a")).toBe(1);
     tick();
     const replacement = podOf("web-0")!;
@@ -108,7 +111,7 @@ describe("InMemoryCluster: remediation paths", () => {
     expect(cluster.volumeAttachments()).toEqual([expect.objectContaining({ volume: "data-web-0", node: "node-a" })]);
     expect(cluster.events().filter((e) => e.kind === "volume.attach-refused")).toHaveLength(1);
 
-    expect(await cluster.deleteVolumeAttachments("node-a")).toBe(1);
+    expect(detachAll(cluster, "node-a")).toBe(1);
     tick();
     expect(podOf("web-0")?.phase).toBe("Running");
     expect(containersOf("web-0").map((c) => c.node)).toEqual(["node-b"]);
@@ -121,6 +124,7 @@ describe("InMemoryCluster: remediation paths", () => {
     cluster.addStatefulSet("web", 1);
     tick();
     cluster.powerOff("node-a");
+    await cluster.addTaint("node-a", { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }); // as a remediator would: else the replacement lands on the same node, still Ready
     await cluster.deletePods("node-a");
     runFor(29_000);
     expect(podOf("web-0")?.phase).toBe("Pending");
@@ -141,7 +145,8 @@ describe("InMemoryCluster: remediation paths", () => {
     expect(cluster.volumeAttachments().map((va) => va.node)).toEqual(["node-a"]);
 
     await cluster.addTaint("node-a", OUT_OF_SERVICE_TAINT);
-    tick();
+    // Pod GC runs every 20 s.
+    runFor(20_000);
     expect(podOf("web-0")).toMatchObject({ node: "node-b", phase: "Running" });
     expect(cluster.volumeAttachments().map((va) => va.node)).toEqual(["node-b"]);
     const kinds = cluster.events().map((e) => e.kind);
@@ -150,16 +155,41 @@ describe("InMemoryCluster: remediation paths", () => {
     expect(violations).toEqual([]);
   });
 
-  it("the out-of-service taint evicts every pod of a powered-off node, not only terminating ones", async () => {
-    const { cluster, tick, podOf } = createFixture();
+  it("the out-of-service taint evicts every pod of a powered-off node; Pod GC deletes them only once the node is NotReady", async () => {
+    const { cluster, tick, runFor, podOf } = createFixture();
     cluster.addStatefulSet("web", 1);
     cluster.addDeployment("api", 1);
+    cluster.addDaemonSet("agent");
     tick();
     cluster.powerOff("node-a");
     await cluster.addTaint("node-a", OUT_OF_SERVICE_TAINT);
     tick();
+    expect(podOf("web-0")).toMatchObject({ node: "node-a", phase: "Terminating" });
+    // The DaemonSet's pod tolerates every taint: it stays.
+    expect(podOf("agent-node-a")).toMatchObject({ node: "node-a", phase: "Running" });
+    // Ready for the API until the 50 s node monitor grace period passes; Pod GC runs every 20 s.
+    runFor(45_000);
+    expect(podOf("web-0")).toMatchObject({ node: "node-a", phase: "Terminating" });
+    runFor(25_000);
     expect(podOf("web-0")).toMatchObject({ node: "node-c", phase: "Running" });
-    expect(cluster.pods().filter((p) => p.node === "node-a")).toEqual([]);
+    expect(cluster.pods().filter((p) => p.node === "node-a").map((p) => p.name)).toEqual(["agent-node-a"]);
+  });
+
+  it("deleteEvictedPods finishes what the out-of-service taint evicted at once (what Fenceline does once fenced)", async () => {
+    const { cluster, tick, podOf } = createFixture();
+    cluster.addStatefulSet("web", 1);
+    cluster.addDaemonSet("agent");
+    tick();
+    cluster.powerOff("node-a");
+    await cluster.addTaint("node-a", FENCING_TAINT);
+    expect(await cluster.deleteEvictedPods("node-a")).toBe(0);
+    await cluster.addTaint("node-a", OUT_OF_SERVICE_TAINT);
+    tick();
+    expect(await cluster.countWorkloads("node-a")).toEqual({ pods: 1, volumeAttachments: 1 });
+    expect(await cluster.deleteEvictedPods("node-a")).toBe(1);
+    tick();
+    expect(podOf("web-0")).toMatchObject({ node: "node-b", phase: "Running" });
+    expect(await cluster.countWorkloads("node-a")).toEqual({ pods: 0, volumeAttachments: 0 });
   });
 
   it("a graceful delete on a healthy node is finished by its kubelet and the replica is re-created", () => {
@@ -221,7 +251,7 @@ describe("InMemoryCluster: faults", () => {
     cluster.powerOff("node-a");
     await cluster.addTaint("node-a", FENCING_TAINT);
     await cluster.deletePods("node-a");
-    await cluster.deleteVolumeAttachments("node-a");
+    detachAll(cluster, "node-a");
     tick();
     expect(podOf("web-0")?.node).toBe("node-c");
 
@@ -238,6 +268,7 @@ describe("InMemoryCluster: faults", () => {
     cluster.addStatefulSet("web", 1);
     tick();
     cluster.setReachable("node-a", false);
+    await cluster.addTaint("node-a", { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }); // as a remediator would: else the replacement lands on the same node, still Ready
     await cluster.deletePods("node-a");
     runFor(60_000);
     expect(containersOf("web-0").map((c) => c.node)).toEqual(["node-a"]);
@@ -308,6 +339,7 @@ describe("InMemoryCluster: faults", () => {
       cluster.addDeployment("api", 3);
       tick();
       cluster.setReachable("node-b", false);
+      await cluster.addTaint("node-b", { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }); // as a remediator would: else the replacement lands on the same node, still Ready
       await cluster.deletePods("node-b");
       runFor(10_000);
       cluster.setReachable("node-b", true);

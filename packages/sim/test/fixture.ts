@@ -2,6 +2,16 @@ import { InMemoryCluster, VirtualClock, checkInvariants, type InMemoryClusterOpt
 
 export const STEP_MS = 1_000;
 
+/**
+ * Deletes the node's VolumeAttachments through the API (what `kubectl delete volumeattachment`
+ * does; Fenceline itself no longer does it); returns how many.
+ */
+export function detachAll(cluster: InMemoryCluster, node: string): number {
+  let n = 0;
+  for (const va of cluster.volumeAttachments()) if (va.node === node && cluster.deleteVolumeAttachment(va.volume, va.node)) n++;
+  return n;
+}
+
 /** Three nodes, a virtual clock, and helpers that advance time one step at a time. */
 export function createFixture(options: Partial<InMemoryClusterOptions> = {}) {
   const clock = new VirtualClock();

@@ -29,6 +29,8 @@ describe("SimFleet: hangs and BMC power control", () => {
     await run(5_000);
     expect(fleet.status("node-5").boots).toBe(1);
     await fleet.powerOn("node-5");
+    expect(fleet.status("node-5")).toMatchObject({ power: "down", boots: 1, poweredOff: false });
+    await run(1_100); // it boots, as any boot, after rebootMs
     expect(fleet.status("node-5")).toMatchObject({ power: "up", boots: 2, poweredOff: false });
     expect(fleet.powerState("node-5")).toBe("on");
     await fleet.stop();
@@ -42,7 +44,7 @@ describe("SimFleet: hangs and BMC power control", () => {
     expect(fleet.status("node-5")).toMatchObject({ power: "down", boots: 1, poweredOff: true });
     expect(cluster.node("node-5")!.power).toBe("off");
     await fleet.powerOn("node-5");
-    await run(100);
+    await run(1_100);
     expect(fleet.status("node-5")).toMatchObject({ power: "up", boots: 2 });
     expect(cluster.node("node-5")!.power).toBe("on");
     await fleet.stop();
@@ -57,6 +59,7 @@ describe("SimFleet: hangs and BMC power control", () => {
     expect(fleet.status("node-5")).toMatchObject({ power: "down", resets: 0, boots: 1 });
     await fleet.powerOn("node-5");
     await fleet.powerOn("node-5");
+    await run(1_100);
     expect(fleet.status("node-5").boots).toBe(2);
     await fleet.stop();
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { FENCING_TAINT, OUT_OF_SERVICE_TAINT } from "@fenceline/contracts";
 import { RunningTracker, checkInvariants } from "../src/index.js";
-import { createFixture } from "./fixture.js";
+import { createFixture, detachAll } from "./fixture.js";
 
 const invariantsOf = (violations: readonly { invariant: string }[]) => [...new Set(violations.map((v) => v.invariant))].sort();
 
@@ -24,8 +24,9 @@ describe("checkInvariants", () => {
     tick();
     cluster.setReachable("node-a", false);
     // No fencing: the node is only unreachable, its containers still run.
+    await cluster.addTaint("node-a", { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }); // as a remediator would: else the replacement lands on the same node, still Ready
     await cluster.deletePods("node-a");
-    await cluster.deleteVolumeAttachments("node-a");
+    detachAll(cluster, "node-a");
     expect(checkInvariants(cluster, clock.now()).ok).toBe(true);
     tick();
     expect(containersOf("web-0").map((c) => c.node).sort()).toEqual(["node-a", "node-b"]);
@@ -52,7 +53,7 @@ describe("checkInvariants", () => {
     runFor(10_000);
     cluster.powerOff("node-a");
     await cluster.deletePods("node-a");
-    await cluster.deleteVolumeAttachments("node-a");
+    detachAll(cluster, "node-a");
     runFor(10_000);
     cluster.boot("node-a");
     cluster.setReachable("node-a", true);
@@ -67,6 +68,7 @@ describe("checkInvariants", () => {
     cluster.addStatefulSet("web", 1);
     tick();
     cluster.setReachable("node-a", false);
+    await cluster.addTaint("node-a", { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }); // as a remediator would: else the replacement lands on the same node, still Ready
     await cluster.deletePods("node-a");
     runFor(359_000);
     expect(violations).toEqual([]);
@@ -75,12 +77,13 @@ describe("checkInvariants", () => {
   });
 
   it("catches the double run of an out-of-service taint on a node that is not really shut down", async () => {
-    const { cluster, tick, violations } = createFixture();
+    const { cluster, tick, runFor, violations } = createFixture();
     cluster.addStatefulSet("web", 1);
     tick();
     cluster.setReachable("node-a", false);
     await cluster.addTaint("node-a", OUT_OF_SERVICE_TAINT);
-    tick();
+    // Pod GC acts once the node is NotReady (50 s without its kubelet) on its 20 s period.
+    runFor(75_000);
     expect(invariantsOf(violations)).toEqual(["replica-runs-twice", "volume-on-two-nodes"]);
   });
 
@@ -95,8 +98,9 @@ describe("checkInvariants", () => {
       { replica: "web-0", workload: "web", downSince: 1_000, downForMs: 5_000 },
       { replica: "web-1", workload: "web", downForMs: 0 },
     ]);
+    await cluster.addTaint("node-a", { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }); // as a remediator would: else the replacement lands on the same node, still Ready
     await cluster.deletePods("node-a");
-    await cluster.deleteVolumeAttachments("node-a");
+    detachAll(cluster, "node-a");
     tick();
     expect(checkInvariants(cluster, clock.now()).downtime.every((d) => d.downForMs === 0)).toBe(true);
   });
@@ -118,8 +122,9 @@ describe("RunningTracker", () => {
     cluster.crash("node-a");
     runFor(20_000);
     expect(tracker.recoveredAt("node-a")).toBeUndefined();
+    await cluster.addTaint("node-a", { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }); // as a remediator would: else the replacement lands on the same node, still Ready
     await cluster.deletePods("node-a");
-    await cluster.deleteVolumeAttachments("node-a");
+    detachAll(cluster, "node-a");
     tick();
     expect(tracker.recoveredAt("node-a")).toBe(23_000);
     expect(tracker.recovery("node-a")).toEqual({ node: "node-a", failedAt: 2_000, replicas: ["web-0"], recoveredAt: 23_000 });
@@ -128,8 +133,9 @@ describe("RunningTracker", () => {
 
     tracker.dispose();
     cluster.crash("node-c");
+    await cluster.addTaint("node-c", { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }); // as a remediator would: else the replacement lands on the same node, still Ready
     await cluster.deletePods("node-c");
-    await cluster.deleteVolumeAttachments("node-c");
+    detachAll(cluster, "node-c");
     tick();
     expect(tracker.recoveredAt("node-c")).toBeUndefined();
     expect(tracker.recoveredAt("node-b")).toBeUndefined();

@@ -67,8 +67,8 @@ export type FenceDeviceConfig = z.infer<typeof FenceDeviceConfig>;
 export const FenceDevicesConfig = z
   .object({
     devices: z.record(z.string().regex(/^[a-z][a-z0-9-]*$/, "a device name: lower case, digits and -"), FenceDeviceConfig).refine(
-      (devices) => !("watchdog" in devices),
-      "watchdog is the built-in method (the node's own watchdog), not a device name",
+      (devices) => !("watchdog" in devices) && !("power" in devices),
+      "watchdog (the node's own watchdog) and power (every device of the node) are fencing methods of the policy, not device names",
     ),
   })
   .strict();

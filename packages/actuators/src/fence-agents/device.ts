@@ -1,4 +1,4 @@
-import type { FenceAgent, FenceAnswer, FenceTarget } from "@fenceline/contracts";
+import { systemClock, type Clock, type FenceAgent, type FenceAnswer, type FenceTarget } from "@fenceline/contracts";
 import { resolveTarget, type FenceDeviceConfig } from "./config.js";
 import { FenceAgentError, FenceErrorCode, RETRYABLE, isFenceAgentError } from "./errors.js";
 import { confirmAction, powerOf } from "./interpret.js";
@@ -15,8 +15,10 @@ export type FenceDevice = {
 
 export type FenceAgentDeviceOptions = {
   readSecret: SecretReader;
-  /** Replaces the process runner (tests). */
+  /** Replaces the process runner (tests, and the simulator's BMCs). */
   run?: typeof runFenceAgent;
+  /** Deadlines and retry delays (default: the system clock; the simulator's is virtual). */
+  clock?: Clock;
 };
 
 /**
@@ -48,19 +50,25 @@ function header(agent: string, run: FenceAgentRun, attempt: number, attempts: nu
  */
 export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, options: FenceAgentDeviceOptions): FenceDevice {
   const run = options.run ?? runFenceAgent;
-  const config: FenceDeviceConfig = { ...given, params: { ...agentDefaults(given.timeoutMs), ...given.params } };
+  const clock = options.clock ?? systemClock;
+  const config = given;
+  /** The device with the agent's defaults for a run of `timeoutMs` under its own parameters (which win). */
+  const withDefaults = (timeoutMs: number): FenceDeviceConfig => ({ ...config, params: { ...agentDefaults(timeoutMs), ...config.params } });
 
   async function attempt(action: FenceAction, target: FenceTarget, read: (r: FenceAgentRun, what: string) => void): Promise<FenceAnswer> {
     const what = `${config.agent} ${action} for ${target.node} (device ${name})`;
-    const resolved = resolveTarget(config, target.node, target.hostGroup);
+    const resolved = resolveTarget(withDefaults(config.timeoutMs), target.node, target.hostGroup);
     if (!resolved) throw new FenceAgentError(FenceErrorCode.InvalidConfig, `${what}: the device has no entry for this node${target.hostGroup ? ` or its host group ${target.hostGroup}` : ""}`);
     const secrets: Record<string, string> = {};
     for (const [param, source] of Object.entries(resolved.secrets)) secrets[param] = await options.readSecret(source);
     const attempts = config.retries + 1;
     const outputs: string[] = [];
     for (let i = 1; ; i++) {
-      const left = target.deadline === undefined ? Infinity : target.deadline - Date.now();
-      const result = await run({ agent: config.agent, action, params: resolved.params, secrets, timeoutMs: Math.max(1, Math.min(config.timeoutMs, left)) });
+      const left = target.deadline === undefined ? Infinity : target.deadline - clock.now();
+      const timeoutMs = Math.max(1, Math.min(config.timeoutMs, left));
+      // A run cut short by the deadline gets the agent's own waits shortened to match.
+      const params = timeoutMs === config.timeoutMs ? resolved.params : resolveTarget(withDefaults(timeoutMs), target.node, target.hostGroup)!.params;
+      const result = await run({ agent: config.agent, action, params, secrets, timeoutMs });
       outputs.push(`${header(config.agent, result, i, attempts)}\n${result.output.trimEnd()}`);
       try {
         read(result, what);
@@ -68,12 +76,12 @@ export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, o
       } catch (err) {
         if (!isFenceAgentError(err)) throw err;
         const wait = config.retryDelayMs;
-        const timeLeft = target.deadline === undefined ? Infinity : target.deadline - Date.now() - wait;
+        const timeLeft = target.deadline === undefined ? Infinity : target.deadline - clock.now() - wait;
         if (!RETRYABLE.has(err.code) || i >= attempts || timeLeft <= 0) {
           const tried = i > 1 ? ` (${i} attempts)` : "";
           throw new FenceAgentError(err.code, `${err.message}${tried}`, outputs.join("\n"));
         }
-        await new Promise((resolve) => setTimeout(resolve, wait));
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, wait));
       }
     }
   }

@@ -1,7 +1,9 @@
 import { DEFAULT_POLICY, safeTimeOf } from "@fenceline/contracts";
 import {
+  BENCH_BMC_DEVICES,
   KUBERNETES_DEFAULTS,
   NHC_UNHEALTHY_MS,
+  REAL_BMC_TIMING,
   RECOVERY_MODELS,
   recoveryCases,
   runRecoveryCase,
@@ -19,6 +21,10 @@ return after 1–20 min in half the cases, never in the others), and measures th
 crash to the replica running again under three models, side by side on the same simulated
 cluster and virtual clock:
   fenceline    the real engine, detector, actuators and agents with the default policy
+               (watchdog only: the safe time)
+  fenceline-power  the same, with IPMI as the first fencing level ([ipmi], then [watchdog]):
+               every machine's BMC simulated with fence_ipmilan's output and a server BMC's
+               latencies; the power-off read back is the proof
   kubernetes   no remediator: node-monitor-grace-period 40 s + 300 s toleration; a StatefulSet
                pod stays Terminating until its node returns
   nhc-snr      Node Health Check + Self Node Remediation defaults: Ready=Unknown after 40 s,
@@ -31,6 +37,8 @@ Prints a table; with --json the table goes to stderr and stdout is one JSON docu
   --horizon MINUTES  a workload not running again by then never recovered (default 30)`;
 
 const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
+
+const range = ([min, max]: [number, number]) => `${min / 1000}–${max / 1000}`;
 
 const secs = (ms: number | null) => (ms === null ? "-" : ms >= 120_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`);
 
@@ -63,9 +71,10 @@ export async function benchRecovery(argv: string[]): Promise<number> {
     ),
     "",
     `fenceline:  default policy: heartbeat timeout ${DEFAULT_POLICY.heartbeat.timeoutMs / 1000} s, unhealthy ${DEFAULT_POLICY.unhealthyDurationMs / 1000} s, safe time ${safeTimeOf(DEFAULT_POLICY) / 1000} s from the last heartbeat, then the out-of-service taint`,
+    `fenceline-power: the same detection, then fence_ipmilan through a BMC (${range(REAL_BMC_TIMING.sessionMs)} s per IPMI session, power off ${range(REAL_BMC_TIMING.powerOffMs)} s after the command, agent start ${range(REAL_BMC_TIMING.agentStartMs)} s; ${BENCH_BMC_DEVICES.devices.ipmi!.retries} retries, read back every ${BENCH_BMC_DEVICES.devices.ipmi!.pollMs / 1000} s), remediation as soon as the power-off is read back; the machine is powered on again after`,
     `kubernetes: evicted after ${KUBERNETES_DEFAULTS.nodeMonitorGracePeriodMs / 1000} s + ${KUBERNETES_DEFAULTS.tolerationSeconds} s; the StatefulSet pod stays Terminating until the node returns`,
     `nhc-snr:    Ready=Unknown after ${KUBERNETES_DEFAULTS.nodeMonitorGracePeriodMs / 1000}–${(KUBERNETES_DEFAULTS.nodeMonitorGracePeriodMs + KUBERNETES_DEFAULTS.leaseRenewMs + KUBERNETES_DEFAULTS.nodeMonitorPeriodMs) / 1000} s, NHC ${NHC_UNHEALTHY_MS / 1000} s, SNR safe time ${snrSafeTimeMs(5) / 1000} s (3×(15+5) + max(30, batches×(5+7)) + 60 + 30), then the out-of-service taint`,
-    "times exclude image pulls and volume attach latency, alike for all three models",
+    "times exclude image pulls and volume attach latency, alike for every model",
   ];
   humanOutput(values.json).write(`${lines.join("\n")}\n`);
   for (const [model, outcomes] of Object.entries(details)) {

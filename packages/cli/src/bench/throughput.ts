@@ -2,26 +2,34 @@ import { availableParallelism } from "node:os";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { AuditRecord } from "@fenceline/contracts";
 import { createLogger, publishEvent } from "@fenceline/bus";
-import { createDecider, fold, runEngine, type NodeSnapshot } from "@fenceline/engine";
-import { Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
+import { createDecider, fold, runEngine, type FoldResult, type NodeSnapshot } from "@fenceline/engine";
+import { Buckets, Consumers, Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
 import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
 import { readAudit } from "../commands/audit.js";
 import { idleClock, withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "./history.js";
 import { processCpuMs, ratio } from "./measure.js";
+import { runSameWrites } from "./same-writes.js";
 
 const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--seed N] [--json]
 
-Events per second through the full engine against a bare JetStream consume-and-ack loop, side by
-side on the same nats-server (started here, temporary store) and the same pre-published events:
-a synthetic but valid history (see \`fenceline bench replay\`) in FL_EVENTS.
-  bare    one durable pull consumer on FL_EVENTS: receive each message and ack it, nothing else
-  engine  the partitioned engine (one instance, all ${eventPartitions()} partitions): consume in batches, fold,
-          publish commands and audit records, save each node's last snapshot, ack the batch
-The bare loop runs before and after the engine; its figure is the mean of the two. The engine's
-time includes its start (leases, consumers). Its logs are off (warn level), its timers idle.
+Events per second through the full engine against two floors, side by side on the same
+nats-server (started here, temporary store) and the same pre-published events: a synthetic but
+valid history (see \`fenceline bench replay\`) in FL_EVENTS.
+  bare         one durable pull consumer on FL_EVENTS: receive each message and ack it, nothing else
+  same writes  exactly the engine's writes without deciding: the ${eventPartitions()} partition consumers in
+               batches, the same commands and audit records through the same pipeline, the same
+               coalesced snapshot compare-and-sets, one ack per batch (outputs looked up from the
+               engine's own fold of the history, computed beforehand; no validation, no fold)
+  engine       the partitioned engine (one instance, all ${eventPartitions()} partitions): consume in batches,
+               validate, fold, publish commands and audit records, save each node's last snapshot,
+               ack the batch
+The floors run before and after the engine; each figure is the mean of its two runs. Every
+run starts from empty output streams (so nothing is a duplicate). The engine's time includes its
+start (leases, consumers). Its logs are off (warn level), its timers idle.
 Prints a table; with --json the table goes to stderr and stdout is one JSON document,
-{ "engineEventsPerSec": n, "bareEventsPerSec": n, "ratio": n }.
+{ "engineEventsPerSec": n, "bareEventsPerSec": n, "sameWritesEventsPerSec": n, "ratio": n,
+  "ratioToSameWrites": n, "natsServerVersion": s }.
   --events N  events (default 50000)
   --nodes N   fleet size (default 1000)
   --batch N   most events per engine batch and partition (default 256)
@@ -32,10 +40,14 @@ const int = (value: unknown, name: string, fallback: number, min: number) => int
 export type ThroughputResult = {
   events: number;
   nodes: number;
+  natsServerVersion: string;
   bareEventsPerSec: number;
   bareRuns: number[];
+  sameWritesEventsPerSec: number;
+  sameWritesRuns: number[];
   engineEventsPerSec: number;
   ratio: number;
+  ratioToSameWrites: number;
   engineMs: number;
   engineStartMs: number;
   foldOnlyEventsPerSec: number;
@@ -45,8 +57,8 @@ export type ThroughputResult = {
   snapshotWrites: number;
   commands: number;
   audit: number;
-  clientCpuMsPerKEvent: { bare: number; engine: number };
-  serverCpuMsPerKEvent: { bare: number | null; engine: number | null };
+  clientCpuMsPerKEvent: { bare: number; sameWrites: number; engine: number };
+  serverCpuMsPerKEvent: { bare: number | null; sameWrites: number | null; engine: number | null };
 };
 
 export async function runThroughputBench(options: { events: number; nodes: number; batch: number; seed: number }): Promise<ThroughputResult> {
@@ -67,39 +79,90 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       });
     }
 
-    // The decide step alone, in memory, for reference.
+    // The decide step alone, in memory, for reference; its results are what the same-writes floor writes.
     const decider = createDecider(generator.policy);
     const states = new Map<string, NodeSnapshot | null>();
+    const folds = new Map<number, FoldResult>();
     let t = performance.now();
     for (const { event, seq } of items) states.set(event.node, fold(decider, states.get(event.node) ?? null, event, seq).snapshot);
     const foldOnlyEventsPerSec = Math.round(items.length / ((performance.now() - t) / 1000));
+    states.clear();
+    for (const { event, seq } of items) {
+      const result = fold(decider, states.get(event.node) ?? null, event, seq);
+      states.set(event.node, result.snapshot);
+      folds.set(seq, result);
+    }
+    const partitions = eventPartitions();
+
+    /** Empty output streams and fresh partition consumers: every run writes what the first one did. */
+    const reset = async () => {
+      for (let p = 0; p < partitions; p++) await jsm.consumers.delete(Streams.events, Consumers.enginePartition(p)).catch(() => {});
+      for (const stream of [Streams.audit, Streams.commands, `KV_${Buckets.nodes}`, `KV_${Buckets.leases}`]) await jsm.streams.delete(stream).catch(() => {});
+      await provisionStreams(nc);
+    };
+    const measured = <T>(run: () => Promise<T>) => async () => {
+      const cpu = process.cpuUsage();
+      const serverCpu = processCpuMs(server.pid);
+      const started = performance.now();
+      const value = await run();
+      const ms = performance.now() - started;
+      const used = process.cpuUsage(cpu);
+      const serverAfter = processCpuMs(server.pid);
+      return { value, perSec: items.length / (ms / 1000), ms, cpuMs: (used.user + used.system) / 1000, serverMs: serverCpu !== null && serverAfter !== null ? serverAfter - serverCpu : null };
+    };
 
     const bare = async (run: number) => {
       const name = `bench-bare-${run}`;
       await jsm.consumers.add(Streams.events, { durable_name: name, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: Subjects.eventAll, max_ack_pending: 20_000 });
       const bnc = await connect(name);
       const consumer = await jetstream(bnc).consumers.get(Streams.events, name);
-      const cpu = process.cpuUsage();
-      const serverCpu = processCpuMs(server.pid);
-      const started = performance.now();
-      let count = 0;
-      const messages = await consumer.consume({ max_messages: 1_000 });
-      for await (const m of messages as AsyncIterable<JsMsg>) {
-        m.ack();
-        if (++count === items.length) break;
-      }
-      await bnc.flush();
-      const ms = performance.now() - started;
-      const used = process.cpuUsage(cpu);
-      const serverAfter = processCpuMs(server.pid);
-      messages.stop();
+      const r = await measured(async () => {
+        let count = 0;
+        const messages = await consumer.consume({ max_messages: 1_000 });
+        for await (const m of messages as AsyncIterable<JsMsg>) {
+          m.ack();
+          if (++count === items.length) break;
+        }
+        await bnc.flush();
+        return messages;
+      })();
+      r.value.stop();
       await jsm.consumers.delete(Streams.events, name);
-      return { perSec: items.length / (ms / 1000), cpuMs: (used.user + used.system) / 1000, serverMs: serverCpu !== null && serverAfter !== null ? serverAfter - serverCpu : null };
+      await bnc.close();
+      return r;
+    };
+
+    const sameWrites = async (run: number) => {
+      await reset();
+      const snc = await connect(`bench-same-writes-${run}`);
+      let events = 0;
+      let done!: () => void;
+      const finished = new Promise<void>((resolve) => (done = resolve));
+      const r = await measured(async () => {
+        const loop = await runSameWrites({
+          nc: snc,
+          results: folds,
+          partitions,
+          batchSize: options.batch,
+          log,
+          onBatch: (n) => {
+            events += n;
+            if (events >= items.length) done();
+          },
+        });
+        await finished;
+        return loop;
+      })();
+      await r.value.stop();
+      await snc.close();
+      return r;
     };
 
     const before = await bare(1);
+    const writesBefore = await sameWrites(1);
 
     // The engine: one instance, every partition.
+    await reset();
     const enc = await connect("bench-engine");
     let applied = 0;
     let batches = 0;
@@ -132,11 +195,14 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
     const serverAfter = processCpuMs(server.pid);
     await engine.stop();
 
-    const after = await bare(2);
-
-    // Check the engine's audit trail against the history's.
+    // Check the engine's audit trail against the history's (before the next run empties FL_AUDIT).
     const audit: AuditRecord[] = [];
     for await (const record of readAudit(server.url, {})) audit.push(record);
+    const commands = (await jsm.streams.info(Streams.commands)).state.messages;
+
+    const writesAfter = await sameWrites(2);
+    const after = await bare(2);
+
     const expected = new Map(items.map((i) => [i.seq, i.audit]));
     let divergences = 0;
     for (const record of audit) {
@@ -144,18 +210,23 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       if (!want || want.from !== record.from || want.to !== record.to || want.commands.map((c) => c.id).join() !== record.commands.map((c) => c.id).join()) divergences += 1;
     }
     divergences += Math.max(0, items.length - audit.length);
-    const commands = (await jsm.streams.info(Streams.commands)).state.messages;
 
     const bareEventsPerSec = Math.round((before.perSec + after.perSec) / 2);
+    const sameWritesEventsPerSec = Math.round((writesBefore.perSec + writesAfter.perSec) / 2);
     const engineEventsPerSec = Math.round(items.length / (engineMs / 1000));
     const perK = (ms: number | null) => (ms === null ? null : Math.round((ms / items.length) * 1000 * 10) / 10);
+    const mean = (a: number | null, b: number | null) => (a === null || b === null ? null : (a + b) / 2);
     return {
       events: items.length,
       nodes: options.nodes,
+      natsServerVersion: nc.info?.version ?? "unknown",
       bareEventsPerSec,
       bareRuns: [Math.round(before.perSec), Math.round(after.perSec)],
+      sameWritesEventsPerSec,
+      sameWritesRuns: [Math.round(writesBefore.perSec), Math.round(writesAfter.perSec)],
       engineEventsPerSec,
       ratio: ratio(engineEventsPerSec, bareEventsPerSec),
+      ratioToSameWrites: ratio(engineEventsPerSec, sameWritesEventsPerSec),
       engineMs: Math.round(engineMs),
       engineStartMs: Math.round(engineStartMs),
       foldOnlyEventsPerSec,
@@ -165,9 +236,10 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       snapshotWrites,
       commands,
       audit: audit.length,
-      clientCpuMsPerKEvent: { bare: perK((before.cpuMs + after.cpuMs) / 2)!, engine: perK((used.user + used.system) / 1000)! },
+      clientCpuMsPerKEvent: { bare: perK((before.cpuMs + after.cpuMs) / 2)!, sameWrites: perK((writesBefore.cpuMs + writesAfter.cpuMs) / 2)!, engine: perK((used.user + used.system) / 1000)! },
       serverCpuMsPerKEvent: {
-        bare: before.serverMs !== null && after.serverMs !== null ? perK((before.serverMs + after.serverMs) / 2) : null,
+        bare: perK(mean(before.serverMs, after.serverMs)),
+        sameWrites: perK(mean(writesBefore.serverMs, writesAfter.serverMs)),
         engine: serverCpu !== null && serverAfter !== null ? perK(serverAfter - serverCpu) : null,
       },
     };
@@ -202,20 +274,32 @@ export async function benchThroughput(argv: string[]): Promise<number> {
     `${table(
       [
         ["events, nodes", `${r.events} over ${r.nodes} nodes (pre-published in FL_EVENTS)`],
+        ["nats-server", r.natsServerVersion],
         ["bare consume + ack", `${r.bareEventsPerSec} events/s (runs: ${r.bareRuns.join(", ")})`],
+        ["same writes, no deciding", `${r.sameWritesEventsPerSec} events/s (runs: ${r.sameWritesRuns.join(", ")})`],
         ["engine", `${r.engineEventsPerSec} events/s (${r.engineMs} ms, of which start ${r.engineStartMs} ms)`],
         ["ratio engine / bare", String(r.ratio)],
+        ["ratio engine / same writes", `${r.ratioToSameWrites} (target ≥ 0.8)`],
         ["fold alone, in memory", `${r.foldOnlyEventsPerSec} events/s`],
         ["engine batches", `${r.batches}, ${r.meanBatch} events each on average`],
         ["JetStream writes", `${r.audit} audit records, ${r.commands} commands, ${r.snapshotWrites} snapshots (coalesced from ${r.events}), ${r.batches} acks`],
-        ["client CPU / 1000 events", `bare ${cpu(r.clientCpuMsPerKEvent.bare)}, engine ${cpu(r.clientCpuMsPerKEvent.engine)}`],
-        ["nats-server CPU / 1000 events", `bare ${cpu(r.serverCpuMsPerKEvent.bare)}, engine ${cpu(r.serverCpuMsPerKEvent.engine)}`],
+        ["client CPU / 1000 events", `bare ${cpu(r.clientCpuMsPerKEvent.bare)}, same writes ${cpu(r.clientCpuMsPerKEvent.sameWrites)}, engine ${cpu(r.clientCpuMsPerKEvent.engine)}`],
+        ["nats-server CPU / 1000 events", `bare ${cpu(r.serverCpuMsPerKEvent.bare)}, same writes ${cpu(r.serverCpuMsPerKEvent.sameWrites)}, engine ${cpu(r.serverCpuMsPerKEvent.engine)}`],
         ["CPU-bound ceiling", ceilingOf(r)],
         ["audit vs history", r.divergences === 0 ? "identical" : `${r.divergences} divergences`],
       ],
       ["THROUGHPUT BENCHMARK", ""],
     )}\n`,
   );
-  if (values.json) printJson({ engineEventsPerSec: r.engineEventsPerSec, bareEventsPerSec: r.bareEventsPerSec, ratio: r.ratio });
+  if (values.json) {
+    printJson({
+      engineEventsPerSec: r.engineEventsPerSec,
+      bareEventsPerSec: r.bareEventsPerSec,
+      sameWritesEventsPerSec: r.sameWritesEventsPerSec,
+      ratio: r.ratio,
+      ratioToSameWrites: r.ratioToSameWrites,
+      natsServerVersion: r.natsServerVersion,
+    });
+  }
   return r.divergences === 0 ? 0 : 1;
 }

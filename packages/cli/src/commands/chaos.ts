@@ -112,9 +112,11 @@ export async function chaosCommand(argv: string[]): Promise<number> {
   const failures = failureLines(results, broken, kindsFlag);
   const faultsInjected = results.reduce((sum, r) => sum + r.faultsInjected, 0);
   const failedSeeds = results.filter((r) => !r.ok).length;
+  const powerSeeds = results.filter((r) => r.power).length;
+  const bmcFaults = results.reduce((sum, r) => sum + r.faults.filter((f) => f.kind.startsWith("bmc-")).length, 0);
 
   if (json) {
-    process.stdout.write(`${JSON.stringify({ seeds: count, from, ...(broken ? { broken } : {}), failures, faultsInjected, elapsedMs })}\n`);
+    process.stdout.write(`${JSON.stringify({ seeds: count, from, ...(broken ? { broken } : {}), failures, faultsInjected, powerSeeds, bmcFaults, elapsedMs })}\n`);
   } else {
     const virtualMs = results.reduce((sum, r) => sum + r.virtualMs, 0);
     const byInvariant = new Map<string, number>();
@@ -122,6 +124,7 @@ export async function chaosCommand(argv: string[]): Promise<number> {
     console.log(
       `${count} seeds (${from}..${from + count - 1})${broken ? ` with the broken machine "${broken}"` : ""}: ${faultsInjected} faults injected, ${(virtualMs / 3_600_000).toFixed(1)} h of virtual time in ${(elapsedMs / 1000).toFixed(1)} s (${((count * 1000) / elapsedMs).toFixed(1)} seeds/s, ${jobs} jobs)`,
     );
+    console.log(`${powerSeeds} seeds fenced by power (simulated BMCs, [ipmi] then [watchdog]), with ${bmcFaults} BMC faults`);
     if (failures.length === 0) {
       console.log("invariants: all held on every seed");
     } else {

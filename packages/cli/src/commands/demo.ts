@@ -19,7 +19,9 @@ Exits non-zero when a faulted node did not get back to healthy or a workload ran
                     web UI (its address is printed and written to --endpoints as "ui")
   --endpoints FILE  write the addresses to reach the running demo as JSON
                     ({ "nats": ..., "kubernetes": ..., "kubeconfig": ... }; with --hold,
-                    kubectl --kubeconfig <kubeconfig> get nodes works while it runs)`;
+                    kubectl --kubeconfig <kubeconfig> get nodes works while it runs; power
+                    scenarios add "bmc": { "<node>": { host, port, user, passwordFile } } for
+                    ipmitool -I lanplus -C 3)`;
 
 const ms = (v: number | null) => (v === null ? "-" : `${(v / 1000).toFixed(1)}s`);
 
@@ -27,8 +29,8 @@ function printSummary(s: DemoSummary) {
   console.log(`\nscenario ${s.scenario}: ${s.nodes} nodes, ${s.eventsProcessed} events processed, ${s.reboots} reboots, ${(s.elapsedMs / 1000).toFixed(1)}s\n`);
   console.log(
     table(
-      s.faults.map((f) => [f.node, f.kind, ms(f.detectedAfterMs), ms(f.fencedAfterMs), ms(f.workloadsRecoveredAfterMs), ms(f.rejoinedAfterMs), f.selfFenced ? "yes" : "no", f.reprovisioned ? "yes" : "no", f.finalState, f.statefulReplicas.join(",") || "-"]),
-      ["NODE", "FAULT", "DETECTED", "FENCED", "WORKLOADS BACK", "REJOINED", "SELF-FENCED", "REPROVISIONED", "FINAL", "STATEFUL"],
+      s.faults.map((f) => [f.node, f.kind, ms(f.detectedAfterMs), ms(f.fencedAfterMs), f.fencedBy ?? "-", ms(f.workloadsRecoveredAfterMs), ms(f.rejoinedAfterMs), f.selfFenced ? "yes" : "no", f.reprovisioned ? "yes" : "no", f.finalState, f.statefulReplicas.join(",") || "-"]),
+      ["NODE", "FAULT", "DETECTED", "FENCED", "FENCED BY", "WORKLOADS BACK", "REJOINED", "SELF-FENCED", "REPROVISIONED", "FINAL", "STATEFUL"],
     ),
   );
   console.log(
@@ -69,11 +71,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
   }
   const json = Boolean(values.json);
   const progress = (line: string) => process.stderr.write(`${line}\n`);
-  const policy = loadPolicy(values.policy as string | undefined, DEMO_POLICY);
+  const given = values.policy ? loadPolicy(values.policy as string, DEMO_POLICY) : undefined;
   const demo = await runDemo({
     nodes,
     scenario: (values.scenario as string | undefined) ?? "default",
-    policy,
+    ...(given ? { policy: given } : {}),
     ...(values.server ? { server: values.server as string } : {}),
     progress,
   });
@@ -82,15 +84,19 @@ export async function demoCommand(argv: string[]): Promise<number> {
   else printSummary(summary);
 
   // With --hold, the web page (statechart, nodes, timelines, replay) is served too.
-  const ui = values.hold ? await startUiAt(demo.natsUrl, { policy }) : undefined;
+  const ui = values.hold ? await startUiAt(demo.natsUrl, { policy: demo.policy }) : undefined;
   if (values.endpoints) {
-    writeFileSync(values.endpoints as string, `${JSON.stringify({ nats: demo.natsUrl, kubernetes: demo.kubernetesUrl, kubeconfig: demo.kubeconfig, ...(ui ? { ui: ui.url } : {}) }, null, 2)}\n`);
+    const bmc = Object.fromEntries(demo.bmcs.map(({ name, host, port, user, passwordFile }) => [name, { host, port, user, passwordFile }]));
+    const endpoints = { nats: demo.natsUrl, kubernetes: demo.kubernetesUrl, kubeconfig: demo.kubeconfig, ...(ui ? { ui: ui.url } : {}), ...(demo.bmcs.length > 0 ? { bmc } : {}) };
+    writeFileSync(values.endpoints as string, `${JSON.stringify(endpoints, null, 2)}\n`);
     if (!json) console.log(`endpoints written to ${values.endpoints}`);
   }
   if (values.hold) {
     progress(`holding: NATS at ${demo.natsUrl}; try NATS_URL=${demo.natsUrl} npm run -s fenceline -- nodes   (Ctrl-C to stop)`);
     progress(`holding: Kubernetes API (simulated) at ${demo.kubernetesUrl}; try kubectl --kubeconfig ${demo.kubeconfig} get nodes`);
     if (ui) progress(`holding: web UI at ${ui.url}`);
+    const [first] = demo.bmcs;
+    if (first) progress(`holding: each machine's BMC answers IPMI over LAN; try ipmitool -I lanplus -C 3 -H ${first.host} -p ${first.port} -U ${first.user} -f ${first.passwordFile} chassis power status`);
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);

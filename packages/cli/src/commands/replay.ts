@@ -16,6 +16,7 @@ import { Streams, Subjects, parseEventSubject, partitionOf } from "@fenceline/st
 import {
   createDecider,
   nodeTimeline,
+  type Interpreter,
   replay,
   type Decider,
   type Divergence,
@@ -28,7 +29,7 @@ import { parse, serverUrl, table, UsageError } from "../args.js";
 import { loadPolicy } from "../policy-file.js";
 
 const USAGE = `usage: fenceline replay [--server nats://host:port] [--policy policy.json]
-                        [--verify | --at TIME | --node NAME] [--json]
+                        [--verify | --at TIME | --node NAME] [--interpreter xstate|fast] [--json]
 
 Folds FL_EVENTS through the statechart from the first event and compares every transition with
 the one recorded in FL_AUDIT. A difference is a determinism violation (the code or the policy
@@ -39,6 +40,9 @@ versions, and the exit status is 1.
   --node NAME    one node's history: events, transitions, commands and their results
   --policy FILE  the policy to replay with; by default the built-in one the audit names
                  (DEFAULT_POLICY "1", DEMO_POLICY "demo-1"); required for any other version
+  --interpreter  how each event is folded: "xstate" (default), xstate's own transition(), the
+                 reference; or "fast", the lean interpreter the live engine runs (several times
+                 faster, but it checks the engine with the engine's own code). Both are printed.
   --json         one JSON document on stdout`;
 
 /** Built-in policies, by version: replay picks one by the version the audit records carry. */
@@ -66,7 +70,7 @@ async function readStream(nc: NatsConnection, stream: string, filter: string, ea
  */
 export async function readEvents(nc: NatsConnection, node?: string): Promise<ReplayEvent[]> {
   const out: ReplayEvent[] = [];
-  await readStream(nc, Streams.events, node ? Subjects.event(node) : Subjects.eventAll, (m) => {
+  await readStream(nc, Streams.events, node ? Subjects.eventsOf(node) : Subjects.eventAll, (m) => {
     const parsed = parseMessage(NodeEvent, m.data, { knownTypes: NODE_EVENT_TYPES });
     if (!parsed.ok) return;
     const subject = parseEventSubject(m.subject);
@@ -87,14 +91,32 @@ export async function readAuditRecords(nc: NatsConnection, node?: string): Promi
 
 export type PolicyChoice = { resolve: (recordedVersion: string | null) => Decider; describe: string };
 
+/** How replay folds: xstate's own `transition()` (the reference) or the lean interpreter. */
+export type ReplayInterpreter = Interpreter;
+export const REPLAY_INTERPRETERS: readonly ReplayInterpreter[] = ["xstate", "fast"];
+export const DEFAULT_REPLAY_INTERPRETER: ReplayInterpreter = "xstate";
+
+/** What the output says of an interpreter. */
+export const INTERPRETER_NAMES: Record<ReplayInterpreter, string> = {
+  xstate: "xstate's own transition()",
+  fast: "the lean interpreter (fast-step)",
+};
+
+export function parseInterpreter(value: unknown): ReplayInterpreter {
+  if (value === undefined) return DEFAULT_REPLAY_INTERPRETER;
+  if (REPLAY_INTERPRETERS.includes(value as ReplayInterpreter)) return value as ReplayInterpreter;
+  throw new UsageError(`--interpreter must be ${REPLAY_INTERPRETERS.map((i) => `"${i}"`).join(" or ")}, got "${String(value)}"`);
+}
+
 /**
  * The policy replay runs with: --policy when given (for every record; a record written under
  * another version shows as a divergence), else the built-in policy the records name. Throws a
  * usage error naming the versions when a recorded one is not built in.
  */
-export function choosePolicy(recordedVersions: string[], policyFile?: string): PolicyChoice {
+export function choosePolicy(recordedVersions: string[], policyFile?: string, interpreter: ReplayInterpreter = DEFAULT_REPLAY_INTERPRETER): PolicyChoice {
+  const decide = (policy: Policy) => createDecider(policy, undefined, { interpreter });
   if (policyFile) {
-    const decider = createDecider(loadPolicy(policyFile));
+    const decider = decide(loadPolicy(policyFile));
     return { resolve: () => decider, describe: `${policyFile} (version "${decider.policy.version}")` };
   }
   const unknown = recordedVersions.filter((v) => !BUILTIN_POLICIES[v]);
@@ -103,7 +125,7 @@ export function choosePolicy(recordedVersions: string[], policyFile?: string): P
       `the audit was written under policy version ${unknown.map((v) => `"${v}"`).join(", ")}, which is not built in (built in: ${Object.keys(BUILTIN_POLICIES).map((v) => `"${v}"`).join(", ")}): pass the policy with --policy FILE`,
     );
   }
-  const deciders = new Map(Object.entries(BUILTIN_POLICIES).map(([v, p]) => [v, createDecider(p)]));
+  const deciders = new Map(Object.entries(BUILTIN_POLICIES).map(([v, p]) => [v, decide(p)]));
   const fallback = deciders.get(recordedVersions[0] ?? DEFAULT_POLICY.version)!;
   return {
     resolve: (v) => (v !== null ? deciders.get(v) : undefined) ?? fallback,
@@ -125,22 +147,42 @@ export function parseTime(text: string, now = Date.now()): number {
   return t;
 }
 
-export type ReplayRun = { report: ReplayReport; policy: string; events: number; records: number; elapsedMs: number };
+export type ReplayRun = {
+  report: ReplayReport;
+  policy: string;
+  /** The interpreter every event was folded with. */
+  interpreter: ReplayInterpreter;
+  events: number;
+  records: number;
+  elapsedMs: number;
+};
 
 /** Reads both streams and replays; audit first, so an event newer than the audit counts as pending. */
-export async function replayFromNats(nc: NatsConnection, options: { policyFile?: string; at?: number; node?: string; maxDivergences?: number }): Promise<ReplayRun> {
+export async function replayFromNats(
+  nc: NatsConnection,
+  options: { policyFile?: string; at?: number; node?: string; maxDivergences?: number; interpreter?: ReplayInterpreter },
+): Promise<ReplayRun> {
   const audit = await readAuditRecords(nc);
   const events = await readEvents(nc);
   const started = performance.now();
   const versions = [...new Set(audit.map((r) => r.policyVersion))];
-  const policy = choosePolicy(versions, options.policyFile);
+  const policy = choosePolicy(versions, options.policyFile, options.interpreter);
+  // The interpreter the deciders really run (a machine the lean one cannot interpret runs xstate).
+  const used = new Set<ReplayInterpreter>();
+  const resolve = (v: string | null) => {
+    const decider = policy.resolve(v);
+    used.add(decider.interpreter);
+    return decider;
+  };
   const report = replay(events, audit, {
-    decider: policy.resolve,
+    decider: resolve,
     ...(options.at !== undefined ? { at: options.at } : {}),
     ...(options.node !== undefined ? { node: options.node } : {}),
     ...(options.maxDivergences !== undefined ? { maxDivergences: options.maxDivergences } : {}),
   });
-  return { report, policy: policy.describe, events: events.length, records: audit.length, elapsedMs: performance.now() - started };
+  const requested = options.interpreter ?? DEFAULT_REPLAY_INTERPRETER;
+  const interpreter: ReplayInterpreter = used.size === 0 ? requested : used.has("xstate") ? "xstate" : "fast";
+  return { report, policy: policy.describe, interpreter, events: events.length, records: audit.length, elapsedMs: performance.now() - started };
 }
 
 const iso = (t: number | null | undefined) => (typeof t === "number" && Number.isFinite(t) ? new Date(t).toISOString() : "-");
@@ -171,7 +213,7 @@ function formatDivergence(d: Divergence, more: number): string {
 
 function verdict(run: ReplayRun): string {
   const r = run.report;
-  const head = `replayed ${r.events} events of ${r.nodes} nodes (${r.transitions} transitions) against ${run.records} audit records, policy ${run.policy}, in ${formatMs(Math.round(run.elapsedMs))}`;
+  const head = `replayed ${r.events} events of ${r.nodes} nodes (${r.transitions} transitions) against ${run.records} audit records, policy ${run.policy}, interpreter ${run.interpreter} (${INTERPRETER_NAMES[run.interpreter]}), in ${formatMs(Math.round(run.elapsedMs))}`;
   const pending = r.pending > 0 ? `\n${r.pending} newer events are not applied by the engine yet (not compared)` : "";
   if (r.ok) return `${head}${pending}\nOK: every transition matches the audit`;
   const firsts = new Map<string, Divergence>();
@@ -193,7 +235,15 @@ function statesTable(states: NodeStateAt[]): string {
 export async function replayCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { server: { type: "string" }, policy: { type: "string" }, verify: { type: "boolean" }, at: { type: "string" }, node: { type: "string" }, json: { type: "boolean" } },
+    {
+      server: { type: "string" },
+      policy: { type: "string" },
+      verify: { type: "boolean" },
+      at: { type: "string" },
+      node: { type: "string" },
+      interpreter: { type: "string" },
+      json: { type: "boolean" },
+    },
     USAGE,
   );
   if (values.help) return (console.log(USAGE), 0);
@@ -202,6 +252,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
   const at = values.at !== undefined ? parseTime(values.at as string) : undefined;
   const node = values.node as string | undefined;
   if (node) nodeToken(node);
+  const interpreter = parseInterpreter(values.interpreter);
   const url = serverUrl(values.server as string | undefined);
   const nc = await connectNats(url, { name: "fenceline-replay" });
   let run: ReplayRun;
@@ -210,6 +261,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       ...(values.policy ? { policyFile: values.policy as string } : {}),
       ...(at !== undefined ? { at } : {}),
       ...(node ? { node } : {}),
+      interpreter,
     });
   } finally {
     await nc.close();
@@ -223,6 +275,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
     nodes: r.nodes,
     transitions: r.transitions,
     policy: run.policy,
+    interpreter: run.interpreter,
     recordedPolicyVersions: r.recordedPolicyVersions,
     replayPolicyVersions: r.replayPolicyVersions,
     divergenceCount: r.divergenceCount,
@@ -244,7 +297,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify({ ...summary, node, timeline })}\n`);
       return code;
     }
-    console.log(`${node}: ${timeline.entries.length} events, ${timeline.transitions} transitions (replayed)\n`);
+    console.log(`${node}: ${timeline.entries.length} events, ${timeline.transitions} transitions (replayed with ${INTERPRETER_NAMES[run.interpreter]})\n`);
     console.log(
       table(
         timeline.entries.map((e) => [
@@ -269,7 +322,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify({ ...summary, at, atIso: iso(at), nodes: states })}\n`);
       return code;
     }
-    console.log(`fleet at ${iso(at)} (replayed):\n${statesTable(states)}`);
+    console.log(`fleet at ${iso(at)} (replayed with ${INTERPRETER_NAMES[run.interpreter]}):\n${statesTable(states)}`);
     if (!r.ok) console.log(`\n${verdict(run)}`);
     return code;
   }

@@ -1,6 +1,7 @@
+import { hostname } from "node:os";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { checkFenceDevices, createCommandProvisioner } from "@fenceline/actuators";
-import { Duration } from "@fenceline/contracts";
+import { Duration, ErrorCode, FencelineError, POWER_METHOD, WATCHDOG_METHOD, type Policy } from "@fenceline/contracts";
 import { DEFAULT_EXCLUDE_LABEL, defaultConditionRules, labelMatcher } from "@fenceline/detectors";
 import { parse, UsageError } from "../args.js";
 import { startControlPlane } from "../control-plane.js";
@@ -66,7 +67,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   // Loaded only when needed: @kubernetes/client-node takes about a second to import.
   const k8s = kube ? await import("@fenceline/kubernetes") : undefined;
   const kubeConfig = kube && k8s ? k8s.loadKubeConfig(kube.source) : undefined;
-  const fencing = await fenceDevicesOf(values["fence-devices"] as string | undefined, policy.fencing.fenceAgent, kube?.source ?? null, log);
+  const fencing = await fenceDevicesOf(values["fence-devices"] as string | undefined, policy, kube?.source ?? null, log);
   let server: NatsServer | undefined;
   let url = (values.server as string | undefined) ?? process.env.NATS_URL;
   if (!url) {
@@ -89,6 +90,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     ...(values["instance-id"] ? { instanceId: values["instance-id"] as string } : {}),
     ...(kube && k8s && kubeConfig
       ? {
+          nodeEvents: k8s.createNodeEventRecorder({ kubeConfig, instance: (values["instance-id"] as string | undefined) ?? `${hostname()}-${process.pid}`, log: log.child({ component: "node-events" }) }),
           conditions: {
             watcher: k8s.createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }), ...(kube.selector ? { labelSelector: kube.selector } : {}) }),
             rules: defaultConditionRules(kube.durationMs),
@@ -99,7 +101,7 @@ export async function upCommand(argv: string[]): Promise<number> {
       : {}),
   });
   if (kube) log.info({ server: kubeConfig?.getCurrentCluster()?.server, selector: kube.selector, conditionDurationMs: kube.durationMs }, "acting on Kubernetes");
-  metrics.started(control.engine.core.snapshots(), control.fleetStatus);
+  metrics.started(control.engine.core.snapshots(), control.fleetStatus, control.engine);
   log.info({ url, policy: policy.version, metrics: metrics.url }, "fenceline is up");
   if (fencing) void fencing.check();
   console.error(`fenceline: up on ${url} (Ctrl-C to stop)`);
@@ -119,13 +121,20 @@ export async function upCommand(argv: string[]): Promise<number> {
  * The fence devices of `--fence-devices`, checked against the policy: a policy that fences by
  * power needs devices, and devices no policy uses are worth a warning.
  */
-async function fenceDevicesOf(file: string | undefined, policyUsesThem: boolean, kube: KubeSource | null, log: Logger) {
+async function fenceDevicesOf(file: string | undefined, policy: Policy, kube: KubeSource | null, log: Logger) {
+  const policyUsesThem = policy.fencing.fenceAgent;
   if (!file) {
-    if (policyUsesThem) throw new UsageError("the policy fences through a fence agent (fencing.fenceAgent) but no --fence-devices file was given");
+    if (policyUsesThem) throw new UsageError("the policy's fencing levels power nodes off (a level names a fence device or power) but no --fence-devices file was given");
     return null;
   }
   const { config, devices } = await loadDevices(file, { kube, log: log.child({ component: "fence-devices" }) });
-  if (!policyUsesThem) log.warn({ file }, "fence devices configured, but the policy does not fence through them (fencing.fenceAgent is off)");
+  const named = new Set(Object.keys(config.devices));
+  const topologies = [policy.fencing.levels, ...Object.values(policy.fencing.hostGroups), ...Object.values(policy.fencing.nodes)];
+  const unknown = [...new Set(topologies.flat().flatMap((l) => l.methods))].filter((m) => m !== WATCHDOG_METHOD && m !== POWER_METHOD && !named.has(m));
+  if (unknown.length > 0) {
+    throw new FencelineError(ErrorCode.InvalidPolicy, `the policy's fencing levels name ${unknown.join(", ")}, which ${file} does not define (devices: ${[...named].join(", ") || "none"})`);
+  }
+  if (!policyUsesThem) log.warn({ file }, "fence devices configured, but no fencing level of the policy powers nodes off");
   const nodes = nodesNamedIn(config);
   return {
     devices,

@@ -2,14 +2,25 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { AuditRecord, DEMO_POLICY, systemClock, type Policy, type Provisioner } from "@fenceline/contracts";
+import { AuditRecord, DEMO_POLICY, Policy, systemClock, type Provisioner } from "@fenceline/contracts";
+import { createFenceDevices, createSecretReader, FenceDevicesConfig, type FenceDevice } from "@fenceline/actuators";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { defaultConditionRules } from "@fenceline/detectors";
 import { createKubernetesCluster, createNodeWatcher, loadKubeConfig } from "@fenceline/kubernetes";
-import { checkInvariants, InMemoryCluster, startKubernetesApiServer, type KubernetesApiServer, type SimFleet, type Violation } from "@fenceline/sim";
+import {
+  checkInvariants,
+  InMemoryCluster,
+  ipmiSimAvailable,
+  startIpmiSimBmc,
+  startKubernetesApiServer,
+  type IpmiSimBmc,
+  type KubernetesApiServer,
+  type SimFleet,
+  type Violation,
+} from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
 import { startControlPlane, type ControlPlane } from "../control-plane.js";
-import { faultTimings } from "./fault-timings.js";
+import { faultTimings, type FencedBy } from "./fault-timings.js";
 import { checkScenario, minorityGroupSize, SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
 import { startSimFleetOnNats } from "./sim-fleet-on-nats.js";
 
@@ -19,6 +30,8 @@ export type FaultReport = {
   injectedAt: number;
   detectedAfterMs: number | null;
   fencedAfterMs: number | null;
+  /** How fencing was confirmed: a new boot id, the watchdog, the safe time or a power-off read back; null when it was not. */
+  fencedBy: FencedBy | null;
   workloadsRecoveredAfterMs: number | null;
   rejoinedAfterMs: number | null;
   finalState: string;
@@ -65,6 +78,10 @@ export type RunningDemo = {
   kubernetes: KubernetesApiServer;
   cluster: InMemoryCluster;
   fleet: SimFleet;
+  /** The policy the control plane runs (the scenario's fencing levels, unless one was given). */
+  policy: Policy;
+  /** Each machine's BMC (power scenarios): `ipmitool -I lanplus -C 3 -H host -p port -U user -f passwordFile chassis power status`. */
+  bmcs: Array<Pick<IpmiSimBmc, "name" | "host" | "port" | "user" | "passwordFile">>;
   /** Stops the fleet, the control plane and (if the demo started it) nats-server. */
   stop(): Promise<void>;
 };
@@ -96,7 +113,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   if (!scenario) throw new Error(`unknown scenario "${options.scenario}"; known: ${Object.keys(SCENARIOS).join(", ")}`);
   const nodeCount = options.nodes ?? 12;
   checkScenario(scenario, nodeCount);
-  const policy = options.policy ?? DEMO_POLICY;
+  const policy = options.policy ?? (scenario.power ? withLevels(DEMO_POLICY, scenario.power.levels) : DEMO_POLICY);
   const say = options.progress ?? (() => {});
   const log = options.log ?? createLogger("fenceline-demo", { level: process.env.FENCELINE_LOG_LEVEL ?? "silent" });
   const timeoutMs = options.timeoutMs ?? 45_000;
@@ -111,7 +128,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   const nc = await connectNats(url, { name: "fenceline-demo" });
 
   const names = Array.from({ length: nodeCount }, (_, i) => `node-${i + 1}`);
-  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names });
+  // Power scenarios: a BMC per machine (ipmi_sim), powering the simulated machine off and on.
+  let fleetRef: SimFleet | undefined;
+  const bmcs = scenario.power ? await startBmcs(names, () => fleetRef, say) : [];
+  const fenceDevices = scenario.power ? ipmiFenceDevices(bmcs) : undefined;
+  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names, nodeMonitorGracePeriodMs: DEMO_NODE_MONITOR_GRACE_MS });
   const stateful = [
     { name: "db", replicas: Math.min(3, nodeCount) },
     { name: "queue", replicas: Math.min(3, nodeCount) },
@@ -134,6 +155,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     cluster: createKubernetesCluster({ kubeConfig, log: log.child({ component: "kubernetes" }) }),
     provisioner: options.provisioner ?? simulatedProvisioner(),
     ...(options.replicas ? { replicas: options.replicas } : {}),
+    ...(fenceDevices ? { fenceDevices } : {}),
     conditions: { watcher: createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }) }), rules: defaultConditionRules(0) },
   });
   say(`control plane up: engine, heartbeat and node-condition detectors, fleet guard, actuators (policy ${policy.version})`);
@@ -160,6 +182,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     cluster,
     policy,
     rebootMs: options.rebootMs ?? 1_500,
+    // Power scenarios show the boot gate: a machine powered on again starts its kubelet only once the engine lets it.
+    ...(scenario.power ? { bootGate: true } : {}),
     log,
     onEvent: (e) => {
       if (e.what !== "up") say(`  ${e.node.padEnd(8)} [machine] ${e.what}`);
@@ -176,6 +200,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     },
   });
   const { fleet } = sim;
+  fleetRef = fleet;
   say(`fleet of ${nodeCount} nodes started; workloads: ${stateful.map((s) => `StatefulSet ${s.name} ×${s.replicas}`).join(", ")}, Deployment web`);
 
   const healthy = () => {
@@ -214,7 +239,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     for (const node of targets) {
       const replicas = node === "*" ? [] : replicasOn(cluster, node);
       if (node !== "*") bootIdsAtFault.set(node, fleet.status(node).bootId);
-      reports.push({ node, kind: plan.kind, injectedAt: at, detectedAfterMs: null, fencedAfterMs: null, workloadsRecoveredAfterMs: null, rejoinedAfterMs: null, finalState: "healthy", reprovisioned: false, selfFenced: false, statefulReplicas: replicas });
+      reports.push({ node, kind: plan.kind, injectedAt: at, detectedAfterMs: null, fencedAfterMs: null, fencedBy: null, workloadsRecoveredAfterMs: null, rejoinedAfterMs: null, finalState: "healthy", reprovisioned: false, selfFenced: false, statefulReplicas: replicas });
     }
     switch (plan.kind) {
       case "crash":
@@ -228,6 +253,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
         break;
       case "agent-crash":
         await fleet.agentCrash(targets[0]!, plan.restartAfterMs);
+        break;
+      case "hang":
+        await fleet.hang(targets[0]!, { watchdog: plan.watchdog ?? "works" });
         break;
       case "partition-minority":
         await fleet.partition(targets, plan.forMs ?? 4_000);
@@ -268,16 +296,72 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     kubernetes,
     cluster,
     fleet,
+    policy,
+    bmcs: bmcs.map(({ name, host, port, user, passwordFile }) => ({ name, host, port, user, passwordFile })),
     async stop() {
       await sim.stop();
       auditSub.unsubscribe();
       await control.stop();
+      await Promise.all(bmcs.map((b) => b.stop()));
       await kubernetes.stop();
       rmSync(kubeDir, { recursive: true, force: true });
       await nc.drain().catch(() => {});
       await server?.stop();
     },
   };
+}
+
+/** The demo's policy with the scenario's fencing levels (the switches follow from them). */
+function withLevels(policy: Policy, levels: string[][]): Policy {
+  const { timeoutMs, watchdogKinds, unfence } = policy.fencing;
+  return Policy.parse({ ...policy, version: `${policy.version}-power`, fencing: { levels, timeoutMs, watchdogKinds, unfence } });
+}
+
+async function startBmcs(names: string[], fleet: () => SimFleet | undefined, say: (line: string) => void): Promise<IpmiSimBmc[]> {
+  if (!ipmiSimAvailable()) throw new Error("this scenario needs OpenIPMI's ipmi_sim and ipmitool (Debian/Ubuntu: apt-get install openipmi ipmitool fence-agents)");
+  const bmcs: IpmiSimBmc[] = [];
+  try {
+    for (const name of names) {
+      bmcs.push(
+        await startIpmiSimBmc({
+          name,
+          machine: {
+            power: () => fleet()?.powerState(name) ?? "on",
+            setPower: async (on) => {
+              const f = fleet();
+              if (!f) return;
+              if (on) await f.powerOn(name);
+              else await f.powerOff(name);
+            },
+          },
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.all(bmcs.map((b) => b.stop()));
+    throw err;
+  }
+  say(`BMCs (ipmi_sim, IPMI over LAN) for ${names.length} machines on ${bmcs[0]?.host} UDP ports ${bmcs.map((b) => b.port).join(", ")}`);
+  return bmcs;
+}
+
+/** fence_ipmilan against each machine's BMC, as a fence devices file would name them. */
+function ipmiFenceDevices(bmcs: IpmiSimBmc[]): FenceDevice[] {
+  const config = FenceDevicesConfig.parse({
+    devices: {
+      ipmi: {
+        agent: "fence_ipmilan",
+        params: { lanplus: true, cipher: 3, power_wait: 0 },
+        nodes: Object.fromEntries(bmcs.map((b) => [b.name, { params: { ip: b.host, ipport: b.port, username: b.user }, password: { file: b.passwordFile } }])),
+        timeoutMs: "8s",
+        retries: 1,
+        retryDelayMs: "500ms",
+        confirmWithinMs: "10s",
+        pollMs: "250ms",
+      },
+    },
+  });
+  return createFenceDevices(config, { readSecret: createSecretReader() });
 }
 
 function latestStates(audit: AuditRecord[]): Map<string, string> {

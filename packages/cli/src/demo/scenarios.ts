@@ -12,9 +12,20 @@ export type FaultPlan = {
   restartAfterMs?: number;
   /** partition-minority: how many nodes are cut off together, at most a minority (`minorityGroupSize`). */
   groupSize?: number;
+  /** hang: whether the node's watchdog resets it (default "works"). */
+  watchdog?: "works" | "broken";
 };
 
-export type Scenario = { name: string; description: string; faults: FaultPlan[] };
+export type Scenario = {
+  name: string;
+  description: string;
+  faults: FaultPlan[];
+  /**
+   * Every machine gets a BMC (OpenIPMI's ipmi_sim on a loopback UDP port, reached by the real
+   * fence_ipmilan) and the policy these fencing levels (unless --policy names others).
+   */
+  power?: { levels: string[][] };
+};
 
 export const SCENARIOS: Record<string, Scenario> = {
   default: {
@@ -45,6 +56,13 @@ export const SCENARIOS: Record<string, Scenario> = {
     name: "partition-minority",
     description: "three nodes (fewer in a fleet under 7: always a minority) are cut off together, so they fence themselves and their workloads move",
     faults: [{ atMs: 0, kind: "partition-minority", pick: "stateful", forMs: 4_000, groupSize: 3 }],
+  },
+  "power-fence": {
+    name: "power-fence",
+    description:
+      "a node hangs and its watchdog is broken, so it never resets itself: its BMC (ipmi_sim, through fence_ipmilan, the first fencing level) powers it off, its workloads move at once, and it is powered on again to rejoin",
+    faults: [{ atMs: 0, kind: "hang", pick: "stateful", watchdog: "broken" }],
+    power: { levels: [["ipmi"], ["watchdog"]] },
   },
   "control-plane-outage": {
     name: "control-plane-outage",

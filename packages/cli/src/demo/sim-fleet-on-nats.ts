@@ -1,14 +1,15 @@
 import { createNatsAgentTransport } from "@fenceline/agent";
 import { connectNats, type Logger } from "@fenceline/bus";
 import { systemClock, type Policy } from "@fenceline/contracts";
-import { SimFleet, type FleetOptions, type InMemoryCluster } from "@fenceline/sim";
+import { SimFleet, type FleetOptions, type Machines } from "@fenceline/sim";
 
-export type SimFleetOnNatsOptions = Pick<FleetOptions, "nodes" | "rebootMs" | "hostGroupOf" | "checksumsOf" | "onEvent"> & {
+export type SimFleetOnNatsOptions = Pick<FleetOptions, "nodes" | "rebootMs" | "hostGroupOf" | "checksumsOf" | "onEvent" | "bootGate"> & {
   /** The nats-server the agents heartbeat to, all of them over one connection. */
   url: string;
   /** That connection's name. */
   connectionName: string;
-  cluster: InMemoryCluster;
+  /** The machines' workloads: the cluster model (stepped here) or simulated kubelets on a real API server (they run on their own). */
+  cluster: Machines & { step?(now: number): void };
   /** Agent timings and heartbeat interval come from here. */
   policy: Pick<Policy, "agent" | "heartbeat">;
   log: Logger;
@@ -47,7 +48,7 @@ export async function startSimFleetOnNats(options: SimFleetOnNatsOptions): Promi
   const stepper = (async () => {
     while (stepping) {
       const now = Date.now();
-      cluster.step(now);
+      cluster.step?.(now);
       onStep?.(now, fleet);
       await sleep(stepMs);
     }

@@ -4,7 +4,7 @@ import { agentInboxPrefix } from "@fenceline/agent";
 
 /**
  * Fenceline's NATS users and what each may do, as data, and the nats-server configuration
- * (2.9.10 syntax) that enforces it. Pure: no I/O, no randomness (passwords come in).
+ * that enforces it. Pure: no I/O, no randomness (passwords come in).
  * See docs/security.md for the reasoning behind every line.
  */
 
@@ -151,6 +151,8 @@ export function rolePermissions(role: Role, definitions: Definitions = createDef
           ...provisioning(definitions),
         ],
         [Subjects.eventAll, Subjects.auditAll, INBOX],
+        // It answers a publish on a subject no stream stores (fl.evt.*.>) with the reason.
+        { allowResponses: true },
       );
     case "actuator":
       // Carry out commands (durables actuator-<name>), publish results; the fleet guard keeps
@@ -174,6 +176,7 @@ export function rolePermissions(role: Role, definitions: Definitions = createDef
       return perms(
         parts.flatMap((p) => p.publish.allow),
         parts.flatMap((p) => p.subscribe.allow),
+        parts.some((p) => p.allowResponses) ? { allowResponses: true } : {},
       );
     }
     case "cli": {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { EngineInstance, ErrorCode, FencelineError, PartitionCount, PartitionLease, parseMessage } from "@fenceline/contracts";
+import { EngineInstance, ErrorCode, FencelineError, PartitionLease, parseMessage } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
 import { Buckets, fnv1a } from "@fenceline/streams";
 
@@ -15,8 +15,6 @@ export const DEFAULT_LEASE_MS = 10_000;
 
 export const leaseKey = (partition: number) => `p${partition}`;
 export const instanceKey = (id: string) => `i.${id}`;
-/** The key that records the deployment's partition count. */
-export const PARTITIONS_KEY = "partitions";
 
 /** KV keys allow [-/_=.a-zA-Z0-9]; an instance id is made of those. */
 export function checkInstanceId(id: string): string {
@@ -246,37 +244,4 @@ export function createLeaseManager(options: {
     },
     round: () => round(),
   };
-}
-
-/**
- * Records the partition count in FL_LEASES on first use and refuses another one afterwards:
- * the count is part of every event subject, so all processes must agree on it.
- */
-export async function checkPartitionCount(kv: KV, partitions: number): Promise<void> {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const entry = await kv.get(PARTITIONS_KEY);
-    if (entry && entry.operation === "PUT") {
-      const parsed = PartitionCount.safeParse(entry.string());
-      if (!parsed.success) {
-        throw new FencelineError(
-          ErrorCode.InvalidMessage,
-          `FL_LEASES "${PARTITIONS_KEY}" holds ${JSON.stringify(entry.string().slice(0, 64))}, not a partition count: delete it (nats kv del ${Buckets.leases} ${PARTITIONS_KEY}) to have it written again`,
-        );
-      }
-      const recorded = parsed.data;
-      if (recorded !== partitions) {
-        throw new FencelineError(
-          ErrorCode.InvalidMessage,
-          `FL_EVENTS is split into ${recorded} partitions (FL_LEASES "${PARTITIONS_KEY}") but this engine uses ${partitions}: set FENCELINE_PARTITIONS=${recorded} for every process, or re-create the streams`,
-        );
-      }
-      return;
-    }
-    try {
-      await kv.create(PARTITIONS_KEY, String(partitions));
-      return;
-    } catch {
-      // created meanwhile: read it again
-    }
-  }
 }

@@ -9,7 +9,9 @@ import { createEngineCore, type BatchOutcome, type EngineCore } from "../engine.
 import { createDecider, type Decider, type FoldResult } from "../fold.js";
 import { createTimerService, type TimerService } from "../timer-service.js";
 import { createKvSnapshotStore } from "./kv-snapshot-store.js";
-import { checkPartitionCount, createLeaseManager, DEFAULT_LEASE_MS } from "./leases.js";
+import { createLeaseManager, DEFAULT_LEASE_MS } from "./leases.js";
+import { refuseMisplacedEvents } from "./misplaced-events.js";
+import { checkEventPartitions } from "./partition-count.js";
 import { DEFAULT_BATCH_SIZE, PartitionWorker } from "./partition-worker.js";
 import { trackApplied } from "../partition-loop.js";
 import type { OutputSink, SnapshotStore } from "../ports.js";
@@ -20,6 +22,8 @@ export type RunningEngine = {
   instanceId: string;
   /** The partitions this instance owns now. */
   partitions(): number[];
+  /** How many partitions FL_EVENTS has. */
+  partitionCount: number;
   /** Renew and claim now instead of at the next round (tests). */
   rebalance(): Promise<void>;
   /** Stops every partition (finishing its batch), releases the leases. */
@@ -39,7 +43,7 @@ export type EngineOptions = {
    * instances must have different ids. Default: see defaultInstanceId.
    */
   instanceId?: string;
-  /** Partition count; must match every publisher's (default: eventPartitions(), i.e. FENCELINE_PARTITIONS or 16). */
+  /** Partition count; must be FL_EVENTS's (default: eventPartitions(), i.e. FENCELINE_PARTITIONS or 16). */
   partitions?: number;
   /** How long a lease lasts without renewal (default 10 s): a dead instance's partitions move after about this long. */
   leaseMs?: number;
@@ -91,7 +95,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
   } catch (err) {
     throw new FencelineError(ErrorCode.Internal, `cannot open the ${Buckets.leases} bucket (provision the streams first): ${(err as Error).message}`, { cause: err });
   }
-  await checkPartitionCount(leasesKv, partitions);
+  await checkEventPartitions(jsm, partitions);
   const decider = options.decider ?? createDecider(policy);
   const partitionOfNode = (node: string) => partitionOf(node, partitions);
 
@@ -180,6 +184,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
     },
   });
 
+  const misplaced = refuseMisplacedEvents(nc, log);
   await leases.start();
   timers.start();
   log.info({ instance: leases.instanceId, partitions: leases.owned(), of: partitions, interpreter: decider.interpreter }, "engine running");
@@ -189,8 +194,10 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
     timers,
     instanceId: leases.instanceId,
     partitions: () => leases.owned(),
+    partitionCount: partitions,
     rebalance: () => leases.round(),
     async stop() {
+      misplaced.unsubscribe();
       timers.stop();
       await leases.stop();
       pipeline.close();

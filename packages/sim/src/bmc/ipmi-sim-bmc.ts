@@ -46,6 +46,11 @@ export type IpmiSimBmc = {
     slow(ms: number): void;
     /** The BMC refuses to power the machine on (an IPMI error to the caller). */
     failPowerOn(on: boolean): Promise<void>;
+    /**
+     * An administrator changed the BMC's password (`passwordFile` keeps the old one, as a fence
+     * devices file not yet updated would): logins with it are refused until it is set back.
+     */
+    rotatePassword(newPassword: string | null): Promise<void>;
   };
   stop(): Promise<void>;
 };
@@ -162,7 +167,8 @@ export async function startIpmiSimBmc(options: IpmiSimBmcOptions): Promise<IpmiS
   const chassis = join(dir, "chassis");
   await writeFile(chassis, CHASSIS_SCRIPT);
   await chmod(chassis, 0o755);
-  await writeFile(join(dir, "lan.conf"), lanConf({ name: options.name, host, port, user, password, chassis }));
+  const writeLanConf = (pw: string) => writeFile(join(dir, "lan.conf"), lanConf({ name: options.name, host, port, user, password: pw, chassis }));
+  await writeLanConf(password);
   await writeFile(join(dir, "sim.emu"), EMULATION);
   const passwordFile = join(dir, "password");
   await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
@@ -205,6 +211,8 @@ export async function startIpmiSimBmc(options: IpmiSimBmcOptions): Promise<IpmiS
 
   let child: ChildProcess | undefined;
   let log = "";
+  /** The password the BMC accepts now (rotatePassword changes it). */
+  let current = password;
   const start = async () => {
     log = "";
     const proc = spawn("ipmi_sim", ["-c", join(dir, "lan.conf"), "-f", join(dir, "sim.emu"), "-s", join(dir, "state"), "-n"], { stdio: ["ignore", "pipe", "pipe"] });
@@ -217,7 +225,7 @@ export async function startIpmiSimBmc(options: IpmiSimBmcOptions): Promise<IpmiS
     const end = Date.now() + 10_000;
     for (;;) {
       if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`ipmi_sim for ${options.name} exited (${proc.exitCode ?? proc.signalCode}): ${log.trim()}`);
-      const probe = await ipmitool({ host, port, user, password }, ["chassis", "power", "status"]);
+      const probe = await ipmitool({ host, port, user, password: current }, ["chassis", "power", "status"]);
       if (probe.status === 0 && /Chassis Power is/.test(probe.output)) return;
       if (Date.now() > end) throw new Error(`ipmi_sim for ${options.name} on ${host}:${port} does not answer: ${probe.output.trim()} ${log.trim()}`);
       await sleep(100);
@@ -261,6 +269,18 @@ export async function startIpmiSimBmc(options: IpmiSimBmcOptions): Promise<IpmiS
       async failPowerOn(on) {
         if (on) await writeFile(join(dir, "fail-power-on"), "1");
         else await rm(join(dir, "fail-power-on"), { force: true });
+      },
+      async rotatePassword(newPassword) {
+        const pw = newPassword ?? password;
+        if (/["\s]/.test(pw)) throw new Error("ipmi_sim passwords must not contain quotes or spaces");
+        // ipmi_sim reads its users at start (its state directory would keep users changed over IPMI).
+        const wasUp = child !== undefined;
+        await kill();
+        current = pw;
+        await writeLanConf(pw);
+        await rm(join(dir, "state"), { recursive: true, force: true });
+        await mkdir(join(dir, "state"), { recursive: true });
+        if (wasUp) await start();
       },
     },
     async stop() {

@@ -98,7 +98,9 @@ export function renderPod(pod: PodView, kind: WorkloadKind | undefined, rv: numb
     ownerReferences: [
       kind === "StatefulSet"
         ? { apiVersion: "apps/v1", kind: "StatefulSet", name: pod.workload, uid: `sts-${pod.workload}`, controller: true, blockOwnerDeletion: true }
-        : { apiVersion: "apps/v1", kind: "ReplicaSet", name: `${pod.workload}-sim`, uid: `rs-${pod.workload}`, controller: true, blockOwnerDeletion: true },
+        : kind === "DaemonSet"
+          ? { apiVersion: "apps/v1", kind: "DaemonSet", name: pod.workload, uid: `ds-${pod.workload}`, controller: true, blockOwnerDeletion: true }
+          : { apiVersion: "apps/v1", kind: "ReplicaSet", name: `${pod.workload}-sim`, uid: `rs-${pod.workload}`, controller: true, blockOwnerDeletion: true },
     ],
   };
   if (pod.deletionRequestedAt !== undefined) {
@@ -113,6 +115,7 @@ export function renderPod(pod: PodView, kind: WorkloadKind | undefined, rv: numb
     spec: {
       nodeName: pod.node,
       containers: [{ name: "main", image: "registry.k8s.io/pause:3.9" }],
+      ...(kind === "DaemonSet" ? { tolerations: [{ operator: "Exists" }] } : {}),
       volumes: pod.volume === undefined ? [] : [{ name: "data", persistentVolumeClaim: { claimName: pod.volume } }],
       ...(pod.ordinal === undefined ? {} : { hostname: pod.name, subdomain: pod.workload }),
     },

@@ -28,7 +28,14 @@ export const FAULT_KINDS_BEFORE_NATS_LOSS = [
  * is kept so that the seeds recorded in tests (and in docs/chaos.md) still replay the run they
  * name (`runSeed(n, { kinds: FAULT_KINDS_BEFORE_NATS_LOSS })`).
  */
-export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_NATS_LOSS, "nats-loss"] as const;
+export const FAULT_KINDS_BEFORE_BMC = [...FAULT_KINDS_BEFORE_NATS_LOSS, "nats-loss"] as const;
+/**
+ * A machine's BMC misbehaves while the machine crashes (and comes back later): the power-fencing
+ * level fails or is late and fencing escalates, or the power-on after remediation is refused.
+ * Drawn only in seeds that fence by power (`runSeed`'s `power`).
+ */
+export const BMC_FAULT_KINDS = ["bmc-unreachable", "bmc-slow", "bmc-wrong-credentials", "bmc-power-on-fails"] as const;
+export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_BMC, ...BMC_FAULT_KINDS] as const;
 export type LabFaultKind = (typeof FAULT_KINDS)[number];
 
 export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
@@ -47,6 +54,10 @@ export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
   "failing-actuator": "the Kubernetes API (or the provisioner) fails every call for 2–20 s",
   "engine-crash": "the engine dies (idle, after publishing its outputs, or after saving the snapshot) and restarts 0.1–5 s later",
   "message-chaos": "for 5–30 s acks are lost (duplicate deliveries), deliveries are lost (late, out-of-order redeliveries), heartbeats are duplicated and delayed up to 250 ms",
+  "bmc-unreachable": "a machine's BMC does not answer for 5–40 s while the machine crashes (back after 2–40 s): the power level fails and fencing escalates",
+  "bmc-slow": "a machine's BMC carries power changes out 5–15 s late for 5–40 s while the machine crashes: the power-off may come after the agent gave up",
+  "bmc-wrong-credentials": "the fence device's password for a machine is wrong for 5–40 s (a rotation not yet rolled out) while the machine crashes: the login is refused at once, not retried, and fencing escalates",
+  "bmc-power-on-fails": "a machine's BMC refuses to power it on for 5–40 s while the machine crashes: fenced by power, its power-on after remediation is tried again until the BMC takes it",
 };
 
 /** A fault as planned (kind and time) and, once injected, what it did. */
@@ -206,6 +217,21 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       const downMs = rng.int(100, 5_000);
       world.crashEngine(point, downMs);
       return record([], downMs, `the engine crashes (${point}) and restarts after ${downMs} ms`);
+    }
+    case "bmc-unreachable":
+    case "bmc-slow":
+    case "bmc-wrong-credentials":
+    case "bmc-power-on-fails": {
+      const bmcs = world.bmcs;
+      const node = target(world, rng);
+      if (node === undefined || !bmcs) return null;
+      const fault = kind.slice("bmc-".length) as "unreachable" | "slow" | "wrong-credentials" | "power-on-fails";
+      const forMs = rng.int(5_000, 40_000);
+      const downMs = rng.int(2_000, 40_000);
+      bmcs.setFault(node, fault, true);
+      later(forMs, () => bmcs.setFault(node, fault, false));
+      await fleet.crash(node, downMs);
+      return record([node], Math.max(forMs, downMs), `${node}'s BMC ${fault} for ${forMs} ms; ${node} crashes, back after ${downMs} ms (unless powered off)`);
     }
     case "message-chaos": {
       const forMs = rng.int(5_000, 30_000);

@@ -1,4 +1,5 @@
 import { Policy, resolveLimit, safeTimeOf } from "@fenceline/contracts";
+import { UNFENCE_RETRY } from "@fenceline/statecharts";
 
 /**
  * The lab's policy: the demo's short timings (seconds instead of tens of seconds, so a seed
@@ -21,6 +22,22 @@ export const LAB_POLICY: Policy = Policy.parse({
   fleet: { retryMs: 1_000, maxUnhealthy: "40%" },
   commandTimeoutMs: 10_000,
 });
+
+/**
+ * The same policy fencing by power first: [ipmi] (the simulated BMCs, `simBmcDevices`) with a
+ * 20 s timeout, then [watchdog].
+ */
+export function withPowerLevels(policy: Policy): Policy {
+  const { timeoutMs, watchdogKinds, unfence } = policy.fencing;
+  return Policy.parse({
+    ...policy,
+    version: `${policy.version}+power`,
+    fencing: { levels: [{ methods: ["ipmi"], timeoutMs: 20_000 }, ["watchdog"]], timeoutMs, watchdogKinds, unfence },
+  });
+}
+
+/** The longest wait between two tries to power a fenced node on again (the machine's unfence backoff). */
+export const UNFENCE_RETRY_MAX_MS = UNFENCE_RETRY.maxMs;
 
 /** The simulated JetStream's ack wait in the lab (30 s in production, scaled like the policy). */
 export const LAB_ACK_WAIT_MS = 5_000;
@@ -67,6 +84,8 @@ export function convergenceBound(policy: Policy, options: { ackWaitMs: number; m
       "re-provisioning",
     ],
     [policy.commandTimeoutMs, "untaint"],
+    // Power fencing: the power-on after remediation, tried again until the BMC takes it.
+    ...(policy.fencing.fenceAgent ? ([[UNFENCE_RETRY_MAX_MS + policy.commandTimeoutMs, "unfence"]] as Array<[number, string]>) : []),
   ];
   const perNodeMs = parts.reduce((sum, [ms]) => sum + ms, 0);
   const waves = Math.max(1, Math.ceil(Math.max(1, options.faultedNodes) / Math.max(1, slotLimit(policy, options.fleetSize))));

@@ -1,4 +1,5 @@
-import { DEFAULT_POLICY, OUT_OF_SERVICE_TAINT, safeTimeOf, type Policy } from "@fenceline/contracts";
+import { DEFAULT_POLICY, OUT_OF_SERVICE_TAINT, Policy, safeTimeOf } from "@fenceline/contracts";
+import { REAL_BMC_TIMING, simBmcDevices } from "../bmc/sim-bmc.js";
 import { checkInvariants } from "../invariants.js";
 import { InMemoryCluster } from "../cluster.js";
 import { VirtualClock } from "../virtual-clock.js";
@@ -13,14 +14,33 @@ import { LabWorld } from "./world.js";
  *
  * - "fenceline": the real engine, detector, actuators and agents with the given policy
  *   (default: DEFAULT_POLICY) and production's 30 s ack wait.
+ * - "fenceline-power": the same, fencing by power first: every machine has a BMC (simulated:
+ *   fence_ipmilan's output and a server BMC's latencies, `REAL_BMC_TIMING`) and the policy the
+ *   levels [ipmi], then [watchdog] (`powerPolicy`).
  * - "kubernetes": no remediator. The node lifecycle controller evicts the dead node's pods after
  *   node-monitor-grace-period 40 s + the default 300 s toleration; a StatefulSet pod then stays
  *   Terminating until the node returns (nothing can confirm it is gone).
  * - "nhc-snr": Node Health Check + Self Node Remediation with their documented defaults, as a
  *   small remediator of its own (below).
  */
-export type RecoveryModel = "fenceline" | "kubernetes" | "nhc-snr";
-export const RECOVERY_MODELS: readonly RecoveryModel[] = ["fenceline", "kubernetes", "nhc-snr"];
+export type RecoveryModel = "fenceline" | "fenceline-power" | "kubernetes" | "nhc-snr";
+export const RECOVERY_MODELS: readonly RecoveryModel[] = ["fenceline", "fenceline-power", "kubernetes", "nhc-snr"];
+
+/**
+ * The policy of the "fenceline-power" model: the given one with the levels [ipmi] (60 s, as
+ * Pacemaker's stonith-timeout), then [watchdog].
+ */
+export function powerPolicy(policy: Policy = DEFAULT_POLICY): Policy {
+  const { timeoutMs, watchdogKinds, unfence } = policy.fencing;
+  return Policy.parse({ ...policy, version: `${policy.version}+ipmi`, fencing: { levels: [["ipmi"], ["watchdog"]], timeoutMs, watchdogKinds, unfence } });
+}
+
+/**
+ * The fence device of the "fenceline-power" model: fence_ipmilan with the production defaults
+ * (20 s per run, 2 retries, read back within 20 s every 0.5 s), fence_ipmilan's own
+ * `power_wait` set to 0 (Fenceline reads the state back itself; docs/fencing.md).
+ */
+export const BENCH_BMC_DEVICES = simBmcDevices({ timeoutMs: 20_000, retries: 2, retryDelayMs: 1_000, confirmWithinMs: 20_000, pollMs: 500 });
 
 export type RecoveryCase = {
   id: number;
@@ -151,10 +171,11 @@ function victim(cluster: InMemoryCluster, replica: string): string {
 export async function runRecoveryCase(model: RecoveryModel, c: RecoveryCase, options: { horizonMs?: number; policy?: Policy } = {}): Promise<RecoveryOutcome> {
   const horizonMs = options.horizonMs ?? 30 * 60_000;
   if (model === "fenceline") return fencelineCase(c, horizonMs, options.policy ?? DEFAULT_POLICY);
+  if (model === "fenceline-power") return fencelineCase(c, horizonMs, powerPolicy(options.policy ?? DEFAULT_POLICY), true);
   return clusterOnlyCase(model, c, horizonMs);
 }
 
-async function fencelineCase(c: RecoveryCase, horizonMs: number, policy: Policy): Promise<RecoveryOutcome> {
+async function fencelineCase(c: RecoveryCase, horizonMs: number, policy: Policy, power = false): Promise<RecoveryOutcome> {
   const clock = new VirtualClock(LAB_EPOCH);
   const world = new LabWorld({
     clock,
@@ -166,6 +187,7 @@ async function fencelineCase(c: RecoveryCase, horizonMs: number, policy: Policy)
     rebootMs: 30_000,
     ackWaitMs: 30_000,
     unreachableEvictionMs: KUBERNETES_DEFAULTS.nodeMonitorGracePeriodMs + KUBERNETES_DEFAULTS.tolerationSeconds * 1000,
+    ...(power ? { power: { devices: BENCH_BMC_DEVICES, timing: REAL_BMC_TIMING } } : {}),
   });
   const violations = new Set<string>();
   let recovery: Recovery | null = null;
@@ -194,7 +216,7 @@ async function fencelineCase(c: RecoveryCase, horizonMs: number, policy: Policy)
   await step(crashedAt + horizonMs, () => r.recoveredAt !== null && clock.now() >= r.recoveredAt + 1_000);
   for (const f of world.checker.failures) violations.add(`${f.invariant}: ${f.detail}`);
   await world.stop();
-  return { model: "fenceline", caseId: c.id, node, replicas: r.replicas, recoveredAfterMs: r.recoveredAt === null ? null : r.recoveredAt - crashedAt, violations: [...violations] };
+  return { model: power ? "fenceline-power" : "fenceline", caseId: c.id, node, replicas: r.replicas, recoveredAfterMs: r.recoveredAt === null ? null : r.recoveredAt - crashedAt, violations: [...violations] };
 }
 
 /**

@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
 import type { AuditRecord, Policy } from "@fenceline/contracts";
+import { simBmcDevices } from "../bmc/sim-bmc.js";
 import { VirtualClock } from "../virtual-clock.js";
 import { BROKEN_MACHINES, type BrokenMachineName } from "./broken.js";
-import { FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
+import { BMC_FAULT_KINDS, FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
 import { outageFenceGroup, type LabFailure } from "./invariants.js";
-import { convergenceBound, LAB_ACK_WAIT_MS, LAB_POLICY, type ConvergenceBound } from "./policy.js";
+import { convergenceBound, LAB_ACK_WAIT_MS, LAB_POLICY, withPowerLevels, type ConvergenceBound } from "./policy.js";
 import { Prng } from "./prng.js";
 import { LabWorld, type TrailLine } from "./world.js";
 
@@ -31,6 +32,13 @@ export type SeedOptions = {
   bootGate?: boolean;
   /** Replaces the computed convergence bound (tests of the convergence check). */
   convergenceBoundMs?: number;
+  /**
+   * Fence by power: most machines get a simulated BMC and the policy the levels [ipmi], then
+   * [watchdog]. Default: drawn from the seed (half the seeds) when the fault kinds include the
+   * BMC faults, always when they are all BMC faults, never otherwise (so a seed recorded with an
+   * older catalogue replays the run it names).
+   */
+  power?: boolean;
 };
 
 export type SeedResult = {
@@ -52,6 +60,8 @@ export type SeedResult = {
   operator: Array<{ node: string; reason: string }>;
   /** sha256 of the audit stream (JSON lines): equal for equal seeds. */
   digest: string;
+  /** The seed fenced by power (simulated BMCs; `power` in SeedOptions). */
+  power: boolean;
   stats: Record<string, number>;
   audit?: AuditRecord[];
   trail?: TrailLine[];
@@ -71,7 +81,12 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   const faultRng = rng.fork(2);
   const worldRng = rng.fork(3);
   const basePolicy = options.policy ?? LAB_POLICY;
-  const policy = basePolicy;
+  const powerRng = rng.fork(4);
+  const bmcKinds = (options.kinds ?? FAULT_KINDS).filter((k) => (BMC_FAULT_KINDS as readonly string[]).includes(k));
+  const allBmc = options.kinds !== undefined && bmcKinds.length === options.kinds.length;
+  const power = options.power ?? (bmcKinds.length > 0 && (allBmc || powerRng.chance(0.5)));
+  const policy = power ? withPowerLevels(basePolicy) : basePolicy;
+  const kinds = power ? (options.kinds ?? FAULT_KINDS) : (options.kinds ?? FAULT_KINDS).filter((k) => !(BMC_FAULT_KINDS as readonly string[]).includes(k));
   const machine = options.broken ? BROKEN_MACHINES[options.broken].build(policy) : undefined;
 
   const n = options.nodes ?? setup.int(4, 10);
@@ -93,6 +108,8 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     ackWaitMs: LAB_ACK_WAIT_MS,
     unreachableEvictionMs: 340_000,
     bootGate: options.bootGate ?? true,
+    // Most machines have a BMC; the others fail the power level at once (no device) and escalate.
+    ...(power ? { power: { devices: simBmcDevices({ nodes: withBmc(nodes, powerRng), timeoutMs: 10_000, retries: 1, confirmWithinMs: 8_000 }) } } : {}),
   });
   const { checker } = world;
   const failures = checker.failures;
@@ -183,7 +200,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     await drain();
 
     const planned = planFaults(faultRng, {
-      kinds: options.kinds ?? FAULT_KINDS,
+      kinds,
       count: options.faults ?? faultRng.int(1, 4),
       start: started + WARMUP_MS,
       windowMs: FAULT_WINDOW_MS,
@@ -256,9 +273,16 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     events: world.events.lastSeq,
     operator,
     digest: digest.digest("hex"),
+    power,
     stats: { ...world.stats, lostAcks: world.bus.stats.lostAcks, lostDeliveries: world.bus.stats.lostDeliveries, auditRecords: audit.length },
     ...(options.keep ? { audit, trail: mergedTrail(world, started) } : {}),
   };
+}
+
+/** The machines that have a BMC: each with probability 0.85, at least one. */
+function withBmc(nodes: readonly string[], rng: Prng): string[] {
+  const chosen = nodes.filter(() => rng.chance(0.85));
+  return chosen.length > 0 ? chosen : [nodes[0]!];
 }
 
 /** Healthy, or in the operator state with a reason; the machine up and heard; nothing left to do. */
@@ -275,6 +299,8 @@ function notConverged(world: LabWorld, node: string): string | null {
   const status = world.fleet.status(node);
   const operator = snap.path.startsWith("operator") && snap.context.operatorReason !== null;
   if (snap.path !== "healthy" && !operator) return `state ${snap.path} since ${snap.context.since}`;
+  // Waiting for an operator after a power fence, the machine stays off until a person acts.
+  if (operator && status.poweredOff) return null;
   if (status.power !== "up" || status.agent?.running !== true) return `machine ${status.power}, agent ${status.agent?.running ? "running" : "not running"}`;
   if (!status.reachesControlPlane) return "cannot reach the control plane";
   if (!world.engineUp) return "the engine is down";

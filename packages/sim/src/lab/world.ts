@@ -39,7 +39,10 @@ import {
   createGuardHandlers,
   createMemoryBudgetStore,
   createProvisionerHandlers,
+  createFenceDevices,
+  createFenceHandlers,
   type ActuatorCore,
+  type FenceDevicesConfig,
   createFleetTracker,
   minDipMsOf,
   type FleetTracker,
@@ -52,6 +55,7 @@ import { Consumers, Streams, Subjects } from "@fenceline/streams";
 import type { NodeMachine } from "@fenceline/statecharts";
 import { InMemoryCluster } from "../cluster.js";
 import { SimFleet, type FleetEvent } from "../fleet.js";
+import { createSimBmcs, SIM_BMC_PASSWORD, type SimBmcs, type SimBmcTiming } from "../bmc/sim-bmc.js";
 import type { VirtualClock } from "../virtual-clock.js";
 import { BusUnavailableError, SimBus, SimConsumer, SimPartitionConsumer, SimStream, SimSubscription } from "./bus.js";
 import { LabChecker } from "./invariants.js";
@@ -102,6 +106,11 @@ export type LabWorldOptions = {
   bootGate?: boolean;
   /** Kubernetes' own eviction of an unreachable node's pods (node monitor grace + toleration). */
   unreachableEvictionMs?: number | null;
+  /**
+   * Power fencing: the fence devices (simulated BMCs behind the production device code, see
+   * `simBmcDevices`) the fence actuator runs, and the BMCs' timing (default: a real server's).
+   */
+  power?: { devices: FenceDevicesConfig; timing?: SimBmcTiming };
 };
 
 /** What makes the simulated Kubernetes API server slow or failing, for the actuator faults. */
@@ -136,6 +145,8 @@ export class LabWorld {
   readonly apiFaults = new Map<number, ApiMode>();
   readonly provisionerFaults = new Map<number, ApiMode>();
   readonly stats = { engineCrashes: 0, engineRestarts: 0, foldsApplied: 0, heartbeats: 0 };
+  /** The machines' BMCs when the world fences by power (their faults are set here). */
+  readonly bmcs: SimBmcs | null;
 
   readonly #rng: Prng;
   readonly #decider;
@@ -167,6 +178,8 @@ export class LabWorld {
     this.cluster = new InMemoryCluster({ clock, nodes: options.nodes, unreachableEvictionMs: options.unreachableEvictionMs ?? null });
     for (const s of options.statefulSets) this.cluster.addStatefulSet(s.name, s.replicas);
     for (const d of options.deployments) this.cluster.addDeployment(d.name, d.replicas);
+    // Real nodes always run DaemonSet pods that tolerate every taint (kube-proxy, a CNI, the agent).
+    this.cluster.addDaemonSet("node-agent");
     this.checker = new LabChecker(this.cluster);
 
     this.bus = new SimBus(clock, rng.fork(1));
@@ -186,7 +199,22 @@ export class LabWorld {
 
     this.#detector = createHeartbeatDetector({ clock, timeoutMs: policy.heartbeat.timeoutMs, publish: async (event) => void this.publishEvent(event) });
 
-    this.#startActuators();
+    const bmcRng = rng.fork(4);
+    this.bmcs = options.power
+      ? createSimBmcs({
+          clock,
+          random: () => bmcRng.next(),
+          machine: (node) =>
+            options.nodes.includes(node)
+              ? {
+                  power: () => this.fleet.powerState(node),
+                  setPower: (on) => (on ? this.fleet.powerOn(node) : this.fleet.powerOff(node)),
+                }
+              : undefined,
+          ...(options.power.timing ? { timing: options.power.timing } : {}),
+        })
+      : null;
+    this.#startActuators(options.power?.devices);
 
     this.fleet = new SimFleet({
       nodes: options.nodes,
@@ -218,7 +246,8 @@ export class LabWorld {
   // ------------------------------------------------------------------ the event log and outputs
 
   publishEvent(event: NodeEvent): void {
-    this.events.publish(event.id, event.node, event, Subjects.event(event.node, LAB_PARTITIONS));
+    // As FL_EVENTS does: published on fl.evt.<node>, stored under its partition.
+    this.events.publish(event.id, event.node, event, Subjects.storedEvent(event.node, LAB_PARTITIONS));
   }
 
   /** FL_DLQ: recorded, and an invariant violation (nothing in the lab should publish an invalid input). */
@@ -386,7 +415,7 @@ export class LabWorld {
 
   // ------------------------------------------------------------------ actuators
 
-  #startActuators(): void {
+  #startActuators(devices: FenceDevicesConfig | undefined): void {
     const { clock, policy } = this;
     // The view the guard decided on (it reads it again on every compare-and-set attempt).
     let decidedOn: FleetView = this.fleetView();
@@ -419,7 +448,7 @@ export class LabWorld {
       ["cluster", createClusterHandlers(this.#clusterApi(), clock)],
       ["agent", relay],
       ["provisioner", createProvisionerHandlers(this.#provisioner())],
-      ["fence", {}],
+      ["fence", devices && this.bmcs ? createFenceHandlers({ devices: createFenceDevices(devices, { run: this.bmcs.run, clock, readSecret: async () => SIM_BMC_PASSWORD }), clock }) : {}],
     ];
     for (const [name, handlers] of cores) {
       const actuator = createActuator({ name, handlers, clock });
@@ -460,10 +489,10 @@ export class LabWorld {
           moving(node, "pods.delete");
           return cluster.deletePods(node);
         }),
-      deleteVolumeAttachments: (node) =>
+      deleteEvictedPods: (node) =>
         call(async () => {
-          moving(node, "volumeattachments.delete");
-          return cluster.deleteVolumeAttachments(node);
+          moving(node, "workloads.await-gone");
+          return cluster.deleteEvictedPods(node);
         }),
       countWorkloads: (node) => call(() => cluster.countWorkloads(node)),
       serverVersion: () => call(() => cluster.serverVersion()),

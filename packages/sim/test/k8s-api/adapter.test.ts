@@ -41,23 +41,22 @@ describe("Kubernetes adapter against the simulated API server", () => {
     expect(f.cluster.node("node-b")!.taints).toEqual([OUT_OF_SERVICE_TAINT]);
   });
 
-  it("force-deletes every pod of a node (grace 0) and its VolumeAttachments; again deletes nothing", async () => {
+  it("force-deletes every pod of a node (grace 0) but leaves its VolumeAttachments to the attach-detach controller; again deletes nothing", async () => {
     const node = nodeOf("db-0");
     const before = await f.adapter.countWorkloads(node);
     expect(before.pods).toBeGreaterThan(0);
     expect(before.volumeAttachments).toBe(1);
     f.cluster.crash(node);
+    await f.adapter.addTaint(node, FENCING_TAINT);
     const deleted = await f.adapter.deletePods(node);
     expect(deleted).toBe(before.pods);
     expect(f.cluster.events().filter((e) => e.kind === "pod.force-deleted")).toHaveLength(before.pods);
     expect(await f.adapter.deletePods(node)).toBe(0);
-    expect(await f.adapter.deleteVolumeAttachments(node)).toBe(1);
-    expect(await f.adapter.deleteVolumeAttachments(node)).toBe(0);
-    expect(await f.adapter.countWorkloads(node)).toEqual({ pods: 0, volumeAttachments: 0 });
-    // The StatefulSet controller re-creates db-0 elsewhere; its volume follows.
+    expect(await f.adapter.countWorkloads(node)).toEqual({ pods: 0, volumeAttachments: 1 });
+    // The StatefulSet controller re-creates db-0 elsewhere; its volume waits for the detach.
     f.tick();
     expect(nodeOf("db-0")).not.toBe(node);
-    expect(f.cluster.containers().some((c) => c.pod === "db-0" && c.node !== node)).toBe(true);
+    expect(f.server.requests.some((r) => r.method === "DELETE" && r.path.includes("volumeattachments"))).toBe(false);
     expect(checkInvariants(f.cluster, f.clock.now()).ok).toBe(true);
   });
 
@@ -76,8 +75,9 @@ describe("Kubernetes adapter against the simulated API server", () => {
     f.server.injectFault({ status: 500, path: "/version", times: 1 });
     const node = nodeOf("db-1");
     f.cluster.crash(node);
+    await f.adapter.addTaint(node, FENCING_TAINT);
     expect(await f.adapter.deletePods(node)).toBeGreaterThan(0);
-    expect(await f.adapter.deleteVolumeAttachments(node)).toBe(1);
+    expect((await f.adapter.countWorkloads(node)).volumeAttachments).toBe(1);
     expect(await f.adapter.serverVersion()).toBe("1.30");
     expect(f.server.requests.filter((r) => r.status >= 500).length).toBe(4);
   });
@@ -109,7 +109,7 @@ describe("Kubernetes adapter against the simulated API server", () => {
 
     f.server.clearFaults();
     f.server.injectFault({ status: 403, path: "/volumeattachments", times: 10 });
-    const err2 = await f.adapter.deleteVolumeAttachments("node-a").catch((e: unknown) => e);
+    const err2 = await f.adapter.countWorkloads("node-a").catch((e: unknown) => e);
     expect((err2 as Error).message).toContain("list storage.k8s.io/volumeattachments");
     expect((err2 as Error).message).toContain('{ apiGroups: ["storage.k8s.io"], resources: ["volumeattachments"], verbs: ["list"] }');
   });
@@ -133,6 +133,7 @@ describe("Kubernetes adapter against the simulated API server", () => {
   it("never deletes a pod re-created under the same name on another node (uid precondition)", async () => {
     const node = nodeOf("db-0");
     f.cluster.crash(node);
+    await f.adapter.addTaint(node, FENCING_TAINT);
     // Between the adapter's list and its delete, db-0 is removed and re-created elsewhere.
     let replaced: string | undefined;
     f.server.onRequest = (method, path) => {

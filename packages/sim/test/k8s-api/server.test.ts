@@ -254,7 +254,7 @@ describe("simulated Kubernetes API server", () => {
     await expect(core.listNode()).resolves.toBeDefined();
   });
 
-  it("keeps an out-of-service node's terminating pods while PodGC is off", async () => {
+  it("keeps an out-of-service node's terminating pods while PodGC is off, and until the node is NotReady", async () => {
     const node = f.cluster.pod("db-0")!.node;
     f.cluster.crash(node);
     f.server.setPodGcEnabled(false);
@@ -265,6 +265,9 @@ describe("simulated Kubernetes API server", () => {
     f.server.setPodGcEnabled(true);
     f.tick();
     f.tick();
+    // Still Ready for the API: Pod GC waits for the node monitor grace period (50 s).
+    expect((await f.adapter.countWorkloads(node)).pods).toBeGreaterThan(0);
+    for (let i = 0; i < 80; i++) f.tick();
     expect(await f.adapter.countWorkloads(node)).toEqual({ pods: 0, volumeAttachments: 0 });
   });
 });

@@ -1,0 +1,93 @@
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { auditMessage, commandMessage, createJetStreamPipeline, type Logger, type StreamMessage } from "@fenceline/bus";
+import { createKvSnapshotStore, jetStreamPartitionConsumer, type EventMessage, type EventSubscription, type FoldResult } from "@fenceline/engine";
+import { Buckets, Consumers } from "@fenceline/streams";
+
+/**
+ * The throughput benchmark's second floor: exactly the engine's writes, without deciding. For
+ * every partition it consumes `engine-<p>` in batches as the engine does (same consumer, same
+ * batch size), looks each event's outputs up in `results` (the engine's own fold of the same
+ * history, computed beforehand) instead of validating and folding, publishes the same commands
+ * and audit records through the same pipeline, saves the same coalesced snapshots with the same
+ * compare-and-set, and acks the batch with one ack of its last message.
+ */
+export async function runSameWrites(options: {
+  nc: NatsConnection;
+  /** The fold of every event, by stream sequence. */
+  results: ReadonlyMap<number, FoldResult>;
+  partitions: number;
+  batchSize: number;
+  log: Logger;
+  /** After each batch: how many events it had, how many snapshots it saved. */
+  onBatch: (events: number, snapshots: number) => void;
+}): Promise<{ stop(): Promise<void> }> {
+  const { nc, results, log } = options;
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const pipeline = createJetStreamPipeline(nc);
+  const snapshots = createKvSnapshotStore(await new Kvm(nc).open(Buckets.nodes), nc, pipeline);
+  const revisions = new Map<string, number>();
+  const subscriptions: EventSubscription[] = [];
+  const done: Array<Promise<void>> = [];
+  let stopped = false;
+
+  async function batch(messages: EventMessage[], sub: EventSubscription): Promise<void> {
+    const folded = messages.map((m) => results.get(m.seq)!).sort((a, b) => a.audit.seq - b.audit.seq);
+    const outputs: StreamMessage[] = [];
+    const last = new Map<string, FoldResult>();
+    for (const r of folded) {
+      for (const command of r.commands) outputs.push(commandMessage(command));
+      outputs.push(auditMessage(r.audit));
+      last.set(r.audit.node, r);
+    }
+    const acks = await pipeline.publish(outputs);
+    const failed = acks.find((a) => a instanceof Error);
+    if (failed) throw failed;
+    await Promise.all(
+      [...last.values()].map(async (r) => {
+        revisions.set(r.audit.node, await snapshots.put(r.snapshot, revisions.get(r.audit.node) ?? 0));
+      }),
+    );
+    sub.ackThrough(messages.at(-1)!.seq);
+    options.onBatch(messages.length, last.size);
+  }
+
+  for (let p = 0; p < options.partitions; p++) {
+    const consumer = jetStreamPartitionConsumer({ partition: p, name: Consumers.enginePartition(p), js, jsm, log, maxMessages: 2 * options.batchSize });
+    await consumer.prepare(false);
+    const queue: EventMessage[] = [];
+    let wake: (() => void) | undefined;
+    const sub = await consumer.subscribe({
+      deliver: (m) => {
+        queue.push(m);
+        wake?.();
+      },
+      ended: () => wake?.(),
+    });
+    subscriptions.push(sub);
+    done.push(
+      (async () => {
+        while (!stopped) {
+          if (queue.length === 0) {
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = undefined;
+            continue;
+          }
+          await batch(queue.splice(0, options.batchSize), sub);
+        }
+      })(),
+    );
+    subscriptions.push({ ackThrough: () => {}, stop: () => wake?.() });
+  }
+
+  return {
+    async stop() {
+      stopped = true;
+      for (const s of subscriptions) s.stop();
+      await Promise.all(done);
+      pipeline.close();
+    },
+  };
+}
