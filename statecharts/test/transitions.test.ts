@@ -999,14 +999,14 @@ describe("remediating", () => {
       expect(h.path).toBe("remediating.done");
       expect(h.commands).toEqual([{ kind: "fence.poweron", params: { hostGroup: "db" } }]);
       expect(h.reasons).toContain("unfencing: powering the node on through power so it boots and rejoins; again in 10s if it stays silent");
-      expect(h.context.timers).toEqual({ "unfence-retry": 12_500 });
+      expect(h.context.timers).toEqual({ "unfence-retry": 12_400 }); // done at 2400, + 10 s
       // The BMC refuses: the machine says so and waits for the next try.
       h.result("fence.poweron", false, 2_600, { reason: "failed: Set Chassis Power Control to Up/On failed", facts: { method: "power", error: "failed" } });
       expect(h.reasons).toEqual(["fence.poweron failed: failed: Set Chassis Power Control to Up/On failed"]);
       expect(h.path).toBe("remediating.done");
       h.fire("unfence-retry");
       expect(h.kinds).toEqual(["fence.poweron"]);
-      expect(h.context.timers).toEqual({ "unfence-retry": 12_500 + 20_000 });
+      expect(h.context.timers).toEqual({ "unfence-retry": 12_400 + 20_000 });
       h.fire("unfence-retry").fire("unfence-retry").fire("unfence-retry");
       expect(h.reasons[0]).toBe("still away: unfencing again (attempt 5): powering the node on through power so it boots and rejoins; again in 1m if it stays silent");
       // Powered on, it boots: a new boot id rejoins it (re-provisioned), and no power-on follows.

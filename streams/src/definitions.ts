@@ -24,6 +24,13 @@ export type DefinitionOptions = {
   replicas?: number;
   /** Engine partitions, one durable consumer each (default: eventPartitions()). */
   partitions?: number;
+  /**
+   * How engine instances share the partitions: KV leases (default; plain consumers), or
+   * consumer pinning, where each `engine-<p>` is a `pinned_client` consumer of the priority
+   * group `engine` that the server re-pins after `pinnedTimeoutMs` without pulls from the pinned
+   * instance (nats-server 2.11+; kept for the comparison in docs/scale.md).
+   */
+  ownership?: { kind: "leases" } | { kind: "pinned"; pinnedTimeoutMs: number };
 };
 
 const SECOND = 1_000;
@@ -44,6 +51,9 @@ export const COMMAND_ACK_WAIT_MS = 30 * SECOND;
  * ack floor (see packages/engine/src/nats/partition-worker.ts).
  */
 export const ENGINE_ACK_WAIT_MS = 30 * SECOND;
+
+/** The priority group of the engine consumers under consumer-pinned ownership. */
+export const ENGINE_PRIORITY_GROUP = "engine";
 
 /** How many membership views FL_MEMBERS keeps (the most a KV key can). */
 export const MEMBERSHIP_HISTORY = 64;
@@ -69,6 +79,8 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
       name: Streams.commands,
       subjects: [Subjects.commandAll],
       retention: RetentionPolicy.Workqueue,
+      // The engine publishes a batch's commands and audit records as fast batches (2.14).
+      allow_batched: true,
       storage: StorageType.File,
       duplicate_window: dedup,
       num_replicas: replicas,
@@ -77,6 +89,7 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
       name: Streams.audit,
       subjects: [Subjects.auditAll],
       retention: RetentionPolicy.Limits,
+      allow_batched: true,
       storage: StorageType.File,
       duplicate_window: dedup,
       num_replicas: replicas,
@@ -93,8 +106,7 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
 
   const consumers: ConsumerDefinition[] = [
     // One per partition. Ack policy "all": the engine acks a whole batch with its last
-    // message. No deliver_policy here: the owner of a partition may recreate its consumer from
-    // the ack floor (by_start_sequence), which provisioning must then leave alone.
+    // message. The owner of a partition rewinds it to its ack floor with a consumer reset.
     ...Array.from({ length: partitions }, (_, p) => ({
       stream: Streams.events,
       config: {
@@ -104,6 +116,9 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
         ack_wait: nanos(ENGINE_ACK_WAIT_MS),
         max_ack_pending: 1000,
         num_replicas: replicas,
+        ...(options.ownership?.kind === "pinned"
+          ? { priority_groups: [ENGINE_PRIORITY_GROUP], priority_policy: "pinned_client" as const, priority_timeout: nanos(options.ownership.pinnedTimeoutMs) }
+          : {}),
       },
     })),
     ...ACTUATORS.map((actuator) => ({

@@ -5,6 +5,7 @@ export {
   COMMAND_ACK_WAIT_MS,
   COMMAND_MAX_DELIVER,
   ENGINE_ACK_WAIT_MS,
+  ENGINE_PRIORITY_GROUP,
   MEMBERSHIP_HISTORY,
   type Definitions,
   type DefinitionOptions,
@@ -12,4 +13,4 @@ export {
   type ConsumerDefinition,
   type BucketDefinition,
 } from "./definitions.js";
-export { provisionStreams, type ProvisionOptions, type ProvisionReport, type ProvisionLogger } from "./provision.js";
+export { provisionStreams, fittingReplicas, type ProvisionOptions, type ProvisionReport, type ProvisionLogger } from "./provision.js";

@@ -2,8 +2,8 @@ import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamM
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError } from "@fenceline/contracts";
-import { createDefinitions, type BucketDefinition, type ConsumerDefinition, type Definitions, type StreamDefinition } from "./definitions.js";
-import { partitionsOfTransform } from "./subjects.js";
+import { createDefinitions, type BucketDefinition, type ConsumerDefinition, type DefinitionOptions, type Definitions, type StreamDefinition } from "./definitions.js";
+import { Streams, partitionsOfTransform } from "./subjects.js";
 
 export type ProvisionReport = { created: string[]; updated: string[]; unchanged: string[] };
 
@@ -11,9 +11,12 @@ export type ProvisionReport = { created: string[]; updated: string[]; unchanged:
 export type ProvisionLogger = { info(obj: object, msg?: string): void };
 
 export type ProvisionOptions = {
+  /** Replicas of every stream, consumer and bucket (default 1; `fittingReplicas` fits them to the cluster). */
   replicas?: number;
   /** Engine partitions (default: eventPartitions()). */
   partitions?: number;
+  /** How engine instances share partitions (see DefinitionOptions). */
+  ownership?: DefinitionOptions["ownership"];
   log?: ProvisionLogger;
   /** Defaults to `createDefinitions({ replicas })`. */
   definitions?: Definitions;
@@ -28,7 +31,8 @@ type Outcome = "created" | "updated" | "unchanged";
  */
 export async function provisionStreams(nc: NatsConnection, options: ProvisionOptions = {}): Promise<ProvisionReport> {
   const definitions =
-    options.definitions ?? createDefinitions({ replicas: options.replicas ?? 1, ...(options.partitions ? { partitions: options.partitions } : {}) });
+    options.definitions ??
+    createDefinitions({ replicas: options.replicas ?? 1, ...(options.partitions ? { partitions: options.partitions } : {}), ...(options.ownership ? { ownership: options.ownership } : {}) });
   const jsm = await jetstreamManager(nc);
   const report: ProvisionReport = { created: [], updated: [], unchanged: [] };
   const reconcile = async (name: string, run: () => Promise<{ outcome: Outcome; changed?: string[] }>) => {
@@ -99,6 +103,25 @@ async function reconcileBucket(jsm: JetStreamManager, kvm: Kvm, def: BucketDefin
   if (changed.length === 0) return { outcome: "unchanged" as const };
   await jsm.streams.update(stream, declared);
   return { outcome: "updated" as const, changed };
+}
+
+/**
+ * The replica count that fits the JetStream deployment `nc` is connected to: 1 on a single
+ * server, 3 on a cluster of three or more servers (the number of servers a cluster advertises
+ * to clients, `connect_urls`, capped at 3; 3 when the cluster does not advertise them). Never
+ * less than what FL_EVENTS already has, so a server that is down while a process starts does
+ * not scale the streams down.
+ */
+export async function fittingReplicas(nc: NatsConnection): Promise<number> {
+  const info = nc.info;
+  let fitted = 1;
+  if (info?.cluster) {
+    const servers = new Set(info.connect_urls ?? []).size;
+    fitted = servers === 0 ? 3 : Math.min(3, servers);
+  }
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  const existing = await orMissing(jsm.streams.info(Streams.events)).catch(() => null);
+  return Math.max(fitted, existing?.config.num_replicas ?? 1);
 }
 
 /**

@@ -44,7 +44,7 @@ describe("server-side partitioning (FL_EVENTS's subject transform)", () => {
         const ack = await js.publish(Subjects.event(node), "{}");
         const stored = await jsm.streams.getMessage(Streams.events, { seq: ack.seq });
         expect(stored?.subject, node).toBe(Subjects.storedEvent(node, partitions));
-        expect(parseEventSubject(stored!.subject)).toEqual({ partition: partitionOf(node, partitions), node });
+        expect(parseEventSubject(stored!.subject)).toMatchObject({ partition: partitionOf(node, partitions), node });
       }
       // The dotted names are the ones a hash of the name (not of its token) would place elsewhere.
       expect(NODES.some((n) => fnv1a(n) % partitions !== partitionOf(n, partitions))).toBe(true);

@@ -4,7 +4,7 @@ import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // streams cannot depend on bus (bus depends on streams), so the test reaches the launcher by path.
 import { connectNats, startNatsServer, type NatsServer } from "../../packages/bus/src/index.js";
-import { Buckets, Consumers, Streams, createDefinitions, provisionStreams } from "../src/index.js";
+import { Buckets, Consumers, Streams, createDefinitions, fittingReplicas, provisionStreams } from "../src/index.js";
 
 describe("provisionStreams", () => {
   let server: NatsServer;
@@ -50,6 +50,10 @@ describe("provisionStreams", () => {
     expect(dlq.config.max_age).toBe(nanos(7 * 24 * 3_600_000));
     const actuator = await jsm.consumers.info(Streams.commands, Consumers.actuator("fence"));
     expect(actuator.config).toMatchObject({ filter_subject: "fl.cmd.fence.*", ack_policy: "explicit", max_deliver: 200, ack_wait: nanos(30_000) });
+  });
+
+  it("fits one replica to a single server", async () => {
+    expect(await fittingReplicas(nc)).toBe(1);
   });
 
   it("reports everything unchanged on the second run", async () => {

@@ -19,6 +19,7 @@ const CHECKED_ELSEWHERE: Record<string, { file: string; needle: string }> = {
   "bench throughput": { file: "test/scale/benches.test.ts", needle: 'bench(["throughput"' },
   "bench fleet": { file: "test/scale/benches.test.ts", needle: 'bench(["fleet"' },
   "bench restart": { file: "test/scale/benches.test.ts", needle: 'bench(["restart"' },
+  "bench ownership": { file: "test/scale/benches.test.ts", needle: 'bench(["ownership"' },
 };
 
 const RUN_HERE: Record<string, string[]> = {

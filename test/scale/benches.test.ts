@@ -13,7 +13,7 @@ async function bench(args: string[]): Promise<Record<string, unknown>> {
   return oneJsonDocument<Record<string, unknown>>(result);
 }
 
-describe("fenceline bench throughput|fleet|restart (smoke)", () => {
+describe("fenceline bench throughput|fleet|restart|ownership (smoke)", () => {
   it("throughput: the engine, the bare loop and the same writes without deciding, over the same events, and the ratios", async () => {
     const r = await bench(["throughput", "--events", "2000", "--nodes", "100"]);
     expect(Object.keys(r)).toEqual(["engineEventsPerSec", "bareEventsPerSec", "sameWritesEventsPerSec", "ratio", "ratioToSameWrites", "natsServerVersion"]);
@@ -40,4 +40,15 @@ describe("fenceline bench throughput|fleet|restart (smoke)", () => {
     expect(r.resumeMs).toBeGreaterThan(0);
     expect(r.listSpeedup).toBeCloseTo((r.keysAndGetsMs as number) / Math.max(1, r.listMs as number), 0);
   }, 90_000);
+
+  it("ownership: consumer pinning through a kill -9, an idle kill and a server restart, every event audited once and in order", async () => {
+    // Leases run in test/scale/failover.test.ts and cluster.test.ts; the bench's own code runs here.
+    const r = await bench(["ownership", "--mode", "pinned", "--lease-ms", "2000", "--rate", "100", "--nodes", "50"]);
+    expect(r).toMatchObject({ leaseMs: 2_000, rate: 100 });
+    const pinned = r.pinned as { kill: { takeoverMs: { untaken: number }; idleUnownedAfterMs: { unowned: number }; checks: Record<string, number> }; restart: { checks: Record<string, number> } };
+    expect(pinned.kill.takeoverMs.untaken).toBe(0);
+    for (const checks of [pinned.kill.checks, pinned.restart.checks]) expect(checks).toMatchObject({ missing: 0, duplicateAudits: 0, orderViolations: 0 });
+    // What pinning cannot do: an idle partition whose owner died gets no owner.
+    expect(pinned.kill.idleUnownedAfterMs.unowned).toBeGreaterThan(0);
+  }, 150_000);
 });

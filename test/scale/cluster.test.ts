@@ -8,7 +8,7 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { NODE_EVENT_TYPES, NodeEvent, parseMessage, type AuditRecord } from "@fenceline/contracts";
 import { connectNats, type NatsServer } from "@fenceline/bus";
-import { Streams, provisionStreams } from "@fenceline/streams";
+import { Streams, fittingReplicas, provisionStreams } from "@fenceline/streams";
 import { runDemo, type RunningDemo } from "../../packages/cli/src/demo/run-demo.js";
 import { readStream, testLog, waitFor } from "../engine/nats-helpers.js";
 import { startNatsCluster } from "../support/nats-cluster.js";
@@ -35,6 +35,8 @@ describe("a three-server NATS cluster (R3)", () => {
     servers.push(...(await startNatsCluster("fl-scale")));
     const urls = servers.map((s) => s.url).join(",");
     nc = await connectNats(urls, { name: "cluster-test" });
+    // The replica count that fits a cluster of three is 3 (the control plane computes the same).
+    expect(await fittingReplicas(nc)).toBe(3);
     // JetStream elects its meta leader and learns its peers a little after the routes are up.
     await waitFor(
       "JetStream to place R3 assets",
@@ -55,7 +57,6 @@ describe("a three-server NATS cluster (R3)", () => {
     let fencing = false;
     demo = await runDemo({
       server: urls,
-      replicas: 3,
       nodes: 6,
       scenario: "crash",
       timeoutMs: 50_000,

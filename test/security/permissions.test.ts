@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createEvent, DEMO_POLICY, NodeEvent, type AuditRecord } from "@fenceline/contracts";
 import { runSerfHandler } from "@fenceline/detectors";
 import { startControlPlane } from "@fenceline/cli";
-import { Buckets, createDefinitions, Streams, Subjects } from "@fenceline/streams";
+import { Buckets, Consumers, createDefinitions, Streams, Subjects } from "@fenceline/streams";
 import { readSnapshots } from "../../packages/cli/src/commands/nodes.js";
 import { readAudit } from "../../packages/cli/src/commands/audit.js";
 import { createDryRunCluster, createDryRunProvisioner } from "../../packages/cli/src/dry-run.js";
@@ -197,6 +197,9 @@ describe("nats-config permissions on a real nats-server", () => {
     await expectPublishDenied(actuator, Subjects.heartbeatAck("node-1"));
 
     const engine = await lab.connectAs("engine");
+    // What a rewind needs (a takeover, a failed batch): the consumer reset of its partitions.
+    await expect((await jetstreamManager(engine)).consumers.reset(Streams.events, Consumers.enginePartition(0))).resolves.toMatchObject({ name: Consumers.enginePartition(0) });
+    await expectPublishDenied(engine, `$JS.API.CONSUMER.DELETE.${Streams.events}.${Consumers.enginePartition(0)}`);
     await expectPublishDenied(engine, Subjects.agentCommand("node-1"));
     await expectPublishDenied(engine, Subjects.heartbeatAck("node-1"));
     await expectSubscribeDenied(engine, Subjects.agentCommand("node-1"));
@@ -225,6 +228,7 @@ describe("nats-config permissions on a real nats-server", () => {
     for (const durable of durables) {
       await expectPublishDenied(cli, `$JS.API.CONSUMER.MSG.NEXT.${Streams.events}.${durable}`);
       await expectPublishDenied(cli, `$JS.API.CONSUMER.DELETE.${Streams.events}.${durable}`);
+      await expectPublishDenied(cli, `$JS.API.CONSUMER.RESET.${Streams.events}.${durable}`);
     }
     await expectPublishDenied(cli, "$JS.API.CONSUMER.MSG.NEXT.FL_COMMANDS.actuator-agent");
     await expectPublishDenied(cli, "$JS.ACK.FL_COMMANDS.actuator-agent.1.1.1.1.1.0");

@@ -45,4 +45,5 @@ export { createFileSelfFenceStore, createMemorySelfFenceStore } from "./self-fen
 export { readBootId, nextIncarnation, BOOT_ID_PATH } from "./boot-identity.js";
 export { loadAgentConfig, parseAgentConfig, AgentConfigError, type AgentConfig } from "./config.js";
 export { startAgent, runAgent, runGate, type RunningAgent } from "./main.js";
+export { agentMain } from "./command.js";
 export { createFileContactStore, createMemoryContactStore, type ContactStore, type ContactRecord } from "./contact-store.js";

@@ -7,7 +7,9 @@ export {
   type NatsServerOptions,
   type ClusterOptions,
 } from "./nats-server.js";
+export { startNatsCluster, type NatsCluster } from "./nats-cluster.js";
 export { publishEvent, publishCommand, publishAudit, publishDeadLetter, commandMessage, auditMessage, type DeadLetterOptions } from "./publish.js";
+export { createFastBatchPublisher, type FastBatchPublisher } from "./fast-batch.js";
 export {
   createJetStreamPipeline,
   DEFAULT_PIPELINE_TIMEOUT_MS,

@@ -2,7 +2,7 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock, type ClusterApi, type Policy, type Provisioner } from "@fenceline/contracts";
 import type { Logger } from "@fenceline/bus";
-import { Buckets, provisionStreams } from "@fenceline/streams";
+import { Buckets, fittingReplicas, provisionStreams } from "@fenceline/streams";
 import { runEngine, type FleetStatus, type FoldResult, type RunningEngine } from "@fenceline/engine";
 import { runConditionDetector, runHeartbeatDetector, runMembershipKeeper, type ConditionRule } from "@fenceline/detectors";
 import type { NodeEventRecorder, NodeWatcher } from "@fenceline/kubernetes";
@@ -32,6 +32,7 @@ export type ControlPlaneOptions = {
   /** Fence devices (BMCs, PDUs…) of the fence actuator; without any, no fence actuator runs. */
   fenceDevices?: readonly FenceDevice[];
   clock?: Clock;
+  /** Replicas of the streams and buckets (default: what fits the cluster, `fittingReplicas`). */
   replicas?: number;
   /**
    * The engine instance's id in the partition leases (default: FENCELINE_INSTANCE_ID, else
@@ -57,8 +58,9 @@ export type ControlPlane = {
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { nc, policy, log } = options;
   const clock = options.clock ?? systemClock;
-  const report = await provisionStreams(nc, { log, ...(options.replicas ? { replicas: options.replicas } : {}) });
-  log.info(report, "streams provisioned");
+  const replicas = options.replicas ?? (await fittingReplicas(nc));
+  const report = await provisionStreams(nc, { log, replicas });
+  log.info({ ...report, replicas }, "streams provisioned");
 
   const actuators: ActuatorCore[] = [];
   const fleet = await watchFleetView(nc, {

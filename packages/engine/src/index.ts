@@ -6,6 +6,7 @@ export type { SnapshotStore, Output, OutputSink, EventSink } from "./ports.js";
 export { NodeSnapshotSchema, parseSnapshot, type NodeSnapshot } from "./snapshot.js";
 export { runEngine, defaultInstanceId, type RunningEngine, type EngineOptions } from "./nats/run-engine.js";
 export { createKvSnapshotStore, readLastPerKey } from "./nats/kv-snapshot-store.js";
+export { createJetStreamOutputs } from "./nats/output-sink.js";
 export {
   createLeaseManager,
   checkInstanceId,

@@ -1,5 +1,5 @@
 import { NODE_EVENT_TYPES, NodeEvent, parseMessage, type DeadLetter } from "@fenceline/contracts";
-import { parseEventSubject, partitionOf } from "@fenceline/streams";
+import { fnv1a, parseEventSubject } from "@fenceline/streams";
 import type { DeadLetterSink, Logger } from "@fenceline/bus";
 import type { BatchOutcome, EngineCore } from "./engine.js";
 
@@ -24,7 +24,7 @@ export interface PartitionConsumer {
   /**
    * Gets the consumer ready for a subscription. When `force`, or when it has messages in flight
    * (delivered to an instance that died), it makes every unacknowledged message come again at
-   * once, in order (JetStream: delete the consumer and create it again from its ack floor + 1).
+   * once, in order (JetStream: a consumer reset to its ack floor, nats-server 2.14+).
    * A missing consumer is created. Resolves with the delivery sequence of the last message the
    * consumer delivered (0 after a rewind): the next delivery's is one more.
    */
@@ -56,6 +56,12 @@ export type PartitionLoopOptions = {
   batchSize?: number;
   /** False once the lease is about to run out: take no new batch. */
   valid: () => boolean;
+  /**
+   * Whether the loop may prepare and subscribe to the consumer now (default: `valid`). Under
+   * consumer-pinned ownership every instance pulls every partition to compete for it, and only
+   * the pinned one takes batches.
+   */
+  mayConsume?: () => boolean;
   /** After each batch: what was applied, and how many messages the batch had. */
   onBatch: (outcome: BatchOutcome, size: number) => void;
   /** Waits `ms` (the real clock in production, the virtual one in the lab). */
@@ -120,7 +126,8 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
       try {
         // Never touch the consumer (rewinding deletes it) without a valid lease: it may be
         // someone else's partition by now.
-        while (!stopped && !deps.valid()) await Promise.race([sleep(100), stopping]);
+        const mayConsume = deps.mayConsume ?? deps.valid;
+        while (!stopped && !mayConsume()) await Promise.race([sleep(100), stopping]);
         if (stopped) break;
         const lastDelivered = await consumer.prepare(force);
         force = false;
@@ -210,7 +217,7 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
       }
       // The server chose the partition (FL_EVENTS's subject transform); the engine must agree,
       // or a node's events would be applied by one instance and its timers fired by another.
-      const expected = partitionOf(event.node, partitions);
+      const expected = fnv1a(subject!.token) % partitions; // partitionOf(event.node): the token is the node's
       if (subject!.partition !== expected) {
         letters.push({
           msg,

@@ -96,5 +96,10 @@ export function toolOfBinary(binary: string): ToolSpec | undefined {
   return TOOLS.find((t) => (t.binaries as readonly string[]).includes(binary));
 }
 
-/** The oldest nats-server Fenceline supports (stream subject transforms, priority groups, batches). */
-export const MIN_NATS_SERVER_VERSION = "2.12.0";
+/**
+ * The oldest nats-server Fenceline supports, from the features it uses: FL_EVENTS's subject
+ * transform with `partition()` (2.10), the consumer reset that rewinds a partition (2.14) and
+ * fast batch publishing of the engine's outputs (2.14). (`fenceline bench ownership` also uses
+ * priority groups, 2.11.) Every process checks it when it connects (@fenceline/bus connectNats).
+ */
+export const MIN_NATS_SERVER_VERSION = "2.14.0";

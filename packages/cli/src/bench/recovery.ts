@@ -25,9 +25,9 @@ cluster and virtual clock:
   fenceline-power  the same, with IPMI as the first fencing level ([ipmi], then [watchdog]):
                every machine's BMC simulated with fence_ipmilan's output and a server BMC's
                latencies; the power-off read back is the proof
-  kubernetes   no remediator: node-monitor-grace-period 40 s + 300 s toleration; a StatefulSet
+  kubernetes   no remediator: node-monitor-grace-period 50 s + 300 s toleration; a StatefulSet
                pod stays Terminating until its node returns
-  nhc-snr      Node Health Check + Self Node Remediation defaults: Ready=Unknown after 40 s,
+  nhc-snr      Node Health Check + Self Node Remediation defaults: Ready=Unknown after 50 s,
                300 s unhealthy condition, then SNR's computed safe time (180 s), then the
                out-of-service taint
 Prints a table; with --json the table goes to stderr and stdout is one JSON document,

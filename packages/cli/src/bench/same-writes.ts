@@ -1,8 +1,17 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { auditMessage, commandMessage, createJetStreamPipeline, type Logger, type StreamMessage } from "@fenceline/bus";
-import { createKvSnapshotStore, jetStreamPartitionConsumer, type EventMessage, type EventSubscription, type FoldResult } from "@fenceline/engine";
+import { auditMessage, commandMessage, createFastBatchPublisher, createJetStreamPipeline, type Logger } from "@fenceline/bus";
+import {
+  createJetStreamOutputs,
+  createKvSnapshotStore,
+  jetStreamPartitionConsumer,
+  type EventMessage,
+  type EventSubscription,
+  type FoldResult,
+  type Output,
+  type OutputSink,
+} from "@fenceline/engine";
 import { Buckets, Consumers } from "@fenceline/streams";
 
 /**
@@ -11,7 +20,8 @@ import { Buckets, Consumers } from "@fenceline/streams";
  * batch size), looks each event's outputs up in `results` (the engine's own fold of the same
  * history, computed beforehand) instead of validating and folding, publishes the same commands
  * and audit records through the same pipeline, saves the same coalesced snapshots with the same
- * compare-and-set, and acks the batch with one ack of its last message.
+ * compare-and-set, and acks the batch with one ack of its last message (the engine's output
+ * sink and snapshot store, createJetStreamOutputs and createKvSnapshotStore).
  */
 export async function runSameWrites(options: {
   nc: NatsConnection;
@@ -22,11 +32,24 @@ export async function runSameWrites(options: {
   log: Logger;
   /** After each batch: how many events it had, how many snapshots it saved. */
   onBatch: (events: number, snapshots: number) => void;
+  /**
+   * How the outputs go: fast batches per stream as the engine sends them (default), or each
+   * message with its own PubAck through the pipeline (how the engine sent them before).
+   */
+  outputs?: "batches" | "pipeline";
 }): Promise<{ stop(): Promise<void> }> {
   const { nc, results, log } = options;
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const pipeline = createJetStreamPipeline(nc);
+  const fastBatches = createFastBatchPublisher(nc);
+  const outputSink: OutputSink =
+    options.outputs === "pipeline"
+      ? {
+          publish: async (list) =>
+            (await pipeline.publish(list.map((o) => (o.type === "command" ? commandMessage(o.command) : auditMessage(o.record))))).map((a) => (a instanceof Error ? a : null)),
+        }
+      : createJetStreamOutputs(pipeline, fastBatches);
   const snapshots = createKvSnapshotStore(await new Kvm(nc).open(Buckets.nodes), nc, pipeline);
   const revisions = new Map<string, number>();
   const subscriptions: EventSubscription[] = [];
@@ -35,15 +58,15 @@ export async function runSameWrites(options: {
 
   async function batch(messages: EventMessage[], sub: EventSubscription): Promise<void> {
     const folded = messages.map((m) => results.get(m.seq)!).sort((a, b) => a.audit.seq - b.audit.seq);
-    const outputs: StreamMessage[] = [];
+    const outputs: Output[] = [];
     const last = new Map<string, FoldResult>();
     for (const r of folded) {
-      for (const command of r.commands) outputs.push(commandMessage(command));
-      outputs.push(auditMessage(r.audit));
+      for (const command of r.commands) outputs.push({ type: "command", command });
+      outputs.push({ type: "audit", record: r.audit });
       last.set(r.audit.node, r);
     }
-    const acks = await pipeline.publish(outputs);
-    const failed = acks.find((a) => a instanceof Error);
+    const acks = await outputSink.publish(outputs);
+    const failed = acks.find((a) => a !== null);
     if (failed) throw failed;
     await Promise.all(
       [...last.values()].map(async (r) => {
@@ -88,6 +111,7 @@ export async function runSameWrites(options: {
       for (const s of subscriptions) s.stop();
       await Promise.all(done);
       pipeline.close();
+      fastBatches.close();
     },
   };
 }

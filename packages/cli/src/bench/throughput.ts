@@ -24,7 +24,9 @@ valid history (see \`fenceline bench replay\`) in FL_EVENTS.
   engine       the partitioned engine (one instance, all ${eventPartitions()} partitions): consume in batches,
                validate, fold, publish commands and audit records, save each node's last snapshot,
                ack the batch
-The floors run before and after the engine; each figure is the mean of its two runs. Every
+The loops alternate (bare, same writes, engine, same writes, engine, bare); each figure is the
+mean of its two runs. Last, the same writes run twice more with one PubAck per output instead of
+fast batches, to show what the batches save. Every
 run starts from empty output streams (so nothing is a duplicate). The engine's time includes its
 start (leases, consumers). Its logs are off (warn level), its timers idle.
 Prints a table; with --json the table goes to stderr and stdout is one JSON document,
@@ -45,7 +47,11 @@ export type ThroughputResult = {
   bareRuns: number[];
   sameWritesEventsPerSec: number;
   sameWritesRuns: number[];
+  /** The same writes with one PubAck per output (the pipeline), as the engine wrote before fast batches. */
+  sameWritesPerMessageAckEventsPerSec: number;
+  sameWritesPerMessageAckCpu: { client: number; server: number | null };
   engineEventsPerSec: number;
+  engineRuns: number[];
   ratio: number;
   ratioToSameWrites: number;
   engineMs: number;
@@ -132,7 +138,7 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       return r;
     };
 
-    const sameWrites = async (run: number) => {
+    const sameWrites = async (run: number, outputs: "batches" | "pipeline" = "batches") => {
       await reset();
       const snc = await connect(`bench-same-writes-${run}`);
       let events = 0;
@@ -145,6 +151,7 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
           partitions,
           batchSize: options.batch,
           log,
+          outputs,
           onBatch: (n) => {
             events += n;
             if (events >= items.length) done();
@@ -158,62 +165,68 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       return r;
     };
 
+    const expected = new Map(items.map((i) => [i.seq, i.audit]));
+    /** The engine: one instance, every partition; its audit trail checked against the history's. */
+    const engineRun = async (run: number) => {
+      await reset();
+      const enc = await connect(`bench-engine-${run}`);
+      const stats = { batches: 0, batched: 0, snapshotWrites: 0, startMs: 0, divergences: 0, commands: 0, audit: 0 };
+      let applied = 0;
+      let done!: () => void;
+      const finished = new Promise<void>((resolve) => (done = resolve));
+      const r = await measured(async () => {
+        const started = performance.now();
+        const engine = await runEngine({
+          nc: enc,
+          policy: generator.policy,
+          log,
+          clock: idleClock,
+          instanceId: "bench",
+          batchSize: options.batch,
+          onBatch: (outcome, _p, size) => {
+            stats.batches += 1;
+            stats.batched += size;
+            stats.snapshotWrites += new Set(outcome.applied.map((x) => x.audit.node)).size;
+            applied += outcome.applied.length + outcome.skipped;
+            if (applied >= items.length) done();
+          },
+        });
+        stats.startMs = performance.now() - started;
+        await finished;
+        return engine;
+      })();
+      await r.value.stop();
+      await enc.close();
+      const audit: AuditRecord[] = [];
+      for await (const record of readAudit(server.url, {})) audit.push(record);
+      for (const record of audit) {
+        const want = expected.get(record.seq);
+        if (!want || want.from !== record.from || want.to !== record.to || want.commands.map((c) => c.id).join() !== record.commands.map((c) => c.id).join()) stats.divergences += 1;
+      }
+      stats.divergences += Math.max(0, items.length - audit.length);
+      stats.audit = audit.length;
+      stats.commands = (await jsm.streams.info(Streams.commands)).state.messages;
+      return { ...r, stats };
+    };
+
+    // Alternated, so that neither loop runs only on cold (or only on warm) code.
     const before = await bare(1);
     const writesBefore = await sameWrites(1);
-
-    // The engine: one instance, every partition.
-    await reset();
-    const enc = await connect("bench-engine");
-    let applied = 0;
-    let batches = 0;
-    let batched = 0;
-    let snapshotWrites = 0;
-    let done!: () => void;
-    const finished = new Promise<void>((resolve) => (done = resolve));
-    const cpu = process.cpuUsage();
-    const serverCpu = processCpuMs(server.pid);
-    const started = performance.now();
-    const engine = await runEngine({
-      nc: enc,
-      policy: generator.policy,
-      log,
-      clock: idleClock,
-      instanceId: "bench",
-      batchSize: options.batch,
-      onBatch: (outcome, _p, size) => {
-        batches += 1;
-        batched += size;
-        snapshotWrites += new Set(outcome.applied.map((r) => r.audit.node)).size;
-        applied += outcome.applied.length + outcome.skipped;
-        if (applied >= items.length) done();
-      },
-    });
-    const engineStartMs = performance.now() - started;
-    await finished;
-    const engineMs = performance.now() - started;
-    const used = process.cpuUsage(cpu);
-    const serverAfter = processCpuMs(server.pid);
-    await engine.stop();
-
-    // Check the engine's audit trail against the history's (before the next run empties FL_AUDIT).
-    const audit: AuditRecord[] = [];
-    for await (const record of readAudit(server.url, {})) audit.push(record);
-    const commands = (await jsm.streams.info(Streams.commands)).state.messages;
-
+    const engine1 = await engineRun(1);
     const writesAfter = await sameWrites(2);
+    const engine2 = await engineRun(2);
     const after = await bare(2);
-
-    const expected = new Map(items.map((i) => [i.seq, i.audit]));
-    let divergences = 0;
-    for (const record of audit) {
-      const want = expected.get(record.seq);
-      if (!want || want.from !== record.from || want.to !== record.to || want.commands.map((c) => c.id).join() !== record.commands.map((c) => c.id).join()) divergences += 1;
-    }
-    divergences += Math.max(0, items.length - audit.length);
+    // The floor as it was before fast batches: every output with its own PubAck.
+    const perMessage = [await sameWrites(3, "pipeline"), await sameWrites(4, "pipeline")];
+    const divergences = engine1.stats.divergences + engine2.stats.divergences;
+    const { batches, batched, snapshotWrites, commands } = engine2.stats;
+    const audit = { length: engine2.stats.audit };
+    const engineMs = (engine1.ms + engine2.ms) / 2;
+    const engineStartMs = (engine1.stats.startMs + engine2.stats.startMs) / 2;
 
     const bareEventsPerSec = Math.round((before.perSec + after.perSec) / 2);
     const sameWritesEventsPerSec = Math.round((writesBefore.perSec + writesAfter.perSec) / 2);
-    const engineEventsPerSec = Math.round(items.length / (engineMs / 1000));
+    const engineEventsPerSec = Math.round((engine1.perSec + engine2.perSec) / 2);
     const perK = (ms: number | null) => (ms === null ? null : Math.round((ms / items.length) * 1000 * 10) / 10);
     const mean = (a: number | null, b: number | null) => (a === null || b === null ? null : (a + b) / 2);
     return {
@@ -224,7 +237,13 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       bareRuns: [Math.round(before.perSec), Math.round(after.perSec)],
       sameWritesEventsPerSec,
       sameWritesRuns: [Math.round(writesBefore.perSec), Math.round(writesAfter.perSec)],
+      sameWritesPerMessageAckEventsPerSec: Math.round((perMessage[0]!.perSec + perMessage[1]!.perSec) / 2),
+      sameWritesPerMessageAckCpu: {
+        client: perK((perMessage[0]!.cpuMs + perMessage[1]!.cpuMs) / 2)!,
+        server: perK(mean(perMessage[0]!.serverMs, perMessage[1]!.serverMs)),
+      },
       engineEventsPerSec,
+      engineRuns: [Math.round(engine1.perSec), Math.round(engine2.perSec)],
       ratio: ratio(engineEventsPerSec, bareEventsPerSec),
       ratioToSameWrites: ratio(engineEventsPerSec, sameWritesEventsPerSec),
       engineMs: Math.round(engineMs),
@@ -236,11 +255,11 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       snapshotWrites,
       commands,
       audit: audit.length,
-      clientCpuMsPerKEvent: { bare: perK((before.cpuMs + after.cpuMs) / 2)!, sameWrites: perK((writesBefore.cpuMs + writesAfter.cpuMs) / 2)!, engine: perK((used.user + used.system) / 1000)! },
+      clientCpuMsPerKEvent: { bare: perK((before.cpuMs + after.cpuMs) / 2)!, sameWrites: perK((writesBefore.cpuMs + writesAfter.cpuMs) / 2)!, engine: perK((engine1.cpuMs + engine2.cpuMs) / 2)! },
       serverCpuMsPerKEvent: {
         bare: perK(mean(before.serverMs, after.serverMs)),
         sameWrites: perK(mean(writesBefore.serverMs, writesAfter.serverMs)),
-        engine: serverCpu !== null && serverAfter !== null ? perK(serverAfter - serverCpu) : null,
+        engine: perK(mean(engine1.serverMs, engine2.serverMs)),
       },
     };
   });
@@ -276,8 +295,12 @@ export async function benchThroughput(argv: string[]): Promise<number> {
         ["events, nodes", `${r.events} over ${r.nodes} nodes (pre-published in FL_EVENTS)`],
         ["nats-server", r.natsServerVersion],
         ["bare consume + ack", `${r.bareEventsPerSec} events/s (runs: ${r.bareRuns.join(", ")})`],
-        ["same writes, no deciding", `${r.sameWritesEventsPerSec} events/s (runs: ${r.sameWritesRuns.join(", ")})`],
-        ["engine", `${r.engineEventsPerSec} events/s (${r.engineMs} ms, of which start ${r.engineStartMs} ms)`],
+        ["same writes, no deciding", `${r.sameWritesEventsPerSec} events/s (runs: ${r.sameWritesRuns.join(", ")}); outputs in fast batches`],
+        [
+          "  with a PubAck per output",
+          `${r.sameWritesPerMessageAckEventsPerSec} events/s; CPU / 1000 events: client ${cpu(r.sameWritesPerMessageAckCpu.client)}, nats-server ${cpu(r.sameWritesPerMessageAckCpu.server)} (the floor before fast batches)`,
+        ],
+        ["engine", `${r.engineEventsPerSec} events/s (runs: ${r.engineRuns.join(", ")}; ${r.engineMs} ms, of which start ${r.engineStartMs} ms)`],
         ["ratio engine / bare", String(r.ratio)],
         ["ratio engine / same writes", `${r.ratioToSameWrites} (target ≥ 0.8)`],
         ["fold alone, in memory", `${r.foldOnlyEventsPerSec} events/s`],

@@ -5,7 +5,7 @@ import { INTERPRETER_NAMES } from "./replay.js";
 
 const USAGE = `usage: fenceline bench replay [--events N] [--nodes N] [--seed N] [--interpreter both|fast|xstate] [--json]
        fenceline bench recovery [options]   (fenceline bench recovery --help)
-       fenceline bench throughput|fleet|restart [options]   (… --help; see docs/scale.md)
+       fenceline bench throughput|fleet|restart|ownership [options]   (… --help; see docs/scale.md)
 
 Generates a synthetic but valid history (nodes crashing, flapping, rebooting, paused; every
 timer fired at its due time and every command answered) and times replaying it: every event
@@ -28,6 +28,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   if (argv[0] === "throughput") return (await import("../bench/throughput.js")).benchThroughput(argv);
   if (argv[0] === "fleet") return (await import("../bench/fleet.js")).benchFleet(argv);
   if (argv[0] === "restart") return (await import("../bench/restart.js")).benchRestart(argv);
+  if (argv[0] === "ownership") return (await import("../bench/ownership.js")).benchOwnership(argv);
   const { values, positionals } = parse(
     argv,
     { events: { type: "string" }, nodes: { type: "string" }, seed: { type: "string" }, interpreter: { type: "string" }, json: { type: "boolean" } },

@@ -23,8 +23,8 @@ NATS_URL) it starts its own nats-server on a free loopback port (store in --stor
 temporary directory). Stop with Ctrl-C.
   --provision-cleanup/--provision-run  shell commands for re-provisioning; {node} and
                                        {hostGroup} are substituted
-  --kubeconfig FILE      act on this Kubernetes cluster (taints, pod and VolumeAttachment
-                         deletion) and watch its node conditions; --in-cluster uses the pod's
+  --kubeconfig FILE      act on this Kubernetes cluster (taints, pod deletion, Events on the
+                         Node) and watch its node conditions; --in-cluster uses the pod's
                          service account. Without either, cluster actions are a logged dry run.
   --node-selector SEL    only nodes matching this label selector (e.g. "!node-role.kubernetes.io/control-plane")
   --exclude-label KEY    a node labelled KEY=true is not remediated (default ${DEFAULT_EXCLUDE_LABEL})

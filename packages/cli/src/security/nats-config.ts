@@ -142,8 +142,9 @@ export function rolePermissions(role: Role, definitions: Definitions = createDef
           Subjects.deadLetter("engine"),
           ...readMessages(Streams.events),
           ...pullDurables(Streams.events),
-          // Engine instances take partitions over and may recreate a partition's consumer.
-          `$JS.API.CONSUMER.DELETE.${Streams.events}.*`,
+          // Engine instances take partitions over and rewind a partition's consumer to its
+          // ack floor (consumer reset, nats-server 2.14).
+          `$JS.API.CONSUMER.RESET.${Streams.events}.*`,
           `$JS.API.CONSUMER.NAMES.${Streams.events}`,
           `$JS.API.CONSUMER.LIST.${Streams.events}`,
           `$JS.API.STREAM.INFO.${Streams.deadLetters}`,
@@ -200,6 +201,8 @@ export function rolePermissions(role: Role, definitions: Definitions = createDef
               ...engineDurables.flatMap((c) => [
                 `$JS.API.CONSUMER.MSG.NEXT.${Streams.events}.${c}`,
                 `$JS.API.CONSUMER.DELETE.${Streams.events}.${c}`,
+                `$JS.API.CONSUMER.RESET.${Streams.events}.${c}`,
+                `$JS.API.CONSUMER.UNPIN.${Streams.events}.${c}`,
                 `$JS.API.CONSUMER.CREATE.${Streams.events}.${c}`,
                 `$JS.API.CONSUMER.CREATE.${Streams.events}.${c}.>`,
               ]),

@@ -13,9 +13,10 @@ import { jetStreamDeadLetters, type Logger } from "@fenceline/bus";
 import { Consumers, ENGINE_ACK_WAIT_MS, Streams, Subjects } from "@fenceline/streams";
 import type { BatchOutcome, EngineCore } from "../engine.js";
 import { createPartitionLoop, DEFAULT_BATCH_SIZE, type PartitionConsumer, type PartitionLoop } from "../partition-loop.js";
+import { jetStreamPinnedPartitionConsumer } from "./pinned-consumer.js";
 
 export { DEFAULT_BATCH_SIZE };
-const PULL_EXPIRES_MS = 2_000;
+export const PULL_EXPIRES_MS = 2_000;
 
 /**
  * Works one partition of FL_EVENTS on JetStream while this instance holds its lease: the
@@ -25,6 +26,7 @@ const PULL_EXPIRES_MS = 2_000;
 export class PartitionWorker {
   readonly name: string;
   readonly #loop: PartitionLoop;
+  readonly #close: () => Promise<void>;
   /** Resolves once the consumer is checked (rewound if needed) and consuming. */
   readonly started: Promise<void>;
   #start!: () => void;
@@ -41,13 +43,28 @@ export class PartitionWorker {
     valid: () => boolean;
     /** After each batch: what was applied, and how many messages the batch had. */
     onBatch: (outcome: BatchOutcome, size: number) => void;
+    /**
+     * Consumer-pinned ownership: the worker pulls in the priority group whether it owns the
+     * partition or not, and `events` hears when the server pins or unpins it.
+     */
+    pinned?: { pullExpiresMs: number; events: { pinned(partition: number): void; unpinned(partition: number): void } };
   }) {
     this.name = Consumers.enginePartition(deps.partition);
     const batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
+    let consumer: PartitionConsumer;
+    if (deps.pinned) {
+      const pinned = jetStreamPinnedPartitionConsumer({ ...deps, name: this.name, maxMessages: 2 * batchSize, pullExpiresMs: deps.pinned.pullExpiresMs, events: deps.pinned.events });
+      this.#close = () => pinned.close();
+      consumer = pinned;
+    } else {
+      consumer = jetStreamPartitionConsumer({ ...deps, name: this.name, maxMessages: 2 * batchSize });
+      this.#close = async () => {};
+    }
     this.#loop = createPartitionLoop({
       partition: deps.partition,
       partitions: deps.partitions,
-      consumer: jetStreamPartitionConsumer({ ...deps, name: this.name, maxMessages: 2 * batchSize }),
+      consumer,
+      ...(deps.pinned ? { mayConsume: () => true } : {}),
       core: deps.core,
       deadLetters: jetStreamDeadLetters(deps.js, "engine", deps.log),
       log: deps.log,
@@ -69,6 +86,7 @@ export class PartitionWorker {
   async stop(): Promise<void> {
     this.#start();
     await this.#loop.stop();
+    await this.#close();
   }
 }
 
@@ -83,15 +101,14 @@ export function jetStreamPartitionConsumer(deps: {
 }): PartitionConsumer {
   const { jsm, log, partition, name } = deps;
 
-  const config = (current: ConsumerConfig | null, from: number): Partial<ConsumerConfig> & { durable_name: string } => ({
+  /** A missing consumer, created as provisioning would (from the start of the stream). */
+  const config = (): Partial<ConsumerConfig> & { durable_name: string } => ({
     durable_name: name,
     filter_subject: Subjects.eventPartition(partition),
     ack_policy: AckPolicy.All,
-    ack_wait: current?.ack_wait ?? nanos(ENGINE_ACK_WAIT_MS),
-    max_ack_pending: current?.max_ack_pending ?? 1000,
-    ...(current?.max_deliver && current.max_deliver > 0 ? { max_deliver: current.max_deliver } : {}),
-    ...(current?.num_replicas ? { num_replicas: current.num_replicas } : {}),
-    ...(from > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from } : { deliver_policy: DeliverPolicy.All }),
+    ack_wait: nanos(ENGINE_ACK_WAIT_MS),
+    max_ack_pending: 1000,
+    deliver_policy: DeliverPolicy.All,
   });
 
   const watchStatus = async (messages: ConsumerMessages, end: () => void) => {
@@ -115,23 +132,16 @@ export function jetStreamPartitionConsumer(deps: {
       } catch (err) {
         if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)) throw err;
         log.warn({ partition }, `partition ${partition}: consumer ${name} missing; creating it from the start of FL_EVENTS`);
-        await jsm.consumers.add(Streams.events, config(null, 0));
+        await jsm.consumers.add(Streams.events, config());
         return 0;
       }
       if (!force && info.num_ack_pending === 0) return info.delivered.consumer_seq;
-      const from = info.ack_floor.stream_seq + 1;
-      const next = config(info.config, from);
-      log.info({ partition, from, unacked: info.num_ack_pending }, `partition ${partition}: replaying from event ${from}`);
-      await jsm.consumers.delete(Streams.events, name);
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await jsm.consumers.add(Streams.events, next);
-          return 0;
-        } catch (err) {
-          if (attempt >= 20) throw err;
-          await new Promise((resolve) => setTimeout(resolve, 100 * Math.min(10, attempt + 1)));
-        }
-      }
+      // Back to the ack floor (nats-server 2.14's consumer reset): every unacknowledged message
+      // comes again, in order, from delivery 1. The consumer stays, so a rewind needs no new
+      // placement of its replicas (which fails while a cluster server is down).
+      log.info({ partition, from: info.ack_floor.stream_seq + 1, unacked: info.num_ack_pending }, `partition ${partition}: replaying from event ${info.ack_floor.stream_seq + 1}`);
+      await jsm.consumers.reset(Streams.events, name);
+      return 0;
     },
 
     async subscribe({ deliver, ended }) {

@@ -3,16 +3,18 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError, systemClock, type Clock, type Policy } from "@fenceline/contracts";
-import { auditMessage, commandMessage, createJetStreamPipeline, publishEvent, type Logger } from "@fenceline/bus";
+import { createFastBatchPublisher, createJetStreamPipeline, publishEvent, type Logger } from "@fenceline/bus";
 import { Buckets, checkPartitions, eventPartitions, partitionOf } from "@fenceline/streams";
 import { createEngineCore, type BatchOutcome, type EngineCore } from "../engine.js";
 import { createDecider, type Decider, type FoldResult } from "../fold.js";
 import { createTimerService, type TimerService } from "../timer-service.js";
 import { createKvSnapshotStore } from "./kv-snapshot-store.js";
+import { createJetStreamOutputs } from "./output-sink.js";
 import { createLeaseManager, DEFAULT_LEASE_MS } from "./leases.js";
 import { refuseMisplacedEvents } from "./misplaced-events.js";
+import { checkPinnedConsumers, createPinnedOwnership, type Ownership } from "./pinned-ownership.js";
 import { checkEventPartitions } from "./partition-count.js";
-import { DEFAULT_BATCH_SIZE, PartitionWorker } from "./partition-worker.js";
+import { DEFAULT_BATCH_SIZE, PULL_EXPIRES_MS, PartitionWorker } from "./partition-worker.js";
 import { trackApplied } from "../partition-loop.js";
 import type { OutputSink, SnapshotStore } from "../ports.js";
 
@@ -47,6 +49,12 @@ export type EngineOptions = {
   partitions?: number;
   /** How long a lease lasts without renewal (default 10 s): a dead instance's partitions move after about this long. */
   leaseMs?: number;
+  /**
+   * How instances share the partitions: KV leases (default), or consumer pinning (nats-server
+   * priority groups; the consumers must be provisioned with `ownership: "pinned"`). Pinning is
+   * kept for the side-by-side comparison (`fenceline bench ownership`, docs/scale.md).
+   */
+  ownership?: "leases" | "pinned";
   /** Most events folded per batch and partition (default 256). */
   batchSize?: number;
   /** Called when the set of owned partitions changed (tests, logs). */
@@ -99,14 +107,11 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
   const decider = options.decider ?? createDecider(policy);
   const partitionOfNode = (node: string) => partitionOf(node, partitions);
 
-  // Outputs are pipelined (one inbox for every acknowledgement, one timer per batch).
+  // Outputs go in fast batches per stream; snapshot saves are pipelined (one inbox for every
+  // acknowledgement, one timer per batch).
   const pipeline = createJetStreamPipeline(nc);
-  const outputs: OutputSink = {
-    publish: async (list) => {
-      const acks = await pipeline.publish(list.map((o) => (o.type === "command" ? commandMessage(o.command) : auditMessage(o.record))));
-      return acks.map((ack) => (ack instanceof Error ? ack : null));
-    },
-  };
+  const fastBatches = createFastBatchPublisher(nc);
+  const outputs = createJetStreamOutputs(pipeline, fastBatches);
   const snapshots = createKvSnapshotStore(kv, nc, pipeline, {
     onInvalid: (key, err) => log.error({ err, key }, `FL_NODES "${key}" is not a valid snapshot: its partition waits at its next event until the value is fixed or deleted`),
   });
@@ -130,77 +135,113 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
   });
 
   const workers = new Map<number, PartitionWorker>();
-  const changed = () => options.onPartitions?.(leases.owned());
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const onBatch = (p: number) => (outcome: BatchOutcome, size: number) => {
+    options.onBatch?.(outcome, p, size);
+    trackApplied(outcome, timers, log);
+  };
+  /** Loads the snapshots of newly owned partitions (their nodes' timers armed). */
+  const load = async (claimed: number[], stillOwned: (p: number) => boolean) => {
+    const set = new Set(claimed);
+    const started = Date.now();
+    const recovered = await core.recover((node) => set.has(partitionOfNode(node)));
+    for (const snapshot of recovered) timers.track(snapshot.node, snapshot.context.timers);
+    for (const p of claimed) if (stillOwned(p)) loaded.add(p);
+    log.info({ partitions: claimed, nodes: recovered.length, ms: Date.now() - started, policy: policy.version }, "engine resumed partitions from snapshots");
+  };
+  /** A partition that is someone else's now: no timers, no cache (reloaded if it comes back). */
+  const drop = (p: number) => {
+    loaded.delete(p);
+    const mine = (node: string) => partitionOfNode(node) === p;
+    for (const snapshot of core.snapshots()) if (mine(snapshot.node)) timers.track(snapshot.node, {});
+    core.forget(mine);
+  };
+  const instanceId = options.instanceId ?? defaultInstanceId();
+  let ownership: Ownership;
 
-  const leases = createLeaseManager({
-    nc,
-    kv: leasesKv,
-    instanceId: options.instanceId ?? defaultInstanceId(),
-    partitions,
-    leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
-    log,
-    async onClaim(claimed) {
-      const set = new Set(claimed);
-      const started = Date.now();
-      const recovered = await core.recover((node) => set.has(partitionOfNode(node)));
-      for (const snapshot of recovered) timers.track(snapshot.node, snapshot.context.timers);
-      for (const p of claimed) {
-        if (!leases.owned().includes(p)) continue;
-        loaded.add(p);
-        const worker = new PartitionWorker({
-          partition: p,
-          partitions,
-          js,
-          jsm,
-          core,
-          log,
-          batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
-          valid: () => leases.valid(p),
-          onBatch: (outcome, size) => {
-            options.onBatch?.(outcome, p, size);
-            trackApplied(outcome, timers, log);
-          },
-        });
-        workers.set(p, worker);
-      }
-      await Promise.all(claimed.map((p) => workers.get(p)?.start()));
-      log.info({ partitions: claimed, nodes: recovered.length, ms: Date.now() - started, policy: policy.version }, "engine resumed partitions from snapshots");
-      changed();
-    },
-    async onLose(p) {
-      const worker = workers.get(p);
-      workers.delete(p);
-      loaded.delete(p);
-      // Its nodes are someone else's now: no timers, no cache (reloaded if it comes back).
-      const mine = (node: string) => partitionOfNode(node) === p;
-      const drop = () => {
-        for (const snapshot of core.snapshots()) if (mine(snapshot.node)) timers.track(snapshot.node, {});
-        core.forget(mine);
-      };
-      drop();
-      changed();
-      await worker?.stop();
-      drop(); // what the last batch applied meanwhile
-    },
-  });
+  if (options.ownership === "pinned") {
+    // The pinned instance must pull well within priority_timeout, or the server re-pins.
+    const pullExpiresMs = Math.max(1_000, Math.min(PULL_EXPIRES_MS, Math.floor((await checkPinnedConsumers(jsm, partitions)) / 3)));
+    const pinned = createPinnedOwnership({
+      instanceId,
+      jsm,
+      log,
+      claim: (p) => load([p], (q) => pinned.owned().includes(q)),
+      lose: async (p) => drop(p),
+      onChange: () => options.onPartitions?.(pinned.owned()),
+      workers: {
+        async start() {
+          for (let p = 0; p < partitions; p++) {
+            const worker = new PartitionWorker({
+              partition: p,
+              partitions,
+              js,
+              jsm,
+              core,
+              log,
+              batchSize,
+              valid: () => pinned.valid(p),
+              onBatch: onBatch(p),
+              pinned: { pullExpiresMs, events: { pinned: (q) => pinned.pinned(q), unpinned: (q) => pinned.unpinned(q) } },
+            });
+            workers.set(p, worker);
+          }
+          await Promise.all([...workers.values()].map((w) => w.start()));
+        },
+        async stop() {
+          await Promise.all([...workers.values()].map((w) => w.stop()));
+          workers.clear();
+        },
+      },
+    });
+    ownership = pinned;
+  } else {
+    const leases = createLeaseManager({
+      nc,
+      kv: leasesKv,
+      instanceId,
+      partitions,
+      leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
+      log,
+      async onClaim(claimed) {
+        await load(claimed, (p) => leases.owned().includes(p));
+        for (const p of claimed) {
+          if (!leases.owned().includes(p)) continue;
+          workers.set(p, new PartitionWorker({ partition: p, partitions, js, jsm, core, log, batchSize, valid: () => leases.valid(p), onBatch: onBatch(p) }));
+        }
+        await Promise.all(claimed.map((p) => workers.get(p)?.start()));
+        options.onPartitions?.(leases.owned());
+      },
+      async onLose(p) {
+        const worker = workers.get(p);
+        workers.delete(p);
+        drop(p);
+        options.onPartitions?.(leases.owned());
+        await worker?.stop();
+        drop(p); // what the last batch applied meanwhile
+      },
+    });
+    ownership = { ...leases, valid: (p) => leases.valid(p) };
+  }
 
   const misplaced = refuseMisplacedEvents(nc, log);
-  await leases.start();
+  await ownership.start();
   timers.start();
-  log.info({ instance: leases.instanceId, partitions: leases.owned(), of: partitions, interpreter: decider.interpreter }, "engine running");
+  log.info({ instance: ownership.instanceId, ownership: options.ownership ?? "leases", partitions: ownership.owned(), of: partitions, interpreter: decider.interpreter }, "engine running");
 
   return {
     core,
     timers,
-    instanceId: leases.instanceId,
-    partitions: () => leases.owned(),
+    instanceId: ownership.instanceId,
+    partitions: () => ownership.owned(),
     partitionCount: partitions,
-    rebalance: () => leases.round(),
+    rebalance: () => ownership.round(),
     async stop() {
       misplaced.unsubscribe();
       timers.stop();
-      await leases.stop();
+      await ownership.stop();
       pipeline.close();
+      fastBatches.close();
     },
   };
 }

@@ -47,7 +47,7 @@ export type KubernetesApiServerOptions = {
   port?: number;
   /**
    * The node controller marks a node Ready=Unknown this long after its kubelet stopped posting
-   * status (kube-controller-manager --node-monitor-grace-period; 40 s by default, 50 s in 1.32).
+   * status (kube-controller-manager --node-monitor-grace-period; 50 s by default since 1.32).
    */
   nodeMonitorGracePeriodMs?: number;
   /** Extra labels per node (besides kubernetes.io/hostname and kubernetes.io/os). */
@@ -137,7 +137,7 @@ export class KubernetesApiServer {
     this.#options = options;
     this.#cluster = options.cluster;
     this.#clock = options.clock ?? { now: () => Date.now() };
-    this.#graceMs = options.nodeMonitorGracePeriodMs ?? 40_000;
+    this.#graceMs = options.nodeMonitorGracePeriodMs ?? 50_000;
     this.#token = options.token === undefined ? null : options.token === "random" ? randomBytes(16).toString("hex") : options.token;
     this.#historySize = options.historySize ?? 10_000;
     this.#server = createServer((req, res) => {

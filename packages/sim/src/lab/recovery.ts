@@ -18,7 +18,7 @@ import { LabWorld } from "./world.js";
  *   fence_ipmilan's output and a server BMC's latencies, `REAL_BMC_TIMING`) and the policy the
  *   levels [ipmi], then [watchdog] (`powerPolicy`).
  * - "kubernetes": no remediator. The node lifecycle controller evicts the dead node's pods after
- *   node-monitor-grace-period 40 s + the default 300 s toleration; a StatefulSet pod then stays
+ *   node-monitor-grace-period 50 s (the default since 1.32) + the default 300 s toleration; a StatefulSet pod then stays
  *   Terminating until the node returns (nothing can confirm it is gone).
  * - "nhc-snr": Node Health Check + Self Node Remediation with their documented defaults, as a
  *   small remediator of its own (below).
@@ -70,7 +70,7 @@ export type RecoveryOutcome = {
 export const KUBERNETES_DEFAULTS = {
   leaseRenewMs: 10_000,
   nodeMonitorPeriodMs: 5_000,
-  nodeMonitorGracePeriodMs: 40_000,
+  nodeMonitorGracePeriodMs: 50_000,
   tolerationSeconds: 300,
 } as const;
 
@@ -264,7 +264,7 @@ async function clusterOnlyCase(model: "kubernetes" | "nhc-snr", c: RecoveryCase,
  * Node Health Check + Self Node Remediation at their defaults, from the node's side as the API
  * server sees it:
  * 1. the kubelet renews its Lease every 10 s; the node lifecycle controller (every 5 s) sets
- *    Ready=Unknown once no renewal came for node-monitor-grace-period (40 s);
+ *    Ready=Unknown once no renewal came for node-monitor-grace-period (50 s);
  * 2. NHC creates a SelfNodeRemediation once Ready=Unknown has lasted 300 s;
  * 3. SNR's manager assumes the node rebooted `snrSafeTimeMs(workers)` (180 s) after that
  *    (timeAssumedRebooted), then remediates with its default Automatic strategy, which on
