@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -10,7 +10,9 @@ import { Streams, provisionStreams } from "@fenceline/streams";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ensureBinary } from "@fenceline/toolchain";
 import { ROOT } from "../e2e/cli.js";
-import { CHART, renderChart, type Manifest } from "../support/helm.js";
+import { Policy } from "@fenceline/contracts";
+import { FenceDevicesConfig } from "@fenceline/actuators";
+import { CHART, POWER_FENCING_VALUES, renderChart, valueFlags, type ChartValues, type Manifest } from "../support/helm.js";
 import { freePort } from "../support/free-port.js";
 
 const run = promisify(execFile);
@@ -21,17 +23,20 @@ beforeAll(async () => {
   helm = await ensureBinary("helm");
 }, 900_000);
 
-/** `helm template fenceline charts/fenceline -n fenceline` with these --set values. */
-const template = (sets: string[] = [], release = "fenceline") => renderChart({ sets, release });
+/** `helm template fenceline charts/fenceline -n fenceline` with these --set values (or --set and --set-json). */
+const template = (values: string[] | ChartValues = [], release = "fenceline") => renderChart({ ...(Array.isArray(values) ? { sets: values } : values), release });
 
-async function templateFails(sets: string[]): Promise<string> {
+async function templateFails(values: string[] | ChartValues): Promise<string> {
   try {
-    await template(sets);
+    await template(values);
   } catch (err) {
     return (err as { stderr: string }).stderr;
   }
-  throw new Error(`helm template ${sets.join(" ")} should have failed`);
+  throw new Error(`helm template ${JSON.stringify(values)} should have failed`);
 }
+
+const deployFile = (name: string) => readFileSync(join(DEPLOY, name), "utf8");
+const configFile = (objects: Manifest[], name: string, key: string) => find(objects, "ConfigMap", name)!.data![key]!;
 
 const find = (objects: Manifest[], kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
 const key = (o: Manifest) => `${o.kind}/${o.metadata.namespace ?? ""}/${o.metadata.name}`;
@@ -72,9 +77,16 @@ function withoutGeneratedHashes(objects: Manifest[]): Manifest[] {
 
 describe("charts/fenceline", () => {
   it("helm lint passes with the default values and common overrides", async () => {
-    for (const sets of [[], ["nats.config.cluster.enabled=false"], ["nats.enabled=false", "nats.url=nats://nats.nats.svc:4222"], ["image.tag=0.2.0", "engine.replicas=3", "namespace.create=true"]]) {
-      const { stdout } = await run(helm, ["lint", CHART, "--strict", "--namespace", "fenceline", ...sets.flatMap((s) => ["--set", s])]);
-      expect(stdout, sets.join(" ")).toContain("1 chart(s) linted, 0 chart(s) failed");
+    const cases: ChartValues[] = [
+      {},
+      { sets: ["nats.config.cluster.enabled=false"] },
+      { sets: ["nats.enabled=false", "nats.url=nats://nats.nats.svc:4222"] },
+      { sets: ["image.tag=0.2.0", "engine.replicas=3", "namespace.create=true", "policy.fleet.maxUnhealthy=2"] },
+      POWER_FENCING_VALUES,
+    ];
+    for (const values of cases) {
+      const { stdout } = await run(helm, ["lint", CHART, "--strict", "--namespace", "fenceline", ...valueFlags(values)]);
+      expect(stdout, JSON.stringify(values)).toContain("1 chart(s) linted, 0 chart(s) failed");
     }
   }, 120_000);
 
@@ -90,6 +102,130 @@ describe("charts/fenceline", () => {
     // Without namespace.create, Helm leaves the namespace to `helm install --create-namespace`.
     expect((await template()).some((o) => o.kind === "Namespace")).toBe(false);
   }, 60_000);
+
+  it("reads the policy, the agent's configuration and the engine's RBAC rules from deploy/ itself: files/ holds links, no copies", async () => {
+    for (const file of ["policy.json", "agent.json", "rbac.yaml"]) {
+      const link = join(CHART, "files", file);
+      expect(lstatSync(link).isSymbolicLink(), link).toBe(true);
+      expect(join(CHART, "files", readlinkSync(link))).toBe(join(DEPLOY, file));
+    }
+    // With the default values the ConfigMaps hold the files as written, byte for byte.
+    const objects = await template();
+    expect(configFile(objects, "fenceline-policy", "policy.json")).toBe(deployFile("policy.json"));
+    expect(configFile(objects, "fenceline-agent", "agent.json")).toBe(deployFile("agent.json"));
+    // `helm package` stores the linked files' content: the packaged chart renders the same.
+    const dir = mkdtempSync(join(tmpdir(), "fenceline-package-"));
+    try {
+      await run(helm, ["package", CHART, "--destination", dir]);
+      const { stdout } = await run(helm, ["template", "fenceline", join(dir, "fenceline-0.1.0.tgz"), "--namespace", "fenceline"], { maxBuffer: 16 * 1024 * 1024 });
+      expect((loadAllYaml(stdout) as Manifest[]).filter(Boolean)).toEqual(objects);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("RBAC: the ServiceAccounts, the engine's ClusterRole and its binding are deploy/rbac.yaml's, whatever the release is called", async () => {
+    const rbacKinds = new Set(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]);
+    const deploy = (loadAllYaml(deployFile("rbac.yaml")) as Manifest[]).map(withoutHelmBookkeeping);
+    const chart = (await template()).filter((o) => rbacKinds.has(o.kind)).map(withoutHelmBookkeeping);
+    expect(chart.map(key).sort()).toEqual(deploy.map(key).sort());
+    for (const d of deploy) expect(chart.find((c) => key(c) === key(d)), key(d)).toEqual(d);
+    // Another release name and namespace: other names, the same rules, and still no Role at all
+    // (the fence credentials are mounted files, not Secrets read through the API).
+    const other = await renderChart({ release: "fl", namespace: "infra", ...POWER_FENCING_VALUES });
+    const role = (objects: Manifest[], name: string) => (find(objects, "ClusterRole", name) as unknown as { rules: unknown }).rules;
+    expect(role(other, "fl-fenceline-engine")).toEqual(role(deploy, "fenceline-engine"));
+    expect(other.filter((o) => o.kind === "Role" || o.kind === "RoleBinding")).toEqual([]);
+    expect((find(other, "ClusterRoleBinding", "fl-fenceline-engine") as unknown as { subjects: unknown }).subjects).toEqual([{ kind: "ServiceAccount", name: "fl-fenceline-engine", namespace: "infra" }]);
+  });
+
+  describe("policy and agent configuration values", () => {
+    it("policy fields given as values are merged over deploy/policy.json; false, 0 and lists replace; the engine accepts the result and restarts for it", async () => {
+      const shipped = JSON.parse(deployFile("policy.json")) as Record<string, Record<string, unknown>>;
+      const objects = await template({ sets: ["policy.fleet.maxUnhealthy=2", "policy.fleet.maxControlPlane=0"], setJsons: ['policy.remediation=[{"strategy":"ResourceDeletion","timeoutMs":"30s"}]'] });
+      const rendered = JSON.parse(configFile(objects, "fenceline-policy", "policy.json")) as Record<string, Record<string, unknown>>;
+      expect(rendered).toEqual({
+        ...shipped,
+        fleet: { ...shipped.fleet, maxUnhealthy: 2, maxControlPlane: 0 },
+        remediation: [{ strategy: "ResourceDeletion", timeoutMs: "30s" }],
+      });
+      expect(Policy.parse(rendered).fleet).toMatchObject({ maxUnhealthy: 2, maxControlPlane: 0 });
+      const checksum = (o: Manifest[]) => (find(o, "Deployment", "fenceline-engine")!.spec!.template as { metadata: { annotations: Record<string, string> } }).metadata.annotations["checksum/policy"];
+      expect(checksum(objects)).not.toBe(checksum(await template()));
+      // A switch turned off is turned off (Sprig's mergeOverwrite would keep true).
+      const off = JSON.parse(configFile(await template({ sets: ["policy.fencing.fenceAgent=true", "policy.fencing.watchdog=false", ...POWER_FENCING_VALUES.sets], setJsons: POWER_FENCING_VALUES.setJsons }), "fenceline-policy", "policy.json")) as { fencing: unknown };
+      expect(Policy.parse(off).fencing).toMatchObject({ watchdog: false, fenceAgent: true });
+    });
+
+    it("agent.config values are merged over deploy/agent.json; NATS comes from the chart's NATS; the pod's paths follow the configuration", async () => {
+      const shipped = JSON.parse(deployFile("agent.json")) as Record<string, unknown>;
+      const objects = await template({ sets: ["agent.config.logLevel=debug", "agent.config.stateDir=/var/lib/fl"] }, "fl");
+      const rendered = JSON.parse(configFile(objects, "fl-fenceline-agent", "agent.json")) as Record<string, unknown>;
+      expect(rendered).toEqual({ ...shipped, logLevel: "debug", stateDir: "/var/lib/fl" });
+      expect(JSON.stringify(find(objects, "DaemonSet", "fl-fenceline-agent"))).toContain('"path":"/var/lib/fl"');
+      const inOtherNamespace = await renderChart({ namespace: "infra" });
+      expect(JSON.parse(configFile(inOtherNamespace, "fenceline-agent", "agent.json"))).toEqual({ ...shipped, nats: { url: "nats://nats.infra.svc:4222" } });
+    });
+
+    it("the agents' timing must equal the policy's: a chart that disagrees does not render", async () => {
+      expect(await templateFails(["agent.config.timing.watchdogTimeoutMs=30s"])).toMatch(/agent.config.timing .* must equal the policy's agent section/);
+      expect(await templateFails(["policy.agent.marginMs=1s"])).toMatch(/must equal the policy's agent section/);
+      // Changed together, it renders, and the agents roll.
+      const checksum = (o: Manifest[]) => (find(o, "DaemonSet", "fenceline-agent")!.spec!.template as { metadata: { annotations: Record<string, string> } }).metadata.annotations["checksum/agent-config"];
+      const after = await template(["agent.config.timing.watchdogTimeoutMs=30s", "policy.agent.watchdogTimeoutMs=30s"]);
+      expect(checksum(after)).not.toBe(checksum(await template()));
+    });
+  });
+
+  describe("power fencing", () => {
+    it("off by default: no devices, no credentials, the engine as deploy/ runs it", async () => {
+      const objects = await template();
+      expect(objects.filter((o) => o.kind === "Secret" || o.metadata.name.includes("fence-"))).toEqual([]);
+      expect(JSON.stringify(find(objects, "Deployment", "fenceline-engine"))).not.toContain("fence-devices");
+    });
+
+    it("devices and credentials from values: a devices ConfigMap the fence actuator accepts, a Secret, both mounted into the engine, which runs with --fence-devices", async () => {
+      const objects = await template(POWER_FENCING_VALUES);
+      const devices = FenceDevicesConfig.parse(JSON.parse(configFile(objects, "fenceline-fence-devices", "devices.json")));
+      expect(devices.devices.ipmi!.password).toEqual({ file: "/etc/fenceline-fence-credentials/bmc-password" });
+      const secret = find(objects, "Secret", "fenceline-fence-credentials")!;
+      expect(Buffer.from(secret.data!["bmc-password"]!, "base64").toString()).toBe("s3cret");
+      type Pod = { securityContext: { fsGroup?: number }; containers: Array<{ args: string[]; volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<Record<string, { name?: string; secretName?: string; defaultMode?: number }>> };
+      const pod = (find(objects, "Deployment", "fenceline-engine")!.spec!.template as { spec: Pod }).spec;
+      expect(pod.containers[0]!.args).toContain("--fence-devices=/etc/fenceline-fence-devices/devices.json");
+      expect(pod.containers[0]!.volumeMounts).toEqual(
+        expect.arrayContaining([
+          { name: "fence-devices", mountPath: "/etc/fenceline-fence-devices", readOnly: true },
+          { name: "fence-credentials", mountPath: "/etc/fenceline-fence-credentials", readOnly: true },
+        ]),
+      );
+      expect(pod.volumes).toEqual(expect.arrayContaining([{ name: "fence-devices", configMap: { name: "fenceline-fence-devices" } }, { name: "fence-credentials", secret: { secretName: "fenceline-fence-credentials", defaultMode: 0o440 } }]));
+      // The engine runs as 1000: the credential files are its group's.
+      expect(pod.securityContext.fsGroup).toBe(1000);
+      // The policy powers nodes off first, then falls back to the watchdog.
+      expect(Policy.parse(JSON.parse(configFile(objects, "fenceline-policy", "policy.json"))).fencing.levels.map((l) => l.methods)).toEqual([["power"], ["watchdog"]]);
+      // No credential is in the ConfigMaps or the engine's arguments.
+      const visible = JSON.stringify(objects.filter((o) => o.kind !== "Secret"));
+      expect(visible).not.toContain("s3cret");
+      expect(visible).not.toContain(Buffer.from("s3cret").toString("base64"));
+    });
+
+    it("an existing Secret and an existing devices ConfigMap: the chart creates neither and mounts both", async () => {
+      const objects = await template({ sets: ["policy.fencing.fenceAgent=true", "fencing.existingConfigMap=site-fence-devices", "fencing.credentials.existingSecret=bmc-credentials"] });
+      expect(objects.filter((o) => o.kind === "Secret" || o.metadata.name.includes("fence-devices"))).toEqual([]);
+      const engine = JSON.stringify(find(objects, "Deployment", "fenceline-engine"));
+      expect(engine).toContain('"configMap":{"name":"site-fence-devices"}');
+      expect(engine).toContain('"secretName":"bmc-credentials"');
+    });
+
+    it("refuses what could not work: a policy that powers nodes off without devices, credentials without devices, both sources at once", async () => {
+      expect(await templateFails(["policy.fencing.fenceAgent=true"])).toContain("no fence devices are configured");
+      expect(await templateFails({ setJsons: ['policy.fencing={"watchdog":true,"fenceAgent":true,"levels":[{"methods":["ipmi"],"timeoutMs":"30s"},["watchdog"]]}'] })).toContain("no fence devices are configured");
+      expect(await templateFails(["fencing.credentials.existingSecret=bmc"])).toContain("no fence devices are");
+      expect(await templateFails({ sets: [...POWER_FENCING_VALUES.sets, "fencing.credentials.existingSecret=bmc"], setJsons: POWER_FENCING_VALUES.setJsons })).toContain("existingSecret or data, not both");
+      expect(await templateFails({ sets: [...POWER_FENCING_VALUES.sets, "fencing.existingConfigMap=x"], setJsons: POWER_FENCING_VALUES.setJsons })).toContain("devices or existingConfigMap, not both");
+    });
+  });
 
   describe("NATS", () => {
     let dir = "";
@@ -192,15 +328,6 @@ describe("charts/fenceline", () => {
     });
   });
 
-  it("the agents' timing must equal the policy's: a chart that disagrees does not render", async () => {
-    expect(await templateFails(["agent.config.timing.watchdogTimeoutMs=30s"])).toMatch(/agent.config.timing .* must equal policy.agent/);
-    // Changed together, it renders, and the policy change rolls the engine.
-    const before = find(await template(), "Deployment", "fenceline-engine")!;
-    const after = find(await template(["agent.config.timing.watchdogTimeoutMs=30s", "policy.agent.watchdogTimeoutMs=30s"]), "Deployment", "fenceline-engine")!;
-    const checksum = (d: Manifest) => (d.spec!.template as { metadata: { annotations: Record<string, string> } }).metadata.annotations["checksum/policy"];
-    expect(checksum(after)).not.toBe(checksum(before));
-  });
-
   it("values.schema.json refuses a misspelt or out-of-range value, naming it", async () => {
     expect(await templateFails(["engine.replica=3"])).toContain("additional properties 'replica' not allowed");
     expect(await templateFails(["nats.config.cluster.replicas=2"])).toContain("/nats/config/cluster/replicas");
@@ -215,7 +342,8 @@ describe("charts/fenceline", () => {
     expect(text).toContain("ghcr.io/fenceline/fenceline:0.2.0");
     expect(text).toContain("--metrics-port=9100");
     expect(text).toContain('"containerPort":9100');
-    expect(JSON.stringify(find(objects, "DaemonSet", "fl-fenceline-agent"))).toContain("ghcr.io/fenceline/fenceline:0.2.0");
+    // The agent's own image follows the tag.
+    expect(JSON.stringify(find(objects, "DaemonSet", "fl-fenceline-agent"))).toContain("ghcr.io/fenceline/fenceline-agent:0.2.0");
     expect(find(objects, "ClusterRoleBinding", "fl-fenceline-engine")).toBeDefined();
   });
 });

@@ -15,8 +15,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The engine's image (the whole CLI). */}}
 {{- define "fenceline.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The agent's image (fenceline-agent alone); its tag follows image.tag unless set. */}}
+{{- define "fenceline.agentImage" -}}
+{{ .Values.agent.image.repository }}:{{ .Values.agent.image.tag | default .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
 {{/* The NATS Service name (the single server's client Service, or the cluster's). */}}
@@ -34,10 +40,113 @@ nats://{{ include "fenceline.natsService" . }}.{{ .Release.Namespace }}.svc:4222
 {{- end -}}
 
 {{/*
-agent.json: the values' agent.config with the node's name and address left for the init
-container (__NODE_NAME__, __NODE_IP__) and NATS filled in.
+A JSON file of the chart (files/*.json: links to deploy/), parsed. Packaged charts hold the
+file's content; a missing or broken one stops the rendering.
+*/}}
+{{- define "fenceline.jsonFile" -}}
+{{- $text := .root.Files.Get .path -}}
+{{- if not $text -}}
+{{- fail (printf "%s is missing from the chart (a link to deploy/%s)" .path (base .path)) -}}
+{{- end -}}
+{{- $parsed := fromJson $text -}}
+{{- if hasKey $parsed "Error" -}}
+{{- fail (printf "%s: %s" .path $parsed.Error) -}}
+{{- end -}}
+{{- toJson $parsed -}}
+{{- end -}}
+
+{{/*
+A JSON file of deploy/ with changes merged over it (objects merge key by key, anything else,
+lists included, is replaced). Unchanged, it is the file as written, so the ConfigMap is the one
+kustomize generates from deploy/; changed, it is the merged document.
+*/}}
+{{- define "fenceline.mergedJson" -}}
+{{- $base := include "fenceline.jsonFile" (dict "root" .root "path" .path) | fromJson -}}
+{{- $merged := include "fenceline.deepMerge" (dict "base" $base "changes" .changes) | fromJson -}}
+{{- if eq (toJson $merged) (toJson $base) -}}
+{{- .root.Files.Get .path | trimSuffix "\n" -}}
+{{- else -}}
+{{- toPrettyJson $merged -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+base with changes merged over it, as JSON: objects key by key, anything else (lists, false, 0)
+replaces. (Sprig's mergeOverwrite would skip false, 0 and "".)
+*/}}
+{{- define "fenceline.deepMerge" -}}
+{{- $out := deepCopy .base -}}
+{{- range $key, $value := .changes -}}
+{{- $old := get $out $key -}}
+{{- if and (kindIs "map" $value) (kindIs "map" $old) -}}
+{{- $_ := set $out $key (include "fenceline.deepMerge" (dict "base" $old "changes" $value) | fromJson) -}}
+{{- else -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* policy.json: deploy/policy.json with the values' policy merged over it. */}}
+{{- define "fenceline.policy" -}}
+{{- include "fenceline.mergedJson" (dict "root" . "path" "files/policy.json" "changes" .Values.policy) -}}
+{{- end -}}
+
+{{/*
+agent.json: deploy/agent.json with the values' agent.config merged over it and NATS filled in
+(the release's NATS or nats.url). The node's name and address (__NODE_NAME__, __NODE_IP__) are
+left for the init container.
 */}}
 {{- define "fenceline.agentConfig" -}}
-{{- $fill := dict "node" "__NODE_NAME__" "nats" (dict "url" (include "fenceline.natsUrl" .)) "peerAdvertiseUrl" (printf "http://__NODE_IP__:%v" .Values.agent.config.peerListen.port) -}}
-{{- toPrettyJson (merge $fill .Values.agent.config) -}}
+{{- $changes := include "fenceline.deepMerge" (dict "base" .Values.agent.config "changes" (dict "nats" (dict "url" (include "fenceline.natsUrl" .)))) | fromJson -}}
+{{- include "fenceline.mergedJson" (dict "root" . "path" "files/agent.json" "changes" $changes) -}}
+{{- end -}}
+
+{{/* The rules of the engine's ClusterRole, as deploy/rbac.yaml (files/rbac.yaml) grants them. */}}
+{{- define "fenceline.engineRules" -}}
+{{- $rules := list -}}
+{{- range regexSplit "(?m)^---\\s*$" (.Files.Get "files/rbac.yaml") -1 -}}
+{{- $object := fromYaml . -}}
+{{- if eq (get $object "kind") "ClusterRole" -}}
+{{- $rules = $object.rules -}}
+{{- end -}}
+{{- end -}}
+{{- if not $rules -}}
+{{- fail "files/rbac.yaml (a link to deploy/rbac.yaml) holds no ClusterRole with rules" -}}
+{{- end -}}
+{{- toYaml $rules -}}
+{{- end -}}
+
+{{/* Whether power fencing is configured: a devices file from the values or an existing ConfigMap. */}}
+{{- define "fenceline.fenceDevices" -}}
+{{- if or .Values.fencing.devices .Values.fencing.existingConfigMap -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether the policy's fencing powers nodes off (fenceAgent, or a level naming anything but the watchdog). */}}
+{{- define "fenceline.policyPowersOff" -}}
+{{- $fencing := get (include "fenceline.policy" . | fromJson) "fencing" | default dict -}}
+{{- $powers := eq (toString (get $fencing "fenceAgent")) "true" -}}
+{{- $topologies := list (get $fencing "levels" | default list) -}}
+{{- range $_, $levels := (get $fencing "hostGroups" | default dict) }}{{ $topologies = append $topologies $levels }}{{ end -}}
+{{- range $_, $levels := (get $fencing "nodes" | default dict) }}{{ $topologies = append $topologies $levels }}{{ end -}}
+{{- range $levels := $topologies -}}
+{{- range $level := $levels -}}
+{{- $methods := $level -}}
+{{- if kindIs "map" $level }}{{ $methods = get $level "methods" | default list }}{{ end -}}
+{{- range $method := $methods }}{{ if ne $method "watchdog" }}{{ $powers = true }}{{ end }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- if $powers }}true{{ end -}}
+{{- end -}}
+
+{{/* The Secret mounted as the fence credentials: an existing one, or the chart's; empty for none. */}}
+{{- define "fenceline.fenceCredentialsSecret" -}}
+{{- if and .Values.fencing.credentials.existingSecret .Values.fencing.credentials.data -}}
+{{- fail "fencing.credentials: give existingSecret or data, not both" -}}
+{{- end -}}
+{{- if .Values.fencing.credentials.existingSecret -}}
+{{- .Values.fencing.credentials.existingSecret -}}
+{{- else if .Values.fencing.credentials.data -}}
+{{- include "fenceline.fullname" . }}-fence-credentials
+{{- end -}}
 {{- end -}}
