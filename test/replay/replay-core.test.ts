@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_POLICY, Policy, type AuditRecord } from "@fenceline/contracts";
-import { commandResultsOf, createDecider, nodeTimeline, replay, type ReplayEvent } from "@fenceline/engine";
-import { HistoryGenerator } from "../../packages/cli/src/bench/history.js";
+import { createDecider, replay, type ReplayEvent } from "@fenceline/engine";
+import { commandResultsOf, nodeTimeline } from "@fenceline/read-model";
+import { HistoryGenerator } from "@fenceline/testing";
 import { benchReplay } from "../../packages/cli/src/bench/replay-bench.js";
 
 /** A small generated history: 30 nodes, 6000 events, with the audit the engine would write. */

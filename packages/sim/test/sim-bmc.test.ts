@@ -2,7 +2,7 @@ import { createFenceAgentDevice, FenceErrorCode, isFenceAgentError, powerOffConf
 import { describe, expect, it } from "vitest";
 import { createSimBmcs, simBmcDevices, SIM_BMC_PASSWORD, type SimBmcTiming } from "../src/bmc/sim-bmc.js";
 import { Prng } from "../src/lab/prng.js";
-import { VirtualClock } from "../src/virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 
 const FAST: SimBmcTiming = { agentStartMs: [300, 300], sessionMs: [500, 500], powerOffMs: [2_000, 2_000], powerOnMs: [1_000, 1_000], slowMs: [10_000, 10_000] };
 

@@ -7,7 +7,7 @@ import { NODE_EVENT_TYPES, NodeEvent, parseMessage, type AuditRecord } from "@fe
 import { connectNats, createLogger, publishEvent, startNatsCluster, startNatsServer, type Logger } from "@fenceline/bus";
 import { Consumers, Streams, provisionStreams } from "@fenceline/streams";
 import { UsageError, humanOutput, intOption, parseBench, printJson, table } from "../args.js";
-import { HistoryGenerator } from "./history.js";
+import { HistoryGenerator } from "@fenceline/testing";
 import type { InstanceArgs, InstanceReport } from "./ownership-instance.js";
 
 const USAGE = `usage: fenceline bench ownership [--lease-ms MS] [--rate N] [--nodes N] [--mode both|leases|pinned] [--json]
