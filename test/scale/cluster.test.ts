@@ -50,7 +50,7 @@ describe("a three-server NATS cluster (R3)", () => {
     const kill = async () => {
       const leader = (await jsm.streams.info(Streams.events)).cluster?.leader;
       const index = servers.findIndex((_, i) => `n${i}` === leader);
-      const victim = servers[index >= 0 ? index : 0]!;
+      const victim = servers[Math.max(index, 0)]!;
       process.kill(victim.pid, "SIGKILL");
       killed = leader ?? "n0";
     };

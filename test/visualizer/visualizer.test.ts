@@ -113,6 +113,7 @@ describe("the visualizer in headless Chromium", () => {
     await page.waitForSelector("#timeline-body tr[data-seq]");
     const audit = (await readAuditRecords(nc)).filter((r) => r.node === crashed);
     await expect.poll(() => page.locator("#timeline-body tr[data-seq]").count()).toBeGreaterThanOrEqual(audit.length);
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText (the rendered text), not the DOM property
     const text = await page.locator("#timeline-body").innerText();
     for (const s of ["heartbeat.missed", "timer.fired", "command.result", "fencing", "remediating", "rejoining", "slot.acquire", "reprovision"]) expect(text).toContain(s);
     expect(await page.locator("#timeline-body .chip.ok").count()).toBeGreaterThan(3);

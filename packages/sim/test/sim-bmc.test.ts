@@ -71,7 +71,7 @@ describe("simulated BMCs behind the production fence agent device", () => {
     expect(isFenceAgentError(r.error, FenceErrorCode.Failed)).toBe(true);
     expect((r.error as Error).message).toContain("Timed out waiting to power OFF");
     expect(power()).toBe("on");
-    await drive(new Promise((resolve) => clock.setTimeout(resolve, 10_000)));
+    await drive(new Promise<void>((resolve) => clock.setTimeout(resolve, 10_000)));
     expect(power()).toBe("off");
   });
 
@@ -89,7 +89,7 @@ describe("simulated BMCs behind the production fence agent device", () => {
     const { device, drive, bmcs, power, clock } = setup({ timeoutMs: 1_000 });
     const r = await drive(device.agent.powerOff({ node: "m1" }));
     expect(isFenceAgentError(r.error, FenceErrorCode.Timeout)).toBe(true);
-    await drive(new Promise((resolve) => clock.setTimeout(resolve, 10_000)));
+    await drive(new Promise<void>((resolve) => clock.setTimeout(resolve, 10_000)));
     expect(power()).toBe("on");
     expect(bmcs.powerChanges).toEqual([]);
   });

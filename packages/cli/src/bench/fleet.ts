@@ -98,6 +98,7 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
     let control: Awaited<ReturnType<typeof startControlPlane>> | undefined;
     const subs: Subscription[] = [];
     let ticking = true;
+    let heartbeats: Promise<void> = Promise.resolve();
     try {
       control = await startControlPlane(server.url);
       const pid = control.child.pid!;
@@ -141,7 +142,7 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
       const seqs = new Map<string, number>();
       let sent = 0;
       const SLOTS = 20;
-      const loop = (async () => {
+      heartbeats = (async () => {
         let slot = 0;
         let next = Date.now();
         while (ticking) {
@@ -221,6 +222,7 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
       };
     } finally {
       ticking = false;
+      await heartbeats;
       for (const s of subs) s.unsubscribe();
       await control?.stop();
     }

@@ -89,7 +89,7 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
     const decider = createDecider(generator.policy);
     const states = new Map<string, NodeSnapshot | null>();
     const folds = new Map<number, FoldResult>();
-    let t = performance.now();
+    const t = performance.now();
     for (const { event, seq } of items) states.set(event.node, fold(decider, states.get(event.node) ?? null, event, seq).snapshot);
     const foldOnlyEventsPerSec = Math.round(items.length / ((performance.now() - t) / 1000));
     states.clear();

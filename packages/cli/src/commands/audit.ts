@@ -1,4 +1,4 @@
-import { AuditRecord, nodeToken } from "@fenceline/contracts";
+import { type AuditRecord, nodeToken } from "@fenceline/contracts";
 import { connectNats } from "@fenceline/bus";
 import { readAudit } from "@fenceline/read-model";
 import { parse, printJson, serverUrl, UsageError } from "../args.js";

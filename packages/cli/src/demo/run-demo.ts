@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { AuditRecord, DEMO_POLICY, Policy, systemClock, type Provisioner } from "@fenceline/contracts";
 import { createFenceDevices, createSecretReader, FenceDevicesConfig, type FenceDevice } from "@fenceline/actuators";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
