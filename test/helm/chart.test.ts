@@ -24,7 +24,8 @@ beforeAll(async () => {
 }, 900_000);
 
 /** `helm template fenceline charts/fenceline -n fenceline` with these --set values (or --set and --set-json). */
-const template = (values: string[] | ChartValues = [], release = "fenceline") => renderChart({ ...(Array.isArray(values) ? { sets: values } : values), release });
+const template = (values: string[] | ChartValues = [], release = "fenceline") =>
+  renderChart({ ...(Array.isArray(values) ? { sets: values } : values), release });
 
 async function templateFails(values: string[] | ChartValues): Promise<string> {
   try {
@@ -117,7 +118,9 @@ describe("charts/fenceline", () => {
     const dir = mkdtempSync(join(tmpdir(), "fenceline-package-"));
     try {
       await run(helm, ["package", CHART, "--destination", dir]);
-      const { stdout } = await run(helm, ["template", "fenceline", join(dir, "fenceline-0.1.0.tgz"), "--namespace", "fenceline"], { maxBuffer: 16 * 1024 * 1024 });
+      const { stdout } = await run(helm, ["template", "fenceline", join(dir, "fenceline-0.1.0.tgz"), "--namespace", "fenceline"], {
+        maxBuffer: 16 * 1024 * 1024,
+      });
       expect((loadAllYaml(stdout) as Manifest[]).filter(Boolean)).toEqual(objects);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -129,20 +132,29 @@ describe("charts/fenceline", () => {
     const deploy = (loadAllYaml(deployFile("rbac.yaml")) as Manifest[]).map(withoutHelmBookkeeping);
     const chart = (await template()).filter((o) => rbacKinds.has(o.kind)).map(withoutHelmBookkeeping);
     expect(chart.map(key).sort()).toEqual(deploy.map(key).sort());
-    for (const d of deploy) expect(chart.find((c) => key(c) === key(d)), key(d)).toEqual(d);
+    for (const d of deploy)
+      expect(
+        chart.find((c) => key(c) === key(d)),
+        key(d),
+      ).toEqual(d);
     // Another release name and namespace: other names, the same rules, and still no Role at all
     // (the fence credentials are mounted files, not Secrets read through the API).
     const other = await renderChart({ release: "fl", namespace: "infra", ...POWER_FENCING_VALUES });
     const role = (objects: Manifest[], name: string) => (find(objects, "ClusterRole", name) as unknown as { rules: unknown }).rules;
     expect(role(other, "fl-fenceline-engine")).toEqual(role(deploy, "fenceline-engine"));
     expect(other.filter((o) => o.kind === "Role" || o.kind === "RoleBinding")).toEqual([]);
-    expect((find(other, "ClusterRoleBinding", "fl-fenceline-engine") as unknown as { subjects: unknown }).subjects).toEqual([{ kind: "ServiceAccount", name: "fl-fenceline-engine", namespace: "infra" }]);
+    expect((find(other, "ClusterRoleBinding", "fl-fenceline-engine") as unknown as { subjects: unknown }).subjects).toEqual([
+      { kind: "ServiceAccount", name: "fl-fenceline-engine", namespace: "infra" },
+    ]);
   });
 
   describe("policy and agent configuration values", () => {
     it("policy fields given as values are merged over deploy/policy.json; false, 0 and lists replace; the engine accepts the result and restarts for it", async () => {
       const shipped = JSON.parse(deployFile("policy.json")) as Record<string, Record<string, unknown>>;
-      const objects = await template({ sets: ["policy.fleet.maxUnhealthy=2", "policy.fleet.maxControlPlane=0"], setJsons: ['policy.remediation=[{"strategy":"ResourceDeletion","timeoutMs":"30s"}]'] });
+      const objects = await template({
+        sets: ["policy.fleet.maxUnhealthy=2", "policy.fleet.maxControlPlane=0"],
+        setJsons: ['policy.remediation=[{"strategy":"ResourceDeletion","timeoutMs":"30s"}]'],
+      });
       const rendered = JSON.parse(configFile(objects, "fenceline-policy", "policy.json")) as Record<string, Record<string, unknown>>;
       expect(rendered).toEqual({
         ...shipped,
@@ -150,10 +162,21 @@ describe("charts/fenceline", () => {
         remediation: [{ strategy: "ResourceDeletion", timeoutMs: "30s" }],
       });
       expect(Policy.parse(rendered).fleet).toMatchObject({ maxUnhealthy: 2, maxControlPlane: 0 });
-      const checksum = (o: Manifest[]) => (find(o, "Deployment", "fenceline-engine")!.spec!.template as { metadata: { annotations: Record<string, string> } }).metadata.annotations["checksum/policy"];
+      const checksum = (o: Manifest[]) =>
+        (find(o, "Deployment", "fenceline-engine")!.spec!.template as { metadata: { annotations: Record<string, string> } }).metadata
+          .annotations["checksum/policy"];
       expect(checksum(objects)).not.toBe(checksum(await template()));
       // A switch turned off is turned off (Sprig's mergeOverwrite would keep true).
-      const off = JSON.parse(configFile(await template({ sets: ["policy.fencing.fenceAgent=true", "policy.fencing.watchdog=false", ...POWER_FENCING_VALUES.sets], setJsons: POWER_FENCING_VALUES.setJsons }), "fenceline-policy", "policy.json")) as { fencing: unknown };
+      const off = JSON.parse(
+        configFile(
+          await template({
+            sets: ["policy.fencing.fenceAgent=true", "policy.fencing.watchdog=false", ...POWER_FENCING_VALUES.sets],
+            setJsons: POWER_FENCING_VALUES.setJsons,
+          }),
+          "fenceline-policy",
+          "policy.json",
+        ),
+      ) as { fencing: unknown };
       expect(Policy.parse(off).fencing).toMatchObject({ watchdog: false, fenceAgent: true });
     });
 
@@ -164,14 +187,21 @@ describe("charts/fenceline", () => {
       expect(rendered).toEqual({ ...shipped, logLevel: "debug", stateDir: "/var/lib/fl" });
       expect(JSON.stringify(find(objects, "DaemonSet", "fl-fenceline-agent"))).toContain('"path":"/var/lib/fl"');
       const inOtherNamespace = await renderChart({ namespace: "infra" });
-      expect(JSON.parse(configFile(inOtherNamespace, "fenceline-agent", "agent.json"))).toEqual({ ...shipped, nats: { url: "nats://nats.infra.svc:4222" } });
+      expect(JSON.parse(configFile(inOtherNamespace, "fenceline-agent", "agent.json"))).toEqual({
+        ...shipped,
+        nats: { url: "nats://nats.infra.svc:4222" },
+      });
     });
 
     it("the agents' timing must equal the policy's: a chart that disagrees does not render", async () => {
-      expect(await templateFails(["agent.config.timing.watchdogTimeoutMs=30s"])).toMatch(/agent.config.timing .* must equal the policy's agent section/);
+      expect(await templateFails(["agent.config.timing.watchdogTimeoutMs=30s"])).toMatch(
+        /agent.config.timing .* must equal the policy's agent section/,
+      );
       expect(await templateFails(["policy.agent.marginMs=1s"])).toMatch(/must equal the policy's agent section/);
       // Changed together, it renders, and the agents roll.
-      const checksum = (o: Manifest[]) => (find(o, "DaemonSet", "fenceline-agent")!.spec!.template as { metadata: { annotations: Record<string, string> } }).metadata.annotations["checksum/agent-config"];
+      const checksum = (o: Manifest[]) =>
+        (find(o, "DaemonSet", "fenceline-agent")!.spec!.template as { metadata: { annotations: Record<string, string> } }).metadata
+          .annotations["checksum/agent-config"];
       const after = await template(["agent.config.timing.watchdogTimeoutMs=30s", "policy.agent.watchdogTimeoutMs=30s"]);
       expect(checksum(after)).not.toBe(checksum(await template()));
     });
@@ -190,7 +220,11 @@ describe("charts/fenceline", () => {
       expect(devices.devices.ipmi!.password).toEqual({ file: "/etc/fenceline-fence-credentials/bmc-password" });
       const secret = find(objects, "Secret", "fenceline-fence-credentials")!;
       expect(Buffer.from(secret.data!["bmc-password"]!, "base64").toString()).toBe("s3cret");
-      type Pod = { securityContext: { fsGroup?: number }; containers: Array<{ args: string[]; volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<Record<string, { name?: string; secretName?: string; defaultMode?: number }>> };
+      type Pod = {
+        securityContext: { fsGroup?: number };
+        containers: Array<{ args: string[]; volumeMounts: Array<{ name: string; mountPath: string }> }>;
+        volumes: Array<Record<string, { name?: string; secretName?: string; defaultMode?: number }>>;
+      };
       const pod = (find(objects, "Deployment", "fenceline-engine")!.spec!.template as { spec: Pod }).spec;
       expect(pod.containers[0]!.args).toContain("--fence-devices=/etc/fenceline-fence-devices/devices.json");
       expect(pod.containers[0]!.volumeMounts).toEqual(
@@ -199,11 +233,18 @@ describe("charts/fenceline", () => {
           { name: "fence-credentials", mountPath: "/etc/fenceline-fence-credentials", readOnly: true },
         ]),
       );
-      expect(pod.volumes).toEqual(expect.arrayContaining([{ name: "fence-devices", configMap: { name: "fenceline-fence-devices" } }, { name: "fence-credentials", secret: { secretName: "fenceline-fence-credentials", defaultMode: 0o440 } }]));
+      expect(pod.volumes).toEqual(
+        expect.arrayContaining([
+          { name: "fence-devices", configMap: { name: "fenceline-fence-devices" } },
+          { name: "fence-credentials", secret: { secretName: "fenceline-fence-credentials", defaultMode: 0o440 } },
+        ]),
+      );
       // The engine runs as 1000: the credential files are its group's.
       expect(pod.securityContext.fsGroup).toBe(1000);
       // The policy powers nodes off first, then falls back to the watchdog.
-      expect(Policy.parse(JSON.parse(configFile(objects, "fenceline-policy", "policy.json"))).fencing.levels.map((l) => l.methods)).toEqual([["power"], ["watchdog"]]);
+      expect(Policy.parse(JSON.parse(configFile(objects, "fenceline-policy", "policy.json"))).fencing.levels.map((l) => l.methods)).toEqual(
+        [["power"], ["watchdog"]],
+      );
       // No credential is in the ConfigMaps or the engine's arguments.
       const visible = JSON.stringify(objects.filter((o) => o.kind !== "Secret"));
       expect(visible).not.toContain("s3cret");
@@ -211,7 +252,13 @@ describe("charts/fenceline", () => {
     });
 
     it("an existing Secret and an existing devices ConfigMap: the chart creates neither and mounts both", async () => {
-      const objects = await template({ sets: ["policy.fencing.fenceAgent=true", "fencing.existingConfigMap=site-fence-devices", "fencing.credentials.existingSecret=bmc-credentials"] });
+      const objects = await template({
+        sets: [
+          "policy.fencing.fenceAgent=true",
+          "fencing.existingConfigMap=site-fence-devices",
+          "fencing.credentials.existingSecret=bmc-credentials",
+        ],
+      });
       expect(objects.filter((o) => o.kind === "Secret" || o.metadata.name.includes("fence-devices"))).toEqual([]);
       const engine = JSON.stringify(find(objects, "Deployment", "fenceline-engine"));
       expect(engine).toContain('"configMap":{"name":"site-fence-devices"}');
@@ -220,10 +267,24 @@ describe("charts/fenceline", () => {
 
     it("refuses what could not work: a policy that powers nodes off without devices, credentials without devices, both sources at once", async () => {
       expect(await templateFails(["policy.fencing.fenceAgent=true"])).toContain("no fence devices are configured");
-      expect(await templateFails({ setJsons: ['policy.fencing={"watchdog":true,"fenceAgent":true,"levels":[{"methods":["ipmi"],"timeoutMs":"30s"},["watchdog"]]}'] })).toContain("no fence devices are configured");
+      expect(
+        await templateFails({
+          setJsons: ['policy.fencing={"watchdog":true,"fenceAgent":true,"levels":[{"methods":["ipmi"],"timeoutMs":"30s"},["watchdog"]]}'],
+        }),
+      ).toContain("no fence devices are configured");
       expect(await templateFails(["fencing.credentials.existingSecret=bmc"])).toContain("no fence devices are");
-      expect(await templateFails({ sets: [...POWER_FENCING_VALUES.sets, "fencing.credentials.existingSecret=bmc"], setJsons: POWER_FENCING_VALUES.setJsons })).toContain("existingSecret or data, not both");
-      expect(await templateFails({ sets: [...POWER_FENCING_VALUES.sets, "fencing.existingConfigMap=x"], setJsons: POWER_FENCING_VALUES.setJsons })).toContain("devices or existingConfigMap, not both");
+      expect(
+        await templateFails({
+          sets: [...POWER_FENCING_VALUES.sets, "fencing.credentials.existingSecret=bmc"],
+          setJsons: POWER_FENCING_VALUES.setJsons,
+        }),
+      ).toContain("existingSecret or data, not both");
+      expect(
+        await templateFails({
+          sets: [...POWER_FENCING_VALUES.sets, "fencing.existingConfigMap=x"],
+          setJsons: POWER_FENCING_VALUES.setJsons,
+        }),
+      ).toContain("devices or existingConfigMap, not both");
     });
   });
 
@@ -251,9 +312,11 @@ describe("charts/fenceline", () => {
       const natsServer = await ensureBinary("nats-server");
       const file = join(dir, "nats.conf");
       writeFileSync(file, conf.replace("store_dir: /data", `store_dir: ${join(dir, "data")}`));
-      const check = await run(natsServer, ["-c", file, "-t"], { env: { ...process.env, SERVER_NAME: "fenceline-nats-0" } }).catch((err: { stderr: string }) => {
-        throw new Error(`nats-server rejects the cluster configuration:\n${err.stderr}`);
-      });
+      const check = await run(natsServer, ["-c", file, "-t"], { env: { ...process.env, SERVER_NAME: "fenceline-nats-0" } }).catch(
+        (err: { stderr: string }) => {
+          throw new Error(`nats-server rejects the cluster configuration:\n${err.stderr}`);
+        },
+      );
       expect(`${check.stdout}${check.stderr}`).toMatch(/configuration file .* is valid/);
     }, 120_000);
 
@@ -270,7 +333,8 @@ describe("charts/fenceline", () => {
             .replace("store_dir: /data", `store_dir: ${join(dir, `cluster-${i}`)}`)
             .replace(/^\s*http_port: \d+\n/m, "")
             .replace(/port: 6222/, `port: ${routePorts[i]}`);
-          for (let j = 0; j < 3; j++) mine = mine.replace(`nats://fenceline-nats-${j}.nats-headless.fenceline.svc:6222`, `nats://127.0.0.1:${routePorts[j]}`);
+          for (let j = 0; j < 3; j++)
+            mine = mine.replace(`nats://fenceline-nats-${j}.nats-headless.fenceline.svc:6222`, `nats://127.0.0.1:${routePorts[j]}`);
           const file = join(dir, `cluster-${i}.conf`);
           writeFileSync(file, mine);
           servers.push(await startNatsServer({ configFile: file, jetstream: false }));
@@ -318,7 +382,10 @@ describe("charts/fenceline", () => {
       const objects = await template(["nats.enabled=false", "nats.url=nats://nats.nats.svc:4222"]);
       expect(objects.filter((o) => o.metadata.name.includes("nats"))).toEqual([]);
       expect(JSON.stringify(find(objects, "Deployment", "fenceline-engine"))).toContain("--server=nats://nats.nats.svc:4222");
-      const agent = JSON.parse(find(objects, "ConfigMap", "fenceline-agent")!.data!["agent.json"]!) as { nats: { url: string }; node: string };
+      const agent = JSON.parse(find(objects, "ConfigMap", "fenceline-agent")!.data!["agent.json"]!) as {
+        nats: { url: string };
+        node: string;
+      };
       expect(agent).toMatchObject({ node: "__NODE_NAME__", nats: { url: "nats://nats.nats.svc:4222" } });
       expect(await templateFails(["nats.enabled=false"])).toContain("set nats.url to your NATS");
     });

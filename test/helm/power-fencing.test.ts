@@ -21,7 +21,13 @@ const PASSWORD = "chartbmc01234567"; // IPMI passwords: at most 16 characters he
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "fl-chart-fencing-"));
   for (const name of Object.keys(power)) {
-    bmcs.push(await startIpmiSimBmc({ name, password: PASSWORD, machine: { power: () => power[name]!, setPower: async (on) => void (power[name] = on ? "on" : "off") } }));
+    bmcs.push(
+      await startIpmiSimBmc({
+        name,
+        password: PASSWORD,
+        machine: { power: () => power[name]!, setPower: async (on) => void (power[name] = on ? "on" : "off") },
+      }),
+    );
   }
 });
 afterAll(async () => {
@@ -34,16 +40,23 @@ type Volume = { name: string; configMap?: { name: string }; secret?: { secretNam
 
 /** Where the kubelet would put each of the engine container's volumes, below `root`; returns the engine's arguments with its paths moved there too. */
 async function mountEngineVolumes(objects: Manifest[]): Promise<string[]> {
-  const pod = (objects.find((o) => o.kind === "Deployment")!.spec!.template as { spec: { containers: Container[]; volumes: Volume[] } }).spec;
+  const pod = (objects.find((o) => o.kind === "Deployment")!.spec!.template as { spec: { containers: Container[]; volumes: Volume[] } })
+    .spec;
   const [engine] = pod.containers;
   const moved = (text: string) => engine!.volumeMounts.reduce((t, m) => t.replaceAll(`${m.mountPath}/`, `${root}${m.mountPath}/`), text);
   for (const mount of engine!.volumeMounts) {
     const volume = pod.volumes.find((v) => v.name === mount.name)!;
     const source = volume.configMap
       ? objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === volume.configMap!.name)!.data!
-      : Object.fromEntries(Object.entries(objects.find((o) => o.kind === "Secret" && o.metadata.name === volume.secret!.secretName)!.data!).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]));
+      : Object.fromEntries(
+          Object.entries(objects.find((o) => o.kind === "Secret" && o.metadata.name === volume.secret!.secretName)!.data!).map(([k, v]) => [
+            k,
+            Buffer.from(v, "base64").toString(),
+          ]),
+        );
     await mkdir(join(root, mount.mountPath), { recursive: true });
-    for (const [key, value] of Object.entries(source)) await writeFile(join(root, mount.mountPath, key), volume.configMap ? moved(value) : value, { mode: 0o440 });
+    for (const [key, value] of Object.entries(source))
+      await writeFile(join(root, mount.mountPath, key), volume.configMap ? moved(value) : value, { mode: 0o440 });
   }
   return engine!.args.map(moved);
 }
@@ -68,7 +81,11 @@ describe("charts/fenceline power fencing with the real fence_ipmilan", () => {
       },
     };
     const objects = await renderChart({
-      sets: ["policy.fencing.fenceAgent=true", `fencing.credentials.data.bmc-password=${PASSWORD}`, "fencing.credentials.data.old-password=retired-password"],
+      sets: [
+        "policy.fencing.fenceAgent=true",
+        `fencing.credentials.data.bmc-password=${PASSWORD}`,
+        "fencing.credentials.data.old-password=retired-password",
+      ],
       setJsons: [`fencing.devices=${JSON.stringify(devices)}`],
     });
     const args = await mountEngineVolumes(objects);

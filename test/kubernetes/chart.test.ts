@@ -12,7 +12,10 @@ import { POWER_FENCING_VALUES, renderChart, type ChartValues, type Manifest } fr
  */
 /** Server-side apply that refuses unknown or duplicate fields (`kubectl apply --validate=strict`), as a dry run. */
 async function dryRunStrict(client: KubeClient, object: KubeObject): Promise<Manifest> {
-  return client.apply<Manifest>(await objectPath(client, object), object, "fenceline-chart-test", { fieldValidation: "Strict", dryRun: "All" });
+  return client.apply<Manifest>(await objectPath(client, object), object, "fenceline-chart-test", {
+    fieldValidation: "Strict",
+    dryRun: "All",
+  });
 }
 
 describe("charts/fenceline on a real API server", () => {
@@ -20,8 +23,12 @@ describe("charts/fenceline on a real API server", () => {
   const admin = adminClient(kube);
 
   it("the check has teeth: a misspelt field is refused", async () => {
-    await applyObject(admin, { apiVersion: "v1", kind: "Namespace", metadata: { name: "fl-chart-typo" } } as KubeObject, { fieldManager: "fenceline-chart-test" });
-    const [engine] = (await renderChart({ release: "typo", namespace: "fl-chart-typo" })).filter((o) => o.kind === "Deployment") as unknown as KubeObject[];
+    await applyObject(admin, { apiVersion: "v1", kind: "Namespace", metadata: { name: "fl-chart-typo" } } as KubeObject, {
+      fieldManager: "fenceline-chart-test",
+    });
+    const [engine] = (await renderChart({ release: "typo", namespace: "fl-chart-typo" })).filter(
+      (o) => o.kind === "Deployment",
+    ) as unknown as KubeObject[];
     const broken = JSON.parse(JSON.stringify(engine).replace('"serviceAccountName"', '"serviceAcountName"')) as KubeObject;
     const err = await dryRunStrict(admin, broken).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubeApiError);
@@ -29,10 +36,34 @@ describe("charts/fenceline on a real API server", () => {
   });
 
   const cases: Array<{ name: string; release: string; namespace: string; values: ChartValues; kinds: string[] }> = [
-    { name: "default values", release: "chart-default", namespace: "fl-chart-default", values: {}, kinds: ["StatefulSet", "PodDisruptionBudget"] },
-    { name: "a single NATS server", release: "chart-single", namespace: "fl-chart-single", values: { sets: ["nats.config.cluster.enabled=false"] }, kinds: ["StatefulSet"] },
-    { name: "an existing NATS", release: "chart-external", namespace: "fl-chart-external", values: { sets: ["nats.enabled=false", "nats.url=nats://nats.nats.svc:4222"] }, kinds: [] },
-    { name: "power fencing (a devices ConfigMap, a credentials Secret)", release: "chart-fencing", namespace: "fl-chart-fencing", values: POWER_FENCING_VALUES, kinds: ["StatefulSet", "Secret"] },
+    {
+      name: "default values",
+      release: "chart-default",
+      namespace: "fl-chart-default",
+      values: {},
+      kinds: ["StatefulSet", "PodDisruptionBudget"],
+    },
+    {
+      name: "a single NATS server",
+      release: "chart-single",
+      namespace: "fl-chart-single",
+      values: { sets: ["nats.config.cluster.enabled=false"] },
+      kinds: ["StatefulSet"],
+    },
+    {
+      name: "an existing NATS",
+      release: "chart-external",
+      namespace: "fl-chart-external",
+      values: { sets: ["nats.enabled=false", "nats.url=nats://nats.nats.svc:4222"] },
+      kinds: [],
+    },
+    {
+      name: "power fencing (a devices ConfigMap, a credentials Secret)",
+      release: "chart-fencing",
+      namespace: "fl-chart-fencing",
+      values: POWER_FENCING_VALUES,
+      kinds: ["StatefulSet", "Secret"],
+    },
   ];
 
   for (const c of cases) {
@@ -53,7 +84,8 @@ describe("charts/fenceline on a real API server", () => {
         admitted.push(answer.kind);
       }
       expect(admitted.length).toBe(rest.length);
-      for (const k of ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "DaemonSet", ...c.kinds]) expect(admitted).toContain(k);
+      for (const k of ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "DaemonSet", ...c.kinds])
+        expect(admitted).toContain(k);
       expect(admitted.includes("StatefulSet")).toBe(c.kinds.includes("StatefulSet"));
     });
   }

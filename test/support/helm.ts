@@ -20,7 +20,10 @@ export type Manifest = {
 export type ChartValues = { sets?: string[]; setJsons?: string[] };
 
 /** The command-line flags of these values: `--set …` and `--set-json …`. */
-export const valueFlags = (values: ChartValues) => [...(values.sets ?? []).flatMap((s) => ["--set", s]), ...(values.setJsons ?? []).flatMap((s) => ["--set-json", s])];
+export const valueFlags = (values: ChartValues) => [
+  ...(values.sets ?? []).flatMap((s) => ["--set", s]),
+  ...(values.setJsons ?? []).flatMap((s) => ["--set-json", s]),
+];
 
 /** `helm template RELEASE charts/fenceline -n NAMESPACE --set … --set-json …` (Helm from the toolchain), parsed. */
 export async function renderChart(options: ChartValues & { release?: string; namespace?: string } = {}): Promise<Manifest[]> {
