@@ -3,7 +3,7 @@ import { DEFAULT_POLICY, Policy, type AuditRecord } from "@fenceline/contracts";
 import { createDecider, replay, type ReplayEvent } from "@fenceline/engine";
 import { commandResultsOf, nodeTimeline } from "@fenceline/read-model";
 import { HistoryGenerator } from "@fenceline/testing";
-import { benchReplay } from "../../packages/cli/src/bench/replay-bench.js";
+import { benchReplay } from "@fenceline/bench";
 
 /** A small generated history: 30 nodes, 6000 events, with the audit the engine would write. */
 const cache = new Map<number, ReturnType<typeof generate>>();

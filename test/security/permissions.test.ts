@@ -7,7 +7,7 @@ import { runSerfHandler } from "@fenceline/detectors";
 import { startControlPlane } from "@fenceline/cli";
 import { Buckets, Consumers, createDefinitions, Streams, Subjects } from "@fenceline/streams";
 import { readAudit, readNodeSnapshots } from "@fenceline/read-model";
-import { createDryRunCluster, createDryRunProvisioner } from "../../packages/cli/src/dry-run.js";
+import { createDryRunCluster, createDryRunProvisioner } from "@fenceline/control-plane";
 import {
   messageCount,
   permissionError,

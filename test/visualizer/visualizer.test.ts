@@ -7,8 +7,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import type { AuditRecord } from "@fenceline/contracts";
 import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
 import type { VisualizerServer } from "@fenceline/visualizer";
-import { runDemo, type RunningDemo } from "../../packages/cli/src/demo/run-demo.js";
-import { startUi } from "../../packages/cli/src/commands/ui.js";
+import { runDemo, startUi, type RunningDemo } from "@fenceline/cli";
 import { readAuditRecords } from "@fenceline/read-model";
 
 /**

@@ -18,7 +18,7 @@ import {
   type Violation,
 } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
-import { startControlPlane, type ControlPlane } from "../control-plane.js";
+import { startControlPlane, type ControlPlane } from "@fenceline/control-plane";
 import { faultTimings, type FencedBy } from "./fault-timings.js";
 import { checkScenario, minorityGroupSize, SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
 import { startSimFleetOnNats } from "./sim-fleet-on-nats.js";

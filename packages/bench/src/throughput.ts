@@ -5,7 +5,7 @@ import { createLogger, publishEvent } from "@fenceline/bus";
 import { createDecider, fold, runEngine, type FoldResult, type NodeSnapshot } from "@fenceline/engine";
 import { readAuditRecords } from "@fenceline/read-model";
 import { Buckets, Consumers, Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
-import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline/command-line";
 import { idleClock, withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "@fenceline/testing";
 import { processCpuMs, ratio } from "./measure.js";
