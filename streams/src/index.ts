@@ -1,4 +1,4 @@
-export { Subjects, Streams, Buckets, Consumers, parseEventSubject, eventPartitionTransform, partitionsOfTransform } from "./subjects.js";
+export { Subjects, Streams, Buckets, Consumers, parseEventSubject, eventPartitionTransform, partitionsOfTransform, agentInboxPrefix } from "./subjects.js";
 export { DEFAULT_PARTITIONS, MAX_PARTITIONS, eventPartitions, checkPartitions, partitionOf, fnv1a } from "./partitions.js";
 export {
   createDefinitions,
@@ -14,3 +14,22 @@ export {
   type BucketDefinition,
 } from "./definitions.js";
 export { provisionStreams, fittingReplicas, type ProvisionOptions, type ProvisionReport, type ProvisionLogger } from "./provision.js";
+export {
+  ROLES,
+  AGENT_USER_PREFIX,
+  SERF_INBOX_PREFIX,
+  agentUser,
+  agentPermissions,
+  rolePermissions,
+  fencelineUsers,
+  renderNatsConfig,
+  quote,
+  userUrl,
+  type Role,
+  type Permissions,
+  type SubjectPermission,
+  type UserAuth,
+  type NatsUser,
+  type TlsConfig,
+  type NatsConfigOptions,
+} from "./nats-config.js";

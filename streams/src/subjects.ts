@@ -115,3 +115,11 @@ export const Consumers = {
   enginePartition: (partition: number) => `engine-${partition}`,
   actuator: (actuator: Actuator) => `actuator-${actuator}`,
 } as const;
+
+/**
+ * The inbox prefix of a node agent's NATS connection: replies to its requests arrive on
+ * `_INBOX.agent.<node>.>`, the only inboxes its NATS user may subscribe to (docs/security.md).
+ */
+export function agentInboxPrefix(node: string): string {
+  return `_INBOX.agent.${nodeToken(node)}`;
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_POLICY, Policy, type AuditRecord } from "@fenceline/contracts";
-import { commandResultsOf, createDecider, nodeTimeline, replay, type ReplayEvent } from "@fenceline/engine";
+import { createDecider, replay, type ReplayEvent } from "@fenceline/engine";
+import { commandResultsOf, nodeTimeline } from "@fenceline/read-model";
 import { HistoryGenerator } from "../../packages/cli/src/bench/history.js";
 import { benchReplay } from "../../packages/cli/src/bench/replay-bench.js";
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_POLICY, type AuditRecord } from "@fenceline/contracts";
 import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { runDemo } from "../../packages/cli/src/demo/run-demo.js";
-import { readAuditRecords } from "../../packages/cli/src/commands/replay.js";
+import { readAuditRecords } from "@fenceline/read-model";
 import { runMain } from "./run-main.js";
 
 /**

@@ -39,6 +39,7 @@ describe("fenceline bench throughput|fleet|restart|ownership (smoke)", () => {
     expect(r).toMatchObject({ nodes: 500, partitions: 16 });
     expect(r.resumeMs).toBeGreaterThan(0);
     expect(r.listSpeedup).toBeCloseTo((r.keysAndGetsMs as number) / Math.max(1, r.listMs as number), 0);
+    for (const key of ["readerMs", "directBatchMs"]) expect(r[key]).toBeGreaterThan(0);
   }, 90_000);
 
   it("ownership: consumer pinning through a kill -9, an idle kill and a server restart, every event audited once and in order", async () => {

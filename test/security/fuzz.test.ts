@@ -21,7 +21,7 @@ import {
   type Actuator,
 } from "@fenceline/contracts";
 import { Buckets, Streams, Subjects } from "@fenceline/streams";
-import { agentUser } from "../../packages/cli/src/security/nats-config.js";
+import { agentUser } from "@fenceline/streams";
 import { readNodes, readStream, startRoleControlPlane, startSecureServer, startTestAgent, waitFor, type SecureServer, type TestAgent } from "./harness.js";
 
 /**

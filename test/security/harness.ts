@@ -6,15 +6,14 @@ import { jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, PermissionViolationError } from "@nats-io/transport-node";
 import { createActuator, createAgentRelayHandlers, createClusterHandlers, createGuardHandlers, createKvBudgetStore, createProvisionerHandlers, runActuator, watchFleetView, type ActuatorCore } from "@fenceline/actuators";
-import { agentInboxPrefix, createNatsAgentTransport, type AgentTransport } from "@fenceline/agent";
+import { createNatsAgentTransport, type AgentTransport } from "@fenceline/agent";
 import { connectNats, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { systemClock, type Clock, type CommandOf, type Heartbeat, type HeartbeatAck, type Policy } from "@fenceline/contracts";
 import { runHeartbeatDetector } from "@fenceline/detectors";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
 import { InMemoryCluster } from "@fenceline/sim";
-import { Buckets, provisionStreams } from "@fenceline/streams";
+import { agentInboxPrefix, agentUser, Buckets, fencelineUsers, provisionStreams, renderNatsConfig, userUrl, type NatsUser } from "@fenceline/streams";
 import { messageCount as messageCountOf, readStream as readStreamOf, testLog } from "../engine/nats-helpers.js";
-import { agentUser, fencelineUsers, renderNatsConfig, userUrl, type NatsUser } from "../../packages/cli/src/security/nats-config.js";
 
 export { sleep, testLog, waitFor } from "../engine/nats-helpers.js";
 

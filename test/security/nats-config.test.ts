@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { connectNats, natsConnectionOptions, redactUrl, startNatsServer } from "@fenceline/bus";
 import { main } from "@fenceline/cli";
 import { Subjects } from "@fenceline/streams";
-import { agentPermissions, fencelineUsers, quote, renderNatsConfig, rolePermissions, ROLES } from "../../packages/cli/src/security/nats-config.js";
+import { agentPermissions, fencelineUsers, quote, renderNatsConfig, rolePermissions, ROLES } from "@fenceline/streams";
 
 /** `fenceline nats-config` and the credentials side of connectNats. */
 let dir: string;

@@ -6,8 +6,7 @@ import { createEvent, DEMO_POLICY, NodeEvent, type AuditRecord } from "@fencelin
 import { runSerfHandler } from "@fenceline/detectors";
 import { startControlPlane } from "@fenceline/cli";
 import { Buckets, Consumers, createDefinitions, Streams, Subjects } from "@fenceline/streams";
-import { readSnapshots } from "../../packages/cli/src/commands/nodes.js";
-import { readAudit } from "../../packages/cli/src/commands/audit.js";
+import { readAudit, readNodeSnapshots } from "@fenceline/read-model";
 import { createDryRunCluster, createDryRunProvisioner } from "../../packages/cli/src/dry-run.js";
 import {
   messageCount,
@@ -208,13 +207,13 @@ describe("nats-config permissions on a real nats-server", () => {
   });
 
   it("the CLI reads nodes and the audit, publishes operator events, and cannot take the engine's events or ack them", async () => {
-    const snapshots = await readSnapshots(lab.url("cli"));
+    const cli = await lab.connectAs("cli");
+    const snapshots = await readNodeSnapshots(cli);
     expect(snapshots.map((s) => s.node)).toEqual(NODES);
     const audit: AuditRecord[] = [];
-    for await (const record of readAudit(lab.url("cli"), {})) audit.push(record);
+    for await (const record of readAudit(cli, {})) audit.push(record);
     expect(audit.length).toBeGreaterThan(3);
 
-    const cli = await lab.connectAs("cli");
     const event = createEvent("operator.pause", { id: `op-${randomUUID()}`, node: "node-3", at: Date.now(), source: "operator:test", data: { reason: "maintenance" } });
     const ack = await jetstream(cli).publish(Subjects.event("node-3"), JSON.stringify(event), { msgID: event.id });
     expect(ack.seq).toBeGreaterThan(0);

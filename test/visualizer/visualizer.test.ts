@@ -9,7 +9,7 @@ import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
 import type { VisualizerServer } from "@fenceline/visualizer";
 import { runDemo, type RunningDemo } from "../../packages/cli/src/demo/run-demo.js";
 import { startUi } from "../../packages/cli/src/commands/ui.js";
-import { readAuditRecords } from "../../packages/cli/src/commands/replay.js";
+import { readAuditRecords } from "@fenceline/read-model";
 
 /**
  * The visualizer in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core;

@@ -30,7 +30,7 @@ export {
 export { selectWatchdog, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
 export { createVirtualWatchdog, type VirtualWatchdog, type VirtualWatchdogOptions } from "./watchdog/virtual-watchdog.js";
 export { computeServiceChecksums, createChecksummer, type ChecksumOptions, type ServiceChecksumSpec } from "./checksums.js";
-export { agentInboxPrefix, createNatsAgentTransport, requestNodeState, type NatsAgentTransportOptions } from "./nats-transport.js";
+export { createNatsAgentTransport, requestNodeState, type NatsAgentTransportOptions } from "./nats-transport.js";
 export { gateVerdict, waitForGate, type GateOptions, type GateVerdict } from "./boot-gate.js";
 export { createMemoryAgentTransport, type MemoryAgentTransport, type MemoryAgentTransportOptions } from "./memory-transport.js";
 export {
@@ -45,4 +45,5 @@ export { createFileSelfFenceStore, createMemorySelfFenceStore } from "./self-fen
 export { readBootId, nextIncarnation, BOOT_ID_PATH } from "./boot-identity.js";
 export { loadAgentConfig, parseAgentConfig, AgentConfigError, type AgentConfig } from "./config.js";
 export { startAgent, runAgent, runGate, type RunningAgent } from "./main.js";
+export { agentMain } from "./command.js";
 export { createFileContactStore, createMemoryContactStore, type ContactStore, type ContactRecord } from "./contact-store.js";

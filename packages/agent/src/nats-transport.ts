@@ -17,14 +17,6 @@ export interface NatsAgentTransportOptions {
 const DLQ_SOURCE = "agent";
 
 /**
- * The inbox prefix of a node agent's NATS connection: replies to its requests arrive on
- * `_INBOX.agent.<node>.>`, the only inboxes its NATS user may subscribe to (docs/security.md).
- */
-export function agentInboxPrefix(node: string): string {
-  return `_INBOX.agent.${nodeToken(node)}`;
-}
-
-/**
  * The node state service's reply on `Subjects.nodeState(node)` (served by the control plane,
  * see @fenceline/detectors node-state-service.ts): the engine's state of the node, "unknown
  * node", or an error (the service could not read FL_NODES).

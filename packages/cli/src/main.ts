@@ -43,7 +43,8 @@ const COMMANDS: Record<string, Command> = {
   replay: lazy(async () => (await import("./commands/replay.js")).replayCommand),
   ui: lazy(async () => (await import("./commands/ui.js")).uiCommand),
   bench: lazy(async () => (await import("./commands/bench.js")).benchCommand),
-  agent: lazy(async () => (await import("./commands/agent.js")).agentCommand),
+  // The agent's own command line (also shipped alone as `fenceline-agent`).
+  agent: async (argv) => (await import("@fenceline/agent")).agentMain(argv, "fenceline agent"),
   "serf-handler": lazy(async () => (await import("./commands/serf-handler.js")).serfHandlerCommand),
   "fence-check": lazy(async () => (await import("./commands/fence-check.js")).fenceCheckCommand),
   "nats-config": lazy(async () => (await import("./commands/nats-config.js")).natsConfigCommand),

@@ -35,8 +35,6 @@ export {
   createReplayer,
   compareRecords,
   digestOf,
-  nodeTimeline,
-  commandResultsOf,
   type Replayer,
   type ReplayEvent,
   type ReplayOptions,
@@ -47,10 +45,6 @@ export {
   type TransitionDigest,
   type NodeStateAt,
   type CommandResultSeen,
-  type NodeTimeline,
-  type TimelineEntry,
-  type TimelineCommand,
-  type StateStay,
 } from "./replay.js";
 export { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics, type FleetStatus, type SnapshotState } from "./metrics.js";
 export { watchMetrics, watchNodeStates, serveMetrics, startMetricsEndpoint, trackConnection, type MetricsWatch, type MetricsServer, type MetricsEndpoint } from "./metrics-nats.js";

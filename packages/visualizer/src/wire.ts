@@ -4,7 +4,7 @@
  */
 export type { AuditRecord, Command } from "@fenceline/contracts";
 export type { MachineExport as ChartExport, MachineStateNode as ChartState, MachineTransition as ChartTransition } from "@fenceline/statecharts";
-export type { NodeTimeline as Timeline, TimelineEntry, TimelineCommand } from "@fenceline/engine";
+export type { NodeTimeline as Timeline, TimelineEntry, TimelineCommand } from "@fenceline/read-model";
 
 /** A row of the live node table (GET /api/snapshot). */
 export type NodeRow = {

@@ -1,7 +1,10 @@
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_POLICY, createEvent, type NodeEvent } from "@fenceline/contracts";
 import { createLogger } from "@fenceline/bus";
 import { createDecider, fold, readLastPerKey, runEngine } from "@fenceline/engine";
+import { readNodeSnapshots } from "@fenceline/read-model";
 import { Buckets, eventPartitions, provisionStreams } from "@fenceline/streams";
 import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
 import { idleClock, withBenchNats } from "./bench-nats.js";
@@ -12,9 +15,12 @@ How long an engine takes to resume a fleet from its snapshots: writes N node sna
 FL_NODES (every node joined; one in ten suspect with a pending timer) on a nats-server started
 here, then starts an engine instance N times (--runs) and times each start until it owns every
 partition, has every snapshot in memory (with its timers) and consumes every partition. For
-comparison it also times listing the snapshots the older way (kv.keys() and a get per key).
+comparison it also times listing the snapshots three other ways: the read model's reader
+(readNodeSnapshots: the same listing, every value parsed), batched direct gets of the bucket's
+stream by sequence, and the older way (kv.keys() and a get per key).
 Prints a table; with --json the table goes to stderr and stdout is one JSON document,
-{ "nodes": n, "partitions": n, "resumeMs": n, "runsMs": [n], "listMs": n, "keysAndGetsMs": n }.
+{ "nodes": n, "partitions": n, "resumeMs": n, "runsMs": [n], "listMs": n, "readerMs": n,
+  "directBatchMs": n, "keysAndGetsMs": n, "listSpeedup": n }.
   --nodes N  snapshots (default 10000)
   --runs N   engine starts (default 3; the figure is their median)`;
 
@@ -26,6 +32,8 @@ export type RestartResult = {
   resumeMs: number;
   runsMs: number[];
   listMs: number;
+  readerMs: number;
+  directBatchMs: number;
   keysAndGetsMs: number;
   timers: number;
   heapMb: number;
@@ -58,11 +66,19 @@ export async function runRestartBench(options: { nodes: number; runs: number }):
       );
     }
 
-    // Listing, the new way and the old way.
+    // Listing: the ordered consumer, the read model's reader on it, direct batch gets, the old way.
     let t = performance.now();
     const listed = await readLastPerKey(nc, Buckets.nodes);
     const listMs = performance.now() - t;
     if (listed.length !== options.nodes) throw new Error(`listed ${listed.length} snapshots of ${options.nodes}`);
+    t = performance.now();
+    const read = await readNodeSnapshots(nc);
+    const readerMs = performance.now() - t;
+    if (read.length !== options.nodes) throw new Error(`readNodeSnapshots read ${read.length} snapshots of ${options.nodes}`);
+    t = performance.now();
+    const viaDirect = await countByDirectBatches(nc, `KV_${Buckets.nodes}`);
+    const directBatchMs = performance.now() - t;
+    if (viaDirect !== options.nodes) throw new Error(`direct batch gets read ${viaDirect} snapshots of ${options.nodes}`);
     t = performance.now();
     let viaKeys = 0;
     for await (const key of await kv.keys()) if (await kv.get(key)) viaKeys += 1;
@@ -93,11 +109,38 @@ export async function runRestartBench(options: { nodes: number; runs: number }):
       resumeMs: sorted[Math.floor(sorted.length / 2)]!,
       runsMs,
       listMs: Math.round(listMs),
+      readerMs: Math.round(readerMs),
+      directBatchMs: Math.round(directBatchMs),
       keysAndGetsMs: Math.round(keysAndGetsMs),
       timers,
       heapMb,
     };
   });
+}
+
+/**
+ * The live keys of a KV bucket's stream read with batched direct gets by sequence (nats-server
+ * 2.11+, ADR-31), 1,000 messages per request. Right only for a bucket that keeps one value per
+ * key (FL_NODES does): the stream then holds the last value of every key. Direct gets of the
+ * last value per subject (`multi_last`) would be the exact read, but the server answers "too many
+ * results" beyond 1,024 subjects.
+ */
+async function countByDirectBatches(nc: NatsConnection, stream: string): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  const live = new Set<string>();
+  for (let seq = 1, pending = 1; pending > 0; ) {
+    let got = 0;
+    for await (const m of await jsm.direct.getBatch(stream, { seq, batch: 1_000 })) {
+      got += 1;
+      seq = m.seq + 1;
+      pending = Number(m.header.get("Nats-Num-Pending") || 0);
+      const op = m.header.get("KV-Operation");
+      if (op === "DEL" || op === "PURGE") live.delete(m.subject);
+      else live.add(m.subject);
+    }
+    if (got === 0) break;
+  }
+  return live.size;
 }
 
 /** How many times faster the ordered-consumer listing was than kv.keys() and a get per key. */
@@ -116,6 +159,8 @@ export async function benchRestart(argv: string[]): Promise<number> {
         ["engine start to resumed", `${r.resumeMs} ms median (runs: ${r.runsMs.join(", ")} ms): leases claimed, snapshots loaded, consumers checked and consuming`],
         ["timers re-armed", String(r.timers)],
         ["listing the snapshots", `${r.listMs} ms (one ordered consumer, last value per key)`],
+        ["  readNodeSnapshots", `${r.readerMs} ms (the same, every value parsed: what fenceline nodes and ui read)`],
+        ["  direct batch gets", `${r.directBatchMs} ms (the bucket's stream by sequence, 1,000 per request)`],
         ["  the old way", `${r.keysAndGetsMs} ms (kv.keys() and a get per key)`],
         ["ratio old way / now", `${listSpeedup(r)} (listing, measured side by side)`],
         ["heap after resuming", `${r.heapMb} MB (whole process)`],
@@ -124,8 +169,8 @@ export async function benchRestart(argv: string[]): Promise<number> {
     )}\n`,
   );
   if (values.json) {
-    const { nodes, partitions, resumeMs, runsMs, listMs, keysAndGetsMs } = r;
-    printJson({ nodes, partitions, resumeMs, runsMs, listMs, keysAndGetsMs, listSpeedup: listSpeedup(r) });
+    const { nodes, partitions, resumeMs, runsMs, listMs, readerMs, directBatchMs, keysAndGetsMs } = r;
+    printJson({ nodes, partitions, resumeMs, runsMs, listMs, readerMs, directBatchMs, keysAndGetsMs, listSpeedup: listSpeedup(r) });
   }
   return 0;
 }

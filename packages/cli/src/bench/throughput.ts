@@ -3,9 +3,9 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } fro
 import type { AuditRecord } from "@fenceline/contracts";
 import { createLogger, publishEvent } from "@fenceline/bus";
 import { createDecider, fold, runEngine, type FoldResult, type NodeSnapshot } from "@fenceline/engine";
+import { readAuditRecords } from "@fenceline/read-model";
 import { Buckets, Consumers, Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
 import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
-import { readAudit } from "../commands/audit.js";
 import { idleClock, withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "./history.js";
 import { processCpuMs, ratio } from "./measure.js";
@@ -197,8 +197,7 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       })();
       await r.value.stop();
       await enc.close();
-      const audit: AuditRecord[] = [];
-      for await (const record of readAudit(server.url, {})) audit.push(record);
+      const audit: AuditRecord[] = await readAuditRecords(nc);
       for (const record of audit) {
         const want = expected.get(record.seq);
         if (!want || want.from !== record.from || want.to !== record.to || want.commands.map((c) => c.id).join() !== record.commands.map((c) => c.id).join()) stats.divergences += 1;

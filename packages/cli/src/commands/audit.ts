@@ -1,7 +1,6 @@
-import { jetstream, DeliverPolicy } from "@nats-io/jetstream";
 import { AuditRecord, nodeToken } from "@fenceline/contracts";
 import { connectNats } from "@fenceline/bus";
-import { Streams, Subjects } from "@fenceline/streams";
+import { readAudit } from "@fenceline/read-model";
 import { parse, printJson, serverUrl, UsageError } from "../args.js";
 
 const USAGE = `usage: fenceline audit [--server nats://host:port] [--node NAME] [--follow] [--json | --export] [--changes]
@@ -20,27 +19,6 @@ export function formatAudit(r: AuditRecord): string {
   return `${time}  #${r.seq}  ${r.node.padEnd(10)} ${r.event.type.padEnd(18)} ${move}${cmds}${r.reason ? `  — ${r.reason}` : ""}`;
 }
 
-/** Reads the audit stream in order; `follow` keeps going, otherwise stops at the end. */
-export async function* readAudit(url: string, options: { node?: string; follow?: boolean }): AsyncGenerator<AuditRecord> {
-  const nc = await connectNats(url, { name: "fenceline-cli" });
-  try {
-    const js = jetstream(nc);
-    const jsm = await import("@nats-io/jetstream").then((m) => m.jetstreamManager(nc));
-    const filter = options.node ? Subjects.audit(options.node) : Subjects.auditAll;
-    const info = await jsm.streams.info(Streams.audit);
-    if (info.state.messages === 0 && !options.follow) return;
-    const consumer = await js.consumers.get(Streams.audit, { filter_subjects: filter, deliver_policy: DeliverPolicy.All });
-    const messages = await consumer.consume();
-    for await (const m of messages) {
-      const parsed = AuditRecord.safeParse(m.json());
-      if (parsed.success) yield parsed.data;
-      if (!options.follow && m.info.pending === 0) break;
-    }
-  } finally {
-    await nc.close();
-  }
-}
-
 export async function auditCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
@@ -53,19 +31,24 @@ export async function auditCommand(argv: string[]): Promise<number> {
   if (node) nodeToken(node);
   if (values.json && values.export) throw new UsageError("give --json (one JSON document) or --export (JSON lines), not both");
   if (values.json && values.follow) throw new UsageError("--json prints one JSON document and cannot --follow; use --export --follow for a stream of JSON lines");
-  const records = readAudit(url, { ...(node ? { node } : {}), follow: Boolean(values.follow) });
-  if (values.json) {
-    const all: AuditRecord[] = [];
-    for await (const record of records) if (!values.changes || record.changed) all.push(record);
-    printJson(all);
+  const nc = await connectNats(url, { name: "fenceline-cli" });
+  try {
+    const records = readAudit(nc, { ...(node ? { node } : {}), follow: Boolean(values.follow) });
+    if (values.json) {
+      const all: AuditRecord[] = [];
+      for await (const record of records) if (!values.changes || record.changed) all.push(record);
+      printJson(all);
+      return 0;
+    }
+    let any = false;
+    for await (const record of records) {
+      if (values.changes && !record.changed) continue;
+      any = true;
+      process.stdout.write(`${values.export ? JSON.stringify(record) : formatAudit(record)}\n`);
+    }
+    if (!any && !values.export) console.error("no audit records");
     return 0;
+  } finally {
+    await nc.close();
   }
-  let any = false;
-  for await (const record of records) {
-    if (values.changes && !record.changed) continue;
-    any = true;
-    process.stdout.write(`${values.export ? JSON.stringify(record) : formatAudit(record)}\n`);
-  }
-  if (!any && !values.export) console.error("no audit records");
-  return 0;
 }

@@ -51,8 +51,10 @@ export async function fenceCheckCommand(argv: string[]): Promise<number> {
     for (const node of nodesNamedIn(config)) targets.set(node, undefined);
     const url = (values.server as string | undefined) ?? process.env.NATS_URL;
     if (url) {
-      const { readSnapshots } = await import("./nodes.js");
-      for (const s of await readSnapshots(url)) targets.set(s.node, s.context.hostGroup ?? targets.get(s.node));
+      const [{ connectNats }, { readNodeSnapshots }] = await Promise.all([import("@fenceline/bus"), import("@fenceline/read-model")]);
+      const nc = await connectNats(url, { name: "fenceline-cli" });
+      const snapshots = await readNodeSnapshots(nc, { onInvalid: (_node, err) => console.error(`fenceline: ${err.message}`) }).finally(() => nc.close());
+      for (const s of snapshots) targets.set(s.node, s.context.hostGroup ?? targets.get(s.node));
     }
   }
   if (targets.size === 0) throw new UsageError("no node to check: the devices file names none; give --node NODE[=HOSTGROUP] or --server");

@@ -1,27 +1,14 @@
-import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import {
-  AuditRecord,
-  DEFAULT_POLICY,
-  DEMO_POLICY,
-  NODE_EVENT_TYPES,
-  NodeEvent,
-  formatMs,
-  nodeToken,
-  parseMessage,
-  type Policy,
-} from "@fenceline/contracts";
+import { DEFAULT_POLICY, DEMO_POLICY, formatMs, nodeToken, type Policy } from "@fenceline/contracts";
 import { connectNats } from "@fenceline/bus";
-import { Streams, Subjects, parseEventSubject, partitionOf } from "@fenceline/streams";
+import { nodeTimeline, readAuditRecords, readEvents } from "@fenceline/read-model";
 import {
   createDecider,
-  nodeTimeline,
   type Interpreter,
   replay,
   type Decider,
   type Divergence,
   type NodeStateAt,
-  type ReplayEvent,
   type ReplayReport,
   type TransitionDigest,
 } from "@fenceline/engine";
@@ -47,47 +34,6 @@ versions, and the exit status is 1.
 
 /** Built-in policies, by version: replay picks one by the version the audit records carry. */
 export const BUILTIN_POLICIES: Record<string, Policy> = { [DEFAULT_POLICY.version]: DEFAULT_POLICY, [DEMO_POLICY.version]: DEMO_POLICY };
-
-/** Reads a stream from its first message to its current end (an ordered consumer). */
-async function readStream(nc: NatsConnection, stream: string, filter: string, each: (m: { seq: number; subject: string; data: Uint8Array }) => void): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  const info = await jsm.streams.info(stream);
-  if (info.state.messages === 0) return;
-  const last = info.state.last_seq;
-  const js = jetstream(nc);
-  const consumer = await js.consumers.get(stream, { filter_subjects: filter, deliver_policy: DeliverPolicy.All });
-  const messages = await consumer.consume({ max_messages: 2_000 });
-  for await (const m of messages) {
-    each({ seq: m.seq, subject: m.subject, data: m.data });
-    if (m.info.pending === 0 || m.seq >= last) break;
-  }
-  await messages.close().catch(() => {});
-}
-
-/**
- * Reads FL_EVENTS as the engine does: invalid messages and events published on another node's
- * subject were dead-lettered by the engine and never applied, so they are skipped here too.
- */
-export async function readEvents(nc: NatsConnection, node?: string): Promise<ReplayEvent[]> {
-  const out: ReplayEvent[] = [];
-  await readStream(nc, Streams.events, node ? Subjects.eventsOf(node) : Subjects.eventAll, (m) => {
-    const parsed = parseMessage(NodeEvent, m.data, { knownTypes: NODE_EVENT_TYPES });
-    if (!parsed.ok) return;
-    const subject = parseEventSubject(m.subject);
-    if (subject?.node !== parsed.value.node || subject.partition !== partitionOf(subject.node)) return;
-    out.push({ event: parsed.value, seq: m.seq });
-  });
-  return out;
-}
-
-export async function readAuditRecords(nc: NatsConnection, node?: string): Promise<AuditRecord[]> {
-  const out: AuditRecord[] = [];
-  await readStream(nc, Streams.audit, node ? Subjects.audit(node) : Subjects.auditAll, (m) => {
-    const parsed = parseMessage(AuditRecord, m.data);
-    if (parsed.ok) out.push(parsed.value);
-  });
-  return out;
-}
 
 export type PolicyChoice = { resolve: (recordedVersion: string | null) => Decider; describe: string };
 

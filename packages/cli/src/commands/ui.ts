@@ -1,14 +1,14 @@
-import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AuditRecord, DEFAULT_POLICY, ErrorCode, FencelineError, type Policy } from "@fenceline/contracts";
 import { connectNats } from "@fenceline/bus";
-import { Buckets, Subjects } from "@fenceline/streams";
+import { Subjects } from "@fenceline/streams";
 import { exportMachine } from "@fenceline/statecharts";
-import { commandResultsOf, createFencelineMetrics, createKvSnapshotStore, nodeTimeline, trackConnection, watchMetrics, type NodeSnapshot } from "@fenceline/engine";
+import { createFencelineMetrics, trackConnection, watchMetrics, type NodeSnapshot } from "@fenceline/engine";
 import { startVisualizerServer, type NodeRow, type VisualizerServer } from "@fenceline/visualizer";
+import { commandResultsOf, nodeTimeline, readAuditRecords, readEvents, readNodeSnapshots } from "@fenceline/read-model";
 import { parse, serverUrl, UsageError } from "../args.js";
 import { loadPolicy } from "../policy-file.js";
-import { BUILTIN_POLICIES, readAuditRecords, readEvents } from "./replay.js";
+import { BUILTIN_POLICIES } from "./replay.js";
 
 const USAGE = `usage: fenceline ui [--server nats://host:port] [--port N] [--host 127.0.0.1] [--policy policy.json]
 
@@ -19,11 +19,9 @@ chart; also /metrics. Works offline (everything is bundled). Prints the address.
   --host H       address to listen on (default 127.0.0.1)
   --policy FILE  the policy whose statechart is drawn (default: the one the audit names)`;
 
-async function readSnapshots(nc: NatsConnection): Promise<NodeSnapshot[]> {
-  const kv = await new Kvm(nc).open(Buckets.nodes);
+const readSnapshots = (nc: NatsConnection) =>
   // Parsed like every message; an invalid value is left out (and named on stderr).
-  return createKvSnapshotStore(kv, nc, undefined, { onInvalid: (_key, err) => console.error(`fenceline ui: ${err.message}`) }).list();
-}
+  readNodeSnapshots(nc, { onInvalid: (_node, err) => console.error(`fenceline ui: ${err.message}`) });
 
 const rowOf = (s: NodeSnapshot): NodeRow => ({
   node: s.node,

@@ -1,6 +1,6 @@
 import { ACTUATORS } from "@fenceline/contracts";
-import { Buckets, Consumers, Streams, Subjects, createDefinitions, type Definitions } from "@fenceline/streams";
-import { agentInboxPrefix } from "@fenceline/agent";
+import { Buckets, Consumers, Streams, Subjects, agentInboxPrefix } from "./subjects.js";
+import { createDefinitions, type Definitions } from "./definitions.js";
 
 /**
  * Fenceline's NATS users and what each may do, as data, and the nats-server configuration
