@@ -133,7 +133,7 @@ function allNodes(node: SN, out: SN[] = []): SN[] {
 }
 
 /** The state value of the configuration whose atomic state is `leaf`, built fresh. */
-function valueOf(path: string[]): StateValue {
+function stateValueOf(path: string[]): StateValue {
   let value: StateValue = path[path.length - 1]!;
   for (let i = path.length - 2; i >= 0; i--) value = { [path[i]!]: value };
   return value;
@@ -208,7 +208,7 @@ export function createFastStep(machine: NodeMachine): FastStep {
     pathOf.set(n, path);
   }
   // One value per state, shared by the results that end there (as step()'s cached snapshots share theirs).
-  const valueByLeaf = new Map<SN, StateValue>(nodes.map((n) => [n, valueOf(pathOf.get(n)!)]));
+  const valueByLeaf = new Map<SN, StateValue>(nodes.map((n) => [n, stateValueOf(pathOf.get(n)!)]));
   const pathByLeaf = new Map<SN, string>(nodes.map((n) => [n, pathOf.get(n)!.join(".")]));
   const chains = new Map<SN, SN[]>(nodes.map((n) => [n, [n, ...properAncestors(n, undefined)]]));
   // Values seen before (strings, and the shared objects this interpreter returns) → their atomic state.

@@ -3,8 +3,8 @@ import fc from "fast-check";
 import { enqueueActions, setup } from "xstate";
 import { DEMO_POLICY, DEFAULT_POLICY, Policy, type NodeEvent } from "@fenceline/contracts";
 import { createFastStep, createNodeMachine, initialState, statePath, step, type MachineState, type NodeMachine, type StepResult } from "@fenceline/statecharts";
-import { HistoryGenerator } from "../../packages/cli/src/bench/history.js";
 import { createDecider, createReplayer } from "../../packages/engine/src/index.js";
+import { HistoryGenerator } from "../../packages/testing/src/index.js";
 import { drive, intentsArb } from "./properties.js";
 import { assertWithSeed, PROPERTY_SEED_ENV, propertySeed } from "./seed.js";
 

@@ -1,5 +1,5 @@
-import type { NodeEvent, NodeEventOf, NodeEventType, Policy } from "@fenceline/contracts";
-import { createEvent } from "@fenceline/contracts";
+import type { CommandKind, NodeEvent, NodeEventOf, NodeEventType, Policy } from "@fenceline/contracts";
+import { CommandResultData, createEvent } from "@fenceline/contracts";
 import { createNodeMachine, initialState, statePath, step, type Emitted, type MachineState } from "@fenceline/statecharts";
 import { takenTransitions } from "./coverage.js";
 
@@ -39,9 +39,10 @@ export function createHarness(policy: Policy, options: HarnessOptions = {}) {
       return harness.send("timer.fired", { timer: name, due }, due);
     },
     /** A result for a command of `kind`, for the current epoch unless `extra.epoch` says otherwise. */
-    result(kind: string, ok: boolean, at: number, extra: { reason?: string; epoch?: number; facts?: Record<string, string | number | boolean> } = {}) {
+    result(kind: CommandKind, ok: boolean, at: number, extra: { reason?: string; epoch?: number; facts?: Record<string, string | number | boolean> } = {}) {
       const { epoch = state.context.epoch, ...rest } = extra;
-      return harness.send("command.result", { commandId: `c-${kind}`, kind, epoch, ok, ...rest }, at);
+      // Parsed, so a result whose facts do not fit its kind fails here as it would at the boundary.
+      return harness.send("command.result", CommandResultData.parse({ commandId: `c-${kind}`, kind, epoch, ok, ...rest }), at);
     },
     /** Replaces the state (for states no event sequence reaches, such as an old snapshot). */
     load(next: MachineState) {

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import {
   COMMAND_KINDS,
+  CommandResultData,
   OUT_OF_SERVICE_TAINT,
   createEvent,
   type CommandRequest,
@@ -197,22 +198,27 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
       }
       case "answer": {
         if (outstanding.length === 0) {
-          event = makeEvent(seq, "command.result", at, { commandId: `c${seq}`, kind: "slot.acquire", epoch: ctx.epoch, ok: intent.ok, ...facts("slot.acquire", intent, ctx, at) });
+          event = makeEvent(seq, "command.result", at, CommandResultData.parse({ commandId: `c${seq}`, kind: "slot.acquire", epoch: ctx.epoch, ok: intent.ok, ...facts("slot.acquire", intent, ctx, at) }));
           break;
         }
         const [command] = outstanding.splice(outstanding.length - 1 - nearby(intent.pick, outstanding.length), 1);
-        event = makeEvent(seq, "command.result", at, {
-          commandId: `c${seq}`,
-          kind: command!.kind,
-          epoch: staleOf(command!.epoch, intent.stale),
-          ok: intent.ok,
-          ...facts(command!.kind, intent, ctx, at),
-        });
+        event = makeEvent(
+          seq,
+          "command.result",
+          at,
+          CommandResultData.parse({
+            commandId: `c${seq}`,
+            kind: command!.kind,
+            epoch: staleOf(command!.epoch, intent.stale),
+            ok: intent.ok,
+            ...facts(command!.kind, intent, ctx, at),
+          }),
+        );
         break;
       }
       case "result": {
         const kind = COMMAND_KINDS[intent.kind]!;
-        event = makeEvent(seq, "command.result", at, { commandId: `c${seq}`, kind, epoch: staleOf(ctx.epoch, intent.stale), ok: intent.ok, ...facts(kind, intent, ctx, at) });
+        event = makeEvent(seq, "command.result", at, CommandResultData.parse({ commandId: `c${seq}`, kind, epoch: staleOf(ctx.epoch, intent.stale), ok: intent.ok, ...facts(kind, intent, ctx, at) }));
         break;
       }
       case "pause":

@@ -481,7 +481,7 @@ describe("fencing", () => {
     "a majority answer arriving after the node came back alive confirms nothing and arms no safe time",
     ["fencing command.result [majorityAnswer]"],
     () => {
-      for (const [ok, facts] of [[true, { majoritySince: 0 }], [false, {}], [true, { majoritySince: 4_000 }]] as const) {
+      for (const [ok, facts] of [[true, { majoritySince: 0 }], [false, undefined], [true, { majoritySince: 4_000 }]] as const) {
         const h = machineFor();
         toFencing(h).fire("safe-time").send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 5_050);
         h.result("slot.acquire", ok, 9_100, { facts });
@@ -793,7 +793,7 @@ describe("remediating", () => {
     "Automatic picks ResourceDeletion below 1.28 or when the version is unknown",
     ["remediating.resolving command.result [resultOk(cluster.version)]"],
     () => {
-      for (const facts of [{ serverVersion: "1.27" }, {}, { serverVersion: "unknown" }] as Array<Record<string, string>>) {
+      for (const facts of [{ serverVersion: "1.27" }, undefined, { serverVersion: "unknown" }]) {
         const h = machineFor();
         toResolving(h).result("cluster.version", true, 5_100, { facts });
         expect(h.kinds).toEqual(["pods.delete"]);

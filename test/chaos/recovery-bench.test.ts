@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { benchRecovery } from "../../packages/cli/src/bench/recovery.js";
+import { benchRecovery } from "@fenceline/bench";
 
 type Model = { name: string; p50Ms: number | null; p99Ms: number | null; maxMs: number | null; neverRecovered: number; violations: number };
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { NodeEvent } from "@fenceline/contracts";
 import { createConditionDetector, defaultConditionRules, labelMatcher } from "@fenceline/detectors";
 import type { ClusterNode } from "@fenceline/kubernetes";
-import { VirtualClock } from "@fenceline/sim";
+import { VirtualClock } from "@fenceline/testing";
 
 const T0 = 1_700_000_000_000;
 

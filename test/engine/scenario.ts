@@ -1,7 +1,9 @@
 import {
+  CommandResultData,
   createEvent,
   type AuditRecord,
   type Command,
+  type CommandKind,
   type NodeEvent,
   type NodeEventOf,
   type NodeEventType,
@@ -35,7 +37,7 @@ const fire =
 
 /** The result of the last command of `kind` the node was sent, for its epoch. */
 const result =
-  (kind: string, ok: boolean, extra: { reason?: string; facts?: Record<string, string | number | boolean> } = {}): Step =>
+  (kind: CommandKind, ok: boolean, extra: { reason?: string; facts?: Record<string, string | number | boolean> } = {}): Step =>
   (node, view) => {
     const command = view.commands.findLast((c) => c.kind === kind);
     if (!command) throw new Error(`${node}: no ${kind} command to answer`);
@@ -45,7 +47,7 @@ const result =
       node,
       at,
       source: `actuator:test`,
-      data: { commandId: command.id, kind, epoch: command.epoch, ok, ...extra },
+      data: CommandResultData.parse({ commandId: command.id, kind, epoch: command.epoch, ok, ...extra }),
     }) as NodeEvent;
   };
 

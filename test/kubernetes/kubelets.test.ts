@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createDeployment, createNamespace, createStatefulSet, CSI_DRIVER, deleteNamespace, isRunningAndReady, KubeApiError, KubeletFleet, listPods } from "@fenceline/kube-lab";
+import { createDeployment, createNamespace, createStatefulSet, CSI_DRIVER, deleteNamespace, isRunningAndReady, type KubeApiError, KubeletFleet, listPods } from "@fenceline/kube-lab";
 import { kubeAdmin, sleep, waitUntil } from "./harness.js";
 
 /** The simulated kubelets and CSI attacher (kube-lab's KubeletFleet) against the real control plane. */
@@ -21,7 +21,7 @@ describe("simulated kubelets on the real API server", () => {
       const node = await admin.get(`/api/v1/nodes/${name}-1`);
       expect(node.status.conditions.find((c: { type: string }) => c.type === "Ready").status).toBe("True");
       expect(node.status.nodeInfo.bootID).toBe(`${name}-1-boot-1`);
-      expect(node.metadata.annotations["volumes.kubernetes.io/controller-managed-attach-detach"]).toBe("true");
+      expect(node.metadata.annotations?.["volumes.kubernetes.io/controller-managed-attach-detach"]).toBe("true");
       expect((await admin.get(`/apis/storage.k8s.io/v1/csinodes/${name}-1`)).spec.drivers[0].name).toBe(CSI_DRIVER);
 
       // The scheduler bound db-0; the attach-detach controller made a VolumeAttachment; the attacher attached it.

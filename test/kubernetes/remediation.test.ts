@@ -75,11 +75,12 @@ describe.concurrent("remediation on the real control plane", () => {
       const story = ["FencingStarted", "FencingConfirmed", "RemediationStarted", "WorkloadsMoved", "Reprovisioning", "Rejoined"];
       for (const reason of story) expect(stdout).toMatch(new RegExp(`(Warning|Normal)\\s+${reason}\\s+\\S+\\s+fenceline`));
       // In order, on the Node object (regarding: the node's uid, as kubectl looks them up).
-      const events = (await s.admin.list("/apis/events.k8s.io/v1/namespaces/default/events")).items
+      type KubeEvent = { regarding?: { name?: string; uid?: string }; reportingController?: string; reason?: string; eventTime?: string };
+      const events = (await s.admin.list<KubeObject & KubeEvent>("/apis/events.k8s.io/v1/namespaces/default/events")).items
         .filter((e) => e.regarding?.name === victim && e.reportingController === "fenceline.io/engine")
         .sort((a, b) => String(a.eventTime).localeCompare(String(b.eventTime)));
       expect(events.map((e) => e.reason)).toEqual(story);
-      expect(events.every((e) => e.regarding.uid === (awaitedUid ?? e.regarding.uid))).toBe(true);
+      expect(events.every((e) => e.regarding?.uid === (awaitedUid ?? e.regarding?.uid))).toBe(true);
       // Never twice, at any moment.
       expect(s.violations).toEqual([]);
       expect(s.runningOn("db-0")).toHaveLength(1);

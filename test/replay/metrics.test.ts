@@ -8,7 +8,7 @@ import { createEvent, type AuditRecord } from "@fenceline/contracts";
 import { jetstream } from "@nats-io/jetstream";
 import { createFencelineMetrics } from "@fenceline/engine";
 import { parseExposition } from "../support/metrics-text.js";
-import { HistoryGenerator } from "../../packages/cli/src/bench/history.js";
+import { HistoryGenerator } from "@fenceline/testing";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 

@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { DEFAULT_POLICY, Policy, type AuditRecord } from "@fenceline/contracts";
 import { createDecider, replay, type ReplayEvent } from "@fenceline/engine";
 import { commandResultsOf, nodeTimeline } from "@fenceline/read-model";
-import { HistoryGenerator } from "../../packages/cli/src/bench/history.js";
-import { benchReplay } from "../../packages/cli/src/bench/replay-bench.js";
+import { HistoryGenerator } from "@fenceline/testing";
+import { benchReplay } from "@fenceline/bench";
 
 /** A small generated history: 30 nodes, 6000 events, with the audit the engine would write. */
 const cache = new Map<number, ReturnType<typeof generate>>();

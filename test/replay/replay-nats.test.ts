@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_POLICY, type AuditRecord } from "@fenceline/contracts";
 import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
-import { runDemo } from "../../packages/cli/src/demo/run-demo.js";
+import { choosePolicy, runDemo } from "@fenceline/cli";
 import { readAuditRecords } from "@fenceline/read-model";
 import { runMain } from "./run-main.js";
 
@@ -118,7 +118,6 @@ describe("fenceline replay against a recorded demo", () => {
   });
 
   it("an audit written under an unknown policy version asks for --policy", async () => {
-    const { choosePolicy } = await import("../../packages/cli/src/commands/replay.js");
     expect(() => choosePolicy(["prod-7"])).toThrow(/policy version "prod-7", which is not built in.*--policy FILE/);
     expect(choosePolicy(["demo-1"]).resolve("demo-1").policy).toBe(DEMO_POLICY);
   });

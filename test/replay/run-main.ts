@@ -1,4 +1,4 @@
-import { main } from "../../packages/cli/src/main.js";
+import { main } from "@fenceline/cli";
 
 export type MainResult = { code: number; stdout: string; stderr: string };
 

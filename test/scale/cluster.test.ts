@@ -9,7 +9,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { NODE_EVENT_TYPES, NodeEvent, parseMessage, type AuditRecord } from "@fenceline/contracts";
 import { connectNats, type NatsServer } from "@fenceline/bus";
 import { Streams, fittingReplicas, provisionStreams } from "@fenceline/streams";
-import { runDemo, type RunningDemo } from "../../packages/cli/src/demo/run-demo.js";
+import { runDemo, type RunningDemo } from "@fenceline/cli";
 import { readStream, testLog, waitFor } from "../engine/nats-helpers.js";
 import { startNatsCluster } from "../support/nats-cluster.js";
 
@@ -50,7 +50,7 @@ describe("a three-server NATS cluster (R3)", () => {
     const kill = async () => {
       const leader = (await jsm.streams.info(Streams.events)).cluster?.leader;
       const index = servers.findIndex((_, i) => `n${i}` === leader);
-      const victim = servers[index >= 0 ? index : 0]!;
+      const victim = servers[Math.max(index, 0)]!;
       process.kill(victim.pid, "SIGKILL");
       killed = leader ?? "n0";
     };

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import type { NatsConnection, PermissionViolationError } from "@nats-io/transport-node";
+import type { NatsConnection, PermissionViolationError, QueuedIterator, Status } from "@nats-io/transport-node";
 import { createActuator, createAgentRelayHandlers, createClusterHandlers, createGuardHandlers, createKvBudgetStore, createProvisionerHandlers, runActuator, watchFleetView, type ActuatorCore } from "@fenceline/actuators";
 import { createNatsAgentTransport, type AgentTransport } from "@fenceline/agent";
 import { connectNats, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
@@ -89,7 +89,9 @@ export async function startSecureServer(nodes: string[]): Promise<SecureServer> 
 /** Resolves with the first permission error the connection reports for `subject` (or null after `ms`). */
 export function permissionError(nc: NatsConnection, subject: string, ms = 2_000): Promise<PermissionViolationError | null> {
   return new Promise((resolve) => {
-    const iterator = nc.status();
+    // Typed as AsyncIterable, but nats-core's status() returns its QueuedIterator: stop() ends the
+    // loop below and unregisters the listener, also while it waits for the next status.
+    const iterator = nc.status() as QueuedIterator<Status>;
     const timer = setTimeout(() => {
       iterator.stop();
       resolve(null);

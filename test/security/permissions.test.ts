@@ -7,7 +7,7 @@ import { runSerfHandler } from "@fenceline/detectors";
 import { startControlPlane } from "@fenceline/cli";
 import { Buckets, Consumers, createDefinitions, Streams, Subjects } from "@fenceline/streams";
 import { readAudit, readNodeSnapshots } from "@fenceline/read-model";
-import { createDryRunCluster, createDryRunProvisioner } from "../../packages/cli/src/dry-run.js";
+import { createDryRunCluster, createDryRunProvisioner } from "@fenceline/control-plane";
 import {
   messageCount,
   permissionError,
@@ -217,7 +217,7 @@ describe("nats-config permissions on a real nats-server", () => {
     const event = createEvent("operator.pause", { id: `op-${randomUUID()}`, node: "node-3", at: Date.now(), source: "operator:test", data: { reason: "maintenance" } });
     const ack = await jetstream(cli).publish(Subjects.event("node-3"), JSON.stringify(event), { msgID: event.id });
     expect(ack.seq).toBeGreaterThan(0);
-    await waitFor("node-3 paused", async () => ((await readNodes(admin)).get("node-3")?.value as { path?: string }).path === "paused");
+    await waitFor("node-3 paused", async () => ((await readNodes(admin)).get("node-3")?.value as { path?: string } | undefined)?.path === "paused");
     const resume = createEvent("operator.resume", { id: `op-${randomUUID()}`, node: "node-3", at: Date.now(), source: "operator:test", data: {} });
     await jetstream(cli).publish(Subjects.event("node-3"), JSON.stringify(resume), { msgID: resume.id });
     // The old per-partition subject: the engine (its own user) answers with the reason.

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Command, DeadLetter, NodeEvent, Policy } from "@fenceline/contracts";
+import { Command, type DeadLetter, NodeEvent, Policy } from "@fenceline/contracts";
 import { Streams, Subjects } from "@fenceline/streams";
 import { readNodes, readStream, sleep, startRoleControlPlane, startSecureServer, startTestAgent, waitFor, type SecureServer, type TestAgent } from "./harness.js";
 

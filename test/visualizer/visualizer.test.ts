@@ -7,8 +7,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import type { AuditRecord } from "@fenceline/contracts";
 import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
 import type { VisualizerServer } from "@fenceline/visualizer";
-import { runDemo, type RunningDemo } from "../../packages/cli/src/demo/run-demo.js";
-import { startUi } from "../../packages/cli/src/commands/ui.js";
+import { runDemo, startUi, type RunningDemo } from "@fenceline/cli";
 import { readAuditRecords } from "@fenceline/read-model";
 
 /**
@@ -113,6 +112,7 @@ describe("the visualizer in headless Chromium", () => {
     await page.waitForSelector("#timeline-body tr[data-seq]");
     const audit = (await readAuditRecords(nc)).filter((r) => r.node === crashed);
     await expect.poll(() => page.locator("#timeline-body tr[data-seq]").count()).toBeGreaterThanOrEqual(audit.length);
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText (the rendered text), not the DOM property
     const text = await page.locator("#timeline-body").innerText();
     for (const s of ["heartbeat.missed", "timer.fired", "command.result", "fencing", "remediating", "rejoining", "slot.acquire", "reprovision"]) expect(text).toContain(s);
     expect(await page.locator("#timeline-body .chip.ok").count()).toBeGreaterThan(3);

@@ -14,7 +14,7 @@ const OUTPUT_LIMIT = 64 * 1024;
  * What may be substituted into a shell command line: no shell metacharacters. The host group
  * comes from the node's own heartbeat, so it must never be able to inject a command.
  */
-const SAFE_VALUE = /^[A-Za-z0-9._:\/@+=,-]*$/;
+const SAFE_VALUE = /^[A-Za-z0-9._:/@+=,-]*$/;
 
 /**
  * Runs the configured cleanup and provision commands (for example

@@ -1,6 +1,6 @@
 import { CommandResult, FENCING_TAINT } from "@fenceline/contracts";
 import { describe, expect, it, vi } from "vitest";
-import { VirtualClock } from "../../sim/src/virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 import { createActuator, type Handlers } from "../src/actuator.js";
 import { command, resultOf } from "./helpers.js";
 

@@ -1,7 +1,7 @@
 import { FENCING_TAINT, OUT_OF_SERVICE_TAINT } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
 import { InMemoryCluster } from "../../sim/src/cluster.js";
-import { VirtualClock } from "../../sim/src/virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 import { createActuator } from "../src/actuator.js";
 import { createClusterHandlers } from "../src/cluster-handlers.js";
 import { command, resultOf } from "./helpers.js";

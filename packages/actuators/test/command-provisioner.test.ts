@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { VirtualClock } from "../../sim/src/virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 import { createActuator } from "../src/actuator.js";
 import { createCommandProvisioner } from "../src/command-provisioner.js";
 import { createProvisionerHandlers } from "../src/provisioner-handlers.js";

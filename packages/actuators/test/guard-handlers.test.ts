@@ -1,6 +1,6 @@
 import { ErrorCode, FencelineError, Policy } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
-import { VirtualClock } from "../../sim/src/virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 import { createActuator } from "../src/actuator.js";
 import type { FleetBudget, FleetView } from "../src/fleet-guard.js";
 import { createGuardHandlers, createMemoryBudgetStore, type BudgetStore } from "../src/guard-handlers.js";

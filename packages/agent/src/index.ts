@@ -28,7 +28,6 @@ export {
   type RebootRunner,
 } from "./watchdog/fallback-reboot-watchdog.js";
 export { selectWatchdog, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
-export { createVirtualWatchdog, type VirtualWatchdog, type VirtualWatchdogOptions } from "./watchdog/virtual-watchdog.js";
 export { computeServiceChecksums, createChecksummer, type ChecksumOptions, type ServiceChecksumSpec } from "./checksums.js";
 export { createNatsAgentTransport, requestNodeState, type NatsAgentTransportOptions } from "./nats-transport.js";
 export { gateVerdict, waitForGate, type GateOptions, type GateVerdict } from "./boot-gate.js";

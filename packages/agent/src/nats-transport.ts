@@ -1,6 +1,6 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
-import { Command, HeartbeatAck, NodeName, nodeToken, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
+import { Command, HeartbeatAck, NodeName, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
 import { publishDeadLetter } from "@fenceline/bus";
 import { Subjects } from "@fenceline/streams";
 import type { Logger } from "pino";

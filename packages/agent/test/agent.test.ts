@@ -2,7 +2,7 @@ import { computeSafeTime } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
 import { createAgent } from "../src/agent.js";
 import { createMemorySelfFenceStore } from "../src/self-fence-store.js";
-import { createVirtualWatchdog } from "../src/watchdog/virtual-watchdog.js";
+import { VirtualWatchdog } from "@fenceline/testing";
 import { createHarness, HEARTBEAT_MS, TIMING, watchdogStop } from "./helpers/agent-harness.js";
 import { silentLog } from "./helpers/silent-log.js";
 
@@ -13,13 +13,13 @@ describe("agent: heartbeats and feeding", () => {
   it("sends heartbeats with a growing seq; acks keep it feeding", async () => {
     const h = createHarness();
     await h.agent.start();
-    await h.clock.advance(60_000);
+    await h.clock.advanceSettling(60_000);
     const seqs = h.transport.delivered.map((hb) => hb.seq);
     expect(seqs.length).toBeGreaterThanOrEqual(60);
     expect(seqs).toEqual(seqs.map((_, i) => i));
     expect(h.transport.delivered[0]).toMatchObject({ v: 1, node: "a", bootId: "boot-1", incarnation: 1, seq: 0, hostGroup: "workers" });
     expect(h.transport.delivered.some((hb) => hb.selfFenced)).toBe(false);
-    expect(h.watchdog.expiredAt).toBeUndefined();
+    expect(h.watchdog.firedAt).toBeUndefined();
     expect(h.watchdog.feeds).toBeGreaterThanOrEqual(20); // every timeout/3 = 3s
     expect(h.agent.state()).toMatchObject({ feeding: true, peerRounds: 0, lastAckState: "healthy" });
     expect(h.agent.state().controlPlaneLostForMs).toBeLessThan(HEARTBEAT_MS);
@@ -37,7 +37,7 @@ describe("agent: heartbeats and feeding", () => {
       peerNodes: [],
       transport: h.transport,
       peers: h.network.transportFor("z"),
-      watchdog: createVirtualWatchdog({ clock: h.clock, timeoutMs: TIMING.watchdogTimeoutMs }),
+      watchdog: new VirtualWatchdog({ clock: h.clock, timeoutMs: TIMING.watchdogTimeoutMs }),
       clock: h.clock,
       log: silentLog,
       checksums: async () => ({ kubelet: "abc" }),
@@ -50,17 +50,17 @@ describe("agent: heartbeats and feeding", () => {
   it("a clean stop() disarms the watchdog with a magic close", async () => {
     const h = createHarness();
     await h.agent.start();
-    await h.clock.advance(5_000);
+    await h.clock.advanceSettling(5_000);
     await h.agent.stop();
-    expect(h.watchdog.magicClosed).toBe(true);
+    expect(h.watchdog.state === "closed").toBe(true);
     expect(h.transport.closed).toBe(true);
-    await h.clock.advance(60_000);
-    expect(h.watchdog.expiredAt).toBeUndefined();
+    await h.clock.advanceSettling(60_000);
+    expect(h.watchdog.firedAt).toBeUndefined();
   });
 
   it("refuses a watchdog slower than the timeout the safe time is computed from", () => {
     const h = createHarness();
-    const slow = createVirtualWatchdog({ clock: h.clock, timeoutMs: TIMING.watchdogTimeoutMs + 1 });
+    const slow = new VirtualWatchdog({ clock: h.clock, timeoutMs: TIMING.watchdogTimeoutMs + 1 });
     expect(() =>
       createAgent({ node: "a", bootId: "b", incarnation: 1, timing: TIMING, heartbeatIntervalMs: HEARTBEAT_MS, peerNodes: [], transport: h.transport, peers: h.network.transportFor("a"), watchdog: slow, clock: h.clock, log: silentLog }),
     ).toThrow(/safe time/);
@@ -70,7 +70,7 @@ describe("agent: heartbeats and feeding", () => {
 describe("agent: losing the control plane", () => {
   async function loseControlPlaneAfterWarmup(h: ReturnType<typeof createHarness>) {
     await h.agent.start();
-    await h.clock.advance(10_000);
+    await h.clock.advanceSettling(10_000);
     h.setControlPlane(false);
     return h.agent.state().lastControlPlaneContact;
   }
@@ -78,24 +78,24 @@ describe("agent: losing the control plane", () => {
   it("isolated: asks every peer, nobody answers, stops feeding within timeout + peer round", async () => {
     const h = createHarness();
     const lastContact = await loseControlPlaneAfterWarmup(h);
-    await h.clock.advance(DECISION_BOUND);
+    await h.clock.advanceSettling(DECISION_BOUND);
     const state = h.agent.state();
     expect(state.peerRounds).toBe(1);
     expect(state.feeding).toBe(false);
     expect(state.selfFenced).toMatchObject({ bootId: "boot-1", reason: expect.stringMatching(/^isolated/) });
     expect(state.selfFenced!.at - lastContact).toBeLessThanOrEqual(DECISION_BOUND);
     // and the watchdog resets the node within the safe time the engine waits for
-    await h.clock.advance(TIMING.watchdogTimeoutMs);
-    expect(h.watchdog.expiredAt).toBeDefined();
-    expect(h.watchdog.expiredAt! - lastContact).toBeLessThanOrEqual(computeSafeTime(TIMING).minSafeTimeMs);
+    await h.clock.advanceSettling(TIMING.watchdogTimeoutMs);
+    expect(h.watchdog.firedAt).toBeDefined();
+    expect(h.watchdog.firedAt! - lastContact).toBeLessThanOrEqual(computeSafeTime(TIMING).minSafeTimeMs);
   });
 
   it("fencing is one-way: the control plane coming back does not resume feeding", async () => {
     const h = createHarness();
     await loseControlPlaneAfterWarmup(h);
-    await h.clock.advance(DECISION_BOUND);
+    await h.clock.advanceSettling(DECISION_BOUND);
     h.setControlPlane(true);
-    await h.clock.advance(3_000);
+    await h.clock.advanceSettling(3_000);
     expect(h.agent.state().feeding).toBe(false);
     expect(h.transport.delivered.at(-1)?.selfFenced).toMatchObject({ bootId: "boot-1" });
   });
@@ -105,12 +105,12 @@ describe("agent: losing the control plane", () => {
     h.scriptPeer("b", { controlPlane: "lost", verdict: "unknown" });
     h.scriptPeer("c", { controlPlane: "lost", verdict: "unknown" });
     await loseControlPlaneAfterWarmup(h);
-    await h.clock.advance(60_000);
+    await h.clock.advanceSettling(60_000);
     const state = h.agent.state();
     expect(state.feeding).toBe(true);
     expect(state.lastDecision).toMatchObject({ action: "keep-feeding", reason: "control-plane-outage" });
     expect(state.peerRounds).toBeGreaterThan(20);
-    expect(h.watchdog.expiredAt).toBeUndefined();
+    expect(h.watchdog.firedAt).toBeUndefined();
   });
 
   it("a minority that lost it stops feeding", async () => {
@@ -118,7 +118,7 @@ describe("agent: losing the control plane", () => {
     h.scriptPeer("b", { controlPlane: "lost" });
     h.scriptPeer("c", { controlPlane: "reachable", verdict: "unknown" });
     const lastContact = await loseControlPlaneAfterWarmup(h);
-    await h.clock.advance(DECISION_BOUND);
+    await h.clock.advanceSettling(DECISION_BOUND);
     expect(h.agent.state().selfFenced?.reason).toMatch(/^partitioned-minority/);
     expect(h.agent.state().selfFenced!.at - lastContact).toBeLessThanOrEqual(DECISION_BOUND);
   });
@@ -128,13 +128,13 @@ describe("agent: losing the control plane", () => {
     h.scriptPeer("b", { controlPlane: "lost" });
     h.scriptPeer("c", { controlPlane: "lost" });
     await loseControlPlaneAfterWarmup(h);
-    await h.clock.advance(20_000);
+    await h.clock.advanceSettling(20_000);
     expect(h.agent.state().feeding).toBe(true);
     h.scriptPeer("c", undefined);
     // The round in flight, one that turns the verdict and is confirmed by the next.
-    await h.clock.advance(2 * TIMING.peerRoundMs);
+    await h.clock.advanceSettling(2 * TIMING.peerRoundMs);
     expect(h.agent.state().selfFenced).toBeUndefined();
-    await h.clock.advance(TIMING.peerRoundMs);
+    await h.clock.advanceSettling(TIMING.peerRoundMs);
     expect(h.agent.state().selfFenced?.reason).toMatch(/^partitioned-minority/);
   });
 
@@ -142,11 +142,11 @@ describe("agent: losing the control plane", () => {
     const h = createHarness();
     h.scriptPeer("b", { controlPlane: "reachable", verdict: "healthy" });
     await loseControlPlaneAfterWarmup(h);
-    await h.clock.advance(20_000);
+    await h.clock.advanceSettling(20_000);
     expect(h.agent.state().lastDecision?.reason).toBe("peer-says-healthy");
     expect(h.agent.state().feeding).toBe(true);
     h.scriptPeer("c", { controlPlane: "reachable", verdict: "unhealthy" });
-    await h.clock.advance(2 * TIMING.peerRoundMs);
+    await h.clock.advanceSettling(2 * TIMING.peerRoundMs);
     expect(h.agent.state().selfFenced?.reason).toMatch(/^marked-unhealthy/);
   });
 
@@ -155,11 +155,11 @@ describe("agent: losing the control plane", () => {
     h.scriptPeer("b", { controlPlane: "lost" });
     h.scriptPeer("c", { controlPlane: "lost" });
     await loseControlPlaneAfterWarmup(h);
-    await h.clock.advance(10_000);
+    await h.clock.advanceSettling(10_000);
     h.setControlPlane(true);
-    await h.clock.advance(3_000);
+    await h.clock.advanceSettling(3_000);
     const rounds = h.agent.state().peerRounds;
-    await h.clock.advance(30_000);
+    await h.clock.advanceSettling(30_000);
     expect(h.agent.state().peerRounds).toBe(rounds);
     expect(h.agent.state().feeding).toBe(true);
   });
@@ -169,15 +169,15 @@ describe("agent: watchdog.stop commands", () => {
   it("refuses a stale epoch, accepts the current one and stops feeding", async () => {
     const h = createHarness();
     await h.agent.start();
-    await h.clock.advance(2_000);
+    await h.clock.advanceSettling(2_000);
     const now = h.clock.now();
     expect(await h.transport.sendCommand(watchdogStop({ now, epoch: 5, id: "c5" }))).toEqual({ ok: true });
     expect(h.agent.state()).toMatchObject({ feeding: false, highestEpoch: 5 });
     expect(h.agent.state().selfFenced?.reason).toMatch(/engine request c5 \(epoch 5\)/);
     expect(await h.transport.sendCommand(watchdogStop({ now, epoch: 4, id: "c4" }))).toEqual({ ok: false, reason: "stale epoch 4 < 5" });
     expect(await h.transport.sendCommand(watchdogStop({ now, epoch: 5, id: "c5" }))).toEqual({ ok: true });
-    await h.clock.advance(TIMING.watchdogTimeoutMs);
-    expect(h.watchdog.expiredAt).toBeDefined();
+    await h.clock.advanceSettling(TIMING.watchdogTimeoutMs);
+    expect(h.watchdog.firedAt).toBeDefined();
   });
 
   it("a refused command does not raise the epoch; a command for another node is refused", async () => {
@@ -205,7 +205,7 @@ describe("agent: watchdog.stop commands", () => {
   it("refuses a command past its deadline", async () => {
     const h = createHarness();
     await h.agent.start();
-    await h.clock.advance(1_000);
+    await h.clock.advanceSettling(1_000);
     const reply = await h.transport.sendCommand(watchdogStop({ now: h.clock.now(), deadline: h.clock.now() - 1 }));
     expect(reply.ok).toBe(false);
     expect(reply.reason).toMatch(/deadline/);
@@ -217,9 +217,9 @@ describe("agent: watchdog.stop commands", () => {
     await h.agent.start();
     await h.transport.sendCommand(watchdogStop({ now: h.clock.now() }));
     await h.agent.stop();
-    expect(h.watchdog.magicClosed).toBe(false);
-    await h.clock.advance(TIMING.watchdogTimeoutMs);
-    expect(h.watchdog.expiredAt).toBeDefined();
+    expect(h.watchdog.state === "closed").toBe(false);
+    await h.clock.advanceSettling(TIMING.watchdogTimeoutMs);
+    expect(h.watchdog.firedAt).toBeDefined();
   });
 });
 
@@ -229,7 +229,7 @@ describe("agent: self-fence record across boots", () => {
     const first = createHarness({ selfFenceStore: store });
     await first.agent.start();
     first.setControlPlane(false);
-    await first.clock.advance(DECISION_BOUND + 1_000);
+    await first.clock.advanceSettling(DECISION_BOUND + 1_000);
     expect(store.record).toMatchObject({ bootId: "boot-1", reason: expect.stringMatching(/^isolated/) });
 
     const second = createHarness({ selfFenceStore: store, bootId: "boot-2" });
@@ -237,9 +237,9 @@ describe("agent: self-fence record across boots", () => {
     await second.agent.start();
     expect(second.agent.state()).toMatchObject({ feeding: true, previousSelfFence: { bootId: "boot-1" } });
     second.setControlPlane(true);
-    await second.clock.advance(HEARTBEAT_MS);
+    await second.clock.advanceSettling(HEARTBEAT_MS);
     expect(second.transport.delivered[0]?.selfFenced).toMatchObject({ bootId: "boot-1" });
-    await second.clock.advance(HEARTBEAT_MS);
+    await second.clock.advanceSettling(HEARTBEAT_MS);
     expect(store.record).toBeUndefined();
     expect(second.transport.delivered.at(-1)?.selfFenced).toBeUndefined();
     await second.agent.stop();
@@ -249,11 +249,11 @@ describe("agent: self-fence record across boots", () => {
     const store = createMemorySelfFenceStore({ at: 1, reason: "isolated: test", bootId: "boot-1" });
     const h = createHarness({ selfFenceStore: store, bootId: "boot-1" });
     await h.agent.start();
-    await h.clock.advance(TIMING.watchdogTimeoutMs);
+    await h.clock.advanceSettling(TIMING.watchdogTimeoutMs);
     expect(h.agent.state().feeding).toBe(false);
     // It does not even open the device (opening feeds it): the previous agent's timer runs out.
     expect(h.watchdog.feeds).toBe(0);
-    expect(h.watchdog.armed).toBe(false);
+    expect(h.watchdog.state === "armed").toBe(false);
   });
 });
 
@@ -262,11 +262,11 @@ describe("agent: answering peers", () => {
     const h = createHarness();
     h.scriptPeer("b", { controlPlane: "lost" });
     await h.agent.start();
-    await h.clock.advance(3_000);
+    await h.clock.advanceSettling(3_000);
     const asker = h.network.transportFor("b");
     expect(await asker.ask("a", { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "reachable", verdict: "unknown" });
     h.setControlPlane(false);
-    await h.clock.advance(2 * HEARTBEAT_MS + 1);
+    await h.clock.advanceSettling(2 * HEARTBEAT_MS + 1);
     expect(await asker.ask("a", { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "lost", verdict: "unknown" });
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { gateVerdict, waitForGate } from "../src/index.js";
-import { createFakeClock } from "./helpers/fake-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 
 describe("the boot gate's rule", () => {
   it.each([
@@ -24,7 +24,7 @@ describe("the boot gate's rule", () => {
 
 describe("waiting at the gate", () => {
   it("asks again while closed or unanswered, and opens when the engine says so", async () => {
-    const clock = createFakeClock(0);
+    const clock = new VirtualClock(0);
     const answers: Array<() => Promise<string | undefined>> = [
       async () => "fencing",
       async () => Promise.reject(new Error("no responders")),
@@ -33,7 +33,7 @@ describe("waiting at the gate", () => {
     ];
     const waits: string[] = [];
     const done = waitForGate({ lookup: () => answers.shift()!(), intervalMs: 2_000, clock, onWait: (why) => waits.push(why) });
-    for (let i = 0; i < 3; i++) await clock.advance(2_000);
+    for (let i = 0; i < 3; i++) await clock.advanceSettling(2_000);
     await expect(done).resolves.toMatchObject({ open: true, why: expect.stringMatching(/rejoining\.provisioning/) });
     expect(waits).toEqual([
       expect.stringMatching(/says fencing/),
@@ -44,10 +44,10 @@ describe("waiting at the gate", () => {
   });
 
   it("gives up after its timeout with the last reason", async () => {
-    const clock = createFakeClock(0);
+    const clock = new VirtualClock(0);
     let asked = 0;
     const done = waitForGate({ lookup: async () => (asked++, "fencing"), intervalMs: 1_000, timeoutMs: 3_000, clock });
-    for (let i = 0; i < 5; i++) await clock.advance(1_000);
+    for (let i = 0; i < 5; i++) await clock.advanceSettling(1_000);
     await expect(done).resolves.toMatchObject({ open: false, why: expect.stringMatching(/fencing/) });
     expect(asked).toBe(4); // at 0, 1, 2 and 3 s
   });

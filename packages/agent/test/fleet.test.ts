@@ -3,16 +3,15 @@ import { describe, expect, it } from "vitest";
 import { createAgent, type Agent } from "../src/agent.js";
 import { createMemoryPeerNetwork } from "../src/memory-peers.js";
 import { createMemoryAgentTransport } from "../src/memory-transport.js";
-import { createVirtualWatchdog, type VirtualWatchdog } from "../src/watchdog/virtual-watchdog.js";
+import { VirtualClock, VirtualWatchdog } from "@fenceline/testing";
 import { HEARTBEAT_MS, TIMING } from "./helpers/agent-harness.js";
-import { createFakeClock } from "./helpers/fake-clock.js";
 import { silentLog } from "./helpers/silent-log.js";
 
 const NODES = ["a", "b", "c", "d", "e"];
 
 /** Five real agents in memory: `sideOf` splits the peer network, `controlPlane` says who reaches NATS. */
 async function startFleet() {
-  const clock = createFakeClock();
+  const clock = new VirtualClock(1_000_000);
   const controlPlane = new Set(NODES);
   let sideOf = (_node: string) => 0;
   const network = createMemoryPeerNetwork({ clock, canReach: (from, to) => sideOf(from) === sideOf(to) });
@@ -22,7 +21,7 @@ async function startFleet() {
       controlPlaneReachable: () => controlPlane.has(node),
       respond: (hb): HeartbeatAck => ({ v: 1, node: hb.node, at: clock.now() }),
     });
-    const watchdog = createVirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
+    const watchdog = new VirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
     const agent = createAgent({
       node,
       bootId: `boot-${node}`,
@@ -38,9 +37,9 @@ async function startFleet() {
     });
     agents.set(node, { agent, watchdog });
     await agent.start();
-    await clock.advance(170); // staggered heartbeats, as in a real fleet
+    await clock.advanceSettling(170); // staggered heartbeats, as in a real fleet
   }
-  await clock.advance(10_000);
+  await clock.advanceSettling(10_000);
   const fenced = () => NODES.filter((node) => agents.get(node)!.agent.state().selfFenced);
   return {
     clock,
@@ -57,7 +56,7 @@ describe("a fleet of five agents", () => {
     fleet.partition(["a", "b"]);
     fleet.controlPlane.delete("a");
     fleet.controlPlane.delete("b");
-    await fleet.clock.advance(TIMING.controlPlaneTimeoutMs + TIMING.peerRoundMs + HEARTBEAT_MS);
+    await fleet.clock.advanceSettling(TIMING.controlPlaneTimeoutMs + TIMING.peerRoundMs + HEARTBEAT_MS);
     expect(fleet.fenced()).toEqual(["a", "b"]);
     expect(fleet.reason("a")).toMatch(/^partitioned-minority/);
   });
@@ -65,7 +64,7 @@ describe("a fleet of five agents", () => {
   it("a control-plane outage seen by everybody fences nobody", async () => {
     const fleet = await startFleet();
     fleet.controlPlane.clear();
-    await fleet.clock.advance(120_000);
+    await fleet.clock.advanceSettling(120_000);
     expect(fleet.fenced()).toEqual([]);
   });
 
@@ -73,7 +72,7 @@ describe("a fleet of five agents", () => {
     const fleet = await startFleet();
     fleet.controlPlane.clear();
     fleet.partition(["d", "e"]);
-    await fleet.clock.advance(60_000);
+    await fleet.clock.advanceSettling(60_000);
     expect(fleet.fenced()).toEqual(["d", "e"]);
   });
 });

@@ -5,8 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createFallbackRebootWatchdog } from "../src/watchdog/fallback-reboot-watchdog.js";
 import { createLinuxWatchdog } from "../src/watchdog/linux-watchdog.js";
 import { selectWatchdog } from "../src/watchdog/select-watchdog.js";
-import { createVirtualWatchdog } from "../src/watchdog/virtual-watchdog.js";
-import { createFakeClock } from "./helpers/fake-clock.js";
+import { VirtualClock, VirtualWatchdog } from "@fenceline/testing";
 import { silentLog } from "./helpers/silent-log.js";
 
 let dir: string;
@@ -55,7 +54,7 @@ describe("createLinuxWatchdog (against a plain file)", () => {
 
 describe("createFallbackRebootWatchdog", () => {
   it("runs the reboot command only when not fed in time", async () => {
-    const clock = createFakeClock();
+    const clock = new VirtualClock(1_000_000);
     const runs: string[][] = [];
     const wd = createFallbackRebootWatchdog({
       timeoutMs: 3_000,
@@ -69,28 +68,28 @@ describe("createFallbackRebootWatchdog", () => {
     });
     await wd.start();
     for (let i = 0; i < 5; i++) {
-      await clock.advance(1_000);
+      await clock.advanceSettling(1_000);
       await wd.feed();
     }
     expect(runs).toEqual([]);
-    await clock.advance(3_000);
+    await clock.advanceSettling(3_000);
     expect(runs).toEqual([["systemctl", "reboot", "-f"]]);
   });
 
   it("is disarmed by close", async () => {
-    const clock = createFakeClock();
+    const clock = new VirtualClock(1_000_000);
     let runs = 0;
     const wd = createFallbackRebootWatchdog({ timeoutMs: 1_000, rebootCommand: ["true"], clock, log: silentLog, runReboot: async () => ({ ok: true, output: String(++runs) }) });
     await wd.start();
     await wd.close();
-    await clock.advance(10_000);
+    await clock.advanceSettling(10_000);
     expect(runs).toBe(0);
   });
 });
 
 describe("selectWatchdog", () => {
   it("picks the device when it exists, else the fallback, else fails", async () => {
-    const clock = createFakeClock();
+    const clock = new VirtualClock(1_000_000);
     const path = join(dir, "watchdog");
     await writeFile(path, "");
     const common = { timeoutMs: 10_000, clock, log: silentLog, fallbackRebootCommand: ["systemctl", "reboot", "-f"] };
@@ -100,23 +99,23 @@ describe("selectWatchdog", () => {
   });
 });
 
-describe("createVirtualWatchdog", () => {
+describe("VirtualWatchdog, as the agent uses it", () => {
   it("expires when not fed, and magic close disarms it", async () => {
-    const clock = createFakeClock();
+    const clock = new VirtualClock(1_000_000);
     const expired: number[] = [];
-    const wd = createVirtualWatchdog({ clock, timeoutMs: 1_000, onExpire: (at) => expired.push(at) });
+    const wd = new VirtualWatchdog({ clock, timeoutMs: 1_000, onFire: (at) => expired.push(at) });
     await wd.start();
-    await clock.advance(900);
+    await clock.advanceSettling(900);
     await wd.feed();
-    await clock.advance(900);
+    await clock.advanceSettling(900);
     expect(expired).toEqual([]);
-    await clock.advance(200);
+    await clock.advanceSettling(200);
     expect(expired).toEqual([clock.now() - 100]);
-    const other = createVirtualWatchdog({ clock, timeoutMs: 1_000 });
+    const other = new VirtualWatchdog({ clock, timeoutMs: 1_000 });
     await other.start();
     await other.close();
-    await clock.advance(5_000);
-    expect(other.expiredAt).toBeUndefined();
-    expect(other.magicClosed).toBe(true);
+    await clock.advanceSettling(5_000);
+    expect(other.firedAt).toBeUndefined();
+    expect(other.state === "closed").toBe(true);
   });
 });

@@ -45,7 +45,7 @@ describe("the fast batch publisher", () => {
     const batches = createFastBatchPublisher(nc);
     const before = await stored();
     // A compare-and-set that cannot hold, in the middle of the batch.
-    const results = await batches.publish(messages(1_000, 5, { 1_002: { "Nats-Expected-Last-Subject-Sequence": "1" } }));
+    const results = await batches.publish(messages(1_000, 5, { 1002: { "Nats-Expected-Last-Subject-Sequence": "1" } }));
     expect(results.slice(0, 2)).toEqual([null, null]);
     expect(results[2]).toBeInstanceOf(JetStreamPublishError);
     expect((results[2] as JetStreamPublishError).apiCode).toBe(WRONG_LAST_SEQUENCE);

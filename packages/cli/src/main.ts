@@ -1,5 +1,6 @@
+import { fileURLToPath } from "node:url";
 import { isFencelineError } from "@fenceline/contracts";
-import { UsageError } from "./args.js";
+import { UsageError } from "@fenceline/command-line";
 import { auditCommand } from "./commands/audit.js";
 import { nodesCommand } from "./commands/nodes.js";
 import { operatorCommand } from "./commands/operator.js";
@@ -28,6 +29,9 @@ Client commands find NATS through --server or NATS_URL.`;
 
 type Command = (argv: string[]) => Promise<number>;
 
+/** This CLI's built bin (from dist/main.js and from src/main.ts alike): the fleet bench runs its `up`. */
+const FENCELINE_BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
+
 const lazy = (load: () => Promise<Command>): Command => async (argv) => (await load())(argv);
 
 const COMMANDS: Record<string, Command> = {
@@ -42,7 +46,7 @@ const COMMANDS: Record<string, Command> = {
   chaos: lazy(async () => (await import("./commands/chaos.js")).chaosCommand),
   replay: lazy(async () => (await import("./commands/replay.js")).replayCommand),
   ui: lazy(async () => (await import("./commands/ui.js")).uiCommand),
-  bench: lazy(async () => (await import("./commands/bench.js")).benchCommand),
+  bench: async (argv) => (await import("@fenceline/bench")).benchCommand(argv, { fencelineBin: FENCELINE_BIN }),
   // The agent's own command line (also shipped alone as `fenceline-agent`).
   agent: async (argv) => (await import("@fenceline/agent")).agentMain(argv, "fenceline agent"),
   "serf-handler": lazy(async () => (await import("./commands/serf-handler.js")).serfHandlerCommand),

@@ -137,7 +137,7 @@ function result<K extends CommandKind>(kind: K) {
       reason: z.string().max(2048).optional(),
       /** Output worth keeping (provisioning logs, a fence agent's transcript), truncated by the actuator. */
       output: z.string().max(16_384).optional(),
-      facts: Facts[kind].optional(),
+      facts: z.optional(Facts[kind]),
     })
     .strict();
 }

@@ -54,7 +54,7 @@ export function isMembershipEvent(event: string | undefined): event is SerfMembe
   return (MEMBERSHIP_EVENTS as readonly string[]).includes(event ?? "");
 }
 
-const unescape = (field: string) => field.replaceAll("\\t", "\t").replaceAll("\\n", "\n");
+const unescapeField = (field: string) => field.replaceAll("\\t", "\t").replaceAll("\\n", "\n");
 
 /** Parses the handler's stdin. Blank lines are skipped; a line without a name is rejected. */
 export function parseSerfMembers(text: string): { members: SerfMember[]; rejected: SerfRejected[] } {
@@ -73,9 +73,9 @@ export function parseSerfMembers(text: string): { members: SerfMember[]; rejecte
       if (pair === "") continue;
       const eq = pair.indexOf("=");
       if (eq <= 0) continue;
-      tags[unescape(pair.slice(0, eq))] = unescape(pair.slice(eq + 1));
+      tags[unescapeField(pair.slice(0, eq))] = unescapeField(pair.slice(eq + 1));
     }
-    members.push({ name: unescape(name), address, role: unescape(role), tags, line });
+    members.push({ name: unescapeField(name), address, role: unescapeField(role), tags, line });
   }
   return { members, rejected };
 }

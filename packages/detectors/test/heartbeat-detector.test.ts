@@ -1,6 +1,6 @@
 import { NodeEvent, type Heartbeat, type NodeEventOf } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
-import { VirtualClock } from "../../sim/src/virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 import { createHeartbeatDetector } from "../src/heartbeat-detector.js";
 
 const TIMEOUT = 3_000;

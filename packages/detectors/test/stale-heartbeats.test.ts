@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { NodeEvent, type Heartbeat } from "@fenceline/contracts";
-import { VirtualClock } from "../../sim/src/virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 import { createHeartbeatDetector } from "../src/heartbeat-detector.js";
 
 /**

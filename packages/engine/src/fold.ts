@@ -29,6 +29,12 @@ export type FoldResult = {
 /** How a decider runs the machine: "fast" (default) or xstate's own `transition()`. */
 export type Interpreter = "fast" | "xstate";
 
+/** What outputs say of an interpreter (`fenceline replay`, `fenceline bench replay`). */
+export const INTERPRETER_NAMES: Record<Interpreter, string> = {
+  xstate: "xstate's own transition()",
+  fast: "the lean interpreter (fast-step)",
+};
+
 /** A policy with its machine, built once and reused for every fold, and how a step is run. */
 export type Decider = { policy: Policy; machine: NodeMachine; interpreter: Interpreter; step: (state: MachineState, event: NodeEvent) => StepResult };
 

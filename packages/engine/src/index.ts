@@ -1,4 +1,4 @@
-export { fold, createDecider, commandId, auditId, actuatorOf, type Decider, type FoldResult, type Interpreter } from "./fold.js";
+export { fold, createDecider, commandId, auditId, actuatorOf, INTERPRETER_NAMES, type Decider, type FoldResult, type Interpreter } from "./fold.js";
 export { createEngineCore, type EngineCore, type ApplyOutcome, type BatchOutcome } from "./engine.js";
 export { createTimerService, timerEventId, type TimerService } from "./timer-service.js";
 export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";

@@ -35,10 +35,10 @@ if (!["oos", "oos+delete", "rd", "rd+va"].includes(mode)) throw new Error(`unkno
 let tainted = false;
 while (Date.now() - crashAt < 150_000) {
   const node = await admin.get(`/api/v1/nodes/${victim}`);
-  const ready = node.status.conditions.find((c: any) => c.type === "Ready");
+  const ready = node.status.conditions.find((c) => c.type === "Ready");
   const pods = await listPods(admin, "x");
   const vas = (await admin.list("/apis/storage.k8s.io/v1/volumeattachments")).items;
-  const s = `ready=${ready.status} taints=${(node.spec.taints ?? []).map((t: any) => t.key.replace("node.kubernetes.io/", "") + ":" + t.effect).join(",")} pods=${pods.map(p => `${p.metadata.name}@${p.spec.nodeName}${p.metadata.deletionTimestamp ? "(T)" : ""}${isRunningAndReady(p) ? "" : "(" + (p.status?.phase ?? "?") + ")"}`).join(" ")} vas=${vas.map(v => `${v.spec.source.persistentVolumeName.slice(-4)}@${v.spec.nodeName}:${v.status?.attached}${v.metadata.deletionTimestamp ? "(D)" : ""}`).join(" ")}`;
+  const s = `ready=${ready.status} taints=${(node.spec.taints ?? []).map((t) => t.key.replace("node.kubernetes.io/", "") + ":" + t.effect).join(",")} pods=${pods.map(p => `${p.metadata.name}@${p.spec.nodeName}${p.metadata.deletionTimestamp ? "(T)" : ""}${isRunningAndReady(p) ? "" : "(" + (p.status?.phase ?? "?") + ")"}`).join(" ")} vas=${vas.map(v => `${v.spec.source.persistentVolumeName.slice(-4)}@${v.spec.nodeName}:${v.status?.attached}${v.metadata.deletionTimestamp ? "(D)" : ""}`).join(" ")}`;
   if (s !== last) { console.log(T(), `+${((Date.now() - crashAt) / 1000).toFixed(1)}s`, s); last = s; }
   if (!tainted && Date.now() - crashAt > 5_000) {
     tainted = true;

@@ -51,7 +51,9 @@ export type KubeObject = {
     [k: string]: unknown;
   };
   /** Loose on purpose: the lab reads a few fields of many kinds. */
+  // biome-ignore lint/suspicious/noExplicitAny: loose on purpose (see above)
   spec?: any;
+  // biome-ignore lint/suspicious/noExplicitAny: loose on purpose (see above)
   status?: any;
   [k: string]: unknown;
 };

@@ -15,7 +15,7 @@ import {
 import type { Logger } from "@fenceline/bus";
 import type { InMemoryCluster } from "./cluster.js";
 import { createSwitchableTransport, type SwitchableTransport } from "./switchable-transport.js";
-import { VirtualWatchdog } from "./virtual-watchdog.js";
+import { VirtualWatchdog } from "@fenceline/testing";
 
 export type FaultKind =
   | "crash"

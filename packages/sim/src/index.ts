@@ -1,4 +1,5 @@
-export { VirtualClock } from "./virtual-clock.js";
+// The simulator runs on the one virtual clock (@fenceline/testing).
+export { VirtualClock } from "@fenceline/testing";
 export {
   InMemoryCluster,
   DEFAULT_SERVER_VERSION,
@@ -28,7 +29,6 @@ export {
   type ReplicaDowntime,
   type NodeRecovery,
 } from "./invariants.js";
-export { VirtualWatchdog, type VirtualWatchdogOptions, type WatchdogState } from "./virtual-watchdog.js";
 export { SimFleet, type FleetOptions, type Machines, type FleetEvent, type FaultKind, type PeerRound } from "./fleet.js";
 export { createSwitchableTransport, type SwitchableTransport } from "./switchable-transport.js";
 export {

@@ -2,7 +2,7 @@ import { createFenceAgentDevice, FenceErrorCode, isFenceAgentError, powerOffConf
 import { describe, expect, it } from "vitest";
 import { createSimBmcs, simBmcDevices, SIM_BMC_PASSWORD, type SimBmcTiming } from "../src/bmc/sim-bmc.js";
 import { Prng } from "../src/lab/prng.js";
-import { VirtualClock } from "../src/virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 
 const FAST: SimBmcTiming = { agentStartMs: [300, 300], sessionMs: [500, 500], powerOffMs: [2_000, 2_000], powerOnMs: [1_000, 1_000], slowMs: [10_000, 10_000] };
 
@@ -73,7 +73,7 @@ describe("simulated BMCs behind the production fence agent device", () => {
     expect(isFenceAgentError(r.error, FenceErrorCode.Failed)).toBe(true);
     expect((r.error as Error).message).toContain("Timed out waiting to power OFF");
     expect(power()).toBe("on");
-    await drive(new Promise((resolve) => clock.setTimeout(resolve, 10_000)));
+    await drive(new Promise<void>((resolve) => clock.setTimeout(resolve, 10_000)));
     expect(power()).toBe("off");
   });
 
@@ -91,7 +91,7 @@ describe("simulated BMCs behind the production fence agent device", () => {
     const { device, drive, bmcs, power, clock } = setup({ timeoutMs: 1_000 });
     const r = await drive(device.agent.powerOff({ node: "m1" }));
     expect(isFenceAgentError(r.error, FenceErrorCode.Timeout)).toBe(true);
-    await drive(new Promise((resolve) => clock.setTimeout(resolve, 10_000)));
+    await drive(new Promise<void>((resolve) => clock.setTimeout(resolve, 10_000)));
     expect(power()).toBe("on");
     expect(bmcs.powerChanges).toEqual([]);
   });

@@ -4,15 +4,14 @@ import { createMemoryPeerNetwork, type MemoryPeerNetwork } from "../../src/memor
 import { createMemoryAgentTransport, type MemoryAgentTransport } from "../../src/memory-transport.js";
 import type { PeerAnswer } from "../../src/peer-protocol.js";
 import type { SelfFenceStore, WatchdogStopCommand } from "../../src/ports.js";
-import { createVirtualWatchdog, type VirtualWatchdog } from "../../src/watchdog/virtual-watchdog.js";
-import { createFakeClock, type FakeClock } from "./fake-clock.js";
+import { VirtualClock, VirtualWatchdog } from "@fenceline/testing";
 import { silentLog } from "./silent-log.js";
 
 export const TIMING = AgentTiming.parse({ controlPlaneTimeoutMs: 5_000, peerRoundMs: 2_000, watchdogTimeoutMs: 9_000, marginMs: 5_000 });
 export const HEARTBEAT_MS = 1_000;
 
 export interface Harness {
-  clock: FakeClock;
+  clock: VirtualClock;
   agent: Agent;
   transport: MemoryAgentTransport;
   watchdog: VirtualWatchdog;
@@ -30,7 +29,7 @@ export interface HarnessOptions {
   bootId?: string;
   selfFenceStore?: SelfFenceStore;
   nodeState?: (node: string) => string | undefined;
-  clock?: FakeClock;
+  clock?: VirtualClock;
   network?: MemoryPeerNetwork;
 }
 
@@ -38,7 +37,7 @@ export interface HarnessOptions {
 export function createHarness(options: HarnessOptions = {}): Harness {
   const node = options.node ?? "a";
   const peers = options.peers ?? ["b", "c", "d", "e"];
-  const clock = options.clock ?? createFakeClock();
+  const clock = options.clock ?? new VirtualClock(1_000_000);
   let controlPlaneUp = true;
   const silent = new Set<string>(peers);
   const network =
@@ -48,7 +47,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     respond: (hb: Heartbeat): HeartbeatAck => ({ v: 1, node: hb.node, at: clock.now(), state: "healthy" }),
     ...(options.nodeState ? { nodeState: options.nodeState } : {}),
   });
-  const watchdog = createVirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
+  const watchdog = new VirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
   const agent = createAgent({
     node,
     bootId: options.bootId ?? "boot-1",

@@ -1,7 +1,7 @@
-import { AuditRecord, nodeToken } from "@fenceline/contracts";
+import { type AuditRecord, nodeToken } from "@fenceline/contracts";
 import { connectNats } from "@fenceline/bus";
 import { readAudit } from "@fenceline/read-model";
-import { parse, printJson, serverUrl, UsageError } from "../args.js";
+import { parse, printJson, serverUrl, UsageError } from "@fenceline/command-line";
 
 const USAGE = `usage: fenceline audit [--server nats://host:port] [--node NAME] [--follow] [--json | --export] [--changes]
 

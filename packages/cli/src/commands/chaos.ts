@@ -11,7 +11,7 @@ import {
   type LabFaultKind,
   type SeedOptions,
 } from "@fenceline/sim";
-import { parse, table, UsageError } from "../args.js";
+import { parse, table, UsageError } from "@fenceline/command-line";
 
 const USAGE = `usage: fenceline chaos [--seeds N] [--from S] [--jobs J] [--json] [--broken NAME] [--kinds K,K]
        fenceline chaos --seed S [--node NODE] [--json] [--broken NAME]

@@ -1,5 +1,5 @@
 import { writeFileSync } from "node:fs";
-import { parse, table, UsageError } from "../args.js";
+import { parse, table, UsageError } from "@fenceline/command-line";
 import { runDemo, type DemoSummary } from "../demo/run-demo.js";
 import { checkScenario, SCENARIOS } from "../demo/scenarios.js";
 import { loadPolicy } from "../policy-file.js";

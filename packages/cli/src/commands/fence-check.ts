@@ -1,5 +1,5 @@
 import { checkFenceDevices, type FenceCheckAnswer } from "@fenceline/actuators";
-import { parse, table, UsageError } from "../args.js";
+import { parse, table, UsageError } from "@fenceline/command-line";
 import { loadDevices, nodesNamedIn, type KubeSource } from "../fence-devices.js";
 
 const USAGE = `usage: fenceline fence-check --fence-devices devices.json [--node NODE[=HOSTGROUP]]...

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { nkeys } from "@nats-io/transport-node";
 import { NodeName } from "@fenceline/contracts";
 import { fencelineUsers, renderNatsConfig, type TlsConfig, type UserAuth } from "@fenceline/streams";
-import { parse, UsageError } from "../args.js";
+import { parse, UsageError } from "@fenceline/command-line";
 
 const USAGE = `usage: fenceline nats-config (--nodes n1,n2,... | --nodes-file FILE) [--out FILE]
                            [--password-file FILE] [--auth password|nkey]

@@ -1,6 +1,6 @@
 import { connectNats } from "@fenceline/bus";
 import { readNodeSnapshots } from "@fenceline/read-model";
-import { parse, serverUrl, table } from "../args.js";
+import { parse, serverUrl, table } from "@fenceline/command-line";
 
 const USAGE = `usage: fenceline nodes [--server nats://host:port] [--json]
 

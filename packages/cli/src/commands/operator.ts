@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { userInfo } from "node:os";
 import { createEvent, NodeName } from "@fenceline/contracts";
 import { connectNats, publishEvent } from "@fenceline/bus";
-import { parse, serverUrl, UsageError } from "../args.js";
+import { parse, serverUrl, UsageError } from "@fenceline/command-line";
 
 const USAGE = (verb: string) => `usage: fenceline ${verb} NODE --reason "why" [--server nats://host:port]
 

@@ -3,6 +3,7 @@ import { DEFAULT_POLICY, DEMO_POLICY, formatMs, nodeToken, type Policy } from "@
 import { connectNats } from "@fenceline/bus";
 import { nodeTimeline, readAuditRecords, readEvents } from "@fenceline/read-model";
 import {
+  INTERPRETER_NAMES,
   createDecider,
   type Interpreter,
   replay,
@@ -12,7 +13,7 @@ import {
   type ReplayReport,
   type TransitionDigest,
 } from "@fenceline/engine";
-import { parse, serverUrl, table, UsageError } from "../args.js";
+import { parse, serverUrl, table, UsageError } from "@fenceline/command-line";
 import { loadPolicy } from "../policy-file.js";
 
 const USAGE = `usage: fenceline replay [--server nats://host:port] [--policy policy.json]
@@ -42,11 +43,6 @@ export type ReplayInterpreter = Interpreter;
 export const REPLAY_INTERPRETERS: readonly ReplayInterpreter[] = ["xstate", "fast"];
 export const DEFAULT_REPLAY_INTERPRETER: ReplayInterpreter = "xstate";
 
-/** What the output says of an interpreter. */
-export const INTERPRETER_NAMES: Record<ReplayInterpreter, string> = {
-  xstate: "xstate's own transition()",
-  fast: "the lean interpreter (fast-step)",
-};
 
 export function parseInterpreter(value: unknown): ReplayInterpreter {
   if (value === undefined) return DEFAULT_REPLAY_INTERPRETER;

@@ -1,6 +1,6 @@
 import { Duration } from "@fenceline/contracts";
 import { runSerfHandler } from "@fenceline/detectors";
-import { parse, serverUrl, UsageError } from "../args.js";
+import { parse, serverUrl, UsageError } from "@fenceline/command-line";
 
 const USAGE = `usage: fenceline serf-handler [--server nats://host:port] [--node-tag TAG] [--timeout 10s]
 

@@ -1,5 +1,5 @@
 import { exportMachine } from "@fenceline/statecharts";
-import { parse } from "../args.js";
+import { parse } from "@fenceline/command-line";
 import { loadPolicy } from "../policy-file.js";
 
 const USAGE = `usage: fenceline statechart [--json] [--policy file.json]

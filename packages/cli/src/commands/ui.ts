@@ -6,7 +6,7 @@ import { exportMachine } from "@fenceline/statecharts";
 import { createFencelineMetrics, trackConnection, watchMetrics, type NodeSnapshot } from "@fenceline/engine";
 import { startVisualizerServer, type NodeRow, type VisualizerServer } from "@fenceline/visualizer";
 import { commandResultsOf, nodeTimeline, readAuditRecords, readEvents, readNodeSnapshots } from "@fenceline/read-model";
-import { parse, serverUrl, UsageError } from "../args.js";
+import { parse, serverUrl, UsageError } from "@fenceline/command-line";
 import { loadPolicy } from "../policy-file.js";
 import { BUILTIN_POLICIES } from "./replay.js";
 

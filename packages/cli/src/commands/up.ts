@@ -3,9 +3,9 @@ import { connectNats, createLogger, startNatsServer, type Logger, type NatsServe
 import { checkFenceDevices, createCommandProvisioner } from "@fenceline/actuators";
 import { Duration, ErrorCode, FencelineError, POWER_METHOD, WATCHDOG_METHOD, type Policy } from "@fenceline/contracts";
 import { DEFAULT_EXCLUDE_LABEL, defaultConditionRules, labelMatcher } from "@fenceline/detectors";
-import { parse, UsageError } from "../args.js";
-import { startControlPlane } from "../control-plane.js";
-import { createDryRunCluster, createDryRunProvisioner } from "../dry-run.js";
+import { parse, UsageError } from "@fenceline/command-line";
+import { startControlPlane } from "@fenceline/control-plane";
+import { createDryRunCluster, createDryRunProvisioner } from "@fenceline/control-plane";
 import { loadPolicy } from "../policy-file.js";
 import { loadDevices, nodesNamedIn, type KubeSource } from "../fence-devices.js";
 import { startMetricsEndpoint } from "@fenceline/engine";

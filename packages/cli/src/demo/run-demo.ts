@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { AuditRecord, DEMO_POLICY, Policy, systemClock, type Provisioner } from "@fenceline/contracts";
 import { createFenceDevices, createSecretReader, FenceDevicesConfig, type FenceDevice } from "@fenceline/actuators";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
@@ -19,7 +18,7 @@ import {
   type Violation,
 } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
-import { startControlPlane, type ControlPlane } from "../control-plane.js";
+import { startControlPlane, type ControlPlane } from "@fenceline/control-plane";
 import { faultTimings, type FencedBy } from "./fault-timings.js";
 import { checkScenario, minorityGroupSize, SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
 import { startSimFleetOnNats } from "./sim-fleet-on-nats.js";

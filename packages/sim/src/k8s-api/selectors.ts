@@ -56,7 +56,7 @@ export function parseLabelSelector(selector: string | undefined | null): Matcher
   });
   return (labels) =>
     requirements.every((r) => {
-      const has = Object.prototype.hasOwnProperty.call(labels, r.key);
+      const has = Object.hasOwn(labels, r.key);
       const value = labels[r.key];
       switch (r.op) {
         case "exists":

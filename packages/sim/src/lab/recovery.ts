@@ -2,7 +2,7 @@ import { DEFAULT_POLICY, OUT_OF_SERVICE_TAINT, Policy, safeTimeOf } from "@fence
 import { REAL_BMC_TIMING, simBmcDevices } from "../bmc/sim-bmc.js";
 import { checkInvariants } from "../invariants.js";
 import { InMemoryCluster } from "../cluster.js";
-import { VirtualClock } from "../virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 import { LAB_EPOCH } from "./run-seed.js";
 import { Prng } from "./prng.js";
 import { LabWorld } from "./world.js";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { AuditRecord, Policy } from "@fenceline/contracts";
 import { simBmcDevices } from "../bmc/sim-bmc.js";
-import { VirtualClock } from "../virtual-clock.js";
+import { VirtualClock } from "@fenceline/testing";
 import { BROKEN_MACHINES, type BrokenMachineName } from "./broken.js";
 import { BMC_FAULT_KINDS, FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
 import { outageFenceGroup, type LabFailure } from "./invariants.js";

@@ -56,7 +56,7 @@ import type { NodeMachine } from "@fenceline/statecharts";
 import { InMemoryCluster } from "../cluster.js";
 import { SimFleet, type FleetEvent } from "../fleet.js";
 import { createSimBmcs, SIM_BMC_PASSWORD, type SimBmcs, type SimBmcTiming } from "../bmc/sim-bmc.js";
-import type { VirtualClock } from "../virtual-clock.js";
+import type { VirtualClock } from "@fenceline/testing";
 import { BusUnavailableError, SimBus, SimConsumer, SimPartitionConsumer, SimStream, SimSubscription } from "./bus.js";
 import { LabChecker } from "./invariants.js";
 import { slotLimit } from "./policy.js";

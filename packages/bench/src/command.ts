@@ -1,7 +1,7 @@
-import { humanOutput, intOption, parse, printJson, table, UsageError } from "../args.js";
-import type { Interpreter } from "@fenceline/engine";
-import { benchReplay, type InterpreterRun } from "../bench/replay-bench.js";
-import { INTERPRETER_NAMES } from "./replay.js";
+import { humanOutput, intOption, parse, printJson, table, UsageError } from "@fenceline/command-line";
+import { INTERPRETER_NAMES, type Interpreter } from "@fenceline/engine";
+import { benchReplay, type InterpreterRun } from "./replay-bench.js";
+
 
 const USAGE = `usage: fenceline bench replay [--events N] [--nodes N] [--seed N] [--interpreter both|fast|xstate] [--json]
        fenceline bench recovery [options]   (fenceline bench recovery --help)
@@ -23,12 +23,18 @@ and stdout is one JSON document, { "events": n, "eventsPerSec": n, "elapsedMs": 
 
 const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
 
-export async function benchCommand(argv: string[]): Promise<number> {
-  if (argv[0] === "recovery") return (await import("../bench/recovery.js")).benchRecovery(argv);
-  if (argv[0] === "throughput") return (await import("../bench/throughput.js")).benchThroughput(argv);
-  if (argv[0] === "fleet") return (await import("../bench/fleet.js")).benchFleet(argv);
-  if (argv[0] === "restart") return (await import("../bench/restart.js")).benchRestart(argv);
-  if (argv[0] === "ownership") return (await import("../bench/ownership.js")).benchOwnership(argv);
+/** What the benchmarks need from the command that runs them. */
+export type BenchContext = {
+  /** The built `fenceline` bin (the fleet bench runs its `up` as a child process). */
+  fencelineBin: string;
+};
+
+export async function benchCommand(argv: string[], context: BenchContext): Promise<number> {
+  if (argv[0] === "recovery") return (await import("./recovery.js")).benchRecovery(argv);
+  if (argv[0] === "throughput") return (await import("./throughput.js")).benchThroughput(argv);
+  if (argv[0] === "fleet") return (await import("./fleet.js")).benchFleet(argv, context);
+  if (argv[0] === "restart") return (await import("./restart.js")).benchRestart(argv);
+  if (argv[0] === "ownership") return (await import("./ownership.js")).benchOwnership(argv);
   const { values, positionals } = parse(
     argv,
     { events: { type: "string" }, nodes: { type: "string" }, seed: { type: "string" }, interpreter: { type: "string" }, json: { type: "boolean" } },

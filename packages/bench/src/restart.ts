@@ -6,7 +6,7 @@ import { createLogger } from "@fenceline/bus";
 import { createDecider, fold, readLastPerKey, runEngine } from "@fenceline/engine";
 import { readNodeSnapshots } from "@fenceline/read-model";
 import { Buckets, eventPartitions, provisionStreams } from "@fenceline/streams";
-import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline/command-line";
 import { idleClock, withBenchNats } from "./bench-nats.js";
 
 const USAGE = `usage: fenceline bench restart [--nodes N] [--runs N] [--json]

@@ -5,9 +5,9 @@ import { createLogger, publishEvent } from "@fenceline/bus";
 import { createDecider, fold, runEngine, type FoldResult, type NodeSnapshot } from "@fenceline/engine";
 import { readAuditRecords } from "@fenceline/read-model";
 import { Buckets, Consumers, Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
-import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline/command-line";
 import { idleClock, withBenchNats } from "./bench-nats.js";
-import { HistoryGenerator, type HistoryItem } from "./history.js";
+import { HistoryGenerator, type HistoryItem } from "@fenceline/testing";
 import { processCpuMs, ratio } from "./measure.js";
 import { runSameWrites } from "./same-writes.js";
 
@@ -89,7 +89,7 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
     const decider = createDecider(generator.policy);
     const states = new Map<string, NodeSnapshot | null>();
     const folds = new Map<number, FoldResult>();
-    let t = performance.now();
+    const t = performance.now();
     for (const { event, seq } of items) states.set(event.node, fold(decider, states.get(event.node) ?? null, event, seq).snapshot);
     const foldOnlyEventsPerSec = Math.round(items.length / ((performance.now() - t) / 1000));
     states.clear();

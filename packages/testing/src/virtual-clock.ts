@@ -6,9 +6,14 @@ interface Timer {
   readonly fn: () => void;
 }
 
+/** Lets every queued promise continuation and I/O callback run (a few macrotask turns). */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 /**
- * Deterministic time for the simulator: nothing happens until `advance` or `runUntilIdle` moves
- * time forward. Due callbacks fire in due-time order, ties in scheduling order, and a callback
+ * Deterministic time for the simulator and the tests: nothing happens until `advance`,
+ * `advanceSettling` or `runUntilIdle` moves time forward. Due callbacks fire in due-time order, ties in scheduling order, and a callback
  * may schedule more (a callback due within the window being advanced fires in the same call).
  * An exception thrown by a callback propagates out of `advance`, with the clock left at that
  * callback's due time.
@@ -54,6 +59,29 @@ export class VirtualClock implements Clock {
   advance(ms: number): number {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`advance: ms must be a finite number >= 0, got ${ms}`);
     return this.advanceTo(this.#now + ms);
+  }
+
+  /**
+   * `advance` for code that awaits between timers (the agent and its ports): lets promises
+   * settle before the first due callback, after each one and at the end, so what a callback
+   * starts has run before the next one fires. Returns how many fired.
+   */
+  async advanceSettling(ms: number): Promise<number> {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`advanceSettling: ms must be a finite number >= 0, got ${ms}`);
+    const target = this.#now + ms;
+    let fired = 0;
+    await settle();
+    for (let timer = this.#peekLive(); timer !== undefined && timer.dueAt <= target; timer = this.#peekLive()) {
+      this.#pop();
+      this.#live.delete(timer.id);
+      this.#now = timer.dueAt;
+      fired++;
+      timer.fn();
+      await settle();
+    }
+    this.#now = target;
+    await settle();
+    return fired;
   }
 
   /** Moves time forward to `time` (never backwards), firing every callback due on the way. */

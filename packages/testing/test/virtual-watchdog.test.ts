@@ -74,4 +74,21 @@ describe("VirtualWatchdog", () => {
     const watchdog = new VirtualWatchdog({ clock, timeoutMs: 1_000, onFire: () => undefined, available: false });
     await expect(watchdog.start()).rejects.toThrow(/not available/);
   });
+
+  it("counts the feeds that kept it armed (not the start, not feeds after it fired), and tells onFire when", async () => {
+    const clock = new VirtualClock(0);
+    const fires: number[] = [];
+    const watchdog = new VirtualWatchdog({ clock, timeoutMs: 1_000, onFire: (at) => fires.push(at) });
+    await watchdog.start();
+    for (let i = 0; i < 3; i++) {
+      clock.advance(500);
+      await watchdog.feed();
+    }
+    expect(watchdog.feeds).toBe(3);
+    clock.advance(1_000);
+    expect(fires).toEqual([2_500]);
+    expect(watchdog.state).toBe("fired");
+    await watchdog.feed();
+    expect(watchdog.feeds).toBe(3);
+  });
 });

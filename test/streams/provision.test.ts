@@ -3,8 +3,8 @@ import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // streams cannot depend on bus (bus depends on streams), so the test reaches the launcher by path.
-import { connectNats, startNatsServer, type NatsServer } from "../../packages/bus/src/index.js";
-import { Buckets, Consumers, Streams, createDefinitions, fittingReplicas, provisionStreams } from "../src/index.js";
+import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { Buckets, Consumers, Streams, createDefinitions, fittingReplicas, provisionStreams } from "@fenceline/streams";
 
 describe("provisionStreams", () => {
   let server: NatsServer;

@@ -88,4 +88,31 @@ describe("VirtualClock", () => {
     };
     expect(run()).toEqual(run());
   });
+
+  it("advanceSettling lets what a callback starts run before the next callback, and fires what it schedules within the window", async () => {
+    const trace: string[] = [];
+    const schedule = (clock: VirtualClock) => {
+      clock.setTimeout(() => {
+        trace.push(`first@${clock.now()}`);
+        // Async work (as the agent's ports do) that schedules the next timer after an await.
+        void Promise.resolve().then(() => clock.setTimeout(() => trace.push(`second@${clock.now()}`), 100));
+      }, 100);
+      clock.setTimeout(() => trace.push(`third@${clock.now()}`), 150);
+    };
+    const settling = new VirtualClock(0);
+    schedule(settling);
+    expect(await settling.advanceSettling(500)).toBe(3);
+    expect(trace).toEqual(["first@100", "third@150", "second@200"]);
+    expect(settling.now()).toBe(500);
+
+    // The synchronous advance returns before the continuation runs: the second timer is scheduled late.
+    trace.length = 0;
+    const synchronous = new VirtualClock(0);
+    schedule(synchronous);
+    expect(synchronous.advance(500)).toBe(2);
+    await Promise.resolve();
+    expect(synchronous.advance(0)).toBe(0);
+    expect(synchronous.nextDueAt()).toBe(600);
+    await expect(settling.advanceSettling(-1)).rejects.toThrow(RangeError);
+  });
 });

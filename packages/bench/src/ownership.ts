@@ -6,8 +6,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { NODE_EVENT_TYPES, NodeEvent, parseMessage, type AuditRecord } from "@fenceline/contracts";
 import { connectNats, createLogger, publishEvent, startNatsCluster, startNatsServer, type Logger } from "@fenceline/bus";
 import { Consumers, Streams, provisionStreams } from "@fenceline/streams";
-import { UsageError, humanOutput, intOption, parseBench, printJson, table } from "../args.js";
-import { HistoryGenerator } from "./history.js";
+import { UsageError, humanOutput, intOption, parseBench, printJson, table } from "@fenceline/command-line";
+import { HistoryGenerator } from "@fenceline/testing";
 import type { InstanceArgs, InstanceReport } from "./ownership-instance.js";
 
 const USAGE = `usage: fenceline bench ownership [--lease-ms MS] [--rate N] [--nodes N] [--mode both|leases|pinned] [--json]

@@ -3,8 +3,12 @@ import { ErrorCode, FencelineError } from "@fenceline/contracts";
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
 
+type ParseConfig<O extends Options> = { args: string[]; options: O & { help: { type: "boolean"; short: string } }; allowPositionals: true; strict: true };
+/** What `parse` returns for a command's flags `O` (named, so that declarations can name it). */
+export type Parsed<O extends Options> = ReturnType<typeof parseArgs<ParseConfig<O>>>;
+
 /** Parses a command's flags; an unknown flag is a usage error with the command's help. */
-export function parse<O extends Options>(argv: string[], options: O, usage: string) {
+export function parse<O extends Options>(argv: string[], options: O, usage: string): Parsed<O> {
   try {
     return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
   } catch (err) {
@@ -16,7 +20,7 @@ export function parse<O extends Options>(argv: string[], options: O, usage: stri
  * The flags of `fenceline bench <name>` (`argv` may start with the name): the parsed values, or
  * null once `usage` is printed for --help. A positional argument is a usage error.
  */
-export function parseBench<O extends Options>(argv: string[], name: string, options: O, usage: string) {
+export function parseBench<O extends Options>(argv: string[], name: string, options: O, usage: string): Parsed<O>["values"] | null {
   const { values, positionals } = parse(argv[0] === name ? argv.slice(1) : argv, options, usage);
   if ((values as { help?: boolean }).help) {
     console.log(usage);

@@ -1,5 +1,5 @@
 import { createDecider, createReplayer, type Interpreter, type Replayer } from "@fenceline/engine";
-import { HistoryGenerator, type HistoryOptions } from "./history.js";
+import { HistoryGenerator, type HistoryOptions } from "@fenceline/testing";
 
 /** One interpreter's replay of the history. */
 export type InterpreterRun = {

@@ -12,7 +12,7 @@ import {
   type RecoveryOutcome,
   type RecoverySummary,
 } from "@fenceline/sim";
-import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline/command-line";
 
 const USAGE = `usage: fenceline bench recovery [--cases N] [--seed S] [--horizon MINUTES] [--json]
 

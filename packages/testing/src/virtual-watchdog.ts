@@ -5,14 +5,15 @@ export type WatchdogState = "idle" | "armed" | "fired" | "closed";
 export interface VirtualWatchdogOptions {
   clock: Clock;
   timeoutMs: number;
-  /** Called once when the watchdog expires; the fleet simulator resets the node here. */
-  onFire: () => void;
+  /** Called once when the watchdog expires (at that time); the fleet simulator resets the node here. */
+  onFire?: (at: number) => void;
   /** False simulates a node without a usable watchdog device: `start()` rejects. */
   available?: boolean;
 }
 
 /**
- * A watchdog driven by the injected clock, with `/dev/watchdog` semantics: once started it fires
+ * The one virtual watchdog (the simulator's fleet and the agent's tests): driven by the injected
+ * clock, with `/dev/watchdog` semantics: once started it fires
  * unless fed within `timeoutMs`; `close()` (the magic close) disarms it. Feeding a watchdog that
  * is not armed does nothing, as the fleet simulator, not the watchdog, stops a reset node's agent.
  * Starting an armed watchdog feeds it; it can be started again after it fired or was closed
@@ -21,13 +22,14 @@ export interface VirtualWatchdogOptions {
 export class VirtualWatchdog implements Watchdog {
   readonly timeoutMs: number;
   readonly #clock: Clock;
-  readonly #onFire: () => void;
+  readonly #onFire: (at: number) => void;
   readonly #available: boolean;
   #state: WatchdogState = "idle";
   #deadline = 0;
   #timer: unknown = undefined;
   #firedAt: number | undefined;
   #lastFedAt: number | undefined;
+  #feeds = 0;
 
   constructor(options: VirtualWatchdogOptions) {
     if (!Number.isFinite(options.timeoutMs) || options.timeoutMs <= 0) {
@@ -35,7 +37,7 @@ export class VirtualWatchdog implements Watchdog {
     }
     this.timeoutMs = options.timeoutMs;
     this.#clock = options.clock;
-    this.#onFire = options.onFire;
+    this.#onFire = options.onFire ?? (() => {});
     this.#available = options.available ?? true;
   }
 
@@ -52,6 +54,11 @@ export class VirtualWatchdog implements Watchdog {
     return this.#lastFedAt;
   }
 
+  /** How many times `feed` kept it armed (starting it is not counted). */
+  get feeds(): number {
+    return this.#feeds;
+  }
+
   async start(): Promise<void> {
     if (!this.#available) throw new Error("watchdog device not available");
     if (this.#state === "armed") {
@@ -64,7 +71,9 @@ export class VirtualWatchdog implements Watchdog {
   }
 
   async feed(): Promise<void> {
-    if (this.#state === "armed") this.#feed();
+    if (this.#state !== "armed") return;
+    this.#feeds++;
+    this.#feed();
   }
 
   async close(): Promise<void> {
@@ -95,7 +104,7 @@ export class VirtualWatchdog implements Watchdog {
     }
     this.#state = "fired";
     this.#firedAt = now;
-    this.#onFire();
+    this.#onFire(now);
   }
 
   #cancel(): void {

@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import type { Subscription } from "@nats-io/transport-node";
 import { AuditRecord, DEFAULT_POLICY, type Heartbeat } from "@fenceline/contracts";
 import { createLogger } from "@fenceline/bus";
 import { percentile } from "@fenceline/sim";
 import { Subjects } from "@fenceline/streams";
-import { humanOutput, intOption, parseBench, printJson, table } from "../args.js";
+import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline/command-line";
 import { withBenchNats } from "./bench-nats.js";
+import type { BenchContext } from "./command.js";
 import { processCpuMs, processRssMb, ratio } from "./measure.js";
 
 const USAGE = `usage: fenceline bench fleet [--nodes N] [--kill N] [--connections N] [--steady SECONDS] [--json]
@@ -54,15 +54,9 @@ export type FleetResult = {
   heartbeatsPerSec: number;
 };
 
-/** `fenceline up` as a child process: the built CLI next to this module. */
-function cliPath(): string {
-  const here = fileURLToPath(import.meta.url);
-  // dist/bench/fleet.js → dist/bin.js; from the sources (tests), the built one.
-  return here.endsWith(".ts") ? fileURLToPath(new URL("../../dist/bin.js", import.meta.url)) : fileURLToPath(new URL("../bin.js", import.meta.url));
-}
-
-async function startControlPlane(url: string): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [cliPath(), "up", "--server", url, "--metrics-port", "0"], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env } });
+/** `fenceline up` as a child process: `fencelineBin` is the built CLI (the bench does not depend on it; the CLI says where it is). */
+async function startControlPlane(fencelineBin: string, url: string): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [fencelineBin, "up", "--server", url, "--metrics-port", "0"], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env } });
   let stderr = "";
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -90,7 +84,15 @@ async function startControlPlane(url: string): Promise<{ child: ChildProcess; st
   };
 }
 
-export async function runFleetBench(options: { nodes: number; kill: number; connections: number; steadySec: number; progress?: (line: string) => void }): Promise<FleetResult> {
+export async function runFleetBench(options: {
+  nodes: number;
+  kill: number;
+  connections: number;
+  steadySec: number;
+  /** The `fenceline` bin whose `up` is measured. */
+  fencelineBin: string;
+  progress?: (line: string) => void;
+}): Promise<FleetResult> {
   const say = options.progress ?? (() => {});
   const log = createLogger("bench", { level: "warn" });
   const timeoutMs = DEFAULT_POLICY.heartbeat.timeoutMs;
@@ -98,8 +100,9 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
     let control: Awaited<ReturnType<typeof startControlPlane>> | undefined;
     const subs: Subscription[] = [];
     let ticking = true;
+    let heartbeats: Promise<void> = Promise.resolve();
     try {
-      control = await startControlPlane(server.url);
+      control = await startControlPlane(options.fencelineBin, server.url);
       const pid = control.child.pid!;
       say(`control plane (fenceline up, pid ${pid}) on ${server.url}`);
       const observer = await connect("bench-fleet-observer");
@@ -141,7 +144,7 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
       const seqs = new Map<string, number>();
       let sent = 0;
       const SLOTS = 20;
-      const loop = (async () => {
+      heartbeats = (async () => {
         let slot = 0;
         let next = Date.now();
         while (ticking) {
@@ -221,6 +224,7 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
       };
     } finally {
       ticking = false;
+      await heartbeats;
       for (const s of subs) s.unsubscribe();
       await control?.stop();
     }
@@ -231,7 +235,7 @@ export async function runFleetBench(options: { nodes: number; kill: number; conn
 const ratioOrNull = (a: number | null, b: number) => (a === null ? null : ratio(a, b));
 
 /** `fenceline bench fleet`: exit code 1 when an agent that went silent was never detected. */
-export async function benchFleet(argv: string[]): Promise<number> {
+export async function benchFleet(argv: string[], context: BenchContext): Promise<number> {
   const values = parseBench(argv, "fleet", { nodes: { type: "string" }, kill: { type: "string" }, connections: { type: "string" }, steady: { type: "string" }, json: { type: "boolean" } }, USAGE);
   if (!values) return 0;
   const nodes = int(values.nodes, "nodes", 10_000, 1);
@@ -240,6 +244,7 @@ export async function benchFleet(argv: string[]): Promise<number> {
     kill: Math.min(nodes, int(values.kill, "kill", 100, 1)),
     connections: int(values.connections, "connections", 4, 1),
     steadySec: int(values.steady, "steady", 10, 1),
+    fencelineBin: context.fencelineBin,
     progress: (line) => process.stderr.write(`${line}\n`),
   });
   const ms = (v: number | null) => (v === null ? "-" : `${v} ms`);

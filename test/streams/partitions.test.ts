@@ -2,8 +2,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // streams cannot depend on bus (bus depends on streams), so the test reaches the launcher by path.
-import { connectNats, startNatsServer, type NatsServer } from "../../packages/bus/src/index.js";
-import { Streams, Subjects, createDefinitions, fnv1a, parseEventSubject, partitionOf, provisionStreams } from "../src/index.js";
+import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { Streams, Subjects, createDefinitions, fnv1a, parseEventSubject, partitionOf, provisionStreams } from "@fenceline/streams";
 
 /** Names a fleet may have: plain, dotted (their token has '_'), long, digits only. */
 const NODES = [

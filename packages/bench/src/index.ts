@@ -1,0 +1,3 @@
+export { benchCommand, type BenchContext } from "./command.js";
+export { benchReplay, type InterpreterRun } from "./replay-bench.js";
+export { benchRecovery } from "./recovery.js";
