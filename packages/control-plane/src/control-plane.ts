@@ -54,6 +54,9 @@ export type ControlPlane = {
   stop(): Promise<void>;
 };
 
+/** How often `workloads.await-gone` checks (and force-deletes what the taint evicted) on a live cluster. */
+export const AWAIT_GONE_POLL_MS = 100;
+
 /** Everything but the agents: streams, engine, membership keeper, heartbeat detector, fleet guard and actuators. */
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { nc, policy, log } = options;
@@ -73,7 +76,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   actuators.push(
     createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock }) }),
-    createActuator({ name: "cluster", clock, handlers: createClusterHandlers(options.cluster, clock) }),
+    // The out-of-service step checks every 100 ms: the taint eviction controller marks the pods
+    // for deletion about 0.1 s after the taint (measured on the real control plane), and each
+    // check's force-delete is what lets the StatefulSet controller re-create the pod.
+    createActuator({ name: "cluster", clock, handlers: createClusterHandlers(options.cluster, clock, { pollMs: AWAIT_GONE_POLL_MS }) }),
     createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(nc) }),
     createActuator({ name: "provisioner", clock, handlers: createProvisionerHandlers(options.provisioner) }),
   );

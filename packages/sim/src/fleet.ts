@@ -354,6 +354,13 @@ export class SimFleet {
     if (downForMs !== undefined) this.#bootLater(node, downForMs);
   }
 
+  /** A crashed machine is switched on again now (new boot id); no-op unless it is down. */
+  async bootAgain(name: string) {
+    const node = this.#node(name);
+    if (node.power !== "down" || node.heldOff || node.hung) return;
+    await this.#boot(node);
+  }
+
   /** An administrator reboots the machine: clean agent stop, down for rebootMs, new boot id. */
   async reboot(name: string) {
     const node = this.#node(name);

@@ -7,19 +7,27 @@ import { DEMO_POLICY } from "@fenceline/contracts";
 import { startUiAt } from "./ui.js";
 
 const USAGE = `usage: fenceline demo [--scenario NAME] [--nodes N] [--json] [--hold] [--endpoints FILE]
-                      [--policy policy.json] [--server nats://host:port]
+                      [--policy policy.json] [--server nats://host:port] [--kubernetes simulated|real]
 
 Starts a local nats-server (own port, own temporary store), the control plane and a simulated
 fleet running stateful workloads, injects faults, and prints what happens and a summary.
 Exits non-zero when a faulted node did not get back to healthy or a workload ran twice.
+  --kubernetes K    simulated (default): the simulated API server and cluster model, quick;
+                    real: a real Kubernetes 1.37 control plane (etcd, kube-apiserver,
+                    kube-controller-manager, kube-scheduler; built from Go modules on first
+                    use, then cached) whose nodes are the simulated machines' kubelets, the
+                    workloads in namespace "demo" (StatefulSets db and queue with ReadWriteOnce
+                    CSI volumes, Deployment web, DaemonSet node-agent)
   --scenario NAME   ${Object.keys(SCENARIOS).join(", ")} (default: default)
   --nodes N         fleet size (default 12)
   --json            print only a JSON summary on stdout
   --hold            keep everything running after the summary until Ctrl-C, and serve the
                     web UI (its address is printed and written to --endpoints as "ui")
   --endpoints FILE  write the addresses to reach the running demo as JSON
-                    ({ "nats": ..., "kubernetes": ..., "kubeconfig": ... }; with --hold,
-                    kubectl --kubeconfig <kubeconfig> get nodes works while it runs; power
+                    ({ "nats": ..., "kubernetes": ..., "kubernetesMode": "simulated"|"real",
+                    "kubeconfig": ... }; with --hold, kubectl --kubeconfig <kubeconfig> get nodes
+                    works while it runs (with --kubernetes real also get
+                    pods,statefulsets,volumeattachments,leases -A and get events -A); power
                     scenarios add "bmc": { "<node>": { host, port, user, passwordFile } } for
                     ipmitool -I lanplus -C 3)`;
 
@@ -52,6 +60,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       endpoints: { type: "string" },
       policy: { type: "string" },
       server: { type: "string" },
+      kubernetes: { type: "string" },
     },
     USAGE,
   );
@@ -69,6 +78,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
       throw new UsageError((err as Error).message);
     }
   }
+  const kubernetes = (values.kubernetes as string | undefined) ?? "simulated";
+  if (kubernetes !== "simulated" && kubernetes !== "real") throw new UsageError(`--kubernetes must be "simulated" or "real", got "${kubernetes}"\n\n${USAGE}`);
   const json = Boolean(values.json);
   const progress = (line: string) => process.stderr.write(`${line}\n`);
   const given = values.policy ? loadPolicy(values.policy as string, DEMO_POLICY) : undefined;
@@ -77,6 +88,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     scenario: (values.scenario as string | undefined) ?? "default",
     ...(given ? { policy: given } : {}),
     ...(values.server ? { server: values.server as string } : {}),
+    kubernetes,
     progress,
   });
   const { summary } = demo;
@@ -87,13 +99,17 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const ui = values.hold ? await startUiAt(demo.natsUrl, { policy: demo.policy }) : undefined;
   if (values.endpoints) {
     const bmc = Object.fromEntries(demo.bmcs.map(({ name, host, port, user, passwordFile }) => [name, { host, port, user, passwordFile }]));
-    const endpoints = { nats: demo.natsUrl, kubernetes: demo.kubernetesUrl, kubeconfig: demo.kubeconfig, ...(ui ? { ui: ui.url } : {}), ...(demo.bmcs.length > 0 ? { bmc } : {}) };
+    const endpoints = { nats: demo.natsUrl, kubernetes: demo.kubernetesUrl, kubernetesMode: demo.kubernetesMode, kubeconfig: demo.kubeconfig, ...(ui ? { ui: ui.url } : {}), ...(demo.bmcs.length > 0 ? { bmc } : {}) };
     writeFileSync(values.endpoints as string, `${JSON.stringify(endpoints, null, 2)}\n`);
     if (!json) console.log(`endpoints written to ${values.endpoints}`);
   }
   if (values.hold) {
     progress(`holding: NATS at ${demo.natsUrl}; try NATS_URL=${demo.natsUrl} npm run -s fenceline -- nodes   (Ctrl-C to stop)`);
-    progress(`holding: Kubernetes API (simulated) at ${demo.kubernetesUrl}; try kubectl --kubeconfig ${demo.kubeconfig} get nodes`);
+    progress(
+      demo.kubernetesMode === "real"
+        ? `holding: Kubernetes API (real) at ${demo.kubernetesUrl}; try kubectl --kubeconfig ${demo.kubeconfig} get nodes,pods,statefulsets,volumeattachments,leases -A, get events -A, describe node NODE`
+        : `holding: Kubernetes API (simulated) at ${demo.kubernetesUrl}; try kubectl --kubeconfig ${demo.kubeconfig} get nodes`,
+    );
     if (ui) progress(`holding: web UI at ${ui.url}`);
     const [first] = demo.bmcs;
     if (first) progress(`holding: each machine's BMC answers IPMI over LAN; try ipmitool -I lanplus -C 3 -H ${first.host} -p ${first.port} -U ${first.user} -f ${first.passwordFile} chassis power status`);

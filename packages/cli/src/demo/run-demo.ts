@@ -5,15 +5,18 @@ import { AuditRecord, DEMO_POLICY, Policy, systemClock, type Provisioner } from 
 import { createFenceDevices, createSecretReader, FenceDevicesConfig, type FenceDevice } from "@fenceline/actuators";
 import { connectNats, createLogger, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { defaultConditionRules } from "@fenceline/detectors";
-import { createKubernetesCluster, createNodeWatcher, loadKubeConfig } from "@fenceline/kubernetes";
+import { createKubernetesCluster, createNodeEventRecorder, createNodeWatcher, loadKubeConfig } from "@fenceline/kubernetes";
+import { FLEET_LABEL, startKubeControlPlane } from "@fenceline/kube-lab";
 import {
   checkInvariants,
   InMemoryCluster,
   ipmiSimAvailable,
   startIpmiSimBmc,
   startKubernetesApiServer,
+  startSimFleetOnNats,
+  type ClusterTruth,
   type IpmiSimBmc,
-  type KubernetesApiServer,
+  type Machines,
   type SimFleet,
   type Violation,
 } from "@fenceline/sim";
@@ -21,7 +24,7 @@ import { Subjects } from "@fenceline/streams";
 import { startControlPlane, type ControlPlane } from "@fenceline/control-plane";
 import { faultTimings, type FencedBy } from "./fault-timings.js";
 import { checkScenario, minorityGroupSize, SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
-import { startSimFleetOnNats } from "./sim-fleet-on-nats.js";
+import { startKubeLabMachines } from "@fenceline/bench";
 
 export type FaultReport = {
   node: string;
@@ -66,16 +69,91 @@ export type DemoOptions = {
   /** Replace the simulated provisioner (tests inject failures). */
   provisioner?: Provisioner;
   log?: Logger;
+  /**
+   * "simulated" (default): the simulated API server and cluster model (quick). "real": a real
+   * Kubernetes control plane (kube-lab: etcd, kube-apiserver, kube-controller-manager,
+   * kube-scheduler, built from Go modules on first use) with simulated kubelets and a CSI attacher.
+   */
+  kubernetes?: "simulated" | "real";
 };
+
+/** What the demo reads of the machines: where each StatefulSet replica runs (ground truth). */
+export type DemoCluster = Machines & ClusterTruth & { step?(now: number): void };
+
+type DemoBackend = {
+  cluster: DemoCluster;
+  url: string;
+  kubeconfig: string;
+  /** Limits the node watch to the demo's nodes. */
+  nodeSelector?: string;
+  /** Record each step as an Event on the Node (the real API server has Events; the simulated one does not). */
+  nodeEvents: boolean;
+  stop(): Promise<void>;
+};
+
+/** The cluster model behind the simulated API server (plain HTTP on loopback). */
+async function startSimulatedBackend(names: string[], stateful: Array<{ name: string; replicas: number }>, web: number, say: (line: string) => void): Promise<DemoBackend> {
+  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names, nodeMonitorGracePeriodMs: DEMO_NODE_MONITOR_GRACE_MS });
+  for (const s of stateful) cluster.addStatefulSet(s.name, s.replicas);
+  cluster.addDeployment("web", web);
+  // The cluster actuator and the node-condition detector talk to the simulated cluster the way
+  // they talk to a real one: @kubernetes/client-node over HTTP, from a kubeconfig.
+  const kubernetes = await startKubernetesApiServer({ cluster, nodeMonitorGracePeriodMs: DEMO_NODE_MONITOR_GRACE_MS });
+  const kubeDir = mkdtempSync(join(tmpdir(), "fenceline-demo-"));
+  const kubeconfig = kubernetes.writeKubeconfig(kubeDir, "fenceline-demo");
+  say(`Kubernetes API (simulated) on ${kubernetes.url}; kubeconfig ${kubeconfig}`);
+  return {
+    cluster,
+    url: kubernetes.url,
+    kubeconfig,
+    nodeEvents: false,
+    async stop() {
+      await kubernetes.stop();
+      rmSync(kubeDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** kube-lab: a real control plane, the machines' kubelets registering with it, the workloads bound by the real scheduler. */
+async function startRealBackend(names: string[], stateful: Array<{ name: string; replicas: number }>, web: number, say: (line: string) => void): Promise<DemoBackend> {
+  const cp = await startKubeControlPlane({ progress: (line) => say(`fenceline kube-lab: ${line}`) });
+  try {
+    const { machines, stop } = await startKubeLabMachines({
+      admin: cp.admin,
+      name: DEMO_NAMESPACE,
+      nodes: names,
+      workloads: { statefulSets: stateful, deployments: [{ name: "web", replicas: web }], daemonSet: true },
+    });
+    say(`Kubernetes ${cp.version} (real control plane) on ${cp.server}; kubeconfig ${cp.kubeconfig}; namespace ${DEMO_NAMESPACE}`);
+    return {
+      cluster: machines,
+      url: cp.server,
+      kubeconfig: cp.kubeconfig,
+      nodeSelector: `${FLEET_LABEL}=${DEMO_NAMESPACE}`,
+      nodeEvents: true,
+      async stop() {
+        await stop();
+        await cp.stop();
+      },
+    };
+  } catch (err) {
+    await cp.stop();
+    throw err;
+  }
+}
+
+/** The namespace (and fleet, and zone) of the demo's workloads on the real control plane. */
+export const DEMO_NAMESPACE = "demo";
 
 export type RunningDemo = {
   summary: DemoSummary;
   natsUrl: string;
-  /** The simulated Kubernetes API server and a kubeconfig for it (kubectl, client libraries). */
+  /** The Kubernetes API server (simulated, or kube-lab's real one) and a kubeconfig for it (kubectl, client libraries). */
   kubernetesUrl: string;
+  kubernetesMode: "simulated" | "real";
   kubeconfig: string;
-  kubernetes: KubernetesApiServer;
-  cluster: InMemoryCluster;
+  /** The machines' ground truth: the cluster model, or kube-lab's simulated kubelets. */
+  cluster: DemoCluster;
   fleet: SimFleet;
   /** The policy the control plane runs (the scenario's fencing levels, unless one was given). */
   policy: Policy;
@@ -115,7 +193,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   const policy = options.policy ?? (scenario.power ? withLevels(DEMO_POLICY, scenario.power.levels) : DEMO_POLICY);
   const say = options.progress ?? (() => {});
   const log = options.log ?? createLogger("fenceline-demo", { level: process.env.FENCELINE_LOG_LEVEL ?? "silent" });
-  const timeoutMs = options.timeoutMs ?? 45_000;
+  const timeoutMs = options.timeoutMs ?? (options.kubernetes === "real" ? 120_000 : 45_000);
 
   let server: NatsServer | undefined;
   let url = options.server;
@@ -131,21 +209,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   let fleetRef: SimFleet | undefined;
   const bmcs = scenario.power ? await startBmcs(names, () => fleetRef, say) : [];
   const fenceDevices = scenario.power ? ipmiFenceDevices(bmcs) : undefined;
-  const cluster = new InMemoryCluster({ clock: systemClock, nodes: names, nodeMonitorGracePeriodMs: DEMO_NODE_MONITOR_GRACE_MS });
   const stateful = [
     { name: "db", replicas: Math.min(3, nodeCount) },
     { name: "queue", replicas: Math.min(3, nodeCount) },
   ];
-  for (const s of stateful) cluster.addStatefulSet(s.name, s.replicas);
-  cluster.addDeployment("web", Math.max(1, Math.floor(nodeCount / 2)));
-
-  // The cluster actuator and the node-condition detector talk to the simulated cluster the way
-  // they talk to a real one: @kubernetes/client-node over HTTP, from a kubeconfig.
-  const kubernetes = await startKubernetesApiServer({ cluster, nodeMonitorGracePeriodMs: DEMO_NODE_MONITOR_GRACE_MS });
-  const kubeDir = mkdtempSync(join(tmpdir(), "fenceline-demo-"));
-  const kubeconfig = kubernetes.writeKubeconfig(kubeDir, "fenceline-demo");
+  const web = Math.max(1, Math.floor(nodeCount / 2));
+  const backend = options.kubernetes === "real" ? await startRealBackend(names, stateful, web, say) : await startSimulatedBackend(names, stateful, web, say);
+  const { cluster, kubeconfig } = backend;
   const kubeConfig = loadKubeConfig({ kubeconfig });
-  say(`Kubernetes API (simulated) on ${kubernetes.url}; kubeconfig ${kubeconfig}`);
 
   const control: ControlPlane = await startControlPlane({
     nc,
@@ -155,7 +226,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     provisioner: options.provisioner ?? simulatedProvisioner(),
     ...(options.replicas ? { replicas: options.replicas } : {}),
     ...(fenceDevices ? { fenceDevices } : {}),
-    conditions: { watcher: createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }) }), rules: defaultConditionRules(0) },
+    conditions: {
+      watcher: createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }), ...(backend.nodeSelector ? { labelSelector: backend.nodeSelector } : {}) }),
+      rules: defaultConditionRules(0),
+    },
+    ...(backend.nodeEvents ? { nodeEvents: createNodeEventRecorder({ kubeConfig, instance: "fenceline-demo", log: log.child({ component: "node-events" }) }) } : {}),
   });
   say(`control plane up: engine, heartbeat and node-condition detectors, fleet guard, actuators (policy ${policy.version})`);
 
@@ -200,15 +275,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   });
   const { fleet } = sim;
   fleetRef = fleet;
-  say(`fleet of ${nodeCount} nodes started; workloads: ${stateful.map((s) => `StatefulSet ${s.name} ×${s.replicas}`).join(", ")}, Deployment web`);
+  say(`fleet of ${nodeCount} nodes started; workloads: ${stateful.map((s) => `StatefulSet ${s.name} ×${s.replicas}`).join(", ")}, Deployment web${options.kubernetes === "real" ? ", DaemonSet node-agent" : ""}`);
 
   const healthy = () => {
     const latest = latestStates(audit);
     return names.every((n) => latest.get(n) === "healthy");
   };
-  const warmupUntil = Date.now() + 15_000;
+  const warmupMs = options.kubernetes === "real" ? 60_000 : 15_000;
+  const warmupUntil = Date.now() + warmupMs;
   while (!healthy() || cluster.replicas().some((r) => r.runningOn.length === 0)) {
-    if (Date.now() > warmupUntil) throw new Error("the fleet did not become healthy within 15 s");
+    if (Date.now() > warmupUntil) throw new Error(`the fleet did not become healthy within ${warmupMs / 1000} s`);
     await sleep(50);
   }
   say("fleet healthy; all workloads running");
@@ -290,9 +366,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   return {
     summary,
     natsUrl: url,
-    kubernetesUrl: kubernetes.url,
+    kubernetesUrl: backend.url,
+    kubernetesMode: options.kubernetes ?? "simulated",
     kubeconfig,
-    kubernetes,
     cluster,
     fleet,
     policy,
@@ -302,8 +378,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
       auditSub.unsubscribe();
       await control.stop();
       await Promise.all(bmcs.map((b) => b.stop()));
-      await kubernetes.stop();
-      rmSync(kubeDir, { recursive: true, force: true });
+      await backend.stop();
       await nc.drain().catch(() => {});
       await server?.stop();
     },
@@ -372,18 +447,18 @@ function latestStates(audit: AuditRecord[]): Map<string, string> {
   return new Map([...latest].map(([n, v]) => [n, v.to]));
 }
 
-function replicasOn(cluster: InMemoryCluster, node: string): string[] {
+function replicasOn(cluster: DemoCluster, node: string): string[] {
   return cluster.replicas().filter((r) => r.runningOn.includes(node)).map((r) => r.replica).sort();
 }
 
-function statefulNodes(cluster: InMemoryCluster): string[] {
+function statefulNodes(cluster: DemoCluster): string[] {
   const nodes = new Set<string>();
   for (const r of [...cluster.replicas()].sort((a, b) => a.replica.localeCompare(b.replica))) for (const n of r.runningOn) nodes.add(n);
   return [...nodes];
 }
 
 /** Fills in each fault's timings from the audit trail and the cluster's truth. */
-function update(reports: FaultReport[], audit: AuditRecord[], cluster: InMemoryCluster, fleet: SimFleet, bootIds: Map<string, string>) {
+function update(reports: FaultReport[], audit: AuditRecord[], cluster: DemoCluster, fleet: SimFleet, bootIds: Map<string, string>) {
   const byNode = new Map<string, AuditRecord[]>();
   for (const r of [...audit].sort((a, b) => a.seq - b.seq)) {
     const list = byNode.get(r.node) ?? [];

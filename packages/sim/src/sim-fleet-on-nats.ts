@@ -1,7 +1,7 @@
 import { createNatsAgentTransport } from "@fenceline/agent";
 import { connectNats, type Logger } from "@fenceline/bus";
 import { systemClock, type Policy } from "@fenceline/contracts";
-import { SimFleet, type FleetOptions, type Machines } from "@fenceline/sim";
+import { SimFleet, type FleetOptions, type Machines } from "./fleet.js";
 
 export type SimFleetOnNatsOptions = Pick<FleetOptions, "nodes" | "rebootMs" | "hostGroupOf" | "checksumsOf" | "onEvent" | "bootGate"> & {
   /** The nats-server the agents heartbeat to, all of them over one connection. */

@@ -3,10 +3,11 @@ import fc from "fast-check";
 import { enqueueActions, setup } from "xstate";
 import { DEMO_POLICY, DEFAULT_POLICY, Policy, type NodeEvent } from "@fenceline/contracts";
 import { createFastStep, createNodeMachine, initialState, statePath, step, type MachineState, type NodeMachine, type StepResult } from "@fenceline/statecharts";
-import { createDecider, createReplayer } from "../../packages/engine/src/index.js";
-import { HistoryGenerator } from "../../packages/testing/src/index.js";
-import { drive, intentsArb } from "./properties.js";
-import { assertWithSeed, PROPERTY_SEED_ENV, propertySeed } from "./seed.js";
+import { createDecider, createReplayer } from "@fenceline/engine";
+import { HistoryGenerator } from "@fenceline/testing";
+// Here, not in statecharts/test: the engine and the history generator depend on the statecharts.
+import { drive, intentsArb } from "../../statecharts/test/properties.js";
+import { assertWithSeed, PROPERTY_SEED_ENV, propertySeed } from "../../statecharts/test/seed.js";
 
 /**
  * Differential tests: the lean interpreter (`createFastStep`) against xstate's `transition()`

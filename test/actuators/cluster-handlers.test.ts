@@ -1,10 +1,10 @@
 import { FENCING_TAINT, OUT_OF_SERVICE_TAINT } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
-import { InMemoryCluster } from "../../sim/src/cluster.js";
+import { createActuator, createClusterHandlers } from "@fenceline/actuators";
+import { InMemoryCluster } from "@fenceline/sim";
 import { VirtualClock } from "@fenceline/testing";
-import { createActuator } from "../src/actuator.js";
-import { createClusterHandlers } from "../src/cluster-handlers.js";
-import { command, resultOf } from "./helpers.js";
+// Here, not in packages/actuators/test: the simulator's cluster model depends on the actuators.
+import { command, resultOf } from "../../packages/actuators/test/helpers.js";
 
 const POLL_MS = 250;
 
