@@ -30,7 +30,7 @@ export type FenceAgentDeviceOptions = {
  * start and the agent to report); and `retry_on` 0 (default 1: a refused power-on
  * is waited for twice), since the device retries whole runs itself.
  */
-export function agentDefaults(timeoutMs: number): Record<string, string> {
+function agentDefaults(timeoutMs: number): Record<string, string> {
   return { verbose: "1", power_timeout: String(Math.max(1, Math.floor(Math.min(timeoutMs * 0.8, timeoutMs - 3_000) / 1_000))), retry_on: "0" };
 }
 
