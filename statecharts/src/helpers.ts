@@ -15,7 +15,7 @@ export function bootIdOf(event: NodeEvent): string | null {
 }
 
 /** The unhealthy signal an event clears, if any. */
-export function signalClearedBy(event: NodeEvent): string | null {
+function signalClearedBy(event: NodeEvent): string | null {
   switch (event.type) {
     case "heartbeat.resumed":
     case "node.joined":

@@ -3,7 +3,7 @@ import type { NodeEvent, Policy } from "@fenceline/contracts";
 import { exportMachine, type MachineState, type NodeMachine } from "@fenceline/statecharts";
 
 /** "fencing timer.fired [timerIs(safe-time)]", "recovered (always)", "node operator.pause". */
-export function transitionKey(source: string, event: string, guard: string | null): string {
+function transitionKey(source: string, event: string, guard: string | null): string {
   return `${source} ${event}${guard ? ` [${guard}]` : ""}`;
 }
 

@@ -32,6 +32,23 @@ describe("safe time after a control-plane outage", () => {
     expect(h.reasons.join(" ")).toContain("counted from the return of a healthy majority");
   });
 
+  it("with peer rounds long enough that three of them outlast the safe time, a majority back at or before the last heartbeat changes nothing", () => {
+    // Safe time 1 + 1 + 1.5 + 1 = 4.5 s; after a majority returns: 3 × 1 + 1.5 + 1 = 5.5 s.
+    const slow = Policy.parse({ ...policy, version: "outage-slow-rounds", agent: { ...policy.agent, peerRoundMs: 1_000 } });
+    const grantAt = (majoritySince: number) => {
+      const h = createHarness(slow);
+      h.send("node.joined", { bootId: "b1", incarnation: 1 }, 0);
+      h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 2_000);
+      h.fire("suspect");
+      h.result("slot.acquire", true, 4_100, { facts: { majoritySince } });
+      expect(h.path).toBe("fencing");
+      return h.context.timers["safe-time"];
+    };
+    expect(grantAt(500)).toBe(1_000 + 4_500);
+    expect(grantAt(1_000)).toBe(1_000 + 4_500);
+    expect(grantAt(1_001)).toBe(1_001 + 5_500);
+  });
+
   it("without a majority time from the guard, counts from the last heartbeat", () => {
     const h = fencingAfterGrant();
     expect(h.context.timers["safe-time"]).toBe(60_000);

@@ -67,7 +67,7 @@ const index = (n: number) => fc.integer({ min: 0, max: n - 1 });
 const pick = fc.nat({ max: 19 });
 const nearby = (n: number, length: number) => (n < 14 ? n % Math.min(length, 3) : n % length);
 
-export const intentArb: fc.Arbitrary<Intent> = fc.oneof(
+const intentArb: fc.Arbitrary<Intent> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant("missed" as const), dt, boot: index(BOOT_CHOICES), ago: fc.nat({ max: 3_000 }) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("resumed" as const), dt, boot: index(BOOT_CHOICES), sums: index(CHECKSUMS.length) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("joined" as const), dt, boot: index(BOOT_CHOICES), sums: index(CHECKSUMS.length), group: fc.boolean() }) },
@@ -262,7 +262,7 @@ export function replay(machine: NodeMachine, events: NodeEvent[]): Trace {
 }
 
 /** Moves workloads: never before fencing is confirmed for the current epoch. */
-export function isRemediation(request: CommandRequest): boolean {
+function isRemediation(request: CommandRequest): boolean {
   if (request.kind === "pods.delete" || request.kind === "workloads.await-gone") return true;
   return request.kind === "taint.add" && request.params.taint.key === OUT_OF_SERVICE_TAINT.key;
 }

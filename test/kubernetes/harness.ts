@@ -243,11 +243,3 @@ export async function startRealK8s(options: RealK8sOptions) {
   }
 }
 export type RealK8s = Awaited<ReturnType<typeof startRealK8s>>;
-
-/** Names of the pods on a node (API view), sorted. */
-export async function podsOnNode(admin: KubeClient, namespace: string, node: string): Promise<string[]> {
-  return (await listPods(admin, namespace))
-    .filter((p) => p.spec?.nodeName === node)
-    .map((p) => p.metadata.name)
-    .sort();
-}

@@ -4,7 +4,7 @@ import { mkdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CLI = join(ROOT, "packages", "cli", "dist", "bin.js");
 
 /**
@@ -175,7 +175,7 @@ export async function startAgentProcess(options: {
   return { node: options.node, child, watchdog, logFile, exited };
 }
 
-export async function watchdogSize(path: string): Promise<number> {
+async function watchdogSize(path: string): Promise<number> {
   return existsSync(path) ? (await stat(path)).size : 0;
 }
 

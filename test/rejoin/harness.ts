@@ -35,7 +35,7 @@ export const REJOIN_POLICY: Policy = Policy.parse({
 export const reportedChecksums = (node: string) => ({ app: `app-v1-${node}`, sshd: "sshd-v1" });
 export const hostGroupOf = (node: string) => (node.endsWith("-1") || node.endsWith("-2") ? "masters" : "workers");
 
-export type Marker = { at: number; step: string; node: string; hostGroup: string };
+type Marker = { at: number; step: string; node: string; hostGroup: string };
 
 export type RejoinLab = {
   nc: NatsConnection;

@@ -18,7 +18,7 @@ import { messageCount as messageCountOf, readStream as readStreamOf, testLog } f
 export { sleep, testLog, waitFor } from "../engine/nats-helpers.js";
 
 /** A permission violation the server logged: who tried what. */
-export type Violation = { user: string; operation: "Publish" | "Subscription"; subject: string };
+type Violation = { user: string; operation: "Publish" | "Subscription"; subject: string };
 
 export type SecureServer = {
   server: NatsServer;

@@ -1,6 +1,6 @@
 import { Policy, type PolicyInput } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
-import { EMPTY_BUDGET, decideSlot, releaseSlot, type FleetBudget, type FleetView } from "../src/fleet-guard.js";
+import { EMPTY_BUDGET, decideSlot, releaseSlot, remediationSlotsAllowed, type FleetBudget, type FleetView } from "../src/fleet-guard.js";
 
 const view = (fleetSize: number, healthy: number) => ({ fleetSize, healthy, majoritySince: 0 }) as FleetView;
 const budgetOf = (...held: Array<string | [string, "cp"]>): FleetBudget => ({
@@ -52,6 +52,7 @@ const cases: Case[] = [
   { name: "a worker is not limited by a control-plane slot", policy: {}, fleet: [10, 8], held: [["cp1", "cp"]], request: { node: "w2", controlPlane: false }, granted: true, reason: /granted/ },
   { name: "first control-plane node granted", policy: {}, fleet: [10, 8], held: ["w1"], request: { node: "cp1", controlPlane: true }, granted: true, reason: /granted/ },
   { name: "maxControlPlane 2 allows a second", policy: { fleet: { maxControlPlane: 2 } }, fleet: [10, 8], held: [["cp1", "cp"]], request: { node: "cp2", controlPlane: true }, granted: true, reason: /granted/ },
+  { name: "maxControlPlane 2 with two held names both", policy: { fleet: { maxControlPlane: 2 } }, fleet: [10, 8], held: [["cp1", "cp"], ["cp2", "cp"]], request: { node: "cp3", controlPlane: true }, granted: false, reason: "control-plane node cp1, cp2 already in remediation; at most 2 at a time" },
   { name: "maxControlPlane 0 refuses every control-plane node", policy: { fleet: { maxControlPlane: 0 } }, fleet: [10, 9], request: { node: "cp1", controlPlane: true }, granted: false, reason: /at most 0 at a time/ },
 
   // Rules apply in order: the majority first.
@@ -95,5 +96,34 @@ describe("decideSlot", () => {
     const policy = Policy.parse({ fleet: { maxUnhealthy: 1 } });
     expect(decideSlot(budgetOf("n1"), view(10, 9), { node: "n2", controlPlane: false, at: 1 }, policy).granted).toBe(false);
     expect(decideSlot(releaseSlot(budgetOf("n1"), "n1"), view(10, 9), { node: "n2", controlPlane: false, at: 1 }, policy).granted).toBe(true);
+  });
+});
+
+describe("remediationSlotsAllowed", () => {
+  it.each([
+    // What minHealthy (rounded up) leaves; never below 0.
+    { policy: {}, fleetSize: 10, allowed: 4 },
+    { policy: { fleet: { minHealthy: "75%" } }, fleetSize: 10, allowed: 2 },
+    { policy: { ...noWatchdog, fleet: { minHealthy: 3 } }, fleetSize: 2, allowed: 0 },
+    { policy: {}, fleetSize: 0, allowed: 0 },
+    // maxUnhealthy (rounded down) when it is smaller, what minHealthy leaves when that is.
+    { policy: { fleet: { maxUnhealthy: 1 } }, fleetSize: 10, allowed: 1 },
+    { policy: { fleet: { maxUnhealthy: "25%" } }, fleetSize: 10, allowed: 2 },
+    { policy: { fleet: { maxUnhealthy: 8 } }, fleetSize: 10, allowed: 4 },
+  ])("$fleetSize nodes, $policy.fleet: $allowed", ({ policy, fleetSize, allowed }) => {
+    expect(remediationSlotsAllowed(Policy.parse(policy), fleetSize)).toBe(allowed);
+  });
+
+  it("is what decideSlot grants one node after another in a healthy fleet", () => {
+    const policy = Policy.parse({ fleet: { minHealthy: "60%", maxUnhealthy: 3 } });
+    let budget = EMPTY_BUDGET;
+    let granted = 0;
+    for (const node of ["a", "b", "c", "d", "e"]) {
+      const decision = decideSlot(budget, view(10, 10 - granted), { node, controlPlane: false, at: 1 }, policy);
+      if (!decision.granted) break;
+      budget = decision.budget;
+      granted += 1;
+    }
+    expect(granted).toBe(remediationSlotsAllowed(policy, 10));
   });
 });

@@ -21,12 +21,11 @@ const DLQ_SOURCE = "agent";
  * see @fenceline/detectors node-state-service.ts): the engine's state of the node, "unknown
  * node", or an error (the service could not read FL_NODES).
  */
-export const NodeStateReply = z.union([
+const NodeStateReply = z.union([
   z.object({ v: z.literal(1), node: NodeName, at: z.number(), known: z.literal(true), state: z.string().min(1).max(256), epoch: z.number().int().nonnegative(), since: z.number() }),
   z.object({ v: z.literal(1), node: NodeName, at: z.number(), known: z.literal(false) }),
   z.object({ v: z.literal(1), node: z.string(), at: z.number(), error: z.string().max(2048) }),
 ]);
-export type NodeStateReply = z.infer<typeof NodeStateReply>;
 
 /**
  * Asks the node state service for the engine's state of `node`: its state path, or undefined

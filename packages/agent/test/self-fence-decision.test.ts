@@ -91,3 +91,21 @@ describe("decideSelfFence: edge cases", () => {
     expect(decide({ peerAnswers: [lost("b"), lost("b")] }).reason).toBe("partitioned-minority");
   });
 });
+
+describe("decideSelfFence: the detail (the agent's fence record quotes it) names what the decision rests on", () => {
+  it("the silence against the timeout", () => {
+    expect(decide({ controlPlaneLostForMs: 4_000 }).detail).toBe("control plane silent for 4000ms, below the 5000ms timeout");
+  });
+
+  it("the peer that vouched", () => {
+    expect(decide({ peerAnswers: [connected("b", "healthy")] }).detail).toBe("peer b reaches the control plane and says this node is healthy");
+  });
+
+  it("the group that lost the control plane, and connected peers without a verdict only when there are some", () => {
+    expect(decide({ peerAnswers: [lost("b")] }).detail).toBe("only 2 of 5 nodes (this one + 1 peer(s)) lost the control plane: not a strict majority");
+    expect(decide({ peerAnswers: [lost("b"), connected("c")] }).detail).toBe(
+      "only 2 of 5 nodes (this one + 1 peer(s)) lost the control plane: not a strict majority; 1 connected peer(s) without a verdict do not count",
+    );
+    expect(decide({ peerAnswers: [lost("b"), lost("c")] }).detail).toBe("3 of 5 nodes (this one + 2 peer(s)) lost the control plane: a majority");
+  });
+});

@@ -130,6 +130,12 @@ describe("fencing guarantee", () => {
     }
   });
 
+  it("names every shortfall of a contract, not only the first", () => {
+    expect(fencingGuarantee(contract({ heartbeatIntervalMs: 2_000, membershipVersion: 0 }), DEFAULT_POLICY).reason).toBe(
+      "the agent's contract is weaker than the policy: its heartbeat interval 2s is longer than the policy's 1s; it holds no membership view yet",
+    );
+  });
+
   it("follows the policy's trusted kinds and its watchdog switch", () => {
     const hardwareOnly = Policy.parse({ fencing: { watchdogKinds: ["hardware"] } });
     const softdog = fencingGuarantee(contract({ watchdog: { kind: "softdog", timeoutMs: 10_000 } }), hardwareOnly);
@@ -137,7 +143,12 @@ describe("fencing guarantee", () => {
     expect(softdog.reason).toMatch(/softdog watchdog is not one the policy trusts \(fencing.watchdogKinds: hardware\)/);
     expect(Policy.safeParse({ fencing: { watchdogKinds: ["software"] } }).success).toBe(false);
     const powerOnly = Policy.parse({ fencing: { watchdog: false, fenceAgent: true } });
-    expect(fencingGuarantee(contract(), powerOnly)).toMatchObject({ guarantee: "none", timeBased: false, weak: false });
+    expect(fencingGuarantee(contract(), powerOnly)).toEqual({
+      guarantee: "none",
+      timeBased: false,
+      weak: false,
+      reason: "the policy does not fence by watchdog (fencing.watchdog: false)",
+    });
   });
 
   it("is power when a power-fencing level covers the node, time-based or not", () => {

@@ -26,10 +26,14 @@ describe("policy", () => {
   it("rejects a safe time shorter than the minimum, showing the computation", () => {
     const r = Policy.safeParse({ safeTimeMs: "10s" });
     expect(r.success).toBe(false);
+    expect(r.error!.issues[0]).toMatchObject({ code: "custom", path: ["safeTimeMs"] });
     expect(r.error!.issues[0]!.message).toBe(
       "safeTimeMs 10s is shorter than the minimum 22s (5s control-plane timeout + 2s peer round + 10s watchdog timeout + 5s margin = 22s)",
     );
     expect(Policy.safeParse({ safeTimeMs: "30s" }).success).toBe(true);
+    // The minimum itself is enough.
+    expect(safeTimeOf(Policy.parse({ safeTimeMs: "22s" }))).toBe(22_000);
+    expect(Policy.safeParse({ safeTimeMs: 21_999 }).success).toBe(false);
   });
 
   it("rejects minHealthy at or below 50% while fencing relies on watchdogs", () => {

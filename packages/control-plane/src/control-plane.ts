@@ -55,7 +55,7 @@ export type ControlPlane = {
 };
 
 /** How often `workloads.await-gone` checks (and force-deletes what the taint evicted) on a live cluster. */
-export const AWAIT_GONE_POLL_MS = 100;
+const AWAIT_GONE_POLL_MS = 100;
 
 /** Everything but the agents: streams, engine, membership keeper, heartbeat detector, fleet guard and actuators. */
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {

@@ -5,7 +5,7 @@ import { get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureBinary } from "@fenceline/toolchain";
-import { createKubeClient, isNotFound, type KubeAccess, type KubeClient } from "./kube-client.js";
+import { createKubeClient, isNotFound, type KubeClient } from "./kube-client.js";
 import { freePort, lostPortRace, startProcess, startReaper, type LabProcess } from "./processes.js";
 
 /** The controllers Fenceline interacts with, and the ones they need to work at all. */
@@ -388,5 +388,3 @@ export async function serviceAccountToken(admin: KubeClient, namespace: string, 
   });
   return review.status.token;
 }
-
-export type { KubeAccess };

@@ -1,6 +1,6 @@
 import { InMemoryCluster, VirtualClock, checkInvariants, type InMemoryClusterOptions, type Violation } from "../src/index.js";
 
-export const STEP_MS = 1_000;
+const STEP_MS = 1_000;
 
 /**
  * Deletes the node's VolumeAttachments through the API (what `kubectl delete volumeattachment`

@@ -2,7 +2,7 @@ import type { HeartbeatAck } from "@fenceline/contracts";
 import { createMemoryAgentTransport } from "@fenceline/agent";
 import { InMemoryCluster, LAB_POLICY, SimFleet, VirtualClock, silentLogger } from "../src/index.js";
 
-export const FLEET_NODES = ["node-1", "node-2", "node-3", "node-4", "node-5"];
+const FLEET_NODES = ["node-1", "node-2", "node-3", "node-4", "node-5"];
 
 /**
  * Five machines running the real agent and a cluster with one StatefulSet replica on node-5. With

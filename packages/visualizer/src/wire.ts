@@ -2,9 +2,9 @@
  * What the HTTP API sends the page, defined once for the server and the page (which compiles
  * against this file without Node's types: type-only imports, nothing else).
  */
-export type { AuditRecord, Command } from "@fenceline/contracts";
-export type { MachineExport as ChartExport, MachineStateNode as ChartState, MachineTransition as ChartTransition } from "@fenceline/statecharts";
-export type { NodeTimeline as Timeline, TimelineEntry, TimelineCommand } from "@fenceline/read-model";
+export type { AuditRecord } from "@fenceline/contracts";
+export type { MachineExport as ChartExport, MachineStateNode as ChartState } from "@fenceline/statecharts";
+export type { NodeTimeline as Timeline, TimelineEntry } from "@fenceline/read-model";
 
 /** A row of the live node table (GET /api/snapshot). */
 export type NodeRow = {

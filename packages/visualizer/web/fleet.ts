@@ -3,7 +3,6 @@ import type { AuditRecord } from "./types";
 /** The fleet as the audit says it was at a time: a fold over `to` per node. Pure. */
 
 export const PHASES = ["healthy", "suspect", "fencing", "remediating", "rejoining", "paused", "operator"] as const;
-export type Phase = (typeof PHASES)[number];
 
 export const phaseOf = (path: string) => path.split(".")[0]!;
 

@@ -35,7 +35,7 @@ function cross(a: P, b: P, c: P, d: P): boolean {
 }
 
 /** Whether the segment a–b enters the rectangle shrunk by `inset` (Liang–Barsky clipping). */
-export function segmentEntersRect(a: P, b: P, r: Rect, inset = 1): boolean {
+function segmentEntersRect(a: P, b: P, r: Rect, inset = 1): boolean {
   const x0 = r.x + inset;
   const x1 = r.x + r.w - inset;
   const y0 = r.y + inset;

@@ -3,7 +3,7 @@ import type { ChartExport, ChartState } from "./types";
 
 /** Where each state and transition of the statechart is drawn. Pure: runs in Node too (tests). */
 
-export type Box = {
+type Box = {
   path: string;
   label: string;
   x: number;
@@ -18,9 +18,9 @@ export type Box = {
   description: string | null;
 };
 
-export type EdgeLabel = { x: number; y: number; w: number; h: number; lines: string[] };
+type EdgeLabel = { x: number; y: number; w: number; h: number; lines: string[] };
 
-export type Edge = {
+type Edge = {
   id: string;
   source: string;
   target: string;
@@ -42,7 +42,7 @@ export type Layout = {
 export type Measure = (text: string, fontPx: number, bold?: boolean) => number;
 
 /** A rough width for when no canvas is at hand (DejaVu Sans averages ~0.56 em). */
-export const approximateMeasure: Measure = (text, fontPx, bold) => text.length * fontPx * (bold ? 0.62 : 0.56);
+const approximateMeasure: Measure = (text, fontPx, bold) => text.length * fontPx * (bold ? 0.62 : 0.56);
 
 export const LABEL_FONT = 11.5;
 export const LABEL_LINE = 14;
@@ -63,7 +63,7 @@ type Transition = { event: string; guard: string | null; from: string; to: strin
  * Breaks a label into lines of at most `max` characters at ", " or spaces (a guard goes on its
  * own line when it does not fit; continuation lines are indented).
  */
-export function wrap(text: string, max: number): string[] {
+function wrap(text: string, max: number): string[] {
   if (text.length <= max) return [text];
   const tokens = text.split(/(?<=, )|(?<= )(?=\[)|(?<=: )/);
   const lines: string[] = [];

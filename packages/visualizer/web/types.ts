@@ -1,1 +1,1 @@
-export type { AuditRecord, ChartExport, ChartState, ChartTransition, Command, Info, NodeRow, Timeline, TimelineCommand, TimelineEntry } from "../src/wire";
+export type { AuditRecord, ChartExport, ChartState, Info, NodeRow, Timeline, TimelineEntry } from "../src/wire";

@@ -94,7 +94,7 @@ function globToRegExp(pattern: string): RegExp {
 type TargetConfig = z.infer<typeof Target>;
 
 /** The entries of a device that apply to a node, most general first; null when the device does not cover it. */
-export function entriesFor(device: FenceDeviceConfig, node: string, hostGroup?: string): TargetConfig[] | null {
+function entriesFor(device: FenceDeviceConfig, node: string, hostGroup?: string): TargetConfig[] | null {
   const layers: TargetConfig[] = [{ params: device.params, secrets: device.secrets, ...(device.password ? { password: device.password } : {}) }];
   const group = hostGroup !== undefined ? device.hostGroups[hostGroup] : undefined;
   if (group) layers.push(group);

@@ -1,6 +1,6 @@
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Command, COMMAND_KINDS } from "@fenceline/contracts";
+import { Command } from "@fenceline/contracts";
 import { consumeValidated, jetStreamDeadLetters, publishEvent, type Logger } from "@fenceline/bus";
 import { Consumers, Streams } from "@fenceline/streams";
 import type { ActuatorCore } from "../actuator.js";
@@ -33,4 +33,3 @@ export function runActuator(options: { nc: NatsConnection; actuator: ActuatorCor
   });
 }
 
-export const KNOWN_COMMAND_KINDS = COMMAND_KINDS;

@@ -12,7 +12,7 @@ Prints the audit trail (stream FL_AUDIT): one record per event the engine applie
   --export      one JSON record per line, in stream order (with --follow too)
   --changes     only records where the state changed`;
 
-export function formatAudit(r: AuditRecord): string {
+function formatAudit(r: AuditRecord): string {
   const time = new Date(r.at).toISOString().slice(11, 23);
   const move = r.changed ? `${r.from} → ${r.to}` : `(${r.to})`;
   const cmds = r.commands.length > 0 ? ` ⇒ ${r.commands.map((c) => c.kind).join(", ")}` : "";

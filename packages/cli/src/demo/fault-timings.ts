@@ -7,7 +7,7 @@ export type FaultTimings = { detectedAfterMs: number | null; fencedAfterMs: numb
 export type FencedBy = "reboot" | "watchdog" | "safe-time" | "power";
 
 /** The kind of confirmation an audit reason "fencing confirmed: …" names. */
-export function fencedByOf(reason: string | undefined): FencedBy | null {
+function fencedByOf(reason: string | undefined): FencedBy | null {
   const by = /fencing confirmed: (.*)$/.exec(reason ?? "")?.[1];
   if (by === undefined) return null;
   if (by.startsWith("reboot")) return "reboot";

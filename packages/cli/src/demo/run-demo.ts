@@ -26,7 +26,7 @@ import { faultTimings, type FencedBy } from "./fault-timings.js";
 import { checkScenario, minorityGroupSize, SCENARIOS, type FaultPlan, type Scenario } from "./scenarios.js";
 import { startKubeLabMachines } from "@fenceline/bench";
 
-export type FaultReport = {
+type FaultReport = {
   node: string;
   kind: string;
   injectedAt: number;
@@ -78,7 +78,7 @@ export type DemoOptions = {
 };
 
 /** What the demo reads of the machines: where each StatefulSet replica runs (ground truth). */
-export type DemoCluster = Machines & ClusterTruth & { step?(now: number): void };
+type DemoCluster = Machines & ClusterTruth & { step?(now: number): void };
 
 type DemoBackend = {
   cluster: DemoCluster;
@@ -143,7 +143,7 @@ async function startRealBackend(names: string[], stateful: Array<{ name: string;
 }
 
 /** The namespace (and fleet, and zone) of the demo's workloads on the real control plane. */
-export const DEMO_NAMESPACE = "demo";
+const DEMO_NAMESPACE = "demo";
 
 export type RunningDemo = {
   summary: DemoSummary;

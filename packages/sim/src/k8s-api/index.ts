@@ -6,4 +6,4 @@ export {
   type RequestRecord,
   type ResourceKind,
 } from "./server.js";
-export { parseLabelSelector, parseFieldSelector, SelectorError } from "./selectors.js";
+export { parseLabelSelector } from "./selectors.js";

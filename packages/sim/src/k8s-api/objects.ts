@@ -20,7 +20,7 @@ export type NodeOverlay = {
 };
 
 /** RFC 3339 with milliseconds (Go's time.Parse(RFC3339) accepts the fraction). */
-export const iso = (ms: number) => new Date(ms).toISOString();
+const iso = (ms: number) => new Date(ms).toISOString();
 
 export const NAMESPACE = "default";
 
