@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -37,6 +37,13 @@ async function templateFails(values: string[] | ChartValues): Promise<string> {
 }
 
 const deployFile = (name: string) => readFileSync(join(DEPLOY, name), "utf8");
+/** A configuration deploy/ ships: its own file (deploy/policy.json), or the same key of the ConfigMap in a manifest (deploy/policy-configmap.yaml). */
+const shippedConfig = (file: string, manifest: string) =>
+  existsSync(join(DEPLOY, file))
+    ? deployFile(file)
+    : (loadAllYaml(deployFile(manifest)) as Manifest[]).find((o) => o?.kind === "ConfigMap" && o.data?.[file] !== undefined)!.data![file]!;
+const shippedPolicy = () => shippedConfig("policy.json", "policy-configmap.yaml");
+const shippedAgentConfig = () => shippedConfig("agent.json", "agent.yaml");
 const configFile = (objects: Manifest[], name: string, key: string) => find(objects, "ConfigMap", name)!.data![key]!;
 
 const find = (objects: Manifest[], kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
@@ -104,20 +111,21 @@ describe("charts/fenceline", () => {
     expect((await template()).some((o) => o.kind === "Namespace")).toBe(false);
   }, 60_000);
 
-  it("reads the policy, the agent's configuration and the engine's RBAC rules from deploy/ itself: files/ holds links, no copies", async () => {
-    for (const file of ["policy.json", "agent.json", "rbac.yaml"]) {
-      const link = join(CHART, "files", file);
-      expect(lstatSync(link).isSymbolicLink(), link).toBe(true);
-      expect(join(CHART, "files", readlinkSync(link))).toBe(join(DEPLOY, file));
-    }
-    // With the default values the ConfigMaps hold the files as written, byte for byte.
+  it("reads the policy, the agent's configuration, its init container and the engine's RBAC rules from deploy/ itself: files/deploy is a link, nothing is copied", async () => {
+    const link = join(CHART, "files", "deploy");
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(join(CHART, "files", readlinkSync(link))).toBe(DEPLOY);
+    // With the default values the ConfigMaps hold what deploy/ ships, byte for byte.
     const objects = await template();
-    expect(configFile(objects, "fenceline-policy", "policy.json")).toBe(deployFile("policy.json"));
-    expect(configFile(objects, "fenceline-agent", "agent.json")).toBe(deployFile("agent.json"));
-    // `helm package` stores the linked files' content: the packaged chart renders the same.
+    expect(configFile(objects, "fenceline-policy", "policy.json")).toBe(shippedPolicy());
+    expect(configFile(objects, "fenceline-agent", "agent.json")).toBe(shippedAgentConfig());
+    // `helm package` stores the linked content (not deploy/monitoring or the Dockerfile): the packaged chart renders the same.
     const dir = mkdtempSync(join(tmpdir(), "fenceline-package-"));
     try {
       await run(helm, ["package", CHART, "--destination", dir]);
+      const { stdout: listing } = await run("tar", ["tzf", join(dir, "fenceline-0.1.0.tgz")]);
+      expect(listing).toContain("fenceline/files/deploy/rbac.yaml");
+      expect(listing).not.toContain("fenceline/files/deploy/monitoring");
       const { stdout } = await run(helm, ["template", "fenceline", join(dir, "fenceline-0.1.0.tgz"), "--namespace", "fenceline"], {
         maxBuffer: 16 * 1024 * 1024,
       });
@@ -150,7 +158,7 @@ describe("charts/fenceline", () => {
 
   describe("policy and agent configuration values", () => {
     it("policy fields given as values are merged over deploy/policy.json; false, 0 and lists replace; the engine accepts the result and restarts for it", async () => {
-      const shipped = JSON.parse(deployFile("policy.json")) as Record<string, Record<string, unknown>>;
+      const shipped = JSON.parse(shippedPolicy()) as Record<string, Record<string, unknown>>;
       const objects = await template({
         sets: ["policy.fleet.maxUnhealthy=2", "policy.fleet.maxControlPlane=0"],
         setJsons: ['policy.remediation=[{"strategy":"ResourceDeletion","timeoutMs":"30s"}]'],
@@ -181,7 +189,7 @@ describe("charts/fenceline", () => {
     });
 
     it("agent.config values are merged over deploy/agent.json; NATS comes from the chart's NATS; the pod's paths follow the configuration", async () => {
-      const shipped = JSON.parse(deployFile("agent.json")) as Record<string, unknown>;
+      const shipped = JSON.parse(shippedAgentConfig()) as Record<string, unknown>;
       const objects = await template({ sets: ["agent.config.logLevel=debug", "agent.config.stateDir=/var/lib/fl"] }, "fl");
       const rendered = JSON.parse(configFile(objects, "fl-fenceline-agent", "agent.json")) as Record<string, unknown>;
       expect(rendered).toEqual({ ...shipped, logLevel: "debug", stateDir: "/var/lib/fl" });

@@ -40,31 +40,65 @@ nats://{{ include "fenceline.natsService" . }}.{{ .Release.Namespace }}.svc:4222
 {{- end -}}
 
 {{/*
-A JSON file of the chart (files/*.json: links to deploy/), parsed. Packaged charts hold the
-file's content; a missing or broken one stops the rendering.
+The chart reads deploy/ itself (files/deploy is a link to it; `helm package` stores the content):
+nothing of what deploy/ ships is copied into the chart.
 */}}
-{{- define "fenceline.jsonFile" -}}
-{{- $text := .root.Files.Get .path -}}
-{{- if not $text -}}
-{{- fail (printf "%s is missing from the chart (a link to deploy/%s)" .path (base .path)) -}}
+
+{{/* The objects of a manifest file of deploy/, parsed. */}}
+{{- define "fenceline.deployObjects" -}}
+{{- $objects := list -}}
+{{- range regexSplit "(?m)^---\\s*$" (.root.Files.Get (printf "files/deploy/%s" .file)) -1 -}}
+{{- $object := fromYaml . -}}
+{{- if get $object "kind" }}{{ $objects = append $objects $object }}{{ end -}}
 {{- end -}}
-{{- $parsed := fromJson $text -}}
-{{- if hasKey $parsed "Error" -}}
-{{- fail (printf "%s: %s" .path $parsed.Error) -}}
+{{- if not $objects -}}
+{{- fail (printf "files/deploy/%s (deploy/%s) is missing from the chart or holds no object" .file .file) -}}
 {{- end -}}
-{{- toJson $parsed -}}
+{{- toJson $objects -}}
+{{- end -}}
+
+{{/* The one object of this kind in a manifest file of deploy/. */}}
+{{- define "fenceline.deployObject" -}}
+{{- $found := dict -}}
+{{- range include "fenceline.deployObjects" (dict "root" .root "file" .file) | fromJsonArray -}}
+{{- if eq .kind $.kind }}{{ $found = . }}{{ end -}}
+{{- end -}}
+{{- if not $found -}}
+{{- fail (printf "deploy/%s holds no %s" .file .kind) -}}
+{{- end -}}
+{{- toJson $found -}}
 {{- end -}}
 
 {{/*
-A JSON file of deploy/ with changes merged over it (objects merge key by key, anything else,
-lists included, is replaced). Unchanged, it is the file as written, so the ConfigMap is the one
-kustomize generates from deploy/; changed, it is the merged document.
+A configuration file deploy/ ships, as written: deploy/<file> itself, or, where deploy/ keeps it
+inside a ConfigMap (key <file> of the ConfigMap in deploy/<manifest>), that text.
+*/}}
+{{- define "fenceline.deployConfig" -}}
+{{- $text := .root.Files.Get (printf "files/deploy/%s" .file) -}}
+{{- if not $text -}}
+{{- $configMap := include "fenceline.deployObject" (dict "root" .root "file" .manifest "kind" "ConfigMap") | fromJson -}}
+{{- $text = get (get $configMap "data" | default dict) .file -}}
+{{- end -}}
+{{- if not $text -}}
+{{- fail (printf "deploy/ has neither %s nor a ConfigMap with it in %s" .file .manifest) -}}
+{{- end -}}
+{{- $text -}}
+{{- end -}}
+
+{{/*
+A JSON configuration of deploy/ with changes merged over it (objects merge key by key, anything
+else, lists included, is replaced). Unchanged, it is the text deploy/ ships, so the ConfigMap is
+kustomize's; changed, it is the merged document.
 */}}
 {{- define "fenceline.mergedJson" -}}
-{{- $base := include "fenceline.jsonFile" (dict "root" .root "path" .path) | fromJson -}}
+{{- $text := include "fenceline.deployConfig" (dict "root" .root "file" .file "manifest" .manifest) -}}
+{{- $base := fromJson $text -}}
+{{- if hasKey $base "Error" -}}
+{{- fail (printf "deploy/%s: %s" .file $base.Error) -}}
+{{- end -}}
 {{- $merged := include "fenceline.deepMerge" (dict "base" $base "changes" .changes) | fromJson -}}
 {{- if eq (toJson $merged) (toJson $base) -}}
-{{- .root.Files.Get .path | trimSuffix "\n" -}}
+{{- $text | trimSuffix "\n" -}}
 {{- else -}}
 {{- toPrettyJson $merged -}}
 {{- end -}}
@@ -89,7 +123,7 @@ replaces. (Sprig's mergeOverwrite would skip false, 0 and "".)
 
 {{/* policy.json: deploy/policy.json with the values' policy merged over it. */}}
 {{- define "fenceline.policy" -}}
-{{- include "fenceline.mergedJson" (dict "root" . "path" "files/policy.json" "changes" .Values.policy) -}}
+{{- include "fenceline.mergedJson" (dict "root" . "file" "policy.json" "manifest" "policy-configmap.yaml" "changes" .Values.policy) -}}
 {{- end -}}
 
 {{/*
@@ -99,22 +133,26 @@ left for the init container.
 */}}
 {{- define "fenceline.agentConfig" -}}
 {{- $changes := include "fenceline.deepMerge" (dict "base" .Values.agent.config "changes" (dict "nats" (dict "url" (include "fenceline.natsUrl" .)))) | fromJson -}}
-{{- include "fenceline.mergedJson" (dict "root" . "path" "files/agent.json" "changes" $changes) -}}
+{{- include "fenceline.mergedJson" (dict "root" . "file" "agent.json" "manifest" "agent.yaml" "changes" $changes) -}}
 {{- end -}}
 
-{{/* The rules of the engine's ClusterRole, as deploy/rbac.yaml (files/rbac.yaml) grants them. */}}
+{{/* The rules of the engine's ClusterRole, as deploy/rbac.yaml grants them. */}}
 {{- define "fenceline.engineRules" -}}
-{{- $rules := list -}}
-{{- range regexSplit "(?m)^---\\s*$" (.Files.Get "files/rbac.yaml") -1 -}}
-{{- $object := fromYaml . -}}
-{{- if eq (get $object "kind") "ClusterRole" -}}
-{{- $rules = $object.rules -}}
+{{- $role := include "fenceline.deployObject" (dict "root" . "file" "rbac.yaml" "kind" "ClusterRole") | fromJson -}}
+{{- required "deploy/rbac.yaml: the ClusterRole has no rules" $role.rules | toYaml -}}
 {{- end -}}
+
+{{/*
+The agent DaemonSet's init container that fills in the node's name and address, as
+deploy/agent.yaml has it (its command and environment), with agent.initImage.
+*/}}
+{{- define "fenceline.agentInitContainers" -}}
+{{- $daemonSet := include "fenceline.deployObject" (dict "root" . "file" "agent.yaml" "kind" "DaemonSet") | fromJson -}}
+{{- $containers := list -}}
+{{- range $daemonSet.spec.template.spec.initContainers -}}
+{{- $containers = append $containers (set . "image" $.Values.agent.initImage) -}}
 {{- end -}}
-{{- if not $rules -}}
-{{- fail "files/rbac.yaml (a link to deploy/rbac.yaml) holds no ClusterRole with rules" -}}
-{{- end -}}
-{{- toYaml $rules -}}
+{{- toYaml $containers -}}
 {{- end -}}
 
 {{/* Whether power fencing is configured: a devices file from the values or an existing ConfigMap. */}}
