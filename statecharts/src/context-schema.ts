@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { COMMAND_KINDS, NodeName, Strategy } from "@fenceline/contracts";
-import type { FenceConfirmation, NodeContext as NodeContextType } from "./context.js";
+import { AgentContract, COMMAND_KINDS, NodeName, Strategy } from "@fenceline/contracts";
+import { NO_CONTRACT_GUARANTEE, type FenceConfirmation, type NodeContext as NodeContextType } from "./context.js";
 
 const Millis = z.number();
 const Count = z.number().int().nonnegative();
@@ -12,7 +12,12 @@ export const FenceConfirmationSchema = z.discriminatedUnion("by", [
   z.object({ by: z.literal("watchdog"), ackedAt: Millis.nullable(), resetBy: Millis.nullable() }).strict(),
   z.object({ by: z.literal("safe-time"), lastSeenAt: Millis.nullable(), majoritySince: Millis.nullable() }).strict(),
   z.object({ by: z.literal("power"), device: Text.nullable() }).strict(),
+  z.object({ by: z.literal("operator"), reason: Text }).strict(),
 ]) satisfies z.ZodType<FenceConfirmation>;
+
+const Guarantee = z
+  .object({ guarantee: z.enum(["watchdog", "power", "none"]), reason: Text, timeBased: z.boolean(), weak: z.boolean() })
+  .strict();
 
 const Context = z
   .object({
@@ -64,6 +69,12 @@ const Context = z
     desiredChecksums: z.record(Text, Text).nullable(),
     pausedReason: Text.nullable(),
     operatorReason: Text.nullable(),
+    // Absent from snapshots written before the contract: no contract, so nothing assumed by time
+    // until the node's agent is heard again.
+    contract: AgentContract.nullable().default(null),
+    peerUrl: Text.nullable().default(null),
+    guarantee: Guarantee.default(NO_CONTRACT_GUARANTEE),
+    forgottenReason: Text.nullable().default(null),
   })
   .strict();
 

@@ -1,4 +1,4 @@
-import type { CommandRequest, NodeEvent, Strategy } from "@fenceline/contracts";
+import type { AgentContract, CommandRequest, FencingGuarantee, NodeEvent, Strategy } from "@fenceline/contracts";
 
 /**
  * How fencing was confirmed, one variant per way (the guards branch on `by`, never on text):
@@ -8,16 +8,18 @@ import type { CommandRequest, NodeEvent, Strategy } from "@fenceline/contracts";
  * - `safe-time`: silent for the safe time since its last heartbeat (`lastSeenAt`), with a healthy
  *   majority since `majoritySince` throughout;
  * - `power`: a fence agent powered it off and read the power state back (`device`: which fence
- *   device(s) did, as the fence actuator reported them).
+ *   device(s) did, as the fence actuator reported them);
+ * - `operator`: a human said so (`fenceline reset` while it is being fenced), with the reason.
  * Fields that a snapshot written before this shape existed cannot tell are null.
  */
 export type FenceConfirmation =
   | { by: "reboot"; bootIdAtFencing: string | null; bootId: string | null }
   | { by: "watchdog"; ackedAt: number | null; resetBy: number | null }
   | { by: "safe-time"; lastSeenAt: number | null; majoritySince: number | null }
-  | { by: "power"; device: string | null };
+  | { by: "power"; device: string | null }
+  | { by: "operator"; reason: string };
 
-export const FENCE_CONFIRMATIONS = ["reboot", "watchdog", "safe-time", "power"] as const satisfies ReadonlyArray<FenceConfirmation["by"]>;
+export const FENCE_CONFIRMATIONS = ["reboot", "watchdog", "safe-time", "power", "operator"] as const satisfies ReadonlyArray<FenceConfirmation["by"]>;
 
 /** What one fencing (one epoch) has tried and proven so far. */
 export type FenceProgress = {
@@ -100,6 +102,25 @@ export type NodeContext = {
   pausedReason: string | null;
   /** Why the node needs an operator. */
   operatorReason: string | null;
+  /**
+   * The fencing contract of the agent's last heartbeat the engine heard (null: none heard, or an
+   * agent older than the contract): what the node can be assumed to do when it falls silent.
+   */
+  contract: AgentContract | null;
+  /** Where its agent answers its peers (served to them in the membership view). */
+  peerUrl: string | null;
+  /** Its fencing guarantee under the policy, as of its last contract (`fencingGuarantee`). */
+  guarantee: FencingGuarantee;
+  /** Why the node was forgotten (it left the fleet), while it is. */
+  forgottenReason: string | null;
+};
+
+/** The guarantee of a node whose agent has reported no contract. */
+export const NO_CONTRACT_GUARANTEE: FencingGuarantee = {
+  guarantee: "none",
+  reason: "no fencing contract heard from this node's agent (no agent, or one older than the contract)",
+  timeBased: false,
+  weak: false,
 };
 
 export type NodeInput = { node: string; at?: number };
@@ -134,5 +155,9 @@ export function initialContext(input: NodeInput): NodeContext {
     desiredChecksums: null,
     pausedReason: null,
     operatorReason: null,
+    contract: null,
+    peerUrl: null,
+    guarantee: NO_CONTRACT_GUARANTEE,
+    forgottenReason: null,
   };
 }

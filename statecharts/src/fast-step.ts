@@ -37,7 +37,7 @@ type SN = {
   after?: unknown[];
 };
 type TD = { source: SN; target?: SN[]; reenter?: boolean; guard?: unknown; actions: unknown[] };
-type Plan = { exit: SN[]; entry: Array<{ node: SN; defaultEntry: boolean }>; leaf: SN; nodesChanged: boolean; actions: unknown[] };
+type Plan = { exit: SN[]; entry: Array<{ node: SN; defaultEntry: boolean }>; leaf: SN; nodesChanged: boolean; actions: unknown[]; resolved?: unknown[] };
 type Fn = ((...args: unknown[]) => unknown) & Record<string, unknown>;
 const ACTION = 0;
 const ASSIGN = 1;
@@ -154,6 +154,31 @@ function refersTo(value: unknown, target: object, depth = 0): boolean {
 
 export type FastStep = (state: MachineState, event: NodeEvent) => StepResult;
 
+/**
+ * `{ ...context }`, as generated code for the key order of the first context it copies (one
+ * object literal: several times faster than a spread, which V8 runs generically for an object
+ * this large); a context with other keys, or keys in another order, is spread. Contexts are JSON
+ * data (own enumerable string keys), so the keys `for...in` lists are those a spread copies.
+ */
+function createContextClone(): (context: NodeContext) => NodeContext {
+  let keys: string[] | null = null;
+  let literal: ((c: NodeContext) => NodeContext) | null = null;
+  return (context) => {
+    if (keys === null) {
+      keys = Object.keys(context);
+      try {
+        literal = new Function("c", `return { ${keys.map((k) => `${JSON.stringify(k)}: c[${JSON.stringify(k)}]`).join(", ")} };`) as (c: NodeContext) => NodeContext;
+      } catch {
+        // No code generation in this runtime: spread.
+      }
+    }
+    if (literal === null) return { ...context };
+    let i = 0;
+    for (const key in context) if (key !== keys[i++]) return { ...context };
+    return i === keys.length ? literal(context) : { ...context };
+  };
+}
+
 const compiled = new WeakMap<NodeMachine, FastStep>();
 
 /** `(state, event) => step(machine, state, event)`, without xstate's generic interpreter. */
@@ -227,12 +252,38 @@ export function createFastStep(machine: NodeMachine): FastStep {
     return (ref.params as Fn)({ context, event });
   };
 
+  /**
+   * A guard reference resolved once (its implementation and params), or null when the generic
+   * path below must run it (a reference to another guard, a builtin, a missing one).
+   */
+  type CompiledGuard = { fn: Fn; params: unknown; paramsFn: Fn | undefined } | null;
+  const compiledGuards = new Map<unknown, CompiledGuard>();
+  const compileGuard = (guard: unknown): CompiledGuard => {
+    const ref = guard as Ref;
+    const inline = typeof ref === "function";
+    const resolved = inline ? ref : guards[typeof ref === "string" ? ref : ref.type];
+    if (typeof resolved !== "function" || "check" in resolved) return null;
+    const params = typeof ref === "object" && "params" in ref ? ref.params : undefined;
+    return { fn: resolved as Fn, params, paramsFn: typeof params === "function" ? (params as Fn) : undefined };
+  };
+  // One argument object for every guard call: guards are pure and synchronous (xstate requires it)
+  // and keep no reference to it.
+  const guardArgs = { context: undefined as unknown as NodeContext, event: undefined as unknown as NodeEvent };
   const checkGuard = (guard: unknown, context: NodeContext, event: NodeEvent): boolean => {
+    let g = compiledGuards.get(guard);
+    if (g === undefined) compiledGuards.set(guard, (g = compileGuard(guard)));
+    if (g === null) return checkGuardRef(guard, context, event);
+    const params = g.paramsFn ? g.paramsFn({ context, event }) : g.params;
+    guardArgs.context = context;
+    guardArgs.event = event;
+    return Boolean(g.fn(guardArgs, params));
+  };
+  const checkGuardRef = (guard: unknown, context: NodeContext, event: NodeEvent): boolean => {
     const ref = guard as Ref;
     const inline = typeof ref === "function";
     const resolved = inline ? ref : guards[typeof ref === "string" ? ref : ref.type];
     if (!inline && !resolved) throw new Error(`Guard '${typeof ref === "string" ? ref : ref.type}' is not implemented.'.`);
-    if (typeof resolved !== "function") return checkGuard(resolved, context, event);
+    if (typeof resolved !== "function") return checkGuardRef(resolved, context, event);
     if ("check" in resolved) throw new FastStepUnsupported("builtin guard");
     return Boolean((resolved as Fn)({ context, event }, paramsOf(ref, context, event)));
   };
@@ -243,6 +294,7 @@ export function createFastStep(machine: NodeMachine): FastStep {
   // guards, assigners and action callbacks are pure (xstate requires it) and so keep no
   // reference to the context, and an emitted event or a patch that holds the copy itself
   // (`refersTo`) makes the next assign copy again.
+  const clone = createContextClone();
   let context: NodeContext;
   let assigned = false;
   let fresh = false;
@@ -263,13 +315,18 @@ export function createFastStep(machine: NodeMachine): FastStep {
     }
     if (Object.hasOwn(patch, "__proto__")) {
       context = { ...context, ...patch } as NodeContext;
-    } else {
-      // One clone (V8 copies the object's shape at once) then the patch, rather than a spread of
-      // both: the same own properties in the same order, several times faster.
-      if (!fresh) context = { ...context };
+      fresh = !refersTo(patch, context);
+    } else if (!fresh) {
+      // One clone then the patch, rather than a spread of both: the same own properties in the
+      // same order, several times faster. The patch was computed before the clone existed, so it
+      // cannot hold it.
+      context = clone(context);
       Object.assign(context, patch);
+      fresh = true;
+    } else {
+      Object.assign(context, patch);
+      fresh = !refersTo(patch, context);
     }
-    fresh = !refersTo(patch, context);
     assigned = true;
   };
   const assignArgs = (event: NodeEvent) => ({ context, event, spawn: undefined, self: undefined, system: undefined });
@@ -291,45 +348,68 @@ export function createFastStep(machine: NodeMachine): FastStep {
   // `check` sees the context the callback got: nothing is assigned while a callback runs.
   const check = (g: unknown) => checkGuard(g, context, guardEvent);
 
-  const runActions = (refs: unknown[], event: NodeEvent) => {
-    for (const action of refs as Ref[]) {
-      const inline = typeof action === "function";
-      const resolved = (inline ? action : actions[typeof action === "string" ? action : action.type]) as Fn | undefined;
-      // A plain function action only reaches transition()'s executor, which step() ignores.
-      if (!resolved || !("resolve" in resolved)) continue;
-      const params = inline ? undefined : paramsOf(action, context, event);
-      switch (resolved.type) {
-        case "xstate.enqueueActions": {
-          const outer = queue;
-          // One queue per nesting depth, reused: a queue is read only after its callback returned.
-          const queued: unknown[] = (queue = queues[depth] ?? (queues[depth] = []));
-          queued.length = 0;
-          depth++;
-          try {
-            (resolved.collect as Fn)({ context, event, enqueue, check, self: undefined, system: undefined }, params);
-          } finally {
-            queue = outer;
-          }
-          // Enqueued actions run after the callback, in order, each seeing the context so far (as xstate does).
-          for (let i = 0; i < queued.length; i += 2) {
-            const kind = queued[i];
-            if (kind === ASSIGN) runAssign(queued[i + 1], event, undefined);
-            else if (kind === EMIT) emitOne(queued[i + 1], event, undefined);
-            else runActions([queued[i + 1]], event);
-          }
-          depth--;
-          break;
-        }
-        case "xstate.assign":
-          runAssign(resolved.assignment, event, params);
-          break;
-        case "xstate.emit":
-          emitOne(resolved.event, event, params);
-          break;
-        default:
-          throw new FastStepUnsupported(`action ${String(resolved.type)}`);
-      }
+  /** An action reference resolved once (null: nothing step() would see, such as a plain function). */
+  type CompiledAction = { impl: Fn; params: unknown; paramsFn: Fn | undefined } | null;
+  const compiledActions = new Map<unknown, CompiledAction>();
+  const compileAction = (action: unknown): CompiledAction => {
+    const ref = action as Ref;
+    const inline = typeof ref === "function";
+    const resolved = (inline ? ref : actions[typeof ref === "string" ? ref : ref.type]) as Fn | undefined;
+    // A plain function action only reaches transition()'s executor, which step() ignores.
+    if (!resolved || !("resolve" in resolved)) return null;
+    if (resolved.type !== "xstate.enqueueActions" && resolved.type !== "xstate.assign" && resolved.type !== "xstate.emit") {
+      throw new FastStepUnsupported(`action ${String(resolved.type)}`);
     }
+    const params = !inline && typeof ref === "object" && "params" in ref ? ref.params : undefined;
+    return { impl: resolved, params, paramsFn: typeof params === "function" ? (params as Fn) : undefined };
+  };
+  const actionOf = (action: unknown): CompiledAction => {
+    let c = compiledActions.get(action);
+    if (c === undefined) compiledActions.set(action, (c = compileAction(action)));
+    return c;
+  };
+  // One argument object for every enqueueActions callback: one runs at a time (the actions it
+  // enqueues run after it returned), and callbacks are pure and keep no reference to it.
+  const collectArgs = { context: undefined as unknown as NodeContext, event: undefined as unknown as NodeEvent, enqueue, check, self: undefined, system: undefined };
+
+  const runAction = (action: CompiledAction, event: NodeEvent) => {
+    if (action === null) return;
+    const { impl } = action;
+    const params = action.paramsFn ? action.paramsFn({ context, event }) : action.params;
+    switch (impl.type) {
+      case "xstate.enqueueActions": {
+        const outer = queue;
+        // One queue per nesting depth, reused: a queue is read only after its callback returned.
+        const queued: unknown[] = (queue = queues[depth] ?? (queues[depth] = []));
+        queued.length = 0;
+        depth++;
+        try {
+          collectArgs.context = context;
+          collectArgs.event = event;
+          (impl.collect as Fn)(collectArgs, params);
+        } finally {
+          queue = outer;
+        }
+        // Enqueued actions run after the callback, in order, each seeing the context so far (as xstate does).
+        for (let i = 0; i < queued.length; i += 2) {
+          const kind = queued[i];
+          if (kind === ASSIGN) runAssign(queued[i + 1], event, undefined);
+          else if (kind === EMIT) emitOne(queued[i + 1], event, undefined);
+          else runAction(actionOf(queued[i + 1]), event);
+        }
+        depth--;
+        break;
+      }
+      case "xstate.assign":
+        runAssign(impl.assignment, event, params);
+        break;
+      default:
+        emitOne(impl.event, event, params);
+    }
+  };
+  const runActions = (plan: Plan, event: NodeEvent) => {
+    const list = (plan.resolved ??= plan.actions.map(actionOf)) as CompiledAction[];
+    for (let i = 0; i < list.length; i++) runAction(list[i]!, event);
   };
 
   const emitOne = (ev: unknown, event: NodeEvent, params: unknown) => {
@@ -342,7 +422,7 @@ export function createFastStep(machine: NodeMachine): FastStep {
   const microstep = (t: TD, leaf: SN, event: NodeEvent): Plan => {
     const plan = planFor(t, leaf);
     assigned = false;
-    runActions(plan.actions, event);
+    runActions(plan, event);
     return plan;
   };
 
@@ -393,7 +473,7 @@ export function createFastStep(machine: NodeMachine): FastStep {
     let ctx = context;
     const fired = firedTimer(ctx.timers, event);
     if (fired !== null) {
-      if (!fresh) ctx = { ...ctx };
+      if (!fresh) ctx = clone(ctx);
       ctx.timers = withoutTimers(ctx.timers, fired);
     }
     return { state: { value: valueByLeaf.get(leaf)!, context: ctx }, emitted, path: pathByLeaf.get(leaf)! };

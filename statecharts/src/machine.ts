@@ -5,6 +5,7 @@ import {
   WATCHDOG_METHOD,
   fencingLevelsOf,
   formatMs,
+  fencingGuarantee,
   safeTimeOf,
   POWER_METHOD,
   type FenceLevel,
@@ -113,6 +114,8 @@ export function describeConfirmation(c: FenceConfirmation): string {
       return "fence agent: powered off";
     case "safe-time":
       return `safe time: silent since ${c.lastSeenAt} with a healthy majority since ${c.majoritySince}`;
+    case "operator":
+      return `an operator: ${c.reason}`;
   }
 }
 
@@ -177,6 +180,16 @@ export function createNodeMachine(policy: Policy) {
     return context.majoritySince !== null && context.majoritySince > lastSeenAt ? Math.max(due, context.majoritySince + afterMajority) : due;
   };
   const steps = policy.remediation;
+  /** What the node's contract lets the engine assume of it, under this policy (decided afresh, never from a stored copy). */
+  const guaranteeOf = (context: Ctx) => fencingGuarantee(context.contract, policy, fencingLevelsOf(policy, context.node, context.hostGroup));
+  /** Why a silent node is not assumed fenced by time, and what is waited for instead. */
+  const noTimeFencing = (context: Ctx) =>
+    `not assuming it fenced by time: ${guaranteeOf(context).reason}; waiting for a new boot id${levelsOf(context).some((l) => l.methods.some((m) => m !== WATCHDOG_METHOD)) ? ", a fence agent's power-off" : ""} or an operator (fenceline reset ${context.node} --reason … once it is off)`;
+  /** The guard's slot request: its membership view is part of the majority check. */
+  const slotRequest = (context: Ctx) => {
+    const version = context.contract?.membershipVersion ?? 0;
+    return command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane, ...(version > 0 ? { membershipVersion: version } : {}) } });
+  };
 
   // ------------------------------------------------------------------ fencing levels
   const levelsOf = (context: Ctx) => fencingLevelsOf(policy, context.node, context.hostGroup);
@@ -336,6 +349,10 @@ export function createNodeMachine(policy: Policy) {
       /** The current level's deadline passed (more levels follow). */
       fenceLevelTimedOut: ({ context, event }: Args) => levelTimerFired(context, event) && !lastLevel(context),
       needsReprovision: ({ context }: Args) => context.rejoin.reprovision !== null,
+      /** The node's contract lets the engine assume it fenced by time. */
+      timeFencing: ({ context }: Args) => guaranteeOf(context).timeBased,
+      /** Silent, in a fencing epoch whose fencing was never confirmed (the fencing taint is on). */
+      silentUnfenced: ({ context }: Args) => context.signals.heartbeat !== undefined && context.fencingTaint && context.fence.confirmedBy === null,
       attemptsLeft: ({ context }: Args) => context.rejoin.attempt < policy.rejoin.reprovisionAttempts,
       nodeSilent: ({ context }: Args) => context.signals.heartbeat !== undefined,
       /** The `name` deadline passed and the node is silent (no heartbeat) now. */
@@ -369,10 +386,28 @@ export function createNodeMachine(policy: Policy) {
           if (event.data.controlPlane !== undefined) patch.controlPlane = event.data.controlPlane;
         }
         if (event.type === "config.reported" && event.data.bootId === bootId) patch.checksums = event.data.checksums;
+        // The contract is the one of the agent last heard: a (re)joined or resumed node brings its
+        // own (none: an agent that makes no promise), a report of this boot replaces it. A report
+        // from an earlier boot is no sign of this one.
+        let contract = context.contract;
+        let peerUrl = context.peerUrl;
+        if (event.type === "heartbeat.resumed" || event.type === "node.joined") {
+          contract = event.data.contract ?? null;
+          peerUrl = event.data.peerUrl ?? null;
+        }
+        if (event.type === "contract.reported" && event.data.bootId === bootId) {
+          contract = event.data.contract;
+          peerUrl = event.data.peerUrl ?? peerUrl;
+        }
+        if (contract !== context.contract) patch.contract = contract;
+        if (peerUrl !== context.peerUrl) patch.peerUrl = peerUrl;
         if (event.type === "config.desired") {
           patch.desiredChecksums = event.data.checksums;
           if (event.data.hostGroup) patch.hostGroup = event.data.hostGroup;
         }
+        // The guarantee follows the contract and the node's fencing levels (its host group's).
+        const guarantee = fencingGuarantee(contract, policy, fencingLevelsOf(policy, context.node, patch.hostGroup ?? context.hostGroup));
+        if (guarantee.reason !== context.guarantee?.reason || guarantee.guarantee !== context.guarantee?.guarantee) patch.guarantee = guarantee;
         enqueue.assign(patch);
       }),
       explain: enqueueActions(({ enqueue }, params: { text: string }) => enqueue.emit(reason(params.text))),
@@ -419,7 +454,7 @@ export function createNodeMachine(policy: Policy) {
       }),
       requestSlot: enqueueActions(({ enqueue, context }) => {
         if (context.slot) return;
-        enqueue.emit(command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane } }));
+        enqueue.emit(slotRequest(context));
       }),
       takeSlot: enqueueActions(({ enqueue, event }) => {
         enqueue.assign({ slot: true, majoritySince: majoritySinceOf(result(event)) });
@@ -436,9 +471,11 @@ export function createNodeMachine(policy: Policy) {
         const levels = levelsOf(context);
         let timers = withTimer(context.timers, Timers.fenceTimeout, event.at + policy.fencing.timeoutMs);
         // Counted from the last sign of life, but never a deadline in the past. Only where a level
-        // can count it: without a watchdog level, time proves nothing.
+        // can count it (without a watchdog level, time proves nothing) and for a node whose
+        // contract promises it resets itself.
         const assumedFencedAt = safeTimeDue(context, event.at);
-        const byTime = usesWatchdog(levels);
+        const watchdogLevel = usesWatchdog(levels);
+        const byTime = watchdogLevel && guaranteeOf(context).timeBased;
         if (byTime && context.signals.heartbeat !== undefined) timers = withTimer(timers, Timers.safeTime, assumedFencedAt);
         const started = startLevel({ ...context, epoch, timers }, emptyFence(), 0, event.at);
         enqueue.assign({
@@ -452,11 +489,13 @@ export function createNodeMachine(policy: Policy) {
         enqueue.emit(command({ kind: "taint.add", params: { taint: FENCING_TAINT } }));
         enqueue.assign({ fencingTaint: true });
         for (const c of started.commands) enqueue.emit(command(c));
-        const silent = !byTime
+        const silent = !watchdogLevel
           ? "no level fences by watchdog: only a power-off read back or a new boot confirms"
-          : context.signals.heartbeat !== undefined
-            ? `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)}${context.majoritySince !== null && context.majoritySince > (context.lastSeenAt ?? event.at) && assumedFencedAt === context.majoritySince + afterMajority ? ", counted from the return of a healthy majority" : ""})`
-            : "still heartbeating: waiting for a positive confirmation";
+          : context.signals.heartbeat === undefined
+            ? "still heartbeating: waiting for a positive confirmation"
+            : !byTime
+              ? `silent since ${context.lastSeenAt}; ${noTimeFencing(context)}`
+              : `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)}${context.majoritySince !== null && context.majoritySince > (context.lastSeenAt ?? event.at) && assumedFencedAt === context.majoritySince + afterMajority ? ", counted from the return of a healthy majority" : ""})`;
         enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}${levels.length > 1 || levels[0]!.methods.some((m) => m !== WATCHDOG_METHOD) ? `; ${levelName(levels, 0)}` : ""}`));
       }),
       /** A power method powered the node off and read it back: proof, when its level (a started one) is complete. */
@@ -495,13 +534,22 @@ export function createNodeMachine(policy: Policy) {
         enqueue.assign({ fence: forgetFailedPowerOff(fenceOf(context), event) });
       }),
       confirmByWatchdog: enqueueActions(({ enqueue, context, event }) => {
+        if (!guaranteeOf(context).timeBased) return void enqueue.emit(reason(`watchdog reset deadline passed; ${noTimeFencing(context)}`));
         const fence = fenceOf(context);
         settle(enqueue, context, { ...fence, timeProof: { by: "watchdog", ackedAt: fence.watchdogStopAckedAt, resetBy: event.type === "timer.fired" ? event.data.due : null } });
       }),
+      confirmByOperator: enqueueActions(({ enqueue, context, event }) =>
+        confirm(enqueue, context, { by: "operator", reason: event.type === "operator.reset" ? event.data.reason : "operator reset" }),
+      ),
       confirmByReboot: enqueueActions(({ enqueue, context, event }) =>
         confirm(enqueue, context, { by: "reboot", bootIdAtFencing: context.bootIdAtFencing, bootId: bootIdOf(event) }),
       ),
       armWatchdogReset: enqueueActions(({ enqueue, context, event }) => {
+        if (!guaranteeOf(context).timeBased) {
+          enqueue.assign({ fence: { ...context.fence, watchdogStopAckedAt: event.at } });
+          enqueue.emit(reason(`agent stopped feeding its watchdog; ${noTimeFencing(context)}`));
+          return;
+        }
         const due = event.at + policy.agent.watchdogTimeoutMs + policy.agent.marginMs;
         enqueue.assign({
           fence: { ...context.fence, watchdogStopAckedAt: event.at },
@@ -511,6 +559,7 @@ export function createNodeMachine(policy: Policy) {
       }),
       rearmSafeTime: enqueueActions(({ enqueue, context, event }) => {
         if (context.timers[Timers.safeTime] !== undefined || context.lastSeenAt === null) return;
+        if (!guaranteeOf(context).timeBased) return void enqueue.emit(reason(`silent again; ${noTimeFencing(context)}`));
         enqueue.assign({ timers: withTimer(context.timers, Timers.safeTime, safeTimeDue(context, event.at)) });
       }),
       aliveDuringFencing: enqueueActions(({ enqueue, context }) => {
@@ -588,7 +637,7 @@ export function createNodeMachine(policy: Policy) {
         if (context.remediation.strategy === "OutOfServiceTaint") {
           enqueue.emit(command({ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }));
         }
-        enqueue.emit(reason(`workloads moved off the node (${context.remediation.strategy}); waiting for the node to return`));
+        enqueue.emit(reason(`workloads moved off the node (${context.remediation.strategy})`));
       }),
       /**
        * Unfencing: the workloads moved and the node is still away after a power fence: power it
@@ -671,6 +720,33 @@ export function createNodeMachine(policy: Policy) {
         });
       }),
       clearPause: enqueueActions(({ enqueue }) => enqueue.assign({ pausedReason: null })),
+      clearOperator: enqueueActions(({ enqueue }) => enqueue.assign({ operatorReason: null })),
+      /** Leaving a remediation before it finished: the out-of-service taint must not stay behind. */
+      dropRemediation: enqueueActions(({ enqueue, context }) => {
+        if (context.remediation.strategy === "OutOfServiceTaint" && context.remediation.pending.length > 0) {
+          enqueue.emit(command({ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }));
+        }
+        enqueue.assign({ remediation: { ...context.remediation, pending: [] } });
+      }),
+      enterDown: enqueueActions(({ enqueue, context }) => {
+        if (context.slot) {
+          enqueue.emit(command({ kind: "slot.release", params: {} }));
+          enqueue.assign({ slot: false });
+        }
+        enqueue.emit(reason("its workloads are gone and it is still silent: down, its remediation slot freed; it rejoins when it is heard again, or leaves the fleet when forgotten (fenceline forget)"));
+      }),
+      enterForgotten: enqueueActions(({ enqueue, context, event }) => {
+        const why = event.type === "node.forgotten" ? event.data.reason : "forgotten";
+        if (context.slot) enqueue.emit(command({ kind: "slot.release", params: {} }));
+        enqueue.assign({ slot: false, timers: {}, forgottenReason: why, pausedReason: null, operatorReason: null, fence: { ...context.fence, checkingMajority: false } });
+        enqueue.emit(reason(`forgotten (${why}): it leaves the fleet and the membership; it joins again if its agent is heard`));
+      }),
+      clearForgotten: enqueueActions(({ enqueue }) => enqueue.assign({ forgottenReason: null })),
+      markOperatorReset: enqueueActions(({ enqueue, event }) => {
+        const why = event.type === "operator.reset" ? event.data.reason : "operator reset";
+        enqueue.assign({ rejoin: { attempt: 0, reprovision: `operator reset: ${why}` }, operatorReason: null });
+        enqueue.emit(reason(`reset by an operator (${why}): re-provisioned when it rejoins`));
+      }),
       silentAgain: enqueueActions(({ enqueue, context }) => {
         enqueue.emit(
           reason(
@@ -688,7 +764,7 @@ export function createNodeMachine(policy: Policy) {
       }),
       checkMajority: enqueueActions(({ enqueue, context }) => {
         enqueue.assign({ fence: { ...context.fence, checkingMajority: true } });
-        enqueue.emit(command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane } }));
+        enqueue.emit(slotRequest(context));
         enqueue.emit(reason("safe time passed: asking the fleet guard whether a healthy majority held meanwhile"));
       }),
       settleMajority: enqueueActions(({ enqueue, context, event }) => {
@@ -705,6 +781,11 @@ export function createNodeMachine(policy: Policy) {
         if (!r.ok || since === null) {
           enqueue.assign({ fence, timers: withTimer(context.timers, Timers.safeTime, event.at + policy.fleet.retryMs) });
           enqueue.emit(reason(`no healthy majority now${r.reason ? ` (${r.reason})` : ""}: not assuming the node fenced; asking again in ${formatMs(policy.fleet.retryMs)}`));
+          return;
+        }
+        if (!guaranteeOf(context).timeBased) {
+          enqueue.assign({ fence });
+          enqueue.emit(reason(noTimeFencing(context)));
           return;
         }
         const due = safeTimeDue({ ...context, majoritySince: since }, event.at);
@@ -731,9 +812,12 @@ export function createNodeMachine(policy: Policy) {
       "node.joined": { actions: "observe" },
       "boot.changed": { actions: "observe" },
       "command.result": [{ guard: "unwantedSlot", actions: "releaseUnwantedSlot" }, { actions: "explainResult" }],
-      "operator.pause": { actions: { type: "explain", params: { text: "pause ignored: the node is already being fenced or remediated" } } },
+      "contract.reported": { actions: "observe" },
+      // Pause works in every state: what was under way stops (the fencing taint stays), the slot is freed.
+      "operator.pause": { target: ".paused", actions: ["dropRemediation", "notePause"] },
       "operator.resume": { actions: { type: "explain", params: { text: "resume ignored: the node is not paused" } } },
-      "operator.reset": { actions: { type: "explain", params: { text: "reset ignored: the node does not need an operator" } } },
+      "operator.reset": { actions: "markOperatorReset" },
+      "node.forgotten": { target: ".forgotten", actions: "dropRemediation" },
     },
     states: {
       healthy: {
@@ -743,6 +827,7 @@ export function createNodeMachine(policy: Policy) {
           "signal.unhealthy": { target: "suspect", actions: "observe" },
           ...aliveAgain({ after: "known-boot", reboot: rejoinRebooted, sameBoot: [{ actions: "observe" }] }),
           "operator.pause": { target: "paused", actions: "notePause" },
+          "operator.reset": { target: "rejoining", actions: "markOperatorReset" },
         },
       },
 
@@ -800,6 +885,8 @@ export function createNodeMachine(policy: Policy) {
         on: {
           ...aliveAgain({ after: "fencing", reboot: { actions: ["confirmByReboot", "observe"] }, sameBoot: [{ actions: ["observe", "aliveDuringFencing"] }] }),
           "heartbeat.missed": { actions: ["observe", "rearmSafeTime"] },
+          // An operator confirms the node is fenced (powered off or cut off by hand): its workloads move.
+          "operator.reset": { actions: "confirmByOperator" },
           "command.result": [
             { guard: "majorityAnswer", actions: "settleMajority" },
             { guard: { type: "resultOk", params: { kind: "fence.poweroff" } }, actions: "notePoweredOff" },
@@ -843,6 +930,11 @@ export function createNodeMachine(policy: Policy) {
             sameBoot: [{ actions: ["observe", "noteBack"] }],
           }),
           "heartbeat.missed": { actions: ["observe", "noteGone"] },
+          // An operator ends the remediation (the workloads were dealt with by hand).
+          "operator.reset": [
+            { guard: "nodeBack", target: "#node.rejoining", actions: ["dropRemediation", "markOperatorReset"] },
+            { target: "#node.down", actions: ["dropRemediation", "markOperatorReset"] },
+          ],
         },
         states: {
           selecting: {
@@ -891,13 +983,81 @@ export function createNodeMachine(policy: Policy) {
             ],
           },
           done: {
-            entry: ["finishRemediation", "unfence"],
-            always: { guard: "nodeBack", target: "#node.rejoining" },
-            on: {
-              ...aliveAgain({ after: "any", then: { target: "#node.rejoining", actions: "observe" } }),
-              "timer.fired": { guard: { type: "timerIs", params: { name: Timers.unfenceRetry } }, actions: "unfence" },
-            },
+            entry: "finishRemediation",
+            always: [{ guard: "nodeBack", target: "#node.rejoining" }, { target: "#node.down" }],
           },
+        },
+      },
+
+      paused: {
+        entry: ["enterState", "releaseSlot", { type: "explain", params: { text: "paused by an operator: no remediation until resumed" } }],
+        on: {
+          "operator.pause": { actions: "notePause" },
+          "operator.resume": [
+            { guard: "hasSignals", target: "suspect", actions: "clearPause" },
+            // Still tainted, rebooted while paused, or drifted: rejoin rather than call it healthy.
+            { guard: "needsRejoin", target: "rejoining", actions: ["clearPause", "markDriftOrNothing"] },
+            { target: "healthy", actions: "clearPause" },
+          ],
+          // Reset while paused: resumed, and re-provisioned when it rejoins.
+          "operator.reset": [
+            { guard: "hasSignals", target: "suspect", actions: ["clearPause", "markOperatorReset"] },
+            { target: "rejoining", actions: ["clearPause", "markOperatorReset"] },
+          ],
+          "boot.changed": { actions: ["markRebooted", "observe"] },
+        },
+      },
+
+      /**
+       * Fenced, its workloads moved, and still silent: its remediation slot is freed (so dead
+       * machines do not stop all further remediation); the fencing taint stays. It rejoins when
+       * heard again, or leaves the fleet when forgotten.
+       */
+      down: {
+        entry: ["enterState", "enterDown", "unfence"],
+        exit: { type: "clearTimers", params: { names: [Timers.unfenceRetry] } },
+        on: {
+          ...aliveAgain({ after: "any", then: { target: "#node.rejoining", actions: "observe" } }),
+          "timer.fired": { guard: { type: "timerIs", params: { name: Timers.unfenceRetry } }, actions: "unfence" },
+        },
+      },
+
+      /**
+       * Forgotten (an operator, or its Node deleted from Kubernetes): out of the fleet and the
+       * membership, nothing held, every input but a sign of its agent ignored. Heard again, it
+       * comes back as a member: healthy, or rejoining when it was tainted or must be re-provisioned.
+       */
+      forgotten: {
+        entry: ["enterState", "enterForgotten"],
+        on: {
+          ...aliveAgain({
+            after: "any",
+            then: [
+              { guard: "needsRejoin", target: "#node.rejoining", actions: ["observe", "clearForgotten", "markDriftOrNothing"] },
+              { target: "#node.healthy", actions: ["observe", "clearForgotten"] },
+            ],
+          }),
+          "heartbeat.missed": { actions: "observe" },
+          "signal.unhealthy": { actions: "observe" },
+          "operator.pause": { actions: { type: "explain", params: { text: "pause ignored: the node is forgotten" } } },
+          "operator.reset": { actions: { type: "explain", params: { text: "reset ignored: the node is forgotten; it joins again when its agent is heard" } } },
+          "node.forgotten": { actions: { type: "explain", params: { text: "already forgotten" } } },
+          "command.result": [{ guard: "unwantedSlot", actions: "releaseUnwantedSlot" }, { actions: "explainResult" }],
+        },
+      },
+
+      /** Every automatic option failed: the node keeps its taints and slot until a human resets it. */
+      operator: {
+        entry: "enterState",
+        on: {
+          "operator.reset": [
+            // Silent and never confirmed fenced: the operator's word is the confirmation.
+            { guard: "silentUnfenced", target: "remediating", actions: ["confirmByOperator", "clearOperator"] },
+            // Silent, its workloads gone: it waits as down until heard.
+            { guard: "nodeSilent", target: "down", actions: "acknowledgeOperator" },
+            { target: "rejoining", actions: "acknowledgeOperator" },
+          ],
+          "heartbeat.resumed": { actions: "observe" },
         },
       },
 
@@ -911,6 +1071,7 @@ export function createNodeMachine(policy: Policy) {
         on: {
           "heartbeat.missed": { target: "#node.suspect", actions: ["observe", "silentAgain"] },
           "boot.changed": { target: ".deciding", actions: ["markRebooted", "observe"] },
+          "operator.reset": { target: ".deciding", actions: "markOperatorReset" },
         },
         states: {
           deciding: {
@@ -991,29 +1152,6 @@ export function createNodeMachine(policy: Policy) {
           },
         },
       },
-
-      paused: {
-        entry: ["enterState", "releaseSlot", { type: "explain", params: { text: "paused by an operator: no remediation until resumed" } }],
-        on: {
-          "operator.pause": { actions: "notePause" },
-          "operator.resume": [
-            { guard: "hasSignals", target: "suspect", actions: "clearPause" },
-            // Still tainted, rebooted while paused, or drifted: rejoin rather than call it healthy.
-            { guard: "needsRejoin", target: "rejoining", actions: ["clearPause", "markDriftOrNothing"] },
-            { target: "healthy", actions: "clearPause" },
-          ],
-          "boot.changed": { actions: ["markRebooted", "observe"] },
-        },
-      },
-
-      /** Every automatic option failed: the node keeps its taints and slot until a human resets it. */
-      operator: {
-        entry: "enterState",
-        on: {
-          "operator.reset": { target: "rejoining", actions: "acknowledgeOperator" },
-          "heartbeat.resumed": { actions: "observe" },
-        },
-      },
     },
   });
 }
@@ -1021,5 +1159,5 @@ export function createNodeMachine(policy: Policy) {
 export type NodeMachine = ReturnType<typeof createNodeMachine>;
 
 /** Top-level states, in lifecycle order. */
-export const NODE_STATES = ["healthy", "suspect", "fencing", "remediating", "rejoining", "paused", "operator"] as const;
+export const NODE_STATES = ["healthy", "suspect", "fencing", "remediating", "rejoining", "down", "paused", "operator", "forgotten"] as const;
 export type NodeState = (typeof NODE_STATES)[number];

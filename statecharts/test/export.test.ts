@@ -9,7 +9,7 @@ describe("exportMachine", () => {
   it("lists every top-level state", () => {
     const topLevel = exported.states.filter((s) => s.parent === null).map((s) => s.path);
     expect(topLevel).toEqual(expect.arrayContaining([...NODE_STATES]));
-    expect(topLevel).toEqual(["healthy", "suspect", "recovered", "fencing", "remediating", "rejoining", "paused", "operator"]);
+    expect(topLevel).toEqual(["healthy", "suspect", "recovered", "fencing", "remediating", "paused", "down", "forgotten", "operator", "rejoining"]);
   });
 
   it("describes nesting and initial states", () => {
@@ -24,12 +24,13 @@ describe("exportMachine", () => {
       "recovered",
       "remediating.selecting",
       "remediating.escalating",
+      "remediating.done",
       "rejoining.deciding",
       "rejoining.settled",
       "rejoining.retryingReprovision",
     ]);
     // An eventless transition alone does not make a state transient: these also wait for events.
-    for (const path of ["suspect.requestingSlot", "fencing", "remediating.done"]) {
+    for (const path of ["suspect.requestingSlot", "fencing"]) {
       expect(exported.transitions.some((t) => t.source === path && t.event === "(always)")).toBe(true);
       expect(exported.states.find((s) => s.path === path)?.transient).toBe(false);
     }

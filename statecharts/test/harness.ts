@@ -1,5 +1,5 @@
-import type { CommandKind, NodeEvent, NodeEventOf, NodeEventType, Policy } from "@fenceline/contracts";
-import { CommandResultData, createEvent } from "@fenceline/contracts";
+import type { AgentContract, CommandKind, NodeEvent, NodeEventOf, NodeEventType, Policy } from "@fenceline/contracts";
+import { CommandResultData, contractMeeting, createEvent } from "@fenceline/contracts";
 import { createNodeMachine, initialState, statePath, step, type Emitted, type MachineState } from "@fenceline/statecharts";
 import { takenTransitions } from "./coverage.js";
 
@@ -11,7 +11,16 @@ export type HarnessOptions = {
   machine?: ReturnType<typeof createNodeMachine>;
   /** Called with the key of every transition taken (see coverage.ts); slower, for coverage only. */
   onTransition?: (key: string) => void;
+  /**
+   * The contract `node.joined` and `heartbeat.resumed` carry when a test gives none: by default
+   * one that meets the policy (a hardware watchdog, the policy's timing, membership view 1);
+   * null sends none (an agent older than the contract).
+   */
+  contract?: AgentContract | null;
 };
+
+/** A fencing contract that meets `policy` exactly (see contractMeeting). */
+export const contractFor = contractMeeting;
 
 /** Drives one node's machine with terse events; keeps what it emitted per step. */
 export function createHarness(policy: Policy, options: HarnessOptions = {}) {
@@ -21,10 +30,13 @@ export function createHarness(policy: Policy, options: HarnessOptions = {}) {
   let seq = 0;
   let last: Emitted[] = [];
   const all: Array<{ path: string; emitted: Emitted[]; event: NodeEvent }> = [];
+  const contract = options.contract === undefined ? contractFor(policy) : options.contract;
   const harness = {
     send<T extends NodeEventType>(type: T, data: NodeEventOf<T>["data"], at: number) {
       seq += 1;
-      const event = createEvent(type, { id: `e${seq}`, node, at, source: "test", data }) as NodeEvent;
+      const addContract = (type === "node.joined" || type === "heartbeat.resumed") && contract && !("contract" in data);
+      const withContract = (addContract ? { ...data, contract } : data) as NodeEventOf<T>["data"];
+      const event = createEvent(type, { id: `e${seq}`, node, at, source: "test", data: withContract }) as NodeEvent;
       if (options.onTransition) for (const key of takenTransitions(machine, state, event)) options.onTransition(key);
       const result = step(machine, state, event);
       state = result.state;

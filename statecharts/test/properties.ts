@@ -4,6 +4,8 @@ import {
   CommandResultData,
   OUT_OF_SERVICE_TAINT,
   createEvent,
+  fencingGuarantee,
+  type AgentContract,
   type CommandRequest,
   type NodeEvent,
   type NodeEventOf,
@@ -40,11 +42,38 @@ const TIMER_NAMES = [...Object.values(Timers), "nonsense"];
  * heartbeat (the boundary: still "throughout"), or only since now (it just came back).
  */
 const MAJORITY = ["none", "always", "lastSeen", "now"] as const;
+/**
+ * The contract a heartbeat-borne event carries: mostly one that meets the demo policies, some
+ * weaker (the software fallback, a looser timing), some none (an agent older than the contract).
+ */
+const GOOD: AgentContract = {
+  timing: { controlPlaneTimeoutMs: 1_000, peerRoundMs: 500, watchdogTimeoutMs: 1_500, marginMs: 1_000 },
+  heartbeatIntervalMs: 200,
+  watchdog: { kind: "hardware", timeoutMs: 1_500 },
+  membershipVersion: 1,
+};
+const CONTRACTS: Array<AgentContract | undefined> = [
+  GOOD,
+  GOOD,
+  GOOD,
+  GOOD,
+  GOOD,
+  GOOD,
+  { ...GOOD, watchdog: { kind: "software", timeoutMs: 1_500 } },
+  { ...GOOD, timing: { ...GOOD.timing, controlPlaneTimeoutMs: 3_000 } },
+  undefined,
+];
+const contractOf = (choice: number) => {
+  const contract = CONTRACTS[choice];
+  return contract ? { contract } : {};
+};
 
 export type Intent =
   | { t: "missed"; dt: number; boot: number; ago: number }
-  | { t: "resumed"; dt: number; boot: number; sums: number }
-  | { t: "joined"; dt: number; boot: number; sums: number; group: boolean }
+  | { t: "resumed"; dt: number; boot: number; sums: number; contract: number }
+  | { t: "joined"; dt: number; boot: number; sums: number; group: boolean; contract: number }
+  | { t: "contract"; dt: number; boot: number; contract: number }
+  | { t: "forget"; dt: number; really: number }
   | { t: "bootChanged"; dt: number; boot: number }
   | { t: "unhealthy"; dt: number; signal: number; ago: number }
   | { t: "healthy"; dt: number; signal: number }
@@ -54,7 +83,7 @@ export type Intent =
   | { t: "result"; dt: number; kind: number; ok: boolean; stale: boolean; version: number; majority: number }
   | { t: "pause"; dt: number }
   | { t: "resume"; dt: number }
-  | { t: "reset"; dt: number }
+  | { t: "reset"; dt: number; really: number }
   | { t: "desired"; dt: number; sums: number }
   | { t: "reported"; dt: number; boot: number; sums: number };
 
@@ -69,8 +98,14 @@ const nearby = (n: number, length: number) => (n < 14 ? n % Math.min(length, 3) 
 
 const intentArb: fc.Arbitrary<Intent> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant("missed" as const), dt, boot: index(BOOT_CHOICES), ago: fc.nat({ max: 3_000 }) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant("resumed" as const), dt, boot: index(BOOT_CHOICES), sums: index(CHECKSUMS.length) }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant("joined" as const), dt, boot: index(BOOT_CHOICES), sums: index(CHECKSUMS.length), group: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant("resumed" as const), dt, boot: index(BOOT_CHOICES), sums: index(CHECKSUMS.length), contract: index(CONTRACTS.length) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant("joined" as const), dt, boot: index(BOOT_CHOICES), sums: index(CHECKSUMS.length), group: fc.boolean(), contract: index(CONTRACTS.length) }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("contract" as const), dt, boot: index(BOOT_CHOICES), contract: fc.integer({ min: 0, max: CONTRACTS.length - 2 }) }) },
+  // A rare event: forgetting sends most runs somewhere they only leave when the node is heard.
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("forget" as const), dt, really: fc.nat({ max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("bootChanged" as const), dt, boot: index(BOOT_CHOICES) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("unhealthy" as const), dt, signal: index(SIGNALS.length), ago: fc.nat({ max: 3_000 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("healthy" as const), dt, signal: index(SIGNALS.length) }) },
@@ -102,7 +137,8 @@ const intentArb: fc.Arbitrary<Intent> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("pause" as const), dt }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("resume" as const), dt }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant("reset" as const), dt }) },
+  // Resets are rarer than they look: in fencing one confirms the fencing, and would cut most runs short.
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("reset" as const), dt, really: fc.nat({ max: 2 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("desired" as const), dt, sums: fc.integer({ min: 1, max: CHECKSUMS.length - 1 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("reported" as const), dt, boot: index(BOOT_CHOICES), sums: fc.integer({ min: 1, max: CHECKSUMS.length - 1 }) }) },
 );
@@ -147,7 +183,11 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
     }
   };
 
-  for (const [i, intent] of intents.entries()) {
+  // Most nodes are first heard through their agent: a run starts with its node.joined (and the
+  // contract of a good agent) unless the first intent is another way in.
+  const first = intents[0];
+  const lead: Intent[] = first && first.t !== "joined" && first.t !== "unhealthy" ? [{ t: "joined", dt: 0, boot: 0, sums: 0, group: false, contract: 0 }] : [];
+  for (const [i, intent] of [...lead, ...intents].entries()) {
     const seq = i + 1;
     const at = now + intent.dt;
     const ctx = state.context;
@@ -158,7 +198,7 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
         break;
       case "resumed": {
         const checksums = CHECKSUMS[intent.sums];
-        event = makeEvent(seq, "heartbeat.resumed", at, { bootId: bootOf(intent.boot, ctx.bootId), incarnation: intent.boot, ...(checksums ? { checksums } : {}) });
+        event = makeEvent(seq, "heartbeat.resumed", at, { bootId: bootOf(intent.boot, ctx.bootId), incarnation: intent.boot, ...(checksums ? { checksums } : {}), ...contractOf(intent.contract) });
         break;
       }
       case "joined": {
@@ -168,9 +208,16 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
           incarnation: intent.boot,
           ...(checksums ? { checksums } : {}),
           ...(intent.group ? { hostGroup: "web" } : {}),
+          ...contractOf(intent.contract),
         });
         break;
       }
+      case "contract":
+        event = makeEvent(seq, "contract.reported", at, { bootId: bootOf(intent.boot, ctx.bootId), contract: CONTRACTS[intent.contract]! });
+        break;
+      case "forget":
+        event = intent.really === 0 ? makeEvent(seq, "node.forgotten", at, { reason: "property forget" }) : makeEvent(seq, "operator.resume", at, {});
+        break;
       case "bootChanged":
         event = makeEvent(seq, "boot.changed", at, { previousBootId: ctx.bootId ?? "b0", bootId: bootOf(intent.boot, ctx.bootId) });
         break;
@@ -228,7 +275,7 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
         event = makeEvent(seq, "operator.resume", at, {});
         break;
       case "reset":
-        event = makeEvent(seq, "operator.reset", at, { reason: "property reset" });
+        event = intent.really === 0 ? makeEvent(seq, "operator.reset", at, { reason: "property reset" }) : makeEvent(seq, "operator.resume", at, {});
         break;
       case "desired":
         event = makeEvent(seq, "config.desired", at, { checksums: CHECKSUMS[intent.sums]! });
@@ -284,9 +331,11 @@ const TIMER_SET = new Set<string>(Object.values(Timers));
  * (f) fencing is never confirmed by time (safe time, watchdog deadline) while the node heartbeats,
  *     and no safe time is even pending then;
  * (g) an epoch whose fencing was confirmed by a reboot never gets a remediation command: the node is
- *     back, and its old workloads died with the old boot.
+ *     back, and its old workloads died with the old boot;
+ * (h) fencing is never confirmed by time (safe time, watchdog deadline) for a node whose contract
+ *     does not promise it resets itself (with `policy`).
  */
-export function violationsOf(run: Run, resting: Set<string>): string[] {
+export function violationsOf(run: Run, resting: Set<string>, policy?: Policy): string[] {
   const violations: string[] = [];
   if (run.error) violations.push(`(c) ${run.error}`);
   const confirmed = new Set<number>();
@@ -302,6 +351,9 @@ export function violationsOf(run: Run, resting: Set<string>): string[] {
         if (e.text.startsWith("fencing confirmed: reboot")) confirmedByReboot.add(epoch);
         const byTime = /^fencing confirmed: (safe time|watchdog)/.test(e.text);
         if (byTime && previous.context.signals.heartbeat === undefined) violations.push(`(f) ${where}: ${e.text} while the node heartbeats`);
+        if (byTime && policy && !fencingGuarantee(previous.context.contract, policy).timeBased) {
+          violations.push(`(h) ${where}: ${e.text} although its contract does not support it (${fencingGuarantee(previous.context.contract, policy).reason})`);
+        }
       }
       if (e.type === "command" && isRemediation(e.request) && !confirmed.has(epoch)) {
         violations.push(`(a) ${where}: ${e.request.kind} emitted in epoch ${epoch} before fencing was confirmed`);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { FENCING_TAINT, OUT_OF_SERVICE_TAINT, Policy } from "@fenceline/contracts";
-import { createHarness } from "./harness.js";
+import { contractFor, createHarness } from "./harness.js";
 import { exportedKeys } from "./coverage.js";
 import {
   DELETION_ONLY_POLICY,
@@ -114,12 +114,18 @@ describe("root-level handlers", () => {
     expect(h.kinds).toEqual([]);
   });
 
-  behaviour("operator.pause is ignored while fencing", ["node operator.pause"], () => {
+  behaviour("operator.pause works in every state: a node being fenced is paused, its slot freed, its fencing taint kept", ["node operator.pause"], () => {
     const h = machineFor();
     toFencing(h).send("operator.pause", { reason: "maintenance" }, 2_200);
-    expect(h.path).toBe("fencing");
-    expect(h.context.pausedReason).toBeNull();
-    expect(h.reasons).toEqual(["pause ignored: the node is already being fenced or remediated"]);
+    expect(h.path).toBe("paused");
+    expect(h.context.pausedReason).toBe("maintenance");
+    expect(h.kinds).toEqual(["slot.release"]);
+    expect(h.context).toMatchObject({ slot: false, fencingTaint: true, timers: {} });
+    // Paused mid-remediation, the out-of-service taint comes off.
+    const r = machineFor();
+    toRunningOutOfService(r).send("operator.pause", { reason: "hands on" }, 5_150);
+    expect(r.path).toBe("paused");
+    expect(r.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }, { kind: "slot.release", params: {} }]);
   });
 
   behaviour("operator.resume is ignored when the node is not paused", ["node operator.resume"], () => {
@@ -129,11 +135,34 @@ describe("root-level handlers", () => {
     expect(h.reasons).toEqual(["resume ignored: the node is not paused"]);
   });
 
-  behaviour("operator.reset is ignored when no operator is needed", ["node operator.reset"], () => {
+  behaviour("operator.reset while suspect (or down) marks it for re-provisioning when it rejoins", ["node operator.reset"], () => {
     const h = machineFor();
-    joined(h).send("operator.reset", { reason: "just in case" }, 10);
-    expect(h.path).toBe("healthy");
-    expect(h.reasons).toEqual(["reset ignored: the node does not need an operator"]);
+    toSuspect(h).send("operator.reset", { reason: "just in case" }, 1_500);
+    expect(h.path).toBe("suspect.waiting");
+    expect(h.context.rejoin.reprovision).toBe("operator reset: just in case");
+    expect(h.reasons).toEqual(["reset by an operator (just in case): re-provisioned when it rejoins"]);
+  });
+
+  behaviour("a changed contract of the known boot is recorded with its guarantee; another boot's is not", ["node contract.reported"], () => {
+    const h = machineFor();
+    joined(h);
+    expect(h.context.guarantee).toMatchObject({ guarantee: "watchdog", timeBased: true });
+    const software = { ...h.context.contract!, watchdog: { kind: "software" as const, timeoutMs: 1_500 } };
+    h.send("contract.reported", { bootId: "b0", contract: software }, 10);
+    expect(h.context.guarantee.guarantee).toBe("watchdog");
+    h.send("contract.reported", { bootId: "b1", contract: software, peerUrl: "http://10.0.0.1:9797" }, 20);
+    expect(h.context.contract).toEqual(software);
+    expect(h.context.peerUrl).toBe("http://10.0.0.1:9797");
+    expect(h.context.guarantee).toMatchObject({ guarantee: "none", timeBased: false, weak: true });
+    expect(h.context.guarantee.reason).toMatch(/software reboot timer, which dies with the agent/);
+  });
+
+  behaviour("node.forgotten in any state: it leaves the fleet, its slot freed, its deadlines dropped", ["node node.forgotten"], () => {
+    const h = machineFor();
+    toRunningOutOfService(h).send("node.forgotten", { reason: "decommissioned" }, 5_150);
+    expect(h.path).toBe("forgotten");
+    expect(h.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }, { kind: "slot.release", params: {} }]);
+    expect(h.context).toMatchObject({ slot: false, timers: {}, forgottenReason: "decommissioned" });
   });
 });
 
@@ -188,6 +217,13 @@ describe("healthy", () => {
     joined(h).send("node.joined", { bootId: "b1", incarnation: 1, hostGroup: "web", controlPlane: true }, 100);
     expect(h.path).toBe("healthy");
     expect(h.context).toMatchObject({ hostGroup: "web", controlPlane: true });
+  });
+
+  behaviour("operator.reset re-provisions a healthy node", ["healthy operator.reset"], () => {
+    const h = machineFor();
+    joined(h).send("operator.reset", { reason: "new kernel" }, 10);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(reprovisionOf(h)).toMatchObject({ reason: "operator reset: new kernel" });
   });
 
   behaviour("operator.pause pauses a healthy node", ["healthy operator.pause"], () => {
@@ -310,7 +346,7 @@ describe("suspect", () => {
       const h = machineFor();
       toSuspect(h).fire("suspect");
       expect(h.path).toBe("suspect.requestingSlot");
-      expect(h.commands).toEqual([{ kind: "slot.acquire", params: { controlPlane: false } }]);
+      expect(h.commands).toEqual([{ kind: "slot.acquire", params: { controlPlane: false, membershipVersion: 1 } }]);
       expect(h.context.timers).toEqual({});
     });
 
@@ -382,9 +418,9 @@ describe("suspect", () => {
 
     behaviour("a node that still holds its slot goes straight to fencing, without asking the guard again", ["suspect.requestingSlot (always) [holdsSlot]"], () => {
       const h = machineFor();
-      toFencing(h).fire("fence-timeout");
-      h.send("operator.reset", { reason: "checked by hand" }, 700_000);
-      h.send("heartbeat.missed", { lastSeenAt: 700_000, bootId: "b1" }, 701_000);
+      // Back with a new boot mid-remediation, then silent again mid-rejoin: suspect with the slot of its last fencing.
+      toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150);
+      h.send("heartbeat.missed", { lastSeenAt: 8_500, bootId: "b2" }, 9_000);
       expect(h.path).toBe("suspect.waiting");
       expect(h.context.slot).toBe(true);
       expect(h.context.fencingTaint).toBe(true);
@@ -408,7 +444,7 @@ describe("fencing", () => {
       expect(h.context.timers["safe-time"]).toBe(1_000 + 4_000);
       h.fire("safe-time");
       expect(h.path).toBe("fencing");
-      expect(h.commands).toEqual([{ kind: "slot.acquire", params: { controlPlane: false } }]);
+      expect(h.commands).toEqual([{ kind: "slot.acquire", params: { controlPlane: false, membershipVersion: 1 } }]);
       expect(h.reasons).toEqual(["safe time passed: asking the fleet guard whether a healthy majority held meanwhile"]);
       expect(h.context.fence).toMatchObject({ confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: true });
       expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
@@ -835,9 +871,10 @@ describe("remediating", () => {
   behaviour("ResourceDeletion completes once its pods are force-deleted", ["remediating.running command.result [stepCompleted]"], () => {
     const h = machineFor(DELETION_ONLY_POLICY);
     confirmBySafeTime(toFencing(h)).result("pods.delete", true, 5_100);
-    expect(h.path).toBe("remediating.done");
+    // Its workloads are gone and it is still silent: down, its slot freed.
+    expect(h.path).toBe("down");
     expect(h.context.timers).toEqual({});
-    expect(h.kinds).toEqual([]);
+    expect(h.kinds).toEqual(["slot.release"]);
   });
 
   behaviour("OutOfServiceTaint waits for both of its results", ["remediating.running command.result"], () => {
@@ -851,8 +888,8 @@ describe("remediating", () => {
   behaviour("OutOfServiceTaint completes, then the out-of-service taint is removed", ["remediating.running command.result [stepCompleted]"], () => {
     const h = machineFor();
     toDone(h);
-    expect(h.path).toBe("remediating.done");
-    expect(h.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }]);
+    expect(h.path).toBe("down");
+    expect(h.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }, { kind: "slot.release", params: {} }]);
   });
 
   behaviour("a result of an older epoch does not settle a pending command", ["remediating.running command.result"], () => {
@@ -971,12 +1008,12 @@ describe("remediating", () => {
     toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 5_150);
     h.send("heartbeat.missed", { lastSeenAt: 5_160, bootId: "b1" }, 5_170);
     h.result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
-    expect(h.path).toBe("remediating.done");
+    expect(h.path).toBe("down");
   });
 
   behaviour(
-    "done waits for the node: heartbeats, node.joined or boot.changed rejoin it",
-    ["remediating.done heartbeat.resumed", "remediating.done node.joined", "remediating.done boot.changed"],
+    "down (done and still silent) waits for the node with its slot freed: heartbeats, node.joined or boot.changed rejoin it",
+    ["remediating.done (always)", "down heartbeat.resumed", "down node.joined", "down boot.changed"],
     () => {
       const resumed = machineFor();
       toDone(resumed).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 8_000);
@@ -991,19 +1028,19 @@ describe("remediating", () => {
   );
 
   behaviour(
-    "unfencing: once the workloads moved, a power-fenced node is powered on again, and again while it stays silent (10 s, 20 s, … a minute); back, it rejoins",
-    ["remediating.done timer.fired [timerIs(unfence-retry)]"],
+    "unfencing: once the workloads moved, a power-fenced node is down (its slot freed) and powered on again, and again while it stays silent (10 s, 20 s, … a minute); back, it rejoins",
+    ["down timer.fired [timerIs(unfence-retry)]"],
     () => {
       const h = machineFor(FENCE_AGENT_POLICY);
       toDoneByFenceAgent(h);
-      expect(h.path).toBe("remediating.done");
-      expect(h.commands).toEqual([{ kind: "fence.poweron", params: { hostGroup: "db" } }]);
+      expect(h.path).toBe("down");
+      expect(h.commands).toEqual([{ kind: "slot.release", params: {} }, { kind: "fence.poweron", params: { hostGroup: "db" } }]);
       expect(h.reasons).toContain("unfencing: powering the node on through power so it boots and rejoins; again in 10s if it stays silent");
       expect(h.context.timers).toEqual({ "unfence-retry": 12_400 }); // done at 2400, + 10 s
       // The BMC refuses: the machine says so and waits for the next try.
       h.result("fence.poweron", false, 2_600, { reason: "failed: Set Chassis Power Control to Up/On failed", facts: { method: "power", error: "failed" } });
       expect(h.reasons).toEqual(["fence.poweron failed: failed: Set Chassis Power Control to Up/On failed"]);
-      expect(h.path).toBe("remediating.done");
+      expect(h.path).toBe("down");
       h.fire("unfence-retry");
       expect(h.kinds).toEqual(["fence.poweron"]);
       expect(h.context.timers).toEqual({ "unfence-retry": 12_400 + 20_000 });
@@ -1025,11 +1062,11 @@ describe("remediating", () => {
     toFencing(refused).result("fence.poweroff", false, 2_200, { reason: "invalid-config: fence device ipmi has no entry for n1", facts: { method: "ipmi", error: "invalid-config" } });
     confirmBySafeTime(refused);
     refused.result("cluster.version", true, 5_100, { facts: { serverVersion: "1.30" } }).result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
-    expect(refused.path).toBe("remediating.done");
+    expect(refused.path).toBe("down");
     expect(refused.kinds).not.toContain("fence.poweron");
     const never = machineFor(Policy.parse({ ...FENCE_AGENT_POLICY, version: "test-never", fencing: { ...FENCE_AGENT_POLICY.fencing, unfence: "never" } }));
     toDoneByFenceAgent(never);
-    expect(never.path).toBe("remediating.done");
+    expect(never.path).toBe("down");
     expect(never.kinds).not.toContain("fence.poweron");
     expect(never.context.timers["unfence-retry"]).toBeUndefined();
   });
@@ -1048,7 +1085,8 @@ describe("rejoining", () => {
     ["rejoining.reprovisioning command.result [resultOk(reprovision)]", "rejoining.untainting command.result [resultOk(taint.remove, fenceline.io/fencing)]"],
     () => {
       const h = machineFor();
-      toReprovisioning(h).result("reprovision", true, 9_000);
+      // Back with a new boot before remediation finished: it rejoins holding its slot.
+      toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150).result("reprovision", true, 9_000);
       expect(h.path).toBe("rejoining.untainting");
       expect(h.commands).toEqual([{ kind: "taint.remove", params: { taint: FENCING_TAINT } }]);
       expect(h.context.timers).toEqual({});
@@ -1283,12 +1321,32 @@ describe("paused", () => {
 });
 
 describe("operator", () => {
-  behaviour("operator.reset rejoins with re-provisioning", ["operator operator.reset"], () => {
+  behaviour("operator.reset of a node that is heard rejoins with re-provisioning", ["operator operator.reset"], () => {
     const h = machineFor();
-    toFencing(h).fire("fence-timeout").send("operator.reset", { reason: "replaced the PSU" }, 700_000);
+    toFencing(h).fire("fence-timeout").send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 650_000).send("operator.reset", { reason: "replaced the PSU" }, 700_000);
     expect(h.path).toBe("rejoining.reprovisioning");
     expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "operator reset: replaced the PSU", attempt: 1, ticket: 1 });
     expect(h.context.operatorReason).toBeNull();
+  });
+
+  behaviour("operator.reset of a silent node never confirmed fenced is the operator's confirmation: its workloads move", ["operator operator.reset [silentUnfenced]"], () => {
+    const h = machineFor();
+    toFencing(h).fire("fence-timeout").send("operator.reset", { reason: "powered off at the PDU" }, 700_000);
+    expect(h.path).toBe("remediating.resolving");
+    expect(h.context.fence.confirmedBy).toEqual({ by: "operator", reason: "powered off at the PDU" });
+    expect(h.reasons[0]).toBe("fencing confirmed: an operator: powered off at the PDU");
+    expect(h.context.operatorReason).toBeNull();
+  });
+
+  behaviour("operator.reset of a silent node whose workloads are gone: down, its slot freed", ["operator operator.reset [nodeSilent]"], () => {
+    const h = machineFor();
+    toRunningOutOfService(h).fire("step-timeout");
+    h.result("pods.delete", false, 16_000, { reason: "API down" });
+    expect(h.path).toBe("operator");
+    h.send("operator.reset", { reason: "pods cleaned by hand" }, 20_000);
+    expect(h.path).toBe("down");
+    expect(h.kinds).toEqual(["slot.release"]);
+    expect(h.context.rejoin.reprovision).toBe("operator reset: pods cleaned by hand");
   });
 
   behaviour("heartbeats while waiting for an operator are only recorded", ["operator heartbeat.resumed"], () => {
@@ -1298,6 +1356,144 @@ describe("operator", () => {
     expect(h.context.bootId).toBe("b2");
     expect(h.emitted).toEqual([]);
   });
+});
+
+describe("the fencing contract decides whether time is proof", () => {
+  const weak = (policy: Policy = TEST_POLICY) => createHarness(policy, { contract: contractFor(policy, { watchdog: { kind: "software", timeoutMs: 1_500 } }) });
+
+  it("a silent node whose contract does not support it gets no safe time: the audit says why and what is waited for", () => {
+    for (const h of [weak(), createHarness(TEST_POLICY, { contract: null }), createHarness(TEST_POLICY, { contract: contractFor(TEST_POLICY, { membershipVersion: 0 }) })]) {
+      toFencing(h);
+      expect(h.path).toBe("fencing");
+      expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
+      expect(h.reasons[0]).toMatch(/^fencing, epoch 1; silent since 1000; not assuming it fenced by time: .*; waiting for a new boot id or an operator \(fenceline reset n1 --reason … once it is off\)$/);
+      // Silent again: still nothing by time.
+      h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 3_000);
+      expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
+      // A new boot is proof.
+      h.send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 9_000);
+      expect(h.path).toBe("rejoining.reprovisioning");
+    }
+  });
+
+  it("an acknowledged watchdog.stop is no proof either for such a node", () => {
+    const h = weak();
+    toFencing(h).result("watchdog.stop", true, 2_200);
+    expect(h.context.timers).not.toHaveProperty("watchdog-reset");
+    expect(h.reasons[0]).toMatch(/^agent stopped feeding its watchdog; not assuming it fenced by time: the agent's contract is weaker than the policy: no watchdog device/);
+  });
+
+  it("a contract weakened while fencing (a restarted agent) stops the safe time from confirming", () => {
+    const h = createHarness(TEST_POLICY);
+    toFencing(h).send("contract.reported", { bootId: "b1", contract: contractFor(TEST_POLICY, { timing: { ...TEST_POLICY.agent, controlPlaneTimeoutMs: 3_000 } }) }, 2_500);
+    h.fire("safe-time").result("slot.acquire", true, 5_000, { facts: { majoritySince: 0 } });
+    expect(h.path).toBe("fencing");
+    expect(h.context.fence.confirmedBy).toBeNull();
+    expect(h.reasons[0]).toMatch(/^not assuming it fenced by time: .*controlPlaneTimeoutMs 3s is longer than the policy's 1s/);
+  });
+
+  it("the slot request carries the membership version of the node's last contract", () => {
+    const h = createHarness(TEST_POLICY, { contract: contractFor(TEST_POLICY, { membershipVersion: 7 }) });
+    toSuspect(h).fire("suspect");
+    expect(h.commands).toEqual([{ kind: "slot.acquire", params: { controlPlane: false, membershipVersion: 7 } }]);
+    const none = createHarness(TEST_POLICY, { contract: null });
+    toSuspect(none).fire("suspect");
+    expect(none.commands).toEqual([{ kind: "slot.acquire", params: { controlPlane: false } }]);
+  });
+});
+
+describe("operator.reset in the other states", () => {
+  behaviour("while fencing, reset is an operator's confirmation that the node is off: its workloads move", ["fencing operator.reset"], () => {
+    const h = machineFor();
+    toFencing(h).send("operator.reset", { reason: "powered off by hand" }, 2_500);
+    expect(h.path).toBe("remediating.resolving");
+    expect(h.context.fence.confirmedBy).toEqual({ by: "operator", reason: "powered off by hand" });
+  });
+
+  behaviour(
+    "while remediating, reset ends the remediation: down while silent, rejoining when back",
+    ["remediating operator.reset", "remediating operator.reset [nodeBack]"],
+    () => {
+      const silent = machineFor();
+      toRunningOutOfService(silent).send("operator.reset", { reason: "moved by hand" }, 5_150);
+      expect(silent.path).toBe("down");
+      expect(silent.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }, { kind: "slot.release", params: {} }]);
+      // Powered off by a fence agent, back with the same boot id (it was powered on again).
+      const back = machineFor(FENCE_AGENT_POLICY);
+      toFencing(back).result("fence.poweroff", true, 2_200).result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
+      back.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_350).send("operator.reset", { reason: "checked" }, 2_400);
+      expect(back.path).toBe("rejoining.reprovisioning");
+      expect(reprovisionOf(back)).toMatchObject({ reason: "operator reset: checked" });
+    },
+  );
+
+  behaviour("while rejoining, reset decides again with a re-provisioning", ["rejoining operator.reset"], () => {
+    const h = machineFor();
+    toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150).result("reprovision", true, 9_000);
+    expect(h.path).toBe("rejoining.untainting");
+    h.send("operator.reset", { reason: "again" }, 9_050);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(reprovisionOf(h)).toMatchObject({ reason: "operator reset: again", attempt: 1 });
+  });
+
+  behaviour("while paused, reset resumes it with a re-provisioning", ["paused operator.reset [hasSignals]", "paused operator.reset"], () => {
+    const sick = machineFor();
+    toSuspect(sick).send("operator.pause", { reason: "x" }, 1_500).send("operator.reset", { reason: "fixed" }, 1_600);
+    expect(sick.path).toBe("suspect.waiting");
+    expect(sick.context).toMatchObject({ pausedReason: null, rejoin: { reprovision: "operator reset: fixed" } });
+    const fine = machineFor();
+    joined(fine).send("operator.pause", { reason: "x" }, 100).send("operator.reset", { reason: "fixed" }, 200);
+    expect(fine.path).toBe("rejoining.reprovisioning");
+  });
+});
+
+describe("forgotten", () => {
+  const forgotten = (h: ReturnType<typeof machineFor>) => h.send("node.forgotten", { reason: "gone" }, 3_000);
+
+  behaviour(
+    "heard again, a forgotten node comes back: healthy, or rejoining when it was tainted",
+    ["forgotten heartbeat.resumed", "forgotten node.joined", "forgotten boot.changed", "forgotten heartbeat.resumed [needsRejoin]", "forgotten node.joined [needsRejoin]", "forgotten boot.changed [needsRejoin]"],
+    () => {
+      for (const [event, data] of [
+        ["heartbeat.resumed", { bootId: "b1", incarnation: 2 }],
+        ["node.joined", { bootId: "b1", incarnation: 2 }],
+        ["boot.changed", { previousBootId: "b0", bootId: "b1" }],
+      ] as const) {
+        const clean = machineFor();
+        forgotten(toSuspect(clean)).send(event, data as never, 4_000);
+        expect(clean.path, event).toBe("healthy");
+        expect(clean.context.forgottenReason).toBeNull();
+        const tainted = machineFor();
+        forgotten(toFencing(tainted)).send(event, data as never, 4_000);
+        expect(tainted.path, event).toBe("rejoining.untainting");
+      }
+    },
+  );
+
+  behaviour(
+    "everything else leaves a forgotten node where it is",
+    [
+      "forgotten heartbeat.missed",
+      "forgotten signal.unhealthy",
+      "forgotten operator.pause",
+      "forgotten operator.reset",
+      "forgotten node.forgotten",
+      "forgotten command.result [unwantedSlot]",
+      "forgotten command.result",
+    ],
+    () => {
+      const h = machineFor();
+      forgotten(toSuspect(h));
+      h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 3_100).send("signal.unhealthy", { signal: "serf", since: 3_000 }, 3_200);
+      h.send("operator.pause", { reason: "x" }, 3_300).send("operator.reset", { reason: "x" }, 3_400).send("node.forgotten", { reason: "again" }, 3_500);
+      expect(h.path).toBe("forgotten");
+      h.result("slot.acquire", true, 3_600);
+      expect(h.kinds).toEqual(["slot.release"]);
+      h.result("taint.add", true, 3_700);
+      expect(h.path).toBe("forgotten");
+      expect(h.context.timers).toEqual({});
+    },
+  );
 });
 
 describe("epochs", () => {
@@ -1343,7 +1539,7 @@ describe("the whole lifecycle", () => {
     path.push(h.path);
     h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 8_000).result("reprovision", true, 9_000).result("taint.remove", true, 9_100);
     path.push(h.path);
-    expect(path).toEqual(["suspect.waiting", "fencing", "fencing", "remediating.resolving", "remediating.done", "healthy"]);
+    expect(path).toEqual(["suspect.waiting", "fencing", "fencing", "remediating.resolving", "down", "healthy"]);
     expect(h.history.flatMap((s) => s.emitted.filter((e) => e.type === "command").map((e) => e.type === "command" && e.request.kind))).toEqual([
       "slot.acquire",
       "taint.add",
@@ -1353,9 +1549,9 @@ describe("the whole lifecycle", () => {
       "taint.add",
       "workloads.await-gone",
       "taint.remove",
+      "slot.release",
       "reprovision",
       "taint.remove",
-      "slot.release",
     ]);
   });
 });

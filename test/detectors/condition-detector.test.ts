@@ -102,7 +102,7 @@ describe("condition detector (virtual clock)", () => {
     expect(d.state("w1")).toBeUndefined();
   });
 
-  it("pauses a node labelled for exclusion and resumes it when the label goes; deletion clears its signals", () => {
+  it("pauses a node labelled for exclusion and resumes it when the label goes; deletion clears its signals and forgets it", () => {
     const d = createConditionDetector({ rules: defaultConditionRules(0) });
     const excluded = { "fenceline.io/exclude-from-remediation": "true" };
     expect(brief(d.observe(node("n1", "True", T0, excluded, "7"), T0))).toEqual([
@@ -116,10 +116,17 @@ describe("condition detector (virtual clock)", () => {
     ]);
     // "false" is not an exclusion; a node seen included at start gets no resume.
     expect(brief(d.observe(node("n2", "True", T0, { "fenceline.io/exclude-from-remediation": "false" }), T0))).toEqual(["n2 healthy condition:Ready"]);
-    expect(brief(d.remove("n1", T0 + 3))).toEqual(["n1 healthy condition:Ready"]);
-    // A relist that no longer has n2 forgets it (it had no signal: nothing to clear).
-    expect(d.synced(["n3"], T0 + 4)).toEqual([]);
+    const removed = d.remove("n1", T0 + 3);
+    expect(brief(removed)).toEqual(["n1 healthy condition:Ready", "n1 node.forgotten"]);
+    // Every detector that saw the same last version gives the deletion the same id.
+    expect(removed[1]).toMatchObject({ id: "k8s-deleted:n1:9", data: { reason: "its Node object was deleted from Kubernetes" } });
+    // A relist that no longer has n2 forgets it (no signal to clear; it leaves the fleet).
+    expect(brief(d.synced(["n3"], T0 + 4))).toEqual(["n2 node.forgotten"]);
     expect(d.state("n2")).toBeUndefined();
+    // No longer selected (labels changed) is not gone: no forgetting.
+    const u = createConditionDetector({ rules: defaultConditionRules(0), selector: "pool=a" });
+    u.observe(node("n4", "True", T0, { pool: "a" }), T0);
+    expect(brief(u.observe(node("n4", "True", T0, { pool: "b" }), T0 + 1))).toEqual([]);
   });
 
   it("gives the same ids to the same facts, so two detectors (or a restart) are deduplicated", () => {

@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { Heartbeat } from "@fenceline/contracts";
+import { heartbeatAck } from "@fenceline/detectors";
 import { loadAllYaml } from "@fenceline/kubernetes";
 import { Subjects } from "@fenceline/streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -68,8 +70,19 @@ describe("fenceline-agent (the agent's own entry point)", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("runs the agent: heartbeats reach NATS, the watchdog is fed, SIGTERM stops it cleanly", async () => {
+  it("runs the agent: heartbeats reach NATS, the watchdog is fed, SIGTERM stops it cleanly once the control plane recorded it", async () => {
     const { file, watchdog } = await configFor("node-1", server.url);
+    // The heartbeat detector's part: every heartbeat acked; the stopping one answered once the
+    // withdrawal of the agent's contract is recorded, which lets the agent disarm its watchdog.
+    let stopping = 0;
+    const detector = nc.subscribe(Subjects.heartbeat("node-1"), {
+      callback: (err, m) => {
+        if (err) return;
+        const hb = Heartbeat.parse(m.json());
+        if (hb.stopping) stopping += 1;
+        m.respond(JSON.stringify(heartbeatAck(hb, { at: Date.now(), membership: null, withdrawn: hb.stopping === true })));
+      },
+    });
     const heartbeat = new Promise<unknown>((resolve) => {
       const sub = nc.subscribe(Subjects.heartbeat("node-1"), { max: 1 });
       void (async () => {
@@ -85,9 +98,28 @@ describe("fenceline-agent (the agent's own entry point)", () => {
       agent.child.kill("SIGTERM");
     }
     const exit = await agent.done;
+    detector.unsubscribe();
     expect(exit.code, exit.stderr).toBe(0);
+    expect(stopping).toBe(1);
     // Magic close: the last byte written to the device on a clean stop is "V".
     expect((await readFile(watchdog, "utf8")).at(-1)).toBe("V");
+  });
+
+  it("SIGTERM without an answer from the control plane leaves the watchdog armed (the engine may assume the node resets)", async () => {
+    const { file, watchdog } = await configFor("node-4", "nats://127.0.0.1:1");
+    const agent = startAgentBin(["--config", file]);
+    try {
+      const until = Date.now() + 10_000;
+      while ((await stat(watchdog)).size === 0) {
+        if (Date.now() > until) throw new Error("the watchdog was never fed");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      agent.child.kill("SIGTERM");
+    }
+    const exit = await agent.done;
+    expect(exit.code, exit.stderr).toBe(0);
+    expect((await readFile(watchdog, "utf8")).at(-1)).not.toBe("V");
   });
 
   it("--check prints the configuration with its defaults filled in", async () => {

@@ -22,7 +22,7 @@ describe("fenceline demo --scenario power-fence", () => {
     expect(hang!.rejoinedAfterMs!).toBeGreaterThan(hang!.workloadsRecoveredAfterMs!);
     expect(r.stderr).toContain("[machine] powered off by its BMC");
     expect(r.stderr).toContain("[machine] powered on by its BMC");
-    expect(r.stderr).toContain("boot gate closed: the engine says remediating");
+    expect(r.stderr).toContain("boot gate closed: the engine says down");
   }, 120_000);
 });
 

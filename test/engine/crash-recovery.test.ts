@@ -213,7 +213,7 @@ describe("crash recovery (real nats-server)", () => {
   it("the scenario drives each node through the whole lifecycle", () => {
     for (const node of ["node-a", "node-b.rack1", "node-c"]) {
       const phases = scenario.audit.filter((a) => a.node === node).map((a) => a.to.split(".")[0]);
-      expect(new Set(phases)).toEqual(new Set(["healthy", "suspect", "fencing", "remediating", "rejoining"]));
+      expect(new Set(phases)).toEqual(new Set(["healthy", "suspect", "fencing", "remediating", "down", "rejoining"]));
       expect(scenario.snapshots.get(node)!.path).toBe("healthy");
     }
     const plan = killPlan();

@@ -1,5 +1,6 @@
 import {
   CommandResultData,
+  contractMeeting,
   createEvent,
   type AuditRecord,
   type Command,
@@ -18,7 +19,7 @@ import { createDecider, fold, timerEventId, type NodeSnapshot } from "@fenceline
  * timer service and the actuators would have published. Nodes are interleaved round-robin; the
  * sequence of an event is its position + 1 (on a fresh FL_EVENTS stream).
  */
-type NodeView = { snapshot: NodeSnapshot | null; commands: Command[]; at: number };
+type NodeView = { snapshot: NodeSnapshot | null; commands: Command[]; at: number; policy: Policy };
 type Step = (node: string, view: NodeView) => NodeEvent;
 
 const send =
@@ -51,7 +52,11 @@ const result =
     }) as NodeEvent;
   };
 
-const joined = (bootId = "b1", hostGroup = "db") => send("node.joined", { bootId, incarnation: 1, hostGroup });
+/** Heard through its agent, whose contract meets the policy (so its silence can be proof by time). */
+const joined =
+  (bootId = "b1", hostGroup = "db"): Step =>
+  (node, view) =>
+    send("node.joined", { bootId, incarnation: 1, hostGroup, contract: contractMeeting(view.policy) })(node, view);
 /** Last heartbeat 1s after the previous event, missed 1s later. */
 const missed: Step = (node, view) =>
   createEvent("heartbeat.missed", {
@@ -133,7 +138,7 @@ export type Scenario = {
 export function buildScenario(policy: Policy, scripts: Record<string, Step[]> = SCRIPTS): Scenario {
   const decider = createDecider(policy);
   const nodes = Object.keys(scripts);
-  const views = new Map<string, NodeView>(nodes.map((node, i) => [node, { snapshot: null, commands: [], at: 1_000_000 + i * 10 }]));
+  const views = new Map<string, NodeView>(nodes.map((node, i) => [node, { snapshot: null, commands: [], at: 1_000_000 + i * 10, policy }]));
   const cursor = new Map(nodes.map((n) => [n, 0]));
   const scenario: Scenario = { events: [], audit: [], commands: [], snapshots: new Map() };
   for (let progressed = true; progressed; ) {
@@ -151,7 +156,7 @@ export function buildScenario(policy: Policy, scripts: Record<string, Step[]> = 
       scenario.events.push(event);
       scenario.audit.push(out.audit);
       scenario.commands.push(...out.commands);
-      views.set(node, { snapshot: out.snapshot, commands: [...view.commands, ...out.commands], at: event.at });
+      views.set(node, { snapshot: out.snapshot, commands: [...view.commands, ...out.commands], at: event.at, policy });
       scenario.snapshots.set(node, out.snapshot);
     }
   }

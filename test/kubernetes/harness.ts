@@ -179,11 +179,18 @@ export async function startRealK8s(options: RealK8sOptions) {
     cleanups.push(() => sim.stop());
     const { fleet } = sim;
 
-    // Node states as the engine saved them (FL_NODES).
+    // Node states as the engine saved them (FL_NODES), and whether the engine may assume each
+    // node fenced by time (its agent's contract, heard).
     const paths = new Map<string, string>();
+    const timeBased = new Map<string, boolean>();
     const nodesWatch = await (await new Kvm(nc).open(Buckets.nodes)).watch();
     const nodesDone = (async () => {
-      for await (const e of nodesWatch) if (e.operation === "PUT") paths.set(e.key, e.json<{ path: string }>().path);
+      for await (const e of nodesWatch) {
+        if (e.operation !== "PUT") continue;
+        const snapshot = e.json<{ path: string; context: { guarantee?: { timeBased: boolean } } }>();
+        paths.set(e.key, snapshot.path);
+        timeBased.set(e.key, snapshot.context.guarantee?.timeBased === true);
+      }
     })();
     cleanups.push(async () => {
       nodesWatch.stop();
@@ -199,7 +206,13 @@ export async function startRealK8s(options: RealK8sOptions) {
       `states: ${names.map((n) => `${n}=${latest(n)}`).join(" ")}\naudit:\n${reasons().slice(-25).join("\n")}\nmachines:\n${machines.formatEvents().split("\n").slice(-25).join("\n")}`;
     const waitFor = (what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 45_000) => waitUntil(what, pred, timeoutMs, explain);
 
-    await waitFor("a healthy fleet", () => names.every((n) => latest(n) === "healthy"), 30_000);
+    // Every agent holds the whole fleet's view and the engine has its contract: a silent node can
+    // then be assumed fenced by time (before, only a new boot id, a power-off or an operator).
+    await waitFor(
+      "a healthy fleet, every agent's contract heard with the whole fleet's view",
+      () => names.every((n) => latest(n) === "healthy" && timeBased.get(n) === true && fleet.status(n).agent?.membership?.members.length === names.length),
+      30_000,
+    );
 
     const pod = async (podName: string) => (await admin.find(`/api/v1/namespaces/${namespace}/pods/${podName}`)) as KubeObject | null;
     return {

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, inject, it } from "vitest";
 import { isRunningAndReady, listPods, serviceAccountToken, writeKubeconfig, type KubeClient, type KubeObject } from "@fenceline/kube-lab";
+import { safeTimeOf } from "@fenceline/contracts";
 import { kubeAdmin, startRealK8s, testPolicy, type RealK8s } from "./harness.js";
 
 const run = promisify(execFile);
@@ -109,17 +110,32 @@ describe.concurrent("remediation on the real control plane", () => {
     }
   }, 240_000);
 
-  it("reboot that lasts past the safe time, Automatic: remediated while down; back with a new boot id, it runs none of the moved pods and rejoins", async () => {
+  it("reboot that lasts past the safe time: the agent's clean stop withdraws its contract, so nothing is assumed fenced by time; the new boot id confirms it, and the replica runs again on its node, once", async () => {
     const s = await startRealK8s({ name: "auto-reboot", rebootMs: 20_000 });
     try {
       const victim = await s.nodeOf("db-0");
+      const uid = (await s.pod("db-0"))!.metadata.uid;
+      const t0 = Date.now();
       await s.fleet.reboot(victim);
-      await s.waitFor("db-0 running and ready on another node", () => replicaMovedOff(s, victim), 60_000);
+      await s.waitFor(`${victim} fencing`, () => s.latest(victim) === "fencing");
+      // A clean stop (systemd stopping the agent, as on a reboot) disarms the watchdog: nothing
+      // would reset the machine if only the agent had been stopped, so the engine waits.
+      expect(s.timeline(victim).join("\n")).toMatch(/not assuming it fenced by time: its agent stopped cleanly and disarmed its watchdog/);
+      await s.waitFor("the safe time passed", () => Date.now() - t0 > safeTimeOf(s.policy) + 2_000, 60_000);
+      expect(s.latest(victim)).toBe("fencing");
+      expect((await s.pod("db-0"))!.metadata.uid).toBe(uid);
+      // Back with a new boot id: fencing confirmed by the reboot, re-provisioned, rejoined.
       await s.waitFor(`${victim} rejoined with its new boot id`, () => s.latest(victim) === "healthy" && s.timeline(victim).some((l) => l.includes("rejoined")), 90_000);
+      expect(s.timeline(victim).join("\n")).toMatch(/fencing confirmed: reboot: boot id [\w-]+ → [\w-]+/);
       expect(s.timeline(victim).join("\n")).toMatch(/re-provisioning \(attempt 1\/\d\): rebooted/);
       await s.waitFor(`${victim}'s taints removed`, async () => ((await s.node(victim)).spec?.taints ?? []).length === 0, 60_000);
       expect((await s.node(victim)).status.nodeInfo.bootID).toBe(s.fleet.status(victim).bootId);
-      expect(s.machines.containers().filter((c) => c.node === victim && c.pod.includes("/db-"))).toEqual([]);
+      // The same pod, never moved, running and ready on its node again, and only there.
+      await s.waitFor("db-0 running and ready on its node again", async () => {
+        const pod = await s.pod("db-0");
+        return pod !== null && isRunningAndReady(pod) && pod.metadata.uid === uid && pod.spec.nodeName === victim;
+      });
+      expect(s.runningOn("db-0")).toEqual([victim]);
       expect(s.violations).toEqual([]);
     } finally {
       await s.stop();

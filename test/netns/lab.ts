@@ -3,6 +3,8 @@ import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Policy } from "@fenceline/contracts";
+import { renderAsDeployed } from "../support/deploy-agent.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CLI = join(ROOT, "packages", "cli", "dist", "bin.js");
@@ -54,6 +56,12 @@ export type Lab = {
   partition(indexes: number[]): void;
   /** Every link up, every node back on the main bridge. */
   heal(): void;
+  /**
+   * Node i's machine resets: its namespace is deleted and made again, with the link as the tests
+   * left it (cut, partitioned). Every socket of the old kernel is gone, as after a real reset.
+   * Kill its processes first.
+   */
+  powerCycle(i: number): void;
   /** Removes namespaces (and with them the veths) and bridges. Idempotent, synchronous. */
   destroy(): void;
 };
@@ -80,22 +88,28 @@ export function createLab(nodes: number): Lab {
   };
   process.once("exit", destroy);
 
+  /** What the tests did to each node's link (kept across a power cycle). */
+  const linkDown = new Set<number>();
+  const partitioned = new Set<number>();
+  const setupNode = (i: number) => {
+    const ns = namespaces[i]!;
+    ip(["netns", "add", ns]);
+    ip(["link", "add", hostEnd(i), "type", "veth", "peer", "name", nsEnd(i)]);
+    ip(["link", "set", nsEnd(i), "netns", ns]);
+    ip(["link", "set", hostEnd(i), "master", partitioned.has(i) ? partitionBridge : bridge]);
+    if (!linkDown.has(i)) ip(["link", "set", hostEnd(i), "up"]);
+    ip(["-n", ns, "addr", "add", `${ipOf(i)}/24`, "dev", nsEnd(i)]);
+    ip(["-n", ns, "link", "set", nsEnd(i), "up"]);
+    ip(["-n", ns, "link", "set", "lo", "up"]);
+  };
+
   try {
     ip(["link", "add", bridge, "type", "bridge"]);
     ip(["addr", "add", `${hostIp}/24`, "dev", bridge]);
     ip(["link", "set", bridge, "up"]);
     ip(["link", "add", partitionBridge, "type", "bridge"]);
     ip(["link", "set", partitionBridge, "up"]);
-    namespaces.forEach((ns, i) => {
-      ip(["netns", "add", ns]);
-      ip(["link", "add", hostEnd(i), "type", "veth", "peer", "name", nsEnd(i)]);
-      ip(["link", "set", nsEnd(i), "netns", ns]);
-      ip(["link", "set", hostEnd(i), "master", bridge]);
-      ip(["link", "set", hostEnd(i), "up"]);
-      ip(["-n", ns, "addr", "add", `${ipOf(i)}/24`, "dev", nsEnd(i)]);
-      ip(["-n", ns, "link", "set", nsEnd(i), "up"]);
-      ip(["-n", ns, "link", "set", "lo", "up"]);
-    });
+    namespaces.forEach((_, i) => setupNode(i));
   } catch (err) {
     destroy();
     throw err;
@@ -105,66 +119,90 @@ export function createLab(nodes: number): Lab {
     hostIp,
     namespaces,
     ipOf,
-    cut: (i) => void ip(["link", "set", hostEnd(i), "down"]),
+    cut: (i) => {
+      linkDown.add(i);
+      ip(["link", "set", hostEnd(i), "down"]);
+    },
     partition: (indexes) => {
-      for (const i of indexes) ip(["link", "set", hostEnd(i), "master", partitionBridge]);
+      for (const i of indexes) {
+        partitioned.add(i);
+        ip(["link", "set", hostEnd(i), "master", partitionBridge]);
+      }
     },
     heal: () => {
+      linkDown.clear();
+      partitioned.clear();
       for (let i = 0; i < nodes; i++) {
         ip(["link", "set", hostEnd(i), "master", bridge]);
         ip(["link", "set", hostEnd(i), "up"]);
       }
     },
+    powerCycle: (i) => {
+      // The namespace goes with every socket in it (and the veth with it), as a reset takes the
+      // kernel's: nothing a dead process left in a send buffer reaches anyone afterwards.
+      ip(["netns", "del", namespaces[i]!]);
+      ip(["link", "del", hostEnd(i)], { check: false });
+      setupNode(i);
+    },
     destroy,
   };
 }
-
-export type AgentTiming = { controlPlaneTimeoutMs: number; peerRoundMs: number; watchdogTimeoutMs: number; marginMs: number };
 
 export type AgentProcess = {
   node: string;
   child: ChildProcess;
   watchdog: string;
   logFile: string;
+  /** The configuration file it runs (deploy/agent.json as the DaemonSet renders it, see `agentConfigAsDeployed`). */
+  configFile: string;
   /** Resolves when the process has exited. */
   exited: Promise<void>;
 };
 
+/** What the test changes in the rendered configuration, and why (nothing else differs). */
+export const TEST_OVERRIDES = [
+  "nats.url: the test's nats-server on the host end of the bridge",
+  "heartbeatInterval, timing: the test policy's (seconds instead of tens of seconds)",
+  "watchdog.path: a plain file (every keep-alive appends a byte), with watchdog.sysfsDir holding a hardware driver's identity so that the contract says hardware, as on a node with a real device",
+  "stateDir, bootIdFile: a directory of the test (the node's membership view, self-fence and contact files survive its agent's restarts and the simulated reboots there)",
+] as const;
+
 /**
- * Starts `fenceline agent --config <file>` as its own OS process inside namespace `ns`, with a
- * file as its watchdog (every keep-alive appends a byte: its size says whether it is fed).
+ * The agent configuration of `node` exactly as deploy/ ships it (deploy/agent.json rendered by
+ * the DaemonSet's own init container for the node's name and address: no list of peers, no fleet
+ * size), with only TEST_OVERRIDES applied.
  */
-export async function startAgentProcess(options: {
-  dir: string;
-  ns: string;
-  node: string;
-  ip: string;
-  natsUrl: string;
-  peers: Array<{ node: string; ip: string }>;
-  heartbeatInterval: string;
-  timing: AgentTiming;
-}): Promise<AgentProcess> {
-  const nodeDir = join(options.dir, options.node);
-  await mkdir(nodeDir, { recursive: true });
-  const watchdog = join(nodeDir, "watchdog");
-  await writeFile(watchdog, "");
-  await writeFile(join(nodeDir, "boot_id"), `${options.node}-boot-1\n`);
-  const config = {
-    node: options.node,
+function agentConfigAsDeployed(options: { node: string; ip: string; natsUrl: string; nodeDir: string; policy: Policy }): Record<string, unknown> {
+  const rendered = JSON.parse(renderAsDeployed({ name: options.node, ip: options.ip })) as Record<string, unknown> & { watchdog: Record<string, unknown> };
+  return {
+    ...rendered,
     nats: { url: options.natsUrl },
-    peerListen: { host: options.ip, port: 9797 },
-    peers: options.peers.map((p) => ({ node: p.node, url: `http://${p.ip}:9797` })),
-    heartbeatInterval: options.heartbeatInterval,
-    timing: options.timing,
-    watchdog: { path: watchdog, fallbackRebootCommand: null },
-    stateDir: nodeDir,
-    bootIdFile: join(nodeDir, "boot_id"),
-    logLevel: "info",
+    heartbeatInterval: options.policy.heartbeat.intervalMs,
+    timing: options.policy.agent,
+    watchdog: { ...rendered.watchdog, path: join(options.nodeDir, "watchdog"), sysfsDir: join(options.nodeDir, "sysfs") },
+    stateDir: join(options.nodeDir, "state"),
+    bootIdFile: join(options.nodeDir, "boot_id"),
   };
+}
+
+/**
+ * Starts `fenceline agent --config <file>` as its own OS process inside namespace `ns`, with the
+ * configuration deploy/ renders for it (`agentConfigAsDeployed`) and a file as its watchdog
+ * (every keep-alive appends a byte: its size says whether it is fed). The node's directory is
+ * kept between starts: a restart (or a simulated reboot: `bootId`) finds its state there.
+ */
+export async function startAgentProcess(options: { dir: string; ns: string; node: string; ip: string; natsUrl: string; policy: Policy; bootId: string }): Promise<AgentProcess> {
+  const nodeDir = join(options.dir, options.node);
+  await mkdir(join(nodeDir, "sysfs"), { recursive: true });
+  await mkdir(join(nodeDir, "state"), { recursive: true });
+  const watchdog = join(nodeDir, "watchdog");
+  if (!existsSync(watchdog)) await writeFile(watchdog, "");
+  await writeFile(join(nodeDir, "sysfs", "identity"), "iTCO_wdt\n");
+  await writeFile(join(nodeDir, "boot_id"), `${options.bootId}\n`);
   const configFile = join(nodeDir, "agent.json");
-  await writeFile(configFile, JSON.stringify(config, null, 2));
+  await writeFile(configFile, JSON.stringify(agentConfigAsDeployed({ ...options, nodeDir }), null, 2));
   const logFile = join(nodeDir, "agent.log");
-  const log = createWriteStream(logFile);
+  const log = createWriteStream(logFile, { flags: "a" });
   const child = spawn("ip", ["netns", "exec", options.ns, process.execPath, CLI, "agent", "--config", configFile], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
@@ -172,7 +210,7 @@ export async function startAgentProcess(options: {
   child.stdout!.pipe(log, { end: false });
   child.stderr!.pipe(log, { end: false });
   const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  return { node: options.node, child, watchdog, logFile, exited };
+  return { node: options.node, child, watchdog, logFile, configFile, exited };
 }
 
 async function watchdogSize(path: string): Promise<number> {

@@ -38,7 +38,10 @@ export const hostGroupOf = (node: string) => (node.endsWith("-1") || node.endsWi
 type Marker = { at: number; step: string; node: string; hostGroup: string };
 
 export type RejoinLab = {
+  /** The nats-server's URL (for the CLI's --server). */
+  url: string;
   nc: NatsConnection;
+  control: ControlPlane;
   fleet: SimFleet;
   cluster: InMemoryCluster;
   dir: string;
@@ -154,7 +157,9 @@ export async function startRejoinLab(options: { nodes: number; policy?: Policy; 
   };
 
   const lab: RejoinLab = {
+    url: server.url,
     nc,
+    control,
     fleet: sim.fleet,
     cluster,
     dir,

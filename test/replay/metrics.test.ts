@@ -1,3 +1,4 @@
+import { NODE_STATES } from "@fenceline/statecharts";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
@@ -90,7 +91,7 @@ describe("metrics", () => {
       m.observeEvent(event);
     }
     const v = parseExposition(await m.render()).samples;
-    const states = ["healthy", "suspect", "fencing", "remediating", "rejoining", "paused", "operator"].map((s) => v.get(`fenceline_nodes{state="${s}"}`) ?? NaN);
+    const states = [...NODE_STATES].map((s) => v.get(`fenceline_nodes{state="${s}"}`) ?? NaN);
     expect(states.every(Number.isFinite)).toBe(true);
     expect(states.reduce((a, b) => a + b, 0)).toBe(40);
     expect(v.get('fenceline_transitions_total{from="healthy",to="suspect.waiting"}')).toBeGreaterThan(0);
@@ -161,6 +162,26 @@ describe("metrics", () => {
     expect(v.get('fenceline_nodes{state="remediating"}')).toBe(1);
     expect(v.get('fenceline_nodes{state="healthy"}')).toBe(0);
     expect([...v.keys()].filter((k) => k.startsWith("fenceline_node_state_since_timestamp_seconds"))).toEqual(['fenceline_node_state_since_timestamp_seconds{node="n-1",state="remediating"}']);
+  });
+
+  it("counts nodes per fencing guarantee and names each agent whose contract is weaker than the policy", async () => {
+    const m = createFencelineMetrics({ states: "snapshots" });
+    m.observeSnapshot({ node: "n-1", path: "healthy", since: 1_000, guarantee: { guarantee: "watchdog", weak: false } });
+    m.observeSnapshot({ node: "n-2", path: "healthy", since: 1_000, guarantee: { guarantee: "none", weak: true } });
+    m.observeSnapshot({ node: "n-3", path: "healthy", since: 1_000 });
+    m.observeSnapshot({ node: "n-4", path: "down", since: 1_000, guarantee: { guarantee: "power", weak: false } });
+    let v = parseExposition(await m.render()).samples;
+    expect(["watchdog", "power", "none"].map((g) => v.get(`fenceline_nodes_by_guarantee{guarantee="${g}"}`))).toEqual([1, 1, 2]);
+    expect(v.get('fenceline_agent_contract_weak{node="n-2"}')).toBe(1);
+    expect(v.get('fenceline_agent_contract_weak{node="n-1"}')).toBe(0);
+    // Its agent fixed, then another node forgotten: out of the fleet, no series left.
+    m.observeSnapshot({ node: "n-2", path: "healthy", since: 1_000, guarantee: { guarantee: "watchdog", weak: false } });
+    m.observeSnapshot({ node: "n-4", path: "forgotten", since: 2_000 });
+    m.forgetNode("n-3");
+    v = parseExposition(await m.render()).samples;
+    expect(["watchdog", "power", "none"].map((g) => v.get(`fenceline_nodes_by_guarantee{guarantee="${g}"}`))).toEqual([2, 0, 0]);
+    expect([...v.keys()].filter((k) => k.startsWith("fenceline_agent_contract_weak")).sort()).toEqual(['fenceline_agent_contract_weak{node="n-1"}', 'fenceline_agent_contract_weak{node="n-2"}']);
+    expect(v.get('fenceline_agent_contract_weak{node="n-2"}')).toBe(0);
   });
 
   describe("fenceline up --metrics-port", () => {

@@ -12,6 +12,7 @@ import {
   DEMO_POLICY,
   Heartbeat,
   HeartbeatAck,
+  MAX_ACK_BYTES,
   MAX_MESSAGE_BYTES,
   NODE_EVENT_TYPES,
   NodeEvent,
@@ -332,7 +333,7 @@ describe("fuzzing every subject Fenceline reads (real nats-server, real processe
     const input = nodeArb.chain((node) => fc.tuple(fc.constant(node), payloads([{ v: 1, node, at: now, state: "healthy" }])));
     await fc.assert(
       fc.asyncProperty(input, async ([node, data]) => {
-        const parsed = parseMessage(HeartbeatAck, data);
+        const parsed = parseMessage(HeartbeatAck, data, { maxBytes: MAX_ACK_BYTES });
         fc.pre(!parsed.ok);
         const subject = Subjects.heartbeatAck(node);
         await expectDeadLetter("agent", subject, data, parsed.ok ? "schema" : parsed.reason, () => admin.publish(subject, data));

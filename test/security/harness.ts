@@ -9,7 +9,7 @@ import { createActuator, createAgentRelayHandlers, createClusterHandlers, create
 import { createNatsAgentTransport, type AgentTransport } from "@fenceline/agent";
 import { connectNats, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { systemClock, type Clock, type CommandOf, type Heartbeat, type HeartbeatAck, type Policy } from "@fenceline/contracts";
-import { runHeartbeatDetector } from "@fenceline/detectors";
+import { runHeartbeatDetector, runMembershipKeeper } from "@fenceline/detectors";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
 import { InMemoryCluster } from "@fenceline/sim";
 import { agentInboxPrefix, agentUser, Buckets, fencelineUsers, provisionStreams, renderNatsConfig, userUrl, type NatsUser } from "@fenceline/streams";
@@ -121,6 +121,7 @@ export async function startRoleControlPlane(lab: SecureServer, options: { policy
   const engineNc = await lab.connectAs("engine");
   await provisionStreams(engineNc);
   const engine: RunningEngine = await runEngine({ nc: engineNc, policy, log: log.child({ role: "engine" }), clock });
+  const membership = await runMembershipKeeper({ nc: await lab.connectAs("detector"), witness: policy.fleet.witness, log: log.child({ role: "detector" }) });
   const detector = await runHeartbeatDetector({ nc: await lab.connectAs("detector"), timeoutMs: policy.heartbeat.timeoutMs, log: log.child({ role: "detector" }), clock });
 
   const actuatorNc = await lab.connectAs("actuator");
@@ -129,12 +130,13 @@ export async function startRoleControlPlane(lab: SecureServer, options: { policy
     heartbeatTimeoutMs: policy.heartbeat.timeoutMs,
     now: () => clock.now(),
     onSnapshot: (node, epoch) => actuators.forEach((a) => a.observeEpoch(node, epoch)),
+    log: log.child({ role: "actuator" }),
   });
   const budget = createKvBudgetStore(await new Kvm(actuatorNc).open(Buckets.fleet));
   const cluster = new InMemoryCluster({ clock, nodes: options.nodes });
   const provisioned: string[] = [];
   actuators.push(
-    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock }) }),
+    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock, latestMembershipVersion: () => fleet.latestMembershipVersion(), viewFloor: (node) => fleet.viewFloor(node) }) }),
     createActuator({ name: "cluster", clock, handlers: createClusterHandlers(cluster, clock) }),
     createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(actuatorNc) }),
     createActuator({
@@ -159,6 +161,7 @@ export async function startRoleControlPlane(lab: SecureServer, options: { policy
     async stop() {
       await Promise.all(runners.map((r) => r.stop()));
       await detector.stop();
+      await membership.stop();
       await engine.stop();
       await fleet.stop();
     },

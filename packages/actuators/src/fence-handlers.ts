@@ -7,10 +7,15 @@ const sleep = (clock: Clock, ms: number) => new Promise<void>((resolve) => clock
 
 /**
  * `off`, then the power state read back until it says off: the positive confirmation that makes
- * a power fence proof. Returns the transcript; rejects with a FenceAgentError.
+ * a power fence proof. An agent that read it back off itself within its `off` run (fence_ipmilan
+ * polls until the BMC reports off before it says so: `agentReadBackOff`) has confirmed it, and
+ * the state is not read a second time; otherwise Fenceline runs `status` until it says off.
+ * Returns the transcript; rejects with a FenceAgentError.
  */
 export async function powerOffConfirmed(device: FenceDevice, target: FenceTarget, clock: Clock, context: HandlerContext): Promise<string> {
-  const transcript = [(await device.agent.powerOff(target)).output];
+  const off = await device.agent.powerOff(target);
+  const transcript = [off.output];
+  if (off.power === "off") return transcript.join("\n");
   context.progress();
   const until = Math.min(clock.now() + device.confirmWithinMs, target.deadline ?? Infinity);
   for (;;) {

@@ -22,21 +22,49 @@ async function withCas<T>(store: BudgetStore, change: (budget: FleetBudget) => {
   }
 }
 
-/** The fleet guard: grants and releases remediation slots under the policy's limits. */
-export function createGuardHandlers(options: { store: BudgetStore; view: () => FleetView; policy: Policy; clock: Clock }): Handlers {
+/**
+ * The fleet guard: grants and releases remediation slots under the policy's limits.
+ * `latestMembershipVersion` reads the newest membership version from the store itself: a guard
+ * whose watch has not seen it yet refuses (and the node asks again) rather than check a node
+ * against fewer views than it may hold.
+ */
+export function createGuardHandlers(options: {
+  store: BudgetStore;
+  view: () => FleetView;
+  policy: Policy;
+  clock: Clock;
+  latestMembershipVersion?: () => Promise<number>;
+  /**
+   * The oldest view the guard knows a node may hold (the tracker's `viewFloor`): checked as well
+   * as the version the engine's record carries, whichever is older.
+   */
+  viewFloor?: (node: string) => number | undefined;
+}): Handlers {
   const { store, view, policy, clock } = options;
   return {
     "slot.acquire": async (c) => {
-      const { decision, majoritySince } = await withCas(store, (budget) => {
-        const seen = view();
-        const d = decideSlot(budget, seen, { node: c.node, controlPlane: c.params.controlPlane, at: clock.now() }, policy);
-        return { budget: d.budget, value: { decision: d, majoritySince: seen.majoritySince } };
+      if (options.latestMembershipVersion && policy.fencing.watchdog) {
+        const latest = await options.latestMembershipVersion();
+        const seen = view().views?.at(-1)?.version ?? 0;
+        if (latest > seen) return { ok: false, reason: `membership view v${latest} is written but this guard has seen v${seen} only: asking again` };
+      }
+      const known = [c.params.membershipVersion, options.viewFloor?.(c.node)].filter((v): v is number => v !== undefined && v > 0);
+      const membershipVersion = known.length > 0 ? Math.min(...known) : undefined;
+      const decision = await withCas(store, (budget) => {
+        const d = decideSlot(
+          budget,
+          view(),
+          { node: c.node, controlPlane: c.params.controlPlane, at: clock.now(), ...(membershipVersion !== undefined ? { membershipVersion } : {}) },
+          policy,
+        );
+        return { budget: d.budget, value: d };
       });
       // The machine uses it to keep the safe time honest: a node silent since before the
-      // healthy majority came back may only now be learning that it must fence itself. It is
-      // the view the decision was made on (a second look could see another fleet, even in the
-      // same instant); absent when that view had no healthy majority.
-      return { ok: decision.granted, reason: decision.reason, ...(decision.granted && majoritySince !== null ? { facts: { majoritySince } } : {}) };
+      // healthy majority came back may only now be learning that it must fence itself. It comes
+      // from the view the decision was made on (a second look could see another fleet, even in
+      // the same instant); absent when that view had no healthy majority.
+      const { majoritySince } = decision;
+      return { ok: decision.granted, reason: decision.reason, ...(decision.granted && majoritySince !== undefined ? { facts: { majoritySince } } : {}) };
     },
     "slot.release": async (c) => {
       await withCas(store, (budget) => ({ budget: releaseSlot(budget, c.node), value: null }));

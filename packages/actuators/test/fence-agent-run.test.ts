@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FenceErrorCode, isFenceAgentError } from "../src/fence-agents/errors.js";
-import { confirmAction, failureOf, powerOf } from "../src/fence-agents/interpret.js";
+import { agentReadBackOff, confirmAction, failureOf, powerOf } from "../src/fence-agents/interpret.js";
 import { resolveAgent, runFenceAgent, stdinLines, type FenceAgentRun } from "../src/fence-agents/run-fence-agent.js";
 
 let dir: string;
@@ -126,6 +126,20 @@ describe("reading a fence agent's answer", () => {
     expect(() => confirmAction(run({ action: "off", exitCode: 0, output: "Success: Already OFF\n" }), "off", "w")).not.toThrow();
     expect(() => confirmAction(run({ action: "on", exitCode: 0, output: "Success: Powered ON\n" }), "on", "w")).not.toThrow();
     expect(() => confirmAction(run({ action: "off", exitCode: 0, output: "Success: Powered ON\n" }), "off", "w")).toThrow(/no answer Fenceline can read/);
+  });
+
+  it("sees fence_ipmilan's own read-back after the off, and only a read-back that says off", () => {
+    const exec = (cmd: string) => `2026-12-04 05:13:27,100 INFO: Executing: /usr/bin/ipmitool -I lanplus -H 127.0.0.1 -p 6230 -U admin -P [set] -C 3 -L ADMINISTRATOR -N 2 chassis power ${cmd}\n`;
+    const said = (power: string) => `2026-12-04 05:13:27,300 DEBUG: 0 Chassis Power is ${power}\n`;
+    const powered = [exec("status"), said("on"), exec("off"), "2026-12-04 05:13:27,500 DEBUG: 0 Chassis Power Control: Down/Off\n", exec("status"), said("on"), exec("status"), said("off"), "Success: Powered OFF\n"].join("");
+    expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: powered }))).toBe(true);
+    expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: [exec("status"), said("off"), "Success: Already OFF\n"].join("") }))).toBe(true);
+    // No read-back after the command (an agent that only sets the power), or one that says on, or no verbose output.
+    expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: [exec("status"), said("off"), exec("off"), "Success: Powered OFF\n"].join("") }))).toBe(false);
+    expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: [exec("off"), exec("status"), said("on"), "Success: Powered OFF\n"].join("") }))).toBe(false);
+    expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: "Success: Powered OFF\n" }))).toBe(false);
+    expect(agentReadBackOff(run({ action: "off", exitCode: 1, output: powered }))).toBe(false);
+    expect(agentReadBackOff(run({ action: "on", exitCode: 0, output: powered }))).toBe(false);
   });
 
   // The messages below are what fence_ipmilan 4.12 with ipmitool 1.8.19 print against ipmi_sim.

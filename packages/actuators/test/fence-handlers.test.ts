@@ -56,6 +56,15 @@ describe("fence actuator", () => {
     expect(progressed()).toBeGreaterThanOrEqual(3);
   });
 
+  it("takes the agent's own read-back after the off as the confirmation, and reads no second time", async () => {
+    const bmc = memoryBmc({ offAfterReads: 2 });
+    const readBack: FenceAgent = { ...bmc.agent, powerOff: async (t) => ({ ...(await bmc.agent.powerOff(t)), power: "off" as const }) };
+    const { run } = fenceActuator([deviceOf("ipmi", readBack)]);
+    const result = await run();
+    expect(result.data).toMatchObject({ ok: true, facts: { device: "ipmi", power: "off" } });
+    expect(bmc.calls).toEqual(["off n1"]);
+  });
+
   it("fails when the power state never reads off: an accepted power-off is not proof", async () => {
     const bmc = memoryBmc({ offAfterReads: Infinity });
     const { run } = fenceActuator([deviceOf("ipmi", bmc.agent, 100)]);

@@ -78,11 +78,12 @@ describe("decideSlot", () => {
     }
   });
 
-  it("grants again, unchanged, to a node that already holds a slot, whatever the fleet looks like now", () => {
+  it("grants again, unchanged, to a node that already holds a slot, whatever the fleet looks like now; says whether the majority holds", () => {
     const budget = budgetOf("n1", "n2");
     const decision = decideSlot(budget, view(10, 0), { node: "n1", controlPlane: false, at: 99 }, Policy.parse({ fleet: { maxUnhealthy: 1 } }));
-    expect(decision).toEqual({ granted: true, reason: "already holds a slot", budget });
+    expect(decision).toEqual({ granted: true, reason: "already holds a slot; no healthy majority: 0 of 10 nodes healthy (the engine may be on the minority side of a partition)", budget });
     expect(decision.budget).toBe(budget);
+    expect(decideSlot(budget, view(10, 9), { node: "n1", controlPlane: false, at: 99 }, Policy.parse({}))).toEqual({ granted: true, reason: "already holds a slot", budget, majoritySince: 0 });
   });
 
   it("releases a slot, and releasing one not held changes nothing", () => {
@@ -96,6 +97,65 @@ describe("decideSlot", () => {
     const policy = Policy.parse({ fleet: { maxUnhealthy: 1 } });
     expect(decideSlot(budgetOf("n1"), view(10, 9), { node: "n2", controlPlane: false, at: 1 }, policy).granted).toBe(false);
     expect(decideSlot(releaseSlot(budgetOf("n1"), "n1"), view(10, 9), { node: "n2", controlPlane: false, at: 1 }, policy).granted).toBe(true);
+  });
+});
+
+/** A fleet view with membership views: [version, members, healthy, majoritySince] each, witness on. */
+function withViews(...specs: Array<[version: number, members: number, healthy: number, since: number | null]>): FleetView {
+  const views = specs.map(([version, members, healthy, since]) => {
+    const witness = (members % 2 === 0 ? 1 : 0) as 0 | 1;
+    const votes = members + witness;
+    const majority = 2 * (healthy + witness) > votes;
+    return { version, members, witness, votes, healthy, majority, majoritySince: majority ? since : null };
+  });
+  const current = views.at(-1)!;
+  return { fleetSize: current.members, healthy: current.healthy, majoritySince: current.majoritySince, witness: current.witness, views };
+}
+
+describe("decideSlot with membership views", () => {
+  const policy = Policy.parse({});
+  const ask = (fleet: FleetView, membershipVersion?: number, node = "n1") =>
+    decideSlot(EMPTY_BUDGET, fleet, { node, controlPlane: false, at: 5, ...(membershipVersion !== undefined ? { membershipVersion } : {}) }, policy);
+
+  it("a fleet of two: one healthy node and the control plane's witness vote are a majority of three", () => {
+    const d = ask(withViews([1, 2, 1, 100]), 1);
+    expect(d).toMatchObject({ granted: true, reason: "granted: 1 of 2 healthy + the witness, 1 in remediation", majoritySince: 100 });
+  });
+
+  it("an even split: the control plane's half may remediate the other", () => {
+    expect(ask(withViews([3, 4, 2, 100]), 3).granted).toBe(true);
+    expect(ask(withViews([3, 4, 1, 100]), 3)).toMatchObject({
+      granted: false,
+      reason: "no healthy majority: 1 of 4 nodes healthy + the control plane's witness vote, 2 of 5 votes (the engine may be on the minority side of a partition)",
+    });
+  });
+
+  it("checks every view the node may hold, from the one it reported to the newest (the fleet grew from 5 to 7 while it was cut off)", () => {
+    // 4 of 7 healthy is a majority of the new view; counted in the old one, only 2 of its 5 are.
+    const grown = withViews([4, 5, 2, 100], [5, 7, 4, 200]);
+    expect(ask(grown, 5)).toMatchObject({ granted: true, majoritySince: 200 });
+    const stale = ask(grown, 4);
+    expect(stale.granted).toBe(false);
+    expect(stale.reason).toBe(
+      "no healthy majority in membership view v4 (the node may still hold any of v4–v5): 2 of 5 nodes healthy, 2 of 5 votes (the engine may be on the minority side of a partition)",
+    );
+    // No version reported (no agent): the current view only.
+    expect(ask(grown).granted).toBe(true);
+  });
+
+  it("the majority has held since the latest of its start in the views checked", () => {
+    expect(ask(withViews([4, 5, 4, 300], [5, 7, 6, 200]), 4)).toMatchObject({ granted: true, majoritySince: 300 });
+  });
+
+  it("refuses a node whose view is newer than the guard has seen, or older than it keeps", () => {
+    expect(ask(withViews([4, 5, 5, 1], [5, 5, 5, 1]), 6).reason).toBe("the node reported membership view v6, newer than the v5 this guard has seen: asking again");
+    expect(ask(withViews([4, 5, 5, 1], [5, 5, 5, 1]), 2).reason).toBe("the node's membership view v2 is older than the oldest the guard keeps (v4): its majority cannot be checked");
+  });
+
+  it("counts the witness in minHealthy: 51% of 2 + 1 votes is 2", () => {
+    expect(ask(withViews([1, 2, 1, 1]), 1).granted).toBe(true);
+    const strict = decideSlot(EMPTY_BUDGET, withViews([1, 2, 1, 1]), { node: "n1", controlPlane: false, at: 5 }, Policy.parse({ fleet: { minHealthy: "100%" } }));
+    expect(strict.reason).toBe("1 of 2 nodes healthy (+ the control plane's witness vote, of 3), minHealthy 100% requires 3");
   });
 });
 

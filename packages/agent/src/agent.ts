@@ -1,9 +1,22 @@
-import { NodeName, type AgentTiming, type Clock, type Heartbeat, type HeartbeatAck, type Watchdog } from "@fenceline/contracts";
+import {
+  NodeName,
+  withdrawnContract,
+  type AgentContract,
+  type AgentTiming,
+  type Clock,
+  type Heartbeat,
+  type HeartbeatAck,
+  type MembershipView,
+  type Watchdog,
+  type WatchdogKind,
+} from "@fenceline/contracts";
 import type { Logger } from "pino";
 import { verdictOfState, type PeerAnswer, type PeerQuestion } from "./peer-protocol.js";
 import type {
   AgentTransport,
   CommandReply,
+  MembershipViewStore,
+  PeerAddress,
   PeerTransport,
   SelfFenceRecord,
   SelfFenceStore,
@@ -20,13 +33,25 @@ export interface AgentOptions {
   controlPlane?: boolean;
   timing: AgentTiming;
   heartbeatIntervalMs: number;
-  /** The other agents to ask when the control plane is lost (this node is left out if listed). */
-  peerNodes: readonly string[];
-  /** Every node of the fleet, this one included. Default: peerNodes + 1. */
-  fleetSize?: number;
+  /**
+   * Keeps the membership view learned from the control plane (the fleet: whom to ask, what a
+   * majority is). Default: in memory only (tests).
+   */
+  membership?: MembershipViewStore;
+  /**
+   * An optional address book: the URL to use for a member instead of the one it advertised. It
+   * never adds a member or changes the fleet's size.
+   */
+  addressBook?: ReadonlyArray<{ node: string; url: string }>;
+  /** The URL this agent's peers reach it at, sent in every heartbeat. */
+  peerUrl?: string;
   transport: AgentTransport;
   peers: PeerTransport;
   watchdog: Watchdog;
+  /** What resets the node when `watchdog` is not fed: reported in the contract. */
+  watchdogKind: WatchdogKind;
+  /** How long a clean stop waits for the control plane to confirm the withdrawal. Default 2s. */
+  withdrawTimeoutMs?: number;
   clock: Clock;
   /** Configuration checksums per service, reported in heartbeats. */
   checksums?: () => Promise<Record<string, string>>;
@@ -70,12 +95,21 @@ export interface AgentState {
   lastDecision: (SelfFenceDecision & { at: number }) | undefined;
   peerRounds: number;
   checksums: Record<string, string> | undefined;
+  /** The membership view it holds (null: none learned yet). */
+  membership: MembershipView | null;
+  /** What its heartbeats promise (the contract). */
+  contract: AgentContract;
 }
 
 export interface Agent {
   start(): Promise<void>;
-  /** Clean stop: disarms the watchdog (magic close), unless this boot is fenced. */
-  stop(): Promise<void>;
+  /**
+   * Clean stop (default): withdraws the contract (the control plane must confirm it), then
+   * disarms the watchdog with the magic close; never when this boot is fenced, and not without
+   * the confirmation (the watchdog then resets the node). `{ clean: false }` is a kill (the
+   * simulator's crashed agent): nothing is sent and nothing disarmed.
+   */
+  stop(how?: { clean: boolean }): Promise<void>;
   state(): AgentState;
 }
 
@@ -85,11 +119,8 @@ export function createAgent(options: AgentOptions): Agent {
   const { node, bootId, incarnation, timing, heartbeatIntervalMs, transport, peers, watchdog, clock } = options;
   const parsedNode = NodeName.safeParse(node);
   if (!parsedNode.success) throw new Error(`invalid node name "${node}": ${parsedNode.error.issues[0]?.message}`);
-  const peerNodes = [...new Set(options.peerNodes)].filter((peer) => peer !== node);
-  const fleetSize = options.fleetSize ?? peerNodes.length + 1;
-  if (fleetSize < peerNodes.length + 1) {
-    throw new Error(`fleetSize ${fleetSize} is smaller than this node plus its ${peerNodes.length} peers`);
-  }
+  const addressBook = new Map((options.addressBook ?? []).map((entry) => [entry.node, entry.url]));
+  const withdrawTimeoutMs = options.withdrawTimeoutMs ?? 2_000;
   if (bootId.length === 0 || bootId.length > 128) throw new Error(`bootId must be 1 to 128 characters, got ${bootId.length}`);
   if (!(heartbeatIntervalMs > 0)) throw new Error(`heartbeatIntervalMs must be positive, got ${heartbeatIntervalMs}`);
   if (watchdog.timeoutMs > timing.watchdogTimeoutMs) {
@@ -120,7 +151,49 @@ export function createAgent(options: AgentOptions): Agent {
   let peerRounds = 0;
   let roundsSinceContact = 0;
   let checksums: Record<string, string> | undefined;
+  let view: MembershipView | null = null;
+  /** Views being stored, one after the other; a view is used only once it is stored. */
+  let storing: Promise<void> = Promise.resolve();
   const timers = new Map<TimerName, unknown>();
+
+  const contract = (): AgentContract => ({
+    timing: {
+      controlPlaneTimeoutMs: timing.controlPlaneTimeoutMs,
+      peerRoundMs: timing.peerRoundMs,
+      watchdogTimeoutMs: timing.watchdogTimeoutMs,
+      marginMs: timing.marginMs,
+    },
+    heartbeatIntervalMs,
+    watchdog: { kind: options.watchdogKind, timeoutMs: watchdog.timeoutMs },
+    membershipVersion: view?.version ?? 0,
+  });
+
+  /** The other members of the view and where to reach them (without a view: the address book). */
+  const peersToAsk = (): PeerAddress[] => {
+    if (!view) return [...addressBook].filter(([peer]) => peer !== node).map(([peer, url]) => ({ node: peer, url }));
+    return view.members
+      .filter((m) => m.node !== node)
+      .map((m) => {
+        const url = addressBook.get(m.node) ?? m.peerUrl;
+        return url === undefined ? { node: m.node } : { node: m.node, url };
+      });
+  };
+
+  /** Stores a newer view durably, then uses it (and reports it); an older or equal one is ignored. */
+  const learn = (next: MembershipView) => {
+    storing = storing.then(async () => {
+      if (view && next.version <= view.version) return;
+      try {
+        await options.membership?.save(next);
+      } catch (err) {
+        log.error({ err, version: next.version }, "cannot store the membership view: keeping the previous one");
+        return;
+      }
+      const previous = view;
+      view = next;
+      log.info({ version: next.version, members: next.members.length, previous: previous?.version ?? 0 }, `membership view v${next.version}: ${next.members.length} members`);
+    });
+  };
 
   const schedule = (name: TimerName, ms: number, fn: () => void) => {
     cancel(name);
@@ -137,7 +210,8 @@ export function createAgent(options: AgentOptions): Agent {
 
   const sendHeartbeat = () => {
     seq++;
-    const heartbeat: Heartbeat = { v: 1, node, bootId, incarnation, seq, sentAt: Math.floor(clock.now()) };
+    const heartbeat: Heartbeat = { v: 1, node, bootId, incarnation, seq, sentAt: Math.floor(clock.now()), contract: contract() };
+    if (options.peerUrl !== undefined) heartbeat.peerUrl = options.peerUrl;
     if (options.hostGroup !== undefined) heartbeat.hostGroup = options.hostGroup;
     if (options.controlPlane !== undefined) heartbeat.controlPlane = options.controlPlane;
     if (checksums) heartbeat.checksums = checksums;
@@ -188,6 +262,7 @@ export function createAgent(options: AgentOptions): Agent {
     if (ack.node !== node) return log.warn({ ackNode: ack.node }, "ignoring an ack for another node");
     lastContact = lastAckAt = clock.now();
     lastAckState = ack.state;
+    if (ack.membership?.view) learn(ack.membership.view);
     if (awaitingVerdict) resumeFeeding("the control plane answered");
     options.contactStore?.save({ bootId, at: lastContact }).catch((err: unknown) => log.warn({ err }, "cannot record the last control-plane contact"));
     if (roundsSinceContact > 0) log.info({ peerRounds: roundsSinceContact }, "control plane back");
@@ -224,14 +299,15 @@ export function createAgent(options: AgentOptions): Agent {
     void runPeerRound();
   };
 
+  let askedThisRound: PeerAddress[] = [];
   const askPeers = async (): Promise<PeerReport[]> => {
     const question: PeerQuestion = { from: node, about: node };
     const reports: PeerReport[] = [];
-    const asks = peerNodes.map(async (peer) => {
+    const asks = askedThisRound.map(async (peer) => {
       const answer = await peers.ask(peer, question, timing.peerRoundMs).catch(() => undefined);
       if (!answer) return;
-      if (answer.node !== peer) return log.warn({ peer, answeredBy: answer.node }, "ignoring a peer answer from the wrong node");
-      reports.push({ peer, controlPlane: answer.controlPlane, ...(answer.verdict ? { verdict: answer.verdict } : {}) });
+      if (answer.node !== peer.node) return log.warn({ peer: peer.node, answeredBy: answer.node }, "ignoring a peer answer from the wrong node");
+      reports.push({ peer: peer.node, controlPlane: answer.controlPlane, ...(answer.verdict ? { verdict: answer.verdict } : {}) });
     });
     // The round ends at its deadline even if a transport ignores its own timeout.
     let deadline: unknown;
@@ -245,17 +321,22 @@ export function createAgent(options: AgentOptions): Agent {
     peerRounds++;
     roundsSinceContact++;
     const lostForMs = roundStart - lastContact;
-    if (roundsSinceContact === 1) log.warn({ lostForMs, peers: peerNodes.length }, "control plane lost: asking peers");
+    // The round asks, and is judged against, the view held when it begins.
+    const roundView = view;
+    askedThisRound = peersToAsk();
+    if (roundsSinceContact === 1) log.warn({ lostForMs, peers: askedThisRound.length, membership: roundView?.version ?? 0 }, "control plane lost: asking peers");
     else log.debug({ lostForMs, round: roundsSinceContact }, "control plane still lost: asking peers again");
+    const peersAsked = askedThisRound.length;
     const peerAnswers = await askPeers();
     if (!running || selfFenced) return;
     const now = clock.now();
     const decision = decideSelfFence({
-      fleetSize,
+      node,
+      view: roundView,
       controlPlaneLostForMs: now - lastContact,
       controlPlaneTimeoutMs: timing.controlPlaneTimeoutMs,
       peerAnswers,
-      peersAsked: peerNodes.length,
+      peersAsked,
     });
     if (roundsSinceContact === 1 || decision.reason !== lastDecision?.reason) log.warn({ decision, peerAnswers }, `self-fence decision: ${decision.action} (${decision.reason})`);
     // Only a verdict from this same loss of the control plane counts as the previous one.
@@ -344,6 +425,12 @@ export function createAgent(options: AgentOptions): Agent {
         previousSelfFence = stored;
         log.warn({ previousSelfFence }, "the previous boot fenced itself; reporting it");
       }
+      // An unreadable view is fatal (it throws): a view this node reported must not become none.
+      const kept = await options.membership?.load();
+      if (kept) {
+        view = kept;
+        log.info({ version: kept.version, members: kept.members.length }, "membership view loaded");
+      } else log.warn("no membership view yet: it comes with the first ack of the control plane");
       await refreshChecksums();
       running = true;
       lastContact = clock.now();
@@ -365,19 +452,28 @@ export function createAgent(options: AgentOptions): Agent {
       heartbeatTick();
       if (!selfFenced) schedule("control-plane", Math.max(0, lastContact + timing.controlPlaneTimeoutMs - clock.now()), checkControlPlane);
       if (options.checksums) schedule("checksums", checksumIntervalMs, checksumTick);
-      log.info({ fleetSize, peers: peerNodes, heartbeatIntervalMs, feedPeriodMs, timing }, "agent started");
+      log.info({ membership: view?.version ?? 0, contract: contract(), peerUrl: options.peerUrl, heartbeatIntervalMs, feedPeriodMs }, "agent started");
     },
 
-    stop: async () => {
+    stop: async (how = { clean: true }) => {
       if (!running) return;
       running = false;
       for (const name of [...timers.keys()]) cancel(name);
-      if (selfFenced) {
+      if (!how.clean) {
+        log.warn("agent killed: no withdrawal, no magic close");
+      } else if (selfFenced) {
         log.warn({ selfFenced }, "stopping while fenced: the watchdog stays armed and will reset this node");
       } else if (awaitingVerdict) {
         log.warn("stopping before the peers answered: the watchdog was not reopened and will reset this node");
       } else if (watchdogOpen) {
-        await watchdog.close().catch((err: unknown) => log.error({ err }, "watchdog magic close failed: the node may be reset"));
+        // The engine may assume this node fenced by time only while the contract holds; it must
+        // hear that it no longer does before the watchdog is disarmed.
+        seq++;
+        const last: Heartbeat = { v: 1, node, bootId, incarnation, seq, sentAt: Math.floor(clock.now()), contract: withdrawnContract(contract()), stopping: true };
+        if (options.peerUrl !== undefined) last.peerUrl = options.peerUrl;
+        const withdrawn = (await transport.withdraw?.(last, withdrawTimeoutMs).catch(() => false)) ?? false;
+        if (withdrawn) await watchdog.close().catch((err: unknown) => log.error({ err }, "watchdog magic close failed: the node may be reset"));
+        else log.error({ withdrawTimeoutMs }, "the control plane did not confirm the withdrawal of the contract: the watchdog stays armed and will reset this node");
       }
       await Promise.allSettled([transport.close(), peers.close()]);
       log.info("agent stopped");
@@ -402,6 +498,8 @@ export function createAgent(options: AgentOptions): Agent {
         lastDecision,
         peerRounds,
         checksums,
+        membership: view,
+        contract: contract(),
       };
     },
   };

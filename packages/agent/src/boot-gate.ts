@@ -9,8 +9,9 @@ export type GateVerdict = { open: boolean; why: string };
  * never fenced it, or the whole cycle is over), rejoining (fenced and remediated: its workloads
  * run elsewhere and their objects were deleted, so a kubelet finds nothing of theirs to start),
  * or unknown. Closed while the engine may be moving its workloads (suspect, fencing,
- * remediating) and while it waits for an operator (paused, operator): there the state alone
- * cannot tell whether the workloads were moved.
+ * remediating), until it hears this boot (down: remediated while silent; forgotten), and while it
+ * waits for an operator (paused, operator): there the state alone cannot tell whether the
+ * workloads were moved.
  */
 export function gateVerdict(state: string | undefined): GateVerdict {
   if (state === undefined) return { open: true, why: "the engine does not know this node: nothing was moved away from it" };
@@ -25,6 +26,10 @@ export function gateVerdict(state: string | undefined): GateVerdict {
     case "fencing":
     case "remediating":
       return { open: false, why: `the engine says ${state}: it may be moving this node's workloads` };
+    case "down":
+      return { open: false, why: `the engine says ${state}: its workloads were moved; it rejoins once the engine hears this boot` };
+    case "forgotten":
+      return { open: false, why: `the engine says ${state}: out of the fleet; it joins again once the engine hears this boot` };
     default:
       return { open: false, why: `the engine says ${state}: an operator decides (fenceline resume / reset)` };
   }

@@ -7,37 +7,42 @@ import { BOOT_ID_PATH } from "./boot-identity.js";
 import type { ServiceChecksumSpec } from "./checksums.js";
 
 /**
- * The agent's configuration file (JSON). Durations take "5s"-style strings or milliseconds.
+ * The agent's configuration file (JSON), the same on every node (docs/agent.md). Durations take
+ * "5s"-style strings or milliseconds.
  *
  * {
  *   "node": "worker-1",                        default: the hostname, lowercased
  *   "nats": { "url": "nats://10.0.0.1:4222" },  default nats://127.0.0.1:4222
  *   "peerListen": { "host": "0.0.0.0", "port": 9797 },
- *   "peers": [{ "node": "worker-2", "url": "http://10.0.0.12:9797" }],
- *   "fleetSize": 5,                            default: peers + 1
+ *   "peerAdvertiseUrl": "http://10.0.0.11:9797",  default: from peerListen when its host is an address
+ *   "peers": [{ "node": "worker-2", "url": "http://10.0.0.12:9797" }],   an optional address book
  *   "tls": { "keyFile": "...", "certFile": "...", "caFile": "..." },   mTLS between agents
- *   "watchdog": { "path": "/dev/watchdog", "fallbackRebootCommand": ["systemctl", "reboot", "-f"] },
+ *   "watchdog": { "path": "/dev/watchdog", "sysfsDir": "...", "fallbackRebootCommand": null },
  *   "heartbeatInterval": "1s",
  *   "timing": { "controlPlaneTimeoutMs": "5s", "peerRoundMs": "2s", "watchdogTimeoutMs": "10s", "marginMs": "5s" },
  *   "services": { "kubelet": { "files": ["/etc/kubernetes/kubelet.conf"], "commands": ["kubelet --version"] } },
  *   "checksumInterval": "60s", "checksumCommandTimeout": "5s",
  *   "hostGroup": "workers", "controlPlane": false,
- *   "stateDir": "/var/lib/fenceline/agent",    holds the incarnation and self-fence files
+ *   "stateDir": "/var/lib/fenceline/agent",    incarnation, self-fence, membership and contact files
  *   "logLevel": "info"
  * }
  *
- * `timing` is the policy's `agent` section: the engine computes the safe time from the same
- * values, so both must agree. The watchdog timeout is `timing.watchdogTimeoutMs`; the device's
- * own timeout is set by its kernel module and checked against it at start.
+ * The fleet (its members, their addresses, its size) is learned from the control plane, never
+ * configured: `fleetSize` is refused, and `peers` only gives addresses. `timing` should be the
+ * policy's `agent` section: the engine checks it (the contract in every heartbeat). The watchdog
+ * timeout is `timing.watchdogTimeoutMs`; the device's own timeout is set by its kernel module and
+ * checked against it at start.
  */
 export interface AgentConfig {
   node: string;
   nats: { url: string };
   peerListen: { host: string; port: number };
+  /** The URL peers reach this agent at (sent in heartbeats); undefined when it cannot be derived. */
+  peerAdvertiseUrl?: string;
+  /** Address book: the URL to use for a member instead of the one it advertised. */
   peers: Array<{ node: string; url: string }>;
-  fleetSize: number;
   tls?: { keyFile: string; certFile: string; caFile: string };
-  watchdog: { path: string; fallbackRebootCommand: string[] | null };
+  watchdog: { path: string; sysfsDir?: string; fallbackRebootCommand: string[] | null };
   heartbeatIntervalMs: number;
   timing: AgentTiming;
   services: Record<string, ServiceChecksumSpec>;
@@ -47,6 +52,8 @@ export interface AgentConfig {
   controlPlane?: boolean;
   incarnationFile: string;
   selfFenceFile: string;
+  /** The membership view learned from the control plane, kept durably across restarts and reboots. */
+  membershipFile: string;
   /** Last control-plane contact of this boot, read back by a restarted agent. */
   contactFile: string;
   bootIdFile: string;
@@ -116,12 +123,14 @@ const AgentConfigFile = strict({
     host: text().default("0.0.0.0"),
     port: z.number({ error: "must be a port number (0 to 65535)" }).int("must be a port number (0 to 65535)").min(0, "must be a port number (0 to 65535)").max(65535, "must be a port number (0 to 65535)").default(9797),
   }).prefault({}),
+  peerAdvertiseUrl: url(["http:", "https:"]).optional(),
   peers: z.array(strict({ node: nodeName, url: url(["http:", "https:"]) }), { error: "must be an array" }).default([]),
-  fleetSize: z.number({ error: "must be an integer ≥ 1" }).int("must be an integer ≥ 1").min(1, "must be an integer ≥ 1").max(Number.MAX_SAFE_INTEGER).optional(),
   tls: strict({ keyFile: text(), certFile: text(), caFile: text() }).optional(),
   watchdog: strict({
     path: text().default("/dev/watchdog"),
-    fallbackRebootCommand: texts(1).nullable().default(["systemctl", "reboot", "-f"]),
+    sysfsDir: text().optional(),
+    // Off unless asked for: a timer in this process dies with it (contract kind "software").
+    fallbackRebootCommand: texts(1).nullable().default(null),
   }).prefault({}),
   heartbeatInterval: duration(1).prefault("1s"),
   // The policy's agent section (AgentTiming), with this file's messages for a bad duration.
@@ -138,6 +147,7 @@ const AgentConfigFile = strict({
   stateDir: text().default("/var/lib/fenceline/agent"),
   incarnationFile: text().optional(),
   selfFenceFile: text().optional(),
+  membershipFile: text().optional(),
   contactFile: text().optional(),
   bootIdFile: text().default(BOOT_ID_PATH),
   logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }).default("info"),
@@ -172,9 +182,8 @@ function relations(raw: Record<string, unknown>, value: AgentConfigFile, node: s
     else if (seen.has(peer.data)) out.push(`peers[${i}].node: "${peer.data}" is listed twice`);
     seen.add(peer.data);
   });
-  const peers = entries.filter((e) => typeof e === "object" && e !== null).length;
-  if (value.fleetSize !== undefined && value.fleetSize < peers + 1) out.push(`fleetSize: is ${value.fleetSize}, less than this node plus its ${peers} peers`);
   if (value.tls && value.peers.some((p) => p.url.startsWith("http:"))) out.push("peers: use https:// URLs when tls is set");
+  if (value.tls && value.peerAdvertiseUrl?.startsWith("http:")) out.push("peerAdvertiseUrl: use an https:// URL when tls is set");
   if (value.timing.controlPlaneTimeoutMs <= 3 * value.heartbeatInterval) {
     out.push(`timing.controlPlaneTimeoutMs: must be more than 3 heartbeat intervals (${3 * value.heartbeatInterval}ms) so that an outage is not mistaken for a partition`);
   }
@@ -184,10 +193,15 @@ function relations(raw: Record<string, unknown>, value: AgentConfigFile, node: s
 /** Validates (zod, every problem with its path, unknown keys included) and fills defaults; throws AgentConfigError. */
 export function parseAgentConfig(raw: unknown, options: { source?: string; hostname?: string } = {}): AgentConfig {
   const source = options.source ?? "(inline)";
+  const refused: string[] = [];
+  if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "fleetSize" in raw) {
+    refused.push("fleetSize: is no longer supported: the fleet and its size are learned from the control plane (docs/agent.md, Membership); remove it");
+    raw = Object.fromEntries(Object.entries(raw).filter(([key]) => key !== "fleetSize"));
+  }
   const parsed = AgentConfigFile.safeParse(raw);
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new AgentConfigError(source, issueLines(parsed.error?.issues ?? []));
   const record = raw as Record<string, unknown>;
-  const issues = parsed.success ? [] : issueLines(parsed.error.issues);
+  const issues = [...refused, ...(parsed.success ? [] : issueLines(parsed.error.issues))];
 
   // For the relations: each field as parsed, or its default when it is not valid.
   const fields = AgentConfigFile.shape;
@@ -215,8 +229,7 @@ export function parseAgentConfig(raw: unknown, options: { source?: string; hostn
     nats: value.nats,
     peerListen: value.peerListen,
     peers: value.peers,
-    fleetSize: value.fleetSize ?? value.peers.length + 1,
-    watchdog: value.watchdog,
+    watchdog: { path: value.watchdog.path, fallbackRebootCommand: value.watchdog.fallbackRebootCommand },
     heartbeatIntervalMs: value.heartbeatInterval,
     timing: value.timing,
     services: value.services as Record<string, ServiceChecksumSpec>,
@@ -224,12 +237,25 @@ export function parseAgentConfig(raw: unknown, options: { source?: string; hostn
     checksumCommandTimeoutMs: value.checksumCommandTimeout,
     incarnationFile: value.incarnationFile ?? join(value.stateDir, "incarnation"),
     selfFenceFile: value.selfFenceFile ?? join(value.stateDir, "self-fence.json"),
+    membershipFile: value.membershipFile ?? join(value.stateDir, "membership.json"),
     contactFile: value.contactFile ?? join(value.stateDir, "last-contact.json"),
     bootIdFile: value.bootIdFile,
     logLevel: value.logLevel,
   };
   if (value.tls) config.tls = value.tls;
+  if (value.watchdog.sysfsDir !== undefined) config.watchdog.sysfsDir = value.watchdog.sysfsDir;
+  const peerAdvertiseUrl = value.peerAdvertiseUrl ?? advertisedFrom(value.peerListen, value.tls !== undefined);
+  if (peerAdvertiseUrl !== undefined) config.peerAdvertiseUrl = peerAdvertiseUrl;
   if (value.hostGroup !== undefined) config.hostGroup = value.hostGroup;
   if (value.controlPlane !== undefined) config.controlPlane = value.controlPlane;
   return config;
+}
+
+const WILDCARD_HOSTS = ["0.0.0.0", "::", "[::]", ""];
+
+/** The URL peers reach this agent at when peerListen names an address (none for a wildcard). */
+function advertisedFrom(listen: { host: string; port: number }, tls: boolean): string | undefined {
+  if (WILDCARD_HOSTS.includes(listen.host)) return undefined;
+  const host = listen.host.includes(":") && !listen.host.startsWith("[") ? `[${listen.host}]` : listen.host;
+  return `${tls ? "https" : "http"}://${host}:${listen.port}`;
 }

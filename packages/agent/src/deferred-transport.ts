@@ -31,6 +31,7 @@ export function createDeferredAgentTransport(): DeferredAgentTransport {
       if (!inner?.lookupNodeState) throw new Error(inner ? "the transport cannot look up node states" : "not connected to the control plane yet");
       return inner.lookupNodeState(node, timeoutMs);
     },
+    withdraw: async (heartbeat, timeoutMs) => (inner?.withdraw ? inner.withdraw(heartbeat, timeoutMs) : false),
     close: async () => {
       closed = true;
       await inner?.close();

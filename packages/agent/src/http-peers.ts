@@ -19,8 +19,6 @@ export interface HttpPeerTransportOptions {
   node: string;
   /** Where this agent answers its peers. Port 0 picks a free one (tests). */
   listen: { host: string; port: number };
-  /** Base URLs of the other agents, e.g. http://10.0.0.12:9797. */
-  peers: ReadonlyArray<{ node: string; url: string }>;
   tls?: PeerTlsOptions;
   log: Logger;
 }
@@ -32,13 +30,13 @@ export interface HttpPeerTransport extends PeerTransport {
 
 /**
  * Agent-to-agent questions over HTTP(S): `POST /v1/peer-check` with a PeerQuestion as JSON,
- * answered with a PeerAnswer. Independent of NATS on purpose: it is what agents use when the
- * control plane is gone.
+ * answered with a PeerAnswer, at the base URL the asker has for the peer (from the membership
+ * view, e.g. http://10.0.0.12:9797). Independent of NATS on purpose: it is what agents use when
+ * the control plane is gone.
  */
 export function createHttpPeerTransport(options: HttpPeerTransportOptions): HttpPeerTransport {
   const { tls } = options;
   const log = options.log.child({ component: "http-peers" });
-  const peerUrls = new Map(options.peers.map((peer) => [peer.node, peer.url.replace(/\/+$/, "")]));
   let handler: PeerQuestionHandler | undefined;
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -98,16 +96,23 @@ export function createHttpPeerTransport(options: HttpPeerTransportOptions): Http
 
     ask: (peer, question, timeoutMs) =>
       new Promise<PeerAnswer | undefined>((resolve) => {
-        const base = peerUrls.get(peer);
-        if (!base) {
-          log.warn({ peer }, "no URL for this peer");
+        if (!peer.url) {
+          log.debug({ peer: peer.node }, "no URL for this peer: it advertised none");
           return resolve(undefined);
         }
-        const url = new URL(`${base}${PEER_CHECK_PATH}`);
+        let url: URL;
+        try {
+          url = new URL(`${peer.url.replace(/\/+$/, "")}${PEER_CHECK_PATH}`);
+          if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`unsupported protocol ${url.protocol}`);
+          if (tls && url.protocol !== "https:") throw new Error("plain http to a peer while mutual TLS is on");
+        } catch (err) {
+          log.warn({ peer: peer.node, url: peer.url, err: (err as Error).message }, "unusable peer URL");
+          return resolve(undefined);
+        }
         const body = JSON.stringify(question);
         const request = url.protocol === "https:" ? https.request : http.request;
         const noAnswer = (why: string) => {
-          log.debug({ peer, why }, "no answer from peer");
+          log.debug({ peer: peer.node, why }, "no answer from peer");
           resolve(undefined);
         };
         const req = request(

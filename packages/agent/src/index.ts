@@ -18,7 +18,10 @@ export type {
   WatchdogStopCommand,
   SelfFenceRecord,
   SelfFenceStore,
+  MembershipViewStore,
+  PeerAddress,
 } from "./ports.js";
+export { createFileMembershipStore, createMemoryMembershipViewStore } from "./membership-store.js";
 export { parsePeerQuestion, parsePeerAnswer, verdictOfState, type PeerQuestion, type PeerAnswer } from "./peer-protocol.js";
 export { createLinuxWatchdog, type LinuxWatchdog, type LinuxWatchdogOptions } from "./watchdog/linux-watchdog.js";
 export {
@@ -27,7 +30,7 @@ export {
   type FallbackRebootWatchdogOptions,
   type RebootRunner,
 } from "./watchdog/fallback-reboot-watchdog.js";
-export { selectWatchdog, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
+export { selectWatchdog, watchdogKindOf, SOFTDOG_IDENTITY, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
 export { computeServiceChecksums, createChecksummer, type ChecksumOptions, type ServiceChecksumSpec } from "./checksums.js";
 export { createNatsAgentTransport, requestNodeState, type NatsAgentTransportOptions } from "./nats-transport.js";
 export { gateVerdict, waitForGate, type GateOptions, type GateVerdict } from "./boot-gate.js";
@@ -46,3 +49,5 @@ export { loadAgentConfig, parseAgentConfig, AgentConfigError, type AgentConfig }
 export { startAgent, runAgent, runGate, type RunningAgent } from "./main.js";
 export { agentMain } from "./command.js";
 export { createFileContactStore, createMemoryContactStore, type ContactStore, type ContactRecord } from "./contact-store.js";
+export { renderAgentConfig, NODE_NAME_PLACEHOLDER, NODE_IP_PLACEHOLDER } from "./render-config.js";
+export { agentOptionsOf, type AgentRuntime } from "./options-from-config.js";

@@ -4,6 +4,7 @@ import { ErrorCode, isFencelineError, systemClock, type Clock } from "@fenceline
 import { connectNats, createLogger, redactUrl } from "@fenceline/bus";
 import type { Logger } from "pino";
 import { createAgent, type Agent } from "./agent.js";
+import { agentOptionsOf } from "./options-from-config.js";
 import { nextIncarnation, readBootId } from "./boot-identity.js";
 import { createChecksummer } from "./checksums.js";
 import { loadAgentConfig, type AgentConfig } from "./config.js";
@@ -14,6 +15,7 @@ import { createNatsAgentTransport, requestNodeState } from "./nats-transport.js"
 import { waitForGate } from "./boot-gate.js";
 import { createFileSelfFenceStore } from "./self-fence-store.js";
 import { createFileContactStore } from "./contact-store.js";
+import { createFileMembershipStore } from "./membership-store.js";
 import { selectWatchdog, type SelectedWatchdog } from "./watchdog/select-watchdog.js";
 
 export interface RunningAgent {
@@ -62,7 +64,6 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     const peers: HttpPeerTransport = createHttpPeerTransport({
       node: config.node,
       listen: config.peerListen,
-      peers: config.peers,
       log,
       ...(tls ? { tls } : {}),
     });
@@ -73,31 +74,29 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
       path: config.watchdog.path,
       timeoutMs: config.timing.watchdogTimeoutMs,
       fallbackRebootCommand: config.watchdog.fallbackRebootCommand,
+      ...(config.watchdog.sysfsDir !== undefined ? { sysfsDir: config.watchdog.sysfsDir } : {}),
       clock,
       log,
     });
     const deferred = createDeferredAgentTransport();
     const hasServices = Object.keys(config.services).length > 0;
-    const agent = createAgent({
-      node: config.node,
-      bootId,
-      incarnation,
-      timing: config.timing,
-      heartbeatIntervalMs: config.heartbeatIntervalMs,
-      peerNodes: config.peers.map((peer) => peer.node),
-      fleetSize: config.fleetSize,
-      transport: deferred.transport,
-      peers,
-      watchdog: selected.watchdog,
-      clock,
-      selfFenceStore: createFileSelfFenceStore(config.selfFenceFile),
-      contactStore: createFileContactStore(config.contactFile),
-      log,
-      checksumIntervalMs: config.checksumIntervalMs,
-      ...(hasServices ? { checksums: createChecksummer({ services: config.services, commandTimeoutMs: config.checksumCommandTimeoutMs }) } : {}),
-      ...(config.hostGroup !== undefined ? { hostGroup: config.hostGroup } : {}),
-      ...(config.controlPlane !== undefined ? { controlPlane: config.controlPlane } : {}),
-    });
+    const agent = createAgent(
+      agentOptionsOf(config, {
+        bootId,
+        incarnation,
+        membership: createFileMembershipStore(config.membershipFile),
+        peerPort: peerAddress.port,
+        transport: deferred.transport,
+        peers,
+        watchdog: selected.watchdog,
+        watchdogKind: selected.watchdogKind,
+        clock,
+        selfFenceStore: createFileSelfFenceStore(config.selfFenceFile),
+        contactStore: createFileContactStore(config.contactFile),
+        log,
+        ...(hasServices ? { checksums: createChecksummer({ services: config.services, commandTimeoutMs: config.checksumCommandTimeoutMs }) } : {}),
+      }),
+    );
     await agent.start();
     undo.push(() => agent.stop());
 

@@ -33,7 +33,7 @@ export function createMemoryPeerNetwork(options: MemoryPeerNetworkOptions): Memo
       let closed = false;
       let served: PeerQuestionHandler | undefined;
       return {
-        ask: async (peer, question, timeoutMs) => {
+        ask: async ({ node: peer }, question, timeoutMs) => {
           let timer: unknown;
           const timeout = new Promise<undefined>((resolve) => (timer = clock.setTimeout(() => resolve(undefined), timeoutMs)));
           const exchange = async (): Promise<PeerAnswer | undefined> => {

@@ -57,6 +57,16 @@ export function createMemoryAgentTransport(options: MemoryAgentTransportOptions 
     onAck: (callback) => void ackListeners.push(callback),
     onCommand: (handler) => void (commandHandler = handler),
     deliverAck,
+    withdraw: async (heartbeat) => {
+      if (closed || !reachable()) {
+        dropped++;
+        return false;
+      }
+      delivered.push(heartbeat);
+      // Without a control plane to answer (`respond`), reaching it is taken as its confirmation.
+      if (!options.respond) return true;
+      return options.respond(heartbeat)?.withdrawn === true;
+    },
     sendCommand: async (command) => {
       if (closed || !commandHandler) throw new Error("no agent is listening for commands");
       if (!reachable()) throw new Error("the agent cannot be reached");

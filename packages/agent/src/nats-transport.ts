@@ -1,6 +1,6 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
-import { Command, HeartbeatAck, NodeName, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
+import { Command, HeartbeatAck, MAX_ACK_BYTES, NodeName, parseMessage, type Clock, type DeadLetter } from "@fenceline/contracts";
 import { publishDeadLetter } from "@fenceline/bus";
 import { Subjects } from "@fenceline/streams";
 import type { Logger } from "pino";
@@ -65,7 +65,7 @@ export function createNatsAgentTransport(options: NatsAgentTransportOptions): Ag
   };
 
   const onAckMessage = (msg: Msg) => {
-    const parsed = parseMessage(HeartbeatAck, msg.data);
+    const parsed = parseMessage(HeartbeatAck, msg.data, { maxBytes: MAX_ACK_BYTES });
     if (!parsed.ok) return deadLetter(msg, parsed.reason, parsed.error);
     for (const listener of ackListeners) listener(parsed.value);
   };
@@ -105,6 +105,11 @@ export function createNatsAgentTransport(options: NatsAgentTransportOptions): Ag
   return {
     sendHeartbeat: (heartbeat) => {
       nc.publish(Subjects.heartbeat(node), JSON.stringify(heartbeat), { reply: Subjects.heartbeatAck(node) });
+    },
+    withdraw: async (heartbeat, timeoutMs) => {
+      const reply = await nc.request(Subjects.heartbeat(node), JSON.stringify(heartbeat), { timeout: timeoutMs });
+      const parsed = parseMessage(HeartbeatAck, reply.data, { maxBytes: MAX_ACK_BYTES });
+      return parsed.ok && parsed.value.node === node && parsed.value.withdrawn === true;
     },
     lookupNodeState: (about, timeoutMs) => requestNodeState(nc, about, timeoutMs),
     onAck: (callback) => void ackListeners.push(callback),

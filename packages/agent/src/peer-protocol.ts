@@ -45,13 +45,14 @@ export function parsePeerAnswer(json: unknown): PeerParse<PeerAnswer> {
 
 /**
  * Maps the engine's lifecycle state of a node to a peer verdict. Only "healthy" vouches for a
- * node: "suspect" means the engine already misses it, so it must not keep a cut-off node alive.
+ * node: "suspect" means the engine already misses it, so it must not keep a cut-off node alive;
+ * "fencing", "remediating" and "down" (remediated, still silent) say it is being or was fenced.
  * Nested state values ("fencing.awaitingConfirmation") are judged by their top-level state.
  */
 export function verdictOfState(state: string | undefined): PeerVerdict {
   const top = state?.split(".")[0];
   if (top === "healthy") return "healthy";
-  if (top === "fencing" || top === "remediating") return "unhealthy";
+  if (top === "fencing" || top === "remediating" || top === "down") return "unhealthy";
   return "unknown";
 }
 

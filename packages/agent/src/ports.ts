@@ -3,7 +3,7 @@
  * contracts. Real adapters: NATS (nats-transport.ts), HTTP (http-peers.ts), files
  * (self-fence-store.ts). The simulator plugs in the memory ones.
  */
-import type { CommandOf, Heartbeat, HeartbeatAck } from "@fenceline/contracts";
+import type { CommandOf, Heartbeat, HeartbeatAck, MembershipView } from "@fenceline/contracts";
 import type { PeerAnswer, PeerQuestion } from "./peer-protocol.js";
 
 /** The engine's positive fencing request: "stop feeding your watchdog". */
@@ -30,7 +30,19 @@ export interface AgentTransport {
    * control plane cannot be asked.
    */
   lookupNodeState?(node: string, timeoutMs: number): Promise<string | undefined>;
+  /**
+   * Sends the last heartbeat of a clean stop (its contract withdrawn) and resolves true once the
+   * control plane answered that the withdrawal is stored; false when it did not within
+   * `timeoutMs` (the agent then leaves its watchdog armed). Optional: without it, never true.
+   */
+  withdraw?(heartbeat: Heartbeat, timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** A peer to ask: its node name and, when known, the URL its agent answers at. */
+export interface PeerAddress {
+  node: string;
+  url?: string;
 }
 
 export type PeerQuestionHandler = (question: PeerQuestion) => Promise<PeerAnswer>;
@@ -38,7 +50,7 @@ export type PeerQuestionHandler = (question: PeerQuestion) => Promise<PeerAnswer
 /** Agent-to-agent questions, used when the control plane is lost. */
 export interface PeerTransport {
   /** Resolves undefined when the peer does not answer within `timeoutMs` (never rejects). */
-  ask(peer: string, question: PeerQuestion, timeoutMs: number): Promise<PeerAnswer | undefined>;
+  ask(peer: PeerAddress, question: PeerQuestion, timeoutMs: number): Promise<PeerAnswer | undefined>;
   serve(handler: PeerQuestionHandler): void;
   close(): Promise<void>;
 }
@@ -55,4 +67,16 @@ export interface SelfFenceStore {
   /** Must be durable before it resolves: a watchdog reset does not flush the page cache. */
   save(record: SelfFenceRecord): Promise<void>;
   clear(): Promise<void>;
+}
+
+/**
+ * Keeps the last membership view across agent restarts and reboots (membership.json): a cut-off
+ * agent decides with it. `save` must be durable before it resolves: the agent reports a view in
+ * its heartbeats only once it is stored, so the engine never believes it holds a view it could
+ * lose.
+ */
+export interface MembershipViewStore {
+  /** undefined when none was ever stored; rejects when what is stored cannot be read. */
+  load(): Promise<MembershipView | undefined>;
+  save(view: MembershipView): Promise<void>;
 }

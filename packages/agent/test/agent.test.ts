@@ -1,8 +1,10 @@
-import { computeSafeTime } from "@fenceline/contracts";
+import { computeSafeTime, createMembershipView } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
 import { createAgent } from "../src/agent.js";
+import { createMemoryMembershipViewStore } from "../src/membership-store.js";
+import { createMemoryAgentTransport } from "../src/memory-transport.js";
 import { createMemorySelfFenceStore } from "../src/self-fence-store.js";
-import { VirtualWatchdog } from "@fenceline/testing";
+import { VirtualClock, VirtualWatchdog } from "@fenceline/testing";
 import { createHarness, HEARTBEAT_MS, TIMING, watchdogStop } from "./helpers/agent-harness.js";
 import { silentLog } from "./helpers/silent-log.js";
 
@@ -34,10 +36,10 @@ describe("agent: heartbeats and feeding", () => {
       incarnation: 2,
       timing: TIMING,
       heartbeatIntervalMs: HEARTBEAT_MS,
-      peerNodes: [],
       transport: h.transport,
       peers: h.network.transportFor("z"),
       watchdog: new VirtualWatchdog({ clock: h.clock, timeoutMs: TIMING.watchdogTimeoutMs }),
+      watchdogKind: "hardware",
       clock: h.clock,
       log: silentLog,
       checksums: async () => ({ kubelet: "abc" }),
@@ -62,7 +64,7 @@ describe("agent: heartbeats and feeding", () => {
     const h = createHarness();
     const slow = new VirtualWatchdog({ clock: h.clock, timeoutMs: TIMING.watchdogTimeoutMs + 1 });
     expect(() =>
-      createAgent({ node: "a", bootId: "b", incarnation: 1, timing: TIMING, heartbeatIntervalMs: HEARTBEAT_MS, peerNodes: [], transport: h.transport, peers: h.network.transportFor("a"), watchdog: slow, clock: h.clock, log: silentLog }),
+      createAgent({ node: "a", bootId: "b", incarnation: 1, timing: TIMING, heartbeatIntervalMs: HEARTBEAT_MS, transport: h.transport, peers: h.network.transportFor("a"), watchdog: slow, watchdogKind: "hardware", clock: h.clock, log: silentLog }),
     ).toThrow(/safe time/);
   });
 });
@@ -264,10 +266,10 @@ describe("agent: answering peers", () => {
     await h.agent.start();
     await h.clock.advanceSettling(3_000);
     const asker = h.network.transportFor("b");
-    expect(await asker.ask("a", { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "reachable", verdict: "unknown" });
+    expect(await asker.ask({ node: "a" }, { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "reachable", verdict: "unknown" });
     h.setControlPlane(false);
     await h.clock.advanceSettling(2 * HEARTBEAT_MS + 1);
-    expect(await asker.ask("a", { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "lost", verdict: "unknown" });
+    expect(await asker.ask({ node: "a" }, { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "lost", verdict: "unknown" });
   });
 
   it("looks the asking node's state up when the transport can", async () => {
@@ -275,7 +277,153 @@ describe("agent: answering peers", () => {
     h.scriptPeer("b", { controlPlane: "lost" });
     await h.agent.start();
     const asker = h.network.transportFor("b");
-    expect(await asker.ask("a", { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "reachable", verdict: "unhealthy" });
-    expect(await asker.ask("a", { from: "c", about: "c" }, 1_000)).toMatchObject({ verdict: "healthy" });
+    expect(await asker.ask({ node: "a" }, { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "reachable", verdict: "unhealthy" });
+    expect(await asker.ask({ node: "a" }, { from: "c", about: "c" }, 1_000)).toMatchObject({ verdict: "healthy" });
+  });
+});
+
+describe("agent: membership learned from the control plane", () => {
+  it("learns the view from its first ack, stores it before reporting its version, and decides with it", async () => {
+    const h = createHarness();
+    await h.agent.start();
+    expect(h.transport.delivered[0]?.contract?.membershipVersion).toBe(0);
+    await h.clock.advanceSettling(2 * HEARTBEAT_MS);
+    expect(h.membership.view?.version).toBe(1);
+    expect(h.agent.state().membership?.members.map((m) => m.node)).toEqual(["a", "b", "c", "d", "e"]);
+    // Reported only once stored: every heartbeat claiming v1 was sent after the store had it.
+    expect(h.transport.delivered.at(-1)?.contract?.membershipVersion).toBe(1);
+    await h.agent.stop();
+  });
+
+  it("follows the fleet as it grows and shrinks; never goes back to an older view", async () => {
+    const h = createHarness();
+    await h.agent.start();
+    await h.clock.advanceSettling(2 * HEARTBEAT_MS);
+    const grown = createMembershipView(2, true, ["a", "b", "c", "d", "e", "f", "g"].map((node) => ({ node })));
+    h.serveView(grown);
+    await h.clock.advanceSettling(2 * HEARTBEAT_MS);
+    expect(h.agent.state().membership?.version).toBe(2);
+    expect(h.transport.delivered.at(-1)?.contract?.membershipVersion).toBe(2);
+    h.serveView(createMembershipView(1, true, [{ node: "a" }]));
+    await h.clock.advanceSettling(2 * HEARTBEAT_MS);
+    expect(h.agent.state().membership?.version).toBe(2);
+    // Cut off in a grown fleet: 3 of 7 is no majority any more.
+    h.scriptPeer("b", { controlPlane: "lost" });
+    h.scriptPeer("c", { controlPlane: "lost" });
+    h.setControlPlane(false);
+    await h.clock.advanceSettling(DECISION_BOUND + 1);
+    expect(h.agent.state().selfFenced?.reason).toBe("partitioned-minority: only 3 of 7 votes (this node + 2 peer(s)) lost the control plane: not a strict majority of 7 member(s)");
+  });
+
+  it("without a view it never fences itself for want of a majority, and reports version 0", async () => {
+    const h = createHarness();
+    h.serveView(null);
+    await h.agent.start();
+    h.setControlPlane(false);
+    await h.clock.advanceSettling(30_000);
+    expect(h.agent.state()).toMatchObject({ feeding: true, membership: null });
+    expect(h.agent.state().lastDecision).toMatchObject({ action: "keep-feeding", reason: "no-membership" });
+    expect(h.transport.delivered.every((hb) => hb.contract?.membershipVersion === 0)).toBe(true);
+  });
+
+  it("a restarted agent (or a new boot) decides with the view it stored, even cut off from the start", async () => {
+    const clock = new VirtualClock(1_000_000);
+    const first = createHarness({ clock });
+    await first.agent.start();
+    await clock.advanceSettling(2 * HEARTBEAT_MS);
+    await first.agent.stop();
+    const store = first.membership;
+    expect(store.view?.version).toBe(1);
+    const agent = createAgent({
+      node: "a",
+      bootId: "boot-2",
+      incarnation: 2,
+      timing: TIMING,
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      membership: store,
+      transport: createMemoryAgentTransport({ controlPlaneReachable: () => false }),
+      peers: first.network.transportFor("a"),
+      watchdog: new VirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs }),
+      watchdogKind: "softdog",
+      clock,
+      log: silentLog,
+    });
+    await agent.start();
+    await clock.advanceSettling(DECISION_BOUND + 1);
+    expect(agent.state().selfFenced?.reason).toMatch(/^isolated: no peer answered \(0 of 4 asked; 5 member/);
+  });
+
+  it("asks each member at the URL it advertised, or the address book's", async () => {
+    const clock = new VirtualClock(1_000_000);
+    const asked: Array<{ node: string; url?: string }> = [];
+    const view = createMembershipView(3, true, [{ node: "a" }, { node: "b", peerUrl: "http://10.0.0.2:9797" }, { node: "c", peerUrl: "http://10.0.0.3:9797" }]);
+    const agent = createAgent({
+      node: "a",
+      bootId: "boot-1",
+      incarnation: 1,
+      timing: TIMING,
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      membership: createMemoryMembershipViewStore(view),
+      addressBook: [{ node: "c", url: "http://192.168.1.3:9797" }, { node: "zz", url: "http://192.168.1.99:9797" }],
+      peerUrl: "http://10.0.0.1:9797",
+      transport: createMemoryAgentTransport({ controlPlaneReachable: () => false }),
+      peers: { ask: async (peer) => void asked.push(peer), serve: () => {}, close: async () => {} },
+      watchdog: new VirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs }),
+      watchdogKind: "hardware",
+      clock,
+      log: silentLog,
+    });
+    await agent.start();
+    await clock.advanceSettling(TIMING.controlPlaneTimeoutMs + 1);
+    expect(asked).toEqual([
+      { node: "b", url: "http://10.0.0.2:9797" },
+      { node: "c", url: "http://192.168.1.3:9797" },
+    ]);
+  });
+});
+
+describe("agent: the fencing contract", () => {
+  it("puts its timing, watchdog kind and timeout, membership version and peer URL in every heartbeat", async () => {
+    const h = createHarness();
+    await h.agent.start();
+    await h.clock.advanceSettling(3 * HEARTBEAT_MS);
+    const hb = h.transport.delivered.at(-1)!;
+    expect(hb.contract).toEqual({
+      timing: { controlPlaneTimeoutMs: 5_000, peerRoundMs: 2_000, watchdogTimeoutMs: 9_000, marginMs: 5_000 },
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      watchdog: { kind: "hardware", timeoutMs: 9_000 },
+      membershipVersion: 1,
+    });
+  });
+
+  it("a clean stop withdraws the contract and disarms only once the control plane confirmed it", async () => {
+    const h = createHarness();
+    await h.agent.start();
+    await h.clock.advanceSettling(2 * HEARTBEAT_MS);
+    await h.agent.stop();
+    const last = h.transport.delivered.at(-1)!;
+    expect(last).toMatchObject({ stopping: true, contract: { withdrawn: true, watchdog: { kind: "none", timeoutMs: 0 } } });
+    expect(h.watchdog.state === "closed").toBe(true);
+  });
+
+  it("without a confirmation (control plane unreachable) the watchdog stays armed and resets the node", async () => {
+    const h = createHarness();
+    await h.agent.start();
+    await h.clock.advanceSettling(2 * HEARTBEAT_MS);
+    h.setControlPlane(false);
+    await h.agent.stop();
+    expect(h.watchdog.state === "closed").toBe(false);
+    await h.clock.advanceSettling(TIMING.watchdogTimeoutMs);
+    expect(h.watchdog.firedAt).toBeDefined();
+  });
+
+  it("a kill sends nothing and disarms nothing", async () => {
+    const h = createHarness();
+    await h.agent.start();
+    await h.clock.advanceSettling(2 * HEARTBEAT_MS);
+    const sent = h.transport.delivered.length;
+    await h.agent.stop({ clean: false });
+    expect(h.transport.delivered.length).toBe(sent);
+    expect(h.watchdog.state === "closed").toBe(false);
   });
 });

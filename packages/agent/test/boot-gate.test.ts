@@ -13,6 +13,8 @@ describe("the boot gate's rule", () => {
     ["suspect.requestingSlot", false],
     ["fencing", false],
     ["remediating", false],
+    ["down", false],
+    ["forgotten", false],
     ["paused", false],
     ["operator", false],
   ])("engine state %s: open %s", (state, open) => {

@@ -13,30 +13,34 @@ describe("agent config", () => {
       nats: { url: "nats://127.0.0.1:4222" },
       peerListen: { host: "0.0.0.0", port: 9797 },
       peers: [],
-      fleetSize: 1,
-      watchdog: { path: "/dev/watchdog", fallbackRebootCommand: ["systemctl", "reboot", "-f"] },
+      watchdog: { path: "/dev/watchdog", fallbackRebootCommand: null },
       heartbeatIntervalMs: 1_000,
       timing: { controlPlaneTimeoutMs: 5_000, peerRoundMs: 2_000, watchdogTimeoutMs: 10_000, marginMs: 5_000 },
       incarnationFile: "/var/lib/fenceline/agent/incarnation",
       selfFenceFile: "/var/lib/fenceline/agent/self-fence.json",
+      membershipFile: "/var/lib/fenceline/agent/membership.json",
       bootIdFile: "/proc/sys/kernel/random/boot_id",
     });
+    // Listening on every address: where peers reach it cannot be guessed.
+    expect(config.peerAdvertiseUrl).toBeUndefined();
   });
 
   it("parses a full config with durations and services", () => {
     const config = parseAgentConfig({
       node: "w1",
       peers: [{ node: "w2", url: "http://10.0.0.2:9797" }, { node: "w3", url: "http://10.0.0.3:9797" }],
-      fleetSize: 5,
+      peerListen: { host: "10.0.0.1" },
       heartbeatInterval: "500ms",
       timing: { controlPlaneTimeoutMs: "3s", peerRoundMs: 1500 },
-      watchdog: { fallbackRebootCommand: null },
+      watchdog: { fallbackRebootCommand: ["systemctl", "reboot", "-f"], sysfsDir: "/tmp/wd" },
       services: { kubelet: { files: ["/etc/kubelet.conf"], commands: ["kubelet --version"] } },
       stateDir: "/tmp/fl",
       hostGroup: "workers",
     });
-    expect(config).toMatchObject({ fleetSize: 5, heartbeatIntervalMs: 500, timing: { controlPlaneTimeoutMs: 3_000, peerRoundMs: 1_500 } });
-    expect(config.watchdog.fallbackRebootCommand).toBeNull();
+    expect(config).toMatchObject({ heartbeatIntervalMs: 500, timing: { controlPlaneTimeoutMs: 3_000, peerRoundMs: 1_500 } });
+    expect(config.watchdog).toEqual({ path: "/dev/watchdog", sysfsDir: "/tmp/wd", fallbackRebootCommand: ["systemctl", "reboot", "-f"] });
+    expect(config.peerAdvertiseUrl).toBe("http://10.0.0.1:9797");
+    expect(config.membershipFile).toBe("/tmp/fl/membership.json");
     expect(config.incarnationFile).toBe("/tmp/fl/incarnation");
     expect(config.services.kubelet?.commands).toEqual(["kubelet --version"]);
   });
@@ -48,6 +52,7 @@ describe("agent config", () => {
         node: "w1",
         peers: [{ node: "w1", url: "ftp://x" }, { node: "w2" }],
         fleetSize: 2,
+        peerAdvertiseUrl: "tcp://10.0.0.1",
         timing: { peerRoundMs: "soon" },
         heartbeatInterval: "2s",
         extra: true,
@@ -61,10 +66,18 @@ describe("agent config", () => {
     expect(text).toMatch(/peers\[0\]\.node: is this node itself/);
     expect(text).toMatch(/peers\[0\]\.url: must be a http: or https: URL/);
     expect(text).toMatch(/peers\[1\]\.url/);
-    expect(text).toMatch(/fleetSize: is 2, less than this node plus its 2 peers/);
+    expect(text).toMatch(/fleetSize: is no longer supported: the fleet and its size are learned from the control plane/);
+    expect(text).toMatch(/peerAdvertiseUrl: must be a http: or https: URL/);
     expect(text).toMatch(/timing\.peerRoundMs/);
     expect(text).toMatch(/timing\.controlPlaneTimeoutMs: must be more than 3 heartbeat intervals/);
     expect(error!.message.split("\n")).toHaveLength(1);
+  });
+
+  it("advertises an https URL with tls, and refuses a plain one", () => {
+    const tls = { keyFile: "k", certFile: "c", caFile: "ca" };
+    expect(parseAgentConfig({ node: "w1", tls, peerListen: { host: "10.0.0.1", port: 9443 } }).peerAdvertiseUrl).toBe("https://10.0.0.1:9443");
+    expect(parseAgentConfig({ node: "w1", peerListen: { host: "fd00::1" } }).peerAdvertiseUrl).toBe("http://[fd00::1]:9797");
+    expect(() => parseAgentConfig({ node: "w1", tls, peerAdvertiseUrl: "http://10.0.0.1:9797" })).toThrow(/peerAdvertiseUrl: use an https:\/\/ URL when tls is set/);
   });
 
   it("says what is wrong with each key, in words, and names every unknown key with the keys it knows (zod schema)", () => {

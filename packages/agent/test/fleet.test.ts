@@ -1,4 +1,4 @@
-import type { HeartbeatAck } from "@fenceline/contracts";
+import { createMembershipView, type HeartbeatAck } from "@fenceline/contracts";
 import { describe, expect, it } from "vitest";
 import { createAgent, type Agent } from "../src/agent.js";
 import { createMemoryPeerNetwork } from "../src/memory-peers.js";
@@ -8,6 +8,8 @@ import { HEARTBEAT_MS, TIMING } from "./helpers/agent-harness.js";
 import { silentLog } from "./helpers/silent-log.js";
 
 const NODES = ["a", "b", "c", "d", "e"];
+/** What the control plane serves in its acks: the agents learn the fleet from it. */
+const VIEW = createMembershipView(1, true, NODES.map((node) => ({ node })));
 
 /** Five real agents in memory: `sideOf` splits the peer network, `controlPlane` says who reaches NATS. */
 async function startFleet() {
@@ -19,7 +21,7 @@ async function startFleet() {
   for (const node of NODES) {
     const transport = createMemoryAgentTransport({
       controlPlaneReachable: () => controlPlane.has(node),
-      respond: (hb): HeartbeatAck => ({ v: 1, node: hb.node, at: clock.now() }),
+      respond: (hb): HeartbeatAck => ({ v: 1, node: hb.node, at: clock.now(), membership: { version: VIEW.version, view: VIEW } }),
     });
     const watchdog = new VirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
     const agent = createAgent({
@@ -28,10 +30,10 @@ async function startFleet() {
       incarnation: 1,
       timing: TIMING,
       heartbeatIntervalMs: HEARTBEAT_MS,
-      peerNodes: NODES,
       transport,
       peers: network.transportFor(node),
       watchdog,
+      watchdogKind: "hardware",
       clock,
       log: silentLog,
     });

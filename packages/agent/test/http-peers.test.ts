@@ -9,17 +9,13 @@ afterEach(async () => {
 });
 
 async function peerPair(peerUrlFor?: (port: number) => string) {
-  const server = createHttpPeerTransport({ node: "b", listen: { host: "127.0.0.1", port: 0 }, peers: [], log: silentLog });
+  const server = createHttpPeerTransport({ node: "b", listen: { host: "127.0.0.1", port: 0 }, log: silentLog });
   open.push(server);
   const { port } = await server.listen();
-  const client = createHttpPeerTransport({
-    node: "a",
-    listen: { host: "127.0.0.1", port: 0 },
-    peers: [{ node: "b", url: peerUrlFor?.(port) ?? `http://127.0.0.1:${port}/` }],
-    log: silentLog,
-  });
+  const client = createHttpPeerTransport({ node: "a", listen: { host: "127.0.0.1", port: 0 }, log: silentLog });
   open.push(client);
-  return { server, client, port };
+  const b = { node: "b", url: peerUrlFor?.(port) ?? `http://127.0.0.1:${port}/` };
+  return { server, client, port, b };
 }
 
 function post(port: number, path: string, body: string, method = "POST"): Promise<{ status: number; body: string }> {
@@ -36,37 +32,37 @@ function post(port: number, path: string, body: string, method = "POST"): Promis
 
 describe("HTTP peers", () => {
   it("round trip on loopback", async () => {
-    const { server, client } = await peerPair();
+    const { server, client, b } = await peerPair();
     const questions: unknown[] = [];
     server.serve(async (question) => {
       questions.push(question);
       return { node: "b", controlPlane: "lost", verdict: "unknown" };
     });
-    expect(await client.ask("b", { from: "a", about: "a" }, 1_000)).toEqual({ node: "b", controlPlane: "lost", verdict: "unknown" });
+    expect(await client.ask(b, { from: "a", about: "a" }, 1_000)).toEqual({ node: "b", controlPlane: "lost", verdict: "unknown" });
     expect(questions).toEqual([{ from: "a", about: "a" }]);
   });
 
   it("no answer within the timeout → undefined, quickly", async () => {
-    const { server, client } = await peerPair();
+    const { server, client, b } = await peerPair();
     server.serve(() => new Promise((resolve) => setTimeout(() => resolve({ node: "b", controlPlane: "reachable" }), 2_000)));
     const started = Date.now();
-    expect(await client.ask("b", { from: "a", about: "a" }, 150)).toBeUndefined();
+    expect(await client.ask(b, { from: "a", about: "a" }, 150)).toBeUndefined();
     expect(Date.now() - started).toBeLessThan(1_000);
   });
 
   it("a peer that is down, unknown or not ready gives no answer", async () => {
-    const { client, port } = await peerPair();
-    expect(await client.ask("b", { from: "a", about: "a" }, 500)).toBeUndefined(); // 503: no handler yet
-    expect(await client.ask("nobody", { from: "a", about: "a" }, 500)).toBeUndefined();
+    const { client, port, b } = await peerPair();
+    expect(await client.ask(b, { from: "a", about: "a" }, 500)).toBeUndefined(); // 503: no handler yet
+    expect(await client.ask({ node: "nobody" }, { from: "a", about: "a" }, 500)).toBeUndefined();
     await open[0]!.close();
-    expect(await client.ask("b", { from: "a", about: "a" }, 500)).toBeUndefined();
+    expect(await client.ask(b, { from: "a", about: "a" }, 500)).toBeUndefined();
     expect(port).toBeGreaterThan(0);
   });
 
   it("ignores an answer that is invalid", async () => {
-    const { server, client } = await peerPair();
+    const { server, client, b } = await peerPair();
     server.serve(async () => ({ node: "b", controlPlane: "maybe" }) as never);
-    expect(await client.ask("b", { from: "a", about: "a" }, 500)).toBeUndefined();
+    expect(await client.ask(b, { from: "a", about: "a" }, 500)).toBeUndefined();
   });
 
   it("validates requests: path, method, JSON, schema, size", async () => {

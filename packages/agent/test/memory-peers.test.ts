@@ -9,10 +9,10 @@ describe("memory peer network", () => {
     const network = createMemoryPeerNetwork({ clock, canReach: (from, to) => !down.has(`${from}>${to}`) });
     network.transportFor("b").serve(async () => ({ node: "b", controlPlane: "reachable", verdict: "healthy" }));
     const a = network.transportFor("a");
-    expect(await a.ask("b", { from: "a", about: "a" }, 1_000)).toMatchObject({ node: "b" });
+    expect(await a.ask({ node: "b" }, { from: "a", about: "a" }, 1_000)).toMatchObject({ node: "b" });
 
     down.add("b>a"); // the question arrives, the answer cannot come back
-    const pending = a.ask("b", { from: "a", about: "a" }, 1_000);
+    const pending = a.ask({ node: "b" }, { from: "a", about: "a" }, 1_000);
     await clock.advanceSettling(999);
     let settled = false;
     void pending.then(() => (settled = true));
@@ -30,6 +30,6 @@ describe("memory peer network", () => {
     const restarted = network.transportFor("b");
     restarted.serve(async () => ({ node: "b", controlPlane: "reachable" }));
     await old.close();
-    expect(await network.transportFor("a").ask("b", { from: "a", about: "a" }, 10)).toMatchObject({ controlPlane: "reachable" });
+    expect(await network.transportFor("a").ask({ node: "b" }, { from: "a", about: "a" }, 10)).toMatchObject({ controlPlane: "reachable" });
   });
 });

@@ -25,19 +25,24 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function configFor(node: string) {
+async function configFor(node: string, watchdogIdentity?: string) {
   const nodeDir = join(dir, node);
   await mkdir(nodeDir, { recursive: true });
   await writeFile(join(nodeDir, "boot_id"), `boot-of-${node}\n`);
   await writeFile(join(nodeDir, "watchdog"), "");
   await writeFile(join(nodeDir, "app.conf"), "x=1");
+  if (watchdogIdentity !== undefined) {
+    await mkdir(join(nodeDir, "sysfs"), { recursive: true });
+    await writeFile(join(nodeDir, "sysfs", "identity"), `${watchdogIdentity}\n`);
+    await writeFile(join(nodeDir, "sysfs", "timeout"), "1\n");
+  }
   return parseAgentConfig({
     node,
     nats: { url: server.url },
     peerListen: { host: "127.0.0.1", port: 0 },
     heartbeatInterval: "100ms",
     timing: { controlPlaneTimeoutMs: "1s", peerRoundMs: "500ms", watchdogTimeoutMs: "1500ms", marginMs: "1s" },
-    watchdog: { path: join(nodeDir, "watchdog"), fallbackRebootCommand: null },
+    watchdog: { path: join(nodeDir, "watchdog"), fallbackRebootCommand: null, ...(watchdogIdentity !== undefined ? { sysfsDir: join(nodeDir, "sysfs") } : {}) },
     services: { app: { files: [join(nodeDir, "app.conf")] } },
     stateDir: nodeDir,
     bootIdFile: join(nodeDir, "boot_id"),
@@ -51,7 +56,7 @@ function ackHeartbeats(node: string, state = "healthy") {
     callback: (_err, msg) => {
       const hb = Heartbeat.parse(msg.json());
       seen.push(hb);
-      msg.respond(JSON.stringify({ v: 1, node: hb.node, at: Date.now(), state }));
+      msg.respond(JSON.stringify({ v: 1, node: hb.node, at: Date.now(), state, ...(hb.stopping ? { withdrawn: true } : {}) }));
     },
   });
   return { seen, stop: () => sub.unsubscribe() };
@@ -78,11 +83,39 @@ describe("agent over a real nats-server", () => {
       // The agent starts (and heartbeats) before its NATS link is up: the very first may be lost.
       expect(first.seq).toBeLessThanOrEqual(1);
       expect(first.checksums?.app).toMatch(/^[0-9a-f]{64}$/);
+      // A plain file resets nothing, and the contract says so.
+      expect(first.contract).toMatchObject({ watchdog: { kind: "none", timeoutMs: 1_500 }, heartbeatIntervalMs: 100, membershipVersion: 0 });
+      expect(first.peerUrl).toBe(`http://127.0.0.1:${running.peerAddress.port}`);
     } finally {
-      detector.stop();
       await running.shutdown("test");
+      detector.stop();
     }
+    // The last heartbeat withdrew the contract; only then the magic close.
+    expect(detector.seen.at(-1)).toMatchObject({ stopping: true, contract: { withdrawn: true } });
     expect(await readFile(join(dir, "n1", "watchdog"), "utf8")).toMatch(/^a+V$/);
+  });
+
+  it("reports the driver's kind from its sysfs identity: softdog, or hardware for any other driver", async () => {
+    for (const [node, identity, kind] of [["soft", "Software Watchdog", "softdog"], ["hard", "iTCO_wdt", "hardware"]] as const) {
+      const config = await configFor(node, identity);
+      const detector = ackHeartbeats(node);
+      const running = await startAgent(config, silentLog);
+      try {
+        await until(() => detector.seen.length >= 1);
+        expect(detector.seen[0]!.contract?.watchdog).toEqual({ kind, timeoutMs: 1_500 });
+      } finally {
+        await running.shutdown("test");
+        detector.stop();
+      }
+    }
+  });
+
+  it("a clean shutdown without the control plane's confirmation leaves the watchdog armed", async () => {
+    const config = await configFor("n3");
+    const running = await startAgent(config, silentLog);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await running.shutdown("test");
+    expect(await readFile(join(dir, "n3", "watchdog"), "utf8")).toMatch(/^a+$/);
   });
 
   it("answers watchdog.stop requests: invalid and stale refused, current accepted", async () => {

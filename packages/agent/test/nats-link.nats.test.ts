@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
-import { Heartbeat } from "@fenceline/contracts";
+import { createMembershipView, Heartbeat } from "@fenceline/contracts";
 import { Subjects } from "@fenceline/streams";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -71,9 +71,11 @@ describe("the agent's NATS link", () => {
     }
   });
 
-  it("starts without NATS: feeds its watchdog, then fences itself when no peer answers", async () => {
+  it("starts without NATS, with the view it stored before: feeds its watchdog, then fences itself when no peer answers", async () => {
     const deadPort = await freePort();
-    const config = await configFor("nonats", `nats://127.0.0.1:${deadPort}`, [{ node: "gone", url: `http://127.0.0.1:${await freePort()}` }]);
+    const config = await configFor("nonats", `nats://127.0.0.1:${deadPort}`);
+    const view = createMembershipView(4, true, [{ node: "gone", peerUrl: `http://127.0.0.1:${await freePort()}` }, { node: "nonats" }]);
+    await writeFile(config.membershipFile, JSON.stringify(view));
     const started = Date.now();
     const agent = await startAgent(config, silentLog, { connectRetryMs: 200, connectTimeoutMs: 300 });
     running.push(agent);
@@ -92,9 +94,26 @@ describe("the agent's NATS link", () => {
     expect(await watchdogSize("nonats")).toBe(size);
   });
 
+  it("a node that never reached the control plane (no view) starts without NATS and keeps feeding", async () => {
+    const config = await configFor("fresh", `nats://127.0.0.1:${await freePort()}`);
+    const agent = await startAgent(config, silentLog, { connectRetryMs: 200, connectTimeoutMs: 300 });
+    running.push(agent);
+    await sleep(2_500);
+    expect(agent.agent.state()).toMatchObject({ feeding: true, membership: null, lastDecision: { reason: "no-membership" } });
+    const size = await watchdogSize("fresh");
+    await sleep(700);
+    expect(await watchdogSize("fresh")).toBeGreaterThan(size);
+  });
+
+  it("refuses to start on a membership file it cannot read", async () => {
+    const config = await configFor("corrupt", `nats://127.0.0.1:${await freePort()}`);
+    await writeFile(config.membershipFile, "{ not json");
+    await expect(startAgent(config, silentLog, { connectRetryMs: 200, connectTimeoutMs: 300 })).rejects.toThrow(/membership\.json is not JSON/);
+  });
+
   it("keeps retrying the first connection and heartbeats once nats-server is up", async () => {
     const port = await freePort();
-    // A fleet of one: it never fences itself, so it is still running when NATS appears.
+    // No view yet: it never fences itself for want of a majority, so it still runs when NATS appears.
     const config = await configFor("late", `nats://127.0.0.1:${port}`);
     const agent = await startAgent(config, silentLog, { connectRetryMs: 200, connectTimeoutMs: 300 });
     running.push(agent);

@@ -21,6 +21,7 @@ const USAGE = `usage: fenceline <command> [options]   (fenceline <command> --hel
   bench replay  replay speed on a generated history of a million events
   bench recovery  time to recover a stateful workload: Fenceline vs Kubernetes vs NHC+SNR
   pause|resume|reset NODE   operator actions
+  forget NODE               a node gone for good leaves the fleet (frees its slot)
   agent         the node agent (--config agent.json)
   serf-handler  serf's event handler: membership events → node events
   nats-config   a nats-server configuration: one user per role and node, least-privilege permissions
@@ -42,6 +43,7 @@ const COMMANDS: Record<string, Command> = {
   pause: (argv) => operatorCommand("pause", argv),
   resume: (argv) => operatorCommand("resume", argv),
   reset: (argv) => operatorCommand("reset", argv),
+  forget: (argv) => operatorCommand("forget", argv),
   demo: lazy(async () => (await import("./commands/demo.js")).demoCommand),
   chaos: lazy(async () => (await import("./commands/chaos.js")).chaosCommand),
   replay: lazy(async () => (await import("./commands/replay.js")).replayCommand),

@@ -72,8 +72,11 @@ const Params = {
       ticket: z.number().int().positive().optional(),
     })
     .strict(),
-  /** Ask the fleet guard for a remediation slot. */
-  "slot.acquire": z.object({ controlPlane: z.boolean() }).strict(),
+  /**
+   * Ask the fleet guard for a remediation slot. `membershipVersion`: the view in the node's last
+   * heartbeat (the guard checks the majority in it and every newer one).
+   */
+  "slot.acquire": z.object({ controlPlane: z.boolean(), membershipVersion: z.number().int().nonnegative().optional() }).strict(),
   "slot.release": z.object({}).strict(),
 } as const;
 

@@ -59,6 +59,9 @@ export const Heartbeat = z
   .strict();
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
+/** An ack may carry the whole membership view: up to NATS's default maximum payload (parse with this `maxBytes`). */
+export const MAX_ACK_BYTES = 1024 * 1024;
+
 /** The detector's reply to a heartbeat: proof for the agent that the control plane hears it. */
 export const HeartbeatAck = z
   .object({

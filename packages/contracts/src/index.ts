@@ -62,7 +62,7 @@ export {
   fencingLevelsOf,
   type FenceLevel,
 } from "./policy.js";
-export { Heartbeat, HeartbeatAck, AgentContract, WatchdogKind, withdrawnContract } from "./heartbeat.js";
+export { Heartbeat, HeartbeatAck, MAX_ACK_BYTES, AgentContract, WatchdogKind, withdrawnContract } from "./heartbeat.js";
 export {
   Member,
   MembershipView,
@@ -73,8 +73,9 @@ export {
   votesOf,
   witnessVote,
 } from "./membership.js";
-export { fencingGuarantee, type FencingGuarantee, type Guarantee, type PowerFencing } from "./guarantee.js";
+export { fencingGuarantee, contractMeeting, type FencingGuarantee, type Guarantee } from "./guarantee.js";
 export { DeadLetter } from "./dlq.js";
 export { systemClock, type Clock, type ClusterApi, type FenceAgent, type FenceAnswer, type FenceTarget, type MembershipStore, type Provisioner, type Watchdog } from "./ports.js";
+export { ASK_ZOD, createFastParse, type FastParse } from "./fast-parse.js";
 export { parseSnapshotHead, SnapshotHead, parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";
 export { FleetBudget, PartitionLease, EngineInstance } from "./kv.js";

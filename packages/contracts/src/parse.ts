@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { NodeName } from "./names.js";
 import type { DeadLetter } from "./dlq.js";
+import { ASK_ZOD, createFastParse } from "./fast-parse.js";
 
 /** Largest message Fenceline accepts on any subject it reads. */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -42,6 +43,13 @@ export function parseMessage<S extends z.ZodType>(
     if (typeof type === "string" && !options.knownTypes.includes(type)) {
       return { ok: false, reason: "unknown-type", error: `unknown type "${type}"; known: ${options.knownTypes.join(", ")}` };
     }
+  }
+  // The schema compiled (fast-parse.ts) accepts what zod accepts and returns what zod returns;
+  // when it cannot tell, zod decides and words the error.
+  const fast = createFastParse(schema);
+  if (fast) {
+    const value = fast(json);
+    if (value !== ASK_ZOD) return { ok: true, value };
   }
   const result = schema.safeParse(json);
   if (!result.success) return { ok: false, reason: "schema", error: z.prettifyError(result.error) };

@@ -58,7 +58,12 @@ export type FenceAnswer = { output: string };
 export interface FenceAgent {
   /** Whether the device is configured for the node. */
   covers(node: string, hostGroup?: string): boolean;
-  powerOff(target: FenceTarget): Promise<FenceAnswer>;
+  /**
+   * `power: "off"` when the agent itself read the power state back as off after the command
+   * (fence_ipmilan polls `chassis power status` until it reads off before it says "Powered
+   * OFF"): that read-back is the confirmation, and no second one is needed.
+   */
+  powerOff(target: FenceTarget): Promise<FenceAnswer & { power?: "off" }>;
   powerOn(target: FenceTarget): Promise<FenceAnswer>;
   /** Reads the power state back: fencing is confirmed only when it says "off". */
   status(target: FenceTarget): Promise<FenceAnswer & { power: "on" | "off" }>;

@@ -136,25 +136,26 @@ describe("fencing guarantee", () => {
     );
   });
 
-  it("follows the policy's trusted kinds and its watchdog switch", () => {
+  it("follows the policy's trusted kinds and whether a level has the watchdog", () => {
     const hardwareOnly = Policy.parse({ fencing: { watchdogKinds: ["hardware"] } });
     const softdog = fencingGuarantee(contract({ watchdog: { kind: "softdog", timeoutMs: 10_000 } }), hardwareOnly);
     expect(softdog).toMatchObject({ guarantee: "none", weak: true });
     expect(softdog.reason).toMatch(/softdog watchdog is not one the policy trusts \(fencing.watchdogKinds: hardware\)/);
     expect(Policy.safeParse({ fencing: { watchdogKinds: ["software"] } }).success).toBe(false);
-    const powerOnly = Policy.parse({ fencing: { watchdog: false, fenceAgent: true } });
-    expect(fencingGuarantee(contract(), powerOnly)).toEqual({
-      guarantee: "none",
-      timeBased: false,
-      weak: false,
-      reason: "the policy does not fence by watchdog (fencing.watchdog: false)",
-    });
+    const noWatchdog = Policy.parse({ fencing: { levels: [["ipmi"]] } });
+    const g = fencingGuarantee(contract(), noWatchdog, [{ methods: ["pdu-a", "pdu-b"], timeoutMs: 60_000 }]);
+    expect(g).toMatchObject({ guarantee: "power", timeBased: false, weak: false });
+    expect(g.reason).toBe("fenced by power: level 1/1 [pdu-a, pdu-b] powers it off and reads it back");
   });
 
-  it("is power when a power-fencing level covers the node, time-based or not", () => {
-    expect(fencingGuarantee(null, DEFAULT_POLICY, { reason: "ipmi level checked" })).toMatchObject({ guarantee: "power", timeBased: false, reason: "ipmi level checked" });
-    const both = fencingGuarantee(contract(), DEFAULT_POLICY, { reason: "ipmi level checked" });
+  it("is power when one of the node's levels powers it off, time-based or not", () => {
+    const levels = [{ methods: ["ipmi"], timeoutMs: 20_000 }, { methods: ["watchdog"], timeoutMs: 600_000 }];
+    expect(fencingGuarantee(null, DEFAULT_POLICY, levels)).toMatchObject({ guarantee: "power", timeBased: false, reason: "fenced by power: level 1/2 [ipmi] powers it off and reads it back" });
+    const both = fencingGuarantee(contract(), DEFAULT_POLICY, levels);
     expect(both).toMatchObject({ guarantee: "power", timeBased: true });
-    expect(both.reason).toMatch(/^ipmi level checked; also hardware watchdog/);
-  });
+    expect(both.reason).toMatch(/^fenced by power: level 1\/2 \[ipmi\] powers it off and reads it back; also hardware watchdog/);
+    // Per node: another node of the same policy has only the watchdog.
+    const perNode = Policy.parse({ fencing: { nodes: { "w-1": [["ipmi"], ["watchdog"]] } } });
+    expect(fencingGuarantee(contract(), perNode).guarantee).toBe("watchdog");
+});
 });

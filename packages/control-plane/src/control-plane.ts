@@ -71,11 +71,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     minDipMs: minDipMsOf(policy),
     now: () => clock.now(),
     onSnapshot: (node, epoch) => actuators.forEach((a) => a.observeEpoch(node, epoch)),
+    log: log.child({ component: "fleet-view" }),
   });
   const budget = createKvBudgetStore(await new Kvm(nc).open(Buckets.fleet));
 
   actuators.push(
-    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock }) }),
+    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock, latestMembershipVersion: () => fleet.latestMembershipVersion(), viewFloor: (node) => fleet.viewFloor(node) }) }),
     // The out-of-service step checks every 100 ms: the taint eviction controller marks the pods
     // for deletion about 0.1 s after the taint (measured on the real control plane), and each
     // check's force-delete is what lets the StatefulSet controller re-create the pod.

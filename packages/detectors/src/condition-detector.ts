@@ -40,6 +40,8 @@ type ConditionState = {
 type NodeState = {
   excluded: boolean;
   conditions: Map<string, ConditionState>;
+  /** Of the last version seen: a deletion's event id derives from it, the same for every detector. */
+  resourceVersion: string;
 };
 
 const signalName = (type: string) => `condition:${type}`;
@@ -53,6 +55,7 @@ const signalName = (type: string) => `condition:${type}`;
  *   rebooting node does) keeps the original `since`: the duration is not restarted (Node Health
  *   Check bug fixed in PR #274) and no new signal is sent.
  * - The condition healthy again (or the node deleted, or no longer selected) → `signal.healthy`.
+ * - The node deleted (not merely unselected) → `node.forgotten`: it leaves the fleet.
  *   The first time a node is seen healthy, a `signal.healthy` registers it (and clears a signal
  *   left from before a restart).
  * - The exclusion label set to "true" → `operator.pause` with the reason; removed → `operator.resume`.
@@ -91,12 +94,24 @@ export function createConditionDetector(options: ConditionDetectorOptions) {
     return [unhealthy(node, type, c, now)];
   }
 
-  function forget(name: string, why: string, now: number): NodeEvent[] {
+  function forget(name: string, why: "deleted" | "unselected", now: number): NodeEvent[] {
     const state = nodes.get(name);
     if (!state) return [];
     nodes.delete(name);
     const out: NodeEvent[] = [];
     for (const [type, c] of state.conditions) if (c.reported !== null) out.push(healthy(name, type, `${why}:${now}`, now));
+    // Deleted from Kubernetes: gone from the fleet too (its agent, if it still runs, joins again).
+    if (why === "deleted") {
+      out.push(
+        createEvent("node.forgotten", {
+          id: `k8s-deleted:${name}:${state.resourceVersion}`,
+          node: name,
+          at: now,
+          source,
+          data: { reason: "its Node object was deleted from Kubernetes" },
+        }),
+      );
+    }
     return out;
   }
 
@@ -108,9 +123,10 @@ export function createConditionDetector(options: ConditionDetectorOptions) {
       let state = nodes.get(node.name);
       const first = state === undefined;
       if (state === undefined) {
-        state = { excluded: false, conditions: new Map() };
+        state = { excluded: false, conditions: new Map(), resourceVersion: node.resourceVersion };
         nodes.set(node.name, state);
       }
+      state.resourceVersion = node.resourceVersion;
 
       const excluded = node.labels[excludeLabel] === "true";
       if (excluded !== state.excluded) {

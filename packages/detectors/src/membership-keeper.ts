@@ -43,11 +43,19 @@ export function nextMembershipView(current: MembershipView | null, records: Iter
  * exactly one other. `observe` and `remove` are fed from the FL_NODES watch; `sync` writes the
  * next view when it differs (call it once the watch has delivered what was already stored, so
  * a half-read bucket never becomes a smaller view).
+ *
+ * With several instances, one whose watch lags would write a view without the nodes it has not
+ * read yet (a member gone, then back: a view no agent should have to count with). So each
+ * attempt first reads the store, then waits until this instance's records are `caughtUp` with
+ * everything FL_NODES held at that moment: every view is then computed from at least as much of
+ * FL_NODES as the view it follows, and members leave only when their records say so.
  */
 export function createMembershipKeeper(options: {
   store: MembershipStore;
   witness: boolean;
   onWritten?: (view: MembershipView) => void;
+  /** Resolves once the records include every FL_NODES write made before the call. */
+  caughtUp?: () => Promise<void>;
 }) {
   const { store, witness } = options;
   const records = new Map<string, MemberRecord>();
@@ -57,6 +65,7 @@ export function createMembershipKeeper(options: {
   const once = async (): Promise<MembershipView | null> => {
     for (let attempt = 0; ; attempt++) {
       const { view, revision } = await store.read();
+      await options.caughtUp?.();
       const next = nextMembershipView(view, records.values(), witness);
       if (!next) return null;
       try {

@@ -67,6 +67,29 @@ describe("membership keeper", () => {
     ]);
   });
 
+  it("a keeper whose records lag waits until they caught up: it never writes a view without a member it has not read yet", async () => {
+    const store = createMemoryMembershipStore();
+    const a = createMembershipKeeper({ store, witness: true });
+    for (const node of ["x", "y", "z"]) a.observe({ node, path: "healthy" });
+    await a.sync();
+    // b's watch has delivered x and y so far; z is still on its way (caughtUp delivers it).
+    const delivered: string[] = [];
+    const b = createMembershipKeeper({
+      store,
+      witness: true,
+      caughtUp: async () => {
+        if (!delivered.includes("z")) b.observe({ node: "z", path: "healthy" });
+        delivered.push("z");
+      },
+    });
+    b.observe({ node: "x", path: "healthy" });
+    b.observe({ node: "y", path: "healthy" });
+    b.observe({ node: "x", path: "healthy", peerUrl: "http://x" });
+    expect(await b.sync()).toMatchObject({ version: 2, members: [{ node: "x", peerUrl: "http://x" }, { node: "y" }, { node: "z" }] });
+    expect(delivered).toEqual(["z"]);
+    expect(store.history().map((v) => v.members.length)).toEqual([3, 3]);
+  });
+
   it("folds changes made during a write into one more write", async () => {
     const store = createMemoryMembershipStore();
     const keeper = createMembershipKeeper({ store, witness: false });

@@ -143,17 +143,26 @@ export function createEngineCore(options: {
         }
       };
 
-      // 1. Load what is not cached (concurrently), then fold each node's events in memory.
-      const nodes = await Promise.all(
-        [...byNode].map(async ([node, list]) => {
-          try {
-            return { node, list, prior: await loadForBatch(node) };
-          } catch (err) {
-            fail(list[0]!.seq, err);
-            return null;
-          }
-        }),
-      );
+      // 1. Load what is not cached (concurrently), then fold each node's events in memory. Nodes
+      //    already cached (or known to have no snapshot) take no promise.
+      type Loaded = { node: string; list: Array<{ event: NodeEvent; seq: number }>; prior: { snapshot: NodeSnapshot; revision: number } | null } | null;
+      const nodes: Loaded[] = [];
+      const loading: Array<Promise<void>> = [];
+      for (const [node, list] of byNode) {
+        const cached = cache.get(node);
+        if (cached) nodes.push({ node, list, prior: cached });
+        else if (!unsure.has(node) && options.assumeAbsent?.(node)) nodes.push({ node, list, prior: null });
+        else {
+          const at = nodes.push(null) - 1;
+          loading.push(
+            loadForBatch(node).then(
+              (prior) => void (nodes[at] = { node, list, prior }),
+              (err: unknown) => fail(list[0]!.seq, err),
+            ),
+          );
+        }
+      }
+      if (loading.length > 0) await Promise.all(loading);
       const folded: Array<{ node: string; prior: { snapshot: NodeSnapshot; revision: number } | null; results: FoldResult[] }> = [];
       for (const entry of nodes) {
         if (!entry) continue;

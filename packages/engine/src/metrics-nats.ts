@@ -102,6 +102,14 @@ export function trackConnection(nc: NatsConnection): () => boolean {
   return () => connected && !nc.isClosed();
 }
 
+/** A snapshot context's `guarantee`, if it is one. */
+function guaranteeOf(value: unknown): { guarantee: "watchdog" | "power" | "none"; weak: boolean } | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { guarantee, weak } = value as Record<string, unknown>;
+  if ((guarantee !== "watchdog" && guarantee !== "power" && guarantee !== "none") || typeof weak !== "boolean") return undefined;
+  return { guarantee, weak };
+}
+
 /**
  * Feeds nodes per state and each node's state-since from the snapshots in FL_NODES (every
  * node of the fleet, whichever engine instance owns it), until `stop()`.
@@ -120,7 +128,8 @@ export async function watchNodeStates(nc: NatsConnection, metrics: FencelineMetr
       const since = head?.context.since;
       if (!head || since === undefined) continue;
       const { hostGroup } = head.context;
-      metrics.observeSnapshot({ node: head.node, path: head.path, since, ...(hostGroup !== undefined ? { hostGroup } : {}) });
+      const guarantee = guaranteeOf(head.context.guarantee);
+      metrics.observeSnapshot({ node: head.node, path: head.path, since, ...(hostGroup !== undefined ? { hostGroup } : {}), ...(guarantee ? { guarantee } : {}) });
     }
   })();
   return {

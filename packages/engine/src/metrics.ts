@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { AuditRecord, NodeEvent } from "@fenceline/contracts";
+import type { AuditRecord, Guarantee, NodeEvent } from "@fenceline/contracts";
 import { NODE_STATES, phaseOf } from "@fenceline/statecharts";
 import type { FoldResult } from "./fold.js";
 import type { NodeSnapshot } from "./snapshot.js";
@@ -29,7 +29,16 @@ const EPISODE_BUCKETS = [1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600, 1800];
 export type FencelineMetrics = ReturnType<typeof createFencelineMetrics>;
 
 /** A node's current state as its snapshot in FL_NODES says (`observeSnapshot`). */
-export type SnapshotState = { node: string; path: string; since: number; hostGroup?: string };
+export type SnapshotState = {
+  node: string;
+  path: string;
+  since: number;
+  hostGroup?: string;
+  /** Its fencing guarantee as the engine last recorded it (snapshots written before it: none). */
+  guarantee?: { guarantee: Guarantee; weak: boolean };
+};
+
+const GUARANTEES: readonly Guarantee[] = ["watchdog", "power", "none"];
 
 export function createFencelineMetrics(
   options: {
@@ -58,6 +67,18 @@ export function createFencelineMetrics(
     name: "fenceline_node_state_since_timestamp_seconds",
     help: "When each node entered its current top-level lifecycle state (Unix time, seconds); one series per node, labelled with that state.",
     labelNames: ["node", "state"],
+    registers,
+  });
+  const byGuarantee = new Gauge({
+    name: "fenceline_nodes_by_guarantee",
+    help: "Nodes of the fleet (forgotten ones left out) per fencing guarantee: watchdog (its agent's contract lets the engine assume it fenced by the safe time), power (a power-fencing level covers it), none (only a new boot id or an operator proves it fenced).",
+    labelNames: ["guarantee"],
+    registers,
+  });
+  const weakContract = new Gauge({
+    name: "fenceline_agent_contract_weak",
+    help: "1 while a node's agent reports a fencing contract weaker than the policy (a software or untrusted watchdog, looser timing, no membership view), else 0; one series per node.",
+    labelNames: ["node"],
     registers,
   });
   const transitions = new Counter({ name: "fenceline_transitions_total", help: "State changes applied, by from and to state path.", labelNames: ["from", "to"], registers });
@@ -188,6 +209,25 @@ export function createFencelineMetrics(
   let maxSeq = 0;
 
   for (const s of NODE_STATES) nodes.set({ state: s }, 0);
+  const guarantees = new Map<string, { guarantee: Guarantee; weak: boolean }>();
+  for (const g of GUARANTEES) byGuarantee.set({ guarantee: g }, 0);
+  const recountGuarantees = () => {
+    const counts = new Map<Guarantee, number>(GUARANTEES.map((g) => [g, 0]));
+    for (const { guarantee } of guarantees.values()) counts.set(guarantee, (counts.get(guarantee) ?? 0) + 1);
+    for (const [guarantee, n] of counts) byGuarantee.set({ guarantee }, n);
+  };
+  /** A node's guarantee (undefined: none recorded); a forgotten node is out of the fleet. */
+  const trackGuarantee = (node: string, phase: string, g: SnapshotState["guarantee"]) => {
+    if (phase === "forgotten") {
+      guarantees.delete(node);
+      weakContract.remove({ node });
+    } else {
+      const value = g ?? { guarantee: "none" as const, weak: false };
+      guarantees.set(node, value);
+      weakContract.set({ node }, value.weak ? 1 : 0);
+    }
+    recountGuarantees();
+  };
   const recount = () => {
     const counts = new Map<string, number>(NODE_STATES.map((s) => [s, 0]));
     for (const { phase } of stateOf.values()) counts.set(phase, (counts.get(phase) ?? 0) + 1);
@@ -270,6 +310,7 @@ export function createFencelineMetrics(
     seed(snapshots: NodeSnapshot[]) {
       for (const s of snapshots) {
         hostGroups.set(s.node, s.context.hostGroup);
+        trackGuarantee(s.node, phaseOf(s.path), s.context.guarantee);
         const prev = stateOf.get(s.node);
         if (fromAudit && (!prev || s.lastSeq > prev.seq)) track(s.node, { seq: s.lastSeq, phase: phaseOf(s.path), since: s.context.since });
       }
@@ -278,6 +319,7 @@ export function createFencelineMetrics(
     /** A node's snapshot as written to FL_NODES (with `states: "snapshots"`; the KV watch's order is the truth). */
     observeSnapshot(s: SnapshotState) {
       if (s.hostGroup) hostGroups.set(s.node, s.hostGroup);
+      trackGuarantee(s.node, phaseOf(s.path), s.guarantee);
       if (fromAudit) return;
       const phase = phaseOf(s.path);
       const prev = stateOf.get(s.node);
@@ -286,6 +328,7 @@ export function createFencelineMetrics(
     },
     /** A node removed from FL_NODES. */
     forgetNode(node: string) {
+      trackGuarantee(node, "forgotten", undefined);
       const prev = stateOf.get(node);
       if (!prev) return;
       stateSince.remove({ node, state: prev.phase });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEMO_POLICY, FENCING_TAINT, OUT_OF_SERVICE_TAINT, createEvent, type NodeEvent, type NodeEventOf, type NodeEventType } from "@fenceline/contracts";
+import { DEMO_POLICY, FENCING_TAINT, OUT_OF_SERVICE_TAINT, contractMeeting, createEvent, type NodeEvent, type NodeEventOf, type NodeEventType } from "@fenceline/contracts";
 import { auditId, commandId, createDecider, fold, type FoldResult, type NodeSnapshot } from "../src/index.js";
 
 /**
@@ -12,8 +12,11 @@ const NODE = "n1";
 const ev = <T extends NodeEventType>(type: T, data: NodeEventOf<T>["data"], at: number, id = `${type}@${at}`): NodeEvent =>
   createEvent(type, { id, node: NODE, at, source: "test", data }) as NodeEvent;
 
+/** n1 as first heard through its agent (at 500, event #1), with a contract that meets the policy. */
+const KNOWN = fold(decider, null, ev("node.joined", { bootId: "b1", incarnation: 1, contract: contractMeeting(DEMO_POLICY) }, 500), 1).snapshot;
+
 /** Folds events with consecutive sequences from `firstSeq`; returns every step's result. */
-function run(events: NodeEvent[], firstSeq = 10, prior: NodeSnapshot | null = null): FoldResult[] {
+function run(events: NodeEvent[], firstSeq = 10, prior: NodeSnapshot | null = KNOWN): FoldResult[] {
   const results: FoldResult[] = [];
   let snapshot = prior;
   events.forEach((event, i) => {
@@ -56,7 +59,7 @@ describe("fold", () => {
   });
 
   it("starts an unknown node from the initial state and reports it as coming from \"new\"", () => {
-    const [r] = run([toRunning[0]!]);
+    const [r] = run([toRunning[0]!], 10, null);
     expect(r!.audit).toMatchObject({ from: "new", to: "suspect.waiting", changed: true, epoch: 0, seq: 10, node: NODE });
     expect(r!.snapshot).toMatchObject({ v: 1, node: NODE, path: "suspect.waiting", lastSeq: 10, policyVersion: "demo-1", updatedAt: 2_000 });
     expect(r!.snapshot.context.node).toBe(NODE);
@@ -94,7 +97,7 @@ describe("fold", () => {
     const [, requesting, fencing, , , running] = results;
     // Before fencing the epoch is 0.
     expect(requesting!.commands).toEqual([
-      expect.objectContaining({ kind: "slot.acquire", epoch: 0, issuedAt: 3_000, deadline: 3_000 + 10_000, causedBy: 11, params: { controlPlane: false } }),
+      expect.objectContaining({ kind: "slot.acquire", epoch: 0, issuedAt: 3_000, deadline: 3_000 + 10_000, causedBy: 11, params: { controlPlane: false, membershipVersion: 1 } }),
     ]);
     // The grant starts fencing: the prior snapshot said epoch 0, the commands carry epoch 1.
     expect(results[1]!.snapshot.context.epoch).toBe(0);
@@ -120,7 +123,7 @@ describe("fold", () => {
       seq: 10,
       at: 2_000,
       event: { id: "heartbeat.missed@2000", type: "heartbeat.missed", source: "test" },
-      from: "new",
+      from: "healthy",
       to: "suspect.waiting",
       changed: true,
       epoch: 0,

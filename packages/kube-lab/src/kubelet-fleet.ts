@@ -628,7 +628,10 @@ export class KubeletFleet {
     const status = {
       phase: how === "running" ? "Running" : "Failed",
       hostIP: `10.${100 + (hash(this.fleet) % 100)}.0.${m.index + 1}`,
-      ...(how === "running" ? { podIP: ip, podIPs: [{ ip }], startTime: started } : {}),
+      // podIPs merges by ip in a strategic merge patch: a pod started again (after a reboot) with
+      // a new IP would get two, which the API server refuses. Replace the list, as the kubelet's
+      // two-way patch does by deleting the old entry.
+      ...(how === "running" ? { podIP: ip, podIPs: [{ ip }, { $patch: "replace" }], startTime: started } : {}),
       conditions: [
         { type: "PodReadyToStartContainers", status: ready, lastTransitionTime: now },
         { type: "Initialized", status: "True", lastTransitionTime: now },

@@ -69,6 +69,7 @@ export type ClusterEventKind =
   | "node.added"
   | "node.crashed"
   | "node.powered-off"
+  | "node.deleted"
   | "node.booted"
   | "node.reachable"
   | "node.unreachable"

@@ -52,6 +52,8 @@ interface SimNode {
   bootId: string;
   boots: number;
   unresponsiveSince: number | undefined;
+  /** Its Node object was deleted: nothing is scheduled on it any more. */
+  deleted: boolean;
 }
 
 interface Pod {
@@ -155,6 +157,7 @@ export class InMemoryCluster implements ClusterApi {
       bootId: options.bootId ?? `${name}-boot-1`,
       boots: 1,
       unresponsiveSince: undefined,
+      deleted: false,
     };
     this.#nodes.set(name, node);
     this.#log("node.added", `node ${name} added (boot ${node.bootId})`, name);
@@ -305,6 +308,21 @@ export class InMemoryCluster implements ClusterApi {
     const before = node.taints.length;
     node.taints = node.taints.filter((t) => !sameTaint(t, taint));
     if (node.taints.length !== before) this.#log("taint.removed", `taint ${formatTaint(taint)} removed from ${name}`, name);
+  }
+
+  /**
+   * The Node object is deleted (a decommissioned machine): PodGC deletes the pods bound to a
+   * node that no longer exists, the attach-detach controller detaches its volumes, and nothing is
+   * scheduled on it again. Kubernetes trusts whoever deleted it that the machine is gone: the
+   * lab deletes only machines that are off.
+   */
+  deleteNode(name: string): void {
+    const node = this.#node(name);
+    if (node.deleted) return;
+    node.deleted = true;
+    this.#log("node.deleted", `node ${name} deleted`, name);
+    for (const pod of [...this.#pods.values()]) if (pod.node === name) this.#removePod(pod, "pod.force-deleted", "removed by PodGC (its node was deleted)");
+    for (const va of [...this.#attachments.values()]) if (va.node === name) this.#detach(va, "volume.detached", "detached: its node was deleted");
   }
 
   /** Every pod but the DaemonSet's (their controller would put them straight back). */
@@ -681,7 +699,7 @@ function isResponsive(node: SimNode): boolean {
 }
 
 function isSchedulable(node: SimNode): boolean {
-  return !node.taints.some((t) => t.effect === "NoSchedule" || t.effect === "NoExecute");
+  return !node.deleted && !node.taints.some((t) => t.effect === "NoSchedule" || t.effect === "NoExecute");
 }
 
 function hasOutOfServiceTaint(node: SimNode): boolean {

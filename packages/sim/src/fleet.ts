@@ -1,11 +1,16 @@
-import type { AgentTiming, Clock, Watchdog } from "@fenceline/contracts";
+import type { AgentTiming, Clock, Heartbeat, MembershipView, Watchdog, WatchdogKind } from "@fenceline/contracts";
 import {
   createAgent,
   waitForGate,
   createMemoryPeerNetwork,
   createMemorySelfFenceStore,
   createMemoryContactStore,
+  createMemoryMembershipViewStore,
+  agentOptionsOf,
+  parseAgentConfig,
+  type AgentConfig,
   type ContactStore,
+  type MembershipViewStore,
   type Agent,
   type AgentTransport,
   type PeerTransport,
@@ -58,7 +63,27 @@ export type FleetOptions = {
   bootGateIntervalMs?: number;
   /** Every machine-level event (crash, boot, self-fence, network change), as it happens. */
   onEvent?: (event: FleetEvent) => void;
+  /**
+   * Each machine's agent configuration, as its config file gives it (`parseAgentConfig` of the
+   * file rendered for the node; see `agentOptionsOf`). Default: the fleet's `timing` and
+   * heartbeat interval, a watchdog device and no fallback, nothing else.
+   */
+  agentConfigOf?: (node: string) => AgentConfig;
+  /**
+   * The watchdog device a machine has: `hardware` (default; resets a hung machine too),
+   * `softdog` (resets it when its agent dies, not when its kernel hangs) or `none` (the agent
+   * runs only with its software fallback, which dies with it, or not at all). Its timeout is the
+   * fleet's `timing.watchdogTimeoutMs`.
+   */
+  watchdogDeviceOf?: (node: string) => MachineWatchdog;
+  /**
+   * The membership view a machine's agent takes from an ack instead of the one it was sent (the
+   * lab's broken variants); `first`: the first it took. Default: the one sent.
+   */
+  viewTaken?: (node: string, sent: MembershipView, first: MembershipView | undefined) => MembershipView;
 };
+
+export type MachineWatchdog = "hardware" | "softdog" | "none";
 
 export type FleetEvent = { at: number; node: string; what: string };
 
@@ -82,6 +107,8 @@ type SimNode = {
   killing: boolean;
   selfFenceStore: SelfFenceStore & { readonly record: SelfFenceRecord | undefined };
   contactStore: ContactStore;
+  /** The agent's membership.json: survives agent restarts and reboots, as on a disk. */
+  membershipStore: MembershipViewStore;
   selfFences: SelfFenceRecord[];
   resets: number;
   /** Network losses in progress (they may overlap: a flap during a longer loss): isolated while > 0. */
@@ -97,6 +124,12 @@ type SimNode = {
   hung: boolean;
   /** Powered off by its BMC: no scheduled boot brings it back, only a power-on does. */
   heldOff: boolean;
+  /** Dead for good (decommissioned, or broken beyond repair): powered off, and a power-on does not boot it. */
+  dead: boolean;
+  /** What kind of watchdog the running agent reported (null while none runs, or it could not start). */
+  watchdogKind: WatchdogKind | null;
+  /** The first membership view its agents took (for a broken variant's `viewTaken`). */
+  firstViewTaken: MembershipView | undefined;
 };
 
 /**
@@ -111,12 +144,19 @@ export class SimFleet {
   #controlPlaneDown = false;
   readonly events: FleetEvent[] = [];
   readonly #timers = new Set<unknown>();
+  readonly #configOverrides = new Map<string, AgentConfig>();
+  readonly #deviceOverrides = new Map<string, MachineWatchdog>();
   #stopped = false;
 
   constructor(options: FleetOptions) {
     this.#options = options;
     this.#peers = createMemoryPeerNetwork({ clock: options.clock, canReach: (a, b) => this.canReach(a, b) });
-    for (const name of options.nodes) {
+    for (const name of options.nodes) this.#add(name);
+  }
+
+  #add(name: string): SimNode {
+    const options = this.#options;
+    {
       const node: SimNode = {
         name,
         power: "down",
@@ -131,6 +171,7 @@ export class SimFleet {
         killing: false,
         selfFenceStore: createMemorySelfFenceStore(),
         contactStore: createMemoryContactStore(),
+        membershipStore: createMemoryMembershipViewStore(),
         selfFences: [],
         resets: 0,
         networkLosses: 0,
@@ -140,9 +181,24 @@ export class SimFleet {
         side: 0,
         hung: false,
         heldOff: false,
+        dead: false,
+        watchdogKind: null,
+        firstViewTaken: undefined,
       };
       this.#nodes.set(name, node);
+      return node;
     }
+  }
+
+  /**
+   * A new machine joins the fleet (the caller has added it to the machines' model): it boots
+   * with the same agent configuration as the others and no membership view yet; its agent learns
+   * the fleet from the control plane.
+   */
+  async addMachine(name: string): Promise<void> {
+    if (this.#nodes.has(name)) throw new Error(`machine ${name} already exists`);
+    const node = this.#add(name);
+    await this.#boot(node);
   }
 
   get nodes(): string[] {
@@ -250,15 +306,57 @@ export class SimFleet {
     this.#options.cluster.startKubelet(node.name);
   }
 
+  /** The machine's agent configuration: its own, or the fleet's timing with a watchdog device and nothing else. */
+  /**
+   * Changes a machine for the rest of the run: another agent configuration (as if its file were
+   * edited) and/or another watchdog device; its next agent start uses them.
+   */
+  reconfigure(name: string, change: { config?: AgentConfig; device?: MachineWatchdog }): void {
+    this.#node(name);
+    if (change.config) this.#configOverrides.set(name, change.config);
+    if (change.device) this.#deviceOverrides.set(name, change.device);
+  }
+
+  #deviceOf(name: string): MachineWatchdog {
+    return this.#deviceOverrides.get(name) ?? this.#options.watchdogDeviceOf?.(name) ?? "hardware";
+  }
+
+  /** A machine's agent configuration now (overrides included). */
+  configOf(name: string): AgentConfig {
+    return this.#configOf(name);
+  }
+
+  #configOf(name: string): AgentConfig {
+    const override = this.#configOverrides.get(name);
+    if (override) return override;
+    const configured = this.#options.agentConfigOf?.(name);
+    if (configured) return configured;
+    const { timing, heartbeatIntervalMs } = this.#options;
+    const hostGroup = this.#options.hostGroupOf?.(name) ?? "default";
+    return parseAgentConfig({ node: name, heartbeatInterval: heartbeatIntervalMs, timing, hostGroup });
+  }
+
   async #startAgent(node: SimNode) {
     const { clock, timing, log } = this.#options;
+    const config = this.#configOf(node.name);
+    const device = this.#deviceOf(node.name);
+    node.watchdogKind = null;
+    if (device === "none" && !config.watchdog.fallbackRebootCommand) {
+      this.#note(node.name, "agent not started: no watchdog device and no fallback reboot command configured");
+      return;
+    }
     node.incarnation += 1;
-    // One watchdog device per boot: a restarted agent opens the same one (still armed if the
-    // previous agent died without a magic close).
-    const watchdog = node.watchdog ?? new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "watchdog fired") });
+    // A device: one per boot, so a restarted agent opens the same one (still armed if the
+    // previous agent died without a magic close). The software fallback is a timer in the agent's
+    // own process: a new one with every agent, and gone with it.
+    const watchdog =
+      device === "none"
+        ? new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "the agent's software fallback ran the reboot command") })
+        : (node.watchdog ?? new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "watchdog fired") }));
     node.watchdog = watchdog;
     const guarded: Watchdog = {
-      timeoutMs: watchdog.timeoutMs,
+      // What the agent was configured with, as /dev/watchdog is opened with; the device fires at its own.
+      timeoutMs: config.timing.watchdogTimeoutMs,
       start: () => watchdog.start(),
       feed: () => watchdog.feed(),
       close: async () => {
@@ -274,7 +372,7 @@ export class SimFleet {
       ask: (peer, question, timeoutMs) => {
         const at = clock.now();
         if (node.lastPeerRound?.at !== at) node.lastPeerRound = { at, serving: [] };
-        if (this.#nodes.get(peer)?.agentSince !== undefined) node.lastPeerRound.serving.push(peer);
+        if (this.#nodes.get(peer.node)?.agentSince !== undefined) node.lastPeerRound.serving.push(peer.node);
         return peers.ask(peer, question, timeoutMs);
       },
       serve: (handler) => peers.serve(handler),
@@ -282,30 +380,58 @@ export class SimFleet {
     };
     node.agentSince = undefined;
     node.lastPeerRound = undefined;
-    node.agent = createAgent({
-      node: node.name,
-      bootId: node.bootId,
-      incarnation: node.incarnation,
-      hostGroup: this.#options.hostGroupOf?.(node.name) ?? "default",
-      timing,
-      heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
-      peerNodes: this.nodes.filter((n) => n !== node.name),
-      fleetSize: this.#nodes.size,
-      transport: node.transport.transport,
-      peers: observedPeers,
-      watchdog: guarded,
-      clock,
-      ...(checksums ? { checksums: async () => checksums } : {}),
-      selfFenceStore: node.selfFenceStore,
-      contactStore: node.contactStore,
-      log: log.child({ agent: node.name }),
-      onSelfFence: (record) => {
-        node.selfFences.push(record);
-        this.#note(node.name, `fenced itself: ${record.reason}`);
-      },
-    });
-    await node.agent.start();
+    const watchdogKind: WatchdogKind = device === "none" ? "software" : device;
+    const transport = this.#options.viewTaken ? this.#alteringViews(node, node.transport.transport, this.#options.viewTaken) : node.transport.transport;
+    let agent: Agent;
+    try {
+      agent = createAgent(
+        agentOptionsOf(config, {
+          bootId: node.bootId,
+          incarnation: node.incarnation,
+          membership: node.membershipStore,
+          transport,
+          peers: observedPeers,
+          watchdog: guarded,
+          watchdogKind,
+          clock,
+          ...(checksums ? { checksums: async () => checksums } : {}),
+          selfFenceStore: node.selfFenceStore,
+          contactStore: node.contactStore,
+          log: log.child({ agent: node.name }),
+          onSelfFence: (record) => {
+            node.selfFences.push(record);
+            this.#note(node.name, `fenced itself: ${record.reason}`);
+          },
+        }),
+      );
+    } catch (err) {
+      this.#note(node.name, `agent not started: ${(err as Error).message}`);
+      return;
+    }
+    node.agent = agent;
+    node.watchdogKind = watchdogKind;
+    await agent.start();
     node.agentSince = clock.now();
+  }
+
+  /** The agent's link, its acks' views replaced by `viewTaken`'s (a broken variant). */
+  #alteringViews(node: SimNode, inner: AgentTransport, viewTaken: NonNullable<FleetOptions["viewTaken"]>): AgentTransport {
+    return {
+      ...inner,
+      sendHeartbeat: (hb) => inner.sendHeartbeat(hb),
+      onAck: (callback) =>
+        inner.onAck((ack) => {
+          const sent = ack.membership?.view;
+          if (!sent) return callback(ack);
+          const taken = viewTaken(node.name, sent, node.firstViewTaken);
+          node.firstViewTaken ??= taken;
+          callback({ ...ack, membership: { version: ack.membership!.version, view: taken } });
+        }),
+      onCommand: (handler) => inner.onCommand(handler),
+      close: () => inner.close(),
+      ...(inner.lookupNodeState ? { lookupNodeState: (n: string, ms: number) => inner.lookupNodeState!(n, ms) } : {}),
+      ...(inner.withdraw ? { withdraw: (hb: Heartbeat, ms: number) => inner.withdraw!(hb, ms) } : {}),
+    };
   }
 
   async #stopAgent(node: SimNode, how: "clean" | "kill") {
@@ -315,10 +441,12 @@ export class SimFleet {
     if (!agent) return;
     node.killing = how === "kill";
     try {
-      await agent.stop();
+      await agent.stop({ clean: how === "clean" });
     } finally {
       node.killing = false;
     }
+    // The software fallback's timer dies with the agent: nothing resets the machine now.
+    if (how === "kill" && node.watchdogKind === "software") await node.watchdog?.close();
   }
 
   /** The machine is reset (watchdog) or power-cycled: everything stops, it boots after rebootMs. */
@@ -326,15 +454,16 @@ export class SimFleet {
     if (node.power !== "up" && !node.hung) return;
     node.hung = false;
     node.resets += 1;
-    node.watchdog = null;
+    // Down first: a software fallback timer dies with its agent (closed there), a device is reset.
     await this.#powerDown(node, why);
+    node.watchdog = null;
     this.#bootLater(node, this.#options.rebootMs);
   }
 
   /** A boot after `ms`, unless the machine is powered off by its BMC or already up by then. */
   #bootLater(node: SimNode, ms: number) {
     this.#later(ms, async () => {
-      if (node.power !== "down" || node.heldOff || node.hung) return;
+      if (node.power !== "down" || node.heldOff || node.hung || node.dead) return;
       await this.#boot(node);
     });
   }
@@ -447,6 +576,19 @@ export class SimFleet {
     }
   }
 
+  /** The agent is stopped cleanly (as by systemctl restart) and started again after `restartAfterMs`. */
+  async restartAgent(name: string, restartAfterMs: number) {
+    const node = this.#node(name);
+    await this.#stopAgent(node, "clean");
+    this.#note(name, "agent stopped cleanly for a restart");
+    this.#later(restartAfterMs, async () => {
+      if (node.power !== "up" || node.agent) return;
+      await this.#startAgent(node);
+      await this.#syncLink(node);
+      this.#note(name, "agent restarted");
+    });
+  }
+
   /**
    * Kernel hang: nothing runs on the machine any more (no agent, no containers), yet it stays
    * powered on. A working watchdog resets it after its timeout; a broken one never does, and
@@ -455,10 +597,13 @@ export class SimFleet {
   async hang(name: string, options: { watchdog: "works" | "broken" }) {
     const node = this.#node(name);
     if (node.power !== "up") return;
-    await this.#powerDown(node, options.watchdog === "works" ? "kernel hang (its watchdog will reset it)" : "kernel hang; its watchdog is broken: only its BMC can end it");
+    // Only a hardware watchdog resets a hung kernel: softdog is a kernel timer, and the software
+    // fallback a timer in the (now frozen) agent.
+    const resets = options.watchdog === "works" && this.#deviceOf(name) === "hardware";
+    await this.#powerDown(node, resets ? "kernel hang (its watchdog will reset it)" : "kernel hang; nothing resets it: only its BMC can end it");
     node.hung = true;
-    // The agent died without a magic close: a working watchdog stays armed and fires; a broken one never does.
-    if (options.watchdog === "broken") await node.watchdog?.close();
+    // The agent died without a magic close: a working hardware watchdog stays armed and fires.
+    if (!resets) await node.watchdog?.close();
   }
 
   /**
@@ -478,12 +623,22 @@ export class SimFleet {
     this.#options.cluster.powerOff(name);
   }
 
+  /**
+   * The machine dies for good (decommissioned, or broken beyond repair): powered off, and no
+   * power-on (a fence agent's unfencing) ever boots it again.
+   */
+  async retire(name: string) {
+    const node = this.#node(name);
+    node.dead = true;
+    await this.powerOff(name);
+  }
+
   /** Its BMC powers the machine on: it boots (new boot id) after `rebootMs`, as any boot. */
   async powerOn(name: string) {
     const node = this.#node(name);
     if (!node.heldOff) return;
     node.heldOff = false;
-    this.#note(name, "powered on by its BMC");
+    this.#note(name, node.dead ? "powered on by its BMC, but it is dead: it does not boot" : "powered on by its BMC");
     this.#bootLater(node, this.#options.rebootMs);
   }
 
@@ -500,6 +655,8 @@ export class SimFleet {
       hung: node.hung,
       /** Powered off by its BMC. */
       poweredOff: node.heldOff,
+      /** Dead for good: it never boots again. */
+      dead: node.dead,
       bootId: node.bootId,
       boots: node.boots,
       resets: node.resets,
@@ -507,6 +664,8 @@ export class SimFleet {
       selfFences: [...node.selfFences],
       reachesControlPlane: this.reachesControlPlane(name),
       agent: node.agent?.state(),
+      /** What the running agent reports resets the machine (null: no agent). */
+      watchdogKind: node.watchdogKind,
       /** When the running agent started answering its peers (undefined while none runs). */
       agentSince: node.agentSince,
       /** The running agent's latest peer round: when it asked, and whose agents were serving then. */

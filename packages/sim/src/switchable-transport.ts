@@ -32,6 +32,9 @@ export function createSwitchableTransport(factory: () => AgentTransport | Promis
       if (!inner?.lookupNodeState) throw unreachable;
       return inner.lookupNodeState(node, timeoutMs);
     },
+    async withdraw(heartbeat, timeoutMs) {
+      return inner?.withdraw ? inner.withdraw(heartbeat, timeoutMs) : false;
+    },
     async close() {
       await switchable.disconnect();
     },

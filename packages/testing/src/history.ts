@@ -1,4 +1,4 @@
-import { DEFAULT_POLICY, createEvent, type AuditRecord, type Command, type CommandResultData, type NodeEvent, type Policy } from "@fenceline/contracts";
+import { DEFAULT_POLICY, contractMeeting, createEvent, type AgentContract, type AuditRecord, type Command, type CommandResultData, type NodeEvent, type Policy } from "@fenceline/contracts";
 import { createDecider, fold, timerEventId, type Decider, type NodeSnapshot } from "@fenceline/engine";
 
 /**
@@ -92,6 +92,8 @@ type NodeRuntime = {
 
 export class HistoryGenerator {
   readonly policy: Policy;
+  /** Every agent's contract: one that meets the policy. */
+  readonly contract: AgentContract;
   private readonly decider: Decider;
   private readonly random: () => number;
   private readonly queue = new Queue();
@@ -106,6 +108,7 @@ export class HistoryGenerator {
 
   constructor(options: HistoryOptions = {}) {
     this.policy = options.policy ?? DEFAULT_POLICY;
+    this.contract = contractMeeting(this.policy);
     // The recorded audit comes from xstate itself: replaying it with the default (fast)
     // interpreter is then a differential check of the two as well.
     this.decider = createDecider(this.policy, undefined, { interpreter: "xstate" });
@@ -127,7 +130,7 @@ export class HistoryGenerator {
     this.nodes.forEach((n, i) => {
       const at = start + i * 3;
       this.schedule(i, at, () => this.ev(n, "config.desired", at, "config", { checksums: { kubelet: "k1", runtime: "r1" }, hostGroup: n.hostGroup }));
-      this.schedule(i, at + 1, () => this.ev(n, "node.joined", at + 1, "heartbeat-detector", { bootId: this.bootId(n), incarnation: n.incarnation, hostGroup: n.hostGroup, controlPlane: i < 3, checksums: { kubelet: "k1", runtime: "r1" } }));
+      this.schedule(i, at + 1, () => this.ev(n, "node.joined", at + 1, "heartbeat-detector", { bootId: this.bootId(n), incarnation: n.incarnation, hostGroup: n.hostGroup, controlPlane: i < 3, checksums: { kubelet: "k1", runtime: "r1" }, contract: this.contract }));
       this.scheduleIncident(i, at + 1);
     });
   }
@@ -222,7 +225,7 @@ export class HistoryGenerator {
       n.incarnation++;
     }
     this.scheduleIncident(i, this.now + 30_000);
-    return this.ev(n, "heartbeat.resumed", this.now, "heartbeat-detector", { bootId: this.bootId(n), incarnation: n.incarnation, checksums: { kubelet: "k1", runtime: "r1" } });
+    return this.ev(n, "heartbeat.resumed", this.now, "heartbeat-detector", { bootId: this.bootId(n), incarnation: n.incarnation, checksums: { kubelet: "k1", runtime: "r1" }, contract: this.contract });
   }
 
   /** What a simulated actuator answers to a command, and when. */

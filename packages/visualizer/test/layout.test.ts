@@ -24,8 +24,13 @@ describe("statechart layout", () => {
       // it starts on its source state's border and ends on its target's.
       const drawn = new Set(layout.edges.flatMap((e) => e.transitions.map((t) => `${t.from}|${t.event}|${t.guard}|${t.to}`)));
       const top = (p: string) => p.split(".")[0];
+      const isState = (p: string) => chart.states.some((s) => s.path === p);
       for (const t of chart.transitions)
-        for (const target of t.targets) if (top(t.source) !== top(target)) expect(drawn.has(`${t.source}|${t.event}|${t.guard}|${target}`), `${t.source} → ${target}`).toBe(true);
+        for (const target of t.targets) {
+          // A transition of the machine itself (any state) is a note on its target instead.
+          if (!isState(t.source)) expect(layout.inner[top(target)!]?.some((n) => n.startsWith(`from any state: ${t.event}`) && n.endsWith(`→ ${target}`)), `any state → ${target}`).toBe(true);
+          else if (top(t.source) !== top(target)) expect(drawn.has(`${t.source}|${t.event}|${t.guard}|${target}`), `${t.source} → ${target}`).toBe(true);
+        }
       const box = (path: string) => layout.boxes.find((b) => b.path === path)!;
       const onBorder = (p: { x: number; y: number }, b: { x: number; y: number; w: number; h: number }) =>
         Math.min(Math.abs(p.x - b.x), Math.abs(p.x - b.x - b.w), Math.abs(p.y - b.y), Math.abs(p.y - b.y - b.h)) < 1.5;

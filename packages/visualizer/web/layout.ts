@@ -188,7 +188,12 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
   const grouped = new Map<string, Group>();
   for (const t of chart.transitions) {
     for (const target of t.targets) {
-      if (!byPath.has(target) || !byPath.has(t.source)) continue;
+      if (!byPath.has(target)) continue;
+      // On the machine itself (taken in every state): one note on the target, not an arrow from each state.
+      if (!byPath.has(t.source)) {
+        (inner[topOf(target)] ??= []).push(`from any state: ${lineOf(t)} → ${target}`);
+        continue;
+      }
       if (topOf(target) === topOf(t.source)) {
         (inner[topOf(t.source)] ??= []).push(`${t.source.split(".").slice(1).join(".") || t.source}: ${lineOf(t)} → ${target === t.source ? "itself" : target.split(".").pop()}`);
         continue;

@@ -1,7 +1,7 @@
 import { systemClock, type Clock, type FenceAgent, type FenceAnswer, type FenceTarget } from "@fenceline/contracts";
 import { resolveTarget, type FenceDeviceConfig } from "./config.js";
 import { FenceAgentError, FenceErrorCode, RETRYABLE, isFenceAgentError } from "./errors.js";
-import { confirmAction, powerOf } from "./interpret.js";
+import { agentReadBackOff, confirmAction, powerOf } from "./interpret.js";
 import { runFenceAgent, type FenceAction, type FenceAgentRun } from "./run-fence-agent.js";
 import type { SecretReader } from "./secrets.js";
 
@@ -89,8 +89,12 @@ export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, o
   const agent: FenceAgent = {
     covers: (node, hostGroup) => resolveTarget(config, node, hostGroup) !== null,
     async powerOff(target) {
-      const { output } = await attempt("off", target, (r, what) => confirmAction(r, "off", what));
-      return { output };
+      let readBack = false;
+      const { output } = await attempt("off", target, (r, what) => {
+        confirmAction(r, "off", what);
+        readBack = agentReadBackOff(r);
+      });
+      return readBack ? { output, power: "off" as const } : { output };
     },
     async powerOn(target) {
       const { output } = await attempt("on", target, (r, what) => confirmAction(r, "on", what));

@@ -132,3 +132,34 @@ export function confirmAction(run: FenceAgentRun, action: "off" | "on", what: st
   if (said && run.exitCode === 0) return;
   throw failureOf(run, what);
 }
+
+/**
+ * Whether an `off` run shows the agent reading the power state back as off itself, as
+ * fence_ipmilan (and its aliases: fence_idrac, fence_ilo3…) does with `verbose`: ipmitool's
+ * "Chassis Power is off" after the `chassis power off` it executed (fencing.py polls the status
+ * until it reads off, and only then prints "Powered OFF"), or before "Already OFF". An agent that
+ * shows no such read-back (one that only sets the power, or prints nothing of its tool) gets
+ * Fenceline's own `status` read-back.
+ */
+export function agentReadBackOff(run: FenceAgentRun): boolean {
+  if (run.action !== "off" || run.exitCode !== 0 || run.timedOut) return false;
+  const lines = run.output.split("\n");
+  const powered = lines.findIndex((l) => /^\s*Success:\s*Powered\s+OFF\s*$/i.test(l));
+  const already = lines.findIndex((l) => /^\s*Success:\s*Already\s+OFF\s*$/i.test(l));
+  const end = powered >= 0 ? powered : already;
+  if (end < 0) return false;
+  let from = 0;
+  if (powered >= 0) {
+    // After the last power-off command the agent executed.
+    from = -1;
+    for (let i = 0; i < end; i++) if (/Executing:.*\bchassis power off\b/i.test(lines[i]!)) from = i + 1;
+    if (from < 0) return false;
+  }
+  // The status read that answered last before the verdict says off.
+  let last: string | undefined;
+  for (let i = from; i < end; i++) {
+    const m = /\bChassis Power is (on|off)\b/i.exec(lines[i]!);
+    if (m) last = m[1]!.toLowerCase();
+  }
+  return last === "off";
+}

@@ -83,10 +83,16 @@ export function createLinuxWatchdog(options: LinuxWatchdogOptions): LinuxWatchdo
   };
 }
 
-function sysfsTimeoutPathOf(devicePath: string): string | undefined {
+/** The sysfs directory of a watchdog device path (/dev/watchdog is watchdog0), or undefined outside /dev. */
+export function sysfsDirOf(devicePath: string): string | undefined {
   if (!devicePath.startsWith("/dev/")) return undefined;
   const name = basename(devicePath);
-  return `/sys/class/watchdog/${name === "watchdog" ? "watchdog0" : name}/timeout`;
+  return `/sys/class/watchdog/${name === "watchdog" ? "watchdog0" : name}`;
+}
+
+function sysfsTimeoutPathOf(devicePath: string): string | undefined {
+  const dir = sysfsDirOf(devicePath);
+  return dir === undefined ? undefined : `${dir}/timeout`;
 }
 
 async function checkDeviceTimeout(sysfsPath: string, timeoutMs: number, log: Logger): Promise<void> {

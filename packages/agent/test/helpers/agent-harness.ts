@@ -1,9 +1,10 @@
-import { AgentTiming, type Heartbeat, type HeartbeatAck } from "@fenceline/contracts";
+import { AgentTiming, createMembershipView, type Heartbeat, type HeartbeatAck, type MembershipView } from "@fenceline/contracts";
 import { createAgent, type Agent } from "../../src/agent.js";
 import { createMemoryPeerNetwork, type MemoryPeerNetwork } from "../../src/memory-peers.js";
 import { createMemoryAgentTransport, type MemoryAgentTransport } from "../../src/memory-transport.js";
 import type { PeerAnswer } from "../../src/peer-protocol.js";
-import type { SelfFenceStore, WatchdogStopCommand } from "../../src/ports.js";
+import { createMemoryMembershipViewStore } from "../../src/membership-store.js";
+import type { MembershipViewStore, SelfFenceStore, WatchdogStopCommand } from "../../src/ports.js";
 import { VirtualClock, VirtualWatchdog } from "@fenceline/testing";
 import { silentLog } from "./silent-log.js";
 
@@ -20,12 +21,17 @@ export interface Harness {
   setControlPlane(up: boolean): void;
   /** Makes a peer answer with `answer` (undefined: the peer is silent). */
   scriptPeer(peer: string, answer: Omit<PeerAnswer, "node"> | undefined): void;
+  /** The view the control plane serves in its acks (as the heartbeat detector does); null: none. */
+  serveView(view: MembershipView | null): void;
+  membership: MembershipViewStore & { readonly view: MembershipView | undefined };
 }
 
 export interface HarnessOptions {
   node?: string;
   peers?: string[];
-  fleetSize?: number;
+  /** The fleet's members in the view the control plane serves (default: this node and its peers). */
+  members?: string[];
+  witness?: boolean;
   bootId?: string;
   selfFenceStore?: SelfFenceStore;
   nodeState?: (node: string) => string | undefined;
@@ -42,11 +48,17 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   const silent = new Set<string>(peers);
   const network =
     options.network ?? createMemoryPeerNetwork({ clock, canReach: (from, to) => !silent.has(from) && !silent.has(to) });
+  let served: MembershipView | null = createMembershipView(1, options.witness ?? true, (options.members ?? [node, ...peers]).map((n) => ({ node: n })));
   const transport = createMemoryAgentTransport({
     controlPlaneReachable: () => controlPlaneUp,
-    respond: (hb: Heartbeat): HeartbeatAck => ({ v: 1, node: hb.node, at: clock.now(), state: "healthy" }),
+    respond: (hb: Heartbeat): HeartbeatAck => {
+      const held = hb.contract?.membershipVersion ?? 0;
+      const membership = served ? { version: served.version, ...(held < served.version ? { view: served } : {}) } : undefined;
+      return { v: 1, node: hb.node, at: clock.now(), state: "healthy", ...(membership ? { membership } : {}), ...(hb.stopping ? { withdrawn: true as const } : {}) };
+    },
     ...(options.nodeState ? { nodeState: options.nodeState } : {}),
   });
+  const membership = createMemoryMembershipViewStore();
   const watchdog = new VirtualWatchdog({ clock, timeoutMs: TIMING.watchdogTimeoutMs });
   const agent = createAgent({
     node,
@@ -55,12 +67,12 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     hostGroup: "workers",
     timing: TIMING,
     heartbeatIntervalMs: HEARTBEAT_MS,
-    peerNodes: peers,
-    ...(options.fleetSize !== undefined ? { fleetSize: options.fleetSize } : {}),
+    membership,
     ...(options.selfFenceStore ? { selfFenceStore: options.selfFenceStore } : {}),
     transport,
     peers: network.transportFor(node),
     watchdog,
+    watchdogKind: "hardware",
     clock,
     log: silentLog,
   });
@@ -70,6 +82,10 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     transport,
     watchdog,
     network,
+    membership,
+    serveView: (view) => {
+      served = view;
+    },
     setControlPlane: (up) => {
       controlPlaneUp = up;
     },

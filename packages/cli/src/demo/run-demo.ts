@@ -281,13 +281,21 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     const latest = latestStates(audit);
     return names.every((n) => latest.get(n) === "healthy");
   };
+  // Each agent has learned the whole fleet, and the engine has its contract: a silent node can then
+  // be assumed fenced by the safe time (before, only a new boot id or an operator could tell).
+  const guaranteed = () =>
+    names.every((n) => {
+      const context = control.engine.core.snapshot(n)?.context;
+      const view = fleet.status(n).agent?.membership;
+      return context?.guarantee.timeBased === true && view?.members.length === names.length && context.contract?.membershipVersion === view.version;
+    });
   const warmupMs = options.kubernetes === "real" ? 60_000 : 15_000;
   const warmupUntil = Date.now() + warmupMs;
-  while (!healthy() || cluster.replicas().some((r) => r.runningOn.length === 0)) {
-    if (Date.now() > warmupUntil) throw new Error(`the fleet did not become healthy within ${warmupMs / 1000} s`);
+  while (!healthy() || !guaranteed() || cluster.replicas().some((r) => r.runningOn.length === 0)) {
+    if (Date.now() > warmupUntil) throw new Error(`the fleet did not become healthy, with every agent's contract heard, within ${warmupMs / 1000} s`);
     await sleep(50);
   }
-  say("fleet healthy; all workloads running");
+  say("fleet healthy; every agent's fencing contract heard; all workloads running");
 
   const injectedAt = Date.now();
   const used = new Set<string>();

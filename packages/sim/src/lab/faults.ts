@@ -35,7 +35,9 @@ export const FAULT_KINDS_BEFORE_BMC = [...FAULT_KINDS_BEFORE_NATS_LOSS, "nats-lo
  * Drawn only in seeds that fence by power (`runSeed`'s `power`).
  */
 export const BMC_FAULT_KINDS = ["bmc-unreachable", "bmc-slow", "bmc-wrong-credentials", "bmc-power-on-fails"] as const;
-export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_BMC, ...BMC_FAULT_KINDS] as const;
+export const FAULT_KINDS_BEFORE_MEMBERSHIP = [...FAULT_KINDS_BEFORE_BMC, ...BMC_FAULT_KINDS] as const;
+/** Fleets whose membership changes, and agents whose contract is weaker than the policy. */
+export const FAULT_KINDS = [...FAULT_KINDS_BEFORE_MEMBERSHIP, "node-joins", "never-returns", "node-leaves", "weak-contract"] as const;
 export type LabFaultKind = (typeof FAULT_KINDS)[number];
 
 export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
@@ -58,6 +60,10 @@ export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
   "bmc-slow": "a machine's BMC carries power changes out 5–15 s late for 5–40 s while the machine crashes: the power-off may come after the agent gave up",
   "bmc-wrong-credentials": "the fence device's password for a machine is wrong for 5–40 s (a rotation not yet rolled out) while the machine crashes: the login is refused at once, not retried, and fencing escalates",
   "bmc-power-on-fails": "a machine's BMC refuses to power it on for 5–40 s while the machine crashes: fenced by power, its power-on after remediation is tried again until the BMC takes it",
+  "node-joins": "1–2 new machines join the fleet: they boot, their agents learn the fleet from the control plane, every agent's view grows",
+  "never-returns": "a machine dies and never comes back (powered off for good): remediated, it is down with its slot freed; in half the runs an operator forgets it 5–30 s later",
+  "node-leaves": "a machine is decommissioned: powered off, then its Node deleted from Kubernetes 1–10 s later (its pods garbage-collected, the node forgotten, the fleet shrinks)",
+  "weak-contract": "an agent restarts with a contract weaker than the policy (a 3× control-plane timeout, or no watchdog device and the software fallback), then its machine loses its network for 3–20 s: no fencing by time, only its reboot proves it",
 };
 
 /** A fault as planned (kind and time) and, once injected, what it did. */
@@ -232,6 +238,56 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       later(forMs, () => bmcs.setFault(node, fault, false));
       await fleet.crash(node, downMs);
       return record([node], Math.max(forMs, downMs), `${node}'s BMC ${fault} for ${forMs} ms; ${node} crashes, back after ${downMs} ms (unless powered off)`);
+    }
+    case "node-joins": {
+      const count = rng.int(1, 2);
+      const joined: string[] = [];
+      for (let i = 0; i < count; i++) {
+        let k = world.fleet.nodes.length + 1;
+        while (world.fleet.nodes.includes(`node-${k}`)) k++;
+        await world.addMachine(`node-${k}`);
+        joined.push(`node-${k}`);
+      }
+      return record(joined, 0, `${joined.join(", ")} join${joined.length === 1 ? "s" : ""} the fleet`);
+    }
+    case "never-returns": {
+      // Machines dead for good stay in the fleet until forgotten and count against its majority:
+      // with a third of the fleet dead nothing could be remediated until an operator forgot them,
+      // which is the design, but then the run cannot converge. So at most that many.
+      const deadForGood = world.fleet.nodes.filter((n) => world.fleet.status(n).dead && world.snapshotOf(n)?.path !== "forgotten").length;
+      if (3 * (deadForGood + 1) >= world.fleet.nodes.length) return null;
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      await fleet.retire(node);
+      const forgetAfterMs = rng.chance(0.5) ? rng.int(5_000, 30_000) : null;
+      if (forgetAfterMs !== null) later(forgetAfterMs, () => world.forget(node, "never came back"));
+      return record([node], forgetAfterMs ?? 0, `${node} dies and never comes back${forgetAfterMs !== null ? `; an operator forgets it after ${forgetAfterMs} ms` : ""}`);
+    }
+    case "node-leaves": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      await fleet.retire(node);
+      const deleteAfterMs = rng.int(1_000, 10_000);
+      later(deleteAfterMs, () => world.deleteNode(node));
+      return record([node], deleteAfterMs, `${node} is decommissioned: powered off, its Node deleted ${deleteAfterMs} ms later`);
+    }
+    case "weak-contract": {
+      const node = target(world, rng);
+      if (node === undefined) return null;
+      const current = world.fleet.configOf(node);
+      const software = rng.chance(0.5);
+      if (software) {
+        world.fleet.reconfigure(node, { device: "none", config: { ...current, watchdog: { ...current.watchdog, fallbackRebootCommand: ["systemctl", "reboot", "-f"] } } });
+      } else {
+        world.fleet.reconfigure(node, { config: { ...current, timing: { ...current.timing, controlPlaneTimeoutMs: 3 * current.timing.controlPlaneTimeoutMs } } });
+      }
+      const restartMs = rng.int(200, 2_000);
+      await fleet.restartAgent(node, restartMs);
+      const lossAt = restartMs + rng.int(3_000, 8_000);
+      const lossMs = rng.int(3_000, 20_000);
+      later(lossAt, () => fleet.networkLoss(node, lossMs));
+      const what = software ? "no watchdog device, the software fallback" : "a 3× control-plane timeout";
+      return record([node], lossAt + lossMs + policy.agent.watchdogTimeoutMs + options.rebootMs, `${node}'s agent restarts with a weaker contract (${what}) and loses its network ${lossAt} ms later for ${lossMs} ms`);
     }
     case "message-chaos": {
       const forMs = rng.int(5_000, 30_000);

@@ -1,6 +1,7 @@
 import { OUT_OF_SERVICE_TAINT, type AuditRecord, type Command } from "@fenceline/contracts";
 import { REMEDIATION_KINDS } from "@fenceline/statecharts";
 import type { FoldResult } from "@fenceline/engine";
+import type { FleetView } from "@fenceline/actuators";
 import { checkInvariants } from "../invariants.js";
 import type { InMemoryCluster } from "../cluster.js";
 
@@ -158,8 +159,15 @@ export class LabChecker {
     }
   }
 
-  granted(node: string, now: number, view: { fleetSize: number; healthy: number }): void {
-    if (view.healthy * 2 > view.fleetSize) return;
-    this.fail("fleet-guard-limit", now, `slot granted to ${node} with only ${view.healthy} of ${view.fleetSize} nodes healthy (no strict majority)`, node, "majority");
+  /**
+   * A slot was granted on `view`: its current membership view (or, without one, every node) must
+   * have had a healthy strict majority of its votes, the control plane's witness counted.
+   */
+  granted(node: string, now: number, view: FleetView): void {
+    const current = view.views?.at(-1);
+    const healthy = current ? current.healthy + current.witness : view.healthy;
+    const votes = current ? current.votes : view.fleetSize;
+    if (healthy * 2 > votes) return;
+    this.fail("fleet-guard-limit", now, `slot granted to ${node} with only ${healthy} of ${votes} votes healthy (no strict majority)`, node, "majority");
   }
 }

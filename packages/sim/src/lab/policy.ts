@@ -24,6 +24,37 @@ export const LAB_POLICY: Policy = Policy.parse({
 });
 
 /**
+ * The agent configuration every lab machine runs by default: deploy/agent.json — the file the
+ * DaemonSet ships, with its `__NODE_NAME__` and `__NODE_IP__` — with the lab policy's timing
+ * instead of the production one (a test holds the two files together). No list of nodes: each
+ * agent learns the fleet from the lab's control plane. `fenceline chaos --agent-config FILE`
+ * runs another file.
+ */
+export const LAB_AGENT_CONFIG = `${JSON.stringify(
+  {
+    node: "__NODE_NAME__",
+    nats: { url: "nats://nats.fenceline.svc:4222" },
+    peerListen: { host: "0.0.0.0", port: 9797 },
+    peerAdvertiseUrl: "http://__NODE_IP__:9797",
+    watchdog: { path: "/dev/watchdog" },
+    heartbeatInterval: LAB_POLICY.heartbeat.intervalMs,
+    timing: LAB_POLICY.agent,
+    services: { kubelet: { files: ["/host/etc/kubernetes/kubelet.conf"] } },
+    hostGroup: "workers",
+    stateDir: "/var/lib/fenceline/agent",
+    logLevel: "info",
+  },
+  null,
+  2,
+)}\n`;
+
+/** The address a lab machine has (its node number in the last two octets), for `__NODE_IP__`. */
+export function labNodeIp(node: string): string {
+  const n = Number(/(\d+)$/.exec(node)?.[1] ?? 0);
+  return `10.77.${Math.floor(n / 250)}.${(n % 250) + 1}`;
+}
+
+/**
  * The same policy fencing by power first: [ipmi] (the simulated BMCs, `simBmcDevices`) with a
  * 20 s timeout, then [watchdog].
  */

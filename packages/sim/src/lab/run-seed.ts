@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
-import type { AuditRecord, Policy } from "@fenceline/contracts";
+import { votesOf, type AuditRecord, type Policy } from "@fenceline/contracts";
+import { parseAgentConfig, renderAgentConfig, type AgentConfig } from "@fenceline/agent";
 import { simBmcDevices } from "../bmc/sim-bmc.js";
 import { VirtualClock } from "@fenceline/testing";
-import { BROKEN_MACHINES, type BrokenMachineName } from "./broken.js";
+import { brokenMachine, brokenMembership, type BrokenMachineName } from "./broken.js";
 import { BMC_FAULT_KINDS, FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
 import { outageFenceGroup, type LabFailure } from "./invariants.js";
-import { convergenceBound, LAB_ACK_WAIT_MS, LAB_POLICY, withPowerLevels, type ConvergenceBound } from "./policy.js";
+import { convergenceBound, LAB_ACK_WAIT_MS, LAB_AGENT_CONFIG, LAB_POLICY, labNodeIp, withPowerLevels, type ConvergenceBound } from "./policy.js";
 import { Prng } from "./prng.js";
 import { LabWorld, type TrailLine } from "./world.js";
 
@@ -23,7 +24,7 @@ export type SeedOptions = {
   faults?: number;
   /** Fleet size (default: 4 to 10, drawn from the seed). */
   nodes?: number;
-  /** Run a deliberately broken machine (the lab's self-test). */
+  /** Run a deliberately broken variant (the lab's self-test): a broken machine or broken agents. */
   broken?: BrokenMachineName;
   policy?: Policy;
   /** Keep the audit records and the trail in the result (for a replay). */
@@ -32,6 +33,16 @@ export type SeedOptions = {
   bootGate?: boolean;
   /** Replaces the computed convergence bound (tests of the convergence check). */
   convergenceBoundMs?: number;
+  /**
+   * The agent configuration file every machine runs (its text; `__NODE_NAME__` and `__NODE_IP__`
+   * filled in per machine). Default: LAB_AGENT_CONFIG.
+   */
+  agentConfig?: string;
+  /**
+   * Fleets that grow: in half the seeds 1–2 machines join during the warm-up (default: on). Off
+   * replays the seeds recorded before it existed (with `kinds: FAULT_KINDS_BEFORE_MEMBERSHIP`).
+   */
+  growth?: boolean;
   /**
    * Fence by power: most machines get a simulated BMC and the policy the levels [ipmi], then
    * [watchdog]. Default: drawn from the seed (half the seeds) when the fault kinds include the
@@ -87,11 +98,16 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   const power = options.power ?? (bmcKinds.length > 0 && (allBmc || powerRng.chance(0.5)));
   const policy = power ? withPowerLevels(basePolicy) : basePolicy;
   const kinds = power ? (options.kinds ?? FAULT_KINDS) : (options.kinds ?? FAULT_KINDS).filter((k) => !(BMC_FAULT_KINDS as readonly string[]).includes(k));
-  const machine = options.broken ? BROKEN_MACHINES[options.broken].build(policy) : undefined;
+  const machine = options.broken ? brokenMachine(options.broken, policy) : undefined;
+  const viewTaken = options.broken ? brokenMembership(options.broken) : undefined;
 
   const n = options.nodes ?? setup.int(4, 10);
   const nodes = Array.from({ length: n }, (_, i) => `node-${i + 1}`);
   const rebootMs = setup.int(1_000, 3_000);
+  // Fleets grow: in half the seeds 1–2 machines join during the warm-up, so every agent's view
+  // grows before the faults (the stale-fleet variant is the one that must not keep up with it).
+  const warmupJoins = options.growth !== false && setup.chance(0.5) ? setup.int(1, 2) : 0;
+  const warmupJoinAt = Array.from({ length: warmupJoins }, () => setup.int(500, WARMUP_MS - 1_500));
   const clock = new VirtualClock(LAB_EPOCH);
   const world = new LabWorld({
     clock,
@@ -108,6 +124,8 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     ackWaitMs: LAB_ACK_WAIT_MS,
     unreachableEvictionMs: 340_000,
     bootGate: options.bootGate ?? true,
+    agentConfigOf: labAgentConfigs(options.agentConfig ?? LAB_AGENT_CONFIG),
+    ...(viewTaken ? { viewTaken } : {}),
     // Most machines have a BMC; the others fail the power level at once (no device) and escalate.
     ...(power ? { power: { devices: simBmcDevices({ nodes: withBmc(nodes, powerRng), timeoutMs: 10_000, retries: 1, confirmWithinMs: 8_000 }) } } : {}),
   });
@@ -138,20 +156,25 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     if (disturbed.has(node)) return;
     // The deciding round's questions, not the end of the round, say whom the agent could count
     // on (see outageFenceGroup). A fence the engine asked for did not come from a round.
-    const last = world.fleet.status(node).lastPeerRound;
+    const status = world.fleet.status(node);
+    const last = status.lastPeerRound;
     const fromRound = !e.what.startsWith("fenced itself: engine request") && last !== undefined && last.at >= t - policy.agent.peerRoundMs;
+    // The fleet as this agent knows it (its membership view): what its majority is counted against.
+    const view = status.agent?.membership;
+    if (!view) return;
     const group = outageFenceGroup({
       node,
-      nodes,
+      nodes: view.members.map((m) => m.node),
       disturbed,
-      reachesNow: (x) => world.fleet.canReach(node, x) && world.fleet.status(x).agent?.running === true,
+      reachesNow: (x) => world.fleet.nodes.includes(x) && world.fleet.canReach(node, x) && world.fleet.status(x).agent?.running === true,
       servingWhenAsked: fromRound ? last.serving : undefined,
     });
-    if (group.length * 2 <= n) return;
+    const votes = votesOf(view);
+    if (group.length * 2 <= votes) return;
     checker.fail(
       "no-reboot-during-outage",
       t,
-      `${node} stopped feeding its watchdog during control-plane outage #${outage.id} although it reaches ${group.length} of ${n} machines (${e.what})`,
+      `${node} stopped feeding its watchdog during control-plane outage #${outage.id} although it reaches ${group.length} of the ${votes} votes of its membership view v${view.version} (${e.what})`,
       node,
     );
   });
@@ -175,6 +198,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     }
   };
 
+  let eventsInRun = 0;
   const runUntil = async (until: number, stop?: () => boolean): Promise<boolean> => {
     for (;;) {
       const next = clock.nextDueAt();
@@ -198,6 +222,15 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   try {
     await world.start();
     await drain();
+    for (const at of warmupJoinAt) {
+      clock.setTimeout(() => {
+        let k = world.fleet.nodes.length + 1;
+        while (world.fleet.nodes.includes(`node-${k}`)) k++;
+        const name = `node-${k}`;
+        world.note(name, `[warm-up] ${name} joins the fleet`);
+        void world.addMachine(name);
+      }, at);
+    }
 
     const planned = planFaults(faultRng, {
       kinds,
@@ -246,6 +279,8 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   } catch (err) {
     checker.fail("valid-messages", clock.now(), `the run threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`.slice(0, 1_000));
   } finally {
+    // Events published while the world stops (agents withdrawing their contracts) are after the run.
+    eventsInRun = world.events.lastSeq;
     await world.stop().catch(() => {});
     await drain();
     process.off("unhandledRejection", unhandled);
@@ -270,12 +305,28 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     lastHealAtMs: lastHeal - started,
     convergedAtMs: convergedAt === null ? null : convergedAt - started,
     bound,
-    events: world.events.lastSeq,
+    events: eventsInRun,
     operator,
     digest: digest.digest("hex"),
     power,
     stats: { ...world.stats, lostAcks: world.bus.stats.lostAcks, lostDeliveries: world.bus.stats.lostDeliveries, auditRecords: audit.length },
     ...(options.keep ? { audit, trail: mergedTrail(world, started) } : {}),
+  };
+}
+
+/**
+ * Each machine's agent configuration: `template` rendered for it (its name and lab address) and
+ * parsed as `fenceline agent` parses its file. Throws (with the file's problems) on a bad one.
+ */
+export function labAgentConfigs(template: string): (node: string) => AgentConfig {
+  const configs = new Map<string, AgentConfig>();
+  return (node) => {
+    let config = configs.get(node);
+    if (!config) {
+      config = parseAgentConfig(JSON.parse(renderAgentConfig(template, { name: node, ip: labNodeIp(node) })), { source: "the lab's agent configuration" });
+      configs.set(node, config);
+    }
+    return config;
   };
 }
 
@@ -297,7 +348,17 @@ function notConverged(world: LabWorld, node: string): string | null {
   const snap = world.snapshotOf(node);
   if (!snap) return "the engine has no state for it";
   const status = world.fleet.status(node);
+  // A machine gone for good rests down (remediated, its slot freed), forgotten (out of the fleet),
+  // or with an operator when nothing could confirm it fenced (its contract did not allow the
+  // engine to assume it by time): the operator's reset or forget is what it waits for.
+  const gone = status.dead || (status.power !== "up" && status.poweredOff);
   const operator = snap.path.startsWith("operator") && snap.context.operatorReason !== null;
+  if (gone && (snap.path === "down" || snap.path === "forgotten" || operator)) return null;
+  // Waiting for a remediation slot that nodes waiting for an operator hold: it waits for a person too.
+  if (snap.path === "suspect.requestingSlot") {
+    const holders = Object.keys(world.budget.current().slots);
+    if (holders.length > 0 && holders.every((n) => world.snapshotOf(n)?.path.startsWith("operator") === true)) return null;
+  }
   if (snap.path !== "healthy" && !operator) return `state ${snap.path} since ${snap.context.since}`;
   // Waiting for an operator after a power fence, the machine stays off until a person acts.
   if (operator && status.poweredOff) return null;

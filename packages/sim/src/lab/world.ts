@@ -1,6 +1,7 @@
 import {
   ACTUATOR_OF,
   ACTUATORS,
+  createEvent,
   nodeFromToken,
   OUT_OF_SERVICE_TAINT,
   type Actuator,
@@ -30,7 +31,7 @@ import {
   type SnapshotStore,
   type TimerService,
 } from "@fenceline/engine";
-import { createHeartbeatDetector } from "@fenceline/detectors";
+import { createConditionDetector, createHeartbeatDetector, createMembershipKeeper, defaultConditionRules, createMemoryMembershipStore, heartbeatAck, peerUrlOf, type MembershipKeeper } from "@fenceline/detectors";
 import {
   createActuator,
   createAgentRelay,
@@ -54,7 +55,7 @@ import type { DeadLetterSink, Logger } from "@fenceline/bus";
 import { Consumers, Streams, Subjects } from "@fenceline/streams";
 import type { NodeMachine } from "@fenceline/statecharts";
 import { InMemoryCluster } from "../cluster.js";
-import { SimFleet, type FleetEvent } from "../fleet.js";
+import { SimFleet, type FleetEvent, type FleetOptions } from "../fleet.js";
 import { createSimBmcs, SIM_BMC_PASSWORD, type SimBmcs, type SimBmcTiming } from "../bmc/sim-bmc.js";
 import type { VirtualClock } from "@fenceline/testing";
 import { BusUnavailableError, SimBus, SimConsumer, SimPartitionConsumer, SimStream, SimSubscription } from "./bus.js";
@@ -106,6 +107,12 @@ export type LabWorldOptions = {
   bootGate?: boolean;
   /** Kubernetes' own eviction of an unreachable node's pods (node monitor grace + toleration). */
   unreachableEvictionMs?: number | null;
+  /** Each machine's agent configuration (see `FleetOptions.agentConfigOf`). */
+  agentConfigOf?: FleetOptions["agentConfigOf"];
+  /** Each machine's watchdog device (see `FleetOptions.watchdogDeviceOf`). */
+  watchdogDeviceOf?: FleetOptions["watchdogDeviceOf"];
+  /** The views agents take from their acks (a broken variant). */
+  viewTaken?: FleetOptions["viewTaken"];
   /**
    * Power fencing: the fence devices (simulated BMCs behind the production device code, see
    * `simBmcDevices`) the fence actuator runs, and the BMCs' timing (default: a real server's).
@@ -134,6 +141,8 @@ export class LabWorld {
   readonly checker: LabChecker;
   readonly snapshots = createMemorySnapshotStore();
   readonly budget = createMemoryBudgetStore();
+  /** FL_MEMBERS: the membership views the keeper wrote. */
+  readonly members = createMemoryMembershipStore();
   readonly trail: TrailLine[] = [];
   /** Inputs the control plane dead-lettered (FL_DLQ): `msgID` is `dlq:<stream>:<seq>`. */
   readonly deadLetters: Array<{ source: string; subject: string; msgID: string; reason: string; error: string }> = [];
@@ -153,6 +162,7 @@ export class LabWorld {
   readonly #links = new Map<string, MemoryAgentTransport>();
   readonly #actuators: ActuatorCore[] = [];
   readonly #detector;
+  readonly #keeper: MembershipKeeper;
   #fleet!: FleetTracker;
   #engine: { timers: TimerService; loop: PartitionLoop; consumer: SimPartitionConsumer<NodeEvent>; process: { dead: boolean } } | null = null;
   readonly #subscriptions: SimSubscription<Command>[] = [];
@@ -160,7 +170,8 @@ export class LabWorld {
   #engineDownMs = 0;
   readonly #intervals: unknown[] = [];
   #stopped = false;
-  readonly #limit: number;
+  /** The most slots the policy has allowed at any time of the run (the fleet grows and shrinks). */
+  #limit: number;
 
   constructor(options: LabWorldOptions) {
     const { clock, policy, rng } = options;
@@ -198,6 +209,15 @@ export class LabWorld {
     );
 
     this.#detector = createHeartbeatDetector({ clock, timeoutMs: policy.heartbeat.timeoutMs, publish: async (event) => void this.publishEvent(event) });
+    // The control plane's membership keeper, as `fenceline up` runs it: FL_NODES in, FL_MEMBERS out.
+    this.#keeper = createMembershipKeeper({
+      store: this.members,
+      witness: policy.fleet.witness,
+      onWritten: (view) => {
+        this.#fleet.onMembership(view);
+        this.#note("*", `membership view v${view.version}: ${view.members.map((m) => m.node).join(", ")}`);
+      },
+    });
 
     const bmcRng = rng.fork(4);
     this.bmcs = options.power
@@ -227,6 +247,9 @@ export class LabWorld {
       log: silentLogger,
       transportFor: (node) => this.#transportFor(node),
       onEvent: (e) => this.#onFleetEvent(e),
+      ...(options.agentConfigOf ? { agentConfigOf: options.agentConfigOf } : {}),
+      ...(options.watchdogDeviceOf ? { watchdogDeviceOf: options.watchdogDeviceOf } : {}),
+      ...(options.viewTaken ? { viewTaken: options.viewTaken } : {}),
     });
 
     const every = (ms: number, fn: () => void) => {
@@ -394,7 +417,9 @@ export class LabWorld {
   // ------------------------------------------------------------------ fleet view and snapshots
 
   #observeSnapshot(snapshot: NodeSnapshot): void {
-    this.#fleet.onSnapshot(snapshot.node, snapshot.path.split(".")[0]!);
+    this.#fleet.onSnapshot(snapshot.node, snapshot.path.split(".")[0]!, snapshot.context.bootId !== null);
+    const peerUrl = peerUrlOf(snapshot.context as unknown as Record<string, unknown>);
+    if (this.#keeper.observe({ node: snapshot.node, path: snapshot.path, ...(peerUrl !== undefined ? { peerUrl } : {}) })) void this.#keeper.sync();
     for (const a of this.#actuators) a.observeEpoch(snapshot.node, snapshot.context.epoch);
     const engineSlots = [...this.snapshots.dump().values()].filter((e) => e.snapshot.context.slot).map((e) => e.snapshot.node);
     this.checker.slots(this.clock.now(), this.#limit, Object.keys(this.budget.current().slots), engineSlots);
@@ -402,6 +427,52 @@ export class LabWorld {
 
   fleetView(): FleetView {
     return this.#fleet.view();
+  }
+
+  /** The slots the policy allows for the fleet as it is now (the current membership view). */
+  #limitNow(): number {
+    const limit = slotLimit(this.policy, this.members.current()?.members.length ?? this.fleet.nodes.length);
+    this.#limit = Math.max(this.#limit, limit);
+    return limit;
+  }
+
+  /**
+   * The Node object of a machine is deleted from Kubernetes: the cluster garbage-collects its
+   * pods, and the control plane's condition detector reports what it reports for a deleted Node
+   * (it leaves the fleet: node.forgotten).
+   */
+  deleteNode(name: string): void {
+    const now = this.clock.now();
+    this.cluster.deleteNode(name);
+    const detector = createConditionDetector({ rules: defaultConditionRules(60_000) });
+    detector.observe({ name, resourceVersion: `${now}`, labels: {}, conditions: [{ type: "Ready", status: "True", lastTransitionTime: now }], taints: [], unschedulable: false }, now);
+    for (const event of detector.remove(name, now)) this.#publishUntilAvailable(event);
+  }
+
+  /**
+   * What an operator or the condition detector does when NATS is unreachable: try again (every
+   * second) until the event is in the log. The id is the same on every attempt (deduplicated).
+   */
+  #publishUntilAvailable(event: NodeEvent): void {
+    try {
+      this.publishEvent(event);
+    } catch (err) {
+      if (!(err instanceof BusUnavailableError)) throw err;
+      this.clock.setTimeout(() => this.#publishUntilAvailable(event), 1_000);
+    }
+  }
+
+  /** An operator forgets a node (`fenceline forget NODE --reason R`). */
+  forget(name: string, reason: string): void {
+    const now = this.clock.now();
+    this.#publishUntilAvailable(createEvent("node.forgotten", { id: `op:forget:${name}:${now}`, node: name, at: now, source: "operator:lab", data: { reason } }));
+  }
+
+  /** A new machine joins the fleet (boots; its agent learns the fleet from the control plane). */
+  async addMachine(name: string): Promise<void> {
+    this.cluster.addNode(name);
+    await this.fleet.addMachine(name);
+    this.#limitNow();
   }
 
   /** The engine's recorded state of a node (FL_NODES), as the node state service answers it. */
@@ -420,7 +491,14 @@ export class LabWorld {
     // The view the guard decided on (it reads it again on every compare-and-set attempt).
     let decidedOn: FleetView = this.fleetView();
     const view = () => (decidedOn = this.fleetView());
-    const guardHandlers = createGuardHandlers({ store: this.budget, view, policy, clock });
+    const guardHandlers = createGuardHandlers({
+      store: this.budget,
+      view,
+      policy,
+      clock,
+      latestMembershipVersion: async () => this.members.current()?.version ?? 0,
+      viewFloor: (node) => this.#fleet.viewFloor(node),
+    });
     const acquire = guardHandlers["slot.acquire"]!;
     const observedGuard: Handlers = {
       ...guardHandlers,
@@ -429,7 +507,8 @@ export class LabWorld {
         const outcome = await acquire(c, context);
         if (outcome.ok && !held) {
           this.checker.granted(c.node, clock.now(), decidedOn);
-          this.checker.slots(clock.now(), this.#limit, Object.keys(this.budget.current().slots), []);
+          // A grant must fit the limit of the fleet as it is now.
+          this.checker.slots(clock.now(), this.#limitNow(), Object.keys(this.budget.current().slots), []);
         }
         return outcome;
       },
@@ -526,12 +605,11 @@ export class LabWorld {
   /** The heartbeat detector's side of a heartbeat (and its ack), with the message chaos if any. */
   #respond(hb: Heartbeat, transport: MemoryAgentTransport): HeartbeatAck | undefined {
     this.stats.heartbeats += 1;
-    const ack = (): HeartbeatAck => {
-      const state = this.stateOf(hb.node);
-      return { v: 1, node: hb.node, at: this.clock.now(), ...(state ? { state } : {}) };
-    };
+    // A stopping agent's withdrawal is confirmed once it can be stored (the bus is up).
+    const ack = (): HeartbeatAck =>
+      heartbeatAck(hb, { at: this.clock.now(), state: this.stateOf(hb.node), membership: this.members.current(), withdrawn: hb.stopping === true && this.bus.available });
     const chaos = this.heartbeatChaos;
-    if (chaos && this.#rng.chance(chaos.delay)) {
+    if (chaos && !hb.stopping && this.#rng.chance(chaos.delay)) {
       const delay = this.#rng.int(1, chaos.maxDelayMs);
       this.clock.setTimeout(() => {
         this.#heard(hb);
@@ -550,7 +628,7 @@ export class LabWorld {
   }
 
   #heard(hb: Heartbeat): void {
-    this.#fleet.onHeartbeat(hb.node);
+    this.#fleet.onHeartbeat(hb.node, hb.contract?.membershipVersion);
     void this.#detector.onHeartbeat(hb).catch(() => {});
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runSeed } from "../../src/index.js";
+import { FAULT_KINDS_BEFORE_MEMBERSHIP, runSeed } from "../../src/index.js";
 
 // Seed 356 over these kinds, 4 faults: node-5 (running queue-1) flaps from 14.211 s, loses its
 // NATS path at 16.869 s for 20.8 s (its kubelet still reaches the API server) and the Kubernetes
@@ -13,7 +13,7 @@ const KINDS = ["nats-loss", "network-loss", "slow-actuator", "flapping"] as cons
 
 describe("a node cut off from NATS but not from the API server reboots while the engine fences it (seed 356)", () => {
   it("without the boot gate: its kubelet restarts the replica and the engine moves it while that copy runs", async () => {
-    const r = await runSeed(356, { kinds: KINDS, faults: 4, bootGate: false, keep: true });
+    const r = await runSeed(356, { kinds: KINDS, faults: 4, bootGate: false, keep: true, growth: false });
     expect(r.failures.map((f) => [f.invariant, f.node])).toContainEqual(["remediation-before-fencing", "node-5"]);
     const node5 = r.trail!.filter((l) => l.node === "node-5");
     const loss = r.faults.find((f) => f.kind === "nats-loss" && f.nodes.includes("node-5"))!;
@@ -23,7 +23,7 @@ describe("a node cut off from NATS but not from the API server reboots while the
   });
 
   it("with the boot gate: the kubelet waits for the engine, the replica moves without a violation", async () => {
-    const r = await runSeed(356, { kinds: KINDS, faults: 4, bootGate: true, keep: true });
+    const r = await runSeed(356, { kinds: KINDS, faults: 4, bootGate: true, keep: true, growth: false });
     expect(r.failures).toEqual([]);
     const node5 = r.trail!.filter((l) => l.node === "node-5");
     const loss = r.faults.find((f) => f.kind === "nats-loss" && f.nodes.includes("node-5"))!;
@@ -40,13 +40,16 @@ describe("a node cut off from NATS but not from the API server reboots while the
   });
 });
 
-describe("the same hole in the full catalogue (seed 981, as `chaos --seed 981` draws it)", () => {
+/** Seed 981 as `chaos --seed 981` drew it before the membership faults and growing fleets. */
+const RECORDED = { kinds: FAULT_KINDS_BEFORE_MEMBERSHIP, growth: false } as const;
+
+describe("the same hole in the full catalogue (seed 981, as `chaos --seed 981` drew it before fleets grew)", () => {
   // node-5 (queue-1) loses its NATS path at 12.911 s for 20.55 s; it fences itself at 14.3 s, the
   // engine starts fencing at 14.8 s and confirms by the safe time at 16.8 s, but crashes (after
   // saving the snapshot) and restarts only at 21.023 s. node-5, reset at 15.5 s, boots again at
   // 18.026 s; a minority partition (node-3, node-4, node-5) cuts its kubelet off at 18.733 s.
   it("without the gate: queue-1 restarts on node-5 at 18.1 s and the out-of-service taint at 21.023 s meets it", async () => {
-    const r = await runSeed(981, { bootGate: false });
+    const r = await runSeed(981, { bootGate: false, ...RECORDED });
     expect(r.faults.some((f) => f.kind === "nats-loss" && f.nodes.includes("node-5"))).toBe(true);
     expect(r.failures.map((f) => [f.invariant, f.node])).toContainEqual(["remediation-before-fencing", "node-5"]);
   });
@@ -55,7 +58,7 @@ describe("the same hole in the full catalogue (seed 981, as `chaos --seed 981` d
   // draws other machines (the fault targets prefer machines that run a stateful replica). Seed 356
   // above is the like-for-like comparison.
   it("with the gate (the lab's default): no violation", async () => {
-    const r = await runSeed(981);
+    const r = await runSeed(981, RECORDED);
     expect(r.failures).toEqual([]);
     expect(r.convergedAtMs).not.toBeNull();
   });

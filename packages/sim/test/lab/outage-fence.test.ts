@@ -56,7 +56,7 @@ describe("a fleet fencing itself in waves during an outage (seeds that used to f
     [2254, "node-3"],
     [2743, "node-4"],
   ])("seed %i: %s's self-fence is the quorum rule's, not a violation", async (seed, node) => {
-    const r = await runSeed(seed, { keep: true, kinds: FAULT_KINDS_BEFORE_NATS_LOSS });
+    const r = await runSeed(seed, { keep: true, kinds: FAULT_KINDS_BEFORE_NATS_LOSS, growth: false });
     expect(r.failures).toEqual([]);
     const outages = r.faults.filter((f) => f.kind === "control-plane-outage");
     const fencedInOutage = r.trail!.filter(
