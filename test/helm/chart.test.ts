@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -11,6 +11,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { ensureBinary } from "@fenceline/toolchain";
 import { ROOT } from "../e2e/cli.js";
 import { Policy } from "@fenceline/contracts";
+import { parseAgentConfig, renderAgentConfig } from "@fenceline/agent";
 import { FenceDevicesConfig } from "@fenceline/actuators";
 import { CHART, POWER_FENCING_VALUES, renderChart, valueFlags, type ChartValues, type Manifest } from "../support/helm.js";
 import { freePort } from "../support/free-port.js";
@@ -37,13 +38,8 @@ async function templateFails(values: string[] | ChartValues): Promise<string> {
 }
 
 const deployFile = (name: string) => readFileSync(join(DEPLOY, name), "utf8");
-/** A configuration deploy/ ships: its own file (deploy/policy.json), or the same key of the ConfigMap in a manifest (deploy/policy-configmap.yaml). */
-const shippedConfig = (file: string, manifest: string) =>
-  existsSync(join(DEPLOY, file))
-    ? deployFile(file)
-    : (loadAllYaml(deployFile(manifest)) as Manifest[]).find((o) => o?.kind === "ConfigMap" && o.data?.[file] !== undefined)!.data![file]!;
-const shippedPolicy = () => shippedConfig("policy.json", "policy-configmap.yaml");
-const shippedAgentConfig = () => shippedConfig("agent.json", "agent.yaml");
+const shippedPolicy = () => deployFile("policy.json");
+const shippedAgentConfig = () => deployFile("agent.json");
 const configFile = (objects: Manifest[], name: string, key: string) => find(objects, "ConfigMap", name)!.data![key]!;
 
 const find = (objects: Manifest[], kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
@@ -194,6 +190,18 @@ describe("charts/fenceline", () => {
       const rendered = JSON.parse(configFile(objects, "fl-fenceline-agent", "agent.json")) as Record<string, unknown>;
       expect(rendered).toEqual({ ...shipped, logLevel: "debug", stateDir: "/var/lib/fl" });
       expect(JSON.stringify(find(objects, "DaemonSet", "fl-fenceline-agent"))).toContain('"path":"/var/lib/fl"');
+      // What the init container writes on a node, the agent accepts.
+      const onNode = parseAgentConfig(
+        JSON.parse(renderAgentConfig(configFile(objects, "fl-fenceline-agent", "agent.json"), { name: "worker-1", ip: "10.0.0.11" })),
+        {
+          source: "chart",
+        },
+      );
+      expect(onNode).toMatchObject({
+        node: "worker-1",
+        logLevel: "debug",
+        nats: { url: "nats://nats.fenceline.svc:4222" },
+      });
       const inOtherNamespace = await renderChart({ namespace: "infra" });
       expect(JSON.parse(configFile(inOtherNamespace, "fenceline-agent", "agent.json"))).toEqual({
         ...shipped,

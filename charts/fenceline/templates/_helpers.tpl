@@ -69,18 +69,11 @@ nothing of what deploy/ ships is copied into the chart.
 {{- toJson $found -}}
 {{- end -}}
 
-{{/*
-A configuration file deploy/ ships, as written: deploy/<file> itself, or, where deploy/ keeps it
-inside a ConfigMap (key <file> of the ConfigMap in deploy/<manifest>), that text.
-*/}}
+{{/* A configuration file of deploy/ (policy.json, agent.json), as written. */}}
 {{- define "fenceline.deployConfig" -}}
 {{- $text := .root.Files.Get (printf "files/deploy/%s" .file) -}}
 {{- if not $text -}}
-{{- $configMap := include "fenceline.deployObject" (dict "root" .root "file" .manifest "kind" "ConfigMap") | fromJson -}}
-{{- $text = get (get $configMap "data" | default dict) .file -}}
-{{- end -}}
-{{- if not $text -}}
-{{- fail (printf "deploy/ has neither %s nor a ConfigMap with it in %s" .file .manifest) -}}
+{{- fail (printf "files/deploy/%s (deploy/%s) is missing from the chart" .file .file) -}}
 {{- end -}}
 {{- $text -}}
 {{- end -}}
@@ -91,7 +84,7 @@ else, lists included, is replaced). Unchanged, it is the text deploy/ ships, so 
 kustomize's; changed, it is the merged document.
 */}}
 {{- define "fenceline.mergedJson" -}}
-{{- $text := include "fenceline.deployConfig" (dict "root" .root "file" .file "manifest" .manifest) -}}
+{{- $text := include "fenceline.deployConfig" (dict "root" .root "file" .file) -}}
 {{- $base := fromJson $text -}}
 {{- if hasKey $base "Error" -}}
 {{- fail (printf "deploy/%s: %s" .file $base.Error) -}}
@@ -123,7 +116,7 @@ replaces. (Sprig's mergeOverwrite would skip false, 0 and "".)
 
 {{/* policy.json: deploy/policy.json with the values' policy merged over it. */}}
 {{- define "fenceline.policy" -}}
-{{- include "fenceline.mergedJson" (dict "root" . "file" "policy.json" "manifest" "policy-configmap.yaml" "changes" .Values.policy) -}}
+{{- include "fenceline.mergedJson" (dict "root" . "file" "policy.json" "changes" .Values.policy) -}}
 {{- end -}}
 
 {{/*
@@ -133,7 +126,7 @@ left for the init container.
 */}}
 {{- define "fenceline.agentConfig" -}}
 {{- $changes := include "fenceline.deepMerge" (dict "base" .Values.agent.config "changes" (dict "nats" (dict "url" (include "fenceline.natsUrl" .)))) | fromJson -}}
-{{- include "fenceline.mergedJson" (dict "root" . "file" "agent.json" "manifest" "agent.yaml" "changes" $changes) -}}
+{{- include "fenceline.mergedJson" (dict "root" . "file" "agent.json" "changes" $changes) -}}
 {{- end -}}
 
 {{/* The rules of the engine's ClusterRole, as deploy/rbac.yaml grants them. */}}
