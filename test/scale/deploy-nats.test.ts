@@ -10,7 +10,7 @@ import { loadAllYaml } from "@fenceline/kubernetes";
 import { Streams, fittingReplicas, provisionStreams } from "@fenceline/streams";
 import { MIN_NATS_SERVER_VERSION, versionAtLeast } from "@fenceline/toolchain";
 import { ROOT } from "../e2e/cli.js";
-import { freePort } from "../support/free-port.js";
+import { freePorts } from "../support/free-port.js";
 import { waitFor } from "../engine/nats-helpers.js";
 
 /**
@@ -54,13 +54,16 @@ describe("deploy/nats.yaml", () => {
   });
 
   it("its nats.conf forms a JetStream cluster where Fenceline provisions R3 streams that survive a server's death", { timeout: 90_000 }, async () => {
-    const clusterPorts = await Promise.all([0, 1, 2].map(() => freePort()));
+    // Six distinct ports at once: three routes and three monitors (one at a time could repeat).
+    const ports = await freePorts(6);
+    const clusterPorts = ports.slice(0, 3);
+    const httpPorts = ports.slice(3);
     for (const i of [0, 1, 2]) {
       const file = join(dir, `nats-${i}.conf`);
       let text = conf
         .replace("server_name: $SERVER_NAME", `server_name: fenceline-nats-${i}`)
         .replace("store_dir: /data", `store_dir: ${JSON.stringify(join(dir, `data-${i}`))}`)
-        .replace(/http_port: \d+/, `http_port: ${await freePort()}`)
+        .replace(/http_port: \d+/, `http_port: ${httpPorts[i]}`)
         .replace(/(cluster \{[\s\S]*?)port: 6222/, `$1port: ${clusterPorts[i]}`);
       text = text.replace(/nats:\/\/fenceline-nats-(\d)\.[a-z0-9.-]+:6222/g, (_, j: string) => `nats://127.0.0.1:${clusterPorts[Number(j)]}`);
       writeFileSync(file, text);

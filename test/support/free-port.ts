@@ -1,13 +1,28 @@
-import { createServer } from "node:net";
+import { createServer, type Server } from "node:net";
 
-/** A loopback TCP port nobody listens on (bound, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+const listen = (): Promise<Server> =>
+  new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
+    server.listen(0, "127.0.0.1", () => resolve(server));
   });
+
+/** A loopback TCP port nobody listens on (bound, then released). */
+export async function freePort(): Promise<number> {
+  const [port] = await freePorts(1);
+  return port!;
+}
+
+/**
+ * `count` distinct loopback TCP ports nobody listens on: all bound at once, then released, so
+ * the kernel cannot hand the same port out twice (two freePort() calls in a row can).
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    for (let i = 0; i < count; i++) servers.push(await listen());
+    return servers.map((s) => (s.address() as { port: number }).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
 }
