@@ -4,6 +4,7 @@ import {
   createMembershipView,
   DEFAULT_POLICY,
   engineHasMajority,
+  contractMeeting,
   fencingGuarantee,
   groupHasMajority,
   Heartbeat,
@@ -158,4 +159,29 @@ describe("fencing guarantee", () => {
     const perNode = Policy.parse({ fencing: { nodes: { "w-1": [["ipmi"], ["watchdog"]] } } });
     expect(fencingGuarantee(contract(), perNode).guarantee).toBe("watchdog");
 });
+  it("names only the power methods of a level that mixes them with the watchdog", () => {
+    const levels = [{ methods: ["watchdog"], timeoutMs: 600_000 }, { methods: ["watchdog", "ipmi"], timeoutMs: 20_000 }];
+    expect(fencingGuarantee(null, DEFAULT_POLICY, levels)).toMatchObject({
+      guarantee: "power",
+      reason: "fenced by power: level 2/2 [ipmi] powers it off and reads it back",
+    });
+  });
+
+  it("is none when no level has the watchdog, however good the contract", () => {
+    expect(fencingGuarantee(contract(), DEFAULT_POLICY, [])).toEqual({
+      guarantee: "none",
+      reason: "none of its fencing levels has the watchdog (fencing.levels)",
+      timeBased: false,
+      weak: false,
+    });
+  });
+
+  it("contractMeeting gives the contract a policy counts on: a hardware watchdog, its timing, a view", () => {
+    const policy = Policy.parse({ agent: { watchdogTimeoutMs: 12_000 }, heartbeat: { intervalMs: 500 } });
+    const met = contractMeeting(policy);
+    expect(AgentContract.parse(met)).toEqual(met);
+    expect(met).toMatchObject({ timing: policy.agent, heartbeatIntervalMs: 500, watchdog: { kind: "hardware", timeoutMs: 12_000 }, membershipVersion: 1 });
+    expect(fencingGuarantee(met, policy)).toEqual({ guarantee: "watchdog", reason: "hardware watchdog (12s), timing within the policy, membership view v1", timeBased: true, weak: false });
+    expect(fencingGuarantee(contractMeeting(policy, { membershipVersion: 7 }), policy).reason).toMatch(/membership view v7$/);
+  });
 });
