@@ -22,12 +22,13 @@ describe("fenceline demo --scenario power-fence", () => {
     expect(hang!.rejoinedAfterMs!).toBeGreaterThan(hang!.workloadsRecoveredAfterMs!);
     expect(r.stderr).toContain("[machine] powered off by its BMC");
     expect(r.stderr).toContain("[machine] powered on by its BMC");
-    // The kubelet stays held until the engine lets the node in (whether the gate's first answer
-    // was "down" or already "rejoining", and whether it opens in "rejoining" or "healthy", depends on timing).
+    // The rebooted machine's kubelet is held by the boot gate until the engine lets it in. Whether
+    // the gate's first answer saw "down" or "rejoining", and whether its opening is printed before
+    // the demo ends (the engine may finish the rejoin between two polls), depends on timing.
     const held = r.stderr.indexOf("the boot gate holds its kubelet");
-    const open = r.stderr.indexOf("boot gate open: the engine says ");
     expect(held, r.stderr.slice(-3000)).toBeGreaterThanOrEqual(0);
-    expect(open, r.stderr.slice(-3000)).toBeGreaterThan(held);
+    const open = r.stderr.indexOf("boot gate open: the engine says ");
+    if (open >= 0) expect(open).toBeGreaterThan(held);
   }, 120_000);
 });
 
