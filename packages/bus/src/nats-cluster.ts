@@ -1,4 +1,4 @@
-import { createServer } from "node:net";
+import { freePorts } from "@fenceline/toolchain";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,8 +25,9 @@ export async function startNatsCluster(name: string, options: { size?: number; a
   const size = options.size ?? 3;
   const attempts = options.attempts ?? 3;
   for (let attempt = 1; ; attempt++) {
-    const routePorts = await Promise.all(Array.from({ length: size }, () => freePort()));
-    const clientPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+    const ports = await freePorts(2 * size);
+    const routePorts = ports.slice(0, size);
+    const clientPorts = ports.slice(size);
     const stores = await Promise.all(Array.from({ length: size }, () => mkdtemp(join(tmpdir(), "fenceline-js-"))));
     const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`);
     const specs: NatsServerOptions[] = routePorts.map((port, i) => ({
@@ -62,16 +63,4 @@ export async function startNatsCluster(name: string, options: { size?: number; a
     if (attempt >= attempts) throw failure;
     options.log?.warn({ err: failure }, `nats cluster ${name}: attempt ${attempt} failed, retrying on new ports`);
   }
-}
-
-/** A loopback TCP port nobody listens on (bound, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }

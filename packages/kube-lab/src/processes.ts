@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 
 /** One component the lab started: its log, its exit, and how to stop it. */
 export type LabProcess = {
@@ -140,17 +139,7 @@ export function startReaper(pidFile: string, dir: string): Reaper {
   };
 }
 
-/** A loopback TCP port nobody listens on now (bound, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "@fenceline/toolchain";
 
 /** Whether a log says the component could not bind its port (picked free, taken since). */
 export function lostPortRace(logFile: string): boolean {

@@ -10,6 +10,7 @@ export { cacheRoot, toolDir } from "./cache.js";
 export { GO_MODULES_DIR, type Progress } from "./build.js";
 export { ToolchainError, type ToolchainStep } from "./errors.js";
 export { natsServerOnPath, natsServerVersionOf, versionAtLeast } from "./nats-version.js";
+export { freePort, freePorts } from "./free-port.js";
 
 const stderrProgress: Progress = (line) => process.stderr.write(`fenceline toolchain: ${line}\n`);
 
