@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// What .ci/run runs: set up (bootstrap.mjs, as `npm test` does), lint, knip (unused files,
+// What `npm test` (and so .ci/run) runs: set up (bootstrap.mjs), lint, knip (unused files,
 // exports and dependencies), type-check (packages and tests), then every test tier through
 // turbo, which skips a tier whose inputs did not change since it last passed (its report comes
 // back from the cache). Prints the time of each step, and ends stdout with one line:
