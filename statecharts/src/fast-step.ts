@@ -333,13 +333,20 @@ export function createFastStep(machine: NodeMachine): FastStep {
 
   // What enqueueActions callbacks get: one `enqueue` for the interpreter, filling the running queue
   // (pairs of kind and payload).
+  // (A queue is emptied by its count, not its length: `length = 0` frees the array's storage, and
+  // a step runs several of these.)
   let queue: unknown[] = [];
+  let queued = 0;
   const queues: unknown[][] = [];
   let depth = 0;
   let guardEvent: NodeEvent;
-  const enqueue = ((a: unknown) => void queue.push(ACTION, a)) as Fn;
-  enqueue.assign = (assignment: unknown) => void queue.push(ASSIGN, assignment);
-  enqueue.emit = (ev: unknown) => void queue.push(EMIT, ev);
+  const put = (kind: number, payload: unknown) => {
+    queue[queued++] = kind;
+    queue[queued++] = payload;
+  };
+  const enqueue = ((a: unknown) => put(ACTION, a)) as Fn;
+  enqueue.assign = (assignment: unknown) => put(ASSIGN, assignment);
+  enqueue.emit = (ev: unknown) => put(EMIT, ev);
   for (const name of ["cancel", "raise", "sendTo", "sendParent", "spawnChild", "stopChild"]) {
     enqueue[name] = () => {
       throw new FastStepUnsupported(`enqueue.${name}`);
@@ -379,23 +386,29 @@ export function createFastStep(machine: NodeMachine): FastStep {
     switch (impl.type) {
       case "xstate.enqueueActions": {
         const outer = queue;
+        const outerCount = queued;
         // One queue per nesting depth, reused: a queue is read only after its callback returned.
-        const queued: unknown[] = (queue = queues[depth] ?? (queues[depth] = []));
-        queued.length = 0;
+        const list: unknown[] = (queue = queues[depth] ?? (queues[depth] = []));
+        queued = 0;
+        let count: number;
         depth++;
         try {
           collectArgs.context = context;
           collectArgs.event = event;
           (impl.collect as Fn)(collectArgs, params);
         } finally {
+          count = queued;
           queue = outer;
+          queued = outerCount;
         }
         // Enqueued actions run after the callback, in order, each seeing the context so far (as xstate does).
-        for (let i = 0; i < queued.length; i += 2) {
-          const kind = queued[i];
-          if (kind === ASSIGN) runAssign(queued[i + 1], event, undefined);
-          else if (kind === EMIT) emitOne(queued[i + 1], event, undefined);
-          else runAction(actionOf(queued[i + 1]), event);
+        for (let i = 0; i < count; i += 2) {
+          const kind = list[i];
+          const payload = list[i + 1];
+          list[i + 1] = undefined; // held no longer than the step
+          if (kind === ASSIGN) runAssign(payload, event, undefined);
+          else if (kind === EMIT) emitOne(payload, event, undefined);
+          else runAction(actionOf(payload), event);
         }
         depth--;
         break;
@@ -446,6 +459,7 @@ export function createFastStep(machine: NodeMachine): FastStep {
     fresh = false;
     guardEvent = event;
     depth = 0;
+    queued = 0;
     emitted = [];
     let leaf = leafOf(state.value);
 
