@@ -43,7 +43,7 @@ export async function runSameWrites(options: {
   const jsm = await jetstreamManager(nc);
   const pipeline = createJetStreamPipeline(nc);
   const fastBatches = createFastBatchPublisher(nc);
-  const outputSink: OutputSink =
+  const outputSink: Pick<OutputSink, "publish"> =
     options.outputs === "pipeline"
       ? {
           publish: async (list) =>

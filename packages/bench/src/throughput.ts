@@ -186,7 +186,7 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
           onBatch: (outcome, _p, size) => {
             stats.batches += 1;
             stats.batched += size;
-            stats.snapshotWrites += new Set(outcome.applied.map((x) => x.audit.node)).size;
+            stats.snapshotWrites += new Set(outcome.applied.map((x) => x.node)).size;
             applied += outcome.applied.length + outcome.skipped;
             if (applied >= items.length) done();
           },

@@ -7,10 +7,20 @@ export type ApplyOutcome =
   | { applied: true; result: FoldResult }
   | { applied: false; reason: "already-applied"; lastSeq: number };
 
+/** An event a batch applied and saved, as the batch's caller sees it. */
+export type AppliedEvent = {
+  seq: number;
+  node: string;
+  /** The node's deadlines after the event (what the timer service tracks). */
+  timers: Readonly<Record<string, number>>;
+  /** The fold itself, when the core kept it (`keepResult`). */
+  result?: FoldResult;
+};
+
 /** What `applyBatch` did with a batch of events (in stream order). */
 export type BatchOutcome = {
-  /** The events applied and saved, in stream order per node. */
-  applied: FoldResult[];
+  /** The events applied and saved, in stream order. */
+  applied: AppliedEvent[];
   /** Events at or below their node's snapshot sequence (applied before). */
   skipped: number;
   /**
@@ -30,14 +40,15 @@ export type EngineCore = {
    */
   apply(event: NodeEvent, seq: number): Promise<ApplyOutcome>;
   /**
-   * Folds a batch of events (in stream order, every earlier event of their nodes applied):
-   * each node's events in memory, one after the other; then every output of the batch is
-   * published, pipelined in sequence order and awaited together; then each node's last
-   * snapshot only is saved (compare-and-set on the revision it was loaded with), covering its
-   * events up to its first failed publish. Crash semantics are those of `apply`: output ids
-   * derive from sequences and a saved snapshot makes a redelivery a skip. (Unlike `apply`, an
-   * audit record may be stored a moment before its commands: a failed command publish fails
-   * the batch from that event, whose replay publishes the same ids again.)
+   * Folds a batch of events (in stream order, every earlier event of their nodes applied): in
+   * memory, in stream order, each output encoded by the sink as soon as it is decided (when the
+   * sink can); then every output of the batch is published, pipelined in sequence order and
+   * awaited together; then each node's last snapshot only is saved (compare-and-set on the
+   * revision it was loaded with). A node with an output that was not stored saves nothing: the
+   * batch fails from the node's first event in it, whose replay publishes the same ids again.
+   * Crash semantics are those of `apply`: output ids derive from sequences and a saved snapshot
+   * makes a redelivery a skip. (Unlike `apply`, an audit record may be stored a moment before
+   * its commands.)
    */
   applyBatch(items: ReadonlyArray<{ event: NodeEvent; seq: number }>): Promise<BatchOutcome>;
   /**
@@ -58,13 +69,22 @@ export type EngineCore = {
 export function createEngineCore(options: {
   decider: Decider;
   snapshots: SnapshotStore;
-  outputs: OutputSink;
+  /** Any sink: its encoded form (if any) is opaque here. */
+  outputs: OutputSink<unknown>;
   /**
    * Nodes for which a cache miss means "no snapshot" without asking the store: the runtime's
    * owned, recovered partitions. A wrong guess only costs a failed compare-and-set.
    */
   assumeAbsent?: (node: string) => boolean;
+  /** Called with every kept fold (`keepResult`) of a saved batch, in stream order, and every `apply`. */
   onApplied?: (result: FoldResult) => void;
+  /**
+   * Which folds a batch keeps until it is saved, for `onApplied` and `applied[].result`
+   * (default: all). A kept fold (snapshot, context, audit record, commands) lives until the
+   * batch's acknowledgements are back, so it survives young-generation collections and is
+   * copied; the others are garbage as soon as their outputs are encoded.
+   */
+  keepResult?: (result: FoldResult) => boolean;
 }): EngineCore {
   const { decider, snapshots, outputs } = options;
   const cache = new Map<string, { snapshot: NodeSnapshot; revision: number }>();
@@ -127,12 +147,6 @@ export function createEngineCore(options: {
     },
 
     async applyBatch(items) {
-      const byNode = new Map<string, Array<{ event: NodeEvent; seq: number }>>();
-      for (const item of items) {
-        const list = byNode.get(item.event.node);
-        if (list) list.push(item);
-        else byNode.set(item.event.node, [item]);
-      }
       let failedAt: number | null = null;
       let error: unknown;
       let skipped = 0;
@@ -143,96 +157,113 @@ export function createEngineCore(options: {
         }
       };
 
-      // 1. Load what is not cached (concurrently), then fold each node's events in memory. Nodes
-      //    already cached (or known to have no snapshot) take no promise.
-      type Loaded = { node: string; list: Array<{ event: NodeEvent; seq: number }>; prior: { snapshot: NodeSnapshot; revision: number } | null } | null;
-      const nodes: Loaded[] = [];
+      // 1. Each node's snapshot: from the cache, known absent, or loaded (concurrently).
+      type NodeWork = { node: string; prior: { snapshot: NodeSnapshot; revision: number } | null; state: NodeSnapshot | null; stopped: boolean; applied: AppliedEvent[] };
+      const work = new Map<string, NodeWork>();
       const loading: Array<Promise<void>> = [];
-      for (const [node, list] of byNode) {
+      for (const { event, seq } of items) {
+        const node = event.node;
+        if (work.has(node)) continue;
+        const w: NodeWork = { node, prior: null, state: null, stopped: false, applied: [] };
+        work.set(node, w);
         const cached = cache.get(node);
-        if (cached) nodes.push({ node, list, prior: cached });
-        else if (!unsure.has(node) && options.assumeAbsent?.(node)) nodes.push({ node, list, prior: null });
-        else {
-          const at = nodes.push(null) - 1;
+        if (cached) {
+          w.prior = cached;
+          w.state = cached.snapshot;
+        } else if (unsure.has(node) || !options.assumeAbsent?.(node)) {
           loading.push(
             loadForBatch(node).then(
-              (prior) => void (nodes[at] = { node, list, prior }),
-              (err: unknown) => fail(list[0]!.seq, err),
+              (prior) => {
+                w.prior = prior;
+                w.state = prior?.snapshot ?? null;
+              },
+              (err: unknown) => {
+                w.stopped = true;
+                fail(seq, err);
+              },
             ),
           );
         }
       }
       if (loading.length > 0) await Promise.all(loading);
-      const folded: Array<{ node: string; prior: { snapshot: NodeSnapshot; revision: number } | null; results: FoldResult[] }> = [];
-      for (const entry of nodes) {
-        if (!entry) continue;
-        const results: FoldResult[] = [];
-        let state = entry.prior?.snapshot ?? null;
-        for (const { event, seq } of entry.list) {
-          if (state && seq <= state.lastSeq) {
-            skipped += 1;
-            continue;
-          }
-          try {
-            const result = fold(decider, state, event, seq);
-            results.push(result);
-            state = result.snapshot;
-          } catch (err) {
-            fail(seq, err);
-            break;
-          }
-        }
-        if (results.length > 0) folded.push({ node: entry.node, prior: entry.prior, results });
-      }
 
-      // 2. Every output of the batch, pipelined in sequence order on the connection (so the
-      //    streams store them in that order), awaited together.
-      const all = folded.flatMap((f) => f.results).sort((a, b) => a.audit.seq - b.audit.seq);
-      const list: Output[] = [];
+      // 2. Fold in stream order (so each node's events in order, and the outputs in sequence
+      //    order). Each output is encoded at once and only its encoded form is held; a fold is
+      //    kept only when asked (keepResult).
+      const keep = options.keepResult;
+      let list: unknown[] = [];
       /** The sequence of the event each output of `list` comes from. */
       const seqOf: number[] = [];
-      for (const r of all) {
-        for (const command of r.commands) {
-          list.push({ type: "command", command });
-          seqOf.push(r.audit.seq);
+      const add = (output: Output, seq: number) => {
+        list.push(outputs.encode ? outputs.encode(output) : output);
+        seqOf.push(seq);
+      };
+      for (const { event, seq } of items) {
+        const w = work.get(event.node)!;
+        if (w.stopped) continue;
+        if (w.state && seq <= w.state.lastSeq) {
+          skipped += 1;
+          continue;
         }
-        list.push({ type: "audit", record: r.audit });
-        seqOf.push(r.audit.seq);
+        let result: FoldResult;
+        try {
+          result = fold(decider, w.state, event, seq);
+          for (const command of result.commands) add({ type: "command", command }, seq);
+          add({ type: "audit", record: result.audit }, seq);
+        } catch (err) {
+          // What this node folded before stays (saved below); its later events wait for the replay.
+          fail(seq, err);
+          w.stopped = true;
+          continue;
+        }
+        w.state = result.snapshot;
+        const timers = result.snapshot.context.timers;
+        w.applied.push(keep === undefined || keep(result) ? { seq, node: w.node, timers, result } : { seq, node: w.node, timers });
       }
+
+      // 3. Every output of the batch, pipelined in sequence order on the connection (so the
+      //    streams store them in that order), awaited together.
       const failedSeqs = new Map<number, unknown>();
       let published: unknown[];
       try {
-        published = list.length > 0 ? await outputs.publish(list) : [];
+        const sending = list.length > 0 ? outputs.publish(list as Output[]) : Promise.resolve([]);
+        list = [];
+        published = await sending;
       } catch (err) {
-        published = list.map(() => err);
+        published = seqOf.map(() => err);
       }
-      published.forEach((err, i) => {
+      for (let i = 0; i < published.length; i++) {
+        const err = published[i];
         if (err !== null && !failedSeqs.has(seqOf[i]!)) failedSeqs.set(seqOf[i]!, err);
-      });
+      }
 
-      // 3. One snapshot per node: the last one whose outputs (and all before it) are out.
-      const saved = await Promise.all(
-        folded.map(async ({ node, prior, results }) => {
-          const firstBad = results.findIndex((r) => failedSeqs.has(r.audit.seq));
-          if (firstBad >= 0) fail(results[firstBad]!.audit.seq, failedSeqs.get(results[firstBad]!.audit.seq));
-          const done = firstBad >= 0 ? results.slice(0, firstBad) : results;
-          const last = done.at(-1);
-          if (!last) return [];
+      // 4. One snapshot per node, its last, once all its outputs are stored.
+      const applied: AppliedEvent[] = [];
+      await Promise.all(
+        [...work.values()].map(async (w) => {
+          if (w.applied.length === 0) return;
+          const first = w.applied[0]!.seq;
+          if (failedSeqs.size > 0) {
+            const bad = w.applied.find((a) => failedSeqs.has(a.seq));
+            if (bad) {
+              fail(first, failedSeqs.get(bad.seq));
+              return;
+            }
+          }
           try {
-            const revision = await snapshots.put(last.snapshot, prior?.revision ?? 0);
-            cache.set(node, { snapshot: last.snapshot, revision });
-            return done;
+            const revision = await snapshots.put(w.state!, w.prior?.revision ?? 0);
+            cache.set(w.node, { snapshot: w.state!, revision });
+            for (const a of w.applied) applied.push(a);
           } catch (err) {
             // Someone else wrote this node (another instance), or the store failed: reload
             // it next time.
-            drop(node);
-            fail(done[0]!.audit.seq, err);
-            return [];
+            drop(w.node);
+            fail(first, err);
           }
         }),
       );
-      const applied = saved.flat().sort((a, b) => a.audit.seq - b.audit.seq);
-      for (const result of applied) options.onApplied?.(result);
+      applied.sort((a, b) => a.seq - b.seq);
+      if (options.onApplied) for (const a of applied) if (a.result) options.onApplied(a.result);
       return { applied, skipped, failedAt, ...(failedAt !== null ? { error } : {}) };
     },
 

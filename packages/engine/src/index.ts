@@ -1,12 +1,12 @@
 export { fold, createDecider, commandId, auditId, actuatorOf, INTERPRETER_NAMES, type Decider, type FoldResult, type Interpreter } from "./fold.js";
-export { createEngineCore, type EngineCore, type ApplyOutcome, type BatchOutcome } from "./engine.js";
+export { createEngineCore, type EngineCore, type ApplyOutcome, type AppliedEvent, type BatchOutcome } from "./engine.js";
 export { createTimerService, timerEventId, type TimerService } from "./timer-service.js";
 export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";
 export type { SnapshotStore, Output, OutputSink, EventSink } from "./ports.js";
 export { NodeSnapshotSchema, parseSnapshot, type NodeSnapshot } from "./snapshot.js";
 export { runEngine, defaultInstanceId, type RunningEngine, type EngineOptions } from "./nats/run-engine.js";
 export { createKvSnapshotStore, readLastPerKey } from "./nats/kv-snapshot-store.js";
-export { createJetStreamOutputs } from "./nats/output-sink.js";
+export { createJetStreamOutputs, type JetStreamOutput } from "./nats/output-sink.js";
 export {
   createLeaseManager,
   checkInstanceId,

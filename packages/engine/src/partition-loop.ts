@@ -2,6 +2,7 @@ import { NODE_EVENT_TYPES, NodeEvent, parseMessage, type DeadLetter } from "@fen
 import { fnv1a, parseEventSubject } from "@fenceline/streams";
 import type { DeadLetterSink, Logger } from "@fenceline/bus";
 import type { BatchOutcome, EngineCore } from "./engine.js";
+import type { FoldResult } from "./fold.js";
 
 /** One FL_EVENTS message as a partition's consumer delivered it. */
 export type EventMessage = {
@@ -283,16 +284,26 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
 /**
  * What the engine process does after each batch, in production and in the lab: hands every
  * applied node's deadlines to the timer service and logs its transitions (info) and stays
- * (debug).
+ * (debug), of the folds the core kept (`keepFoldsToLog`).
  */
 export function trackApplied(outcome: BatchOutcome, timers: { track(node: string, timers: Readonly<Record<string, number>>): void }, log: Logger): void {
   const info = log.isLevelEnabled("info");
   const debug = log.isLevelEnabled("debug");
-  for (const { audit, snapshot } of outcome.applied) {
-    timers.track(snapshot.node, snapshot.context.timers);
+  for (const { node, timers: deadlines, result } of outcome.applied) {
+    timers.track(node, deadlines);
+    if (!result) continue;
+    const { audit } = result;
     if (audit.changed ? !info : !debug) continue;
     const fields = { node: audit.node, seq: audit.seq, event: audit.event.type, from: audit.from, to: audit.to, epoch: audit.epoch, commands: audit.commands.map((c) => c.kind), reason: audit.reason };
     if (audit.changed) log.info(fields, `${audit.node}: ${audit.from} → ${audit.to}`);
     else log.debug(fields, `${audit.node}: ${audit.event.type} in ${audit.to}`);
   }
+}
+
+/**
+ * The folds `trackApplied` logs with `log` at its current level (transitions at info, every
+ * event at debug): what the engine core keeps of a batch when nothing else needs its folds.
+ */
+export function keepFoldsToLog(log: Logger): (result: FoldResult) => boolean {
+  return (result) => log.isLevelEnabled(result.audit.changed ? "info" : "debug");
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DEMO_POLICY, ErrorCode, createEvent, isFencelineError, type NodeEvent, type NodeEventOf, type NodeEventType } from "@fenceline/contracts";
-import { createDecider, createEngineCore, createMemoryOutputs, createMemorySnapshotStore, type OutputSink, type SnapshotStore } from "../src/index.js";
+import { createDecider, createEngineCore, createMemoryOutputs, createMemorySnapshotStore, type Output, type OutputSink, type SnapshotStore } from "../src/index.js";
 
 const decider = createDecider(DEMO_POLICY);
 
@@ -154,5 +154,72 @@ describe("engine core (memory ports)", () => {
 
     // And the next event goes on from there.
     expect(await a.apply(slotGranted("n1"), 4)).toMatchObject({ applied: true, result: { audit: { to: "fencing", epoch: 1 } } });
+  });
+
+  it("a batch: folds in stream order, encodes each output as it is decided, saves each node's last snapshot once, keeps only the folds asked for", async () => {
+    const ports = recordedPorts();
+    const encoded: string[] = [];
+    const sink: OutputSink<{ id: string; output: Output }> = {
+      encode: (o) => {
+        const id = o.type === "command" ? o.command.id : o.record.id;
+        encoded.push(id);
+        return { id, output: o };
+      },
+      publish: async (list) => {
+        calls.push(`publish ${list.map((o) => ("id" in o ? o.id : "not encoded")).join(",")}`);
+        return ports.outputs.publish(list.map((o) => ("id" in o ? o.output : o)));
+      },
+    };
+    const calls = ports.calls;
+    const kept: number[] = [];
+    const core = createEngineCore({ decider, snapshots: ports.snapshots, outputs: sink, keepResult: (r) => r.audit.changed, onApplied: (r) => kept.push(r.audit.seq) });
+    const outcome = await core.applyBatch([
+      { event: missed("n1"), seq: 1 },
+      { event: missed("n2"), seq: 2 },
+      { event: suspectFired("n1"), seq: 3 },
+      { event: ev("n2", "config.desired", { checksums: { web: "v2" } }, 2_050), seq: 4 },
+    ]);
+    expect(outcome).toMatchObject({ skipped: 0, failedAt: null });
+    expect(encoded).toEqual(["audit:n1:1", "audit:n2:2", "cmd:n1:3:0", "audit:n1:3", "audit:n2:4"]);
+    expect(calls.filter((c) => c.startsWith("publish"))).toEqual(["publish audit:n1:1,audit:n2:2,cmd:n1:3:0,audit:n1:3,audit:n2:4"]);
+    expect(calls.filter((c) => c.startsWith("put")).sort()).toEqual(["put n1@3 rev 0", "put n2@4 rev 0"]);
+    expect(outcome.applied.map((a) => [a.seq, a.node, a.result?.audit.to ?? null])).toEqual([
+      [1, "n1", "suspect.waiting"],
+      [2, "n2", "suspect.waiting"],
+      [3, "n1", "suspect.requestingSlot"],
+      [4, "n2", null],
+    ]);
+    expect(outcome.applied[3]!.timers).toEqual(core.snapshot("n2")!.context.timers);
+    expect(kept).toEqual([1, 2, 3]);
+  });
+
+  it("a batch whose output for a node was not stored saves nothing for that node and fails from its first event; the others are saved", async () => {
+    const ports = recordedPorts();
+    let failing = true;
+    const outputs: OutputSink = {
+      publish: async (list) => {
+        const out = await ports.sink.publish(list);
+        return list.map((o, i) => (failing && o.type === "audit" && o.record.seq === 4 ? new Error("publish timed out") : out[i]));
+      },
+    };
+    const core = createEngineCore({ decider, snapshots: ports.snapshots, outputs });
+    const batch = [
+      { event: missed("n1"), seq: 1 },
+      { event: missed("n2"), seq: 2 },
+      { event: suspectFired("n1"), seq: 3 },
+      { event: suspectFired("n2"), seq: 4 },
+    ];
+    const outcome = await core.applyBatch(batch);
+    expect(outcome).toMatchObject({ failedAt: 2, skipped: 0 });
+    expect(outcome.applied.map((a) => a.seq)).toEqual([1, 3]);
+    expect((await ports.store.get("n1"))!.snapshot.lastSeq).toBe(3);
+    expect(await ports.store.get("n2")).toBeNull();
+
+    // The replay from the failed event: n1's events are skipped, n2's applied with the same ids.
+    failing = false;
+    const replay = await core.applyBatch(batch.slice(1));
+    expect(replay).toMatchObject({ failedAt: null, skipped: 1 });
+    expect(replay.applied.map((a) => a.seq)).toEqual([2, 4]);
+    expect(ports.outputs.audit.map((a) => a.id).sort()).toEqual(["audit:n1:1", "audit:n1:3", "audit:n2:2", "audit:n2:4"]);
   });
 });

@@ -15,7 +15,7 @@ import { refuseMisplacedEvents } from "./misplaced-events.js";
 import { checkPinnedConsumers, createPinnedOwnership, type Ownership } from "./pinned-ownership.js";
 import { checkEventPartitions } from "./partition-count.js";
 import { DEFAULT_BATCH_SIZE, PULL_EXPIRES_MS, PartitionWorker } from "./partition-worker.js";
-import { trackApplied } from "../partition-loop.js";
+import { keepFoldsToLog, trackApplied } from "../partition-loop.js";
 import type { OutputSink, SnapshotStore } from "../ports.js";
 
 export type RunningEngine = {
@@ -63,7 +63,8 @@ export type EngineOptions = {
   onBatch?: (outcome: BatchOutcome, partition: number, size: number) => void;
   /**
    * Wraps the engine's ports: tests use it to crash the engine between publishing its outputs,
-   * saving the snapshot and acking (a wrapper that throws is a crash at that point).
+   * saving the snapshot and acking (a wrapper that throws is a crash at that point). A wrapped
+   * output sink gets the outputs themselves, not encoded.
    */
   wrap?: { outputs?: (outputs: OutputSink) => OutputSink; snapshots?: (store: SnapshotStore) => SnapshotStore };
 };
@@ -120,9 +121,11 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
   const core = createEngineCore({
     decider,
     snapshots: options.wrap?.snapshots ? options.wrap.snapshots(snapshots) : snapshots,
-    outputs: options.wrap?.outputs ? options.wrap.outputs(outputs) : outputs,
+    outputs: options.wrap?.outputs ? options.wrap.outputs({ publish: (list) => outputs.publish(list) }) : outputs,
     assumeAbsent: (node) => loaded.has(partitionOfNode(node)),
-    ...(options.onApplied ? { onApplied: options.onApplied } : {}),
+    // Every fold for the metrics hook; otherwise only those the logs print (the others are
+    // garbage once their outputs are encoded, instead of surviving until the batch is saved).
+    ...(options.onApplied ? { onApplied: options.onApplied } : { keepResult: keepFoldsToLog(log) }),
   });
 
   const timers = createTimerService({
