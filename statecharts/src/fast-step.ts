@@ -3,7 +3,7 @@ import type { NodeEvent } from "@fenceline/contracts";
 import type { Emitted, NodeContext } from "./context.js";
 import { firedTimer, withoutTimers } from "./helpers.js";
 import type { NodeMachine } from "./machine.js";
-import type { MachineState, StepResult } from "./step.js";
+import { initialState, type MachineState, type StepResult } from "./step.js";
 
 /**
  * A lean interpreter for the subset of xstate v5 the node machine uses, equivalent to `step()`
@@ -454,6 +454,24 @@ export function createFastStep(machine: NodeMachine): FastStep {
   };
   const alwaysByLeaf = new Map<SN, TD[]>(nodes.map((n) => [n, chains.get(n)!.flatMap((m) => m.always ?? [])]));
 
+  /** The eventless transitions after a microstep, as xstate's macrostep takes them; returns the atomic state. */
+  const settle = (from: SN, event: NodeEvent): SN => {
+    let leaf = from;
+    for (;;) {
+      let always: TD | undefined;
+      for (const t of alwaysByLeaf.get(leaf)!) {
+        if (t.guard === undefined || checkGuard(t.guard, context, event)) {
+          always = t;
+          break;
+        }
+      }
+      if (!always) return leaf;
+      const plan = microstep(always, leaf, event);
+      leaf = plan.leaf;
+      if (!assigned && !plan.nodesChanged) return leaf;
+    }
+  };
+
   const fastStep: FastStep = (state, event) => {
     context = state.context;
     fresh = false;
@@ -470,19 +488,7 @@ export function createFastStep(machine: NodeMachine): FastStep {
       }
     }
 
-    for (;;) {
-      let always: TD | undefined;
-      for (const t of alwaysByLeaf.get(leaf)!) {
-        if (t.guard === undefined || checkGuard(t.guard, context, event)) {
-          always = t;
-          break;
-        }
-      }
-      if (!always) break;
-      const plan = microstep(always, leaf, event);
-      leaf = plan.leaf;
-      if (!assigned && !plan.nodesChanged) break;
-    }
+    leaf = settle(leaf, event);
 
     let ctx = context;
     const fired = firedTimer(ctx.timers, event);
@@ -493,6 +499,67 @@ export function createFastStep(machine: NodeMachine): FastStep {
     return { state: { value: valueByLeaf.get(leaf)!, context: ctx }, emitted, path: pathByLeaf.get(leaf)! };
   };
 
+  // The initial state: the context the machine's factory makes from the input, then the entry of
+  // the initial configuration (the root and each initial child down to an atomic state, entry
+  // actions outermost first, a compound state's initial actions after its entry) with xstate's
+  // init event, then the eventless transitions.
+  const contextOf = (machine as unknown as { config: { context?: unknown } }).config.context;
+  const initialChain: SN[] = [root];
+  for (let n = root; n.type === "compound"; ) initialChain.push((n = n.initial!.target[0]!));
+  const initialLeaf = initialChain[initialChain.length - 1]!;
+  const initialPlan: Plan = {
+    exit: [],
+    entry: initialChain.map((node) => ({ node, defaultEntry: node !== root })),
+    leaf: initialLeaf,
+    nodesChanged: true,
+    actions: initialChain.flatMap((n) => [...n.entry, ...(n.type === "compound" && n.initial ? n.initial.actions : [])]),
+  };
+  const noSpawn = () => {
+    throw new FastStepUnsupported("spawn in the context factory");
+  };
+  const fastInitial = (node: string, at: number): MachineState => {
+    const input = { node, at };
+    const event = { type: "xstate.init", input } as unknown as NodeEvent;
+    context = { ...((typeof contextOf === "function" ? (contextOf as Fn)({ input, self: undefined, spawn: noSpawn }) : contextOf) as object) } as NodeContext;
+    fresh = false;
+    guardEvent = event;
+    depth = 0;
+    queued = 0;
+    emitted = [];
+    assigned = false;
+    runActions(initialPlan, event);
+    const leaf = settle(initialLeaf, event);
+    return { value: valueByLeaf.get(leaf)!, context };
+  };
+  // Checked once against xstate's own initial state (value, context and its key order) for two
+  // inputs: any difference (an action or a factory this interpreter does not model) and the
+  // initial state is xstate's.
+  const agrees = (node: string, at: number) => {
+    try {
+      const fast = fastInitial(node, at);
+      const reference = initialState(machine, node, at);
+      return JSON.stringify(fast) === JSON.stringify(reference);
+    } catch (err) {
+      if (err instanceof FastStepUnsupported) return false;
+      throw err;
+    }
+  };
+  initials.set(machine, agrees("fast-initial-probe", 0) && agrees("node-1", 1_800_000_000_123) ? fastInitial : (node, at) => initialState(machine, node, at));
+
   compiled.set(machine, fastStep);
   return fastStep;
+}
+
+const initials = new WeakMap<NodeMachine, (node: string, at: number) => MachineState>();
+
+/**
+ * `(node, at) => initialState(machine, node, at)`, computed by the lean interpreter (xstate's
+ * `getInitialSnapshot` builds a whole snapshot and runs its generic algorithm: about 12 KB of
+ * garbage and most of a fold's time for a node's first event). It is xstate's own when the
+ * interpreter's initial state differs from xstate's for a probe input, and
+ * test/statecharts/fast-step.test.ts checks it equal on random inputs.
+ */
+export function createFastInitial(machine: NodeMachine): (node: string, at: number) => MachineState {
+  createFastStep(machine);
+  return initials.get(machine)!;
 }

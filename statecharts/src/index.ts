@@ -3,5 +3,5 @@ export { initialContext, emptyFence, FENCE_CONFIRMATIONS, type FenceConfirmation
 export { driftedServices, signalsAfter, unhealthySince, bootIdOf } from "./helpers.js";
 export { exportMachine, type MachineExport, type MachineStateNode, type MachineTransition } from "./export.js";
 export { step, initialState, statePath, phaseOf, type MachineState, type StepResult } from "./step.js";
-export { createFastStep, FastStepUnsupported, type FastStep } from "./fast-step.js";
+export { createFastStep, createFastInitial, FastStepUnsupported, type FastStep } from "./fast-step.js";
 export { NodeContextSchema, FenceConfirmationSchema } from "./context-schema.js";

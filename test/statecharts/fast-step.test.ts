@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { enqueueActions, setup } from "xstate";
 import { DEMO_POLICY, DEFAULT_POLICY, Policy, type NodeEvent } from "@fenceline/contracts";
-import { createFastStep, createNodeMachine, initialState, statePath, step, type MachineState, type NodeMachine, type StepResult } from "@fenceline/statecharts";
+import { createFastInitial, createFastStep, createNodeMachine, initialState, statePath, step, type MachineState, type NodeMachine, type StepResult } from "@fenceline/statecharts";
 import { createDecider, createReplayer } from "@fenceline/engine";
 import { HistoryGenerator } from "@fenceline/testing";
 // Here, not in statecharts/test: the engine and the history generator depend on the statecharts.
@@ -61,6 +61,31 @@ describe.each([
     );
     expect(runs).toBe(NUM_RUNS);
     expect(steps).toBeGreaterThan(NUM_RUNS * 10);
+  });
+
+  it("gives xstate's initial state (value, context, key order) for any node and time", () => {
+    const initial = createFastInitial(machine);
+    assertWithSeed(
+      fc.property(fc.string({ minLength: 1, maxLength: 40 }), fc.integer({ min: 0, max: 4_000_000_000_000 }), (node, at) => {
+        const expected = initialState(machine, node, at);
+        const actual = initial(node, at);
+        expect(actual).toEqual(expected);
+        expect(JSON.stringify(actual)).toBe(JSON.stringify(expected));
+      }),
+      { seed: SEED, numRuns: NUM_RUNS },
+    );
+  });
+});
+
+describe("the fast initial state", () => {
+  it("follows a provided entry action, and another machine's context factory and entry", () => {
+    const entered = createNodeMachine(DEMO_POLICY).provide({ actions: { enterState: enqueueActions(({ enqueue }) => enqueue.assign({ since: 42, epoch: 7 })) } });
+    expect(createFastInitial(entered)("n1", 5)).toEqual(initialState(entered, "n1", 5));
+    expect(createFastInitial(entered)("n1", 5).context).toMatchObject({ since: 42, epoch: 7 });
+    // A plain function entry action: xstate's initial state does not run it, nor does the interpreter.
+    const spawning = setup({ actions: { start: ({ self }) => void self } }).createMachine({ context: ({ input }: { input: { node: string; at: number } }) => ({ node: input.node, n: 1 }), initial: "a", states: { a: { entry: "start" } } });
+    const machine = spawning as unknown as NodeMachine;
+    expect(createFastInitial(machine)("n2", 9)).toEqual(initialState(machine, "n2", 9));
   });
 });
 

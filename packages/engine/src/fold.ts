@@ -9,6 +9,7 @@ import {
 } from "@fenceline/contracts";
 import {
   FastStepUnsupported,
+  createFastInitial,
   createFastStep,
   createNodeMachine,
   initialState,
@@ -36,7 +37,14 @@ export const INTERPRETER_NAMES: Record<Interpreter, string> = {
 };
 
 /** A policy with its machine, built once and reused for every fold, and how a step is run. */
-export type Decider = { policy: Policy; machine: NodeMachine; interpreter: Interpreter; step: (state: MachineState, event: NodeEvent) => StepResult };
+export type Decider = {
+  policy: Policy;
+  machine: NodeMachine;
+  interpreter: Interpreter;
+  step: (state: MachineState, event: NodeEvent) => StepResult;
+  /** A node's state before its first event (`initialState`). */
+  initial: (node: string, at: number) => MachineState;
+};
 
 /**
  * The decider of a policy. By default a step runs the lean interpreter of the machine's own
@@ -48,18 +56,29 @@ export type Decider = { policy: Policy; machine: NodeMachine; interpreter: Inter
  */
 export function createDecider(policy: Policy, machine: NodeMachine = createNodeMachine(policy), options: { interpreter?: Interpreter } = {}): Decider {
   const reference = (state: MachineState, event: NodeEvent) => step(machine, state, event);
-  if (options.interpreter === "xstate") return { policy, machine, interpreter: "xstate", step: reference };
+  const referenceInitial = (node: string, at: number) => initialState(machine, node, at);
+  if (options.interpreter === "xstate") return { policy, machine, interpreter: "xstate", step: reference, initial: referenceInitial };
   let fast;
+  let fastInitial;
   try {
     fast = createFastStep(machine);
+    fastInitial = createFastInitial(machine);
   } catch (err) {
-    if (err instanceof FastStepUnsupported) return { policy, machine, interpreter: "xstate", step: reference };
+    if (err instanceof FastStepUnsupported) return { policy, machine, interpreter: "xstate", step: reference, initial: referenceInitial };
     throw err;
   }
   return {
     policy,
     machine,
     interpreter: "fast",
+    initial: (node, at) => {
+      try {
+        return fastInitial(node, at);
+      } catch (err) {
+        if (err instanceof FastStepUnsupported) return referenceInitial(node, at);
+        throw err;
+      }
+    },
     step: (state, event) => {
       try {
         return fast(state, event);
@@ -83,8 +102,8 @@ const NO_TIMER_CHANGES: AuditRecord["timers"] = Object.freeze({ set: Object.free
  * again after a crash re-emits the same ids and JetStream stores them once.
  */
 export function fold(decider: Decider, prior: NodeSnapshot | null, event: NodeEvent, seq: number): FoldResult {
-  const { policy, machine } = decider;
-  const before: MachineState = prior ?? initialState(machine, event.node, event.at);
+  const { policy } = decider;
+  const before: MachineState = prior ?? decider.initial(event.node, event.at);
   const from = prior ? prior.path : "new";
   const result = decider.step(before, event);
   const { state, emitted } = result;
