@@ -42,7 +42,7 @@ describe("the engine partition consumer's delivery sequence (real nats-server)",
     const stolen = await (await thief.consumers.get(Streams.events, name)).next({ expires: 2_000 });
     expect([stolen!.seq, stolen!.info.deliverySequence]).toEqual([seqs[0], 1]);
 
-    const consumer = jetStreamPartitionConsumer({ partition, name, js, jsm, log: testLog("delivery-sequence"), maxMessages: 10 });
+    const consumer = jetStreamPartitionConsumer({ partition, name, nc: env.nc, js, jsm, log: testLog("delivery-sequence"), maxMessages: 10 });
     const first = await collect(consumer, 2);
     expect(first.got).toEqual([
       [seqs[1], 2],

@@ -78,7 +78,7 @@ export async function runSameWrites(options: {
   }
 
   for (let p = 0; p < options.partitions; p++) {
-    const consumer = jetStreamPartitionConsumer({ partition: p, name: Consumers.enginePartition(p), js, jsm, log, maxMessages: 2 * options.batchSize });
+    const consumer = jetStreamPartitionConsumer({ partition: p, name: Consumers.enginePartition(p), nc, js, jsm, log, maxMessages: 2 * options.batchSize });
     await consumer.prepare(false);
     const queue: EventMessage[] = [];
     let wake: (() => void) | undefined;

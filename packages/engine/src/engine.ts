@@ -221,50 +221,55 @@ export function createEngineCore(options: {
         w.applied.push(keep === undefined || keep(result) ? { seq, node: w.node, timers, result } : { seq, node: w.node, timers });
       }
 
-      // 3. Every output of the batch, pipelined in sequence order on the connection (so the
-      //    streams store them in that order), awaited together.
-      const failedSeqs = new Map<number, unknown>();
-      let published: unknown[];
-      try {
-        const sending = list.length > 0 ? outputs.publish(list as Output[]) : Promise.resolve([]);
-        list = [];
-        published = await sending;
-      } catch (err) {
-        published = seqOf.map(() => err);
-      }
-      for (let i = 0; i < published.length; i++) {
-        const err = published[i];
-        if (err !== null && !failedSeqs.has(seqOf[i]!)) failedSeqs.set(seqOf[i]!, err);
-      }
+      // Steps 3 and 4 in a function of their own: once it runs, this call (and the events it
+      // was given) is done with, so nothing holds the parsed events while the outputs are awaited.
+      const sendAndSave = async (): Promise<BatchOutcome> => {
+        // 3. Every output of the batch, pipelined in sequence order on the connection (so the
+        //    streams store them in that order), awaited together.
+        const failedSeqs = new Map<number, unknown>();
+        let published: unknown[];
+        try {
+          const sending = list.length > 0 ? outputs.publish(list as Output[]) : Promise.resolve([]);
+          list = [];
+          published = await sending;
+        } catch (err) {
+          published = seqOf.map(() => err);
+        }
+        for (let i = 0; i < published.length; i++) {
+          const err = published[i];
+          if (err !== null && !failedSeqs.has(seqOf[i]!)) failedSeqs.set(seqOf[i]!, err);
+        }
 
-      // 4. One snapshot per node, its last, once all its outputs are stored.
-      const applied: AppliedEvent[] = [];
-      await Promise.all(
-        [...work.values()].map(async (w) => {
-          if (w.applied.length === 0) return;
-          const first = w.applied[0]!.seq;
-          if (failedSeqs.size > 0) {
-            const bad = w.applied.find((a) => failedSeqs.has(a.seq));
-            if (bad) {
-              fail(first, failedSeqs.get(bad.seq));
-              return;
+        // 4. One snapshot per node, its last, once all its outputs are stored.
+        const applied: AppliedEvent[] = [];
+        await Promise.all(
+          [...work.values()].map(async (w) => {
+            if (w.applied.length === 0) return;
+            const first = w.applied[0]!.seq;
+            if (failedSeqs.size > 0) {
+              const bad = w.applied.find((a) => failedSeqs.has(a.seq));
+              if (bad) {
+                fail(first, failedSeqs.get(bad.seq));
+                return;
+              }
             }
-          }
-          try {
-            const revision = await snapshots.put(w.state!, w.prior?.revision ?? 0);
-            cache.set(w.node, { snapshot: w.state!, revision });
-            for (const a of w.applied) applied.push(a);
-          } catch (err) {
-            // Someone else wrote this node (another instance), or the store failed: reload
-            // it next time.
-            drop(w.node);
-            fail(first, err);
-          }
-        }),
-      );
-      applied.sort((a, b) => a.seq - b.seq);
-      if (options.onApplied) for (const a of applied) if (a.result) options.onApplied(a.result);
-      return { applied, skipped, failedAt, ...(failedAt !== null ? { error } : {}) };
+            try {
+              const revision = await snapshots.put(w.state!, w.prior?.revision ?? 0);
+              cache.set(w.node, { snapshot: w.state!, revision });
+              for (const a of w.applied) applied.push(a);
+            } catch (err) {
+              // Someone else wrote this node (another instance), or the store failed: reload
+              // it next time.
+              drop(w.node);
+              fail(first, err);
+            }
+          }),
+        );
+        applied.sort((a, b) => a.seq - b.seq);
+        if (options.onApplied) for (const a of applied) if (a.result) options.onApplied(a.result);
+        return { applied, skipped, failedAt, ...(failedAt !== null ? { error } : {}) };
+      };
+      return sendAndSave();
     },
 
     async recover(filter) {

@@ -201,7 +201,7 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
   /** One batch: false when something failed (acked up to just before it; the caller rewinds). */
   async function process(batch: EventMessage[], sub: EventSubscription): Promise<boolean> {
     const { core, partitions } = deps;
-    const items: Array<{ event: NodeEvent; seq: number }> = [];
+    let items: Array<{ event: NodeEvent; seq: number }> = [];
     const letters: Array<{ msg: EventMessage; reason: DeadLetter["reason"]; error: string }> = [];
     for (const msg of batch) {
       const parsed = parseMessage(NodeEvent, msg.data, { knownTypes: NODE_EVENT_TYPES });
@@ -245,10 +245,14 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
     for (const seq of unsent) if (seq !== null && (failedAt === null || seq < failedAt)) failedAt = seq;
 
     let outcome: BatchOutcome;
+    const firstSeq = items[0]?.seq ?? null;
     try {
-      outcome = await core.applyBatch(items);
+      const applying = core.applyBatch(items);
+      // The parsed events are garbage once folded: hold none of them while the outputs are awaited.
+      items = [];
+      outcome = await applying;
     } catch (err) {
-      outcome = { applied: [], skipped: 0, failedAt: items[0]?.seq ?? null, error: err };
+      outcome = { applied: [], skipped: 0, failedAt: firstSeq, error: err };
     }
     if (outcome.failedAt !== null && (failedAt === null || outcome.failedAt < failedAt)) failedAt = outcome.failedAt;
     deps.onBatch(outcome, batch.length);

@@ -8,7 +8,9 @@ import {
   type JetStreamClient,
   type JetStreamManager,
 } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/transport-node";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+
+const ACK = Uint8Array.of(43, 65, 67, 75); // "+ACK"
 import { jetStreamDeadLetters, type Logger } from "@fenceline/bus";
 import { Consumers, ENGINE_ACK_WAIT_MS, Streams, Subjects } from "@fenceline/streams";
 import type { BatchOutcome, EngineCore } from "../engine.js";
@@ -34,6 +36,7 @@ export class PartitionWorker {
   constructor(deps: {
     partition: number;
     partitions: number;
+    nc: NatsConnection;
     js: JetStreamClient;
     jsm: JetStreamManager;
     core: EngineCore;
@@ -93,6 +96,8 @@ export class PartitionWorker {
 /** A partition's durable consumer on JetStream, as the partition loop drives it. */
 export function jetStreamPartitionConsumer(deps: {
   partition: number;
+  /** The connection `js` uses (acks are published on it). */
+  nc: NatsConnection;
   name: string;
   js: JetStreamClient;
   jsm: JetStreamManager;
@@ -147,8 +152,12 @@ export function jetStreamPartitionConsumer(deps: {
     async subscribe({ deliver, ended }) {
       const consumer = await deps.js.consumers.get(Streams.events, name);
       let stopped = false;
-      // The messages not acknowledged yet, to ack through one of them (ack policy "all").
-      const last = new Map<number, { ack(): void }>();
+      // The reply subjects of the messages not acknowledged yet, to ack through one of them (ack
+      // policy "all"): a message's ack is "+ACK" on its reply subject. Only the subject is held,
+      // not the delivered message (its parsed delivery info, headers, protocol arguments), which
+      // would live until the batch is acked.
+      const last = new Map<number, string | { ack(): void }>();
+
       const messages = await consumer.consume({
         max_messages: deps.maxMessages,
         // Pull requests live 2 s (heartbeats every 1 s): when the consumer's leader moves
@@ -156,15 +165,19 @@ export function jetStreamPartitionConsumer(deps: {
         expires: PULL_EXPIRES_MS,
         callback: (m) => {
           if (stopped) return;
-          last.set(m.seq, m);
-          deliver({ subject: m.subject, data: m.data, seq: m.seq, deliverySeq: m.info.deliverySequence });
+          const { streamSequence: seq, deliverySequence: deliverySeq } = m.info;
+          const reply = (m as { reply?: unknown }).reply; // JsMsgImpl's; JsMsg does not declare it
+          last.set(seq, typeof reply === "string" && reply !== "" ? reply : m);
+          deliver({ subject: m.subject, data: m.data, seq, deliverySeq });
         },
       });
       void messages.closed().then(ended, ended);
       void watchStatus(messages, ended);
       return {
         ackThrough(seq) {
-          last.get(seq)?.ack();
+          const held = last.get(seq);
+          if (typeof held === "string") deps.nc.publish(held, ACK);
+          else held?.ack();
           for (const s of last.keys()) if (s <= seq) last.delete(s);
         },
         stop() {

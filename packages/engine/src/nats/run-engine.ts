@@ -178,6 +178,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
             const worker = new PartitionWorker({
               partition: p,
               partitions,
+              nc,
               js,
               jsm,
               core,
@@ -210,7 +211,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
         await load(claimed, (p) => leases.owned().includes(p));
         for (const p of claimed) {
           if (!leases.owned().includes(p)) continue;
-          workers.set(p, new PartitionWorker({ partition: p, partitions, js, jsm, core, log, batchSize, valid: () => leases.valid(p), onBatch: onBatch(p) }));
+          workers.set(p, new PartitionWorker({ partition: p, partitions, nc, js, jsm, core, log, batchSize, valid: () => leases.valid(p), onBatch: onBatch(p) }));
         }
         await Promise.all(claimed.map((p) => workers.get(p)?.start()));
         options.onPartitions?.(leases.owned());
