@@ -5,6 +5,7 @@ export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";
 export type { SnapshotStore, Output, OutputSink, EventSink } from "./ports.js";
 export { NodeSnapshotSchema, parseSnapshot, type NodeSnapshot } from "./snapshot.js";
 export { runEngine, defaultInstanceId, type RunningEngine, type EngineOptions } from "./nats/run-engine.js";
+export { ENGINE_NODE_FLAGS, missingEngineNodeFlags } from "./node-flags.js";
 export { createKvSnapshotStore, readLastPerKey } from "./nats/kv-snapshot-store.js";
 export { createJetStreamOutputs, type JetStreamOutput } from "./nats/output-sink.js";
 export {

@@ -1,0 +1,20 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ENGINE_NODE_FLAGS, missingEngineNodeFlags } from "../src/index.js";
+
+describe("the engine process's Node.js flags", () => {
+  it("are what deploy/Dockerfile's engine image starts node with", () => {
+    const dockerfile = readFileSync(join(import.meta.dirname, "..", "..", "..", "deploy", "Dockerfile"), "utf8");
+    const last = dockerfile.split(/^FROM /m).at(-1)!;
+    expect(last).toContain(`ENTRYPOINT ${JSON.stringify(["node", ...ENGINE_NODE_FLAGS, "/app/dist/bin.js"]).replaceAll(",", ", ")}`);
+  });
+
+  it("are missing unless given on the command line or in NODE_OPTIONS, by name (a value given explicitly wins)", () => {
+    expect(missingEngineNodeFlags([], "")).toEqual([...ENGINE_NODE_FLAGS]);
+    expect(missingEngineNodeFlags(["--max-semi-space-size=32"], "")).toEqual([]);
+    expect(missingEngineNodeFlags([], "--inspect --max-semi-space-size=8")).toEqual([]);
+    expect(missingEngineNodeFlags(["--max_semi_space_size=64"], "")).toEqual([]);
+    expect(missingEngineNodeFlags(["--expose-gc"], "--inspect")).toEqual([...ENGINE_NODE_FLAGS]);
+  });
+});
