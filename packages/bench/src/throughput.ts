@@ -289,7 +289,7 @@ export async function benchThroughput(argv: string[]): Promise<number> {
   // Both loops run in this process: under the engine process's own V8 flags (ENGINE_NODE_FLAGS),
   // so this process runs the benchmark again with them when it was started without.
   const missing = missingEngineNodeFlags();
-  if (missing.length > 0 && process.argv[1]) return runWithFlags(missing, ["bench", "throughput", ...argv]);
+  if (missing.length > 0 && process.argv[1]) return runWithFlags(missing, ["bench", ...argv]);
   const r = await runThroughputBench({
     events: int(values.events, "events", 50_000, 1),
     nodes: int(values.nodes, "nodes", 1_000, 1),
