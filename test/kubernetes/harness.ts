@@ -2,7 +2,7 @@ import { Kvm } from "@nats-io/kv";
 import { inject } from "vitest";
 import { DEMO_POLICY, Policy, type PolicyInput, type Provisioner } from "@fenceline/contracts";
 import { createLogger } from "@fenceline/bus";
-import { startKubeLabFenceline } from "@fenceline/bench";
+import { startKubeLabFenceline, type KubeLabWorkloads } from "@fenceline/bench";
 import { adminClient, type KubeClient, type KubeObject } from "@fenceline/kube-lab";
 import { Buckets } from "@fenceline/streams";
 
@@ -51,10 +51,8 @@ export type RealK8sOptions = {
   kubeconfig?: string;
   /** How long a reset or rebooted machine stays down (default 500 ms). */
   rebootMs?: number;
-  /** Extra workloads before the fleet starts (created after the standard ones). */
-  workloads?: (admin: KubeClient, namespace: string, fleet: string) => Promise<void>;
-  /** How many pods `workloads` adds (waited for with the others). */
-  extraPods?: number;
+  /** The test's own workloads, created after the standard ones before the fleet starts, and how many pods they add. */
+  extraWorkloads?: KubeLabWorkloads["extra"];
 };
 
 const quickProvisioner: Provisioner = {
@@ -90,7 +88,7 @@ export async function startRealK8s(options: RealK8sOptions) {
       deployments: [{ name: "web", replicas: options.deploymentReplicas ?? 2 }],
       ...(options.daemonSet ? { daemonSet: true } : {}),
       ...(options.staticPods ? { staticPods: true } : {}),
-      ...(options.workloads ? { extra: { pods: options.extraPods ?? 0, create: options.workloads } } : {}),
+      ...(options.extraWorkloads ? { extra: options.extraWorkloads } : {}),
     },
     provisioner: quickProvisioner,
     log,
