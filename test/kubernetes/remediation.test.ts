@@ -178,8 +178,7 @@ describe.concurrent("remediation on the real control plane", () => {
     const s = await startRealK8s({
       name: "escalate",
       policy: testPolicy({ remediation: [{ strategy: "OutOfServiceTaint", timeoutMs: 4_000 }, { strategy: "ResourceDeletion", timeoutMs: 20_000 }] }),
-      extraPods: 1,
-      workloads: (admin, namespace, fleet) => lingeringPod(admin, namespace, fleet),
+      extraWorkloads: { pods: 1, create: lingeringPod },
     });
     try {
       const victim = await s.nodeOf("lingering");

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -14,12 +14,15 @@ import { readAuditRecords } from "@fenceline/read-model";
  * The visualizer in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core;
  * never a downloaded browser) against a running crash demo: the page loads offline, draws every
  * state, follows a fault injected live, opens a node's timeline and replays the past with the
- * scrubber. Saves docs/img/visualizer.png.
+ * scrubber. Takes the page's screenshots into .test-results/screenshots, or into the folder
+ * FENCELINE_SCREENSHOTS (set it to docs/img to refresh the docs' pictures), so a test run leaves
+ * the tracked files alone.
  */
 const CHROMIUM = "/usr/bin/chromium";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const SCREENSHOT = join(ROOT, "docs", "img", "visualizer.png");
-const STATECHART_SHOT = join(ROOT, "docs", "img", "statechart.png");
+const SCREENSHOTS = resolve(ROOT, process.env.FENCELINE_SCREENSHOTS ?? join(".test-results", "screenshots"));
+const SCREENSHOT = join(SCREENSHOTS, "visualizer.png");
+const STATECHART_SHOT = join(SCREENSHOTS, "statechart.png");
 const WEB = join(ROOT, "packages", "visualizer", "dist", "web", "index.html");
 const TOP_STATES = ["healthy", "suspect", "recovered", "fencing", "remediating", "rejoining", "paused", "operator"];
 
@@ -136,7 +139,7 @@ describe("the visualizer in headless Chromium", () => {
     expect(await page.locator('#fleet-chart path[data-phase="fencing"]').count()).toBe(1);
   });
 
-  it("keeps a screenshot for the docs", async () => {
+  it("takes the screenshots the docs show", async () => {
     await page.waitForTimeout(300);
     mkdirSync(dirname(SCREENSHOT), { recursive: true });
     await page.evaluate(() => window.scrollTo(0, 0));

@@ -227,6 +227,12 @@ function connectInBackground(options: {
  */
 export async function runAgent(configPath: string): Promise<void> {
   const bootstrapLog = createLogger("fenceline-agent");
+  // Listening before the start: the watchdog is armed early in startAgent, and a signal taken by
+  // Node's default handler there would end the process without the agent's shutdown.
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
   let running: RunningAgent;
   try {
     const config = await loadAgentConfig(configPath);
@@ -236,13 +242,8 @@ export async function runAgent(configPath: string): Promise<void> {
   } catch (err) {
     return exitFatally(bootstrapLog, err);
   }
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      running.shutdown(signal).then(resolve, (err: unknown) => exitFatally(bootstrapLog, err));
-    };
-    process.once("SIGTERM", onSignal);
-    process.once("SIGINT", onSignal);
-  });
+  const signal = await signalled;
+  await running.shutdown(signal).catch((err: unknown) => exitFatally(bootstrapLog, err));
 }
 
 /**

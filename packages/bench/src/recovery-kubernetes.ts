@@ -221,7 +221,7 @@ export async function runRealRecoveryBench(options: RealRecoveryOptions): Promis
       provisioner: instantProvisioner,
       log,
       rebootMs: 1_000,
-      conditionDurationMs: 30_000,
+      conditions: { durationMs: 30_000 },
     });
     cleanups.push(fl.stop);
     progress(`fleets ready in ${((Date.now() - started) / 1000).toFixed(1)} s; crashing`);
