@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// What `npm test` (and so .ci/run) runs: set up (bootstrap.mjs), lint, knip (unused files,
+// What `npm test` (and so .ci/run) runs: set up (bootstrap.mjs), lint, format check, knip (unused files,
 // exports and dependencies), type-check (packages and tests), then every test tier through
 // turbo, which skips a tier whose inputs did not change since it last passed (its report comes
 // back from the cache). Prints the time of each step, and ends stdout with one line:
-// `N passed, N failed` over every tier's tests, lint, knip and the type-check counting as one
-// check each.
+// `N passed, N failed` over every tier's tests, lint, the format check, knip and the type-check
+// counting as one check each.
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -35,6 +35,7 @@ if (!setup.ok) {
 }
 const checks = [
   step("lint", "pnpm", ["run", "--silent", "lint"]),
+  step("format", "pnpm", ["run", "--silent", "format:check"]),
   step("knip", "pnpm", ["run", "--silent", "knip"]),
   step("typecheck", "pnpm", ["exec", "turbo", "run", "typecheck", "typecheck:tests", "--output-logs=errors-only"]),
 ];
