@@ -22,7 +22,11 @@ export default defineConfig({
   resolve: { conditions: ["source", "node", "import", "default"] },
   ssr: { resolve: { conditions: ["source", "node", "import", "default"], externalConditions: ["source"] } },
   // The environment a globalSetup runs in (the main process) loads workspace packages from source too.
-  environments: { __vitest__: { resolve: { conditions: ["source", "node", "import", "default"], externalConditions: ["source"], noExternal: [/@fenceline\//] } } },
+  environments: {
+    __vitest__: {
+      resolve: { conditions: ["source", "node", "import", "default"], externalConditions: ["source"], noExternal: [/@fenceline\//] },
+    },
+  },
   test: {
     exclude: ["**/node_modules/**", "**/dist/**"],
     pool: "forks",

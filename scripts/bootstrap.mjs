@@ -140,7 +140,9 @@ function ensureDebianPackages() {
   }
   const names = missing.map((m) => m.pkg);
   if (process.getuid?.() !== 0 || !findBinary("apt-get")) {
-    fail(`the tests need ${names.join(", ")} (missing: ${missing.map((m) => m.binary).join(", ")}); install them (Debian/Ubuntu: sudo apt-get install ${names.join(" ")})`);
+    fail(
+      `the tests need ${names.join(", ")} (missing: ${missing.map((m) => m.binary).join(", ")}); install them (Debian/Ubuntu: sudo apt-get install ${names.join(" ")})`,
+    );
   }
   say(`installing ${names.join(", ")} with apt-get ...`);
   const aptEnv = { ...env, DEBIAN_FRONTEND: "noninteractive" };
@@ -160,7 +162,10 @@ const TOOLS_FOR = {
 function ensureGo() {
   const r = spawnSync("go", ["env", "GOVERSION"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], env });
   const version = r.status === 0 ? r.stdout.trim() : null;
-  if (!version) fail("Go is not on PATH; Fenceline builds nats-server and the other infrastructure from the Go module proxy and needs Go >= 1.26 (https://go.dev/doc/install)");
+  if (!version)
+    fail(
+      "Go is not on PATH; Fenceline builds nats-server and the other infrastructure from the Go module proxy and needs Go >= 1.26 (https://go.dev/doc/install)",
+    );
   const [major, minor] = version.replace(/^go/, "").split(".").map(Number);
   if (major < 1 || (major === 1 && minor < 26)) fail(`${version} is too old; Fenceline needs Go >= 1.26`);
   say(`${version} found`);
@@ -173,7 +178,11 @@ function ensureTools(mode) {
   }
   ensureGo();
   const started = Date.now();
-  runOrFail("building the Go tools", process.execPath, [join(root, "packages", "toolchain", "dist", "cli.js"), "ensure", ...TOOLS_FOR[mode]]);
+  runOrFail("building the Go tools", process.execPath, [
+    join(root, "packages", "toolchain", "dist", "cli.js"),
+    "ensure",
+    ...TOOLS_FOR[mode],
+  ]);
   say(`Go tools ready (${TOOLS_FOR[mode].join(", ")}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

@@ -43,7 +43,14 @@ for (const check of checks) total[check.ok ? "passed" : "failed"] += 1;
 
 // One tier at a time: each already uses both cores, and the servers they start are timing-sensitive.
 const tiers = step("tests", "pnpm", [
-  "exec", "turbo", "run", ...TIERS.map((t) => `test:${t}`), "--concurrency=1", "--continue", "--env-mode=loose", "--output-logs=new-only",
+  "exec",
+  "turbo",
+  "run",
+  ...TIERS.map((t) => `test:${t}`),
+  "--concurrency=1",
+  "--continue",
+  "--env-mode=loose",
+  "--output-logs=new-only",
 ]);
 for (const tier of TIERS) {
   const summary = readSummaryFile(tier);

@@ -62,7 +62,9 @@ function node22() {
   const binary = join(dir, "node_modules", pkg, "bin", "node");
   if (!existsSync(binary)) {
     say(`installing Node ${NODE_22} for StrykerJS (npm ${pkg}@${NODE_22} into ${dir}) ...`);
-    const r = spawnSync("npm", ["install", "--prefix", dir, "--no-save", "--no-package-lock", `${pkg}@${NODE_22}`], { stdio: ["ignore", 2, 2] });
+    const r = spawnSync("npm", ["install", "--prefix", dir, "--no-save", "--no-package-lock", `${pkg}@${NODE_22}`], {
+      stdio: ["ignore", 2, 2],
+    });
     if (r.status !== 0 || !existsSync(binary)) {
       say(`could not install ${pkg}@${NODE_22} (npm exited with ${r.status ?? r.error?.message})`);
       process.exit(1);
@@ -73,7 +75,16 @@ function node22() {
 
 const stryker = spawnSync(
   "nice",
-  ["-n", "10", node22(), join(root, "node_modules", "@stryker-mutator", "core", "bin", "stryker.js"), "run", "stryker.config.mjs", "--mutate", mutate.join(",")],
+  [
+    "-n",
+    "10",
+    node22(),
+    join(root, "node_modules", "@stryker-mutator", "core", "bin", "stryker.js"),
+    "run",
+    "stryker.config.mjs",
+    "--mutate",
+    mutate.join(","),
+  ],
   { cwd: root, stdio: ["ignore", 2, 2] },
 );
 if (stryker.status !== 0) {
@@ -96,6 +107,8 @@ for (const [path, { mutants }] of Object.entries(report.files).sort(([a], [b]) =
   files[path] = percent(caught, counted.length);
   const survived = counted.filter((m) => m.status === "Survived").length;
   const uncovered = counted.filter((m) => m.status === "NoCoverage").length;
-  process.stdout.write(`${path}: ${files[path]}% (${caught} of ${counted.length} killed; ${survived} survived, ${uncovered} not covered)\n`);
+  process.stdout.write(
+    `${path}: ${files[path]}% (${caught} of ${counted.length} killed; ${survived} survived, ${uncovered} not covered)\n`,
+  );
 }
 process.stdout.write(`${JSON.stringify({ score: percent(detected, valid), files })}\n`);

@@ -43,7 +43,9 @@ if (!summary) {
 }
 if (vitest.status !== 0 && summary.failed === 0) {
   // For example an unhandled error outside any test: vitest fails the run, so do we.
-  process.stderr.write(`fenceline: vitest exited with ${vitest.status ?? vitest.signal} although no test failed; counting it as a failure\n`);
+  process.stderr.write(
+    `fenceline: vitest exited with ${vitest.status ?? vitest.signal} although no test failed; counting it as a failure\n`,
+  );
   summary.failed = 1;
 }
 

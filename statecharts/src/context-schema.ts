@@ -97,8 +97,10 @@ function upgradeLegacyConfirmation(raw: unknown): unknown {
   const id = (s: string) => (s === "null" ? null : s);
   if (reboot) confirmedBy = { by: "reboot", bootIdAtFencing: id(reboot[1]!), bootId: id(reboot[2]!) };
   else if (text.startsWith("fence agent: ")) confirmedBy = { by: "power", device: null };
-  else if (text.startsWith("watchdog stop acknowledged")) confirmedBy = { by: "watchdog", ackedAt: nullable(fence!.watchdogStopAckedAt), resetBy: null };
-  else if (text.startsWith("safe time: ")) confirmedBy = { by: "safe-time", lastSeenAt: nullable(context.lastSeenAt), majoritySince: nullable(context.majoritySince) };
+  else if (text.startsWith("watchdog stop acknowledged"))
+    confirmedBy = { by: "watchdog", ackedAt: nullable(fence!.watchdogStopAckedAt), resetBy: null };
+  else if (text.startsWith("safe time: "))
+    confirmedBy = { by: "safe-time", lastSeenAt: nullable(context.lastSeenAt), majoritySince: nullable(context.majoritySince) };
   return { ...context, fence: { ...fence, confirmedBy } };
 }
 

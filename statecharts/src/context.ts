@@ -19,7 +19,9 @@ export type FenceConfirmation =
   | { by: "power"; device: string | null }
   | { by: "operator"; reason: string };
 
-export const FENCE_CONFIRMATIONS = ["reboot", "watchdog", "safe-time", "power", "operator"] as const satisfies ReadonlyArray<FenceConfirmation["by"]>;
+export const FENCE_CONFIRMATIONS = ["reboot", "watchdog", "safe-time", "power", "operator"] as const satisfies ReadonlyArray<
+  FenceConfirmation["by"]
+>;
 
 /** What one fencing (one epoch) has tried and proven so far. */
 export type FenceProgress = {
@@ -47,7 +49,17 @@ export type FenceProgress = {
 
 /** Nothing tried, nothing proven: a fencing about to start, or a finished one. */
 export function emptyFence(): FenceProgress {
-  return { confirmedBy: null, watchdogStopAckedAt: null, checkingMajority: false, level: 0, poweredOff: [], devices: [], toPowerOn: [], timeProof: null, failed: [] };
+  return {
+    confirmedBy: null,
+    watchdogStopAckedAt: null,
+    checkingMajority: false,
+    level: 0,
+    poweredOff: [],
+    devices: [],
+    toPowerOn: [],
+    timeProof: null,
+    failed: [],
+  };
 }
 
 /** Everything the lifecycle machine remembers about one node. JSON-serialisable. */

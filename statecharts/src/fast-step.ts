@@ -37,7 +37,14 @@ type SN = {
   after?: unknown[];
 };
 type TD = { source: SN; target?: SN[]; reenter?: boolean; guard?: unknown; actions: unknown[] };
-type Plan = { exit: SN[]; entry: Array<{ node: SN; defaultEntry: boolean }>; leaf: SN; nodesChanged: boolean; actions: unknown[]; resolved?: unknown[] };
+type Plan = {
+  exit: SN[];
+  entry: Array<{ node: SN; defaultEntry: boolean }>;
+  leaf: SN;
+  nodesChanged: boolean;
+  actions: unknown[];
+  resolved?: unknown[];
+};
 type Fn = ((...args: unknown[]) => unknown) & Record<string, unknown>;
 const ACTION = 0;
 const ASSIGN = 1;
@@ -167,7 +174,9 @@ function createContextClone(): (context: NodeContext) => NodeContext {
     if (keys === null) {
       keys = Object.keys(context);
       try {
-        literal = new Function("c", `return { ${keys.map((k) => `${JSON.stringify(k)}: c[${JSON.stringify(k)}]`).join(", ")} };`) as (c: NodeContext) => NodeContext;
+        literal = new Function("c", `return { ${keys.map((k) => `${JSON.stringify(k)}: c[${JSON.stringify(k)}]`).join(", ")} };`) as (
+          c: NodeContext,
+        ) => NodeContext;
       } catch {
         // No code generation in this runtime: spread.
       }
@@ -377,7 +386,14 @@ export function createFastStep(machine: NodeMachine): FastStep {
   };
   // One argument object for every enqueueActions callback: one runs at a time (the actions it
   // enqueues run after it returned), and callbacks are pure and keep no reference to it.
-  const collectArgs = { context: undefined as unknown as NodeContext, event: undefined as unknown as NodeEvent, enqueue, check, self: undefined, system: undefined };
+  const collectArgs = {
+    context: undefined as unknown as NodeContext,
+    event: undefined as unknown as NodeEvent,
+    enqueue,
+    check,
+    self: undefined,
+    system: undefined,
+  };
 
   const runAction = (action: CompiledAction, event: NodeEvent) => {
     if (action === null) return;
@@ -520,7 +536,9 @@ export function createFastStep(machine: NodeMachine): FastStep {
   const fastInitial = (node: string, at: number): MachineState => {
     const input = { node, at };
     const event = { type: "xstate.init", input } as unknown as NodeEvent;
-    context = { ...((typeof contextOf === "function" ? (contextOf as Fn)({ input, self: undefined, spawn: noSpawn }) : contextOf) as object) } as NodeContext;
+    context = {
+      ...((typeof contextOf === "function" ? (contextOf as Fn)({ input, self: undefined, spawn: noSpawn }) : contextOf) as object),
+    } as NodeContext;
     fresh = false;
     guardEvent = event;
     depth = 0;
@@ -544,7 +562,10 @@ export function createFastStep(machine: NodeMachine): FastStep {
       throw err;
     }
   };
-  initials.set(machine, agrees("fast-initial-probe", 0) && agrees("node-1", 1_800_000_000_123) ? fastInitial : (node, at) => initialState(machine, node, at));
+  initials.set(
+    machine,
+    agrees("fast-initial-probe", 0) && agrees("node-1", 1_800_000_000_123) ? fastInitial : (node, at) => initialState(machine, node, at),
+  );
 
   compiled.set(machine, fastStep);
   return fastStep;

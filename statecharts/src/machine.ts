@@ -16,16 +16,16 @@ import {
   type NodeEvent,
   type Policy,
 } from "@fenceline/contracts";
-import { emptyFence, initialContext, type Emitted, type FenceConfirmation, type FenceProgress, type NodeContext, type NodeInput } from "./context.js";
 import {
-  bootIdOf,
-  driftedServices,
-  parseVersion,
-  signalsAfter,
-  unhealthySince,
-  withoutTimers,
-  withTimer,
-} from "./helpers.js";
+  emptyFence,
+  initialContext,
+  type Emitted,
+  type FenceConfirmation,
+  type FenceProgress,
+  type NodeContext,
+  type NodeInput,
+} from "./context.js";
+import { bootIdOf, driftedServices, parseVersion, signalsAfter, unhealthySince, withoutTimers, withTimer } from "./helpers.js";
 
 /** Timer names the machine uses; the engine's timer service fires them as `timer.fired`. */
 export const Timers = {
@@ -127,7 +127,11 @@ function fenceOf(context: Ctx): FenceProgress {
 const levelName = (levels: readonly FenceLevel[], i: number) => `level ${i + 1}/${levels.length} [${levels[i]?.methods.join(", ") ?? "?"}]`;
 
 /** Records the first confirmation of this fencing (later ones change nothing). */
-function confirm(enqueue: { assign(patch: Partial<Ctx>): void; emit(e: Emitted): void }, context: Ctx, confirmation: FenceConfirmation): void {
+function confirm(
+  enqueue: { assign(patch: Partial<Ctx>): void; emit(e: Emitted): void },
+  context: Ctx,
+  confirmation: FenceConfirmation,
+): void {
   if (context.fence.confirmedBy !== null) return;
   enqueue.assign({ fence: { ...context.fence, confirmedBy: confirmation } });
   enqueue.emit(reason(`fencing confirmed: ${describeConfirmation(confirmation)}`));
@@ -177,25 +181,34 @@ export function createNodeMachine(policy: Policy) {
   const safeTimeDue = (context: Ctx, now: number) => {
     const lastSeenAt = context.lastSeenAt ?? now;
     const due = Math.max(now, lastSeenAt + safeTime);
-    return context.majoritySince !== null && context.majoritySince > lastSeenAt ? Math.max(due, context.majoritySince + afterMajority) : due;
+    return context.majoritySince !== null && context.majoritySince > lastSeenAt
+      ? Math.max(due, context.majoritySince + afterMajority)
+      : due;
   };
   const steps = policy.remediation;
   /** What the node's contract lets the engine assume of it, under this policy (decided afresh, never from a stored copy). */
-  const guaranteeOf = (context: Ctx) => fencingGuarantee(context.contract, policy, fencingLevelsOf(policy, context.node, context.hostGroup));
+  const guaranteeOf = (context: Ctx) =>
+    fencingGuarantee(context.contract, policy, fencingLevelsOf(policy, context.node, context.hostGroup));
   /** Why a silent node is not assumed fenced by time, and what is waited for instead. */
   const noTimeFencing = (context: Ctx) =>
     `not assuming it fenced by time: ${guaranteeOf(context).reason}; waiting for a new boot id${levelsOf(context).some((l) => l.methods.some((m) => m !== WATCHDOG_METHOD)) ? ", a fence agent's power-off" : ""} or an operator (fenceline reset ${context.node} --reason … once it is off)`;
   /** The guard's slot request: its membership view is part of the majority check. */
   const slotRequest = (context: Ctx) => {
     const version = context.contract?.membershipVersion ?? 0;
-    return command({ kind: "slot.acquire", params: { controlPlane: context.controlPlane, ...(version > 0 ? { membershipVersion: version } : {}) } });
+    return command({
+      kind: "slot.acquire",
+      params: { controlPlane: context.controlPlane, ...(version > 0 ? { membershipVersion: version } : {}) },
+    });
   };
 
   // ------------------------------------------------------------------ fencing levels
   const levelsOf = (context: Ctx) => fencingLevelsOf(policy, context.node, context.hostGroup);
   const usesWatchdog = (levels: readonly FenceLevel[]) => levels.some((l) => l.methods.includes(WATCHDOG_METHOD));
   /** The command parameters of a power method: its device (none for "power": every device of the node) and the node's host group. */
-  const fenceParams = (context: Ctx, method: string) => ({ ...(method === POWER_METHOD ? {} : { device: method }), hostGroup: context.hostGroup });
+  const fenceParams = (context: Ctx, method: string) => ({
+    ...(method === POWER_METHOD ? {} : { device: method }),
+    hostGroup: context.hostGroup,
+  });
   const lastLevel = (context: Ctx) => fenceOf(context).level >= levelsOf(context).length - 1;
 
   /**
@@ -210,7 +223,10 @@ export function createNodeMachine(policy: Policy) {
     const toPowerOn = [...fence.toPowerOn];
     for (const method of level.methods) {
       if (method === WATCHDOG_METHOD) {
-        commands.push({ kind: "watchdog.stop", params: { reason: `fencing epoch ${context.epoch}`, ...(context.bootId ? { bootId: context.bootId } : {}) } });
+        commands.push({
+          kind: "watchdog.stop",
+          params: { reason: `fencing epoch ${context.epoch}`, ...(context.bootId ? { bootId: context.bootId } : {}) },
+        });
       } else {
         commands.push({ kind: "fence.poweroff", params: fenceParams(context, method) });
         if (!toPowerOn.includes(method)) toPowerOn.push(method);
@@ -228,10 +244,15 @@ export function createNodeMachine(policy: Policy) {
     return levelsOf(context)[fenceOf(context).level]?.methods.includes(r.facts?.method ?? POWER_METHOD) === true;
   };
   const levelTimerFired = (context: Ctx, event: Ev) =>
-    event.type === "timer.fired" && event.data.timer === Timers.fenceLevel && context.timers[Timers.fenceLevel] === event.data.due && context.fence.confirmedBy === null;
+    event.type === "timer.fired" &&
+    event.data.timer === Timers.fenceLevel &&
+    context.timers[Timers.fenceLevel] === event.data.due &&
+    context.fence.confirmedBy === null;
   const levelFailure = (event: Ev, level: FenceLevel) => {
     const r = result(event);
-    return r ? `${r.kind} ${r.facts && "method" in r.facts ? `(${r.facts.method}) ` : ""}failed: ${r.reason ?? "no reason given"}` : `no confirmation within ${formatMs(level.timeoutMs)}`;
+    return r
+      ? `${r.kind} ${r.facts && "method" in r.facts ? `(${r.facts.method}) ` : ""}failed: ${r.reason ?? "no reason given"}`
+      : `no confirmation within ${formatMs(level.timeoutMs)}`;
   };
   /** A power method that cannot act on this node has nothing to power on again. */
   const forgetFailedPowerOff = (fence: FenceProgress, event: Ev): FenceProgress => {
@@ -254,15 +275,24 @@ export function createNodeMachine(policy: Policy) {
       const level = levels[i]!;
       const done = level.methods.every((m) => (m === WATCHDOG_METHOD ? fence.timeProof !== null : fence.poweredOff.includes(m)));
       if (!done) continue;
-      const confirmation: FenceConfirmation = level.methods.some((m) => m !== WATCHDOG_METHOD) ? { by: "power", device: fence.devices.join(",") || null } : fence.timeProof!;
+      const confirmation: FenceConfirmation = level.methods.some((m) => m !== WATCHDOG_METHOD)
+        ? { by: "power", device: fence.devices.join(",") || null }
+        : fence.timeProof!;
       enqueue.assign({ fence: { ...fence, confirmedBy: confirmation } });
-      const words = confirmation.by === "safe-time" ? `safe time: silent for ${formatMs(safeTime)} with a healthy majority since ${confirmation.majoritySince}` : describeConfirmation(confirmation);
+      const words =
+        confirmation.by === "safe-time"
+          ? `safe time: silent for ${formatMs(safeTime)} with a healthy majority since ${confirmation.majoritySince}`
+          : describeConfirmation(confirmation);
       enqueue.emit(reason(`fencing confirmed: ${words}${levels.length > 1 ? ` (${levelName(levels, i)})` : ""}`));
       return;
     }
     enqueue.assign({ fence });
     if (fence.timeProof !== null && fence.timeProof !== context.fence.timeProof) {
-      enqueue.emit(reason(`${describeConfirmation(fence.timeProof)}: kept; it counts once a level with the watchdog starts (now ${levelName(levels, fence.level)})`));
+      enqueue.emit(
+        reason(
+          `${describeConfirmation(fence.timeProof)}: kept; it counts once a level with the watchdog starts (now ${levelName(levels, fence.level)})`,
+        ),
+      );
     }
   };
 
@@ -284,7 +314,10 @@ export function createNodeMachine(policy: Policy) {
       /** Every unhealthy signal is gone once this event is applied. */
       recovers: ({ context, event }: Args) => unhealthySince(signalsAfter(context, event)) === null,
       configDrifted: ({ context, event }: Args) => {
-        const reported = event.type === "heartbeat.resumed" || event.type === "node.joined" ? (event.data.checksums ?? context.checksums) : context.checksums;
+        const reported =
+          event.type === "heartbeat.resumed" || event.type === "node.joined"
+            ? (event.data.checksums ?? context.checksums)
+            : context.checksums;
         return driftedServices(reported, context.desiredChecksums).length > 0;
       },
       hasSignals: ({ context }: Args) => unhealthySince(context.signals) !== null,
@@ -312,18 +345,28 @@ export function createNodeMachine(policy: Policy) {
       },
       /** Returning before fencing: still tainted, re-provisioning pending, or drifted → rejoin, not healthy. */
       needsRejoin: ({ context }: Args) =>
-        context.fencingTaint || context.rejoin.reprovision !== null || driftedServices(context.checksums, context.desiredChecksums).length > 0,
+        context.fencingTaint ||
+        context.rejoin.reprovision !== null ||
+        driftedServices(context.checksums, context.desiredChecksums).length > 0,
       /** Alive with a boot id other than the one it had when fencing started. */
       rebootedSinceFencing: ({ context, event }: Args) => {
         const bootId = bootIdOf(event);
         return bootId !== null && context.bootIdAtFencing !== null && bootId !== context.bootIdAtFencing;
       },
-      resultOk: ({ context, event }: Args, params: { kind: CommandKind; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === true,
-      resultFailed: ({ context, event }: Args, params: { kind: CommandKind; taint?: string }) => resultOf(context, event, params.kind, params.taint)?.ok === false,
+      resultOk: ({ context, event }: Args, params: { kind: CommandKind; taint?: string }) =>
+        resultOf(context, event, params.kind, params.taint)?.ok === true,
+      resultFailed: ({ context, event }: Args, params: { kind: CommandKind; taint?: string }) =>
+        resultOf(context, event, params.kind, params.taint)?.ok === false,
       stepIsAutomatic: ({ context }: Args) => steps[context.remediation.step]?.strategy === "Automatic",
       stepFailed: ({ context, event }: Args) => {
         const r = result(event);
-        return r !== null && r.epoch === context.epoch && !r.ok && context.remediation.pending.includes(r.kind) && answers(context, r, OUT_OF_SERVICE_TAINT.key);
+        return (
+          r !== null &&
+          r.epoch === context.epoch &&
+          !r.ok &&
+          context.remediation.pending.includes(r.kind) &&
+          answers(context, r, OUT_OF_SERVICE_TAINT.key)
+        );
       },
       stepCompleted: ({ context, event }: Args) => {
         const r = result(event);
@@ -352,7 +395,8 @@ export function createNodeMachine(policy: Policy) {
       /** The node's contract lets the engine assume it fenced by time. */
       timeFencing: ({ context }: Args) => guaranteeOf(context).timeBased,
       /** Silent, in a fencing epoch whose fencing was never confirmed (the fencing taint is on). */
-      silentUnfenced: ({ context }: Args) => context.signals.heartbeat !== undefined && context.fencingTaint && context.fence.confirmedBy === null,
+      silentUnfenced: ({ context }: Args) =>
+        context.signals.heartbeat !== undefined && context.fencingTaint && context.fence.confirmedBy === null,
       attemptsLeft: ({ context }: Args) => context.rejoin.attempt < policy.rejoin.reprovisionAttempts,
       nodeSilent: ({ context }: Args) => context.signals.heartbeat !== undefined,
       /** The `name` deadline passed and the node is silent (no heartbeat) now. */
@@ -364,7 +408,9 @@ export function createNodeMachine(policy: Policy) {
     },
     actions: {
       // xstate's init event carries no time: the initial state keeps the input's.
-      enterState: enqueueActions(({ enqueue, event, context }) => enqueue.assign({ since: (event as { at?: number }).at ?? context.since })),
+      enterState: enqueueActions(({ enqueue, event, context }) =>
+        enqueue.assign({ since: (event as { at?: number }).at ?? context.since }),
+      ),
       /** Records what the event says about the node's liveness, boot id and reported state. */
       observe: enqueueActions(({ enqueue, context, event }) => {
         // A configuration report is no sign of life: it never changes the boot id we know (a late
@@ -377,7 +423,8 @@ export function createNodeMachine(policy: Policy) {
           // Only when unknown: a known boot id must stay, so a later return with another one reads as a reboot.
           if (context.bootId === null) patch.bootId = event.data.bootId;
         }
-        if (event.type === "heartbeat.resumed" || event.type === "node.joined" || event.type === "boot.changed") patch.lastSeenAt = event.at;
+        if (event.type === "heartbeat.resumed" || event.type === "node.joined" || event.type === "boot.changed")
+          patch.lastSeenAt = event.at;
         if (event.type === "heartbeat.resumed" || event.type === "node.joined") {
           if (event.data.checksums) patch.checksums = event.data.checksums;
         }
@@ -407,7 +454,8 @@ export function createNodeMachine(policy: Policy) {
         }
         // The guarantee follows the contract and the node's fencing levels (its host group's).
         const guarantee = fencingGuarantee(contract, policy, fencingLevelsOf(policy, context.node, patch.hostGroup ?? context.hostGroup));
-        if (guarantee.reason !== context.guarantee?.reason || guarantee.guarantee !== context.guarantee?.guarantee) patch.guarantee = guarantee;
+        if (guarantee.reason !== context.guarantee?.reason || guarantee.guarantee !== context.guarantee?.guarantee)
+          patch.guarantee = guarantee;
         enqueue.assign(patch);
       }),
       explain: enqueueActions(({ enqueue }, params: { text: string }) => enqueue.emit(reason(params.text))),
@@ -450,7 +498,11 @@ export function createNodeMachine(policy: Policy) {
         const start = unhealthySince(context.signals) ?? event.at;
         const due = Math.max(event.at, start + policy.unhealthyDurationMs);
         enqueue.assign({ timers: withTimer(context.timers, Timers.suspect, due) });
-        enqueue.emit(reason(`unhealthy since ${start} (${Object.keys(context.signals).sort().join(", ")}); fencing after ${formatMs(policy.unhealthyDurationMs)}`));
+        enqueue.emit(
+          reason(
+            `unhealthy since ${start} (${Object.keys(context.signals).sort().join(", ")}); fencing after ${formatMs(policy.unhealthyDurationMs)}`,
+          ),
+        );
       }),
       requestSlot: enqueueActions(({ enqueue, context }) => {
         if (context.slot) return;
@@ -461,7 +513,11 @@ export function createNodeMachine(policy: Policy) {
       }),
       armGuardRetry: enqueueActions(({ enqueue, context, event }) => {
         const r = result(event);
-        enqueue.emit(reason(`fleet guard refused a remediation slot: ${r?.reason ?? "no reason given"}; asking again in ${formatMs(policy.fleet.retryMs)}`));
+        enqueue.emit(
+          reason(
+            `fleet guard refused a remediation slot: ${r?.reason ?? "no reason given"}; asking again in ${formatMs(policy.fleet.retryMs)}`,
+          ),
+        );
         enqueue.assign({ timers: withTimer(context.timers, Timers.guardRetry, event.at + policy.fleet.retryMs) });
       }),
 
@@ -496,7 +552,11 @@ export function createNodeMachine(policy: Policy) {
             : !byTime
               ? `silent since ${context.lastSeenAt}; ${noTimeFencing(context)}`
               : `silent since ${context.lastSeenAt}: assumed fenced at ${assumedFencedAt} (safe time ${formatMs(safeTime)}${context.majoritySince !== null && context.majoritySince > (context.lastSeenAt ?? event.at) && assumedFencedAt === context.majoritySince + afterMajority ? ", counted from the return of a healthy majority" : ""})`;
-        enqueue.emit(reason(`fencing, epoch ${epoch}; ${silent}${levels.length > 1 || levels[0]!.methods.some((m) => m !== WATCHDOG_METHOD) ? `; ${levelName(levels, 0)}` : ""}`));
+        enqueue.emit(
+          reason(
+            `fencing, epoch ${epoch}; ${silent}${levels.length > 1 || levels[0]!.methods.some((m) => m !== WATCHDOG_METHOD) ? `; ${levelName(levels, 0)}` : ""}`,
+          ),
+        );
       }),
       /** A power method powered the node off and read it back: proof, when its level (a started one) is complete. */
       notePoweredOff: enqueueActions(({ enqueue, context, event }) => {
@@ -505,7 +565,11 @@ export function createNodeMachine(policy: Policy) {
         const fence = fenceOf(context);
         const method = r.facts?.method ?? "power";
         const devices = (r.facts?.device ?? method).split(",").filter((d) => !fence.devices.includes(d));
-        settle(enqueue, context, { ...fence, poweredOff: [...new Set([...fence.poweredOff, method])], devices: [...fence.devices, ...devices] });
+        settle(enqueue, context, {
+          ...fence,
+          poweredOff: [...new Set([...fence.poweredOff, method])],
+          devices: [...fence.devices, ...devices],
+        });
       }),
       /** The current level failed (a method's error, or its deadline): the next level starts. */
       escalateFencing: enqueueActions(({ enqueue, context, event }) => {
@@ -536,7 +600,10 @@ export function createNodeMachine(policy: Policy) {
       confirmByWatchdog: enqueueActions(({ enqueue, context, event }) => {
         if (!guaranteeOf(context).timeBased) return void enqueue.emit(reason(`watchdog reset deadline passed; ${noTimeFencing(context)}`));
         const fence = fenceOf(context);
-        settle(enqueue, context, { ...fence, timeProof: { by: "watchdog", ackedAt: fence.watchdogStopAckedAt, resetBy: event.type === "timer.fired" ? event.data.due : null } });
+        settle(enqueue, context, {
+          ...fence,
+          timeProof: { by: "watchdog", ackedAt: fence.watchdogStopAckedAt, resetBy: event.type === "timer.fired" ? event.data.due : null },
+        });
       }),
       confirmByOperator: enqueueActions(({ enqueue, context, event }) =>
         confirm(enqueue, context, { by: "operator", reason: event.type === "operator.reset" ? event.data.reason : "operator reset" }),
@@ -565,7 +632,11 @@ export function createNodeMachine(policy: Policy) {
       aliveDuringFencing: enqueueActions(({ enqueue, context }) => {
         // Whatever time had proven (the safe time, or a watchdog reset deadline) is void now.
         enqueue.assign({ timers: withoutTimers(context.timers, Timers.safeTime), fence: { ...fenceOf(context), timeProof: null } });
-        enqueue.emit(reason("the node is alive with the same boot id: the safe time no longer applies; waiting for its watchdog reset or a fence agent"));
+        enqueue.emit(
+          reason(
+            "the node is alive with the same boot id: the safe time no longer applies; waiting for its watchdog reset or a fence agent",
+          ),
+        );
       }),
       noteOperatorReason: enqueueActions(({ enqueue }, params: { text: string }) => {
         enqueue.assign({ operatorReason: params.text });
@@ -608,7 +679,9 @@ export function createNodeMachine(policy: Policy) {
           remediation: { ...context.remediation, strategy, pending },
           timers: withTimer(context.timers, Timers.stepTimeout, event.at + step.timeoutMs),
         });
-        enqueue.emit(reason(`remediation step ${context.remediation.step + 1}/${steps.length}: ${strategy} (timeout ${formatMs(step.timeoutMs)})`));
+        enqueue.emit(
+          reason(`remediation step ${context.remediation.step + 1}/${steps.length}: ${strategy} (timeout ${formatMs(step.timeoutMs)})`),
+        );
       }),
       settleResult: enqueueActions(({ enqueue, context, event }) => {
         const r = result(event);
@@ -681,7 +754,12 @@ export function createNodeMachine(policy: Policy) {
           reprovisionTicket: context.reprovisionTicket + 1,
           timers: withTimer(context.timers, Timers.reprovisionTimeout, event.at + policy.rejoin.reprovisionTimeoutMs),
         });
-        enqueue.emit(command({ kind: "reprovision", params: { hostGroup: context.hostGroup, reason: why, attempt, ticket: context.reprovisionTicket + 1 } }));
+        enqueue.emit(
+          command({
+            kind: "reprovision",
+            params: { hostGroup: context.hostGroup, reason: why, attempt, ticket: context.reprovisionTicket + 1 },
+          }),
+        );
         enqueue.emit(reason(`re-provisioning (attempt ${attempt}/${policy.rejoin.reprovisionAttempts}): ${why}`));
       }),
       armReprovisionRetry: enqueueActions(({ enqueue, context, event }) => {
@@ -733,12 +811,23 @@ export function createNodeMachine(policy: Policy) {
           enqueue.emit(command({ kind: "slot.release", params: {} }));
           enqueue.assign({ slot: false });
         }
-        enqueue.emit(reason("its workloads are gone and it is still silent: down, its remediation slot freed; it rejoins when it is heard again, or leaves the fleet when forgotten (fenceline forget)"));
+        enqueue.emit(
+          reason(
+            "its workloads are gone and it is still silent: down, its remediation slot freed; it rejoins when it is heard again, or leaves the fleet when forgotten (fenceline forget)",
+          ),
+        );
       }),
       enterForgotten: enqueueActions(({ enqueue, context, event }) => {
         const why = event.type === "node.forgotten" ? event.data.reason : "forgotten";
         if (context.slot) enqueue.emit(command({ kind: "slot.release", params: {} }));
-        enqueue.assign({ slot: false, timers: {}, forgottenReason: why, pausedReason: null, operatorReason: null, fence: { ...context.fence, checkingMajority: false } });
+        enqueue.assign({
+          slot: false,
+          timers: {},
+          forgottenReason: why,
+          pausedReason: null,
+          operatorReason: null,
+          fence: { ...context.fence, checkingMajority: false },
+        });
         enqueue.emit(reason(`forgotten (${why}): it leaves the fleet and the membership; it joins again if its agent is heard`));
       }),
       clearForgotten: enqueueActions(({ enqueue }) => enqueue.assign({ forgottenReason: null })),
@@ -775,12 +864,20 @@ export function createNodeMachine(policy: Policy) {
         // The node showed life while the guard was asked: the safe time no longer applies (see aliveDuringFencing).
         if (context.signals.heartbeat === undefined) {
           enqueue.assign({ fence });
-          enqueue.emit(reason("the node is alive with the same boot id: the majority answer no longer matters; waiting for its watchdog reset or a fence agent"));
+          enqueue.emit(
+            reason(
+              "the node is alive with the same boot id: the majority answer no longer matters; waiting for its watchdog reset or a fence agent",
+            ),
+          );
           return;
         }
         if (!r.ok || since === null) {
           enqueue.assign({ fence, timers: withTimer(context.timers, Timers.safeTime, event.at + policy.fleet.retryMs) });
-          enqueue.emit(reason(`no healthy majority now${r.reason ? ` (${r.reason})` : ""}: not assuming the node fenced; asking again in ${formatMs(policy.fleet.retryMs)}`));
+          enqueue.emit(
+            reason(
+              `no healthy majority now${r.reason ? ` (${r.reason})` : ""}: not assuming the node fenced; asking again in ${formatMs(policy.fleet.retryMs)}`,
+            ),
+          );
           return;
         }
         if (!guaranteeOf(context).timeBased) {
@@ -791,7 +888,11 @@ export function createNodeMachine(policy: Policy) {
         const due = safeTimeDue({ ...context, majoritySince: since }, event.at);
         if (due <= event.at) {
           enqueue.assign({ majoritySince: since });
-          settle(enqueue, context, { ...fenceOf(context), ...fence, timeProof: { by: "safe-time", lastSeenAt: context.lastSeenAt, majoritySince: since } });
+          settle(enqueue, context, {
+            ...fenceOf(context),
+            ...fence,
+            timeProof: { by: "safe-time", lastSeenAt: context.lastSeenAt, majoritySince: since },
+          });
           return;
         }
         enqueue.assign({ fence, majoritySince: since, timers: withTimer(context.timers, Timers.safeTime, due) });
@@ -883,7 +984,11 @@ export function createNodeMachine(policy: Policy) {
           { guard: "fenceConfirmed", target: "remediating" },
         ],
         on: {
-          ...aliveAgain({ after: "fencing", reboot: { actions: ["confirmByReboot", "observe"] }, sameBoot: [{ actions: ["observe", "aliveDuringFencing"] }] }),
+          ...aliveAgain({
+            after: "fencing",
+            reboot: { actions: ["confirmByReboot", "observe"] },
+            sameBoot: [{ actions: ["observe", "aliveDuringFencing"] }],
+          }),
           "heartbeat.missed": { actions: ["observe", "rearmSafeTime"] },
           // An operator confirms the node is fenced (powered off or cut off by hand): its workloads move.
           "operator.reset": { actions: "confirmByOperator" },
@@ -900,7 +1005,10 @@ export function createNodeMachine(policy: Policy) {
             {
               guard: { type: "timerIs", params: { name: Timers.fenceTimeout } },
               target: "operator",
-              actions: { type: "noteOperatorReason", params: { text: `no fencing confirmation within ${formatMs(policy.fencing.timeoutMs)}` } },
+              actions: {
+                type: "noteOperatorReason",
+                params: { text: `no fencing confirmation within ${formatMs(policy.fencing.timeoutMs)}` },
+              },
             },
             { guard: "fenceLevelTimedOut", actions: "escalateFencing" },
             { guard: { type: "timerIs", params: { name: Timers.safeTime } }, actions: "checkMajority" },
@@ -1040,7 +1148,9 @@ export function createNodeMachine(policy: Policy) {
           "heartbeat.missed": { actions: "observe" },
           "signal.unhealthy": { actions: "observe" },
           "operator.pause": { actions: { type: "explain", params: { text: "pause ignored: the node is forgotten" } } },
-          "operator.reset": { actions: { type: "explain", params: { text: "reset ignored: the node is forgotten; it joins again when its agent is heard" } } },
+          "operator.reset": {
+            actions: { type: "explain", params: { text: "reset ignored: the node is forgotten; it joins again when its agent is heard" } },
+          },
           "node.forgotten": { actions: { type: "explain", params: { text: "already forgotten" } } },
           "command.result": [{ guard: "unwantedSlot", actions: "releaseUnwantedSlot" }, { actions: "explainResult" }],
         },
@@ -1081,12 +1191,17 @@ export function createNodeMachine(policy: Policy) {
                 target: "#node.operator",
                 actions: {
                   type: "noteOperatorReason",
-                  params: { text: "the node came back with the boot id it had before fencing: it was assumed fenced but its watchdog never reset it" },
+                  params: {
+                    text: "the node came back with the boot id it had before fencing: it was assumed fenced but its watchdog never reset it",
+                  },
                 },
               },
               { guard: "settleFirst", target: "settling" },
               { guard: "needsReprovision", target: "reprovisioning" },
-              { target: "untainting", actions: { type: "explain", params: { text: "same boot id, configuration as desired: no re-provisioning" } } },
+              {
+                target: "untainting",
+                actions: { type: "explain", params: { text: "same boot id, configuration as desired: no re-provisioning" } },
+              },
             ],
           },
           settling: {
@@ -1100,10 +1215,7 @@ export function createNodeMachine(policy: Policy) {
             },
           },
           settled: {
-            always: [
-              { guard: "needsReprovision", target: "reprovisioning" },
-              { target: "untainting" },
-            ],
+            always: [{ guard: "needsReprovision", target: "reprovisioning" }, { target: "untainting" }],
           },
           reprovisioning: {
             entry: "reprovision",
@@ -1114,7 +1226,11 @@ export function createNodeMachine(policy: Policy) {
                   target: "untainting",
                   actions: [{ type: "clearTimers", params: { names: [Timers.reprovisionTimeout] } }, "explainResult"],
                 },
-                { guard: { type: "resultFailed", params: { kind: "reprovision" } }, target: "retryingReprovision", actions: "explainResult" },
+                {
+                  guard: { type: "resultFailed", params: { kind: "reprovision" } },
+                  target: "retryingReprovision",
+                  actions: "explainResult",
+                },
                 { actions: "explainResult" },
               ],
               "timer.fired": {
@@ -1129,7 +1245,10 @@ export function createNodeMachine(policy: Policy) {
               { guard: "attemptsLeft", target: "reprovisionBackoff" },
               {
                 target: "#node.operator",
-                actions: { type: "noteOperatorReason", params: { text: `re-provisioning failed ${policy.rejoin.reprovisionAttempts} times` } },
+                actions: {
+                  type: "noteOperatorReason",
+                  params: { text: `re-provisioning failed ${policy.rejoin.reprovisionAttempts} times` },
+                },
               },
             ],
           },
@@ -1143,8 +1262,15 @@ export function createNodeMachine(policy: Policy) {
             entry: "untaint",
             on: {
               "command.result": [
-                { guard: { type: "resultOk", params: { kind: "taint.remove", taint: FENCING_TAINT.key } }, target: "#node.healthy", actions: ["releaseSlot", "finishRejoin"] },
-                { guard: { type: "resultFailed", params: { kind: "taint.remove", taint: FENCING_TAINT.key } }, actions: ["explainResult", "armUntaintRetry"] },
+                {
+                  guard: { type: "resultOk", params: { kind: "taint.remove", taint: FENCING_TAINT.key } },
+                  target: "#node.healthy",
+                  actions: ["releaseSlot", "finishRejoin"],
+                },
+                {
+                  guard: { type: "resultFailed", params: { kind: "taint.remove", taint: FENCING_TAINT.key } },
+                  actions: ["explainResult", "armUntaintRetry"],
+                },
                 { actions: "explainResult" },
               ],
               "timer.fired": { guard: { type: "timerIs", params: { name: Timers.untaintRetry } }, target: "untainting", reenter: true },
@@ -1159,5 +1285,15 @@ export function createNodeMachine(policy: Policy) {
 export type NodeMachine = ReturnType<typeof createNodeMachine>;
 
 /** Top-level states, in lifecycle order. */
-export const NODE_STATES = ["healthy", "suspect", "fencing", "remediating", "rejoining", "down", "paused", "operator", "forgotten"] as const;
+export const NODE_STATES = [
+  "healthy",
+  "suspect",
+  "fencing",
+  "remediating",
+  "rejoining",
+  "down",
+  "paused",
+  "operator",
+  "forgotten",
+] as const;
 export type NodeState = (typeof NODE_STATES)[number];

@@ -18,7 +18,9 @@ export type StepResult = {
 export function statePath(value: StateValue): string {
   if (typeof value === "string") return value;
   const [key, child] = Object.entries(value)[0] ?? ["?", undefined];
-  return child === undefined || (typeof child === "object" && Object.keys(child).length === 0) ? key : `${key}.${statePath(child as StateValue)}`;
+  return child === undefined || (typeof child === "object" && Object.keys(child).length === 0)
+    ? key
+    : `${key}.${statePath(child as StateValue)}`;
 }
 
 /** The top-level state of a path ("suspect" for "suspect.waiting"). */

@@ -9,11 +9,26 @@ describe("exportMachine", () => {
   it("lists every top-level state", () => {
     const topLevel = exported.states.filter((s) => s.parent === null).map((s) => s.path);
     expect(topLevel).toEqual(expect.arrayContaining([...NODE_STATES]));
-    expect(topLevel).toEqual(["healthy", "suspect", "recovered", "fencing", "remediating", "paused", "down", "forgotten", "operator", "rejoining"]);
+    expect(topLevel).toEqual([
+      "healthy",
+      "suspect",
+      "recovered",
+      "fencing",
+      "remediating",
+      "paused",
+      "down",
+      "forgotten",
+      "operator",
+      "rejoining",
+    ]);
   });
 
   it("describes nesting and initial states", () => {
-    expect(exported.states.find((s) => s.path === "suspect")).toMatchObject({ id: "node.suspect", parent: null, initial: "suspect.waiting" });
+    expect(exported.states.find((s) => s.path === "suspect")).toMatchObject({
+      id: "node.suspect",
+      parent: null,
+      initial: "suspect.waiting",
+    });
     expect(exported.states.find((s) => s.path === "remediating.running")).toMatchObject({ parent: "remediating", initial: null });
     expect(exported.states.find((s) => s.path === "rejoining")?.initial).toBe("rejoining.deciding");
   });

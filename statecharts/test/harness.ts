@@ -51,7 +51,12 @@ export function createHarness(policy: Policy, options: HarnessOptions = {}) {
       return harness.send("timer.fired", { timer: name, due }, due);
     },
     /** A result for a command of `kind`, for the current epoch unless `extra.epoch` says otherwise. */
-    result(kind: CommandKind, ok: boolean, at: number, extra: { reason?: string; epoch?: number; facts?: Record<string, string | number | boolean> } = {}) {
+    result(
+      kind: CommandKind,
+      ok: boolean,
+      at: number,
+      extra: { reason?: string; epoch?: number; facts?: Record<string, string | number | boolean> } = {},
+    ) {
       const { epoch = state.context.epoch, ...rest } = extra;
       // Parsed, so a result whose facts do not fit its kind fails here as it would at the boundary.
       return harness.send("command.result", CommandResultData.parse({ commandId: `c-${kind}`, kind, epoch, ok, ...rest }), at);
@@ -61,17 +66,31 @@ export function createHarness(policy: Policy, options: HarnessOptions = {}) {
       state = next;
       return harness;
     },
-    get path() { return statePath(state.value); },
-    get context() { return state.context; },
-    get state() { return state; },
+    get path() {
+      return statePath(state.value);
+    },
+    get context() {
+      return state.context;
+    },
+    get state() {
+      return state;
+    },
     /** Everything emitted by the last step, in order. */
-    get emitted() { return last; },
+    get emitted() {
+      return last;
+    },
     /** Commands emitted by the last step. */
-    get commands() { return last.filter((e): e is CommandEmitted => e.type === "command").map((e) => e.request); },
+    get commands() {
+      return last.filter((e): e is CommandEmitted => e.type === "command").map((e) => e.request);
+    },
     /** Command kinds emitted by the last step. */
-    get kinds() { return harness.commands.map((c) => c.kind); },
+    get kinds() {
+      return harness.commands.map((c) => c.kind);
+    },
     /** Audit reasons emitted by the last step. */
-    get reasons() { return last.filter((e): e is ReasonEmitted => e.type === "reason").map((e) => e.text); },
+    get reasons() {
+      return last.filter((e): e is ReasonEmitted => e.type === "reason").map((e) => e.text);
+    },
     history: all,
   };
   return harness;

@@ -98,19 +98,54 @@ const nearby = (n: number, length: number) => (n < 14 ? n % Math.min(length, 3) 
 
 const intentArb: fc.Arbitrary<Intent> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant("missed" as const), dt, boot: index(BOOT_CHOICES), ago: fc.nat({ max: 3_000 }) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant("resumed" as const), dt, boot: index(BOOT_CHOICES), sums: index(CHECKSUMS.length), contract: index(CONTRACTS.length) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant("resumed" as const),
+      dt,
+      boot: index(BOOT_CHOICES),
+      sums: index(CHECKSUMS.length),
+      contract: index(CONTRACTS.length),
+    }),
+  },
   {
     weight: 1,
-    arbitrary: fc.record({ t: fc.constant("joined" as const), dt, boot: index(BOOT_CHOICES), sums: index(CHECKSUMS.length), group: fc.boolean(), contract: index(CONTRACTS.length) }),
+    arbitrary: fc.record({
+      t: fc.constant("joined" as const),
+      dt,
+      boot: index(BOOT_CHOICES),
+      sums: index(CHECKSUMS.length),
+      group: fc.boolean(),
+      contract: index(CONTRACTS.length),
+    }),
   },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant("contract" as const), dt, boot: index(BOOT_CHOICES), contract: fc.integer({ min: 0, max: CONTRACTS.length - 2 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant("contract" as const),
+      dt,
+      boot: index(BOOT_CHOICES),
+      contract: fc.integer({ min: 0, max: CONTRACTS.length - 2 }),
+    }),
+  },
   // A rare event: forgetting sends most runs somewhere they only leave when the node is heard.
   { weight: 1, arbitrary: fc.record({ t: fc.constant("forget" as const), dt, really: fc.nat({ max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("bootChanged" as const), dt, boot: index(BOOT_CHOICES) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant("unhealthy" as const), dt, signal: index(SIGNALS.length), ago: fc.nat({ max: 3_000 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ t: fc.constant("unhealthy" as const), dt, signal: index(SIGNALS.length), ago: fc.nat({ max: 3_000 }) }),
+  },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("healthy" as const), dt, signal: index(SIGNALS.length) }) },
   { weight: 8, arbitrary: fc.record({ t: fc.constant("fire" as const), dt, pick }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant("bogusTimer" as const), dt, name: index(TIMER_NAMES.length), offset: fc.integer({ min: -2, max: 2 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant("bogusTimer" as const),
+      dt,
+      name: index(TIMER_NAMES.length),
+      offset: fc.integer({ min: -2, max: 2 }),
+    }),
+  },
   {
     weight: 10,
     arbitrary: fc.record({
@@ -140,7 +175,15 @@ const intentArb: fc.Arbitrary<Intent> = fc.oneof(
   // Resets are rarer than they look: in fencing one confirms the fencing, and would cut most runs short.
   { weight: 1, arbitrary: fc.record({ t: fc.constant("reset" as const), dt, really: fc.nat({ max: 2 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("desired" as const), dt, sums: fc.integer({ min: 1, max: CHECKSUMS.length - 1 }) }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant("reported" as const), dt, boot: index(BOOT_CHOICES), sums: fc.integer({ min: 1, max: CHECKSUMS.length - 1 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant("reported" as const),
+      dt,
+      boot: index(BOOT_CHOICES),
+      sums: fc.integer({ min: 1, max: CHECKSUMS.length - 1 }),
+    }),
+  },
 );
 
 export const intentsArb = fc.array(intentArb, { minLength: 1, maxLength: 60, size: "max" });
@@ -169,7 +212,8 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
     ctx: MachineState["context"],
     at: number,
   ): { facts?: Record<string, string | number> } => {
-    if (kind === "cluster.version") return VERSIONS[intent.version] !== undefined ? { facts: { serverVersion: VERSIONS[intent.version]! } } : {};
+    if (kind === "cluster.version")
+      return VERSIONS[intent.version] !== undefined ? { facts: { serverVersion: VERSIONS[intent.version]! } } : {};
     if (kind !== "slot.acquire") return {};
     switch (MAJORITY[intent.majority]) {
       case "always":
@@ -186,7 +230,8 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
   // Most nodes are first heard through their agent: a run starts with its node.joined (and the
   // contract of a good agent) unless the first intent is another way in.
   const first = intents[0];
-  const lead: Intent[] = first && first.t !== "joined" && first.t !== "unhealthy" ? [{ t: "joined", dt: 0, boot: 0, sums: 0, group: false, contract: 0 }] : [];
+  const lead: Intent[] =
+    first && first.t !== "joined" && first.t !== "unhealthy" ? [{ t: "joined", dt: 0, boot: 0, sums: 0, group: false, contract: 0 }] : [];
   for (const [i, intent] of [...lead, ...intents].entries()) {
     const seq = i + 1;
     const at = now + intent.dt;
@@ -194,11 +239,19 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
     let event: NodeEvent;
     switch (intent.t) {
       case "missed":
-        event = makeEvent(seq, "heartbeat.missed", at, { lastSeenAt: Math.max(0, at - intent.ago), bootId: bootOf(intent.boot, ctx.bootId) });
+        event = makeEvent(seq, "heartbeat.missed", at, {
+          lastSeenAt: Math.max(0, at - intent.ago),
+          bootId: bootOf(intent.boot, ctx.bootId),
+        });
         break;
       case "resumed": {
         const checksums = CHECKSUMS[intent.sums];
-        event = makeEvent(seq, "heartbeat.resumed", at, { bootId: bootOf(intent.boot, ctx.bootId), incarnation: intent.boot, ...(checksums ? { checksums } : {}), ...contractOf(intent.contract) });
+        event = makeEvent(seq, "heartbeat.resumed", at, {
+          bootId: bootOf(intent.boot, ctx.bootId),
+          incarnation: intent.boot,
+          ...(checksums ? { checksums } : {}),
+          ...contractOf(intent.contract),
+        });
         break;
       }
       case "joined": {
@@ -216,7 +269,10 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
         event = makeEvent(seq, "contract.reported", at, { bootId: bootOf(intent.boot, ctx.bootId), contract: CONTRACTS[intent.contract]! });
         break;
       case "forget":
-        event = intent.really === 0 ? makeEvent(seq, "node.forgotten", at, { reason: "property forget" }) : makeEvent(seq, "operator.resume", at, {});
+        event =
+          intent.really === 0
+            ? makeEvent(seq, "node.forgotten", at, { reason: "property forget" })
+            : makeEvent(seq, "operator.resume", at, {});
         break;
       case "bootChanged":
         event = makeEvent(seq, "boot.changed", at, { previousBootId: ctx.bootId ?? "b0", bootId: bootOf(intent.boot, ctx.bootId) });
@@ -245,7 +301,18 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
       }
       case "answer": {
         if (outstanding.length === 0) {
-          event = makeEvent(seq, "command.result", at, CommandResultData.parse({ commandId: `c${seq}`, kind: "slot.acquire", epoch: ctx.epoch, ok: intent.ok, ...facts("slot.acquire", intent, ctx, at) }));
+          event = makeEvent(
+            seq,
+            "command.result",
+            at,
+            CommandResultData.parse({
+              commandId: `c${seq}`,
+              kind: "slot.acquire",
+              epoch: ctx.epoch,
+              ok: intent.ok,
+              ...facts("slot.acquire", intent, ctx, at),
+            }),
+          );
           break;
         }
         const [command] = outstanding.splice(outstanding.length - 1 - nearby(intent.pick, outstanding.length), 1);
@@ -265,7 +332,18 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
       }
       case "result": {
         const kind = COMMAND_KINDS[intent.kind]!;
-        event = makeEvent(seq, "command.result", at, CommandResultData.parse({ commandId: `c${seq}`, kind, epoch: staleOf(ctx.epoch, intent.stale), ok: intent.ok, ...facts(kind, intent, ctx, at) }));
+        event = makeEvent(
+          seq,
+          "command.result",
+          at,
+          CommandResultData.parse({
+            commandId: `c${seq}`,
+            kind,
+            epoch: staleOf(ctx.epoch, intent.stale),
+            ok: intent.ok,
+            ...facts(kind, intent, ctx, at),
+          }),
+        );
         break;
       }
       case "pause":
@@ -275,7 +353,10 @@ export function drive(machine: NodeMachine, intents: Intent[]): Run {
         event = makeEvent(seq, "operator.resume", at, {});
         break;
       case "reset":
-        event = intent.really === 0 ? makeEvent(seq, "operator.reset", at, { reason: "property reset" }) : makeEvent(seq, "operator.resume", at, {});
+        event =
+          intent.really === 0
+            ? makeEvent(seq, "operator.reset", at, { reason: "property reset" })
+            : makeEvent(seq, "operator.resume", at, {});
         break;
       case "desired":
         event = makeEvent(seq, "config.desired", at, { checksums: CHECKSUMS[intent.sums]! });
@@ -350,9 +431,12 @@ export function violationsOf(run: Run, resting: Set<string>, policy?: Policy): s
         confirmed.add(epoch);
         if (e.text.startsWith("fencing confirmed: reboot")) confirmedByReboot.add(epoch);
         const byTime = /^fencing confirmed: (safe time|watchdog)/.test(e.text);
-        if (byTime && previous.context.signals.heartbeat === undefined) violations.push(`(f) ${where}: ${e.text} while the node heartbeats`);
+        if (byTime && previous.context.signals.heartbeat === undefined)
+          violations.push(`(f) ${where}: ${e.text} while the node heartbeats`);
         if (byTime && policy && !fencingGuarantee(previous.context.contract, policy).timeBased) {
-          violations.push(`(h) ${where}: ${e.text} although its contract does not support it (${fencingGuarantee(previous.context.contract, policy).reason})`);
+          violations.push(
+            `(h) ${where}: ${e.text} although its contract does not support it (${fencingGuarantee(previous.context.contract, policy).reason})`,
+          );
         }
       }
       if (e.type === "command" && isRemediation(e.request) && !confirmed.has(epoch)) {

@@ -69,7 +69,9 @@ describe("the property test can fail", () => {
     );
     expect(details.failed).toBe(true);
     const counterexample = details.counterexample![0] as Intent[];
-    expect(violationsOf(drive(broken, counterexample), resting)).toContainEqual(expect.stringMatching(/^\(a\) .* before fencing was confirmed$/));
+    expect(violationsOf(drive(broken, counterexample), resting)).toContainEqual(
+      expect.stringMatching(/^\(a\) .* before fencing was confirmed$/),
+    );
   });
 
   it("reports the violation for a plain crash sequence", () => {
@@ -84,7 +86,9 @@ describe("the property test can fail", () => {
     const violations = violationsOf(drive(broken, intents), resting);
     expect(violations).toEqual([
       expect.stringMatching(/^\(a\) step 5 \(command\.result at \d+\): taint\.add emitted in epoch 1 before fencing was confirmed$/),
-      expect.stringMatching(/^\(a\) step 5 \(command\.result at \d+\): workloads\.await-gone emitted in epoch 1 before fencing was confirmed$/),
+      expect.stringMatching(
+        /^\(a\) step 5 \(command\.result at \d+\): workloads\.await-gone emitted in epoch 1 before fencing was confirmed$/,
+      ),
     ]);
   });
 });
@@ -101,7 +105,9 @@ describe("the reboot property can fail", () => {
     );
     expect(details.failed).toBe(true);
     const counterexample = details.counterexample![0] as Intent[];
-    expect(violationsOf(drive(broken, counterexample), resting)).toContainEqual(expect.stringMatching(/^\(g\) .* whose fencing was confirmed by a reboot$/));
+    expect(violationsOf(drive(broken, counterexample), resting)).toContainEqual(
+      expect.stringMatching(/^\(g\) .* whose fencing was confirmed by a reboot$/),
+    );
   });
 
   it("reports the violation for a crash followed by a reboot", () => {
@@ -117,8 +123,12 @@ describe("the reboot property can fail", () => {
     expect(violationsOf(fixed, resting)).toEqual([]);
     expect(statePath(fixed.trace[4]!.state.value)).toBe("rejoining.reprovisioning");
     expect(violationsOf(drive(broken, intents), resting)).toEqual([
-      expect.stringMatching(/^\(g\) step 6 \(command\.result at \d+\): taint\.add emitted in epoch 1, whose fencing was confirmed by a reboot$/),
-      expect.stringMatching(/^\(g\) step 6 \(command\.result at \d+\): workloads\.await-gone emitted in epoch 1, whose fencing was confirmed by a reboot$/),
+      expect.stringMatching(
+        /^\(g\) step 6 \(command\.result at \d+\): taint\.add emitted in epoch 1, whose fencing was confirmed by a reboot$/,
+      ),
+      expect.stringMatching(
+        /^\(g\) step 6 \(command\.result at \d+\): workloads\.await-gone emitted in epoch 1, whose fencing was confirmed by a reboot$/,
+      ),
     ]);
   });
 });
@@ -137,6 +147,8 @@ describe("the contract property can fail", () => {
     );
     expect(details.failed).toBe(true);
     const counterexample = details.counterexample![0] as Intent[];
-    expect(violationsOf(drive(trusting, counterexample), resting, DEMO_POLICY)).toContainEqual(expect.stringMatching(/^\(h\) .* although its contract does not support it/));
+    expect(violationsOf(drive(trusting, counterexample), resting, DEMO_POLICY)).toContainEqual(
+      expect.stringMatching(/^\(h\) .* although its contract does not support it/),
+    );
   });
 });

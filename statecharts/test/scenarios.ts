@@ -23,12 +23,24 @@ export const TEST_POLICY = Policy.parse({
 });
 export const FENCE_AGENT_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-fa", fencing: { fenceAgent: true, timeoutMs: 600_000 } });
 /** IPMI first (30 s), then the watchdog. */
-export const POWER_LEVELS_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-levels", fencing: { levels: [{ methods: ["ipmi"], timeoutMs: 30_000 }, ["watchdog"]] } });
+export const POWER_LEVELS_POLICY = Policy.parse({
+  ...TEST_POLICY,
+  version: "test-levels",
+  fencing: { levels: [{ methods: ["ipmi"], timeoutMs: 30_000 }, ["watchdog"]] },
+});
 /** Two PDUs feeding the machine: one level, both must power off; then the watchdog. */
-export const TWO_PDU_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-pdus", fencing: { levels: [["pdu-a", "pdu-b"], ["watchdog"]] } });
+export const TWO_PDU_POLICY = Policy.parse({
+  ...TEST_POLICY,
+  version: "test-pdus",
+  fencing: { levels: [["pdu-a", "pdu-b"], ["watchdog"]] },
+});
 /** Power only: no watchdog level, so time proves nothing. */
 export const POWER_ONLY_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-power-only", fencing: { levels: [["ipmi"]] } });
-export const SETTLING_POLICY = Policy.parse({ ...TEST_POLICY, version: "test-settle", rejoin: { ...TEST_POLICY.rejoin, healthyDelayMs: 2_000 } });
+export const SETTLING_POLICY = Policy.parse({
+  ...TEST_POLICY,
+  version: "test-settle",
+  rejoin: { ...TEST_POLICY.rejoin, healthyDelayMs: 2_000 },
+});
 export const DELETION_ONLY_POLICY = Policy.parse({
   ...TEST_POLICY,
   version: "test-rd",

@@ -23,7 +23,10 @@ export function assertWithSeed<T>(property: fc.IProperty<T>, options: { numRuns:
     fc.assert(property, { seed, numRuns: options.numRuns });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    throw new Error(`property failed with seed ${seed}; run it again with ${PROPERTY_SEED_ENV}=${seed} pnpm exec vitest run statecharts/test/fast-step.test.ts\n${message}`, { cause: err });
+    throw new Error(
+      `property failed with seed ${seed}; run it again with ${PROPERTY_SEED_ENV}=${seed} pnpm exec vitest run statecharts/test/fast-step.test.ts\n${message}`,
+      { cause: err },
+    );
   }
   return seed;
 }

@@ -114,19 +114,26 @@ describe("root-level handlers", () => {
     expect(h.kinds).toEqual([]);
   });
 
-  behaviour("operator.pause works in every state: a node being fenced is paused, its slot freed, its fencing taint kept", ["node operator.pause"], () => {
-    const h = machineFor();
-    toFencing(h).send("operator.pause", { reason: "maintenance" }, 2_200);
-    expect(h.path).toBe("paused");
-    expect(h.context.pausedReason).toBe("maintenance");
-    expect(h.kinds).toEqual(["slot.release"]);
-    expect(h.context).toMatchObject({ slot: false, fencingTaint: true, timers: {} });
-    // Paused mid-remediation, the out-of-service taint comes off.
-    const r = machineFor();
-    toRunningOutOfService(r).send("operator.pause", { reason: "hands on" }, 5_150);
-    expect(r.path).toBe("paused");
-    expect(r.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }, { kind: "slot.release", params: {} }]);
-  });
+  behaviour(
+    "operator.pause works in every state: a node being fenced is paused, its slot freed, its fencing taint kept",
+    ["node operator.pause"],
+    () => {
+      const h = machineFor();
+      toFencing(h).send("operator.pause", { reason: "maintenance" }, 2_200);
+      expect(h.path).toBe("paused");
+      expect(h.context.pausedReason).toBe("maintenance");
+      expect(h.kinds).toEqual(["slot.release"]);
+      expect(h.context).toMatchObject({ slot: false, fencingTaint: true, timers: {} });
+      // Paused mid-remediation, the out-of-service taint comes off.
+      const r = machineFor();
+      toRunningOutOfService(r).send("operator.pause", { reason: "hands on" }, 5_150);
+      expect(r.path).toBe("paused");
+      expect(r.commands).toEqual([
+        { kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } },
+        { kind: "slot.release", params: {} },
+      ]);
+    },
+  );
 
   behaviour("operator.resume is ignored when the node is not paused", ["node operator.resume"], () => {
     const h = machineFor();
@@ -143,25 +150,32 @@ describe("root-level handlers", () => {
     expect(h.reasons).toEqual(["reset by an operator (just in case): re-provisioned when it rejoins"]);
   });
 
-  behaviour("a changed contract of the known boot is recorded with its guarantee; another boot's is not", ["node contract.reported"], () => {
-    const h = machineFor();
-    joined(h);
-    expect(h.context.guarantee).toMatchObject({ guarantee: "watchdog", timeBased: true });
-    const software = { ...h.context.contract!, watchdog: { kind: "software" as const, timeoutMs: 1_500 } };
-    h.send("contract.reported", { bootId: "b0", contract: software }, 10);
-    expect(h.context.guarantee.guarantee).toBe("watchdog");
-    h.send("contract.reported", { bootId: "b1", contract: software, peerUrl: "http://10.0.0.1:9797" }, 20);
-    expect(h.context.contract).toEqual(software);
-    expect(h.context.peerUrl).toBe("http://10.0.0.1:9797");
-    expect(h.context.guarantee).toMatchObject({ guarantee: "none", timeBased: false, weak: true });
-    expect(h.context.guarantee.reason).toMatch(/software reboot timer, which dies with the agent/);
-  });
+  behaviour(
+    "a changed contract of the known boot is recorded with its guarantee; another boot's is not",
+    ["node contract.reported"],
+    () => {
+      const h = machineFor();
+      joined(h);
+      expect(h.context.guarantee).toMatchObject({ guarantee: "watchdog", timeBased: true });
+      const software = { ...h.context.contract!, watchdog: { kind: "software" as const, timeoutMs: 1_500 } };
+      h.send("contract.reported", { bootId: "b0", contract: software }, 10);
+      expect(h.context.guarantee.guarantee).toBe("watchdog");
+      h.send("contract.reported", { bootId: "b1", contract: software, peerUrl: "http://10.0.0.1:9797" }, 20);
+      expect(h.context.contract).toEqual(software);
+      expect(h.context.peerUrl).toBe("http://10.0.0.1:9797");
+      expect(h.context.guarantee).toMatchObject({ guarantee: "none", timeBased: false, weak: true });
+      expect(h.context.guarantee.reason).toMatch(/software reboot timer, which dies with the agent/);
+    },
+  );
 
   behaviour("node.forgotten in any state: it leaves the fleet, its slot freed, its deadlines dropped", ["node node.forgotten"], () => {
     const h = machineFor();
     toRunningOutOfService(h).send("node.forgotten", { reason: "decommissioned" }, 5_150);
     expect(h.path).toBe("forgotten");
-    expect(h.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }, { kind: "slot.release", params: {} }]);
+    expect(h.commands).toEqual([
+      { kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } },
+      { kind: "slot.release", params: {} },
+    ]);
     expect(h.context).toMatchObject({ slot: false, timers: {}, forgottenReason: "decommissioned" });
   });
 });
@@ -278,18 +292,14 @@ describe("suspect", () => {
     },
   );
 
-  behaviour(
-    "recovery with configuration drift rejoins with re-provisioning",
-    ["recovered (always) [needsRejoin]"],
-    () => {
-      const h = machineFor();
-      toSuspect(h, { checksums: { web: "v1" } }).send("config.desired", { checksums: { web: "v2" } }, 2_000);
-      h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1, checksums: { web: "v1" } }, 2_000);
-      expect(h.path).toBe("rejoining.reprovisioning");
-      expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "configuration drift in web", attempt: 1, ticket: 1 });
-      expect(h.context.fencingTaint).toBe(false);
-    },
-  );
+  behaviour("recovery with configuration drift rejoins with re-provisioning", ["recovered (always) [needsRejoin]"], () => {
+    const h = machineFor();
+    toSuspect(h, { checksums: { web: "v1" } }).send("config.desired", { checksums: { web: "v2" } }, 2_000);
+    h.send("heartbeat.resumed", { bootId: "b1", incarnation: 1, checksums: { web: "v1" } }, 2_000);
+    expect(h.path).toBe("rejoining.reprovisioning");
+    expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "configuration drift in web", attempt: 1, ticket: 1 });
+    expect(h.context.fencingTaint).toBe(false);
+  });
 
   behaviour("heartbeats resuming while another signal is unhealthy keep the node suspect", ["suspect heartbeat.resumed"], () => {
     const h = machineFor();
@@ -360,30 +370,38 @@ describe("suspect", () => {
   });
 
   describe("requestingSlot", () => {
-    behaviour("a granted slot starts fencing: epoch + 1, NoSchedule taint, watchdog stop", ["suspect.requestingSlot command.result [slotGranted]"], () => {
-      const h = machineFor();
-      toFencing(h);
-      expect(h.path).toBe("fencing");
-      expect(h.context).toMatchObject({ epoch: 1, slot: true, bootIdAtFencing: "b1", since: 2_100 });
-      expect(h.commands).toEqual([
-        { kind: "taint.add", params: { taint: FENCING_TAINT } },
-        { kind: "watchdog.stop", params: { reason: "fencing epoch 1", bootId: "b1" } },
-      ]);
-      expect(FENCING_TAINT.effect).toBe("NoSchedule");
-      expect(h.context.timers).toEqual({ "safe-time": 5_000, "fence-timeout": 602_100 });
-    });
+    behaviour(
+      "a granted slot starts fencing: epoch + 1, NoSchedule taint, watchdog stop",
+      ["suspect.requestingSlot command.result [slotGranted]"],
+      () => {
+        const h = machineFor();
+        toFencing(h);
+        expect(h.path).toBe("fencing");
+        expect(h.context).toMatchObject({ epoch: 1, slot: true, bootIdAtFencing: "b1", since: 2_100 });
+        expect(h.commands).toEqual([
+          { kind: "taint.add", params: { taint: FENCING_TAINT } },
+          { kind: "watchdog.stop", params: { reason: "fencing epoch 1", bootId: "b1" } },
+        ]);
+        expect(FENCING_TAINT.effect).toBe("NoSchedule");
+        expect(h.context.timers).toEqual({ "safe-time": 5_000, "fence-timeout": 602_100 });
+      },
+    );
 
-    behaviour("with a fence agent, fencing powers the node off first: level 1/2 [power], then [watchdog]", ["suspect.requestingSlot command.result [slotGranted]"], () => {
-      const h = machineFor(FENCE_AGENT_POLICY);
-      toFencing(h);
-      expect(h.commands).toEqual([
-        { kind: "taint.add", params: { taint: FENCING_TAINT } },
-        { kind: "fence.poweroff", params: { hostGroup: "db" } },
-      ]);
-      expect(h.context.fence).toMatchObject({ level: 0, toPowerOn: ["power"] });
-      expect(h.context.timers).toEqual({ "safe-time": 5_000, "fence-timeout": 602_100, "fence-level": 62_100 });
-      expect(h.reasons[0]).toMatch(/; level 1\/2 \[power\]$/);
-    });
+    behaviour(
+      "with a fence agent, fencing powers the node off first: level 1/2 [power], then [watchdog]",
+      ["suspect.requestingSlot command.result [slotGranted]"],
+      () => {
+        const h = machineFor(FENCE_AGENT_POLICY);
+        toFencing(h);
+        expect(h.commands).toEqual([
+          { kind: "taint.add", params: { taint: FENCING_TAINT } },
+          { kind: "fence.poweroff", params: { hostGroup: "db" } },
+        ]);
+        expect(h.context.fence).toMatchObject({ level: 0, toPowerOn: ["power"] });
+        expect(h.context.timers).toEqual({ "safe-time": 5_000, "fence-timeout": 602_100, "fence-level": 62_100 });
+        expect(h.reasons[0]).toMatch(/; level 1\/2 \[power\]$/);
+      },
+    );
 
     behaviour(
       "a refused slot keeps the node suspect with the guard's reason and a retry timer",
@@ -416,19 +434,23 @@ describe("suspect", () => {
       expect(h.reasons).toEqual(["taint.add succeeded"]);
     });
 
-    behaviour("a node that still holds its slot goes straight to fencing, without asking the guard again", ["suspect.requestingSlot (always) [holdsSlot]"], () => {
-      const h = machineFor();
-      // Back with a new boot mid-remediation, then silent again mid-rejoin: suspect with the slot of its last fencing.
-      toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150);
-      h.send("heartbeat.missed", { lastSeenAt: 8_500, bootId: "b2" }, 9_000);
-      expect(h.path).toBe("suspect.waiting");
-      expect(h.context.slot).toBe(true);
-      expect(h.context.fencingTaint).toBe(true);
-      h.fire("suspect");
-      expect(h.path).toBe("fencing");
-      expect(h.context.epoch).toBe(2);
-      expect(h.kinds).toEqual(["taint.add", "watchdog.stop"]);
-    });
+    behaviour(
+      "a node that still holds its slot goes straight to fencing, without asking the guard again",
+      ["suspect.requestingSlot (always) [holdsSlot]"],
+      () => {
+        const h = machineFor();
+        // Back with a new boot mid-remediation, then silent again mid-rejoin: suspect with the slot of its last fencing.
+        toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150);
+        h.send("heartbeat.missed", { lastSeenAt: 8_500, bootId: "b2" }, 9_000);
+        expect(h.path).toBe("suspect.waiting");
+        expect(h.context.slot).toBe(true);
+        expect(h.context.fencingTaint).toBe(true);
+        h.fire("suspect");
+        expect(h.path).toBe("fencing");
+        expect(h.context.epoch).toBe(2);
+        expect(h.kinds).toEqual(["taint.add", "watchdog.stop"]);
+      },
+    );
   });
 });
 
@@ -462,7 +484,10 @@ describe("fencing", () => {
       expect(h.reasons[0]).toBe("fencing confirmed: safe time: silent for 4s with a healthy majority since 1000");
       expect(h.path).toBe("remediating.resolving");
       expect(h.kinds).toEqual(["cluster.version"]);
-      expect(h.context.fence).toMatchObject({ confirmedBy: { by: "safe-time", lastSeenAt: 1_000, majoritySince: 1_000 }, checkingMajority: false });
+      expect(h.context.fence).toMatchObject({
+        confirmedBy: { by: "safe-time", lastSeenAt: 1_000, majoritySince: 1_000 },
+        checkingMajority: false,
+      });
       expect(h.context.majoritySince).toBe(1_000);
       expect(h.context.timers).toEqual({ "step-timeout": 15_000 });
     },
@@ -474,7 +499,9 @@ describe("fencing", () => {
     () => {
       // 3 × 0.5 s peer rounds + 1.5 s watchdog + 1 s margin = 4 s after the majority returned.
       const h = machineFor();
-      toFencing(h).fire("safe-time").result("slot.acquire", true, 5_000, { facts: { majoritySince: 4_000 } });
+      toFencing(h)
+        .fire("safe-time")
+        .result("slot.acquire", true, 5_000, { facts: { majoritySince: 4_000 } });
       expect(h.path).toBe("fencing");
       expect(h.reasons).toEqual(["the healthy majority only returned at 4000: assumed fenced at 8000"]);
       expect(h.context.timers).toEqual({ "safe-time": 8_000, "fence-timeout": 602_100 });
@@ -488,7 +515,9 @@ describe("fencing", () => {
 
       // An answer arriving after that re-armed time confirms at once.
       const late = machineFor();
-      toFencing(late).fire("safe-time").result("slot.acquire", true, 9_000, { facts: { majoritySince: 4_000 } });
+      toFencing(late)
+        .fire("safe-time")
+        .result("slot.acquire", true, 9_000, { facts: { majoritySince: 4_000 } });
       expect(late.reasons[0]).toBe("fencing confirmed: safe time: silent for 4s with a healthy majority since 4000");
       expect(late.path).toBe("remediating.resolving");
     },
@@ -501,7 +530,9 @@ describe("fencing", () => {
       const h = machineFor();
       toFencing(h).fire("safe-time").result("slot.acquire", false, 5_100, { reason: "no healthy majority: 1 of 3 nodes healthy" });
       expect(h.path).toBe("fencing");
-      expect(h.reasons).toEqual(["no healthy majority now (no healthy majority: 1 of 3 nodes healthy): not assuming the node fenced; asking again in 1s"]);
+      expect(h.reasons).toEqual([
+        "no healthy majority now (no healthy majority: 1 of 3 nodes healthy): not assuming the node fenced; asking again in 1s",
+      ]);
       expect(h.context.timers).toEqual({ "safe-time": 6_100, "fence-timeout": 602_100 });
       expect(h.context.fence).toMatchObject({ confirmedBy: null, checkingMajority: false });
       h.fire("safe-time").result("slot.acquire", true, 6_200, { reason: "already holds a slot" });
@@ -517,14 +548,20 @@ describe("fencing", () => {
     "a majority answer arriving after the node came back alive confirms nothing and arms no safe time",
     ["fencing command.result [majorityAnswer]"],
     () => {
-      for (const [ok, facts] of [[true, { majoritySince: 0 }], [false, undefined], [true, { majoritySince: 4_000 }]] as const) {
+      for (const [ok, facts] of [
+        [true, { majoritySince: 0 }],
+        [false, undefined],
+        [true, { majoritySince: 4_000 }],
+      ] as const) {
         const h = machineFor();
         toFencing(h).fire("safe-time").send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 5_050);
         h.result("slot.acquire", ok, 9_100, { facts });
         expect(h.path).toBe("fencing");
         expect(h.context.fence).toMatchObject({ confirmedBy: null, checkingMajority: false });
         expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
-        expect(h.reasons).toEqual([expect.stringMatching(/^the node is alive with the same boot id: the majority answer no longer matters/)]);
+        expect(h.reasons).toEqual([
+          expect.stringMatching(/^the node is alive with the same boot id: the majority answer no longer matters/),
+        ]);
         // Silent again: the safe time counts from the new last heartbeat.
         h.send("heartbeat.missed", { lastSeenAt: 9_500, bootId: "b1" }, 10_000);
         expect(h.context.timers["safe-time"]).toBe(13_500);
@@ -534,21 +571,27 @@ describe("fencing", () => {
 
   behaviour("a slot.acquire answer of an older epoch is not the majority answer", ["fencing command.result"], () => {
     const h = machineFor();
-    toFencing(h).fire("safe-time").result("slot.acquire", true, 5_000, { epoch: 0, facts: { majoritySince: 0 } });
+    toFencing(h)
+      .fire("safe-time")
+      .result("slot.acquire", true, 5_000, { epoch: 0, facts: { majoritySince: 0 } });
     expect(h.path).toBe("fencing");
     expect(h.context.fence).toMatchObject({ confirmedBy: null, checkingMajority: true });
     expect(h.reasons).toEqual(["slot.acquire succeeded"]);
   });
 
-  behaviour("a node silent for longer than the safe time gets a deadline no earlier than now", ["fencing timer.fired [timerIs(safe-time)]"], () => {
-    const h = machineFor();
-    toSuspect(h).fire("suspect");
-    h.result("slot.acquire", false, 2_100).fire("guard-retry");
-    h.result("slot.acquire", true, 9_000);
-    expect(h.context.timers["safe-time"]).toBe(9_000);
-    confirmBySafeTime(h);
-    expect(h.path).toBe("remediating.resolving");
-  });
+  behaviour(
+    "a node silent for longer than the safe time gets a deadline no earlier than now",
+    ["fencing timer.fired [timerIs(safe-time)]"],
+    () => {
+      const h = machineFor();
+      toSuspect(h).fire("suspect");
+      h.result("slot.acquire", false, 2_100).fire("guard-retry");
+      h.result("slot.acquire", true, 9_000);
+      expect(h.context.timers["safe-time"]).toBe(9_000);
+      confirmBySafeTime(h);
+      expect(h.path).toBe("remediating.resolving");
+    },
+  );
 
   behaviour(
     "heartbeats resuming with a new boot id confirm fencing by reboot: straight to rejoining, no remediation",
@@ -560,9 +603,16 @@ describe("fencing", () => {
       expect(h.path).toBe("rejoining.reprovisioning");
       expect(h.kinds).toEqual(["reprovision"]);
       expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "rebooted (boot id b1 → b2)", attempt: 1, ticket: 1 });
-      expect(h.context).toMatchObject({ epoch: 1, slot: true, fencingTaint: true, fence: { confirmedBy: { by: "reboot", bootIdAtFencing: "b1", bootId: "b2" } } });
+      expect(h.context).toMatchObject({
+        epoch: 1,
+        slot: true,
+        fencingTaint: true,
+        fence: { confirmedBy: { by: "reboot", bootIdAtFencing: "b1", bootId: "b2" } },
+      });
       expect(h.context.timers).toEqual({ "reprovision-timeout": 13_000 });
-      h.result("reprovision", true, 4_000, { facts: { attempt: 1, ticket: 1 } }).result("taint.remove", true, 4_100, { facts: { taint: FENCING_TAINT.key } });
+      h.result("reprovision", true, 4_000, { facts: { attempt: 1, ticket: 1 } }).result("taint.remove", true, 4_100, {
+        facts: { taint: FENCING_TAINT.key },
+      });
       expect(h.path).toBe("healthy");
       expect(h.context).toMatchObject({ slot: false, fencingTaint: false, fence: { confirmedBy: null } });
       const kinds = h.history.flatMap((s) => s.emitted.flatMap((e) => (e.type === "command" ? [e.request.kind] : [])));
@@ -570,19 +620,23 @@ describe("fencing", () => {
     },
   );
 
-  behaviour("boot.changed confirms fencing by reboot, also while the guard is asked about the majority", ["fencing boot.changed [rebootedSinceFencing]"], () => {
-    const h = machineFor();
-    toFencing(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 3_000);
-    expect(h.path).toBe("rejoining.reprovisioning");
+  behaviour(
+    "boot.changed confirms fencing by reboot, also while the guard is asked about the majority",
+    ["fencing boot.changed [rebootedSinceFencing]"],
+    () => {
+      const h = machineFor();
+      toFencing(h).send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 3_000);
+      expect(h.path).toBe("rejoining.reprovisioning");
 
-    const checking = machineFor();
-    toFencing(checking).fire("safe-time").send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 5_050);
-    expect(checking.path).toBe("rejoining.reprovisioning");
-    // The late answer is only explained: it does not send the node to remediation.
-    checking.result("slot.acquire", true, 5_100, { facts: { majoritySince: 0 } });
-    expect(checking.path).toBe("rejoining.reprovisioning");
-    expect(checking.kinds).toEqual([]);
-  });
+      const checking = machineFor();
+      toFencing(checking).fire("safe-time").send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 5_050);
+      expect(checking.path).toBe("rejoining.reprovisioning");
+      // The late answer is only explained: it does not send the node to remediation.
+      checking.result("slot.acquire", true, 5_100, { facts: { majoritySince: 0 } });
+      expect(checking.path).toBe("rejoining.reprovisioning");
+      expect(checking.kinds).toEqual([]);
+    },
+  );
 
   behaviour("node.joined with a new boot id confirms fencing by reboot", ["fencing node.joined [rebootedSinceFencing]"], () => {
     const h = machineFor();
@@ -628,25 +682,36 @@ describe("fencing", () => {
     expect(h.path).toBe("remediating.resolving");
   });
 
-  behaviour("the fence agent's power-off, read back off, confirms fencing at once: no safe time", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
-    const h = machineFor(FENCE_AGENT_POLICY);
-    toFencing(h).result("fence.poweroff", true, 2_200, { facts: { method: "power", device: "pdu-a,pdu-b", power: "off" } });
-    expect(h.reasons[0]).toBe("fencing confirmed: fence agent: powered off (level 1/2 [power])");
-    expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "pdu-a,pdu-b" });
-    expect(h.path).toBe("remediating.resolving");
-  });
+  behaviour(
+    "the fence agent's power-off, read back off, confirms fencing at once: no safe time",
+    ["fencing command.result [resultOk(fence.poweroff)]"],
+    () => {
+      const h = machineFor(FENCE_AGENT_POLICY);
+      toFencing(h).result("fence.poweroff", true, 2_200, { facts: { method: "power", device: "pdu-a,pdu-b", power: "off" } });
+      expect(h.reasons[0]).toBe("fencing confirmed: fence agent: powered off (level 1/2 [power])");
+      expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "pdu-a,pdu-b" });
+      expect(h.path).toBe("remediating.resolving");
+    },
+  );
 
-  behaviour("a power-off result of an older epoch does not confirm; a failed one of another level does not escalate", ["fencing command.result"], () => {
-    const h = machineFor(FENCE_AGENT_POLICY);
-    toFencing(h).result("fence.poweroff", true, 2_200, { epoch: 0 });
-    expect(h.path).toBe("fencing");
-    expect(h.reasons).toEqual(["fence.poweroff succeeded"]);
-    const p = machineFor(POWER_LEVELS_POLICY);
-    toFencing(p).result("fence.poweroff", false, 2_300, { reason: "unreachable: no answer", facts: { method: "pdu-a", error: "unreachable" } });
-    expect(p.path).toBe("fencing");
-    expect(p.context.fence).toMatchObject({ level: 0, failed: [] });
-    expect(p.reasons).toEqual(["fence.poweroff failed: unreachable: no answer"]);
-  });
+  behaviour(
+    "a power-off result of an older epoch does not confirm; a failed one of another level does not escalate",
+    ["fencing command.result"],
+    () => {
+      const h = machineFor(FENCE_AGENT_POLICY);
+      toFencing(h).result("fence.poweroff", true, 2_200, { epoch: 0 });
+      expect(h.path).toBe("fencing");
+      expect(h.reasons).toEqual(["fence.poweroff succeeded"]);
+      const p = machineFor(POWER_LEVELS_POLICY);
+      toFencing(p).result("fence.poweroff", false, 2_300, {
+        reason: "unreachable: no answer",
+        facts: { method: "pdu-a", error: "unreachable" },
+      });
+      expect(p.path).toBe("fencing");
+      expect(p.context.fence).toMatchObject({ level: 0, failed: [] });
+      expect(p.reasons).toEqual(["fence.poweroff failed: unreachable: no answer"]);
+    },
+  );
 
   behaviour(
     "a failed power level escalates at once to the next: its commands go out, the failure is kept",
@@ -658,14 +723,21 @@ describe("fencing", () => {
         { kind: "taint.add", params: { taint: FENCING_TAINT } },
         { kind: "fence.poweroff", params: { device: "ipmi", hostGroup: "db" } },
       ]);
-      h.result("fence.poweroff", false, 2_300, { reason: "auth: the BMC refused the IPMI session at once", facts: { method: "ipmi", device: "ipmi", error: "auth" } });
+      h.result("fence.poweroff", false, 2_300, {
+        reason: "auth: the BMC refused the IPMI session at once",
+        facts: { method: "ipmi", device: "ipmi", error: "auth" },
+      });
       expect(h.path).toBe("fencing");
       // A refused login may heal (a password rolled out late): unfencing will still try ipmi.
       expect(h.commands).toEqual([{ kind: "watchdog.stop", params: { reason: "fencing epoch 1", bootId: "b1" } }]);
       expect(h.reasons).toEqual([
         "fencing level 1/2 [ipmi]: fence.poweroff (ipmi) failed: auth: the BMC refused the IPMI session at once; escalating to level 2/2 [watchdog]",
       ]);
-      expect(h.context.fence).toMatchObject({ level: 1, toPowerOn: ["ipmi"], failed: ["level 1/2 [ipmi]: fence.poweroff (ipmi) failed: auth: the BMC refused the IPMI session at once"] });
+      expect(h.context.fence).toMatchObject({
+        level: 1,
+        toPowerOn: ["ipmi"],
+        failed: ["level 1/2 [ipmi]: fence.poweroff (ipmi) failed: auth: the BMC refused the IPMI session at once"],
+      });
       // The last level runs until the fencing timeout: no level deadline of its own.
       expect(h.context.timers["fence-level"]).toBeUndefined();
       // The watchdog level then confirms as watchdog fencing always did.
@@ -684,7 +756,9 @@ describe("fencing", () => {
     confirmBySafeTime(h);
     expect(h.path).toBe("fencing");
     expect(h.context.fence.timeProof).toMatchObject({ by: "safe-time", majoritySince: 0 });
-    expect(h.reasons).toEqual(["safe time: silent since 1000 with a healthy majority since 0: kept; it counts once a level with the watchdog starts (now level 1/2 [ipmi])"]);
+    expect(h.reasons).toEqual([
+      "safe time: silent since 1000 with a healthy majority since 0: kept; it counts once a level with the watchdog starts (now level 1/2 [ipmi])",
+    ]);
     h.fire("fence-level");
     expect(h.reasons[0]).toBe("fencing level 1/2 [ipmi]: no confirmation within 30s; escalating to level 2/2 [watchdog]");
     // …and counts the moment the watchdog level starts.
@@ -706,43 +780,64 @@ describe("fencing", () => {
     expect(h.kinds).toEqual(["watchdog.stop"]);
   });
 
-  behaviour("the last level failing needs an operator, with every level's failure", ["fencing command.result [lastFenceLevelFailed]"], () => {
-    const h = machineFor(POWER_ONLY_POLICY);
-    toFencing(h);
-    // Without a watchdog level, time proves nothing: no safe-time deadline.
-    expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
-    expect(h.reasons[0]).toContain("no level fences by watchdog: only a power-off read back or a new boot confirms");
-    h.result("fence.poweroff", false, 2_400, { reason: "unreachable: the device could not be reached", facts: { method: "ipmi", error: "unreachable" } });
-    expect(h.path).toBe("operator");
-    expect(h.context.operatorReason).toBe("every fencing level failed: level 1/1 [ipmi]: fence.poweroff (ipmi) failed: unreachable: the device could not be reached");
-  });
+  behaviour(
+    "the last level failing needs an operator, with every level's failure",
+    ["fencing command.result [lastFenceLevelFailed]"],
+    () => {
+      const h = machineFor(POWER_ONLY_POLICY);
+      toFencing(h);
+      // Without a watchdog level, time proves nothing: no safe-time deadline.
+      expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
+      expect(h.reasons[0]).toContain("no level fences by watchdog: only a power-off read back or a new boot confirms");
+      h.result("fence.poweroff", false, 2_400, {
+        reason: "unreachable: the device could not be reached",
+        facts: { method: "ipmi", error: "unreachable" },
+      });
+      expect(h.path).toBe("operator");
+      expect(h.context.operatorReason).toBe(
+        "every fencing level failed: level 1/1 [ipmi]: fence.poweroff (ipmi) failed: unreachable: the device could not be reached",
+      );
+    },
+  );
 
-  behaviour("a level of two devices needs both: one powered off proves nothing; a later level's success does not need an earlier one's", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
-    const h = machineFor(TWO_PDU_POLICY);
-    toFencing(h);
-    expect(h.commands.filter((c) => c.kind === "fence.poweroff").map((c) => c.params)).toEqual([
-      { device: "pdu-a", hostGroup: "db" },
-      { device: "pdu-b", hostGroup: "db" },
-    ]);
-    h.result("fence.poweroff", true, 2_200, { facts: { method: "pdu-a", device: "pdu-a", power: "off" } });
-    expect(h.path).toBe("fencing");
-    expect(h.context.fence.poweredOff).toEqual(["pdu-a"]);
-    h.result("fence.poweroff", true, 2_300, { facts: { method: "pdu-b", device: "pdu-b", power: "off" } });
-    expect(h.path).toBe("remediating.resolving");
-    expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "pdu-a,pdu-b" });
-  });
+  behaviour(
+    "a level of two devices needs both: one powered off proves nothing; a later level's success does not need an earlier one's",
+    ["fencing command.result [resultOk(fence.poweroff)]"],
+    () => {
+      const h = machineFor(TWO_PDU_POLICY);
+      toFencing(h);
+      expect(h.commands.filter((c) => c.kind === "fence.poweroff").map((c) => c.params)).toEqual([
+        { device: "pdu-a", hostGroup: "db" },
+        { device: "pdu-b", hostGroup: "db" },
+      ]);
+      h.result("fence.poweroff", true, 2_200, { facts: { method: "pdu-a", device: "pdu-a", power: "off" } });
+      expect(h.path).toBe("fencing");
+      expect(h.context.fence.poweredOff).toEqual(["pdu-a"]);
+      h.result("fence.poweroff", true, 2_300, { facts: { method: "pdu-b", device: "pdu-b", power: "off" } });
+      expect(h.path).toBe("remediating.resolving");
+      expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "pdu-a,pdu-b" });
+    },
+  );
 
-  behaviour("a power-off of an earlier level that arrives late still proves it", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
-    const h = machineFor(POWER_LEVELS_POLICY);
-    toFencing(h).fire("fence-level");
-    expect(h.context.fence.level).toBe(1);
-    h.result("fence.poweroff", true, 33_000, { facts: { method: "ipmi", device: "ipmi", power: "off" } });
-    expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "ipmi" });
-    expect(h.reasons).toContain("fencing confirmed: fence agent: powered off (level 1/2 [ipmi])");
-  });
+  behaviour(
+    "a power-off of an earlier level that arrives late still proves it",
+    ["fencing command.result [resultOk(fence.poweroff)]"],
+    () => {
+      const h = machineFor(POWER_LEVELS_POLICY);
+      toFencing(h).fire("fence-level");
+      expect(h.context.fence.level).toBe(1);
+      h.result("fence.poweroff", true, 33_000, { facts: { method: "ipmi", device: "ipmi", power: "off" } });
+      expect(h.context.fence.confirmedBy).toEqual({ by: "power", device: "ipmi" });
+      expect(h.reasons).toContain("fencing confirmed: fence agent: powered off (level 1/2 [ipmi])");
+    },
+  );
 
   behaviour("a node's own levels, else its host group's, else the policy's", ["fencing command.result [resultOk(fence.poweroff)]"], () => {
-    const topology = Policy.parse({ ...TEST_POLICY, version: "test-topology", fencing: { levels: [["ipmi"], ["watchdog"]], hostGroups: { db: [["pdu-a"]] }, nodes: { n2: [["watchdog"]] } } });
+    const topology = Policy.parse({
+      ...TEST_POLICY,
+      version: "test-topology",
+      fencing: { levels: [["ipmi"], ["watchdog"]], hostGroups: { db: [["pdu-a"]] }, nodes: { n2: [["watchdog"]] } },
+    });
     const group = machineFor(topology);
     toFencing(group).result("fence.poweroff", true, 2_200, { facts: { method: "pdu-a", device: "pdu-a", power: "off" } });
     expect(group.context.fence.confirmedBy).toEqual({ by: "power", device: "pdu-a" });
@@ -804,26 +899,34 @@ describe("fencing", () => {
 });
 
 describe("remediating", () => {
-  behaviour("Automatic asks the cluster version first, under the step's timeout", ["remediating.selecting (always) [stepIsAutomatic]"], () => {
-    const h = machineFor();
-    toResolving(h);
-    expect(h.kinds).toEqual(["cluster.version"]);
-    expect(h.context.timers).toEqual({ "step-timeout": 15_000 });
-  });
-
-  behaviour("Automatic picks OutOfServiceTaint on Kubernetes ≥ 1.28", ["remediating.resolving command.result [resultOk(cluster.version)]"], () => {
-    for (const version of ["1.28", "v1.30.2", "2.0"]) {
+  behaviour(
+    "Automatic asks the cluster version first, under the step's timeout",
+    ["remediating.selecting (always) [stepIsAutomatic]"],
+    () => {
       const h = machineFor();
-      toResolving(h).result("cluster.version", true, 5_100, { facts: { serverVersion: version } });
-      expect(h.path).toBe("remediating.running");
-      expect(h.commands).toEqual([
-        { kind: "taint.add", params: { taint: OUT_OF_SERVICE_TAINT } },
-        { kind: "workloads.await-gone", params: { timeoutMs: 10_000 } },
-      ]);
-      expect(h.context.remediation).toMatchObject({ strategy: "OutOfServiceTaint", pending: ["taint.add", "workloads.await-gone"] });
-      expect(h.context.timers).toEqual({ "step-timeout": 15_100 });
-    }
-  });
+      toResolving(h);
+      expect(h.kinds).toEqual(["cluster.version"]);
+      expect(h.context.timers).toEqual({ "step-timeout": 15_000 });
+    },
+  );
+
+  behaviour(
+    "Automatic picks OutOfServiceTaint on Kubernetes ≥ 1.28",
+    ["remediating.resolving command.result [resultOk(cluster.version)]"],
+    () => {
+      for (const version of ["1.28", "v1.30.2", "2.0"]) {
+        const h = machineFor();
+        toResolving(h).result("cluster.version", true, 5_100, { facts: { serverVersion: version } });
+        expect(h.path).toBe("remediating.running");
+        expect(h.commands).toEqual([
+          { kind: "taint.add", params: { taint: OUT_OF_SERVICE_TAINT } },
+          { kind: "workloads.await-gone", params: { timeoutMs: 10_000 } },
+        ]);
+        expect(h.context.remediation).toMatchObject({ strategy: "OutOfServiceTaint", pending: ["taint.add", "workloads.await-gone"] });
+        expect(h.context.timers).toEqual({ "step-timeout": 15_100 });
+      }
+    },
+  );
 
   behaviour(
     "Automatic picks ResourceDeletion below 1.28 or when the version is unknown",
@@ -838,20 +941,28 @@ describe("remediating", () => {
     },
   );
 
-  behaviour("Automatic picks ResourceDeletion when the version lookup fails", ["remediating.resolving command.result [resultFailed(cluster.version)]"], () => {
-    const h = machineFor();
-    toResolving(h).result("cluster.version", false, 5_100);
-    expect(h.kinds).toEqual(["pods.delete"]);
-    expect(h.reasons).toContain("Automatic: Kubernetes version unknown → ResourceDeletion");
-  });
+  behaviour(
+    "Automatic picks ResourceDeletion when the version lookup fails",
+    ["remediating.resolving command.result [resultFailed(cluster.version)]"],
+    () => {
+      const h = machineFor();
+      toResolving(h).result("cluster.version", false, 5_100);
+      expect(h.kinds).toEqual(["pods.delete"]);
+      expect(h.reasons).toContain("Automatic: Kubernetes version unknown → ResourceDeletion");
+    },
+  );
 
-  behaviour("no cluster version within the step's timeout → ResourceDeletion", ["remediating.resolving timer.fired [timerIs(step-timeout)]"], () => {
-    const h = machineFor();
-    toResolving(h).fire("step-timeout");
-    expect(h.path).toBe("remediating.running");
-    expect(h.kinds).toEqual(["pods.delete"]);
-    expect(h.context.timers).toEqual({ "step-timeout": 25_000 });
-  });
+  behaviour(
+    "no cluster version within the step's timeout → ResourceDeletion",
+    ["remediating.resolving timer.fired [timerIs(step-timeout)]"],
+    () => {
+      const h = machineFor();
+      toResolving(h).fire("step-timeout");
+      expect(h.path).toBe("remediating.running");
+      expect(h.kinds).toEqual(["pods.delete"]);
+      expect(h.context.timers).toEqual({ "step-timeout": 25_000 });
+    },
+  );
 
   behaviour("other results while resolving are only explained", ["remediating.resolving command.result"], () => {
     const h = machineFor();
@@ -885,12 +996,19 @@ describe("remediating", () => {
     expect(h.context.remediation.pending).toEqual(["workloads.await-gone"]);
   });
 
-  behaviour("OutOfServiceTaint completes, then the out-of-service taint is removed", ["remediating.running command.result [stepCompleted]"], () => {
-    const h = machineFor();
-    toDone(h);
-    expect(h.path).toBe("down");
-    expect(h.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }, { kind: "slot.release", params: {} }]);
-  });
+  behaviour(
+    "OutOfServiceTaint completes, then the out-of-service taint is removed",
+    ["remediating.running command.result [stepCompleted]"],
+    () => {
+      const h = machineFor();
+      toDone(h);
+      expect(h.path).toBe("down");
+      expect(h.commands).toEqual([
+        { kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } },
+        { kind: "slot.release", params: {} },
+      ]);
+    },
+  );
 
   behaviour("a result of an older epoch does not settle a pending command", ["remediating.running command.result"], () => {
     const h = machineFor(DELETION_ONLY_POLICY);
@@ -950,7 +1068,9 @@ describe("remediating", () => {
 
       // Powered off by a fence agent, the same boot id is no escape: it rejoins.
       const agent = machineFor(FENCE_AGENT_POLICY);
-      toFencing(agent).result("fence.poweroff", true, 2_200).result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
+      toFencing(agent)
+        .result("fence.poweroff", true, 2_200)
+        .result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
       agent.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_350);
       agent.result("pods.delete", true, 2_400);
       expect(agent.path).toBe("rejoining.untainting");
@@ -958,20 +1078,28 @@ describe("remediating", () => {
     },
   );
 
-  behaviour("node.joined and boot.changed with the old boot id during remediation also mean back", ["remediating node.joined", "remediating boot.changed"], () => {
-    const joinedBack = machineFor();
-    toRunningOutOfService(joinedBack).send("node.joined", { bootId: "b1", incarnation: 1 }, 5_150);
-    expect(joinedBack.path).toBe("remediating.running");
-    expect(joinedBack.context.remediation.nodeBack).toBe(true);
-    const bootBack = machineFor();
-    toRunningOutOfService(bootBack).send("boot.changed", { previousBootId: "b0", bootId: "b1" }, 5_150);
-    expect(bootBack.path).toBe("remediating.running");
-    expect(bootBack.context.remediation.nodeBack).toBe(true);
-  });
+  behaviour(
+    "node.joined and boot.changed with the old boot id during remediation also mean back",
+    ["remediating node.joined", "remediating boot.changed"],
+    () => {
+      const joinedBack = machineFor();
+      toRunningOutOfService(joinedBack).send("node.joined", { bootId: "b1", incarnation: 1 }, 5_150);
+      expect(joinedBack.path).toBe("remediating.running");
+      expect(joinedBack.context.remediation.nodeBack).toBe(true);
+      const bootBack = machineFor();
+      toRunningOutOfService(bootBack).send("boot.changed", { previousBootId: "b0", bootId: "b1" }, 5_150);
+      expect(bootBack.path).toBe("remediating.running");
+      expect(bootBack.context.remediation.nodeBack).toBe(true);
+    },
+  );
 
   behaviour(
     "the node back with a new boot id stops remediation and rejoins at once, taking the out-of-service taint off",
-    ["remediating heartbeat.resumed [rebootedSinceFencing]", "remediating node.joined [rebootedSinceFencing]", "remediating boot.changed [rebootedSinceFencing]"],
+    [
+      "remediating heartbeat.resumed [rebootedSinceFencing]",
+      "remediating node.joined [rebootedSinceFencing]",
+      "remediating boot.changed [rebootedSinceFencing]",
+    ],
     () => {
       const h = machineFor();
       toRunningOutOfService(h).send("heartbeat.resumed", { bootId: "b2", incarnation: 2 }, 5_150);
@@ -1034,18 +1162,26 @@ describe("remediating", () => {
       const h = machineFor(FENCE_AGENT_POLICY);
       toDoneByFenceAgent(h);
       expect(h.path).toBe("down");
-      expect(h.commands).toEqual([{ kind: "slot.release", params: {} }, { kind: "fence.poweron", params: { hostGroup: "db" } }]);
+      expect(h.commands).toEqual([
+        { kind: "slot.release", params: {} },
+        { kind: "fence.poweron", params: { hostGroup: "db" } },
+      ]);
       expect(h.reasons).toContain("unfencing: powering the node on through power so it boots and rejoins; again in 10s if it stays silent");
       expect(h.context.timers).toEqual({ "unfence-retry": 12_400 }); // done at 2400, + 10 s
       // The BMC refuses: the machine says so and waits for the next try.
-      h.result("fence.poweron", false, 2_600, { reason: "failed: Set Chassis Power Control to Up/On failed", facts: { method: "power", error: "failed" } });
+      h.result("fence.poweron", false, 2_600, {
+        reason: "failed: Set Chassis Power Control to Up/On failed",
+        facts: { method: "power", error: "failed" },
+      });
       expect(h.reasons).toEqual(["fence.poweron failed: failed: Set Chassis Power Control to Up/On failed"]);
       expect(h.path).toBe("down");
       h.fire("unfence-retry");
       expect(h.kinds).toEqual(["fence.poweron"]);
       expect(h.context.timers).toEqual({ "unfence-retry": 12_400 + 20_000 });
       h.fire("unfence-retry").fire("unfence-retry").fire("unfence-retry");
-      expect(h.reasons[0]).toBe("still away: unfencing again (attempt 5): powering the node on through power so it boots and rejoins; again in 1m if it stays silent");
+      expect(h.reasons[0]).toBe(
+        "still away: unfencing again (attempt 5): powering the node on through power so it boots and rejoins; again in 1m if it stays silent",
+      );
       // Powered on, it boots: a new boot id rejoins it (re-provisioned), and no power-on follows.
       h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 200_000);
       expect(h.path).toBe("rejoining.reprovisioning");
@@ -1054,22 +1190,34 @@ describe("remediating", () => {
     },
   );
 
-  behaviour("no unfencing after a watchdog fence, through a method that cannot act on the node, or with unfence: never", ["remediating.running command.result [stepCompleted]"], () => {
-    const watchdog = machineFor();
-    toDone(watchdog);
-    expect(watchdog.kinds).not.toContain("fence.poweron");
-    const refused = machineFor(POWER_LEVELS_POLICY);
-    toFencing(refused).result("fence.poweroff", false, 2_200, { reason: "invalid-config: fence device ipmi has no entry for n1", facts: { method: "ipmi", error: "invalid-config" } });
-    confirmBySafeTime(refused);
-    refused.result("cluster.version", true, 5_100, { facts: { serverVersion: "1.30" } }).result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
-    expect(refused.path).toBe("down");
-    expect(refused.kinds).not.toContain("fence.poweron");
-    const never = machineFor(Policy.parse({ ...FENCE_AGENT_POLICY, version: "test-never", fencing: { ...FENCE_AGENT_POLICY.fencing, unfence: "never" } }));
-    toDoneByFenceAgent(never);
-    expect(never.path).toBe("down");
-    expect(never.kinds).not.toContain("fence.poweron");
-    expect(never.context.timers["unfence-retry"]).toBeUndefined();
-  });
+  behaviour(
+    "no unfencing after a watchdog fence, through a method that cannot act on the node, or with unfence: never",
+    ["remediating.running command.result [stepCompleted]"],
+    () => {
+      const watchdog = machineFor();
+      toDone(watchdog);
+      expect(watchdog.kinds).not.toContain("fence.poweron");
+      const refused = machineFor(POWER_LEVELS_POLICY);
+      toFencing(refused).result("fence.poweroff", false, 2_200, {
+        reason: "invalid-config: fence device ipmi has no entry for n1",
+        facts: { method: "ipmi", error: "invalid-config" },
+      });
+      confirmBySafeTime(refused);
+      refused
+        .result("cluster.version", true, 5_100, { facts: { serverVersion: "1.30" } })
+        .result("taint.add", true, 5_200)
+        .result("workloads.await-gone", true, 5_300);
+      expect(refused.path).toBe("down");
+      expect(refused.kinds).not.toContain("fence.poweron");
+      const never = machineFor(
+        Policy.parse({ ...FENCE_AGENT_POLICY, version: "test-never", fencing: { ...FENCE_AGENT_POLICY.fencing, unfence: "never" } }),
+      );
+      toDoneByFenceAgent(never);
+      expect(never.path).toBe("down");
+      expect(never.kinds).not.toContain("fence.poweron");
+      expect(never.context.timers["unfence-retry"]).toBeUndefined();
+    },
+  );
 });
 
 describe("rejoining", () => {
@@ -1082,7 +1230,10 @@ describe("rejoining", () => {
 
   behaviour(
     "re-provisioned, untainted, then healthy with the slot released",
-    ["rejoining.reprovisioning command.result [resultOk(reprovision)]", "rejoining.untainting command.result [resultOk(taint.remove, fenceline.io/fencing)]"],
+    [
+      "rejoining.reprovisioning command.result [resultOk(reprovision)]",
+      "rejoining.untainting command.result [resultOk(taint.remove, fenceline.io/fencing)]",
+    ],
     () => {
       const h = machineFor();
       // Back with a new boot before remediation finished: it rejoins holding its slot.
@@ -1123,13 +1274,17 @@ describe("rejoining", () => {
     expect(h.reasons).toContain("same boot id, configuration as desired: no re-provisioning");
   });
 
-  behaviour("fence escaped: the same boot id after fencing confirmed by time → operator", ["rejoining.deciding (always) [fenceEscaped]"], () => {
-    const h = machineFor();
-    toDone(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 8_000);
-    expect(h.path).toBe("operator");
-    expect(h.context.operatorReason).toMatch(/boot id it had before fencing/);
-    expect(h.kinds).not.toContain("taint.remove");
-  });
+  behaviour(
+    "fence escaped: the same boot id after fencing confirmed by time → operator",
+    ["rejoining.deciding (always) [fenceEscaped]"],
+    () => {
+      const h = machineFor();
+      toDone(h).send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 8_000);
+      expect(h.path).toBe("operator");
+      expect(h.context.operatorReason).toMatch(/boot id it had before fencing/);
+      expect(h.kinds).not.toContain("taint.remove");
+    },
+  );
 
   behaviour(
     "re-provisioning failures retry with exponential backoff, then an operator after 3 attempts",
@@ -1157,13 +1312,17 @@ describe("rejoining", () => {
     },
   );
 
-  behaviour("a re-provisioning timeout counts as a failed attempt", ["rejoining.reprovisioning timer.fired [timerIs(reprovision-timeout)]"], () => {
-    const h = machineFor();
-    toReprovisioning(h).fire("reprovision-timeout");
-    expect(h.reasons[0]).toBe("re-provisioning timed out");
-    expect(h.path).toBe("rejoining.reprovisionBackoff");
-    expect(h.context.timers).toEqual({ "reprovision-retry": 18_500 });
-  });
+  behaviour(
+    "a re-provisioning timeout counts as a failed attempt",
+    ["rejoining.reprovisioning timer.fired [timerIs(reprovision-timeout)]"],
+    () => {
+      const h = machineFor();
+      toReprovisioning(h).fire("reprovision-timeout");
+      expect(h.reasons[0]).toBe("re-provisioning timed out");
+      expect(h.path).toBe("rejoining.reprovisionBackoff");
+      expect(h.context.timers).toEqual({ "reprovision-retry": 18_500 });
+    },
+  );
 
   behaviour("other results while re-provisioning are only explained", ["rejoining.reprovisioning command.result"], () => {
     const h = machineFor();
@@ -1238,7 +1397,11 @@ describe("rejoining", () => {
 
   behaviour(
     "a failed untaint is retried",
-    ["rejoining.untainting command.result [resultFailed(taint.remove, fenceline.io/fencing)]", "rejoining.untainting timer.fired [timerIs(untaint-retry)]", "rejoining.untainting command.result"],
+    [
+      "rejoining.untainting command.result [resultFailed(taint.remove, fenceline.io/fencing)]",
+      "rejoining.untainting timer.fired [timerIs(untaint-retry)]",
+      "rejoining.untainting command.result",
+    ],
     () => {
       const h = machineFor();
       toReprovisioning(h).result("reprovision", true, 9_000).result("taint.remove", false, 9_100, { reason: "API down" });
@@ -1301,15 +1464,19 @@ describe("paused", () => {
     expect(h.path).toBe("healthy");
   });
 
-  behaviour("resume → rejoining when the node was rebooted while paused", ["paused boot.changed", "paused operator.resume [needsRejoin]"], () => {
-    const h = machineFor();
-    joined(h).send("operator.pause", { reason: "maintenance" }, 1_000);
-    h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 2_000);
-    expect(h.path).toBe("paused");
-    h.send("operator.resume", {}, 3_000);
-    expect(h.path).toBe("rejoining.reprovisioning");
-    expect(h.context.rejoin.reprovision).toBe("rebooted (boot id b1 → b2)");
-  });
+  behaviour(
+    "resume → rejoining when the node was rebooted while paused",
+    ["paused boot.changed", "paused operator.resume [needsRejoin]"],
+    () => {
+      const h = machineFor();
+      joined(h).send("operator.pause", { reason: "maintenance" }, 1_000);
+      h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 2_000);
+      expect(h.path).toBe("paused");
+      h.send("operator.resume", {}, 3_000);
+      expect(h.path).toBe("rejoining.reprovisioning");
+      expect(h.context.rejoin.reprovision).toBe("rebooted (boot id b1 → b2)");
+    },
+  );
 
   behaviour("a slot granted after the pause is released", ["node command.result [unwantedSlot]"], () => {
     const h = machineFor();
@@ -1323,31 +1490,42 @@ describe("paused", () => {
 describe("operator", () => {
   behaviour("operator.reset of a node that is heard rejoins with re-provisioning", ["operator operator.reset"], () => {
     const h = machineFor();
-    toFencing(h).fire("fence-timeout").send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 650_000).send("operator.reset", { reason: "replaced the PSU" }, 700_000);
+    toFencing(h)
+      .fire("fence-timeout")
+      .send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 650_000)
+      .send("operator.reset", { reason: "replaced the PSU" }, 700_000);
     expect(h.path).toBe("rejoining.reprovisioning");
     expect(reprovisionOf(h)).toEqual({ hostGroup: "db", reason: "operator reset: replaced the PSU", attempt: 1, ticket: 1 });
     expect(h.context.operatorReason).toBeNull();
   });
 
-  behaviour("operator.reset of a silent node never confirmed fenced is the operator's confirmation: its workloads move", ["operator operator.reset [silentUnfenced]"], () => {
-    const h = machineFor();
-    toFencing(h).fire("fence-timeout").send("operator.reset", { reason: "powered off at the PDU" }, 700_000);
-    expect(h.path).toBe("remediating.resolving");
-    expect(h.context.fence.confirmedBy).toEqual({ by: "operator", reason: "powered off at the PDU" });
-    expect(h.reasons[0]).toBe("fencing confirmed: an operator: powered off at the PDU");
-    expect(h.context.operatorReason).toBeNull();
-  });
+  behaviour(
+    "operator.reset of a silent node never confirmed fenced is the operator's confirmation: its workloads move",
+    ["operator operator.reset [silentUnfenced]"],
+    () => {
+      const h = machineFor();
+      toFencing(h).fire("fence-timeout").send("operator.reset", { reason: "powered off at the PDU" }, 700_000);
+      expect(h.path).toBe("remediating.resolving");
+      expect(h.context.fence.confirmedBy).toEqual({ by: "operator", reason: "powered off at the PDU" });
+      expect(h.reasons[0]).toBe("fencing confirmed: an operator: powered off at the PDU");
+      expect(h.context.operatorReason).toBeNull();
+    },
+  );
 
-  behaviour("operator.reset of a silent node whose workloads are gone: down, its slot freed", ["operator operator.reset [nodeSilent]"], () => {
-    const h = machineFor();
-    toRunningOutOfService(h).fire("step-timeout");
-    h.result("pods.delete", false, 16_000, { reason: "API down" });
-    expect(h.path).toBe("operator");
-    h.send("operator.reset", { reason: "pods cleaned by hand" }, 20_000);
-    expect(h.path).toBe("down");
-    expect(h.kinds).toEqual(["slot.release"]);
-    expect(h.context.rejoin.reprovision).toBe("operator reset: pods cleaned by hand");
-  });
+  behaviour(
+    "operator.reset of a silent node whose workloads are gone: down, its slot freed",
+    ["operator operator.reset [nodeSilent]"],
+    () => {
+      const h = machineFor();
+      toRunningOutOfService(h).fire("step-timeout");
+      h.result("pods.delete", false, 16_000, { reason: "API down" });
+      expect(h.path).toBe("operator");
+      h.send("operator.reset", { reason: "pods cleaned by hand" }, 20_000);
+      expect(h.path).toBe("down");
+      expect(h.kinds).toEqual(["slot.release"]);
+      expect(h.context.rejoin.reprovision).toBe("operator reset: pods cleaned by hand");
+    },
+  );
 
   behaviour("heartbeats while waiting for an operator are only recorded", ["operator heartbeat.resumed"], () => {
     const h = machineFor();
@@ -1359,14 +1537,21 @@ describe("operator", () => {
 });
 
 describe("the fencing contract decides whether time is proof", () => {
-  const weak = (policy: Policy = TEST_POLICY) => createHarness(policy, { contract: contractFor(policy, { watchdog: { kind: "software", timeoutMs: 1_500 } }) });
+  const weak = (policy: Policy = TEST_POLICY) =>
+    createHarness(policy, { contract: contractFor(policy, { watchdog: { kind: "software", timeoutMs: 1_500 } }) });
 
   it("a silent node whose contract does not support it gets no safe time: the audit says why and what is waited for", () => {
-    for (const h of [weak(), createHarness(TEST_POLICY, { contract: null }), createHarness(TEST_POLICY, { contract: contractFor(TEST_POLICY, { membershipVersion: 0 }) })]) {
+    for (const h of [
+      weak(),
+      createHarness(TEST_POLICY, { contract: null }),
+      createHarness(TEST_POLICY, { contract: contractFor(TEST_POLICY, { membershipVersion: 0 }) }),
+    ]) {
       toFencing(h);
       expect(h.path).toBe("fencing");
       expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
-      expect(h.reasons[0]).toMatch(/^fencing, epoch 1; silent since 1000; not assuming it fenced by time: .*; waiting for a new boot id or an operator \(fenceline reset n1 --reason … once it is off\)$/);
+      expect(h.reasons[0]).toMatch(
+        /^fencing, epoch 1; silent since 1000; not assuming it fenced by time: .*; waiting for a new boot id or an operator \(fenceline reset n1 --reason … once it is off\)$/,
+      );
       // Silent again: still nothing by time.
       h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 3_000);
       expect(h.context.timers).toEqual({ "fence-timeout": 602_100 });
@@ -1380,12 +1565,18 @@ describe("the fencing contract decides whether time is proof", () => {
     const h = weak();
     toFencing(h).result("watchdog.stop", true, 2_200);
     expect(h.context.timers).not.toHaveProperty("watchdog-reset");
-    expect(h.reasons[0]).toMatch(/^agent stopped feeding its watchdog; not assuming it fenced by time: the agent's contract is weaker than the policy: no watchdog device/);
+    expect(h.reasons[0]).toMatch(
+      /^agent stopped feeding its watchdog; not assuming it fenced by time: the agent's contract is weaker than the policy: no watchdog device/,
+    );
   });
 
   it("a contract weakened while fencing (a restarted agent) stops the safe time from confirming", () => {
     const h = createHarness(TEST_POLICY);
-    toFencing(h).send("contract.reported", { bootId: "b1", contract: contractFor(TEST_POLICY, { timing: { ...TEST_POLICY.agent, controlPlaneTimeoutMs: 3_000 } }) }, 2_500);
+    toFencing(h).send(
+      "contract.reported",
+      { bootId: "b1", contract: contractFor(TEST_POLICY, { timing: { ...TEST_POLICY.agent, controlPlaneTimeoutMs: 3_000 } }) },
+      2_500,
+    );
     h.fire("safe-time").result("slot.acquire", true, 5_000, { facts: { majoritySince: 0 } });
     expect(h.path).toBe("fencing");
     expect(h.context.fence.confirmedBy).toBeNull();
@@ -1403,12 +1594,16 @@ describe("the fencing contract decides whether time is proof", () => {
 });
 
 describe("operator.reset in the other states", () => {
-  behaviour("while fencing, reset is an operator's confirmation that the node is off: its workloads move", ["fencing operator.reset"], () => {
-    const h = machineFor();
-    toFencing(h).send("operator.reset", { reason: "powered off by hand" }, 2_500);
-    expect(h.path).toBe("remediating.resolving");
-    expect(h.context.fence.confirmedBy).toEqual({ by: "operator", reason: "powered off by hand" });
-  });
+  behaviour(
+    "while fencing, reset is an operator's confirmation that the node is off: its workloads move",
+    ["fencing operator.reset"],
+    () => {
+      const h = machineFor();
+      toFencing(h).send("operator.reset", { reason: "powered off by hand" }, 2_500);
+      expect(h.path).toBe("remediating.resolving");
+      expect(h.context.fence.confirmedBy).toEqual({ by: "operator", reason: "powered off by hand" });
+    },
+  );
 
   behaviour(
     "while remediating, reset ends the remediation: down while silent, rejoining when back",
@@ -1417,10 +1612,15 @@ describe("operator.reset in the other states", () => {
       const silent = machineFor();
       toRunningOutOfService(silent).send("operator.reset", { reason: "moved by hand" }, 5_150);
       expect(silent.path).toBe("down");
-      expect(silent.commands).toEqual([{ kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } }, { kind: "slot.release", params: {} }]);
+      expect(silent.commands).toEqual([
+        { kind: "taint.remove", params: { taint: OUT_OF_SERVICE_TAINT } },
+        { kind: "slot.release", params: {} },
+      ]);
       // Powered off by a fence agent, back with the same boot id (it was powered on again).
       const back = machineFor(FENCE_AGENT_POLICY);
-      toFencing(back).result("fence.poweroff", true, 2_200).result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
+      toFencing(back)
+        .result("fence.poweroff", true, 2_200)
+        .result("cluster.version", true, 2_300, { facts: { serverVersion: "1.27" } });
       back.send("heartbeat.resumed", { bootId: "b1", incarnation: 1 }, 2_350).send("operator.reset", { reason: "checked" }, 2_400);
       expect(back.path).toBe("rejoining.reprovisioning");
       expect(reprovisionOf(back)).toMatchObject({ reason: "operator reset: checked" });
@@ -1436,15 +1636,19 @@ describe("operator.reset in the other states", () => {
     expect(reprovisionOf(h)).toMatchObject({ reason: "operator reset: again", attempt: 1 });
   });
 
-  behaviour("while paused, reset resumes it with a re-provisioning", ["paused operator.reset [hasSignals]", "paused operator.reset"], () => {
-    const sick = machineFor();
-    toSuspect(sick).send("operator.pause", { reason: "x" }, 1_500).send("operator.reset", { reason: "fixed" }, 1_600);
-    expect(sick.path).toBe("suspect.waiting");
-    expect(sick.context).toMatchObject({ pausedReason: null, rejoin: { reprovision: "operator reset: fixed" } });
-    const fine = machineFor();
-    joined(fine).send("operator.pause", { reason: "x" }, 100).send("operator.reset", { reason: "fixed" }, 200);
-    expect(fine.path).toBe("rejoining.reprovisioning");
-  });
+  behaviour(
+    "while paused, reset resumes it with a re-provisioning",
+    ["paused operator.reset [hasSignals]", "paused operator.reset"],
+    () => {
+      const sick = machineFor();
+      toSuspect(sick).send("operator.pause", { reason: "x" }, 1_500).send("operator.reset", { reason: "fixed" }, 1_600);
+      expect(sick.path).toBe("suspect.waiting");
+      expect(sick.context).toMatchObject({ pausedReason: null, rejoin: { reprovision: "operator reset: fixed" } });
+      const fine = machineFor();
+      joined(fine).send("operator.pause", { reason: "x" }, 100).send("operator.reset", { reason: "fixed" }, 200);
+      expect(fine.path).toBe("rejoining.reprovisioning");
+    },
+  );
 });
 
 describe("forgotten", () => {
@@ -1452,7 +1656,14 @@ describe("forgotten", () => {
 
   behaviour(
     "heard again, a forgotten node comes back: healthy, or rejoining when it was tainted",
-    ["forgotten heartbeat.resumed", "forgotten node.joined", "forgotten boot.changed", "forgotten heartbeat.resumed [needsRejoin]", "forgotten node.joined [needsRejoin]", "forgotten boot.changed [needsRejoin]"],
+    [
+      "forgotten heartbeat.resumed",
+      "forgotten node.joined",
+      "forgotten boot.changed",
+      "forgotten heartbeat.resumed [needsRejoin]",
+      "forgotten node.joined [needsRejoin]",
+      "forgotten boot.changed [needsRejoin]",
+    ],
     () => {
       for (const [event, data] of [
         ["heartbeat.resumed", { bootId: "b1", incarnation: 2 }],
@@ -1484,8 +1695,14 @@ describe("forgotten", () => {
     () => {
       const h = machineFor();
       forgotten(toSuspect(h));
-      h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 3_100).send("signal.unhealthy", { signal: "serf", since: 3_000 }, 3_200);
-      h.send("operator.pause", { reason: "x" }, 3_300).send("operator.reset", { reason: "x" }, 3_400).send("node.forgotten", { reason: "again" }, 3_500);
+      h.send("heartbeat.missed", { lastSeenAt: 1_000, bootId: "b1" }, 3_100).send(
+        "signal.unhealthy",
+        { signal: "serf", since: 3_000 },
+        3_200,
+      );
+      h.send("operator.pause", { reason: "x" }, 3_300)
+        .send("operator.reset", { reason: "x" }, 3_400)
+        .send("node.forgotten", { reason: "again" }, 3_500);
       expect(h.path).toBe("forgotten");
       h.result("slot.acquire", true, 3_600);
       expect(h.kinds).toEqual(["slot.release"]);
@@ -1537,10 +1754,14 @@ describe("the whole lifecycle", () => {
     h.result("cluster.version", true, 5_100, { facts: { serverVersion: "1.30" } });
     h.result("taint.add", true, 5_200).result("workloads.await-gone", true, 5_300);
     path.push(h.path);
-    h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 8_000).result("reprovision", true, 9_000).result("taint.remove", true, 9_100);
+    h.send("boot.changed", { previousBootId: "b1", bootId: "b2" }, 8_000)
+      .result("reprovision", true, 9_000)
+      .result("taint.remove", true, 9_100);
     path.push(h.path);
     expect(path).toEqual(["suspect.waiting", "fencing", "fencing", "remediating.resolving", "down", "healthy"]);
-    expect(h.history.flatMap((s) => s.emitted.filter((e) => e.type === "command").map((e) => e.type === "command" && e.request.kind))).toEqual([
+    expect(
+      h.history.flatMap((s) => s.emitted.filter((e) => e.type === "command").map((e) => e.type === "command" && e.request.kind)),
+    ).toEqual([
       "slot.acquire",
       "taint.add",
       "watchdog.stop",

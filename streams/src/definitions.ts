@@ -117,7 +117,11 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
         max_ack_pending: 1000,
         num_replicas: replicas,
         ...(options.ownership?.kind === "pinned"
-          ? { priority_groups: [ENGINE_PRIORITY_GROUP], priority_policy: "pinned_client" as const, priority_timeout: nanos(options.ownership.pinnedTimeoutMs) }
+          ? {
+              priority_groups: [ENGINE_PRIORITY_GROUP],
+              priority_policy: "pinned_client" as const,
+              priority_timeout: nanos(options.ownership.pinnedTimeoutMs),
+            }
           : {}),
       },
     })),

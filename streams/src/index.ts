@@ -1,4 +1,13 @@
-export { Subjects, Streams, Buckets, Consumers, parseEventSubject, eventPartitionTransform, partitionsOfTransform, agentInboxPrefix } from "./subjects.js";
+export {
+  Subjects,
+  Streams,
+  Buckets,
+  Consumers,
+  parseEventSubject,
+  eventPartitionTransform,
+  partitionsOfTransform,
+  agentInboxPrefix,
+} from "./subjects.js";
 export { DEFAULT_PARTITIONS, MAX_PARTITIONS, eventPartitions, checkPartitions, partitionOf, fnv1a } from "./partitions.js";
 export {
   createDefinitions,

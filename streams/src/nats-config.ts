@@ -31,7 +31,12 @@ const kvSubjects = (bucket: string) => `$KV.${bucket}.>`;
 
 /** Reading a stream by sequence or subject (KV get, the engine's event log). */
 function readMessages(stream: string): string[] {
-  return [`$JS.API.STREAM.INFO.${stream}`, `$JS.API.STREAM.MSG.GET.${stream}`, `$JS.API.DIRECT.GET.${stream}`, `$JS.API.DIRECT.GET.${stream}.>`];
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}.>`,
+  ];
 }
 
 /**
@@ -225,10 +230,20 @@ export type UserAuth = { password: string } | { nkey: string };
 export type NatsUser = { user: string; role: Role | "agent"; node?: string; auth: UserAuth; permissions: Permissions };
 
 /** Every user of a fleet: one per fixed role, one per node. Names are checked by the caller. */
-export function fencelineUsers(nodes: readonly string[], auth: (user: string) => UserAuth, definitions: Definitions = createDefinitions()): NatsUser[] {
+export function fencelineUsers(
+  nodes: readonly string[],
+  auth: (user: string) => UserAuth,
+  definitions: Definitions = createDefinitions(),
+): NatsUser[] {
   return [
     ...ROLES.map((role) => ({ user: role, role, auth: auth(role), permissions: rolePermissions(role, definitions) })),
-    ...nodes.map((node) => ({ user: agentUser(node), role: "agent" as const, node, auth: auth(agentUser(node)), permissions: agentPermissions(node) })),
+    ...nodes.map((node) => ({
+      user: agentUser(node),
+      role: "agent" as const,
+      node,
+      auth: auth(agentUser(node)),
+      permissions: agentPermissions(node),
+    })),
   ];
 }
 
@@ -286,7 +301,8 @@ export function renderNatsConfig(options: NatsConfigOptions): string {
   options.users.forEach((u, i) => {
     const who = u.role === "agent" ? `node agent of ${u.node}` : `role ${u.role}`;
     // nkey users have no user name: the public key is the identity (the comment names it).
-    if ("password" in u.auth) out.push(`    # ${who}`, "    {", `      user: ${quote(u.user)}`, `      password: ${quote(u.auth.password)}`);
+    if ("password" in u.auth)
+      out.push(`    # ${who}`, "    {", `      user: ${quote(u.user)}`, `      password: ${quote(u.auth.password)}`);
     else out.push(`    # ${who}: user ${u.user}`, "    {", `      nkey: ${quote(u.auth.nkey)}`);
     out.push(renderPermissions(u.permissions, "      "), `    }${i < options.users.length - 1 ? "," : ""}`);
   });

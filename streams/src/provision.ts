@@ -2,7 +2,14 @@ import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamM
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FencelineError } from "@fenceline/contracts";
-import { createDefinitions, type BucketDefinition, type ConsumerDefinition, type DefinitionOptions, type Definitions, type StreamDefinition } from "./definitions.js";
+import {
+  createDefinitions,
+  type BucketDefinition,
+  type ConsumerDefinition,
+  type DefinitionOptions,
+  type Definitions,
+  type StreamDefinition,
+} from "./definitions.js";
 import { Streams, partitionsOfTransform } from "./subjects.js";
 
 export type ProvisionReport = { created: string[]; updated: string[]; unchanged: string[] };
@@ -32,7 +39,11 @@ type Outcome = "created" | "updated" | "unchanged";
 export async function provisionStreams(nc: NatsConnection, options: ProvisionOptions = {}): Promise<ProvisionReport> {
   const definitions =
     options.definitions ??
-    createDefinitions({ replicas: options.replicas ?? 1, ...(options.partitions ? { partitions: options.partitions } : {}), ...(options.ownership ? { ownership: options.ownership } : {}) });
+    createDefinitions({
+      replicas: options.replicas ?? 1,
+      ...(options.partitions ? { partitions: options.partitions } : {}),
+      ...(options.ownership ? { ownership: options.ownership } : {}),
+    });
   const jsm = await jetstreamManager(nc);
   const report: ProvisionReport = { created: [], updated: [], unchanged: [] };
   const reconcile = async (name: string, run: () => Promise<{ outcome: Outcome; changed?: string[] }>) => {
@@ -152,7 +163,8 @@ async function orMissing<T>(info: Promise<T>): Promise<T | null> {
   try {
     return await info;
   } catch (err) {
-    const notFound = err instanceof JetStreamApiError &&
+    const notFound =
+      err instanceof JetStreamApiError &&
       (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound);
     if (notFound) return null;
     throw err;

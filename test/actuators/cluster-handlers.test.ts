@@ -30,7 +30,10 @@ const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** Lets a promise that waits on the virtual clock run to completion, advancing `stepMs` at a time. */
 async function drive<T>(clock: VirtualClock, promise: Promise<T>, stepMs: number, onStep: (now: number) => void = () => {}): Promise<T> {
   let settled = false;
-  promise.then(() => (settled = true), () => (settled = true));
+  promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
   for (let i = 0; i < 10_000; i++) {
     await flush();
     if (settled) return promise;
@@ -50,7 +53,10 @@ describe("cluster handlers over InMemoryCluster", () => {
       expect(added.data).toMatchObject({ ok: true, output: "taint fenceline.io/fencing:NoSchedule added" });
     }
     resultOf(await run(command("taint.add", { taint: OUT_OF_SERVICE_TAINT })));
-    expect(taintsOf(cluster, "n1")).toEqual(["fenceline.io/fencing=:NoSchedule", "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"]);
+    expect(taintsOf(cluster, "n1")).toEqual([
+      "fenceline.io/fencing=:NoSchedule",
+      "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute",
+    ]);
 
     for (let i = 0; i < 2; i++) {
       const removed = resultOf(await run(command("taint.remove", { taint: FENCING_TAINT })));
@@ -76,7 +82,12 @@ describe("cluster handlers over InMemoryCluster", () => {
 
     const pods = resultOf(await run(command("pods.delete", {})));
     expect(pods.data).toMatchObject({ ok: true, output: "2 pods force-deleted", facts: { deleted: 2 } });
-    expect(cluster.pods().filter((p) => p.node === "n1").map((p) => p.name)).toEqual(["agent-n1"]);
+    expect(
+      cluster
+        .pods()
+        .filter((p) => p.node === "n1")
+        .map((p) => p.name),
+    ).toEqual(["agent-n1"]);
     expect(await cluster.countWorkloads("n1")).toEqual({ pods: 0, volumeAttachments: 2 });
 
     // Again: nothing left, still a success.
@@ -112,7 +123,12 @@ describe("cluster handlers over InMemoryCluster", () => {
     });
     // Long before Pod GC would have (the node is not NotReady for 50 s).
     expect(clock.now() - started).toBeLessThan(2_000 + 3 * POLL_MS);
-    expect(cluster.pods().filter((p) => p.node === "n1").map((p) => p.name)).toEqual(["agent-n1"]);
+    expect(
+      cluster
+        .pods()
+        .filter((p) => p.node === "n1")
+        .map((p) => p.name),
+    ).toEqual(["agent-n1"]);
     // It told the consumer it is still working on every poll.
     expect(progressed()).toBeGreaterThanOrEqual(2_000 / POLL_MS);
   });

@@ -25,12 +25,17 @@ describe("fenceline chaos", () => {
   }, 600_000);
 
   it("reports a deliberately broken machine, and its replay command reproduces the violation with the node's audit trail", async () => {
-    const r = await runCli(["chaos", "--seeds", "8", "--broken", "safe-time", "--kinds", "crash,network-loss,partition-minority", "--json"], { timeoutMs: 120_000 });
+    const r = await runCli(
+      ["chaos", "--seeds", "8", "--broken", "safe-time", "--kinds", "crash,network-loss,partition-minority", "--json"],
+      { timeoutMs: 120_000 },
+    );
     expect(r.code).toBe(1);
     const out = oneJsonDocument<ChaosJson>(r);
     expect(out.failures.length).toBeGreaterThan(0);
     const first = out.failures.find((f) => f.invariant === "remediation-before-fencing")!;
-    expect(first.replay).toBe(`npm run -s fenceline -- chaos --seed ${first.seed} --broken safe-time --kinds crash,network-loss,partition-minority`);
+    expect(first.replay).toBe(
+      `npm run -s fenceline -- chaos --seed ${first.seed} --broken safe-time --kinds crash,network-loss,partition-minority`,
+    );
 
     const replay = await runCli(first.replay.replace("npm run -s fenceline -- ", "").split(" "), { timeoutMs: 60_000 });
     expect(replay.code).toBe(1);

@@ -7,7 +7,14 @@ import { VirtualClock } from "@fenceline/testing";
 const T0 = 1_700_000_000_000;
 
 function node(name: string, ready: string, since: number, labels: Record<string, string> = {}, rv = "1"): ClusterNode {
-  return { name, resourceVersion: rv, labels, conditions: [{ type: "Ready", status: ready, lastTransitionTime: since, reason: "x" }], taints: [], unschedulable: false };
+  return {
+    name,
+    resourceVersion: rv,
+    labels,
+    conditions: [{ type: "Ready", status: ready, lastTransitionTime: since, reason: "x" }],
+    taints: [],
+    unschedulable: false,
+  };
 }
 
 const brief = (events: NodeEvent[]) =>
@@ -115,7 +122,9 @@ describe("condition detector (virtual clock)", () => {
       "n1 operator.resume: label fenceline.io/exclude-from-remediation=true removed",
     ]);
     // "false" is not an exclusion; a node seen included at start gets no resume.
-    expect(brief(d.observe(node("n2", "True", T0, { "fenceline.io/exclude-from-remediation": "false" }), T0))).toEqual(["n2 healthy condition:Ready"]);
+    expect(brief(d.observe(node("n2", "True", T0, { "fenceline.io/exclude-from-remediation": "false" }), T0))).toEqual([
+      "n2 healthy condition:Ready",
+    ]);
     const removed = d.remove("n1", T0 + 3);
     expect(brief(removed)).toEqual(["n1 healthy condition:Ready", "n1 node.forgotten"]);
     // Every detector that saw the same last version gives the deletion the same id.

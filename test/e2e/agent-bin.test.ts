@@ -91,7 +91,10 @@ describe("fenceline-agent (the agent's own entry point)", () => {
     });
     const agent = startAgentBin(["--config", file]);
     try {
-      const hb = (await Promise.race([heartbeat, agent.done.then((r) => Promise.reject(new Error(`the agent exited ${r.code}: ${r.stderr}`)))])) as { node: string };
+      const hb = (await Promise.race([
+        heartbeat,
+        agent.done.then((r) => Promise.reject(new Error(`the agent exited ${r.code}: ${r.stderr}`))),
+      ])) as { node: string };
       expect(hb.node).toBe("node-1");
       expect((await stat(watchdog)).size).toBeGreaterThan(0);
     } finally {
@@ -148,7 +151,9 @@ describe("fenceline-agent (the agent's own entry point)", () => {
   });
 
   it("is what deploy/ runs: the DaemonSet's container is the agent image (deploy/Dockerfile --target agent), its args the agent's", async () => {
-    const daemonSet = (loadAllYaml(readFileSync(join(ROOT, "deploy", "agent.yaml"), "utf8")) as Array<{ kind: string; spec?: unknown }>).find((m) => m.kind === "DaemonSet") as unknown as {
+    const daemonSet = (
+      loadAllYaml(readFileSync(join(ROOT, "deploy", "agent.yaml"), "utf8")) as Array<{ kind: string; spec?: unknown }>
+    ).find((m) => m.kind === "DaemonSet") as unknown as {
       spec: { template: { spec: { containers: Array<{ name: string; image: string; command?: string[]; args: string[] }> } } };
     };
     const [container] = daemonSet.spec.template.spec.containers;

@@ -22,7 +22,8 @@ describe("fenceline agent --gate", () => {
     await writeFile(file, JSON.stringify({ node, nats: { url }, stateDir: dir, logLevel: "silent" }));
     return file;
   };
-  const gate = async (node: string, ...extra: string[]) => runCli(["agent", "--config", await configFor(node, server.url), "--gate", ...extra], { timeoutMs: 30_000 });
+  const gate = async (node: string, ...extra: string[]) =>
+    runCli(["agent", "--config", await configFor(node, server.url), "--gate", ...extra], { timeoutMs: 30_000 });
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "fenceline-gate-"));
@@ -62,7 +63,9 @@ describe("fenceline agent --gate", () => {
   });
 
   it("stays closed while NATS cannot be reached", async () => {
-    const result = await runCli(["agent", "--config", await configFor("node-2", "nats://127.0.0.1:1"), "--gate", "--gate-timeout", "3s"], { timeoutMs: 30_000 });
+    const result = await runCli(["agent", "--config", await configFor("node-2", "nats://127.0.0.1:1"), "--gate", "--gate-timeout", "3s"], {
+      timeoutMs: 30_000,
+    });
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/waits: the control plane cannot be asked/);
   });

@@ -4,7 +4,18 @@ import { oneJsonDocument, runCli } from "./cli.js";
 type Summary = {
   nodes: number;
   eventsProcessed: number;
-  faults: Array<{ node: string; kind: string; detectedAfterMs: number | null; fencedAfterMs: number | null; fencedBy: string | null; workloadsRecoveredAfterMs: number | null; rejoinedAfterMs: number | null; finalState: string; reprovisioned: boolean; selfFenced: boolean }>;
+  faults: Array<{
+    node: string;
+    kind: string;
+    detectedAfterMs: number | null;
+    fencedAfterMs: number | null;
+    fencedBy: string | null;
+    workloadsRecoveredAfterMs: number | null;
+    rejoinedAfterMs: number | null;
+    finalState: string;
+    reprovisioned: boolean;
+    selfFenced: boolean;
+  }>;
   invariantViolations: unknown[];
   reboots: number;
 };

@@ -13,7 +13,10 @@ describe("a held demo, reached with the client commands", () => {
   let nats = "";
 
   beforeAll(async () => {
-    demo = spawn(process.execPath, [CLI, "demo", "--hold", "--endpoints", endpoints, "--scenario", "crash", "--nodes", "5"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    demo = spawn(process.execPath, [CLI, "demo", "--hold", "--endpoints", endpoints, "--scenario", "crash", "--nodes", "5"], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     exit = new Promise((resolve) => demo.on("close", resolve));
     const until = Date.now() + 45_000;
     while (!existsSync(endpoints)) {
@@ -42,15 +45,21 @@ describe("a held demo, reached with the client commands", () => {
   });
 
   it("audit --node shows the crashed node's whole lifecycle", async () => {
-    const crashed = (JSON.parse((await runCli(["nodes", "--json"], { env: { NATS_URL: nats } })).stdout) as Array<{ node: string; epoch: number }>).find((n) => n.epoch === 1)!.node;
+    const crashed = (
+      JSON.parse((await runCli(["nodes", "--json"], { env: { NATS_URL: nats } })).stdout) as Array<{ node: string; epoch: number }>
+    ).find((n) => n.epoch === 1)!.node;
     const r = await runCli(["audit", "--node", crashed, "--changes"], { env: { NATS_URL: nats } });
     expect(r.code, r.stderr).toBe(0);
-    for (const step of ["healthy → suspect", "→ fencing", "fencing → remediating", "→ rejoining", "→ healthy"]) expect(r.stdout).toContain(step);
+    for (const step of ["healthy → suspect", "→ fencing", "fencing → remediating", "→ rejoining", "→ healthy"])
+      expect(r.stdout).toContain(step);
   });
 
   it("audit --export prints one self-describing JSON record per line", async () => {
     const r = await runCli(["audit", "--export", "--server", nats]);
-    const records = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { v: number; node: string; seq: number; from: string; to: string });
+    const records = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { v: number; node: string; seq: number; from: string; to: string });
     expect(records.length).toBeGreaterThan(5);
     expect(records.every((x) => x.v === 1 && typeof x.seq === "number" && x.node && x.to)).toBe(true);
   });

@@ -8,7 +8,17 @@ import { CLI, ROOT, oneJsonDocument, runCli } from "./cli.js";
 
 const run = promisify(execFile);
 
-type Fault = { node: string; kind: string; fencedBy: string | null; fencedAfterMs: number | null; workloadsRecoveredAfterMs: number | null; rejoinedAfterMs: number | null; finalState: string; reprovisioned: boolean; selfFenced: boolean };
+type Fault = {
+  node: string;
+  kind: string;
+  fencedBy: string | null;
+  fencedAfterMs: number | null;
+  workloadsRecoveredAfterMs: number | null;
+  rejoinedAfterMs: number | null;
+  finalState: string;
+  reprovisioned: boolean;
+  selfFenced: boolean;
+};
 
 describe("fenceline demo --scenario power-fence", () => {
   it("a hung node with a broken watchdog is powered off through its BMC (fencedBy power), its workloads move, it is powered on and rejoins", async () => {
@@ -40,7 +50,10 @@ describe("a held power-fence demo: each machine's BMC answers ipmitool", () => {
   let bmc: Record<string, { host: string; port: number; user: string; passwordFile: string }> = {};
 
   beforeAll(async () => {
-    demo = spawn(process.execPath, [CLI, "demo", "--hold", "--endpoints", endpoints, "--scenario", "power-fence", "--nodes", "5"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    demo = spawn(process.execPath, [CLI, "demo", "--hold", "--endpoints", endpoints, "--scenario", "power-fence", "--nodes", "5"], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     exit = new Promise((resolve) => demo.on("close", resolve));
     const until = Date.now() + 60_000;
     while (!existsSync(endpoints)) {
@@ -58,12 +71,29 @@ describe("a held power-fence demo: each machine's BMC answers ipmitool", () => {
 
   it("lists a BMC per node in the endpoints file", () => {
     expect(Object.keys(bmc).sort()).toEqual(["node-1", "node-2", "node-3", "node-4", "node-5"]);
-    for (const b of Object.values(bmc)) expect(b).toMatchObject({ host: "127.0.0.1", port: expect.any(Number), user: "admin", passwordFile: expect.any(String) });
+    for (const b of Object.values(bmc))
+      expect(b).toMatchObject({ host: "127.0.0.1", port: expect.any(Number), user: "admin", passwordFile: expect.any(String) });
   });
 
   it("ipmitool -I lanplus reads every machine's power state (all on again after the fault)", async () => {
     for (const [node, b] of Object.entries(bmc)) {
-      const { stdout } = await run("ipmitool", ["-I", "lanplus", "-C", "3", "-H", b.host, "-p", String(b.port), "-U", b.user, "-f", b.passwordFile, "chassis", "power", "status"]);
+      const { stdout } = await run("ipmitool", [
+        "-I",
+        "lanplus",
+        "-C",
+        "3",
+        "-H",
+        b.host,
+        "-p",
+        String(b.port),
+        "-U",
+        b.user,
+        "-f",
+        b.passwordFile,
+        "chassis",
+        "power",
+        "status",
+      ]);
       expect(stdout.trim(), node).toBe("Chassis Power is on");
     }
   });

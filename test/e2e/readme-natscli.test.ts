@@ -41,7 +41,12 @@ const run = (line: string, env: NodeJS.ProcessEnv): Promise<Run> =>
 
 /** What an example is for, by its start: the answer must say so (retried while the system catches up). */
 const CHECKS: Array<{ starts: string; check: (r: Run) => boolean }> = [
-  { starts: "nats stream info FL_EVENTS", check: (r) => r.stdout.includes("Subjects: fl.evt.*") && r.stdout.includes("Subject Transform: fl.evt.* to fl.evt.{{partition(16,1)}}.{{wildcard(1)}}") },
+  {
+    starts: "nats stream info FL_EVENTS",
+    check: (r) =>
+      r.stdout.includes("Subjects: fl.evt.*") &&
+      r.stdout.includes("Subject Transform: fl.evt.* to fl.evt.{{partition(16,1)}}.{{wildcard(1)}}"),
+  },
   { starts: "nats req fl.state.node-3", check: (r) => /"state":"paused"/.test(r.stdout) },
   { starts: "nats pub --jetstream fl.evt.node-3", check: (r) => /Stored in Stream: FL_EVENTS Sequence: \d+/.test(r.stdout + r.stderr) },
   { starts: "nats stream subjects FL_EVENTS", check: (r) => r.stdout.includes(`fl.evt.${partitionOf("node-3", 16)}.node-3`) },
@@ -59,7 +64,10 @@ describe("the README's natscli examples, as written, against a held demo", () =>
 
   beforeAll(async () => {
     const nats = await ensureBinary("nats");
-    demo = spawn(process.execPath, [CLI, "demo", "--hold", "--endpoints", endpoints, "--scenario", "crash", "--nodes", "5"], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    demo = spawn(process.execPath, [CLI, "demo", "--hold", "--endpoints", endpoints, "--scenario", "crash", "--nodes", "5"], {
+      cwd: ROOT,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     exit = new Promise((resolve) => demo.on("close", resolve));
     const until = Date.now() + 45_000;
     while (!existsSync(endpoints)) {
@@ -69,7 +77,11 @@ describe("the README's natscli examples, as written, against a held demo", () =>
     const home = join(dir, "home");
     mkdirSync(home);
     // A home of its own: no natscli context of whoever runs the tests.
-    env = { PATH: `${dirname(nats)}:${process.env.PATH}`, HOME: home, NATS_URL: (JSON.parse(readFileSync(endpoints, "utf8")) as { nats: string }).nats };
+    env = {
+      PATH: `${dirname(nats)}:${process.env.PATH}`,
+      HOME: home,
+      NATS_URL: (JSON.parse(readFileSync(endpoints, "utf8")) as { nats: string }).nats,
+    };
   }, 60_000);
 
   afterAll(async () => {
@@ -108,11 +120,17 @@ describe("the README's natscli examples, as written, against a held demo", () =>
       for (const deadline = Date.now() + 15_000; !passes(last) && Date.now() < deadline; last = await run(line, env)) {
         await new Promise((r) => setTimeout(r, 300));
       }
-      expect({ line, code: last.code, answers: passes(last) }, `${line}\n${last.stdout}\n${last.stderr}`).toEqual({ line, code: 0, answers: true });
+      expect({ line, code: last.code, answers: passes(last) }, `${line}\n${last.stdout}\n${last.stderr}`).toEqual({
+        line,
+        code: 0,
+        answers: true,
+      });
     }
     // The subscriber saw the pause and the resume being applied.
     expect(subscriber, "the README subscribes to fl.audit.>").toBeDefined();
-    await expect.poll(() => subscriber!.output(), { timeout: 10_000 }).toMatch(/"from":"healthy","to":"paused"[\s\S]*"from":"paused","to":"healthy"/);
+    await expect
+      .poll(() => subscriber!.output(), { timeout: 10_000 })
+      .toMatch(/"from":"healthy","to":"paused"[\s\S]*"from":"paused","to":"healthy"/);
     process.kill(-subscriber!.child.pid!, "SIGTERM");
   });
 });

@@ -5,7 +5,17 @@ import { publishEvent } from "@fenceline/bus";
 import { runEngine, type NodeSnapshot, type OutputSink, type RunningEngine, type SnapshotStore } from "@fenceline/engine";
 import { Streams } from "@fenceline/streams";
 import { buildScenario, type Scenario } from "./scenario.js";
-import { messageCount, readJson, readSnapshots, sleep, startJetStream, stoppedClock, testLog, waitUntil, type TestJetStream } from "./nats-helpers.js";
+import {
+  messageCount,
+  readJson,
+  readSnapshots,
+  sleep,
+  startJetStream,
+  stoppedClock,
+  testLog,
+  waitUntil,
+  type TestJetStream,
+} from "./nats-helpers.js";
 
 /**
  * Rule 2 of the architecture, on a real nats-server: the engine publishes its outputs, then
@@ -125,7 +135,14 @@ async function runScenario(plan: Map<number, KillPoint>) {
       },
     });
     // The same instance id each time, as a restarted process has: its partitions come back at once.
-    self.engine = await runEngine({ nc, policy: DEMO_POLICY, log, clock: stoppedClock, instanceId: "engine", wrap: { outputs, snapshots } });
+    self.engine = await runEngine({
+      nc,
+      policy: DEMO_POLICY,
+      log,
+      clock: stoppedClock,
+      instanceId: "engine",
+      wrap: { outputs, snapshots },
+    });
     return self;
   };
 
@@ -173,7 +190,15 @@ async function runScenario(plan: Map<number, KillPoint>) {
 const digest = (records: AuditRecord[]) =>
   [...records]
     .sort((a, b) => a.seq - b.seq)
-    .map((r) => ({ node: r.node, seq: r.seq, from: r.from, to: r.to, epoch: r.epoch, reason: r.reason, commands: r.commands.map((c) => `${c.id} ${c.kind}`) }));
+    .map((r) => ({
+      node: r.node,
+      seq: r.seq,
+      from: r.from,
+      to: r.to,
+      epoch: r.epoch,
+      reason: r.reason,
+      commands: r.commands.map((c) => `${c.id} ${c.kind}`),
+    }));
 
 const bySeq = (records: AuditRecord[]) => [...records].sort((x, y) => x.seq - y.seq);
 /** Commands in the order the engine emits them: by causing event, then position in its list. */

@@ -3,7 +3,17 @@ import { DEMO_POLICY, MAX_MESSAGE_BYTES, createEvent, type AuditRecord, type Dea
 import { publishEvent } from "@fenceline/bus";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
 import { Consumers, Streams, Subjects, partitionOf } from "@fenceline/streams";
-import { messageCount, readJson, readSnapshots, readStream, startJetStream, stoppedClock, testLog, waitFor, type TestJetStream } from "./nats-helpers.js";
+import {
+  messageCount,
+  readJson,
+  readSnapshots,
+  readStream,
+  startJetStream,
+  stoppedClock,
+  testLog,
+  waitFor,
+  type TestJetStream,
+} from "./nats-helpers.js";
 
 /**
  * Rule 4 on a real nats-server: every bad input on fl.evt.<node> lands on FL_DLQ
@@ -35,7 +45,10 @@ describe("dead letters (real nats-server)", () => {
   it("dead-letters every bad input with its reason, leaves the snapshot alone and goes on", async () => {
     const { js, jsm, nc } = env;
     // A first valid event: the node exists and has a snapshot.
-    await publishEvent(js, createEvent("node.joined", { id: "joined", node: NODE, at: 1_000, source: "test", data: { bootId: "b1", incarnation: 1 } }));
+    await publishEvent(
+      js,
+      createEvent("node.joined", { id: "joined", node: NODE, at: 1_000, source: "test", data: { bootId: "b1", incarnation: 1 } }),
+    );
     await waitFor("the first audit record", async () => (await messageCount(jsm, Streams.audit)) === 1);
     const before = await readSnapshots(nc);
     expect([...before.keys()]).toEqual([NODE]);
@@ -46,7 +59,15 @@ describe("dead letters (real nats-server)", () => {
       { name: "malformed JSON", data: '{"v":1,"type":"heartbeat.missed",', reason: "not-json", error: /^not JSON: / },
       {
         name: "wrong schema",
-        data: JSON.stringify({ v: 1, id: "s1", node: NODE, at: 2_000, source: "test", type: "heartbeat.missed", data: { lastSeenAt: "yesterday" } }),
+        data: JSON.stringify({
+          v: 1,
+          id: "s1",
+          node: NODE,
+          at: 2_000,
+          source: "test",
+          type: "heartbeat.missed",
+          data: { lastSeenAt: "yesterday" },
+        }),
         reason: "schema",
         error: /data\.lastSeenAt[\s\S]*data\.bootId/,
       },
@@ -56,7 +77,12 @@ describe("dead letters (real nats-server)", () => {
         reason: "unknown-type",
         error: /^unknown type "node\.exploded"; known: node\.joined, /,
       },
-      { name: "oversize payload", data: oversize, reason: "oversize", error: new RegExp(`^payload is ${oversize.length} bytes, the limit is ${MAX_MESSAGE_BYTES}$`) },
+      {
+        name: "oversize payload",
+        data: oversize,
+        reason: "oversize",
+        error: new RegExp(`^payload is ${oversize.length} bytes, the limit is ${MAX_MESSAGE_BYTES}$`),
+      },
       {
         name: "an event about another node",
         data: JSON.stringify({ ...valid("other", 2_000), node: "web-7" }),
@@ -90,7 +116,13 @@ describe("dead letters (real nats-server)", () => {
     expect(ack.seq).toBe(1 + bad.length + 1);
     await waitFor("the audit record of the valid event", async () => (await messageCount(jsm, Streams.audit)) === 2);
     const audit = await readJson<AuditRecord>(jsm, Streams.audit);
-    expect(audit[1]).toMatchObject({ node: NODE, seq: ack.seq, from: "healthy", to: "suspect.waiting", event: { id: "missed", type: "heartbeat.missed" } });
+    expect(audit[1]).toMatchObject({
+      node: NODE,
+      seq: ack.seq,
+      from: "healthy",
+      to: "suspect.waiting",
+      event: { id: "missed", type: "heartbeat.missed" },
+    });
     const final = await readSnapshots(nc);
     expect(final.get(NODE)!.snapshot).toMatchObject({ path: "suspect.waiting", lastSeq: ack.seq });
     expect(final.get(NODE)!.revision).toBeGreaterThan(before.get(NODE)!.revision);
@@ -111,12 +143,23 @@ describe("dead letters (real nats-server)", () => {
     const nodes = ["plain-1", "plain-2.rack9", "plain-3"];
     const before = await messageCount(jsm, Streams.audit);
     for (const node of nodes) {
-      const joined = createEvent("node.joined", { id: `plain-${node}`, node, at: 5_000, source: "test", data: { bootId: "b1", incarnation: 1 } });
+      const joined = createEvent("node.joined", {
+        id: `plain-${node}`,
+        node,
+        at: 5_000,
+        source: "test",
+        data: { bootId: "b1", incarnation: 1 },
+      });
       await js.publish(`fl.evt.${node.replaceAll(".", "_")}`, JSON.stringify(joined));
     }
     await waitFor("an audit record per event", async () => (await messageCount(jsm, Streams.audit)) === before + nodes.length);
     const audit = await readJson<AuditRecord>(jsm, Streams.audit);
-    expect(audit.slice(before).map((r) => r.node).sort()).toEqual(nodes);
+    expect(
+      audit
+        .slice(before)
+        .map((r) => r.node)
+        .sort(),
+    ).toEqual(nodes);
     // Every stored event has a consumer that takes it: nothing is left anywhere.
     const stream = await jsm.streams.info(Streams.events);
     let pending = 0;
@@ -136,7 +179,9 @@ describe("dead letters (real nats-server)", () => {
     const old = `fl.evt.${partitionOf(NODE)}.db-1_rack2`;
     // A JetStream publish: refused with the reason (not "no responders", not stored).
     await expect(js.publish(old, JSON.stringify(event), { msgID: "old-1" })).rejects.toThrow(
-      new RegExp(`${old.replaceAll(".", "\\.")} is a per-partition subject, which publishers wrote before the server partitioned events; publish on fl\\.evt\\.db-1_rack2`),
+      new RegExp(
+        `${old.replaceAll(".", "\\.")} is a per-partition subject, which publishers wrote before the server partitioned events; publish on fl\\.evt\\.db-1_rack2`,
+      ),
     );
     // A fire-and-forget publish (nats pub): dead-lettered too.
     nc.publish(old, JSON.stringify({ ...event, id: "old-2" }));

@@ -42,7 +42,15 @@ describe("the engine partition consumer's delivery sequence (real nats-server)",
     const stolen = await (await thief.consumers.get(Streams.events, name)).next({ expires: 2_000 });
     expect([stolen!.seq, stolen!.info.deliverySequence]).toEqual([seqs[0], 1]);
 
-    const consumer = jetStreamPartitionConsumer({ partition, name, nc: env.nc, js, jsm, log: testLog("delivery-sequence"), maxMessages: 10 });
+    const consumer = jetStreamPartitionConsumer({
+      partition,
+      name,
+      nc: env.nc,
+      js,
+      jsm,
+      log: testLog("delivery-sequence"),
+      maxMessages: 10,
+    });
     const first = await collect(consumer, 2);
     expect(first.got).toEqual([
       [seqs[1], 2],
@@ -59,7 +67,10 @@ describe("the engine partition consumer's delivery sequence (real nats-server)",
       [seqs[2], 3],
     ]);
     second.subscription.ackThrough(seqs[2]!);
-    await waitFor("the ack of the last message to acknowledge all three", async () => (await jsm.consumers.info(Streams.events, name)).num_ack_pending === 0);
+    await waitFor(
+      "the ack of the last message to acknowledge all three",
+      async () => (await jsm.consumers.info(Streams.events, name)).num_ack_pending === 0,
+    );
     const info = await jsm.consumers.info(Streams.events, name);
     expect(info.ack_floor.stream_seq).toBe(seqs[2]);
     second.subscription.stop();

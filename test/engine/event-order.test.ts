@@ -4,7 +4,16 @@ import { DEMO_POLICY, createEvent, type AuditRecord, type NodeEvent } from "@fen
 import { publishEvent } from "@fenceline/bus";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
 import { Buckets, Consumers, Streams, partitionOf } from "@fenceline/streams";
-import { messageCount, readJson, readSnapshots, startJetStream, stoppedClock, testLog, waitFor, type TestJetStream } from "./nats-helpers.js";
+import {
+  messageCount,
+  readJson,
+  readSnapshots,
+  startJetStream,
+  stoppedClock,
+  testLog,
+  waitFor,
+  type TestJetStream,
+} from "./nats-helpers.js";
 
 /**
  * The engine applies a node's events in stream order even when the consumer delivers them out of
@@ -30,7 +39,13 @@ describe("per-node event order (real nats-server)", () => {
     env = await startJetStream();
     const { js, jsm, nc } = env;
     const start = async () => {
-      const engine = await runEngine({ nc: await env!.connect("engine"), policy: DEMO_POLICY, log: testLog("engine"), clock: stoppedClock, instanceId: "engine" });
+      const engine = await runEngine({
+        nc: await env!.connect("engine"),
+        policy: DEMO_POLICY,
+        log: testLog("engine"),
+        clock: stoppedClock,
+        instanceId: "engine",
+      });
       engines.push(engine);
       return engine;
     };
@@ -38,7 +53,10 @@ describe("per-node event order (real nats-server)", () => {
     await publishEvent(js, ev("e1", "node.joined", 1_000));
     await publishEvent(js, ev("e2", "heartbeat.missed", 3_000));
     await waitFor("two audit records", async () => (await messageCount(jsm, Streams.audit)) === 2);
-    await waitFor("both events acknowledged", async () => (await jsm.consumers.info(Streams.events, Consumers.enginePartition(partitionOf("n1")))).ack_floor.stream_seq === 2);
+    await waitFor(
+      "both events acknowledged",
+      async () => (await jsm.consumers.info(Streams.events, Consumers.enginePartition(partitionOf("n1")))).ack_floor.stream_seq === 2,
+    );
     await first.stop();
 
     // The snapshot is gone (an operator emptied the bucket); the engine restarts without it.

@@ -8,7 +8,12 @@ import { startJetStream, type TestJetStream } from "./nats-helpers.js";
 
 const decider = createDecider(DEMO_POLICY);
 const snapshotOf = (node: string, seq: number): NodeSnapshot =>
-  fold(decider, null, createEvent("node.joined", { id: `j-${node}-${seq}`, node, at: 1_000, source: "test", data: { bootId: "b1", incarnation: 1 } }), seq).snapshot;
+  fold(
+    decider,
+    null,
+    createEvent("node.joined", { id: `j-${node}-${seq}`, node, at: 1_000, source: "test", data: { bootId: "b1", incarnation: 1 } }),
+    seq,
+  ).snapshot;
 
 describe.each([
   ["pipelined saves", true],
@@ -48,7 +53,9 @@ describe.each([
   it("parses what it reads back: get throws on an invalid value (naming the key), listing leaves it out and reports it", async () => {
     const kv = await new Kvm(env.nc).open(Buckets.nodes);
     const invalid: string[] = [];
-    const checked = createKvSnapshotStore(kv, env.nc, pipelined ? createJetStreamPipeline(env.nc) : undefined, { onInvalid: (key) => invalid.push(key) });
+    const checked = createKvSnapshotStore(kv, env.nc, pipelined ? createJetStreamPipeline(env.nc) : undefined, {
+      onInvalid: (key) => invalid.push(key),
+    });
     await checked.put(snapshotOf("n3", 1), 0);
     await kv.put("n4", JSON.stringify({ ...snapshotOf("n4", 1), lastSeq: "one" }));
     const err = await checked.get("n4").catch((e: unknown) => e);

@@ -43,7 +43,9 @@ describe("FL_LEASES read back", () => {
     env = await startJetStream();
     const jsm = await jetstreamManager(env.nc);
     await expect(checkEventPartitions(jsm, 16)).resolves.toBeUndefined();
-    await expect(checkEventPartitions(jsm, 8)).rejects.toThrow(/^FL_EVENTS is split into 16 partitions but this engine uses 8: set FENCELINE_PARTITIONS=16/);
+    await expect(checkEventPartitions(jsm, 8)).rejects.toThrow(
+      /^FL_EVENTS is split into 16 partitions but this engine uses 8: set FENCELINE_PARTITIONS=16/,
+    );
     await jsm.streams.update(Streams.events, { subject_transform: eventPartitionTransform(4) });
     await expect(checkEventPartitions(jsm, 16)).rejects.toThrow(/split into 4 partitions/);
     // A stream of an older Fenceline: stored what publishers partitioned themselves.

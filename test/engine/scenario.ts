@@ -33,7 +33,13 @@ const fire =
   (node, view) => {
     const due = view.snapshot?.context.timers[name];
     if (due === undefined) throw new Error(`${node}: no pending timer ${name} (${JSON.stringify(view.snapshot?.context.timers)})`);
-    return createEvent("timer.fired", { id: timerEventId(node, name, due), node, at: Math.max(due, view.at), source: "timer", data: { timer: name, due } }) as NodeEvent;
+    return createEvent("timer.fired", {
+      id: timerEventId(node, name, due),
+      node,
+      at: Math.max(due, view.at),
+      source: "timer",
+      data: { timer: name, due },
+    }) as NodeEvent;
   };
 
 /** The result of the last command of `kind` the node was sent, for its epoch. */

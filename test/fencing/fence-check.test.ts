@@ -12,7 +12,12 @@ const power: Record<string, "on" | "off"> = { "node-1": "on", "node-2": "off", "
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "fl-fence-check-"));
   for (const name of Object.keys(power)) {
-    bmcs.push(await startIpmiSimBmc({ name, machine: { power: () => power[name]!, setPower: async (on) => void (power[name] = on ? "on" : "off") } }));
+    bmcs.push(
+      await startIpmiSimBmc({
+        name,
+        machine: { power: () => power[name]!, setPower: async (on) => void (power[name] = on ? "on" : "off") },
+      }),
+    );
   }
   await writeFile(join(dir, "wrong"), "wrong-password\n");
 });
@@ -45,7 +50,9 @@ describe("fenceline fence-check", () => {
     expect(human.code).toBe(1);
     expect(human.stdout).toMatch(/node-1\s+ipmi\s+on\s+[\d.]+ s/);
     expect(human.stdout).toMatch(/node-2\s+ipmi\s+off\s+[\d.]+ s/);
-    expect(human.stdout).toMatch(/node-3\s+ipmi\s+ERROR auth\s+[\d.]+ s\s+fence_ipmilan status for node-3 \(device ipmi\): the BMC refused the IPMI session at once: wrong user or password/);
+    expect(human.stdout).toMatch(
+      /node-3\s+ipmi\s+ERROR auth\s+[\d.]+ s\s+fence_ipmilan status for node-3 \(device ipmi\): the BMC refused the IPMI session at once: wrong user or password/,
+    );
     expect(human.stdout).toContain("2 of 3 answered; 1 did not");
     expect(human.stdout + human.stderr).not.toContain("wrong-password");
 
@@ -75,9 +82,14 @@ describe("fenceline up: the policy's fencing levels and the devices file are che
     await writeFile(policy, JSON.stringify({ fencing: { levels: [["ipmi"], ["pdu-a"], ["watchdog"]] } }));
     const none = await runCli(["up", "--policy", policy, "--server", "nats://127.0.0.1:1"]);
     expect(none.code).toBe(2);
-    expect(none.stderr).toContain("the policy's fencing levels power nodes off (a level names a fence device or power) but no --fence-devices file was given");
+    expect(none.stderr).toContain(
+      "the policy's fencing levels power nodes off (a level names a fence device or power) but no --fence-devices file was given",
+    );
     const devices = join(dir, "ipmi-only.json");
-    await writeFile(devices, JSON.stringify({ devices: { ipmi: { agent: "fence_ipmilan", nodes: { "node-1": { params: { ip: "127.0.0.1" } } } } } }));
+    await writeFile(
+      devices,
+      JSON.stringify({ devices: { ipmi: { agent: "fence_ipmilan", nodes: { "node-1": { params: { ip: "127.0.0.1" } } } } } }),
+    );
     const missing = await runCli(["up", "--policy", policy, "--fence-devices", devices, "--server", "nats://127.0.0.1:1"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain(`the policy's fencing levels name pdu-a, which ${devices} does not define (devices: ipmi)`);

@@ -7,7 +7,15 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { startSimFleetOnNats, type SimFleetOnNats } from "@fenceline/cli";
 import { AuditRecord, NodeEvent, systemClock, type PolicyInput } from "@fenceline/contracts";
-import { InMemoryCluster, checkInvariants, startIpmiSimBmc, startKubernetesApiServer, type IpmiSimBmc, type KubernetesApiServer, type Violation } from "@fenceline/sim";
+import {
+  InMemoryCluster,
+  checkInvariants,
+  startIpmiSimBmc,
+  startKubernetesApiServer,
+  type IpmiSimBmc,
+  type KubernetesApiServer,
+  type Violation,
+} from "@fenceline/sim";
 import { Buckets, Streams, Subjects } from "@fenceline/streams";
 import { CLI, ROOT } from "../e2e/cli.js";
 import { readStream } from "../support/read-stream.js";
@@ -89,7 +97,22 @@ export async function startPowerLab(options: PowerLabOptions): Promise<PowerLab>
   let stderr = "";
   const up: ChildProcess = spawn(
     process.execPath,
-    [CLI, "up", "--server", nats.url, "--policy", policyFile, "--kubeconfig", kubeconfig, "--condition-duration", "0s", "--metrics-port", "0", "--fence-devices", devicesFile],
+    [
+      CLI,
+      "up",
+      "--server",
+      nats.url,
+      "--policy",
+      policyFile,
+      "--kubeconfig",
+      kubeconfig,
+      "--condition-duration",
+      "0s",
+      "--metrics-port",
+      "0",
+      "--fence-devices",
+      devicesFile,
+    ],
     { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, FENCELINE_LOG_LEVEL: "info" } },
   );
   up.stderr!.on("data", (d) => (stderr += d));
@@ -129,7 +152,10 @@ export async function startPowerLab(options: PowerLabOptions): Promise<PowerLab>
   const waitFor = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000) => {
     const until = Date.now() + timeoutMs;
     while (!(await check())) {
-      if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${JSON.stringify([...(await states())])}\n${stderr.slice(-3000)}`);
+      if (Date.now() > until)
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting for ${what}: ${JSON.stringify([...(await states())])}\n${stderr.slice(-3000)}`,
+        );
       await sleep(100);
     }
   };
@@ -145,7 +171,8 @@ export async function startPowerLab(options: PowerLabOptions): Promise<PowerLab>
     violations,
     log: () => stderr,
     states,
-    audit: async (node) => (await readStream(nc, Streams.audit, Subjects.audit(node))).map((m) => AuditRecord.parse(m.data)).sort((a, b) => a.seq - b.seq),
+    audit: async (node) =>
+      (await readStream(nc, Streams.audit, Subjects.audit(node))).map((m) => AuditRecord.parse(m.data)).sort((a, b) => a.seq - b.seq),
     events: async (node) => (await readStream(nc, Streams.events, Subjects.storedEvent(node))).map((m) => NodeEvent.parse(m.data)),
     waitFor,
     async stop() {
@@ -180,7 +207,10 @@ export function ipmiDevices(bmcs: Map<string, IpmiSimBmc>, extra: Record<string,
         agent: "fence_ipmilan",
         params: { lanplus: true, cipher: 3, power_wait: 0 },
         nodes: Object.fromEntries(
-          [...bmcs].map(([node, bmc]) => [node, { params: { ip: bmc.host, ipport: bmc.port, username: bmc.user }, password: { file: bmc.passwordFile } }]),
+          [...bmcs].map(([node, bmc]) => [
+            node,
+            { params: { ip: bmc.host, ipport: bmc.port, username: bmc.user }, password: { file: bmc.passwordFile } },
+          ]),
         ),
         timeoutMs: "8s",
         retries: 1,

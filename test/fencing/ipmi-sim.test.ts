@@ -125,7 +125,9 @@ describe("fence_ipmilan against ipmi_sim (a real IPMI-over-LAN peer)", () => {
     const started = Date.now();
     const err = await device.agent.powerOff({ node: "node-c" }).catch((e: unknown) => e);
     expect(isFenceAgentError(err, FenceErrorCode.Auth)).toBe(true);
-    expect((err as Error).message).toMatch(/^fence_ipmilan off for node-c \(device ipmi\): the BMC refused the IPMI session at once: wrong user or password/);
+    expect((err as Error).message).toMatch(
+      /^fence_ipmilan off for node-c \(device ipmi\): the BMC refused the IPMI session at once: wrong user or password/,
+    );
     expect((err as { output: string }).output.match(/# fence_ipmilan off/g)).toHaveLength(1);
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(m.power()).toBe("on");
@@ -148,7 +150,9 @@ describe("fence_ipmilan against ipmi_sim (a real IPMI-over-LAN peer)", () => {
     const started = Date.now();
     const err = await device.agent.powerOff({ node: "node-d" }).catch((e: unknown) => e);
     expect(isFenceAgentError(err, FenceErrorCode.Unreachable)).toBe(true);
-    expect((err as Error).message).toMatch(/^fence_ipmilan off for node-d \(device ipmi\): the device could not be reached \(exit 1 after [\d.]+ s\): Connection timed out \(2 attempts\)$/);
+    expect((err as Error).message).toMatch(
+      /^fence_ipmilan off for node-d \(device ipmi\): the device could not be reached \(exit 1 after [\d.]+ s\): Connection timed out \(2 attempts\)$/,
+    );
     expect(Date.now() - started).toBeLessThan(8_000);
     expect(m.power()).toBe("on");
     // Back again: it answers.
@@ -164,7 +168,9 @@ describe("fence_ipmilan against ipmi_sim (a real IPMI-over-LAN peer)", () => {
     const started = Date.now();
     const err = await device.agent.powerOff({ node: "node-g" }).catch((e: unknown) => e);
     expect(isFenceAgentError(err, FenceErrorCode.Timeout)).toBe(true);
-    expect((err as Error).message).toMatch(/^fence_ipmilan off for node-g \(device ipmi\): no answer within [\d.]+ m?s; the agent was killed/);
+    expect((err as Error).message).toMatch(
+      /^fence_ipmilan off for node-g \(device ipmi\): no answer within [\d.]+ m?s; the agent was killed/,
+    );
     expect(Date.now() - started).toBeLessThan(5_000);
     await new Promise((r) => setTimeout(r, 200));
     expect(await processesWith(`-p ${bmc.port}`)).toEqual([]);
@@ -188,9 +194,13 @@ describe("fence_ipmilan against ipmi_sim (a real IPMI-over-LAN peer)", () => {
     const { bmc, machine: m } = await bmcFor("node-h");
     bmc.faults.slow(2_500);
     const device = ipmiDevice(bmc, { params: { ...bmc.fenceParams, power_wait: 0, power_timeout: 1 }, retries: 0 });
-    const err = await powerOffConfirmed(device, { node: "node-h", deadline: Date.now() + 30_000 }, systemClock, progress).catch((e: unknown) => e);
+    const err = await powerOffConfirmed(device, { node: "node-h", deadline: Date.now() + 30_000 }, systemClock, progress).catch(
+      (e: unknown) => e,
+    );
     expect(isFenceAgentError(err, FenceErrorCode.Failed)).toBe(true);
-    expect((err as Error).message).toMatch(/^fence_ipmilan off for node-h \(device ipmi\): the device took the command but the power state did not change .*Timed out waiting to power OFF/);
+    expect((err as Error).message).toMatch(
+      /^fence_ipmilan off for node-h \(device ipmi\): the device took the command but the power state did not change .*Timed out waiting to power OFF/,
+    );
     expect(m.power()).toBe("on");
     await new Promise((r) => setTimeout(r, 2_500));
     expect(m.power()).toBe("off");
@@ -203,7 +213,9 @@ describe("fence_ipmilan against ipmi_sim (a real IPMI-over-LAN peer)", () => {
     await bmc.faults.failPowerOn(true);
     const err = await device.agent.powerOn({ node: "node-f" }).catch((e: unknown) => e);
     expect(isFenceAgentError(err, FenceErrorCode.Failed)).toBe(true);
-    expect((err as Error).message).toMatch(/^fence_ipmilan on for node-f \(device ipmi\): the device took the command but the power state did not change/);
+    expect((err as Error).message).toMatch(
+      /^fence_ipmilan on for node-f \(device ipmi\): the device took the command but the power state did not change/,
+    );
     expect(m.power()).toBe("off");
     await bmc.faults.failPowerOn(false);
     await device.agent.powerOn({ node: "node-f" });

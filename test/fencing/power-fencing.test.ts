@@ -21,7 +21,8 @@ const POLICY: PolicyInput = {
 const SAFE_TIME_MS = safeTimeOf(Policy.parse(POLICY));
 
 const MOVES = ["pods.delete", "workloads.await-gone"];
-const movesWorkloads = (r: AuditRecord) => r.commands.some((c) => MOVES.includes(c.kind) || (c.kind === "taint.add" && c.params.taint.key === "node.kubernetes.io/out-of-service"));
+const movesWorkloads = (r: AuditRecord) =>
+  r.commands.some((c) => MOVES.includes(c.kind) || (c.kind === "taint.add" && c.params.taint.key === "node.kubernetes.io/out-of-service"));
 
 describe("power fencing: fence_ipmilan and ipmi_sim BMCs under fenceline up, on real NATS", () => {
   let lab: PowerLab;
@@ -33,7 +34,11 @@ describe("power fencing: fence_ipmilan and ipmi_sim BMCs under fenceline up, on 
   }, 60_000);
 
   const replicaNode = (replica: string) => lab.cluster.replicas().find((r) => r.replica === replica)!.runningOn[0]!;
-  const movedOff = (replica: string, node: string) => () => lab.cluster.replicas().find((r) => r.replica === replica)!.runningOn.some((n) => n !== node);
+  const movedOff = (replica: string, node: string) => () =>
+    lab.cluster
+      .replicas()
+      .find((r) => r.replica === replica)!
+      .runningOn.some((n) => n !== node);
   const allHealthy = async () => {
     const s = await lab.states();
     return lab.nodes.every((n) => s.get(n) === "healthy") && lab.cluster.replicas().every((r) => r.runningOn.length === 1);
@@ -47,12 +52,15 @@ describe("power fencing: fence_ipmilan and ipmi_sim BMCs under fenceline up, on 
     expect(confirmed, "fencing confirmed").toBeDefined();
     const firstMove = records.find(movesWorkloads);
     expect(firstMove!.seq).toBeGreaterThanOrEqual(confirmed!.seq);
-    const deletions = lab.cluster.events().filter((e) => e.node === node && e.at >= since && /^(pod\.force-deleted|volume\.(force-)?detached)$/.test(e.kind));
+    const deletions = lab.cluster
+      .events()
+      .filter((e) => e.node === node && e.at >= since && /^(pod\.force-deleted|volume\.(force-)?detached)$/.test(e.kind));
     for (const d of deletions) expect(d.at).toBeGreaterThanOrEqual(confirmed!.at);
     return { records, confirmed: confirmed! };
   };
   const podMovedOnce = (replica: string, since: number) => {
-    const of = (kind: string) => lab.cluster.events().filter((e) => e.kind === kind && e.at >= since && e.what.startsWith(`pod ${replica} `));
+    const of = (kind: string) =>
+      lab.cluster.events().filter((e) => e.kind === kind && e.at >= since && e.what.startsWith(`pod ${replica} `));
     expect(of("pod.created")).toHaveLength(1);
     expect(of("container.started")).toHaveLength(1);
   };
@@ -79,7 +87,10 @@ describe("power fencing: fence_ipmilan and ipmi_sim BMCs under fenceline up, on 
 
     // The fence actuator's record: the agent's output, read back off, without the password.
     const fence = (await lab.events(victim)).find((e) => e.type === "command.result" && e.data.kind === "fence.poweroff" && e.at >= at);
-    expect(fence?.type === "command.result" && fence.data).toMatchObject({ ok: true, facts: { method: "ipmi", device: "ipmi", power: "off" } });
+    expect(fence?.type === "command.result" && fence.data).toMatchObject({
+      ok: true,
+      facts: { method: "ipmi", device: "ipmi", power: "off" },
+    });
     const output = fence?.type === "command.result" ? fence.data.output! : "";
     // Read back off by fence_ipmilan itself after the command (the confirmation; no second status run).
     expect(output).toMatch(/chassis power off[\s\S]*Chassis Power is off[\s\S]*Success: Powered OFF/);
@@ -154,7 +165,9 @@ describe("power fencing: fence_ipmilan and ipmi_sim BMCs under fenceline up, on 
 
   it("a BMC that does not answer makes the IPMI level fail: fencing escalates to the watchdog level, nothing is powered off", async () => {
     const { escalation } = await escalatesWith((bmc, on) => bmc.faults.unreachable(on));
-    expect(escalation).toMatch(/fencing level 1\/2 \[ipmi\]: fence\.poweroff \(ipmi\) failed: unreachable: fence_ipmilan off for w-\d \(device ipmi\): the device could not be reached .*Connection timed out/);
+    expect(escalation).toMatch(
+      /fencing level 1\/2 \[ipmi\]: fence\.poweroff \(ipmi\) failed: unreachable: fence_ipmilan off for w-\d \(device ipmi\): the device could not be reached .*Connection timed out/,
+    );
   }, 180_000);
 
   it("wrong credentials give a clear error at once, are not retried, and escalate", async () => {

@@ -37,10 +37,18 @@ describe("the real control plane (test/kubernetes/global-setup.ts)", () => {
     const denied = await engine.list("/api/v1/secrets").catch((e: unknown) => e);
     expect(denied).toBeInstanceOf(KubeApiError);
     expect((denied as KubeApiError).status).toBe(403);
-    expect((denied as KubeApiError).message).toContain('User "system:serviceaccount:fenceline:fenceline-engine" cannot list resource "secrets"');
+    expect((denied as KubeApiError).message).toContain(
+      'User "system:serviceaccount:fenceline:fenceline-engine" cannot list resource "secrets"',
+    );
     // A ServiceAccount without any binding cannot even list nodes.
-    const nobody = createKubeClient({ server: kube.server, ca: kube.ca, token: await serviceAccountToken(admin, "fenceline", "fenceline-agent", 600) });
+    const nobody = createKubeClient({
+      server: kube.server,
+      ca: kube.ca,
+      token: await serviceAccountToken(admin, "fenceline", "fenceline-agent", 600),
+    });
     expect(((await nobody.list("/api/v1/nodes").catch((e: unknown) => e)) as KubeApiError).status).toBe(403);
-    await expect(createKubeClient({ server: kube.server, ca: kube.ca, token: "not-a-token" }).list("/api/v1/nodes")).rejects.toMatchObject({ status: 401 });
+    await expect(createKubeClient({ server: kube.server, ca: kube.ca, token: "not-a-token" }).list("/api/v1/nodes")).rejects.toMatchObject({
+      status: 401,
+    });
   });
 });

@@ -31,26 +31,44 @@ describe("deploy/ manifests on the real API server", () => {
       expect(applied.metadata.name).toBe(object.metadata.name);
       accepted.push(`${object.kind}/${object.metadata.name}`);
     }
-    expect(accepted).toEqual(expect.arrayContaining(["Deployment/fenceline-engine", "DaemonSet/fenceline-agent", "ClusterRole/fenceline-engine", "Service/nats"]));
+    expect(accepted).toEqual(
+      expect.arrayContaining(["Deployment/fenceline-engine", "DaemonSet/fenceline-agent", "ClusterRole/fenceline-engine", "Service/nats"]),
+    );
     // The ConfigMaps kustomize generates (named with their content's hash).
     expect(accepted.filter((a) => /^ConfigMap\/fenceline-(agent|policy)-\w+$/.test(a))).toHaveLength(2);
   });
 
   it("kubectl apply -k deploy/ --server-side --dry-run=server succeeds, as the install instructions run it", async () => {
-    const { stdout } = await run("kubectl", ["--kubeconfig", inject("kubeTest").kube.kubeconfig, "apply", "-k", DEPLOY, "--server-side", "--dry-run=server", "--field-manager=fenceline-deploy-test"]);
+    const { stdout } = await run("kubectl", [
+      "--kubeconfig",
+      inject("kubeTest").kube.kubeconfig,
+      "apply",
+      "-k",
+      DEPLOY,
+      "--server-side",
+      "--dry-run=server",
+      "--field-manager=fenceline-deploy-test",
+    ]);
     expect(stdout).toMatch(/deployment\.apps\/fenceline-engine serverside-applied \(server dry run\)/);
     expect(stdout).toMatch(/daemonset\.apps\/fenceline-agent serverside-applied \(server dry run\)/);
   });
 
   it("bind the engine's role to its service account; the agent and NATS get no API token", () => {
     const all = manifests();
-    const binding = all.find((m) => m.kind === "ClusterRoleBinding") as unknown as { roleRef: { name: string }; subjects: Array<{ name: string; namespace: string }> };
+    const binding = all.find((m) => m.kind === "ClusterRoleBinding") as unknown as {
+      roleRef: { name: string };
+      subjects: Array<{ name: string; namespace: string }>;
+    };
     expect(binding.roleRef.name).toBe("fenceline-engine");
     expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "fenceline-engine", namespace: "fenceline" }]);
-    const engine = all.find((m) => m.kind === "Deployment") as unknown as { spec: { template: { spec: { serviceAccountName: string; containers: Array<{ args: string[] }> } } } };
+    const engine = all.find((m) => m.kind === "Deployment") as unknown as {
+      spec: { template: { spec: { serviceAccountName: string; containers: Array<{ args: string[] }> } } };
+    };
     expect(engine.spec.template.spec.serviceAccountName).toBe("fenceline-engine");
     expect(engine.spec.template.spec.containers[0]!.args).toEqual(expect.arrayContaining(["up", "--in-cluster"]));
-    const agent = all.find((m) => m.kind === "DaemonSet") as unknown as { spec: { template: { spec: { automountServiceAccountToken: boolean; tolerations: unknown[] } } } };
+    const agent = all.find((m) => m.kind === "DaemonSet") as unknown as {
+      spec: { template: { spec: { automountServiceAccountToken: boolean; tolerations: unknown[] } } };
+    };
     expect(agent.spec.template.spec.automountServiceAccountToken).toBe(false);
     expect(agent.spec.template.spec.tolerations).toEqual([{ operator: "Exists" }]);
     for (const sa of all.filter((m) => m.kind === "ServiceAccount" && m.metadata.name !== "fenceline-engine")) {
@@ -67,14 +85,24 @@ describe("deploy/ manifests on the real API server", () => {
 
   it("kustomize generates the agent's ConfigMap from deploy/agent.json and the DaemonSet mounts that one", () => {
     const all = rendered();
-    const configMap = all.find((m) => m.kind === "ConfigMap" && m.metadata.name.startsWith("fenceline-agent")) as unknown as { metadata: { name: string; namespace: string }; data: Record<string, string> };
+    const configMap = all.find((m) => m.kind === "ConfigMap" && m.metadata.name.startsWith("fenceline-agent")) as unknown as {
+      metadata: { name: string; namespace: string };
+      data: Record<string, string>;
+    };
     expect(configMap.metadata.namespace).toBe("fenceline");
     expect(configMap.data["agent.json"]).toBe(readFileSync(DEPLOY_AGENT_CONFIG, "utf8"));
-    const policy = all.find((m) => m.kind === "ConfigMap" && m.metadata.name.startsWith("fenceline-policy")) as unknown as { metadata: { name: string }; data: Record<string, string> };
+    const policy = all.find((m) => m.kind === "ConfigMap" && m.metadata.name.startsWith("fenceline-policy")) as unknown as {
+      metadata: { name: string };
+      data: Record<string, string>;
+    };
     expect(policy.data["policy.json"]).toBe(readFileSync(join(DEPLOY, "policy.json"), "utf8"));
-    const engine = all.find((m) => m.kind === "Deployment") as unknown as { spec: { template: { spec: { volumes: Array<{ name: string; configMap?: { name: string } }> } } } };
+    const engine = all.find((m) => m.kind === "Deployment") as unknown as {
+      spec: { template: { spec: { volumes: Array<{ name: string; configMap?: { name: string } }> } } };
+    };
     expect(engine.spec.template.spec.volumes.find((v) => v.name === "policy")?.configMap?.name).toBe(policy.metadata.name);
-    const daemonSet = all.find((m) => m.kind === "DaemonSet") as unknown as { spec: { template: { spec: { volumes: Array<{ name: string; configMap?: { name: string } }> } } } };
+    const daemonSet = all.find((m) => m.kind === "DaemonSet") as unknown as {
+      spec: { template: { spec: { volumes: Array<{ name: string; configMap?: { name: string } }> } } };
+    };
     expect(daemonSet.spec.template.spec.volumes.find((v) => v.name === "config")?.configMap?.name).toBe(configMap.metadata.name);
   });
 
@@ -83,7 +111,10 @@ describe("deploy/ manifests on the real API server", () => {
     const raw = JSON.parse(template) as Record<string, unknown>;
     expect(raw.peers).toBeUndefined();
     expect(raw.fleetSize).toBeUndefined();
-    for (const node of [{ name: "worker-1", ip: "10.0.0.11" }, { name: "gpu.rack-2.example", ip: "fd00::12" }]) {
+    for (const node of [
+      { name: "worker-1", ip: "10.0.0.11" },
+      { name: "gpu.rack-2.example", ip: "fd00::12" },
+    ]) {
       const out = renderAsDeployed(node);
       expect(out).toBe(renderAgentConfig(template, node));
       const config = parseAgentConfig(JSON.parse(out));

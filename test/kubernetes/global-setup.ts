@@ -3,7 +3,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
 import { loadAllYaml } from "@fenceline/kubernetes";
-import { applyObject, serviceAccountToken, startKubeControlPlane, writeKubeconfig, type KubeControlPlaneInfo, type KubeObject } from "@fenceline/kube-lab";
+import {
+  applyObject,
+  serviceAccountToken,
+  startKubeControlPlane,
+  writeKubeconfig,
+  type KubeControlPlaneInfo,
+  type KubeObject,
+} from "@fenceline/kube-lab";
 
 const DEPLOY = join(fileURLToPath(import.meta.url), "..", "..", "..", "deploy");
 export const ENGINE_SERVICE_ACCOUNT = { namespace: "fenceline", name: "fenceline-engine" };

@@ -9,7 +9,15 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { Buckets, Streams, Subjects } from "@fenceline/streams";
 import { startSimFleetOnNats, type SimFleetOnNats } from "@fenceline/cli";
-import { createNamespace, createStatefulSet, deleteNamespace, FLEET_LABEL, isRunningAndReady, KubeletFleet, listPods } from "@fenceline/kube-lab";
+import {
+  createNamespace,
+  createStatefulSet,
+  deleteNamespace,
+  FLEET_LABEL,
+  isRunningAndReady,
+  KubeletFleet,
+  listPods,
+} from "@fenceline/kube-lab";
 import { checkInvariants, startIpmiSimBmc, type IpmiSimBmc, type Violation } from "@fenceline/sim";
 import { CLI, ROOT } from "../e2e/cli.js";
 import { ipmiDevices } from "../fencing/harness.js";
@@ -60,15 +68,23 @@ describe("power fencing on the real control plane", () => {
   const waitFor = async (what: string, pred: () => Promise<boolean> | boolean, timeoutMs = 60_000) => {
     const until = Date.now() + timeoutMs;
     while (!(await pred())) {
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}: ${JSON.stringify([...(await states())])}\n${stderr.slice(-4000)}`);
+      if (Date.now() > until)
+        throw new Error(`timed out waiting for ${what}: ${JSON.stringify([...(await states())])}\n${stderr.slice(-4000)}`);
       await sleep(200);
     }
   };
-  const audit = async (node: string) => (await readStream(nc, Streams.audit, Subjects.audit(node))).map((m) => AuditRecord.parse(m.data)).sort((a, b) => a.seq - b.seq);
-  const podNode = async (name: string) => (await admin.find(`/api/v1/namespaces/${fleetName}/pods/${name}`))?.spec.nodeName as string | undefined;
+  const audit = async (node: string) =>
+    (await readStream(nc, Streams.audit, Subjects.audit(node))).map((m) => AuditRecord.parse(m.data)).sort((a, b) => a.seq - b.seq);
+  const podNode = async (name: string) =>
+    (await admin.find(`/api/v1/namespaces/${fleetName}/pods/${name}`))?.spec.nodeName as string | undefined;
   const runningElsewhere = (name: string, node: string) => async () => {
     const pod = await admin.find(`/api/v1/namespaces/${fleetName}/pods/${name}`);
-    return pod !== null && pod.spec.nodeName !== node && isRunningAndReady(pod) && machines.replicas().find((r) => r.replica === `${fleetName}/${name}`)?.runningOn.length === 1;
+    return (
+      pod !== null &&
+      pod.spec.nodeName !== node &&
+      isRunningAndReady(pod) &&
+      machines.replicas().find((r) => r.replica === `${fleetName}/${name}`)?.runningOn.length === 1
+    );
   };
   const allHealthy = async () => {
     const s = await states();
@@ -77,7 +93,11 @@ describe("power fencing on the real control plane", () => {
   const MOVES = ["pods.delete", "workloads.await-gone"];
   const firstMoveAfterConfirmation = (records: AuditRecord[]) => {
     const confirmed = records.find((r) => r.reason?.includes("fencing confirmed"))!;
-    const move = records.find((r) => r.commands.some((c) => MOVES.includes(c.kind) || (c.kind === "taint.add" && c.params.taint.key === "node.kubernetes.io/out-of-service")));
+    const move = records.find((r) =>
+      r.commands.some(
+        (c) => MOVES.includes(c.kind) || (c.kind === "taint.add" && c.params.taint.key === "node.kubernetes.io/out-of-service"),
+      ),
+    );
     expect(confirmed).toBeDefined();
     expect(move!.seq).toBeGreaterThanOrEqual(confirmed.seq);
     return confirmed;
@@ -88,10 +108,14 @@ describe("power fencing on the real control plane", () => {
     machines = new KubeletFleet({ admin, nodes: workers, fleet: fleetName });
     await machines.start();
     await createStatefulSet(admin, { namespace: fleetName, name: "db", replicas: 2, fleet: fleetName });
-    await waitFor("db running", async () => {
-      const pods = await listPods(admin, fleetName);
-      return pods.length === 2 && pods.every(isRunningAndReady);
-    }, 90_000);
+    await waitFor(
+      "db running",
+      async () => {
+        const pods = await listPods(admin, fleetName);
+        return pods.length === 2 && pods.every(isRunningAndReady);
+      },
+      90_000,
+    );
     for (const node of workers) {
       bmcs.set(
         node,
@@ -117,7 +141,24 @@ describe("power fencing on the real control plane", () => {
     nc = await connectNats(nats.url, { name: "power-k8s" });
     up = spawn(
       process.execPath,
-      [CLI, "up", "--server", nats.url, "--policy", policy, "--kubeconfig", inject("kubeTest").engineKubeconfig, "--node-selector", `${FLEET_LABEL}=${fleetName}`, "--condition-duration", "0s", "--metrics-port", "0", "--fence-devices", devices],
+      [
+        CLI,
+        "up",
+        "--server",
+        nats.url,
+        "--policy",
+        policy,
+        "--kubeconfig",
+        inject("kubeTest").engineKubeconfig,
+        "--node-selector",
+        `${FLEET_LABEL}=${fleetName}`,
+        "--condition-duration",
+        "0s",
+        "--metrics-port",
+        "0",
+        "--fence-devices",
+        devices,
+      ],
       { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, FENCELINE_LOG_LEVEL: "info" } },
     );
     up.stderr!.on("data", (d) => (stderr += d));
@@ -177,7 +218,9 @@ describe("power fencing on the real control plane", () => {
       await waitFor("db-0 running and ready on another node", runningElsewhere("db-0", victim));
       const records = (await audit(victim)).filter((r) => r.at >= at - 100);
       const confirmed = firstMoveAfterConfirmation(records);
-      expect(records.find((r) => r.reason?.includes("escalating to level 2/2 [watchdog]"))?.reason).toContain("fence.poweroff (ipmi) failed: unreachable");
+      expect(records.find((r) => r.reason?.includes("escalating to level 2/2 [watchdog]"))?.reason).toContain(
+        "fence.poweroff (ipmi) failed: unreachable",
+      );
       expect(confirmed.reason).toContain("(level 2/2 [watchdog])");
       expect(bmc.powerChanges.length).toBe(changes);
       expect(violations).toEqual([]);

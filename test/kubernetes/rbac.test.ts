@@ -4,7 +4,17 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, inject, it } from "vitest";
 import { FENCING_TAINT, OUT_OF_SERVICE_TAINT, type AuditRecord } from "@fenceline/contracts";
 import { createKubernetesCluster, createNodeEventRecorder, createNodeWatcher, loadAllYaml, loadKubeConfig } from "@fenceline/kubernetes";
-import { createNamespace, createStatefulSet, CSI_DRIVER, deleteNamespace, FLEET_LABEL, isRunningAndReady, KubeletFleet, listPods, type KubeClient } from "@fenceline/kube-lab";
+import {
+  createNamespace,
+  createStatefulSet,
+  CSI_DRIVER,
+  deleteNamespace,
+  FLEET_LABEL,
+  isRunningAndReady,
+  KubeletFleet,
+  listPods,
+  type KubeClient,
+} from "@fenceline/kube-lab";
 import { ENGINE_USER } from "./global-setup.js";
 import { kubeAdmin, waitUntil } from "./harness.js";
 
@@ -27,9 +37,11 @@ const permissionOf = (e: AuditEntry) =>
     : `${e.requestURI.split("?")[0]}:${e.verb}`;
 
 function granted(): string[] {
-  const role = (loadAllYaml(readFileSync(join(DEPLOY, "rbac.yaml"), "utf8")) as Array<{ kind: string; metadata: { name: string }; rules?: unknown }>).find(
-    (m) => m.kind === "ClusterRole" && m.metadata.name === "fenceline-engine",
-  ) as unknown as { rules: Array<{ apiGroups?: string[]; resources?: string[]; nonResourceURLs?: string[]; verbs: string[] }> };
+  const role = (
+    loadAllYaml(readFileSync(join(DEPLOY, "rbac.yaml"), "utf8")) as Array<{ kind: string; metadata: { name: string }; rules?: unknown }>
+  ).find((m) => m.kind === "ClusterRole" && m.metadata.name === "fenceline-engine") as unknown as {
+    rules: Array<{ apiGroups?: string[]; resources?: string[]; nonResourceURLs?: string[]; verbs: string[] }>;
+  };
   const out = new Set<string>();
   for (const rule of role.rules) {
     for (const verb of rule.verbs) {
@@ -90,10 +102,14 @@ describe("deploy/rbac.yaml on the real API server", () => {
       await machines.start();
       await createStatefulSet(admin, { namespace: name, name: "db", replicas: 1, fleet: name });
       await keeper(admin, name, name);
-      await waitUntil("db-0 and keeper running", async () => {
-        const pods = await listPods(admin, name);
-        return pods.length === 2 && pods.every(isRunningAndReady);
-      }, 90_000);
+      await waitUntil(
+        "db-0 and keeper running",
+        async () => {
+          const pods = await listPods(admin, name);
+          return pods.length === 2 && pods.every(isRunningAndReady);
+        },
+        90_000,
+      );
       const podsNode = async (pod: string) => (await admin.get(`/api/v1/namespaces/${name}/pods/${pod}`)).spec.nodeName as string;
       const kubeConfig = loadKubeConfig({ kubeconfig: inject("kubeTest").engineKubeconfig });
       const cluster = createKubernetesCluster({ kubeConfig, retry: { baseMs: 50, maxMs: 200 } });
@@ -105,18 +121,52 @@ describe("deploy/rbac.yaml on the real API server", () => {
       await waitUntil("the node watch", () => seen >= 2, 10_000);
       await watcher.stop();
       const keeperNode = await podsNode("keeper");
-      expect(await cluster.countWorkloads(keeperNode)).toMatchObject({ volumeAttachments: (await podsNode("db-0")) === keeperNode ? 1 : 0 });
+      expect(await cluster.countWorkloads(keeperNode)).toMatchObject({
+        volumeAttachments: (await podsNode("db-0")) === keeperNode ? 1 : 0,
+      });
       const victim = await podsNode("db-0");
       await cluster.addTaint(victim, FENCING_TAINT);
       expect(await cluster.serverVersion()).toBe("1.37");
       machines.crash(victim);
       await cluster.addTaint(victim, OUT_OF_SERVICE_TAINT);
-      await waitUntil("db-0 evicted and force-deleted", async () => (await cluster.deleteEvictedPods(victim)) > 0 || (await listPods(admin, name, "db")).every((p) => p.spec.nodeName !== victim), 20_000);
+      await waitUntil(
+        "db-0 evicted and force-deleted",
+        async () =>
+          (await cluster.deleteEvictedPods(victim)) > 0 || (await listPods(admin, name, "db")).every((p) => p.spec.nodeName !== victim),
+        20_000,
+      );
       await cluster.deletePods(victim);
       await cluster.removeTaint(victim, OUT_OF_SERVICE_TAINT);
       await cluster.removeTaint(victim, FENCING_TAINT);
       const recorder = createNodeEventRecorder({ kubeConfig, instance: "rbac-test" });
-      const record = { v: 1, id: `audit:${victim}:1`, node: victim, seq: 1, at: Date.now(), event: { id: "e", type: "timer.fired", source: "test" }, from: "suspect", to: "fencing", changed: true, epoch: 1, commands: [{ v: 1, id: "c", node: victim, epoch: 1, kind: "taint.add", issuedAt: 0, deadline: 1, causedBy: 1, params: { taint: FENCING_TAINT } }], timers: { set: {}, cleared: [] }, reason: "fencing, epoch 1", policyVersion: "t" } as AuditRecord;
+      const record = {
+        v: 1,
+        id: `audit:${victim}:1`,
+        node: victim,
+        seq: 1,
+        at: Date.now(),
+        event: { id: "e", type: "timer.fired", source: "test" },
+        from: "suspect",
+        to: "fencing",
+        changed: true,
+        epoch: 1,
+        commands: [
+          {
+            v: 1,
+            id: "c",
+            node: victim,
+            epoch: 1,
+            kind: "taint.add",
+            issuedAt: 0,
+            deadline: 1,
+            causedBy: 1,
+            params: { taint: FENCING_TAINT },
+          },
+        ],
+        timers: { set: {}, cleared: [] },
+        reason: "fencing, epoch 1",
+        policyVersion: "t",
+      } as AuditRecord;
       expect(await recorder.recordAudit(record)).toBe(1);
       expect(await recorder.recordAudit(record)).toBe(0); // the same record again: the same Event, once
 
@@ -128,7 +178,11 @@ describe("deploy/rbac.yaml on the real API server", () => {
           .filter(Boolean)
           .map((l) => JSON.parse(l) as AuditEntry)
           .filter((e) => e.user.username === ENGINE_USER && e.stage !== "RequestReceived");
-      await waitUntil("the audit log to show the Event", () => entries().some((e) => e.objectRef?.resource === "events" && e.verb === "create"), 10_000);
+      await waitUntil(
+        "the audit log to show the Event",
+        () => entries().some((e) => e.objectRef?.resource === "events" && e.verb === "create"),
+        10_000,
+      );
       const all = entries();
       const forbidden = all.filter((e) => e.annotations?.["authorization.k8s.io/decision"] === "forbid" || e.responseStatus?.code === 403);
       expect(forbidden.map((e) => `${e.verb} ${e.requestURI}`)).toEqual([]);

@@ -10,7 +10,9 @@ const run = promisify(execFile);
 /** The VolumeAttachments of a volume (API view): node and attached. */
 async function attachmentsOf(s: RealK8s, volume: string) {
   const vas = await s.admin.list("/apis/storage.k8s.io/v1/volumeattachments");
-  return vas.items.filter((va) => va.spec?.source?.persistentVolumeName === volume).map((va) => ({ node: va.spec.nodeName as string, attached: va.status?.attached === true }));
+  return vas.items
+    .filter((va) => va.spec?.source?.persistentVolumeName === volume)
+    .map((va) => ({ node: va.spec.nodeName as string, attached: va.status?.attached === true }));
 }
 
 /** db-0 Running and Ready on another node than `victim`, running there (and only there) in truth, its volume attached there. */
@@ -21,8 +23,13 @@ async function replicaMovedOff(s: RealK8s, victim: string, replica = "db-0") {
   if (truth.length !== 1 || truth[0] !== pod.spec.nodeName) return false;
   const volume = `${s.namespace}-db-${replica.split("-").pop()}`;
   const vas = await attachmentsOf(s, volume);
-  const backend = s.machines.volumeAttachments().filter((a) => a.volume === volume).map((a) => a.node);
-  return vas.length === 1 && vas[0]!.node === pod.spec.nodeName && vas[0]!.attached && backend.length === 1 && backend[0] === pod.spec.nodeName;
+  const backend = s.machines
+    .volumeAttachments()
+    .filter((a) => a.volume === volume)
+    .map((a) => a.node);
+  return (
+    vas.length === 1 && vas[0]!.node === pod.spec.nodeName && vas[0]!.attached && backend.length === 1 && backend[0] === pod.spec.nodeName
+  );
 }
 
 const deploymentReady = async (s: RealK8s, victim: string) => {
@@ -33,7 +40,11 @@ const deploymentReady = async (s: RealK8s, victim: string) => {
 /** The machine is powered on again; it rejoins and every taint comes off its Node. */
 async function rejoins(s: RealK8s, victim: string) {
   await s.fleet.crash(victim, 100);
-  await s.waitFor(`${victim} rejoined`, () => s.latest(victim) === "healthy" && s.timeline(victim).some((l) => l.includes("rejoined")), 60_000);
+  await s.waitFor(
+    `${victim} rejoined`,
+    () => s.latest(victim) === "healthy" && s.timeline(victim).some((l) => l.includes("rejoined")),
+    60_000,
+  );
   await s.waitFor(`${victim}'s taints removed`, async () => ((await s.node(victim)).spec?.taints ?? []).length === 0, 60_000);
 }
 
@@ -47,7 +58,12 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
  */
 describe.concurrent("remediation on the real control plane", () => {
   it("crash, OutOfServiceTaint: the replica runs on another node once, its volume attached there; the node rejoins untainted; kubectl describe node tells the story", async () => {
-    const s = await startRealK8s({ name: "oos-crash", daemonSet: true, staticPods: true, policy: testPolicy({ remediation: [{ strategy: "OutOfServiceTaint", timeoutMs: 20_000 }] }) });
+    const s = await startRealK8s({
+      name: "oos-crash",
+      daemonSet: true,
+      staticPods: true,
+      policy: testPolicy({ remediation: [{ strategy: "OutOfServiceTaint", timeoutMs: 20_000 }] }),
+    });
     try {
       const victim = await s.nodeOf("db-0");
       const t0 = Date.now();
@@ -58,7 +74,9 @@ describe.concurrent("remediation on the real control plane", () => {
       const ready = ((await s.node(victim)).status?.conditions ?? []).find((c: { type: string }) => c.type === "Ready");
       expect(ready?.status).toBe("True");
       await s.waitFor("the Deployment's two pods ready elsewhere", () => deploymentReady(s, victim));
-      await s.waitFor("the remediation to finish", () => s.timeline(victim).some((l) => l.includes("workloads moved off the node (OutOfServiceTaint)")));
+      await s.waitFor("the remediation to finish", () =>
+        s.timeline(victim).some((l) => l.includes("workloads moved off the node (OutOfServiceTaint)")),
+      );
       const text = s.timeline(victim).join("\n");
       expect(text.indexOf("fencing confirmed")).toBeGreaterThan(0);
       expect(text.indexOf("fencing confirmed")).toBeLessThan(text.indexOf("remediation step 1/1: OutOfServiceTaint"));
@@ -67,7 +85,9 @@ describe.concurrent("remediation on the real control plane", () => {
       expect(left.some((n) => n.startsWith("node-agent-"))).toBe(true);
       expect(left).toContain(`static-agent-${victim}`);
       expect(left.some((n) => n.startsWith("db-") || n.startsWith("web-"))).toBe(false);
-      process.stderr.write(`remediation.test: crash → db-0 running and ready elsewhere in ${seconds(movedAfter)} (OutOfServiceTaint, safe time ${seconds(4_000)})\n`);
+      process.stderr.write(
+        `remediation.test: crash → db-0 running and ready elsewhere in ${seconds(movedAfter)} (OutOfServiceTaint, safe time ${seconds(4_000)})\n`,
+      );
 
       await rejoins(s, victim);
       // The story on the Node object, as kubectl describe node shows it.
@@ -101,7 +121,11 @@ describe.concurrent("remediation on the real control plane", () => {
       expect(text).toContain("Automatic: Kubernetes 1.37 → OutOfServiceTaint");
       // It fenced itself: its watchdog reset it while it was cut off (its containers stopped then, not before).
       expect(s.fleet.status(victim).resets).toBeGreaterThan(0);
-      await s.waitFor(`${victim} rejoined after the network came back`, () => s.latest(victim) === "healthy" && s.timeline(victim).some((l) => l.includes("rejoined")), 90_000);
+      await s.waitFor(
+        `${victim} rejoined after the network came back`,
+        () => s.latest(victim) === "healthy" && s.timeline(victim).some((l) => l.includes("rejoined")),
+        90_000,
+      );
       await s.waitFor(`${victim}'s taints removed`, async () => ((await s.node(victim)).spec?.taints ?? []).length === 0, 60_000);
       expect(s.violations).toEqual([]);
       expect(s.runningOn("db-0")).toHaveLength(1);
@@ -125,7 +149,11 @@ describe.concurrent("remediation on the real control plane", () => {
       expect(s.latest(victim)).toBe("fencing");
       expect((await s.pod("db-0"))!.metadata.uid).toBe(uid);
       // Back with a new boot id: fencing confirmed by the reboot, re-provisioned, rejoined.
-      await s.waitFor(`${victim} rejoined with its new boot id`, () => s.latest(victim) === "healthy" && s.timeline(victim).some((l) => l.includes("rejoined")), 90_000);
+      await s.waitFor(
+        `${victim} rejoined with its new boot id`,
+        () => s.latest(victim) === "healthy" && s.timeline(victim).some((l) => l.includes("rejoined")),
+        90_000,
+      );
       expect(s.timeline(victim).join("\n")).toMatch(/fencing confirmed: reboot: boot id [\w-]+ → [\w-]+/);
       expect(s.timeline(victim).join("\n")).toMatch(/re-provisioning \(attempt 1\/\d\): rebooted/);
       await s.waitFor(`${victim}'s taints removed`, async () => ((await s.node(victim)).spec?.taints ?? []).length === 0, 60_000);
@@ -143,12 +171,18 @@ describe.concurrent("remediation on the real control plane", () => {
   }, 240_000);
 
   it("crash, ResourceDeletion: the pods are force-deleted, but the replacement waits for its volume (attached exclusively to the dead node) until the node is back; never twice", async () => {
-    const s = await startRealK8s({ name: "rd-crash", daemonSet: true, policy: testPolicy({ remediation: [{ strategy: "ResourceDeletion", timeoutMs: 20_000 }] }) });
+    const s = await startRealK8s({
+      name: "rd-crash",
+      daemonSet: true,
+      policy: testPolicy({ remediation: [{ strategy: "ResourceDeletion", timeoutMs: 20_000 }] }),
+    });
     try {
       const victim = await s.nodeOf("db-0");
       const oldUid = (await s.pod("db-0"))!.metadata.uid;
       await s.fleet.crash(victim);
-      await s.waitFor("the remediation to finish", () => s.timeline(victim).some((l) => l.includes("workloads moved off the node (ResourceDeletion)")));
+      await s.waitFor("the remediation to finish", () =>
+        s.timeline(victim).some((l) => l.includes("workloads moved off the node (ResourceDeletion)")),
+      );
       await s.waitFor("the Deployment's two pods ready elsewhere", () => deploymentReady(s, victim));
       await s.waitFor("db-0 re-created on another node", async () => {
         const pod = await s.pod("db-0");
@@ -158,7 +192,9 @@ describe.concurrent("remediation on the real control plane", () => {
       // and there is no out-of-service taint): the replacement cannot attach it.
       await s.waitFor("the attach-detach controller's FailedAttachVolume event on the replacement", async () => {
         const events = await s.admin.list(`/api/v1/namespaces/${s.namespace}/events`, { fieldSelector: "involvedObject.name=db-0" });
-        return events.items.some((e) => e.reason === "FailedAttachVolume" && String(e.message).includes("already exclusively attached to one node"));
+        return events.items.some(
+          (e) => e.reason === "FailedAttachVolume" && String(e.message).includes("already exclusively attached to one node"),
+        );
       });
       expect(s.runningOn("db-0")).toEqual([]);
       expect((await attachmentsOf(s, `${s.namespace}-db-0`)).map((a) => a.node)).toEqual([victim]);
@@ -177,13 +213,22 @@ describe.concurrent("remediation on the real control plane", () => {
   it("escalation: the out-of-service taint cannot move a pod that tolerates it for an hour; the step times out and ResourceDeletion moves it", async () => {
     const s = await startRealK8s({
       name: "escalate",
-      policy: testPolicy({ remediation: [{ strategy: "OutOfServiceTaint", timeoutMs: 4_000 }, { strategy: "ResourceDeletion", timeoutMs: 20_000 }] }),
+      policy: testPolicy({
+        remediation: [
+          { strategy: "OutOfServiceTaint", timeoutMs: 4_000 },
+          { strategy: "ResourceDeletion", timeoutMs: 20_000 },
+        ],
+      }),
       extraWorkloads: { pods: 1, create: lingeringPod },
     });
     try {
       const victim = await s.nodeOf("lingering");
       await s.fleet.crash(victim);
-      await s.waitFor("the escalation to ResourceDeletion and its end", () => s.timeline(victim).some((l) => l.includes("workloads moved off the node (ResourceDeletion)")), 60_000);
+      await s.waitFor(
+        "the escalation to ResourceDeletion and its end",
+        () => s.timeline(victim).some((l) => l.includes("workloads moved off the node (ResourceDeletion)")),
+        60_000,
+      );
       const text = s.timeline(victim).join("\n");
       expect(text).toContain("remediation step 1/2: OutOfServiceTaint");
       expect(text).toContain("remediation step timed out");
@@ -191,7 +236,9 @@ describe.concurrent("remediation on the real control plane", () => {
       expect(text).toContain("remediation step 2/2: ResourceDeletion");
       expect(await s.pod("lingering")).toBeNull();
       // The out-of-service taint came off when escalating.
-      expect(((await s.node(victim)).spec?.taints ?? []).map((t: { key: string }) => t.key)).not.toContain("node.kubernetes.io/out-of-service");
+      expect(((await s.node(victim)).spec?.taints ?? []).map((t: { key: string }) => t.key)).not.toContain(
+        "node.kubernetes.io/out-of-service",
+      );
       await rejoins(s, victim);
       expect(s.violations).toEqual([]);
     } finally {
@@ -204,7 +251,12 @@ describe.concurrent("remediation on the real control plane", () => {
     const s = await startRealK8s({
       name: "operator",
       kubeconfig,
-      policy: testPolicy({ remediation: [{ strategy: "OutOfServiceTaint", timeoutMs: 3_000 }, { strategy: "ResourceDeletion", timeoutMs: 3_000 }] }),
+      policy: testPolicy({
+        remediation: [
+          { strategy: "OutOfServiceTaint", timeoutMs: 3_000 },
+          { strategy: "ResourceDeletion", timeoutMs: 3_000 },
+        ],
+      }),
     });
     try {
       const victim = await s.nodeOf("db-0");
@@ -212,7 +264,9 @@ describe.concurrent("remediation on the real control plane", () => {
       await s.waitFor(`${victim} needs an operator`, () => s.latest(victim) === "operator", 60_000);
       const text = s.timeline(victim).join("\n");
       expect(text).toContain("operator required: every remediation in the escalation list failed");
-      expect(text).toMatch(/pods\.delete failed: Kubernetes refused to delete pods\/db-0 in namespace operator \(403 Forbidden: .*system:serviceaccount:fenceline:fenceline-limited/);
+      expect(text).toMatch(
+        /pods\.delete failed: Kubernetes refused to delete pods\/db-0 in namespace operator \(403 Forbidden: .*system:serviceaccount:fenceline:fenceline-limited/,
+      );
       expect(text).toContain('{ apiGroups: [""], resources: ["pods"], verbs: ["delete"] }');
       // The taint evicted db-0 but nothing could delete it: it is terminating on the dead node, running nowhere.
       expect((await s.pod("db-0"))!.spec.nodeName).toBe(victim);
@@ -240,14 +294,26 @@ describe.concurrent("remediation on the real control plane", () => {
       expect(after).toBeGreaterThan(40_000);
       const signal = s.audit.find((r) => r.node === victim && r.event.type === "signal.unhealthy")!;
       expect(signal.event.source).toBe("condition-detector");
-      const ready = ((await s.node(victim)).status.conditions as Array<{ type: string; status: string; reason: string; message: string }>).find((c) => c.type === "Ready")!;
+      const ready = (
+        (await s.node(victim)).status.conditions as Array<{ type: string; status: string; reason: string; message: string }>
+      ).find((c) => c.type === "Ready")!;
       expect(ready).toMatchObject({ status: "Unknown", reason: "NodeStatusUnknown", message: "Kubelet stopped posting node status." });
       await s.waitFor("the controller's unreachable taint", async () =>
-        (((await s.node(victim)).spec?.taints ?? []) as Array<{ key: string; effect: string }>).some((t) => t.key === "node.kubernetes.io/unreachable" && t.effect === "NoSchedule"),
+        (((await s.node(victim)).spec?.taints ?? []) as Array<{ key: string; effect: string }>).some(
+          (t) => t.key === "node.kubernetes.io/unreachable" && t.effect === "NoSchedule",
+        ),
       );
       // The agent still heartbeats: fencing asks it to stop feeding its watchdog, which resets the machine.
-      await s.waitFor(`${victim} back with a new boot and healthy`, () => s.latest(victim) === "healthy" && s.fleet.status(victim).resets > 0, 90_000);
-      await s.waitFor("Ready again, the condition cleared", () => s.audit.some((r) => r.node === victim && r.event.type === "signal.healthy" && r.seq > signal.seq), 60_000);
+      await s.waitFor(
+        `${victim} back with a new boot and healthy`,
+        () => s.latest(victim) === "healthy" && s.fleet.status(victim).resets > 0,
+        90_000,
+      );
+      await s.waitFor(
+        "Ready again, the condition cleared",
+        () => s.audit.some((r) => r.node === victim && r.event.type === "signal.healthy" && r.seq > signal.seq),
+        60_000,
+      );
       await s.waitFor(`${victim}'s taints removed`, async () => ((await s.node(victim)).spec?.taints ?? []).length === 0, 60_000);
       expect(s.timeline(victim).join("\n")).toContain("fencing confirmed: reboot");
       expect(s.violations).toEqual([]);
@@ -274,13 +340,25 @@ async function lingeringPod(admin: KubeClient, namespace: string, fleet: string)
 
 /** The engine's ClusterRole without pods delete, bound to its own ServiceAccount; a kubeconfig with its token. */
 async function limitedKubeconfig(admin: KubeClient): Promise<string> {
-  const role = (await admin.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/fenceline-engine")) as KubeObject & { rules: Array<{ resources?: string[]; verbs: string[] }> };
+  const role = (await admin.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/fenceline-engine")) as KubeObject & {
+    rules: Array<{ resources?: string[]; verbs: string[] }>;
+  };
   const rules = role.rules.map((r) => (r.resources?.includes("pods") ? { ...r, verbs: r.verbs.filter((v) => v !== "delete") } : r));
-  const create = async (path: string, body: unknown) => admin.create(path, body).catch((err: { status?: number }) => {
-    if (err.status !== 409) throw err;
+  const create = async (path: string, body: unknown) =>
+    admin.create(path, body).catch((err: { status?: number }) => {
+      if (err.status !== 409) throw err;
+    });
+  await create("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRole",
+    metadata: { name: "fenceline-limited" },
+    rules,
   });
-  await create("/apis/rbac.authorization.k8s.io/v1/clusterroles", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: "fenceline-limited" }, rules });
-  await create("/api/v1/namespaces/fenceline/serviceaccounts", { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "fenceline-limited", namespace: "fenceline" } });
+  await create("/api/v1/namespaces/fenceline/serviceaccounts", {
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: { name: "fenceline-limited", namespace: "fenceline" },
+  });
   await create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
     apiVersion: "rbac.authorization.k8s.io/v1",
     kind: "ClusterRoleBinding",

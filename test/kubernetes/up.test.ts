@@ -9,7 +9,15 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, createLogger, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { Buckets } from "@fenceline/streams";
 import { startSimFleetOnNats, type SimFleetOnNats } from "@fenceline/cli";
-import { createNamespace, createStatefulSet, deleteNamespace, FLEET_LABEL, isRunningAndReady, KubeletFleet, listPods } from "@fenceline/kube-lab";
+import {
+  createNamespace,
+  createStatefulSet,
+  deleteNamespace,
+  FLEET_LABEL,
+  isRunningAndReady,
+  KubeletFleet,
+  listPods,
+} from "@fenceline/kube-lab";
 import { checkInvariants, type Violation } from "@fenceline/sim";
 import { CLI, ROOT, runCli } from "../e2e/cli.js";
 import { kubeAdmin, sleep } from "./harness.js";
@@ -53,7 +61,8 @@ describe("fenceline up --kubeconfig on the real control plane", () => {
   const waitFor = async (what: string, pred: () => Promise<boolean> | boolean, timeoutMs = 30_000) => {
     const until = Date.now() + timeoutMs;
     while (!(await pred())) {
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}: ${JSON.stringify([...(await states())])}\n${stderr.slice(-4000)}`);
+      if (Date.now() > until)
+        throw new Error(`timed out waiting for ${what}: ${JSON.stringify([...(await states())])}\n${stderr.slice(-4000)}`);
       await sleep(200);
     }
   };
@@ -68,17 +77,37 @@ describe("fenceline up --kubeconfig on the real control plane", () => {
       spec: { taints: [{ key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" }] },
     });
     await createStatefulSet(admin, { namespace: fleetName, name: "db", replicas: 2, fleet: fleetName });
-    await waitFor("db running", async () => {
-      const pods = await listPods(admin, fleetName);
-      return pods.length === 2 && pods.every(isRunningAndReady);
-    }, 90_000);
+    await waitFor(
+      "db running",
+      async () => {
+        const pods = await listPods(admin, fleetName);
+        return pods.length === 2 && pods.every(isRunningAndReady);
+      },
+      90_000,
+    );
     nats = await startNatsServer({ log: createLogger("up-test", { level: "silent" }) });
     nc = await connectNats(nats.url, { name: "up-test" });
     const policy = join(dir, "policy.json");
-    writeFileSync(policy, JSON.stringify({ ...DEMO_POLICY, unhealthyDurationMs: 1_000, remediation: [{ strategy: "Automatic", timeoutMs: 20_000 }] }));
+    writeFileSync(
+      policy,
+      JSON.stringify({ ...DEMO_POLICY, unhealthyDurationMs: 1_000, remediation: [{ strategy: "Automatic", timeoutMs: 20_000 }] }),
+    );
     up = spawn(
       process.execPath,
-      [CLI, "up", "--server", nats.url, "--policy", policy, "--kubeconfig", inject("kubeTest").engineKubeconfig, "--node-selector", `${FLEET_LABEL}=${fleetName},!node-role.kubernetes.io/control-plane`, "--condition-duration", "0s"],
+      [
+        CLI,
+        "up",
+        "--server",
+        nats.url,
+        "--policy",
+        policy,
+        "--kubeconfig",
+        inject("kubeTest").engineKubeconfig,
+        "--node-selector",
+        `${FLEET_LABEL}=${fleetName},!node-role.kubernetes.io/control-plane`,
+        "--condition-duration",
+        "0s",
+      ],
       { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, FENCELINE_LOG_LEVEL: "info" } },
     );
     up.stderr!.on("data", (d) => (stderr += d));
@@ -126,10 +155,19 @@ describe("fenceline up --kubeconfig on the real control plane", () => {
   it("a crashed node is fenced and its StatefulSet pod moves through the API", async () => {
     const victim = (await admin.get(`/api/v1/namespaces/${fleetName}/pods/db-0`)).spec.nodeName as string;
     await sim.fleet.crash(victim);
-    await waitFor("db-0 running and ready on another node", async () => {
-      const pod = await admin.find(`/api/v1/namespaces/${fleetName}/pods/db-0`);
-      return pod !== null && pod.spec.nodeName !== victim && isRunningAndReady(pod) && machines.replicas().find((r) => r.replica === `${fleetName}/db-0`)?.runningOn.length === 1;
-    }, 60_000);
+    await waitFor(
+      "db-0 running and ready on another node",
+      async () => {
+        const pod = await admin.find(`/api/v1/namespaces/${fleetName}/pods/db-0`);
+        return (
+          pod !== null &&
+          pod.spec.nodeName !== victim &&
+          isRunningAndReady(pod) &&
+          machines.replicas().find((r) => r.replica === `${fleetName}/db-0`)?.runningOn.length === 1
+        );
+      },
+      60_000,
+    );
     const audit = await runCli(["audit", "--node", victim, "--server", nats.url]);
     expect(audit.stdout).toMatch(/Automatic: Kubernetes 1\.37 → OutOfServiceTaint/);
     expect(violations).toEqual([]);

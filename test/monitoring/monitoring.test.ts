@@ -33,9 +33,11 @@ describe("alert rules (deploy/monitoring)", () => {
     const promtool = await ensureBinary("promtool");
     const check = await run(promtool, ["check", "rules", RULES]);
     expect(check.stdout).toContain(`SUCCESS: ${rules.groups.flatMap((g) => g.rules).length} rules found`);
-    const test = await run(promtool, ["test", "rules", "fenceline-rules.test.yaml"], { cwd: MONITORING }).catch((err: { stdout: string; stderr: string }) => {
-      throw new Error(`promtool test rules failed:\n${err.stdout}\n${err.stderr}`);
-    });
+    const test = await run(promtool, ["test", "rules", "fenceline-rules.test.yaml"], { cwd: MONITORING }).catch(
+      (err: { stdout: string; stderr: string }) => {
+        throw new Error(`promtool test rules failed:\n${err.stdout}\n${err.stderr}`);
+      },
+    );
     expect(test.stdout).toContain("SUCCESS");
   }, 600_000);
 
@@ -63,14 +65,21 @@ describe("alert rules (deploy/monitoring)", () => {
   });
 
   it("the PrometheusRule carries exactly the rules file's groups", () => {
-    const [manifest] = loadAllYaml(readFileSync(join(MONITORING, "prometheusrule.yaml"), "utf8")) as Array<{ kind: string; spec: RuleFile }>;
+    const [manifest] = loadAllYaml(readFileSync(join(MONITORING, "prometheusrule.yaml"), "utf8")) as Array<{
+      kind: string;
+      spec: RuleFile;
+    }>;
     expect(manifest!.kind).toBe("PrometheusRule");
     expect(manifest!.spec.groups).toEqual(rules.groups);
   });
 
   it("kubectl kustomize deploy/monitoring renders the rules, the pod monitor and the dashboard ConfigMap", async () => {
     const { stdout } = await run("kubectl", ["kustomize", MONITORING]);
-    const docs = loadAllYaml(stdout) as Array<{ kind: string; metadata: { name: string; labels?: Record<string, string> }; data?: Record<string, string> }>;
+    const docs = loadAllYaml(stdout) as Array<{
+      kind: string;
+      metadata: { name: string; labels?: Record<string, string> };
+      data?: Record<string, string>;
+    }>;
     expect(docs.map((d) => d.kind).sort()).toEqual(["ConfigMap", "PodMonitor", "PrometheusRule"]);
     const cm = docs.find((d) => d.kind === "ConfigMap")!;
     expect(cm.metadata.labels?.grafana_dashboard).toBe("1");
@@ -136,10 +145,18 @@ describe("alerts and dashboard use only metrics the control plane exports", () =
     // Each node's fencing guarantee and whether its agent's contract falls short of the policy.
     expect(exported.has("fenceline_nodes_by_guarantee")).toBe(true);
     expect(exported.has("fenceline_agent_contract_weak")).toBe(true);
-    const documented = new Set([...readFileSync(join(ROOT, "docs", "visualizer.md"), "utf8").matchAll(/^\| `(fenceline_[a-z_]+)` \|/gm)].map((m) => m[1]!));
+    const documented = new Set(
+      [...readFileSync(join(ROOT, "docs", "visualizer.md"), "utf8").matchAll(/^\| `(fenceline_[a-z_]+)` \|/gm)].map((m) => m[1]!),
+    );
     const served = [...exported].filter((n) => n.startsWith("fenceline_") && !/_(bucket|sum|count)$/.test(n));
-    expect(served.filter((n) => !documented.has(n)), "served but not in docs/visualizer.md").toEqual([]);
-    expect([...documented].filter((n) => !exported.has(n)), "documented but not served").toEqual([]);
+    expect(
+      served.filter((n) => !documented.has(n)),
+      "served but not in docs/visualizer.md",
+    ).toEqual([]);
+    expect(
+      [...documented].filter((n) => !exported.has(n)),
+      "documented but not served",
+    ).toEqual([]);
   });
 
   it("every metric the alert rules read is exported", () => {
@@ -157,6 +174,15 @@ describe("alerts and dashboard use only metrics the control plane exports", () =
     expect(missing).toEqual([]);
     // The panels the dashboard promises.
     const titles = dashboard.panels.map((p) => p.title);
-    for (const t of ["Nodes per state", "Transitions", "Time to fence", "Time to remediate", "Time to rejoin", "Dead letters (FL_DLQ)", "Engine lag"]) expect(titles).toContain(t);
+    for (const t of [
+      "Nodes per state",
+      "Transitions",
+      "Time to fence",
+      "Time to remediate",
+      "Time to rejoin",
+      "Dead letters (FL_DLQ)",
+      "Engine lag",
+    ])
+      expect(titles).toContain(t);
   });
 });

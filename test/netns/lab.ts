@@ -172,8 +172,16 @@ export const TEST_OVERRIDES = [
  * the DaemonSet's own init container for the node's name and address: no list of peers, no fleet
  * size), with only TEST_OVERRIDES applied.
  */
-function agentConfigAsDeployed(options: { node: string; ip: string; natsUrl: string; nodeDir: string; policy: Policy }): Record<string, unknown> {
-  const rendered = JSON.parse(renderAsDeployed({ name: options.node, ip: options.ip })) as Record<string, unknown> & { watchdog: Record<string, unknown> };
+function agentConfigAsDeployed(options: {
+  node: string;
+  ip: string;
+  natsUrl: string;
+  nodeDir: string;
+  policy: Policy;
+}): Record<string, unknown> {
+  const rendered = JSON.parse(renderAsDeployed({ name: options.node, ip: options.ip })) as Record<string, unknown> & {
+    watchdog: Record<string, unknown>;
+  };
   return {
     ...rendered,
     nats: { url: options.natsUrl },
@@ -191,7 +199,15 @@ function agentConfigAsDeployed(options: { node: string; ip: string; natsUrl: str
  * (every keep-alive appends a byte: its size says whether it is fed). The node's directory is
  * kept between starts: a restart (or a simulated reboot: `bootId`) finds its state there.
  */
-export async function startAgentProcess(options: { dir: string; ns: string; node: string; ip: string; natsUrl: string; policy: Policy; bootId: string }): Promise<AgentProcess> {
+export async function startAgentProcess(options: {
+  dir: string;
+  ns: string;
+  node: string;
+  ip: string;
+  natsUrl: string;
+  policy: Policy;
+  bootId: string;
+}): Promise<AgentProcess> {
   const nodeDir = join(options.dir, options.node);
   await mkdir(join(nodeDir, "sysfs"), { recursive: true });
   await mkdir(join(nodeDir, "state"), { recursive: true });

@@ -13,7 +13,14 @@ import { REJOIN_POLICY, startRejoinLab, type RejoinLab } from "./harness.js";
  */
 const POLICY = Policy.parse({ ...REJOIN_POLICY, version: "forget-test", fleet: { ...REJOIN_POLICY.fleet, maxUnhealthy: 1 } });
 
-type NodeRow = { node: string; state: string; guarantee: string; guaranteeReason: string; contractWeak: boolean; membershipVersion: number | null };
+type NodeRow = {
+  node: string;
+  state: string;
+  guarantee: string;
+  guaranteeReason: string;
+  contractWeak: boolean;
+  membershipVersion: number | null;
+};
 
 describe("fenceline forget, on real NATS", () => {
   let lab: RejoinLab;
@@ -30,7 +37,10 @@ describe("fenceline forget, on real NATS", () => {
     // Every agent learned the five-node view and reported a contract the engine counts on.
     await lab.waitFor("every contract heard with the whole fleet's view", async () => {
       const v = await view();
-      return v.members.length === 5 && lab.nodes.every((n) => context(n)?.guarantee.timeBased === true && context(n)?.contract?.membershipVersion === v.version);
+      return (
+        v.members.length === 5 &&
+        lab.nodes.every((n) => context(n)?.guarantee.timeBased === true && context(n)?.contract?.membershipVersion === v.version)
+      );
     });
     const before = await view();
     expect((await nodes()).map((n) => n.guarantee)).toEqual(["watchdog", "watchdog", "watchdog", "watchdog", "watchdog"]);
@@ -38,7 +48,10 @@ describe("fenceline forget, on real NATS", () => {
     // node-5's agent is restarted without a watchdog device (the software fallback): a contract
     // weaker than the policy, which `fenceline nodes` shows.
     const config = lab.fleet.configOf("node-5");
-    lab.fleet.reconfigure("node-5", { device: "none", config: { ...config, watchdog: { ...config.watchdog, fallbackRebootCommand: ["systemctl", "reboot", "-f"] } } });
+    lab.fleet.reconfigure("node-5", {
+      device: "none",
+      config: { ...config, watchdog: { ...config.watchdog, fallbackRebootCommand: ["systemctl", "reboot", "-f"] } },
+    });
     await lab.fleet.restartAgent("node-5", 200);
     await lab.waitFor("node-5's software contract heard", () => context("node-5")?.contract?.watchdog.kind === "software");
     const weak = (await nodes()).find((n) => n.node === "node-5")!;
@@ -52,7 +65,9 @@ describe("fenceline forget, on real NATS", () => {
 
     // node-4 dies too (its contract is good): the guard refuses it the slot node-5 holds.
     await lab.fleet.crash("node-4");
-    await lab.waitFor("node-4 refused a slot", () => lab.auditOf("node-4").some((r) => r.reason?.includes("1 nodes already in remediation (node-5)")));
+    await lab.waitFor("node-4 refused a slot", () =>
+      lab.auditOf("node-4").some((r) => r.reason?.includes("1 nodes already in remediation (node-5)")),
+    );
     expect(lab.stateOf("node-4")).toBe("suspect.requestingSlot");
 
     // An operator forgets node-5.
@@ -61,7 +76,10 @@ describe("fenceline forget, on real NATS", () => {
     expect(forget.stdout).toMatch(/^node\.forgotten for node-5 recorded \(FL_EVENTS #\d+\)/);
     await lab.waitFor("node-5 forgotten", () => lab.stateOf("node-5") === "forgotten");
     const forgetting = lab.auditOf("node-5").find((r) => r.event.type === "node.forgotten");
-    expect(forgetting, JSON.stringify(lab.auditOf("node-5").map((r) => [r.event.type, r.from, r.to, r.commands.map((c) => c.kind)]))).toMatchObject({ from: "fencing", to: "forgotten", changed: true });
+    expect(
+      forgetting,
+      JSON.stringify(lab.auditOf("node-5").map((r) => [r.event.type, r.from, r.to, r.commands.map((c) => c.kind)])),
+    ).toMatchObject({ from: "fencing", to: "forgotten", changed: true });
     expect(forgetting!.commands.map((c) => c.kind)).toContain("slot.release");
 
     // The membership view shrinks: a new version without it, which the agents learn.
@@ -77,7 +95,11 @@ describe("fenceline forget, on real NATS", () => {
     expect(stored[0]).toMatchObject({ data: { reason: "decommissioned: the disk controller died" } });
 
     // node-4 gets the freed slot and is fenced (by time: its contract allows it) and remediated.
-    await lab.waitFor("node-4 remediated", () => ["down", "rejoining", "healthy"].some((s) => lab.stateOf("node-4")?.startsWith(s)), 30_000);
+    await lab.waitFor(
+      "node-4 remediated",
+      () => ["down", "rejoining", "healthy"].some((s) => lab.stateOf("node-4")?.startsWith(s)),
+      30_000,
+    );
     expect(lab.auditOf("node-4").some((r) => r.reason?.includes("fencing confirmed: safe time"))).toBe(true);
     const rows = await nodes();
     expect(rows.find((n) => n.node === "node-5")).toMatchObject({ state: "forgotten" });

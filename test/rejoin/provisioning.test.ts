@@ -17,7 +17,8 @@ afterAll(async () => {
   await lab?.stop();
 }, 20_000);
 
-const reprovisions = (node: string, since: number) => lab.auditOf(node, since).flatMap((r) => r.commands.filter((c) => c.kind === "reprovision"));
+const reprovisions = (node: string, since: number) =>
+  lab.auditOf(node, since).flatMap((r) => r.commands.filter((c) => c.kind === "reprovision"));
 
 describe("re-provisioning failures", () => {
   it("a provisioning failure is retried with backoff, then escalates to the operator state with the reason in the audit; a reset after the fix rejoins it", async () => {
@@ -35,7 +36,10 @@ describe("re-provisioning failures", () => {
     // Backoff doubles: ≥ 300 ms before the 2nd attempt, ≥ 600 ms before the 3rd.
     expect(tries[1]!.at - tries[0]!.at).toBeGreaterThanOrEqual(reprovisionBackoffMs);
     expect(tries[2]!.at - tries[1]!.at).toBeGreaterThanOrEqual(2 * reprovisionBackoffMs);
-    const reasons = lab.auditOf(node, t0).map((r) => r.reason ?? "").join("\n");
+    const reasons = lab
+      .auditOf(node, t0)
+      .map((r) => r.reason ?? "")
+      .join("\n");
     expect(reasons).toContain("reprovision failed: provision failed; re-provisioning attempt 1 failed; retrying in 300ms");
     expect(reasons).toContain("re-provisioning attempt 2 failed; retrying in 600ms");
     expect(reasons).toContain(`operator required: re-provisioning failed ${reprovisionAttempts} times`);
@@ -54,7 +58,15 @@ describe("re-provisioning failures", () => {
 
     await lab.fixProvisioning(node);
     const resetAt = Date.now();
-    await lab.publish(createEvent("operator.reset", { id: `reset:${node}:${resetAt}`, node, at: resetAt, source: "operator:test", data: { reason: "disk replaced" } }));
+    await lab.publish(
+      createEvent("operator.reset", {
+        id: `reset:${node}:${resetAt}`,
+        node,
+        at: resetAt,
+        source: "operator:test",
+        data: { reason: "disk replaced" },
+      }),
+    );
     await lab.waitFor(`${node} healthy after the reset`, () => lab.stateOf(node) === "healthy", 15_000);
     const after = reprovisions(node, resetAt);
     expect(after).toHaveLength(1);
@@ -68,19 +80,31 @@ describe("re-provisioning failures", () => {
     await lab.slowProvisioning(node, 4);
     const t0 = Date.now();
     await lab.fleet.reboot(node);
-    await lab.waitFor(`${node} provisioning started`, async () => (await lab.markers(node, t0)).some((m) => m.step === "provision-start"), 10_000);
+    await lab.waitFor(
+      `${node} provisioning started`,
+      async () => (await lab.markers(node, t0)).some((m) => m.step === "provision-start"),
+      10_000,
+    );
     const bootBefore = lab.fleet.status(node).bootId;
     const crashedAt = Date.now();
     await lab.fleet.crash(node, 1_500);
     await lab.waitFor(`${node} back`, () => lab.fleet.status(node).power === "up" && lab.fleet.status(node).bootId !== bootBefore, 5_000);
     const backAt = Date.now();
-    await lab.waitFor(`${node} healthy`, () => lab.stateOf(node) === "healthy" && lab.auditOf(node, backAt).some((r) => r.changed && r.to === "healthy"), 20_000);
+    await lab.waitFor(
+      `${node} healthy`,
+      () => lab.stateOf(node) === "healthy" && lab.auditOf(node, backAt).some((r) => r.changed && r.to === "healthy"),
+      20_000,
+    );
     const healthyAt = lab.auditOf(node, backAt).find((r) => r.changed && r.to === "healthy")!.at;
     // Let the provisioner finish whatever is still queued, so the markers are complete.
-    await lab.waitFor(`${node} provisioning finished`, async () => {
-      const m = await lab.markers(node, t0);
-      return m.filter((x) => x.step === "provision").length === m.filter((x) => x.step === "provision-start").length;
-    }, 15_000);
+    await lab.waitFor(
+      `${node} provisioning finished`,
+      async () => {
+        const m = await lab.markers(node, t0);
+        return m.filter((x) => x.step === "provision").length === m.filter((x) => x.step === "provision-start").length;
+      },
+      15_000,
+    );
     return { t0, crashedAt, backAt, healthyAt, bootBefore, markers: await lab.markers(node, t0) };
   }
 

@@ -23,7 +23,8 @@ afterAll(async () => {
   await lab?.stop();
 }, 20_000);
 
-const reprovisions = (node: string, since: number) => lab.auditOf(node, since).flatMap((r) => r.commands.filter((c) => c.kind === "reprovision"));
+const reprovisions = (node: string, since: number) =>
+  lab.auditOf(node, since).flatMap((r) => r.commands.filter((c) => c.kind === "reprovision"));
 /** Top-level states the node went through since `since`, consecutive repeats collapsed. */
 const states = (node: string, since: number) =>
   lab
@@ -36,7 +37,11 @@ const states = (node: string, since: number) =>
 async function desire(node: string, checksums: Record<string, string>) {
   const at = Date.now();
   await lab.publish(createEvent("config.desired", { id: `desired:${node}:${at}`, node, at, source: "test", data: { checksums } }));
-  await lab.waitFor(`config.desired applied to ${node}`, () => lab.auditOf(node).some((r) => r.event.type === "config.desired" && r.at === at), 5_000);
+  await lab.waitFor(
+    `config.desired applied to ${node}`,
+    () => lab.auditOf(node).some((r) => r.event.type === "config.desired" && r.at === at),
+    5_000,
+  );
 }
 
 async function expectReprovisioned(node: string, since: number) {
@@ -70,7 +75,11 @@ describe("rejoin, end to end through the engine", () => {
     const bootId = lab.fleet.status(node).bootId;
     const t0 = Date.now();
     await lab.fleet.networkLoss(node, 1_000);
-    await lab.waitFor(`${node} re-provisioned and healthy again`, () => lab.stateOf(node) === "healthy" && reprovisions(node, t0).length > 0, 15_000);
+    await lab.waitFor(
+      `${node} re-provisioned and healthy again`,
+      () => lab.stateOf(node) === "healthy" && reprovisions(node, t0).length > 0,
+      15_000,
+    );
     expect(states(node, t0)).toEqual(["suspect", "rejoining", "healthy"]);
     const commands = reprovisions(node, t0);
     expect(commands).toHaveLength(1);
@@ -79,7 +88,9 @@ describe("rejoin, end to end through the engine", () => {
     expect(lab.fleet.status(node)).toMatchObject({ bootId, selfFenced: false });
     // The provisioner's output is kept in the command result.
     const result = (await lab.events(node)).find((e) => e.type === "command.result" && e.data.kind === "reprovision");
-    expect(result?.type === "command.result" && result.data.output).toMatch(/# cleanup\ncleanup of node-4 done[\s\S]*# provision \(workers\)\nprovisioned node-4 as workers/);
+    expect(result?.type === "command.result" && result.data.output).toMatch(
+      /# cleanup\ncleanup of node-4 done[\s\S]*# provision \(workers\)\nprovisioned node-4 as workers/,
+    );
   });
 
   it("2. reboot: new boot id → re-provisioned", async () => {
@@ -87,8 +98,16 @@ describe("rejoin, end to end through the engine", () => {
     const before = lab.fleet.status(node);
     const t0 = Date.now();
     await lab.fleet.reboot(node);
-    await lab.waitFor(`${node} back with a new boot id`, () => lab.fleet.status(node).power === "up" && lab.fleet.status(node).bootId !== before.bootId, 5_000);
-    await lab.waitFor(`${node} healthy after re-provisioning`, () => lab.stateOf(node) === "healthy" && reprovisions(node, t0).length > 0, 15_000);
+    await lab.waitFor(
+      `${node} back with a new boot id`,
+      () => lab.fleet.status(node).power === "up" && lab.fleet.status(node).bootId !== before.bootId,
+      5_000,
+    );
+    await lab.waitFor(
+      `${node} healthy after re-provisioning`,
+      () => lab.stateOf(node) === "healthy" && reprovisions(node, t0).length > 0,
+      15_000,
+    );
     expect(reprovisions(node, t0)[0]!.params.reason).toMatch(/^rebooted \(boot id node-5-boot-1 → node-5-boot-2\)$/);
     await expectReprovisioned(node, t0);
   });
@@ -115,8 +134,16 @@ describe("rejoin, end to end through the engine", () => {
     const t0 = Date.now();
     await lab.fleet.agentCrash(node);
     await lab.waitFor(`${node} reset by its watchdog`, () => lab.fleet.status(node).resets === 1, 5_000);
-    await lab.waitFor(`${node} back with a new boot id`, () => lab.fleet.status(node).power === "up" && lab.fleet.status(node).bootId !== before.bootId, 5_000);
-    await lab.waitFor(`${node} healthy after re-provisioning`, () => lab.stateOf(node) === "healthy" && reprovisions(node, t0).length > 0, 20_000);
+    await lab.waitFor(
+      `${node} back with a new boot id`,
+      () => lab.fleet.status(node).power === "up" && lab.fleet.status(node).bootId !== before.bootId,
+      5_000,
+    );
+    await lab.waitFor(
+      `${node} healthy after re-provisioning`,
+      () => lab.stateOf(node) === "healthy" && reprovisions(node, t0).length > 0,
+      20_000,
+    );
     expect(reprovisions(node, t0)[0]!.params.reason).toMatch(/^rebooted/);
     await expectReprovisioned(node, t0);
     expect(lab.fleet.status(node).boots).toBe(before.boots + 1);

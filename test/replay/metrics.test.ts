@@ -32,7 +32,10 @@ const record = (node: string, seq: number, at: number, from: string, to: string,
 
 describe("metrics", () => {
   it("every metric is named by Prometheus conventions and has its HELP text", async () => {
-    const m = createFencelineMetrics({ natsConnected: () => true, fleet: async () => ({ fleetSize: 5, healthy: 4, slotsUsed: 1, slotsAllowed: 2 }) });
+    const m = createFencelineMetrics({
+      natsConnected: () => true,
+      fleet: async () => ({ fleetSize: 5, healthy: 4, slotsUsed: 1, slotsAllowed: 2 }),
+    });
     const { families } = parseExposition(await m.render());
     expect(families.size).toBeGreaterThan(15);
     for (const [name, f] of families) {
@@ -48,7 +51,10 @@ describe("metrics", () => {
     let connected = true;
     let status = { fleetSize: 5, healthy: 3, slotsUsed: 2, slotsAllowed: 2 };
     let fail = false;
-    const m = createFencelineMetrics({ natsConnected: () => connected, fleet: async () => (fail ? Promise.reject(new Error("no KV")) : status) });
+    const m = createFencelineMetrics({
+      natsConnected: () => connected,
+      fleet: async () => (fail ? Promise.reject(new Error("no KV")) : status),
+    });
     let v = parseExposition(await m.render()).samples;
     expect(v.get("fenceline_nats_connected")).toBe(1);
     expect(v.get("fenceline_fleet_nodes")).toBe(5);
@@ -100,11 +106,14 @@ describe("metrics", () => {
     expect(v.get('fenceline_command_duration_seconds_count{kind="slot.acquire"}')).toBeGreaterThan(0);
     expect(v.get('fenceline_command_results_total{kind="reprovision",result="failed"}')).toBeGreaterThan(0);
     expect(v.get('fenceline_command_failures_total{kind="watchdog.stop"}')).toBeGreaterThan(0);
-    expect(v.get("fenceline_events_applied_total{type=\"command.result\"}")).toBeGreaterThan(0);
+    expect(v.get('fenceline_events_applied_total{type="command.result"}')).toBeGreaterThan(0);
     expect(v.has("fenceline_fleet_guard_refusals_total")).toBe(true);
     for (const h of ["time_to_fence", "time_to_remediate", "time_to_rejoin"]) {
       const counts = ["db", "web", "batch"].map((p) => v.get(`fenceline_${h}_seconds_count{pool="${p}"}`) ?? 0);
-      expect(counts.every((n) => n > 0), h).toBe(true);
+      expect(
+        counts.every((n) => n > 0),
+        h,
+      ).toBe(true);
       const sum = ["db", "web", "batch"].reduce((a, p) => a + v.get(`fenceline_${h}_seconds_sum{pool="${p}"}`)!, 0);
       expect(sum, h).toBeGreaterThan(0);
     }
@@ -161,7 +170,9 @@ describe("metrics", () => {
     expect(v.get('fenceline_nodes{state="fencing"}')).toBe(0);
     expect(v.get('fenceline_nodes{state="remediating"}')).toBe(1);
     expect(v.get('fenceline_nodes{state="healthy"}')).toBe(0);
-    expect([...v.keys()].filter((k) => k.startsWith("fenceline_node_state_since_timestamp_seconds"))).toEqual(['fenceline_node_state_since_timestamp_seconds{node="n-1",state="remediating"}']);
+    expect([...v.keys()].filter((k) => k.startsWith("fenceline_node_state_since_timestamp_seconds"))).toEqual([
+      'fenceline_node_state_since_timestamp_seconds{node="n-1",state="remediating"}',
+    ]);
   });
 
   it("counts nodes per fencing guarantee and names each agent whose contract is weaker than the policy", async () => {
@@ -180,7 +191,10 @@ describe("metrics", () => {
     m.forgetNode("n-3");
     v = parseExposition(await m.render()).samples;
     expect(["watchdog", "power", "none"].map((g) => v.get(`fenceline_nodes_by_guarantee{guarantee="${g}"}`))).toEqual([2, 0, 0]);
-    expect([...v.keys()].filter((k) => k.startsWith("fenceline_agent_contract_weak")).sort()).toEqual(['fenceline_agent_contract_weak{node="n-1"}', 'fenceline_agent_contract_weak{node="n-2"}']);
+    expect([...v.keys()].filter((k) => k.startsWith("fenceline_agent_contract_weak")).sort()).toEqual([
+      'fenceline_agent_contract_weak{node="n-1"}',
+      'fenceline_agent_contract_weak{node="n-2"}',
+    ]);
     expect(v.get('fenceline_agent_contract_weak{node="n-2"}')).toBe(0);
   });
 
@@ -197,11 +211,27 @@ describe("metrics", () => {
           s.close(() => resolve(p));
         });
       });
-      child = spawn(process.execPath, ["--conditions=source", "--import", "tsx", join(ROOT, "packages/cli/src/bin.ts"), "up", "--server", server.url, "--metrics-port", String(port), "--metrics-host", "127.0.0.1"], {
-        cwd: join(ROOT, "packages", "cli"),
-        env: { ...process.env, FENCELINE_LOG_LEVEL: "warn" },
-        stdio: ["ignore", "ignore", "pipe"],
-      });
+      child = spawn(
+        process.execPath,
+        [
+          "--conditions=source",
+          "--import",
+          "tsx",
+          join(ROOT, "packages/cli/src/bin.ts"),
+          "up",
+          "--server",
+          server.url,
+          "--metrics-port",
+          String(port),
+          "--metrics-host",
+          "127.0.0.1",
+        ],
+        {
+          cwd: join(ROOT, "packages", "cli"),
+          env: { ...process.env, FENCELINE_LOG_LEVEL: "warn" },
+          stdio: ["ignore", "ignore", "pipe"],
+        },
+      );
       child.stderr!.on("data", (d) => (stderr += d));
       const until = Date.now() + 30_000;
       while (!stderr.includes("up on")) {
@@ -218,8 +248,26 @@ describe("metrics", () => {
     it("serves the engine's metrics, updated as events are applied", async () => {
       const nc = await connectNats(server.url, { name: "metrics-test" });
       const js = jetstream(nc);
-      await publishEvent(js, createEvent("node.joined", { id: "j1", node: "m-1", at: Date.now(), source: "test", data: { bootId: "b1", incarnation: 1, hostGroup: "db" } }));
-      await publishEvent(js, createEvent("heartbeat.missed", { id: "m1", node: "m-1", at: Date.now(), source: "test", data: { lastSeenAt: Date.now() - 3_000, bootId: "b1" } }));
+      await publishEvent(
+        js,
+        createEvent("node.joined", {
+          id: "j1",
+          node: "m-1",
+          at: Date.now(),
+          source: "test",
+          data: { bootId: "b1", incarnation: 1, hostGroup: "db" },
+        }),
+      );
+      await publishEvent(
+        js,
+        createEvent("heartbeat.missed", {
+          id: "m1",
+          node: "m-1",
+          at: Date.now(),
+          source: "test",
+          data: { lastSeenAt: Date.now() - 3_000, bootId: "b1" },
+        }),
+      );
       await nc.close();
       let text = "";
       const until = Date.now() + 10_000;

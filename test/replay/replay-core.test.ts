@@ -54,12 +54,20 @@ describe("replay core", () => {
     const { events, audit } = history(2_000);
     const missing = audit[100]!;
     // The last ten events have no record yet (the engine's lag): pending, not divergent.
-    const r = replay(events, audit.slice(0, -10).filter((a) => a !== missing), { decider });
+    const r = replay(
+      events,
+      audit.slice(0, -10).filter((a) => a !== missing),
+      { decider },
+    );
     expect(r.pending).toBe(10);
     expect(r.divergences.map((d) => `${d.kind}@${d.seq}`)).toEqual([`missing-record@${missing.seq}`]);
     expect(r.divergences[0]).toMatchObject({ node: missing.node, recorded: null, replayed: { to: missing.to } });
     // A record whose event is not in FL_EVENTS (or was invalid there).
-    const gone = replay(events.filter((e) => e.seq !== 300), audit, { decider });
+    const gone = replay(
+      events.filter((e) => e.seq !== 300),
+      audit,
+      { decider },
+    );
     expect(gone.divergences.map((d) => `${d.kind}@${d.seq}`)).toContain("unexpected-record@300");
   });
 
@@ -74,7 +82,11 @@ describe("replay core", () => {
     const renamed = createDecider(Policy.parse({ version: "2" }));
     const v = replay(events, audit, { decider: renamed });
     expect(v.divergenceCount).toBe(events.length);
-    expect(v.divergences[0]).toMatchObject({ fields: ["policyVersion"], recorded: { policyVersion: "1" }, replayed: { policyVersion: "2" } });
+    expect(v.divergences[0]).toMatchObject({
+      fields: ["policyVersion"],
+      recorded: { policyVersion: "1" },
+      replayed: { policyVersion: "2" },
+    });
     expect(v.replayPolicyVersions).toEqual({ "2": events.length });
   });
 

@@ -50,8 +50,15 @@ describe("fenceline replay against a recorded demo", () => {
     const lean = await runMain(["replay", "--verify", "--interpreter", "fast", "--server", server.url]);
     expect(lean.code, lean.stdout + lean.stderr).toBe(0);
     expect(lean.stdout).toContain("interpreter fast (the lean interpreter (fast-step))");
-    for (const [args, interpreter] of [[[], "xstate"], [["--interpreter", "fast"], "fast"], [["--interpreter", "xstate"], "xstate"]] as const) {
-      const j = JSON.parse((await runMain(["replay", "--verify", "--json", ...args, "--server", server.url])).stdout) as { ok: boolean; interpreter: string };
+    for (const [args, interpreter] of [
+      [[], "xstate"],
+      [["--interpreter", "fast"], "fast"],
+      [["--interpreter", "xstate"], "xstate"],
+    ] as const) {
+      const j = JSON.parse((await runMain(["replay", "--verify", "--json", ...args, "--server", server.url])).stdout) as {
+        ok: boolean;
+        interpreter: string;
+      };
       expect(j).toMatchObject({ ok: true, interpreter });
     }
     const bad = await runMain(["replay", "--verify", "--interpreter", "quick", "--server", server.url]);
@@ -70,7 +77,13 @@ describe("fenceline replay against a recorded demo", () => {
     expect(r.stdout).toContain("DIVERGED:");
     const j = JSON.parse((await runMain(["replay", "--json", "--policy", file, "--server", server.url])).stdout) as {
       ok: boolean;
-      divergences: Array<{ node: string; seq: number; fields: string[]; recorded: { policyVersion: string; timers: unknown }; replayed: { policyVersion: string } }>;
+      divergences: Array<{
+        node: string;
+        seq: number;
+        fields: string[];
+        recorded: { policyVersion: string; timers: unknown };
+        replayed: { policyVersion: string };
+      }>;
     };
     expect(j.ok).toBe(false);
     const first = j.divergences.find((d) => d.node === crashed)!;
@@ -106,11 +119,25 @@ describe("fenceline replay against a recorded demo", () => {
   it("--node shows one node's history with the triggering events, commands and their results", async () => {
     const r = await runMain(["replay", "--node", crashed, "--server", server.url]);
     expect(r.code, r.stderr).toBe(0);
-    for (const step of ["healthy → suspect.waiting", "→ fencing", "fencing → remediating", "→ rejoining", "→ healthy", "heartbeat.missed", "timer.fired", "slot.acquire ✓", "taint.add ✓", "time in each state"]) {
+    for (const step of [
+      "healthy → suspect.waiting",
+      "→ fencing",
+      "fencing → remediating",
+      "→ rejoining",
+      "→ healthy",
+      "heartbeat.missed",
+      "timer.fired",
+      "slot.acquire ✓",
+      "taint.add ✓",
+      "time in each state",
+    ]) {
       expect(r.stdout).toContain(step);
     }
     const j = JSON.parse((await runMain(["replay", "--node", crashed, "--json", "--server", server.url])).stdout) as {
-      timeline: { entries: Array<{ commands: Array<{ kind: string; result: { ok: boolean } | null }> }>; timeInState: Record<string, number> };
+      timeline: {
+        entries: Array<{ commands: Array<{ kind: string; result: { ok: boolean } | null }> }>;
+        timeInState: Record<string, number>;
+      };
     };
     const commands = j.timeline.entries.flatMap((e) => e.commands);
     expect(commands.find((c) => c.kind === "reprovision")?.result?.ok).toBe(true);

@@ -16,7 +16,14 @@ async function bench(args: string[]): Promise<Record<string, unknown>> {
 describe("fenceline bench throughput|fleet|restart|ownership (smoke)", () => {
   it("throughput: the engine, the bare loop and the same writes without deciding, over the same events, and the ratios", async () => {
     const r = await bench(["throughput", "--events", "2000", "--nodes", "100"]);
-    expect(Object.keys(r)).toEqual(["engineEventsPerSec", "bareEventsPerSec", "sameWritesEventsPerSec", "ratio", "ratioToSameWrites", "natsServerVersion"]);
+    expect(Object.keys(r)).toEqual([
+      "engineEventsPerSec",
+      "bareEventsPerSec",
+      "sameWritesEventsPerSec",
+      "ratio",
+      "ratioToSameWrites",
+      "natsServerVersion",
+    ]);
     expect(r.engineEventsPerSec).toBeGreaterThan(0);
     expect(r.bareEventsPerSec).toBeGreaterThan(0);
     expect(r.sameWritesEventsPerSec).toBeGreaterThan(0);
@@ -46,9 +53,13 @@ describe("fenceline bench throughput|fleet|restart|ownership (smoke)", () => {
     // Leases run in test/scale/failover.test.ts and cluster.test.ts; the bench's own code runs here.
     const r = await bench(["ownership", "--mode", "pinned", "--lease-ms", "2000", "--rate", "100", "--nodes", "50"]);
     expect(r).toMatchObject({ leaseMs: 2_000, rate: 100 });
-    const pinned = r.pinned as { kill: { takeoverMs: { untaken: number }; idleUnownedAfterMs: { unowned: number }; checks: Record<string, number> }; restart: { checks: Record<string, number> } };
+    const pinned = r.pinned as {
+      kill: { takeoverMs: { untaken: number }; idleUnownedAfterMs: { unowned: number }; checks: Record<string, number> };
+      restart: { checks: Record<string, number> };
+    };
     expect(pinned.kill.takeoverMs.untaken).toBe(0);
-    for (const checks of [pinned.kill.checks, pinned.restart.checks]) expect(checks).toMatchObject({ missing: 0, duplicateAudits: 0, orderViolations: 0 });
+    for (const checks of [pinned.kill.checks, pinned.restart.checks])
+      expect(checks).toMatchObject({ missing: 0, duplicateAudits: 0, orderViolations: 0 });
     // What pinning cannot do: an idle partition whose owner died gets no owner.
     expect(pinned.kill.idleUnownedAfterMs.unowned).toBeGreaterThan(0);
   }, 150_000);

@@ -40,7 +40,11 @@ describe("a three-server NATS cluster (R3)", () => {
     // JetStream elects its meta leader and learns its peers a little after the routes are up.
     await waitFor(
       "JetStream to place R3 assets",
-      () => provisionStreams(nc!, { replicas: 3 }).then(() => true, () => false),
+      () =>
+        provisionStreams(nc!, { replicas: 3 }).then(
+          () => true,
+          () => false,
+        ),
       30_000,
     );
     const jsm = await jetstreamManager(nc);
@@ -112,4 +116,3 @@ async function validEventSeqs(jsm: JetStreamManager, last: number): Promise<numb
   }
   return out;
 }
-

@@ -5,7 +5,18 @@ import { publishEvent } from "@fenceline/bus";
 import { runEngine, type NodeSnapshot, type RunningEngine, type SnapshotStore } from "@fenceline/engine";
 import { Streams, eventPartitions } from "@fenceline/streams";
 import { buildScenario, SCRIPTS } from "../engine/scenario.js";
-import { messageCount, readJson, readSnapshots, sleep, startJetStream, stoppedClock, testLog, waitFor, waitUntil, type TestJetStream } from "../engine/nats-helpers.js";
+import {
+  messageCount,
+  readJson,
+  readSnapshots,
+  sleep,
+  startJetStream,
+  stoppedClock,
+  testLog,
+  waitFor,
+  waitUntil,
+  type TestJetStream,
+} from "../engine/nats-helpers.js";
 
 /**
  * Three engine instances share one fleet: the 16 partitions of FL_EVENTS are spread over them
@@ -30,7 +41,14 @@ afterEach(async () => {
   env = undefined;
 });
 
-type Instance = { id: string; engine: RunningEngine; nc: NatsConnection; killed: boolean; owned: number[]; history: Array<{ at: number; owned: number[] }> };
+type Instance = {
+  id: string;
+  engine: RunningEngine;
+  nc: NatsConnection;
+  killed: boolean;
+  owned: number[];
+  history: Array<{ at: number; owned: number[] }>;
+};
 
 describe("three engine instances, one killed mid-storm (real nats-server)", () => {
   it("moves the dead instance's partitions within the lease time and applies every event once, in order", async () => {
@@ -84,7 +102,11 @@ describe("three engine instances, one killed mid-storm (real nats-server)", () =
       "the partitions to spread over three instances",
       () => {
         const all = instances.flatMap((i) => i.owned);
-        return instances.every((i) => i.owned.length >= 4 && i.owned.length <= Math.ceil(partitions / 3)) && new Set(all).size === partitions && all.length === partitions;
+        return (
+          instances.every((i) => i.owned.length >= 4 && i.owned.length <= Math.ceil(partitions / 3)) &&
+          new Set(all).size === partitions &&
+          all.length === partitions
+        );
       },
       3 * LEASE_MS,
     );
@@ -124,7 +146,9 @@ describe("three engine instances, one killed mid-storm (real nats-server)", () =
     // The dead instance's partitions moved to the survivors within the lease time (plus one
     // renewal round to notice, plus a second for the replay to start).
     const takenAt = Math.max(
-      ...bPartitions.map((p) => Math.min(...[a, c].map((s) => s.history.find((h) => h.at >= killedAt && h.owned.includes(p))?.at ?? Infinity))),
+      ...bPartitions.map((p) =>
+        Math.min(...[a, c].map((s) => s.history.find((h) => h.at >= killedAt && h.owned.includes(p))?.at ?? Infinity)),
+      ),
     );
     expect(takenAt - killedAt).toBeLessThanOrEqual(LEASE_MS + LEASE_MS / 3 + 1_000);
     const survivors = [...a.owned, ...c.owned];

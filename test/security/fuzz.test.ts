@@ -23,7 +23,16 @@ import {
 } from "@fenceline/contracts";
 import { Buckets, Streams, Subjects } from "@fenceline/streams";
 import { agentUser } from "@fenceline/streams";
-import { readNodes, readStream, startRoleControlPlane, startSecureServer, startTestAgent, waitFor, type SecureServer, type TestAgent } from "./harness.js";
+import {
+  readNodes,
+  readStream,
+  startRoleControlPlane,
+  startSecureServer,
+  startTestAgent,
+  waitFor,
+  type SecureServer,
+  type TestAgent,
+} from "./harness.js";
 
 /**
  * Rule 4 under fire: random and malformed payloads on every subject Fenceline reads, against a
@@ -116,7 +125,10 @@ function mutate(template: Json, m: { op: string; pick: number; key: string; valu
   if (m.op === "replace") parent[last] = m.value as Json;
   else if (m.op === "delete") delete parent[last];
   else {
-    const target = typeof parent[last] === "object" && parent[last] !== null && !Array.isArray(parent[last]) ? (parent[last] as Record<string, Json>) : parent;
+    const target =
+      typeof parent[last] === "object" && parent[last] !== null && !Array.isArray(parent[last])
+        ? (parent[last] as Record<string, Json>)
+        : parent;
     target[`x-${m.key}`] = m.value as Json;
   }
   return copy;
@@ -153,9 +165,21 @@ const eventTemplates = (node: string): Json[] =>
     createEvent("boot.changed", { id: "t2", node, at: now, source: "heartbeat-detector", data: { previousBootId: "a", bootId: "b" } }),
     createEvent("signal.unhealthy", { id: "t3", node, at: now, source: "serf", data: { signal: "serf", since: now } }),
     createEvent("timer.fired", { id: "t4", node, at: now, source: "timer", data: { timer: "safeTime", due: now } }),
-    createEvent("command.result", { id: "t5", node, at: now, source: "actuator:agent", data: { commandId: "c", kind: "watchdog.stop", epoch: 1, ok: true } }),
+    createEvent("command.result", {
+      id: "t5",
+      node,
+      at: now,
+      source: "actuator:agent",
+      data: { commandId: "c", kind: "watchdog.stop", epoch: 1, ok: true },
+    }),
     createEvent("operator.reset", { id: "t6", node, at: now, source: "operator:x", data: { reason: "fixed" } }),
-    createEvent("node.joined", { id: "t7", node, at: now, source: "heartbeat-detector", data: { bootId: "b", incarnation: 9, checksums: { app: "1" } } }),
+    createEvent("node.joined", {
+      id: "t7",
+      node,
+      at: now,
+      source: "heartbeat-detector",
+      data: { bootId: "b", incarnation: 9, checksums: { app: "1" } },
+    }),
   ] as unknown as Json[];
 
 const commandTemplates = (node: string): Json[] => {
@@ -175,7 +199,15 @@ const commandTemplates = (node: string): Json[] => {
  * valid heartbeats, which would lock the real agent out (its seq would then be "stale"), and are
  * not fuzz cases.
  */
-const heartbeatTemplate = (node: string): Json => ({ v: 1, node, bootId: `boot-${node}-1`, incarnation: 0, seq: 5, sentAt: now, checksums: { app: "1" } });
+const heartbeatTemplate = (node: string): Json => ({
+  v: 1,
+  node,
+  bootId: `boot-${node}-1`,
+  incarnation: 0,
+  seq: 5,
+  sentAt: now,
+  checksums: { app: "1" },
+});
 
 // ---------------------------------------------------------------------------------------------
 // Oracles: the reason each reader must give (null: the input is valid — not a fuzz case).
@@ -215,7 +247,11 @@ async function expectDeadLetter(source: string, subject: string, data: Uint8Arra
   const dlq = Subjects.deadLetter(source);
   const count = letters.filter((l) => l.dlq === dlq && l.record.subject === subject).length;
   await send();
-  await waitFor(`a dead letter on ${dlq} for ${subject}`, () => letters.filter((l) => l.dlq === dlq && l.record.subject === subject).length > count, 5_000);
+  await waitFor(
+    `a dead letter on ${dlq} for ${subject}`,
+    () => letters.filter((l) => l.dlq === dlq && l.record.subject === subject).length > count,
+    5_000,
+  );
   const letter = letters.filter((l) => l.dlq === dlq && l.record.subject === subject).at(-1)!.record;
   expect(letter.reason).toBe(reason);
   expect(letter.error.length).toBeGreaterThan(0);
@@ -233,7 +269,10 @@ describe("fuzzing every subject Fenceline reads (real nats-server, real processe
         payloads(eventTemplates(node), [
           // Valid events about another node, and unknown types in a valid envelope.
           fc.constantFrom(...eventTemplates(otherNode(node))).map(json),
-          fc.string({ minLength: 1, maxLength: 20 }).filter((t) => !(NODE_EVENT_TYPES as string[]).includes(t)).map((type) => json({ ...(eventTemplates(node)[0] as object), type })),
+          fc
+            .string({ minLength: 1, maxLength: 20 })
+            .filter((t) => !(NODE_EVENT_TYPES as string[]).includes(t))
+            .map((type) => json({ ...(eventTemplates(node)[0] as object), type })),
         ]),
       ),
     );
@@ -243,7 +282,9 @@ describe("fuzzing every subject Fenceline reads (real nats-server, real processe
         const reason = eventReason(subject, data);
         fc.pre(reason !== null);
         // Published on fl.evt.<node>; the engine received (and dead-letters) it as stored, fl.evt.<p>.<node>.
-        await expectDeadLetter("engine", Subjects.storedEvent(node), data, reason!, () => js.publish(subject, data, { msgID: randomUUID() }));
+        await expectDeadLetter("engine", Subjects.storedEvent(node), data, reason!, () =>
+          js.publish(subject, data, { msgID: randomUUID() }),
+        );
       }),
       RUNS,
     );
@@ -255,10 +296,15 @@ describe("fuzzing every subject Fenceline reads (real nats-server, real processe
     const input = nodeArb.chain((node) =>
       fc.tuple(
         fc.constant(node),
-        payloads([heartbeatTemplate(node)], [
-          fc.constant(json({ ...(heartbeatTemplate(node) as object), node: otherNode(node) })),
-          fc.record({ incarnation: fc.constantFrom(0, 1), seq: fc.constantFrom(0, 0, 7, 1_000_000) }).map((f) => json({ ...(heartbeatTemplate(node) as object), ...f })),
-        ]),
+        payloads(
+          [heartbeatTemplate(node)],
+          [
+            fc.constant(json({ ...(heartbeatTemplate(node) as object), node: otherNode(node) })),
+            fc
+              .record({ incarnation: fc.constantFrom(0, 1), seq: fc.constantFrom(0, 0, 7, 1_000_000) })
+              .map((f) => json({ ...(heartbeatTemplate(node) as object), ...f })),
+          ],
+        ),
       ),
     );
     await fc.assert(
@@ -267,7 +313,9 @@ describe("fuzzing every subject Fenceline reads (real nats-server, real processe
         const reason = heartbeatReason(node, data);
         fc.pre(reason !== null);
         const acks = agents.find((a) => a.node === node)!.acks;
-        await expectDeadLetter("heartbeat-detector", subject, data, reason!, () => senders.get(node)!.publish(subject, data, { reply: Subjects.heartbeatAck(node) }));
+        await expectDeadLetter("heartbeat-detector", subject, data, reason!, () =>
+          senders.get(node)!.publish(subject, data, { reply: Subjects.heartbeatAck(node) }),
+        );
         // Not acked: only the real agent's heartbeats are (at most the ones sent meanwhile).
         expect(agents.find((a) => a.node === node)!.acks - acks).toBeLessThanOrEqual(2);
       }),
@@ -309,7 +357,11 @@ describe("fuzzing every subject Fenceline reads (real nats-server, real processe
     const input = nodeArb.chain((node) =>
       fc.tuple(
         fc.constant(node),
-        payloads(commandTemplates(node), [fc.constantFrom(...commandTemplates(otherNode(node))).map((c) => json({ ...(c as object), kind: "watchdog.stop", params: { reason: "x" } }))]),
+        payloads(commandTemplates(node), [
+          fc
+            .constantFrom(...commandTemplates(otherNode(node)))
+            .map((c) => json({ ...(c as object), kind: "watchdog.stop", params: { reason: "x" } })),
+        ]),
       ),
     );
     await fc.assert(
@@ -406,9 +458,18 @@ describe("fuzzing every subject Fenceline reads (real nats-server, real processe
     expect((await relay.request(Subjects.agentCommand("node-2"), JSON.stringify(stop), { timeout: 2_000 })).json()).toEqual({ ok: true });
 
     // The engine still applies valid events: a pause of node-3 lands in FL_NODES.
-    const pause = createEvent("operator.pause", { id: `probe-${randomUUID()}`, node: "node-3", at: Date.now(), source: "operator:fuzz", data: { reason: "probe" } });
+    const pause = createEvent("operator.pause", {
+      id: `probe-${randomUUID()}`,
+      node: "node-3",
+      at: Date.now(),
+      source: "operator:fuzz",
+      data: { reason: "probe" },
+    });
     await js.publish(Subjects.event("node-3"), JSON.stringify(pause), { msgID: pause.id });
-    await waitFor("the pause applied", async () => ((await readNodes(admin)).get("node-3")?.value as { path: string } | undefined)?.path === "paused");
+    await waitFor(
+      "the pause applied",
+      async () => ((await readNodes(admin)).get("node-3")?.value as { path: string } | undefined)?.path === "paused",
+    );
 
     // Every dead letter is a valid record, and the server refused nothing a role did.
     expect(letters.length).toBeGreaterThan(150);
@@ -421,13 +482,25 @@ describe("fuzzing every subject Fenceline reads (real nats-server, real processe
     const kv = await new Kvm(admin).open(Buckets.nodes);
     await kv.put("zz-broken", "{not json");
     await kv.put("zz-wrong-shape", JSON.stringify({ node: 7, path: null }));
-    const resume = createEvent("operator.resume", { id: `probe-${randomUUID()}`, node: "node-3", at: Date.now(), source: "operator:fuzz", data: {} });
+    const resume = createEvent("operator.resume", {
+      id: `probe-${randomUUID()}`,
+      node: "node-3",
+      at: Date.now(),
+      source: "operator:fuzz",
+      data: {},
+    });
     await jetstream(admin).publish(Subjects.event("node-3"), JSON.stringify(resume), { msgID: resume.id });
     // The detector's acks carry the state it watches: node-3 is healthy again.
-    await waitFor("node-3 healthy in FL_NODES", async () => ((await readNodes(admin)).get("node-3")?.value as { path: string } | undefined)?.path === "healthy");
+    await waitFor(
+      "node-3 healthy in FL_NODES",
+      async () => ((await readNodes(admin)).get("node-3")?.value as { path: string } | undefined)?.path === "healthy",
+    );
     await waitFor("node-3's agent told it is healthy (the detector's watch)", () => agents[2]!.lastAck?.state === "healthy");
     // The fleet guard counts node-3 healthy again (its watch).
-    await waitFor("the fleet guard's view", () => control.fleet.view().healthy === NODES.length && control.fleet.view().fleetSize === NODES.length);
+    await waitFor(
+      "the fleet guard's view",
+      () => control.fleet.view().healthy === NODES.length && control.fleet.view().fleetSize === NODES.length,
+    );
     await kv.delete("zz-broken");
     await kv.delete("zz-wrong-shape");
   });

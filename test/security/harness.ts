@@ -5,14 +5,33 @@ import { join } from "node:path";
 import { jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, PermissionViolationError, QueuedIterator, Status } from "@nats-io/transport-node";
-import { createActuator, createAgentRelayHandlers, createClusterHandlers, createGuardHandlers, createKvBudgetStore, createProvisionerHandlers, runActuator, watchFleetView, type ActuatorCore } from "@fenceline/actuators";
+import {
+  createActuator,
+  createAgentRelayHandlers,
+  createClusterHandlers,
+  createGuardHandlers,
+  createKvBudgetStore,
+  createProvisionerHandlers,
+  runActuator,
+  watchFleetView,
+  type ActuatorCore,
+} from "@fenceline/actuators";
 import { createNatsAgentTransport, type AgentTransport } from "@fenceline/agent";
 import { connectNats, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
 import { systemClock, type Clock, type CommandOf, type Heartbeat, type HeartbeatAck, type Policy } from "@fenceline/contracts";
 import { runHeartbeatDetector, runMembershipKeeper } from "@fenceline/detectors";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
 import { InMemoryCluster } from "@fenceline/sim";
-import { agentInboxPrefix, agentUser, Buckets, fencelineUsers, provisionStreams, renderNatsConfig, userUrl, type NatsUser } from "@fenceline/streams";
+import {
+  agentInboxPrefix,
+  agentUser,
+  Buckets,
+  fencelineUsers,
+  provisionStreams,
+  renderNatsConfig,
+  userUrl,
+  type NatsUser,
+} from "@fenceline/streams";
 import { messageCount as messageCountOf, readStream as readStreamOf, testLog } from "../engine/nats-helpers.js";
 
 export { sleep, testLog, waitFor } from "../engine/nats-helpers.js";
@@ -98,7 +117,11 @@ export function permissionError(nc: NatsConnection, subject: string, ms = 2_000)
     }, ms);
     void (async () => {
       for await (const s of iterator) {
-        if (s.type === "error" && s.error.name === "PermissionViolationError" && (s.error as PermissionViolationError).subject === subject) {
+        if (
+          s.type === "error" &&
+          s.error.name === "PermissionViolationError" &&
+          (s.error as PermissionViolationError).subject === subject
+        ) {
           clearTimeout(timer);
           iterator.stop();
           resolve(s.error as PermissionViolationError);
@@ -121,8 +144,17 @@ export async function startRoleControlPlane(lab: SecureServer, options: { policy
   const engineNc = await lab.connectAs("engine");
   await provisionStreams(engineNc);
   const engine: RunningEngine = await runEngine({ nc: engineNc, policy, log: log.child({ role: "engine" }), clock });
-  const membership = await runMembershipKeeper({ nc: await lab.connectAs("detector"), witness: policy.fleet.witness, log: log.child({ role: "detector" }) });
-  const detector = await runHeartbeatDetector({ nc: await lab.connectAs("detector"), timeoutMs: policy.heartbeat.timeoutMs, log: log.child({ role: "detector" }), clock });
+  const membership = await runMembershipKeeper({
+    nc: await lab.connectAs("detector"),
+    witness: policy.fleet.witness,
+    log: log.child({ role: "detector" }),
+  });
+  const detector = await runHeartbeatDetector({
+    nc: await lab.connectAs("detector"),
+    timeoutMs: policy.heartbeat.timeoutMs,
+    log: log.child({ role: "detector" }),
+    clock,
+  });
 
   const actuatorNc = await lab.connectAs("actuator");
   const actuators: ActuatorCore[] = [];
@@ -136,7 +168,18 @@ export async function startRoleControlPlane(lab: SecureServer, options: { policy
   const cluster = new InMemoryCluster({ clock, nodes: options.nodes });
   const provisioned: string[] = [];
   actuators.push(
-    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock, latestMembershipVersion: () => fleet.latestMembershipVersion(), viewFloor: (node) => fleet.viewFloor(node) }) }),
+    createActuator({
+      name: "guard",
+      clock,
+      handlers: createGuardHandlers({
+        store: budget,
+        view: () => fleet.view(),
+        policy,
+        clock,
+        latestMembershipVersion: () => fleet.latestMembershipVersion(),
+        viewFloor: (node) => fleet.viewFloor(node),
+      }),
+    }),
     createActuator({ name: "cluster", clock, handlers: createClusterHandlers(cluster, clock) }),
     createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(actuatorNc) }),
     createActuator({
@@ -150,7 +193,9 @@ export async function startRoleControlPlane(lab: SecureServer, options: { policy
       }),
     }),
   );
-  const runners = actuators.map((actuator) => runActuator({ nc: actuatorNc, actuator, log: log.child({ role: `actuator-${actuator.name}` }) }));
+  const runners = actuators.map((actuator) =>
+    runActuator({ nc: actuatorNc, actuator, log: log.child({ role: `actuator-${actuator.name}` }) }),
+  );
   return {
     engine,
     detector,
@@ -189,7 +234,11 @@ export type TestAgent = {
  * The node agent's NATS side (the real transport) on its own NATS user: heartbeats every
  * `intervalMs` while `beating`, acks counted, watchdog.stop commands recorded and answered ok.
  */
-export async function startTestAgent(lab: SecureServer, node: string, options: { intervalMs: number; bootId?: string; incarnation?: number; log?: Logger }): Promise<TestAgent> {
+export async function startTestAgent(
+  lab: SecureServer,
+  node: string,
+  options: { intervalMs: number; bootId?: string; incarnation?: number; log?: Logger },
+): Promise<TestAgent> {
   const nc = await lab.connectAs(agentUser(node));
   const transport = createNatsAgentTransport({ nc, node, log: (options.log ?? testLog("agent")) as never });
   const agent: TestAgent = {
@@ -204,7 +253,15 @@ export async function startTestAgent(lab: SecureServer, node: string, options: {
     incarnation: options.incarnation ?? 1,
     seq: 0,
     beat(overrides = {}) {
-      transport.sendHeartbeat({ v: 1, node, bootId: agent.bootId, incarnation: agent.incarnation, seq: agent.seq++, sentAt: Date.now(), ...overrides });
+      transport.sendHeartbeat({
+        v: 1,
+        node,
+        bootId: agent.bootId,
+        incarnation: agent.incarnation,
+        seq: agent.seq++,
+        sentAt: Date.now(),
+        ...overrides,
+      });
     },
     async stop() {
       clearInterval(timer);
@@ -226,9 +283,11 @@ export async function startTestAgent(lab: SecureServer, node: string, options: {
 }
 
 /** Every message a stream holds, in order (see ../engine/nats-helpers.ts), read over `nc`. */
-export const readStream = async (nc: NatsConnection, stream: string): Promise<StoredMsg[]> => readStreamOf(await jetstreamManager(nc), stream);
+export const readStream = async (nc: NatsConnection, stream: string): Promise<StoredMsg[]> =>
+  readStreamOf(await jetstreamManager(nc), stream);
 
-export const messageCount = async (nc: NatsConnection, stream: string): Promise<number> => messageCountOf(await jetstreamManager(nc), stream);
+export const messageCount = async (nc: NatsConnection, stream: string): Promise<number> =>
+  messageCountOf(await jetstreamManager(nc), stream);
 
 /** FL_NODES as node → { value, revision } (keys from the bucket stream's subjects: one request). */
 export async function readNodes(nc: NatsConnection): Promise<Map<string, { value: unknown; revision: number }>> {
@@ -237,7 +296,9 @@ export async function readNodes(nc: NatsConnection): Promise<Map<string, { value
   const prefix = `$KV.${Buckets.nodes}.`;
   const info = await jsm.streams.info(`KV_${Buckets.nodes}`, { subjects_filter: `${prefix}>` });
   const out = new Map<string, { value: unknown; revision: number }>();
-  for (const key of Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length)).sort()) {
+  for (const key of Object.keys(info.state.subjects ?? {})
+    .map((s) => s.slice(prefix.length))
+    .sort()) {
     const entry = await kv.get(key);
     if (entry && entry.operation === "PUT") out.set(key, { value: parseOrText(entry.string()), revision: entry.revision });
   }

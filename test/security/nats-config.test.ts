@@ -49,7 +49,9 @@ describe("permissions as data", () => {
     writeFileSync(file, text);
     const server = await startNatsServer({ configFile: file });
     try {
-      const nc = await connectNats(`nats://agent-node-1:${encodeURIComponent('pw "agent-node-1"')}@127.0.0.1:${server.port}`, { name: "t" });
+      const nc = await connectNats(`nats://agent-node-1:${encodeURIComponent('pw "agent-node-1"')}@127.0.0.1:${server.port}`, {
+        name: "t",
+      });
       await nc.close();
     } finally {
       await server.stop();
@@ -66,10 +68,20 @@ describe("fenceline nats-config", () => {
     expect(statSync(out).mode & 0o777).toBe(0o600);
     expect(statSync(secretsFile).mode & 0o777).toBe(0o600);
     const first = JSON.parse(readFileSync(secretsFile, "utf8")) as Record<string, string>;
-    expect(Object.keys(first).sort()).toEqual(["actuator", "agent-node-1", "agent-node-2", "cli", "control-plane", "detector", "engine", "serf"]);
+    expect(Object.keys(first).sort()).toEqual([
+      "actuator",
+      "agent-node-1",
+      "agent-node-2",
+      "cli",
+      "control-plane",
+      "detector",
+      "engine",
+      "serf",
+    ]);
     const text = readFileSync(out, "utf8");
     expect(text).toContain("port: 4333");
-    for (const [user, password] of Object.entries(first)) expect(text).toContain(`user: ${quote(user)}\n      password: ${quote(password)}`);
+    for (const [user, password] of Object.entries(first))
+      expect(text).toContain(`user: ${quote(user)}\n      password: ${quote(password)}`);
 
     // node-2 leaves, node-3 joins: everyone else keeps their password.
     const nodesFile = join(dir, "a", "nodes.txt");
@@ -107,7 +119,9 @@ describe("fenceline nats-config", () => {
       nc.publish(Subjects.heartbeat("node-1"), "{}");
       await nc.flush();
       await nc.close();
-      await expect(connectNats(`nats://127.0.0.1:${server.port}`, { name: "anonymous", env: {} })).rejects.toThrow(/Authorization Violation/);
+      await expect(connectNats(`nats://127.0.0.1:${server.port}`, { name: "anonymous", env: {} })).rejects.toThrow(
+        /Authorization Violation/,
+      );
     } finally {
       await server.stop();
     }
@@ -122,49 +136,126 @@ describe("fenceline nats-config", () => {
     }
   })();
 
-  it.skipIf(!openssl)("--tls-*: mutual TLS; a process trusts the CA with NATS_CA and shows its certificate with NATS_CERT/NATS_KEY", async () => {
-    const pki = join(dir, "pki");
-    execFileSync("mkdir", ["-p", pki]);
-    const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: pki, stdio: "ignore" });
-    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=fenceline-test-ca");
-    const issue = (name: string, ext: string) => {
-      ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`);
-      writeFileSync(join(pki, `${name}.ext`), ext);
-      ssl("x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.crt`, "-days", "1", "-extfile", `${name}.ext`);
-    };
-    issue("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-    issue("agent", "extendedKeyUsage=clientAuth\n");
-    const out = join(dir, "tls.conf");
-    const secrets = join(dir, "tls-secrets.json");
-    const p = (f: string) => join(pki, f);
-    expect(await run("--nodes", "node-1", "--out", out, "--password-file", secrets, "--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--tls-ca", p("ca.crt"), "--tls-verify")).toBe(0);
-    expect(readFileSync(out, "utf8")).toContain("verify: true");
-    const password = (JSON.parse(readFileSync(secrets, "utf8")) as Record<string, string>)["agent-node-1"]!;
-    const server = await startNatsServer({ configFile: out });
-    try {
-      const url = `tls://agent-node-1:${password}@127.0.0.1:${server.port}`;
-      const nc = await connectNats(url, { name: "tls", env: { NATS_CA: p("ca.crt"), NATS_CERT: p("agent.crt"), NATS_KEY: p("agent.key") } });
-      nc.publish(Subjects.heartbeat("node-1"), "{}");
-      await nc.flush();
-      await nc.close();
-      // No client certificate, or a CA it does not trust: refused (and the password is not shown).
-      const noCert = connectNats(url, { name: "no-cert", env: { NATS_CA: p("ca.crt") }, timeoutMs: 1_500 });
-      await expect(noCert).rejects.toThrow(/cannot connect to NATS at tls:\/\/agent-node-1:\*\*\*@127\.0\.0\.1/);
-      await expect(connectNats(url, { name: "no-ca", env: {}, timeoutMs: 1_500 })).rejects.toThrow();
-    } finally {
-      await server.stop();
-    }
-    expect(existsSync(p("ca.srl"))).toBe(true);
-  });
+  it.skipIf(!openssl)(
+    "--tls-*: mutual TLS; a process trusts the CA with NATS_CA and shows its certificate with NATS_CERT/NATS_KEY",
+    async () => {
+      const pki = join(dir, "pki");
+      execFileSync("mkdir", ["-p", pki]);
+      const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: pki, stdio: "ignore" });
+      ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=fenceline-test-ca",
+      );
+      const issue = (name: string, ext: string) => {
+        ssl(
+          "req",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:P-256",
+          "-nodes",
+          "-keyout",
+          `${name}.key`,
+          "-out",
+          `${name}.csr`,
+          "-subj",
+          `/CN=${name}`,
+        );
+        writeFileSync(join(pki, `${name}.ext`), ext);
+        ssl(
+          "x509",
+          "-req",
+          "-in",
+          `${name}.csr`,
+          "-CA",
+          "ca.crt",
+          "-CAkey",
+          "ca.key",
+          "-CAcreateserial",
+          "-out",
+          `${name}.crt`,
+          "-days",
+          "1",
+          "-extfile",
+          `${name}.ext`,
+        );
+      };
+      issue("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+      issue("agent", "extendedKeyUsage=clientAuth\n");
+      const out = join(dir, "tls.conf");
+      const secrets = join(dir, "tls-secrets.json");
+      const p = (f: string) => join(pki, f);
+      expect(
+        await run(
+          "--nodes",
+          "node-1",
+          "--out",
+          out,
+          "--password-file",
+          secrets,
+          "--tls-cert",
+          p("server.crt"),
+          "--tls-key",
+          p("server.key"),
+          "--tls-ca",
+          p("ca.crt"),
+          "--tls-verify",
+        ),
+      ).toBe(0);
+      expect(readFileSync(out, "utf8")).toContain("verify: true");
+      const password = (JSON.parse(readFileSync(secrets, "utf8")) as Record<string, string>)["agent-node-1"]!;
+      const server = await startNatsServer({ configFile: out });
+      try {
+        const url = `tls://agent-node-1:${password}@127.0.0.1:${server.port}`;
+        const nc = await connectNats(url, {
+          name: "tls",
+          env: { NATS_CA: p("ca.crt"), NATS_CERT: p("agent.crt"), NATS_KEY: p("agent.key") },
+        });
+        nc.publish(Subjects.heartbeat("node-1"), "{}");
+        await nc.flush();
+        await nc.close();
+        // No client certificate, or a CA it does not trust: refused (and the password is not shown).
+        const noCert = connectNats(url, { name: "no-cert", env: { NATS_CA: p("ca.crt") }, timeoutMs: 1_500 });
+        await expect(noCert).rejects.toThrow(/cannot connect to NATS at tls:\/\/agent-node-1:\*\*\*@127\.0\.0\.1/);
+        await expect(connectNats(url, { name: "no-ca", env: {}, timeoutMs: 1_500 })).rejects.toThrow();
+      } finally {
+        await server.stop();
+      }
+      expect(existsSync(p("ca.srl"))).toBe(true);
+    },
+  );
 });
 
 describe("connectNats credentials", () => {
   it("takes user:password (percent-decoded) or a token from the URL, else the environment", () => {
     const o = natsConnectionOptions("nats://engine:p%40ss%3Aword@10.0.0.1:4222", { name: "x", env: {} });
     expect(o).toMatchObject({ servers: ["nats://10.0.0.1:4222"], user: "engine", pass: "p@ss:word" });
-    expect(natsConnectionOptions("nats://s3cret@h:4222", { name: "x", env: {} })).toMatchObject({ servers: ["nats://h:4222"], token: "s3cret" });
-    expect(natsConnectionOptions("nats://h:1,nats://u:p@h2:2", { name: "x", env: {} })).toMatchObject({ servers: ["nats://h:1", "nats://h2:2"], user: "u", pass: "p" });
-    const env = natsConnectionOptions("nats://h:4222", { name: "x", env: { NATS_USER: "cli", NATS_PASSWORD: "pw", NATS_INBOX_PREFIX: "_INBOX.serf" } });
+    expect(natsConnectionOptions("nats://s3cret@h:4222", { name: "x", env: {} })).toMatchObject({
+      servers: ["nats://h:4222"],
+      token: "s3cret",
+    });
+    expect(natsConnectionOptions("nats://h:1,nats://u:p@h2:2", { name: "x", env: {} })).toMatchObject({
+      servers: ["nats://h:1", "nats://h2:2"],
+      user: "u",
+      pass: "p",
+    });
+    const env = natsConnectionOptions("nats://h:4222", {
+      name: "x",
+      env: { NATS_USER: "cli", NATS_PASSWORD: "pw", NATS_INBOX_PREFIX: "_INBOX.serf" },
+    });
     expect(env).toMatchObject({ user: "cli", pass: "pw", inboxPrefix: "_INBOX.serf" });
     expect(natsConnectionOptions("nats://h:4222", { name: "x", env: {} }).tls).toBeUndefined();
     expect(natsConnectionOptions("tls://h:4222", { name: "x", env: { NATS_CA: "/ca.pem" } }).tls).toEqual({ caFile: "/ca.pem" });

@@ -128,8 +128,16 @@ describe("nats-config permissions on a real nats-server", () => {
     await expectPublishDenied(nc, "$JS.API.STREAM.PURGE.FL_EVENTS");
 
     // Through JetStream the publish is refused too (the ack never comes).
-    const event = createEvent("operator.reset", { id: `forged-${randomUUID()}`, node: "node-1", at: Date.now(), source: "operator:agent", data: { reason: "forged" } });
-    await expect(jetstream(nc).publish(Subjects.event("node-1"), JSON.stringify(event))).rejects.toThrow(/Permissions Violation|permission/i);
+    const event = createEvent("operator.reset", {
+      id: `forged-${randomUUID()}`,
+      node: "node-1",
+      at: Date.now(),
+      source: "operator:agent",
+      data: { reason: "forged" },
+    });
+    await expect(jetstream(nc).publish(Subjects.event("node-1"), JSON.stringify(event))).rejects.toThrow(
+      /Permissions Violation|permission/i,
+    );
     expect((await readStream(admin, Streams.events)).some((m) => m.json<{ id?: string }>().id === event.id)).toBe(false);
 
     await sleep(200);
@@ -164,7 +172,18 @@ describe("nats-config permissions on a real nats-server", () => {
     // A heartbeat (its own, valid) whose reply subject is a command subject, another node's ack
     // subject's neighbour, or a control-plane inbox: the detector answers, the server refuses.
     const hb = (reply: string) =>
-      nc.publish(Subjects.heartbeat("node-1"), JSON.stringify({ v: 1, node: "node-1", bootId: agents[0]!.bootId, incarnation: agents[0]!.incarnation, seq: agents[0]!.seq++, sentAt: Date.now() }), { reply });
+      nc.publish(
+        Subjects.heartbeat("node-1"),
+        JSON.stringify({
+          v: 1,
+          node: "node-1",
+          bootId: agents[0]!.bootId,
+          incarnation: agents[0]!.incarnation,
+          seq: agents[0]!.seq++,
+          sentAt: Date.now(),
+        }),
+        { reply },
+      );
     hb(Subjects.command("agent", "node-2"));
     hb("_INBOX.engine-inbox.1");
     nc.publish(Subjects.nodeState("node-2"), "", { reply: Subjects.command("cluster", "node-2") });
@@ -187,7 +206,9 @@ describe("nats-config permissions on a real nats-server", () => {
     await expectPublishDenied(detector, `$KV.${Buckets.nodes}.node-1`);
     await expectPublishDenied(detector, "$JS.API.CONSUMER.MSG.NEXT.FL_COMMANDS.actuator-agent");
     await expectSubscribeDenied(detector, Subjects.commandAll);
-    await expect(jetstream(detector).publish(Subjects.command("agent", "node-1"), forged())).rejects.toThrow(/Permissions Violation|permission/i);
+    await expect(jetstream(detector).publish(Subjects.command("agent", "node-1"), forged())).rejects.toThrow(
+      /Permissions Violation|permission/i,
+    );
 
     const actuator = await lab.connectAs("actuator");
     await expectPublishDenied(actuator, Subjects.command("cluster", "node-1"));
@@ -197,7 +218,9 @@ describe("nats-config permissions on a real nats-server", () => {
 
     const engine = await lab.connectAs("engine");
     // What a rewind needs (a takeover, a failed batch): the consumer reset of its partitions.
-    await expect((await jetstreamManager(engine)).consumers.reset(Streams.events, Consumers.enginePartition(0))).resolves.toMatchObject({ name: Consumers.enginePartition(0) });
+    await expect((await jetstreamManager(engine)).consumers.reset(Streams.events, Consumers.enginePartition(0))).resolves.toMatchObject({
+      name: Consumers.enginePartition(0),
+    });
     await expectPublishDenied(engine, `$JS.API.CONSUMER.DELETE.${Streams.events}.${Consumers.enginePartition(0)}`);
     await expectPublishDenied(engine, Subjects.agentCommand("node-1"));
     await expectPublishDenied(engine, Subjects.heartbeatAck("node-1"));
@@ -214,16 +237,35 @@ describe("nats-config permissions on a real nats-server", () => {
     for await (const record of readAudit(cli, {})) audit.push(record);
     expect(audit.length).toBeGreaterThan(3);
 
-    const event = createEvent("operator.pause", { id: `op-${randomUUID()}`, node: "node-3", at: Date.now(), source: "operator:test", data: { reason: "maintenance" } });
+    const event = createEvent("operator.pause", {
+      id: `op-${randomUUID()}`,
+      node: "node-3",
+      at: Date.now(),
+      source: "operator:test",
+      data: { reason: "maintenance" },
+    });
     const ack = await jetstream(cli).publish(Subjects.event("node-3"), JSON.stringify(event), { msgID: event.id });
     expect(ack.seq).toBeGreaterThan(0);
-    await waitFor("node-3 paused", async () => ((await readNodes(admin)).get("node-3")?.value as { path?: string } | undefined)?.path === "paused");
-    const resume = createEvent("operator.resume", { id: `op-${randomUUID()}`, node: "node-3", at: Date.now(), source: "operator:test", data: {} });
+    await waitFor(
+      "node-3 paused",
+      async () => ((await readNodes(admin)).get("node-3")?.value as { path?: string } | undefined)?.path === "paused",
+    );
+    const resume = createEvent("operator.resume", {
+      id: `op-${randomUUID()}`,
+      node: "node-3",
+      at: Date.now(),
+      source: "operator:test",
+      data: {},
+    });
     await jetstream(cli).publish(Subjects.event("node-3"), JSON.stringify(resume), { msgID: resume.id });
     // The old per-partition subject: the engine (its own user) answers with the reason.
-    await expect(jetstream(cli).publish(`fl.evt.0.node-3`, JSON.stringify(resume), { msgID: `${resume.id}-old` })).rejects.toThrow(/per-partition subject/);
+    await expect(jetstream(cli).publish(`fl.evt.0.node-3`, JSON.stringify(resume), { msgID: `${resume.id}-old` })).rejects.toThrow(
+      /per-partition subject/,
+    );
 
-    const durables = createDefinitions().consumers.filter((c) => c.stream === Streams.events).map((c) => c.config.durable_name);
+    const durables = createDefinitions()
+      .consumers.filter((c) => c.stream === Streams.events)
+      .map((c) => c.config.durable_name);
     for (const durable of durables) {
       await expectPublishDenied(cli, `$JS.API.CONSUMER.MSG.NEXT.${Streams.events}.${durable}`);
       await expectPublishDenied(cli, `$JS.API.CONSUMER.DELETE.${Streams.events}.${durable}`);
@@ -240,7 +282,12 @@ describe("nats-config permissions on a real nats-server", () => {
     const previous = process.env.NATS_INBOX_PREFIX;
     process.env.NATS_INBOX_PREFIX = "_INBOX.serf";
     try {
-      const outcome = await runSerfHandler({ env: { SERF_EVENT: "member-join", SERF_SELF_NAME: "node-2" }, stdin: "node-2\t10.0.0.2\t\t\n", server: lab.url("serf"), say: () => {} });
+      const outcome = await runSerfHandler({
+        env: { SERF_EVENT: "member-join", SERF_SELF_NAME: "node-2" },
+        stdin: "node-2\t10.0.0.2\t\t\n",
+        server: lab.url("serf"),
+        say: () => {},
+      });
       expect(outcome.exitCode).toBe(0);
       expect(outcome.published).toMatchObject([{ node: "node-2", type: "signal.healthy" }]);
     } finally {
@@ -256,14 +303,26 @@ describe("nats-config permissions on a real nats-server", () => {
     // Its own server: a fresh history, no events left unacknowledged by the split control plane.
     const lab2 = await startSecureServer(NODES);
     const log = testLog("up");
-    const plane = await startControlPlane({ nc: await lab2.connectAs("control-plane"), policy: POLICY, log, cluster: createDryRunCluster(log), provisioner: createDryRunProvisioner(log) });
+    const plane = await startControlPlane({
+      nc: await lab2.connectAs("control-plane"),
+      policy: POLICY,
+      log,
+      cluster: createDryRunCluster(log),
+      provisioner: createDryRunProvisioner(log),
+    });
     const agents2 = await Promise.all(NODES.map((node) => startTestAgent(lab2, node, { intervalMs: POLICY.heartbeat.intervalMs })));
     try {
       const admin2 = await lab2.connectAs("admin");
       const pathOf = async (node: string) => ((await readNodes(admin2)).get(node)?.value as { path?: string } | undefined)?.path;
       await waitFor("every node healthy", async () => (await Promise.all(NODES.map(pathOf))).every((p) => p === "healthy"));
       expect(agents2.every((a) => a.acks > 0)).toBe(true);
-      const event = createEvent("operator.pause", { id: `op-${randomUUID()}`, node: "node-2", at: Date.now(), source: "operator:test", data: { reason: "check" } });
+      const event = createEvent("operator.pause", {
+        id: `op-${randomUUID()}`,
+        node: "node-2",
+        at: Date.now(),
+        source: "operator:test",
+        data: { reason: "check" },
+      });
       await jetstream(await lab2.connectAs("cli")).publish(Subjects.event("node-2"), JSON.stringify(event), { msgID: event.id });
       await waitFor("the pause applied", async () => (await pathOf("node-2")) === "paused");
       expect(await agents2[0]!.transport.lookupNodeState!("node-2", 2_000)).toBe("paused");

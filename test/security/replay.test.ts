@@ -3,7 +3,17 @@ import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Command, type DeadLetter, NodeEvent, Policy } from "@fenceline/contracts";
 import { Streams, Subjects } from "@fenceline/streams";
-import { readNodes, readStream, sleep, startRoleControlPlane, startSecureServer, startTestAgent, waitFor, type SecureServer, type TestAgent } from "./harness.js";
+import {
+  readNodes,
+  readStream,
+  sleep,
+  startRoleControlPlane,
+  startSecureServer,
+  startTestAgent,
+  waitFor,
+  type SecureServer,
+  type TestAgent,
+} from "./harness.js";
 
 /**
  * A node being fenced cannot cancel (or fake-confirm) its fencing by replaying old messages,
@@ -55,7 +65,8 @@ beforeAll(async () => {
     callback: (err, msg) => {
       if (err) return;
       const command = Command.safeParse(msg.json());
-      if (command.success && command.data.node === "node-1") commands.push({ subject: msg.subject, data: msg.data.slice(), command: command.data });
+      if (command.success && command.data.node === "node-1")
+        commands.push({ subject: msg.subject, data: msg.data.slice(), command: command.data });
     },
   });
   admin.subscribe(Subjects.event("node-1"), {
@@ -65,7 +76,9 @@ beforeAll(async () => {
     },
   });
   control = await startRoleControlPlane(lab, { policy: POLICY, nodes: NODES });
-  agents = await Promise.all(NODES.map((node) => startTestAgent(lab, node, { intervalMs: POLICY.heartbeat.intervalMs, bootId: `${node}-boot-a` })));
+  agents = await Promise.all(
+    NODES.map((node) => startTestAgent(lab, node, { intervalMs: POLICY.heartbeat.intervalMs, bootId: `${node}-boot-a` })),
+  );
 });
 
 afterAll(async () => {
@@ -77,7 +90,9 @@ afterAll(async () => {
 type Snapshot = { path: string; context: Record<string, unknown> & { epoch: number } };
 const snapshotOf = async (node: string) => (await readNodes(admin)).get(node)?.value as Snapshot | undefined;
 const events = async (node: string) =>
-  (await readStream(admin, Streams.events)).filter((m) => m.subject === Subjects.storedEvent(node)).map((m) => ({ seq: m.seq, raw: m.data, event: NodeEvent.parse(m.json()) }));
+  (await readStream(admin, Streams.events))
+    .filter((m) => m.subject === Subjects.storedEvent(node))
+    .map((m) => ({ seq: m.seq, raw: m.data, event: NodeEvent.parse(m.json()) }));
 
 describe("replayed messages cannot cancel fencing (real nats-server, role users)", () => {
   it("replayed heartbeats, results, timers and commands of before the fencing change nothing", async () => {
@@ -94,7 +109,9 @@ describe("replayed messages cannot cancel fencing (real nats-server, role users)
     // node-1 hangs: silent, and its agent no longer answers. The engine fences it (epoch 1).
     await node1.stop();
     await waitFor("node-1 fencing", async () => (await snapshotOf("node-1"))?.path.startsWith("fencing") === true, 20_000);
-    await waitFor("the watchdog.stop command of epoch 1", () => commands.some((c) => c.command.kind === "watchdog.stop" && c.command.epoch === 1));
+    await waitFor("the watchdog.stop command of epoch 1", () =>
+      commands.some((c) => c.command.kind === "watchdog.stop" && c.command.epoch === 1),
+    );
     await sleep(300);
     const before = (await snapshotOf("node-1"))!;
     expect(before.context.epoch).toBe(1);
@@ -117,23 +134,32 @@ describe("replayed messages cannot cancel fencing (real nats-server, role users)
     const oldTimers = history.filter((e) => e.event.type === "timer.fired");
     expect(oldResults.length).toBeGreaterThan(0);
     expect(oldTimers.length).toBeGreaterThan(0);
-    for (const [i, e] of [...oldResults, ...oldTimers].entries()) await js.publish(Subjects.event("node-1"), e.raw, { msgID: `replay-${i}` });
+    for (const [i, e] of [...oldResults, ...oldTimers].entries())
+      await js.publish(Subjects.event("node-1"), e.raw, { msgID: `replay-${i}` });
     // A forged success of this epoch's watchdog.stop from an older epoch's point of view.
-    const forgedOld = { ...oldResults[0]!.event, id: "forged-old-epoch", data: { commandId: "forged", kind: "watchdog.stop", epoch: 0, ok: true } };
+    const forgedOld = {
+      ...oldResults[0]!.event,
+      id: "forged-old-epoch",
+      data: { commandId: "forged", kind: "watchdog.stop", epoch: 0, ok: true },
+    };
     await js.publish(Subjects.event("node-1"), JSON.stringify(forgedOld), { msgID: forgedOld.id });
 
     // Every replay was handled: the engine applied (and ignored) the republished events, and
     // the detector dead-lettered the heartbeats as stale.
     const republished = oldResults.length + oldTimers.length + 1;
     await waitFor("the republished events applied", async () => {
-      const audit = (await readStream(admin, Streams.audit)).map((m) => m.json<{ node: string; seq: number }>()).filter((a) => a.node === "node-1");
+      const audit = (await readStream(admin, Streams.audit))
+        .map((m) => m.json<{ node: string; seq: number }>())
+        .filter((a) => a.node === "node-1");
       return audit.filter((a) => a.seq > lastSeq).length >= republished;
     });
     await waitFor("four stale heartbeats dead-lettered", async () => {
       const letters = (await readStream(admin, Streams.deadLetters)).map((m) => m.json<DeadLetter>());
       return letters.filter((l) => l.reason === "stale" && l.subject === Subjects.heartbeat("node-1")).length >= replays.length;
     });
-    const letters = (await readStream(admin, Streams.deadLetters)).filter((m) => m.subject === "fl.dlq.heartbeat-detector").map((m) => m.json<DeadLetter>());
+    const letters = (await readStream(admin, Streams.deadLetters))
+      .filter((m) => m.subject === "fl.dlq.heartbeat-detector")
+      .map((m) => m.json<DeadLetter>());
     expect(letters.map((l) => l.error)).toEqual([
       "stale heartbeat: incarnation 1 is older than the node's current 2 (boot node-1-boot-b)",
       "stale heartbeat: incarnation 1 is older than the node's current 2 (boot node-1-boot-b)",
@@ -171,7 +197,11 @@ describe("replayed messages cannot cancel fencing (real nats-server, role users)
 
     // 4. The real reboot still counts: boot c (incarnation 3) confirms the fencing.
     agents[0] = await startTestAgent(lab, "node-1", { intervalMs: POLICY.heartbeat.intervalMs, bootId: "node-1-boot-c", incarnation: 3 });
-    await waitFor("node-1 out of fencing after its real reboot", async () => !(await snapshotOf("node-1"))!.path.startsWith("fencing"), 20_000);
+    await waitFor(
+      "node-1 out of fencing after its real reboot",
+      async () => !(await snapshotOf("node-1"))!.path.startsWith("fencing"),
+      20_000,
+    );
     const reboot = (await events("node-1")).find((e) => e.event.type === "boot.changed" && e.seq > lastSeq);
     expect(reboot?.event.data).toEqual({ previousBootId: "node-1-boot-b", bootId: "node-1-boot-c" });
   });

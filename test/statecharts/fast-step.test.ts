@@ -2,7 +2,17 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { enqueueActions, setup } from "xstate";
 import { DEMO_POLICY, DEFAULT_POLICY, Policy, type NodeEvent } from "@fenceline/contracts";
-import { createFastInitial, createFastStep, createNodeMachine, initialState, statePath, step, type MachineState, type NodeMachine, type StepResult } from "@fenceline/statecharts";
+import {
+  createFastInitial,
+  createFastStep,
+  createNodeMachine,
+  initialState,
+  statePath,
+  step,
+  type MachineState,
+  type NodeMachine,
+  type StepResult,
+} from "@fenceline/statecharts";
 import { createDecider, createReplayer } from "@fenceline/engine";
 import { HistoryGenerator } from "@fenceline/testing";
 // Here, not in statecharts/test: the engine and the history generator depend on the statecharts.
@@ -79,11 +89,17 @@ describe.each([
 
 describe("the fast initial state", () => {
   it("follows a provided entry action, and another machine's context factory and entry", () => {
-    const entered = createNodeMachine(DEMO_POLICY).provide({ actions: { enterState: enqueueActions(({ enqueue }) => enqueue.assign({ since: 42, epoch: 7 })) } });
+    const entered = createNodeMachine(DEMO_POLICY).provide({
+      actions: { enterState: enqueueActions(({ enqueue }) => enqueue.assign({ since: 42, epoch: 7 })) },
+    });
     expect(createFastInitial(entered)("n1", 5)).toEqual(initialState(entered, "n1", 5));
     expect(createFastInitial(entered)("n1", 5).context).toMatchObject({ since: 42, epoch: 7 });
     // A plain function entry action: xstate's initial state does not run it, nor does the interpreter.
-    const spawning = setup({ actions: { start: ({ self }) => void self } }).createMachine({ context: ({ input }: { input: { node: string; at: number } }) => ({ node: input.node, n: 1 }), initial: "a", states: { a: { entry: "start" } } });
+    const spawning = setup({ actions: { start: ({ self }) => void self } }).createMachine({
+      context: ({ input }: { input: { node: string; at: number } }) => ({ node: input.node, n: 1 }),
+      initial: "a",
+      states: { a: { entry: "start" } },
+    });
     const machine = spawning as unknown as NodeMachine;
     expect(createFastInitial(machine)("n2", 9)).toEqual(initialState(machine, "n2", 9));
   });
@@ -108,7 +124,9 @@ describe("the differential property test's seed", () => {
       }
       return true;
     });
-    expect(() => assertWithSeed(property, { seed: 7, numRuns: NUM_RUNS })).toThrow(/property failed with seed 7; run it again with FENCELINE_PROPERTY_SEED=7 /);
+    expect(() => assertWithSeed(property, { seed: 7, numRuns: NUM_RUNS })).toThrow(
+      /property failed with seed 7; run it again with FENCELINE_PROPERTY_SEED=7 /,
+    );
   });
 });
 
@@ -169,7 +187,11 @@ describe("the fast step's in-place context updates", () => {
           enqueue.assign({ n: 3 });
         }),
       },
-    }).createMachine({ context: { n: 0 }, initial: "a", states: { a: { on: { "node.joined": { target: "b", actions: ["first", "second"] } } }, b: {} } });
+    }).createMachine({
+      context: { n: 0 },
+      initial: "a",
+      states: { a: { on: { "node.joined": { target: "b", actions: ["first", "second"] } } }, b: {} },
+    });
     const machine = tiny as unknown as NodeMachine;
     const before = { value: "a", context: { n: 0 } } as unknown as MachineState;
     const event = { type: "node.joined", node: "n", at: 1 } as unknown as NodeEvent;

@@ -7,7 +7,13 @@ import { Streams, Subjects, createDefinitions, fnv1a, parseEventSubject, partiti
 
 /** Names a fleet may have: plain, dotted (their token has '_'), long, digits only. */
 const NODES = [
-  "node-1", "node-2", "db-1.rack2", "worker-17.eu-west-1.compute.internal", "a", "0", "9.9.9.9",
+  "node-1",
+  "node-2",
+  "db-1.rack2",
+  "worker-17.eu-west-1.compute.internal",
+  "a",
+  "0",
+  "9.9.9.9",
   ...Array.from({ length: 60 }, (_, i) => `n${i}.z${i % 7}`),
 ];
 
@@ -54,7 +60,9 @@ describe("server-side partitioning (FL_EVENTS's subject transform)", () => {
 
   it("refuses to change the partition count of an existing FL_EVENTS", async () => {
     await provisionStreams(nc, { partitions: 16 });
-    await expect(provisionStreams(nc, { partitions: 8 })).rejects.toThrow(/FL_EVENTS is split into 16 partitions, this process uses 8: set FENCELINE_PARTITIONS=16/);
+    await expect(provisionStreams(nc, { partitions: 8 })).rejects.toThrow(
+      /FL_EVENTS is split into 16 partitions, this process uses 8: set FENCELINE_PARTITIONS=16/,
+    );
     const jsm = await jetstreamManager(nc);
     expect((await jsm.streams.info(Streams.events)).config.subject_transform?.dest).toBe("fl.evt.{{partition(16,1)}}.{{wildcard(1)}}");
   });

@@ -43,13 +43,24 @@ describe("provisionStreams", () => {
 
     const jsm = await jetstreamManager(nc);
     const events = await jsm.streams.info(Streams.events);
-    expect(events.config).toMatchObject({ subjects: ["fl.evt.*"], subject_transform: { src: "fl.evt.*", dest: "fl.evt.{{partition(16,1)}}.{{wildcard(1)}}" }, retention: "limits", duplicate_window: nanos(120_000), allow_direct: true });
+    expect(events.config).toMatchObject({
+      subjects: ["fl.evt.*"],
+      subject_transform: { src: "fl.evt.*", dest: "fl.evt.{{partition(16,1)}}.{{wildcard(1)}}" },
+      retention: "limits",
+      duplicate_window: nanos(120_000),
+      allow_direct: true,
+    });
     const commands = await jsm.streams.info(Streams.commands);
     expect(commands.config.retention).toBe("workqueue");
     const dlq = await jsm.streams.info(Streams.deadLetters);
     expect(dlq.config.max_age).toBe(nanos(7 * 24 * 3_600_000));
     const actuator = await jsm.consumers.info(Streams.commands, Consumers.actuator("fence"));
-    expect(actuator.config).toMatchObject({ filter_subject: "fl.cmd.fence.*", ack_policy: "explicit", max_deliver: 200, ack_wait: nanos(30_000) });
+    expect(actuator.config).toMatchObject({
+      filter_subject: "fl.cmd.fence.*",
+      ack_policy: "explicit",
+      max_deliver: 200,
+      ack_wait: nanos(30_000),
+    });
   });
 
   it("fits one replica to a single server", async () => {
@@ -88,7 +99,12 @@ describe("provisionStreams", () => {
 
   it("leaves usable KV buckets with the declared history", async () => {
     const kvm = new Kvm(nc);
-    for (const [name, history] of [[Buckets.nodes, 1], [Buckets.fleet, 10], [Buckets.config, 5], [Buckets.members, 64]] as const) {
+    for (const [name, history] of [
+      [Buckets.nodes, 1],
+      [Buckets.fleet, 10],
+      [Buckets.config, 5],
+      [Buckets.members, 64],
+    ] as const) {
       const kv = await kvm.open(name);
       expect((await kv.status()).history).toBe(history);
       const rev = await kv.put("probe", "x");

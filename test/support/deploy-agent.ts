@@ -14,7 +14,10 @@ type Container = { name: string; command?: string[]; env?: Array<{ name: string;
 
 /** The DaemonSet's init container that renders the config on each node. */
 function deployConfigInitContainer(): Container {
-  const manifests = loadAllYaml(readFileSync(join(DEPLOY, "agent.yaml"), "utf8")) as Array<{ kind: string; spec?: { template: { spec: { initContainers?: Container[] } } } }>;
+  const manifests = loadAllYaml(readFileSync(join(DEPLOY, "agent.yaml"), "utf8")) as Array<{
+    kind: string;
+    spec?: { template: { spec: { initContainers?: Container[] } } };
+  }>;
   const daemonSet = manifests.find((m) => m.kind === "DaemonSet");
   const init = daemonSet?.spec?.template.spec.initContainers?.find((c) => c.name === "config");
   if (!init?.command) throw new Error("deploy/agent.yaml has no config init container");

@@ -13,7 +13,18 @@ export async function startOldNatsServer(version = "2.9.10"): Promise<OldNatsSer
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
-    const info = { server_id: "OLD", server_name: "old", version, proto: 1, go: "go1.19", host: "127.0.0.1", port: 0, headers: true, max_payload: 1_048_576, jetstream: true };
+    const info = {
+      server_id: "OLD",
+      server_name: "old",
+      version,
+      proto: 1,
+      go: "go1.19",
+      host: "127.0.0.1",
+      port: 0,
+      headers: true,
+      max_payload: 1_048_576,
+      jetstream: true,
+    };
     socket.write(`INFO ${JSON.stringify(info)}\r\n`);
     let buffered = "";
     socket.on("data", (chunk) => {

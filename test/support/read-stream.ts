@@ -2,7 +2,11 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 
 /** Every message stored in a stream, in order, with its subject (optionally only one subject). */
-export async function readStream(nc: NatsConnection, stream: string, subject?: string): Promise<Array<{ subject: string; seq: number; data: unknown }>> {
+export async function readStream(
+  nc: NatsConnection,
+  stream: string,
+  subject?: string,
+): Promise<Array<{ subject: string; seq: number; data: unknown }>> {
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info(stream);
   const out: Array<{ subject: string; seq: number; data: unknown }> = [];

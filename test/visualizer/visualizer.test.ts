@@ -51,7 +51,16 @@ describe("the visualizer in headless Chromium", () => {
     ui = await startUi({ nc, natsUrl: server.url, port: 0 });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     });
     page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     // The page must work offline: record any request that leaves the UI server.
@@ -100,7 +109,8 @@ describe("the visualizer in headless Chromium", () => {
       .toMatch(/^(suspect|fencing|remediating)/);
     const suspectOrLater = async () => {
       let n = 0;
-      for (const s of ["suspect", "fencing", "remediating"]) n += Number((await page.getAttribute(`g.state[data-state="${s}"]`, "data-count")) ?? 0);
+      for (const s of ["suspect", "fencing", "remediating"])
+        n += Number((await page.getAttribute(`g.state[data-state="${s}"]`, "data-count")) ?? 0);
       return n;
     };
     await expect.poll(suspectOrLater, { timeout: 8_000 }).toBe(1);
@@ -117,7 +127,17 @@ describe("the visualizer in headless Chromium", () => {
     await expect.poll(() => page.locator("#timeline-body tr[data-seq]").count()).toBeGreaterThanOrEqual(audit.length);
     // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText (the rendered text), not the DOM property
     const text = await page.locator("#timeline-body").innerText();
-    for (const s of ["heartbeat.missed", "timer.fired", "command.result", "fencing", "remediating", "rejoining", "slot.acquire", "reprovision"]) expect(text).toContain(s);
+    for (const s of [
+      "heartbeat.missed",
+      "timer.fired",
+      "command.result",
+      "fencing",
+      "remediating",
+      "rejoining",
+      "slot.acquire",
+      "reprovision",
+    ])
+      expect(text).toContain(s);
     expect(await page.locator("#timeline-body .chip.ok").count()).toBeGreaterThan(3);
     expect(await page.locator("#timeline-stays .stay").count()).toBe(audit.filter((r) => r.changed).length);
   });
@@ -167,10 +187,15 @@ describe("the visualizer in headless Chromium", () => {
     // before t. Event times come from different processes, so a node's records are not always
     // in time order (a heartbeat stamped a few ms before the join that preceded it). A record in
     // the very same millisecond as the scrubber may show either way.
-    const stateAt = (node: string, t: number) => audit.filter((r) => r.node === node && r.at <= t).reduce<AuditRecord | null>((a, r) => (!a || r.seq > a.seq ? r : a), null)?.to ?? "new";
+    const stateAt = (node: string, t: number) =>
+      audit.filter((r) => r.node === node && r.at <= t).reduce<AuditRecord | null>((a, r) => (!a || r.seq > a.seq ? r : a), null)?.to ??
+      "new";
     const earliest = new Map<string, string[]>();
     for (const r of audit) if (!earliest.has(r.node)) earliest.set(r.node, [stateAt(r.node, first), stateAt(r.node, first - 1)]);
-    const readRows = () => page.locator("#nodes-body tr[data-node]").evaluateAll((trs) => trs.map((tr) => [tr.getAttribute("data-node"), tr.getAttribute("data-state")]));
+    const readRows = () =>
+      page
+        .locator("#nodes-body tr[data-node]")
+        .evaluateAll((trs) => trs.map((tr) => [tr.getAttribute("data-node"), tr.getAttribute("data-state")]));
     // The table re-renders after the mode switch: wait until it shows the past.
     await expect.poll(async () => (await readRows()).every(([node, s]) => earliest.get(node!)?.includes(s!) === true)).toBe(true);
     const rows = await readRows();

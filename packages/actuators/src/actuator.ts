@@ -28,9 +28,7 @@ export type HandlerContext = {
 export type Handler<K extends CommandKind = CommandKind> = (command: CommandOf<K>, context: HandlerContext) => Promise<Outcome<K>>;
 export type Handlers = { [K in CommandKind]?: Handler<K> };
 
-export type Disposition =
-  | { kind: "result"; event: NodeEvent }
-  | { kind: "retry"; reason: string };
+export type Disposition = { kind: "result"; event: NodeEvent } | { kind: "retry"; reason: string };
 
 const OUTPUT_LIMIT = 16_000;
 
@@ -91,7 +89,10 @@ export function createActuator(options: { name: Actuator; handlers: Handlers; cl
       }
       epochs.set(command.node, command.epoch);
       if (clock.now() > command.deadline) {
-        return { kind: "result", event: resultEvent(command, { ok: false, reason: `deadline passed ${clock.now() - command.deadline} ms ago: not carried out` }) };
+        return {
+          kind: "result",
+          event: resultEvent(command, { ok: false, reason: `deadline passed ${clock.now() - command.deadline} ms ago: not carried out` }),
+        };
       }
       const handler = handlers[command.kind] as Handler | undefined;
       if (!handler) {

@@ -29,10 +29,17 @@ export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options
         const left = await cluster.countWorkloads(c.node);
         const forced = deleted > 0 ? ` (${deleted} evicted pods force-deleted)` : "";
         if (left.pods === 0 && left.volumeAttachments === 0) {
-          return { ok: true, output: `no pods that must move and none of their VolumeAttachments left${forced}`, facts: { gone: true, deleted } };
+          return {
+            ok: true,
+            output: `no pods that must move and none of their VolumeAttachments left${forced}`,
+            facts: { gone: true, deleted },
+          };
         }
         if (clock.now() >= until) {
-          return { ok: false, reason: `${left.pods} pods that must move and ${left.volumeAttachments} VolumeAttachments still there after ${c.params.timeoutMs} ms${forced}` };
+          return {
+            ok: false,
+            reason: `${left.pods} pods that must move and ${left.volumeAttachments} VolumeAttachments still there after ${c.params.timeoutMs} ms${forced}`,
+          };
         }
         context.progress();
         await sleep(clock, pollMs);

@@ -46,7 +46,10 @@ export function createCommandHandler(options: CommandLoopOptions): (command: Com
     }
     await options.publishEvent(disposition.event);
     const data = disposition.event.type === "command.result" ? disposition.event.data : null;
-    log.info({ node: command.node, command: command.id, kind: command.kind, epoch: command.epoch, ok: data?.ok, reason: data?.reason }, `${command.kind} ${data?.ok ? "done" : "failed"} for ${command.node}`);
+    log.info(
+      { node: command.node, command: command.id, kind: command.kind, epoch: command.epoch, ok: data?.ok, reason: data?.reason },
+      `${command.kind} ${data?.ok ? "done" : "failed"} for ${command.node}`,
+    );
   };
 }
 

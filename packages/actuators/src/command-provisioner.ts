@@ -25,9 +25,15 @@ export function createCommandProvisioner(commands: ProvisionCommands): Provision
   return {
     run(step, node, hostGroup) {
       const template = step === "cleanup" ? commands.cleanup : commands.provision;
-      for (const [name, value] of [["node", node], ["host group", hostGroup]] as const) {
+      for (const [name, value] of [
+        ["node", node],
+        ["host group", hostGroup],
+      ] as const) {
         if (!SAFE_VALUE.test(value)) {
-          return Promise.resolve({ ok: false, output: `refused to run ${step}: ${name} ${JSON.stringify(value)} contains characters that are unsafe in a shell command` });
+          return Promise.resolve({
+            ok: false,
+            output: `refused to run ${step}: ${name} ${JSON.stringify(value)} contains characters that are unsafe in a shell command`,
+          });
         }
       }
       const line = template.replaceAll("{node}", node).replaceAll("{hostGroup}", hostGroup);

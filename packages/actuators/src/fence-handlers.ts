@@ -37,7 +37,9 @@ export async function powerOffConfirmed(device: FenceDevice, target: FenceTarget
 type FenceKind = "fence.poweroff" | "fence.poweron";
 
 function failure<K extends FenceKind>(device: string, err: unknown, transcript: string[]): Outcome<K> {
-  const fenceErr = isFenceAgentError(err) ? err : new FenceAgentError(FenceErrorCode.Failed, err instanceof Error ? err.message : String(err));
+  const fenceErr = isFenceAgentError(err)
+    ? err
+    : new FenceAgentError(FenceErrorCode.Failed, err instanceof Error ? err.message : String(err));
   if (fenceErr.output) transcript.push(fenceErr.output);
   return {
     ok: false,
@@ -57,7 +59,8 @@ function devicesOf(devices: readonly FenceDevice[], c: CommandOf<FenceKind>): Fe
   if (device !== undefined) {
     const named = devices.find((d) => d.name === device);
     if (!named) return `no fence device named ${device} is configured (devices: ${devices.map((d) => d.name).join(", ") || "none"})`;
-    if (!named.agent.covers(c.node, hostGroup)) return `fence device ${device} has no entry for ${c.node}${hostGroup ? ` or its host group ${hostGroup}` : ""}`;
+    if (!named.agent.covers(c.node, hostGroup))
+      return `fence device ${device} has no entry for ${c.node}${hostGroup ? ` or its host group ${hostGroup}` : ""}`;
     return [named];
   }
   const all = devices.filter((d) => d.agent.covers(c.node, hostGroup));
@@ -75,12 +78,19 @@ function devicesOf(devices: readonly FenceDevice[], c: CommandOf<FenceKind>): Fe
 export function createFenceHandlers(options: { devices: readonly FenceDevice[]; clock: Clock }): Handlers {
   const { devices, clock } = options;
   const poweredOnAt = new Map<string, number>();
-  const run = async <K extends FenceKind>(c: CommandOf<FenceKind>, act: (device: FenceDevice, target: FenceTarget) => Promise<string>): Promise<Outcome<K>> => {
+  const run = async <K extends FenceKind>(
+    c: CommandOf<FenceKind>,
+    act: (device: FenceDevice, target: FenceTarget) => Promise<string>,
+  ): Promise<Outcome<K>> => {
     const chosen = devicesOf(devices, c);
     if (typeof chosen === "string") {
       return { ok: false, reason: `invalid-config: ${chosen}`, facts: { error: FenceErrorCode.InvalidConfig } } as Outcome<K>;
     }
-    const target: FenceTarget = { node: c.node, deadline: c.deadline, ...(c.params.hostGroup !== undefined ? { hostGroup: c.params.hostGroup } : {}) };
+    const target: FenceTarget = {
+      node: c.node,
+      deadline: c.deadline,
+      ...(c.params.hostGroup !== undefined ? { hostGroup: c.params.hostGroup } : {}),
+    };
     const transcript: string[] = [];
     for (const device of chosen) {
       try {
@@ -95,7 +105,11 @@ export function createFenceHandlers(options: { devices: readonly FenceDevice[]; 
     "fence.poweroff": async (c, context) => {
       const on = poweredOnAt.get(c.node);
       if (on !== undefined && on >= c.issuedAt) {
-        return { ok: false, reason: `stale: a power-on issued later (at ${on}) was already carried out for ${c.node}`, facts: { error: "stale" } };
+        return {
+          ok: false,
+          reason: `stale: a power-on issued later (at ${on}) was already carried out for ${c.node}`,
+          facts: { error: "stale" },
+        };
       }
       const outcome = await run<"fence.poweroff">(c, (device, target) => powerOffConfirmed(device, target, clock, context));
       return outcome.ok ? { ...outcome, facts: { ...outcome.facts, power: "off" } } : outcome;

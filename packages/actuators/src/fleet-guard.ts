@@ -70,24 +70,35 @@ function majorityFor(view: FleetView, membershipVersion: number | undefined): Ma
   const partitionHint = "(the engine may be on the minority side of a partition)";
   if (!view.views || view.views.length === 0) {
     const { fleetSize, healthy } = view;
-    if (healthy * 2 <= fleetSize) return { ok: false, reason: `no healthy majority: ${healthy} of ${fleetSize} nodes healthy ${partitionHint}` };
+    if (healthy * 2 <= fleetSize)
+      return { ok: false, reason: `no healthy majority: ${healthy} of ${fleetSize} nodes healthy ${partitionHint}` };
     return { ok: true, since: view.majoritySince };
   }
   const current = view.views.at(-1)!;
   const from = membershipVersion !== undefined && membershipVersion > 0 ? membershipVersion : current.version;
   if (from > current.version) {
-    return { ok: false, reason: `the node reported membership view v${from}, newer than the v${current.version} this guard has seen: asking again` };
+    return {
+      ok: false,
+      reason: `the node reported membership view v${from}, newer than the v${current.version} this guard has seen: asking again`,
+    };
   }
   const range = view.views.filter((v) => v.version >= from);
   if (range.length === 0 || range[0]!.version !== from) {
-    return { ok: false, reason: `the node's membership view v${from} is older than the oldest the guard keeps (v${view.views[0]!.version}): its majority cannot be checked` };
+    return {
+      ok: false,
+      reason: `the node's membership view v${from} is older than the oldest the guard keeps (v${view.views[0]!.version}): its majority cannot be checked`,
+    };
   }
   let since: number | null = null;
   for (const v of range) {
     if (!v.majority) {
       const witness = v.witness ? " + the control plane's witness vote" : "";
-      const which = range.length > 1 ? ` in membership view v${v.version} (the node may still hold any of v${from}–v${current.version})` : "";
-      return { ok: false, reason: `no healthy majority${which}: ${v.healthy} of ${v.members} nodes healthy${witness}, ${v.healthy + v.witness} of ${v.votes} votes ${partitionHint}` };
+      const which =
+        range.length > 1 ? ` in membership view v${v.version} (the node may still hold any of v${from}–v${current.version})` : "";
+      return {
+        ok: false,
+        reason: `no healthy majority${which}: ${v.healthy} of ${v.members} nodes healthy${witness}, ${v.healthy + v.witness} of ${v.votes} votes ${partitionHint}`,
+      };
     }
     if (v.majoritySince !== null) since = since === null ? v.majoritySince : Math.max(since, v.majoritySince);
   }
@@ -103,11 +114,18 @@ function majorityFor(view: FleetView, membershipVersion: number | undefined): Ma
  */
 export function decideSlot(budget: FleetBudget, view: FleetView, request: SlotRequest, policy: Policy): SlotDecision {
   const held = Object.keys(budget.slots).length;
-  const majority: MajorityCheck = policy.fencing.watchdog ? majorityFor(view, request.membershipVersion) : { ok: true, since: view.majoritySince };
+  const majority: MajorityCheck = policy.fencing.watchdog
+    ? majorityFor(view, request.membershipVersion)
+    : { ok: true, since: view.majoritySince };
   const majoritySince = majority.ok ? majority.since : null;
   if (budget.slots[request.node]) {
     // Asked again when the safe time passed: the answer says whether the majority holds now.
-    return { granted: true, reason: majority.ok ? "already holds a slot" : `already holds a slot; ${majority.reason}`, budget, ...(majoritySince !== null ? { majoritySince } : {}) };
+    return {
+      granted: true,
+      reason: majority.ok ? "already holds a slot" : `already holds a slot; ${majority.reason}`,
+      budget,
+      ...(majoritySince !== null ? { majoritySince } : {}),
+    };
   }
   const { fleetSize, healthy } = view;
   const witness = view.witness ?? 0;
@@ -121,11 +139,15 @@ export function decideSlot(budget: FleetBudget, view: FleetView, request: SlotRe
   if (policy.fleet.maxUnhealthy !== undefined) {
     const max = resolveLimit(policy.fleet.maxUnhealthy, fleetSize, "down");
     if (held + 1 > max) {
-      return refuse(`${held} nodes already in remediation (${Object.keys(budget.slots).sort().join(", ")}), maxUnhealthy ${policy.fleet.maxUnhealthy} allows ${max}`);
+      return refuse(
+        `${held} nodes already in remediation (${Object.keys(budget.slots).sort().join(", ")}), maxUnhealthy ${policy.fleet.maxUnhealthy} allows ${max}`,
+      );
     }
   }
   if (request.controlPlane) {
-    const cp = Object.entries(budget.slots).filter(([, s]) => s.controlPlane).map(([n]) => n);
+    const cp = Object.entries(budget.slots)
+      .filter(([, s]) => s.controlPlane)
+      .map(([n]) => n);
     if (cp.length >= policy.fleet.maxControlPlane) {
       return refuse(`control-plane node ${cp.join(", ")} already in remediation; at most ${policy.fleet.maxControlPlane} at a time`);
     }

@@ -6,7 +6,8 @@ import type { FleetView, ViewMajority } from "./fleet-guard.js";
  * The longest loss of the majority a tracker may ignore under `policy` (its `minDipMs`):
  * controlPlaneTimeout − heartbeatTimeout, the bound under which ignoring it is sound.
  */
-export const minDipMsOf = (policy: Pick<Policy, "agent" | "heartbeat">): number => Math.max(0, policy.agent.controlPlaneTimeoutMs - policy.heartbeat.timeoutMs);
+export const minDipMsOf = (policy: Pick<Policy, "agent" | "heartbeat">): number =>
+  Math.max(0, policy.agent.controlPlaneTimeoutMs - policy.heartbeat.timeoutMs);
 
 /** A forgotten node has left the fleet: it counts in no size and no majority. */
 const FORGOTTEN = "forgotten";
@@ -88,10 +89,24 @@ export function createFleetTracker(options: {
       const majority = engineHasMajority(view, healthy);
       const run = runs.get(view.version)!;
       advance(run, majority, at);
-      return { version: view.version, members: view.members.length, witness: witnessVote(view), votes: votesOf(view), healthy, majority, majoritySince: run.majoritySince };
+      return {
+        version: view.version,
+        members: view.members.length,
+        witness: witnessVote(view),
+        votes: votesOf(view),
+        healthy,
+        majority,
+        majoritySince: run.majoritySince,
+      };
     });
     const current = majorities.at(-1)!;
-    last = { fleetSize: current.members, healthy: current.healthy, majoritySince: current.majoritySince, witness: current.witness, views: majorities };
+    last = {
+      fleetSize: current.members,
+      healthy: current.healthy,
+      majoritySince: current.majoritySince,
+      witness: current.witness,
+      views: majorities,
+    };
     return last;
   }
 

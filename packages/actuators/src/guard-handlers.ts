@@ -46,7 +46,8 @@ export function createGuardHandlers(options: {
       if (options.latestMembershipVersion && policy.fencing.watchdog) {
         const latest = await options.latestMembershipVersion();
         const seen = view().views?.at(-1)?.version ?? 0;
-        if (latest > seen) return { ok: false, reason: `membership view v${latest} is written but this guard has seen v${seen} only: asking again` };
+        if (latest > seen)
+          return { ok: false, reason: `membership view v${latest} is written but this guard has seen v${seen} only: asking again` };
       }
       const known = [c.params.membershipVersion, options.viewFloor?.(c.node)].filter((v): v is number => v !== undefined && v > 0);
       const membershipVersion = known.length > 0 ? Math.min(...known) : undefined;
@@ -54,7 +55,12 @@ export function createGuardHandlers(options: {
         const d = decideSlot(
           budget,
           view(),
-          { node: c.node, controlPlane: c.params.controlPlane, at: clock.now(), ...(membershipVersion !== undefined ? { membershipVersion } : {}) },
+          {
+            node: c.node,
+            controlPlane: c.params.controlPlane,
+            at: clock.now(),
+            ...(membershipVersion !== undefined ? { membershipVersion } : {}),
+          },
           policy,
         );
         return { budget: d.budget, value: d };
@@ -64,7 +70,11 @@ export function createGuardHandlers(options: {
       // from the view the decision was made on (a second look could see another fleet, even in
       // the same instant); absent when that view had no healthy majority.
       const { majoritySince } = decision;
-      return { ok: decision.granted, reason: decision.reason, ...(decision.granted && majoritySince !== undefined ? { facts: { majoritySince } } : {}) };
+      return {
+        ok: decision.granted,
+        reason: decision.reason,
+        ...(decision.granted && majoritySince !== undefined ? { facts: { majoritySince } } : {}),
+      };
     },
     "slot.release": async (c) => {
       await withCas(store, (budget) => ({ budget: releaseSlot(budget, c.node), value: null }));

@@ -23,7 +23,14 @@ describe("actuator core", () => {
     expect(result.id).toBe("result:cmd-42");
     expect(result).toMatchObject({ node: "n1", at: clock.now(), source: "actuator:cluster" });
     // The taint is echoed, so the machine can tell which taint command a result answers.
-    expect(result.data).toMatchObject({ commandId: "cmd-42", kind: "taint.add", epoch: 3, ok: true, output: "taint added", facts: { taint: FENCING_TAINT.key } });
+    expect(result.data).toMatchObject({
+      commandId: "cmd-42",
+      kind: "taint.add",
+      epoch: 3,
+      ok: true,
+      output: "taint added",
+      facts: { taint: FENCING_TAINT.key },
+    });
     expect(result.data.reason).toBeUndefined();
     expect(CommandResult.parse(result)).toEqual(result);
     expect(actuator.knownEpoch("n1")).toBe(3);
@@ -107,7 +114,9 @@ describe("actuator core", () => {
   });
 
   it("cuts long output and reasons to what the event schema allows", async () => {
-    const { actuator } = setup({ "taint.add": async () => ({ ok: false, reason: "r".repeat(5_000), output: "x".repeat(100_000) + "END" }) });
+    const { actuator } = setup({
+      "taint.add": async () => ({ ok: false, reason: "r".repeat(5_000), output: "x".repeat(100_000) + "END" }),
+    });
     const result = resultOf(await actuator.execute(taint()));
     expect(result.data.output!.endsWith("END")).toBe(true);
     expect(() => CommandResult.parse(result)).not.toThrow();

@@ -102,7 +102,10 @@ describe("agent relay", () => {
     return { attempts, running };
   }
   const results = async () =>
-    (await readStream(nc, Streams.events)).map((m) => m.data as { type: string }).filter((e) => e.type === "command.result").map((e) => CommandResult.parse(e));
+    (await readStream(nc, Streams.events))
+      .map((m) => m.data as { type: string })
+      .filter((e) => e.type === "command.result")
+      .map((e) => CommandResult.parse(e));
 
   it("runs on FL_COMMANDS: an answered command's result lands on FL_EVENTS; an unreachable agent is retried, with no result before the deadline", async () => {
     await fakeAgent("node-3", () => ({ ok: true }));
@@ -112,7 +115,11 @@ describe("agent relay", () => {
       await publishCommand(js, stop("node-3", { id: "stop-node-3" }));
       await publishCommand(js, stop("node-4", { id: "stop-node-4", deadline: Date.now() + 20_000 }));
       await expect.poll(async () => (await results()).map((r) => r.id), { timeout: 10_000 }).toContain("result:stop-node-3");
-      expect((await results()).find((r) => r.id === "result:stop-node-3")!.data).toMatchObject({ ok: true, kind: "watchdog.stop", epoch: 1 });
+      expect((await results()).find((r) => r.id === "result:stop-node-3")!.data).toMatchObject({
+        ok: true,
+        kind: "watchdog.stop",
+        epoch: 1,
+      });
       await expect.poll(() => attempts["node-4"] ?? 0, { timeout: 5_000 }).toBeGreaterThanOrEqual(2);
       expect((await results()).map((r) => r.id)).not.toContain("result:stop-node-4");
     } finally {

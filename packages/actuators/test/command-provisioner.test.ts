@@ -24,7 +24,11 @@ function reprovisioner(commands: Parameters<typeof createCommandProvisioner>[0])
   });
   let progressed = 0;
   const run = async (node: string, hostGroup: string) =>
-    resultOf(await actuator.execute(command("reprovision", { hostGroup, reason: "drift", attempt: 1 }, { node }), { progress: () => progressed++ }));
+    resultOf(
+      await actuator.execute(command("reprovision", { hostGroup, reason: "drift", attempt: 1 }, { node }), {
+        progress: () => progressed++,
+      }),
+    );
   return { run, progressed: () => progressed };
 }
 

@@ -31,7 +31,13 @@ const alive = async (pid: number) => {
   }
 };
 
-const run = (fields: Partial<FenceAgentRun> & { output: string }): FenceAgentRun => ({ action: "status", exitCode: 1, durationMs: 50, timedOut: false, ...fields });
+const run = (fields: Partial<FenceAgentRun> & { output: string }): FenceAgentRun => ({
+  action: "status",
+  exitCode: 1,
+  durationMs: 50,
+  timedOut: false,
+  ...fields,
+});
 
 describe("running a fence agent", () => {
   it("passes every parameter as a key=value line on stdin and nothing in the process arguments", async () => {
@@ -47,7 +53,14 @@ describe("running a fence agent", () => {
       timeoutMs: 5_000,
     });
     expect(result).toMatchObject({ exitCode: 0, timedOut: false });
-    expect((await readFile(join(dir, "stdin"), "utf8")).split("\n")).toEqual(["action=status", "ip=10.0.0.11", "username=admin", "lanplus=1", "password=pa55-word", ""]);
+    expect((await readFile(join(dir, "stdin"), "utf8")).split("\n")).toEqual([
+      "action=status",
+      "ip=10.0.0.11",
+      "username=admin",
+      "lanplus=1",
+      "password=pa55-word",
+      "",
+    ]);
     const argv = await readFile(join(dir, "argv"), "utf8");
     expect(argv.trim()).toBe(`/bin/sh ${agent}`);
     expect(argv).not.toContain("pa55-word");
@@ -62,7 +75,13 @@ describe("running a fence agent", () => {
       "fence_leaky",
       `cat > /dev/null; echo "DEBUG: login admin/s3cr et+1"; echo "DEBUG: url https://bmc/?p=s3cr%20et%2B1"; echo "Authorization: Basic $(printf 'admin:s3cr et+1' | base64)"; echo "Status: OFF"; exit 2`,
     );
-    const result = await runFenceAgent({ agent, action: "status", params: { username: "admin" }, secrets: { password: "s3cr et+1" }, timeoutMs: 5_000 });
+    const result = await runFenceAgent({
+      agent,
+      action: "status",
+      params: { username: "admin" },
+      secrets: { password: "s3cr et+1" },
+      timeoutMs: 5_000,
+    });
     expect(result.output).not.toContain("s3cr");
     expect(result.output).not.toContain(Buffer.from("admin:s3cr et+1").toString("base64"));
     expect(result.output.match(/\[redacted\]/g)).toHaveLength(3);
@@ -101,7 +120,9 @@ describe("running a fence agent", () => {
 
   it("finds agents on PATH and in /usr/sbin, and says where it looked when one is missing", () => {
     expect(resolveAgent("fence_ipmilan")).toBe("/usr/sbin/fence_ipmilan");
-    expect(() => resolveAgent("fence_nonexistent")).toThrow(/fence_nonexistent not found on PATH or in \/usr\/sbin.*apt-get install fence-agents/);
+    expect(() => resolveAgent("fence_nonexistent")).toThrow(
+      /fence_nonexistent not found on PATH or in \/usr\/sbin.*apt-get install fence-agents/,
+    );
     expect(() => resolveAgent("rm -rf /")).toThrow(/give a name like fence_ipmilan or an absolute path/);
     expect(() => resolveAgent("/nonexistent/fence_x")).toThrow(/does not exist or is not executable/);
   });
@@ -125,18 +146,41 @@ describe("reading a fence agent's answer", () => {
     expect(() => confirmAction(run({ action: "off", exitCode: 0, output: "Success: Powered OFF\n" }), "off", "w")).not.toThrow();
     expect(() => confirmAction(run({ action: "off", exitCode: 0, output: "Success: Already OFF\n" }), "off", "w")).not.toThrow();
     expect(() => confirmAction(run({ action: "on", exitCode: 0, output: "Success: Powered ON\n" }), "on", "w")).not.toThrow();
-    expect(() => confirmAction(run({ action: "off", exitCode: 0, output: "Success: Powered ON\n" }), "off", "w")).toThrow(/no answer Fenceline can read/);
+    expect(() => confirmAction(run({ action: "off", exitCode: 0, output: "Success: Powered ON\n" }), "off", "w")).toThrow(
+      /no answer Fenceline can read/,
+    );
   });
 
   it("sees fence_ipmilan's own read-back after the off, and only a read-back that says off", () => {
-    const exec = (cmd: string) => `2026-12-04 05:13:27,100 INFO: Executing: /usr/bin/ipmitool -I lanplus -H 127.0.0.1 -p 6230 -U admin -P [set] -C 3 -L ADMINISTRATOR -N 2 chassis power ${cmd}\n`;
+    const exec = (cmd: string) =>
+      `2026-12-04 05:13:27,100 INFO: Executing: /usr/bin/ipmitool -I lanplus -H 127.0.0.1 -p 6230 -U admin -P [set] -C 3 -L ADMINISTRATOR -N 2 chassis power ${cmd}\n`;
     const said = (power: string) => `2026-12-04 05:13:27,300 DEBUG: 0 Chassis Power is ${power}\n`;
-    const powered = [exec("status"), said("on"), exec("off"), "2026-12-04 05:13:27,500 DEBUG: 0 Chassis Power Control: Down/Off\n", exec("status"), said("on"), exec("status"), said("off"), "Success: Powered OFF\n"].join("");
+    const powered = [
+      exec("status"),
+      said("on"),
+      exec("off"),
+      "2026-12-04 05:13:27,500 DEBUG: 0 Chassis Power Control: Down/Off\n",
+      exec("status"),
+      said("on"),
+      exec("status"),
+      said("off"),
+      "Success: Powered OFF\n",
+    ].join("");
     expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: powered }))).toBe(true);
-    expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: [exec("status"), said("off"), "Success: Already OFF\n"].join("") }))).toBe(true);
+    expect(
+      agentReadBackOff(run({ action: "off", exitCode: 0, output: [exec("status"), said("off"), "Success: Already OFF\n"].join("") })),
+    ).toBe(true);
     // No read-back after the command (an agent that only sets the power), or one that says on, or no verbose output.
-    expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: [exec("status"), said("off"), exec("off"), "Success: Powered OFF\n"].join("") }))).toBe(false);
-    expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: [exec("off"), exec("status"), said("on"), "Success: Powered OFF\n"].join("") }))).toBe(false);
+    expect(
+      agentReadBackOff(
+        run({ action: "off", exitCode: 0, output: [exec("status"), said("off"), exec("off"), "Success: Powered OFF\n"].join("") }),
+      ),
+    ).toBe(false);
+    expect(
+      agentReadBackOff(
+        run({ action: "off", exitCode: 0, output: [exec("off"), exec("status"), said("on"), "Success: Powered OFF\n"].join("") }),
+      ),
+    ).toBe(false);
     expect(agentReadBackOff(run({ action: "off", exitCode: 0, output: "Success: Powered OFF\n" }))).toBe(false);
     expect(agentReadBackOff(run({ action: "off", exitCode: 1, output: powered }))).toBe(false);
     expect(agentReadBackOff(run({ action: "on", exitCode: 0, output: powered }))).toBe(false);
@@ -162,16 +206,26 @@ describe("reading a fence agent's answer", () => {
     expect(refused.message).toContain("the BMC refused the IPMI session at once: wrong user or password");
     expect(refused.message).toContain("Unable to establish IPMI v2 / RMCP+ session");
     expect(refused.message).not.toContain("Executing");
-    expect(refused.message).toMatch(/\(exit 1 after 280 ms\): Error: Unable to establish IPMI v2 \/ RMCP\+ session \| Failed: Unable to obtain correct plug status/);
+    expect(refused.message).toMatch(
+      /\(exit 1 after 280 ms\): Error: Unable to establish IPMI v2 \/ RMCP\+ session \| Failed: Unable to obtain correct plug status/,
+    );
 
     // The agent's own timestamps count, not its whole run (Python starts slowly on a loaded machine).
     const slowStart = failureOf(
-      run({ durationMs: 3_500, output: "2026-12-04 05:13:30,000 INFO: Executing: ipmitool …\n2026-12-04 05:13:30,060 DEBUG: 1  Error: Unable to establish IPMI v2 / RMCP+ session\n" }),
+      run({
+        durationMs: 3_500,
+        output:
+          "2026-12-04 05:13:30,000 INFO: Executing: ipmitool …\n2026-12-04 05:13:30,060 DEBUG: 1  Error: Unable to establish IPMI v2 / RMCP+ session\n",
+      }),
       "w",
     );
     expect(slowStart.code).toBe(FenceErrorCode.Auth);
     const slowTool = failureOf(
-      run({ durationMs: 3_500, output: "2026-12-04 05:13:30,000 INFO: Executing: ipmitool …\n2026-12-04 05:13:33,100 DEBUG: 1  Error: Unable to establish IPMI v2 / RMCP+ session\n" }),
+      run({
+        durationMs: 3_500,
+        output:
+          "2026-12-04 05:13:30,000 INFO: Executing: ipmitool …\n2026-12-04 05:13:33,100 DEBUG: 1  Error: Unable to establish IPMI v2 / RMCP+ session\n",
+      }),
       "w",
     );
     expect(slowTool.code).toBe(FenceErrorCode.Unreachable);
@@ -181,8 +235,12 @@ describe("reading a fence agent's answer", () => {
     expect(slowSession.code).toBe(FenceErrorCode.Unreachable);
     expect(failureOf(run({ output: "> RAKP 2 HMAC is invalid\n" }), "w").code).toBe(FenceErrorCode.Auth);
     expect(failureOf(run({ output: "ERROR: Failed: Unable to connect/login to fencing device\n" }), "w").code).toBe(FenceErrorCode.Auth);
-    expect(failureOf(run({ output: "curl: (7) Failed to connect to 10.0.0.9 port 443: No route to host\n" }), "w").code).toBe(FenceErrorCode.Unreachable);
-    expect(failureOf(run({ action: "on", output: "ERROR: Failed: Timed out waiting to power ON\n" }), "w").code).toBe(FenceErrorCode.Failed);
+    expect(failureOf(run({ output: "curl: (7) Failed to connect to 10.0.0.9 port 443: No route to host\n" }), "w").code).toBe(
+      FenceErrorCode.Unreachable,
+    );
+    expect(failureOf(run({ action: "on", output: "ERROR: Failed: Timed out waiting to power ON\n" }), "w").code).toBe(
+      FenceErrorCode.Failed,
+    );
     expect(failureOf(run({ action: "on", output: "ERROR: Failed: something odd\n" }), "w").code).toBe(FenceErrorCode.Failed);
   });
 });

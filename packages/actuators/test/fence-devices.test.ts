@@ -44,7 +44,9 @@ describe("fence devices configuration", () => {
   });
 
   it("refuses a password written inline, and a device called watchdog", () => {
-    const inline = FenceDevicesConfig.safeParse({ devices: { ipmi: { agent: "fence_ipmilan", nodes: { n1: { params: { passwd: "x" } } } } } });
+    const inline = FenceDevicesConfig.safeParse({
+      devices: { ipmi: { agent: "fence_ipmilan", nodes: { n1: { params: { passwd: "x" } } } } },
+    });
     expect(inline.success).toBe(false);
     expect(JSON.stringify(inline.error?.issues)).toContain("never inline in params");
     expect(FenceDevicesConfig.safeParse({ devices: { watchdog: { agent: "fence_ipmilan" } } }).success).toBe(false);
@@ -82,7 +84,9 @@ describe("credentials", () => {
     const read = createSecretReader();
     await expect(read({ file: join(dir, "nope") })).rejects.toThrow(/cannot read the password file .*nope: ENOENT/);
     await expect(read({ env: "FL_TEST_UNSET_VARIABLE" })).rejects.toThrow(/FL_TEST_UNSET_VARIABLE .* is not set/);
-    await expect(read({ secret: { namespace: "a", name: "b", key: "c" } })).rejects.toThrow(/Secret a\/b key c: reading a Kubernetes Secret needs --kubeconfig or --in-cluster/);
+    await expect(read({ secret: { namespace: "a", name: "b", key: "c" } })).rejects.toThrow(
+      /Secret a\/b key c: reading a Kubernetes Secret needs --kubeconfig or --in-cluster/,
+    );
   });
 });
 
@@ -100,7 +104,14 @@ function scripted(answers: Array<Partial<FenceAgentRun> & { output: string }>) {
 
 describe("a fence agent device", () => {
   const config = (extra: Record<string, unknown> = {}) =>
-    device({ agent: "fence_ipmilan", params: { lanplus: 1, username: "admin" }, password: { env: "FL_TEST_BMC" }, nodes: { "node-1": { params: { ip: "10.0.0.1" } } }, retryDelayMs: 10, ...extra });
+    device({
+      agent: "fence_ipmilan",
+      params: { lanplus: 1, username: "admin" },
+      password: { env: "FL_TEST_BMC" },
+      nodes: { "node-1": { params: { ip: "10.0.0.1" } } },
+      retryDelayMs: 10,
+      ...extra,
+    });
   process.env.FL_TEST_BMC = "pw";
 
   it("retries a BMC that does not answer, and keeps every attempt's output", async () => {
@@ -111,14 +122,24 @@ describe("a fence agent device", () => {
     const d = createFenceAgentDevice("ipmi", config(), { readSecret: createSecretReader(), run });
     const answer = await d.agent.powerOff({ node: "node-1" });
     expect(calls).toHaveLength(2);
-    expect(calls[0]).toMatchObject({ agent: "fence_ipmilan", action: "off", params: { verbose: "1", power_timeout: "16", retry_on: "0", lanplus: "1", username: "admin", ip: "10.0.0.1" }, secrets: { password: "pw" }, timeoutMs: 20_000 });
+    expect(calls[0]).toMatchObject({
+      agent: "fence_ipmilan",
+      action: "off",
+      params: { verbose: "1", power_timeout: "16", retry_on: "0", lanplus: "1", username: "admin", ip: "10.0.0.1" },
+      secrets: { password: "pw" },
+      timeoutMs: 20_000,
+    });
     expect(answer.output).toContain("# fence_ipmilan off (attempt 1/3): exit 1 after 2.0 s\nERROR: Connection timed out");
     expect(answer.output).toContain("# fence_ipmilan off (attempt 2/3): exit 0");
   });
 
   it("runs the agent verbose and with its power_timeout inside ours, unless configured otherwise", async () => {
     const { run, calls } = scripted([{ output: "Status: ON\n", exitCode: 0 }]);
-    const d = createFenceAgentDevice("ipmi", config({ params: { verbose: false, power_timeout: 5, username: "admin" }, timeoutMs: 3_000 }), { readSecret: createSecretReader(), run });
+    const d = createFenceAgentDevice(
+      "ipmi",
+      config({ params: { verbose: false, power_timeout: 5, username: "admin" }, timeoutMs: 3_000 }),
+      { readSecret: createSecretReader(), run },
+    );
     await d.agent.status({ node: "node-1" });
     expect(calls[0]!.params).toEqual({ power_timeout: "5", retry_on: "0", username: "admin", ip: "10.0.0.1" });
     expect(calls[0]!.timeoutMs).toBe(3_000);
@@ -138,7 +159,9 @@ describe("a fence agent device", () => {
     const err = await d.agent.powerOff({ node: "node-1" }).catch((e: unknown) => e);
     expect(calls).toHaveLength(3);
     expect(isFenceAgentError(err, FenceErrorCode.Unreachable)).toBe(true);
-    expect((err as Error).message).toMatch(/^fence_ipmilan off for node-1 \(device ipmi\): the device could not be reached .* \(3 attempts\)$/);
+    expect((err as Error).message).toMatch(
+      /^fence_ipmilan off for node-1 \(device ipmi\): the device could not be reached .* \(3 attempts\)$/,
+    );
   });
 
   it("never runs past the caller's deadline: a run gets at most the time left, and no retry starts after it", async () => {

@@ -70,13 +70,21 @@ describe("fence actuator", () => {
     const { run } = fenceActuator([deviceOf("ipmi", bmc.agent, 100)]);
     const result = await run();
     expect(result.data.ok).toBe(false);
-    expect(result.data.reason).toMatch(/^not-confirmed: device ipmi: power-off of n1 was accepted but the power state still reads "on" after 100 ms$/);
+    expect(result.data.reason).toMatch(
+      /^not-confirmed: device ipmi: power-off of n1 was accepted but the power state still reads "on" after 100 ms$/,
+    );
     expect(result.data.facts).toMatchObject({ device: "ipmi", error: "not-confirmed" });
     expect(result.data.output).toContain("Status: ON");
   });
 
   it("reports a device's typed error as the reason, with its output", async () => {
-    const bmc = memoryBmc({ fail: new FenceAgentError(FenceErrorCode.Auth, "fence_ipmilan off for n1 (device ipmi): the BMC refused the IPMI session", "Error: Unable to establish IPMI v2 / RMCP+ session") });
+    const bmc = memoryBmc({
+      fail: new FenceAgentError(
+        FenceErrorCode.Auth,
+        "fence_ipmilan off for n1 (device ipmi): the BMC refused the IPMI session",
+        "Error: Unable to establish IPMI v2 / RMCP+ session",
+      ),
+    });
     const { run } = fenceActuator([deviceOf("ipmi", bmc.agent)]);
     const result = await run();
     expect(result.data).toMatchObject({ ok: false, facts: { device: "ipmi", error: "auth" } });
@@ -106,7 +114,11 @@ describe("fence actuator", () => {
     expect(a.calls).toEqual([]);
     expect(b.calls).toEqual(["off n1", "status n1"]);
     const unknown = await run("n1", { device: "pdu-z" });
-    expect(unknown.data).toMatchObject({ ok: false, reason: "invalid-config: no fence device named pdu-z is configured (devices: ipmi, pdu)", facts: { method: "pdu-z", error: "invalid-config" } });
+    expect(unknown.data).toMatchObject({
+      ok: false,
+      reason: "invalid-config: no fence device named pdu-z is configured (devices: ipmi, pdu)",
+      facts: { method: "pdu-z", error: "invalid-config" },
+    });
   });
 
   it("powers the node on again (unfencing), and then refuses a power-off issued before that power-on (a late redelivery)", async () => {

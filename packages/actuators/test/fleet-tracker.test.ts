@@ -12,7 +12,12 @@ function setup(minDipMs = 0) {
     beat: (...nodes: string[]) => nodes.forEach((n) => tracker.onHeartbeat(n)),
   };
 }
-const view = (version: number, nodes: string[], witness = true) => createMembershipView(version, witness, nodes.map((node) => ({ node })));
+const view = (version: number, nodes: string[], witness = true) =>
+  createMembershipView(
+    version,
+    witness,
+    nodes.map((node) => ({ node })),
+  );
 
 describe("fleet tracker", () => {
   it("without a membership view: every recorded node but the forgotten, by record and heartbeat", () => {

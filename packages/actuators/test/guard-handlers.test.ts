@@ -163,12 +163,29 @@ describe("guard handlers", () => {
   it("refuses while the newest membership view is not yet in its view, and passes the node's version on", async () => {
     const clock = new VirtualClock(5_000);
     let latest = 3;
-    const views = [2, 3].map((version) => ({ version, members: 3, witness: 0 as const, votes: 3, healthy: version === 2 ? 1 : 3, majority: version !== 2, majoritySince: version === 2 ? null : 10 }));
+    const views = [2, 3].map((version) => ({
+      version,
+      members: 3,
+      witness: 0 as const,
+      votes: 3,
+      healthy: version === 2 ? 1 : 3,
+      majority: version !== 2,
+      majoritySince: version === 2 ? null : 10,
+    }));
     const view = (): FleetView => ({ fleetSize: 3, healthy: 3, majoritySince: 10, witness: 0, views });
-    const handlers = createGuardHandlers({ store: createMemoryBudgetStore(), view, policy: Policy.parse({}), clock, latestMembershipVersion: async () => latest });
+    const handlers = createGuardHandlers({
+      store: createMemoryBudgetStore(),
+      view,
+      policy: Policy.parse({}),
+      clock,
+      latestMembershipVersion: async () => latest,
+    });
     const g = createActuator({ name: "guard", handlers, clock });
     latest = 4;
-    expect(resultOf(await g.execute(acquire("n1"))).data).toMatchObject({ ok: false, reason: "membership view v4 is written but this guard has seen v3 only: asking again" });
+    expect(resultOf(await g.execute(acquire("n1"))).data).toMatchObject({
+      ok: false,
+      reason: "membership view v4 is written but this guard has seen v3 only: asking again",
+    });
     latest = 3;
     const stale = command("slot.acquire", { controlPlane: false, membershipVersion: 2 }, { node: "n1", now: 5_000 });
     expect(resultOf(await g.execute(stale)).data.reason).toMatch(/no healthy majority in membership view v2/);

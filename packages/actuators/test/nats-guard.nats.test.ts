@@ -75,7 +75,9 @@ describe("fleet guard on NATS: KV budget store and two guard actuators", () => {
     );
     try {
       const now = Date.now();
-      const commands = ["node-1", "node-2", "node-3"].map((node) => command("slot.acquire", { controlPlane: false }, { node, now, id: `acquire-${node}` }));
+      const commands = ["node-1", "node-2", "node-3"].map((node) =>
+        command("slot.acquire", { controlPlane: false }, { node, now, id: `acquire-${node}` }),
+      );
       const js = jetstream(client);
       await Promise.all(commands.map((c) => publishCommand(js, c)));
 
@@ -98,10 +100,14 @@ describe("fleet guard on NATS: KV budget store and two guard actuators", () => {
 
       // Releasing it lets one of the others in.
       await publishCommand(js, command("slot.release", {}, { node: granted[0]!.node, now: Date.now(), id: "release-1" }));
-      await expect.poll(async () => (await results(client)).find((r) => r.id === "result:release-1")?.data.ok, { timeout: 10_000 }).toBe(true);
+      await expect
+        .poll(async () => (await results(client)).find((r) => r.id === "result:release-1")?.data.ok, { timeout: 10_000 })
+        .toBe(true);
       const next = refused[0]!.node;
       await publishCommand(js, command("slot.acquire", { controlPlane: false }, { node: next, now: Date.now(), id: "acquire-again" }));
-      await expect.poll(async () => (await results(client)).find((r) => r.id === "result:acquire-again")?.data.ok, { timeout: 10_000 }).toBe(true);
+      await expect
+        .poll(async () => (await results(client)).find((r) => r.id === "result:acquire-again")?.data.ok, { timeout: 10_000 })
+        .toBe(true);
       expect(Object.keys((await kvStore.read()).budget.slots)).toEqual([next]);
     } finally {
       await Promise.all(guards.map((g) => g.stop()));
@@ -115,7 +121,11 @@ describe("fleet guard on NATS: KV budget store and two guard actuators", () => {
     const guards = await Promise.all(
       [connections[0]!, connections[1]!].map(async (nc) => {
         const store = slowStore(createKvBudgetStore(await new Kvm(nc).open(Buckets.fleet)), stats);
-        return createActuator({ name: "guard", handlers: createGuardHandlers({ store, view, policy, clock: systemClock }), clock: systemClock });
+        return createActuator({
+          name: "guard",
+          handlers: createGuardHandlers({ store, view, policy, clock: systemClock }),
+          clock: systemClock,
+        });
       }),
     );
     const now = Date.now();
@@ -150,12 +160,23 @@ describe("fleet guard on NATS: KV budget store and two guard actuators", () => {
 describe("the fleet budget read back from FL_FLEET", () => {
   it("is parsed: an invalid budget is never taken as empty; the guard refuses, naming it, until it is fixed", async () => {
     const kv = await new Kvm(connections[0]!).open(Buckets.fleet);
-    const guard = createActuator({ name: "guard", handlers: createGuardHandlers({ store: createKvBudgetStore(kv), view, policy, clock: systemClock }), clock: systemClock });
+    const guard = createActuator({
+      name: "guard",
+      handlers: createGuardHandlers({ store: createKvBudgetStore(kv), view, policy, clock: systemClock }),
+      clock: systemClock,
+    });
     const acquire = (node: string) => guard.execute(command("slot.acquire", { controlPlane: false }, { node, now: Date.now() }));
-    for (const value of ["{not json", JSON.stringify({ v: 1, slots: { "node-1": { since: "yesterday" } } }), JSON.stringify({ v: 2, slots: {} })]) {
+    for (const value of [
+      "{not json",
+      JSON.stringify({ v: 1, slots: { "node-1": { since: "yesterday" } } }),
+      JSON.stringify({ v: 2, slots: {} }),
+    ]) {
       await kv.put("budget", value);
       const d = await acquire("node-9");
-      expect(d.kind === "result" && d.event.type === "command.result" && d.event.data).toMatchObject({ ok: false, reason: expect.stringContaining('FL_FLEET "budget" is not a valid fleet budget') });
+      expect(d.kind === "result" && d.event.type === "command.result" && d.event.data).toMatchObject({
+        ok: false,
+        reason: expect.stringContaining('FL_FLEET "budget" is not a valid fleet budget'),
+      });
     }
     await kv.put("budget", JSON.stringify({ v: 1, slots: {} }));
     const d = await acquire("node-9");

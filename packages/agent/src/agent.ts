@@ -130,7 +130,10 @@ export function createAgent(options: AgentOptions): Agent {
   }
   const log = options.log.child({ node, bootId, incarnation });
   if (timing.controlPlaneTimeoutMs <= 3 * heartbeatIntervalMs) {
-    log.warn({ controlPlaneTimeoutMs: timing.controlPlaneTimeoutMs, heartbeatIntervalMs }, "control-plane timeout is at most 3 heartbeats: an outage may be mistaken for a partition");
+    log.warn(
+      { controlPlaneTimeoutMs: timing.controlPlaneTimeoutMs, heartbeatIntervalMs },
+      "control-plane timeout is at most 3 heartbeats: an outage may be mistaken for a partition",
+    );
   }
   const freshMs = options.controlPlaneFreshMs ?? Math.min(2 * heartbeatIntervalMs, Math.floor(timing.controlPlaneTimeoutMs / 2));
   const lookupTimeoutMs = options.lookupTimeoutMs ?? Math.floor(timing.peerRoundMs / 2);
@@ -191,16 +194,25 @@ export function createAgent(options: AgentOptions): Agent {
       }
       const previous = view;
       view = next;
-      log.info({ version: next.version, members: next.members.length, previous: previous?.version ?? 0 }, `membership view v${next.version}: ${next.members.length} members`);
+      log.info(
+        { version: next.version, members: next.members.length, previous: previous?.version ?? 0 },
+        `membership view v${next.version}: ${next.members.length} members`,
+      );
     });
   };
 
   const schedule = (name: TimerName, ms: number, fn: () => void) => {
     cancel(name);
-    timers.set(name, clock.setTimeout(() => {
-      timers.delete(name);
-      if (running) fn();
-    }, Math.max(0, ms)));
+    timers.set(
+      name,
+      clock.setTimeout(
+        () => {
+          timers.delete(name);
+          if (running) fn();
+        },
+        Math.max(0, ms),
+      ),
+    );
   };
   const cancel = (name: TimerName) => {
     const handle = timers.get(name);
@@ -264,7 +276,9 @@ export function createAgent(options: AgentOptions): Agent {
     lastAckState = ack.state;
     if (ack.membership?.view) learn(ack.membership.view);
     if (awaitingVerdict) resumeFeeding("the control plane answered");
-    options.contactStore?.save({ bootId, at: lastContact }).catch((err: unknown) => log.warn({ err }, "cannot record the last control-plane contact"));
+    options.contactStore
+      ?.save({ bootId, at: lastContact })
+      .catch((err: unknown) => log.warn({ err }, "cannot record the last control-plane contact"));
     if (roundsSinceContact > 0) log.info({ peerRounds: roundsSinceContact }, "control plane back");
     roundsSinceContact = 0;
     if (previousSelfFence) {
@@ -306,7 +320,8 @@ export function createAgent(options: AgentOptions): Agent {
     const asks = askedThisRound.map(async (peer) => {
       const answer = await peers.ask(peer, question, timing.peerRoundMs).catch(() => undefined);
       if (!answer) return;
-      if (answer.node !== peer.node) return log.warn({ peer: peer.node, answeredBy: answer.node }, "ignoring a peer answer from the wrong node");
+      if (answer.node !== peer.node)
+        return log.warn({ peer: peer.node, answeredBy: answer.node }, "ignoring a peer answer from the wrong node");
       reports.push({ peer: peer.node, controlPlane: answer.controlPlane, ...(answer.verdict ? { verdict: answer.verdict } : {}) });
     });
     // The round ends at its deadline even if a transport ignores its own timeout.
@@ -324,7 +339,8 @@ export function createAgent(options: AgentOptions): Agent {
     // The round asks, and is judged against, the view held when it begins.
     const roundView = view;
     askedThisRound = peersToAsk();
-    if (roundsSinceContact === 1) log.warn({ lostForMs, peers: askedThisRound.length, membership: roundView?.version ?? 0 }, "control plane lost: asking peers");
+    if (roundsSinceContact === 1)
+      log.warn({ lostForMs, peers: askedThisRound.length, membership: roundView?.version ?? 0 }, "control plane lost: asking peers");
     else log.debug({ lostForMs, round: roundsSinceContact }, "control plane still lost: asking peers again");
     const peersAsked = askedThisRound.length;
     const peerAnswers = await askPeers();
@@ -338,7 +354,8 @@ export function createAgent(options: AgentOptions): Agent {
       peerAnswers,
       peersAsked,
     });
-    if (roundsSinceContact === 1 || decision.reason !== lastDecision?.reason) log.warn({ decision, peerAnswers }, `self-fence decision: ${decision.action} (${decision.reason})`);
+    if (roundsSinceContact === 1 || decision.reason !== lastDecision?.reason)
+      log.warn({ decision, peerAnswers }, `self-fence decision: ${decision.action} (${decision.reason})`);
     // Only a verdict from this same loss of the control plane counts as the previous one.
     const previous = roundsSinceContact > 1 ? lastDecision : undefined;
     lastDecision = { ...decision, at: now };
@@ -452,7 +469,10 @@ export function createAgent(options: AgentOptions): Agent {
       heartbeatTick();
       if (!selfFenced) schedule("control-plane", Math.max(0, lastContact + timing.controlPlaneTimeoutMs - clock.now()), checkControlPlane);
       if (options.checksums) schedule("checksums", checksumIntervalMs, checksumTick);
-      log.info({ membership: view?.version ?? 0, contract: contract(), peerUrl: options.peerUrl, heartbeatIntervalMs, feedPeriodMs }, "agent started");
+      log.info(
+        { membership: view?.version ?? 0, contract: contract(), peerUrl: options.peerUrl, heartbeatIntervalMs, feedPeriodMs },
+        "agent started",
+      );
     },
 
     stop: async (how = { clean: true }) => {
@@ -469,11 +489,25 @@ export function createAgent(options: AgentOptions): Agent {
         // The engine may assume this node fenced by time only while the contract holds; it must
         // hear that it no longer does before the watchdog is disarmed.
         seq++;
-        const last: Heartbeat = { v: 1, node, bootId, incarnation, seq, sentAt: Math.floor(clock.now()), contract: withdrawnContract(contract()), stopping: true };
+        const last: Heartbeat = {
+          v: 1,
+          node,
+          bootId,
+          incarnation,
+          seq,
+          sentAt: Math.floor(clock.now()),
+          contract: withdrawnContract(contract()),
+          stopping: true,
+        };
         if (options.peerUrl !== undefined) last.peerUrl = options.peerUrl;
         const withdrawn = (await transport.withdraw?.(last, withdrawTimeoutMs).catch(() => false)) ?? false;
-        if (withdrawn) await watchdog.close().catch((err: unknown) => log.error({ err }, "watchdog magic close failed: the node may be reset"));
-        else log.error({ withdrawTimeoutMs }, "the control plane did not confirm the withdrawal of the contract: the watchdog stays armed and will reset this node");
+        if (withdrawn)
+          await watchdog.close().catch((err: unknown) => log.error({ err }, "watchdog magic close failed: the node may be reset"));
+        else
+          log.error(
+            { withdrawTimeoutMs },
+            "the control plane did not confirm the withdrawal of the contract: the watchdog stays armed and will reset this node",
+          );
       }
       await Promise.allSettled([transport.close(), peers.close()]);
       log.info("agent stopped");

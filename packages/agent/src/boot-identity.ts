@@ -16,7 +16,8 @@ export async function nextIncarnation(path: string): Promise<number> {
   try {
     const text = (await fs.readFile(path, "utf8")).trim();
     previous = Number(text);
-    if (!Number.isSafeInteger(previous) || previous < 0) throw new Error(`${path} does not hold an incarnation number: "${text.slice(0, 40)}"`);
+    if (!Number.isSafeInteger(previous) || previous < 0)
+      throw new Error(`${path} does not hold an incarnation number: "${text.slice(0, 40)}"`);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }

@@ -35,7 +35,9 @@ export async function agentMain(argv: string[], name = "fenceline-agent"): Promi
       console.error(`${name}: ${message}`);
       return 2;
     }
-    console.error(`${name}: ${err instanceof AgentConfigError || isFencelineError(err) || !(err instanceof Error) ? message : (err.stack ?? message)}`);
+    console.error(
+      `${name}: ${err instanceof AgentConfigError || isFencelineError(err) || !(err instanceof Error) ? message : (err.stack ?? message)}`,
+    );
     return 1;
   }
 }

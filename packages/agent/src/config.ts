@@ -92,20 +92,32 @@ const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"
 function strict<T extends z.ZodRawShape>(shape: T) {
   const known = Object.keys(shape).join(", ");
   return z.strictObject(shape, {
-    error: (issue) => (issue.code === "unrecognized_keys" ? `unknown key (known: ${known})` : issue.code === "invalid_type" ? "must be an object" : undefined),
+    error: (issue) =>
+      issue.code === "unrecognized_keys"
+        ? `unknown key (known: ${known})`
+        : issue.code === "invalid_type"
+          ? "must be an object"
+          : undefined,
   });
 }
 
-const text = (max = 4096) => z.string({ error: `must be a non-empty string of at most ${max} characters` }).min(1, `must be a non-empty string of at most ${max} characters`).max(max, `must be a non-empty string of at most ${max} characters`);
+const text = (max = 4096) =>
+  z
+    .string({ error: `must be a non-empty string of at most ${max} characters` })
+    .min(1, `must be a non-empty string of at most ${max} characters`)
+    .max(max, `must be a non-empty string of at most ${max} characters`);
 const texts = (minItems = 0) => z.array(text(), { error: "must be an array" }).min(minItems, `needs at least ${minItems} item(s)`);
 const url = (protocols: readonly string[]) =>
-  text().refine((value) => {
-    try {
-      return protocols.includes(new URL(value).protocol);
-    } catch {
-      return false;
-    }
-  }, `must be a ${protocols.join(" or ")} URL`);
+  text().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    `must be a ${protocols.join(" or ")} URL`,
+  );
 const duration = (min: number) =>
   z.unknown().transform((value, ctx) => {
     const parsed = Duration.safeParse(value);
@@ -121,7 +133,12 @@ const AgentConfigFile = strict({
   nats: strict({ url: url(["nats:", "tls:"]).default("nats://127.0.0.1:4222") }).prefault({}),
   peerListen: strict({
     host: text().default("0.0.0.0"),
-    port: z.number({ error: "must be a port number (0 to 65535)" }).int("must be a port number (0 to 65535)").min(0, "must be a port number (0 to 65535)").max(65535, "must be a port number (0 to 65535)").default(9797),
+    port: z
+      .number({ error: "must be a port number (0 to 65535)" })
+      .int("must be a port number (0 to 65535)")
+      .min(0, "must be a port number (0 to 65535)")
+      .max(65535, "must be a port number (0 to 65535)")
+      .default(9797),
   }).prefault({}),
   peerAdvertiseUrl: url(["http:", "https:"]).optional(),
   peers: z.array(strict({ node: nodeName, url: url(["http:", "https:"]) }), { error: "must be an array" }).default([]),
@@ -134,7 +151,12 @@ const AgentConfigFile = strict({
   }).prefault({}),
   heartbeatInterval: duration(1).prefault("1s"),
   // The policy's agent section (AgentTiming), with this file's messages for a bad duration.
-  timing: strict(Object.fromEntries(Object.keys(AgentTiming.shape).map((key) => [key, duration(0).optional()])) as Record<keyof AgentTiming, z.ZodOptional<ReturnType<typeof duration>>>)
+  timing: strict(
+    Object.fromEntries(Object.keys(AgentTiming.shape).map((key) => [key, duration(0).optional()])) as Record<
+      keyof AgentTiming,
+      z.ZodOptional<ReturnType<typeof duration>>
+    >,
+  )
     .prefault({})
     .transform((timing) => AgentTiming.parse(Object.fromEntries(Object.entries(timing).filter(([, v]) => v !== undefined)))),
   services: z
@@ -158,7 +180,8 @@ type Field = keyof typeof AgentConfigFile.shape;
 /** Every zod issue as "path: message"; an unknown key is one line per key. */
 function issueLines(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): string[] {
   const path = (keys: readonly PropertyKey[]) =>
-    keys.reduce<string>((out, key) => (typeof key === "number" ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), "") || "(root)";
+    keys.reduce<string>((out, key) => (typeof key === "number" ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), "") ||
+    "(root)";
   return issues.flatMap((issue) => {
     const at = [...prefix, ...issue.path];
     if (issue.code === "unrecognized_keys") return issue.keys.map((key) => `${path([...at, key])}: ${issue.message}`);
@@ -185,7 +208,9 @@ function relations(raw: Record<string, unknown>, value: AgentConfigFile, node: s
   if (value.tls && value.peers.some((p) => p.url.startsWith("http:"))) out.push("peers: use https:// URLs when tls is set");
   if (value.tls && value.peerAdvertiseUrl?.startsWith("http:")) out.push("peerAdvertiseUrl: use an https:// URL when tls is set");
   if (value.timing.controlPlaneTimeoutMs <= 3 * value.heartbeatInterval) {
-    out.push(`timing.controlPlaneTimeoutMs: must be more than 3 heartbeat intervals (${3 * value.heartbeatInterval}ms) so that an outage is not mistaken for a partition`);
+    out.push(
+      `timing.controlPlaneTimeoutMs: must be more than 3 heartbeat intervals (${3 * value.heartbeatInterval}ms) so that an outage is not mistaken for a partition`,
+    );
   }
   return out;
 }
@@ -195,11 +220,14 @@ export function parseAgentConfig(raw: unknown, options: { source?: string; hostn
   const source = options.source ?? "(inline)";
   const refused: string[] = [];
   if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "fleetSize" in raw) {
-    refused.push("fleetSize: is no longer supported: the fleet and its size are learned from the control plane (docs/agent.md, Membership); remove it");
+    refused.push(
+      "fleetSize: is no longer supported: the fleet and its size are learned from the control plane (docs/agent.md, Membership); remove it",
+    );
     raw = Object.fromEntries(Object.entries(raw).filter(([key]) => key !== "fleetSize"));
   }
   const parsed = AgentConfigFile.safeParse(raw);
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new AgentConfigError(source, issueLines(parsed.error?.issues ?? []));
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new AgentConfigError(source, issueLines(parsed.error?.issues ?? []));
   const record = raw as Record<string, unknown>;
   const issues = [...refused, ...(parsed.success ? [] : issueLines(parsed.error.issues))];
 

@@ -28,7 +28,8 @@ export function createDeferredAgentTransport(): DeferredAgentTransport {
       commandHandler = handler;
     },
     lookupNodeState: async (node, timeoutMs) => {
-      if (!inner?.lookupNodeState) throw new Error(inner ? "the transport cannot look up node states" : "not connected to the control plane yet");
+      if (!inner?.lookupNodeState)
+        throw new Error(inner ? "the transport cannot look up node states" : "not connected to the control plane yet");
       return inner.lookupNodeState(node, timeoutMs);
     },
     withdraw: async (heartbeat, timeoutMs) => (inner?.withdraw ? inner.withdraw(heartbeat, timeoutMs) : false),

@@ -129,21 +129,24 @@ export function createHttpPeerTransport(options: HttpPeerTransportOptions): Http
               res.resume();
               return noAnswer(`HTTP ${res.statusCode}`);
             }
-            readBody(res).then((text) => {
-              if (text === undefined) {
-                res.destroy();
-                return noAnswer("answer too large");
-              }
-              let json: unknown;
-              try {
-                json = JSON.parse(text);
-              } catch {
-                return noAnswer("answer is not JSON");
-              }
-              const answer = parsePeerAnswer(json);
-              if (!answer.ok) return noAnswer(`invalid answer: ${answer.error}`);
-              resolve(answer.value);
-            }, (err: Error) => noAnswer(err.message));
+            readBody(res).then(
+              (text) => {
+                if (text === undefined) {
+                  res.destroy();
+                  return noAnswer("answer too large");
+                }
+                let json: unknown;
+                try {
+                  json = JSON.parse(text);
+                } catch {
+                  return noAnswer("answer is not JSON");
+                }
+                const answer = parsePeerAnswer(json);
+                if (!answer.ok) return noAnswer(`invalid answer: ${answer.error}`);
+                resolve(answer.value);
+              },
+              (err: Error) => noAnswer(err.message),
+            );
           },
         );
         req.on("error", (err) => noAnswer(err.name === "AbortError" ? `timed out after ${timeoutMs}ms` : err.message));

@@ -30,7 +30,13 @@ export {
   type FallbackRebootWatchdogOptions,
   type RebootRunner,
 } from "./watchdog/fallback-reboot-watchdog.js";
-export { selectWatchdog, watchdogKindOf, SOFTDOG_IDENTITY, type SelectedWatchdog, type WatchdogSelection } from "./watchdog/select-watchdog.js";
+export {
+  selectWatchdog,
+  watchdogKindOf,
+  SOFTDOG_IDENTITY,
+  type SelectedWatchdog,
+  type WatchdogSelection,
+} from "./watchdog/select-watchdog.js";
 export { computeServiceChecksums, createChecksummer, type ChecksumOptions, type ServiceChecksumSpec } from "./checksums.js";
 export { createNatsAgentTransport, requestNodeState, type NatsAgentTransportOptions } from "./nats-transport.js";
 export { gateVerdict, waitForGate, type GateOptions, type GateVerdict } from "./boot-gate.js";

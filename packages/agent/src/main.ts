@@ -94,7 +94,9 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
         selfFenceStore: createFileSelfFenceStore(config.selfFenceFile),
         contactStore: createFileContactStore(config.contactFile),
         log,
-        ...(hasServices ? { checksums: createChecksummer({ services: config.services, commandTimeoutMs: config.checksumCommandTimeoutMs }) } : {}),
+        ...(hasServices
+          ? { checksums: createChecksummer({ services: config.services, commandTimeoutMs: config.checksumCommandTimeoutMs }) }
+          : {}),
       }),
     );
     await agent.start();
@@ -172,7 +174,12 @@ function connectInBackground(options: {
   const loop = (async () => {
     for (let attempt = 1; !stopped; attempt++) {
       try {
-        const connection = await connectNats(url, { name: options.name, timeoutMs: options.timeoutMs, log, inboxPrefix: options.inboxPrefix });
+        const connection = await connectNats(url, {
+          name: options.name,
+          timeoutMs: options.timeoutMs,
+          log,
+          inboxPrefix: options.inboxPrefix,
+        });
         if (stopped) {
           await connection.close();
           break;
@@ -191,7 +198,10 @@ function connectInBackground(options: {
             break;
           }
         } else if (attempt === 1) {
-          log.warn({ url: shownUrl, retryMs: options.retryMs }, `${message}; the agent runs without the control plane (watchdog fed, self-fencing rules apply) and keeps trying`);
+          log.warn(
+            { url: shownUrl, retryMs: options.retryMs },
+            `${message}; the agent runs without the control plane (watchdog fed, self-fencing rules apply) and keeps trying`,
+          );
         } else {
           log.debug({ url: shownUrl, attempt }, message);
         }
@@ -257,7 +267,12 @@ export async function runGate(configPath: string, options: { timeoutMs?: number;
   let nc: NatsConnection | undefined;
   const lookup = async () => {
     if (!nc || nc.isClosed()) {
-      nc = await connectNats(config.nats.url, { name: `fenceline-gate-${config.node}`, timeoutMs: 2_000, log, inboxPrefix: agentInboxPrefix(config.node) });
+      nc = await connectNats(config.nats.url, {
+        name: `fenceline-gate-${config.node}`,
+        timeoutMs: 2_000,
+        log,
+        inboxPrefix: agentInboxPrefix(config.node),
+      });
     }
     return requestNodeState(nc, config.node, 2_000);
   };
@@ -272,7 +287,9 @@ export async function runGate(configPath: string, options: { timeoutMs?: number;
         last = why;
       },
     });
-    process.stdout.write(`fenceline agent --gate: ${config.node} ${verdict.open ? "may start its workloads" : "gave up"}: ${verdict.why}\n`);
+    process.stdout.write(
+      `fenceline agent --gate: ${config.node} ${verdict.open ? "may start its workloads" : "gave up"}: ${verdict.why}\n`,
+    );
     return verdict.open ? 0 : 1;
   } finally {
     await nc?.close().catch(() => {});

@@ -34,7 +34,9 @@ export function createFileMembershipStore(path: string): MembershipViewStore {
 }
 
 /** In memory, for the simulator (the simulator keeps it across a virtual reset, as a disk would). */
-export function createMemoryMembershipViewStore(initial?: MembershipView): MembershipViewStore & { readonly view: MembershipView | undefined } {
+export function createMemoryMembershipViewStore(
+  initial?: MembershipView,
+): MembershipViewStore & { readonly view: MembershipView | undefined } {
   let view = initial;
   return {
     get view() {

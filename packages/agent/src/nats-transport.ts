@@ -22,7 +22,15 @@ const DLQ_SOURCE = "agent";
  * node", or an error (the service could not read FL_NODES).
  */
 const NodeStateReply = z.union([
-  z.object({ v: z.literal(1), node: NodeName, at: z.number(), known: z.literal(true), state: z.string().min(1).max(256), epoch: z.number().int().nonnegative(), since: z.number() }),
+  z.object({
+    v: z.literal(1),
+    node: NodeName,
+    at: z.number(),
+    known: z.literal(true),
+    state: z.string().min(1).max(256),
+    epoch: z.number().int().nonnegative(),
+    since: z.number(),
+  }),
   z.object({ v: z.literal(1), node: NodeName, at: z.number(), known: z.literal(false) }),
   z.object({ v: z.literal(1), node: z.string(), at: z.number(), error: z.string().max(2048) }),
 ]);
@@ -82,7 +90,10 @@ export function createNatsAgentTransport(options: NatsAgentTransportOptions): Ag
     const command = parsed.value;
     // Well-formed but not for this agent: refused, and recorded like any input that does not belong.
     if (command.node !== node || command.kind !== "watchdog.stop") {
-      const reason = command.node !== node ? `${command.kind} for ${command.node} sent to the agent of ${node}` : `the agent does not carry out ${command.kind}`;
+      const reason =
+        command.node !== node
+          ? `${command.kind} for ${command.node} sent to the agent of ${node}`
+          : `the agent does not carry out ${command.kind}`;
       deadLetter(msg, "forbidden", reason);
       return respond({ ok: false, reason });
     }
@@ -96,7 +107,9 @@ export function createNatsAgentTransport(options: NatsAgentTransportOptions): Ag
   };
 
   const subscriptions: Subscription[] = [
-    nc.subscribe(Subjects.heartbeatAck(node), { callback: (err, msg) => (err ? log.warn({ err }, "ack subscription error") : onAckMessage(msg)) }),
+    nc.subscribe(Subjects.heartbeatAck(node), {
+      callback: (err, msg) => (err ? log.warn({ err }, "ack subscription error") : onAckMessage(msg)),
+    }),
     nc.subscribe(Subjects.agentCommand(node), {
       callback: (err, msg) => (err ? log.warn({ err }, "command subscription error") : void onCommandMessage(msg)),
     }),

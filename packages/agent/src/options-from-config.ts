@@ -4,7 +4,19 @@ import type { AgentConfig } from "./config.js";
 /** What a running agent gets from its host rather than its configuration file. */
 export type AgentRuntime = Pick<
   AgentOptions,
-  "bootId" | "incarnation" | "transport" | "peers" | "watchdog" | "watchdogKind" | "clock" | "log" | "membership" | "selfFenceStore" | "contactStore" | "checksums" | "onSelfFence"
+  | "bootId"
+  | "incarnation"
+  | "transport"
+  | "peers"
+  | "watchdog"
+  | "watchdogKind"
+  | "clock"
+  | "log"
+  | "membership"
+  | "selfFenceStore"
+  | "contactStore"
+  | "checksums"
+  | "onSelfFence"
 > & {
   /** The port the peer server really bound (the advertised URL's port when the config says 0). */
   peerPort?: number;
@@ -17,7 +29,12 @@ export type AgentRuntime = Pick<
  */
 export function agentOptionsOf(config: AgentConfig, runtime: AgentRuntime): AgentOptions {
   const { peerPort, ...host } = runtime;
-  const peerUrl = config.peerAdvertiseUrl === undefined ? undefined : peerPort === undefined ? config.peerAdvertiseUrl : withBoundPort(config.peerAdvertiseUrl, peerPort);
+  const peerUrl =
+    config.peerAdvertiseUrl === undefined
+      ? undefined
+      : peerPort === undefined
+        ? config.peerAdvertiseUrl
+        : withBoundPort(config.peerAdvertiseUrl, peerPort);
   return {
     ...host,
     node: config.node,

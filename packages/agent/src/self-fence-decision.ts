@@ -89,17 +89,26 @@ export function decideSelfFence(input: SelfFenceInput): SelfFenceDecision {
 
   const accuser = connected.find((a) => a.verdict === "unhealthy");
   if (accuser) {
-    return { action: "stop-feeding", reason: "marked-unhealthy", detail: `peer ${accuser.peer} reaches the control plane and says this node is unhealthy` };
+    return {
+      action: "stop-feeding",
+      reason: "marked-unhealthy",
+      detail: `peer ${accuser.peer} reaches the control plane and says this node is unhealthy`,
+    };
   }
   const voucher = connected.find((a) => a.verdict === "healthy");
   if (voucher) {
-    return { action: "keep-feeding", reason: "peer-says-healthy", detail: `peer ${voucher.peer} reaches the control plane and says this node is healthy` };
+    return {
+      action: "keep-feeding",
+      reason: "peer-says-healthy",
+      detail: `peer ${voucher.peer} reaches the control plane and says this node is healthy`,
+    };
   }
   if (!view) {
     return {
       action: "keep-feeding",
       reason: "no-membership",
-      detail: "no membership view learned yet: the engine cannot assume this node fenced by time, so it does not fence itself for want of a majority",
+      detail:
+        "no membership view learned yet: the engine cannot assume this node fenced by time, so it does not fence itself for want of a majority",
     };
   }
 

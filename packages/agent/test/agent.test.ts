@@ -64,7 +64,19 @@ describe("agent: heartbeats and feeding", () => {
     const h = createHarness();
     const slow = new VirtualWatchdog({ clock: h.clock, timeoutMs: TIMING.watchdogTimeoutMs + 1 });
     expect(() =>
-      createAgent({ node: "a", bootId: "b", incarnation: 1, timing: TIMING, heartbeatIntervalMs: HEARTBEAT_MS, transport: h.transport, peers: h.network.transportFor("a"), watchdog: slow, watchdogKind: "hardware", clock: h.clock, log: silentLog }),
+      createAgent({
+        node: "a",
+        bootId: "b",
+        incarnation: 1,
+        timing: TIMING,
+        heartbeatIntervalMs: HEARTBEAT_MS,
+        transport: h.transport,
+        peers: h.network.transportFor("a"),
+        watchdog: slow,
+        watchdogKind: "hardware",
+        clock: h.clock,
+        log: silentLog,
+      }),
     ).toThrow(/safe time/);
   });
 });
@@ -266,10 +278,18 @@ describe("agent: answering peers", () => {
     await h.agent.start();
     await h.clock.advanceSettling(3_000);
     const asker = h.network.transportFor("b");
-    expect(await asker.ask({ node: "a" }, { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "reachable", verdict: "unknown" });
+    expect(await asker.ask({ node: "a" }, { from: "b", about: "b" }, 1_000)).toEqual({
+      node: "a",
+      controlPlane: "reachable",
+      verdict: "unknown",
+    });
     h.setControlPlane(false);
     await h.clock.advanceSettling(2 * HEARTBEAT_MS + 1);
-    expect(await asker.ask({ node: "a" }, { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "lost", verdict: "unknown" });
+    expect(await asker.ask({ node: "a" }, { from: "b", about: "b" }, 1_000)).toEqual({
+      node: "a",
+      controlPlane: "lost",
+      verdict: "unknown",
+    });
   });
 
   it("looks the asking node's state up when the transport can", async () => {
@@ -277,7 +297,11 @@ describe("agent: answering peers", () => {
     h.scriptPeer("b", { controlPlane: "lost" });
     await h.agent.start();
     const asker = h.network.transportFor("b");
-    expect(await asker.ask({ node: "a" }, { from: "b", about: "b" }, 1_000)).toEqual({ node: "a", controlPlane: "reachable", verdict: "unhealthy" });
+    expect(await asker.ask({ node: "a" }, { from: "b", about: "b" }, 1_000)).toEqual({
+      node: "a",
+      controlPlane: "reachable",
+      verdict: "unhealthy",
+    });
     expect(await asker.ask({ node: "a" }, { from: "c", about: "c" }, 1_000)).toMatchObject({ verdict: "healthy" });
   });
 });
@@ -299,7 +323,11 @@ describe("agent: membership learned from the control plane", () => {
     const h = createHarness();
     await h.agent.start();
     await h.clock.advanceSettling(2 * HEARTBEAT_MS);
-    const grown = createMembershipView(2, true, ["a", "b", "c", "d", "e", "f", "g"].map((node) => ({ node })));
+    const grown = createMembershipView(
+      2,
+      true,
+      ["a", "b", "c", "d", "e", "f", "g"].map((node) => ({ node })),
+    );
     h.serveView(grown);
     await h.clock.advanceSettling(2 * HEARTBEAT_MS);
     expect(h.agent.state().membership?.version).toBe(2);
@@ -312,7 +340,9 @@ describe("agent: membership learned from the control plane", () => {
     h.scriptPeer("c", { controlPlane: "lost" });
     h.setControlPlane(false);
     await h.clock.advanceSettling(DECISION_BOUND + 1);
-    expect(h.agent.state().selfFenced?.reason).toBe("partitioned-minority: only 3 of 7 votes (this node + 2 peer(s)) lost the control plane: not a strict majority of 7 member(s)");
+    expect(h.agent.state().selfFenced?.reason).toBe(
+      "partitioned-minority: only 3 of 7 votes (this node + 2 peer(s)) lost the control plane: not a strict majority of 7 member(s)",
+    );
   });
 
   it("without a view it never fences itself for want of a majority, and reports version 0", async () => {
@@ -356,7 +386,11 @@ describe("agent: membership learned from the control plane", () => {
   it("asks each member at the URL it advertised, or the address book's", async () => {
     const clock = new VirtualClock(1_000_000);
     const asked: Array<{ node: string; url?: string }> = [];
-    const view = createMembershipView(3, true, [{ node: "a" }, { node: "b", peerUrl: "http://10.0.0.2:9797" }, { node: "c", peerUrl: "http://10.0.0.3:9797" }]);
+    const view = createMembershipView(3, true, [
+      { node: "a" },
+      { node: "b", peerUrl: "http://10.0.0.2:9797" },
+      { node: "c", peerUrl: "http://10.0.0.3:9797" },
+    ]);
     const agent = createAgent({
       node: "a",
       bootId: "boot-1",
@@ -364,7 +398,10 @@ describe("agent: membership learned from the control plane", () => {
       timing: TIMING,
       heartbeatIntervalMs: HEARTBEAT_MS,
       membership: createMemoryMembershipViewStore(view),
-      addressBook: [{ node: "c", url: "http://192.168.1.3:9797" }, { node: "zz", url: "http://192.168.1.99:9797" }],
+      addressBook: [
+        { node: "c", url: "http://192.168.1.3:9797" },
+        { node: "zz", url: "http://192.168.1.99:9797" },
+      ],
       peerUrl: "http://10.0.0.1:9797",
       transport: createMemoryAgentTransport({ controlPlaneReachable: () => false }),
       peers: { ask: async (peer) => void asked.push(peer), serve: () => {}, close: async () => {} },

@@ -6,13 +6,26 @@ import { describe, expect, it } from "vitest";
 // The agent runs on every node as the safety daemon: what it carries must be the agent and what
 // the agent needs, never the simulator, the visualizer, the chaos lab or the control plane.
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const FORBIDDEN = ["@fenceline/cli", "@fenceline/sim", "@fenceline/visualizer", "@fenceline/kube-lab", "@fenceline/engine", "@fenceline/detectors", "@fenceline/actuators", "@fenceline/kubernetes"];
+const FORBIDDEN = [
+  "@fenceline/cli",
+  "@fenceline/sim",
+  "@fenceline/visualizer",
+  "@fenceline/kube-lab",
+  "@fenceline/engine",
+  "@fenceline/detectors",
+  "@fenceline/actuators",
+  "@fenceline/kubernetes",
+];
 
 type Manifest = { name: string; bin?: Record<string, string>; dependencies?: Record<string, string> };
 
 /** Every workspace package by name: its directory and package.json. */
 function workspace(): Map<string, { dir: string; manifest: Manifest }> {
-  const dirs = [...readdirSync(join(ROOT, "packages")).map((d) => join(ROOT, "packages", d)), join(ROOT, "streams"), join(ROOT, "statecharts")];
+  const dirs = [
+    ...readdirSync(join(ROOT, "packages")).map((d) => join(ROOT, "packages", d)),
+    join(ROOT, "streams"),
+    join(ROOT, "statecharts"),
+  ];
   const out = new Map<string, { dir: string; manifest: Manifest }>();
   for (const dir of dirs) {
     const file = join(dir, "package.json");
@@ -41,9 +54,14 @@ function dependencyClosure(name: string): string[] {
 
 // A static import or re-export that stays at run time (`import type` and `export type` vanish), a
 // side-effect import, or a dynamic import().
-const IMPORTS = [/(?:^|\n)\s*(?:import|export)\s+(?!type\s)[\s\S]*?\sfrom\s+["']([^"']+)["']/g, /(?:^|\n)\s*import\s+["']([^"']+)["']/g, /\bimport\(\s*["']([^"']+)["']\s*\)/g];
+const IMPORTS = [
+  /(?:^|\n)\s*(?:import|export)\s+(?!type\s)[\s\S]*?\sfrom\s+["']([^"']+)["']/g,
+  /(?:^|\n)\s*import\s+["']([^"']+)["']/g,
+  /\bimport\(\s*["']([^"']+)["']\s*\)/g,
+];
 
-const packageOf = (specifier: string) => (specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
+const packageOf = (specifier: string) =>
+  specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!;
 
 /**
  * The module graph from `entry` (TypeScript sources; workspace packages through their `source`

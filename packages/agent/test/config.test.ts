@@ -28,7 +28,10 @@ describe("agent config", () => {
   it("parses a full config with durations and services", () => {
     const config = parseAgentConfig({
       node: "w1",
-      peers: [{ node: "w2", url: "http://10.0.0.2:9797" }, { node: "w3", url: "http://10.0.0.3:9797" }],
+      peers: [
+        { node: "w2", url: "http://10.0.0.2:9797" },
+        { node: "w3", url: "http://10.0.0.3:9797" },
+      ],
       peerListen: { host: "10.0.0.1" },
       heartbeatInterval: "500ms",
       timing: { controlPlaneTimeoutMs: "3s", peerRoundMs: 1500 },
@@ -75,9 +78,13 @@ describe("agent config", () => {
 
   it("advertises an https URL with tls, and refuses a plain one", () => {
     const tls = { keyFile: "k", certFile: "c", caFile: "ca" };
-    expect(parseAgentConfig({ node: "w1", tls, peerListen: { host: "10.0.0.1", port: 9443 } }).peerAdvertiseUrl).toBe("https://10.0.0.1:9443");
+    expect(parseAgentConfig({ node: "w1", tls, peerListen: { host: "10.0.0.1", port: 9443 } }).peerAdvertiseUrl).toBe(
+      "https://10.0.0.1:9443",
+    );
     expect(parseAgentConfig({ node: "w1", peerListen: { host: "fd00::1" } }).peerAdvertiseUrl).toBe("http://[fd00::1]:9797");
-    expect(() => parseAgentConfig({ node: "w1", tls, peerAdvertiseUrl: "http://10.0.0.1:9797" })).toThrow(/peerAdvertiseUrl: use an https:\/\/ URL when tls is set/);
+    expect(() => parseAgentConfig({ node: "w1", tls, peerAdvertiseUrl: "http://10.0.0.1:9797" })).toThrow(
+      /peerAdvertiseUrl: use an https:\/\/ URL when tls is set/,
+    );
   });
 
   it("says what is wrong with each key, in words, and names every unknown key with the keys it knows (zod schema)", () => {

@@ -9,7 +9,11 @@ import { silentLog } from "./helpers/silent-log.js";
 
 const NODES = ["a", "b", "c", "d", "e"];
 /** What the control plane serves in its acks: the agents learn the fleet from it. */
-const VIEW = createMembershipView(1, true, NODES.map((node) => ({ node })));
+const VIEW = createMembershipView(
+  1,
+  true,
+  NODES.map((node) => ({ node })),
+);
 
 /** Five real agents in memory: `sideOf` splits the peer network, `controlPlane` says who reaches NATS. */
 async function startFleet() {

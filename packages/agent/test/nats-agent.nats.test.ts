@@ -42,7 +42,11 @@ async function configFor(node: string, watchdogIdentity?: string) {
     peerListen: { host: "127.0.0.1", port: 0 },
     heartbeatInterval: "100ms",
     timing: { controlPlaneTimeoutMs: "1s", peerRoundMs: "500ms", watchdogTimeoutMs: "1500ms", marginMs: "1s" },
-    watchdog: { path: join(nodeDir, "watchdog"), fallbackRebootCommand: null, ...(watchdogIdentity !== undefined ? { sysfsDir: join(nodeDir, "sysfs") } : {}) },
+    watchdog: {
+      path: join(nodeDir, "watchdog"),
+      fallbackRebootCommand: null,
+      ...(watchdogIdentity !== undefined ? { sysfsDir: join(nodeDir, "sysfs") } : {}),
+    },
     services: { app: { files: [join(nodeDir, "app.conf")] } },
     stateDir: nodeDir,
     bootIdFile: join(nodeDir, "boot_id"),
@@ -84,7 +88,11 @@ describe("agent over a real nats-server", () => {
       expect(first.seq).toBeLessThanOrEqual(1);
       expect(first.checksums?.app).toMatch(/^[0-9a-f]{64}$/);
       // A plain file resets nothing, and the contract says so.
-      expect(first.contract).toMatchObject({ watchdog: { kind: "none", timeoutMs: 1_500 }, heartbeatIntervalMs: 100, membershipVersion: 0 });
+      expect(first.contract).toMatchObject({
+        watchdog: { kind: "none", timeoutMs: 1_500 },
+        heartbeatIntervalMs: 100,
+        membershipVersion: 0,
+      });
       expect(first.peerUrl).toBe(`http://127.0.0.1:${running.peerAddress.port}`);
     } finally {
       await running.shutdown("test");
@@ -96,7 +104,10 @@ describe("agent over a real nats-server", () => {
   });
 
   it("reports the driver's kind from its sysfs identity: softdog, or hardware for any other driver", async () => {
-    for (const [node, identity, kind] of [["soft", "Software Watchdog", "softdog"], ["hard", "iTCO_wdt", "hardware"]] as const) {
+    for (const [node, identity, kind] of [
+      ["soft", "Software Watchdog", "softdog"],
+      ["hard", "iTCO_wdt", "hardware"],
+    ] as const) {
       const config = await configFor(node, identity);
       const detector = ackHeartbeats(node);
       const running = await startAgent(config, silentLog);
@@ -123,9 +134,18 @@ describe("agent over a real nats-server", () => {
     const detector = ackHeartbeats("n2");
     const running = await startAgent(config, silentLog);
     const command = (epoch: number) => ({
-      v: 1, id: `cmd-${epoch}`, node: "n2", epoch, kind: "watchdog.stop", issuedAt: Date.now(), deadline: Date.now() + 10_000, causedBy: 1, params: { reason: "test" },
+      v: 1,
+      id: `cmd-${epoch}`,
+      node: "n2",
+      epoch,
+      kind: "watchdog.stop",
+      issuedAt: Date.now(),
+      deadline: Date.now() + 10_000,
+      causedBy: 1,
+      params: { reason: "test" },
     });
-    const send = async (body: unknown) => (await nc.request(Subjects.agentCommand("n2"), JSON.stringify(body), { timeout: 2_000 })).json<{ ok: boolean; reason?: string }>();
+    const send = async (body: unknown) =>
+      (await nc.request(Subjects.agentCommand("n2"), JSON.stringify(body), { timeout: 2_000 })).json<{ ok: boolean; reason?: string }>();
     // The agent connects in the background: wait until it answers at all.
     for (let until = Date.now() + 10_000; ; ) {
       try {

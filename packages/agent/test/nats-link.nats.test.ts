@@ -29,7 +29,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-
 async function configFor(node: string, natsUrl: string, peers: Array<{ node: string; url: string }> = []) {
   const nodeDir = join(dir, node);
   await mkdir(nodeDir, { recursive: true });
@@ -108,7 +107,9 @@ describe("the agent's NATS link", () => {
   it("refuses to start on a membership file it cannot read", async () => {
     const config = await configFor("corrupt", `nats://127.0.0.1:${await freePort()}`);
     await writeFile(config.membershipFile, "{ not json");
-    await expect(startAgent(config, silentLog, { connectRetryMs: 200, connectTimeoutMs: 300 })).rejects.toThrow(/membership\.json is not JSON/);
+    await expect(startAgent(config, silentLog, { connectRetryMs: 200, connectTimeoutMs: 300 })).rejects.toThrow(
+      /membership\.json is not JSON/,
+    );
   });
 
   it("keeps retrying the first connection and heartbeats once nats-server is up", async () => {
@@ -154,7 +155,11 @@ describe("the agent's NATS link", () => {
         if (node === "broken") return void msg.respond(JSON.stringify({ v: 1, node, at: Date.now(), error: "cannot read FL_NODES" }));
         if (node === "garbage") return void msg.respond("{");
         const state = states[node];
-        msg.respond(JSON.stringify(state ? { v: 1, node, at: Date.now(), known: true, state, epoch: 2, since: 1 } : { v: 1, node, at: Date.now(), known: false }));
+        msg.respond(
+          JSON.stringify(
+            state ? { v: 1, node, at: Date.now(), known: true, state, epoch: 2, since: 1 } : { v: 1, node, at: Date.now(), known: false },
+          ),
+        );
       },
     });
 

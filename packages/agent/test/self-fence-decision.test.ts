@@ -3,10 +3,19 @@ import { createMembershipView } from "@fenceline/contracts";
 import { decideSelfFence, type PeerReport, type SelfFenceInput } from "../src/self-fence-decision.js";
 
 const lost = (peer: string): PeerReport => ({ peer, controlPlane: "lost" });
-const connected = (peer: string, verdict?: PeerReport["verdict"]): PeerReport => ({ peer, controlPlane: "reachable", ...(verdict ? { verdict } : {}) });
+const connected = (peer: string, verdict?: PeerReport["verdict"]): PeerReport => ({
+  peer,
+  controlPlane: "reachable",
+  ...(verdict ? { verdict } : {}),
+});
 
 /** A view of `n` members a, b, c, …; this node is "a". */
-const fleet = (n: number, witness = true) => createMembershipView(1, witness, Array.from({ length: n }, (_, i) => ({ node: String.fromCharCode(97 + i) })));
+const fleet = (n: number, witness = true) =>
+  createMembershipView(
+    1,
+    witness,
+    Array.from({ length: n }, (_, i) => ({ node: String.fromCharCode(97 + i) })),
+  );
 
 function decide(overrides: Partial<SelfFenceInput>) {
   return decideSelfFence({
@@ -86,13 +95,17 @@ describe("decideSelfFence: edge cases", () => {
   it("exactly half is not a majority without the witness: stop", () => {
     expect(decide({ view: fleet(4, false), peersAsked: 3, peerAnswers: [lost("b")] }).reason).toBe("partitioned-minority");
     expect(decide({ view: fleet(6, false), peersAsked: 5, peerAnswers: [lost("b"), lost("c")] }).reason).toBe("partitioned-minority");
-    expect(decide({ view: fleet(6, false), peersAsked: 5, peerAnswers: [lost("b"), lost("c"), lost("d")] }).reason).toBe("control-plane-outage");
+    expect(decide({ view: fleet(6, false), peersAsked: 5, peerAnswers: [lost("b"), lost("c"), lost("d")] }).reason).toBe(
+      "control-plane-outage",
+    );
   });
 
   it("with the witness, half of an even fleet is a minority (the control plane's side wins), and more than half still an outage", () => {
     const half = decide({ view: fleet(4), peersAsked: 3, peerAnswers: [lost("b")] });
     expect(half.reason).toBe("partitioned-minority");
-    expect(half.detail).toBe("only 2 of 5 votes (this node + 1 peer(s)) lost the control plane: not a strict majority of 4 member(s) + the control plane's witness vote");
+    expect(half.detail).toBe(
+      "only 2 of 5 votes (this node + 1 peer(s)) lost the control plane: not a strict majority of 4 member(s) + the control plane's witness vote",
+    );
     expect(decide({ view: fleet(4), peersAsked: 3, peerAnswers: [lost("b"), lost("c")] }).reason).toBe("control-plane-outage");
   });
 
@@ -130,14 +143,20 @@ describe("decideSelfFence: the detail (the agent's fence record quotes it) names
   });
 
   it("the peer that vouched", () => {
-    expect(decide({ peerAnswers: [connected("b", "healthy")] }).detail).toBe("peer b reaches the control plane and says this node is healthy");
+    expect(decide({ peerAnswers: [connected("b", "healthy")] }).detail).toBe(
+      "peer b reaches the control plane and says this node is healthy",
+    );
   });
 
   it("the group that lost the control plane, and connected peers without a verdict only when there are some", () => {
-    expect(decide({ peerAnswers: [lost("b")] }).detail).toBe("only 2 of 5 votes (this node + 1 peer(s)) lost the control plane: not a strict majority of 5 member(s)");
+    expect(decide({ peerAnswers: [lost("b")] }).detail).toBe(
+      "only 2 of 5 votes (this node + 1 peer(s)) lost the control plane: not a strict majority of 5 member(s)",
+    );
     expect(decide({ peerAnswers: [lost("b"), connected("c")] }).detail).toBe(
       "only 2 of 5 votes (this node + 1 peer(s)) lost the control plane: not a strict majority of 5 member(s); 1 connected peer(s) without a verdict do not count",
     );
-    expect(decide({ peerAnswers: [lost("b"), lost("c")] }).detail).toBe("3 of 5 votes (this node + 2 peer(s)) lost the control plane: a majority of 5 member(s)");
+    expect(decide({ peerAnswers: [lost("b"), lost("c")] }).detail).toBe(
+      "3 of 5 votes (this node + 2 peer(s)) lost the control plane: a majority of 5 member(s)",
+    );
   });
 });

@@ -79,7 +79,13 @@ describe("createFallbackRebootWatchdog", () => {
   it("is disarmed by close", async () => {
     const clock = new VirtualClock(1_000_000);
     let runs = 0;
-    const wd = createFallbackRebootWatchdog({ timeoutMs: 1_000, rebootCommand: ["true"], clock, log: silentLog, runReboot: async () => ({ ok: true, output: String(++runs) }) });
+    const wd = createFallbackRebootWatchdog({
+      timeoutMs: 1_000,
+      rebootCommand: ["true"],
+      clock,
+      log: silentLog,
+      runReboot: async () => ({ ok: true, output: String(++runs) }),
+    });
     await wd.start();
     await wd.close();
     await clock.advanceSettling(10_000);
@@ -95,7 +101,9 @@ describe("selectWatchdog", () => {
     const common = { timeoutMs: 10_000, clock, log: silentLog, fallbackRebootCommand: ["systemctl", "reboot", "-f"] };
     expect((await selectWatchdog({ ...common, path })).kind).toBe("device");
     expect((await selectWatchdog({ ...common, path: join(dir, "missing") })).kind).toBe("fallback");
-    await expect(selectWatchdog({ ...common, path: join(dir, "missing"), fallbackRebootCommand: null })).rejects.toThrow(/no watchdog device/);
+    await expect(selectWatchdog({ ...common, path: join(dir, "missing"), fallbackRebootCommand: null })).rejects.toThrow(
+      /no watchdog device/,
+    );
   });
 });
 

@@ -2,7 +2,6 @@ import { humanOutput, intOption, parse, printJson, table, UsageError } from "@fe
 import { INTERPRETER_NAMES, type Interpreter } from "@fenceline/engine";
 import { benchReplay, type InterpreterRun } from "./replay-bench.js";
 
-
 const USAGE = `usage: fenceline bench replay [--events N] [--nodes N] [--seed N] [--interpreter both|fast|xstate] [--json]
        fenceline bench recovery [options]   (fenceline bench recovery --help)
        fenceline bench throughput|fleet|restart|ownership [options]   (… --help; see docs/scale.md)
@@ -37,7 +36,13 @@ export async function benchCommand(argv: string[], context: BenchContext): Promi
   if (argv[0] === "ownership") return (await import("./ownership.js")).benchOwnership(argv);
   const { values, positionals } = parse(
     argv,
-    { events: { type: "string" }, nodes: { type: "string" }, seed: { type: "string" }, interpreter: { type: "string" }, json: { type: "boolean" } },
+    {
+      events: { type: "string" },
+      nodes: { type: "string" },
+      seed: { type: "string" },
+      interpreter: { type: "string" },
+      json: { type: "boolean" },
+    },
     USAGE,
   );
   if (values.help) return (console.log(USAGE), 0);
@@ -46,13 +51,17 @@ export async function benchCommand(argv: string[], context: BenchContext): Promi
   const nodes = int(values.nodes, "nodes", 2_000, 1);
   const seed = int(values.seed, "seed", 1, 0);
   const which = (values.interpreter as string | undefined) ?? "both";
-  if (!["both", "fast", "xstate"].includes(which)) throw new UsageError(`--interpreter must be both, fast or xstate, got "${which}"\n\n${USAGE}`);
+  if (!["both", "fast", "xstate"].includes(which))
+    throw new UsageError(`--interpreter must be both, fast or xstate, got "${which}"\n\n${USAGE}`);
   const interpreters: Interpreter[] = which === "both" ? ["xstate", "fast"] : [which as Interpreter];
   const r = benchReplay({ events, nodes, seed, interpreters });
   const byName = Object.fromEntries(r.runs.map((run) => [run.interpreter, run])) as Partial<Record<Interpreter, InterpreterRun>>;
   const best = r.runs.reduce((a, b) => (b.eventsPerSec > a.eventsPerSec ? b : a));
   const ratio = byName.fast && byName.xstate ? Math.round((100 * byName.fast.eventsPerSec) / byName.xstate.eventsPerSec) / 100 : null;
-  const mix = Object.entries(r.eventTypes).sort((a, b) => b[1] - a[1]).map(([type, n]) => `${type} ${((100 * n) / r.events).toFixed(1)}%`).join(", ");
+  const mix = Object.entries(r.eventTypes)
+    .sort((a, b) => b[1] - a[1])
+    .map(([type, n]) => `${type} ${((100 * n) / r.events).toFixed(1)}%`)
+    .join(", ");
   humanOutput(values.json).write(
     `${table(
       [
@@ -75,7 +84,12 @@ export async function benchCommand(argv: string[], context: BenchContext): Promi
     )}\nevent mix: ${mix}\n`,
   );
   if (values.json) {
-    const interpretersJson = Object.fromEntries(r.runs.map((run) => [run.interpreter, { eventsPerSec: run.eventsPerSec, elapsedMs: run.elapsedMs, cpuMs: run.cpuMs, divergences: run.divergences }]));
+    const interpretersJson = Object.fromEntries(
+      r.runs.map((run) => [
+        run.interpreter,
+        { eventsPerSec: run.eventsPerSec, elapsedMs: run.elapsedMs, cpuMs: run.cpuMs, divergences: run.divergences },
+      ]),
+    );
     printJson({ events: r.events, eventsPerSec: best.eventsPerSec, elapsedMs: best.elapsedMs, interpreters: interpretersJson, ratio });
   }
   return r.divergences === 0 ? 0 : 1;

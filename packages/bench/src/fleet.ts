@@ -56,7 +56,10 @@ export type FleetResult = {
 
 /** `fenceline up` as a child process: `fencelineBin` is the built CLI (the bench does not depend on it; the CLI says where it is). */
 async function startControlPlane(fencelineBin: string, url: string): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [fencelineBin, "up", "--server", url, "--metrics-port", "0"], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env } });
+  const child = spawn(process.execPath, [fencelineBin, "up", "--server", url, "--metrics-port", "0"], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env },
+  });
   let stderr = "";
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -196,13 +199,23 @@ export async function runFleetBench(options: {
       while (victims.some((v) => !missedAt.has(v)) && Date.now() < deadline) await sleep(50);
       const cpu3 = processCpuMs(pid);
       const detectMs = Date.now() - killedAt;
-      const latencies = victims.filter((v) => missedAt.has(v)).map((v) => missedAt.get(v)! - lastSent.get(v)!).sort((a, b) => a - b);
+      const latencies = victims
+        .filter((v) => missedAt.has(v))
+        .map((v) => missedAt.get(v)! - lastSent.get(v)!)
+        .sort((a, b) => a - b);
       const pct = (p: number) => percentile(latencies, p);
-      const decided = victims.filter((v) => decidedAt.has(v)).map((v) => decidedAt.get(v)! - lastSent.get(v)!).sort((a, b) => a - b);
-      const engineLag = victims.filter((v) => decidedAt.has(v)).map((v) => missedAt.get(v)! - decidedAt.get(v)!).sort((a, b) => a - b);
+      const decided = victims
+        .filter((v) => decidedAt.has(v))
+        .map((v) => decidedAt.get(v)! - lastSent.get(v)!)
+        .sort((a, b) => a - b);
+      const engineLag = victims
+        .filter((v) => decidedAt.has(v))
+        .map((v) => missedAt.get(v)! - decidedAt.get(v)!)
+        .sort((a, b) => a - b);
       const rssEnd = processRssMb(pid);
       say(`${latencies.length} of ${victims.length} silent agents detected`);
-      const cpuPercent = (a: number | null, b: number | null, ms: number) => (a === null || b === null ? null : Math.round(((b - a) / ms) * 1000) / 10);
+      const cpuPercent = (a: number | null, b: number | null, ms: number) =>
+        a === null || b === null ? null : Math.round(((b - a) / ms) * 1000) / 10;
       return {
         nodes: names.length,
         killed: victims.length,
@@ -236,7 +249,18 @@ const ratioOrNull = (a: number | null, b: number) => (a === null ? null : ratio(
 
 /** `fenceline bench fleet`: exit code 1 when an agent that went silent was never detected. */
 export async function benchFleet(argv: string[], context: BenchContext): Promise<number> {
-  const values = parseBench(argv, "fleet", { nodes: { type: "string" }, kill: { type: "string" }, connections: { type: "string" }, steady: { type: "string" }, json: { type: "boolean" } }, USAGE);
+  const values = parseBench(
+    argv,
+    "fleet",
+    {
+      nodes: { type: "string" },
+      kill: { type: "string" },
+      connections: { type: "string" },
+      steady: { type: "string" },
+      json: { type: "boolean" },
+    },
+    USAGE,
+  );
   if (!values) return 0;
   const nodes = int(values.nodes, "nodes", 10_000, 1);
   const r = await runFleetBench({
@@ -257,9 +281,18 @@ export async function benchFleet(argv: string[], context: BenchContext): Promise
         ["agents", `${r.nodes} at 1 Hz (${r.heartbeatsPerSec} heartbeats/s measured)`],
         ["all joined after", ms(r.joinMs)],
         ["silent agents", `${r.killed}, detected ${r.detected}`],
-        ["detection p50 / p99 / max", `${ms(r.detectionP50Ms)} / ${ms(r.detectionP99Ms)} / ${ms(r.detectionMaxMs)} (heartbeat timeout ${r.timeoutMs} ms; target p99 ≤ ${r.timeoutMs + 1_000} ms)`],
-        ["  of which detector", `${ms(r.detectorP50Ms)} / ${ms(r.detectorP99Ms)} (last heartbeat → heartbeat.missed event; it checks every ${r.timeoutMs / 5} ms)`],
-        ["  of which the rest", `${ms(r.engineP50Ms)} / ${ms(r.engineP99Ms)} (event time → audit record seen: the detector publishes, the engine folds and audits)`],
+        [
+          "detection p50 / p99 / max",
+          `${ms(r.detectionP50Ms)} / ${ms(r.detectionP99Ms)} / ${ms(r.detectionMaxMs)} (heartbeat timeout ${r.timeoutMs} ms; target p99 ≤ ${r.timeoutMs + 1_000} ms)`,
+        ],
+        [
+          "  of which detector",
+          `${ms(r.detectorP50Ms)} / ${ms(r.detectorP99Ms)} (last heartbeat → heartbeat.missed event; it checks every ${r.timeoutMs / 5} ms)`,
+        ],
+        [
+          "  of which the rest",
+          `${ms(r.engineP50Ms)} / ${ms(r.engineP99Ms)} (event time → audit record seen: the detector publishes, the engine folds and audits)`,
+        ],
         ["control-plane CPU, steady", pct(r.cpuPercentSteady)],
         ["control-plane CPU, detecting", pct(r.cpuPercentDetection)],
         ["control-plane RSS", r.rssMb === null ? "n/a" : `${r.rssMb} MiB (peak ${r.peakRssMb} MiB; target < 1024 MiB)`],
@@ -269,8 +302,36 @@ export async function benchFleet(argv: string[], context: BenchContext): Promise
     )}\n`,
   );
   if (values.json) {
-    const { nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs } = r;
-    printJson({ nodes: n, killed, detected, detectionP50Ms, detectionP99Ms, detectionMaxMs, timeoutMs, cpuPercentSteady, cpuPercentDetection, rssMb, peakRssMb, joinMs, p99ToTarget, peakRssToLimit });
+    const {
+      nodes: n,
+      killed,
+      detected,
+      detectionP50Ms,
+      detectionP99Ms,
+      detectionMaxMs,
+      timeoutMs,
+      cpuPercentSteady,
+      cpuPercentDetection,
+      rssMb,
+      peakRssMb,
+      joinMs,
+    } = r;
+    printJson({
+      nodes: n,
+      killed,
+      detected,
+      detectionP50Ms,
+      detectionP99Ms,
+      detectionMaxMs,
+      timeoutMs,
+      cpuPercentSteady,
+      cpuPercentDetection,
+      rssMb,
+      peakRssMb,
+      joinMs,
+      p99ToTarget,
+      peakRssToLimit,
+    });
   }
   return r.detected === r.killed ? 0 : 1;
 }

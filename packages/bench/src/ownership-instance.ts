@@ -28,7 +28,14 @@ const engine = await runEngine({
   partitions: args.partitions,
   onPartitions: (owned) => send({ type: "owned", owned, at: Date.now() }),
   onBatch: (outcome, partition) =>
-    send({ type: "batch", partition, applied: outcome.applied.map((a) => a.seq), nodes: outcome.applied.map((a) => a.node), skipped: outcome.skipped, at: Date.now() }),
+    send({
+      type: "batch",
+      partition,
+      applied: outcome.applied.map((a) => a.seq),
+      nodes: outcome.applied.map((a) => a.node),
+      skipped: outcome.skipped,
+      at: Date.now(),
+    }),
 });
 send({ type: "ready", owned: engine.partitions(), at: Date.now() });
 process.on("message", (message) => {

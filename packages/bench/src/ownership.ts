@@ -38,7 +38,15 @@ const CLUSTER_PARTITIONS = 6;
 const INSTANCE_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "ownership-instance.js");
 
 type Mode = "leases" | "pinned";
-export type Checks = { events: number; audited: number; missing: number; duplicateAudits: number; orderViolations: number; redeliveries: number; appliedTwice: number };
+export type Checks = {
+  events: number;
+  audited: number;
+  missing: number;
+  duplicateAudits: number;
+  orderViolations: number;
+  redeliveries: number;
+  appliedTwice: number;
+};
 export type KillResult = {
   spreadBefore: number[];
   victimPartitions: number;
@@ -71,7 +79,13 @@ class Run {
   }
 
   spawn(id: string): Instance {
-    const args: InstanceArgs = { url: this.url, instanceId: id, ownership: this.options.mode, leaseMs: this.options.leaseMs, partitions: this.options.partitions };
+    const args: InstanceArgs = {
+      url: this.url,
+      instanceId: id,
+      ownership: this.options.mode,
+      leaseMs: this.options.leaseMs,
+      partitions: this.options.partitions,
+    };
     const child = fork(INSTANCE_SCRIPT, [JSON.stringify(args)], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
     let ready!: () => void;
     const instance: Instance = { id, child, alive: true, owned: [], ready: new Promise((resolve) => (ready = resolve)) };
@@ -157,7 +171,9 @@ class Run {
 
   /** FL_AUDIT against FL_EVENTS, and redeliveries from the instances' batch reports. */
   async checks(jsm: JetStreamManager): Promise<Checks> {
-    const events = (await readAll(jsm, Streams.events)).filter((m) => parseMessage(NodeEvent, m.data, { knownTypes: NODE_EVENT_TYPES }).ok).map((m) => m.seq);
+    const events = (await readAll(jsm, Streams.events))
+      .filter((m) => parseMessage(NodeEvent, m.data, { knownTypes: NODE_EVENT_TYPES }).ok)
+      .map((m) => m.seq);
     const audit = (await readAll(jsm, Streams.audit)).map((m) => JSON.parse(new TextDecoder().decode(m.data)) as AuditRecord);
     const audited = new Map<number, number>();
     for (const r of audit) audited.set(r.seq, (audited.get(r.seq) ?? 0) + 1);
@@ -194,7 +210,8 @@ async function readAll(jsm: JetStreamManager, stream: string): Promise<StoredMsg
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (xs: number[]) => (xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!);
-const percentile = (xs: number[], q: number) => (xs.length === 0 ? 0 : [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!);
+const percentile = (xs: number[], q: number) =>
+  xs.length === 0 ? 0 : [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
 
 async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -205,7 +222,11 @@ async function waitUntil(what: string, condition: () => boolean | Promise<boolea
 }
 
 const provision = (nc: NatsConnection, mode: Mode, leaseMs: number, partitions: number, replicas: number) =>
-  provisionStreams(nc, { partitions, replicas, ...(mode === "pinned" ? { ownership: { kind: "pinned" as const, pinnedTimeoutMs: leaseMs } } : {}) });
+  provisionStreams(nc, {
+    partitions,
+    replicas,
+    ...(mode === "pinned" ? { ownership: { kind: "pinned" as const, pinnedTimeoutMs: leaseMs } } : {}),
+  });
 
 async function killScenario(mode: Mode, options: { leaseMs: number; rate: number; nodes: number }, log: Logger): Promise<KillResult> {
   const server = await startNatsServer({ log });
@@ -257,9 +278,23 @@ async function killScenario(mode: Mode, options: { leaseMs: number; rate: number
 async function restartScenario(mode: Mode, options: { leaseMs: number; rate: number; nodes: number }, log: Logger): Promise<RestartResult> {
   const cluster = await startNatsCluster(`bench-${mode}`, { log });
   const nc = await connectNats(cluster.url, { name: "bench-ownership" });
-  const run = new Run(nc, cluster.url, { mode, leaseMs: options.leaseMs, partitions: CLUSTER_PARTITIONS, nodes: options.nodes, rate: options.rate });
+  const run = new Run(nc, cluster.url, {
+    mode,
+    leaseMs: options.leaseMs,
+    partitions: CLUSTER_PARTITIONS,
+    nodes: options.nodes,
+    rate: options.rate,
+  });
   try {
-    await waitUntil("JetStream to place R3 assets", () => provision(nc, mode, options.leaseMs, CLUSTER_PARTITIONS, 3).then(() => true, () => false), 60_000);
+    await waitUntil(
+      "JetStream to place R3 assets",
+      () =>
+        provision(nc, mode, options.leaseMs, CLUSTER_PARTITIONS, 3).then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
     for (const id of ["a", "b", "c"]) await run.spawn(id).ready;
     run.startPublishing();
     await waitUntil("every partition to have an owner", () => run.owners().size === CLUSTER_PARTITIONS, 10 * options.leaseMs);
@@ -286,12 +321,19 @@ async function restartScenario(mode: Mode, options: { leaseMs: number; rate: num
     let ownerChanges = 0;
     const current = new Map(ownersBefore);
     for (const change of run.ownerChanges.slice(changesBefore)) {
-      for (const p of change.owned) if (current.get(p) !== change.instance) (current.set(p, change.instance), (ownerChanges += 1));
+      for (const p of change.owned) if (current.get(p) !== change.instance) current.set(p, change.instance), (ownerChanges += 1);
     }
     const appliedAt = new Map<number, number>();
     for (const b of run.batches) for (const s of b.applied) if (!appliedAt.has(s)) appliedAt.set(s, b.at);
-    const delays = [...run.publishedAt].filter(([, at]) => at >= killedAt - 1_000).map(([seq, at]) => (appliedAt.get(seq) ?? Date.now()) - at);
-    return { ownerChanges, maxDelayMs: delays.length > 0 ? Math.max(...delays) : 0, p99DelayMs: percentile(delays, 0.99), checks: await run.checks(jsm) };
+    const delays = [...run.publishedAt]
+      .filter(([, at]) => at >= killedAt - 1_000)
+      .map(([seq, at]) => (appliedAt.get(seq) ?? Date.now()) - at);
+    return {
+      ownerChanges,
+      maxDelayMs: delays.length > 0 ? Math.max(...delays) : 0,
+      p99DelayMs: percentile(delays, 0.99),
+      checks: await run.checks(jsm),
+    };
   } finally {
     await run.stop();
     await nc.close().catch(() => {});
@@ -299,7 +341,13 @@ async function restartScenario(mode: Mode, options: { leaseMs: number; rate: num
   }
 }
 
-export async function runOwnershipBench(options: { leaseMs: number; rate: number; nodes: number; modes: Mode[]; progress?: (line: string) => void }): Promise<OwnershipResult> {
+export async function runOwnershipBench(options: {
+  leaseMs: number;
+  rate: number;
+  nodes: number;
+  modes: Mode[];
+  progress?: (line: string) => void;
+}): Promise<OwnershipResult> {
   const log = createLogger("bench", { level: "error" });
   const probe = await startNatsServer({ log, jetstream: false });
   const pnc = await connectNats(probe.url, { name: "bench-ownership-version" });
@@ -321,7 +369,18 @@ const int = (value: unknown, name: string, fallback: number, min: number) => int
 
 /** `fenceline bench ownership`: exit code 1 when an event was lost or audited out of order. */
 export async function benchOwnership(argv: string[]): Promise<number> {
-  const values = parseBench(argv, "ownership", { "lease-ms": { type: "string" }, rate: { type: "string" }, nodes: { type: "string" }, mode: { type: "string" }, json: { type: "boolean" } }, USAGE);
+  const values = parseBench(
+    argv,
+    "ownership",
+    {
+      "lease-ms": { type: "string" },
+      rate: { type: "string" },
+      nodes: { type: "string" },
+      mode: { type: "string" },
+      json: { type: "boolean" },
+    },
+    USAGE,
+  );
   if (!values) return 0;
   const mode = (values.mode as string | undefined) ?? "both";
   const modes: Mode[] = mode === "both" ? ["leases", "pinned"] : mode === "leases" || mode === "pinned" ? [mode] : [];
@@ -337,15 +396,25 @@ export async function benchOwnership(argv: string[]): Promise<number> {
     progress: (line) => out.write(`bench ownership: ${line}\n`),
   });
   const ms = (v: number | null) => (v === null ? "-" : `${v} ms`);
-  const checks = (c: Checks) => `${c.events} events, ${c.missing} not audited, ${c.duplicateAudits} audited twice, ${c.orderViolations} out of order`;
-  const rows: string[][] = [["nats-server", r.natsServerVersion], ["lease / priority_timeout", `${r.leaseMs} ms; ${r.rate} events/s`]];
+  const checks = (c: Checks) =>
+    `${c.events} events, ${c.missing} not audited, ${c.duplicateAudits} audited twice, ${c.orderViolations} out of order`;
+  const rows: string[][] = [
+    ["nats-server", r.natsServerVersion],
+    ["lease / priority_timeout", `${r.leaseMs} ms; ${r.rate} events/s`],
+  ];
   for (const m of modes) {
     const x = r[m]!;
     rows.push(
       [`${m}: spread before the kill`, x.kill.spreadBefore.join(" / ")],
-      [`${m}: takeover after kill -9`, `median ${ms(x.kill.takeoverMs.median)}, max ${ms(x.kill.takeoverMs.max)} over ${x.kill.victimPartitions} partitions${x.kill.takeoverMs.untaken ? `, ${x.kill.takeoverMs.untaken} never` : ""}`],
+      [
+        `${m}: takeover after kill -9`,
+        `median ${ms(x.kill.takeoverMs.median)}, max ${ms(x.kill.takeoverMs.max)} over ${x.kill.victimPartitions} partitions${x.kill.takeoverMs.untaken ? `, ${x.kill.takeoverMs.untaken} never` : ""}`,
+      ],
       [`${m}: redeliveries (kill)`, `${x.kill.checks.redeliveries} (applied twice: ${x.kill.checks.appliedTwice})`],
-      [`${m}: idle partitions unowned`, `${x.kill.idleUnownedAfterMs.unowned} of ${PARTITIONS}, ${x.kill.idleUnownedAfterMs.afterMs} ms after their owner died`],
+      [
+        `${m}: idle partitions unowned`,
+        `${x.kill.idleUnownedAfterMs.unowned} of ${PARTITIONS}, ${x.kill.idleUnownedAfterMs.afterMs} ms after their owner died`,
+      ],
       [`${m}: audit (kill)`, checks(x.kill.checks)],
       [`${m}: server restart: owner changes`, String(x.restart.ownerChanges)],
       [`${m}: server restart: event delay`, `p99 ${x.restart.p99DelayMs} ms, max ${x.restart.maxDelayMs} ms`],
@@ -355,6 +424,8 @@ export async function benchOwnership(argv: string[]): Promise<number> {
   }
   out.write(`${table(rows, ["OWNERSHIP BENCHMARK", ""])}\n`);
   if (values.json) printJson(r);
-  const bad = modes.some((m) => [r[m]!.kill.checks, r[m]!.restart.checks].some((c) => c.missing > 0 || c.orderViolations > 0 || c.duplicateAudits > 0));
+  const bad = modes.some((m) =>
+    [r[m]!.kill.checks, r[m]!.restart.checks].some((c) => c.missing > 0 || c.orderViolations > 0 || c.duplicateAudits > 0),
+  );
   return bad ? 1 : 0;
 }

@@ -139,7 +139,14 @@ export async function benchRecovery(argv: string[]): Promise<number> {
     for (const o of outcomes) for (const v of o.violations) process.stderr.write(`${model} case ${o.caseId} (${o.node}): ${v}\n`);
   }
   if (values.json) {
-    const models = summaries.map(({ name, p50Ms, p99Ms, maxMs, neverRecovered, violations }) => ({ name, p50Ms, p99Ms, maxMs, neverRecovered, violations }));
+    const models = summaries.map(({ name, p50Ms, p99Ms, maxMs, neverRecovered, violations }) => ({
+      name,
+      p50Ms,
+      p99Ms,
+      maxMs,
+      neverRecovered,
+      violations,
+    }));
     printJson({ models });
   }
   return summaries.some((s) => s.violations > 0) ? 1 : 0;
@@ -154,7 +161,10 @@ async function benchRecoveryReal(values: Record<string, unknown>): Promise<numbe
   const seed = int(values.seed, "seed", 1, 0);
   const horizon = values.horizon === undefined ? 7 : Number(values.horizon);
   if (!(horizon > 0)) throw new UsageError(`--horizon must be a positive number of minutes\n\n${USAGE}`);
-  if (2 * concurrent > nodes) throw new UsageError(`--concurrent ${concurrent} needs at least ${2 * concurrent} nodes (a healthy majority and a spare node per replica)\n\n${USAGE}`);
+  if (2 * concurrent > nodes)
+    throw new UsageError(
+      `--concurrent ${concurrent} needs at least ${2 * concurrent} nodes (a healthy majority and a spare node per replica)\n\n${USAGE}`,
+    );
   const out = humanOutput(values.json as boolean | undefined);
   const r = await runRealRecoveryBench({
     cases,
@@ -172,7 +182,15 @@ async function benchRecoveryReal(values: Record<string, unknown>): Promise<numbe
     `Kubernetes ${r.kubernetesVersion} (real control plane${r.controlPlaneStartMs === null ? ", given" : `, ready in ${(r.controlPlaneStartMs / 1000).toFixed(1)} s`}), hard crashes of machines running a StatefulSet replica (ReadWriteOnce CSI volume), horizon ${(r.horizonMs / 60_000).toFixed(1)} min, ${(r.wallMs / 1000).toFixed(0)} s in all`,
     "",
     table(
-      r.models.map((s) => [s.name, String(s.crashes), s === k8s ? never(s) : secs(s.p50Ms), secs(s.p99Ms), secs(s.maxMs), `${s.neverRecovered}/${s.crashes}`, String(s.violations)]),
+      r.models.map((s) => [
+        s.name,
+        String(s.crashes),
+        s === k8s ? never(s) : secs(s.p50Ms),
+        secs(s.p99Ms),
+        secs(s.maxMs),
+        `${s.neverRecovered}/${s.crashes}`,
+        String(s.violations),
+      ]),
       ["MODEL", "CRASHES", "P50", "P99", "MAX", "NEVER RECOVERED", "VIOLATIONS"],
     ),
     "",
@@ -187,7 +205,8 @@ async function benchRecoveryReal(values: Record<string, unknown>): Promise<numbe
       ? `, detected ${ms(o.detectedAfterMs)}, fencing confirmed ${ms(o.fencedAfterMs)}, out-of-service taint ${ms(o.taintAfterMs)}, pod marked for deletion ${ms(o.evictedAfterMs)}; floor +${ms(o.overFloorMs)} (Fenceline's share ${ms(o.fencelineShareMs)})`
       : `, pod marked for deletion after ${secs(o.evictedAfterMs ?? null)}`);
   process.stderr.write(`\nper crash:\n${[...r.outcomes.fenceline, ...r.outcomes.kubernetes].map(detail).join("\n")}\n`);
-  for (const [model, vs] of Object.entries(r.violations)) for (const v of vs) process.stderr.write(`${model}: ${v.invariant}: ${v.detail}\n`);
+  for (const [model, vs] of Object.entries(r.violations))
+    for (const v of vs) process.stderr.write(`${model}: ${v.invariant}: ${v.detail}\n`);
   if (values.json) {
     printJson({
       kubernetesVersion: r.kubernetesVersion,

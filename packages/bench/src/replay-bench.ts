@@ -34,7 +34,9 @@ export type ReplayBenchResult = {
  * audit record. Only the replays are timed, each separately. The history's audit is written
  * with xstate's own `transition()`, so the fast run is also a check that the two agree.
  */
-export function benchReplay(options: HistoryOptions & { events: number; chunk?: number; interpreters?: readonly Interpreter[] }): ReplayBenchResult {
+export function benchReplay(
+  options: HistoryOptions & { events: number; chunk?: number; interpreters?: readonly Interpreter[] },
+): ReplayBenchResult {
   const generator = new HistoryGenerator(options);
   const runs = (options.interpreters ?? ["fast"]).map((interpreter) => ({
     interpreter,

@@ -55,10 +55,22 @@ export async function runRestartBench(options: { nodes: number; runs: number }):
       await Promise.all(
         names.slice(i, i + 1_000).map((node, j) => {
           const at = start + i + j;
-          const joined = createEvent("node.joined", { id: `j:${node}`, node, at, source: "bench", data: { bootId: `${node}-b1`, incarnation: 1 } }) as NodeEvent;
+          const joined = createEvent("node.joined", {
+            id: `j:${node}`,
+            node,
+            at,
+            source: "bench",
+            data: { bootId: `${node}-b1`, incarnation: 1 },
+          }) as NodeEvent;
           let snapshot = fold(decider, null, joined, ++seq).snapshot;
           if ((i + j) % 10 === 0) {
-            const missed = createEvent("heartbeat.missed", { id: `m:${node}`, node, at: at + 5_000, source: "bench", data: { lastSeenAt: at + 2_000, bootId: `${node}-b1` } }) as NodeEvent;
+            const missed = createEvent("heartbeat.missed", {
+              id: `m:${node}`,
+              node,
+              at: at + 5_000,
+              source: "bench",
+              data: { lastSeenAt: at + 2_000, bootId: `${node}-b1` },
+            }) as NodeEvent;
             snapshot = fold(decider, snapshot, missed, ++seq).snapshot;
           }
           return kv.put(node, JSON.stringify(snapshot));
@@ -95,7 +107,9 @@ export async function runRestartBench(options: { nodes: number; runs: number }):
       runsMs.push(Math.round(performance.now() - started));
       const resumed = engine.core.snapshots().length;
       if (resumed !== options.nodes || engine.partitions().length !== eventPartitions()) {
-        throw new Error(`run ${run + 1}: resumed ${resumed} of ${options.nodes} nodes and ${engine.partitions().length} of ${eventPartitions()} partitions`);
+        throw new Error(
+          `run ${run + 1}: resumed ${resumed} of ${options.nodes} nodes and ${engine.partitions().length} of ${eventPartitions()} partitions`,
+        );
       }
       timers = engine.timers.pending().length;
       heapMb = Math.round(process.memoryUsage().heapUsed / 1_048_576);
@@ -156,7 +170,10 @@ export async function benchRestart(argv: string[]): Promise<number> {
       [
         ["nodes (snapshots)", String(r.nodes)],
         ["partitions", String(r.partitions)],
-        ["engine start to resumed", `${r.resumeMs} ms median (runs: ${r.runsMs.join(", ")} ms): leases claimed, snapshots loaded, consumers checked and consuming`],
+        [
+          "engine start to resumed",
+          `${r.resumeMs} ms median (runs: ${r.runsMs.join(", ")} ms): leases claimed, snapshots loaded, consumers checked and consuming`,
+        ],
         ["timers re-armed", String(r.timers)],
         ["listing the snapshots", `${r.listMs} ms (one ordered consumer, last value per key)`],
         ["  readNodeSnapshots", `${r.readerMs} ms (the same, every value parsed: what fenceline nodes and ui read)`],

@@ -47,7 +47,9 @@ export async function runSameWrites(options: {
     options.outputs === "pipeline"
       ? {
           publish: async (list) =>
-            (await pipeline.publish(list.map((o) => (o.type === "command" ? commandMessage(o.command) : auditMessage(o.record))))).map((a) => (a instanceof Error ? a : null)),
+            (await pipeline.publish(list.map((o) => (o.type === "command" ? commandMessage(o.command) : auditMessage(o.record))))).map(
+              (a) => (a instanceof Error ? a : null),
+            ),
         }
       : createJetStreamOutputs(pipeline, fastBatches);
   const snapshots = createKvSnapshotStore(await new Kvm(nc).open(Buckets.nodes), nc, pipeline);
@@ -78,7 +80,15 @@ export async function runSameWrites(options: {
   }
 
   for (let p = 0; p < options.partitions; p++) {
-    const consumer = jetStreamPartitionConsumer({ partition: p, name: Consumers.enginePartition(p), nc, js, jsm, log, maxMessages: 2 * options.batchSize });
+    const consumer = jetStreamPartitionConsumer({
+      partition: p,
+      name: Consumers.enginePartition(p),
+      nc,
+      js,
+      jsm,
+      log,
+      maxMessages: 2 * options.batchSize,
+    });
     await consumer.prepare(false);
     const queue: EventMessage[] = [];
     let wake: (() => void) | undefined;

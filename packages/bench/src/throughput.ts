@@ -69,7 +69,12 @@ export type ThroughputResult = {
   serverCpuMsPerKEvent: { bare: number | null; sameWrites: number | null; engine: number | null };
 };
 
-export async function runThroughputBench(options: { events: number; nodes: number; batch: number; seed: number }): Promise<ThroughputResult> {
+export async function runThroughputBench(options: {
+  events: number;
+  nodes: number;
+  batch: number;
+  seed: number;
+}): Promise<ThroughputResult> {
   const log = createLogger("bench", { level: "warn" });
   return withBenchNats(log, async ({ server, connect }) => {
     const nc = await connect("bench-throughput");
@@ -105,23 +110,38 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
     /** Empty output streams and fresh partition consumers: every run writes what the first one did. */
     const reset = async () => {
       for (let p = 0; p < partitions; p++) await jsm.consumers.delete(Streams.events, Consumers.enginePartition(p)).catch(() => {});
-      for (const stream of [Streams.audit, Streams.commands, `KV_${Buckets.nodes}`, `KV_${Buckets.leases}`]) await jsm.streams.delete(stream).catch(() => {});
+      for (const stream of [Streams.audit, Streams.commands, `KV_${Buckets.nodes}`, `KV_${Buckets.leases}`])
+        await jsm.streams.delete(stream).catch(() => {});
       await provisionStreams(nc);
     };
-    const measured = <T>(run: () => Promise<T>) => async () => {
-      const cpu = process.cpuUsage();
-      const serverCpu = processCpuMs(server.pid);
-      const started = performance.now();
-      const value = await run();
-      const ms = performance.now() - started;
-      const used = process.cpuUsage(cpu);
-      const serverAfter = processCpuMs(server.pid);
-      return { value, perSec: items.length / (ms / 1000), ms, cpuMs: (used.user + used.system) / 1000, serverMs: serverCpu !== null && serverAfter !== null ? serverAfter - serverCpu : null };
-    };
+    const measured =
+      <T>(run: () => Promise<T>) =>
+      async () => {
+        const cpu = process.cpuUsage();
+        const serverCpu = processCpuMs(server.pid);
+        const started = performance.now();
+        const value = await run();
+        const ms = performance.now() - started;
+        const used = process.cpuUsage(cpu);
+        const serverAfter = processCpuMs(server.pid);
+        return {
+          value,
+          perSec: items.length / (ms / 1000),
+          ms,
+          cpuMs: (used.user + used.system) / 1000,
+          serverMs: serverCpu !== null && serverAfter !== null ? serverAfter - serverCpu : null,
+        };
+      };
 
     const bare = async (run: number) => {
       const name = `bench-bare-${run}`;
-      await jsm.consumers.add(Streams.events, { durable_name: name, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: Subjects.eventAll, max_ack_pending: 20_000 });
+      await jsm.consumers.add(Streams.events, {
+        durable_name: name,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: Subjects.eventAll,
+        max_ack_pending: 20_000,
+      });
       const bnc = await connect(name);
       const consumer = await jetstream(bnc).consumers.get(Streams.events, name);
       const r = await measured(async () => {
@@ -202,7 +222,13 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       const audit: AuditRecord[] = await readAuditRecords(nc);
       for (const record of audit) {
         const want = expected.get(record.seq);
-        if (!want || want.from !== record.from || want.to !== record.to || want.commands.map((c) => c.id).join() !== record.commands.map((c) => c.id).join()) stats.divergences += 1;
+        if (
+          !want ||
+          want.from !== record.from ||
+          want.to !== record.to ||
+          want.commands.map((c) => c.id).join() !== record.commands.map((c) => c.id).join()
+        )
+          stats.divergences += 1;
       }
       stats.divergences += Math.max(0, items.length - audit.length);
       stats.audit = audit.length;
@@ -259,7 +285,11 @@ export async function runThroughputBench(options: { events: number; nodes: numbe
       snapshotWrites,
       commands,
       audit: audit.length,
-      clientCpuMsPerKEvent: { bare: perK((before.cpuMs + after.cpuMs) / 2)!, sameWrites: perK((writesBefore.cpuMs + writesAfter.cpuMs) / 2)!, engine: perK((engine1.cpuMs + engine2.cpuMs) / 2)! },
+      clientCpuMsPerKEvent: {
+        bare: perK((before.cpuMs + after.cpuMs) / 2)!,
+        sameWrites: perK((writesBefore.cpuMs + writesAfter.cpuMs) / 2)!,
+        engine: perK((engine1.cpuMs + engine2.cpuMs) / 2)!,
+      },
       serverCpuMsPerKEvent: {
         bare: perK(mean(before.serverMs, after.serverMs)),
         sameWrites: perK(mean(writesBefore.serverMs, writesAfter.serverMs)),
@@ -284,7 +314,18 @@ function ceilingOf(r: ThroughputResult): string {
 
 /** `fenceline bench throughput`: returns the exit code (1 when the engine's audit diverged from the history). */
 export async function benchThroughput(argv: string[]): Promise<number> {
-  const values = parseBench(argv, "throughput", { events: { type: "string" }, nodes: { type: "string" }, batch: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" } }, USAGE);
+  const values = parseBench(
+    argv,
+    "throughput",
+    {
+      events: { type: "string" },
+      nodes: { type: "string" },
+      batch: { type: "string" },
+      seed: { type: "string" },
+      json: { type: "boolean" },
+    },
+    USAGE,
+  );
   if (!values) return 0;
   // Both loops run in this process: under the engine process's own V8 flags (ENGINE_NODE_FLAGS),
   // so this process runs the benchmark again with them when it was started without.
@@ -304,19 +345,34 @@ export async function benchThroughput(argv: string[]): Promise<number> {
         ["node flags", `${process.execArgv.join(" ") || "none"} (the engine process's, for every loop)`],
         ["nats-server", r.natsServerVersion],
         ["bare consume + ack", `${r.bareEventsPerSec} events/s (runs: ${r.bareRuns.join(", ")})`],
-        ["same writes, no deciding", `${r.sameWritesEventsPerSec} events/s (runs: ${r.sameWritesRuns.join(", ")}); outputs in fast batches`],
+        [
+          "same writes, no deciding",
+          `${r.sameWritesEventsPerSec} events/s (runs: ${r.sameWritesRuns.join(", ")}); outputs in fast batches`,
+        ],
         [
           "  with a PubAck per output",
           `${r.sameWritesPerMessageAckEventsPerSec} events/s; CPU / 1000 events: client ${cpu(r.sameWritesPerMessageAckCpu.client)}, nats-server ${cpu(r.sameWritesPerMessageAckCpu.server)} (the floor before fast batches)`,
         ],
-        ["engine", `${r.engineEventsPerSec} events/s (runs: ${r.engineRuns.join(", ")}; ${r.engineMs} ms, of which start ${r.engineStartMs} ms)`],
+        [
+          "engine",
+          `${r.engineEventsPerSec} events/s (runs: ${r.engineRuns.join(", ")}; ${r.engineMs} ms, of which start ${r.engineStartMs} ms)`,
+        ],
         ["ratio engine / bare", String(r.ratio)],
         ["ratio engine / same writes", `${r.ratioToSameWrites} (target ≥ 0.8)`],
         ["fold alone, in memory", `${r.foldOnlyEventsPerSec} events/s`],
         ["engine batches", `${r.batches}, ${r.meanBatch} events each on average`],
-        ["JetStream writes", `${r.audit} audit records, ${r.commands} commands, ${r.snapshotWrites} snapshots (coalesced from ${r.events}), ${r.batches} acks`],
-        ["client CPU / 1000 events", `bare ${cpu(r.clientCpuMsPerKEvent.bare)}, same writes ${cpu(r.clientCpuMsPerKEvent.sameWrites)}, engine ${cpu(r.clientCpuMsPerKEvent.engine)}`],
-        ["nats-server CPU / 1000 events", `bare ${cpu(r.serverCpuMsPerKEvent.bare)}, same writes ${cpu(r.serverCpuMsPerKEvent.sameWrites)}, engine ${cpu(r.serverCpuMsPerKEvent.engine)}`],
+        [
+          "JetStream writes",
+          `${r.audit} audit records, ${r.commands} commands, ${r.snapshotWrites} snapshots (coalesced from ${r.events}), ${r.batches} acks`,
+        ],
+        [
+          "client CPU / 1000 events",
+          `bare ${cpu(r.clientCpuMsPerKEvent.bare)}, same writes ${cpu(r.clientCpuMsPerKEvent.sameWrites)}, engine ${cpu(r.clientCpuMsPerKEvent.engine)}`,
+        ],
+        [
+          "nats-server CPU / 1000 events",
+          `bare ${cpu(r.serverCpuMsPerKEvent.bare)}, same writes ${cpu(r.serverCpuMsPerKEvent.sameWrites)}, engine ${cpu(r.serverCpuMsPerKEvent.engine)}`,
+        ],
         ["CPU-bound ceiling", ceilingOf(r)],
         ["audit vs history", r.divergences === 0 ? "identical" : `${r.divergences} divergences`],
       ],

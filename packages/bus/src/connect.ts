@@ -65,7 +65,10 @@ export function natsConnectionOptions(url: string, options: ConnectOptions): Nod
   let pass: string | undefined;
   let token: string | undefined;
   let tlsScheme = false;
-  for (const raw of url.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of url
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const parsed = parseServer(raw);
     servers.push(parsed.server);
     tlsScheme ||= parsed.tls;

@@ -21,7 +21,13 @@ export interface ConsumedMessage {
 }
 
 /** Where an invalid input goes (stream FL_DLQ, `fl.dlq.<source>`), with a stable id per input. */
-export type DeadLetterSink = (letter: { subject: string; data: Uint8Array; reason: DeadLetter["reason"]; error: string; msgID: string }) => Promise<void>;
+export type DeadLetterSink = (letter: {
+  subject: string;
+  data: Uint8Array;
+  reason: DeadLetter["reason"];
+  error: string;
+  msgID: string;
+}) => Promise<void>;
 
 /** A zod schema, as contracts' `parseMessage` takes it (bus does not depend on zod itself). */
 export type MessageSchema = Parameters<typeof parseMessage>[0];
@@ -60,7 +66,13 @@ export function createSettler<S extends MessageSchema, M extends ConsumedMessage
     const parsed = parseMessage(options.schema, msg.data, parseOptions);
     if (!parsed.ok) {
       try {
-        await options.deadLetters({ subject: msg.subject, data: msg.data, reason: parsed.reason, error: parsed.error, msgID: `dlq:${stream}:${msg.seq}` });
+        await options.deadLetters({
+          subject: msg.subject,
+          data: msg.data,
+          reason: parsed.reason,
+          error: parsed.error,
+          msgID: `dlq:${stream}:${msg.seq}`,
+        });
         msg.term();
       } catch (err) {
         // Not recorded anywhere yet: keep the message and try again later.
@@ -74,7 +86,10 @@ export function createSettler<S extends MessageSchema, M extends ConsumedMessage
       msg.ack();
     } catch (err) {
       const delayMs = nakDelay(msg.info.deliveryCount);
-      log.error({ err, subject: msg.subject, seq: msg.seq, deliveryCount: msg.info.deliveryCount, delayMs }, "handler failed; message will be redelivered");
+      log.error(
+        { err, subject: msg.subject, seq: msg.seq, deliveryCount: msg.info.deliveryCount, delayMs },
+        "handler failed; message will be redelivered",
+      );
       msg.nak(delayMs);
     }
   };

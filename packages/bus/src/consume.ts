@@ -72,7 +72,11 @@ export function consumeValidated<S extends MessageSchema>(options: ConsumeValida
     handle: options.handle,
     ...(options.nakDelayMs ? { nakDelayMs: options.nakDelayMs } : {}),
   });
-  const dispatcher = createDispatcher<JsMsg>({ settle, concurrency: options.concurrency ?? 1, ...(options.keyOf ? { keyOf: options.keyOf } : {}) });
+  const dispatcher = createDispatcher<JsMsg>({
+    settle,
+    concurrency: options.concurrency ?? 1,
+    ...(options.keyOf ? { keyOf: options.keyOf } : {}),
+  });
 
   const loop = async () => {
     while (!stopped) {

@@ -38,14 +38,20 @@ export function createFastBatchPublisher(nc: NatsConnection, options: { timeoutM
     open.delete(id);
     clearTimeout(batch.timer);
     let error: Error | null | undefined;
-    for (let i = 0; i < batch.results.length; i++) if (batch.results[i] === undefined) batch.results[i] = error === undefined ? (error = rest()) : error;
+    for (let i = 0; i < batch.results.length; i++)
+      if (batch.results[i] === undefined) batch.results[i] = error === undefined ? (error = rest()) : error;
     batch.done();
   };
 
   const sub = nc.subscribe(`${inbox}.>`, {
     callback: (err: Error | null, m: Msg) => {
       if (err) {
-        for (const [id, batch] of open) finish(id, batch, () => new FencelineError(ErrorCode.NatsUnavailable, `JetStream batch acknowledgements: ${err.message}`, { cause: err }));
+        for (const [id, batch] of open)
+          finish(
+            id,
+            batch,
+            () => new FencelineError(ErrorCode.NatsUnavailable, `JetStream batch acknowledgements: ${err.message}`, { cause: err }),
+          );
         return;
       }
       const rest = m.subject.slice(inbox.length + 1);
@@ -54,17 +60,35 @@ export function createFastBatchPublisher(nc: NatsConnection, options: { timeoutM
       if (!batch) return;
       if (m.data.length === 0) {
         const code = m.headers?.code ?? 0;
-        finish(id, batch, () => new FencelineError(ErrorCode.NatsUnavailable, code === 503 ? "no responders: the stream is not available (503)" : `JetStream answered with status ${code}`));
+        finish(
+          id,
+          batch,
+          () =>
+            new FencelineError(
+              ErrorCode.NatsUnavailable,
+              code === 503 ? "no responders: the stream is not available (503)" : `JetStream answered with status ${code}`,
+            ),
+        );
         return;
       }
-      let reply: { type?: string; seq?: number; count?: number; batch?: string; last_seq?: number; error?: { code?: number; err_code?: number; description?: string } };
+      let reply: {
+        type?: string;
+        seq?: number;
+        count?: number;
+        batch?: string;
+        last_seq?: number;
+        error?: { code?: number; err_code?: number; description?: string };
+      };
       try {
         reply = JSON.parse(new TextDecoder().decode(m.data)) as typeof reply;
       } catch {
         return;
       }
       const refusal = (e: NonNullable<typeof reply.error>) =>
-        new JetStreamPublishError(`JetStream refused the message: ${e.description ?? "error"} (${e.code ?? "?"}${e.err_code ? `/${e.err_code}` : ""})`, e.err_code ?? 0);
+        new JetStreamPublishError(
+          `JetStream refused the message: ${e.description ?? "error"} (${e.code ?? "?"}${e.err_code ? `/${e.err_code}` : ""})`,
+          e.err_code ?? 0,
+        );
       if (reply.type === "ack") return;
       if (reply.type === "err" && reply.seq && reply.error) {
         if (batch.results[reply.seq - 1] === undefined) batch.results[reply.seq - 1] = refusal(reply.error);
@@ -94,13 +118,24 @@ export function createFastBatchPublisher(nc: NatsConnection, options: { timeoutM
   return {
     publish(messages) {
       if (messages.length === 0) return Promise.resolve([]);
-      if (closed || nc.isClosed()) return Promise.resolve(messages.map(() => closed ?? new FencelineError(ErrorCode.NatsUnavailable, "the NATS connection is closed")));
+      if (closed || nc.isClosed())
+        return Promise.resolve(
+          messages.map(() => closed ?? new FencelineError(ErrorCode.NatsUnavailable, "the NATS connection is closed")),
+        );
       const id = `${prefix}${(next++).toString(36)}`;
       return new Promise((resolve) => {
         const batch: Open = {
           results: new Array(messages.length).fill(undefined),
           done: () => resolve(batch.results as Array<Error | null>),
-          timer: setTimeout(() => finish(id, batch, () => new FencelineError(ErrorCode.Timeout, `no JetStream acknowledgement of the batch within ${timeoutMs} ms`)), timeoutMs),
+          timer: setTimeout(
+            () =>
+              finish(
+                id,
+                batch,
+                () => new FencelineError(ErrorCode.Timeout, `no JetStream acknowledgement of the batch within ${timeoutMs} ms`),
+              ),
+            timeoutMs,
+          ),
         };
         open.set(id, batch);
         const last = messages.length - 1;
@@ -112,7 +147,10 @@ export function createFastBatchPublisher(nc: NatsConnection, options: { timeoutM
           // Operation: 0 start, 1 append, 2 commit (a one-message batch commits at once).
           const op = i === last ? 2 : i === 0 ? 0 : 1;
           try {
-            nc.publish(subject, typeof data === "string" ? Buffer.from(data) : data, { headers: h, reply: `${inbox}.${id}.${FLOW}.fail.${i + 1}.${op}.$FI` });
+            nc.publish(subject, typeof data === "string" ? Buffer.from(data) : data, {
+              headers: h,
+              reply: `${inbox}.${id}.${FLOW}.fail.${i + 1}.${op}.$FI`,
+            });
           } catch (err) {
             finish(id, batch, () => (err instanceof Error ? err : new Error(String(err))));
             return;

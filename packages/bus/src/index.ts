@@ -8,7 +8,15 @@ export {
   type ClusterOptions,
 } from "./nats-server.js";
 export { startNatsCluster, type NatsCluster } from "./nats-cluster.js";
-export { publishEvent, publishCommand, publishAudit, publishDeadLetter, commandMessage, auditMessage, type DeadLetterOptions } from "./publish.js";
+export {
+  publishEvent,
+  publishCommand,
+  publishAudit,
+  publishDeadLetter,
+  commandMessage,
+  auditMessage,
+  type DeadLetterOptions,
+} from "./publish.js";
 export { createFastBatchPublisher, type FastBatchPublisher } from "./fast-batch.js";
 export {
   createJetStreamPipeline,

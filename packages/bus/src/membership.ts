@@ -28,12 +28,15 @@ export function createKvMembershipStore(kv: KV): MembershipStore {
       const entry = await kv.get(MEMBERSHIP_KEY);
       if (!entry || entry.operation !== "PUT") return { view: null, revision: entry?.revision ?? 0 };
       const parsed = parseView(entry.value);
-      if ("error" in parsed) throw new FencelineError(ErrorCode.Internal, `FL_MEMBERS holds an invalid view at revision ${entry.revision}: ${parsed.error}`);
+      if ("error" in parsed)
+        throw new FencelineError(ErrorCode.Internal, `FL_MEMBERS holds an invalid view at revision ${entry.revision}: ${parsed.error}`);
       return { view: parsed.view, revision: entry.revision };
     },
     async write(view, revision) {
       try {
-        return revision === 0 ? await kv.create(MEMBERSHIP_KEY, JSON.stringify(view)) : await kv.update(MEMBERSHIP_KEY, JSON.stringify(view), revision);
+        return revision === 0
+          ? await kv.create(MEMBERSHIP_KEY, JSON.stringify(view))
+          : await kv.update(MEMBERSHIP_KEY, JSON.stringify(view), revision);
       } catch (err) {
         throw new FencelineError(ErrorCode.Concurrency, `membership view changed under revision ${revision}`, { cause: err });
       }
@@ -61,7 +64,10 @@ export type MembershipWatch = {
  * Follows FL_MEMBERS: every view in the key's history, then each new one, parsed (a malformed
  * value is logged and skipped). Keeps the last MEMBERSHIP_HISTORY views by version.
  */
-export async function watchMembership(nc: NatsConnection, options: { log: Logger; onView?: (view: MembershipView) => void }): Promise<MembershipWatch> {
+export async function watchMembership(
+  nc: NatsConnection,
+  options: { log: Logger; onView?: (view: MembershipView) => void },
+): Promise<MembershipWatch> {
   const kv = await new Kvm(nc).open(Buckets.members);
   const views = new Map<number, MembershipView>();
   let newest: MembershipView | null = null;

@@ -21,7 +21,10 @@ export type NatsCluster = {
  * servers start, so another process can take one in between: nats-server then exits and the
  * whole cluster is started again on new ports, up to `attempts` times.
  */
-export async function startNatsCluster(name: string, options: { size?: number; attempts?: number; log?: Logger } = {}): Promise<NatsCluster> {
+export async function startNatsCluster(
+  name: string,
+  options: { size?: number; attempts?: number; log?: Logger } = {},
+): Promise<NatsCluster> {
   const size = options.size ?? 3;
   const attempts = options.attempts ?? 3;
   for (let attempt = 1; ; attempt++) {

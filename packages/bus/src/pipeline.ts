@@ -63,7 +63,12 @@ export function createJetStreamPipeline(nc: NatsConnection, options: { timeoutMs
   const sub = nc.subscribe(`${inbox}.>`, {
     callback: (err: Error | null, m: Msg) => {
       if (err) {
-        for (const [id, batch] of batches) settle(id, batch, () => new FencelineError(ErrorCode.NatsUnavailable, `JetStream acknowledgements: ${err.message}`, { cause: err }));
+        for (const [id, batch] of batches)
+          settle(
+            id,
+            batch,
+            () => new FencelineError(ErrorCode.NatsUnavailable, `JetStream acknowledgements: ${err.message}`, { cause: err }),
+          );
         return;
       }
       // Reply subject: <inbox>.<batch>.<index>
@@ -83,7 +88,10 @@ export function createJetStreamPipeline(nc: NatsConnection, options: { timeoutMs
   return {
     publish(messages) {
       if (messages.length === 0) return Promise.resolve([]);
-      if (closed || nc.isClosed()) return Promise.resolve(messages.map(() => closed ?? new FencelineError(ErrorCode.NatsUnavailable, "the NATS connection is closed")));
+      if (closed || nc.isClosed())
+        return Promise.resolve(
+          messages.map(() => closed ?? new FencelineError(ErrorCode.NatsUnavailable, "the NATS connection is closed")),
+        );
       const id = next++;
       return new Promise((resolve) => {
         const results: Array<number | Error | undefined> = new Array(messages.length).fill(undefined);

@@ -26,8 +26,7 @@ describe("consumeValidated", () => {
     await server?.stop();
   });
 
-  const event = (id: string) =>
-    createEvent("signal.healthy", { id, node: "node-a", at: 1, source: "test", data: { signal: "serf" } });
+  const event = (id: string) => createEvent("signal.healthy", { id, node: "node-a", at: 1, source: "test", data: { signal: "serf" } });
 
   async function deadLetters(): Promise<DeadLetter[]> {
     const jsm = await jetstreamManager(nc);
@@ -43,8 +42,13 @@ describe("consumeValidated", () => {
   it("dead-letters every kind of bad input, terminates it and keeps handling valid events", async () => {
     const handled: NodeEvent[] = [];
     const consumer = consumeValidated({
-      js, stream: Streams.events, consumer: CONSUMER, schema: NodeEvent, knownTypes: NODE_EVENT_TYPES,
-      dlqSource: "engine", log,
+      js,
+      stream: Streams.events,
+      consumer: CONSUMER,
+      schema: NodeEvent,
+      knownTypes: NODE_EVENT_TYPES,
+      dlqSource: "engine",
+      log,
       handle: (value) => {
         handled.push(value);
       },
@@ -79,7 +83,12 @@ describe("consumeValidated", () => {
     let attempts = 0;
     const done: string[] = [];
     const consumer = consumeValidated({
-      js, stream: Streams.events, consumer: CONSUMER, schema: NodeEvent, dlqSource: "engine", log,
+      js,
+      stream: Streams.events,
+      consumer: CONSUMER,
+      schema: NodeEvent,
+      dlqSource: "engine",
+      log,
       nakDelayMs: () => 50,
       handle: (value) => {
         if (++attempts < 3) throw new Error("transient");
@@ -97,7 +106,13 @@ describe("consumeValidated", () => {
 
   it("stops promptly while waiting for messages", async () => {
     const consumer = consumeValidated({
-      js, stream: Streams.events, consumer: CONSUMER, schema: NodeEvent, dlqSource: "engine", log, handle: () => {},
+      js,
+      stream: Streams.events,
+      consumer: CONSUMER,
+      schema: NodeEvent,
+      dlqSource: "engine",
+      log,
+      handle: () => {},
     });
     await new Promise((r) => setTimeout(r, 100));
     const t0 = Date.now();
@@ -108,7 +123,13 @@ describe("consumeValidated", () => {
   it("keeps retrying when the consumer does not exist yet", async () => {
     const handled: string[] = [];
     const consumer = consumeValidated({
-      js, stream: Streams.events, consumer: "late", schema: NodeEvent, dlqSource: "late", log, retryMs: 50,
+      js,
+      stream: Streams.events,
+      consumer: "late",
+      schema: NodeEvent,
+      dlqSource: "late",
+      log,
+      retryMs: 50,
       handle: (value) => {
         handled.push(value.id);
       },
@@ -134,7 +155,13 @@ describe("consumeValidated", () => {
     const order: string[] = [];
     const ev = (id: string, node: string) => createEvent("signal.healthy", { id, node, at: 1, source: "test", data: { signal: "serf" } });
     const consumer = consumeValidated({
-      js, stream: Streams.events, consumer: "consume-parallel", schema: NodeEvent, dlqSource: "test", log, concurrency: 4,
+      js,
+      stream: Streams.events,
+      consumer: "consume-parallel",
+      schema: NodeEvent,
+      dlqSource: "test",
+      log,
+      concurrency: 4,
       handle: async (value) => {
         if (value.id === "a1") await new Promise((r) => setTimeout(r, 600));
         order.push(value.id);

@@ -1,7 +1,15 @@
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectNats, createFastBatchPublisher, JetStreamPublishError, startNatsServer, WRONG_LAST_SEQUENCE, type NatsServer, type StreamMessage } from "../src/index.js";
+import {
+  connectNats,
+  createFastBatchPublisher,
+  JetStreamPublishError,
+  startNatsServer,
+  WRONG_LAST_SEQUENCE,
+  type NatsServer,
+  type StreamMessage,
+} from "../src/index.js";
 
 /** Fast batch publishing on a real nats-server: what the engine's outputs rely on. */
 describe("the fast batch publisher", () => {
@@ -22,12 +30,18 @@ describe("the fast batch publisher", () => {
   });
 
   const messages = (from: number, n: number, headers: Record<number, Record<string, string>> = {}): StreamMessage[] =>
-    Array.from({ length: n }, (_, i) => ({ subject: `fb.n${(from + i) % 7}`, data: JSON.stringify({ i: from + i }), msgID: `m-${from + i}`, ...(headers[from + i] ? { headers: headers[from + i] } : {}) }));
+    Array.from({ length: n }, (_, i) => ({
+      subject: `fb.n${(from + i) % 7}`,
+      data: JSON.stringify({ i: from + i }),
+      msgID: `m-${from + i}`,
+      ...(headers[from + i] ? { headers: headers[from + i] } : {}),
+    }));
   const stored = async () => (await jsm.streams.info("FB")).state.messages;
   const all = async () => {
     const { state } = await jsm.streams.info("FB");
     const out: number[] = [];
-    for (let seq = state.first_seq; seq <= state.last_seq; seq++) out.push((await jsm.streams.getMessage("FB", { seq }))!.json<{ i: number }>().i);
+    for (let seq = state.first_seq; seq <= state.last_seq; seq++)
+      out.push((await jsm.streams.getMessage("FB", { seq }))!.json<{ i: number }>().i);
     return out;
   };
 
@@ -59,7 +73,10 @@ describe("the fast batch publisher", () => {
 
   it("fails every message on a stream that does not allow batches, and on a closed publisher", async () => {
     const batches = createFastBatchPublisher(nc);
-    const refused = await batches.publish([{ subject: "nofb.a", data: "1" }, { subject: "nofb.a", data: "2" }]);
+    const refused = await batches.publish([
+      { subject: "nofb.a", data: "1" },
+      { subject: "nofb.a", data: "2" },
+    ]);
     expect(refused.every((r) => r instanceof Error && /batch publish is disabled/.test(r.message))).toBe(true);
     batches.close();
     expect((await batches.publish(messages(2_000, 2))).every((r) => r instanceof Error)).toBe(true);

@@ -90,7 +90,16 @@ describe("startNatsServer", () => {
       // JetStream elects its meta leader a little later; an R3 stream is the proof it works.
       // (provisionStreams({ replicas: 3 }) works too, but takes ~6 s for its 13 R3 assets.)
       const jsm = await jetstreamManager(nc0, { checkAPI: false, timeout: 1_000 });
-      await expect.poll(() => jsm.getAccountInfo().then(() => true, () => false), { timeout: 20_000, interval: 250 }).toBe(true);
+      await expect
+        .poll(
+          () =>
+            jsm.getAccountInfo().then(
+              () => true,
+              () => false,
+            ),
+          { timeout: 20_000, interval: 250 },
+        )
+        .toBe(true);
       await jsm.streams.add({ name: "R3", subjects: ["r3.>"], num_replicas: 3 });
       expect((await jsm.streams.info("R3")).cluster?.replicas).toHaveLength(2);
       await nc0.close();
@@ -115,7 +124,9 @@ describe("connectNats", () => {
     try {
       const err = await connectNats(old.url, { name: "too-old", timeoutMs: 2_000 }).catch((e: unknown) => e);
       expect(isFencelineError(err, ErrorCode.NatsServerTooOld)).toBe(true);
-      expect((err as Error).message).toBe(`nats-server 2.9.10 at ${old.url} is too old: Fenceline needs nats-server ${MIN_NATS_SERVER_VERSION} or newer (see the README)`);
+      expect((err as Error).message).toBe(
+        `nats-server 2.9.10 at ${old.url} is too old: Fenceline needs nats-server ${MIN_NATS_SERVER_VERSION} or newer (see the README)`,
+      );
     } finally {
       await old.stop();
     }

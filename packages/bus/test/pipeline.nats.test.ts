@@ -2,7 +2,14 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectNats, createJetStreamPipeline, JetStreamPublishError, startNatsServer, WRONG_LAST_SEQUENCE, type NatsServer } from "../src/index.js";
+import {
+  connectNats,
+  createJetStreamPipeline,
+  JetStreamPublishError,
+  startNatsServer,
+  WRONG_LAST_SEQUENCE,
+  type NatsServer,
+} from "../src/index.js";
 
 describe("the JetStream pipeline", () => {
   let server: NatsServer;

@@ -33,7 +33,10 @@ type Command = (argv: string[]) => Promise<number>;
 /** This CLI's built bin (from dist/main.js and from src/main.ts alike): the fleet bench runs its `up`. */
 const FENCELINE_BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
 
-const lazy = (load: () => Promise<Command>): Command => async (argv) => (await load())(argv);
+const lazy =
+  (load: () => Promise<Command>): Command =>
+  async (argv) =>
+    (await load())(argv);
 
 const COMMANDS: Record<string, Command> = {
   up: upCommand,

@@ -28,10 +28,21 @@ describe("demo summary: fault timings", () => {
     const records = [
       record(11_000, "healthy", "suspect.waiting", "heartbeat.missed"),
       record(13_000, "suspect.requestingSlot", "fencing"),
-      record(14_000, "fencing", "remediating.selecting", "timer.fired", "fencing confirmed: safe time: silent for 4s with a healthy majority since 9000"),
+      record(
+        14_000,
+        "fencing",
+        "remediating.selecting",
+        "timer.fired",
+        "fencing confirmed: safe time: silent for 4s with a healthy majority since 9000",
+      ),
       record(14_700, "rejoining.untainting", "healthy", "command.result"),
     ];
-    expect(faultTimings(records, t0)).toEqual({ detectedAfterMs: 1_000, fencedAfterMs: 4_000, rejoinedAfterMs: 4_700, fencedBy: "safe-time" });
+    expect(faultTimings(records, t0)).toEqual({
+      detectedAfterMs: 1_000,
+      fencedAfterMs: 4_000,
+      rejoinedAfterMs: 4_700,
+      fencedBy: "safe-time",
+    });
   });
 
   it("says how fencing was confirmed: reboot, watchdog, safe time or power; null when it was not", () => {
@@ -69,7 +80,9 @@ describe("demo scenario partition-minority: the group is a minority of the fleet
   });
 
   it("refuses a fleet too small for a cut-off group of two, saying why", () => {
-    expect(() => checkScenario(SCENARIOS["partition-minority"]!, 4)).toThrow("partition-minority needs at least 5 nodes (a group of 2 cut off from the other 3); got 4");
+    expect(() => checkScenario(SCENARIOS["partition-minority"]!, 4)).toThrow(
+      "partition-minority needs at least 5 nodes (a group of 2 cut off from the other 3); got 4",
+    );
     expect(() => checkScenario(SCENARIOS["partition-minority"]!, 5)).not.toThrow();
     expect(() => checkScenario(SCENARIOS.crash!, 3)).not.toThrow();
   });

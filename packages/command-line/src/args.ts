@@ -3,7 +3,12 @@ import { ErrorCode, FencelineError } from "@fenceline/contracts";
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
 
-type ParseConfig<O extends Options> = { args: string[]; options: O & { help: { type: "boolean"; short: string } }; allowPositionals: true; strict: true };
+type ParseConfig<O extends Options> = {
+  args: string[];
+  options: O & { help: { type: "boolean"; short: string } };
+  allowPositionals: true;
+  strict: true;
+};
 /** What `parse` returns for a command's flags `O` (named, so that declarations can name it). */
 export type Parsed<O extends Options> = ReturnType<typeof parseArgs<ParseConfig<O>>>;
 
@@ -57,7 +62,14 @@ export function serverUrl(flag: string | undefined): string {
 export function table(rows: string[][], header: string[]): string {
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
-  return all.map((r) => r.map((cell, i) => (cell ?? "").padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  return all
+    .map((r) =>
+      r
+        .map((cell, i) => (cell ?? "").padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /**

@@ -23,7 +23,11 @@ export const OUT_OF_SERVICE_TAINT: Taint = {
 
 const FenceTarget = z
   .object({
-    device: z.string().regex(/^[a-z][a-z0-9-]*$/).max(64).optional(),
+    device: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]*$/)
+      .max(64)
+      .optional(),
     hostGroup: z.string().max(128).optional(),
   })
   .strict();
@@ -63,7 +67,7 @@ const Params = {
   /** Power the node on again through a fence device (unfencing, after remediation). */
   "fence.poweron": FenceTarget,
   /** Run cleanup, then provision by host group. */
-  "reprovision": z
+  reprovision: z
     .object({
       hostGroup: z.string().max(128),
       reason: z.string().max(256),
@@ -121,7 +125,7 @@ const Facts = {
       error: z.string().min(1).max(64).optional(),
     })
     .strict(),
-  "reprovision": z.object({ attempt: z.number().int().positive(), ticket: z.number().int().positive().optional() }).strict(),
+  reprovision: z.object({ attempt: z.number().int().positive(), ticket: z.number().int().positive().optional() }).strict(),
   /** When the current unbroken run of a healthy majority began, as the guard decided on it. */
   "slot.acquire": z.object({ majoritySince: z.number().int().nonnegative() }).strict(),
   "slot.release": z.object({}).strict(),
@@ -173,7 +177,7 @@ export const ACTUATOR_OF: Record<CommandKind, Actuator> = {
   "watchdog.stop": "agent",
   "fence.poweroff": "fence",
   "fence.poweron": "fence",
-  "reprovision": "provisioner",
+  reprovision: "provisioner",
   "slot.acquire": "guard",
   "slot.release": "guard",
 };

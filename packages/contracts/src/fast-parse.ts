@@ -26,10 +26,28 @@ type Parse = (input: unknown) => unknown;
 type Check = { _zod: { def: { check: string; when?: (payload: Payload) => boolean }; check: (payload: Payload) => unknown } };
 type Payload = { value: unknown; issues: unknown[] };
 type Def = Record<string, unknown> & { type: string; checks?: Check[] };
-type Schema = { _zod: { def: Def; traits: Set<string>; optin?: string; optout?: string; values?: Set<unknown>; propValues?: Record<string, Set<unknown>> } };
+type Schema = {
+  _zod: {
+    def: Def;
+    traits: Set<string>;
+    optin?: string;
+    optout?: string;
+    values?: Set<unknown>;
+    propValues?: Record<string, Set<unknown>>;
+  };
+};
 
 /** Checks that only read the value (none rewrites it, none is asynchronous). */
-const PURE_CHECKS = new Set(["min_length", "max_length", "length_equals", "string_format", "number_format", "greater_than", "less_than", "multiple_of"]);
+const PURE_CHECKS = new Set([
+  "min_length",
+  "max_length",
+  "length_equals",
+  "string_format",
+  "number_format",
+  "greater_than",
+  "less_than",
+  "multiple_of",
+]);
 
 class Unsupported extends Error {}
 
@@ -72,7 +90,9 @@ function withChecks(schema: Schema, base: Parse | null): Parse {
   for (const c of checks) if (!PURE_CHECKS.has(c._zod.def.check)) throw new Unsupported(`check ${c._zod.def.check}`);
   const names = ["p", "ASK", "base"];
   const values: unknown[] = [payload, ASK_ZOD, base];
-  const lines = base ? ["value = base(value);", "if (value === ASK) return ASK;"] : [`if (!(${TYPE_TESTS[schema._zod.def.type]})) return ASK;`];
+  const lines = base
+    ? ["value = base(value);", "if (value === ASK) return ASK;"]
+    : [`if (!(${TYPE_TESTS[schema._zod.def.type]})) return ASK;`];
   if (checks.length > 0) lines.push("p.value = value;");
   checks.forEach((c, i) => {
     names.push(`c${i}`);
@@ -201,7 +221,8 @@ function compileRecord(schema: Schema, seen: Map<Schema, Parse>): Parse {
 
 function compileDiscriminatedUnion(schema: Schema, seen: Map<Schema, Parse>): Parse {
   const def = schema._zod.def as Def & { discriminator?: string; options: Schema[]; unionFallback?: boolean };
-  if (!schema._zod.traits.has("$ZodDiscriminatedUnion") || def.discriminator === undefined || def.unionFallback) throw new Unsupported("union");
+  if (!schema._zod.traits.has("$ZodDiscriminatedUnion") || def.discriminator === undefined || def.unionFallback)
+    throw new Unsupported("union");
   const discriminator = def.discriminator;
   const byValue = new Map<unknown, Parse>();
   for (const option of def.options) {

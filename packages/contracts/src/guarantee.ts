@@ -27,19 +27,32 @@ export type FencingGuarantee = {
  * agent's power-off read back confirms it. Time proves something only where a level has the
  * watchdog and the contract meets the policy.
  */
-export function fencingGuarantee(contract: AgentContract | null | undefined, policy: Policy, levels: readonly FenceLevel[] = policy.fencing.levels): FencingGuarantee {
+export function fencingGuarantee(
+  contract: AgentContract | null | undefined,
+  policy: Policy,
+  levels: readonly FenceLevel[] = policy.fencing.levels,
+): FencingGuarantee {
   const watchdogLevel = levels.some((l) => l.methods.includes(WATCHDOG_METHOD));
   const watchdog = watchdogGuarantee(contract, policy, watchdogLevel);
   const powerLevel = levels.findIndex((l) => l.methods.some((m) => m !== WATCHDOG_METHOD));
   if (powerLevel >= 0) {
     const methods = levels[powerLevel]!.methods.filter((m) => m !== WATCHDOG_METHOD).join(", ");
     const power = `fenced by power: level ${powerLevel + 1}/${levels.length} [${methods}] powers it off and reads it back`;
-    return { guarantee: "power", reason: `${power}${watchdog.timeBased ? `; also ${watchdog.reason}` : ""}`, timeBased: watchdog.timeBased, weak: watchdog.weak };
+    return {
+      guarantee: "power",
+      reason: `${power}${watchdog.timeBased ? `; also ${watchdog.reason}` : ""}`,
+      timeBased: watchdog.timeBased,
+      weak: watchdog.weak,
+    };
   }
   return { guarantee: watchdog.timeBased ? "watchdog" : "none", ...watchdog };
 }
 
-function watchdogGuarantee(contract: AgentContract | null | undefined, policy: Policy, watchdogLevel: boolean): Omit<FencingGuarantee, "guarantee"> {
+function watchdogGuarantee(
+  contract: AgentContract | null | undefined,
+  policy: Policy,
+  watchdogLevel: boolean,
+): Omit<FencingGuarantee, "guarantee"> {
   const no = (reason: string, weak = false) => ({ reason, timeBased: false, weak });
   if (!contract) return no("no fencing contract heard from this node's agent (no agent, or one older than the contract)");
   if (contract.withdrawn) return no("its agent stopped cleanly and disarmed its watchdog: nothing resets the node");
@@ -48,7 +61,9 @@ function watchdogGuarantee(contract: AgentContract | null | undefined, policy: P
   if (kind === "software") shortfalls.push("no watchdog device, only the agent's software reboot timer, which dies with the agent");
   else if (kind === "none") shortfalls.push("it feeds no watchdog device");
   else if (!policy.fencing.watchdogKinds.includes(kind)) {
-    shortfalls.push(`its ${kind} watchdog is not one the policy trusts (fencing.watchdogKinds: ${policy.fencing.watchdogKinds.join(", ")})`);
+    shortfalls.push(
+      `its ${kind} watchdog is not one the policy trusts (fencing.watchdogKinds: ${policy.fencing.watchdogKinds.join(", ")})`,
+    );
   }
   const looser = (what: string, agent: number, required: number) => {
     if (agent > required) shortfalls.push(`${what} ${formatMs(agent)} is longer than the policy's ${formatMs(required)}`);
@@ -60,7 +75,11 @@ function watchdogGuarantee(contract: AgentContract | null | undefined, policy: P
   if (contract.membershipVersion === 0) shortfalls.push("it holds no membership view yet");
   if (shortfalls.length > 0) return no(`the agent's contract is weaker than the policy: ${shortfalls.join("; ")}`, true);
   if (!watchdogLevel) return no("none of its fencing levels has the watchdog (fencing.levels)");
-  return { reason: `${kind} watchdog (${formatMs(timeoutMs)}), timing within the policy, membership view v${contract.membershipVersion}`, timeBased: true, weak: false };
+  return {
+    reason: `${kind} watchdog (${formatMs(timeoutMs)}), timing within the policy, membership view v${contract.membershipVersion}`,
+    timeBased: true,
+    weak: false,
+  };
 }
 
 /**

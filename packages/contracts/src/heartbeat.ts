@@ -21,9 +21,7 @@ const Ms = z.number().int().nonnegative();
 export const AgentContract = z
   .object({
     /** The agent's own timing (its config), in milliseconds. */
-    timing: z
-      .object({ controlPlaneTimeoutMs: Ms, peerRoundMs: Ms, watchdogTimeoutMs: Ms, marginMs: Ms })
-      .strict(),
+    timing: z.object({ controlPlaneTimeoutMs: Ms, peerRoundMs: Ms, watchdogTimeoutMs: Ms, marginMs: Ms }).strict(),
     heartbeatIntervalMs: Ms,
     watchdog: z.object({ kind: WatchdogKind, timeoutMs: Ms }).strict(),
     /** The membership view this agent holds and would decide with when cut off (0: none). */

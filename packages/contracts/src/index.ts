@@ -75,7 +75,17 @@ export {
 } from "./membership.js";
 export { fencingGuarantee, contractMeeting, type FencingGuarantee, type Guarantee } from "./guarantee.js";
 export { DeadLetter } from "./dlq.js";
-export { systemClock, type Clock, type ClusterApi, type FenceAgent, type FenceAnswer, type FenceTarget, type MembershipStore, type Provisioner, type Watchdog } from "./ports.js";
+export {
+  systemClock,
+  type Clock,
+  type ClusterApi,
+  type FenceAgent,
+  type FenceAnswer,
+  type FenceTarget,
+  type MembershipStore,
+  type Provisioner,
+  type Watchdog,
+} from "./ports.js";
 export { ASK_ZOD, createFastParse, type FastParse } from "./fast-parse.js";
 export { parseSnapshotHead, SnapshotHead, parseMessage, deadLetter, MAX_MESSAGE_BYTES, type Parsed } from "./parse.js";
 export { FleetBudget, PartitionLease, EngineInstance } from "./kv.js";

@@ -25,4 +25,3 @@ export type PartitionLease = z.infer<typeof PartitionLease>;
 /** FL_LEASES `i.<id>`: an engine instance announcing itself; live until `expiresAt`. */
 export const EngineInstance = z.object({ id: Owner.min(1), incarnation: z.string().max(64), expiresAt: z.number() }).strict();
 export type EngineInstance = z.infer<typeof EngineInstance>;
-

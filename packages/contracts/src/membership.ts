@@ -69,7 +69,8 @@ export function groupHasMajority(view: Pick<MembershipView, "witness" | "members
 /** Builds a view from members in any order (sorted, later duplicates dropped). */
 export function createMembershipView(version: number, witness: boolean, members: Iterable<Member>): MembershipView {
   const byNode = new Map<string, Member>();
-  for (const m of members) if (!byNode.has(m.node)) byNode.set(m.node, m.peerUrl === undefined ? { node: m.node } : { node: m.node, peerUrl: m.peerUrl });
+  for (const m of members)
+    if (!byNode.has(m.node)) byNode.set(m.node, m.peerUrl === undefined ? { node: m.node } : { node: m.node, peerUrl: m.peerUrl });
   const sorted = [...byNode.values()].sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
   return { v: 1, version, witness, members: sorted };
 }

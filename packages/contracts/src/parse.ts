@@ -8,9 +8,7 @@ export const MAX_MESSAGE_BYTES = 64 * 1024;
 /** A KV value may be as large as a NATS message (1 MiB by default): a snapshot is not held to MAX_MESSAGE_BYTES. */
 const MAX_SNAPSHOT_BYTES = 1024 * 1024;
 
-export type Parsed<T> =
-  | { ok: true; value: T }
-  | { ok: false; reason: DeadLetter["reason"]; error: string };
+export type Parsed<T> = { ok: true; value: T } | { ok: false; reason: DeadLetter["reason"]; error: string };
 
 const decoder = new TextDecoder("utf-8", { fatal: false });
 
@@ -70,7 +68,12 @@ export const SnapshotHead = z.object({
   node: NodeName,
   path: z.string().min(1),
   context: z
-    .object({ epoch: z.number().int().nonnegative(), since: z.number().optional(), bootId: z.string().nullable().optional(), hostGroup: z.string().optional() })
+    .object({
+      epoch: z.number().int().nonnegative(),
+      since: z.number().optional(),
+      bootId: z.string().nullable().optional(),
+      hostGroup: z.string().optional(),
+    })
     .catchall(z.unknown()),
 });
 export type SnapshotHead = z.infer<typeof SnapshotHead>;

@@ -35,7 +35,9 @@ export const WATCHDOG_METHOD = "watchdog";
 /** Every fence device configured for the node (`fenceline up --fence-devices`), all of them. */
 export const POWER_METHOD = "power";
 /** A fencing method: `watchdog`, `power`, or the name of a fence device (ipmi, pdu-a…). */
-export const FenceMethod = z.string().regex(/^[a-z][a-z0-9-]*$/, "a method: watchdog, power, or a fence device name (lower case, digits, -)");
+export const FenceMethod = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]*$/, "a method: watchdog, power, or a fence device name (lower case, digits, -)");
 
 /**
  * One fencing level, as in Pacemaker's fencing topology: methods that must all succeed (`[ipmi]`,
@@ -56,7 +58,10 @@ function normalizeLevels(levels: z.infer<typeof FenceLevelsInput>, fencingTimeou
   return levels.map((level) => {
     const methods = Array.isArray(level) ? level : level.methods;
     const given = Array.isArray(level) ? undefined : level.timeoutMs;
-    return { methods: [...new Set(methods)], timeoutMs: given ?? (methods.includes(WATCHDOG_METHOD) ? fencingTimeoutMs : POWER_LEVEL_TIMEOUT_MS) };
+    return {
+      methods: [...new Set(methods)],
+      timeoutMs: given ?? (methods.includes(WATCHDOG_METHOD) ? fencingTimeoutMs : POWER_LEVEL_TIMEOUT_MS),
+    };
   });
 }
 
@@ -113,7 +118,10 @@ const PolicyShape = z
          * the safe time. The agent's software fallback timer is never trusted: it dies with the
          * agent.
          */
-        watchdogKinds: z.array(z.enum(["hardware", "softdog"])).min(1).default(["hardware", "softdog"]),
+        watchdogKinds: z
+          .array(z.enum(["hardware", "softdog"]))
+          .min(1)
+          .default(["hardware", "softdog"]),
         /** No confirmation at all after this long → operator required. */
         timeoutMs: Duration.default(600_000),
       })
@@ -123,13 +131,18 @@ const PolicyShape = z
         const { levels, hostGroups, nodes, watchdog, fenceAgent, ...rest } = f;
         const norm = (l: z.infer<typeof FenceLevelsInput>) => normalizeLevels(l, rest.timeoutMs);
         // Without levels, the two switches name them: [power] then [watchdog], or one of them.
-        const fromSwitches: string[][] = [...(fenceAgent === true ? [[POWER_METHOD]] : []), ...(watchdog !== false ? [[WATCHDOG_METHOD]] : [])];
+        const fromSwitches: string[][] = [
+          ...(fenceAgent === true ? [[POWER_METHOD]] : []),
+          ...(watchdog !== false ? [[WATCHDOG_METHOD]] : []),
+        ];
         const topology = {
           levels: norm(levels ?? (fromSwitches.length > 0 ? fromSwitches : [[WATCHDOG_METHOD]])),
           hostGroups: Object.fromEntries(Object.entries(hostGroups).map(([k, v]) => [k, norm(v)])),
           nodes: Object.fromEntries(Object.entries(nodes).map(([k, v]) => [k, norm(v)])),
         };
-        const methods = [topology.levels, ...Object.values(topology.hostGroups), ...Object.values(topology.nodes)].flat().flatMap((l) => l.methods);
+        const methods = [topology.levels, ...Object.values(topology.hostGroups), ...Object.values(topology.nodes)]
+          .flat()
+          .flatMap((l) => l.methods);
         const derived = { watchdog: methods.includes(WATCHDOG_METHOD), fenceAgent: methods.some((m) => m !== WATCHDOG_METHOD) };
         if (levels !== undefined) {
           // A switch that says otherwise than the levels would be silently ignored: refuse it.
@@ -251,11 +264,19 @@ export const Policy = PolicyShape.superRefine((p, ctx) => {
     ctx.addIssue({ code: "custom", path: ["fencing"], message: "at least one fencing method (watchdog or fenceAgent) must be on" });
   }
   // Refinements run even when a field failed to parse: only well-formed levels are looked at.
-  const topologies = [["levels", p.fencing.levels], ...Object.entries(p.fencing.hostGroups ?? {}).map(([g, l]) => [`hostGroups.${g}`, l] as const), ...Object.entries(p.fencing.nodes ?? {}).map(([n, l]) => [`nodes.${n}`, l] as const)] as const;
+  const topologies = [
+    ["levels", p.fencing.levels],
+    ...Object.entries(p.fencing.hostGroups ?? {}).map(([g, l]) => [`hostGroups.${g}`, l] as const),
+    ...Object.entries(p.fencing.nodes ?? {}).map(([n, l]) => [`nodes.${n}`, l] as const),
+  ] as const;
   for (const [where, levels] of topologies) {
     (Array.isArray(levels) ? levels : []).forEach((level, i) => {
       if (Array.isArray(level?.methods) && level.methods.includes(POWER_METHOD) && level.methods.length > 1) {
-        ctx.addIssue({ code: "custom", path: ["fencing", ...where.split("."), i], message: `"${POWER_METHOD}" already means every fence device of the node: name the devices instead of mixing them with it` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["fencing", ...where.split("."), i],
+          message: `"${POWER_METHOD}" already means every fence device of the node: name the devices instead of mixing them with it`,
+        });
       }
     });
   }

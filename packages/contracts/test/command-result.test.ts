@@ -20,7 +20,8 @@ describe("command.result: one shape per command kind", () => {
       ["reprovision", { attempt: 1 }],
       ["slot.acquire", { majoritySince: 1_767_225_600_000 }],
     ];
-    for (const [kind, facts] of good) expect(CommandResult.safeParse(result({ kind, facts })).error, `${kind} ${JSON.stringify(facts)}`).toBeUndefined();
+    for (const [kind, facts] of good)
+      expect(CommandResult.safeParse(result({ kind, facts })).error, `${kind} ${JSON.stringify(facts)}`).toBeUndefined();
   });
 
   it("refuses another kind's facts, unknown facts, wrong types and unknown kinds", () => {
@@ -34,7 +35,8 @@ describe("command.result: one shape per command kind", () => {
       ["watchdog.stop", { n: 1 }],
       ["pods.delete", { deleted: -1 }],
     ];
-    for (const [kind, facts] of bad) expect(CommandResult.safeParse(result({ kind, facts })).success, `${kind} ${JSON.stringify(facts)}`).toBe(false);
+    for (const [kind, facts] of bad)
+      expect(CommandResult.safeParse(result({ kind, facts })).success, `${kind} ${JSON.stringify(facts)}`).toBe(false);
     expect(NodeEvent.safeParse(result({ kind: "reboot.now" })).success).toBe(false);
     // Fenceline no longer deletes VolumeAttachments (docs/kubernetes.md, "Decisions").
     expect(NodeEvent.safeParse(result({ kind: "volumeattachments.delete" })).success).toBe(false);

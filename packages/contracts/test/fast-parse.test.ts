@@ -17,13 +17,36 @@ const contract = {
   watchdog: { kind: "softdog", timeoutMs: 10_000 },
   membershipVersion: 3,
 };
-const envelope = (type: string, data: Record<string, unknown>) => ({ v: 1, type, id: `${type}:n-1.rack:7`, node: "n-1.rack", at: 1_767_225_600_000, source: "test", data });
-const results = COMMAND_KINDS.map((kind) => envelope("command.result", { commandId: "cmd:n-1.rack:3:0", kind, epoch: 2, ok: kind !== "reprovision", reason: "why" }));
+const envelope = (type: string, data: Record<string, unknown>) => ({
+  v: 1,
+  type,
+  id: `${type}:n-1.rack:7`,
+  node: "n-1.rack",
+  at: 1_767_225_600_000,
+  source: "test",
+  data,
+});
+const results = COMMAND_KINDS.map((kind) =>
+  envelope("command.result", { commandId: "cmd:n-1.rack:3:0", kind, epoch: 2, ok: kind !== "reprovision", reason: "why" }),
+);
 const VALID_EVENTS: unknown[] = [
-  envelope("node.joined", { bootId: "b1", incarnation: 1, hostGroup: "g", controlPlane: false, checksums: { kubelet: "abc", "10": "x" }, contract, peerUrl: "http://10.0.0.1:7946" }),
+  envelope("node.joined", {
+    bootId: "b1",
+    incarnation: 1,
+    hostGroup: "g",
+    controlPlane: false,
+    checksums: { kubelet: "abc", "10": "x" },
+    contract,
+    peerUrl: "http://10.0.0.1:7946",
+  }),
   envelope("node.joined", { bootId: "b1", incarnation: 0 }),
   envelope("heartbeat.missed", { lastSeenAt: 5, bootId: "b1" }),
-  envelope("heartbeat.resumed", { bootId: "b2", incarnation: 2, selfFenced: { at: 4, reason: "cut off", bootId: "b1" }, contract: { ...contract, withdrawn: true } }),
+  envelope("heartbeat.resumed", {
+    bootId: "b2",
+    incarnation: 2,
+    selfFenced: { at: 4, reason: "cut off", bootId: "b1" },
+    contract: { ...contract, withdrawn: true },
+  }),
   envelope("boot.changed", { previousBootId: "b1", bootId: "b2" }),
   envelope("signal.unhealthy", { signal: "condition:Ready", since: 3, detail: "NotReady" }),
   envelope("signal.healthy", { signal: "serf" }),
@@ -60,7 +83,10 @@ function agrees(schema: z.ZodType, input: unknown): boolean {
   if (out === ASK_ZOD) return false;
   const zod = schema.safeParse(input);
   expect(zod.success, `zod refuses what the compiled validator accepted: ${JSON.stringify(input)}`).toBe(true);
-  expect(sameResult(out, zod.data), `different results for ${JSON.stringify(input)}: ${JSON.stringify(out)} vs ${JSON.stringify(zod.data)}`).toBe(true);
+  expect(
+    sameResult(out, zod.data),
+    `different results for ${JSON.stringify(input)}: ${JSON.stringify(out)} vs ${JSON.stringify(zod.data)}`,
+  ).toBe(true);
   return true;
 }
 
@@ -73,7 +99,40 @@ function paths(v: unknown, prefix: string[] = []): string[][] {
 }
 
 const edgeValue = fc.oneof(
-  fc.constantFrom<unknown>(undefined, null, "", "x", "n-1", "N_1", "-a", "a-", "a".repeat(64), "a".repeat(65), "a".repeat(129), "a".repeat(254), 0, -1, 1.5, 2 ** 53, -(2 ** 53), Number.MAX_SAFE_INTEGER, NaN, Infinity, -Infinity, true, false, [], {}, { __proto__: null }, 1, "off", "softdog", "suspect", "command.result", "taint.add"),
+  fc.constantFrom<unknown>(
+    undefined,
+    null,
+    "",
+    "x",
+    "n-1",
+    "N_1",
+    "-a",
+    "a-",
+    "a".repeat(64),
+    "a".repeat(65),
+    "a".repeat(129),
+    "a".repeat(254),
+    0,
+    -1,
+    1.5,
+    2 ** 53,
+    -(2 ** 53),
+    Number.MAX_SAFE_INTEGER,
+    NaN,
+    Infinity,
+    -Infinity,
+    true,
+    false,
+    [],
+    {},
+    { __proto__: null },
+    1,
+    "off",
+    "softdog",
+    "suspect",
+    "command.result",
+    "taint.add",
+  ),
   fc.jsonValue({ maxDepth: 2 }),
   fc.string({ maxLength: 300 }),
   fc.integer(),
@@ -84,7 +143,9 @@ type Mutation = { kind: "set"; value: unknown } | { kind: "delete" } | { kind: "
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   edgeValue.map((value) => ({ kind: "set" as const, value })),
   fc.constant({ kind: "delete" as const }),
-  fc.tuple(fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom("__proto__", "constructor", "toString", "v", "data", "0")), edgeValue).map(([key, value]) => ({ kind: "add" as const, key, value })),
+  fc
+    .tuple(fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom("__proto__", "constructor", "toString", "v", "data", "0")), edgeValue)
+    .map(([key, value]) => ({ kind: "add" as const, key, value })),
   fc.constant({ kind: "proto" as const }),
 );
 
@@ -155,20 +216,37 @@ describe("compiled validators", () => {
     const inherited = Object.create({ extra: 1 });
     Object.assign(inherited, clone(VALID_EVENTS[2]));
     agrees(NodeEvent, inherited);
-    const record = z.record(z.string(), z.unknown().transform((x) => x).pipe(z.any()));
+    const record = z.record(
+      z.string(),
+      z
+        .unknown()
+        .transform((x) => x)
+        .pipe(z.any()),
+    );
     expect(createFastParse(record)).toBeNull();
     const numbers = z.record(z.string(), z.number());
     agrees(numbers, JSON.parse('{"__proto__":{"a":1},"b":2}'));
-    agrees(numbers, new (class { a = 1; })());
+    agrees(
+      numbers,
+      new (class {
+        a = 1;
+      })(),
+    );
     agrees(numbers, Object.create(null));
     const objects = z.record(z.string(), z.object({ a: z.number() }));
     agrees(objects, JSON.parse('{"__proto__":{"a":1},"b":{"a":2}}'));
   });
 
   it("agree with zod on arbitrary values, for every compiled schema of the contracts", () => {
-    const schemas = Object.entries(contracts).filter(([, v]) => v instanceof z.ZodType && createFastParse(v as z.ZodType)) as Array<[string, z.ZodType]>;
+    const schemas = Object.entries(contracts).filter(([, v]) => v instanceof z.ZodType && createFastParse(v as z.ZodType)) as Array<
+      [string, z.ZodType]
+    >;
     expect(schemas.length).toBeGreaterThan(20);
-    for (const [, schema] of schemas) fc.assert(fc.property(fc.oneof(edgeValue, fc.anything()), (v) => void agrees(schema, v)), { numRuns: 200 });
+    for (const [, schema] of schemas)
+      fc.assert(
+        fc.property(fc.oneof(edgeValue, fc.anything()), (v) => void agrees(schema, v)),
+        { numRuns: 200 },
+      );
   });
 
   it("agree with zod on the check kinds they compile, one schema each", () => {
@@ -189,10 +267,25 @@ describe("compiled validators", () => {
       z.discriminatedUnion("t", [z.object({ t: z.literal("a"), n: z.number() }), z.object({ t: z.literal(["b", "c"]) }).strict()]),
       z.never(),
     ];
-    const values = fc.oneof(edgeValue, fc.anything(), fc.record({ t: fc.constantFrom("a", "b", "c", "d"), n: fc.oneof(fc.integer(), fc.string()), a: fc.oneof(fc.string(), fc.constant(null)), b: fc.option(fc.double(), { nil: undefined }) }, { requiredKeys: [] }));
+    const values = fc.oneof(
+      edgeValue,
+      fc.anything(),
+      fc.record(
+        {
+          t: fc.constantFrom("a", "b", "c", "d"),
+          n: fc.oneof(fc.integer(), fc.string()),
+          a: fc.oneof(fc.string(), fc.constant(null)),
+          b: fc.option(fc.double(), { nil: undefined }),
+        },
+        { requiredKeys: [] },
+      ),
+    );
     for (const schema of schemas) {
       expect(createFastParse(schema), schema.def.type).not.toBeNull();
-      fc.assert(fc.property(values, (v) => void agrees(schema, v)), { numRuns: 500 });
+      fc.assert(
+        fc.property(values, (v) => void agrees(schema, v)),
+        { numRuns: 500 },
+      );
     }
   });
 

@@ -3,7 +3,12 @@ import { DEFAULT_POLICY, DEMO_POLICY, Policy, fencingLevelsOf } from "../src/ind
 
 describe("fencing levels (policy)", () => {
   it("without levels, the two switches name them: [watchdog] by default, [power] then [watchdog] with a fence agent", () => {
-    expect(DEFAULT_POLICY.fencing).toMatchObject({ levels: [{ methods: ["watchdog"], timeoutMs: 600_000 }], watchdog: true, fenceAgent: false, unfence: "after-remediation" });
+    expect(DEFAULT_POLICY.fencing).toMatchObject({
+      levels: [{ methods: ["watchdog"], timeoutMs: 600_000 }],
+      watchdog: true,
+      fenceAgent: false,
+      unfence: "after-remediation",
+    });
     expect(Policy.parse({ fencing: { fenceAgent: true } }).fencing.levels).toEqual([
       { methods: ["power"], timeoutMs: 60_000 },
       { methods: ["watchdog"], timeoutMs: 600_000 },
@@ -41,7 +46,9 @@ describe("fencing levels (policy)", () => {
   it("refuses a switch that contradicts the levels, more than 9 levels, and power mixed with device names", () => {
     const contradiction = Policy.safeParse({ fencing: { levels: [["watchdog"]], fenceAgent: true } });
     expect(contradiction.success).toBe(false);
-    expect(contradiction.error?.issues[0]?.message).toContain("fencing.fenceAgent: true contradicts fencing.levels (no level uses a power device)");
+    expect(contradiction.error?.issues[0]?.message).toContain(
+      "fencing.fenceAgent: true contradicts fencing.levels (no level uses a power device)",
+    );
     expect(Policy.safeParse({ fencing: { levels: Array.from({ length: 10 }, () => ["ipmi"]) } }).success).toBe(false);
     const mixed = Policy.safeParse({ fencing: { levels: [["power", "pdu-a"]] } });
     expect(mixed.success).toBe(false);
@@ -53,6 +60,8 @@ describe("fencing levels (policy)", () => {
   it("a power-only topology needs no healthy majority; one with a watchdog level still does", () => {
     expect(Policy.safeParse({ fleet: { minHealthy: "50%" }, fencing: { levels: [["ipmi"]] } }).success).toBe(true);
     expect(Policy.safeParse({ fleet: { minHealthy: "50%" }, fencing: { levels: [["ipmi"], ["watchdog"]] } }).success).toBe(false);
-    expect(Policy.safeParse({ fleet: { minHealthy: "50%" }, fencing: { levels: [["ipmi"]], nodes: { "n-1": [["watchdog"]] } } }).success).toBe(false);
+    expect(
+      Policy.safeParse({ fleet: { minHealthy: "50%" }, fencing: { levels: [["ipmi"]], nodes: { "n-1": [["watchdog"]] } } }).success,
+    ).toBe(false);
   });
 });

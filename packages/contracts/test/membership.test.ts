@@ -46,7 +46,10 @@ describe("membership view", () => {
         const v = view(n, witness);
         for (let healthy = 0; healthy <= n; healthy++) {
           for (let lost = 0; healthy + lost <= n; lost++) {
-            expect(engineHasMajority(v, healthy) && groupHasMajority(v, lost), `n=${n} healthy=${healthy} lost=${lost} witness=${witness}`).toBe(false);
+            expect(
+              engineHasMajority(v, healthy) && groupHasMajority(v, lost),
+              `n=${n} healthy=${healthy} lost=${lost} witness=${witness}`,
+            ).toBe(false);
           }
         }
       }
@@ -97,7 +100,14 @@ describe("heartbeat contract", () => {
     expect(Heartbeat.safeParse(hb).success).toBe(true);
     expect(Heartbeat.safeParse({ ...hb, contract: { ...contract(), watchdog: { kind: "magic", timeoutMs: 1 } } }).success).toBe(false);
     expect(HeartbeatAck.safeParse({ v: 1, node: "w-1", at: 1, membership: { version: 1, view: view(3) } }).success).toBe(true);
-    expect(HeartbeatAck.safeParse({ v: 1, node: "w-1", at: 1, membership: { version: 1, view: { ...view(3), members: [{ node: "x" }, { node: "a" }] } } }).success).toBe(false);
+    expect(
+      HeartbeatAck.safeParse({
+        v: 1,
+        node: "w-1",
+        at: 1,
+        membership: { version: 1, view: { ...view(3), members: [{ node: "x" }, { node: "a" }] } },
+      }).success,
+    ).toBe(false);
     expect(AgentContract.parse(withdrawnContract(contract()))).toMatchObject({ withdrawn: true, watchdog: { kind: "none", timeoutMs: 0 } });
   });
 });
@@ -117,8 +127,16 @@ describe("fencing guarantee", () => {
       [contract({ watchdog: { kind: "software", timeoutMs: 10_000 } }), /software reboot timer, which dies with the agent/, true],
       [contract({ watchdog: { kind: "none", timeoutMs: 10_000 } }), /feeds no watchdog device/, true],
       [contract({ watchdog: { kind: "hardware", timeoutMs: 15_000 } }), /watchdog timeout 15s is longer than the policy's 10s/, true],
-      [contract({ timing: { controlPlaneTimeoutMs: 8_000, peerRoundMs: 2_000, watchdogTimeoutMs: 10_000, marginMs: 5_000 } }), /controlPlaneTimeoutMs 8s is longer than the policy's 5s/, true],
-      [contract({ timing: { controlPlaneTimeoutMs: 5_000, peerRoundMs: 3_000, watchdogTimeoutMs: 10_000, marginMs: 0 } }), /peerRoundMs 3s/, true],
+      [
+        contract({ timing: { controlPlaneTimeoutMs: 8_000, peerRoundMs: 2_000, watchdogTimeoutMs: 10_000, marginMs: 5_000 } }),
+        /controlPlaneTimeoutMs 8s is longer than the policy's 5s/,
+        true,
+      ],
+      [
+        contract({ timing: { controlPlaneTimeoutMs: 5_000, peerRoundMs: 3_000, watchdogTimeoutMs: 10_000, marginMs: 0 } }),
+        /peerRoundMs 3s/,
+        true,
+      ],
       [contract({ heartbeatIntervalMs: 2_000 }), /heartbeat interval 2s/, true],
       [contract({ membershipVersion: 0 }), /no membership view/, true],
     ];
@@ -150,17 +168,27 @@ describe("fencing guarantee", () => {
   });
 
   it("is power when one of the node's levels powers it off, time-based or not", () => {
-    const levels = [{ methods: ["ipmi"], timeoutMs: 20_000 }, { methods: ["watchdog"], timeoutMs: 600_000 }];
-    expect(fencingGuarantee(null, DEFAULT_POLICY, levels)).toMatchObject({ guarantee: "power", timeBased: false, reason: "fenced by power: level 1/2 [ipmi] powers it off and reads it back" });
+    const levels = [
+      { methods: ["ipmi"], timeoutMs: 20_000 },
+      { methods: ["watchdog"], timeoutMs: 600_000 },
+    ];
+    expect(fencingGuarantee(null, DEFAULT_POLICY, levels)).toMatchObject({
+      guarantee: "power",
+      timeBased: false,
+      reason: "fenced by power: level 1/2 [ipmi] powers it off and reads it back",
+    });
     const both = fencingGuarantee(contract(), DEFAULT_POLICY, levels);
     expect(both).toMatchObject({ guarantee: "power", timeBased: true });
     expect(both.reason).toMatch(/^fenced by power: level 1\/2 \[ipmi\] powers it off and reads it back; also hardware watchdog/);
     // Per node: another node of the same policy has only the watchdog.
     const perNode = Policy.parse({ fencing: { nodes: { "w-1": [["ipmi"], ["watchdog"]] } } });
     expect(fencingGuarantee(contract(), perNode).guarantee).toBe("watchdog");
-});
+  });
   it("names only the power methods of a level that mixes them with the watchdog", () => {
-    const levels = [{ methods: ["watchdog"], timeoutMs: 600_000 }, { methods: ["watchdog", "ipmi"], timeoutMs: 20_000 }];
+    const levels = [
+      { methods: ["watchdog"], timeoutMs: 600_000 },
+      { methods: ["watchdog", "ipmi"], timeoutMs: 20_000 },
+    ];
     expect(fencingGuarantee(null, DEFAULT_POLICY, levels)).toMatchObject({
       guarantee: "power",
       reason: "fenced by power: level 2/2 [ipmi] powers it off and reads it back",
@@ -180,8 +208,18 @@ describe("fencing guarantee", () => {
     const policy = Policy.parse({ agent: { watchdogTimeoutMs: 12_000 }, heartbeat: { intervalMs: 500 } });
     const met = contractMeeting(policy);
     expect(AgentContract.parse(met)).toEqual(met);
-    expect(met).toMatchObject({ timing: policy.agent, heartbeatIntervalMs: 500, watchdog: { kind: "hardware", timeoutMs: 12_000 }, membershipVersion: 1 });
-    expect(fencingGuarantee(met, policy)).toEqual({ guarantee: "watchdog", reason: "hardware watchdog (12s), timing within the policy, membership view v1", timeBased: true, weak: false });
+    expect(met).toMatchObject({
+      timing: policy.agent,
+      heartbeatIntervalMs: 500,
+      watchdog: { kind: "hardware", timeoutMs: 12_000 },
+      membershipVersion: 1,
+    });
+    expect(fencingGuarantee(met, policy)).toEqual({
+      guarantee: "watchdog",
+      reason: "hardware watchdog (12s), timing within the policy, membership view v1",
+      timeBased: true,
+      weak: false,
+    });
     expect(fencingGuarantee(contractMeeting(policy, { membershipVersion: 7 }), policy).reason).toMatch(/membership view v7$/);
   });
 });

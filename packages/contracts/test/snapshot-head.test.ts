@@ -18,10 +18,19 @@ describe("parseSnapshotHead", () => {
     ["a path that is not a string", JSON.stringify({ node: "n", path: 3, context: {} })],
     ["no context", JSON.stringify({ node: "n", path: "healthy" })],
     ["a null context", JSON.stringify({ node: "n", path: "healthy", context: null })],
-    ["a context without an epoch", JSON.stringify({ node: "n", path: "healthy", context: { since: 0, bootId: null, hostGroup: "default" } })],
+    [
+      "a context without an epoch",
+      JSON.stringify({ node: "n", path: "healthy", context: { since: 0, bootId: null, hostGroup: "default" } }),
+    ],
     ["a boot id that is not a string", JSON.stringify({ node: "n", path: "healthy", context: { epoch: 0, bootId: 7 } })],
-    ["an epoch that is not a number", JSON.stringify({ node: "n", path: "healthy", context: { epoch: "2", since: 0, bootId: null, hostGroup: "default" } })],
-    ["a node that is not a node name", JSON.stringify({ node: "a b", path: "healthy", context: { epoch: 0, since: 0, bootId: null, hostGroup: "default" } })],
+    [
+      "an epoch that is not a number",
+      JSON.stringify({ node: "n", path: "healthy", context: { epoch: "2", since: 0, bootId: null, hostGroup: "default" } }),
+    ],
+    [
+      "a node that is not a node name",
+      JSON.stringify({ node: "a b", path: "healthy", context: { epoch: 0, since: 0, bootId: null, hostGroup: "default" } }),
+    ],
   ])("is null for %s", (_, text) => {
     expect(parseSnapshotHead(bytes(text))).toBeNull();
   });

@@ -76,7 +76,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const budget = createKvBudgetStore(await new Kvm(nc).open(Buckets.fleet));
 
   actuators.push(
-    createActuator({ name: "guard", clock, handlers: createGuardHandlers({ store: budget, view: () => fleet.view(), policy, clock, latestMembershipVersion: () => fleet.latestMembershipVersion(), viewFloor: (node) => fleet.viewFloor(node) }) }),
+    createActuator({
+      name: "guard",
+      clock,
+      handlers: createGuardHandlers({
+        store: budget,
+        view: () => fleet.view(),
+        policy,
+        clock,
+        latestMembershipVersion: () => fleet.latestMembershipVersion(),
+        viewFloor: (node) => fleet.viewFloor(node),
+      }),
+    }),
     // The out-of-service step checks every 100 ms: the taint eviction controller marks the pods
     // for deletion about 0.1 s after the taint (measured on the real control plane), and each
     // check's force-delete is what lets the StatefulSet controller re-create the pod.
@@ -98,11 +109,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   });
   // Before the detector, so its first acks already carry a view.
   const membership = await runMembershipKeeper({ nc, witness: policy.fleet.witness, log });
-  const detector = await runHeartbeatDetector({ nc, timeoutMs: policy.heartbeat.timeoutMs, log: log.child({ component: "heartbeat-detector" }), clock });
+  const detector = await runHeartbeatDetector({
+    nc,
+    timeoutMs: policy.heartbeat.timeoutMs,
+    log: log.child({ component: "heartbeat-detector" }),
+    clock,
+  });
   const conditions = options.conditions
     ? await runConditionDetector({ nc, ...options.conditions, log: log.child({ component: "condition-detector" }), clock })
     : undefined;
-  const nodeEvents = options.nodeEvents ? startNodeEvents({ nc, recorder: options.nodeEvents, log: log.child({ component: "node-events" }) }) : undefined;
+  const nodeEvents = options.nodeEvents
+    ? startNodeEvents({ nc, recorder: options.nodeEvents, log: log.child({ component: "node-events" }) })
+    : undefined;
   const runners = actuators.map((actuator) => runActuator({ nc, actuator, log: log.child({ component: `actuator-${actuator.name}` }) }));
 
   return {

@@ -27,7 +27,10 @@ export function startNodeEvents(options: { nc: NatsConnection; recorder: NodeEve
       try {
         await recorder.recordAudit(record);
       } catch (err) {
-        log.warn({ node: record.node, seq: record.seq, err: (err as Error).message }, `cannot record the Kubernetes Event of ${record.node}'s audit record ${record.seq}`);
+        log.warn(
+          { node: record.node, seq: record.seq, err: (err as Error).message },
+          `cannot record the Kubernetes Event of ${record.node}'s audit record ${record.seq}`,
+        );
       }
     }
   })();

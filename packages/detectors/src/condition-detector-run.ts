@@ -40,7 +40,10 @@ export async function runConditionDetector(options: RunConditionDetectorOptions)
           outbox.shift();
           published++;
           failures = 0;
-          log.info({ node: event.node, event: event.type, id: event.id }, `${event.node}: ${event.type}${"signal" in event.data ? ` ${String(event.data.signal)}` : ""}`);
+          log.info(
+            { node: event.node, event: event.type, id: event.id },
+            `${event.node}: ${event.type}${"signal" in event.data ? ` ${String(event.data.signal)}` : ""}`,
+          );
         } catch (err) {
           failures++;
           log.warn({ err, node: event.node, event: event.type }, "cannot publish a node-condition event; will retry");

@@ -219,7 +219,9 @@ export function createConditionDetector(options: ConditionDetectorOptions) {
       if (!state) return undefined;
       return {
         excluded: state.excluded,
-        conditions: Object.fromEntries([...state.conditions].map(([type, c]) => [type, { since: c.since, status: c.status, reported: c.reported }])),
+        conditions: Object.fromEntries(
+          [...state.conditions].map(([type, c]) => [type, { since: c.since, status: c.status, reported: c.reported }]),
+        ),
       };
     },
   };

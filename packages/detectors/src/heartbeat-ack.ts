@@ -6,7 +6,10 @@ import type { Heartbeat, HeartbeatAck, MembershipView } from "@fenceline/contrac
  * so a join or a leave reaches every connected agent with its next heartbeat. A view older than
  * the agent's (this detector lags) is never sent: agents only move forward.
  */
-export function heartbeatAck(hb: Heartbeat, options: { at: number; state?: string | undefined; membership: MembershipView | null; withdrawn?: boolean }): HeartbeatAck {
+export function heartbeatAck(
+  hb: Heartbeat,
+  options: { at: number; state?: string | undefined; membership: MembershipView | null; withdrawn?: boolean },
+): HeartbeatAck {
   const { membership } = options;
   const ack: HeartbeatAck = { v: 1, node: hb.node, at: options.at };
   if (options.state) ack.state = options.state;

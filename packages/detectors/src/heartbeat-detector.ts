@@ -17,7 +17,12 @@ type Seen = {
 };
 
 const checksumKey = (checksums?: Record<string, string>) =>
-  checksums ? Object.keys(checksums).sort().map((k) => `${k}=${checksums[k]}`).join(",") : "";
+  checksums
+    ? Object.keys(checksums)
+        .sort()
+        .map((k) => `${k}=${checksums[k]}`)
+        .join(",")
+    : "";
 
 /** What identifies a heartbeat's contract and peer URL; "" when it carries neither. */
 const contractKey = (hb: Heartbeat) => (hb.contract || hb.peerUrl ? JSON.stringify([hb.contract ?? null, hb.peerUrl ?? null]) : "");
@@ -48,8 +53,7 @@ function staleness(prev: Seen | undefined, hb: Heartbeat): string | null {
   return null;
 }
 
-const withBoot = (boots: readonly string[], bootId: string) =>
-  boots.includes(bootId) ? boots : [...boots, bootId].slice(-MAX_BOOTS);
+const withBoot = (boots: readonly string[], bootId: string) => (boots.includes(bootId) ? boots : [...boots, bootId].slice(-MAX_BOOTS));
 
 /**
  * Turns the heartbeat firehose into the few events that matter: a node seen for the first time
@@ -82,7 +86,16 @@ export function createHeartbeatDetector(options: {
       const now = clock.now();
       for (const { node, bootId } of known) {
         if (nodes.has(node) || bootId === null) continue;
-        nodes.set(node, { bootId, incarnation: -1, seq: -1, boots: [bootId], lastSeenAt: now, missing: false, checksumKey: "", contractKey: "" });
+        nodes.set(node, {
+          bootId,
+          incarnation: -1,
+          seq: -1,
+          boots: [bootId],
+          lastSeenAt: now,
+          missing: false,
+          checksumKey: "",
+          contractKey: "",
+        });
       }
     },
 
@@ -140,7 +153,15 @@ export function createHeartbeatDetector(options: {
       };
       if (!prev || prev.incarnation === -1) {
         if (prev && prev.bootId !== hb.bootId) {
-          await emit(createEvent("boot.changed", { id: `boot:${hb.node}:${hb.bootId}`, node: hb.node, at: now, source, data: { previousBootId: prev.bootId, bootId: hb.bootId } }));
+          await emit(
+            createEvent("boot.changed", {
+              id: `boot:${hb.node}:${hb.bootId}`,
+              node: hb.node,
+              at: now,
+              source,
+              data: { previousBootId: prev.bootId, bootId: hb.bootId },
+            }),
+          );
         }
         await emit(
           createEvent("node.joined", {
@@ -160,7 +181,15 @@ export function createHeartbeatDetector(options: {
         return;
       }
       if (prev.bootId !== hb.bootId) {
-        await emit(createEvent("boot.changed", { id: `boot:${hb.node}:${hb.bootId}`, node: hb.node, at: now, source, data: { previousBootId: prev.bootId, bootId: hb.bootId } }));
+        await emit(
+          createEvent("boot.changed", {
+            id: `boot:${hb.node}:${hb.bootId}`,
+            node: hb.node,
+            at: now,
+            source,
+            data: { previousBootId: prev.bootId, bootId: hb.bootId },
+          }),
+        );
       }
       if (prev.missing) {
         await emit(
@@ -175,7 +204,15 @@ export function createHeartbeatDetector(options: {
         return;
       }
       if (hb.checksums && prev.checksumKey !== next.checksumKey) {
-        await emit(createEvent("config.reported", { id: `config:${tag}`, node: hb.node, at: now, source, data: { bootId: hb.bootId, checksums: hb.checksums } }));
+        await emit(
+          createEvent("config.reported", {
+            id: `config:${tag}`,
+            node: hb.node,
+            at: now,
+            source,
+            data: { bootId: hb.bootId, checksums: hb.checksums },
+          }),
+        );
       }
       if (hb.contract && prev.contractKey !== next.contractKey) {
         await emit(

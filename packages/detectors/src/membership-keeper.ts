@@ -30,9 +30,14 @@ export function peerUrlOf(context: Record<string, unknown>): string | undefined 
  * that are members (with their peer URLs). Null when nothing changed (same members, addresses
  * and witness), so an unchanged fleet never gets a new version.
  */
-export function nextMembershipView(current: MembershipView | null, records: Iterable<MemberRecord>, witness: boolean): MembershipView | null {
+export function nextMembershipView(
+  current: MembershipView | null,
+  records: Iterable<MemberRecord>,
+  witness: boolean,
+): MembershipView | null {
   const members: Member[] = [];
-  for (const r of records) if (isMemberRecord(r)) members.push(r.peerUrl === undefined ? { node: r.node } : { node: r.node, peerUrl: r.peerUrl });
+  for (const r of records)
+    if (isMemberRecord(r)) members.push(r.peerUrl === undefined ? { node: r.node } : { node: r.node, peerUrl: r.peerUrl });
   const next = createMembershipView((current?.version ?? 0) + 1, witness, members);
   return current && sameMembership(current, next) ? null : next;
 }
@@ -117,7 +122,11 @@ export function createMembershipKeeper(options: {
       })();
       return running;
     },
-    members: () => [...records.values()].filter(isMemberRecord).map((r) => r.node).sort(),
+    members: () =>
+      [...records.values()]
+        .filter(isMemberRecord)
+        .map((r) => r.node)
+        .sort(),
   };
 }
 export type MembershipKeeper = ReturnType<typeof createMembershipKeeper>;
@@ -131,7 +140,8 @@ export function createMemoryMembershipStore(): MembershipStore & { current(): Me
       return { view, revision: written.length };
     },
     async write(view, revision) {
-      if (revision !== written.length) throw new FencelineError(ErrorCode.Concurrency, `membership at revision ${written.length}, not ${revision}`);
+      if (revision !== written.length)
+        throw new FencelineError(ErrorCode.Concurrency, `membership at revision ${written.length}, not ${revision}`);
       written.push(view);
       return written.length;
     },

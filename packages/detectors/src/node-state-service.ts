@@ -45,7 +45,15 @@ export async function runNodeStateService(options: { nc: NatsConnection; log: Lo
       if (!entry || entry.operation !== "PUT") return { v: 1, node, at: clock.now(), known: false };
       const snapshot = parseSnapshotHead(entry.value);
       if (!snapshot) return { v: 1, node, at: clock.now(), error: "the stored snapshot is not valid" };
-      return { v: 1, node, at: clock.now(), known: true, state: snapshot.path, epoch: snapshot.context.epoch, since: snapshot.context.since ?? 0 };
+      return {
+        v: 1,
+        node,
+        at: clock.now(),
+        known: true,
+        state: snapshot.path,
+        epoch: snapshot.context.epoch,
+        since: snapshot.context.since ?? 0,
+      };
     } catch (err) {
       log.warn({ err, node }, "cannot read a node snapshot");
       return { v: 1, node, at: clock.now(), error: `cannot read FL_NODES: ${(err as Error).message}` };

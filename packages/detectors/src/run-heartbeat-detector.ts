@@ -1,7 +1,15 @@
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Heartbeat, nodeFromToken, parseMessage, parseSnapshotHead, systemClock, type Clock, type HeartbeatAck } from "@fenceline/contracts";
+import {
+  Heartbeat,
+  nodeFromToken,
+  parseMessage,
+  parseSnapshotHead,
+  systemClock,
+  type Clock,
+  type HeartbeatAck,
+} from "@fenceline/contracts";
 import { publishDeadLetter, publishEvent, watchMembership, type Logger } from "@fenceline/bus";
 import { Buckets, Subjects } from "@fenceline/streams";
 import { heartbeatAck } from "./heartbeat-ack.js";
@@ -63,7 +71,9 @@ export async function runHeartbeatDetector(options: {
 
   // Give the KV watch a moment to deliver existing snapshots, then seed.
   await new Promise((r) => setTimeout(r, 200));
-  detector.seed([...states.entries()].filter(([, s]) => s.path.split(".")[0] !== FORGOTTEN_STATE).map(([node, s]) => ({ node, bootId: s.bootId })));
+  detector.seed(
+    [...states.entries()].filter(([, s]) => s.path.split(".")[0] !== FORGOTTEN_STATE).map(([node, s]) => ({ node, bootId: s.bootId })),
+  );
   await membership.ready;
 
   const stateService = await runNodeStateService({ nc, log, clock });

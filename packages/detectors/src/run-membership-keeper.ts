@@ -38,7 +38,11 @@ export async function runMembershipKeeper(options: { nc: NatsConnection; witness
     store: await openMembershipStore(nc),
     witness: options.witness,
     caughtUp,
-    onWritten: (view) => log.info({ version: view.version, members: view.members.length, witness: view.witness }, `membership view v${view.version}: ${view.members.length} members`),
+    onWritten: (view) =>
+      log.info(
+        { version: view.version, members: view.members.length, witness: view.witness },
+        `membership view v${view.version}: ${view.members.length} members`,
+      ),
   });
   const stored = (await kv.status()).values;
   let loaded = stored === 0;

@@ -103,8 +103,10 @@ export function translateSerfEvent(input: {
 }): SerfTranslation {
   const { event, now } = input;
   if (!event) return { events: [], rejected: [], ignored: "SERF_EVENT is not set (not run by serf?)" };
-  if (!isMembershipEvent(event)) return { events: [], rejected: [], ignored: `serf event "${event.slice(0, 64)}" is not a membership event` };
-  if (event === "member-reap") return { events: [], rejected: [], ignored: "member-reap: serf forgets members that failed or left long ago; nothing to report" };
+  if (!isMembershipEvent(event))
+    return { events: [], rejected: [], ignored: `serf event "${event.slice(0, 64)}" is not a membership event` };
+  if (event === "member-reap")
+    return { events: [], rejected: [], ignored: "member-reap: serf forgets members that failed or left long ago; nothing to report" };
 
   const source = `serf:${(input.self ?? "handler").slice(0, 120)}`;
   const window = Math.floor(now / SERF_ID_WINDOW_MS);
@@ -115,7 +117,10 @@ export function translateSerfEvent(input: {
     const parsed = NodeName.safeParse(name);
     if (!parsed.success) {
       const from = input.nodeTag !== undefined && member.tags[input.nodeTag] !== undefined ? `tag ${input.nodeTag}` : "member name";
-      rejected.push({ line: member.line, error: `${from} "${name.slice(0, 64)}" is not a node name: ${parsed.error.issues[0]?.message ?? "invalid"}` });
+      rejected.push({
+        line: member.line,
+        error: `${from} "${name.slice(0, 64)}" is not a node name: ${parsed.error.issues[0]?.message ?? "invalid"}`,
+      });
       continue;
     }
     const node = parsed.data;
@@ -128,7 +133,11 @@ export function translateSerfEvent(input: {
             node,
             at: now,
             source,
-            data: { signal: SERF_SIGNAL, since: now, detail: `serf member-failed${where}, seen by ${input.self ?? "a serf agent"}`.slice(0, 512) },
+            data: {
+              signal: SERF_SIGNAL,
+              since: now,
+              detail: `serf member-failed${where}, seen by ${input.self ?? "a serf agent"}`.slice(0, 512),
+            },
           })
         : createEvent("signal.healthy", { id, node, at: now, source, data: { signal: SERF_SIGNAL } });
     events.push({ member, event: nodeEvent });

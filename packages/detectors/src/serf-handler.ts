@@ -80,7 +80,10 @@ export async function runSerfHandler(options: SerfHandlerOptions): Promise<SerfH
   try {
     if (!nc) {
       try {
-        nc = await connectNats(options.server, { name: `fenceline-serf-handler-${env.SERF_SELF_NAME ?? "unknown"}`, timeoutMs: Math.max(500, deadline - Date.now()) });
+        nc = await connectNats(options.server, {
+          name: `fenceline-serf-handler-${env.SERF_SELF_NAME ?? "unknown"}`,
+          timeoutMs: Math.max(500, deadline - Date.now()),
+        });
       } catch (err) {
         say(`cannot publish ${translation.events.length} event(s): ${(err as Error).message}`);
         outcome.exitCode = 1;
@@ -91,7 +94,10 @@ export async function runSerfHandler(options: SerfHandlerOptions): Promise<SerfH
     for (const bad of outcome.rejected) {
       await publishDeadLetter(js, SERF_DLQ_SOURCE, pseudoSubject, new TextEncoder().encode(bad.line), "schema", bad.error, {
         at: now,
-        msgID: `dlq:serf:${createHash("sha256").update(`${serfEvent}\n${Math.floor(now / SERF_ID_WINDOW_MS)}\n${bad.line}`).digest("hex").slice(0, 32)}`,
+        msgID: `dlq:serf:${createHash("sha256")
+          .update(`${serfEvent}\n${Math.floor(now / SERF_ID_WINDOW_MS)}\n${bad.line}`)
+          .digest("hex")
+          .slice(0, 32)}`,
         log: createLogger("serf-handler", { level: "silent" }),
       }).catch((err: unknown) => say(`cannot store the dead letter: ${(err as Error).message}`));
     }
@@ -135,4 +141,3 @@ async function withRetry<T>(op: () => Promise<T>, deadline: number): Promise<T> 
     }
   }
 }
-

@@ -254,7 +254,11 @@ describe("heartbeat detector: the fencing contract", () => {
 
     await detector.onHeartbeat(hb("c1", { contract: contract(2), peerUrl: "http://10.0.0.1:9797" }));
     expect(types(events)).toEqual(["node.joined", "contract.reported"]);
-    expect((events[1] as NodeEventOf<"contract.reported">).data).toEqual({ bootId: "boot-1", contract: contract(2), peerUrl: "http://10.0.0.1:9797" });
+    expect((events[1] as NodeEventOf<"contract.reported">).data).toEqual({
+      bootId: "boot-1",
+      contract: contract(2),
+      peerUrl: "http://10.0.0.1:9797",
+    });
     await detector.onHeartbeat(hb("c1", { contract: contract(2), peerUrl: "http://10.0.0.2:9797" }));
     expect(types(events)).toEqual(["node.joined", "contract.reported", "contract.reported"]);
 

@@ -1,7 +1,15 @@
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, createLogger, openMembershipStore, startNatsServer, type NatsServer } from "@fenceline/bus";
-import { createMembershipView, DeadLetter, HeartbeatAck, NodeEvent, nodeToken, type AgentContract, type Heartbeat } from "@fenceline/contracts";
+import {
+  createMembershipView,
+  DeadLetter,
+  HeartbeatAck,
+  NodeEvent,
+  nodeToken,
+  type AgentContract,
+  type Heartbeat,
+} from "@fenceline/contracts";
 import { Buckets, Streams, Subjects, provisionStreams } from "@fenceline/streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runHeartbeatDetector } from "../src/run-heartbeat-detector.js";
@@ -20,12 +28,24 @@ beforeAll(async () => {
   await provisionStreams(nc);
   // The engine's snapshots from before this detector started: one node in suspect, silent.
   const nodes = await new Kvm(nc).open(Buckets.nodes);
-  await nodes.put(nodeToken("seeded-node"), JSON.stringify({ node: "seeded-node", path: "suspect.waiting", context: { bootId: "boot-s", epoch: 2 } }));
-  await nodes.put(nodeToken("known.node"), JSON.stringify({ node: "known.node", path: "healthy", context: { bootId: "boot-k", epoch: 1 } }));
-  await nodes.put(nodeToken("gone-node"), JSON.stringify({ node: "gone-node", path: "forgotten", context: { bootId: "boot-g", epoch: 1 } }));
+  await nodes.put(
+    nodeToken("seeded-node"),
+    JSON.stringify({ node: "seeded-node", path: "suspect.waiting", context: { bootId: "boot-s", epoch: 2 } }),
+  );
+  await nodes.put(
+    nodeToken("known.node"),
+    JSON.stringify({ node: "known.node", path: "healthy", context: { bootId: "boot-k", epoch: 1 } }),
+  );
+  await nodes.put(
+    nodeToken("gone-node"),
+    JSON.stringify({ node: "gone-node", path: "forgotten", context: { bootId: "boot-g", epoch: 1 } }),
+  );
   const members = await openMembershipStore(nc);
   await members.write(createMembershipView(1, true, [{ node: "known.node" }, { node: "seeded-node" }]), 0);
-  await members.write(createMembershipView(2, true, [{ node: "known.node" }, { node: "node-m", peerUrl: "http://10.0.0.9:9797" }, { node: "seeded-node" }]), 1);
+  await members.write(
+    createMembershipView(2, true, [{ node: "known.node" }, { node: "node-m", peerUrl: "http://10.0.0.9:9797" }, { node: "seeded-node" }]),
+    1,
+  );
   detector = await runHeartbeatDetector({ nc, timeoutMs: TIMEOUT_MS, tickMs: 50, log });
 });
 afterAll(async () => {
@@ -58,7 +78,13 @@ describe("runHeartbeatDetector", () => {
     expect(ack.state).toBeUndefined();
     expect(Math.abs(ack.at - Date.now())).toBeLessThan(5_000);
 
-    const known = HeartbeatAck.parse((await nc.request(Subjects.heartbeat("known.node"), JSON.stringify(heartbeat("known.node", { bootId: "boot-k" })), { timeout: 2_000 })).json());
+    const known = HeartbeatAck.parse(
+      (
+        await nc.request(Subjects.heartbeat("known.node"), JSON.stringify(heartbeat("known.node", { bootId: "boot-k" })), {
+          timeout: 2_000,
+        })
+      ).json(),
+    );
     expect(known).toMatchObject({ node: "known.node", state: "healthy" });
   });
 
@@ -68,13 +94,20 @@ describe("runHeartbeatDetector", () => {
       JSON.stringify(heartbeat("node-b", { hostGroup: "workers", controlPlane: false, checksums: { app: "c1" } })),
       { timeout: 2_000 },
     );
-    await expect.poll(async () => (await events("node-b")).map((e) => e.type), { timeout: 5_000 }).toEqual(["node.joined", "heartbeat.missed"]);
+    await expect
+      .poll(async () => (await events("node-b")).map((e) => e.type), { timeout: 5_000 })
+      .toEqual(["node.joined", "heartbeat.missed"]);
     const [joined, missed] = await events("node-b");
-    expect(joined).toMatchObject({ source: "heartbeat-detector", data: { bootId: "boot-node-b", hostGroup: "workers", controlPlane: false, checksums: { app: "c1" } } });
+    expect(joined).toMatchObject({
+      source: "heartbeat-detector",
+      data: { bootId: "boot-node-b", hostGroup: "workers", controlPlane: false, checksums: { app: "c1" } },
+    });
     expect(missed!.type === "heartbeat.missed" && missed!.at - missed!.data.lastSeenAt).toBeGreaterThanOrEqual(TIMEOUT_MS);
 
     nc.publish(Subjects.heartbeat("node-b"), JSON.stringify(heartbeat("node-b")));
-    await expect.poll(async () => (await events("node-b")).map((e) => e.type), { timeout: 5_000 }).toEqual(["node.joined", "heartbeat.missed", "heartbeat.resumed"]);
+    await expect
+      .poll(async () => (await events("node-b")).map((e) => e.type), { timeout: 5_000 })
+      .toEqual(["node.joined", "heartbeat.missed", "heartbeat.resumed"]);
   });
 
   it("reports a node known from the snapshots that stays silent, after the timeout", async () => {
@@ -97,7 +130,9 @@ describe("runHeartbeatDetector", () => {
     nc.publish(Subjects.heartbeat("node-e"), "{not json");
     nc.publish(Subjects.heartbeat("node-e"), JSON.stringify({ v: 1, node: "node-e" }));
     await expect
-      .poll(async () => (await deadLetters()).filter((d) => d.subject === Subjects.heartbeat("node-e")).map((d) => d.reason), { timeout: 5_000 })
+      .poll(async () => (await deadLetters()).filter((d) => d.subject === Subjects.heartbeat("node-e")).map((d) => d.reason), {
+        timeout: 5_000,
+      })
       .toEqual(["not-json", "schema"]);
     const [notJson] = (await deadLetters()).filter((d) => d.subject === Subjects.heartbeat("node-e"));
     expect(notJson!.payload).toBe("{not json");
@@ -118,7 +153,8 @@ describe("runHeartbeatDetector", () => {
   });
 
   it("attaches the membership view to the ack of a heartbeat that reports an older one, and only the version otherwise", async () => {
-    const ask = async (hb: Heartbeat) => HeartbeatAck.parse((await nc.request(Subjects.heartbeat(hb.node), JSON.stringify(hb), { timeout: 2_000 })).json());
+    const ask = async (hb: Heartbeat) =>
+      HeartbeatAck.parse((await nc.request(Subjects.heartbeat(hb.node), JSON.stringify(hb), { timeout: 2_000 })).json());
     const none = await ask(heartbeat("node-m"));
     expect(none.membership?.version).toBe(2);
     expect(none.membership?.view?.members.map((m) => m.node)).toEqual(["known.node", "node-m", "seeded-node"]);
@@ -133,7 +169,13 @@ describe("runHeartbeatDetector", () => {
   it("answers a stopping agent only once the withdrawal of its contract is stored", async () => {
     await nc.request(Subjects.heartbeat("node-s"), JSON.stringify(heartbeat("node-s", { contract: contract(2) })), { timeout: 2_000 });
     const withdrawn = { ...contract(2), watchdog: { kind: "none" as const, timeoutMs: 0 }, withdrawn: true as const };
-    const reply = HeartbeatAck.parse((await nc.request(Subjects.heartbeat("node-s"), JSON.stringify(heartbeat("node-s", { contract: withdrawn, stopping: true })), { timeout: 2_000 })).json());
+    const reply = HeartbeatAck.parse(
+      (
+        await nc.request(Subjects.heartbeat("node-s"), JSON.stringify(heartbeat("node-s", { contract: withdrawn, stopping: true })), {
+          timeout: 2_000,
+        })
+      ).json(),
+    );
     expect(reply.withdrawn).toBe(true);
     const stored = await events("node-s");
     expect(stored.map((e) => e.type)).toEqual(["node.joined", "contract.reported"]);
@@ -145,7 +187,10 @@ describe("runHeartbeatDetector", () => {
     expect(await events("gone-node")).toEqual([]);
     await nc.request(Subjects.heartbeat("node-r"), JSON.stringify(heartbeat("node-r")), { timeout: 2_000 });
     const nodes = await new Kvm(nc).open(Buckets.nodes);
-    await nodes.put(nodeToken("node-r"), JSON.stringify({ node: "node-r", path: "forgotten", context: { bootId: "boot-node-r", epoch: 0 } }));
+    await nodes.put(
+      nodeToken("node-r"),
+      JSON.stringify({ node: "node-r", path: "forgotten", context: { bootId: "boot-node-r", epoch: 0 } }),
+    );
     await new Promise((r) => setTimeout(r, 200));
     await nc.request(Subjects.heartbeat("node-r"), JSON.stringify(heartbeat("node-r")), { timeout: 2_000 });
     await expect.poll(async () => (await events("node-r")).map((e) => e.type), { timeout: 5_000 }).toEqual(["node.joined", "node.joined"]);

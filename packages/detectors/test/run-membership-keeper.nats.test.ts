@@ -33,7 +33,10 @@ afterAll(async () => {
 
 const put = async (node: string, path: string, peerUrl?: string) => {
   const kv = await new Kvm(nc).open(Buckets.nodes);
-  await kv.put(nodeToken(node), JSON.stringify({ node, path, context: { bootId: `boot-${node}`, epoch: 0, ...(peerUrl ? { peerUrl } : {}) } }));
+  await kv.put(
+    nodeToken(node),
+    JSON.stringify({ node, path, context: { bootId: `boot-${node}`, epoch: 0, ...(peerUrl ? { peerUrl } : {}) } }),
+  );
 };
 
 describe("runMembershipKeeper on NATS", () => {
@@ -52,20 +55,36 @@ describe("runMembershipKeeper on NATS", () => {
 
       await put("w-3.example", "suspect.waiting", "http://10.0.0.3:9797");
       await put("w-6.example", "healthy", "http://10.0.0.6:9797");
-      const grown = await until("w-6 joins", async () => (await store.read()).view!, (v) => v.members.length === 6);
+      const grown = await until(
+        "w-6 joins",
+        async () => (await store.read()).view!,
+        (v) => v.members.length === 6,
+      );
       expect(grown.version).toBe(2);
 
       await put("w-2.example", "forgotten");
-      const shrunk = await until("w-2 leaves", async () => (await store.read()).view!, (v) => v.members.length === 5);
+      const shrunk = await until(
+        "w-2 leaves",
+        async () => (await store.read()).view!,
+        (v) => v.members.length === 5,
+      );
       expect(shrunk.version).toBe(3);
       expect(shrunk.members.map((m) => m.node)).not.toContain("w-2.example");
 
       await put("w-1.example", "healthy", "http://10.0.1.1:9797");
-      const moved = await until("w-1 moves", async () => (await store.read()).view!, (v) => v.version === 4);
+      const moved = await until(
+        "w-1 moves",
+        async () => (await store.read()).view!,
+        (v) => v.version === 4,
+      );
       expect(moved.members.find((m) => m.node === "w-1.example")?.peerUrl).toBe("http://10.0.1.1:9797");
 
       await watch.ready;
-      await until("the watcher", () => watch.current()?.version, (v) => v === 4);
+      await until(
+        "the watcher",
+        () => watch.current()?.version,
+        (v) => v === 4,
+      );
       expect(watch.versions()).toEqual([1, 2, 3, 4]);
       expect(watch.view(2)?.members).toHaveLength(6);
       expect(seen.map((v) => v.version)).toEqual([1, 2, 3, 4]);

@@ -24,7 +24,8 @@ describe("serf member lines", () => {
 
 describe("serf events → node events", () => {
   const { members } = parseSerfMembers(lines);
-  const translate = (event: string | undefined, extra: { nodeTag?: string } = {}) => translateSerfEvent({ event, members, now: NOW, self: "node-z", ...extra });
+  const translate = (event: string | undefined, extra: { nodeTag?: string } = {}) =>
+    translateSerfEvent({ event, members, now: NOW, self: "node-z", ...extra });
 
   it("member-failed → signal.unhealthy serf since now, one per member, valid events", () => {
     const { events, rejected, ignored } = translate("member-failed");

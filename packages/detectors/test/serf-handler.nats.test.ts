@@ -42,7 +42,8 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const nodeEvents = async (node: string) => (await readStream(nc, Streams.events, Subjects.storedEvent(node))).map((m) => NodeEvent.parse(m.data));
+const nodeEvents = async (node: string) =>
+  (await readStream(nc, Streams.events, Subjects.storedEvent(node))).map((m) => NodeEvent.parse(m.data));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -62,10 +63,19 @@ describe("runSerfHandler (stdin lines in, FL_EVENTS out)", () => {
     // One id window for both runs (a real retry comes within the same window, or makes a harmless duplicate).
     const clock = { ...systemClock, now: () => 1_800_000_001_000 };
     const run = () =>
-      runSerfHandler({ env: { SERF_EVENT: "member-failed", SERF_SELF_NAME: "observer" }, stdin: lines, server: server.url, nc, clock, say: (l) => said.push(l) });
+      runSerfHandler({
+        env: { SERF_EVENT: "member-failed", SERF_SELF_NAME: "observer" },
+        stdin: lines,
+        server: server.url,
+        nc,
+        clock,
+        say: (l) => said.push(l),
+      });
     const first = await run();
     expect(first.exitCode).toBe(0);
-    expect(first.published).toEqual([{ node: "known-1", type: "signal.unhealthy", id: expect.stringMatching(/^serf:member-failed:known-1:/), duplicate: false }]);
+    expect(first.published).toEqual([
+      { node: "known-1", type: "signal.unhealthy", id: expect.stringMatching(/^serf:member-failed:known-1:/), duplicate: false },
+    ]);
     expect(first.skipped).toEqual([{ node: "stranger", why: expect.stringMatching(/not a Fenceline node/) }]);
     expect(first.rejected).toEqual([{ line: "Bad_Name\t10.0.0.3\t\t", error: expect.stringMatching(/is not a node name/) }]);
     expect(said.some((l) => l.startsWith("dead letter: {") && l.includes('"reason":"schema"'))).toBe(true);
@@ -81,19 +91,29 @@ describe("runSerfHandler (stdin lines in, FL_EVENTS out)", () => {
 
   it("ignores events that are not membership events, exit 0", async () => {
     const said: string[] = [];
-    const outcome = await runSerfHandler({ env: { SERF_EVENT: "user", SERF_USER_EVENT: "deploy" }, stdin: "payload", server: "nats://127.0.0.1:1", say: (l) => said.push(l) });
+    const outcome = await runSerfHandler({
+      env: { SERF_EVENT: "user", SERF_USER_EVENT: "deploy" },
+      stdin: "payload",
+      server: "nats://127.0.0.1:1",
+      say: (l) => said.push(l),
+    });
     expect(outcome.exitCode).toBe(0);
     expect(said).toEqual(['ignored: serf event "user" is not a membership event']);
   });
 
   it("exits 1 with one line when NATS cannot be reached", async () => {
     const said: string[] = [];
-    const outcome = await runSerfHandler({ env: { SERF_EVENT: "member-join" }, stdin: lines, server: "nats://127.0.0.1:1", timeoutMs: 1_000, say: (l) => said.push(l) });
+    const outcome = await runSerfHandler({
+      env: { SERF_EVENT: "member-join" },
+      stdin: lines,
+      server: "nats://127.0.0.1:1",
+      timeoutMs: 1_000,
+      say: (l) => said.push(l),
+    });
     expect(outcome.exitCode).toBe(1);
     expect(said.at(-1)).toMatch(/^cannot publish 2 event\(s\): cannot connect to NATS/);
   });
 });
-
 
 const why = !haveSerf ? `${SERF} is not installed (apt-get install serf)` : "the CLI is not built (pnpm exec turbo run build)";
 describe.skipIf(!haveSerf || !haveCli)(`two real serf agents on loopback${haveSerf && haveCli ? "" : ` — SKIPPED: ${why}`}`, () => {
@@ -101,7 +121,21 @@ describe.skipIf(!haveSerf || !haveCli)(`two real serf agents on loopback${haveSe
     const bind = await freePort();
     const rpc = await freePort();
     const handler = `${process.execPath} ${CLI} serf-handler --server ${server.url} 2>>${dir}/handler-${name}.log`;
-    const args = ["agent", "-node", name, "-bind", `127.0.0.1:${bind}`, "-rpc-addr", `127.0.0.1:${rpc}`, "-profile", "local", "-log-level", "warn", "-event-handler", handler];
+    const args = [
+      "agent",
+      "-node",
+      name,
+      "-bind",
+      `127.0.0.1:${bind}`,
+      "-rpc-addr",
+      `127.0.0.1:${rpc}`,
+      "-profile",
+      "local",
+      "-log-level",
+      "warn",
+      "-event-handler",
+      handler,
+    ];
     if (join) args.push("-join", `127.0.0.1:${join}`);
     const child = spawn(SERF, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, FENCELINE_LOG_LEVEL: "warn" } });
     children.push(child);
@@ -138,7 +172,11 @@ describe.skipIf(!haveSerf || !haveCli)(`two real serf agents on loopback${haveSe
     // A graceful leave (SIGINT) is not a failure.
     const leftAt = Date.now();
     back.child.kill("SIGINT");
-    await waitFor("member-leave of serf-b", async () => (await nodeEvents("serf-b")).find((e) => e.id.startsWith("serf:member-leave:serf-b:")), 10_000);
+    await waitFor(
+      "member-leave of serf-b",
+      async () => (await nodeEvents("serf-b")).find((e) => e.id.startsWith("serf:member-leave:serf-b:")),
+      10_000,
+    );
     const afterLeave = (await nodeEvents("serf-b")).filter((e) => e.at >= leftAt);
     expect(afterLeave.map((e) => e.type)).not.toContain("signal.unhealthy");
     const log = await readFile(join(dir, "handler-serf-a.log"), "utf8").catch(() => "");

@@ -129,7 +129,10 @@ describe("stale heartbeats (replay protection)", () => {
     // A node's real life: boots, agent starts per boot, heartbeats per start, pauses between.
     const life = fc.array(
       fc.record({
-        starts: fc.array(fc.record({ beats: fc.integer({ min: 1, max: 5 }), pauseMs: fc.constantFrom(500, 1_000, TIMEOUT, 2 * TIMEOUT) }), { minLength: 1, maxLength: 3 }),
+        starts: fc.array(fc.record({ beats: fc.integer({ min: 1, max: 5 }), pauseMs: fc.constantFrom(500, 1_000, TIMEOUT, 2 * TIMEOUT) }), {
+          minLength: 1,
+          maxLength: 3,
+        }),
       }),
       { minLength: 1, maxLength: 4 },
     );
@@ -142,12 +145,17 @@ describe("stale heartbeats (replay protection)", () => {
           for (const start of boot.starts) {
             incarnation++;
             for (let seq = 0; seq < start.beats; seq++) {
-              real.push({ kind: "real", hb: hb(`boot-${b}`, incarnation, seq), advanceMs: seq === start.beats - 1 ? start.pauseMs : 1_000 });
+              real.push({
+                kind: "real",
+                hb: hb(`boot-${b}`, incarnation, seq),
+                advanceMs: seq === start.beats - 1 ? start.pauseMs : 1_000,
+              });
             }
           }
         });
         const withReplays: Step[] = [...real];
-        for (const r of inserted.sort((a, b) => b.at - a.at)) withReplays.splice(1 + (r.at % real.length), 0, { kind: "replay", pick: r.pick });
+        for (const r of inserted.sort((a, b) => b.at - a.at))
+          withReplays.splice(1 + (r.at % real.length), 0, { kind: "replay", pick: r.pick });
 
         const run = async (steps: Step[]) => {
           const { events, detector, clock } = setup();

@@ -3,9 +3,7 @@ import { fold, type Decider, type FoldResult } from "./fold.js";
 import type { Output, OutputSink, SnapshotStore } from "./ports.js";
 import type { NodeSnapshot } from "./snapshot.js";
 
-export type ApplyOutcome =
-  | { applied: true; result: FoldResult }
-  | { applied: false; reason: "already-applied"; lastSeq: number };
+export type ApplyOutcome = { applied: true; result: FoldResult } | { applied: false; reason: "already-applied"; lastSeq: number };
 
 /** An event a batch applied and saved, as the batch's caller sees it. */
 export type AppliedEvent = {
@@ -158,7 +156,13 @@ export function createEngineCore(options: {
       };
 
       // 1. Each node's snapshot: from the cache, known absent, or loaded (concurrently).
-      type NodeWork = { node: string; prior: { snapshot: NodeSnapshot; revision: number } | null; state: NodeSnapshot | null; stopped: boolean; applied: AppliedEvent[] };
+      type NodeWork = {
+        node: string;
+        prior: { snapshot: NodeSnapshot; revision: number } | null;
+        state: NodeSnapshot | null;
+        stopped: boolean;
+        applied: AppliedEvent[];
+      };
       const work = new Map<string, NodeWork>();
       const loading: Array<Promise<void>> = [];
       for (const { event, seq } of items) {

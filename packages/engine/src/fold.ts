@@ -54,7 +54,11 @@ export type Decider = {
  * the subset it interprets falls back to xstate.
  * `interpreter: "xstate"` always runs xstate (the reference the fast one is checked against).
  */
-export function createDecider(policy: Policy, machine: NodeMachine = createNodeMachine(policy), options: { interpreter?: Interpreter } = {}): Decider {
+export function createDecider(
+  policy: Policy,
+  machine: NodeMachine = createNodeMachine(policy),
+  options: { interpreter?: Interpreter } = {},
+): Decider {
   const reference = (state: MachineState, event: NodeEvent) => step(machine, state, event);
   const referenceInitial = (node: string, at: number) => initialState(machine, node, at);
   if (options.interpreter === "xstate") return { policy, machine, interpreter: "xstate", step: reference, initial: referenceInitial };
@@ -94,7 +98,10 @@ export const commandId = (node: string, seq: number, index: number) => `cmd:${no
 export const auditId = (node: string, seq: number) => `audit:${node}:${seq}`;
 
 /** The audit's `timers` when the step left them alone (most steps): one shared, frozen value. */
-const NO_TIMER_CHANGES: AuditRecord["timers"] = Object.freeze({ set: Object.freeze({}), cleared: Object.freeze([]) as unknown as string[] });
+const NO_TIMER_CHANGES: AuditRecord["timers"] = Object.freeze({
+  set: Object.freeze({}),
+  cleared: Object.freeze([]) as unknown as string[],
+});
 
 /**
  * The engine as a fold: `(snapshot, event) → (snapshot', commands, audit)`. Pure and

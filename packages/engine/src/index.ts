@@ -1,4 +1,14 @@
-export { fold, createDecider, commandId, auditId, actuatorOf, INTERPRETER_NAMES, type Decider, type FoldResult, type Interpreter } from "./fold.js";
+export {
+  fold,
+  createDecider,
+  commandId,
+  auditId,
+  actuatorOf,
+  INTERPRETER_NAMES,
+  type Decider,
+  type FoldResult,
+  type Interpreter,
+} from "./fold.js";
 export { createEngineCore, type EngineCore, type ApplyOutcome, type AppliedEvent, type BatchOutcome } from "./engine.js";
 export { createTimerService, timerEventId, type TimerService } from "./timer-service.js";
 export { createMemorySnapshotStore, createMemoryOutputs } from "./memory.js";
@@ -48,4 +58,13 @@ export {
   type CommandResultSeen,
 } from "./replay.js";
 export { createFencelineMetrics, PROMETHEUS_CONTENT_TYPE, type FencelineMetrics, type FleetStatus, type SnapshotState } from "./metrics.js";
-export { watchMetrics, watchNodeStates, serveMetrics, startMetricsEndpoint, trackConnection, type MetricsWatch, type MetricsServer, type MetricsEndpoint } from "./metrics-nats.js";
+export {
+  watchMetrics,
+  watchNodeStates,
+  serveMetrics,
+  startMetricsEndpoint,
+  trackConnection,
+  type MetricsWatch,
+  type MetricsServer,
+  type MetricsEndpoint,
+} from "./metrics-nats.js";

@@ -62,7 +62,9 @@ export function watchMetrics(options: {
     const jsm = await jetstreamManager(nc);
     // The engine's lag: summed over its partition consumers (engine-<p>).
     const infos = await Promise.all(
-      Array.from({ length: eventPartitions() }, (_, p) => jsm.consumers.info(Streams.events, Consumers.enginePartition(p)).catch(() => null)),
+      Array.from({ length: eventPartitions() }, (_, p) =>
+        jsm.consumers.info(Streams.events, Consumers.enginePartition(p)).catch(() => null),
+      ),
     );
     const found = infos.filter((i) => i !== null);
     if (found.length > 0) {
@@ -129,7 +131,13 @@ export async function watchNodeStates(nc: NatsConnection, metrics: FencelineMetr
       if (!head || since === undefined) continue;
       const { hostGroup } = head.context;
       const guarantee = guaranteeOf(head.context.guarantee);
-      metrics.observeSnapshot({ node: head.node, path: head.path, since, ...(hostGroup !== undefined ? { hostGroup } : {}), ...(guarantee ? { guarantee } : {}) });
+      metrics.observeSnapshot({
+        node: head.node,
+        path: head.path,
+        since,
+        ...(hostGroup !== undefined ? { hostGroup } : {}),
+        ...(guarantee ? { guarantee } : {}),
+      });
     }
   })();
   return {
@@ -143,7 +151,11 @@ export async function watchNodeStates(nc: NatsConnection, metrics: FencelineMetr
 export type MetricsServer = { url: string; port: number; close(): Promise<void> };
 
 /** Serves GET /metrics (Prometheus text format) on host:port (0 picks a free port). */
-export async function serveMetrics(options: { port: number; host?: string; render: () => string | Promise<string> }): Promise<MetricsServer> {
+export async function serveMetrics(options: {
+  port: number;
+  host?: string;
+  render: () => string | Promise<string>;
+}): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" || path !== "/metrics") {
@@ -199,7 +211,10 @@ export async function startMetricsEndpoint(options: {
 }): Promise<MetricsEndpoint> {
   const port = options.port === undefined ? 9464 : Number(options.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new FencelineError(ErrorCode.InvalidMessage, `--metrics-port must be an integer from 0 to 65535 (0 turns metrics off), got "${options.port}"`);
+    throw new FencelineError(
+      ErrorCode.InvalidMessage,
+      `--metrics-port must be an integer from 0 to 65535 (0 turns metrics off), got "${options.port}"`,
+    );
   }
   let fleet: (() => Promise<FleetStatus>) | null = null;
   let engine: { partitions(): number[]; partitionCount: number } | null = null;
@@ -209,11 +224,16 @@ export async function startMetricsEndpoint(options: {
     fleet: () => (fleet ? fleet() : Promise.reject(new Error("the control plane has not started yet"))),
     partitions: () => (engine ? { owned: engine.partitions().length, total: engine.partitionCount } : null),
   });
-  if (port === 0) return { metrics, url: null, onApplied: metrics.onApplied, started: (snapshots) => metrics.seed(snapshots), stop: async () => {} };
+  if (port === 0)
+    return { metrics, url: null, onApplied: metrics.onApplied, started: (snapshots) => metrics.seed(snapshots), stop: async () => {} };
   // The process's own CPU, memory, event loop and GC (process_*, nodejs_*), as every Node exporter has.
   collectDefaultMetrics({ register: metrics.registry });
   const host = options.host ?? "0.0.0.0";
-  const watch = watchMetrics({ nc: options.nc, metrics, onError: (err) => options.log?.warn({ err }, "cannot read stream info for metrics") });
+  const watch = watchMetrics({
+    nc: options.nc,
+    metrics,
+    onError: (err) => options.log?.warn({ err }, "cannot read stream info for metrics"),
+  });
   let server: MetricsServer | null = null;
   let nodeStates: { stop(): Promise<void> } | null = null;
   try {

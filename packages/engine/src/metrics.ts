@@ -62,7 +62,12 @@ export function createFencelineMetrics(
   const fromAudit = (options.states ?? "audit") === "audit";
   const registry = options.registry ?? new Registry();
   const registers = [registry];
-  const nodes = new Gauge({ name: "fenceline_nodes", help: "Nodes per top-level lifecycle state (every state present, 0 included).", labelNames: ["state"], registers });
+  const nodes = new Gauge({
+    name: "fenceline_nodes",
+    help: "Nodes per top-level lifecycle state (every state present, 0 included).",
+    labelNames: ["state"],
+    registers,
+  });
   const stateSince = new Gauge({
     name: "fenceline_node_state_since_timestamp_seconds",
     help: "When each node entered its current top-level lifecycle state (Unix time, seconds); one series per node, labelled with that state.",
@@ -81,8 +86,18 @@ export function createFencelineMetrics(
     labelNames: ["node"],
     registers,
   });
-  const transitions = new Counter({ name: "fenceline_transitions_total", help: "State changes applied, by from and to state path.", labelNames: ["from", "to"], registers });
-  const applied = new Counter({ name: "fenceline_events_applied_total", help: "Events applied by the engine, by event type.", labelNames: ["type"], registers });
+  const transitions = new Counter({
+    name: "fenceline_transitions_total",
+    help: "State changes applied, by from and to state path.",
+    labelNames: ["from", "to"],
+    registers,
+  });
+  const applied = new Counter({
+    name: "fenceline_events_applied_total",
+    help: "Events applied by the engine, by event type.",
+    labelNames: ["type"],
+    registers,
+  });
   const remediation = new Histogram({
     name: "fenceline_remediation_duration_seconds",
     help: "From a node leaving healthy to its return to healthy, for episodes that fenced or re-provisioned it (not a suspicion that cleared); by node pool (host group).",
@@ -111,7 +126,12 @@ export function createFencelineMetrics(
     buckets: EPISODE_BUCKETS,
     registers,
   });
-  const issued = new Counter({ name: "fenceline_commands_issued_total", help: "Commands emitted by the engine, by kind.", labelNames: ["kind"], registers });
+  const issued = new Counter({
+    name: "fenceline_commands_issued_total",
+    help: "Commands emitted by the engine, by kind.",
+    labelNames: ["kind"],
+    registers,
+  });
   const latency = new Histogram({
     name: "fenceline_command_duration_seconds",
     help: "From a command being issued to its result event, by kind.",
@@ -119,8 +139,18 @@ export function createFencelineMetrics(
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers,
   });
-  const results = new Counter({ name: "fenceline_command_results_total", help: "Command results, by kind and result (ok or failed).", labelNames: ["kind", "result"], registers });
-  const failures = new Counter({ name: "fenceline_command_failures_total", help: "Commands that failed or were refused, by kind.", labelNames: ["kind"], registers });
+  const results = new Counter({
+    name: "fenceline_command_results_total",
+    help: "Command results, by kind and result (ok or failed).",
+    labelNames: ["kind", "result"],
+    registers,
+  });
+  const failures = new Counter({
+    name: "fenceline_command_failures_total",
+    help: "Commands that failed or were refused, by kind.",
+    labelNames: ["kind"],
+    registers,
+  });
   const refusals = new Counter({
     name: "fenceline_fleet_guard_refusals_total",
     help: "Remediation slots the fleet guard refused (slot.acquire results with ok=false).",
@@ -139,7 +169,11 @@ export function createFencelineMetrics(
     registers,
   });
   const dlq = new Gauge({ name: "fenceline_dlq_messages", help: "Messages in the dead-letter stream FL_DLQ.", registers });
-  const lastApplied = new Gauge({ name: "fenceline_last_applied_event_sequence", help: "FL_EVENTS sequence of the last event applied.", registers });
+  const lastApplied = new Gauge({
+    name: "fenceline_last_applied_event_sequence",
+    help: "FL_EVENTS sequence of the last event applied.",
+    registers,
+  });
 
   if (options.natsConnected) {
     const connected = options.natsConnected;
@@ -178,7 +212,10 @@ export function createFencelineMetrics(
     const fleet = options.fleet;
     // prom-client collects every metric of a scrape at once: the five gauges share one read,
     // made anew for each scrape (`render` forgets the last one).
-    const read = () => (fleetRead ??= Promise.resolve().then(fleet).catch(() => null));
+    const read = () =>
+      (fleetRead ??= Promise.resolve()
+        .then(fleet)
+        .catch(() => null));
     const gauge = (name: string, help: string, value: (s: FleetStatus) => number) =>
       new Gauge({
         name,
@@ -192,11 +229,21 @@ export function createFencelineMetrics(
       });
     gauge("fenceline_fleet_nodes", "Nodes the fleet guard counts (the fleet size its limits are computed from).", (s) => s.fleetSize);
     gauge("fenceline_fleet_healthy_nodes", "Nodes the fleet guard counts as healthy and alive (heartbeating).", (s) => s.healthy);
-    gauge("fenceline_fleet_healthy_majority", "1 while more than half of the fleet is healthy and alive, else 0 (no node is fenced on the safe time without one).", (s) =>
-      s.healthy * 2 > s.fleetSize ? 1 : 0,
+    gauge(
+      "fenceline_fleet_healthy_majority",
+      "1 while more than half of the fleet is healthy and alive, else 0 (no node is fenced on the safe time without one).",
+      (s) => (s.healthy * 2 > s.fleetSize ? 1 : 0),
     );
-    gauge("fenceline_remediation_slots_used", "Remediation slots held by nodes (FL_FLEET budget), shared by every engine instance.", (s) => s.slotsUsed);
-    gauge("fenceline_remediation_slots_allowed", "Remediation slots the policy allows for the current fleet size (maxUnhealthy and minHealthy).", (s) => s.slotsAllowed);
+    gauge(
+      "fenceline_remediation_slots_used",
+      "Remediation slots held by nodes (FL_FLEET budget), shared by every engine instance.",
+      (s) => s.slotsUsed,
+    );
+    gauge(
+      "fenceline_remediation_slots_allowed",
+      "Remediation slots the policy allows for the current fleet size (maxUnhealthy and minHealthy).",
+      (s) => s.slotsAllowed,
+    );
   }
 
   const stateOf = new Map<string, { seq: number; phase: string; since: number }>();
@@ -270,7 +317,8 @@ export function createFencelineMetrics(
       const from = phaseOf(r.from);
       const to = phaseOf(r.to);
       const pool = { pool: hostGroups.get(r.node) ?? "default" };
-      if ((from === "healthy" || from === "new") && to !== "healthy") episodes.set(r.node, { since: r.at, acted: false, rejoiningSince: null });
+      if ((from === "healthy" || from === "new") && to !== "healthy")
+        episodes.set(r.node, { since: r.at, acted: false, rejoiningSince: null });
       const ep = episodes.get(r.node);
       if (ep && (to === "fencing" || to === "rejoining" || to === "remediating")) ep.acted = true;
       if (ep && from === "fencing" && (to === "remediating" || to === "rejoining")) toFence.observe(pool, (r.at - ep.since) / 1000);

@@ -9,7 +9,10 @@
 export const ENGINE_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=32"];
 
 /** The flags of `ENGINE_NODE_FLAGS` this process was not started with (by name: a value given explicitly wins). */
-export function missingEngineNodeFlags(execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ""): string[] {
+export function missingEngineNodeFlags(
+  execArgv: readonly string[] = process.execArgv,
+  nodeOptions: string = process.env.NODE_OPTIONS ?? "",
+): string[] {
   const name = (flag: string) => flag.split("=")[0]!.replaceAll("_", "-");
   const given = new Set([...execArgv, ...nodeOptions.split(/\s+/)].filter((f) => f.startsWith("--")).map(name));
   return ENGINE_NODE_FLAGS.filter((flag) => !given.has(name(flag)));

@@ -147,7 +147,10 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
           deliver: (m) => {
             if (current !== generation || gap) return;
             if (m.deliverySeq !== nextDelivery) {
-              log.warn({ partition, expected: nextDelivery, got: m.deliverySeq, seq: m.seq }, `partition ${partition}: a delivery was lost (delivery ${nextDelivery} missing); replaying from the ack floor`);
+              log.warn(
+                { partition, expected: nextDelivery, got: m.deliverySeq, seq: m.seq },
+                `partition ${partition}: a delivery was lost (delivery ${nextDelivery} missing); replaying from the ack floor`,
+              );
               gap = true;
               wake?.();
               return;
@@ -213,7 +216,11 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
       const subject = parseEventSubject(msg.subject);
       const subjectNode = subject?.node ?? msg.subject;
       if (subjectNode !== event.node) {
-        letters.push({ msg, reason: "forbidden", error: `event for node "${event.node}" published on the subject of node "${subjectNode}"` });
+        letters.push({
+          msg,
+          reason: "forbidden",
+          error: `event for node "${event.node}" published on the subject of node "${subjectNode}"`,
+        });
         continue;
       }
       // The server chose the partition (FL_EVENTS's subject transform); the engine must agree,
@@ -290,7 +297,11 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
  * applied node's deadlines to the timer service and logs its transitions (info) and stays
  * (debug), of the folds the core kept (`keepFoldsToLog`).
  */
-export function trackApplied(outcome: BatchOutcome, timers: { track(node: string, timers: Readonly<Record<string, number>>): void }, log: Logger): void {
+export function trackApplied(
+  outcome: BatchOutcome,
+  timers: { track(node: string, timers: Readonly<Record<string, number>>): void },
+  log: Logger,
+): void {
   const info = log.isLevelEnabled("info");
   const debug = log.isLevelEnabled("debug");
   for (const { node, timers: deadlines, result } of outcome.applied) {
@@ -298,7 +309,16 @@ export function trackApplied(outcome: BatchOutcome, timers: { track(node: string
     if (!result) continue;
     const { audit } = result;
     if (audit.changed ? !info : !debug) continue;
-    const fields = { node: audit.node, seq: audit.seq, event: audit.event.type, from: audit.from, to: audit.to, epoch: audit.epoch, commands: audit.commands.map((c) => c.kind), reason: audit.reason };
+    const fields = {
+      node: audit.node,
+      seq: audit.seq,
+      event: audit.event.type,
+      from: audit.from,
+      to: audit.to,
+      epoch: audit.epoch,
+      commands: audit.commands.map((c) => c.kind),
+      reason: audit.reason,
+    };
     if (audit.changed) log.info(fields, `${audit.node}: ${audit.from} → ${audit.to}`);
     else log.debug(fields, `${audit.node}: ${audit.event.type} in ${audit.to}`);
   }

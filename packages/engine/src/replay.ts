@@ -310,30 +310,66 @@ export function createReplayer(options: ReplayOptions): Replayer {
         transitions++;
         if (audit.from === "new" || phaseOf(audit.from) !== phaseOf(audit.to)) entered.set(event.node, event.at);
       }
-      if (atTime !== undefined && event.at <= atTime) statesAt.set(event.node, stateOf(event.node, result.snapshot, { seq, at: event.at, type: event.type }, entered.get(event.node)));
+      if (atTime !== undefined && event.at <= atTime)
+        statesAt.set(event.node, stateOf(event.node, result.snapshot, { seq, at: event.at, type: event.type }, entered.get(event.node)));
 
       if (recorded) {
         compared++;
         const fields = recorded.node === audit.node ? compareRecords(recorded, audit) : ["node"];
         if (fields.length > 0) {
-          diverge({ kind: "changed", node: event.node, seq, at: event.at, eventType: event.type, fields, recorded: digestOf(recorded), replayed: digestOf(audit) });
+          diverge({
+            kind: "changed",
+            node: event.node,
+            seq,
+            at: event.at,
+            eventType: event.type,
+            fields,
+            recorded: digestOf(recorded),
+            replayed: digestOf(audit),
+          });
         }
       } else if (recorded === null) {
-        diverge({ kind: "missing-record", node: event.node, seq, at: event.at, eventType: event.type, fields: [], recorded: null, replayed: digestOf(audit) });
+        diverge({
+          kind: "missing-record",
+          node: event.node,
+          seq,
+          at: event.at,
+          eventType: event.type,
+          fields: [],
+          recorded: null,
+          replayed: digestOf(audit),
+        });
       }
 
       if (history && event.node === options.node) {
         history.records.push(audit);
         if (event.type === "command.result") {
           const d = (event as NodeEventOf<"command.result">).data;
-          history.results.push({ commandId: d.commandId, kind: d.kind, ok: d.ok, reason: d.reason ?? null, at: event.at, seq, eventId: event.id });
+          history.results.push({
+            commandId: d.commandId,
+            kind: d.kind,
+            ok: d.ok,
+            reason: d.reason ?? null,
+            at: event.at,
+            seq,
+            eventId: event.id,
+          });
         }
       }
       return result;
     },
     unexpected(record) {
       recordedVersions[record.policyVersion] = (recordedVersions[record.policyVersion] ?? 0) + 1;
-      diverge({ kind: "unexpected-record", node: record.node, seq: record.seq, at: record.at, eventType: record.event.type, fields: [], recorded: digestOf(record), replayed: null });
+      diverge({
+        kind: "unexpected-record",
+        node: record.node,
+        seq: record.seq,
+        at: record.at,
+        eventType: record.event.type,
+        fields: [],
+        recorded: digestOf(record),
+        replayed: null,
+      });
     },
     skipPending() {
       pending++;

@@ -49,7 +49,9 @@ export function parseSnapshot(key: string, data: Uint8Array | string): NodeSnaps
     throw new FencelineError(ErrorCode.InvalidMessage, `FL_NODES "${key}" is not JSON: ${(err as Error).message}`);
   }
   const parsed = NodeSnapshotSchema.safeParse(json);
-  if (!parsed.success) throw new FencelineError(ErrorCode.InvalidMessage, `FL_NODES "${key}" is not a valid node snapshot:\n${z.prettifyError(parsed.error)}`);
-  if (parsed.data.node !== key) throw new FencelineError(ErrorCode.InvalidMessage, `FL_NODES "${key}" holds the snapshot of node "${parsed.data.node}"`);
+  if (!parsed.success)
+    throw new FencelineError(ErrorCode.InvalidMessage, `FL_NODES "${key}" is not a valid node snapshot:\n${z.prettifyError(parsed.error)}`);
+  if (parsed.data.node !== key)
+    throw new FencelineError(ErrorCode.InvalidMessage, `FL_NODES "${key}" holds the snapshot of node "${parsed.data.node}"`);
   return parsed.data;
 }

@@ -1,6 +1,22 @@
 import { describe, expect, it } from "vitest";
-import { DEMO_POLICY, ErrorCode, createEvent, isFencelineError, type NodeEvent, type NodeEventOf, type NodeEventType } from "@fenceline/contracts";
-import { createDecider, createEngineCore, createMemoryOutputs, createMemorySnapshotStore, type Output, type OutputSink, type SnapshotStore } from "../src/index.js";
+import {
+  DEMO_POLICY,
+  ErrorCode,
+  createEvent,
+  isFencelineError,
+  type NodeEvent,
+  type NodeEventOf,
+  type NodeEventType,
+} from "@fenceline/contracts";
+import {
+  createDecider,
+  createEngineCore,
+  createMemoryOutputs,
+  createMemorySnapshotStore,
+  type Output,
+  type OutputSink,
+  type SnapshotStore,
+} from "../src/index.js";
 
 const decider = createDecider(DEMO_POLICY);
 
@@ -9,7 +25,8 @@ const ev = <T extends NodeEventType>(node: string, type: T, data: NodeEventOf<T>
 
 const missed = (node: string, at = 2_000) => ev(node, "heartbeat.missed", { lastSeenAt: at - 1_000, bootId: "b1" }, at);
 const suspectFired = (node: string) => ev(node, "timer.fired", { timer: "suspect", due: 3_000 }, 3_000);
-const slotGranted = (node: string) => ev(node, "command.result", { commandId: `cmd:${node}:2:0`, kind: "slot.acquire", epoch: 0, ok: true }, 3_100);
+const slotGranted = (node: string) =>
+  ev(node, "command.result", { commandId: `cmd:${node}:2:0`, kind: "slot.acquire", epoch: 0, ok: true }, 3_100);
 
 /** Memory ports that log every call, in order, to `calls`. */
 function recordedPorts() {
@@ -45,7 +62,12 @@ describe("engine core (memory ports)", () => {
   it("publishes the commands, then the audit record, then saves the snapshot", async () => {
     const ports = recordedPorts();
     const applied: number[] = [];
-    const core = createEngineCore({ decider, snapshots: ports.snapshots, outputs: ports.sink, onApplied: (r) => applied.push(r.audit.seq) });
+    const core = createEngineCore({
+      decider,
+      snapshots: ports.snapshots,
+      outputs: ports.sink,
+      onApplied: (r) => applied.push(r.audit.seq),
+    });
 
     const first = await core.apply(missed("n1"), 1);
     expect(first.applied).toBe(true);
@@ -67,7 +89,7 @@ describe("engine core (memory ports)", () => {
     expect(ports.outputs.commands.map((c) => c.kind)).toEqual(["slot.acquire", "taint.add", "watchdog.stop"]);
     expect(ports.outputs.audit.map((a) => a.to)).toEqual(["suspect.waiting", "suspect.requestingSlot", "fencing"]);
     expect(core.snapshot("n1")).toMatchObject({ path: "fencing", lastSeq: 3 });
-    expect((await ports.store.get("n1"))).toMatchObject({ snapshot: { path: "fencing", lastSeq: 3, context: { epoch: 1 } }, revision: 3 });
+    expect(await ports.store.get("n1")).toMatchObject({ snapshot: { path: "fencing", lastSeq: 3, context: { epoch: 1 } }, revision: 3 });
   });
 
   it("does not save the snapshot when publishing an output fails, so a retry re-emits the same ids", async () => {
@@ -114,7 +136,10 @@ describe("engine core (memory ports)", () => {
 
     // A fresh core (after a restart) reads lastSeq from the store and skips too.
     const restarted = createEngineCore({ decider, snapshots: ports.snapshots, outputs: ports.sink });
-    expect((await restarted.recover()).map((s) => [s.node, s.lastSeq])).toEqual([["n1", 5], ["n2", 3]]);
+    expect((await restarted.recover()).map((s) => [s.node, s.lastSeq])).toEqual([
+      ["n1", 5],
+      ["n2", 3],
+    ]);
     ports.calls.length = 0;
     expect(await restarted.apply(suspectFired("n1"), 5)).toMatchObject({ applied: false, lastSeq: 5 });
     expect(ports.calls).toEqual([]);
@@ -172,7 +197,13 @@ describe("engine core (memory ports)", () => {
     };
     const calls = ports.calls;
     const kept: number[] = [];
-    const core = createEngineCore({ decider, snapshots: ports.snapshots, outputs: sink, keepResult: (r) => r.audit.changed, onApplied: (r) => kept.push(r.audit.seq) });
+    const core = createEngineCore({
+      decider,
+      snapshots: ports.snapshots,
+      outputs: sink,
+      keepResult: (r) => r.audit.changed,
+      onApplied: (r) => kept.push(r.audit.seq),
+    });
     const outcome = await core.applyBatch([
       { event: missed("n1"), seq: 1 },
       { event: missed("n2"), seq: 2 },

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { DEMO_POLICY, FENCING_TAINT, OUT_OF_SERVICE_TAINT, contractMeeting, createEvent, type NodeEvent, type NodeEventOf, type NodeEventType } from "@fenceline/contracts";
+import {
+  DEMO_POLICY,
+  FENCING_TAINT,
+  OUT_OF_SERVICE_TAINT,
+  contractMeeting,
+  createEvent,
+  type NodeEvent,
+  type NodeEventOf,
+  type NodeEventType,
+} from "@fenceline/contracts";
 import { auditId, commandId, createDecider, fold, type FoldResult, type NodeSnapshot } from "../src/index.js";
 
 /**
@@ -13,7 +22,12 @@ const ev = <T extends NodeEventType>(type: T, data: NodeEventOf<T>["data"], at: 
   createEvent(type, { id, node: NODE, at, source: "test", data }) as NodeEvent;
 
 /** n1 as first heard through its agent (at 500, event #1), with a contract that meets the policy. */
-const KNOWN = fold(decider, null, ev("node.joined", { bootId: "b1", incarnation: 1, contract: contractMeeting(DEMO_POLICY) }, 500), 1).snapshot;
+const KNOWN = fold(
+  decider,
+  null,
+  ev("node.joined", { bootId: "b1", incarnation: 1, contract: contractMeeting(DEMO_POLICY) }, 500),
+  1,
+).snapshot;
 
 /** Folds events with consecutive sequences from `firstSeq`; returns every step's result. */
 function run(events: NodeEvent[], firstSeq = 10, prior: NodeSnapshot | null = KNOWN): FoldResult[] {
@@ -58,10 +72,17 @@ describe("fold", () => {
     expect(fold(createDecider(DEMO_POLICY), frozen, event, 12)).toEqual(a);
   });
 
-  it("starts an unknown node from the initial state and reports it as coming from \"new\"", () => {
+  it('starts an unknown node from the initial state and reports it as coming from "new"', () => {
     const [r] = run([toRunning[0]!], 10, null);
     expect(r!.audit).toMatchObject({ from: "new", to: "suspect.waiting", changed: true, epoch: 0, seq: 10, node: NODE });
-    expect(r!.snapshot).toMatchObject({ v: 1, node: NODE, path: "suspect.waiting", lastSeq: 10, policyVersion: "demo-1", updatedAt: 2_000 });
+    expect(r!.snapshot).toMatchObject({
+      v: 1,
+      node: NODE,
+      path: "suspect.waiting",
+      lastSeq: 10,
+      policyVersion: "demo-1",
+      updatedAt: 2_000,
+    });
     expect(r!.snapshot.context.node).toBe(NODE);
     expect(r!.snapshot.context.signals).toEqual({ heartbeat: 1_000 });
 
@@ -97,12 +118,27 @@ describe("fold", () => {
     const [, requesting, fencing, , , running] = results;
     // Before fencing the epoch is 0.
     expect(requesting!.commands).toEqual([
-      expect.objectContaining({ kind: "slot.acquire", epoch: 0, issuedAt: 3_000, deadline: 3_000 + 10_000, causedBy: 11, params: { controlPlane: false, membershipVersion: 1 } }),
+      expect.objectContaining({
+        kind: "slot.acquire",
+        epoch: 0,
+        issuedAt: 3_000,
+        deadline: 3_000 + 10_000,
+        causedBy: 11,
+        params: { controlPlane: false, membershipVersion: 1 },
+      }),
     ]);
     // The grant starts fencing: the prior snapshot said epoch 0, the commands carry epoch 1.
     expect(results[1]!.snapshot.context.epoch).toBe(0);
     expect(fencing!.commands).toEqual([
-      expect.objectContaining({ v: 1, node: NODE, kind: "taint.add", epoch: 1, issuedAt: 3_100, deadline: 13_100, params: { taint: FENCING_TAINT } }),
+      expect.objectContaining({
+        v: 1,
+        node: NODE,
+        kind: "taint.add",
+        epoch: 1,
+        issuedAt: 3_100,
+        deadline: 13_100,
+        params: { taint: FENCING_TAINT },
+      }),
       expect.objectContaining({ kind: "watchdog.stop", epoch: 1, deadline: 13_100, params: { reason: "fencing epoch 1", bootId: "b1" } }),
     ]);
     expect(fencing!.audit.epoch).toBe(1);
@@ -132,7 +168,12 @@ describe("fold", () => {
       reason: "unhealthy since 1000 (heartbeat); fencing after 2s",
       policyVersion: "demo-1",
     });
-    expect(requesting!.audit).toMatchObject({ from: "suspect.waiting", to: "suspect.requestingSlot", changed: true, timers: { set: {}, cleared: ["suspect"] } });
+    expect(requesting!.audit).toMatchObject({
+      from: "suspect.waiting",
+      to: "suspect.requestingSlot",
+      changed: true,
+      timers: { set: {}, cleared: ["suspect"] },
+    });
     expect(requesting!.audit).not.toHaveProperty("reason");
     expect(requesting!.audit.commands).toEqual(requesting!.commands);
 
@@ -152,19 +193,36 @@ describe("fold", () => {
     expect([...resolving!.audit.timers.cleared].sort()).toEqual(["fence-timeout"]);
     expect(resolving!.audit.reason).toBe("fencing confirmed: safe time: silent for 4s with a healthy majority since 0");
 
-    expect(running!.audit).toMatchObject({ from: "remediating.resolving", to: "remediating.running", timers: { set: { "step-timeout": 15_100 }, cleared: [] } });
-    expect(running!.audit.reason).toBe("Automatic: Kubernetes 1.30 → OutOfServiceTaint; remediation step 1/2: OutOfServiceTaint (timeout 10s)");
+    expect(running!.audit).toMatchObject({
+      from: "remediating.resolving",
+      to: "remediating.running",
+      timers: { set: { "step-timeout": 15_100 }, cleared: [] },
+    });
+    expect(running!.audit.reason).toBe(
+      "Automatic: Kubernetes 1.30 → OutOfServiceTaint; remediation step 1/2: OutOfServiceTaint (timeout 10s)",
+    );
   });
 
   it("records an event that changes nothing as unchanged, with the reason", () => {
     const [, requesting] = run(toRunning.slice(0, 2));
     // A stale timer (wrong due) is ignored.
     const stale = fold(decider, requesting!.snapshot, ev("timer.fired", { timer: "suspect", due: 1 }, 3_050), 12);
-    expect(stale.audit).toMatchObject({ from: "suspect.requestingSlot", to: "suspect.requestingSlot", changed: false, commands: [], timers: { set: {}, cleared: [] } });
+    expect(stale.audit).toMatchObject({
+      from: "suspect.requestingSlot",
+      to: "suspect.requestingSlot",
+      changed: false,
+      commands: [],
+      timers: { set: {}, cleared: [] },
+    });
     expect(stale.snapshot.lastSeq).toBe(12);
     expect(stale.snapshot.value).toEqual(requesting!.snapshot.value);
     // A result for another kind is only explained.
-    const other = fold(decider, requesting!.snapshot, ev("command.result", { commandId: "x", kind: "taint.add", epoch: 0, ok: false, reason: "boom" }, 3_060), 13);
+    const other = fold(
+      decider,
+      requesting!.snapshot,
+      ev("command.result", { commandId: "x", kind: "taint.add", epoch: 0, ok: false, reason: "boom" }, 3_060),
+      13,
+    );
     expect(other.audit).toMatchObject({ changed: false, reason: "taint.add failed: boom" });
   });
 });

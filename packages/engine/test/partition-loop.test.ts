@@ -113,17 +113,27 @@ describe("the partition loop (transport-agnostic)", () => {
         return out;
       },
     };
-    const { calls } = await run([[message(e1, 1, 1), message(e2, 2, 2)], [message(e2, 2, 1)]], { outputs, until: (c) => c.includes("ack 2") });
+    const { calls } = await run([[message(e1, 1, 1), message(e2, 2, 2)], [message(e2, 2, 1)]], {
+      outputs,
+      until: (c) => c.includes("ack 2"),
+    });
     expect(calls).toEqual(["prepare", "ack 1", "stop", "prepare force", "ack 2", "stop"]);
     expect(memory.audit.map((r) => r.seq)).toEqual([1, 2]);
   });
 
   it("dead-letters invalid messages and events on another node's or partition's subject, and acks past them", async () => {
     const good = event("node-a", "a1", 1_000);
-    const bad: EventMessage = { subject: Subjects.storedEvent("node-a", PARTITIONS), data: Buffer.from("{not json"), seq: 2, deliverySeq: 2 };
+    const bad: EventMessage = {
+      subject: Subjects.storedEvent("node-a", PARTITIONS),
+      data: Buffer.from("{not json"),
+      seq: 2,
+      deliverySeq: 2,
+    };
     const elsewhere = message(event("node-a", "a2", 1_001), 3, 3, Subjects.storedEvent("node-b", PARTITIONS));
     const otherPartition = message(event("node-a", "a3", 1_002), 4, 4, "fl.evt.7.node-a");
-    const { calls, letters, memory } = await run([[message(good, 1, 1), bad, elsewhere, otherPartition]], { until: (c) => c.includes("ack 4") });
+    const { calls, letters, memory } = await run([[message(good, 1, 1), bad, elsewhere, otherPartition]], {
+      until: (c) => c.includes("ack 4"),
+    });
     expect(letters).toEqual(["dlq:FL_EVENTS:2 not-json", "dlq:FL_EVENTS:3 forbidden", "dlq:FL_EVENTS:4 forbidden"]);
     expect(calls).toEqual(["prepare", "ack 4", "stop"]);
     expect(memory.audit.map((r) => r.seq)).toEqual([1]);

@@ -10,7 +10,13 @@ function snapshotAfterReboot(): NodeSnapshot {
     createEvent("node.joined", { id: "e1", node: "n1", at: 1_000, source: "t", data: { bootId: "b1", incarnation: 1 } }),
     createEvent("heartbeat.missed", { id: "e2", node: "n1", at: 3_000, source: "t", data: { lastSeenAt: 2_000, bootId: "b1" } }),
     createEvent("timer.fired", { id: "e3", node: "n1", at: 4_000, source: "t", data: { timer: "suspect", due: 4_000 } }),
-    createEvent("command.result", { id: "e4", node: "n1", at: 5_100, source: "t", data: { commandId: "c", kind: "slot.acquire", epoch: 0, ok: true, facts: { majoritySince: 0 } } }),
+    createEvent("command.result", {
+      id: "e4",
+      node: "n1",
+      at: 5_100,
+      source: "t",
+      data: { commandId: "c", kind: "slot.acquire", epoch: 0, ok: true, facts: { majoritySince: 0 } },
+    }),
     createEvent("boot.changed", { id: "e5", node: "n1", at: 6_000, source: "t", data: { previousBootId: "b1", bootId: "b2" } }),
   ];
   let snapshot: NodeSnapshot | null = null;
@@ -28,7 +34,10 @@ describe("node snapshots read back from FL_NODES", () => {
   it("upgrade the sentence the previous release kept in confirmedBy to its variant", () => {
     const snapshot = snapshotAfterReboot();
     const legacy = (confirmedBy: string, extra: Partial<NodeSnapshot["context"]> = {}) =>
-      JSON.stringify({ ...snapshot, context: { ...snapshot.context, ...extra, fence: { ...snapshot.context.fence, confirmedBy, watchdogStopAckedAt: 5_200 } } });
+      JSON.stringify({
+        ...snapshot,
+        context: { ...snapshot.context, ...extra, fence: { ...snapshot.context.fence, confirmedBy, watchdogStopAckedAt: 5_200 } },
+      });
     const read = (text: string) => parseSnapshot("n1", text).context.fence.confirmedBy;
     expect(read(legacy("reboot: boot id b1 → b2"))).toEqual({ by: "reboot", bootIdAtFencing: "b1", bootId: "b2" });
     expect(read(legacy("reboot: boot id null → b2"))).toEqual({ by: "reboot", bootIdAtFencing: null, bootId: "b2" });
@@ -55,8 +64,20 @@ describe("node snapshots read back from FL_NODES", () => {
     const bad: Array<[string, string]> = [
       ["{not json", "is not JSON"],
       [JSON.stringify({ ...snapshot, lastSeq: -1 }), "lastSeq"],
-      [JSON.stringify({ ...snapshot, context: { ...snapshot.context, fence: { ...snapshot.context.fence, confirmedBy: "because I said so" } } }), "confirmedBy"],
-      [JSON.stringify({ ...snapshot, context: { ...snapshot.context, fence: { ...snapshot.context.fence, confirmedBy: { by: "hope" } } } }), "confirmedBy"],
+      [
+        JSON.stringify({
+          ...snapshot,
+          context: { ...snapshot.context, fence: { ...snapshot.context.fence, confirmedBy: "because I said so" } },
+        }),
+        "confirmedBy",
+      ],
+      [
+        JSON.stringify({
+          ...snapshot,
+          context: { ...snapshot.context, fence: { ...snapshot.context.fence, confirmedBy: { by: "hope" } } },
+        }),
+        "confirmedBy",
+      ],
       [JSON.stringify({ ...snapshot, context: { ...snapshot.context, epoch: "1", slot: "yes" } }), "slot"],
       [JSON.stringify({ ...snapshot, surprise: 1 }), "surprise"],
     ];

@@ -80,7 +80,15 @@ describe("timer service", () => {
     clock.set(2_000);
     await service.tick();
     expect(published).toEqual([
-      { v: 1, type: "timer.fired", id: "timer:n2:safe-time:2000", node: "n2", at: 2_000, source: "timer", data: { timer: "safe-time", due: 2_000 } },
+      {
+        v: 1,
+        type: "timer.fired",
+        id: "timer:n2:safe-time:2000",
+        node: "n2",
+        at: 2_000,
+        source: "timer",
+        data: { timer: "safe-time", due: 2_000 },
+      },
     ]);
 
     // Late ticks: fired at the tick's time, still with its own due; never twice.

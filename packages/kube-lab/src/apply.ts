@@ -23,7 +23,11 @@ async function resourcesOf(client: KubeClient, apiVersion: string): Promise<Map<
 }
 
 /** The URL path of an object (its collection when `collection`), e.g. /apis/apps/v1/namespaces/ns/deployments/name. */
-export async function objectPath(client: KubeClient, object: Pick<KubeObject, "apiVersion" | "kind" | "metadata">, collection = false): Promise<string> {
+export async function objectPath(
+  client: KubeClient,
+  object: Pick<KubeObject, "apiVersion" | "kind" | "metadata">,
+  collection = false,
+): Promise<string> {
   const { apiVersion, kind } = object;
   if (!apiVersion || !kind) throw new Error(`object ${object.metadata?.name ?? "?"} has no apiVersion or kind`);
   const resource = (await resourcesOf(client, apiVersion)).get(kind);
@@ -38,7 +42,11 @@ export async function objectPath(client: KubeClient, object: Pick<KubeObject, "a
  * admission (validation, defaulting, admission plugins) without storing it. Rejections throw
  * a KubeApiError with the server's reason.
  */
-export async function applyObject(client: KubeClient, object: KubeObject, options: { fieldManager?: string; dryRun?: boolean } = {}): Promise<KubeObject> {
+export async function applyObject(
+  client: KubeClient,
+  object: KubeObject,
+  options: { fieldManager?: string; dryRun?: boolean } = {},
+): Promise<KubeObject> {
   const path = await objectPath(client, object);
   return client.apply(path, object, options.fieldManager ?? "kube-lab", options.dryRun ? { dryRun: "All" } : undefined);
 }

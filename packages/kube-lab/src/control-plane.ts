@@ -86,13 +86,17 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 function probe(url: string, token?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve) => {
     const get = url.startsWith("https:") ? httpsGet : httpGet;
-    const req = get(url, { rejectUnauthorized: false, headers: token ? { Authorization: `Bearer ${token}` } : {}, timeout: 5_000 }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on("error", () => resolve({ status: 0, body }));
-    });
+    const req = get(
+      url,
+      { rejectUnauthorized: false, headers: token ? { Authorization: `Bearer ${token}` } : {}, timeout: 5_000 },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on("error", () => resolve({ status: 0, body }));
+      },
+    );
     req.on("timeout", () => req.destroy());
     req.on("error", () => resolve({ status: 0, body: "" }));
   });
@@ -106,7 +110,9 @@ async function waitReady(what: string, procs: LabProcess[], check: () => Promise
     }
     if (await check()) return;
     if (Date.now() > until) {
-      throw new Error(`${what} not ready after ${seconds(timeoutMs)}; logs: ${procs.map((p) => `${p.logFile}:\n${p.tail(15)}`).join("\n")}`);
+      throw new Error(
+        `${what} not ready after ${seconds(timeoutMs)}; logs: ${procs.map((p) => `${p.logFile}:\n${p.tail(15)}`).join("\n")}`,
+      );
     }
     await sleep(100);
   }
@@ -135,7 +141,9 @@ export function kubeconfigYaml(options: { server: string; caFile: string; token:
 
 function auditPolicy(users: string[]): string {
   const rules = users.length > 0 ? [`  - level: Metadata\n    users: [${users.map((u) => JSON.stringify(u)).join(", ")}]`] : [];
-  return ["apiVersion: audit.k8s.io/v1", "kind: Policy", 'omitStages: ["RequestReceived"]', "rules:", ...rules, "  - level: None", ""].join("\n");
+  return ["apiVersion: audit.k8s.io/v1", "kind: Policy", 'omitStages: ["RequestReceived"]', "rules:", ...rules, "  - level: None", ""].join(
+    "\n",
+  );
 }
 
 /**
@@ -199,17 +207,22 @@ export async function startKubeControlPlane(options: KubeControlPlaneOptions = {
       const peerPort = await freePort();
       const client = `http://127.0.0.1:${etcdPort}`;
       const peer = `http://127.0.0.1:${peerPort}`;
-      const etcd = spawnTracked("etcd", etcdBin, [
-        "--name=lab",
-        `--data-dir=${join(dir, "etcd")}`,
-        `--listen-client-urls=${client}`,
-        `--advertise-client-urls=${client}`,
-        `--listen-peer-urls=${peer}`,
-        `--initial-advertise-peer-urls=${peer}`,
-        `--initial-cluster=lab=${peer}`,
-        "--unsafe-no-fsync",
-        "--log-level=warn",
-      ], logs.etcd);
+      const etcd = spawnTracked(
+        "etcd",
+        etcdBin,
+        [
+          "--name=lab",
+          `--data-dir=${join(dir, "etcd")}`,
+          `--listen-client-urls=${client}`,
+          `--advertise-client-urls=${client}`,
+          `--listen-peer-urls=${peer}`,
+          `--initial-advertise-peer-urls=${peer}`,
+          `--initial-cluster=lab=${peer}`,
+          "--unsafe-no-fsync",
+          "--log-level=warn",
+        ],
+        logs.etcd,
+      );
       try {
         await waitReady("etcd", [etcd], async () => (await probe(`${client}/health`)).body.includes('"health":"true"'), timeoutMs);
         break;
@@ -229,31 +242,41 @@ export async function startKubeControlPlane(options: KubeControlPlaneOptions = {
     const certDir = join(dir, "apiserver-certs");
     for (let attempt = 1; ; attempt++) {
       apiPort = await freePort();
-      const apiserver = spawnTracked("kube-apiserver", apiserverBin, [
-        `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        // 1.37 refuses a loopback advertise address for the endpoint reconciler; nothing here needs the kubernetes Service endpoints.
-        "--endpoint-reconciler-type=none",
-        `--secure-port=${apiPort}`,
-        `--cert-dir=${certDir}`,
-        `--token-auth-file=${join(dir, "tokens.csv")}`,
-        "--authorization-mode=Node,RBAC",
-        "--enable-admission-plugins=NodeRestriction",
-        // The agent DaemonSet in deploy/ is privileged (it opens the watchdog device).
-        "--allow-privileged=true",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        `--service-account-key-file=${join(dir, "sa.pub")}`,
-        `--service-account-signing-key-file=${join(dir, "sa.key")}`,
-        "--service-cluster-ip-range=10.96.0.0/16",
-        `--audit-policy-file=${join(dir, "audit-policy.yaml")}`,
-        `--audit-log-path=${logs.audit}`,
-        "--audit-log-format=json",
-        "--profiling=false",
-        ...(options.apiServerFlags ?? []),
-      ], logs.apiserver);
+      const apiserver = spawnTracked(
+        "kube-apiserver",
+        apiserverBin,
+        [
+          `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+          "--bind-address=127.0.0.1",
+          "--advertise-address=127.0.0.1",
+          // 1.37 refuses a loopback advertise address for the endpoint reconciler; nothing here needs the kubernetes Service endpoints.
+          "--endpoint-reconciler-type=none",
+          `--secure-port=${apiPort}`,
+          `--cert-dir=${certDir}`,
+          `--token-auth-file=${join(dir, "tokens.csv")}`,
+          "--authorization-mode=Node,RBAC",
+          "--enable-admission-plugins=NodeRestriction",
+          // The agent DaemonSet in deploy/ is privileged (it opens the watchdog device).
+          "--allow-privileged=true",
+          "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+          `--service-account-key-file=${join(dir, "sa.pub")}`,
+          `--service-account-signing-key-file=${join(dir, "sa.key")}`,
+          "--service-cluster-ip-range=10.96.0.0/16",
+          `--audit-policy-file=${join(dir, "audit-policy.yaml")}`,
+          `--audit-log-path=${logs.audit}`,
+          "--audit-log-format=json",
+          "--profiling=false",
+          ...(options.apiServerFlags ?? []),
+        ],
+        logs.apiserver,
+      );
       try {
-        await waitReady("kube-apiserver", [apiserver], async () => (await probe(`https://127.0.0.1:${apiPort}/readyz`, adminToken)).body === "ok", timeoutMs);
+        await waitReady(
+          "kube-apiserver",
+          [apiserver],
+          async () => (await probe(`https://127.0.0.1:${apiPort}/readyz`, adminToken)).body === "ok",
+          timeoutMs,
+        );
         break;
       } catch (err) {
         if (attempt < 3 && !apiserver.running() && lostPortRace(logs.apiserver)) {
@@ -267,7 +290,8 @@ export async function startKubeControlPlane(options: KubeControlPlaneOptions = {
     const server = `https://127.0.0.1:${apiPort}`;
     // The API server made a self-signed CA and a serving certificate (127.0.0.1) at start: the CA is the second certificate in the file.
     const caFile = join(dir, "ca.crt");
-    const certs = readFileSync(join(certDir, "apiserver.crt"), "utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+    const certs =
+      readFileSync(join(certDir, "apiserver.crt"), "utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
     const ca = certs.length > 1 ? certs.slice(1).join("") : certs.join("");
     writeFileSync(caFile, ca);
     const kubeconfig = join(dir, "admin.kubeconfig");
@@ -285,28 +309,46 @@ export async function startKubeControlPlane(options: KubeControlPlaneOptions = {
     for (let attempt = 1; ; attempt++) {
       const kcmPort = await freePort();
       const schedulerPort = await freePort();
-      const kcm = spawnTracked("kube-controller-manager", kcmBin, [
-        `--kubeconfig=${kubeconfig}`,
-        "--bind-address=127.0.0.1",
-        `--secure-port=${kcmPort}`,
-        `--cert-dir=${join(dir, "kcm-certs")}`,
-        "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
-        `--service-account-private-key-file=${join(dir, "sa.key")}`,
-        `--root-ca-file=${caFile}`,
-        ...controllerManagerFlags,
-      ], logs.controllerManager);
-      const scheduler = spawnTracked("kube-scheduler", schedulerBin, [
-        `--kubeconfig=${kubeconfig}`,
-        "--bind-address=127.0.0.1",
-        `--secure-port=${schedulerPort}`,
-        "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
-        "--leader-elect=false",
-      ], logs.scheduler);
+      const kcm = spawnTracked(
+        "kube-controller-manager",
+        kcmBin,
+        [
+          `--kubeconfig=${kubeconfig}`,
+          "--bind-address=127.0.0.1",
+          `--secure-port=${kcmPort}`,
+          `--cert-dir=${join(dir, "kcm-certs")}`,
+          "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+          `--service-account-private-key-file=${join(dir, "sa.key")}`,
+          `--root-ca-file=${caFile}`,
+          ...controllerManagerFlags,
+        ],
+        logs.controllerManager,
+      );
+      const scheduler = spawnTracked(
+        "kube-scheduler",
+        schedulerBin,
+        [
+          `--kubeconfig=${kubeconfig}`,
+          "--bind-address=127.0.0.1",
+          `--secure-port=${schedulerPort}`,
+          "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+          "--leader-elect=false",
+        ],
+        logs.scheduler,
+      );
       try {
-        await waitReady("kube-controller-manager and kube-scheduler", [kcm, scheduler], async () => {
-          const [a, b] = await Promise.all([probe(`https://127.0.0.1:${kcmPort}/healthz`), probe(`https://127.0.0.1:${schedulerPort}/readyz`)]);
-          return a.body === "ok" && b.body === "ok";
-        }, timeoutMs);
+        await waitReady(
+          "kube-controller-manager and kube-scheduler",
+          [kcm, scheduler],
+          async () => {
+            const [a, b] = await Promise.all([
+              probe(`https://127.0.0.1:${kcmPort}/healthz`),
+              probe(`https://127.0.0.1:${schedulerPort}/readyz`),
+            ]);
+            return a.body === "ok" && b.body === "ok";
+          },
+          timeoutMs,
+        );
         break;
       } catch (err) {
         const lost = [kcm, scheduler].some((p) => !p.running() && lostPortRace(p.logFile));
@@ -321,15 +363,20 @@ export async function startKubeControlPlane(options: KubeControlPlaneOptions = {
     }
     const admin = createKubeClient({ server, ca, token: adminToken });
     // The serviceaccount controller is running once the default namespace has its ServiceAccount.
-    await waitReady("the ServiceAccount controller", procs, async () => {
-      try {
-        await admin.get("/api/v1/namespaces/default/serviceaccounts/default");
-        return true;
-      } catch (err) {
-        if (isNotFound(err)) return false;
-        throw err;
-      }
-    }, timeoutMs);
+    await waitReady(
+      "the ServiceAccount controller",
+      procs,
+      async () => {
+        try {
+          await admin.get("/api/v1/namespaces/default/serviceaccounts/default");
+          return true;
+        } catch (err) {
+          if (isNotFound(err)) return false;
+          throw err;
+        }
+      },
+      timeoutMs,
+    );
     const controllersMs = Date.now() - started2;
     const totalMs = Date.now() - started;
     progress(
@@ -372,7 +419,12 @@ export function adminClient(info: Pick<KubeControlPlaneInfo, "server" | "ca" | "
 }
 
 /** Writes a kubeconfig for `token` next to the control plane's files; returns its path. */
-export function writeKubeconfig(info: Pick<KubeControlPlaneInfo, "server" | "caFile" | "dir">, name: string, token: string, directory = info.dir): string {
+export function writeKubeconfig(
+  info: Pick<KubeControlPlaneInfo, "server" | "caFile" | "dir">,
+  name: string,
+  token: string,
+  directory = info.dir,
+): string {
   if (!existsSync(directory)) mkdirSync(directory, { recursive: true });
   const path = join(directory, `${name}.kubeconfig`);
   writeFileSync(path, kubeconfigYaml({ server: info.server, caFile: info.caFile, token, user: name }), { mode: 0o600 });

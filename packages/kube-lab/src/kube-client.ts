@@ -184,7 +184,9 @@ export function createKubeClient(access: KubeAccess, impersonate?: Impersonation
           }, reject);
         },
       );
-      req.setTimeout(options.timeoutMs ?? 30_000, () => req.destroy(new Error(`${method} ${full}: no answer in ${options.timeoutMs ?? 30_000} ms`)));
+      req.setTimeout(options.timeoutMs ?? 30_000, () =>
+        req.destroy(new Error(`${method} ${full}: no answer in ${options.timeoutMs ?? 30_000} ms`)),
+      );
       req.on("error", reject);
       if (payload !== undefined) req.write(payload);
       req.end();

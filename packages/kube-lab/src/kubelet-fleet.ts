@@ -153,9 +153,13 @@ export class KubeletFleet {
   /** Registers every node (Node, CSINode, Lease), starts the informers, kubelets and the attacher. */
   async start(): Promise<void> {
     await this.#ensureCsiDriver();
-    this.#nodes = startInformer(this.#admin, "/api/v1/nodes", { labelSelector: `${FLEET_LABEL}=${this.fleet}` }, (c) => this.#onNode(c.object));
+    this.#nodes = startInformer(this.#admin, "/api/v1/nodes", { labelSelector: `${FLEET_LABEL}=${this.fleet}` }, (c) =>
+      this.#onNode(c.object),
+    );
     this.#pods = startInformer(this.#admin, "/api/v1/pods", undefined, (c) => this.#onPod(c.object));
-    this.#attachments = startInformer(this.#admin, "/apis/storage.k8s.io/v1/volumeattachments", undefined, (c) => this.#onAttachment(c.object));
+    this.#attachments = startInformer(this.#admin, "/apis/storage.k8s.io/v1/volumeattachments", undefined, (c) =>
+      this.#onAttachment(c.object),
+    );
     await Promise.all([this.#nodes.synced, this.#pods.synced, this.#attachments.synced]);
     await Promise.all([...this.#machines.values()].map((m) => this.#register(m)));
     const renew = this.#options.leaseRenewMs ?? 10_000;
@@ -233,7 +237,15 @@ export class KubeletFleet {
 
   machine(name: string) {
     const m = this.#machine(name);
-    return { name, power: m.power, crashed: m.crashed, kubeletRunning: m.kubeletRunning, reachable: m.reachable, bootId: m.bootId, online: online(m) };
+    return {
+      name,
+      power: m.power,
+      crashed: m.crashed,
+      kubeletRunning: m.kubeletRunning,
+      reachable: m.reachable,
+      bootId: m.bootId,
+      online: online(m),
+    };
   }
 
   // ------------------------------------------------------------------ ground truth
@@ -253,10 +265,18 @@ export class KubeletFleet {
     const now = Date.now();
     const out: ReplicaTruth[] = [];
     for (const [replica, info] of this.#replicas) {
-      const runningOn = this.containers().filter((c) => c.pod === replica && c.ordinal !== undefined).map((c) => c.node);
+      const runningOn = this.containers()
+        .filter((c) => c.pod === replica && c.ordinal !== undefined)
+        .map((c) => c.node);
       if (runningOn.length > 0) delete info.downSince;
       else info.downSince ??= now;
-      out.push({ replica, workload: info.workload, volume: info.volume, runningOn, ...(info.downSince === undefined ? {} : { downSince: info.downSince }) });
+      out.push({
+        replica,
+        workload: info.workload,
+        volume: info.volume,
+        runningOn,
+        ...(info.downSince === undefined ? {} : { downSince: info.downSince }),
+      });
     }
     return out;
   }
@@ -276,7 +296,9 @@ export class KubeletFleet {
     for (const m of this.#machines.values()) m.generation++;
     if (options.deleteNodes) {
       await Promise.all(this.nodes.map((n) => this.#admin.delete(`/api/v1/nodes/${n}`).catch(() => false)));
-      await Promise.all(this.nodes.map((n) => this.#admin.delete(`/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${n}`).catch(() => false)));
+      await Promise.all(
+        this.nodes.map((n) => this.#admin.delete(`/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${n}`).catch(() => false)),
+      );
     }
   }
 
@@ -374,7 +396,11 @@ export class KubeletFleet {
         metadata: {
           name,
           namespace: ns,
-          annotations: { [MIRROR_ANNOTATION]: `mirror-${m.name}`, "kubernetes.io/config.source": "file", "kubernetes.io/config.hash": `mirror-${m.name}` },
+          annotations: {
+            [MIRROR_ANNOTATION]: `mirror-${m.name}`,
+            "kubernetes.io/config.source": "file",
+            "kubernetes.io/config.hash": `mirror-${m.name}`,
+          },
           ownerReferences: [{ apiVersion: "v1", kind: "Node", name: m.name, uid: nodeUid, controller: true }],
         },
         spec: { nodeName: m.name, containers: [{ name: "static", image: "registry.invalid/static:1" }] },
@@ -392,8 +418,16 @@ export class KubeletFleet {
     const summary = JSON.stringify({ boot: m.bootId, volumesInUse });
     if (!force && summary === m.reported.status) return;
     const now = rfc3339();
-    const condition = (type: string, status: string, reason: string, message: string) => ({ type, status, reason, message, lastHeartbeatTime: now });
-    const previous = this.#nodes?.get(m.name)?.status?.conditions as Array<{ type: string; status: string; lastTransitionTime?: string }> | undefined;
+    const condition = (type: string, status: string, reason: string, message: string) => ({
+      type,
+      status,
+      reason,
+      message,
+      lastHeartbeatTime: now,
+    });
+    const previous = this.#nodes?.get(m.name)?.status?.conditions as
+      | Array<{ type: string; status: string; lastTransitionTime?: string }>
+      | undefined;
     const transition = (type: string, status: string) => {
       const old = previous?.find((c) => c.type === type);
       return old && old.status === status && old.lastTransitionTime ? old.lastTransitionTime : now;
@@ -538,9 +572,11 @@ export class KubeletFleet {
       if (!this.#live(m, generation)) return;
       if (phase !== "Failed" && phase !== "Succeeded") await this.#patchPodStatus(m, pod, "terminated").catch(() => {});
       if (!this.#live(m, generation)) return;
-      await m.api.delete(`/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`, { gracePeriodSeconds: 0, preconditions: { uid } }).catch((err: unknown) => {
-        if (!isConflict(err)) throw err;
-      });
+      await m.api
+        .delete(`/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`, { gracePeriodSeconds: 0, preconditions: { uid } })
+        .catch((err: unknown) => {
+          if (!isConflict(err)) throw err;
+        });
       this.#note(m.name, `finished deleting ${key}`);
       return;
     }
@@ -621,7 +657,10 @@ export class KubeletFleet {
       restartCount: 0,
       started: how === "running",
       ready: how === "running",
-      state: how === "running" ? { running: { startedAt: started } } : { terminated: { exitCode: 137, reason: "Killed", startedAt: started, finishedAt: now } },
+      state:
+        how === "running"
+          ? { running: { startedAt: started } }
+          : { terminated: { exitCode: 137, reason: "Killed", startedAt: started, finishedAt: now } },
     }));
     const ready = how === "running" ? "True" : "False";
     const ip = `10.${200 + (hash(this.fleet) % 50)}.${m.index}.${m.ipCounter++ % 250}`;
@@ -641,7 +680,11 @@ export class KubeletFleet {
       containerStatuses: containers,
     };
     if (!this.#live(m, generation)) return;
-    await m.api.patch(`/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}/status`, { metadata: { uid }, status }, { strategic: true });
+    await m.api.patch(
+      `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}/status`,
+      { metadata: { uid }, status },
+      { strategic: true },
+    );
     if (m.generation === generation) m.reported.pods.set(uid, how);
   }
 
@@ -700,18 +743,26 @@ export class KubeletFleet {
       if (!finalizers.includes(ATTACHER_FINALIZER)) return;
       await sleep(this.#options.attachDelayMs ?? 50);
       this.#detachInBackend(handle, node);
-      await this.#admin.patch(path, { metadata: { finalizers: finalizers.filter((f) => f !== ATTACHER_FINALIZER), resourceVersion: va.metadata.resourceVersion } }).catch((err: unknown) => {
-        if (!isNotFound(err) && !isConflict(err)) throw err;
-      });
+      await this.#admin
+        .patch(path, {
+          metadata: { finalizers: finalizers.filter((f) => f !== ATTACHER_FINALIZER), resourceVersion: va.metadata.resourceVersion },
+        })
+        .catch((err: unknown) => {
+          if (!isNotFound(err) && !isConflict(err)) throw err;
+        });
       return;
     }
     if (va.status?.attached === true) return;
     if (!finalizers.includes(ATTACHER_FINALIZER)) {
-      await this.#admin.patch(path, { metadata: { finalizers: [...finalizers, ATTACHER_FINALIZER], resourceVersion: va.metadata.resourceVersion } });
+      await this.#admin.patch(path, {
+        metadata: { finalizers: [...finalizers, ATTACHER_FINALIZER], resourceVersion: va.metadata.resourceVersion },
+      });
     }
     await sleep(this.#options.attachDelayMs ?? 50);
     this.#attachInBackend(handle, node);
-    await this.#admin.patch(`${path}/status`, { status: { attached: true, attachmentMetadata: { devicePath: `/dev/kube-lab/${handle}` } } });
+    await this.#admin.patch(`${path}/status`, {
+      status: { attached: true, attachmentMetadata: { devicePath: `/dev/kube-lab/${handle}` } },
+    });
   }
 
   #attachInBackend(volume: string, node: string) {
@@ -719,7 +770,17 @@ export class KubeletFleet {
     if (list.some((a) => a.node === node)) return;
     list.push({ volume, node, attachedAt: Date.now() });
     this.#backend.set(volume, list);
-    this.#note(node, `backend attached volume ${volume}${list.length > 1 ? ` (also attached to ${list.filter((a) => a.node !== node).map((a) => a.node).join(", ")})` : ""}`);
+    this.#note(
+      node,
+      `backend attached volume ${volume}${
+        list.length > 1
+          ? ` (also attached to ${list
+              .filter((a) => a.node !== node)
+              .map((a) => a.node)
+              .join(", ")})`
+          : ""
+      }`,
+    );
   }
 
   #detachInBackend(volume: string, node: string) {

@@ -24,7 +24,11 @@ let exitHooked = false;
  */
 export function startProcess(name: string, binary: string, args: string[], logFile: string): LabProcess {
   const log = createWriteStream(logFile, { flags: "a" });
-  const child: ChildProcess = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, GOMAXPROCS: process.env.GOMAXPROCS ?? "2" } });
+  const child: ChildProcess = spawn(binary, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+    env: { ...process.env, GOMAXPROCS: process.env.GOMAXPROCS ?? "2" },
+  });
   let recent = "";
   const onData = (chunk: Buffer) => {
     log.write(chunk);

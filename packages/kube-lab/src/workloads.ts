@@ -17,7 +17,8 @@ export async function createNamespace(admin: KubeClient, name: string, labels: R
   await createIgnoringExists(admin, "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name, labels } });
   const until = Date.now() + 60_000;
   while (!(await admin.find(`/api/v1/namespaces/${name}/serviceaccounts/default`))) {
-    if (Date.now() > until) throw new Error(`namespace ${name}: no default ServiceAccount after 60 s (is the serviceaccount controller running?)`);
+    if (Date.now() > until)
+      throw new Error(`namespace ${name}: no default ServiceAccount after 60 s (is the serviceaccount controller running?)`);
     await sleep(100);
   }
 }
@@ -74,7 +75,13 @@ export async function createStatefulSet(admin: KubeClient, options: StatefulSetO
         spec: {
           ...onFleet(fleet),
           // One replica per node, as a replicated database is run.
-          affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: "kubernetes.io/hostname", labelSelector: { matchLabels: { app: name } } }] } },
+          affinity: {
+            podAntiAffinity: {
+              requiredDuringSchedulingIgnoredDuringExecution: [
+                { topologyKey: "kubernetes.io/hostname", labelSelector: { matchLabels: { app: name } } },
+              ],
+            },
+          },
           containers: [{ name: "app", image: IMAGE, ...(volumes ? { volumeMounts: [{ name: "data", mountPath: "/data" }] } : {}) }],
         },
       },
@@ -92,7 +99,10 @@ export async function createStatefulSet(admin: KubeClient, options: StatefulSetO
   });
 }
 
-export async function createDeployment(admin: KubeClient, options: { namespace: string; name: string; replicas: number; fleet: string }): Promise<void> {
+export async function createDeployment(
+  admin: KubeClient,
+  options: { namespace: string; name: string; replicas: number; fleet: string },
+): Promise<void> {
   const { namespace, name, replicas, fleet } = options;
   await admin.create(`/apis/apps/v1/namespaces/${namespace}/deployments`, {
     apiVersion: "apps/v1",

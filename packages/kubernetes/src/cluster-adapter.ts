@@ -31,8 +31,19 @@ const PODS = (verb: Call["verb"], name?: string, namespace?: string): Call => ({
   ...(name ? { name } : {}),
   ...(namespace ? { namespace } : {}),
 });
-const VAS = (verb: Call["verb"], name?: string): Call => ({ verb, resource: "volumeattachments", group: "storage.k8s.io", ...(name ? { name } : {}) });
-const PVCS = (verb: Call["verb"], name: string, namespace: string): Call => ({ verb, resource: "persistentvolumeclaims", group: "", name, namespace });
+const VAS = (verb: Call["verb"], name?: string): Call => ({
+  verb,
+  resource: "volumeattachments",
+  group: "storage.k8s.io",
+  ...(name ? { name } : {}),
+});
+const PVCS = (verb: Call["verb"], name: string, namespace: string): Call => ({
+  verb,
+  resource: "persistentvolumeclaims",
+  group: "",
+  name,
+  namespace,
+});
 const VERSION: Call = { verb: "get", resource: "version (non-resource URL /version)", group: "" };
 
 /** Kubernetes identifies a taint on a node by key and effect. */
@@ -229,7 +240,10 @@ export function createKubernetesCluster(options: KubernetesClusterOptions): Kube
         },
         false,
       );
-      log?.info({ node: name, taint: formatTaint(taint), changed }, changed ? `taint ${formatTaint(taint)} added to ${name}` : `taint ${formatTaint(taint)} already on ${name}`);
+      log?.info(
+        { node: name, taint: formatTaint(taint), changed },
+        changed ? `taint ${formatTaint(taint)} added to ${name}` : `taint ${formatTaint(taint)} already on ${name}`,
+      );
     },
 
     async removeTaint(name, taint) {
@@ -238,7 +252,10 @@ export function createKubernetesCluster(options: KubernetesClusterOptions): Kube
         (taints) => (taints.some((t) => sameTaint(t, taint)) ? taints.filter((t) => !sameTaint(t, taint)) : null),
         true,
       );
-      log?.info({ node: name, taint: formatTaint(taint), changed }, changed ? `taint ${formatTaint(taint)} removed from ${name}` : `taint ${formatTaint(taint)} not on ${name}`);
+      log?.info(
+        { node: name, taint: formatTaint(taint), changed },
+        changed ? `taint ${formatTaint(taint)} removed from ${name}` : `taint ${formatTaint(taint)} not on ${name}`,
+      );
     },
 
     async deletePods(node) {
@@ -262,7 +279,9 @@ export function createKubernetesCluster(options: KubernetesClusterOptions): Kube
       const moving = pods.filter(mustMove);
       const staying = pods.filter((p) => !mustMove(p) && !isFinished(p));
       // The volumes the staying pods use stay attached; only the others must be detached.
-      const kept = staying.some((p) => p.spec?.volumes?.some((v) => v.persistentVolumeClaim)) ? await volumesOf(staying) : new Set<string>();
+      const kept = staying.some((p) => p.spec?.volumes?.some((v) => v.persistentVolumeClaim))
+        ? await volumesOf(staying)
+        : new Set<string>();
       return { pods: moving.length, volumeAttachments: attachments.filter((a) => !a.volume || !kept.has(a.volume)).length };
     },
 

@@ -32,7 +32,16 @@ export function callOf(err: unknown): Call | undefined {
 /** Status codes worth another try: conflicts, throttling, and the server's transient failures. */
 export const RETRYABLE_STATUS = new Set([409, 429, 500, 502, 503, 504]);
 
-const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EAI_AGAIN", "ENOTFOUND", "EHOSTUNREACH", "UND_ERR_SOCKET"]);
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "UND_ERR_SOCKET",
+]);
 
 /** The HTTP status of a failed call, or null when it never got an answer (network error). */
 export function statusOf(err: unknown): number | null {

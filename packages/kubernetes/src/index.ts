@@ -9,7 +9,14 @@ export {
   type KubernetesClusterOptions,
 } from "./cluster-adapter.js";
 export { createNodeEventRecorder, nodeEventsOf, type KubeNodeEvent, type NodeEventRecorder } from "./node-events.js";
-export { createNodeWatcher, toClusterNode, type ClusterNode, type NodeWatchEvent, type NodeWatcher, type NodeWatcherOptions } from "./node-watcher.js";
+export {
+  createNodeWatcher,
+  toClusterNode,
+  type ClusterNode,
+  type NodeWatchEvent,
+  type NodeWatcher,
+  type NodeWatcherOptions,
+} from "./node-watcher.js";
 export { createSecretKeyReader, type SecretKeyRef } from "./secret-reader.js";
 export { loadKubeConfig, type KubeConfigSource } from "./kubeconfig.js";
 export { createRetrier, type RetryOptions, type Retrier } from "./retry.js";

@@ -21,7 +21,12 @@ export function loadKubeConfig(source: KubeConfigSource): KubeConfig {
       kc.loadFromCluster();
     } else kc.loadFromDefault();
   } catch (err) {
-    const where = "kubeconfig" in source ? `kubeconfig ${source.kubeconfig}` : "inCluster" in source ? "in-cluster configuration" : "default kubeconfig";
+    const where =
+      "kubeconfig" in source
+        ? `kubeconfig ${source.kubeconfig}`
+        : "inCluster" in source
+          ? "in-cluster configuration"
+          : "default kubeconfig";
     throw new FencelineError(ErrorCode.InvalidPolicy, `cannot load the ${where}: ${(err as Error).message}`, { cause: err });
   }
   const cluster = kc.getCurrentCluster();

@@ -54,7 +54,12 @@ const microTime = (ms: number) => new Date(ms).toISOString().replace(/\.(\d{3})Z
  * (409 AlreadyExists is success). RBAC: events.k8s.io events create; nodes get (the node's uid,
  * which `kubectl describe node` matches on).
  */
-export function createNodeEventRecorder(options: { kubeConfig: KubeConfig; instance: string; log?: Logger; retry?: RetryOptions }): NodeEventRecorder {
+export function createNodeEventRecorder(options: {
+  kubeConfig: KubeConfig;
+  instance: string;
+  log?: Logger;
+  retry?: RetryOptions;
+}): NodeEventRecorder {
   const events = options.kubeConfig.makeApiClient(EventsV1Api);
   const core = options.kubeConfig.makeApiClient(CoreV1Api);
   const retry = createRetrier({ ...options.retry, ...(options.log ? { log: options.log } : {}) });

@@ -122,7 +122,11 @@ export function createNodeWatcher(options: NodeWatcherOptions): NodeWatcher {
     }
   }
 
-  function watchOnce(resourceVersion: string, seen: (rv: string) => void, onEvent: (event: NodeWatchEvent) => void): Promise<"resume" | "relist" | "error"> {
+  function watchOnce(
+    resourceVersion: string,
+    seen: (rv: string) => void,
+    onEvent: (event: NodeWatchEvent) => void,
+  ): Promise<"resume" | "relist" | "error"> {
     return new Promise((resolve) => {
       let outcome: "resume" | "relist" | "error" = "resume";
       cancelWatch = () => resolve("relist");

@@ -1,5 +1,15 @@
 import type { Logger } from "pino";
-import { callOf, isNetworkError, retryAfterMs, RETRYABLE_STATUS, serverMessage, statusOf, toFencelineError, describeCall, type Call } from "./errors.js";
+import {
+  callOf,
+  isNetworkError,
+  retryAfterMs,
+  RETRYABLE_STATUS,
+  serverMessage,
+  statusOf,
+  toFencelineError,
+  describeCall,
+  type Call,
+} from "./errors.js";
 
 export type RetryOptions = {
   /** Attempts in all, the first included (default 6). */

@@ -10,7 +10,11 @@ export type SecretKeyRef = { namespace: string; name: string; key: string };
  * `{ "secret": { namespace, name, key } }`). Needs `get` on that Secret: a Role in its namespace,
  * ideally with `resourceNames` listing only the fencing Secrets.
  */
-export function createSecretKeyReader(options: { kubeConfig: KubeConfig; log?: Logger; retry?: RetryOptions }): (ref: SecretKeyRef) => Promise<string> {
+export function createSecretKeyReader(options: {
+  kubeConfig: KubeConfig;
+  log?: Logger;
+  retry?: RetryOptions;
+}): (ref: SecretKeyRef) => Promise<string> {
   const core = options.kubeConfig.makeApiClient(CoreV1Api);
   const retry = createRetrier({ ...options.retry, ...(options.log ? { log: options.log } : {}) });
   return async (ref) => {
@@ -19,7 +23,9 @@ export function createSecretKeyReader(options: { kubeConfig: KubeConfig; log?: L
     const encoded = secret.data?.[ref.key];
     if (encoded === undefined) {
       const keys = Object.keys(secret.data ?? {});
-      throw new Error(`Secret ${ref.namespace}/${ref.name} has no key ${ref.key} (it has ${keys.length > 0 ? keys.join(", ") : "no keys"})`);
+      throw new Error(
+        `Secret ${ref.namespace}/${ref.name} has no key ${ref.key} (it has ${keys.length > 0 ? keys.join(", ") : "no keys"})`,
+      );
     }
     return Buffer.from(encoded, "base64").toString("utf8");
   };

@@ -64,7 +64,9 @@ describe("retries", () => {
     const err = await retry({ verb: "delete", resource: "volumeattachments", group: "storage.k8s.io", name: "csi-1" }, async () => {
       throw apiError(500, "etcdserver: request timed out");
     }).catch((e: unknown) => e);
-    expect((err as Error).message).toBe("delete storage.k8s.io/volumeattachments/csi-1 failed after 5 attempts (HTTP 500): etcdserver: request timed out");
+    expect((err as Error).message).toBe(
+      "delete storage.k8s.io/volumeattachments/csi-1 failed after 5 attempts (HTTP 500): etcdserver: request timed out",
+    );
   });
 
   it("reports 401, 404 and 422 without retrying", async () => {
@@ -89,7 +91,10 @@ describe("helpers", () => {
     const node = toClusterNode({
       metadata: { name: "n1", resourceVersion: "42", labels: { a: "b" } },
       spec: { taints: [{ key: "k", effect: "NoSchedule" }], unschedulable: true },
-      status: { conditions: [{ type: "Ready", status: "Unknown", lastTransitionTime: new Date(5_000), reason: "NodeStatusUnknown" }], nodeInfo: { bootID: "b1" } as never },
+      status: {
+        conditions: [{ type: "Ready", status: "Unknown", lastTransitionTime: new Date(5_000), reason: "NodeStatusUnknown" }],
+        nodeInfo: { bootID: "b1" } as never,
+      },
     });
     expect(node).toEqual({
       name: "n1",

@@ -12,7 +12,14 @@ beforeAll(async () => {
     asked.push(`${req.method} ${req.url}`);
     res.setHeader("content-type", "application/json");
     if (req.url === "/api/v1/namespaces/fenceline/secrets/bmc") {
-      res.end(JSON.stringify({ apiVersion: "v1", kind: "Secret", metadata: { name: "bmc", namespace: "fenceline" }, data: { password: Buffer.from("s3cret\n").toString("base64"), user: Buffer.from("admin").toString("base64") } }));
+      res.end(
+        JSON.stringify({
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name: "bmc", namespace: "fenceline" },
+          data: { password: Buffer.from("s3cret\n").toString("base64"), user: Buffer.from("admin").toString("base64") },
+        }),
+      );
     } else if (req.url?.startsWith("/api/v1/namespaces/kube-system/")) {
       res.statusCode = 403;
       res.end(JSON.stringify({ kind: "Status", status: "Failure", message: 'secrets "bmc" is forbidden', reason: "Forbidden", code: 403 }));
@@ -44,13 +51,17 @@ describe("Kubernetes Secret reader", () => {
   });
 
   it("names the missing key and the keys there are, never their values", async () => {
-    await expect(reader()({ namespace: "fenceline", name: "bmc", key: "passwd" })).rejects.toThrow("Secret fenceline/bmc has no key passwd (it has password, user)");
+    await expect(reader()({ namespace: "fenceline", name: "bmc", key: "passwd" })).rejects.toThrow(
+      "Secret fenceline/bmc has no key passwd (it has password, user)",
+    );
   });
 
   it("names the RBAC rule when it may not read the Secret, and says when it does not exist", async () => {
     await expect(reader()({ namespace: "kube-system", name: "bmc", key: "password" })).rejects.toThrow(
       /Kubernetes refused to get secrets\/bmc in namespace kube-system \(403 Forbidden.*\{ apiGroups: \[""\], resources: \["secrets"\], verbs: \["get"\] \}/,
     );
-    await expect(reader()({ namespace: "fenceline", name: "nope", key: "password" })).rejects.toThrow("get secrets/nope in namespace fenceline: not found");
+    await expect(reader()({ namespace: "fenceline", name: "nope", key: "password" })).rejects.toThrow(
+      "get secrets/nope in namespace fenceline: not found",
+    );
   });
 });

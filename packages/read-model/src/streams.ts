@@ -5,7 +5,12 @@ import type { ReplayEvent } from "@fenceline/engine";
 import { Streams, Subjects, parseEventSubject, partitionOf } from "@fenceline/streams";
 
 /** Reads a stream from its first message to its current end (an ordered consumer). */
-async function readStream(nc: NatsConnection, stream: string, filter: string, each: (m: { seq: number; subject: string; data: Uint8Array }) => void): Promise<void> {
+async function readStream(
+  nc: NatsConnection,
+  stream: string,
+  filter: string,
+  each: (m: { seq: number; subject: string; data: Uint8Array }) => void,
+): Promise<void> {
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info(stream);
   if (info.state.messages === 0) return;

@@ -9,7 +9,8 @@ import { Buckets, Subjects, provisionStreams } from "@fenceline/streams";
 import { readAudit, readAuditRecords, readEvents, readNodeSnapshots } from "../src/index.js";
 
 const decider = createDecider(DEMO_POLICY);
-const joined = (node: string, id: string, at = 1_000): NodeEvent => createEvent("node.joined", { id, node, at, source: "test", data: { bootId: "b1", incarnation: 1 } });
+const joined = (node: string, id: string, at = 1_000): NodeEvent =>
+  createEvent("node.joined", { id, node, at, source: "test", data: { bootId: "b1", incarnation: 1 } });
 const snapshotOf = (node: string, seq: number): NodeSnapshot => fold(decider, null, joined(node, `j-${node}-${seq}`), seq).snapshot;
 
 describe("the read model on a real nats-server", () => {
@@ -52,7 +53,11 @@ describe("the read model on a real nats-server", () => {
 
   it("reads FL_AUDIT to its end, all or one node's; readAudit stops at the end unless it follows", async () => {
     const js = jetstream(nc);
-    for (const [node, seq] of [["a", 1], ["b", 2], ["a", 3]] as const) {
+    for (const [node, seq] of [
+      ["a", 1],
+      ["b", 2],
+      ["a", 3],
+    ] as const) {
       const result = fold(decider, null, joined(node, `audit-${seq}`), seq);
       await publishAudit(js, result.audit);
     }

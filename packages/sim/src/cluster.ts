@@ -321,8 +321,10 @@ export class InMemoryCluster implements ClusterApi {
     if (node.deleted) return;
     node.deleted = true;
     this.#log("node.deleted", `node ${name} deleted`, name);
-    for (const pod of [...this.#pods.values()]) if (pod.node === name) this.#removePod(pod, "pod.force-deleted", "removed by PodGC (its node was deleted)");
-    for (const va of [...this.#attachments.values()]) if (va.node === name) this.#detach(va, "volume.detached", "detached: its node was deleted");
+    for (const pod of [...this.#pods.values()])
+      if (pod.node === name) this.#removePod(pod, "pod.force-deleted", "removed by PodGC (its node was deleted)");
+    for (const va of [...this.#attachments.values()])
+      if (va.node === name) this.#detach(va, "volume.detached", "detached: its node was deleted");
   }
 
   /** Every pod but the DaemonSet's (their controller would put them straight back). */
@@ -391,9 +393,7 @@ export class InMemoryCluster implements ClusterApi {
       if (responsive) node.unresponsiveSince = undefined;
       else node.unresponsiveSince ??= now;
       const evict =
-        !responsive &&
-        this.#unreachableEvictionMs !== null &&
-        now - (node.unresponsiveSince ?? now) >= this.#unreachableEvictionMs;
+        !responsive && this.#unreachableEvictionMs !== null && now - (node.unresponsiveSince ?? now) >= this.#unreachableEvictionMs;
       if (evict) this.#evictPodsOf(node, now, "node unresponsive, evicted by the node lifecycle controller");
       else if (node.taints.some((t) => t.effect === "NoExecute")) this.#evictPodsOf(node, now, "NoExecute taint");
     }

@@ -351,8 +351,13 @@ export class SimFleet {
     // own process: a new one with every agent, and gone with it.
     const watchdog =
       device === "none"
-        ? new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "the agent's software fallback ran the reboot command") })
-        : (node.watchdog ?? new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "watchdog fired") }));
+        ? new VirtualWatchdog({
+            clock,
+            timeoutMs: timing.watchdogTimeoutMs,
+            onFire: () => void this.#reset(node, "the agent's software fallback ran the reboot command"),
+          })
+        : (node.watchdog ??
+          new VirtualWatchdog({ clock, timeoutMs: timing.watchdogTimeoutMs, onFire: () => void this.#reset(node, "watchdog fired") }));
     node.watchdog = watchdog;
     const guarded: Watchdog = {
       // What the agent was configured with, as /dev/watchdog is opened with; the device fires at its own.
@@ -381,7 +386,9 @@ export class SimFleet {
     node.agentSince = undefined;
     node.lastPeerRound = undefined;
     const watchdogKind: WatchdogKind = device === "none" ? "software" : device;
-    const transport = this.#options.viewTaken ? this.#alteringViews(node, node.transport.transport, this.#options.viewTaken) : node.transport.transport;
+    const transport = this.#options.viewTaken
+      ? this.#alteringViews(node, node.transport.transport, this.#options.viewTaken)
+      : node.transport.transport;
     let agent: Agent;
     try {
       agent = createAgent(
@@ -510,7 +517,14 @@ export class SimFleet {
     this.#later(forMs, async () => {
       node.networkLosses -= 1;
       await this.#syncNetwork(node);
-      this.#note(name, node.isolated ? "one network loss ended; another still holds" : node.side !== 0 ? "network restored (still partitioned off)" : "network restored");
+      this.#note(
+        name,
+        node.isolated
+          ? "one network loss ended; another still holds"
+          : node.side !== 0
+            ? "network restored (still partitioned off)"
+            : "network restored",
+      );
     });
   }
 
@@ -600,7 +614,10 @@ export class SimFleet {
     // Only a hardware watchdog resets a hung kernel: softdog is a kernel timer, and the software
     // fallback a timer in the (now frozen) agent.
     const resets = options.watchdog === "works" && this.#deviceOf(name) === "hardware";
-    await this.#powerDown(node, resets ? "kernel hang (its watchdog will reset it)" : "kernel hang; nothing resets it: only its BMC can end it");
+    await this.#powerDown(
+      node,
+      resets ? "kernel hang (its watchdog will reset it)" : "kernel hang; nothing resets it: only its BMC can end it",
+    );
     node.hung = true;
     // The agent died without a magic close: a working hardware watchdog stays armed and fires.
     if (!resets) await node.watchdog?.close();

@@ -41,6 +41,23 @@ export {
   type ResourceKind,
 } from "./k8s-api/index.js";
 export * from "./lab/index.js";
-export { createSimBmcs, simBmcDevices, REAL_BMC_TIMING, SIM_BMC_FAULTS, SIM_BMC_PASSWORD, type SimBmcFault, type SimBmcTiming, type SimBmcs } from "./bmc/sim-bmc.js";
-export { startIpmiSimBmc, ipmitool, freeUdpPort, ipmiSimAvailable, type IpmiSimBmc, type IpmiSimBmcOptions, type PoweredMachine } from "./bmc/ipmi-sim-bmc.js";
+export {
+  createSimBmcs,
+  simBmcDevices,
+  REAL_BMC_TIMING,
+  SIM_BMC_FAULTS,
+  SIM_BMC_PASSWORD,
+  type SimBmcFault,
+  type SimBmcTiming,
+  type SimBmcs,
+} from "./bmc/sim-bmc.js";
+export {
+  startIpmiSimBmc,
+  ipmitool,
+  freeUdpPort,
+  ipmiSimAvailable,
+  type IpmiSimBmc,
+  type IpmiSimBmcOptions,
+  type PoweredMachine,
+} from "./bmc/ipmi-sim-bmc.js";
 export { startSimFleetOnNats, type SimFleetOnNats, type SimFleetOnNatsOptions } from "./sim-fleet-on-nats.js";

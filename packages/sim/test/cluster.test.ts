@@ -172,7 +172,12 @@ describe("InMemoryCluster: remediation paths", () => {
     expect(podOf("web-0")).toMatchObject({ node: "node-a", phase: "Terminating" });
     runFor(25_000);
     expect(podOf("web-0")).toMatchObject({ node: "node-c", phase: "Running" });
-    expect(cluster.pods().filter((p) => p.node === "node-a").map((p) => p.name)).toEqual(["agent-node-a"]);
+    expect(
+      cluster
+        .pods()
+        .filter((p) => p.node === "node-a")
+        .map((p) => p.name),
+    ).toEqual(["agent-node-a"]);
   });
 
   it("deleteEvictedPods finishes what the out-of-service taint evicted at once (what Fenceline does once fenced)", async () => {

@@ -61,7 +61,9 @@ describe("SimFleet: the boot gate", () => {
     expect(fleet.status("node-5")).toMatchObject({ boots: 2, power: "up", reachesControlPlane: false });
     expect(kubelet("node-5")).toBe(false);
     expect(runningOn("node-5")).toEqual([]);
-    expect(fleet.events.some((e) => e.node === "node-5" && e.what.startsWith("boot gate closed: the control plane cannot be asked"))).toBe(true);
+    expect(fleet.events.some((e) => e.node === "node-5" && e.what.startsWith("boot gate closed: the control plane cannot be asked"))).toBe(
+      true,
+    );
     await run(3_000); // the NATS path is back (the isolated agent may have reset its machine meanwhile)
     await run(3_000);
     expect(fleet.status("node-5").reachesControlPlane).toBe(true);

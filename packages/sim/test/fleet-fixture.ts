@@ -47,6 +47,10 @@ export async function startFiveNodeFleet(options: { bootGate?: boolean; nodeStat
   };
   const reachable = (node: string) => cluster.node(node)!.reachable;
   const kubelet = (node: string) => cluster.node(node)!.kubeletRunning;
-  const runningOn = (node: string) => cluster.containers().filter((c) => c.node === node).map((c) => c.pod);
+  const runningOn = (node: string) =>
+    cluster
+      .containers()
+      .filter((c) => c.node === node)
+      .map((c) => c.pod);
   return { clock, cluster, fleet, states, run, reachable, kubelet, runningOn };
 }

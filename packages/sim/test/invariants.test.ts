@@ -29,7 +29,11 @@ describe("checkInvariants", () => {
     detachAll(cluster, "node-a");
     expect(checkInvariants(cluster, clock.now()).ok).toBe(true);
     tick();
-    expect(containersOf("web-0").map((c) => c.node).sort()).toEqual(["node-a", "node-b"]);
+    expect(
+      containersOf("web-0")
+        .map((c) => c.node)
+        .sort(),
+    ).toEqual(["node-a", "node-b"]);
 
     const report = checkInvariants(cluster, clock.now());
     expect(report.ok).toBe(false);

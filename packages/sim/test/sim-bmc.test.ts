@@ -4,7 +4,13 @@ import { createSimBmcs, simBmcDevices, SIM_BMC_PASSWORD, type SimBmcTiming } fro
 import { Prng } from "../src/lab/prng.js";
 import { VirtualClock } from "@fenceline/testing";
 
-const FAST: SimBmcTiming = { agentStartMs: [300, 300], sessionMs: [500, 500], powerOffMs: [2_000, 2_000], powerOnMs: [1_000, 1_000], slowMs: [10_000, 10_000] };
+const FAST: SimBmcTiming = {
+  agentStartMs: [300, 300],
+  sessionMs: [500, 500],
+  powerOffMs: [2_000, 2_000],
+  powerOnMs: [1_000, 1_000],
+  slowMs: [10_000, 10_000],
+};
 
 /** A simulated BMC for "m1", the production device code on top, all on a virtual clock. */
 function setup(options: { password?: string; timeoutMs?: number; retries?: number } = {}) {
@@ -14,12 +20,19 @@ function setup(options: { password?: string; timeoutMs?: number; retries?: numbe
   const rng = new Prng(7);
   const bmcs = createSimBmcs({ clock, random: () => rng.next(), machine: (n) => (n === "m1" ? machine : undefined), timing: FAST });
   const config = simBmcDevices({ timeoutMs: options.timeoutMs ?? 10_000, retries: options.retries ?? 0 }).devices.ipmi!;
-  const device: FenceDevice = createFenceAgentDevice("ipmi", config, { run: bmcs.run, clock, readSecret: async () => options.password ?? SIM_BMC_PASSWORD });
+  const device: FenceDevice = createFenceAgentDevice("ipmi", config, {
+    run: bmcs.run,
+    clock,
+    readSecret: async () => options.password ?? SIM_BMC_PASSWORD,
+  });
   /** Runs `op` while advancing the virtual clock in 100 ms steps. */
   const drive = async <T>(op: Promise<T>): Promise<{ value?: T; error?: unknown; tookMs: number }> => {
     const start = clock.now();
     let settled: { value?: T; error?: unknown } | undefined;
-    op.then((value) => (settled = { value }), (error: unknown) => (settled = { error }));
+    op.then(
+      (value) => (settled = { value }),
+      (error: unknown) => (settled = { error }),
+    );
     for (let i = 0; i < 2_000 && !settled; i++) {
       clock.advance(100);
       for (let j = 0; j < 5; j++) await new Promise((r) => setImmediate(r));

@@ -1,4 +1,14 @@
-import { DEFAULT_POLICY, contractMeeting, createEvent, type AgentContract, type AuditRecord, type Command, type CommandResultData, type NodeEvent, type Policy } from "@fenceline/contracts";
+import {
+  DEFAULT_POLICY,
+  contractMeeting,
+  createEvent,
+  type AgentContract,
+  type AuditRecord,
+  type Command,
+  type CommandResultData,
+  type NodeEvent,
+  type Policy,
+} from "@fenceline/contracts";
 import { createDecider, fold, timerEventId, type Decider, type NodeSnapshot } from "@fenceline/engine";
 
 /**
@@ -129,8 +139,19 @@ export class HistoryGenerator {
     }));
     this.nodes.forEach((n, i) => {
       const at = start + i * 3;
-      this.schedule(i, at, () => this.ev(n, "config.desired", at, "config", { checksums: { kubelet: "k1", runtime: "r1" }, hostGroup: n.hostGroup }));
-      this.schedule(i, at + 1, () => this.ev(n, "node.joined", at + 1, "heartbeat-detector", { bootId: this.bootId(n), incarnation: n.incarnation, hostGroup: n.hostGroup, controlPlane: i < 3, checksums: { kubelet: "k1", runtime: "r1" }, contract: this.contract }));
+      this.schedule(i, at, () =>
+        this.ev(n, "config.desired", at, "config", { checksums: { kubelet: "k1", runtime: "r1" }, hostGroup: n.hostGroup }),
+      );
+      this.schedule(i, at + 1, () =>
+        this.ev(n, "node.joined", at + 1, "heartbeat-detector", {
+          bootId: this.bootId(n),
+          incarnation: n.incarnation,
+          hostGroup: n.hostGroup,
+          controlPlane: i < 3,
+          checksums: { kubelet: "k1", runtime: "r1" },
+          contract: this.contract,
+        }),
+      );
       this.scheduleIncident(i, at + 1);
     });
   }
@@ -174,7 +195,11 @@ export class HistoryGenerator {
       return null;
     }
     const roll = this.random();
-    const missed = () => this.ev(n, "heartbeat.missed", now, "heartbeat-detector", { lastSeenAt: now - this.policy.heartbeat.timeoutMs, bootId: this.bootId(n) });
+    const missed = () =>
+      this.ev(n, "heartbeat.missed", now, "heartbeat-detector", {
+        lastSeenAt: now - this.policy.heartbeat.timeoutMs,
+        bootId: this.bootId(n),
+      });
     if (roll < 0.4) {
       // Crash: silent until it boots again, 40-120 s later.
       n.up = false;
@@ -225,29 +250,40 @@ export class HistoryGenerator {
       n.incarnation++;
     }
     this.scheduleIncident(i, this.now + 30_000);
-    return this.ev(n, "heartbeat.resumed", this.now, "heartbeat-detector", { bootId: this.bootId(n), incarnation: n.incarnation, checksums: { kubelet: "k1", runtime: "r1" }, contract: this.contract });
+    return this.ev(n, "heartbeat.resumed", this.now, "heartbeat-detector", {
+      bootId: this.bootId(n),
+      incarnation: n.incarnation,
+      checksums: { kubelet: "k1", runtime: "r1" },
+      contract: this.contract,
+    });
   }
 
   /** What a simulated actuator answers to a command, and when. */
   private answer(i: number, c: Command) {
     const n = this.nodes[i]!;
     const result = (delay: number, ok: boolean, extra: { reason?: string; facts?: Record<string, string | number | boolean> } = {}) =>
-      this.schedule(i, c.issuedAt + delay, () =>
-        createEvent("command.result", {
-          id: `result:${c.id}`,
-          node: n.name,
-          at: this.now,
-          source: `actuator:${c.kind.split(".")[0]}`,
-          // The facts the switch below gives are the ones its kind reports (contracts' ResultFacts).
-          data: { commandId: c.id, kind: c.kind, epoch: c.epoch, ok, ...extra } as CommandResultData,
-        }) as NodeEvent,
+      this.schedule(
+        i,
+        c.issuedAt + delay,
+        () =>
+          createEvent("command.result", {
+            id: `result:${c.id}`,
+            node: n.name,
+            at: this.now,
+            source: `actuator:${c.kind.split(".")[0]}`,
+            // The facts the switch below gives are the ones its kind reports (contracts' ResultFacts).
+            data: { commandId: c.id, kind: c.kind, epoch: c.epoch, ok, ...extra } as CommandResultData,
+          }) as NodeEvent,
       );
     // What the real actuators echo back, so the machine can tell which command a result answers.
     const echoed: Record<string, string | number> =
       c.kind === "taint.add" || c.kind === "taint.remove"
         ? { taint: c.params.taint.key }
         : c.kind === "reprovision"
-          ? { attempt: c.params.attempt, ...((c.params as { ticket?: number }).ticket !== undefined ? { ticket: (c.params as { ticket?: number }).ticket! } : {}) }
+          ? {
+              attempt: c.params.attempt,
+              ...((c.params as { ticket?: number }).ticket !== undefined ? { ticket: (c.params as { ticket?: number }).ticket! } : {}),
+            }
           : {};
     const answer = (delay: number, ok: boolean, extra: { reason?: string; facts?: Record<string, string | number | boolean> } = {}) =>
       result(delay, ok, { ...extra, ...(Object.keys(echoed).length > 0 || extra.facts ? { facts: { ...echoed, ...extra.facts } } : {}) });
@@ -258,7 +294,9 @@ export class HistoryGenerator {
           // The simulated fleet always kept a healthy majority (the guard reports since when).
           answer(this.between(2, 20), true, { facts: { majoritySince: this.start } });
         } else {
-          answer(this.between(2, 20), false, { reason: `${this.slots.size} nodes already in remediation, maxUnhealthy allows ${this.maxSlots}` });
+          answer(this.between(2, 20), false, {
+            reason: `${this.slots.size} nodes already in remediation, maxUnhealthy allows ${this.maxSlots}`,
+          });
         }
         break;
       case "slot.release":
@@ -270,7 +308,9 @@ export class HistoryGenerator {
           // The agent stops feeding its watchdog: the machine resets.
           answer(this.between(5, 50), true);
           n.up = false;
-          this.schedule(i, c.issuedAt + this.policy.heartbeat.timeoutMs, () => this.ev(n, "heartbeat.missed", this.now, "heartbeat-detector", { lastSeenAt: c.issuedAt, bootId: this.bootId(n) }));
+          this.schedule(i, c.issuedAt + this.policy.heartbeat.timeoutMs, () =>
+            this.ev(n, "heartbeat.missed", this.now, "heartbeat-detector", { lastSeenAt: c.issuedAt, bootId: this.bootId(n) }),
+          );
           this.schedule(i, c.issuedAt + this.policy.agent.watchdogTimeoutMs + this.between(5_000, 20_000), () => this.comeBack(i, true));
         } else {
           answer(this.between(1_000, 2_000), false, { reason: "agent unreachable" });
@@ -310,7 +350,13 @@ export class HistoryGenerator {
       for (const [timer, due] of Object.entries(result.audit.timers.set)) {
         this.schedule(job.node, Math.max(due, event.at), () => {
           if (n.snapshot?.context.timers[timer] !== due) return null;
-          return createEvent("timer.fired", { id: timerEventId(n.name, timer, due), node: n.name, at: this.now, source: "timer", data: { timer, due } }) as NodeEvent;
+          return createEvent("timer.fired", {
+            id: timerEventId(n.name, timer, due),
+            node: n.name,
+            at: this.now,
+            source: "timer",
+            data: { timer, due },
+          }) as NodeEvent;
         });
       }
       out.push({ event, seq, audit: result.audit });

@@ -78,10 +78,13 @@ describe("VirtualClock", () => {
       const clock = new VirtualClock();
       const trace: string[] = [];
       for (let i = 0; i < 50; i++) {
-        clock.setTimeout(() => {
-          trace.push(`${i}@${clock.now()}`);
-          if (i % 3 === 0) clock.setTimeout(() => trace.push(`child${i}@${clock.now()}`), (i * 7) % 13);
-        }, (i * 37) % 101);
+        clock.setTimeout(
+          () => {
+            trace.push(`${i}@${clock.now()}`);
+            if (i % 3 === 0) clock.setTimeout(() => trace.push(`child${i}@${clock.now()}`), (i * 7) % 13);
+          },
+          (i * 37) % 101,
+        );
       }
       clock.runUntilIdle(1_000);
       return trace;

@@ -13,7 +13,8 @@ export type Progress = (line: string) => void;
 /** The repository's `tools/` folder, where the Go modules for k8s.io/kubernetes and etcd live. */
 export const GO_MODULES_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "tools");
 
-const formatSeconds = (ms: number) => (ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`);
+const formatSeconds = (ms: number) =>
+  ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 
 type RunResult = { code: number | null; output: string };
 
@@ -34,7 +35,10 @@ function runGo(args: string[], options: { cwd: string; env: NodeJS.ProcessEnv; p
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
     const started = Date.now();
-    const ticker = setInterval(() => options.progress(`${options.what}: ${formatSeconds(Date.now() - started)}, ${packages} packages so far`), 15_000);
+    const ticker = setInterval(
+      () => options.progress(`${options.what}: ${formatSeconds(Date.now() - started)}, ${packages} packages so far`),
+      15_000,
+    );
     child.on("error", (err) => {
       clearInterval(ticker);
       resolve({ code: null, output: err.message });
@@ -76,7 +80,9 @@ async function build(tool: ToolSpec, progress: Progress): Promise<void> {
       progress(`downloading the modules of ${tool.name} ${tool.version} (go mod download in tools/${tool.module}) ...`);
       const download = await runGo(["mod", "download"], { cwd, env, progress, what: `downloading ${tool.name}` });
       failIf(tool, "download", download, `go mod download (in ${cwd})`);
-      progress(`compiling ${tool.name} ${tool.version} (${tool.binaries.join(", ")}); a cold build of the Kubernetes control plane takes 10–20 min on 2 cores ...`);
+      progress(
+        `compiling ${tool.name} ${tool.version} (${tool.binaries.join(", ")}); a cold build of the Kubernetes control plane takes 10–20 min on 2 cores ...`,
+      );
       const args = ["build", "-v", `-ldflags=${ldflags}`, "-o", `${staging}/`, ...tool.packages];
       const result = await runGo(args, { cwd, env, progress, what: `compiling ${tool.name}` });
       failIf(tool, "compile", result, `go ${args.join(" ")} (in ${cwd})`);
@@ -85,7 +91,10 @@ async function build(tool: ToolSpec, progress: Progress): Promise<void> {
       if (!existsSync(join(staging, binary))) throw new ToolchainError(tool.name, "install", `the build left no ${binary} in ${staging}`);
     }
     const tookMs = Date.now() - started;
-    await writeFile(join(staging, "built.json"), `${JSON.stringify({ tool: tool.name, version: tool.version, builtAt: new Date().toISOString(), tookMs })}\n`);
+    await writeFile(
+      join(staging, "built.json"),
+      `${JSON.stringify({ tool: tool.name, version: tool.version, builtAt: new Date().toISOString(), tookMs })}\n`,
+    );
     await rm(target, { recursive: true, force: true });
     await rename(staging, target);
     progress(`built ${tool.name} ${tool.version} in ${formatSeconds(tookMs)} into ${target}`);
@@ -114,8 +123,12 @@ export async function ensureToolDir(tool: ToolSpec, progress: Progress): Promise
     );
   }
   const lock = join(cacheRoot(), "locks", `${tool.name}-${tool.version}`);
-  await withLock(lock, (pid) => progress(`waiting for process ${pid}, which is building ${tool.name} ${tool.version} ...`), async () => {
-    if (!ready()) await build(tool, progress);
-  });
+  await withLock(
+    lock,
+    (pid) => progress(`waiting for process ${pid}, which is building ${tool.name} ${tool.version} ...`),
+    async () => {
+      if (!ready()) await build(tool, progress);
+    },
+  );
   return target;
 }

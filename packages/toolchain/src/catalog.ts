@@ -14,10 +14,7 @@ export type ToolSpec = {
   ldflags?: string;
   /** Extra environment for the build (e.g. CGO_ENABLED=0 as upstream builds it). */
   env?: Readonly<Record<string, string>>;
-} & (
-  | { source: "install"; package: string }
-  | { source: "module"; module: string; packages: readonly string[] }
-);
+} & ({ source: "install"; package: string } | { source: "module"; module: string; packages: readonly string[] });
 
 const K8S_VERSION = "v1.37.2";
 const componentVersion = "k8s.io/component-base/version";

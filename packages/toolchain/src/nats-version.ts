@@ -5,7 +5,12 @@ import { MIN_NATS_SERVER_VERSION } from "./catalog.js";
 
 /** `a` ≥ `b` for dotted versions ("2.10.3", "v2.15.3"); pre-release suffixes are ignored. */
 export function versionAtLeast(a: string, b: string): boolean {
-  const parts = (v: string) => v.replace(/^v/, "").split(/[.-]/).slice(0, 3).map((p) => Number.parseInt(p, 10) || 0);
+  const parts = (v: string) =>
+    v
+      .replace(/^v/, "")
+      .split(/[.-]/)
+      .slice(0, 3)
+      .map((p) => Number.parseInt(p, 10) || 0);
   const [x, y] = [parts(a), parts(b)];
   for (let i = 0; i < 3; i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) > (y[i] ?? 0);
   return true;

@@ -23,7 +23,13 @@ describe("ensureToolDir", () => {
   });
 
   it("builds a Go command into the cache once, with progress, and reuses it", { timeout: 120_000 }, async () => {
-    const stringer: ToolSpec = { name: "stringer", version: "v0.52.0", source: "install", package: "golang.org/x/tools/cmd/stringer", binaries: ["stringer"] };
+    const stringer: ToolSpec = {
+      name: "stringer",
+      version: "v0.52.0",
+      source: "install",
+      package: "golang.org/x/tools/cmd/stringer",
+      binaries: ["stringer"],
+    };
     const lines: string[] = [];
     const dir = await ensureToolDir(stringer, (l) => lines.push(l));
     expect(dir).toBe(join(cache, "bin", "stringer-v0.52.0"));

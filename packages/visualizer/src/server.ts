@@ -131,7 +131,10 @@ export async function startVisualizerServer(options: {
       return;
     }
     const immutable = target.includes(`${sep}assets${sep}`);
-    res.writeHead(200, { "content-type": TYPES[extname(target)] ?? "application/octet-stream", "cache-control": immutable ? "public, max-age=31536000, immutable" : "no-cache" });
+    res.writeHead(200, {
+      "content-type": TYPES[extname(target)] ?? "application/octet-stream",
+      "cache-control": immutable ? "public, max-age=31536000, immutable" : "no-cache",
+    });
     createReadStream(target).pipe(res);
   };
 
@@ -140,7 +143,13 @@ export async function startVisualizerServer(options: {
     const path = url.pathname;
     if (req.method !== "GET" && req.method !== "HEAD") return json(res, 405, { error: "only GET" });
     if (path === "/api/info") {
-      return json(res, 200, { title: options.title ?? "Fenceline", startedAt, now: Date.now(), records: log.list.length, ...(source.info?.() ?? {}) });
+      return json(res, 200, {
+        title: options.title ?? "Fenceline",
+        startedAt,
+        now: Date.now(),
+        records: log.list.length,
+        ...(source.info?.() ?? {}),
+      });
     }
     if (path === "/api/statechart") return json(res, 200, source.statechart());
     if (path === "/api/snapshot") return json(res, 200, await source.snapshot());
@@ -150,7 +159,12 @@ export async function startVisualizerServer(options: {
       return json(res, 200, Number.isFinite(limit) && limit >= 0 ? records.slice(0, limit) : records);
     }
     if (path === "/api/events") {
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" });
+      res.writeHead(200, {
+        "content-type": "text/event-stream",
+        "cache-control": "no-store",
+        connection: "keep-alive",
+        "x-accel-buffering": "no",
+      });
       const lastId = Number(req.headers["last-event-id"] ?? NaN);
       const since = Number.isFinite(lastId) ? lastId : sinceOf(url);
       res.write("retry: 2000\n\n");

@@ -28,8 +28,13 @@ describe("statechart layout", () => {
       for (const t of chart.transitions)
         for (const target of t.targets) {
           // A transition of the machine itself (any state) is a note on its target instead.
-          if (!isState(t.source)) expect(layout.inner[top(target)!]?.some((n) => n.startsWith(`from any state: ${t.event}`) && n.endsWith(`→ ${target}`)), `any state → ${target}`).toBe(true);
-          else if (top(t.source) !== top(target)) expect(drawn.has(`${t.source}|${t.event}|${t.guard}|${target}`), `${t.source} → ${target}`).toBe(true);
+          if (!isState(t.source))
+            expect(
+              layout.inner[top(target)!]?.some((n) => n.startsWith(`from any state: ${t.event}`) && n.endsWith(`→ ${target}`)),
+              `any state → ${target}`,
+            ).toBe(true);
+          else if (top(t.source) !== top(target))
+            expect(drawn.has(`${t.source}|${t.event}|${t.guard}|${target}`), `${t.source} → ${target}`).toBe(true);
         }
       const box = (path: string) => layout.boxes.find((b) => b.path === path)!;
       const onBorder = (p: { x: number; y: number }, b: { x: number; y: number; w: number; h: number }) =>
@@ -55,15 +60,60 @@ describe("statechart layout", () => {
   }
 
   it("the measure sees an arrow through a state, a crossing and a label on a state", () => {
-    const box = (path: string, x: number, y: number) => ({ path, label: path, x, y, w: 100, h: 40, compound: false, transient: false, depth: 0, parent: null, initial: false, description: null });
+    const box = (path: string, x: number, y: number) => ({
+      path,
+      label: path,
+      x,
+      y,
+      w: 100,
+      h: 40,
+      compound: false,
+      transient: false,
+      depth: 0,
+      parent: null,
+      initial: false,
+      description: null,
+    });
     const layout: Layout = {
       width: 500,
       height: 300,
       boxes: [box("a", 0, 0), box("b", 200, 0), box("c", 400, 0), box("d", 200, 200)],
       edges: [
-        { id: "e0", source: "a", target: "c", points: [{ x: 100, y: 20 }, { x: 400, y: 20 }], label: { x: 210, y: 5, w: 30, h: 10, lines: ["x"] }, transitions: [] },
-        { id: "e1", source: "b", target: "d", points: [{ x: 250, y: 40 }, { x: 250, y: 200 }], label: null, transitions: [] },
-        { id: "e2", source: "a", target: "d", points: [{ x: 50, y: 40 }, { x: 50, y: 100 }, { x: 350, y: 100 }, { x: 350, y: 200 }], label: null, transitions: [] },
+        {
+          id: "e0",
+          source: "a",
+          target: "c",
+          points: [
+            { x: 100, y: 20 },
+            { x: 400, y: 20 },
+          ],
+          label: { x: 210, y: 5, w: 30, h: 10, lines: ["x"] },
+          transitions: [],
+        },
+        {
+          id: "e1",
+          source: "b",
+          target: "d",
+          points: [
+            { x: 250, y: 40 },
+            { x: 250, y: 200 },
+          ],
+          label: null,
+          transitions: [],
+        },
+        {
+          id: "e2",
+          source: "a",
+          target: "d",
+          points: [
+            { x: 50, y: 40 },
+            { x: 50, y: 100 },
+            { x: 350, y: 100 },
+            { x: 350, y: 200 },
+          ],
+          label: null,
+          transitions: [],
+        },
       ],
       inner: {},
     };

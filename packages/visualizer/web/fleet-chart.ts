@@ -3,7 +3,10 @@ import { PHASES, type Series } from "./fleet";
 import { clock, svg } from "./format";
 
 /** Nodes per top-level state over time: a stacked area chart, with the scrubber's time as a line. */
-export function drawFleetChart(series: Series, options: { width: number; height: number; cursor: number | null; onPick: (t: number) => void }): SVGSVGElement {
+export function drawFleetChart(
+  series: Series,
+  options: { width: number; height: number; cursor: number | null; onPick: (t: number) => void },
+): SVGSVGElement {
   const { width, height } = options;
   const m = { left: 34, right: 12, top: 10, bottom: 24 };
   const w = width - m.left - m.right;
@@ -13,7 +16,12 @@ export function drawFleetChart(series: Series, options: { width: number; height:
   const x = (t: number) => m.left + ((t - t0) / Math.max(1, t1 - t0)) * w;
   const ymax = Math.max(1, series.max);
   const y = (n: number) => m.top + h - (n / ymax) * h;
-  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "fleet-svg", role: "img", "aria-label": "nodes per state over time" });
+  const root = svg("svg", {
+    viewBox: `0 0 ${width} ${height}`,
+    class: "fleet-svg",
+    role: "img",
+    "aria-label": "nodes per state over time",
+  });
 
   // Grid and axes.
   const ticks = niceTicks(ymax);
@@ -26,7 +34,13 @@ export function drawFleetChart(series: Series, options: { width: number; height:
   const n = Math.max(2, Math.min(7, Math.floor(w / 110)));
   for (let i = 0; i < n; i++) {
     const t = t0 + ((t1 - t0) * i) / (n - 1);
-    const label = svg("text", { x: x(t), y: height - 7, "text-anchor": i === 0 ? "start" : i === n - 1 ? "end" : "middle", "font-size": 10, fill: "#868e96" });
+    const label = svg("text", {
+      x: x(t),
+      y: height - 7,
+      "text-anchor": i === 0 ? "start" : i === n - 1 ? "end" : "middle",
+      "font-size": 10,
+      fill: "#868e96",
+    });
     label.textContent = clock(t);
     root.append(label);
   }
@@ -47,7 +61,13 @@ export function drawFleetChart(series: Series, options: { width: number; height:
       const next = series.times[i + 1] ?? t;
       d += `L ${x(next)} ${y(base[i]!)} L ${x(t)} ${y(base[i]!)} `;
     }
-    const area = svg("path", { d: `${d}Z`, fill: tint(PHASE_COLOR[p]!, p === "healthy" ? 0.45 : 0.85), stroke: PHASE_COLOR[p], "stroke-width": 0.8, "data-phase": p });
+    const area = svg("path", {
+      d: `${d}Z`,
+      fill: tint(PHASE_COLOR[p]!, p === "healthy" ? 0.45 : 0.85),
+      stroke: PHASE_COLOR[p],
+      "stroke-width": 0.8,
+      "data-phase": p,
+    });
     const title = svg("title");
     title.textContent = p;
     area.append(title);
@@ -58,7 +78,18 @@ export function drawFleetChart(series: Series, options: { width: number; height:
 
   if (options.cursor !== null) {
     const cx = x(Math.min(t1, Math.max(t0, options.cursor)));
-    root.append(svg("line", { x1: cx, x2: cx, y1: m.top - 4, y2: m.top + h, stroke: "#1f2937", "stroke-width": 1.5, "stroke-dasharray": "4 3", class: "cursor" }));
+    root.append(
+      svg("line", {
+        x1: cx,
+        x2: cx,
+        y1: m.top - 4,
+        y2: m.top + h,
+        stroke: "#1f2937",
+        "stroke-width": 1.5,
+        "stroke-dasharray": "4 3",
+        class: "cursor",
+      }),
+    );
   }
   const hit = svg("rect", { x: m.left, y: m.top, width: w, height: h, fill: "transparent", class: "chart-hit" });
   hit.addEventListener("click", (e) => {
@@ -71,7 +102,14 @@ export function drawFleetChart(series: Series, options: { width: number; height:
 }
 
 function niceTicks(max: number): number[] {
-  const step = max <= 5 ? 1 : max <= 12 ? 2 : max <= 30 ? 5 : Math.pow(10, Math.floor(Math.log10(max))) * (max / Math.pow(10, Math.floor(Math.log10(max))) > 5 ? 2 : 1);
+  const step =
+    max <= 5
+      ? 1
+      : max <= 12
+        ? 2
+        : max <= 30
+          ? 5
+          : Math.pow(10, Math.floor(Math.log10(max))) * (max / Math.pow(10, Math.floor(Math.log10(max))) > 5 ? 2 : 1);
   const out: number[] = [];
   for (let v = 0; v <= max; v += step) out.push(v);
   return out;

@@ -70,16 +70,19 @@ export function layoutQuality(layout: Layout): LayoutQuality {
   let crossings = 0;
   for (let i = 0; i < edges.length; i++) {
     for (let j = i + 1; j < edges.length; j++) {
-      for (const [a, b] of segmentsOf(edges[i]!.points)) for (const [c, d] of segmentsOf(edges[j]!.points)) if (cross(a, b, c, d)) crossings++;
+      for (const [a, b] of segmentsOf(edges[i]!.points))
+        for (const [c, d] of segmentsOf(edges[j]!.points)) if (cross(a, b, c, d)) crossings++;
     }
   }
   // A state an arrow may touch: its own ends, their ancestors (an arrow from a substate leaves
   // through its compound state's border) and their children.
-  const related = (box: string, end: string) => box === end || end.startsWith(`${box}.`) || box.startsWith(`${end}.`) || end.startsWith(`${box}:`);
+  const related = (box: string, end: string) =>
+    box === end || end.startsWith(`${box}.`) || box.startsWith(`${end}.`) || end.startsWith(`${box}:`);
   const throughStates: string[] = [];
   for (const e of edges) {
     const hit = layout.boxes.filter(
-      (box) => !related(box.path, e.source) && !related(box.path, e.target) && segmentsOf(e.points).some(([a, b]) => segmentEntersRect(a, b, box)),
+      (box) =>
+        !related(box.path, e.source) && !related(box.path, e.target) && segmentsOf(e.points).some(([a, b]) => segmentEntersRect(a, b, box)),
     );
     if (hit.length > 0) throughStates.push(`${e.source} → ${e.target} through ${hit.map((h) => h.path).join(", ")}`);
   }
@@ -96,7 +99,18 @@ export function layoutQuality(layout: Layout): LayoutQuality {
       if (segmentsOf(e.points).some(([a, b]) => segmentEntersRect(a, b, other.label!, 1))) edgesThroughLabels++;
     }
   }
-  const length = Math.round(edges.reduce((sum, e) => sum + segmentsOf(e.points).reduce((l, [a, b]) => l + Math.hypot(b.x - a.x, b.y - a.y), 0), 0));
+  const length = Math.round(
+    edges.reduce((sum, e) => sum + segmentsOf(e.points).reduce((l, [a, b]) => l + Math.hypot(b.x - a.x, b.y - a.y), 0), 0),
+  );
   const bends = edges.reduce((sum, e) => sum + Math.max(0, e.points.length - 2), 0);
-  return { edges: edges.length, crossings, edgesThroughStates: throughStates.length, throughStates, labelOverlaps, edgesThroughLabels, length, bends };
+  return {
+    edges: edges.length,
+    crossings,
+    edgesThroughStates: throughStates.length,
+    throughStates,
+    labelOverlaps,
+    edgesThroughLabels,
+    length,
+    bends,
+  };
 }

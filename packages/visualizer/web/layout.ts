@@ -89,9 +89,12 @@ type Group = { source: string; target: string; transitions: Transition[] };
 function labelLines(g: Group, maxChars = 22): string[] {
   const buckets = new Map<string, { via: string; guard: string | null; events: string[] }>();
   for (const t of g.transitions) {
-    const shadowed = t.guard !== null && g.transitions.some((u) => u.guard === null && u.event === t.event && u.from === t.from && u.to === t.to);
+    const shadowed =
+      t.guard !== null && g.transitions.some((u) => u.guard === null && u.event === t.event && u.from === t.from && u.to === t.to);
     const guard = shadowed ? null : t.guard;
-    const via = [t.from !== g.source ? t.from.split(".").pop() : null, t.to !== g.target ? `→ ${t.to.split(".").pop()}` : null].filter(Boolean).join(" ");
+    const via = [t.from !== g.source ? t.from.split(".").pop() : null, t.to !== g.target ? `→ ${t.to.split(".").pop()}` : null]
+      .filter(Boolean)
+      .join(" ");
     const key = `${via}|${guard ?? ""}|${t.event === "(always)" ? "always" : "event"}`;
     const b = buckets.get(key) ?? { via, guard, events: [] };
     if (!b.events.includes(t.event)) b.events.push(t.event);
@@ -134,7 +137,11 @@ const BASE_OPTIONS: Record<string, string> = {
  * keeping the model order of nodes and edges within a layer costs about ten crossings here.
  */
 const OVERVIEW_OPTIONS: Record<string, string> = {
-  ...Object.fromEntries(Object.entries(BASE_OPTIONS).filter(([k]) => !k.startsWith("elk.layered.considerModelOrder") && !k.startsWith("elk.layered.cycleBreaking"))),
+  ...Object.fromEntries(
+    Object.entries(BASE_OPTIONS).filter(
+      ([k]) => !k.startsWith("elk.layered.considerModelOrder") && !k.startsWith("elk.layered.cycleBreaking"),
+    ),
+  ),
 };
 
 const ROW_H = 24;
@@ -147,7 +154,9 @@ function edgesFor(groups: Group[], measure: Measure): ElkExtendedEdge[] {
       id: `e${i}`,
       sources: [g.source],
       targets: [g.target],
-      labels: [{ text: lines.join("\n"), width: Math.max(...lines.map((l) => measure(l, LABEL_FONT))) + 8, height: lines.length * LABEL_LINE + 4 }],
+      labels: [
+        { text: lines.join("\n"), width: Math.max(...lines.map((l) => measure(l, LABEL_FONT))) + 8, height: lines.length * LABEL_LINE + 4 },
+      ],
     };
   });
 }
@@ -177,7 +186,12 @@ function readEdges(out: ElkNode, groups: Group[]): Edge[] {
  * the arrows around the states and orders layers and nodes to keep crossings down; the layers
  * follow the machine's order of states (healthy first). Transitions inside a compound state are drawn by `layoutCompound`.
  */
-export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Measure = approximateMeasure, options: Record<string, string> = {}): Promise<Layout> {
+export async function layoutStatechart(
+  chart: ChartExport,
+  elk: Elk,
+  measure: Measure = approximateMeasure,
+  options: Record<string, string> = {},
+): Promise<Layout> {
   const states = chart.states;
   const byPath = new Map(states.map((s) => [s.path, s]));
   const top = states.filter((s) => s.parent === null);
@@ -195,14 +209,17 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
         continue;
       }
       if (topOf(target) === topOf(t.source)) {
-        (inner[topOf(t.source)] ??= []).push(`${t.source.split(".").slice(1).join(".") || t.source}: ${lineOf(t)} → ${target === t.source ? "itself" : target.split(".").pop()}`);
+        (inner[topOf(t.source)] ??= []).push(
+          `${t.source.split(".").slice(1).join(".") || t.source}: ${lineOf(t)} → ${target === t.source ? "itself" : target.split(".").pop()}`,
+        );
         continue;
       }
       const source = topOf(t.source);
       const to = topOf(target);
       const key = `${source}→${to}`;
       const g = grouped.get(key) ?? { source, target: to, transitions: [] };
-      if (!g.transitions.some((x) => x.event === t.event && x.guard === t.guard && x.from === t.source && x.to === target)) g.transitions.push({ event: t.event, guard: t.guard, from: t.source, to: target });
+      if (!g.transitions.some((x) => x.event === t.event && x.guard === t.guard && x.from === t.source && x.to === target))
+        g.transitions.push({ event: t.event, guard: t.guard, from: t.source, to: target });
       grouped.set(key, g);
     }
   }
@@ -228,7 +245,20 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
   for (const c of out.children ?? []) {
     const s = byPath.get(c.id)!;
     const kids = kidsOf(s.path);
-    const box: Box = { path: s.path, label: s.path, x: c.x ?? 0, y: c.y ?? 0, w: c.width ?? 0, h: c.height ?? 0, compound: kids.length > 0, transient: s.transient, depth: 0, parent: null, initial: s.path === "healthy", description: s.description };
+    const box: Box = {
+      path: s.path,
+      label: s.path,
+      x: c.x ?? 0,
+      y: c.y ?? 0,
+      w: c.width ?? 0,
+      h: c.height ?? 0,
+      compound: kids.length > 0,
+      transient: s.transient,
+      depth: 0,
+      parent: null,
+      initial: s.path === "healthy",
+      description: s.description,
+    };
     boxes.push(box);
     kids.forEach((k, i) => {
       boxes.push({
@@ -256,7 +286,13 @@ export async function layoutStatechart(chart: ChartExport, elk: Elk, measure: Me
  * One compound state drawn in full: its substates and the transitions between them, plus where
  * it is entered from and left to (small outside markers), so the detail reads on its own.
  */
-export async function layoutCompound(chart: ChartExport, compound: string, elk: Elk, measure: Measure = approximateMeasure, options: Record<string, string> = {}): Promise<Layout> {
+export async function layoutCompound(
+  chart: ChartExport,
+  compound: string,
+  elk: Elk,
+  measure: Measure = approximateMeasure,
+  options: Record<string, string> = {},
+): Promise<Layout> {
   const states = chart.states;
   const kids = states.filter((s) => s.parent === compound);
   const self = states.find((s) => s.path === compound);
@@ -288,8 +324,13 @@ export async function layoutCompound(chart: ChartExport, compound: string, elk: 
     }
   }
   const groups = [...grouped.values()];
-  const nodes: ElkNode[] = kids.map((k) => ({ id: k.path, width: Math.max(96, measure(k.path.split(".").pop()!, CHILD_FONT) + 48), height: 34 }));
-  if (groups.some((g) => g.source === `${compound}:any`)) nodes.unshift({ id: `${compound}:any`, width: Math.max(120, measure(`any ${compound} state`, LABEL_FONT) + 20), height: 26 });
+  const nodes: ElkNode[] = kids.map((k) => ({
+    id: k.path,
+    width: Math.max(96, measure(k.path.split(".").pop()!, CHILD_FONT) + 48),
+    height: 34,
+  }));
+  if (groups.some((g) => g.source === `${compound}:any`))
+    nodes.unshift({ id: `${compound}:any`, width: Math.max(120, measure(`any ${compound} state`, LABEL_FONT) + 20), height: 26 });
   if (self?.initial) nodes.unshift({ id: `${compound}:initial`, width: 14, height: 14 });
   for (const o of outside) nodes.push({ id: o, width: Math.max(90, measure(`→ ${o.slice(4)}`, CHILD_FONT, true) + 24), height: 30 });
   const edges = edgesFor(groups, measure);

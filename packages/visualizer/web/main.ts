@@ -90,7 +90,8 @@ function renderHeader(views: NodeView[]) {
   const active = views.filter((v) => v.state !== "new");
   const attention = active.filter((v) => phaseOf(v.state) !== "healthy").length;
   const transitions = state.records.filter((r) => r.changed).length;
-  $("meta").textContent = `policy ${state.info?.policyVersion ?? "?"} · ${active.length} nodes · ${attention} not healthy · ${transitions} transitions · ${state.records.length} audit records`;
+  $("meta").textContent =
+    `policy ${state.info?.policyVersion ?? "?"} · ${active.length} nodes · ${attention} not healthy · ${transitions} transitions · ${state.records.length} audit records`;
   const status = $("status");
   status.dataset.mode = state.live ? (state.connected ? "live" : "offline") : "history";
   $("status-text").textContent = state.live ? (state.connected ? "live" : "reconnecting…") : `replaying ${dateTime(state.at)}`;
@@ -136,7 +137,11 @@ function renderTable(views: NodeView[], t: number) {
   const frag = document.createDocumentFragment();
   for (const v of rows.slice(0, MAX_ROWS)) {
     const row = state.rows.get(v.node);
-    const tr = el("tr", { "data-node": v.node, "data-state": v.state, class: `${v.node === state.selected ? "selected" : ""}${v.state === "new" ? " unborn" : ""}` });
+    const tr = el("tr", {
+      "data-node": v.node,
+      "data-state": v.state,
+      class: `${v.node === state.selected ? "selected" : ""}${v.state === "new" ? " unborn" : ""}`,
+    });
     tr.append(
       el("td", { class: "node" }, el("span", { class: "dot", style: `background:${colorOf(v.state)}` }), v.node),
       el("td", {}, v.state === "new" ? el("span", { class: "muted", text: "not seen yet" }) : statePill(v.state)),
@@ -144,7 +149,12 @@ function renderTable(views: NodeView[], t: number) {
       el("td", { class: "num" }, String(v.epoch)),
       el(
         "td",
-        { class: "last", title: v.last ? `#${v.last.seq} ${v.last.event.type} from ${v.last.event.source}${v.last.reason ? `\n${v.last.reason}` : ""}` : "" },
+        {
+          class: "last",
+          title: v.last
+            ? `#${v.last.seq} ${v.last.event.type} from ${v.last.event.source}${v.last.reason ? `\n${v.last.reason}` : ""}`
+            : "",
+        },
         v.last ? el("code", { text: v.last.event.type }) : "-",
         v.last ? el("small", { text: ` ${duration(t - v.last.at)} ago` }) : "",
       ),
@@ -184,7 +194,12 @@ function renderLegend() {
   const legend = $("legend");
   legend.replaceChildren(
     ...PHASES.map((p) =>
-      el("button", { class: "legend-item", "data-filter": p, title: `show only ${p} nodes` }, el("span", { class: "swatch", style: `background:${PHASE_COLOR[p]}` }), p),
+      el(
+        "button",
+        { class: "legend-item", "data-filter": p, title: `show only ${p} nodes` },
+        el("span", { class: "swatch", style: `background:${PHASE_COLOR[p]}` }),
+        p,
+      ),
     ),
   );
   legend.querySelectorAll("button").forEach((b) =>
@@ -193,20 +208,33 @@ function renderLegend() {
     }),
   );
   const fleetLegend = $("fleet-legend");
-  fleetLegend.replaceChildren(...PHASES.map((p) => el("span", { class: "legend-item static" }, el("span", { class: "swatch", style: `background:${PHASE_COLOR[p]}` }), p)));
+  fleetLegend.replaceChildren(
+    ...PHASES.map((p) =>
+      el("span", { class: "legend-item static" }, el("span", { class: "swatch", style: `background:${PHASE_COLOR[p]}` }), p),
+    ),
+  );
 }
 
 const elk = new ELK();
 const direction = new URLSearchParams(location.search).get("layout") === "down" ? "DOWN" : "RIGHT";
 
 /** Compound states (with substates), in lifecycle order. */
-const compounds = () => (state.statechart?.states ?? []).filter((s) => s.parent === null && state.statechart!.states.some((k) => k.parent === s.path)).map((s) => s.path);
+const compounds = () =>
+  (state.statechart?.states ?? [])
+    .filter((s) => s.parent === null && state.statechart!.states.some((k) => k.parent === s.path))
+    .map((s) => s.path);
 
 function renderTabs(counts: Map<string, number>) {
   const tabs = $("compound-tabs");
   if (tabs.childElementCount === 0) {
     for (const c of compounds()) {
-      const b = el("button", { class: "tab", "data-compound": c, style: `--c:${colorOf(c)}` }, el("span", { class: "swatch", style: `background:${colorOf(c)}` }), c, el("span", { class: "tab-count" }));
+      const b = el(
+        "button",
+        { class: "tab", "data-compound": c, style: `--c:${colorOf(c)}` },
+        el("span", { class: "swatch", style: `background:${colorOf(c)}` }),
+        c,
+        el("span", { class: "tab-count" }),
+      );
       b.addEventListener("click", () => void showCompound(c));
       tabs.append(b);
     }
@@ -235,7 +263,8 @@ function setStateFilter(path: string) {
   if (compounds().includes(top)) void showCompound(top);
   state.stateFilter = state.stateFilter === path ? "" : path;
   const select = $<HTMLSelectElement>("state-filter");
-  if (![...select.options].some((o) => o.value === state.stateFilter)) select.append(el("option", { value: state.stateFilter, text: state.stateFilter }));
+  if (![...select.options].some((o) => o.value === state.stateFilter))
+    select.append(el("option", { value: state.stateFilter, text: state.stateFilter }));
   select.value = state.stateFilter;
   schedule();
 }
@@ -272,7 +301,11 @@ function commandChip(c: TimelineEntry["commands"][number]): HTMLElement {
   const text = result ? (result.ok ? `✓ ${duration(result.latencyMs)}` : `✗ ${result.reason ?? "failed"}`) : "… no result yet";
   return el(
     "span",
-    { class: `chip ${cls}`, "data-command": c.id, title: `${c.id} (epoch ${c.epoch})\nissued ${dateTime(c.issuedAt)}, deadline ${dateTime(c.deadline)}\n${JSON.stringify(c.params)}${result ? `\nresult #${result.seq} at ${dateTime(result.at)}` : ""}` },
+    {
+      class: `chip ${cls}`,
+      "data-command": c.id,
+      title: `${c.id} (epoch ${c.epoch})\nissued ${dateTime(c.issuedAt)}, deadline ${dateTime(c.deadline)}\n${JSON.stringify(c.params)}${result ? `\nresult #${result.seq} at ${dateTime(result.at)}` : ""}`,
+    },
     el("b", { text: c.kind }),
     el("span", { class: "result", text: ` ${text}` }),
   );
@@ -283,14 +316,19 @@ function renderTimeline(tl: Timeline) {
   const last = tl.entries.at(-1);
   const current = last ? last.to : "new";
   $("timeline-title").replaceChildren(el("span", { text: tl.node }), statePill(current));
-  $("timeline-meta").textContent = `${tl.entries.length} events · ${tl.transitions} transitions · epoch ${last?.epoch ?? 0} · since ${dateTime(start)}`;
+  $("timeline-meta").textContent =
+    `${tl.entries.length} events · ${tl.transitions} transitions · epoch ${last?.epoch ?? 0} · since ${dateTime(start)}`;
 
   // Time in each state: one bar, one segment per stay.
   const total = tl.stays.reduce((s, x) => s + x.durationMs, 0) || 1;
   const bar = el("div", { class: "stays-bar" });
   for (const s of tl.stays) {
     const pct = (100 * s.durationMs) / total;
-    const seg = el("div", { class: "stay", style: `width:${Math.max(0.4, pct)}%;background:${colorOf(s.state)}`, title: `${s.state}: ${duration(s.durationMs)} (${clock(s.enteredAt, true)} → ${s.leftAt ? clock(s.leftAt, true) : "now"})` });
+    const seg = el("div", {
+      class: "stay",
+      style: `width:${Math.max(0.4, pct)}%;background:${colorOf(s.state)}`,
+      title: `${s.state}: ${duration(s.durationMs)} (${clock(s.enteredAt, true)} → ${s.leftAt ? clock(s.leftAt, true) : "now"})`,
+    });
     if (pct > 9) seg.append(el("span", { text: `${s.state.split(".").pop()} ${duration(s.durationMs)}` }));
     bar.append(seg);
   }
@@ -299,7 +337,15 @@ function renderTimeline(tl: Timeline) {
     { class: "stay-totals" },
     ...Object.entries(tl.timeInState)
       .sort((a, b) => PHASES.indexOf(a[0] as never) - PHASES.indexOf(b[0] as never))
-      .map(([p, ms]) => el("span", { class: "legend-item static" }, el("span", { class: "swatch", style: `background:${colorOf(p)}` }), `${p} `, el("b", { text: duration(ms) }))),
+      .map(([p, ms]) =>
+        el(
+          "span",
+          { class: "legend-item static" },
+          el("span", { class: "swatch", style: `background:${colorOf(p)}` }),
+          `${p} `,
+          el("b", { text: duration(ms) }),
+        ),
+      ),
   );
   $("timeline-stays").replaceChildren(bar, totals);
 
@@ -309,11 +355,29 @@ function renderTimeline(tl: Timeline) {
     if (state.transitionsOnly && !e.changed) continue;
     const tr = el("tr", { "data-seq": e.seq, "data-at": e.at, class: e.changed ? "changed" : "same" });
     const move = e.changed
-      ? el("span", { class: "move" }, e.from === "new" ? el("span", { class: "muted", text: "new" }) : statePill(e.from), el("span", { class: "arrow", text: " → " }), statePill(e.to))
+      ? el(
+          "span",
+          { class: "move" },
+          e.from === "new" ? el("span", { class: "muted", text: "new" }) : statePill(e.from),
+          el("span", { class: "arrow", text: " → " }),
+          statePill(e.to),
+        )
       : el("span", { class: "muted", text: `stays ${e.to}` });
     tr.append(
-      el("td", { class: "when", title: dateTime(e.at) }, el("span", { text: clock(e.at, true) }), el("small", { text: ` +${duration(e.at - start)}` })),
-      el("td", {}, el("code", { text: e.event.type }), el("small", { class: "muted", text: ` ${e.event.source}` }), e.resultOf ? el("div", { class: "muted small", text: `answers ${e.resultOf}` }) : "", el("div", { class: "muted small", text: `#${e.seq}` })),
+      el(
+        "td",
+        { class: "when", title: dateTime(e.at) },
+        el("span", { text: clock(e.at, true) }),
+        el("small", { text: ` +${duration(e.at - start)}` }),
+      ),
+      el(
+        "td",
+        {},
+        el("code", { text: e.event.type }),
+        el("small", { class: "muted", text: ` ${e.event.source}` }),
+        e.resultOf ? el("div", { class: "muted small", text: `answers ${e.resultOf}` }) : "",
+        el("div", { class: "muted small", text: `#${e.seq}` }),
+      ),
       el("td", {}, move),
       el("td", { class: "cmds" }, ...e.commands.map(commandChip)),
       el("td", { class: "reason" }, e.reason ?? ""),
@@ -441,7 +505,12 @@ const measure: Measure = (text, px, bold) => {
 
 async function boot() {
   wire();
-  const [info, chart, rows, records] = await Promise.all([get<Info>("/api/info"), get<ChartExport>("/api/statechart"), get<NodeRow[]>("/api/snapshot"), get<AuditRecord[]>("/api/audit")]);
+  const [info, chart, rows, records] = await Promise.all([
+    get<Info>("/api/info"),
+    get<ChartExport>("/api/statechart"),
+    get<NodeRow[]>("/api/snapshot"),
+    get<AuditRecord[]>("/api/audit"),
+  ]);
   state.info = info;
   state.offset = info.now - Date.now();
   for (const r of rows) state.rows.set(r.node, r);

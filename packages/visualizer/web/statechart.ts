@@ -14,12 +14,25 @@ export type StatechartView = {
 
 export function drawStatechart(layout: Layout, onSelect: (path: string) => void): StatechartView {
   const { width, height } = layout;
-  const root = svg("svg", { viewBox: `0 0 ${Math.ceil(width)} ${Math.ceil(height)}`, class: "statechart-svg", role: "img", "aria-label": "node lifecycle statechart" });
+  const root = svg("svg", {
+    viewBox: `0 0 ${Math.ceil(width)} ${Math.ceil(height)}`,
+    class: "statechart-svg",
+    role: "img",
+    "aria-label": "node lifecycle statechart",
+  });
   root.style.setProperty("--natural-width", `${Math.ceil(width)}px`);
   const defs = svg("defs");
   defs.append(
-    svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#7b8494" })),
-    svg("marker", { id: "arrow-hot", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#1f2937" })),
+    svg(
+      "marker",
+      { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
+      svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#7b8494" }),
+    ),
+    svg(
+      "marker",
+      { id: "arrow-hot", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
+      svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#1f2937" }),
+    ),
   );
   root.append(defs);
 
@@ -37,7 +50,11 @@ export function drawStatechart(layout: Layout, onSelect: (path: string) => void)
     }
     const color = colorOf(b.path);
     const top = b.depth === 0;
-    const g = svg("g", { class: `state${b.compound ? " compound" : ""}${b.transient ? " transient" : ""}`, "data-state": b.path, tabindex: 0 });
+    const g = svg("g", {
+      class: `state${b.compound ? " compound" : ""}${b.transient ? " transient" : ""}`,
+      "data-state": b.path,
+      tabindex: 0,
+    });
     const rect = svg("rect", {
       x: b.x,
       y: b.y,
@@ -51,7 +68,14 @@ export function drawStatechart(layout: Layout, onSelect: (path: string) => void)
     });
     const title = svg("title");
     const inner = layout.inner[b.path] ?? [];
-    title.textContent = [b.path, b.description, b.transient ? "transient: left at once by an eventless transition" : null, ...inner.map((t) => `also: ${t}`)].filter(Boolean).join("\n");
+    title.textContent = [
+      b.path,
+      b.description,
+      b.transient ? "transient: left at once by an eventless transition" : null,
+      ...inner.map((t) => `also: ${t}`),
+    ]
+      .filter(Boolean)
+      .join("\n");
     g.append(title, rect);
     const font = top ? STATE_FONT : CHILD_FONT;
     const label = svg("text", {
@@ -73,7 +97,14 @@ export function drawStatechart(layout: Layout, onSelect: (path: string) => void)
     const bx = b.x + b.w - bw - (b.compound ? 10 : 6);
     const by = b.compound ? b.y + 8 : b.y + (b.h - 18) / 2;
     const circle = svg("rect", { x: bx, y: by, width: bw, height: 18, rx: 9, fill: "#f1f3f5", stroke: "none" });
-    const text = svg("text", { x: bx + bw / 2, y: by + 13, "text-anchor": "middle", "font-size": 11.5, "font-weight": 700, fill: "#868e96" });
+    const text = svg("text", {
+      x: bx + bw / 2,
+      y: by + 13,
+      "text-anchor": "middle",
+      "font-size": 11.5,
+      "font-weight": 700,
+      fill: "#868e96",
+    });
     text.textContent = "0";
     badge.append(circle, text);
     g.append(badge);
@@ -93,17 +124,34 @@ export function drawStatechart(layout: Layout, onSelect: (path: string) => void)
   for (const e of layout.edges) {
     if (e.points.length < 2) continue;
     const d = roundedPath(e.points, 6);
-    const path = svg("path", { d, fill: "none", stroke: "#9aa3b2", "stroke-width": 1.3, "marker-end": "url(#arrow)", class: "edge", "data-source": e.source, "data-target": e.target });
+    const path = svg("path", {
+      d,
+      fill: "none",
+      stroke: "#9aa3b2",
+      "stroke-width": 1.3,
+      "marker-end": "url(#arrow)",
+      class: "edge",
+      "data-source": e.source,
+      "data-target": e.target,
+    });
     const title = svg("title");
     title.textContent = e.transitions.map((t) => `${t.from} → ${t.to}: ${t.event}${t.guard ? ` [${t.guard}]` : ""}`).join("\n");
     path.append(title);
     edgeLayer.append(path);
     if (e.label) {
       const lg = svg("g", { class: "edge-label", "data-source": e.source, "data-target": e.target });
-      lg.append(svg("rect", { x: e.label.x - 2, y: e.label.y - 1, width: e.label.w + 2, height: e.label.h, rx: 3, fill: "rgba(255,255,255,0.88)" }));
+      lg.append(
+        svg("rect", { x: e.label.x - 2, y: e.label.y - 1, width: e.label.w + 2, height: e.label.h, rx: 3, fill: "rgba(255,255,255,0.88)" }),
+      );
       e.label.lines.forEach((line, i) => {
         const guard = line.trimStart().startsWith("[");
-        const t = svg("text", { x: e.label!.x + 1, y: e.label!.y + LABEL_LINE * (i + 1) - 2, "font-size": guard ? LABEL_FONT - 1 : LABEL_FONT, fill: guard ? "#6b7280" : "#374151", "font-style": guard ? "italic" : null });
+        const t = svg("text", {
+          x: e.label!.x + 1,
+          y: e.label!.y + LABEL_LINE * (i + 1) - 2,
+          "font-size": guard ? LABEL_FONT - 1 : LABEL_FONT,
+          fill: guard ? "#6b7280" : "#374151",
+          "font-style": guard ? "italic" : null,
+        });
         t.textContent = line;
         lg.append(t);
       });
@@ -154,8 +202,26 @@ function pseudoNode(b: Layout["boxes"][number]): SVGGElement {
   }
   const out = b.path.startsWith("out:");
   const color = out ? colorOf(b.path.slice(4)) : "#868e96";
-  g.append(svg("rect", { x: b.x, y: b.y, width: b.w, height: b.h, rx: b.h / 2, fill: out ? tint(color, 0.12) : "#f8f9fa", stroke: color, "stroke-dasharray": "4 3" }));
-  const t = svg("text", { x: b.x + b.w / 2, y: b.y + b.h / 2 + 4.3, "text-anchor": "middle", "font-size": out ? CHILD_FONT : LABEL_FONT, "font-weight": out ? 700 : 400, fill: out ? color : "#495057" });
+  g.append(
+    svg("rect", {
+      x: b.x,
+      y: b.y,
+      width: b.w,
+      height: b.h,
+      rx: b.h / 2,
+      fill: out ? tint(color, 0.12) : "#f8f9fa",
+      stroke: color,
+      "stroke-dasharray": "4 3",
+    }),
+  );
+  const t = svg("text", {
+    x: b.x + b.w / 2,
+    y: b.y + b.h / 2 + 4.3,
+    "text-anchor": "middle",
+    "font-size": out ? CHILD_FONT : LABEL_FONT,
+    "font-weight": out ? 700 : 400,
+    fill: out ? color : "#495057",
+  });
   t.textContent = b.label;
   g.append(t);
   return g;

@@ -17,7 +17,9 @@ export async function checkFenceDevices(
   nodes: readonly { node: string; hostGroup?: string }[],
   options: { timeoutMs?: number; concurrency?: number } = {},
 ): Promise<FenceCheckAnswer[]> {
-  const jobs = nodes.flatMap(({ node, hostGroup }) => devices.filter((d) => d.agent.covers(node, hostGroup)).map((device) => ({ node, hostGroup, device })));
+  const jobs = nodes.flatMap(({ node, hostGroup }) =>
+    devices.filter((d) => d.agent.covers(node, hostGroup)).map((device) => ({ node, hostGroup, device })),
+  );
   const answers: FenceCheckAnswer[] = new Array(jobs.length);
   let next = 0;
   const worker = async () => {
@@ -25,7 +27,11 @@ export async function checkFenceDevices(
       const { node, hostGroup, device } = jobs[i]!;
       const started = Date.now();
       try {
-        const status = await device.agent.status({ node, ...(hostGroup ? { hostGroup } : {}), deadline: started + (options.timeoutMs ?? 60_000) });
+        const status = await device.agent.status({
+          node,
+          ...(hostGroup ? { hostGroup } : {}),
+          deadline: started + (options.timeoutMs ?? 60_000),
+        });
         answers[i] = { node, device: device.name, durationMs: Date.now() - started, ok: true, power: status.power };
       } catch (err) {
         answers[i] = {

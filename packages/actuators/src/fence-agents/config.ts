@@ -21,7 +21,11 @@ const ParamValue = z.union([z.string().max(4096), z.number(), z.boolean()]);
 const Params = z.record(z.string(), ParamValue).superRefine((params, ctx) => {
   for (const key of Object.keys(params)) {
     if (key === "password" || key === "passwd") {
-      ctx.addIssue({ code: "custom", path: [key], message: `give the password as "password": { "file": … } (or secret, or env), never inline in params` });
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        message: `give the password as "password": { "file": … } (or secret, or env), never inline in params`,
+      });
     }
     if (key === "action") ctx.addIssue({ code: "custom", path: [key], message: "action is set by Fenceline (off, status, on)" });
   }
@@ -66,10 +70,12 @@ export type FenceDeviceConfig = z.infer<typeof FenceDeviceConfig>;
 
 export const FenceDevicesConfig = z
   .object({
-    devices: z.record(z.string().regex(/^[a-z][a-z0-9-]*$/, "a device name: lower case, digits and -"), FenceDeviceConfig).refine(
-      (devices) => !("watchdog" in devices) && !("power" in devices),
-      "watchdog (the node's own watchdog) and power (every device of the node) are fencing methods of the policy, not device names",
-    ),
+    devices: z
+      .record(z.string().regex(/^[a-z][a-z0-9-]*$/, "a device name: lower case, digits and -"), FenceDeviceConfig)
+      .refine(
+        (devices) => !("watchdog" in devices) && !("power" in devices),
+        "watchdog (the node's own watchdog) and power (every device of the node) are fencing methods of the policy, not device names",
+      ),
   })
   .strict();
 export type FenceDevicesConfig = z.infer<typeof FenceDevicesConfig>;
@@ -83,19 +89,27 @@ export function loadFenceDevices(path: string): FenceDevicesConfig {
     throw new FencelineError(ErrorCode.InvalidPolicy, `cannot read fence devices ${path}: ${(err as Error).message}`);
   }
   const parsed = FenceDevicesConfig.safeParse(raw);
-  if (!parsed.success) throw new FencelineError(ErrorCode.InvalidPolicy, `invalid fence devices ${path}:\n${z.prettifyError(parsed.error)}`);
+  if (!parsed.success)
+    throw new FencelineError(ErrorCode.InvalidPolicy, `invalid fence devices ${path}:\n${z.prettifyError(parsed.error)}`);
   return parsed.data;
 }
 
 function globToRegExp(pattern: string): RegExp {
-  return new RegExp(`^${pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+  return new RegExp(
+    `^${pattern
+      .split("*")
+      .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+      .join(".*")}$`,
+  );
 }
 
 type TargetConfig = z.infer<typeof Target>;
 
 /** The entries of a device that apply to a node, most general first; null when the device does not cover it. */
 function entriesFor(device: FenceDeviceConfig, node: string, hostGroup?: string): TargetConfig[] | null {
-  const layers: TargetConfig[] = [{ params: device.params, secrets: device.secrets, ...(device.password ? { password: device.password } : {}) }];
+  const layers: TargetConfig[] = [
+    { params: device.params, secrets: device.secrets, ...(device.password ? { password: device.password } : {}) },
+  ];
   const group = hostGroup !== undefined ? device.hostGroups[hostGroup] : undefined;
   if (group) layers.push(group);
   const patterns = Object.entries(device.nodes).filter(([key]) => key.includes("*") && globToRegExp(key).test(node));
@@ -123,7 +137,13 @@ export function resolveTarget(device: FenceDeviceConfig, node: string, hostGroup
   for (const layer of layers) {
     for (const [key, value] of Object.entries(layer.params)) {
       if (value === false) delete params[key];
-      else params[key] = value === true ? "1" : String(value).replaceAll("{node}", node).replaceAll("{hostGroup}", hostGroup ?? "");
+      else
+        params[key] =
+          value === true
+            ? "1"
+            : String(value)
+                .replaceAll("{node}", node)
+                .replaceAll("{hostGroup}", hostGroup ?? "");
     }
     if (layer.password) secrets.password = layer.password;
     Object.assign(secrets, layer.secrets);

@@ -31,7 +31,11 @@ export type FenceAgentDeviceOptions = {
  * is waited for twice), since the device retries whole runs itself.
  */
 function agentDefaults(timeoutMs: number): Record<string, string> {
-  return { verbose: "1", power_timeout: String(Math.max(1, Math.floor(Math.min(timeoutMs * 0.8, timeoutMs - 3_000) / 1_000))), retry_on: "0" };
+  return {
+    verbose: "1",
+    power_timeout: String(Math.max(1, Math.floor(Math.min(timeoutMs * 0.8, timeoutMs - 3_000) / 1_000))),
+    retry_on: "0",
+  };
 }
 
 const seconds = (ms: number) => `${(ms / 1_000).toFixed(1)} s`;
@@ -58,7 +62,11 @@ export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, o
   async function attempt(action: FenceAction, target: FenceTarget, read: (r: FenceAgentRun, what: string) => void): Promise<FenceAnswer> {
     const what = `${config.agent} ${action} for ${target.node} (device ${name})`;
     const resolved = resolveTarget(withDefaults(config.timeoutMs), target.node, target.hostGroup);
-    if (!resolved) throw new FenceAgentError(FenceErrorCode.InvalidConfig, `${what}: the device has no entry for this node${target.hostGroup ? ` or its host group ${target.hostGroup}` : ""}`);
+    if (!resolved)
+      throw new FenceAgentError(
+        FenceErrorCode.InvalidConfig,
+        `${what}: the device has no entry for this node${target.hostGroup ? ` or its host group ${target.hostGroup}` : ""}`,
+      );
     const secrets: Record<string, string> = {};
     for (const [param, source] of Object.entries(resolved.secrets)) secrets[param] = await options.readSecret(source);
     const attempts = config.retries + 1;
@@ -67,7 +75,8 @@ export function createFenceAgentDevice(name: string, given: FenceDeviceConfig, o
       const left = target.deadline === undefined ? Infinity : target.deadline - clock.now();
       const timeoutMs = Math.max(1, Math.min(config.timeoutMs, left));
       // A run cut short by the deadline gets the agent's own waits shortened to match.
-      const params = timeoutMs === config.timeoutMs ? resolved.params : resolveTarget(withDefaults(timeoutMs), target.node, target.hostGroup)!.params;
+      const params =
+        timeoutMs === config.timeoutMs ? resolved.params : resolveTarget(withDefaults(timeoutMs), target.node, target.hostGroup)!.params;
       const result = await run({ agent: config.agent, action, params, secrets, timeoutMs });
       outputs.push(`${header(config.agent, result, i, attempts)}\n${result.output.trimEnd()}`);
       try {

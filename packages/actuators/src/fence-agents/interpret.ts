@@ -83,10 +83,18 @@ export function failureOf(run: FenceAgentRun, what: string): FenceAgentError {
   }
   const exit = `exit ${run.exitCode} after ${seconds(durationMs)}`;
   if (/Timed out waiting to power (ON|OFF)/i.test(output)) {
-    return new FenceAgentError(FenceErrorCode.Failed, `${what}: the device took the command but the power state did not change (${exit})${suffix(output)}`, output);
+    return new FenceAgentError(
+      FenceErrorCode.Failed,
+      `${what}: the device took the command but the power state did not change (${exit})${suffix(output)}`,
+      output,
+    );
   }
   if (AUTH.some((re) => re.test(output))) {
-    return new FenceAgentError(FenceErrorCode.Auth, `${what}: the device refused the login: wrong user or password, or too little privilege (${exit})${suffix(output)}`, output);
+    return new FenceAgentError(
+      FenceErrorCode.Auth,
+      `${what}: the device refused the login: wrong user or password, or too little privilege (${exit})${suffix(output)}`,
+      output,
+    );
   }
   if (IPMI_SESSION.test(output)) {
     const sessionMs = toolDurationMs(output, IPMI_SESSION) ?? durationMs;
@@ -96,16 +104,28 @@ export function failureOf(run: FenceAgentRun, what: string): FenceAgentError {
           `${what}: the BMC refused the IPMI session at once: wrong user or password (or a cipher suite or privilege level it does not allow) (${exit})${suffix(output)}`,
           output,
         )
-      : new FenceAgentError(FenceErrorCode.Unreachable, `${what}: no IPMI session could be opened: the BMC does not answer (${exit})${suffix(output)}`, output);
+      : new FenceAgentError(
+          FenceErrorCode.Unreachable,
+          `${what}: no IPMI session could be opened: the BMC does not answer (${exit})${suffix(output)}`,
+          output,
+        );
   }
   if (UNREACHABLE.some((re) => re.test(output))) {
     return new FenceAgentError(FenceErrorCode.Unreachable, `${what}: the device could not be reached (${exit})${suffix(output)}`, output);
   }
   if (/Unable to connect\/login to fencing device/i.test(output)) {
-    return new FenceAgentError(FenceErrorCode.Auth, `${what}: could not connect or log in to the device (check its address, user and password) (${exit})${suffix(output)}`, output);
+    return new FenceAgentError(
+      FenceErrorCode.Auth,
+      `${what}: could not connect or log in to the device (check its address, user and password) (${exit})${suffix(output)}`,
+      output,
+    );
   }
   if (run.exitCode === 0 || (run.action === "status" && run.exitCode === 2)) {
-    return new FenceAgentError(FenceErrorCode.UnexpectedOutput, `${what}: the agent succeeded but printed no answer Fenceline can read (${exit})${suffix(output)}`, output);
+    return new FenceAgentError(
+      FenceErrorCode.UnexpectedOutput,
+      `${what}: the agent succeeded but printed no answer Fenceline can read (${exit})${suffix(output)}`,
+      output,
+    );
   }
   return new FenceAgentError(FenceErrorCode.Failed, `${what}: failed (${exit})${suffix(output)}`, output);
 }

@@ -39,11 +39,15 @@ const PARAM_NAME = /^[a-z][a-z0-9_]*$/;
 /** Where an agent program is, or a FenceAgentError(not-found) that says where we looked. */
 export function resolveAgent(agent: string): string {
   if (isAbsolute(agent)) {
-    if (!isExecutable(agent)) throw new FenceAgentError(FenceErrorCode.NotFound, `fence agent ${agent} does not exist or is not executable`);
+    if (!isExecutable(agent))
+      throw new FenceAgentError(FenceErrorCode.NotFound, `fence agent ${agent} does not exist or is not executable`);
     return agent;
   }
   if (!AGENT_NAME.test(agent)) {
-    throw new FenceAgentError(FenceErrorCode.InvalidConfig, `fence agent ${JSON.stringify(agent)}: give a name like fence_ipmilan or an absolute path`);
+    throw new FenceAgentError(
+      FenceErrorCode.InvalidConfig,
+      `fence agent ${JSON.stringify(agent)}: give a name like fence_ipmilan or an absolute path`,
+    );
   }
   const dirs = [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...AGENT_DIRS];
   for (const dir of dirs) {
@@ -69,14 +73,26 @@ function isExecutable(path: string): boolean {
  * The stdin of a fence agent: one `key=value` line per parameter. A value with a line break
  * would smuggle in another parameter, so it is refused.
  */
-export function stdinLines(action: FenceAction, params: Readonly<Record<string, string>>, secrets: Readonly<Record<string, string>> = {}): string {
+export function stdinLines(
+  action: FenceAction,
+  params: Readonly<Record<string, string>>,
+  secrets: Readonly<Record<string, string>> = {},
+): string {
   const lines = [`action=${action}`];
   for (const [key, value] of [...Object.entries(params), ...Object.entries(secrets)]) {
-    if (key === "action") throw new FenceAgentError(FenceErrorCode.InvalidConfig, "parameter action is set by Fenceline, not by the configuration");
-    if (!PARAM_NAME.test(key)) throw new FenceAgentError(FenceErrorCode.InvalidConfig, `parameter name ${JSON.stringify(key)} is not a fence agent parameter (lower case, digits, _)`);
+    if (key === "action")
+      throw new FenceAgentError(FenceErrorCode.InvalidConfig, "parameter action is set by Fenceline, not by the configuration");
+    if (!PARAM_NAME.test(key))
+      throw new FenceAgentError(
+        FenceErrorCode.InvalidConfig,
+        `parameter name ${JSON.stringify(key)} is not a fence agent parameter (lower case, digits, _)`,
+      );
     if (/[\r\n\0]/.test(value)) {
       const shown = key in secrets ? "[redacted]" : JSON.stringify(value);
-      throw new FenceAgentError(FenceErrorCode.InvalidConfig, `parameter ${key} = ${shown} contains a line break or NUL, which would inject another parameter`);
+      throw new FenceAgentError(
+        FenceErrorCode.InvalidConfig,
+        `parameter ${key} = ${shown} contains a line break or NUL, which would inject another parameter`,
+      );
     }
     lines.push(`${key}=${value}`);
   }

@@ -19,16 +19,21 @@ export function createSecretReader(options: { kubernetes?: (ref: KubernetesSecre
       try {
         value = await readFile(source.file, "utf8");
       } catch (err) {
-        throw new FenceAgentError(FenceErrorCode.InvalidConfig, `cannot read the password file ${source.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        throw new FenceAgentError(
+          FenceErrorCode.InvalidConfig,
+          `cannot read the password file ${source.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        );
       }
     } else if ("env" in source) {
       const found = process.env[source.env];
-      if (found === undefined) throw new FenceAgentError(FenceErrorCode.InvalidConfig, `environment variable ${source.env} (a fence device password) is not set`);
+      if (found === undefined)
+        throw new FenceAgentError(FenceErrorCode.InvalidConfig, `environment variable ${source.env} (a fence device password) is not set`);
       value = found;
     } else {
       const ref = source.secret;
       const where = `Secret ${ref.namespace}/${ref.name} key ${ref.key}`;
-      if (!options.kubernetes) throw new FenceAgentError(FenceErrorCode.InvalidConfig, `${where}: reading a Kubernetes Secret needs --kubeconfig or --in-cluster`);
+      if (!options.kubernetes)
+        throw new FenceAgentError(FenceErrorCode.InvalidConfig, `${where}: reading a Kubernetes Secret needs --kubeconfig or --in-cluster`);
       try {
         value = await options.kubernetes(ref);
       } catch (err) {

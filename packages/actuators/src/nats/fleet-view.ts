@@ -22,7 +22,11 @@ export async function watchFleetView(
     log: Logger;
   },
 ) {
-  const tracker = createFleetTracker({ now: options.now ?? Date.now, heartbeatTimeoutMs: options.heartbeatTimeoutMs, ...(options.minDipMs !== undefined ? { minDipMs: options.minDipMs } : {}) });
+  const tracker = createFleetTracker({
+    now: options.now ?? Date.now,
+    heartbeatTimeoutMs: options.heartbeatTimeoutMs,
+    ...(options.minDipMs !== undefined ? { minDipMs: options.minDipMs } : {}),
+  });
   const kv = await new Kvm(nc).open(Buckets.nodes);
   const watch = await kv.watch();
   const done = (async () => {

@@ -14,7 +14,11 @@ export function createKvBudgetStore(kv: KV): BudgetStore {
       // Parsed like every message. An invalid budget is never taken as empty (that would grant
       // slots beyond the limits): the guard refuses with this reason until it is fixed.
       const parsed = parseMessage(FleetBudgetSchema, entry.value);
-      if (!parsed.ok) throw new FencelineError(ErrorCode.InvalidMessage, `FL_FLEET "${KEY}" is not a valid fleet budget (${parsed.reason}): ${parsed.error}`);
+      if (!parsed.ok)
+        throw new FencelineError(
+          ErrorCode.InvalidMessage,
+          `FL_FLEET "${KEY}" is not a valid fleet budget (${parsed.reason}): ${parsed.error}`,
+        );
       return { budget: parsed.value satisfies FleetBudget, revision: entry.revision };
     },
     async write(budget, revision) {

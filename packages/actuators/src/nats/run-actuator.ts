@@ -7,7 +7,13 @@ import type { ActuatorCore } from "../actuator.js";
 import { ACTUATOR_CONCURRENCY, createCommandHandler } from "../command-loop.js";
 
 /** Runs an actuator on its durable consumer of FL_COMMANDS and publishes results to FL_EVENTS. */
-export function runActuator(options: { nc: NatsConnection; actuator: ActuatorCore; log: Logger; retryDelayMs?: number; concurrency?: number }) {
+export function runActuator(options: {
+  nc: NatsConnection;
+  actuator: ActuatorCore;
+  log: Logger;
+  retryDelayMs?: number;
+  concurrency?: number;
+}) {
   const { nc, actuator, log } = options;
   const js = jetstream(nc);
   const dlqSource = Consumers.actuator(actuator.name);
@@ -32,4 +38,3 @@ export function runActuator(options: { nc: NatsConnection; actuator: ActuatorCor
     }),
   });
 }
-

@@ -36,7 +36,13 @@ export async function watchdogKindOf(path: string, sysfsDir: string | undefined,
   const stat = await fs.stat(path).catch(() => undefined);
   const device = stat?.isCharacterDevice() === true;
   const dir = sysfsDir ?? (device ? sysfsDirOf(path) : undefined);
-  const identity = dir === undefined ? undefined : await fs.readFile(`${dir}/identity`, "utf8").then((t) => t.trim(), () => undefined);
+  const identity =
+    dir === undefined
+      ? undefined
+      : await fs.readFile(`${dir}/identity`, "utf8").then(
+          (t) => t.trim(),
+          () => undefined,
+        );
   if (!device && (sysfsDir === undefined || identity === undefined)) return "none";
   if (identity === undefined) {
     log.warn({ path, sysfsDir: dir }, "cannot read the watchdog driver's identity: reporting it as softdog");
@@ -55,20 +61,32 @@ export async function selectWatchdog(config: WatchdogSelection): Promise<Selecte
   if (exists) {
     const sysfsDir = config.sysfsDir ?? sysfsDirOf(path);
     const watchdogKind = await watchdogKindOf(path, config.sysfsDir, log);
-    if (watchdogKind === "none") log.warn({ path }, "the watchdog path is not a device: nothing resets this node, and the contract says so (kind none)");
+    if (watchdogKind === "none")
+      log.warn({ path }, "the watchdog path is not a device: nothing resets this node, and the contract says so (kind none)");
     log.info({ path, timeoutMs, watchdogKind }, "using the watchdog device");
     return {
       kind: "device",
       watchdogKind,
-      watchdog: createLinuxWatchdog({ path, timeoutMs, log, ...(sysfsDir !== undefined ? { sysfsTimeoutPath: `${sysfsDir}/timeout` } : {}) }),
+      watchdog: createLinuxWatchdog({
+        path,
+        timeoutMs,
+        log,
+        ...(sysfsDir !== undefined ? { sysfsTimeoutPath: `${sysfsDir}/timeout` } : {}),
+      }),
     };
   }
   if (!fallbackRebootCommand || fallbackRebootCommand.length === 0) {
-    throw new Error(`no watchdog device at ${path} and no fallback reboot command configured (load one, e.g. modprobe softdog soft_margin=${Math.ceil(timeoutMs / 1000)})`);
+    throw new Error(
+      `no watchdog device at ${path} and no fallback reboot command configured (load one, e.g. modprobe softdog soft_margin=${Math.ceil(timeoutMs / 1000)})`,
+    );
   }
   log.warn(
     { path, timeoutMs, rebootCommand: fallbackRebootCommand },
     "no watchdog device: using the fallback reboot timer (contract: software; the engine never assumes this node fenced by time)",
   );
-  return { kind: "fallback", watchdogKind: "software", watchdog: createFallbackRebootWatchdog({ timeoutMs, rebootCommand: fallbackRebootCommand, clock, log }) };
+  return {
+    kind: "fallback",
+    watchdogKind: "software",
+    watchdog: createFallbackRebootWatchdog({ timeoutMs, rebootCommand: fallbackRebootCommand, clock, log }),
+  };
 }

@@ -46,15 +46,25 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   const clock = options.clock ?? new VirtualClock(1_000_000);
   let controlPlaneUp = true;
   const silent = new Set<string>(peers);
-  const network =
-    options.network ?? createMemoryPeerNetwork({ clock, canReach: (from, to) => !silent.has(from) && !silent.has(to) });
-  let served: MembershipView | null = createMembershipView(1, options.witness ?? true, (options.members ?? [node, ...peers]).map((n) => ({ node: n })));
+  const network = options.network ?? createMemoryPeerNetwork({ clock, canReach: (from, to) => !silent.has(from) && !silent.has(to) });
+  let served: MembershipView | null = createMembershipView(
+    1,
+    options.witness ?? true,
+    (options.members ?? [node, ...peers]).map((n) => ({ node: n })),
+  );
   const transport = createMemoryAgentTransport({
     controlPlaneReachable: () => controlPlaneUp,
     respond: (hb: Heartbeat): HeartbeatAck => {
       const held = hb.contract?.membershipVersion ?? 0;
       const membership = served ? { version: served.version, ...(held < served.version ? { view: served } : {}) } : undefined;
-      return { v: 1, node: hb.node, at: clock.now(), state: "healthy", ...(membership ? { membership } : {}), ...(hb.stopping ? { withdrawn: true as const } : {}) };
+      return {
+        v: 1,
+        node: hb.node,
+        at: clock.now(),
+        state: "healthy",
+        ...(membership ? { membership } : {}),
+        ...(hb.stopping ? { withdrawn: true as const } : {}),
+      };
     },
     ...(options.nodeState ? { nodeState: options.nodeState } : {}),
   });

@@ -22,7 +22,14 @@ function formatAudit(r: AuditRecord): string {
 export async function auditCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { server: { type: "string" }, node: { type: "string" }, follow: { type: "boolean", short: "f" }, json: { type: "boolean" }, export: { type: "boolean" }, changes: { type: "boolean" } },
+    {
+      server: { type: "string" },
+      node: { type: "string" },
+      follow: { type: "boolean", short: "f" },
+      json: { type: "boolean" },
+      export: { type: "boolean" },
+      changes: { type: "boolean" },
+    },
     USAGE,
   );
   if (values.help) return (console.log(USAGE), 0);
@@ -30,7 +37,8 @@ export async function auditCommand(argv: string[]): Promise<number> {
   const node = values.node as string | undefined;
   if (node) nodeToken(node);
   if (values.json && values.export) throw new UsageError("give --json (one JSON document) or --export (JSON lines), not both");
-  if (values.json && values.follow) throw new UsageError("--json prints one JSON document and cannot --follow; use --export --follow for a stream of JSON lines");
+  if (values.json && values.follow)
+    throw new UsageError("--json prints one JSON document and cannot --follow; use --export --follow for a stream of JSON lines");
   const nc = await connectNats(url, { name: "fenceline-cli" });
   try {
     const records = readAudit(nc, { ...(node ? { node } : {}), follow: Boolean(values.follow) });

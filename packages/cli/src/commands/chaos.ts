@@ -38,7 +38,12 @@ every clock step. The same seed replays the same run, byte for byte. Exits 1 on 
 type FailureLine = { seed: number; invariant: string; node?: string; atMs: number; detail: string; replay: string };
 
 /** The flags that shape every seed of a run (they are part of its replay command). */
-type RunFlags = { broken: BrokenMachineName | undefined; kinds: string | undefined; agentConfig: string | undefined; policy: string | undefined };
+type RunFlags = {
+  broken: BrokenMachineName | undefined;
+  kinds: string | undefined;
+  agentConfig: string | undefined;
+  policy: string | undefined;
+};
 
 function replayCommand(seed: number, flags: RunFlags): string {
   const { broken, kinds, agentConfig, policy } = flags;
@@ -53,7 +58,14 @@ function failureLines(results: readonly CompactResult[], flags: RunFlags): Failu
     for (const f of r.failures) {
       if (seen.has(f.invariant)) continue;
       seen.add(f.invariant);
-      out.push({ seed: r.seed, invariant: f.invariant, ...(f.node ? { node: f.node } : {}), atMs: f.at, detail: f.detail, replay: replayCommand(r.seed, flags) });
+      out.push({
+        seed: r.seed,
+        invariant: f.invariant,
+        ...(f.node ? { node: f.node } : {}),
+        atMs: f.at,
+        detail: f.detail,
+        replay: replayCommand(r.seed, flags),
+      });
     }
   }
   return out;
@@ -114,18 +126,25 @@ export async function chaosCommand(argv: string[]): Promise<number> {
   if (kindsFlag !== undefined) {
     kinds = kindsFlag.split(",").map((k) => k.trim()) as LabFaultKind[];
     const unknown = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
-    if (unknown.length > 0 || kinds.length === 0) throw new UsageError(`unknown fault kind(s) ${unknown.join(", ")}; known: ${FAULT_KINDS.join(", ")}`);
+    if (unknown.length > 0 || kinds.length === 0)
+      throw new UsageError(`unknown fault kind(s) ${unknown.join(", ")}; known: ${FAULT_KINDS.join(", ")}`);
   }
   const agentConfigFile = values["agent-config"] as string | undefined;
   const policyFile = values.policy as string | undefined;
   const agentConfig = agentConfigFile === undefined ? undefined : readAgentConfig(agentConfigFile);
   const policy = policyFile === undefined ? undefined : loadPolicy(policyFile);
   const flags: RunFlags = { broken, kinds: kindsFlag, agentConfig: agentConfigFile, policy: policyFile };
-  const options: SeedOptions = { ...(broken ? { broken } : {}), ...(kinds ? { kinds } : {}), ...(agentConfig ? { agentConfig } : {}), ...(policy ? { policy } : {}) };
+  const options: SeedOptions = {
+    ...(broken ? { broken } : {}),
+    ...(kinds ? { kinds } : {}),
+    ...(agentConfig ? { agentConfig } : {}),
+    ...(policy ? { policy } : {}),
+  };
   const started = Date.now();
 
   const single = positiveInt(values.seed, "--seed", 0);
-  if (single !== undefined) return replaySeed(single, { ...options, keep: true }, { json, flags, node: values.node as string | undefined, started });
+  if (single !== undefined)
+    return replaySeed(single, { ...options, keep: true }, { json, flags, node: values.node as string | undefined, started });
 
   const count = positiveInt(values.seeds, "--seeds") ?? 1000;
   const from = positiveInt(values.from, "--from", 0) ?? 1;
@@ -140,7 +159,9 @@ export async function chaosCommand(argv: string[]): Promise<number> {
       done += 1;
       if (!r.ok) {
         const f = r.failures[0]!;
-        process.stderr.write(`seed ${r.seed}: ${f.invariant}${f.node ? ` on ${f.node}` : ""} at ${(f.at / 1000).toFixed(3)}s — ${f.detail}\n  replay: ${replayCommand(r.seed, flags)}\n`);
+        process.stderr.write(
+          `seed ${r.seed}: ${f.invariant}${f.node ? ` on ${f.node}` : ""} at ${(f.at / 1000).toFixed(3)}s — ${f.detail}\n  replay: ${replayCommand(r.seed, flags)}\n`,
+        );
       } else if (process.stderr.isTTY && done % 50 === 0) {
         process.stderr.write(`${done}/${count} seeds\n`);
       }
@@ -154,7 +175,9 @@ export async function chaosCommand(argv: string[]): Promise<number> {
   const bmcFaults = results.reduce((sum, r) => sum + r.faults.filter((f) => f.kind.startsWith("bmc-")).length, 0);
 
   if (json) {
-    process.stdout.write(`${JSON.stringify({ seeds: count, from, ...(broken ? { broken } : {}), failures, faultsInjected, powerSeeds, bmcFaults, elapsedMs })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ seeds: count, from, ...(broken ? { broken } : {}), failures, faultsInjected, powerSeeds, bmcFaults, elapsedMs })}\n`,
+    );
   } else {
     const virtualMs = results.reduce((sum, r) => sum + r.virtualMs, 0);
     const byInvariant = new Map<string, number>();
@@ -167,7 +190,12 @@ export async function chaosCommand(argv: string[]): Promise<number> {
       console.log("invariants: all held on every seed");
     } else {
       console.log(`\n${failedSeeds} seed(s) failed:\n`);
-      console.log(table(failures.map((f) => [String(f.seed), f.invariant, f.node ?? "-", `${(f.atMs / 1000).toFixed(3)}s`, f.replay]), ["SEED", "INVARIANT", "NODE", "AT", "REPLAY"]));
+      console.log(
+        table(
+          failures.map((f) => [String(f.seed), f.invariant, f.node ?? "-", `${(f.atMs / 1000).toFixed(3)}s`, f.replay]),
+          ["SEED", "INVARIANT", "NODE", "AT", "REPLAY"],
+        ),
+      );
       console.log(`\n${[...byInvariant].map(([k, v]) => `${k}: ${v}`).join(", ")}`);
     }
   }
@@ -192,12 +220,18 @@ async function replaySeed(
     return r.ok ? 0 : 1;
   }
   const broken = how.flags.broken;
-  console.log(`seed ${seed}${broken ? ` (broken machine "${broken}": ${BROKEN_MACHINES[broken].description})` : ""}: ${r.nodes.length} nodes, ${r.faultsInjected} faults, ${r.events} events, ${(r.virtualMs / 1000).toFixed(1)} s of virtual time`);
-  console.log(`convergence bound after the last fault healed at ${(r.lastHealAtMs / 1000).toFixed(1)} s: ${r.bound.explanation} = ${(r.bound.totalMs / 1000).toFixed(1)} s`);
+  console.log(
+    `seed ${seed}${broken ? ` (broken machine "${broken}": ${BROKEN_MACHINES[broken].description})` : ""}: ${r.nodes.length} nodes, ${r.faultsInjected} faults, ${r.events} events, ${(r.virtualMs / 1000).toFixed(1)} s of virtual time`,
+  );
+  console.log(
+    `convergence bound after the last fault healed at ${(r.lastHealAtMs / 1000).toFixed(1)} s: ${r.bound.explanation} = ${(r.bound.totalMs / 1000).toFixed(1)} s`,
+  );
   console.log(`audit digest ${r.digest}\n\nfaults:`);
   for (const f of r.faults) console.log(`  #${f.id} ${(f.at / 1000).toFixed(3)}s ${f.kind}: ${f.detail}`);
   if (r.ok) {
-    console.log(`\ninvariants: all held; every node converged at ${r.convergedAtMs === null ? "-" : `${(r.convergedAtMs / 1000).toFixed(1)} s`}${r.operator.length > 0 ? `; operator: ${r.operator.map((o) => `${o.node} (${o.reason})`).join(", ")}` : ""}`);
+    console.log(
+      `\ninvariants: all held; every node converged at ${r.convergedAtMs === null ? "-" : `${(r.convergedAtMs / 1000).toFixed(1)} s`}${r.operator.length > 0 ? `; operator: ${r.operator.map((o) => `${o.node} (${o.reason})`).join(", ")}` : ""}`,
+    );
   } else {
     console.log("\nVIOLATIONS:");
     for (const f of r.failures) console.log(`  ${(f.at / 1000).toFixed(3)}s ${f.invariant}${f.node ? ` on ${f.node}` : ""}: ${f.detail}`);

@@ -34,11 +34,37 @@ Exits non-zero when a faulted node did not get back to healthy or a workload ran
 const ms = (v: number | null) => (v === null ? "-" : `${(v / 1000).toFixed(1)}s`);
 
 function printSummary(s: DemoSummary) {
-  console.log(`\nscenario ${s.scenario}: ${s.nodes} nodes, ${s.eventsProcessed} events processed, ${s.reboots} reboots, ${(s.elapsedMs / 1000).toFixed(1)}s\n`);
+  console.log(
+    `\nscenario ${s.scenario}: ${s.nodes} nodes, ${s.eventsProcessed} events processed, ${s.reboots} reboots, ${(s.elapsedMs / 1000).toFixed(1)}s\n`,
+  );
   console.log(
     table(
-      s.faults.map((f) => [f.node, f.kind, ms(f.detectedAfterMs), ms(f.fencedAfterMs), f.fencedBy ?? "-", ms(f.workloadsRecoveredAfterMs), ms(f.rejoinedAfterMs), f.selfFenced ? "yes" : "no", f.reprovisioned ? "yes" : "no", f.finalState, f.statefulReplicas.join(",") || "-"]),
-      ["NODE", "FAULT", "DETECTED", "FENCED", "FENCED BY", "WORKLOADS BACK", "REJOINED", "SELF-FENCED", "REPROVISIONED", "FINAL", "STATEFUL"],
+      s.faults.map((f) => [
+        f.node,
+        f.kind,
+        ms(f.detectedAfterMs),
+        ms(f.fencedAfterMs),
+        f.fencedBy ?? "-",
+        ms(f.workloadsRecoveredAfterMs),
+        ms(f.rejoinedAfterMs),
+        f.selfFenced ? "yes" : "no",
+        f.reprovisioned ? "yes" : "no",
+        f.finalState,
+        f.statefulReplicas.join(",") || "-",
+      ]),
+      [
+        "NODE",
+        "FAULT",
+        "DETECTED",
+        "FENCED",
+        "FENCED BY",
+        "WORKLOADS BACK",
+        "REJOINED",
+        "SELF-FENCED",
+        "REPROVISIONED",
+        "FINAL",
+        "STATEFUL",
+      ],
     ),
   );
   console.log(
@@ -79,7 +105,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     }
   }
   const kubernetes = (values.kubernetes as string | undefined) ?? "simulated";
-  if (kubernetes !== "simulated" && kubernetes !== "real") throw new UsageError(`--kubernetes must be "simulated" or "real", got "${kubernetes}"\n\n${USAGE}`);
+  if (kubernetes !== "simulated" && kubernetes !== "real")
+    throw new UsageError(`--kubernetes must be "simulated" or "real", got "${kubernetes}"\n\n${USAGE}`);
   const json = Boolean(values.json);
   const progress = (line: string) => process.stderr.write(`${line}\n`);
   const given = values.policy ? loadPolicy(values.policy as string, DEMO_POLICY) : undefined;
@@ -99,7 +126,14 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const ui = values.hold ? await startUiAt(demo.natsUrl, { policy: demo.policy }) : undefined;
   if (values.endpoints) {
     const bmc = Object.fromEntries(demo.bmcs.map(({ name, host, port, user, passwordFile }) => [name, { host, port, user, passwordFile }]));
-    const endpoints = { nats: demo.natsUrl, kubernetes: demo.kubernetesUrl, kubernetesMode: demo.kubernetesMode, kubeconfig: demo.kubeconfig, ...(ui ? { ui: ui.url } : {}), ...(demo.bmcs.length > 0 ? { bmc } : {}) };
+    const endpoints = {
+      nats: demo.natsUrl,
+      kubernetes: demo.kubernetesUrl,
+      kubernetesMode: demo.kubernetesMode,
+      kubeconfig: demo.kubeconfig,
+      ...(ui ? { ui: ui.url } : {}),
+      ...(demo.bmcs.length > 0 ? { bmc } : {}),
+    };
     writeFileSync(values.endpoints as string, `${JSON.stringify(endpoints, null, 2)}\n`);
     if (!json) console.log(`endpoints written to ${values.endpoints}`);
   }
@@ -112,7 +146,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     );
     if (ui) progress(`holding: web UI at ${ui.url}`);
     const [first] = demo.bmcs;
-    if (first) progress(`holding: each machine's BMC answers IPMI over LAN; try ipmitool -I lanplus -C 3 -H ${first.host} -p ${first.port} -U ${first.user} -f ${first.passwordFile} chassis power status`);
+    if (first)
+      progress(
+        `holding: each machine's BMC answers IPMI over LAN; try ipmitool -I lanplus -C 3 -H ${first.host} -p ${first.port} -U ${first.user} -f ${first.passwordFile} chassis power status`,
+      );
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);

@@ -34,7 +34,11 @@ export async function fenceCheckCommand(argv: string[]): Promise<number> {
   const file = values["fence-devices"] as string | undefined;
   if (!file) throw new UsageError(`--fence-devices FILE is required\n\n${USAGE}`);
   if (values.kubeconfig && values["in-cluster"]) throw new UsageError("give --kubeconfig FILE or --in-cluster, not both");
-  const kube: KubeSource | null = values.kubeconfig ? { kubeconfig: values.kubeconfig as string } : values["in-cluster"] ? { inCluster: true } : null;
+  const kube: KubeSource | null = values.kubeconfig
+    ? { kubeconfig: values.kubeconfig as string }
+    : values["in-cluster"]
+      ? { inCluster: true }
+      : null;
   const { Duration } = await import("@fenceline/contracts");
   const timeout = Duration.safeParse(values.timeout ?? "30s");
   if (!timeout.success) throw new UsageError(`--timeout: a duration like 250ms, 5s, 2m (got "${String(values.timeout)}")`);
@@ -53,7 +57,9 @@ export async function fenceCheckCommand(argv: string[]): Promise<number> {
     if (url) {
       const [{ connectNats }, { readNodeSnapshots }] = await Promise.all([import("@fenceline/bus"), import("@fenceline/read-model")]);
       const nc = await connectNats(url, { name: "fenceline-cli" });
-      const snapshots = await readNodeSnapshots(nc, { onInvalid: (_node, err) => console.error(`fenceline: ${err.message}`) }).finally(() => nc.close());
+      const snapshots = await readNodeSnapshots(nc, { onInvalid: (_node, err) => console.error(`fenceline: ${err.message}`) }).finally(() =>
+        nc.close(),
+      );
       for (const s of snapshots) targets.set(s.node, s.context.hostGroup ?? targets.get(s.node));
     }
   }

@@ -50,9 +50,11 @@ export async function natsConfigCommand(argv: string[]): Promise<number> {
 
   const nodes = readNodes(values.nodes as string | undefined, values["nodes-file"] as string | undefined);
   const authKind = (values.auth as string | undefined) ?? "password";
-  if (authKind !== "password" && authKind !== "nkey") throw new UsageError(`--auth must be "password" or "nkey", not "${authKind}"\n\n${USAGE}`);
+  if (authKind !== "password" && authKind !== "nkey")
+    throw new UsageError(`--auth must be "password" or "nkey", not "${authKind}"\n\n${USAGE}`);
   const port = values.port === undefined ? 4222 : Number(values.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port must be a port number (1-65535), not "${String(values.port)}"`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new UsageError(`--port must be a port number (1-65535), not "${String(values.port)}"`);
   const tls = tlsOptions(values);
 
   const out = values.out as string | undefined;
@@ -101,7 +103,8 @@ export async function natsConfigCommand(argv: string[]): Promise<number> {
 }
 
 function readNodes(list: string | undefined, file: string | undefined): string[] {
-  if ((list === undefined) === (file === undefined)) throw new UsageError(`give the fleet's nodes with --nodes or --nodes-file (one of them)\n\n${USAGE}`);
+  if ((list === undefined) === (file === undefined))
+    throw new UsageError(`give the fleet's nodes with --nodes or --nodes-file (one of them)\n\n${USAGE}`);
   const raw =
     list !== undefined
       ? list.split(",")
@@ -122,7 +125,11 @@ function tlsOptions(values: Record<string, unknown>): TlsConfig | undefined {
   if (!cert && !key && !ca && !values["tls-verify"]) return undefined;
   if (!cert || !key) throw new UsageError("TLS needs both --tls-cert and --tls-key");
   if (values["tls-verify"] && !ca) throw new UsageError("--tls-verify needs --tls-ca (the CA that signs the client certificates)");
-  for (const [flag, file] of [["--tls-cert", cert], ["--tls-key", key], ["--tls-ca", ca]] as const) {
+  for (const [flag, file] of [
+    ["--tls-cert", cert],
+    ["--tls-key", key],
+    ["--tls-ca", ca],
+  ] as const) {
     if (file && !existsSync(file)) throw new UsageError(`${flag}: ${file} does not exist`);
   }
   return { certFile: cert, keyFile: key, ...(ca ? { caFile: ca } : {}), ...(values["tls-verify"] ? { verify: true } : {}) };
@@ -136,7 +143,12 @@ function readSecrets(file: string): Record<string, string> {
   } catch (err) {
     throw new UsageError(`${file}: not JSON: ${(err as Error).message}`);
   }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed) || !Object.values(parsed).every((v) => typeof v === "string" && v.length > 0)) {
+  if (
+    parsed === null ||
+    typeof parsed !== "object" ||
+    Array.isArray(parsed) ||
+    !Object.values(parsed).every((v) => typeof v === "string" && v.length > 0)
+  ) {
     throw new UsageError(`${file}: expected {"<user>": "<password or seed>", ...}`);
   }
   return parsed as Record<string, string>;

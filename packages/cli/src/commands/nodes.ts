@@ -14,7 +14,9 @@ export async function nodesCommand(argv: string[]): Promise<number> {
   if (values.help) return (console.log(USAGE), 0);
   const nc = await connectNats(serverUrl(values.server as string | undefined), { name: "fenceline-cli" });
   // Parsed like every message; an invalid value is named on stderr and left out.
-  const snapshots = await readNodeSnapshots(nc, { onInvalid: (_node, err) => console.error(`fenceline: ${err.message}`) }).finally(() => nc.close());
+  const snapshots = await readNodeSnapshots(nc, { onInvalid: (_node, err) => console.error(`fenceline: ${err.message}`) }).finally(() =>
+    nc.close(),
+  );
   if (values.json) {
     const rows = snapshots.map((s) => ({
       node: s.node,
@@ -44,7 +46,10 @@ export async function nodesCommand(argv: string[]): Promise<number> {
         String(s.context.epoch),
         s.context.bootId ?? "-",
         s.context.guarantee.guarantee,
-        s.context.operatorReason ?? s.context.pausedReason ?? s.context.forgottenReason ?? (s.context.guarantee.guarantee === "none" ? s.context.guarantee.reason : ""),
+        s.context.operatorReason ??
+          s.context.pausedReason ??
+          s.context.forgottenReason ??
+          (s.context.guarantee.guarantee === "none" ? s.context.guarantee.reason : ""),
       ]),
       ["NODE", "STATE", "SINCE", "EPOCH", "BOOT ID", "GUARANTEE", "NOTE"],
     ),

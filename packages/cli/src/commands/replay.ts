@@ -43,7 +43,6 @@ export type ReplayInterpreter = Interpreter;
 export const REPLAY_INTERPRETERS: readonly ReplayInterpreter[] = ["xstate", "fast"];
 export const DEFAULT_REPLAY_INTERPRETER: ReplayInterpreter = "xstate";
 
-
 export function parseInterpreter(value: unknown): ReplayInterpreter {
   if (value === undefined) return DEFAULT_REPLAY_INTERPRETER;
   if (REPLAY_INTERPRETERS.includes(value as ReplayInterpreter)) return value as ReplayInterpreter;
@@ -55,7 +54,11 @@ export function parseInterpreter(value: unknown): ReplayInterpreter {
  * another version shows as a divergence), else the built-in policy the records name. Throws a
  * usage error naming the versions when a recorded one is not built in.
  */
-export function choosePolicy(recordedVersions: string[], policyFile?: string, interpreter: ReplayInterpreter = DEFAULT_REPLAY_INTERPRETER): PolicyChoice {
+export function choosePolicy(
+  recordedVersions: string[],
+  policyFile?: string,
+  interpreter: ReplayInterpreter = DEFAULT_REPLAY_INTERPRETER,
+): PolicyChoice {
   const decide = (policy: Policy) => createDecider(policy, undefined, { interpreter });
   if (policyFile) {
     const decider = decide(loadPolicy(policyFile));
@@ -64,14 +67,21 @@ export function choosePolicy(recordedVersions: string[], policyFile?: string, in
   const unknown = recordedVersions.filter((v) => !BUILTIN_POLICIES[v]);
   if (unknown.length > 0) {
     throw new UsageError(
-      `the audit was written under policy version ${unknown.map((v) => `"${v}"`).join(", ")}, which is not built in (built in: ${Object.keys(BUILTIN_POLICIES).map((v) => `"${v}"`).join(", ")}): pass the policy with --policy FILE`,
+      `the audit was written under policy version ${unknown.map((v) => `"${v}"`).join(", ")}, which is not built in (built in: ${Object.keys(
+        BUILTIN_POLICIES,
+      )
+        .map((v) => `"${v}"`)
+        .join(", ")}): pass the policy with --policy FILE`,
     );
   }
   const deciders = new Map(Object.entries(BUILTIN_POLICIES).map(([v, p]) => [v, decide(p)]));
   const fallback = deciders.get(recordedVersions[0] ?? DEFAULT_POLICY.version)!;
   return {
     resolve: (v) => (v !== null ? deciders.get(v) : undefined) ?? fallback,
-    describe: recordedVersions.length > 0 ? `built-in ${recordedVersions.map((v) => `"${v}"`).join(", ")}` : `built-in "${fallback.policy.version}"`,
+    describe:
+      recordedVersions.length > 0
+        ? `built-in ${recordedVersions.map((v) => `"${v}"`).join(", ")}`
+        : `built-in "${fallback.policy.version}"`,
   };
 }
 
@@ -85,7 +95,8 @@ export function parseTime(text: string, now = Date.now()): number {
   if (rel) return Math.round(now - Number(rel[1]) * UNIT[rel[2]!]!);
   if (/^\d+$/.test(text)) return Number(text);
   const t = Date.parse(text);
-  if (Number.isNaN(t)) throw new UsageError(`--at: "${text}" is not a time (ISO 8601 like 2026-01-02T03:04:05Z, ms since the epoch, now, or now-5m)`);
+  if (Number.isNaN(t))
+    throw new UsageError(`--at: "${text}" is not a time (ISO 8601 like 2026-01-02T03:04:05Z, ms since the epoch, now, or now-5m)`);
   return t;
 }
 
@@ -124,7 +135,14 @@ export async function replayFromNats(
   });
   const requested = options.interpreter ?? DEFAULT_REPLAY_INTERPRETER;
   const interpreter: ReplayInterpreter = used.size === 0 ? requested : used.has("xstate") ? "xstate" : "fast";
-  return { report, policy: policy.describe, interpreter, events: events.length, records: audit.length, elapsedMs: performance.now() - started };
+  return {
+    report,
+    policy: policy.describe,
+    interpreter,
+    events: events.length,
+    records: audit.length,
+    elapsedMs: performance.now() - started,
+  };
 }
 
 const iso = (t: number | null | undefined) => (typeof t === "number" && Number.isFinite(t) ? new Date(t).toISOString() : "-");
@@ -134,7 +152,12 @@ const clock = (t: number) => new Date(t).toISOString().slice(11, 23);
 function describe(d: TransitionDigest | null): string {
   if (!d) return "(none)";
   const cmds = d.commands.length > 0 ? d.commands.map((c) => `${c.kind} ${c.id}`).join(", ") : "no commands";
-  const timers = Object.keys(d.timers.set).length > 0 ? `; timers ${Object.entries(d.timers.set).map(([k, v]) => `${k}@${v}`).join(", ")}` : "";
+  const timers =
+    Object.keys(d.timers.set).length > 0
+      ? `; timers ${Object.entries(d.timers.set)
+          .map(([k, v]) => `${k}@${v}`)
+          .join(", ")}`
+      : "";
   return `${d.from} → ${d.to}, epoch ${d.epoch}, ${cmds}${timers}${d.reason ? `; reason "${d.reason}"` : ""}`;
 }
 
@@ -163,13 +186,21 @@ function verdict(run: ReplayRun): string {
   const blocks = [...firsts.values()].map((d) => formatDivergence(d, (r.divergedNodes.find((n) => n.node === d.node)?.count ?? 1) - 1));
   const recorded = Object.keys(r.recordedPolicyVersions);
   const used = Object.keys(r.replayPolicyVersions);
-  const mismatch = recorded.some((v) => !used.includes(v)) ? `\npolicy mismatch: the audit was written under ${recorded.map((v) => `"${v}"`).join(", ")}, the replay used ${used.map((v) => `"${v}"`).join(", ")}` : "";
+  const mismatch = recorded.some((v) => !used.includes(v))
+    ? `\npolicy mismatch: the audit was written under ${recorded.map((v) => `"${v}"`).join(", ")}, the replay used ${used.map((v) => `"${v}"`).join(", ")}`
+    : "";
   return `${head}${pending}${mismatch}\n\n${blocks.join("\n\n")}\n\nDIVERGED: ${r.divergenceCount} divergence${r.divergenceCount === 1 ? "" : "s"} on ${r.divergedNodes.length} node${r.divergedNodes.length === 1 ? "" : "s"}: the code or the policy changed under recorded history`;
 }
 
 function statesTable(states: NodeStateAt[]): string {
   return table(
-    states.map((s) => [s.node, s.state, iso(s.since), String(s.epoch), s.lastEvent ? `#${s.lastEvent.seq} ${s.lastEvent.type} ${iso(s.lastEvent.at)}` : "-"]),
+    states.map((s) => [
+      s.node,
+      s.state,
+      iso(s.since),
+      String(s.epoch),
+      s.lastEvent ? `#${s.lastEvent.seq} ${s.lastEvent.type} ${iso(s.lastEvent.at)}` : "-",
+    ]),
     ["NODE", "STATE", "SINCE", "EPOCH", "LAST EVENT"],
   );
 }
@@ -239,7 +270,9 @@ export async function replayCommand(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify({ ...summary, node, timeline })}\n`);
       return code;
     }
-    console.log(`${node}: ${timeline.entries.length} events, ${timeline.transitions} transitions (replayed with ${INTERPRETER_NAMES[run.interpreter]})\n`);
+    console.log(
+      `${node}: ${timeline.entries.length} events, ${timeline.transitions} transitions (replayed with ${INTERPRETER_NAMES[run.interpreter]})\n`,
+    );
     console.log(
       table(
         timeline.entries.map((e) => [
@@ -247,13 +280,23 @@ export async function replayCommand(argv: string[]): Promise<number> {
           `#${e.seq}`,
           e.event.type + (e.resultOf ? ` (${e.resultOf})` : ""),
           e.changed ? `${e.from} → ${e.to}` : `(${e.to})`,
-          e.commands.map((c) => `${c.kind}${c.result ? (c.result.ok ? ` ✓ ${c.result.latencyMs}ms` : ` ✗ ${cut(c.result.reason ?? "failed", 48)}`) : " …"}`).join(", "),
+          e.commands
+            .map(
+              (c) =>
+                `${c.kind}${c.result ? (c.result.ok ? ` ✓ ${c.result.latencyMs}ms` : ` ✗ ${cut(c.result.reason ?? "failed", 48)}`) : " …"}`,
+            )
+            .join(", "),
           cut(e.reason ?? "", 110),
         ]),
         ["TIME", "SEQ", "EVENT", "STATE", "COMMANDS (RESULT)", "REASON"],
       ),
     );
-    console.log(`\ntime in each state:\n${table(timeline.stays.map((s) => [s.state, clock(s.enteredAt), s.leftAt === null ? "(now)" : clock(s.leftAt), formatMs(s.durationMs)]), ["STATE", "ENTERED", "LEFT", "FOR"])}`);
+    console.log(
+      `\ntime in each state:\n${table(
+        timeline.stays.map((s) => [s.state, clock(s.enteredAt), s.leftAt === null ? "(now)" : clock(s.leftAt), formatMs(s.durationMs)]),
+        ["STATE", "ENTERED", "LEFT", "FOR"],
+      )}`,
+    );
     if (!r.ok) console.log(`\n${verdict(run)}`);
     return code;
   }

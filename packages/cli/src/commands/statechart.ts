@@ -17,7 +17,9 @@ export async function statechartCommand(argv: string[]): Promise<number> {
   }
   for (const state of exported.states) {
     const depth = state.path.split(".").length - 1;
-    console.log(`${"  ".repeat(depth)}${state.path.split(".").pop()}${state.initial ? ` (initial: ${state.initial.split(".").pop()})` : ""}`);
+    console.log(
+      `${"  ".repeat(depth)}${state.path.split(".").pop()}${state.initial ? ` (initial: ${state.initial.split(".").pop()})` : ""}`,
+    );
     for (const t of exported.transitions.filter((x) => x.source === state.path && x.targets.length > 0)) {
       console.log(`${"  ".repeat(depth + 1)}${t.event}${t.guard ? ` [${t.guard}]` : ""} → ${t.targets.join(", ")}`);
     }

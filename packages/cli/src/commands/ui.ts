@@ -39,7 +39,13 @@ const rowOf = (s: NodeSnapshot): NodeRow => ({
  * FL_AUDIT, node rows from FL_NODES, timelines joined with command results from FL_EVENTS, and
  * metrics computed from the streams.
  */
-export async function startUi(options: { nc: NatsConnection; natsUrl: string; policy?: Policy; port?: number; host?: string }): Promise<VisualizerServer> {
+export async function startUi(options: {
+  nc: NatsConnection;
+  natsUrl: string;
+  policy?: Policy;
+  port?: number;
+  host?: string;
+}): Promise<VisualizerServer> {
   const { nc } = options;
   const metrics = createFencelineMetrics({ natsConnected: trackConnection(nc) });
   const watch = watchMetrics({ nc, metrics, audit: false });
@@ -84,7 +90,9 @@ export async function startUi(options: { nc: NatsConnection; natsUrl: string; po
         return () => sub.unsubscribe();
       },
       snapshot: async () =>
-        (await readSnapshots(nc).catch(() => [] as NodeSnapshot[])).map(rowOf).sort((a, b) => a.node.localeCompare(b.node, undefined, { numeric: true })),
+        (await readSnapshots(nc).catch(() => [] as NodeSnapshot[]))
+          .map(rowOf)
+          .sort((a, b) => a.node.localeCompare(b.node, undefined, { numeric: true })),
       async timeline(node, records) {
         const events = await readEvents(nc, node);
         return nodeTimeline(node, records, commandResultsOf(events), Date.now());
@@ -103,7 +111,11 @@ export async function startUi(options: { nc: NatsConnection; natsUrl: string; po
 }
 
 export async function uiCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { server: { type: "string" }, port: { type: "string" }, host: { type: "string" }, policy: { type: "string" } }, USAGE);
+  const { values } = parse(
+    argv,
+    { server: { type: "string" }, port: { type: "string" }, host: { type: "string" }, policy: { type: "string" } },
+    USAGE,
+  );
   if (values.help) return (console.log(USAGE), 0);
   const port = values.port === undefined ? 9465 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError(`--port must be an integer from 0 to 65535\n\n${USAGE}`);
@@ -111,10 +123,17 @@ export async function uiCommand(argv: string[]): Promise<number> {
   const nc = await connectNats(url, { name: "fenceline-ui" });
   let ui: VisualizerServer;
   try {
-    ui = await startUi({ nc, natsUrl: url, port, host: (values.host as string | undefined) ?? "127.0.0.1", ...(values.policy ? { policy: loadPolicy(values.policy as string) } : {}) });
+    ui = await startUi({
+      nc,
+      natsUrl: url,
+      port,
+      host: (values.host as string | undefined) ?? "127.0.0.1",
+      ...(values.policy ? { policy: loadPolicy(values.policy as string) } : {}),
+    });
   } catch (err) {
     await nc.close();
-    if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") throw new FencelineError(ErrorCode.Forbidden, `port ${port} is in use: pass --port N (0 picks a free one)`);
+    if ((err as NodeJS.ErrnoException).code === "EADDRINUSE")
+      throw new FencelineError(ErrorCode.Forbidden, `port ${port} is in use: pass --port N (0 picks a free one)`);
     throw err;
   }
   console.log(`fenceline ui: ${ui.url}  (NATS ${url}; Ctrl-C to stop)`);
@@ -128,7 +147,10 @@ export async function uiCommand(argv: string[]): Promise<number> {
 }
 
 /** The UI with its own NATS connection (for `demo --hold`); `close` closes both. */
-export async function startUiAt(natsUrl: string, options: { policy?: Policy; port?: number; host?: string } = {}): Promise<VisualizerServer> {
+export async function startUiAt(
+  natsUrl: string,
+  options: { policy?: Policy; port?: number; host?: string } = {},
+): Promise<VisualizerServer> {
   const nc = await connectNats(natsUrl, { name: "fenceline-ui" });
   try {
     const ui = await startUi({ nc, natsUrl, ...options });

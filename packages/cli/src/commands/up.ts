@@ -76,23 +76,39 @@ export async function upCommand(argv: string[]): Promise<number> {
     log.info({ url, store: server.storeDir }, "started nats-server");
   }
   const nc = await connectNats(url, { name: "fenceline-up" });
-  const metrics = await startMetricsEndpoint({ nc, port: values["metrics-port"] as string | undefined, host: values["metrics-host"] as string | undefined, log });
+  const metrics = await startMetricsEndpoint({
+    nc,
+    port: values["metrics-port"] as string | undefined,
+    host: values["metrics-host"] as string | undefined,
+    log,
+  });
   const cleanup = values["provision-cleanup"] as string | undefined;
   const provision = values["provision-run"] as string | undefined;
   const control = await startControlPlane({
     nc,
     policy,
     log,
-    cluster: k8s && kubeConfig ? k8s.createKubernetesCluster({ kubeConfig, log: log.child({ component: "kubernetes" }) }) : createDryRunCluster(log),
+    cluster:
+      k8s && kubeConfig
+        ? k8s.createKubernetesCluster({ kubeConfig, log: log.child({ component: "kubernetes" }) })
+        : createDryRunCluster(log),
     provisioner: cleanup && provision ? createCommandProvisioner({ cleanup, provision }) : createDryRunProvisioner(log),
     onApplied: metrics.onApplied,
     ...(fencing ? { fenceDevices: fencing.devices } : {}),
     ...(values["instance-id"] ? { instanceId: values["instance-id"] as string } : {}),
     ...(kube && k8s && kubeConfig
       ? {
-          nodeEvents: k8s.createNodeEventRecorder({ kubeConfig, instance: (values["instance-id"] as string | undefined) ?? `${hostname()}-${process.pid}`, log: log.child({ component: "node-events" }) }),
+          nodeEvents: k8s.createNodeEventRecorder({
+            kubeConfig,
+            instance: (values["instance-id"] as string | undefined) ?? `${hostname()}-${process.pid}`,
+            log: log.child({ component: "node-events" }),
+          }),
           conditions: {
-            watcher: k8s.createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }), ...(kube.selector ? { labelSelector: kube.selector } : {}) }),
+            watcher: k8s.createNodeWatcher({
+              kubeConfig,
+              log: log.child({ component: "node-watch" }),
+              ...(kube.selector ? { labelSelector: kube.selector } : {}),
+            }),
             rules: defaultConditionRules(kube.durationMs),
             ...(kube.selector ? { selector: kube.selector } : {}),
             ...(kube.excludeLabel ? { excludeLabel: kube.excludeLabel } : {}),
@@ -100,7 +116,11 @@ export async function upCommand(argv: string[]): Promise<number> {
         }
       : {}),
   });
-  if (kube) log.info({ server: kubeConfig?.getCurrentCluster()?.server, selector: kube.selector, conditionDurationMs: kube.durationMs }, "acting on Kubernetes");
+  if (kube)
+    log.info(
+      { server: kubeConfig?.getCurrentCluster()?.server, selector: kube.selector, conditionDurationMs: kube.durationMs },
+      "acting on Kubernetes",
+    );
   metrics.started(control.engine.core.snapshots(), control.fleetStatus, control.engine);
   log.info({ url, policy: policy.version, metrics: metrics.url }, "fenceline is up");
   if (fencing) void fencing.check();
@@ -124,15 +144,23 @@ export async function upCommand(argv: string[]): Promise<number> {
 async function fenceDevicesOf(file: string | undefined, policy: Policy, kube: KubeSource | null, log: Logger) {
   const policyUsesThem = policy.fencing.fenceAgent;
   if (!file) {
-    if (policyUsesThem) throw new UsageError("the policy's fencing levels power nodes off (a level names a fence device or power) but no --fence-devices file was given");
+    if (policyUsesThem)
+      throw new UsageError(
+        "the policy's fencing levels power nodes off (a level names a fence device or power) but no --fence-devices file was given",
+      );
     return null;
   }
   const { config, devices } = await loadDevices(file, { kube, log: log.child({ component: "fence-devices" }) });
   const named = new Set(Object.keys(config.devices));
   const topologies = [policy.fencing.levels, ...Object.values(policy.fencing.hostGroups), ...Object.values(policy.fencing.nodes)];
-  const unknown = [...new Set(topologies.flat().flatMap((l) => l.methods))].filter((m) => m !== WATCHDOG_METHOD && m !== POWER_METHOD && !named.has(m));
+  const unknown = [...new Set(topologies.flat().flatMap((l) => l.methods))].filter(
+    (m) => m !== WATCHDOG_METHOD && m !== POWER_METHOD && !named.has(m),
+  );
   if (unknown.length > 0) {
-    throw new FencelineError(ErrorCode.InvalidPolicy, `the policy's fencing levels name ${unknown.join(", ")}, which ${file} does not define (devices: ${[...named].join(", ") || "none"})`);
+    throw new FencelineError(
+      ErrorCode.InvalidPolicy,
+      `the policy's fencing levels name ${unknown.join(", ")}, which ${file} does not define (devices: ${[...named].join(", ") || "none"})`,
+    );
   }
   if (!policyUsesThem) log.warn({ file }, "fence devices configured, but no fencing level of the policy powers nodes off");
   const nodes = nodesNamedIn(config);
@@ -140,10 +168,21 @@ async function fenceDevicesOf(file: string | undefined, policy: Policy, kube: Ku
     devices,
     /** The start-up preflight: each configured node's power state, read once and logged. */
     async check() {
-      const answers = await checkFenceDevices(devices, nodes.map((node) => ({ node })));
+      const answers = await checkFenceDevices(
+        devices,
+        nodes.map((node) => ({ node })),
+      );
       for (const a of answers) {
-        if (a.ok) log.info({ node: a.node, device: a.device, power: a.power, ms: a.durationMs }, `fence device ${a.device} answers for ${a.node}: power ${a.power}`);
-        else log.error({ node: a.node, device: a.device, error: a.error, ms: a.durationMs }, `fence device ${a.device} does not answer for ${a.node}: ${a.message}`);
+        if (a.ok)
+          log.info(
+            { node: a.node, device: a.device, power: a.power, ms: a.durationMs },
+            `fence device ${a.device} answers for ${a.node}: power ${a.power}`,
+          );
+        else
+          log.error(
+            { node: a.node, device: a.device, error: a.error, ms: a.durationMs },
+            `fence device ${a.device} does not answer for ${a.node}: ${a.message}`,
+          );
       }
     },
   };
@@ -160,7 +199,8 @@ function kubernetesOptions(values: Record<string, unknown>) {
     return null;
   }
   const duration = Duration.safeParse(values["condition-duration"] ?? "30s");
-  if (!duration.success) throw new UsageError(`--condition-duration: a duration like 250ms, 5s, 2m or 1h (got "${String(values["condition-duration"])}")`);
+  if (!duration.success)
+    throw new UsageError(`--condition-duration: a duration like 250ms, 5s, 2m or 1h (got "${String(values["condition-duration"])}")`);
   const selector = values["node-selector"] as string | undefined;
   if (selector) {
     try {

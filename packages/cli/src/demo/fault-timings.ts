@@ -1,7 +1,12 @@
 import type { AuditRecord } from "@fenceline/contracts";
 
 /** How long after a fault one node's lifecycle took each step (ms), from its audit records. */
-export type FaultTimings = { detectedAfterMs: number | null; fencedAfterMs: number | null; rejoinedAfterMs: number | null; fencedBy: FencedBy | null };
+export type FaultTimings = {
+  detectedAfterMs: number | null;
+  fencedAfterMs: number | null;
+  rejoinedAfterMs: number | null;
+  fencedBy: FencedBy | null;
+};
 
 /** How the node's fencing was confirmed: a new boot id, its watchdog (stop acknowledged + timeout), the safe time, or a power-off read back. */
 export type FencedBy = "reboot" | "watchdog" | "safe-time" | "power";
@@ -34,5 +39,10 @@ export function faultTimings(records: AuditRecord[], t0: number): FaultTimings {
   const left = after.findIndex((r) => r.changed && r.to !== "healthy" && r.at >= t0);
   const rejoined = left < 0 ? undefined : after.slice(left + 1).find((r) => r.changed && r.to === "healthy");
   const confirmed = after.find((r) => fencedByOf(r.reason) !== null);
-  return { detectedAfterMs: since(detected), fencedAfterMs: since(fenced), rejoinedAfterMs: since(rejoined), fencedBy: fencedByOf(confirmed?.reason) };
+  return {
+    detectedAfterMs: since(detected),
+    fencedAfterMs: since(fenced),
+    rejoinedAfterMs: since(rejoined),
+    fencedBy: fencedByOf(confirmed?.reason),
+  };
 }

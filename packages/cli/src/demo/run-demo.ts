@@ -92,7 +92,12 @@ type DemoBackend = {
 };
 
 /** The cluster model behind the simulated API server (plain HTTP on loopback). */
-async function startSimulatedBackend(names: string[], stateful: Array<{ name: string; replicas: number }>, web: number, say: (line: string) => void): Promise<DemoBackend> {
+async function startSimulatedBackend(
+  names: string[],
+  stateful: Array<{ name: string; replicas: number }>,
+  web: number,
+  say: (line: string) => void,
+): Promise<DemoBackend> {
   const cluster = new InMemoryCluster({ clock: systemClock, nodes: names, nodeMonitorGracePeriodMs: DEMO_NODE_MONITOR_GRACE_MS });
   for (const s of stateful) cluster.addStatefulSet(s.name, s.replicas);
   cluster.addDeployment("web", web);
@@ -115,7 +120,12 @@ async function startSimulatedBackend(names: string[], stateful: Array<{ name: st
 }
 
 /** kube-lab: a real control plane, the machines' kubelets registering with it, the workloads bound by the real scheduler. */
-async function startRealBackend(names: string[], stateful: Array<{ name: string; replicas: number }>, web: number, say: (line: string) => void): Promise<DemoBackend> {
+async function startRealBackend(
+  names: string[],
+  stateful: Array<{ name: string; replicas: number }>,
+  web: number,
+  say: (line: string) => void,
+): Promise<DemoBackend> {
   const cp = await startKubeControlPlane({ progress: (line) => say(`fenceline kube-lab: ${line}`) });
   try {
     const { machines, stop } = await startKubeLabMachines({
@@ -214,7 +224,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     { name: "queue", replicas: Math.min(3, nodeCount) },
   ];
   const web = Math.max(1, Math.floor(nodeCount / 2));
-  const backend = options.kubernetes === "real" ? await startRealBackend(names, stateful, web, say) : await startSimulatedBackend(names, stateful, web, say);
+  const backend =
+    options.kubernetes === "real"
+      ? await startRealBackend(names, stateful, web, say)
+      : await startSimulatedBackend(names, stateful, web, say);
   const { cluster, kubeconfig } = backend;
   const kubeConfig = loadKubeConfig({ kubeconfig });
 
@@ -227,10 +240,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     ...(options.replicas ? { replicas: options.replicas } : {}),
     ...(fenceDevices ? { fenceDevices } : {}),
     conditions: {
-      watcher: createNodeWatcher({ kubeConfig, log: log.child({ component: "node-watch" }), ...(backend.nodeSelector ? { labelSelector: backend.nodeSelector } : {}) }),
+      watcher: createNodeWatcher({
+        kubeConfig,
+        log: log.child({ component: "node-watch" }),
+        ...(backend.nodeSelector ? { labelSelector: backend.nodeSelector } : {}),
+      }),
       rules: defaultConditionRules(0),
     },
-    ...(backend.nodeEvents ? { nodeEvents: createNodeEventRecorder({ kubeConfig, instance: "fenceline-demo", log: log.child({ component: "node-events" }) }) } : {}),
+    ...(backend.nodeEvents
+      ? { nodeEvents: createNodeEventRecorder({ kubeConfig, instance: "fenceline-demo", log: log.child({ component: "node-events" }) }) }
+      : {}),
   });
   say(`control plane up: engine, heartbeat and node-condition detectors, fleet guard, actuators (policy ${policy.version})`);
 
@@ -275,7 +294,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   });
   const { fleet } = sim;
   fleetRef = fleet;
-  say(`fleet of ${nodeCount} nodes started; workloads: ${stateful.map((s) => `StatefulSet ${s.name} ×${s.replicas}`).join(", ")}, Deployment web${options.kubernetes === "real" ? ", DaemonSet node-agent" : ""}`);
+  say(
+    `fleet of ${nodeCount} nodes started; workloads: ${stateful.map((s) => `StatefulSet ${s.name} ×${s.replicas}`).join(", ")}, Deployment web${options.kubernetes === "real" ? ", DaemonSet node-agent" : ""}`,
+  );
 
   const healthy = () => {
     const latest = latestStates(audit);
@@ -287,12 +308,17 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     names.every((n) => {
       const context = control.engine.core.snapshot(n)?.context;
       const view = fleet.status(n).agent?.membership;
-      return context?.guarantee.timeBased === true && view?.members.length === names.length && context.contract?.membershipVersion === view.version;
+      return (
+        context?.guarantee.timeBased === true &&
+        view?.members.length === names.length &&
+        context.contract?.membershipVersion === view.version
+      );
     });
   const warmupMs = options.kubernetes === "real" ? 60_000 : 15_000;
   const warmupUntil = Date.now() + warmupMs;
   while (!healthy() || !guaranteed() || cluster.replicas().some((r) => r.runningOn.length === 0)) {
-    if (Date.now() > warmupUntil) throw new Error(`the fleet did not become healthy, with every agent's contract heard, within ${warmupMs / 1000} s`);
+    if (Date.now() > warmupUntil)
+      throw new Error(`the fleet did not become healthy, with every agent's contract heard, within ${warmupMs / 1000} s`);
     await sleep(50);
   }
   say("fleet healthy; every agent's fencing contract heard; all workloads running");
@@ -322,7 +348,20 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     for (const node of targets) {
       const replicas = node === "*" ? [] : replicasOn(cluster, node);
       if (node !== "*") bootIdsAtFault.set(node, fleet.status(node).bootId);
-      reports.push({ node, kind: plan.kind, injectedAt: at, detectedAfterMs: null, fencedAfterMs: null, fencedBy: null, workloadsRecoveredAfterMs: null, rejoinedAfterMs: null, finalState: "healthy", reprovisioned: false, selfFenced: false, statefulReplicas: replicas });
+      reports.push({
+        node,
+        kind: plan.kind,
+        injectedAt: at,
+        detectedAfterMs: null,
+        fencedAfterMs: null,
+        fencedBy: null,
+        workloadsRecoveredAfterMs: null,
+        rejoinedAfterMs: null,
+        finalState: "healthy",
+        reprovisioned: false,
+        selfFenced: false,
+        statefulReplicas: replicas,
+      });
     }
     switch (plan.kind) {
       case "crash":
@@ -347,14 +386,28 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
         await fleet.controlPlaneOutage(plan.forMs ?? 6_000);
         break;
     }
-    say(`FAULT ${plan.kind} on ${targets.join(", ")}${targets[0] !== "*" ? ` (stateful: ${reports.filter((r) => targets.includes(r.node)).flatMap((r) => r.statefulReplicas).join(", ") || "none"})` : ""}`);
+    say(
+      `FAULT ${plan.kind} on ${targets.join(", ")}${
+        targets[0] !== "*"
+          ? ` (stateful: ${
+              reports
+                .filter((r) => targets.includes(r.node))
+                .flatMap((r) => r.statefulReplicas)
+                .join(", ") || "none"
+            })`
+          : ""
+      }`,
+    );
   }
 
   const lastFaultEnds = Math.max(...scenario.faults.map((f) => injectedAt + f.atMs + (f.forMs ?? 0)));
   const deadline = started + timeoutMs;
   const settled = () => {
     if (Date.now() < lastFaultEnds + 1_500) return false;
-    return reports.every((r) => r.finalState === "healthy" && (r.statefulReplicas.length === 0 || r.workloadsRecoveredAfterMs !== null)) && healthy();
+    return (
+      reports.every((r) => r.finalState === "healthy" && (r.statefulReplicas.length === 0 || r.workloadsRecoveredAfterMs !== null)) &&
+      healthy()
+    );
   };
   while (!settled() && Date.now() < deadline) await sleep(100);
   update(reports, audit, cluster, fleet, bootIdsAtFault);
@@ -400,7 +453,8 @@ function withLevels(policy: Policy, levels: string[][]): Policy {
 }
 
 async function startBmcs(names: string[], fleet: () => SimFleet | undefined, say: (line: string) => void): Promise<IpmiSimBmc[]> {
-  if (!ipmiSimAvailable()) throw new Error("this scenario needs OpenIPMI's ipmi_sim and ipmitool (Debian/Ubuntu: apt-get install openipmi ipmitool fence-agents)");
+  if (!ipmiSimAvailable())
+    throw new Error("this scenario needs OpenIPMI's ipmi_sim and ipmitool (Debian/Ubuntu: apt-get install openipmi ipmitool fence-agents)");
   const bmcs: IpmiSimBmc[] = [];
   try {
     for (const name of names) {
@@ -434,7 +488,9 @@ function ipmiFenceDevices(bmcs: IpmiSimBmc[]): FenceDevice[] {
       ipmi: {
         agent: "fence_ipmilan",
         params: { lanplus: true, cipher: 3, power_wait: 0 },
-        nodes: Object.fromEntries(bmcs.map((b) => [b.name, { params: { ip: b.host, ipport: b.port, username: b.user }, password: { file: b.passwordFile } }])),
+        nodes: Object.fromEntries(
+          bmcs.map((b) => [b.name, { params: { ip: b.host, ipport: b.port, username: b.user }, password: { file: b.passwordFile } }]),
+        ),
         timeoutMs: "8s",
         retries: 1,
         retryDelayMs: "500ms",
@@ -456,7 +512,11 @@ function latestStates(audit: AuditRecord[]): Map<string, string> {
 }
 
 function replicasOn(cluster: DemoCluster, node: string): string[] {
-  return cluster.replicas().filter((r) => r.runningOn.includes(node)).map((r) => r.replica).sort();
+  return cluster
+    .replicas()
+    .filter((r) => r.runningOn.includes(node))
+    .map((r) => r.replica)
+    .sort();
 }
 
 function statefulNodes(cluster: DemoCluster): string[] {
@@ -477,7 +537,7 @@ function update(reports: FaultReport[], audit: AuditRecord[], cluster: DemoClust
   for (const report of reports) {
     if (report.node === "*") {
       const all = [...latest.values()];
-      report.finalState = all.every((s) => s === "healthy") ? "healthy" : all.find((s) => s !== "healthy") ?? "healthy";
+      report.finalState = all.every((s) => s === "healthy") ? "healthy" : (all.find((s) => s !== "healthy") ?? "healthy");
       const after = audit.filter((r) => r.at >= report.injectedAt);
       const detected = after.find((r) => r.event.type === "heartbeat.missed");
       report.detectedAfterMs = detected ? detected.at - report.injectedAt : null;

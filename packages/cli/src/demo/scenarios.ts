@@ -37,7 +37,11 @@ export const SCENARIOS: Record<string, Scenario> = {
       { atMs: 400, kind: "reboot", pick: "stateful" },
     ],
   },
-  crash: { name: "crash", description: "a hard crash; the machine is back after 5 s", faults: [{ atMs: 0, kind: "crash", pick: "stateful", forMs: 5_000 }] },
+  crash: {
+    name: "crash",
+    description: "a hard crash; the machine is back after 5 s",
+    faults: [{ atMs: 0, kind: "crash", pick: "stateful", forMs: 5_000 }],
+  },
   "network-loss": {
     name: "network-loss",
     description: "a node loses its network (its containers keep running): it must fence itself before its workloads move",
@@ -54,7 +58,8 @@ export const SCENARIOS: Record<string, Scenario> = {
   },
   "partition-minority": {
     name: "partition-minority",
-    description: "three nodes (fewer in a fleet under 7: always a minority) are cut off together, so they fence themselves and their workloads move",
+    description:
+      "three nodes (fewer in a fleet under 7: always a minority) are cut off together, so they fence themselves and their workloads move",
     faults: [{ atMs: 0, kind: "partition-minority", pick: "stateful", forMs: 4_000, groupSize: 3 }],
   },
   "power-fence": {

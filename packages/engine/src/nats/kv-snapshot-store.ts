@@ -61,7 +61,10 @@ export function createKvSnapshotStore(
         if (typeof ack === "number") return ack;
         // A create over a deleted key: kv.create knows how to take it over.
         const deletedKey = revision === 0 && ack instanceof JetStreamPublishError && ack.apiCode === WRONG_LAST_SEQUENCE;
-        if (!deletedKey) throw new FencelineError(ErrorCode.Concurrency, `snapshot of ${snapshot.node} changed under revision ${revision}`, { cause: ack });
+        if (!deletedKey)
+          throw new FencelineError(ErrorCode.Concurrency, `snapshot of ${snapshot.node} changed under revision ${revision}`, {
+            cause: ack,
+          });
       }
       try {
         return revision === 0 ? await kv.create(snapshot.node, data) : await kv.update(snapshot.node, data, revision);
@@ -99,7 +102,11 @@ export async function readLastPerKey(nc: NatsConnection, bucket: string): Promis
         break;
       }
     }
-    if (got === 0) throw new FencelineError(ErrorCode.Internal, `cannot read ${stream}: no messages within 5 s (${state.messages} messages in the stream)`);
+    if (got === 0)
+      throw new FencelineError(
+        ErrorCode.Internal,
+        `cannot read ${stream}: no messages within 5 s (${state.messages} messages in the stream)`,
+      );
   }
   await consumer.delete().catch(() => {});
   return out;

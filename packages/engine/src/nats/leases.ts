@@ -19,7 +19,10 @@ export const instanceKey = (id: string) => `i.${id}`;
 /** KV keys allow [-/_=.a-zA-Z0-9]; an instance id is made of those. */
 export function checkInstanceId(id: string): string {
   if (!/^[-_=a-zA-Z0-9]{1,64}$/.test(id)) {
-    throw new FencelineError(ErrorCode.InvalidMessage, `instance id must be 1–64 letters, digits, '-', '_' or '=', got ${JSON.stringify(id)}`);
+    throw new FencelineError(
+      ErrorCode.InvalidMessage,
+      `instance id must be 1–64 letters, digits, '-', '_' or '=', got ${JSON.stringify(id)}`,
+    );
   }
   return id;
 }
@@ -140,7 +143,10 @@ export function createLeaseManager(options: {
           const holder = parse<LeaseValue>(PartitionLease, entry ?? null);
           if (holder && holder.owner === instanceId && holder.incarnation !== incarnation && !twin) {
             twin = true;
-            log.error({ instanceId, other: holder.incarnation }, `another live process runs with instance id "${instanceId}": give each engine instance its own id`);
+            log.error(
+              { instanceId, other: holder.incarnation },
+              `another live process runs with instance id "${instanceId}": give each engine instance its own id`,
+            );
           }
           lose(p, holder?.owner ? `taken by ${holder.owner}` : "released by someone else");
           return;
@@ -211,14 +217,17 @@ export function createLeaseManager(options: {
 
   function schedule() {
     if (!running) return;
-    timer = setTimeout(() => {
-      round()
-        .catch((err) => {
-          log.warn({ err }, "lease round failed; will retry");
-          for (const [p, own] of owned) if (now() >= own.validUntil) lose(p, "expired (cannot renew)");
-        })
-        .finally(schedule);
-    }, Math.max(50, Math.floor(leaseMs / 3)));
+    timer = setTimeout(
+      () => {
+        round()
+          .catch((err) => {
+            log.warn({ err }, "lease round failed; will retry");
+            for (const [p, own] of owned) if (now() >= own.validUntil) lose(p, "expired (cannot renew)");
+          })
+          .finally(schedule);
+      },
+      Math.max(50, Math.floor(leaseMs / 3)),
+    );
   }
 
   return {

@@ -35,7 +35,10 @@ export function refuseMisplacedEvents(nc: NatsConnection, log: Logger): Subscrip
       // The shape of a JetStream error reply: js.publish throws it with this description.
       if (m.reply) m.respond(JSON.stringify({ error: { code: 400, description: reason } }));
       const msgId = m.headers?.get("Nats-Msg-Id");
-      void publishDeadLetter(js, "engine", m.subject, m.data, "forbidden", reason, { log, ...(msgId ? { msgID: `dlq:misplaced:${msgId}` } : {}) }).catch((e: unknown) =>
+      void publishDeadLetter(js, "engine", m.subject, m.data, "forbidden", reason, {
+        log,
+        ...(msgId ? { msgID: `dlq:misplaced:${msgId}` } : {}),
+      }).catch((e: unknown) =>
         log.error({ err: e, subject: m.subject }, "cannot dead-letter an event published on a subject no stream stores"),
       );
     },

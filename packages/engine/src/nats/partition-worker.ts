@@ -56,7 +56,13 @@ export class PartitionWorker {
     const batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
     let consumer: PartitionConsumer;
     if (deps.pinned) {
-      const pinned = jetStreamPinnedPartitionConsumer({ ...deps, name: this.name, maxMessages: 2 * batchSize, pullExpiresMs: deps.pinned.pullExpiresMs, events: deps.pinned.events });
+      const pinned = jetStreamPinnedPartitionConsumer({
+        ...deps,
+        name: this.name,
+        maxMessages: 2 * batchSize,
+        pullExpiresMs: deps.pinned.pullExpiresMs,
+        events: deps.pinned.events,
+      });
       this.#close = () => pinned.close();
       consumer = pinned;
     } else {
@@ -144,7 +150,10 @@ export function jetStreamPartitionConsumer(deps: {
       // Back to the ack floor (nats-server 2.14's consumer reset): every unacknowledged message
       // comes again, in order, from delivery 1. The consumer stays, so a rewind needs no new
       // placement of its replicas (which fails while a cluster server is down).
-      log.info({ partition, from: info.ack_floor.stream_seq + 1, unacked: info.num_ack_pending }, `partition ${partition}: replaying from event ${info.ack_floor.stream_seq + 1}`);
+      log.info(
+        { partition, from: info.ack_floor.stream_seq + 1, unacked: info.num_ack_pending },
+        `partition ${partition}: replaying from event ${info.ack_floor.stream_seq + 1}`,
+      );
       await jsm.consumers.reset(Streams.events, name);
       return 0;
     },

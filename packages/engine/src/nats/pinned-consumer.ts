@@ -78,7 +78,12 @@ export function jetStreamPinnedPartitionConsumer(deps: {
   const ensureConsuming = () =>
     (starting ??= (async () => {
       const consumer = await deps.js.consumers.get(Streams.events, name);
-      const subscription = await consumer.consume({ group: ENGINE_PRIORITY_GROUP, max_messages: deps.maxMessages, expires: deps.pullExpiresMs, callback });
+      const subscription = await consumer.consume({
+        group: ENGINE_PRIORITY_GROUP,
+        max_messages: deps.maxMessages,
+        expires: deps.pullExpiresMs,
+        callback,
+      });
       messages = subscription;
       void (async () => {
         try {
@@ -90,15 +95,18 @@ export function jetStreamPinnedPartitionConsumer(deps: {
           // closed
         }
       })();
-      void subscription.closed().then(
-        () => undefined,
-        () => undefined,
-      ).then(() => {
-        messages = undefined;
-        starting = undefined;
-        lost("subscription closed");
-        handlers?.ended();
-      });
+      void subscription
+        .closed()
+        .then(
+          () => undefined,
+          () => undefined,
+        )
+        .then(() => {
+          messages = undefined;
+          starting = undefined;
+          lost("subscription closed");
+          handlers?.ended();
+        });
     })().catch((err: unknown) => {
       starting = undefined;
       throw err;

@@ -50,7 +50,9 @@ export function createPinnedOwnership(options: {
     async stop() {
       const mine = [...owned];
       await options.workers.stop();
-      await Promise.all(mine.map((p) => options.jsm.consumers.unpin(Streams.events, Consumers.enginePartition(p), ENGINE_PRIORITY_GROUP).catch(() => {})));
+      await Promise.all(
+        mine.map((p) => options.jsm.consumers.unpin(Streams.events, Consumers.enginePartition(p), ENGINE_PRIORITY_GROUP).catch(() => {})),
+      );
       for (const p of mine) await options.lose(p);
       owned.clear();
       ready.clear();

@@ -102,7 +102,11 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
     leasesKv = await kvm.open(Buckets.leases);
     await leasesKv.status();
   } catch (err) {
-    throw new FencelineError(ErrorCode.Internal, `cannot open the ${Buckets.leases} bucket (provision the streams first): ${(err as Error).message}`, { cause: err });
+    throw new FencelineError(
+      ErrorCode.Internal,
+      `cannot open the ${Buckets.leases} bucket (provision the streams first): ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   await checkEventPartitions(jsm, partitions);
   const decider = options.decider ?? createDecider(policy);
@@ -114,7 +118,11 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
   const fastBatches = createFastBatchPublisher(nc);
   const outputs = createJetStreamOutputs(pipeline, fastBatches);
   const snapshots = createKvSnapshotStore(kv, nc, pipeline, {
-    onInvalid: (key, err) => log.error({ err, key }, `FL_NODES "${key}" is not a valid snapshot: its partition waits at its next event until the value is fixed or deleted`),
+    onInvalid: (key, err) =>
+      log.error(
+        { err, key },
+        `FL_NODES "${key}" is not a valid snapshot: its partition waits at its next event until the value is fixed or deleted`,
+      ),
   });
   /** Partitions whose snapshots are loaded: a node of one of them that is not cached has none. */
   const loaded = new Set<number>();
@@ -150,7 +158,10 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
     const recovered = await core.recover((node) => set.has(partitionOfNode(node)));
     for (const snapshot of recovered) timers.track(snapshot.node, snapshot.context.timers);
     for (const p of claimed) if (stillOwned(p)) loaded.add(p);
-    log.info({ partitions: claimed, nodes: recovered.length, ms: Date.now() - started, policy: policy.version }, "engine resumed partitions from snapshots");
+    log.info(
+      { partitions: claimed, nodes: recovered.length, ms: Date.now() - started, policy: policy.version },
+      "engine resumed partitions from snapshots",
+    );
   };
   /** A partition that is someone else's now: no timers, no cache (reloaded if it comes back). */
   const drop = (p: number) => {
@@ -211,7 +222,21 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
         await load(claimed, (p) => leases.owned().includes(p));
         for (const p of claimed) {
           if (!leases.owned().includes(p)) continue;
-          workers.set(p, new PartitionWorker({ partition: p, partitions, nc, js, jsm, core, log, batchSize, valid: () => leases.valid(p), onBatch: onBatch(p) }));
+          workers.set(
+            p,
+            new PartitionWorker({
+              partition: p,
+              partitions,
+              nc,
+              js,
+              jsm,
+              core,
+              log,
+              batchSize,
+              valid: () => leases.valid(p),
+              onBatch: onBatch(p),
+            }),
+          );
         }
         await Promise.all(claimed.map((p) => workers.get(p)?.start()));
         options.onPartitions?.(leases.owned());
@@ -231,7 +256,16 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
   const misplaced = refuseMisplacedEvents(nc, log);
   await ownership.start();
   timers.start();
-  log.info({ instance: ownership.instanceId, ownership: options.ownership ?? "leases", partitions: ownership.owned(), of: partitions, interpreter: decider.interpreter }, "engine running");
+  log.info(
+    {
+      instance: ownership.instanceId,
+      ownership: options.ownership ?? "leases",
+      partitions: ownership.owned(),
+      of: partitions,
+      interpreter: decider.interpreter,
+    },
+    "engine running",
+  );
 
   return {
     core,

@@ -129,7 +129,24 @@ export function ipmitool(
   timeoutMs = 5_000,
 ): Promise<{ status: number | null; output: string }> {
   return new Promise((resolve) => {
-    const args = ["-I", "lanplus", "-C", "3", "-N", "1", "-R", "1", "-H", bmc.host, "-p", String(bmc.port), "-U", bmc.user, "-E", ...command];
+    const args = [
+      "-I",
+      "lanplus",
+      "-C",
+      "3",
+      "-N",
+      "1",
+      "-R",
+      "1",
+      "-H",
+      bmc.host,
+      "-p",
+      String(bmc.port),
+      "-U",
+      bmc.user,
+      "-E",
+      ...command,
+    ];
     const proc = spawn("ipmitool", args, { env: { ...process.env, IPMI_PASSWORD: bmc.password }, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     proc.stdout.on("data", (c: Buffer) => (output += c.toString()));
@@ -167,7 +184,8 @@ export async function startIpmiSimBmc(options: IpmiSimBmcOptions): Promise<IpmiS
   const chassis = join(dir, "chassis");
   await writeFile(chassis, CHASSIS_SCRIPT);
   await chmod(chassis, 0o755);
-  const writeLanConf = (pw: string) => writeFile(join(dir, "lan.conf"), lanConf({ name: options.name, host, port, user, password: pw, chassis }));
+  const writeLanConf = (pw: string) =>
+    writeFile(join(dir, "lan.conf"), lanConf({ name: options.name, host, port, user, password: pw, chassis }));
   await writeLanConf(password);
   await writeFile(join(dir, "sim.emu"), EMULATION);
   const passwordFile = join(dir, "password");
@@ -215,7 +233,9 @@ export async function startIpmiSimBmc(options: IpmiSimBmcOptions): Promise<IpmiS
   let current = password;
   const start = async () => {
     log = "";
-    const proc = spawn("ipmi_sim", ["-c", join(dir, "lan.conf"), "-f", join(dir, "sim.emu"), "-s", join(dir, "state"), "-n"], { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn("ipmi_sim", ["-c", join(dir, "lan.conf"), "-f", join(dir, "sim.emu"), "-s", join(dir, "state"), "-n"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     proc.stdout.on("data", (c: Buffer) => (log += c.toString()));
     proc.stderr.on("data", (c: Buffer) => (log += c.toString()));
     child = proc;
@@ -224,10 +244,12 @@ export async function startIpmiSimBmc(options: IpmiSimBmcOptions): Promise<IpmiS
   const waitAnswering = async (proc: ChildProcess) => {
     const end = Date.now() + 10_000;
     for (;;) {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`ipmi_sim for ${options.name} exited (${proc.exitCode ?? proc.signalCode}): ${log.trim()}`);
+      if (proc.exitCode !== null || proc.signalCode !== null)
+        throw new Error(`ipmi_sim for ${options.name} exited (${proc.exitCode ?? proc.signalCode}): ${log.trim()}`);
       const probe = await ipmitool({ host, port, user, password: current }, ["chassis", "power", "status"]);
       if (probe.status === 0 && /Chassis Power is/.test(probe.output)) return;
-      if (Date.now() > end) throw new Error(`ipmi_sim for ${options.name} on ${host}:${port} does not answer: ${probe.output.trim()} ${log.trim()}`);
+      if (Date.now() > end)
+        throw new Error(`ipmi_sim for ${options.name} on ${host}:${port} does not answer: ${probe.output.trim()} ${log.trim()}`);
       await sleep(100);
     }
   };

@@ -38,7 +38,14 @@ const IP_PREFIX = "bmc-";
  * production run on it; only the process is simulated.
  */
 export function simBmcDevices(
-  options: { nodes?: readonly string[]; timeoutMs?: number; retries?: number; retryDelayMs?: number; confirmWithinMs?: number; pollMs?: number } = {},
+  options: {
+    nodes?: readonly string[];
+    timeoutMs?: number;
+    retries?: number;
+    retryDelayMs?: number;
+    confirmWithinMs?: number;
+    pollMs?: number;
+  } = {},
 ): FenceDevicesConfig {
   return {
     devices: {
@@ -70,7 +77,12 @@ type Bmc = { faults: Set<SimBmcFault>; pending: unknown };
  * session" at once for wrong credentials, a refused power-on waited for until power_timeout),
  * on the injected clock, powering the fleet's machines off and on.
  */
-export function createSimBmcs(options: { clock: Clock; random: () => number; machine: (node: string) => PoweredMachine | undefined; timing?: SimBmcTiming }) {
+export function createSimBmcs(options: {
+  clock: Clock;
+  random: () => number;
+  machine: (node: string) => PoweredMachine | undefined;
+  timing?: SimBmcTiming;
+}) {
   const { clock, random } = options;
   const timing = options.timing ?? REAL_BMC_TIMING;
   const bmcs = new Map<string, Bmc>();
@@ -108,7 +120,10 @@ export function createSimBmcs(options: { clock: Clock; random: () => number; mac
 
     /** One ipmitool call: an IPMI session, then the command; null when the session failed. */
     const ipmitool = async (command: string): Promise<boolean> => {
-      log("INFO", `Executing: /usr/bin/ipmitool -I lanplus -H ${o.params.ip} -p 623 -U ${o.params.username ?? ""} -P [set] -C 3 -L ADMINISTRATOR -N 2 chassis power ${command}`);
+      log(
+        "INFO",
+        `Executing: /usr/bin/ipmitool -I lanplus -H ${o.params.ip} -p 623 -U ${o.params.username ?? ""} -P [set] -C 3 -L ADMINISTRATOR -N 2 chassis power ${command}`,
+      );
       if (!machine || b.faults.has("unreachable")) {
         // ipmitool waits and retries; fencing.py kills it after power_timeout.
         await wait(powerTimeoutMs);

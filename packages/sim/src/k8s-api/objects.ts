@@ -97,10 +97,31 @@ export function renderPod(pod: PodView, kind: WorkloadKind | undefined, rv: numb
     labels: { app: pod.workload },
     ownerReferences: [
       kind === "StatefulSet"
-        ? { apiVersion: "apps/v1", kind: "StatefulSet", name: pod.workload, uid: `sts-${pod.workload}`, controller: true, blockOwnerDeletion: true }
+        ? {
+            apiVersion: "apps/v1",
+            kind: "StatefulSet",
+            name: pod.workload,
+            uid: `sts-${pod.workload}`,
+            controller: true,
+            blockOwnerDeletion: true,
+          }
         : kind === "DaemonSet"
-          ? { apiVersion: "apps/v1", kind: "DaemonSet", name: pod.workload, uid: `ds-${pod.workload}`, controller: true, blockOwnerDeletion: true }
-          : { apiVersion: "apps/v1", kind: "ReplicaSet", name: `${pod.workload}-sim`, uid: `rs-${pod.workload}`, controller: true, blockOwnerDeletion: true },
+          ? {
+              apiVersion: "apps/v1",
+              kind: "DaemonSet",
+              name: pod.workload,
+              uid: `ds-${pod.workload}`,
+              controller: true,
+              blockOwnerDeletion: true,
+            }
+          : {
+              apiVersion: "apps/v1",
+              kind: "ReplicaSet",
+              name: `${pod.workload}-sim`,
+              uid: `rs-${pod.workload}`,
+              controller: true,
+              blockOwnerDeletion: true,
+            },
     ],
   };
   if (pod.deletionRequestedAt !== undefined) {

@@ -44,7 +44,10 @@ export function parseLabelSelector(selector: string | undefined | null): Matcher
   const requirements: Requirement[] = splitTop(selector).map((part) => {
     let m = /^(\S+)\s+(in|notin)\s*\(([^)]*)\)$/.exec(part);
     if (m) {
-      const values = m[3]!.split(",").map((v) => v.trim()).filter((v) => v.length > 0);
+      const values = m[3]!
+        .split(",")
+        .map((v) => v.trim())
+        .filter((v) => v.length > 0);
       return { op: m[2] as "in" | "notin", key: checkKey(m[1]!, selector), values };
     }
     m = /^([^!=\s]+)\s*(==|=|!=)\s*(\S*)$/.exec(part);
@@ -81,14 +84,19 @@ export type FieldGetter = (field: string) => string | undefined;
  * Parses a field selector against the fields a resource supports; an unsupported field is an
  * error, as on a real API server ("field label not supported").
  */
-export function parseFieldSelector(selector: string | undefined | null, supported: readonly string[], resource: string): (get: FieldGetter) => boolean {
+export function parseFieldSelector(
+  selector: string | undefined | null,
+  supported: readonly string[],
+  resource: string,
+): (get: FieldGetter) => boolean {
   if (!selector || selector.trim() === "") return () => true;
   const terms = splitTop(selector).map((part) => {
     const m = /^([^!=]+?)\s*(==|=|!=)\s*(.*)$/.exec(part);
     if (!m) throw new SelectorError(`invalid field selector "${selector}"`);
     const field = m[1]!.trim();
-    if (!supported.includes(field)) throw new SelectorError(`field label not supported: ${field} (${resource} supports ${supported.join(", ")})`);
+    if (!supported.includes(field))
+      throw new SelectorError(`field label not supported: ${field} (${resource} supports ${supported.join(", ")})`);
     return { field, negate: m[2] === "!=", value: m[3]!.trim() };
   });
-  return (get) => terms.every((t) => (get(t.field) ?? "") === t.value !== t.negate);
+  return (get) => terms.every((t) => ((get(t.field) ?? "") === t.value) !== t.negate);
 }

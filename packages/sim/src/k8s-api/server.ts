@@ -297,7 +297,11 @@ export class KubernetesApiServer {
       let next: { status: ConditionStatus; reason: string; message: string } | null = null;
       if (responsive) {
         overlay.lastHeartbeat = now;
-        next = this.#readyOverrides.get(view.name) ?? { status: "True", reason: "KubeletReady", message: "kubelet is posting ready status" };
+        next = this.#readyOverrides.get(view.name) ?? {
+          status: "True",
+          reason: "KubeletReady",
+          message: "kubelet is posting ready status",
+        };
       } else if (now - overlay.lastHeartbeat >= this.#graceMs) {
         next = { status: "Unknown", reason: "NodeStatusUnknown", message: "Kubelet stopped posting node status." };
       }
@@ -322,16 +326,24 @@ export class KubernetesApiServer {
       "nodes",
       this.#cluster.nodes().map((view) => {
         const overlay = this.#overlay(view.name);
-        return { key: view.name, sig: nodeSignature(view, overlay), render: (rv: number) => renderNode(view, overlay, rv, this.#kubeletVersion) };
+        return {
+          key: view.name,
+          sig: nodeSignature(view, overlay),
+          render: (rv: number) => renderNode(view, overlay, rv, this.#kubeletVersion),
+        };
       }),
     );
     this.#syncKind(
       "pods",
-      this.#cluster.pods().map((pod) => ({ key: pod.name, sig: podSignature(pod), render: (rv: number) => renderPod(pod, workloads.get(pod.workload), rv) })),
+      this.#cluster
+        .pods()
+        .map((pod) => ({ key: pod.name, sig: podSignature(pod), render: (rv: number) => renderPod(pod, workloads.get(pod.workload), rv) })),
     );
     this.#syncKind(
       "volumeattachments",
-      this.#cluster.volumeAttachments().map((va) => ({ key: vaName(va.volume, va.node), sig: vaSignature(va), render: (rv: number) => renderVolumeAttachment(va, rv) })),
+      this.#cluster
+        .volumeAttachments()
+        .map((va) => ({ key: vaName(va.volume, va.node), sig: vaSignature(va), render: (rv: number) => renderVolumeAttachment(va, rv) })),
     );
   }
 
@@ -389,7 +401,13 @@ export class KubernetesApiServer {
     const method = req.method ?? "GET";
     const path = url.pathname.replace(/\/+$/, "") || "/";
 
-    if (this.#token !== null && req.headers.authorization !== `Bearer ${this.#token}` && path !== "/healthz" && path !== "/readyz" && path !== "/livez") {
+    if (
+      this.#token !== null &&
+      req.headers.authorization !== `Bearer ${this.#token}` &&
+      path !== "/healthz" &&
+      path !== "/readyz" &&
+      path !== "/livez"
+    ) {
       return this.#send(req, res, 401, status(401, "Unauthorized", "Unauthorized"));
     }
     const fault = this.#takeFault(method, path);
@@ -415,7 +433,8 @@ export class KubernetesApiServer {
       const table = typeof result === "object" && method === "GET" && /as=Table/.test(accept) ? asTable(result, this.#clock.now()) : null;
       this.#send(req, res, 200, table ?? result);
     } catch (err) {
-      if (err instanceof HttpError) return this.#send(req, res, err.code, status(err.code, REASONS[err.code] ?? "InternalError", err.message, err.details));
+      if (err instanceof HttpError)
+        return this.#send(req, res, err.code, status(err.code, REASONS[err.code] ?? "InternalError", err.message, err.details));
       if (err instanceof SelectorError) return this.#send(req, res, 400, status(400, "BadRequest", err.message));
       if (isFencelineError(err, "TIMEOUT")) return this.#send(req, res, 503, status(503, "ServiceUnavailable", err.message));
       throw err;
@@ -437,11 +456,21 @@ export class KubernetesApiServer {
     this.requests.push({ at: this.#clock.now(), method: req.method ?? "GET", path: (req.url ?? "/").split("?")[0]!, status: code });
     if (this.requests.length > 10_000) this.requests.splice(0, this.requests.length - 10_000);
     const text = typeof body === "string" ? body : JSON.stringify(body);
-    res.writeHead(code, { "Content-Type": typeof body === "string" ? "text/plain" : "application/json", "Content-Length": Buffer.byteLength(text) });
+    res.writeHead(code, {
+      "Content-Type": typeof body === "string" ? "text/plain" : "application/json",
+      "Content-Length": Buffer.byteLength(text),
+    });
     res.end(text);
   }
 
-  async #route(method: string, path: string, query: URLSearchParams, req: IncomingMessage, res: ServerResponse, version: string): Promise<Json | string | undefined> {
+  async #route(
+    method: string,
+    path: string,
+    query: URLSearchParams,
+    req: IncomingMessage,
+    res: ServerResponse,
+    version: string,
+  ): Promise<Json | string | undefined> {
     if (path === "/healthz" || path === "/readyz" || path === "/livez") return "ok";
     if (path === "/version") {
       const [major, minor] = version.split(".");
@@ -457,12 +486,23 @@ export class KubernetesApiServer {
         platform: "linux/amd64",
       };
     }
-    if (path === "/api") return { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: this.#url.replace(/^https?:\/\//, "") }] };
+    if (path === "/api")
+      return {
+        kind: "APIVersions",
+        versions: ["v1"],
+        serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: this.#url.replace(/^https?:\/\//, "") }],
+      };
     if (path === "/apis") {
       return {
         kind: "APIGroupList",
         apiVersion: "v1",
-        groups: [{ name: "storage.k8s.io", versions: [{ groupVersion: "storage.k8s.io/v1", version: "v1" }], preferredVersion: { groupVersion: "storage.k8s.io/v1", version: "v1" } }],
+        groups: [
+          {
+            name: "storage.k8s.io",
+            versions: [{ groupVersion: "storage.k8s.io/v1", version: "v1" }],
+            preferredVersion: { groupVersion: "storage.k8s.io/v1", version: "v1" },
+          },
+        ],
       };
     }
     if (path === "/api/v1") {
@@ -470,19 +510,47 @@ export class KubernetesApiServer {
         kind: "APIResourceList",
         groupVersion: "v1",
         resources: [
-          { name: "nodes", singularName: "node", namespaced: false, kind: "Node", verbs: ["get", "list", "watch", "patch"], shortNames: ["no"] },
-          { name: "pods", singularName: "pod", namespaced: true, kind: "Pod", verbs: ["delete", "get", "list", "watch"], shortNames: ["po"] },
+          {
+            name: "nodes",
+            singularName: "node",
+            namespaced: false,
+            kind: "Node",
+            verbs: ["get", "list", "watch", "patch"],
+            shortNames: ["no"],
+          },
+          {
+            name: "pods",
+            singularName: "pod",
+            namespaced: true,
+            kind: "Pod",
+            verbs: ["delete", "get", "list", "watch"],
+            shortNames: ["po"],
+          },
         ],
       };
     }
     if (path === "/apis/storage.k8s.io") {
-      return { kind: "APIGroup", apiVersion: "v1", name: "storage.k8s.io", versions: [{ groupVersion: "storage.k8s.io/v1", version: "v1" }], preferredVersion: { groupVersion: "storage.k8s.io/v1", version: "v1" } };
+      return {
+        kind: "APIGroup",
+        apiVersion: "v1",
+        name: "storage.k8s.io",
+        versions: [{ groupVersion: "storage.k8s.io/v1", version: "v1" }],
+        preferredVersion: { groupVersion: "storage.k8s.io/v1", version: "v1" },
+      };
     }
     if (path === "/apis/storage.k8s.io/v1") {
       return {
         kind: "APIResourceList",
         groupVersion: "storage.k8s.io/v1",
-        resources: [{ name: "volumeattachments", singularName: "volumeattachment", namespaced: false, kind: "VolumeAttachment", verbs: ["delete", "get", "list", "watch"] }],
+        resources: [
+          {
+            name: "volumeattachments",
+            singularName: "volumeattachment",
+            namespaced: false,
+            kind: "VolumeAttachment",
+            verbs: ["delete", "get", "list", "watch"],
+          },
+        ],
       };
     }
 
@@ -527,7 +595,13 @@ export class KubernetesApiServer {
     };
   }
 
-  #collection(kind: ResourceKind, method: string, query: URLSearchParams, res: ServerResponse, scope: (o: Json) => boolean): Json | undefined {
+  #collection(
+    kind: ResourceKind,
+    method: string,
+    query: URLSearchParams,
+    res: ServerResponse,
+    scope: (o: Json) => boolean,
+  ): Json | undefined {
     if (method !== "GET") throw new HttpError(405, `the server does not allow this method on the requested resource (${method} ${kind})`);
     this.sync();
     const matches = this.#matcher(kind, query, scope);
@@ -536,7 +610,10 @@ export class KubernetesApiServer {
       this.#watch(kind, matches, query, res);
       return undefined;
     }
-    const items = [...this.#stores[kind].values()].map((s) => s.object).filter(matches).map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
+    const items = [...this.#stores[kind].values()]
+      .map((s) => s.object)
+      .filter(matches)
+      .map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
     return { ...LIST_KIND[kind], metadata: { resourceVersion: String(this.#rv) }, items };
   }
 
@@ -548,12 +625,15 @@ export class KubernetesApiServer {
     const watcher: Watcher = { kind, matches, res, closed: false };
     const from = query.get("resourceVersion");
     if (from === null || from === "" || from === "0") {
-      for (const s of this.#stores[kind].values()) if (matches(s.object)) res.write(`${JSON.stringify({ type: "ADDED", object: s.object })}\n`);
+      for (const s of this.#stores[kind].values())
+        if (matches(s.object)) res.write(`${JSON.stringify({ type: "ADDED", object: s.object })}\n`);
     } else {
       const rv = Number(from);
       const oldest = this.#history[0]?.rv ?? this.#rv + 1;
       if (!Number.isFinite(rv) || rv < oldest - 1) {
-        res.end(`${JSON.stringify({ type: "ERROR", object: status(410, "Expired", `too old resource version: ${from} (${oldest - 1})`) })}\n`);
+        res.end(
+          `${JSON.stringify({ type: "ERROR", object: status(410, "Expired", `too old resource version: ${from} (${oldest - 1})`) })}\n`,
+        );
         return;
       }
       for (const entry of this.#history) if (entry.kind === kind && entry.rv > rv) this.#deliver(watcher, entry);
@@ -578,7 +658,8 @@ export class KubernetesApiServer {
   #one(kind: ResourceKind, name: string): Json {
     this.sync();
     const stored = this.#stores[kind].get(name);
-    if (!stored) throw new HttpError(404, `${kind}${kind === "volumeattachments" ? ".storage.k8s.io" : ""} "${name}" not found`, { name, kind });
+    if (!stored)
+      throw new HttpError(404, `${kind}${kind === "volumeattachments" ? ".storage.k8s.io" : ""} "${name}" not found`, { name, kind });
     return stored.object;
   }
 
@@ -602,7 +683,10 @@ export class KubernetesApiServer {
   async #patchNode(name: string, req: IncomingMessage): Promise<Json> {
     const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim();
     if (type !== "application/merge-patch+json" && type !== "application/strategic-merge-patch+json") {
-      throw new HttpError(415, `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got "${type}")`);
+      throw new HttpError(
+        415,
+        `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got "${type}")`,
+      );
     }
     const patch = await this.#body(req);
     if (patch === null || typeof patch !== "object" || Array.isArray(patch)) throw new HttpError(400, "the patch must be a JSON object");
@@ -612,7 +696,11 @@ export class KubernetesApiServer {
     if (!stored || !view) throw new HttpError(404, `nodes "${name}" not found`, { name, kind: "nodes" });
     const wantedRv = get(patch as Json, "metadata.resourceVersion");
     if (wantedRv !== undefined && wantedRv !== null && String(wantedRv) !== String(stored.rv)) {
-      throw new HttpError(409, `Operation cannot be fulfilled on nodes "${name}": the object has been modified; please apply your changes to the latest version and try again`, { name, kind: "nodes" });
+      throw new HttpError(
+        409,
+        `Operation cannot be fulfilled on nodes "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        { name, kind: "nodes" },
+      );
     }
     const next = mergePatch(stored.object, patch) as Json;
     const overlay = this.#overlay(name);
@@ -646,10 +734,15 @@ export class KubernetesApiServer {
     if (!stored) throw new HttpError(404, `pods "${name}" not found`, { name, kind: "pods" });
     const uid = get(body, "preconditions.uid");
     if (typeof uid === "string" && uid !== get(stored.object, "metadata.uid")) {
-      throw new HttpError(409, `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${String(get(stored.object, "metadata.uid"))}`, { name, kind: "pods" });
+      throw new HttpError(
+        409,
+        `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${String(get(stored.object, "metadata.uid"))}`,
+        { name, kind: "pods" },
+      );
     }
     const fromQuery = query.get("gracePeriodSeconds");
-    const grace = fromQuery !== null ? Number(fromQuery) : typeof body.gracePeriodSeconds === "number" ? body.gracePeriodSeconds : undefined;
+    const grace =
+      fromQuery !== null ? Number(fromQuery) : typeof body.gracePeriodSeconds === "number" ? body.gracePeriodSeconds : undefined;
     const object = stored.object;
     if (grace === 0) this.#cluster.forceDeletePod(name);
     else this.#cluster.requestPodDeletion(name);
@@ -660,8 +753,16 @@ export class KubernetesApiServer {
   #deleteVolumeAttachment(name: string): Json {
     this.sync();
     const stored = this.#stores.volumeattachments.get(name);
-    if (!stored) throw new HttpError(404, `volumeattachments.storage.k8s.io "${name}" not found`, { name, group: "storage.k8s.io", kind: "volumeattachments" });
-    this.#cluster.deleteVolumeAttachment(String(get(stored.object, "spec.source.persistentVolumeName")), String(get(stored.object, "spec.nodeName")));
+    if (!stored)
+      throw new HttpError(404, `volumeattachments.storage.k8s.io "${name}" not found`, {
+        name,
+        group: "storage.k8s.io",
+        kind: "volumeattachments",
+      });
+    this.#cluster.deleteVolumeAttachment(
+      String(get(stored.object, "spec.source.persistentVolumeName")),
+      String(get(stored.object, "spec.nodeName")),
+    );
     this.sync();
     return stored.object;
   }
@@ -688,13 +789,23 @@ function parseTaints(value: unknown, node: string): Taint[] {
   const out: Taint[] = [];
   for (const [i, t] of value.entries()) {
     const taint = t as { key?: unknown; value?: unknown; effect?: unknown };
-    if (typeof taint.key !== "string" || taint.key === "") throw new HttpError(422, `Node "${node}" is invalid: spec.taints[${i}].key: Required value`);
+    if (typeof taint.key !== "string" || taint.key === "")
+      throw new HttpError(422, `Node "${node}" is invalid: spec.taints[${i}].key: Required value`);
     if (typeof taint.effect !== "string" || !EFFECTS.has(taint.effect)) {
-      throw new HttpError(422, `Node "${node}" is invalid: spec.taints[${i}].effect: Unsupported value: ${JSON.stringify(taint.effect)}: supported values: "NoSchedule", "PreferNoSchedule", "NoExecute"`);
+      throw new HttpError(
+        422,
+        `Node "${node}" is invalid: spec.taints[${i}].effect: Unsupported value: ${JSON.stringify(taint.effect)}: supported values: "NoSchedule", "PreferNoSchedule", "NoExecute"`,
+      );
     }
-    if (taint.value !== undefined && taint.value !== null && typeof taint.value !== "string") throw new HttpError(422, `Node "${node}" is invalid: spec.taints[${i}].value: must be a string`);
-    const parsed: Taint = { key: taint.key, effect: taint.effect as Taint["effect"], ...(typeof taint.value === "string" && taint.value !== "" ? { value: taint.value } : {}) };
-    if (out.some((o) => sameTaint(o, parsed))) throw new HttpError(422, `Node "${node}" is invalid: spec.taints[${i}]: Duplicate value: "${parsed.key}:${parsed.effect}"`);
+    if (taint.value !== undefined && taint.value !== null && typeof taint.value !== "string")
+      throw new HttpError(422, `Node "${node}" is invalid: spec.taints[${i}].value: must be a string`);
+    const parsed: Taint = {
+      key: taint.key,
+      effect: taint.effect as Taint["effect"],
+      ...(typeof taint.value === "string" && taint.value !== "" ? { value: taint.value } : {}),
+    };
+    if (out.some((o) => sameTaint(o, parsed)))
+      throw new HttpError(422, `Node "${node}" is invalid: spec.taints[${i}]: Duplicate value: "${parsed.key}:${parsed.effect}"`);
     out.push(parsed);
   }
   return out;
@@ -718,7 +829,6 @@ function defaultFaultMessage(code: number, method: string, path: string): string
       return `Internal error occurred: injected fault on ${method} ${path}`;
   }
 }
-
 
 const age = (created: unknown, now: number): string => {
   const s = Math.max(0, Math.floor((now - new Date(String(created)).getTime()) / 1000));
@@ -745,14 +855,26 @@ function asTable(result: Json, now: number): Json | null {
       kind: "Table",
       apiVersion: "meta.k8s.io/v1",
       metadata: meta,
-      columnDefinitions: [column("Name", 0, "name"), column("Status"), column("Roles"), column("Age"), column("Version"), column("Taints", 1), column("Boot ID", 1)],
+      columnDefinitions: [
+        column("Name", 0, "name"),
+        column("Status"),
+        column("Roles"),
+        column("Age"),
+        column("Version"),
+        column("Taints", 1),
+        column("Boot ID", 1),
+      ],
       rows: items.map((o) => {
         const ready = ((get(o, "status.conditions") as Json[] | undefined) ?? []).find((c) => c.type === "Ready");
         const status = [ready?.status === "True" ? "Ready" : "NotReady"];
         if (get(o, "spec.unschedulable") === true) status.push("SchedulingDisabled");
         const labels = (get(o, "metadata.labels") as Record<string, string> | undefined) ?? {};
-        const roles = Object.keys(labels).filter((k) => k.startsWith("node-role.kubernetes.io/")).map((k) => k.slice("node-role.kubernetes.io/".length));
-        const taints = ((get(o, "spec.taints") as Taint[] | undefined) ?? []).map((t) => `${t.key}${t.value ? `=${t.value}` : ""}:${t.effect}`);
+        const roles = Object.keys(labels)
+          .filter((k) => k.startsWith("node-role.kubernetes.io/"))
+          .map((k) => k.slice("node-role.kubernetes.io/".length));
+        const taints = ((get(o, "spec.taints") as Taint[] | undefined) ?? []).map(
+          (t) => `${t.key}${t.value ? `=${t.value}` : ""}:${t.effect}`,
+        );
         return row(o, [
           get(o, "metadata.name"),
           status.join(","),
@@ -770,13 +892,23 @@ function asTable(result: Json, now: number): Json | null {
       kind: "Table",
       apiVersion: "meta.k8s.io/v1",
       metadata: meta,
-      columnDefinitions: [column("Name", 0, "name"), column("Ready"), column("Status"), column("Restarts"), column("Age"), column("Node", 1), column("Volume", 1)],
+      columnDefinitions: [
+        column("Name", 0, "name"),
+        column("Ready"),
+        column("Status"),
+        column("Restarts"),
+        column("Age"),
+        column("Node", 1),
+        column("Volume", 1),
+      ],
       rows: items.map((o) => {
         const running = get(o, "status.phase") === "Running";
         const terminating = get(o, "metadata.deletionTimestamp") !== undefined;
         return row(o, [
           get(o, "metadata.name"),
-          ((get(o, "status.conditions") as Json[] | undefined) ?? []).some((c) => c.type === "Ready" && c.status === "True") ? "1/1" : "0/1",
+          ((get(o, "status.conditions") as Json[] | undefined) ?? []).some((c) => c.type === "Ready" && c.status === "True")
+            ? "1/1"
+            : "0/1",
           terminating ? "Terminating" : running ? "Running" : "Pending",
           "0",
           age(get(o, "metadata.creationTimestamp"), now),

@@ -28,7 +28,7 @@ export const BROKEN_MACHINES = {
    * one with itself alone (its heartbeats still report the version it was sent).
    */
   "lonely-agent": {
-    description: "every agent counts only itself when cut off (the old \"peers\": []): a lone cut-off node is a majority of one",
+    description: 'every agent counts only itself when cut off (the old "peers": []): a lone cut-off node is a majority of one',
     membership: (node: string, sent: MembershipView) => ({ ...sent, members: sent.members.filter((m) => m.node === node) }),
   },
   /**
@@ -37,7 +37,8 @@ export const BROKEN_MACHINES = {
    */
   "stale-fleet": {
     description: "every agent keeps the fleet it first learned while reporting newer views (a fleet size nobody raised after growth)",
-    membership: (_node: string, sent: MembershipView, first: MembershipView | undefined) => (first ? { ...sent, members: first.members, witness: first.witness } : sent),
+    membership: (_node: string, sent: MembershipView, first: MembershipView | undefined) =>
+      first ? { ...sent, members: first.members, witness: first.witness } : sent,
   },
 } satisfies Record<string, Broken>;
 

@@ -45,7 +45,8 @@ export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
   hang: "kernel hang: nothing runs; a hardware watchdog resets it (back after the watchdog timeout + reboot) or it stays hung 5–40 s",
   reboot: "an administrator reboots the machine (clean agent stop, new boot id)",
   "network-loss": "one machine loses its network for 0.5–30 s; its containers keep running",
-  "nats-loss": "one machine loses its path to NATS (heartbeats, acks, agent commands, node state lookups) for 0.5–30 s; its kubelet still reaches the API server and its agent its peers",
+  "nats-loss":
+    "one machine loses its path to NATS (heartbeats, acks, agent commands, node state lookups) for 0.5–30 s; its kubelet still reaches the API server and its agent its peers",
   "partition-minority": "a minority of machines is cut off from the rest and from the control plane for 2–30 s",
   "partition-majority": "a majority of machines is cut off from the control plane, which stays with the minority, for 2–30 s",
   "control-plane-outage": "NATS is down for 2–30 s: no heartbeat arrives, nothing is published, delivered or acked",
@@ -55,15 +56,23 @@ export const FAULT_DESCRIPTIONS: Record<LabFaultKind, string> = {
   "slow-actuator": "the Kubernetes API (or the provisioner) answers 0.5–3 s late for 5–30 s",
   "failing-actuator": "the Kubernetes API (or the provisioner) fails every call for 2–20 s",
   "engine-crash": "the engine dies (idle, after publishing its outputs, or after saving the snapshot) and restarts 0.1–5 s later",
-  "message-chaos": "for 5–30 s acks are lost (duplicate deliveries), deliveries are lost (late, out-of-order redeliveries), heartbeats are duplicated and delayed up to 250 ms",
-  "bmc-unreachable": "a machine's BMC does not answer for 5–40 s while the machine crashes (back after 2–40 s): the power level fails and fencing escalates",
-  "bmc-slow": "a machine's BMC carries power changes out 5–15 s late for 5–40 s while the machine crashes: the power-off may come after the agent gave up",
-  "bmc-wrong-credentials": "the fence device's password for a machine is wrong for 5–40 s (a rotation not yet rolled out) while the machine crashes: the login is refused at once, not retried, and fencing escalates",
-  "bmc-power-on-fails": "a machine's BMC refuses to power it on for 5–40 s while the machine crashes: fenced by power, its power-on after remediation is tried again until the BMC takes it",
+  "message-chaos":
+    "for 5–30 s acks are lost (duplicate deliveries), deliveries are lost (late, out-of-order redeliveries), heartbeats are duplicated and delayed up to 250 ms",
+  "bmc-unreachable":
+    "a machine's BMC does not answer for 5–40 s while the machine crashes (back after 2–40 s): the power level fails and fencing escalates",
+  "bmc-slow":
+    "a machine's BMC carries power changes out 5–15 s late for 5–40 s while the machine crashes: the power-off may come after the agent gave up",
+  "bmc-wrong-credentials":
+    "the fence device's password for a machine is wrong for 5–40 s (a rotation not yet rolled out) while the machine crashes: the login is refused at once, not retried, and fencing escalates",
+  "bmc-power-on-fails":
+    "a machine's BMC refuses to power it on for 5–40 s while the machine crashes: fenced by power, its power-on after remediation is tried again until the BMC takes it",
   "node-joins": "1–2 new machines join the fleet: they boot, their agents learn the fleet from the control plane, every agent's view grows",
-  "never-returns": "a machine dies and never comes back (powered off for good): remediated, it is down with its slot freed; in half the runs an operator forgets it 5–30 s later",
-  "node-leaves": "a machine is decommissioned: powered off, then its Node deleted from Kubernetes 1–10 s later (its pods garbage-collected, the node forgotten, the fleet shrinks)",
-  "weak-contract": "an agent restarts with a contract weaker than the policy (a 3× control-plane timeout, or no watchdog device and the software fallback), then its machine loses its network for 3–20 s: no fencing by time, only its reboot proves it",
+  "never-returns":
+    "a machine dies and never comes back (powered off for good): remediated, it is down with its slot freed; in half the runs an operator forgets it 5–30 s later",
+  "node-leaves":
+    "a machine is decommissioned: powered off, then its Node deleted from Kubernetes 1–10 s later (its pods garbage-collected, the node forgotten, the fleet shrinks)",
+  "weak-contract":
+    "an agent restarts with a contract weaker than the policy (a 3× control-plane timeout, or no watchdog device and the software fallback), then its machine loses its network for 3–20 s: no fencing by time, only its reboot proves it",
 };
 
 /** A fault as planned (kind and time) and, once injected, what it did. */
@@ -81,7 +90,10 @@ export type FaultRecord = {
 export type PlannedFault = { id: number; kind: LabFaultKind; at: number };
 
 /** Picks `count` faults among `kinds`, at random times in [start, start + windowMs). */
-export function planFaults(rng: Prng, options: { kinds: readonly LabFaultKind[]; count: number; start: number; windowMs: number }): PlannedFault[] {
+export function planFaults(
+  rng: Prng,
+  options: { kinds: readonly LabFaultKind[]; count: number; start: number; windowMs: number },
+): PlannedFault[] {
   const planned: PlannedFault[] = [];
   for (let i = 0; i < options.count; i++) {
     planned.push({ id: i + 1, kind: rng.pick(options.kinds), at: options.start + rng.int(0, options.windowMs - 1) });
@@ -104,7 +116,12 @@ function target(world: LabWorld, rng: Prng, exclude: ReadonlySet<string> = new S
 const busChaos = new WeakMap<LabWorld, Set<number>>();
 
 /** Injects one fault now; returns what it does and when it heals. */
-export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFault, options: { rebootMs: number }): Promise<FaultRecord | null> {
+export async function injectFault(
+  world: LabWorld,
+  rng: Prng,
+  planned: PlannedFault,
+  options: { rebootMs: number },
+): Promise<FaultRecord | null> {
   const { clock, fleet, policy } = world;
   const now = clock.now();
   const { id, kind } = planned;
@@ -129,7 +146,11 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       const reset = rng.chance(0.5);
       const downMs = reset ? policy.agent.watchdogTimeoutMs + options.rebootMs : rng.int(5_000, 40_000);
       await fleet.crash(node, downMs);
-      return record([node], downMs, reset ? `${node} hangs; its hardware watchdog resets it` : `${node} hangs for ${downMs} ms (no watchdog can reset it)`);
+      return record(
+        [node],
+        downMs,
+        reset ? `${node} hangs; its hardware watchdog resets it` : `${node} hangs for ${downMs} ms (no watchdog can reset it)`,
+      );
     }
     case "reboot": {
       const node = target(world, rng);
@@ -162,7 +183,8 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       const nodes = [...group].sort();
       const forMs = rng.int(2_000, 30_000);
       await fleet.partition(nodes, forMs);
-      const side = kind === "partition-minority" ? "the control plane stays with the majority" : "the control plane stays with the minority";
+      const side =
+        kind === "partition-minority" ? "the control plane stays with the majority" : "the control plane stays with the minority";
       return record(nodes, forMs, `${nodes.join(", ")} cut off for ${forMs} ms (${side})`);
     }
     case "control-plane-outage": {
@@ -190,7 +212,11 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       const feedPeriodMs = Math.floor(policy.agent.watchdogTimeoutMs / 3);
       const resetFirst = restartMs >= policy.agent.watchdogTimeoutMs - feedPeriodMs;
       const healMs = resetFirst ? Math.max(restartMs, policy.agent.watchdogTimeoutMs + options.rebootMs) : restartMs;
-      return record([node], healMs, `${node}'s agent dies, restarted after ${restartMs} ms${resetFirst ? " (its watchdog may reset the machine first)" : ""}`);
+      return record(
+        [node],
+        healMs,
+        `${node}'s agent dies, restarted after ${restartMs} ms${resetFirst ? " (its watchdog may reset the machine first)" : ""}`,
+      );
     }
     case "flapping": {
       const node = target(world, rng);
@@ -237,7 +263,11 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       bmcs.setFault(node, fault, true);
       later(forMs, () => bmcs.setFault(node, fault, false));
       await fleet.crash(node, downMs);
-      return record([node], Math.max(forMs, downMs), `${node}'s BMC ${fault} for ${forMs} ms; ${node} crashes, back after ${downMs} ms (unless powered off)`);
+      return record(
+        [node],
+        Math.max(forMs, downMs),
+        `${node}'s BMC ${fault} for ${forMs} ms; ${node} crashes, back after ${downMs} ms (unless powered off)`,
+      );
     }
     case "node-joins": {
       const count = rng.int(1, 2);
@@ -261,7 +291,11 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       await fleet.retire(node);
       const forgetAfterMs = rng.chance(0.5) ? rng.int(5_000, 30_000) : null;
       if (forgetAfterMs !== null) later(forgetAfterMs, () => world.forget(node, "never came back"));
-      return record([node], forgetAfterMs ?? 0, `${node} dies and never comes back${forgetAfterMs !== null ? `; an operator forgets it after ${forgetAfterMs} ms` : ""}`);
+      return record(
+        [node],
+        forgetAfterMs ?? 0,
+        `${node} dies and never comes back${forgetAfterMs !== null ? `; an operator forgets it after ${forgetAfterMs} ms` : ""}`,
+      );
     }
     case "node-leaves": {
       const node = target(world, rng);
@@ -277,9 +311,14 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       const current = world.fleet.configOf(node);
       const software = rng.chance(0.5);
       if (software) {
-        world.fleet.reconfigure(node, { device: "none", config: { ...current, watchdog: { ...current.watchdog, fallbackRebootCommand: ["systemctl", "reboot", "-f"] } } });
+        world.fleet.reconfigure(node, {
+          device: "none",
+          config: { ...current, watchdog: { ...current.watchdog, fallbackRebootCommand: ["systemctl", "reboot", "-f"] } },
+        });
       } else {
-        world.fleet.reconfigure(node, { config: { ...current, timing: { ...current.timing, controlPlaneTimeoutMs: 3 * current.timing.controlPlaneTimeoutMs } } });
+        world.fleet.reconfigure(node, {
+          config: { ...current, timing: { ...current.timing, controlPlaneTimeoutMs: 3 * current.timing.controlPlaneTimeoutMs } },
+        });
       }
       const restartMs = rng.int(200, 2_000);
       await fleet.restartAgent(node, restartMs);
@@ -287,7 +326,11 @@ export async function injectFault(world: LabWorld, rng: Prng, planned: PlannedFa
       const lossMs = rng.int(3_000, 20_000);
       later(lossAt, () => fleet.networkLoss(node, lossMs));
       const what = software ? "no watchdog device, the software fallback" : "a 3× control-plane timeout";
-      return record([node], lossAt + lossMs + policy.agent.watchdogTimeoutMs + options.rebootMs, `${node}'s agent restarts with a weaker contract (${what}) and loses its network ${lossAt} ms later for ${lossMs} ms`);
+      return record(
+        [node],
+        lossAt + lossMs + policy.agent.watchdogTimeoutMs + options.rebootMs,
+        `${node}'s agent restarts with a weaker contract (${what}) and loses its network ${lossAt} ms later for ${lossMs} ms`,
+      );
     }
     case "message-chaos": {
       const forMs = rng.int(5_000, 30_000);

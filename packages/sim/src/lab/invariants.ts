@@ -145,17 +145,35 @@ export class LabChecker {
   /** Every audit record as published; `earlier` is the record already stored under the same id. */
   audit(record: AuditRecord, earlier: AuditRecord | undefined): void {
     if (earlier && JSON.stringify(earlier) !== JSON.stringify(record)) {
-      this.fail("audit-complete", record.at, `audit ${record.id} was published twice with different contents (a re-fold after a crash must be identical)`, record.node, `diverged:${record.id}`);
+      this.fail(
+        "audit-complete",
+        record.at,
+        `audit ${record.id} was published twice with different contents (a re-fold after a crash must be identical)`,
+        record.node,
+        `diverged:${record.id}`,
+      );
     }
   }
 
   /** Slots held, after every change: the guard's budget and the engine's view of it. */
   slots(now: number, limit: number, budget: readonly string[], engine: readonly string[]): void {
     if (budget.length > limit) {
-      this.fail("fleet-guard-limit", now, `the fleet budget holds ${budget.length} slots (${budget.join(", ")}), the limit is ${limit}`, budget[limit], "budget");
+      this.fail(
+        "fleet-guard-limit",
+        now,
+        `the fleet budget holds ${budget.length} slots (${budget.join(", ")}), the limit is ${limit}`,
+        budget[limit],
+        "budget",
+      );
     }
     if (engine.length > limit) {
-      this.fail("fleet-guard-limit", now, `${engine.length} nodes hold a slot in the engine's snapshots (${engine.join(", ")}), the limit is ${limit}`, engine[limit], "engine");
+      this.fail(
+        "fleet-guard-limit",
+        now,
+        `${engine.length} nodes hold a slot in the engine's snapshots (${engine.join(", ")}), the limit is ${limit}`,
+        engine[limit],
+        "engine",
+      );
     }
   }
 
@@ -168,6 +186,12 @@ export class LabChecker {
     const healthy = current ? current.healthy + current.witness : view.healthy;
     const votes = current ? current.votes : view.fleetSize;
     if (healthy * 2 > votes) return;
-    this.fail("fleet-guard-limit", now, `slot granted to ${node} with only ${healthy} of ${votes} votes healthy (no strict majority)`, node, "majority");
+    this.fail(
+      "fleet-guard-limit",
+      now,
+      `slot granted to ${node} with only ${healthy} of ${votes} votes healthy (no strict majority)`,
+      node,
+      "majority",
+    );
   }
 }

@@ -50,29 +50,31 @@ export async function runSeeds(options: RunSeedsOptions): Promise<CompactResult[
 
   let next = 0;
   await Promise.all(
-    Array.from({ length: jobs }, () =>
-      new Promise<void>((resolve, reject) => {
-        const worker = new Worker(file);
-        const feed = () => {
-          if (next >= seeds.length) {
-            worker.postMessage({ stop: true });
-            return;
-          }
-          worker.postMessage({ seed: seeds[next++]!, options: seedOptions });
-        };
-        worker.on("message", (message: { result?: CompactResult; error?: { seed: number; message: string } }) => {
-          if (message.error) {
-            void worker.terminate();
-            reject(new Error(`seed ${message.error.seed}: ${message.error.message}`));
-            return;
-          }
-          collect(message.result!);
+    Array.from(
+      { length: jobs },
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const worker = new Worker(file);
+          const feed = () => {
+            if (next >= seeds.length) {
+              worker.postMessage({ stop: true });
+              return;
+            }
+            worker.postMessage({ seed: seeds[next++]!, options: seedOptions });
+          };
+          worker.on("message", (message: { result?: CompactResult; error?: { seed: number; message: string } }) => {
+            if (message.error) {
+              void worker.terminate();
+              reject(new Error(`seed ${message.error.seed}: ${message.error.message}`));
+              return;
+            }
+            collect(message.result!);
+            feed();
+          });
+          worker.on("error", reject);
+          worker.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`a lab worker exited with code ${code}`))));
           feed();
-        });
-        worker.on("error", reject);
-        worker.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`a lab worker exited with code ${code}`))));
-        feed();
-      }),
+        }),
     ),
   );
   return results.sort((a, b) => a.seed - b.seed);

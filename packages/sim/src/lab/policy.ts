@@ -102,7 +102,10 @@ export type ConvergenceBound = {
  * A node refused a slot waits for a node that holds one, so the per-node bound is multiplied by
  * the number of "waves" the fleet limit allows: ceil(faulted nodes / slot limit).
  */
-export function convergenceBound(policy: Policy, options: { ackWaitMs: number; maxRebootMs: number; faultedNodes: number; fleetSize: number }): ConvergenceBound {
+export function convergenceBound(
+  policy: Policy,
+  options: { ackWaitMs: number; maxRebootMs: number; faultedNodes: number; fleetSize: number },
+): ConvergenceBound {
   const parts: Array<[number, string]> = [
     [2 * options.ackWaitMs, "2 ack waits"],
     [policy.heartbeat.timeoutMs + policy.unhealthyDurationMs, "detection"],
@@ -111,7 +114,10 @@ export function convergenceBound(policy: Policy, options: { ackWaitMs: number; m
     [policy.remediation.reduce((sum, s) => sum + s.timeoutMs, 0), "remediation steps"],
     [
       policy.rejoin.reprovisionAttempts * policy.rejoin.reprovisionTimeoutMs +
-        Array.from({ length: policy.rejoin.reprovisionAttempts - 1 }, (_, i) => policy.rejoin.reprovisionBackoffMs * 2 ** i).reduce((a, b) => a + b, 0),
+        Array.from({ length: policy.rejoin.reprovisionAttempts - 1 }, (_, i) => policy.rejoin.reprovisionBackoffMs * 2 ** i).reduce(
+          (a, b) => a + b,
+          0,
+        ),
       "re-provisioning",
     ],
     [policy.commandTimeoutMs, "untaint"],

@@ -32,7 +32,11 @@ export const RECOVERY_MODELS: readonly RecoveryModel[] = ["fenceline", "fencelin
  */
 export function powerPolicy(policy: Policy = DEFAULT_POLICY): Policy {
   const { timeoutMs, watchdogKinds, unfence } = policy.fencing;
-  return Policy.parse({ ...policy, version: `${policy.version}+ipmi`, fencing: { levels: [["ipmi"], ["watchdog"]], timeoutMs, watchdogKinds, unfence } });
+  return Policy.parse({
+    ...policy,
+    version: `${policy.version}+ipmi`,
+    fencing: { levels: [["ipmi"], ["watchdog"]], timeoutMs, watchdogKinds, unfence },
+  });
 }
 
 /**
@@ -40,7 +44,13 @@ export function powerPolicy(policy: Policy = DEFAULT_POLICY): Policy {
  * (20 s per run, 2 retries, read back within 20 s every 0.5 s), fence_ipmilan's own
  * `power_wait` set to 0 (Fenceline reads the state back itself; docs/fencing.md).
  */
-export const BENCH_BMC_DEVICES = simBmcDevices({ timeoutMs: 20_000, retries: 2, retryDelayMs: 1_000, confirmWithinMs: 20_000, pollMs: 500 });
+export const BENCH_BMC_DEVICES = simBmcDevices({
+  timeoutMs: 20_000,
+  retries: 2,
+  retryDelayMs: 1_000,
+  confirmWithinMs: 20_000,
+  pollMs: 500,
+});
 
 export type RecoveryCase = {
   id: number;
@@ -148,7 +158,11 @@ class Recovery {
     readonly cluster: InMemoryCluster,
     readonly node: string,
   ) {
-    this.replicas = cluster.replicas().filter((r) => r.runningOn.includes(node)).map((r) => r.replica).sort();
+    this.replicas = cluster
+      .replicas()
+      .filter((r) => r.runningOn.includes(node))
+      .map((r) => r.replica)
+      .sort();
   }
   observe(now: number): void {
     if (this.recoveredAt !== null) return;
@@ -168,7 +182,11 @@ function victim(cluster: InMemoryCluster, replica: string): string {
   return node;
 }
 
-export async function runRecoveryCase(model: RecoveryModel, c: RecoveryCase, options: { horizonMs?: number; policy?: Policy } = {}): Promise<RecoveryOutcome> {
+export async function runRecoveryCase(
+  model: RecoveryModel,
+  c: RecoveryCase,
+  options: { horizonMs?: number; policy?: Policy } = {},
+): Promise<RecoveryOutcome> {
   const horizonMs = options.horizonMs ?? 30 * 60_000;
   if (model === "fenceline") return fencelineCase(c, horizonMs, options.policy ?? DEFAULT_POLICY);
   if (model === "fenceline-power") return fencelineCase(c, horizonMs, powerPolicy(options.policy ?? DEFAULT_POLICY), true);
@@ -216,7 +234,14 @@ async function fencelineCase(c: RecoveryCase, horizonMs: number, policy: Policy,
   await step(crashedAt + horizonMs, () => r.recoveredAt !== null && clock.now() >= r.recoveredAt + 1_000);
   for (const f of world.checker.failures) violations.add(`${f.invariant}: ${f.detail}`);
   await world.stop();
-  return { model: power ? "fenceline-power" : "fenceline", caseId: c.id, node, replicas: r.replicas, recoveredAfterMs: r.recoveredAt === null ? null : r.recoveredAt - crashedAt, violations: [...violations] };
+  return {
+    model: power ? "fenceline-power" : "fenceline",
+    caseId: c.id,
+    node,
+    replicas: r.replicas,
+    recoveredAfterMs: r.recoveredAt === null ? null : r.recoveredAt - crashedAt,
+    violations: [...violations],
+  };
 }
 
 /**
@@ -257,7 +282,14 @@ async function clusterOnlyCase(model: "kubernetes" | "nhc-snr", c: RecoveryCase,
   if (c.returnsAfterMs !== null) clock.setTimeout(() => cluster.boot(node), c.returnsAfterMs);
   const r = recovery;
   runTo(crashedAt + horizonMs, () => r.recoveredAt !== null);
-  return { model, caseId: c.id, node, replicas: r.replicas, recoveredAfterMs: r.recoveredAt === null ? null : r.recoveredAt - crashedAt, violations: [...violations] };
+  return {
+    model,
+    caseId: c.id,
+    node,
+    replicas: r.replicas,
+    recoveredAfterMs: r.recoveredAt === null ? null : r.recoveredAt - crashedAt,
+    violations: [...violations],
+  };
 }
 
 /**
@@ -341,7 +373,10 @@ export type RecoverySummary = {
 };
 
 export function summarize(model: RecoveryModel, outcomes: readonly RecoveryOutcome[]): RecoverySummary {
-  const times = outcomes.map((o) => o.recoveredAfterMs).filter((t): t is number => t !== null).sort((a, b) => a - b);
+  const times = outcomes
+    .map((o) => o.recoveredAfterMs)
+    .filter((t): t is number => t !== null)
+    .sort((a, b) => a - b);
   return {
     name: model,
     cases: outcomes.length,

@@ -6,7 +6,15 @@ import { VirtualClock } from "@fenceline/testing";
 import { brokenMachine, brokenMembership, type BrokenMachineName } from "./broken.js";
 import { BMC_FAULT_KINDS, FAULT_KINDS, injectFault, planFaults, type FaultRecord, type LabFaultKind } from "./faults.js";
 import { outageFenceGroup, type LabFailure } from "./invariants.js";
-import { convergenceBound, LAB_ACK_WAIT_MS, LAB_AGENT_CONFIG, LAB_POLICY, labNodeIp, withPowerLevels, type ConvergenceBound } from "./policy.js";
+import {
+  convergenceBound,
+  LAB_ACK_WAIT_MS,
+  LAB_AGENT_CONFIG,
+  LAB_POLICY,
+  labNodeIp,
+  withPowerLevels,
+  type ConvergenceBound,
+} from "./policy.js";
 import { Prng } from "./prng.js";
 import { LabWorld, type TrailLine } from "./world.js";
 
@@ -97,7 +105,9 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   const allBmc = options.kinds !== undefined && bmcKinds.length === options.kinds.length;
   const power = options.power ?? (bmcKinds.length > 0 && (allBmc || powerRng.chance(0.5)));
   const policy = power ? withPowerLevels(basePolicy) : basePolicy;
-  const kinds = power ? (options.kinds ?? FAULT_KINDS) : (options.kinds ?? FAULT_KINDS).filter((k) => !(BMC_FAULT_KINDS as readonly string[]).includes(k));
+  const kinds = power
+    ? (options.kinds ?? FAULT_KINDS)
+    : (options.kinds ?? FAULT_KINDS).filter((k) => !(BMC_FAULT_KINDS as readonly string[]).includes(k));
   const machine = options.broken ? brokenMachine(options.broken, policy) : undefined;
   const viewTaken = options.broken ? brokenMembership(options.broken) : undefined;
 
@@ -127,13 +137,19 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     agentConfigOf: labAgentConfigs(options.agentConfig ?? LAB_AGENT_CONFIG),
     ...(viewTaken ? { viewTaken } : {}),
     // Most machines have a BMC; the others fail the power level at once (no device) and escalate.
-    ...(power ? { power: { devices: simBmcDevices({ nodes: withBmc(nodes, powerRng), timeoutMs: 10_000, retries: 1, confirmWithinMs: 8_000 }) } } : {}),
+    ...(power
+      ? { power: { devices: simBmcDevices({ nodes: withBmc(nodes, powerRng), timeoutMs: 10_000, retries: 1, confirmWithinMs: 8_000 }) } }
+      : {}),
   });
   const { checker } = world;
   const failures = checker.failures;
 
   const unhandled = (err: unknown) => {
-    checker.fail("valid-messages", clock.now(), `unhandled error in the lab path: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`.slice(0, 1_000));
+    checker.fail(
+      "valid-messages",
+      clock.now(),
+      `unhandled error in the lab path: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`.slice(0, 1_000),
+    );
   };
   process.on("unhandledRejection", unhandled);
 
@@ -192,7 +208,13 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
       for (let seq = ackChecked + 1; seq <= floor; seq++) {
         if (auditSeqs.has(seq) || world.deadLetters.some((d) => d.msgID === `dlq:FL_EVENTS:${seq}`)) continue;
         const ev = world.events.get(seq)!;
-        checker.fail("audit-complete", now, `event #${seq} (${ev.data.type}, ${ev.id}) was acknowledged but has no audit record`, ev.key, `missing:${seq}`);
+        checker.fail(
+          "audit-complete",
+          now,
+          `event #${seq} (${ev.data.type}, ${ev.id}) was acknowledged but has no audit record`,
+          ev.key,
+          `missing:${seq}`,
+        );
       }
       ackChecked = floor;
     }
@@ -217,7 +239,12 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
 
   const started = clock.now();
   let convergedAt: number | null = null;
-  let bound: ConvergenceBound = convergenceBound(policy, { ackWaitMs: LAB_ACK_WAIT_MS, maxRebootMs: rebootMs, faultedNodes: 1, fleetSize: n });
+  let bound: ConvergenceBound = convergenceBound(policy, {
+    ackWaitMs: LAB_ACK_WAIT_MS,
+    maxRebootMs: rebootMs,
+    faultedNodes: 1,
+    fleetSize: n,
+  });
   let lastHeal = started;
   try {
     await world.start();
@@ -252,7 +279,8 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     lastHeal = Math.max(started + WARMUP_MS, ...faults.map((f) => f.healAt));
     const faulted = new Set(faults.flatMap((f) => (f.nodes.length > 0 ? f.nodes : [])));
     bound = convergenceBound(policy, { ackWaitMs: LAB_ACK_WAIT_MS, maxRebootMs: rebootMs, faultedNodes: faulted.size, fleetSize: n });
-    if (options.convergenceBoundMs !== undefined) bound = { ...bound, totalMs: options.convergenceBoundMs, explanation: `${options.convergenceBoundMs / 1000}s (given)` };
+    if (options.convergenceBoundMs !== undefined)
+      bound = { ...bound, totalMs: options.convergenceBoundMs, explanation: `${options.convergenceBoundMs / 1000}s (given)` };
 
     // Run until every node has converged and stayed so for a while, or the bound passed.
     const stableMs = 2 * policy.heartbeat.timeoutMs;
@@ -273,11 +301,21 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     if (failures.length === 0 && convergedAt === null) {
       for (const node of nodes) {
         const why = notConverged(world, node);
-        if (why) checker.fail("converges", clock.now(), `${node} has not converged ${clock.now() - lastHeal} ms after the last fault healed (bound ${bound.totalMs} ms = ${bound.explanation}): ${why}`, node);
+        if (why)
+          checker.fail(
+            "converges",
+            clock.now(),
+            `${node} has not converged ${clock.now() - lastHeal} ms after the last fault healed (bound ${bound.totalMs} ms = ${bound.explanation}): ${why}`,
+            node,
+          );
       }
     }
   } catch (err) {
-    checker.fail("valid-messages", clock.now(), `the run threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`.slice(0, 1_000));
+    checker.fail(
+      "valid-messages",
+      clock.now(),
+      `the run threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`.slice(0, 1_000),
+    );
   } finally {
     // Events published while the world stops (agents withdrawing their contracts) are after the run.
     eventsInRun = world.events.lastSeq;
@@ -309,7 +347,12 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     operator,
     digest: digest.digest("hex"),
     power,
-    stats: { ...world.stats, lostAcks: world.bus.stats.lostAcks, lostDeliveries: world.bus.stats.lostDeliveries, auditRecords: audit.length },
+    stats: {
+      ...world.stats,
+      lostAcks: world.bus.stats.lostAcks,
+      lostDeliveries: world.bus.stats.lostDeliveries,
+      auditRecords: audit.length,
+    },
     ...(options.keep ? { audit, trail: mergedTrail(world, started) } : {}),
   };
 }
@@ -323,7 +366,9 @@ export function labAgentConfigs(template: string): (node: string) => AgentConfig
   return (node) => {
     let config = configs.get(node);
     if (!config) {
-      config = parseAgentConfig(JSON.parse(renderAgentConfig(template, { name: node, ip: labNodeIp(node) })), { source: "the lab's agent configuration" });
+      config = parseAgentConfig(JSON.parse(renderAgentConfig(template, { name: node, ip: labNodeIp(node) })), {
+        source: "the lab's agent configuration",
+      });
       configs.set(node, config);
     }
     return config;
@@ -362,7 +407,8 @@ function notConverged(world: LabWorld, node: string): string | null {
   if (snap.path !== "healthy" && !operator) return `state ${snap.path} since ${snap.context.since}`;
   // Waiting for an operator after a power fence, the machine stays off until a person acts.
   if (operator && status.poweredOff) return null;
-  if (status.power !== "up" || status.agent?.running !== true) return `machine ${status.power}, agent ${status.agent?.running ? "running" : "not running"}`;
+  if (status.power !== "up" || status.agent?.running !== true)
+    return `machine ${status.power}, agent ${status.agent?.running ? "running" : "not running"}`;
   if (!status.reachesControlPlane) return "cannot reach the control plane";
   if (!world.engineUp) return "the engine is down";
   if (world.engineConsumer.pending > 0) return `${world.engineConsumer.pending} events not yet applied`;
@@ -373,7 +419,10 @@ function notConverged(world: LabWorld, node: string): string | null {
 function mergedTrail(world: LabWorld, started: number): TrailLine[] {
   const cluster = world.cluster
     .events()
-    .filter((e) => e.node !== undefined && /^(container|pod\.(force-)?deleted|volume|taint|node\.(crashed|booted|reachable|unreachable))/.test(e.kind))
+    .filter(
+      (e) =>
+        e.node !== undefined && /^(container|pod\.(force-)?deleted|volume|taint|node\.(crashed|booted|reachable|unreachable))/.test(e.kind),
+    )
     .map((e) => ({ at: e.at, node: e.node!, what: `[cluster] ${e.what}` }));
   const all = [...world.trail.map((l, i) => ({ ...l, i })), ...cluster.map((l, i) => ({ ...l, i: world.trail.length + i }))];
   all.sort((a, b) => a.at - b.at || a.i - b.i);

@@ -12,6 +12,7 @@ port.on("message", (message: { seed: number; options: SeedOptions } | { stop: tr
   }
   runSeed(message.seed, message.options).then(
     (result) => port.postMessage({ result: compactResult(result) }),
-    (err: unknown) => port.postMessage({ error: { seed: message.seed, message: err instanceof Error ? (err.stack ?? err.message) : String(err) } }),
+    (err: unknown) =>
+      port.postMessage({ error: { seed: message.seed, message: err instanceof Error ? (err.stack ?? err.message) : String(err) } }),
   );
 });

@@ -31,7 +31,16 @@ import {
   type SnapshotStore,
   type TimerService,
 } from "@fenceline/engine";
-import { createConditionDetector, createHeartbeatDetector, createMembershipKeeper, defaultConditionRules, createMemoryMembershipStore, heartbeatAck, peerUrlOf, type MembershipKeeper } from "@fenceline/detectors";
+import {
+  createConditionDetector,
+  createHeartbeatDetector,
+  createMembershipKeeper,
+  defaultConditionRules,
+  createMemoryMembershipStore,
+  heartbeatAck,
+  peerUrlOf,
+  type MembershipKeeper,
+} from "@fenceline/detectors";
 import {
   createActuator,
   createAgentRelay,
@@ -66,7 +75,17 @@ import type { Prng } from "./prng.js";
 /** A logger that drops everything (the lab runs thousands of fleets; its record is the audit). */
 export const silentLogger: Logger = (() => {
   const noop = () => {};
-  const log: Record<string, unknown> = { level: "silent", info: noop, warn: noop, error: noop, debug: noop, trace: noop, fatal: noop, silent: noop, isLevelEnabled: () => false };
+  const log: Record<string, unknown> = {
+    level: "silent",
+    info: noop,
+    warn: noop,
+    error: noop,
+    debug: noop,
+    trace: noop,
+    fatal: noop,
+    silent: noop,
+    isLevelEnabled: () => false,
+  };
   log.child = () => log;
   return log as unknown as Logger;
 })();
@@ -164,7 +183,8 @@ export class LabWorld {
   readonly #detector;
   readonly #keeper: MembershipKeeper;
   #fleet!: FleetTracker;
-  #engine: { timers: TimerService; loop: PartitionLoop; consumer: SimPartitionConsumer<NodeEvent>; process: { dead: boolean } } | null = null;
+  #engine: { timers: TimerService; loop: PartitionLoop; consumer: SimPartitionConsumer<NodeEvent>; process: { dead: boolean } } | null =
+    null;
   readonly #subscriptions: SimSubscription<Command>[] = [];
   #crashPoint: EngineCrashPoint | null = null;
   #engineDownMs = 0;
@@ -200,15 +220,28 @@ export class LabWorld {
     this.audit = new SimStream<AuditRecord>("FL_AUDIT", this.bus, windowMs);
     // The consumers' filters are subjects, as provisioned (streams/): `fl.evt.0.*`, `fl.cmd.<actuator>.*`.
     const partitionPrefix = Subjects.eventPartition(0).slice(0, -1);
-    this.engineConsumer = new SimConsumer(Consumers.enginePartition(0), this.events, (m) => m.subject.startsWith(partitionPrefix), options.ackWaitMs, "all");
+    this.engineConsumer = new SimConsumer(
+      Consumers.enginePartition(0),
+      this.events,
+      (m) => m.subject.startsWith(partitionPrefix),
+      options.ackWaitMs,
+      "all",
+    );
     this.actuatorConsumers = new Map(
       ACTUATORS.map((name) => {
         const prefix = Subjects.commandsFor(name).slice(0, -1);
-        return [name, new SimConsumer<Command>(Consumers.actuator(name), this.commands, (m) => m.subject.startsWith(prefix), options.ackWaitMs)];
+        return [
+          name,
+          new SimConsumer<Command>(Consumers.actuator(name), this.commands, (m) => m.subject.startsWith(prefix), options.ackWaitMs),
+        ];
       }),
     );
 
-    this.#detector = createHeartbeatDetector({ clock, timeoutMs: policy.heartbeat.timeoutMs, publish: async (event) => void this.publishEvent(event) });
+    this.#detector = createHeartbeatDetector({
+      clock,
+      timeoutMs: policy.heartbeat.timeoutMs,
+      publish: async (event) => void this.publishEvent(event),
+    });
     // The control plane's membership keeper, as `fenceline up` runs it: FL_NODES in, FL_MEMBERS out.
     this.#keeper = createMembershipKeeper({
       store: this.members,
@@ -278,9 +311,20 @@ export class LabWorld {
     return async (letter) => {
       if (!this.bus.available) throw new BusUnavailableError(`cannot publish dead letter ${letter.msgID}`);
       if (this.deadLetters.some((d) => d.msgID === letter.msgID)) return;
-      this.deadLetters.push({ source, subject: letter.subject, msgID: letter.msgID, reason: letter.reason, error: letter.error.slice(0, 500) });
+      this.deadLetters.push({
+        source,
+        subject: letter.subject,
+        msgID: letter.msgID,
+        reason: letter.reason,
+        error: letter.error.slice(0, 500),
+      });
       const node = nodeFromToken(letter.subject.slice(letter.subject.lastIndexOf(".") + 1));
-      this.checker.fail("valid-messages", this.clock.now(), `${letter.msgID} on ${letter.subject} dead-lettered by ${source} (${letter.reason}): ${letter.error.slice(0, 300)}`, node);
+      this.checker.fail(
+        "valid-messages",
+        this.clock.now(),
+        `${letter.msgID} on ${letter.subject} dead-lettered by ${source} (${letter.reason}): ${letter.error.slice(0, 300)}`,
+        node,
+      );
     };
   }
 
@@ -419,7 +463,8 @@ export class LabWorld {
   #observeSnapshot(snapshot: NodeSnapshot): void {
     this.#fleet.onSnapshot(snapshot.node, snapshot.path.split(".")[0]!, snapshot.context.bootId !== null);
     const peerUrl = peerUrlOf(snapshot.context as unknown as Record<string, unknown>);
-    if (this.#keeper.observe({ node: snapshot.node, path: snapshot.path, ...(peerUrl !== undefined ? { peerUrl } : {}) })) void this.#keeper.sync();
+    if (this.#keeper.observe({ node: snapshot.node, path: snapshot.path, ...(peerUrl !== undefined ? { peerUrl } : {}) }))
+      void this.#keeper.sync();
     for (const a of this.#actuators) a.observeEpoch(snapshot.node, snapshot.context.epoch);
     const engineSlots = [...this.snapshots.dump().values()].filter((e) => e.snapshot.context.slot).map((e) => e.snapshot.node);
     this.checker.slots(this.clock.now(), this.#limit, Object.keys(this.budget.current().slots), engineSlots);
@@ -445,7 +490,17 @@ export class LabWorld {
     const now = this.clock.now();
     this.cluster.deleteNode(name);
     const detector = createConditionDetector({ rules: defaultConditionRules(60_000) });
-    detector.observe({ name, resourceVersion: `${now}`, labels: {}, conditions: [{ type: "Ready", status: "True", lastTransitionTime: now }], taints: [], unschedulable: false }, now);
+    detector.observe(
+      {
+        name,
+        resourceVersion: `${now}`,
+        labels: {},
+        conditions: [{ type: "Ready", status: "True", lastTransitionTime: now }],
+        taints: [],
+        unschedulable: false,
+      },
+      now,
+    );
     for (const event of detector.remove(name, now)) this.#publishUntilAvailable(event);
   }
 
@@ -465,7 +520,9 @@ export class LabWorld {
   /** An operator forgets a node (`fenceline forget NODE --reason R`). */
   forget(name: string, reason: string): void {
     const now = this.clock.now();
-    this.#publishUntilAvailable(createEvent("node.forgotten", { id: `op:forget:${name}:${now}`, node: name, at: now, source: "operator:lab", data: { reason } }));
+    this.#publishUntilAvailable(
+      createEvent("node.forgotten", { id: `op:forget:${name}:${now}`, node: name, at: now, source: "operator:lab", data: { reason } }),
+    );
   }
 
   /** A new machine joins the fleet (boots; its agent learns the fleet from the control plane). */
@@ -527,7 +584,15 @@ export class LabWorld {
       ["cluster", createClusterHandlers(this.#clusterApi(), clock)],
       ["agent", relay],
       ["provisioner", createProvisionerHandlers(this.#provisioner())],
-      ["fence", devices && this.bmcs ? createFenceHandlers({ devices: createFenceDevices(devices, { run: this.bmcs.run, clock, readSecret: async () => SIM_BMC_PASSWORD }), clock }) : {}],
+      [
+        "fence",
+        devices && this.bmcs
+          ? createFenceHandlers({
+              devices: createFenceDevices(devices, { run: this.bmcs.run, clock, readSecret: async () => SIM_BMC_PASSWORD }),
+              clock,
+            })
+          : {},
+      ],
     ];
     for (const [name, handlers] of cores) {
       const actuator = createActuator({ name, handlers, clock });
@@ -607,7 +672,12 @@ export class LabWorld {
     this.stats.heartbeats += 1;
     // A stopping agent's withdrawal is confirmed once it can be stored (the bus is up).
     const ack = (): HeartbeatAck =>
-      heartbeatAck(hb, { at: this.clock.now(), state: this.stateOf(hb.node), membership: this.members.current(), withdrawn: hb.stopping === true && this.bus.available });
+      heartbeatAck(hb, {
+        at: this.clock.now(),
+        state: this.stateOf(hb.node),
+        membership: this.members.current(),
+        withdrawn: hb.stopping === true && this.bus.available,
+      });
     const chaos = this.heartbeatChaos;
     if (chaos && !hb.stopping && this.#rng.chance(chaos.delay)) {
       const delay = this.#rng.int(1, chaos.maxDelayMs);
@@ -653,7 +723,11 @@ export class LabWorld {
   #trailAudit(r: AuditRecord): void {
     const cmds = r.commands.length > 0 ? ` ⇒ ${r.commands.map((c) => c.kind).join(", ")}` : "";
     const move = r.changed ? `${r.from} → ${r.to}` : `in ${r.to}`;
-    this.trail.push({ at: r.at, node: r.node, what: `[audit #${r.seq}] ${r.event.type}: ${move} (epoch ${r.epoch})${cmds}${r.reason ? ` — ${r.reason}` : ""}` });
+    this.trail.push({
+      at: r.at,
+      node: r.node,
+      what: `[audit #${r.seq}] ${r.event.type}: ${move} (epoch ${r.epoch})${cmds}${r.reason ? ` — ${r.reason}` : ""}`,
+    });
   }
 
   // ------------------------------------------------------------------ lifecycle

@@ -125,7 +125,9 @@ describe("Kubernetes adapter against the simulated API server", () => {
     const { createKubernetesCluster, KubeConfig } = await import("@fenceline/kubernetes");
     const kc = new KubeConfig();
     kc.loadFromString(f.server.kubeconfig().replace(/token: .*/, "token: wrong"));
-    const err = await createKubernetesCluster({ kubeConfig: kc }).serverVersion().catch((e: unknown) => e);
+    const err = await createKubernetesCluster({ kubeConfig: kc })
+      .serverVersion()
+      .catch((e: unknown) => e);
     expect(isFencelineError(err, ErrorCode.Forbidden)).toBe(true);
     expect((err as Error).message).toContain("401 Unauthorized");
   });

@@ -2,7 +2,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createKubernetesCluster, loadKubeConfig } from "@fenceline/kubernetes";
-import { InMemoryCluster, startKubernetesApiServer, VirtualClock, type KubernetesApiServer, type KubernetesApiServerOptions } from "../../src/index.js";
+import {
+  InMemoryCluster,
+  startKubernetesApiServer,
+  VirtualClock,
+  type KubernetesApiServer,
+  type KubernetesApiServerOptions,
+} from "../../src/index.js";
 
 export type ApiFixture = Awaited<ReturnType<typeof startApiFixture>>;
 
@@ -13,7 +19,11 @@ export type ApiFixture = Awaited<ReturnType<typeof startApiFixture>>;
  */
 export async function startApiFixture(options: { serverVersion?: string; server?: Partial<KubernetesApiServerOptions> } = {}) {
   const clock = new VirtualClock();
-  const cluster = new InMemoryCluster({ clock, nodes: ["node-a", "node-b", "node-c"], ...(options.serverVersion ? { serverVersion: options.serverVersion } : {}) });
+  const cluster = new InMemoryCluster({
+    clock,
+    nodes: ["node-a", "node-b", "node-c"],
+    ...(options.serverVersion ? { serverVersion: options.serverVersion } : {}),
+  });
   cluster.addStatefulSet("db", 2);
   cluster.addDeployment("web", 2);
   const tick = (ms = 1_000) => {
@@ -21,7 +31,13 @@ export async function startApiFixture(options: { serverVersion?: string; server?
     cluster.step();
   };
   tick();
-  const server: KubernetesApiServer = await startKubernetesApiServer({ cluster, clock, nodeMonitorGracePeriodMs: 5_000, token: "random", ...options.server });
+  const server: KubernetesApiServer = await startKubernetesApiServer({
+    cluster,
+    clock,
+    nodeMonitorGracePeriodMs: 5_000,
+    token: "random",
+    ...options.server,
+  });
   const dir = mkdtempSync(join(tmpdir(), "fl-k8s-"));
   const kubeconfig = server.writeKubeconfig(dir);
   const kubeConfig = loadKubeConfig({ kubeconfig });

@@ -38,7 +38,9 @@ async function readWatch(url: string, token: string, until: (lines: WatchLine[])
 describe("simulated Kubernetes API server", () => {
   let f: ApiFixture;
   beforeEach(async () => {
-    f = await startApiFixture({ server: { controlPlaneNodes: ["node-a"], nodeLabels: (n) => (n === "node-c" ? { pool: "gpu" } : { pool: "general" }) } });
+    f = await startApiFixture({
+      server: { controlPlaneNodes: ["node-a"], nodeLabels: (n) => (n === "node-c" ? { pool: "gpu" } : { pool: "general" }) },
+    });
   });
   afterEach(async () => {
     await f.stop();
@@ -71,7 +73,10 @@ describe("simulated Kubernetes API server", () => {
 
     const vas = await f.kubeConfig.makeApiClient(StorageV1Api).listVolumeAttachment();
     expect(vas.items.map((v) => `${v.spec.source.persistentVolumeName}@${v.spec.nodeName}`).sort()).toEqual(
-      f.cluster.volumeAttachments().map((v) => `${v.volume}@${v.node}`).sort(),
+      f.cluster
+        .volumeAttachments()
+        .map((v) => `${v.volume}@${v.node}`)
+        .sort(),
     );
     const version = await f.kubeConfig.makeApiClient(VersionApi).getCode();
     expect([version.major, version.minor, version.gitVersion]).toEqual(["1", "30", "v1.30.0"]);
@@ -93,7 +98,8 @@ describe("simulated Kubernetes API server", () => {
       server.cluster.crash("node-c");
       server.tick(6_000);
       // Asynchronously: the server runs in this process.
-      const run = async (...args: string[]) => (await promisify(execFile)("kubectl", ["--kubeconfig", server.kubeconfig, ...args], { encoding: "utf8" })).stdout;
+      const run = async (...args: string[]) =>
+        (await promisify(execFile)("kubectl", ["--kubeconfig", server.kubeconfig, ...args], { encoding: "utf8" })).stdout;
       const nodes = await run("get", "nodes", "-o", "wide");
       expect(nodes).toMatch(/node-b\s+Ready\s+.*node\.kubernetes\.io\/out-of-service=nodeshutdown:NoExecute/);
       expect(nodes).toMatch(/node-c\s+NotReady/);
@@ -108,11 +114,20 @@ describe("simulated Kubernetes API server", () => {
     const core = f.kubeConfig.makeApiClient(CoreV1Api);
     const node = f.cluster.pod("db-0")!.node;
     const onNode = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` });
-    expect(onNode.items.map((p) => p.metadata?.name).sort()).toEqual(f.cluster.pods().filter((p) => p.node === node).map((p) => p.name).sort());
+    expect(onNode.items.map((p) => p.metadata?.name).sort()).toEqual(
+      f.cluster
+        .pods()
+        .filter((p) => p.node === node)
+        .map((p) => p.name)
+        .sort(),
+    );
     expect((await core.listNode({ fieldSelector: "metadata.name=node-b" })).items.map((n) => n.metadata?.name)).toEqual(["node-b"]);
     expect((await core.listNode({ labelSelector: "pool=general" })).items.map((n) => n.metadata?.name)).toEqual(["node-a", "node-b"]);
     expect((await core.listNode({ labelSelector: "pool!=general" })).items.map((n) => n.metadata?.name)).toEqual(["node-c"]);
-    expect((await core.listNode({ labelSelector: "!node-role.kubernetes.io/control-plane" })).items.map((n) => n.metadata?.name)).toEqual(["node-b", "node-c"]);
+    expect((await core.listNode({ labelSelector: "!node-role.kubernetes.io/control-plane" })).items.map((n) => n.metadata?.name)).toEqual([
+      "node-b",
+      "node-c",
+    ]);
     expect((await core.listNode({ labelSelector: "pool in (gpu, other)" })).items.map((n) => n.metadata?.name)).toEqual(["node-c"]);
     expect((await core.listNamespacedPod({ namespace: "default", labelSelector: "app=db" })).items).toHaveLength(2);
     expect((await core.listNamespacedPod({ namespace: "kube-system" })).items).toHaveLength(0);
@@ -123,18 +138,30 @@ describe("simulated Kubernetes API server", () => {
   it("merge-patches and strategic-merge-patches node taints and labels, checks resourceVersion, and cordons", async () => {
     const token = f.server.token!;
     const patch = (name: string, body: unknown, type = "application/merge-patch+json") =>
-      fetch(`${f.server.url}/api/v1/nodes/${name}`, { method: "PATCH", headers: { authorization: `Bearer ${token}`, "content-type": type }, body: JSON.stringify(body) });
+      fetch(`${f.server.url}/api/v1/nodes/${name}`, {
+        method: "PATCH",
+        headers: { authorization: `Bearer ${token}`, "content-type": type },
+        body: JSON.stringify(body),
+      });
     let res = await patch("node-a", { spec: { taints: [{ key: "a.io/x", effect: "NoSchedule" }] }, metadata: { labels: { team: "red" } } });
     expect(res.status).toBe(200);
     const node = (await res.json()) as { metadata: { resourceVersion: string; labels: Record<string, string> } };
     expect(node.metadata.labels.team).toBe("red");
     expect(f.cluster.node("node-a")!.taints).toEqual([{ key: "a.io/x", effect: "NoSchedule" }]);
 
-    res = await patch("node-a", { metadata: { resourceVersion: "1", labels: { team: null } }, spec: { taints: [] } }, "application/strategic-merge-patch+json");
+    res = await patch(
+      "node-a",
+      { metadata: { resourceVersion: "1", labels: { team: null } }, spec: { taints: [] } },
+      "application/strategic-merge-patch+json",
+    );
     expect(res.status).toBe(409);
     expect(((await res.json()) as { reason: string }).reason).toBe("Conflict");
 
-    res = await patch("node-a", { metadata: { resourceVersion: node.metadata.resourceVersion, labels: { team: null } }, spec: { taints: [] } }, "application/strategic-merge-patch+json");
+    res = await patch(
+      "node-a",
+      { metadata: { resourceVersion: node.metadata.resourceVersion, labels: { team: null } }, spec: { taints: [] } },
+      "application/strategic-merge-patch+json",
+    );
     expect(res.status).toBe(200);
     expect(f.cluster.node("node-a")!.taints).toEqual([]);
     expect(((await res.json()) as { metadata: { labels: Record<string, string> } }).metadata.labels.team).toBeUndefined();
@@ -153,7 +180,10 @@ describe("simulated Kubernetes API server", () => {
   it("deletes a pod gracefully (kubelet finishes) or by force (grace 0), and 404s a missing one", async () => {
     const token = f.server.token!;
     const del = (name: string, query = "") =>
-      fetch(`${f.server.url}/api/v1/namespaces/default/pods/${name}${query}`, { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
+      fetch(`${f.server.url}/api/v1/namespaces/default/pods/${name}${query}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${token}` },
+      });
     const res = await del("web-0");
     expect(res.status).toBe(200);
     expect(((await res.json()) as { metadata: { deletionTimestamp?: string } }).metadata.deletionTimestamp).toBeDefined();
@@ -194,7 +224,11 @@ describe("simulated Kubernetes API server", () => {
     const token = f.server.token!;
     const core = f.kubeConfig.makeApiClient(CoreV1Api);
     const rv = (await core.listNode()).metadata!.resourceVersion!;
-    const watching = readWatch(`${f.server.url}/api/v1/nodes?watch=true&resourceVersion=${rv}&labelSelector=pool%3Dgeneral`, token, (l) => l.length >= 3);
+    const watching = readWatch(
+      `${f.server.url}/api/v1/nodes?watch=true&resourceVersion=${rv}&labelSelector=pool%3Dgeneral`,
+      token,
+      (l) => l.length >= 3,
+    );
     await new Promise((r) => setTimeout(r, 50));
     await f.cluster.addTaint("node-b", FENCING_TAINT); // MODIFIED
     f.server.setNodeLabels("node-c", { pool: "general" }); // enters the selection: ADDED

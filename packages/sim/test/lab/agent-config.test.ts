@@ -26,7 +26,11 @@ describe("the lab's agents are configured as deploy/ configures them", () => {
   });
 
   it("runs deploy/agent.json as shipped with a policy of the same timing", async () => {
-    const shippedPolicy = { ...LAB_POLICY, heartbeat: { ...LAB_POLICY.heartbeat, intervalMs: 1_000, timeoutMs: 3_000 }, agent: { controlPlaneTimeoutMs: 5_000, peerRoundMs: 2_000, watchdogTimeoutMs: 10_000, marginMs: 5_000 } };
+    const shippedPolicy = {
+      ...LAB_POLICY,
+      heartbeat: { ...LAB_POLICY.heartbeat, intervalMs: 1_000, timeoutMs: 3_000 },
+      agent: { controlPlaneTimeoutMs: 5_000, peerRoundMs: 2_000, watchdogTimeoutMs: 10_000, marginMs: 5_000 },
+    };
     const r = await runSeed(2, { kinds: ["network-loss", "crash"], faults: 2, agentConfig: deployed, policy: shippedPolicy });
     expect(r.failures).toEqual([]);
     expect(r.convergedAtMs).not.toBeNull();

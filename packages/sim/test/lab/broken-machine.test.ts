@@ -24,10 +24,13 @@ describe("the lab catches a broken machine", () => {
 
 describe("the lab catches agents whose fleet is not the control plane's", () => {
   // Seeds from `chaos --seeds 1000 --broken <name>`: the first that fail.
-  it("lonely-agent (every agent counts only itself, as \"peers\": [] did): a cut-off node keeps running while the engine moves its workload", async () => {
+  it('lonely-agent (every agent counts only itself, as "peers": [] did): a cut-off node keeps running while the engine moves its workload', async () => {
     for (const seed of [3, 10, 18]) {
       const broken = await runSeed(seed, { broken: "lonely-agent" });
-      expect(broken.failures.map((f) => f.invariant), `seed ${seed}`).toContain("remediation-before-fencing");
+      expect(
+        broken.failures.map((f) => f.invariant),
+        `seed ${seed}`,
+      ).toContain("remediation-before-fencing");
       expect((await runSeed(seed)).failures, `seed ${seed} with the real agents`).toEqual([]);
     }
   });
@@ -35,7 +38,10 @@ describe("the lab catches agents whose fleet is not the control plane's", () => 
   it("stale-fleet (agents keep the fleet they first learned after it grew): a cut-off group that is a majority of its old fleet keeps running while its workloads move", async () => {
     for (const seed of [61, 570]) {
       const broken = await runSeed(seed, { broken: "stale-fleet" });
-      expect(broken.failures.map((f) => f.invariant), `seed ${seed}`).toContain("remediation-before-fencing");
+      expect(
+        broken.failures.map((f) => f.invariant),
+        `seed ${seed}`,
+      ).toContain("remediation-before-fencing");
       expect((await runSeed(seed)).failures, `seed ${seed} with the real agents`).toEqual([]);
     }
   });

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { BusUnavailableError, Prng, SimBus, SimConsumer, SimPartitionConsumer, SimStream, SimSubscription, VirtualClock } from "../../src/index.js";
+import {
+  BusUnavailableError,
+  Prng,
+  SimBus,
+  SimConsumer,
+  SimPartitionConsumer,
+  SimStream,
+  SimSubscription,
+  VirtualClock,
+} from "../../src/index.js";
 
 function setup(ackWaitMs = 1_000) {
   const clock = new VirtualClock(1_000);
@@ -83,7 +92,10 @@ describe("the in-memory JetStream", () => {
     expect(again).toEqual([]);
     clock.advance(1_000);
     await new Promise((r) => setImmediate(r));
-    expect(again).toEqual([["B", 2], ["C", 2]]);
+    expect(again).toEqual([
+      ["B", 2],
+      ["C", 2],
+    ]);
     next.stop();
     await reading;
   });
@@ -92,16 +104,27 @@ describe("the in-memory JetStream", () => {
     const { clock, stream } = setup();
     const consumer = new SimConsumer("p", stream, () => true, 1_000, "all");
     for (const id of ["a", "b", "c", "d"]) stream.publish(id, "n", id.toUpperCase());
-    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq])).toEqual([[1, 1], [2, 2], [3, 3], [4, 4]]);
+    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq])).toEqual([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+      [4, 4],
+    ]);
     consumer.ack(2);
     expect(consumer.ackFloor()).toBe(2);
     expect(consumer.info()).toEqual({ ackPending: 2, delivered: 4 });
     consumer.recreate();
     expect(consumer.info()).toEqual({ ackPending: 0, delivered: 0 });
-    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq, d.deliveryCount])).toEqual([[3, 1, 1], [4, 2, 1]]);
+    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq, d.deliveryCount])).toEqual([
+      [3, 1, 1],
+      [4, 2, 1],
+    ]);
     clock.advance(1_000);
     // Redeliveries after the ack wait take new delivery sequences.
-    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq, d.deliveryCount])).toEqual([[3, 3, 2], [4, 4, 2]]);
+    expect(consumer.pull(10).map((d) => [d.msg.seq, d.deliverySeq, d.deliveryCount])).toEqual([
+      [3, 3, 2],
+      [4, 4, 2],
+    ]);
   });
 
   it("a lost delivery uses up its delivery sequence (the gap the engine's partition loop detects)", () => {
@@ -139,6 +162,9 @@ describe("the in-memory JetStream", () => {
     const again: Array<[number, number]> = [];
     await next.subscribe({ deliver: (m) => again.push([m.seq, m.deliverySeq]), ended: () => {} });
     await new Promise((r) => setImmediate(r));
-    expect(again).toEqual([[1, 1], [2, 2]]);
+    expect(again).toEqual([
+      [1, 1],
+      [2, 2],
+    ]);
   });
 });

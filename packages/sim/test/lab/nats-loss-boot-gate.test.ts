@@ -19,7 +19,11 @@ describe("a node cut off from NATS but not from the API server reboots while the
     const loss = r.faults.find((f) => f.kind === "nats-loss" && f.nodes.includes("node-5"))!;
     const boot = node5.find((l) => l.what.startsWith("[machine] booted") && l.at > loss.at && l.at < loss.healAt)!;
     expect(boot).toBeDefined();
-    expect(node5.some((l) => l.what.includes("[cluster] pod queue-1") && l.what.includes("running on node-5") && l.at > boot.at && l.at < loss.healAt)).toBe(true);
+    expect(
+      node5.some(
+        (l) => l.what.includes("[cluster] pod queue-1") && l.what.includes("running on node-5") && l.at > boot.at && l.at < loss.healAt,
+      ),
+    ).toBe(true);
   });
 
   it("with the boot gate: the kubelet waits for the engine, the replica moves without a violation", async () => {
@@ -30,10 +34,14 @@ describe("a node cut off from NATS but not from the API server reboots while the
     const boot = node5.find((l) => l.what.startsWith("[machine] booted") && l.at > loss.at && l.at < loss.healAt)!;
     expect(boot.what).toContain("the boot gate holds its kubelet");
     // The gate cannot ask while the NATS path is cut: nothing starts on node-5 until it is back.
-    expect(node5.some((l) => l.what.startsWith("[machine] boot gate closed: the control plane cannot be asked") && l.at < loss.healAt)).toBe(true);
+    expect(
+      node5.some((l) => l.what.startsWith("[machine] boot gate closed: the control plane cannot be asked") && l.at < loss.healAt),
+    ).toBe(true);
     expect(node5.filter((l) => l.what.includes("running on node-5") && l.at > boot.at && l.at < loss.healAt)).toEqual([]);
     // The engine still confirmed fencing by the safe time and moved the replica (the scenario is exercised).
-    expect(node5.some((l) => l.what.includes("taint node.kubernetes.io/out-of-service") && l.at > boot.at && l.at < loss.healAt)).toBe(true);
+    expect(node5.some((l) => l.what.includes("taint node.kubernetes.io/out-of-service") && l.at > boot.at && l.at < loss.healAt)).toBe(
+      true,
+    );
     // Once the engine heard the new boot, the gate opened.
     expect(node5.some((l) => l.what.startsWith("[machine] boot gate open") && l.at >= loss.healAt)).toBe(true);
     expect(r.convergedAtMs).not.toBeNull();

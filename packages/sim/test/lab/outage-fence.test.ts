@@ -40,7 +40,13 @@ describe("no-reboot-during-outage counts the peers that could answer the decidin
   });
 
   it("a fence that did not come from a peer round is judged on who is there now", () => {
-    const group = outageFenceGroup({ node: "node-1", nodes, disturbed: new Set(["node-4"]), reachesNow: () => true, servingWhenAsked: undefined });
+    const group = outageFenceGroup({
+      node: "node-1",
+      nodes,
+      disturbed: new Set(["node-4"]),
+      reachesNow: () => true,
+      servingWhenAsked: undefined,
+    });
     expect(group).toEqual(["node-1", "node-2", "node-3"]);
   });
 });

@@ -17,12 +17,16 @@ describe("a node whose network flaps while it is partitioned off (seed 3490)", (
     // It booted again while the partition held, and ran no container until the partition healed.
     const bootsInPartition = node5.filter((l) => l.what.startsWith("[machine] booted") && l.at > partition.at && l.at < partition.healAt);
     expect(bootsInPartition.length).toBeGreaterThan(0);
-    const startedInPartition = node5.filter((l) => l.what.includes("[cluster] pod") && l.what.includes("running on node-5") && l.at > partition.at && l.at < partition.healAt);
+    const startedInPartition = node5.filter(
+      (l) => l.what.includes("[cluster] pod") && l.what.includes("running on node-5") && l.at > partition.at && l.at < partition.healAt,
+    );
     expect(startedInPartition).toEqual([]);
     // Its kubelet never counted as reachable during the partition, flaps or not.
     expect(node5.filter((l) => l.what.includes("reachable again") && l.at > partition.at && l.at < partition.healAt)).toEqual([]);
     // The engine did confirm fencing by the safe time and moved the replica (the scenario is still exercised).
-    expect(node5.some((l) => l.what.includes("taint node.kubernetes.io/out-of-service") && l.at > partition.at && l.at < partition.healAt)).toBe(true);
+    expect(
+      node5.some((l) => l.what.includes("taint node.kubernetes.io/out-of-service") && l.at > partition.at && l.at < partition.healAt),
+    ).toBe(true);
     expect(r.convergedAtMs).not.toBeNull();
   });
 });

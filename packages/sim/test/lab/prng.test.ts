@@ -3,7 +3,14 @@ import { Prng } from "../../src/index.js";
 
 describe("Prng (mulberry32)", () => {
   it("gives the same sequence for the same seed and another for another seed", () => {
-    const draw = (seed: number) => Array.from({ length: 8 }, ((r) => () => r.next())(new Prng(seed)));
+    const draw = (seed: number) =>
+      Array.from(
+        { length: 8 },
+        (
+          (r) => () =>
+            r.next()
+        )(new Prng(seed)),
+      );
     expect(draw(42)).toEqual(draw(42));
     expect(draw(42)).not.toEqual(draw(43));
   });
