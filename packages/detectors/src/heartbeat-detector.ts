@@ -151,18 +151,19 @@ export function createHeartbeatDetector(options: {
         ...(hb.contract ? { contract: hb.contract } : {}),
         ...(hb.peerUrl ? { peerUrl: hb.peerUrl } : {}),
       };
+      // A new boot is reported first, whether the node (re)joins or was known.
+      if (prev && prev.bootId !== hb.bootId) {
+        await emit(
+          createEvent("boot.changed", {
+            id: `boot:${hb.node}:${hb.bootId}`,
+            node: hb.node,
+            at: now,
+            source,
+            data: { previousBootId: prev.bootId, bootId: hb.bootId },
+          }),
+        );
+      }
       if (!prev || prev.incarnation === -1) {
-        if (prev && prev.bootId !== hb.bootId) {
-          await emit(
-            createEvent("boot.changed", {
-              id: `boot:${hb.node}:${hb.bootId}`,
-              node: hb.node,
-              at: now,
-              source,
-              data: { previousBootId: prev.bootId, bootId: hb.bootId },
-            }),
-          );
-        }
         await emit(
           createEvent("node.joined", {
             id: `joined:${tag}`,
@@ -179,17 +180,6 @@ export function createHeartbeatDetector(options: {
           }),
         );
         return;
-      }
-      if (prev.bootId !== hb.bootId) {
-        await emit(
-          createEvent("boot.changed", {
-            id: `boot:${hb.node}:${hb.bootId}`,
-            node: hb.node,
-            at: now,
-            source,
-            data: { previousBootId: prev.bootId, bootId: hb.bootId },
-          }),
-        );
       }
       if (prev.missing) {
         await emit(
