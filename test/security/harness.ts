@@ -5,19 +5,10 @@ import { join } from "node:path";
 import { jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, PermissionViolationError, QueuedIterator, Status } from "@nats-io/transport-node";
-import {
-  createActuator,
-  createAgentRelayHandlers,
-  createClusterHandlers,
-  createGuardHandlers,
-  createKvBudgetStore,
-  createProvisionerHandlers,
-  runActuator,
-  watchFleetView,
-  type ActuatorCore,
-} from "@fenceline/actuators";
+import { runActuator } from "@fenceline/actuators";
 import { createNatsAgentTransport, type AgentTransport } from "@fenceline/agent";
 import { connectNats, startNatsServer, type Logger, type NatsServer } from "@fenceline/bus";
+import { createActuators } from "@fenceline/control-plane";
 import { systemClock, type Clock, type CommandOf, type Heartbeat, type HeartbeatAck, type Policy } from "@fenceline/contracts";
 import { runHeartbeatDetector, runMembershipKeeper } from "@fenceline/detectors";
 import { runEngine, type RunningEngine } from "@fenceline/engine";
@@ -157,42 +148,21 @@ export async function startRoleControlPlane(lab: SecureServer, options: { policy
   });
 
   const actuatorNc = await lab.connectAs("actuator");
-  const actuators: ActuatorCore[] = [];
-  const fleet = await watchFleetView(actuatorNc, {
-    heartbeatTimeoutMs: policy.heartbeat.timeoutMs,
-    now: () => clock.now(),
-    onSnapshot: (node, epoch) => actuators.forEach((a) => a.observeEpoch(node, epoch)),
-    log: log.child({ role: "actuator" }),
-  });
-  const budget = createKvBudgetStore(await new Kvm(actuatorNc).open(Buckets.fleet));
   const cluster = new InMemoryCluster({ clock, nodes: options.nodes });
   const provisioned: string[] = [];
-  actuators.push(
-    createActuator({
-      name: "guard",
-      clock,
-      handlers: createGuardHandlers({
-        store: budget,
-        view: () => fleet.view(),
-        policy,
-        clock,
-        latestMembershipVersion: () => fleet.latestMembershipVersion(),
-        viewFloor: (node) => fleet.viewFloor(node),
-      }),
-    }),
-    createActuator({ name: "cluster", clock, handlers: createClusterHandlers(cluster, clock) }),
-    createActuator({ name: "agent", clock, handlers: createAgentRelayHandlers(actuatorNc) }),
-    createActuator({
-      name: "provisioner",
-      clock,
-      handlers: createProvisionerHandlers({
-        run: async (step, node) => {
-          provisioned.push(`${step} ${node}`);
-          return { ok: true, output: `${step} done` };
-        },
-      }),
-    }),
-  );
+  const { actuators, fleet } = await createActuators({
+    nc: actuatorNc,
+    policy,
+    log: log.child({ role: "actuator" }),
+    clock,
+    cluster,
+    provisioner: {
+      run: async (step, node) => {
+        provisioned.push(`${step} ${node}`);
+        return { ok: true, output: `${step} done` };
+      },
+    },
+  });
   const runners = actuators.map((actuator) =>
     runActuator({ nc: actuatorNc, actuator, log: log.child({ role: `actuator-${actuator.name}` }) }),
   );

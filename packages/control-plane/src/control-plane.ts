@@ -57,14 +57,15 @@ export type ControlPlane = {
 /** How often `workloads.await-gone` checks (and force-deletes what the taint evicted) on a live cluster. */
 const AWAIT_GONE_POLL_MS = 100;
 
-/** Everything but the agents: streams, engine, membership keeper, heartbeat detector, fleet guard and actuators. */
-export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
-  const { nc, policy, log } = options;
-  const clock = options.clock ?? systemClock;
-  const replicas = options.replicas ?? (await fittingReplicas(nc));
-  const report = await provisionStreams(nc, { log, replicas });
-  log.info({ ...report, replicas }, "streams provisioned");
-
+/**
+ * The actuators of a control plane: the fleet guard (on the fleet view and the KV budget it
+ * decides on), the cluster, the agent relay, the provisioner, and the fence actuator when fence
+ * devices are given. Not running yet: `runActuator` each on a connection.
+ */
+export async function createActuators(
+  options: Pick<ControlPlaneOptions, "nc" | "policy" | "log" | "cluster" | "provisioner" | "fenceDevices"> & { clock: Clock },
+) {
+  const { nc, policy, log, clock } = options;
   const actuators: ActuatorCore[] = [];
   const fleet = await watchFleetView(nc, {
     heartbeatTimeoutMs: policy.heartbeat.timeoutMs,
@@ -98,6 +99,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   if (options.fenceDevices && options.fenceDevices.length > 0) {
     actuators.push(createActuator({ name: "fence", clock, handlers: createFenceHandlers({ devices: options.fenceDevices, clock }) }));
   }
+  return { actuators, fleet, budget };
+}
+
+/** Everything but the agents: streams, engine, membership keeper, heartbeat detector, fleet guard and actuators. */
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const { nc, policy, log } = options;
+  const clock = options.clock ?? systemClock;
+  const replicas = options.replicas ?? (await fittingReplicas(nc));
+  const report = await provisionStreams(nc, { log, replicas });
+  log.info({ ...report, replicas }, "streams provisioned");
+
+  const { actuators, fleet, budget } = await createActuators({ ...options, clock });
 
   const engine = await runEngine({
     nc,
