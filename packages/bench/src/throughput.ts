@@ -1,18 +1,20 @@
-import { spawn } from "node:child_process";
+import { fork } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { availableParallelism } from "node:os";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { AuditRecord } from "@fenceline/contracts";
 import { createLogger, publishEvent } from "@fenceline/bus";
-import { createDecider, fold, missingEngineNodeFlags, runEngine, type FoldResult, type NodeSnapshot } from "@fenceline/engine";
+import { createDecider, fold, missingEngineNodeFlags, type NodeSnapshot } from "@fenceline/engine";
 import { readAuditRecords } from "@fenceline/read-model";
-import { Buckets, Consumers, Streams, Subjects, eventPartitions, provisionStreams } from "@fenceline/streams";
+import { Buckets, Consumers, Streams, eventPartitions, provisionStreams } from "@fenceline/streams";
 import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline/command-line";
-import { idleClock, withBenchNats } from "./bench-nats.js";
+import { withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "@fenceline/testing";
 import { processCpuMs, ratio } from "./measure.js";
-import { runSameWrites } from "./same-writes.js";
+import type { EngineStats, LoopArgs, LoopResult, LoopRun } from "./throughput-loop.js";
 
-const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--seed N] [--json]
+const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--pairs N] [--seed N] [--json]
 
 Events per second through the full engine against two floors, side by side on the same
 nats-server (started here, temporary store) and the same pre-published events: a synthetic but
@@ -26,17 +28,25 @@ valid history (see \`fenceline bench replay\`) in FL_EVENTS.
                validate, fold, publish commands and audit records, save each node's last snapshot,
                ack the batch
 The same writes and the engine first run once each unmeasured (warm-up: neither is measured on
-cold code), then the loops alternate (bare, same writes, engine, same writes, engine, bare); each
-figure is the mean of its two runs. Last, the same writes run twice more with one PubAck per output instead of
-fast batches, to show what the batches save. Every
+cold code), then the bare loop, then --pairs pairs of a same-writes run and an engine run, side by
+side (the order alternates: same writes first in the odd pairs, the engine first in the even
+ones), then the bare loop again; each figure is the mean of its runs, and each pair's own ratio is
+shown too (how much a single pair can tell). Last, the same writes run twice more with one PubAck
+per output instead of fast batches, to show what the batches save. Every
 run starts from empty output streams (so nothing is a duplicate). The engine's time includes its
 start (leases, consumers). Its logs are off (warn level), its timers idle.
+The engine runs in a child process of its own, as it does in production, and the two floors in
+another (which holds the fold of the history they write); both under the engine process's Node.js
+flags (ENGINE_NODE_FLAGS), each run after a full garbage collection (so that no run pays for
+marking what the one before it left). This process publishes the history and checks the engine's
+audit trail against it.
 Prints a table; with --json the table goes to stderr and stdout is one JSON document,
 { "engineEventsPerSec": n, "bareEventsPerSec": n, "sameWritesEventsPerSec": n, "ratio": n,
   "ratioToSameWrites": n, "natsServerVersion": s }.
   --events N  events (default 50000)
   --nodes N   fleet size (default 1000)
   --batch N   most events per engine batch and partition (default 256)
+  --pairs N   same-writes and engine runs measured side by side (default 3)
   --seed N    seed of the history (default 1)`;
 
 const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
@@ -45,6 +55,8 @@ export type ThroughputResult = {
   events: number;
   nodes: number;
   natsServerVersion: string;
+  /** The Node.js flags the loops' processes ran with. */
+  nodeFlags: string[];
   bareEventsPerSec: number;
   bareRuns: number[];
   sameWritesEventsPerSec: number;
@@ -54,6 +66,8 @@ export type ThroughputResult = {
   sameWritesPerMessageAckCpu: { client: number; server: number | null };
   engineEventsPerSec: number;
   engineRuns: number[];
+  /** Each pair's engine / same writes, in run order. */
+  pairRatios: number[];
   ratio: number;
   ratioToSameWrites: number;
   engineMs: number;
@@ -73,6 +87,7 @@ export async function runThroughputBench(options: {
   events: number;
   nodes: number;
   batch: number;
+  pairs: number;
   seed: number;
 }): Promise<ThroughputResult> {
   const log = createLogger("bench", { level: "warn" });
@@ -92,19 +107,15 @@ export async function runThroughputBench(options: {
       });
     }
 
-    // The decide step alone, in memory, for reference; its results are what the same-writes floor writes.
+    // The decide step alone, in memory, for reference.
     const decider = createDecider(generator.policy);
     const states = new Map<string, NodeSnapshot | null>();
-    const folds = new Map<number, FoldResult>();
     const t = performance.now();
     for (const { event, seq } of items) states.set(event.node, fold(decider, states.get(event.node) ?? null, event, seq).snapshot);
     const foldOnlyEventsPerSec = Math.round(items.length / ((performance.now() - t) / 1000));
     states.clear();
-    for (const { event, seq } of items) {
-      const result = fold(decider, states.get(event.node) ?? null, event, seq);
-      states.set(event.node, result.snapshot);
-      folds.set(seq, result);
-    }
+    const expected = new Map(items.map((i) => [i.seq, i.audit]));
+    items.length = 0;
     const partitions = eventPartitions();
 
     /** Empty output streams and fresh partition consumers: every run writes what the first one did. */
@@ -114,189 +125,179 @@ export async function runThroughputBench(options: {
         await jsm.streams.delete(stream).catch(() => {});
       await provisionStreams(nc);
     };
-    const measured =
-      <T>(run: () => Promise<T>) =>
-      async () => {
-        const cpu = process.cpuUsage();
+
+    const floor = await startLoopProcess({ ...options, url: server.url, role: "floor" });
+    const engineProcess = await startLoopProcess({ ...options, url: server.url, role: "engine" });
+    try {
+      /** One run of a loop in its process, with nats-server's CPU over the same time. */
+      const measured = async (child: LoopProcess, run: LoopRun) => {
         const serverCpu = processCpuMs(server.pid);
-        const started = performance.now();
-        const value = await run();
-        const ms = performance.now() - started;
-        const used = process.cpuUsage(cpu);
+        const result = await child.run(run);
         const serverAfter = processCpuMs(server.pid);
         return {
-          value,
-          perSec: items.length / (ms / 1000),
-          ms,
-          cpuMs: (used.user + used.system) / 1000,
+          ...result,
+          perSec: expected.size / (result.ms / 1000),
           serverMs: serverCpu !== null && serverAfter !== null ? serverAfter - serverCpu : null,
         };
       };
-
-    const bare = async (run: number) => {
-      const name = `bench-bare-${run}`;
-      await jsm.consumers.add(Streams.events, {
-        durable_name: name,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        filter_subject: Subjects.eventAll,
-        max_ack_pending: 20_000,
-      });
-      const bnc = await connect(name);
-      const consumer = await jetstream(bnc).consumers.get(Streams.events, name);
-      const r = await measured(async () => {
-        let count = 0;
-        const messages = await consumer.consume({ max_messages: 1_000 });
-        for await (const m of messages as AsyncIterable<JsMsg>) {
-          m.ack();
-          if (++count === items.length) break;
+      const bare = (run: number) => measured(floor, { type: "run", loop: "bare", run });
+      const sameWrites = async (run: number, outputs: "batches" | "pipeline" = "batches") => {
+        await reset();
+        return measured(floor, { type: "run", loop: "same-writes", run, outputs });
+      };
+      /** The engine, its audit trail checked against the history's. */
+      const engineRun = async (run: number) => {
+        await reset();
+        const r = await measured(engineProcess, { type: "run", loop: "engine", run });
+        const audit: AuditRecord[] = await readAuditRecords(nc);
+        let divergences = 0;
+        for (const record of audit) {
+          const want = expected.get(record.seq);
+          if (
+            !want ||
+            want.from !== record.from ||
+            want.to !== record.to ||
+            want.commands.map((c) => c.id).join() !== record.commands.map((c) => c.id).join()
+          )
+            divergences += 1;
         }
-        await bnc.flush();
-        return messages;
-      })();
-      r.value.stop();
-      await jsm.consumers.delete(Streams.events, name);
-      await bnc.close();
-      return r;
-    };
+        divergences += Math.max(0, expected.size - audit.length);
+        const commands = (await jsm.streams.info(Streams.commands)).state.messages;
+        return { ...r, stats: { ...r.engine!, divergences, audit: audit.length, commands } };
+      };
 
-    const sameWrites = async (run: number, outputs: "batches" | "pipeline" = "batches") => {
-      await reset();
-      const snc = await connect(`bench-same-writes-${run}`);
-      let events = 0;
-      let done!: () => void;
-      const finished = new Promise<void>((resolve) => (done = resolve));
-      const r = await measured(async () => {
-        const loop = await runSameWrites({
-          nc: snc,
-          results: folds,
-          partitions,
-          batchSize: options.batch,
-          log,
-          outputs,
-          onBatch: (n) => {
-            events += n;
-            if (events >= items.length) done();
-          },
-        });
-        await finished;
-        return loop;
-      })();
-      await r.value.stop();
-      await snc.close();
-      return r;
-    };
-
-    const expected = new Map(items.map((i) => [i.seq, i.audit]));
-    /** The engine: one instance, every partition; its audit trail checked against the history's. */
-    const engineRun = async (run: number) => {
-      await reset();
-      const enc = await connect(`bench-engine-${run}`);
-      const stats = { batches: 0, batched: 0, snapshotWrites: 0, startMs: 0, divergences: 0, commands: 0, audit: 0 };
-      let applied = 0;
-      let done!: () => void;
-      const finished = new Promise<void>((resolve) => (done = resolve));
-      const r = await measured(async () => {
-        const started = performance.now();
-        const engine = await runEngine({
-          nc: enc,
-          policy: generator.policy,
-          log,
-          clock: idleClock,
-          instanceId: "bench",
-          batchSize: options.batch,
-          onBatch: (outcome, _p, size) => {
-            stats.batches += 1;
-            stats.batched += size;
-            stats.snapshotWrites += new Set(outcome.applied.map((x) => x.node)).size;
-            applied += outcome.applied.length + outcome.skipped;
-            if (applied >= items.length) done();
-          },
-        });
-        stats.startMs = performance.now() - started;
-        await finished;
-        return engine;
-      })();
-      await r.value.stop();
-      await enc.close();
-      const audit: AuditRecord[] = await readAuditRecords(nc);
-      for (const record of audit) {
-        const want = expected.get(record.seq);
-        if (
-          !want ||
-          want.from !== record.from ||
-          want.to !== record.to ||
-          want.commands.map((c) => c.id).join() !== record.commands.map((c) => c.id).join()
-        )
-          stats.divergences += 1;
+      // One unmeasured run of each deciding-or-writing loop first, so that neither is measured on
+      // cold code (the engine has more of it: validation, the fold, its batch path); then the
+      // measured pairs, in alternating order so that a drift of the machine weighs on both loops.
+      const warmUp = [await sameWrites(0), await engineRun(0)] as const;
+      const before = await bare(1);
+      const writes: Array<Awaited<ReturnType<typeof sameWrites>>> = [];
+      const engines: Array<Awaited<ReturnType<typeof engineRun>>> = [];
+      for (let pair = 1; pair <= options.pairs; pair++) {
+        if (pair % 2 === 1) {
+          writes.push(await sameWrites(pair));
+          engines.push(await engineRun(pair));
+        } else {
+          engines.push(await engineRun(pair));
+          writes.push(await sameWrites(pair));
+        }
       }
-      stats.divergences += Math.max(0, items.length - audit.length);
-      stats.audit = audit.length;
-      stats.commands = (await jsm.streams.info(Streams.commands)).state.messages;
-      return { ...r, stats };
-    };
+      const after = await bare(2);
+      // The floor as it was before fast batches: every output with its own PubAck.
+      const perMessage = [await sameWrites(options.pairs + 1, "pipeline"), await sameWrites(options.pairs + 2, "pipeline")];
+      const divergences = warmUp[1].stats.divergences + engines.reduce((n, e) => n + e.stats.divergences, 0);
+      const last = engines.at(-1)!.stats;
+      const { batches, batched, snapshotWrites, commands } = last;
+      const avg = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+      const meanOf = (values: Array<number | null>) => (values.some((v) => v === null) ? null : avg(values as number[]));
+      const events = expected.size;
+      const perK = (ms: number | null) => (ms === null ? null : Math.round((ms / events) * 1000 * 10) / 10);
 
-    // One unmeasured run of each deciding-or-writing loop first, so that neither is measured on
-    // cold code (the engine has more of it: validation, the fold, its batch path); then the
-    // measured runs alternate.
-    const warmUp = [await sameWrites(0), await engineRun(0)] as const;
-    const before = await bare(1);
-    const writesBefore = await sameWrites(1);
-    const engine1 = await engineRun(1);
-    const writesAfter = await sameWrites(2);
-    const engine2 = await engineRun(2);
-    const after = await bare(2);
-    // The floor as it was before fast batches: every output with its own PubAck.
-    const perMessage = [await sameWrites(3, "pipeline"), await sameWrites(4, "pipeline")];
-    const divergences = warmUp[1].stats.divergences + engine1.stats.divergences + engine2.stats.divergences;
-    const { batches, batched, snapshotWrites, commands } = engine2.stats;
-    const audit = { length: engine2.stats.audit };
-    const engineMs = (engine1.ms + engine2.ms) / 2;
-    const engineStartMs = (engine1.stats.startMs + engine2.stats.startMs) / 2;
-
-    const bareEventsPerSec = Math.round((before.perSec + after.perSec) / 2);
-    const sameWritesEventsPerSec = Math.round((writesBefore.perSec + writesAfter.perSec) / 2);
-    const engineEventsPerSec = Math.round((engine1.perSec + engine2.perSec) / 2);
-    const perK = (ms: number | null) => (ms === null ? null : Math.round((ms / items.length) * 1000 * 10) / 10);
-    const mean = (a: number | null, b: number | null) => (a === null || b === null ? null : (a + b) / 2);
-    return {
-      events: items.length,
-      nodes: options.nodes,
-      natsServerVersion: nc.info?.version ?? "unknown",
-      bareEventsPerSec,
-      bareRuns: [Math.round(before.perSec), Math.round(after.perSec)],
-      sameWritesEventsPerSec,
-      sameWritesRuns: [Math.round(writesBefore.perSec), Math.round(writesAfter.perSec)],
-      sameWritesPerMessageAckEventsPerSec: Math.round((perMessage[0]!.perSec + perMessage[1]!.perSec) / 2),
-      sameWritesPerMessageAckCpu: {
-        client: perK((perMessage[0]!.cpuMs + perMessage[1]!.cpuMs) / 2)!,
-        server: perK(mean(perMessage[0]!.serverMs, perMessage[1]!.serverMs)),
-      },
-      engineEventsPerSec,
-      engineRuns: [Math.round(engine1.perSec), Math.round(engine2.perSec)],
-      ratio: ratio(engineEventsPerSec, bareEventsPerSec),
-      ratioToSameWrites: ratio(engineEventsPerSec, sameWritesEventsPerSec),
-      engineMs: Math.round(engineMs),
-      engineStartMs: Math.round(engineStartMs),
-      foldOnlyEventsPerSec,
-      divergences,
-      batches,
-      meanBatch: batches > 0 ? Math.round((batched / batches) * 10) / 10 : 0,
-      snapshotWrites,
-      commands,
-      audit: audit.length,
-      clientCpuMsPerKEvent: {
-        bare: perK((before.cpuMs + after.cpuMs) / 2)!,
-        sameWrites: perK((writesBefore.cpuMs + writesAfter.cpuMs) / 2)!,
-        engine: perK((engine1.cpuMs + engine2.cpuMs) / 2)!,
-      },
-      serverCpuMsPerKEvent: {
-        bare: perK(mean(before.serverMs, after.serverMs)),
-        sameWrites: perK(mean(writesBefore.serverMs, writesAfter.serverMs)),
-        engine: perK(mean(engine1.serverMs, engine2.serverMs)),
-      },
-    };
+      const bareEventsPerSec = Math.round((before.perSec + after.perSec) / 2);
+      const sameWritesEventsPerSec = Math.round(avg(writes.map((w) => w.perSec)));
+      const engineEventsPerSec = Math.round(avg(engines.map((e) => e.perSec)));
+      return {
+        events,
+        nodes: options.nodes,
+        natsServerVersion: nc.info?.version ?? "unknown",
+        nodeFlags: engineProcess.flags,
+        bareEventsPerSec,
+        bareRuns: [Math.round(before.perSec), Math.round(after.perSec)],
+        sameWritesEventsPerSec,
+        sameWritesRuns: writes.map((w) => Math.round(w.perSec)),
+        sameWritesPerMessageAckEventsPerSec: Math.round(avg(perMessage.map((r) => r.perSec))),
+        sameWritesPerMessageAckCpu: {
+          client: perK(avg(perMessage.map((r) => r.cpuMs)))!,
+          server: perK(meanOf(perMessage.map((r) => r.serverMs))),
+        },
+        engineEventsPerSec,
+        engineRuns: engines.map((e) => Math.round(e.perSec)),
+        pairRatios: engines.map((e, i) => ratio(e.perSec, writes[i]!.perSec)),
+        ratio: ratio(engineEventsPerSec, bareEventsPerSec),
+        ratioToSameWrites: ratio(engineEventsPerSec, sameWritesEventsPerSec),
+        engineMs: Math.round(avg(engines.map((e) => e.ms))),
+        engineStartMs: Math.round(avg(engines.map((e) => e.stats.startMs))),
+        foldOnlyEventsPerSec,
+        divergences,
+        batches,
+        meanBatch: batches > 0 ? Math.round((batched / batches) * 10) / 10 : 0,
+        snapshotWrites,
+        commands,
+        audit: last.audit,
+        clientCpuMsPerKEvent: {
+          bare: perK(avg([before.cpuMs, after.cpuMs]))!,
+          sameWrites: perK(avg(writes.map((w) => w.cpuMs)))!,
+          engine: perK(avg(engines.map((e) => e.cpuMs)))!,
+        },
+        serverCpuMsPerKEvent: {
+          bare: perK(meanOf([before.serverMs, after.serverMs])),
+          sameWrites: perK(meanOf(writes.map((w) => w.serverMs))),
+          engine: perK(meanOf(engines.map((e) => e.serverMs))),
+        },
+      };
+    } finally {
+      floor.stop();
+      engineProcess.stop();
+    }
   });
+}
+
+/**
+ * The floors' process holds the fold of the whole history (about 90 MB for 50,000 events), which
+ * no real process would: an old generation this large from the start, so that it does not spend
+ * its runs marking that data (which could only make the floors slower than they are).
+ */
+const FLOOR_OLD_SPACE_MB = 1024;
+
+const LOOP_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "throughput-loop.js");
+
+type LoopProcess = {
+  /** The Node.js flags it runs with. */
+  flags: string[];
+  run(run: LoopRun): Promise<{ ms: number; cpuMs: number; engine?: EngineStats }>;
+  stop(): void;
+};
+
+/**
+ * A child process running the loops of one role (throughput-loop.ts), under the engine process's
+ * Node.js flags (ENGINE_NODE_FLAGS, where this process was not given its own); resolves once it
+ * has built its data. One run at a time.
+ */
+async function startLoopProcess(args: LoopArgs): Promise<LoopProcess> {
+  const flags = [...process.execArgv, ...missingEngineNodeFlags()];
+  const child = fork(LOOP_SCRIPT, [JSON.stringify(args)], {
+    execArgv: [...flags, "--expose-gc", ...(args.role === "floor" ? [`--initial-old-space-size=${FLOOR_OLD_SPACE_MB}`] : [])],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  let pending: { resolve: (m: LoopResult) => void; reject: (err: Error) => void } | null = null;
+  let exited: Error | null = null;
+  const ready = new Promise<void>((resolve, reject) => {
+    child.once("message", () => resolve());
+    child.once("exit", (code, signal) => {
+      exited = new Error(`the ${args.role} loop's process exited (${signal ?? `code ${code}`})`);
+      reject(exited);
+      pending?.reject(exited);
+    });
+  });
+  await ready;
+  child.on("message", (m: LoopResult) => pending?.resolve(m));
+  return {
+    flags,
+    async run(run) {
+      if (exited) throw exited;
+      const m = await new Promise<LoopResult>((resolve, reject) => {
+        pending = { resolve, reject };
+        child.send(run);
+      });
+      pending = null;
+      if (m.type === "error") throw new Error(`the ${args.role} loop's process, ${run.loop} run ${run.run}: ${m.message}`);
+      return m;
+    },
+    stop() {
+      if (exited) return;
+      child.send("exit");
+    },
+  };
 }
 
 /**
@@ -321,20 +322,18 @@ export async function benchThroughput(argv: string[]): Promise<number> {
       events: { type: "string" },
       nodes: { type: "string" },
       batch: { type: "string" },
+      pairs: { type: "string" },
       seed: { type: "string" },
       json: { type: "boolean" },
     },
     USAGE,
   );
   if (!values) return 0;
-  // Both loops run in this process: under the engine process's own V8 flags (ENGINE_NODE_FLAGS),
-  // so this process runs the benchmark again with them when it was started without.
-  const missing = missingEngineNodeFlags();
-  if (missing.length > 0 && process.argv[1]) return runWithFlags(missing, ["bench", ...argv]);
   const r = await runThroughputBench({
     events: int(values.events, "events", 50_000, 1),
     nodes: int(values.nodes, "nodes", 1_000, 1),
     batch: int(values.batch, "batch", 256, 1),
+    pairs: int(values.pairs, "pairs", 3, 1),
     seed: int(values.seed, "seed", 1, 0),
   });
   const cpu = (ms: number | null) => (ms === null ? "n/a" : `${ms} ms`);
@@ -342,7 +341,7 @@ export async function benchThroughput(argv: string[]): Promise<number> {
     `${table(
       [
         ["events, nodes", `${r.events} over ${r.nodes} nodes (pre-published in FL_EVENTS)`],
-        ["node flags", `${process.execArgv.join(" ") || "none"} (the engine process's, for every loop)`],
+        ["node flags", `${r.nodeFlags.join(" ") || "none"} (the engine process's; each loop runs in a process of its own)`],
         ["nats-server", r.natsServerVersion],
         ["bare consume + ack", `${r.bareEventsPerSec} events/s (runs: ${r.bareRuns.join(", ")})`],
         [
@@ -358,7 +357,7 @@ export async function benchThroughput(argv: string[]): Promise<number> {
           `${r.engineEventsPerSec} events/s (runs: ${r.engineRuns.join(", ")}; ${r.engineMs} ms, of which start ${r.engineStartMs} ms)`,
         ],
         ["ratio engine / bare", String(r.ratio)],
-        ["ratio engine / same writes", `${r.ratioToSameWrites} (target ≥ 0.8)`],
+        ["ratio engine / same writes", `${r.ratioToSameWrites} (target ≥ 0.8); pair by pair: ${r.pairRatios.join(", ")}`],
         ["fold alone, in memory", `${r.foldOnlyEventsPerSec} events/s`],
         ["engine batches", `${r.batches}, ${r.meanBatch} events each on average`],
         [
@@ -390,13 +389,4 @@ export async function benchThroughput(argv: string[]): Promise<number> {
     });
   }
   return r.divergences === 0 ? 0 : 1;
-}
-
-/** This command again, in a child process started with `flags` (same stdio); resolves with its exit code. */
-function runWithFlags(flags: string[], args: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...flags, ...process.execArgv, process.argv[1]!, ...args], { stdio: "inherit" });
-    child.on("error", reject);
-    child.on("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0)));
-  });
 }

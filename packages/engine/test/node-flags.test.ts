@@ -16,5 +16,7 @@ describe("the engine process's Node.js flags", () => {
     expect(missingEngineNodeFlags([], "--inspect --max-semi-space-size=8")).toEqual([]);
     expect(missingEngineNodeFlags(["--max_semi_space_size=64"], "")).toEqual([]);
     expect(missingEngineNodeFlags(["--expose-gc"], "--inspect")).toEqual([...ENGINE_NODE_FLAGS]);
+    // The young generation's bounds go together: a minimum is never added above a given maximum.
+    expect(missingEngineNodeFlags(["--min-semi-space-size=16"], "")).toEqual([]);
   });
 });
