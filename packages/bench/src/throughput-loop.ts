@@ -165,6 +165,8 @@ async function engine(run: number): Promise<LoopResult> {
 }
 
 process.send!({ type: "ready" });
+// The benchmark's process is gone (killed, interrupted): so is the reason to run.
+process.on("disconnect", () => process.exit(0));
 const collect = (globalThis as { gc?: () => void }).gc;
 process.on("message", (message: LoopRun | "exit") => {
   if (message === "exit") process.exit(0);
