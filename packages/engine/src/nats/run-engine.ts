@@ -151,6 +151,21 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
     options.onBatch?.(outcome, p, size);
     trackApplied(outcome, timers, log);
   };
+  /** Partition `p`'s worker, taking batches while `valid` (the ownership's word for it). */
+  const newWorker = (p: number, valid: () => boolean, pinned?: ConstructorParameters<typeof PartitionWorker>[0]["pinned"]) =>
+    new PartitionWorker({
+      partition: p,
+      partitions,
+      nc,
+      js,
+      jsm,
+      core,
+      log,
+      batchSize,
+      valid,
+      onBatch: onBatch(p),
+      ...(pinned ? { pinned } : {}),
+    });
   /** Loads the snapshots of newly owned partitions (their nodes' timers armed). */
   const load = async (claimed: number[], stillOwned: (p: number) => boolean) => {
     const set = new Set(claimed);
@@ -186,20 +201,13 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
       workers: {
         async start() {
           for (let p = 0; p < partitions; p++) {
-            const worker = new PartitionWorker({
-              partition: p,
-              partitions,
-              nc,
-              js,
-              jsm,
-              core,
-              log,
-              batchSize,
-              valid: () => pinned.valid(p),
-              onBatch: onBatch(p),
-              pinned: { pullExpiresMs, events: { pinned: (q) => pinned.pinned(q), unpinned: (q) => pinned.unpinned(q) } },
-            });
-            workers.set(p, worker);
+            workers.set(
+              p,
+              newWorker(p, () => pinned.valid(p), {
+                pullExpiresMs,
+                events: { pinned: (q) => pinned.pinned(q), unpinned: (q) => pinned.unpinned(q) },
+              }),
+            );
           }
           await Promise.all([...workers.values()].map((w) => w.start()));
         },
@@ -224,18 +232,7 @@ export async function runEngine(options: EngineOptions): Promise<RunningEngine> 
           if (!leases.owned().includes(p)) continue;
           workers.set(
             p,
-            new PartitionWorker({
-              partition: p,
-              partitions,
-              nc,
-              js,
-              jsm,
-              core,
-              log,
-              batchSize,
-              valid: () => leases.valid(p),
-              onBatch: onBatch(p),
-            }),
+            newWorker(p, () => leases.valid(p)),
           );
         }
         await Promise.all(claimed.map((p) => workers.get(p)?.start()));
