@@ -271,7 +271,10 @@ describe("metrics", () => {
       await nc.close();
       let text = "";
       const until = Date.now() + 10_000;
-      while (!text.includes('fenceline_nodes{state="suspect"} 1') || !text.includes("fenceline_dlq_messages ")) {
+      // The fleet gauge comes from the fleet view, which follows FL_NODES through a KV watch: it
+      // sees the saved snapshot a moment after the engine's own metrics do.
+      const ready = ['fenceline_nodes{state="suspect"} 1', "fenceline_dlq_messages ", "fenceline_fleet_nodes 1"];
+      while (!ready.every((line) => text.includes(line))) {
         if (Date.now() > until) break;
         const res = await fetch(`http://127.0.0.1:${port}/metrics`);
         expect(res.headers.get("content-type")).toContain("text/plain");
