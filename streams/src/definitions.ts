@@ -51,6 +51,15 @@ export const COMMAND_ACK_WAIT_MS = 30 * SECOND;
  * ack floor (see packages/engine/src/nats/partition-worker.ts).
  */
 export const ENGINE_ACK_WAIT_MS = 30 * SECOND;
+/**
+ * How many events a partition's consumer hands out before the engine acknowledges them: one
+ * batch (the engine's default batch size). The instance works 16 partitions, so while one waits
+ * for its next delivery the others keep it busy, and an event waits a batch, not four, between
+ * arriving and being folded. At 1,000 the engine held ~16,000 delivered events in memory at full
+ * load, each waiting ~0.7 s: long enough for V8 to copy each twice and promote it, which cost
+ * more collecting than the deeper queue saved (docs/scale.md).
+ */
+export const ENGINE_MAX_ACK_PENDING = 256;
 
 /** The priority group of the engine consumers under consumer-pinned ownership. */
 export const ENGINE_PRIORITY_GROUP = "engine";
@@ -114,7 +123,7 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
         filter_subject: Subjects.eventPartition(p),
         ack_policy: AckPolicy.All,
         ack_wait: nanos(ENGINE_ACK_WAIT_MS),
-        max_ack_pending: 1000,
+        max_ack_pending: ENGINE_MAX_ACK_PENDING,
         num_replicas: replicas,
         ...(options.ownership?.kind === "pinned"
           ? {

@@ -266,7 +266,14 @@ type LoopProcess = {
 async function startLoopProcess(args: LoopArgs): Promise<LoopProcess> {
   const flags = [...process.execArgv, ...missingEngineNodeFlags()];
   const child = fork(LOOP_SCRIPT, [JSON.stringify(args)], {
-    execArgv: [...flags, "--expose-gc", ...(args.role === "floor" ? [`--initial-old-space-size=${FLOOR_OLD_SPACE_MB}`] : [])],
+    execArgv:
+      args.role === "floor"
+        ? [
+            ...flags.filter((f) => !f.startsWith("--initial-old-space-size")),
+            "--expose-gc",
+            `--initial-old-space-size=${FLOOR_OLD_SPACE_MB}`,
+          ]
+        : [...flags, "--expose-gc"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   let pending: { resolve: (m: LoopResult) => void; reject: (err: Error) => void } | null = null;

@@ -67,6 +67,14 @@ export type PartitionLoopOptions = {
   onBatch: (outcome: BatchOutcome, size: number) => void;
   /** Waits `ms` (the real clock in production, the virtual one in the lab). */
   sleep: (ms: number) => Promise<void>;
+  /**
+   * Awaited before each batch is taken. In production a turn of the event loop (setImmediate):
+   * the partitions woken by one read would otherwise fold one after the other in a single turn,
+   * each batch's outputs waiting for the others' folds before nats.js writes them (a flush is a
+   * microtask queued behind theirs), and the next read (acknowledgements, deliveries, lease
+   * renewals) waiting for all of them.
+   */
+  beforeBatch?: () => Promise<void>;
 };
 
 export type PartitionLoop = {
@@ -172,6 +180,10 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
             await new Promise<void>((resolve) => (wake = resolve));
             wake = undefined;
             continue;
+          }
+          if (deps.beforeBatch) {
+            await deps.beforeBatch();
+            if (stopped || ended) break;
           }
           if (!deps.valid()) {
             await new Promise<void>((resolve) => {

@@ -12,7 +12,7 @@ import { nanos, type NatsConnection } from "@nats-io/transport-node";
 
 const ACK = Uint8Array.of(43, 65, 67, 75); // "+ACK"
 import { jetStreamDeadLetters, type Logger } from "@fenceline/bus";
-import { Consumers, ENGINE_ACK_WAIT_MS, Streams, Subjects } from "@fenceline/streams";
+import { Consumers, ENGINE_ACK_WAIT_MS, ENGINE_MAX_ACK_PENDING, Streams, Subjects } from "@fenceline/streams";
 import type { BatchOutcome, EngineCore } from "../engine.js";
 import { createPartitionLoop, DEFAULT_BATCH_SIZE, type PartitionConsumer, type PartitionLoop } from "../partition-loop.js";
 import { jetStreamPinnedPartitionConsumer } from "./pinned-consumer.js";
@@ -82,6 +82,7 @@ export class PartitionWorker {
       valid: deps.valid,
       onBatch: deps.onBatch,
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      beforeBatch: () => new Promise((resolve) => setImmediate(resolve)),
     });
     this.started = new Promise<void>((resolve) => (this.#start = resolve));
   }
@@ -118,7 +119,7 @@ export function jetStreamPartitionConsumer(deps: {
     filter_subject: Subjects.eventPartition(partition),
     ack_policy: AckPolicy.All,
     ack_wait: nanos(ENGINE_ACK_WAIT_MS),
-    max_ack_pending: 1000,
+    max_ack_pending: ENGINE_MAX_ACK_PENDING,
     deliver_policy: DeliverPolicy.All,
   });
 
