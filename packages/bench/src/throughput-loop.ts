@@ -24,9 +24,27 @@ export type LoopArgs = {
   seed: number;
   batch: number;
 };
-export type LoopRun = { type: "run"; loop: "bare" | "same-writes" | "engine"; run: number; outputs?: "batches" | "pipeline" };
-export type EngineStats = { batches: number; batched: number; snapshotWrites: number; startMs: number };
-export type LoopResult = { type: "result"; ms: number; cpuMs: number; engine?: EngineStats } | { type: "error"; message: string };
+export type LoopRun = {
+  type: "run";
+  loop: "bare" | "same-writes" | "engine";
+  run: number;
+  outputs?: "batches" | "pipeline";
+  /** Same writes: the batches to take, per partition (an engine run's `batchSizes`). */
+  batchSizes?: number[][];
+};
+export type EngineStats = {
+  batches: number;
+  batched: number;
+  snapshotWrites: number;
+  startMs: number;
+  /** Each batch's size, per partition, in order. */
+  batchSizes: number[][];
+};
+/** What a same-writes run wrote besides its outputs. */
+export type WriteStats = { batches: number; snapshotWrites: number };
+export type LoopResult =
+  | { type: "result"; ms: number; cpuMs: number; engine?: EngineStats; writes?: WriteStats }
+  | { type: "error"; message: string };
 
 const args = JSON.parse(process.argv[2]!) as LoopArgs;
 const log = createLogger("bench", { level: "warn" });
@@ -103,7 +121,8 @@ async function bare(run: number): Promise<LoopResult> {
   }
 }
 
-async function sameWrites(run: number, outputs: "batches" | "pipeline"): Promise<LoopResult> {
+async function sameWrites(run: number, outputs: "batches" | "pipeline", batchSizes?: number[][]): Promise<LoopResult> {
+  const writes: WriteStats = { batches: 0, snapshotWrites: 0 };
   const { ms, cpuMs } = await measured(
     `bench-same-writes-${run}`,
     async (nc) => {
@@ -117,7 +136,10 @@ async function sameWrites(run: number, outputs: "batches" | "pipeline"): Promise
         batchSize: args.batch,
         log,
         outputs,
-        onBatch: (n) => {
+        ...(batchSizes ? { batchSizes } : {}),
+        onBatch: (n, snapshots) => {
+          writes.batches += 1;
+          writes.snapshotWrites += snapshots;
           events += n;
           if (events >= args.events) done();
         },
@@ -127,12 +149,18 @@ async function sameWrites(run: number, outputs: "batches" | "pipeline"): Promise
     },
     (loop) => loop.stop(),
   );
-  return { type: "result", ms, cpuMs };
+  return { type: "result", ms, cpuMs, writes };
 }
 
 /** The engine: one instance, every partition; done when every event was applied (or skipped). */
 async function engine(run: number): Promise<LoopResult> {
-  const stats: EngineStats = { batches: 0, batched: 0, snapshotWrites: 0, startMs: 0 };
+  const stats: EngineStats = {
+    batches: 0,
+    batched: 0,
+    snapshotWrites: 0,
+    startMs: 0,
+    batchSizes: Array.from({ length: partitions }, () => []),
+  };
   let applied = 0;
   const { ms, cpuMs } = await measured(
     `bench-engine-${run}`,
@@ -147,8 +175,9 @@ async function engine(run: number): Promise<LoopResult> {
         clock: idleClock,
         instanceId: "bench",
         batchSize: args.batch,
-        onBatch: (outcome, _p, size) => {
+        onBatch: (outcome, p, size) => {
           stats.batches += 1;
+          stats.batchSizes[p]!.push(size);
           stats.batched += size;
           stats.snapshotWrites += new Set(outcome.applied.map((x) => x.node)).size;
           applied += outcome.applied.length + outcome.skipped;
@@ -176,7 +205,7 @@ process.on("message", (message: LoopRun | "exit") => {
     message.loop === "bare"
       ? bare(message.run)
       : message.loop === "same-writes"
-        ? sameWrites(message.run, message.outputs ?? "batches")
+        ? sameWrites(message.run, message.outputs ?? "batches", message.batchSizes)
         : engine(message.run);
   void running.then(
     (result) => process.send!(result),

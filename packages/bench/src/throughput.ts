@@ -12,7 +12,7 @@ import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline
 import { withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "@fenceline/testing";
 import { processCpuMs, ratio } from "./measure.js";
-import type { EngineStats, LoopArgs, LoopResult, LoopRun } from "./throughput-loop.js";
+import type { EngineStats, LoopArgs, LoopResult, LoopRun, WriteStats } from "./throughput-loop.js";
 
 const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--pairs N] [--seed N] [--json]
 
@@ -21,13 +21,14 @@ nats-server (started here, temporary store) and the same pre-published events: a
 valid history (see \`fenceline bench replay\`) in FL_EVENTS.
   bare         one durable pull consumer on FL_EVENTS: receive each message and ack it, nothing else
   same writes  exactly the engine's writes without deciding: the ${eventPartitions()} partition consumers in
-               batches, the same commands and audit records through the same pipeline, the same
-               coalesced snapshot compare-and-sets, one ack per batch (outputs looked up from the
-               engine's own fold of the history, computed beforehand; no validation, no fold)
+               the batches of the engine run before it (the same sizes, in the same order), the
+               same commands and audit records through the same pipeline, the same coalesced
+               snapshot compare-and-sets, one ack per batch (outputs looked up from the engine's
+               own fold of the history, computed beforehand; no validation, no fold)
   engine       the partitioned engine (one instance, all ${eventPartitions()} partitions): consume in batches,
                validate, fold, publish commands and audit records, save each node's last snapshot,
                ack the batch
-The same writes and the engine first run once each unmeasured (warm-up: neither is measured on
+The engine and the same writes first run once each unmeasured (warm-up: neither is measured on
 cold code), then the bare loop, then --pairs pairs of a same-writes run and an engine run, side by
 side (the order alternates: same writes first in the odd pairs, the engine first in the even
 ones), then the bare loop again; each figure is the mean of its runs, and each pair's own ratio is
@@ -77,6 +78,8 @@ export type ThroughputResult = {
   batches: number;
   meanBatch: number;
   snapshotWrites: number;
+  /** What each measured same-writes run wrote besides outputs (its batches are the engine run's before it). */
+  sameWritesBatches: WriteStats[];
   commands: number;
   audit: number;
   clientCpuMsPerKEvent: { bare: number; sameWrites: number; engine: number };
@@ -141,14 +144,20 @@ export async function runThroughputBench(options: {
         };
       };
       const bare = (run: number) => measured(floor, { type: "run", loop: "bare", run });
+      /** The batches of the latest engine run, which the same writes take exactly. */
+      let engineBatches: number[][] | undefined;
       const sameWrites = async (run: number, outputs: "batches" | "pipeline" = "batches") => {
         await reset();
-        return measured(floor, { type: "run", loop: "same-writes", run, outputs });
+        return measured(floor, { type: "run", loop: "same-writes", run, outputs, ...(engineBatches ? { batchSizes: engineBatches } : {}) });
       };
       /** The engine, its audit trail checked against the history's. */
       const engineRun = async (run: number) => {
         await reset();
         const r = await measured(engineProcess, { type: "run", loop: "engine", run });
+        // A run that replayed part of a partition (a failed batch) took some events twice: its
+        // batches are not a plan of the history's.
+        const taken = r.engine!.batchSizes.flat().reduce((a, b) => a + b, 0);
+        engineBatches = taken === expected.size ? r.engine!.batchSizes : undefined;
         const audit: AuditRecord[] = await readAuditRecords(nc);
         let divergences = 0;
         for (const record of audit) {
@@ -169,7 +178,8 @@ export async function runThroughputBench(options: {
       // One unmeasured run of each deciding-or-writing loop first, so that neither is measured on
       // cold code (the engine has more of it: validation, the fold, its batch path); then the
       // measured pairs, in alternating order so that a drift of the machine weighs on both loops.
-      const warmUp = [await sameWrites(0), await engineRun(0)] as const;
+      // The engine first: each same-writes run takes the batches of the engine run before it.
+      const warmUp = [await engineRun(0), await sameWrites(0)] as const;
       const before = await bare(1);
       const writes: Array<Awaited<ReturnType<typeof sameWrites>>> = [];
       const engines: Array<Awaited<ReturnType<typeof engineRun>>> = [];
@@ -185,7 +195,7 @@ export async function runThroughputBench(options: {
       const after = await bare(2);
       // The floor as it was before fast batches: every output with its own PubAck.
       const perMessage = [await sameWrites(options.pairs + 1, "pipeline"), await sameWrites(options.pairs + 2, "pipeline")];
-      const divergences = warmUp[1].stats.divergences + engines.reduce((n, e) => n + e.stats.divergences, 0);
+      const divergences = warmUp[0].stats.divergences + engines.reduce((n, e) => n + e.stats.divergences, 0);
       const last = engines.at(-1)!.stats;
       const { batches, batched, snapshotWrites, commands } = last;
       const avg = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
@@ -222,6 +232,7 @@ export async function runThroughputBench(options: {
         batches,
         meanBatch: batches > 0 ? Math.round((batched / batches) * 10) / 10 : 0,
         snapshotWrites,
+        sameWritesBatches: writes.map((w) => w.writes!),
         commands,
         audit: last.audit,
         clientCpuMsPerKEvent: {
@@ -254,7 +265,7 @@ const LOOP_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "throughput-lo
 type LoopProcess = {
   /** The Node.js flags it runs with. */
   flags: string[];
-  run(run: LoopRun): Promise<{ ms: number; cpuMs: number; engine?: EngineStats }>;
+  run(run: LoopRun): Promise<{ ms: number; cpuMs: number; engine?: EngineStats; writes?: WriteStats }>;
   stop(): void;
 };
 
@@ -367,6 +378,10 @@ export async function benchThroughput(argv: string[]): Promise<number> {
         ["ratio engine / same writes", `${r.ratioToSameWrites} (target ≥ 0.8); pair by pair: ${r.pairRatios.join(", ")}`],
         ["fold alone, in memory", `${r.foldOnlyEventsPerSec} events/s`],
         ["engine batches", `${r.batches}, ${r.meanBatch} events each on average`],
+        [
+          "same writes' batches",
+          `${r.sameWritesBatches.map((b) => `${b.batches} batches, ${b.snapshotWrites} snapshots`).join("; ")} (each run takes the batches of the engine run before it)`,
+        ],
         [
           "JetStream writes",
           `${r.audit} audit records, ${r.commands} commands, ${r.snapshotWrites} snapshots (coalesced from ${r.events}), ${r.batches} acks`,
