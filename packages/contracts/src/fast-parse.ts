@@ -5,7 +5,9 @@ import { util } from "zod/v4/core";
  * A lean validator compiled from a zod schema, for the schemas of the messages Fenceline reads
  * most (node events): it accepts what the schema accepts and returns what `schema.parse` returns
  * (the same keys in the same order, unknown keys of a non-strict object dropped), several times
- * faster, or `ASK_ZOD` when it cannot tell. The caller then runs zod itself, which decides and
+ * faster, or `ASK_ZOD` when it cannot tell. A plain object that is already exactly what zod would
+ * return (its keys those of the result, in the same order, each value returned as it was) is
+ * returned itself instead of a copy: the input is JSON.parse's, which nobody else holds. The caller then runs zod itself, which decides and
  * words the error: the compiled validator never rejects anything, it only accepts.
  *
  * It walks the schema's own definition (zod 4's `_zod.def`) and runs the schema's own checks
@@ -177,21 +179,45 @@ function compileObject(schema: Schema, seen: Map<Schema, Parse>): Parse {
   });
   // Zod builds the result in the shape's order, with each present key (an absent optional one left
   // out) and, when strict, refuses unknown keys; a stripping object drops them. Generated code, so
-  // that each key is a constant property access.
-  const lines = ["if (!isObject(input)) return ASK;", "const out = {};", "let v;"];
+  // that each key is a constant property access. Each value is checked into a local first: the
+  // input itself is the result when it is a plain object whose own keys are the present ones, in
+  // the shape's order, and whose values all came back unchanged; otherwise a copy is built.
+  const v = fields.map((_, i) => `v${i}`);
+  const lines = [
+    "if (!isObject(input)) return ASK;",
+    "let same = getPrototypeOf(input) === OBJECT;",
+    "let present = 0;",
+    ...(v.length > 0 ? [`let ${v.join(", ")};`] : []),
+  ];
   fields.forEach(({ key, optional }, i) => {
     const k = JSON.stringify(key);
-    const read = `v = f${i}(input[${k}]); if (v === ASK) return ASK; out[${k}] = v;`;
-    lines.push(optional ? `if (${k} in input) { ${read} }` : `if (!(${k} in input)) return ASK; ${read}`);
+    const read = `present++; ${v[i]} = f${i}(input[${k}]); if (${v[i]} === ASK) return ASK; if (${v[i]} !== input[${k}]) same = false;`;
+    lines.push(optional ? `const h${i} = ${k} in input; if (h${i}) { ${read} }` : `if (!(${k} in input)) return ASK; ${read}`);
   });
   if (strict) {
     const known = keys.map((key) => `k !== ${JSON.stringify(key)}`).join(" && ") || "true";
     lines.push(`for (const k in input) if (${known}) return ASK;`);
   }
+  lines.push(
+    "if (same) {",
+    "  let i = 0, seen = 0;",
+    "  for (const k in input) {",
+    "    while (i < KEYS.length && !(KEYS[i] in input)) i++;",
+    "    if (k !== KEYS[i]) { same = false; break; }",
+    "    i++; seen++;",
+    "  }",
+    "  if (same && seen === present) return input;",
+    "}",
+    "const out = {};",
+  );
+  fields.forEach(({ key, optional }, i) => {
+    const k = JSON.stringify(key);
+    lines.push(optional ? `if (h${i}) out[${k}] = ${v[i]};` : `out[${k}] = ${v[i]};`);
+  });
   lines.push("return out;");
   return generate(
-    ["isObject", "ASK", ...fields.map((_, i) => `f${i}`)],
-    [util.isObject, ASK_ZOD, ...fields.map((f) => f.parse)],
+    ["isObject", "ASK", "getPrototypeOf", "OBJECT", "KEYS", ...fields.map((_, i) => `f${i}`)],
+    [util.isObject, ASK_ZOD, Object.getPrototypeOf, Object.prototype, keys, ...fields.map((f) => f.parse)],
     `return (input) => {\n${lines.join("\n")}\n};`,
   ) as Parse;
 }
@@ -204,17 +230,25 @@ function compileRecord(schema: Schema, seen: Map<Schema, Parse>): Parse {
   const value = compile(def.valueType, seen);
   // Zod's result: the input's own enumerable keys, in Reflect.ownKeys order, each checked; anything
   // unusual (a symbol, __proto__, a non-enumerable key) is left to zod.
+  // The input itself when it is a plain object and every value came back unchanged (its keys,
+  // in Reflect.ownKeys order, are the result's).
   return (input) => {
     if (!util.isPlainObject(input)) return ASK_ZOD;
     const record = input as Record<string, unknown>;
-    const out: Record<string, unknown> = {};
-    for (const k of Reflect.ownKeys(record)) {
+    const keys = Reflect.ownKeys(record);
+    let same = Object.getPrototypeOf(record) === Object.prototype;
+    const values: unknown[] = [];
+    for (const k of keys) {
       if (typeof k !== "string" || k === "__proto__" || !Object.prototype.propertyIsEnumerable.call(record, k)) return ASK_ZOD;
       if (key(k) === ASK_ZOD) return ASK_ZOD;
       const v = value(record[k]);
       if (v === ASK_ZOD) return ASK_ZOD;
-      out[k] = v;
+      if (v !== record[k]) same = false;
+      values.push(v);
     }
+    if (same) return record;
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i < keys.length; i++) out[keys[i] as string] = values[i];
     return out;
   };
 }

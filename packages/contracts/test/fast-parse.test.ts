@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { z } from "zod";
 import * as contracts from "../src/index.js";
-import { ASK_ZOD, COMMAND_KINDS, Heartbeat, NodeEvent, createFastParse, parseMessage } from "../src/index.js";
+import { ASK_ZOD, COMMAND_KINDS, Heartbeat, NodeEvent, createEvent, createFastParse, parseMessage } from "../src/index.js";
 
 /**
  * The compiled validators (fast-parse.ts) against zod itself: whatever a compiled validator
@@ -205,6 +205,28 @@ describe("compiled validators", () => {
       { numRuns: 5_000 },
     );
     expect(decided).toBeGreaterThan(100);
+  });
+
+  it("return a plain object that already is zod's result itself, and a copy of any other", () => {
+    const fast = createFastParse(NodeEvent)!;
+    const event = clone(createEvent("signal.unhealthy", { id: "e:1", node: "n-1", at: 1, source: "t", data: { signal: "s", since: 0 } }));
+    expect(fast(event)).toBe(event);
+    // A key out of the shape's order, an unknown key (stripped), an inherited prototype: copies.
+    const reordered = { node: "n-1.rack", ...clone(VALID_EVENTS[6] as object) };
+    const extra = { ...clone(VALID_EVENTS[6] as object), extra: 1 };
+    const inherited = Object.assign(Object.create({ inherited: true }) as object, clone(VALID_EVENTS[6] as object));
+    for (const input of [reordered, extra, inherited]) {
+      expect(fast(input)).not.toBe(input);
+      agrees(NodeEvent, input); // zod's result, when decided (an event refuses unknown keys)
+    }
+    expect(fast(reordered)).not.toBe(ASK_ZOD);
+    // A nested object copied (its own keys out of order) makes its parent a copy too.
+    const nested = clone(VALID_EVENTS[0]) as { data: Record<string, unknown> };
+    nested.data = { incarnation: 1, ...nested.data };
+    const out = fast(nested) as { data: unknown };
+    expect(out).not.toBe(nested);
+    expect(out.data).not.toBe(nested.data);
+    expect(agrees(NodeEvent, nested)).toBe(true);
   });
 
   it("leave own __proto__ keys, inherited keys and non-plain records to zod", () => {

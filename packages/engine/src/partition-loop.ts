@@ -213,9 +213,36 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
     }
   }
 
+  /**
+   * What an event subject says, whatever the event: its node, and why the engine refuses it
+   * (null: it does not). Kept per subject (a partition has one per node), up to a bound.
+   */
+  const subjects = new Map<string, { node: string; misplaced: string | null }>();
+  function subjectOf(raw: string): { node: string; misplaced: string | null } {
+    let known = subjects.get(raw);
+    if (known) return known;
+    const subject = parseEventSubject(raw);
+    if (!subject) known = { node: raw, misplaced: `published on "${raw}", which is not an event subject` };
+    else {
+      // The server chose the partition (FL_EVENTS's subject transform); the engine must agree,
+      // or a node's events would be applied by one instance and its timers fired by another.
+      const expected = fnv1a(subject.token) % deps.partitions; // partitionOf(node): the token is the node's
+      known = {
+        node: subject.node,
+        misplaced:
+          subject.partition === expected
+            ? null
+            : `stored in partition ${subject.partition}; the engine places it in ${expected} of ${deps.partitions}`,
+      };
+    }
+    if (subjects.size >= 10_000) subjects.clear();
+    subjects.set(raw, known);
+    return known;
+  }
+
   /** One batch: false when something failed (acked up to just before it; the caller rewinds). */
   async function process(batch: EventMessage[], sub: EventSubscription): Promise<boolean> {
-    const { core, partitions } = deps;
+    const { core } = deps;
     let items: Array<{ event: NodeEvent; seq: number }> = [];
     const letters: Array<{ msg: EventMessage; reason: DeadLetter["reason"]; error: string }> = [];
     for (const msg of batch) {
@@ -225,25 +252,17 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
         continue;
       }
       const event = parsed.value;
-      const subject = parseEventSubject(msg.subject);
-      const subjectNode = subject?.node ?? msg.subject;
-      if (subjectNode !== event.node) {
+      const subject = subjectOf(msg.subject);
+      if (subject.node !== event.node) {
         letters.push({
           msg,
           reason: "forbidden",
-          error: `event for node "${event.node}" published on the subject of node "${subjectNode}"`,
+          error: `event for node "${event.node}" published on the subject of node "${subject.node}"`,
         });
         continue;
       }
-      // The server chose the partition (FL_EVENTS's subject transform); the engine must agree,
-      // or a node's events would be applied by one instance and its timers fired by another.
-      const expected = fnv1a(subject!.token) % partitions; // partitionOf(event.node): the token is the node's
-      if (subject!.partition !== expected) {
-        letters.push({
-          msg,
-          reason: "forbidden",
-          error: `event for node "${event.node}" stored in partition ${subject!.partition}; the engine places it in ${expected} of ${partitions}`,
-        });
+      if (subject.misplaced !== null) {
+        letters.push({ msg, reason: "forbidden", error: `event for node "${event.node}" ${subject.misplaced}` });
         continue;
       }
       items.push({ event, seq: msg.seq });
@@ -305,19 +324,27 @@ export function createPartitionLoop(deps: PartitionLoopOptions): PartitionLoop {
 }
 
 /**
- * What the engine process does after each batch, in production and in the lab: hands every
- * applied node's deadlines to the timer service and logs its transitions (info) and stays
- * (debug), of the folds the core kept (`keepFoldsToLog`).
+ * What the engine process does after each batch, in production and in the lab: hands each
+ * applied node's deadlines after its last event of the batch to the timer service (the earlier
+ * ones were replaced within the batch, before any tick could see them) and logs the transitions
+ * (info) and stays (debug) of the folds the core kept (`keepFoldsToLog`).
  */
 export function trackApplied(
   outcome: BatchOutcome,
   timers: { track(node: string, timers: Readonly<Record<string, number>>): void },
   log: Logger,
 ): void {
+  const { applied } = outcome;
+  const tracked = new Set<string>();
+  for (let i = applied.length - 1; i >= 0; i--) {
+    const { node, timers: deadlines } = applied[i]!;
+    if (tracked.has(node)) continue;
+    tracked.add(node);
+    timers.track(node, deadlines);
+  }
   const info = log.isLevelEnabled("info");
   const debug = log.isLevelEnabled("debug");
-  for (const { node, timers: deadlines, result } of outcome.applied) {
-    timers.track(node, deadlines);
+  for (const { result } of applied) {
     if (!result) continue;
     const { audit } = result;
     if (audit.changed ? !info : !debug) continue;
