@@ -7,7 +7,7 @@ import type { AuditRecord } from "@fenceline/contracts";
 import { createLogger, publishEvent } from "@fenceline/bus";
 import { createDecider, fold, missingEngineNodeFlags, type NodeSnapshot } from "@fenceline/engine";
 import { readAuditRecords } from "@fenceline/read-model";
-import { Buckets, Consumers, Streams, eventPartitions, provisionStreams } from "@fenceline/streams";
+import { Buckets, Consumers, ENGINE_MAX_ACK_PENDING, Streams, eventPartitions, provisionStreams } from "@fenceline/streams";
 import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline/command-line";
 import { withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "@fenceline/testing";
@@ -46,7 +46,8 @@ Prints a table; with --json the table goes to stderr and stdout is one JSON docu
   "ratioToSameWrites": n, "natsServerVersion": s }.
   --events N  events (default 50000)
   --nodes N   fleet size (default 1000)
-  --batch N   most events per engine batch and partition (default 256)
+  --batch N   most events per engine batch and partition (default 256; a partition's consumer
+              hands out ${ENGINE_MAX_ACK_PENDING} events before an ack, so more takes no larger batches)
   --pairs N   same-writes and engine runs measured side by side (default 3)
   --seed N    seed of the history (default 1)`;
 
