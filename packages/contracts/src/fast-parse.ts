@@ -5,10 +5,11 @@ import { util } from "zod/v4/core";
  * A lean validator compiled from a zod schema, for the schemas of the messages Fenceline reads
  * most (node events): it accepts what the schema accepts and returns what `schema.parse` returns
  * (the same keys in the same order, unknown keys of a non-strict object dropped), several times
- * faster, or `ASK_ZOD` when it cannot tell. A plain object that is already exactly what zod would
- * return (its keys those of the result, in the same order, each value returned as it was) is
- * returned itself instead of a copy: the input is JSON.parse's, which nobody else holds. The caller then runs zod itself, which decides and
- * words the error: the compiled validator never rejects anything, it only accepts.
+ * faster, or `ASK_ZOD` when it cannot tell. The caller then runs zod itself, which decides and
+ * words the error: the compiled validator never rejects anything, it only accepts. A plain object
+ * that already is exactly what zod would return (its keys those of the result, in the same order,
+ * each value returned as it was) is returned itself instead of a copy: the caller's input is
+ * JSON.parse's, which nobody else holds.
  *
  * It walks the schema's own definition (zod 4's `_zod.def`) and runs the schema's own checks
  * (`_zod.check`: lengths, regexes, integer formats, bounds), so the rules live in one place, the
