@@ -61,6 +61,21 @@ export const ENGINE_ACK_WAIT_MS = 30 * SECOND;
  */
 export const ENGINE_MAX_ACK_PENDING = 256;
 
+/**
+ * Partition `p`'s engine consumer, what provisioning and an engine that finds it missing both
+ * create. Ack policy "all": the engine acks a whole batch with its last message. The owner of a
+ * partition rewinds it to its ack floor with a consumer reset.
+ */
+export function enginePartitionConsumer(partition: number) {
+  return {
+    durable_name: Consumers.enginePartition(partition),
+    filter_subject: Subjects.eventPartition(partition),
+    ack_policy: AckPolicy.All,
+    ack_wait: nanos(ENGINE_ACK_WAIT_MS),
+    max_ack_pending: ENGINE_MAX_ACK_PENDING,
+  };
+}
+
 /** The priority group of the engine consumers under consumer-pinned ownership. */
 export const ENGINE_PRIORITY_GROUP = "engine";
 
@@ -114,16 +129,11 @@ export function createDefinitions(options: DefinitionOptions = {}): Definitions 
   ];
 
   const consumers: ConsumerDefinition[] = [
-    // One per partition. Ack policy "all": the engine acks a whole batch with its last
-    // message. The owner of a partition rewinds it to its ack floor with a consumer reset.
+    // One per partition.
     ...Array.from({ length: partitions }, (_, p) => ({
       stream: Streams.events,
       config: {
-        durable_name: Consumers.enginePartition(p),
-        filter_subject: Subjects.eventPartition(p),
-        ack_policy: AckPolicy.All,
-        ack_wait: nanos(ENGINE_ACK_WAIT_MS),
-        max_ack_pending: ENGINE_MAX_ACK_PENDING,
+        ...enginePartitionConsumer(p),
         num_replicas: replicas,
         ...(options.ownership?.kind === "pinned"
           ? {

@@ -15,6 +15,7 @@ export {
   COMMAND_MAX_DELIVER,
   ENGINE_ACK_WAIT_MS,
   ENGINE_MAX_ACK_PENDING,
+  enginePartitionConsumer,
   ENGINE_PRIORITY_GROUP,
   MEMBERSHIP_HISTORY,
   type Definitions,

@@ -180,7 +180,8 @@ export async function runThroughputBench(options: {
       // cold code (the engine has more of it: validation, the fold, its batch path); then the
       // measured pairs, in alternating order so that a drift of the machine weighs on both loops.
       // The engine first: each same-writes run takes the batches of the engine run before it.
-      const warmUp = [await engineRun(0), await sameWrites(0)] as const;
+      const warmUp = await engineRun(0);
+      await sameWrites(0);
       const before = await bare(1);
       const writes: Array<Awaited<ReturnType<typeof sameWrites>>> = [];
       const engines: Array<Awaited<ReturnType<typeof engineRun>>> = [];
@@ -196,7 +197,7 @@ export async function runThroughputBench(options: {
       const after = await bare(2);
       // The floor as it was before fast batches: every output with its own PubAck.
       const perMessage = [await sameWrites(options.pairs + 1, "pipeline"), await sameWrites(options.pairs + 2, "pipeline")];
-      const divergences = warmUp[0].stats.divergences + engines.reduce((n, e) => n + e.stats.divergences, 0);
+      const divergences = warmUp.stats.divergences + engines.reduce((n, e) => n + e.stats.divergences, 0);
       const last = engines.at(-1)!.stats;
       const { batches, batched, snapshotWrites, commands } = last;
       const avg = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;

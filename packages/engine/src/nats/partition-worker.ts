@@ -1,5 +1,4 @@
 import {
-  AckPolicy,
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
@@ -8,11 +7,11 @@ import {
   type JetStreamClient,
   type JetStreamManager,
 } from "@nats-io/jetstream";
-import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 
 const ACK = Uint8Array.of(43, 65, 67, 75); // "+ACK"
 import { jetStreamDeadLetters, type Logger } from "@fenceline/bus";
-import { Consumers, ENGINE_ACK_WAIT_MS, ENGINE_MAX_ACK_PENDING, Streams, Subjects } from "@fenceline/streams";
+import { Consumers, Streams, enginePartitionConsumer } from "@fenceline/streams";
 import type { BatchOutcome, EngineCore } from "../engine.js";
 import { createPartitionLoop, DEFAULT_BATCH_SIZE, type PartitionConsumer, type PartitionLoop } from "../partition-loop.js";
 import { jetStreamPinnedPartitionConsumer } from "./pinned-consumer.js";
@@ -115,11 +114,8 @@ export function jetStreamPartitionConsumer(deps: {
 
   /** A missing consumer, created as provisioning would (from the start of the stream). */
   const config = (): Partial<ConsumerConfig> & { durable_name: string } => ({
+    ...enginePartitionConsumer(partition),
     durable_name: name,
-    filter_subject: Subjects.eventPartition(partition),
-    ack_policy: AckPolicy.All,
-    ack_wait: nanos(ENGINE_ACK_WAIT_MS),
-    max_ack_pending: ENGINE_MAX_ACK_PENDING,
     deliver_policy: DeliverPolicy.All,
   });
 
