@@ -10,12 +10,12 @@ const MAX_SNAPSHOT_BYTES = 1024 * 1024;
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; reason: DeadLetter["reason"]; error: string };
 
-const decoder = new TextDecoder("utf-8", { fatal: false });
-
-/** The bytes as text (invalid sequences replaced); Buffer's decoder is the fastest in Node. */
-function utf8(data: Uint8Array): string {
-  return typeof Buffer === "undefined" ? decoder.decode(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");
-}
+/**
+ * The bytes as text: invalid sequences replaced and a byte order mark kept (JSON.parse refuses
+ * it), as Buffer's `toString` does. On Node 20 it decodes a 250-byte event in half the time of
+ * `Buffer.from(view).toString()`, which makes a Buffer object first.
+ */
+const decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
 /**
  * Parses a message from the outside world: size, then JSON, then the schema. Never throws.
@@ -32,7 +32,7 @@ export function parseMessage<S extends z.ZodType>(
   }
   let json: unknown;
   try {
-    json = JSON.parse(utf8(data));
+    json = JSON.parse(decoder.decode(data));
   } catch (err) {
     return { ok: false, reason: "not-json", error: `not JSON: ${(err as Error).message}` };
   }

@@ -317,4 +317,21 @@ describe("compiled validators", () => {
     expect(parsed.ok).toBe(false);
     if (!parsed.ok) expect(parsed.error).toBe(z.prettifyError(NodeEvent.safeParse(JSON.parse(new TextDecoder().decode(bad))).error!));
   });
+
+  it("read the bytes as Buffer's toString does: a byte order mark is not JSON, an invalid sequence is replaced", () => {
+    const event = JSON.stringify(VALID_EVENTS[2]);
+    const inside = (bytes: Uint8Array) => {
+      const buffer = new Uint8Array(bytes.byteLength + 16);
+      buffer.set(bytes, 7);
+      return buffer.subarray(7, 7 + bytes.byteLength);
+    };
+    expect(parseMessage(NodeEvent, inside(new TextEncoder().encode(event))).ok).toBe(true);
+    const withBom = inside(new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode(event)]));
+    expect(parseMessage(NodeEvent, withBom)).toMatchObject({ ok: false, reason: "not-json" });
+    const invalid = new TextEncoder().encode(JSON.stringify({ ...(VALID_EVENTS[2] as object), source: "sXs" }));
+    invalid[invalid.indexOf(0x58)] = 0xff; // the X
+    const parsed = parseMessage(NodeEvent, inside(invalid));
+    expect(parsed.ok).toBe(true);
+    if (parsed.ok) expect(parsed.value.source).toBe("s\uFFFDs");
+  });
 });
