@@ -91,7 +91,7 @@ describe("cluster handlers over InMemoryCluster", () => {
     expect(await cluster.countWorkloads("n1")).toEqual({ pods: 0, volumeAttachments: 2 });
 
     // Again: nothing left, still a success.
-    expect(resultOf(await run(command("pods.delete", {}))).data.facts).toMatchObject({ deleted: 0 });
+    expect(resultOf(await run(command("pods.delete", {}))).data).toMatchObject({ output: "0 pods force-deleted", facts: { deleted: 0 } });
   });
 
   it("workloads.await-gone succeeds at once when nothing is left", async () => {
@@ -143,6 +143,20 @@ describe("cluster handlers over InMemoryCluster", () => {
     expect(result.data.reason).toBe("0 pods that must move and 2 VolumeAttachments still there after 3000 ms");
     expect(clock.now() - started).toBeGreaterThanOrEqual(3_000);
     expect(clock.now() - started).toBeLessThanOrEqual(3_000 + POLL_MS);
+  });
+
+  it("counts one pod and one VolumeAttachment in the singular", async () => {
+    const clock = new VirtualClock(0);
+    const cluster = new InMemoryCluster({ clock, nodes: ["n1"] });
+    cluster.addStatefulSet("db", 1);
+    for (let i = 0; i < 3; i++) {
+      clock.advance(1_000);
+      cluster.step();
+    }
+    const actuator = createActuator({ name: "cluster", handlers: createClusterHandlers(cluster, clock, { pollMs: POLL_MS }), clock });
+    const pending = actuator.execute(command("workloads.await-gone", { timeoutMs: 1_000 }, { now: clock.now() }), { progress: () => {} });
+    const result = resultOf(await drive(clock, pending, POLL_MS));
+    expect(result.data.reason).toBe("1 pod that must move and 1 VolumeAttachment still there after 1000 ms");
   });
 
   it("cluster.version returns the server version as a fact", async () => {

@@ -234,7 +234,7 @@ describe.concurrent("remediation on the real control plane", () => {
       // The step ends at its timeout: its timer fires, or a moment before it the await-gone
       // command (given the step's timeout as its budget) reports the pod still there. Both race
       // to the same 4 s, and either escalates.
-      expect(text).toMatch(/remediation step timed out|workloads\.await-gone failed: 1 pods that must move .* after 4000 ms/);
+      expect(text).toMatch(/remediation step timed out|workloads\.await-gone failed: 1 pod that must move .* after 4000 ms/);
       expect(text).toContain("OutOfServiceTaint did not complete: escalating to ResourceDeletion");
       expect(text).toContain("remediation step 2/2: ResourceDeletion");
       expect(await s.pod("lingering")).toBeNull();

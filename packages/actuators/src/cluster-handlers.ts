@@ -2,6 +2,8 @@ import type { Clock, ClusterApi } from "@fenceline/contracts";
 import type { Handlers } from "./actuator.js";
 
 const sleep = (clock: Clock, ms: number) => new Promise<void>((resolve) => clock.setTimeout(resolve, ms));
+/** "1 pod", "2 pods", "0 pods". */
+const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 /** Taints, pod deletion, and the out-of-service wait for a node's workloads to be gone. */
 export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options: { pollMs?: number } = {}): Handlers {
@@ -17,7 +19,7 @@ export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options
     },
     "pods.delete": async (c) => {
       const n = await cluster.deletePods(c.node);
-      return { ok: true, output: `${n} pods force-deleted`, facts: { deleted: n } };
+      return { ok: true, output: `${count(n, "pod")} force-deleted`, facts: { deleted: n } };
     },
     "workloads.await-gone": async (c, context) => {
       const until = clock.now() + c.params.timeoutMs;
@@ -27,7 +29,7 @@ export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options
         // a minute later): fencing is confirmed, so it goes now.
         deleted += await cluster.deleteEvictedPods(c.node);
         const left = await cluster.countWorkloads(c.node);
-        const forced = deleted > 0 ? ` (${deleted} evicted pods force-deleted)` : "";
+        const forced = deleted > 0 ? ` (${count(deleted, "evicted pod")} force-deleted)` : "";
         if (left.pods === 0 && left.volumeAttachments === 0) {
           return {
             ok: true,
@@ -38,7 +40,7 @@ export function createClusterHandlers(cluster: ClusterApi, clock: Clock, options
         if (clock.now() >= until) {
           return {
             ok: false,
-            reason: `${left.pods} pods that must move and ${left.volumeAttachments} VolumeAttachments still there after ${c.params.timeoutMs} ms${forced}`,
+            reason: `${count(left.pods, "pod")} that must move and ${count(left.volumeAttachments, "VolumeAttachment")} still there after ${c.params.timeoutMs} ms${forced}`,
           };
         }
         context.progress();
