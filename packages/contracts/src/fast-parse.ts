@@ -58,8 +58,8 @@ const compiled = new WeakMap<object, Parse | null>();
 
 /** The compiled validator of `schema`, or null when the schema uses something it does not compile. */
 export function createFastParse<S extends z.ZodType>(schema: S): FastParse<z.infer<S>> | null {
-  if (compiled.has(schema)) return compiled.get(schema) as FastParse<z.infer<S>> | null;
-  let parse: Parse | null;
+  let parse = compiled.get(schema);
+  if (parse !== undefined) return parse as FastParse<z.infer<S>> | null;
   try {
     parse = compile(schema as unknown as Schema, new Map());
   } catch (err) {
@@ -81,9 +81,52 @@ const TYPE_TESTS: Record<string, string> = {
 };
 
 /**
+ * An expression of `value` that is true only when the check certainly passes (zod's own check
+ * would push no issue), or null when there is none: then the check's own function decides. Only
+ * for a string or number schema, whose type test ran first, and only what zod's check does for
+ * that kind (zod/v4/core/checks.js): a string's length in UTF-16 units is at least its length in
+ * code points and at most twice it; `.regex()` is its pattern's test; an integer format is a safe
+ * integer within its range. The check's function still runs whenever the expression is false,
+ * so an expression may say "not sure" as often as it likes, never "passes" wrongly.
+ */
+function surePass(type: string, check: Check, index: number, names: string[], values: unknown[]): string | null {
+  const def = check._zod.def as Check["_zod"]["def"] & Record<string, unknown>;
+  const int = (n: unknown): n is number => typeof n === "number" && Number.isSafeInteger(n);
+  const finite = (n: unknown): n is number => typeof n === "number" && Number.isFinite(n);
+  if (type === "string") {
+    if (def.check === "min_length" && int(def.minimum)) return `value.length >= ${2 * def.minimum}`;
+    if (def.check === "max_length" && int(def.maximum)) return `value.length <= ${def.maximum}`;
+    // Only zod's own `.regex()`: other string formats (url, email...) may check more than a pattern.
+    if (def.check === "string_format" && def.format === "regex" && def.pattern instanceof RegExp) {
+      names.push(`r${index}`);
+      values.push(def.pattern);
+      return `(r${index}.lastIndex = 0, r${index}.test(value))`;
+    }
+    return null;
+  }
+  if (type === "number") {
+    if (def.check === "greater_than" && finite(def.value)) return `value ${def.inclusive ? ">=" : ">"} ${def.value}`;
+    if (def.check === "less_than" && finite(def.value)) return `value ${def.inclusive ? "<=" : "<"} ${def.value}`;
+    if (def.check === "number_format") {
+      const range = INT_RANGES[def.format as string];
+      if (range) return `Number.isSafeInteger(value) && value >= ${range[0]} && value <= ${range[1]}`;
+    }
+  }
+  return null;
+}
+
+/** The integer formats of zod's number_format check, and their ranges (zod's NUMBER_FORMAT_RANGES). */
+const INT_RANGES: Record<string, readonly [number, number]> = {
+  safeint: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  int32: [-2147483648, 2147483647],
+  uint32: [0, 4294967295],
+};
+
+/**
  * A validator that runs `base` (null for a primitive type: its test in `TYPE_TESTS`), then the
- * schema's checks, as zod's runChecks applies them: generated code calling each check's own
- * function, so every call site sees one check.
+ * schema's checks, as zod's runChecks applies them: generated code that first tests what it can
+ * inline (`surePass`) and otherwise calls the check's own function, so every call site sees one
+ * check.
  */
 function withChecks(schema: Schema, base: Parse | null): Parse {
   const checks: Check[] = [...(schema._zod.def.checks ?? [])];
@@ -96,18 +139,18 @@ function withChecks(schema: Schema, base: Parse | null): Parse {
   const lines = base
     ? ["value = base(value);", "if (value === ASK) return ASK;"]
     : [`if (!(${TYPE_TESTS[schema._zod.def.type]})) return ASK;`];
-  if (checks.length > 0) lines.push("p.value = value;");
   checks.forEach((c, i) => {
     names.push(`c${i}`);
     values.push(c._zod.check);
-    const run = `c${i}(p); if (p.issues.length !== 0) { p.issues.length = 0; p.value = undefined; return ASK; }`;
+    let run = `p.value = value; c${i}(p); p.value = undefined; if (p.issues.length !== 0) { p.issues.length = 0; return ASK; }`;
     if (c._zod.def.when) {
       names.push(`w${i}`);
       values.push(c._zod.def.when);
-      lines.push(`if (w${i}(p)) { ${run} }`);
-    } else lines.push(run);
+      run = `p.value = value; if (w${i}(p)) { ${run} } p.value = undefined;`;
+    }
+    const sure = base ? null : surePass(schema._zod.def.type, c, i, names, values);
+    lines.push(sure ? `if (!(${sure})) { ${run} }` : run);
   });
-  if (checks.length > 0) lines.push("p.value = undefined;");
   lines.push("return value;");
   return generate(names, values, `return (value) => {\n${lines.join("\n")}\n};`) as Parse;
 }
@@ -195,10 +238,8 @@ function compileObject(schema: Schema, seen: Map<Schema, Parse>): Parse {
     const read = `present++; ${v[i]} = f${i}(input[${k}]); if (${v[i]} === ASK) return ASK; if (${v[i]} !== input[${k}]) same = false;`;
     lines.push(optional ? `const h${i} = ${k} in input; if (h${i}) { ${read} }` : `if (!(${k} in input)) return ASK; ${read}`);
   });
-  if (strict) {
-    const known = keys.map((key) => `k !== ${JSON.stringify(key)}`).join(" && ") || "true";
-    lines.push(`for (const k in input) if (${known}) return ASK;`);
-  }
+  // The input returned as it is has only the shape's keys (each one it lists is the next present
+  // key of the shape), so a strict object's unknown keys are looked for only when it is copied.
   lines.push(
     "if (same) {",
     "  let i = 0, seen = 0;",
@@ -209,8 +250,12 @@ function compileObject(schema: Schema, seen: Map<Schema, Parse>): Parse {
     "  }",
     "  if (same && seen === present) return input;",
     "}",
-    "const out = {};",
   );
+  if (strict) {
+    const known = keys.map((key) => `k !== ${JSON.stringify(key)}`).join(" && ") || "true";
+    lines.push(`for (const k in input) if (${known}) return ASK;`);
+  }
+  lines.push("const out = {};");
   fields.forEach(({ key, optional }, i) => {
     const k = JSON.stringify(key);
     lines.push(optional ? `if (h${i}) out[${k}] = ${v[i]};` : `out[${k}] = ${v[i]};`);

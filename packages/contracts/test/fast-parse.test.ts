@@ -281,6 +281,10 @@ describe("compiled validators", () => {
       z.number().gt(0).lt(1),
       z.number().multipleOf(3),
       z.int32(),
+      z.uint32(),
+      z.string().min(1).max(2),
+      z.number().nonnegative(),
+      z.number().int().gte(-5).lte(5),
       z.literal(["a", 1, true]),
       z.enum(["x", "y"]),
       z.object({ a: z.string().nullable(), b: z.number().optional() }),
@@ -289,8 +293,17 @@ describe("compiled validators", () => {
       z.discriminatedUnion("t", [z.object({ t: z.literal("a"), n: z.number() }), z.object({ t: z.literal(["b", "c"]) }).strict()]),
       z.never(),
     ];
+    // Lengths count code points, not UTF-16 units: astral characters and lone surrogates around
+    // each bound; integers around each format's range.
+    const unicode = fc.oneof(
+      fc.string({ unit: "binary", maxLength: 9 }),
+      fc.constantFrom("😀", "a😀", "😀😀", "😀😀😀", "\ud800", "\ud800\ud800", "a\udc00", "aaaa😀"),
+    );
+    const integers = fc.constantFrom(-6, -5, 5, 6, 2 ** 31 - 1, 2 ** 31, -(2 ** 31), -(2 ** 31) - 1, 2 ** 32 - 1, 2 ** 32, -0, 0.5);
     const values = fc.oneof(
       edgeValue,
+      unicode,
+      integers,
       fc.anything(),
       fc.record(
         {
