@@ -12,8 +12,9 @@ import { util } from "zod/v4/core";
  * JSON.parse's, which nobody else holds.
  *
  * It walks the schema's own definition (zod 4's `_zod.def`) and runs the schema's own checks
- * (`_zod.check`: lengths, regexes, integer formats, bounds), so the rules live in one place, the
- * zod schema. Only these kinds are compiled: string, number, boolean, literal, enum, never,
+ * (`_zod.check`: lengths, regexes, integer formats, bounds), each after an inline test of what
+ * certainly passes, written from that check's own parameters (`surePass`), so the rules live in
+ * one place, the zod schema. Only these kinds are compiled: string, number, boolean, literal, enum, never,
  * optional, nullable, object (strict or stripping), record with string keys, and discriminated
  * union; only the check kinds in `PURE_CHECKS`. Anything else (transforms, pipes, defaults,
  * coercion, refinements, lazy, plain unions, arrays...) makes `createFastParse` return null, and
