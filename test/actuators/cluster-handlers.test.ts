@@ -8,11 +8,12 @@ import { command, resultOf } from "../../packages/actuators/test/helpers.js";
 
 const POLL_MS = 250;
 
-/** n1 runs a StatefulSet of two replicas (two pods, two VolumeAttachments); n2 is empty. */
-function setup(options: { serverVersion?: string } = {}) {
+/** n1 runs a StatefulSet of two replicas (two pods, two VolumeAttachments) unless told otherwise; n2 is empty. */
+function setup(options: { serverVersion?: string; replicas?: number } = {}) {
+  const { replicas = 2, ...clusterOptions } = options;
   const clock = new VirtualClock(0);
-  const cluster = new InMemoryCluster({ clock, nodes: ["n1"], ...options });
-  cluster.addStatefulSet("db", 2);
+  const cluster = new InMemoryCluster({ clock, nodes: ["n1"], ...clusterOptions });
+  cluster.addStatefulSet("db", replicas);
   for (let i = 0; i < 3; i++) {
     clock.advance(1_000);
     cluster.step();
@@ -146,15 +147,8 @@ describe("cluster handlers over InMemoryCluster", () => {
   });
 
   it("counts one pod and one VolumeAttachment in the singular", async () => {
-    const clock = new VirtualClock(0);
-    const cluster = new InMemoryCluster({ clock, nodes: ["n1"] });
-    cluster.addStatefulSet("db", 1);
-    for (let i = 0; i < 3; i++) {
-      clock.advance(1_000);
-      cluster.step();
-    }
-    const actuator = createActuator({ name: "cluster", handlers: createClusterHandlers(cluster, clock, { pollMs: POLL_MS }), clock });
-    const pending = actuator.execute(command("workloads.await-gone", { timeoutMs: 1_000 }, { now: clock.now() }), { progress: () => {} });
+    const { clock, run } = setup({ replicas: 1 });
+    const pending = run(command("workloads.await-gone", { timeoutMs: 1_000 }, { now: clock.now() }));
     const result = resultOf(await drive(clock, pending, POLL_MS));
     expect(result.data.reason).toBe("1 pod that must move and 1 VolumeAttachment still there after 1000 ms");
   });

@@ -14,12 +14,12 @@ import { util } from "zod/v4/core";
  * It walks the schema's own definition (zod 4's `_zod.def`) and runs the schema's own checks
  * (`_zod.check`: lengths, regexes, integer formats, bounds), each after an inline test of what
  * certainly passes, written from that check's own parameters (`surePass`), so the rules live in
- * one place, the zod schema. Only these kinds are compiled: string, number, boolean, literal, enum, never,
- * optional, nullable, object (strict or stripping), record with string keys, and discriminated
- * union; only the check kinds in `PURE_CHECKS`. Anything else (transforms, pipes, defaults,
- * coercion, refinements, lazy, plain unions, arrays...) makes `createFastParse` return null, and
- * `parseMessage` runs zod alone. contracts/test/fast-parse.test.ts checks it against zod on
- * valid and mutated messages.
+ * one place, the zod schema. Only these kinds are compiled: string, number, boolean, literal,
+ * enum, never, optional, nullable, object (strict or stripping), record with string keys, and
+ * discriminated union; only the check kinds in `PURE_CHECKS`. Anything else (transforms, pipes,
+ * defaults, coercion, refinements, lazy, plain unions, arrays...) makes `createFastParse` return
+ * null, and `parseMessage` runs zod alone. contracts/test/fast-parse.test.ts checks it against zod
+ * on valid and mutated messages.
  */
 
 /** What a compiled validator returns when zod must decide. */
@@ -108,20 +108,14 @@ function surePass(type: string, check: Check, index: number, names: string[], va
   if (type === "number") {
     if (def.check === "greater_than" && finite(def.value)) return `value ${def.inclusive ? ">=" : ">"} ${def.value}`;
     if (def.check === "less_than" && finite(def.value)) return `value ${def.inclusive ? "<=" : "<"} ${def.value}`;
-    if (def.check === "number_format") {
-      const range = INT_RANGES[def.format as string];
+    // An integer format, as zod's check tells one (its name has "int"), within zod's own range.
+    if (def.check === "number_format" && typeof def.format === "string" && def.format.includes("int")) {
+      const range = (util.NUMBER_FORMAT_RANGES as Record<string, readonly [number, number] | undefined>)[def.format];
       if (range) return `Number.isSafeInteger(value) && value >= ${range[0]} && value <= ${range[1]}`;
     }
   }
   return null;
 }
-
-/** The integer formats of zod's number_format check, and their ranges (zod's NUMBER_FORMAT_RANGES). */
-const INT_RANGES: Record<string, readonly [number, number]> = {
-  safeint: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  int32: [-2147483648, 2147483647],
-  uint32: [0, 4294967295],
-};
 
 /**
  * A validator that runs `base` (null for a primitive type: its test in `TYPE_TESTS`), then the
@@ -143,12 +137,13 @@ function withChecks(schema: Schema, base: Parse | null): Parse {
   checks.forEach((c, i) => {
     names.push(`c${i}`);
     values.push(c._zod.check);
-    let run = `p.value = value; c${i}(p); p.value = undefined; if (p.issues.length !== 0) { p.issues.length = 0; return ASK; }`;
+    let call = `c${i}(p); if (p.issues.length !== 0) { p.issues.length = 0; p.value = undefined; return ASK; }`;
     if (c._zod.def.when) {
       names.push(`w${i}`);
       values.push(c._zod.def.when);
-      run = `p.value = value; if (w${i}(p)) { ${run} } p.value = undefined;`;
+      call = `if (w${i}(p)) { ${call} }`;
     }
+    const run = `p.value = value; ${call} p.value = undefined;`;
     const sure = base ? null : surePass(schema._zod.def.type, c, i, names, values);
     lines.push(sure ? `if (!(${sure})) { ${run} }` : run);
   });
