@@ -3,7 +3,17 @@ import { inject } from "vitest";
 import { DEMO_POLICY, Policy, type PolicyInput, type Provisioner } from "@fenceline/contracts";
 import { createLogger } from "@fenceline/bus";
 import { startKubeLabFenceline, type KubeLabWorkloads } from "@fenceline/bench";
-import { adminClient, type KubeClient, type KubeObject } from "@fenceline/kube-lab";
+import {
+  adminClient,
+  createNamespace,
+  createStatefulSet,
+  deleteNamespace,
+  isRunningAndReady,
+  KubeletFleet,
+  listPods,
+  type KubeClient,
+  type KubeObject,
+} from "@fenceline/kube-lab";
 import { Buckets } from "@fenceline/streams";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -29,6 +39,44 @@ export async function waitUntil(
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${explain()}`);
     await sleep(100);
   }
+}
+
+/**
+ * A namespace of its own (`name`, also the fleet) with kube-lab's kubelets for `nodes` and a
+ * StatefulSet "db" of `replicas`, returned once every replica runs and is ready. `beforeWorkloads`
+ * runs once the kubelets are up, before the StatefulSet (an administrator's labels and taints).
+ */
+export async function startDbFleet(options: {
+  name: string;
+  nodes: string[];
+  replicas: number;
+  beforeWorkloads?: (admin: KubeClient) => Promise<void>;
+}): Promise<{ machines: KubeletFleet; stop(): Promise<void> }> {
+  const { name, replicas } = options;
+  const admin = kubeAdmin();
+  await createNamespace(admin, name);
+  const machines = new KubeletFleet({ admin, nodes: options.nodes, fleet: name });
+  const stop = async () => {
+    await machines.stop({ deleteNodes: true });
+    await deleteNamespace(admin, name, name);
+  };
+  try {
+    await machines.start();
+    await options.beforeWorkloads?.(admin);
+    await createStatefulSet(admin, { namespace: name, name: "db", replicas, fleet: name });
+    await waitUntil(
+      "db running",
+      async () => {
+        const pods = await listPods(admin, name);
+        return pods.length === replicas && pods.every(isRunningAndReady);
+      },
+      90_000,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { machines, stop };
 }
 
 export type RealK8sOptions = {
