@@ -47,13 +47,13 @@ export async function waitUntil(
  * runs once the kubelets are up, before the StatefulSet (an administrator's labels and taints).
  */
 export async function startDbFleet(options: {
+  admin: KubeClient;
   name: string;
   nodes: string[];
   replicas: number;
-  beforeWorkloads?: (admin: KubeClient) => Promise<void>;
+  beforeWorkloads?: () => Promise<unknown>;
 }): Promise<{ machines: KubeletFleet; stop(): Promise<void> }> {
-  const { name, replicas } = options;
-  const admin = kubeAdmin();
+  const { admin, name, replicas } = options;
   await createNamespace(admin, name);
   const machines = new KubeletFleet({ admin, nodes: options.nodes, fleet: name });
   const stop = async () => {
@@ -62,7 +62,7 @@ export async function startDbFleet(options: {
   };
   try {
     await machines.start();
-    await options.beforeWorkloads?.(admin);
+    await options.beforeWorkloads?.();
     await createStatefulSet(admin, { namespace: name, name: "db", replicas, fleet: name });
     await waitUntil(
       "db running",

@@ -57,7 +57,7 @@ describe("power fencing on the real control plane", () => {
   };
 
   beforeAll(async () => {
-    ({ machines, stop: stopFleet } = await startDbFleet({ name: fleetName, nodes: workers, replicas: 2 }));
+    ({ machines, stop: stopFleet } = await startDbFleet({ admin, name: fleetName, nodes: workers, replicas: 2 }));
     lab = await startUpLab({
       name: "power-k8s",
       nodes: workers,

@@ -23,11 +23,12 @@ describe("fenceline up --kubeconfig on the real control plane", () => {
 
   beforeAll(async () => {
     ({ machines, stop: stopFleet } = await startDbFleet({
+      admin,
       name: fleetName,
       nodes: [...workers, "up-cp1"],
       replicas: 2,
       // The kubelet may not give itself a node-role label (NodeRestriction): an administrator does.
-      beforeWorkloads: (admin) =>
+      beforeWorkloads: () =>
         admin.patch("/api/v1/nodes/up-cp1", {
           metadata: { labels: { "node-role.kubernetes.io/control-plane": "" } },
           spec: { taints: [{ key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" }] },
