@@ -1,5 +1,6 @@
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from "./kube-client.js";
 import { keyOf, startInformer, type Informer } from "./informer.js";
+import { createSyncQueue } from "./sync-queue.js";
 
 /** The CSI driver the simulated machines and their attacher implement. */
 export const CSI_DRIVER = "csi.fenceline.io";
@@ -68,7 +69,8 @@ type Machine = {
   /** Pods whose volumes the kubelet has asked for (uid → volumes). */
   wanted: Map<string, VolumeRef[]>;
   reported: { status: string; pods: Map<string, string> };
-  queues: Map<string, { running: boolean; again: boolean }>;
+  /** Syncs a pod (namespace/name) on this machine: one sync at a time per pod, a change during one runs it again after. */
+  queuePod: (key: string) => void;
   ipCounter: number;
   index: number;
 };
@@ -112,7 +114,11 @@ export class KubeletFleet {
   readonly #machines = new Map<string, Machine>();
   readonly #backend = new Map<string, BackendAttachment[]>();
   readonly #replicas = new Map<string, { workload: string; volume: string; downSince?: number }>();
-  readonly #vaQueue = new Map<string, { running: boolean; again: boolean }>();
+  readonly #queueAttachment = createSyncQueue({
+    sync: (name) => this.#syncAttachment(name),
+    active: () => !this.#stopped,
+    onError: (name, err) => this.#note("attacher", `${name}: ${err.message}`),
+  });
   readonly #volumeOfClaim = new Map<string, VolumeRef>();
   #pods: Informer | null = null;
   #nodes: Informer | null = null;
@@ -126,6 +132,7 @@ export class KubeletFleet {
     this.fleet = options.fleet;
     this.zone = options.zone ?? options.fleet;
     options.nodes.forEach((name, index) => {
+      const machine = () => this.#machines.get(name)!;
       this.#machines.set(name, {
         name,
         power: "on",
@@ -139,7 +146,11 @@ export class KubeletFleet {
         containers: new Map(),
         wanted: new Map(),
         reported: { status: "", pods: new Map() },
-        queues: new Map(),
+        queuePod: createSyncQueue({
+          sync: (key) => this.#syncPod(machine(), key),
+          active: () => online(machine()) && !this.#stopped,
+          onError: (key, err) => this.#note(name, `sync ${key} failed: ${err.message}`),
+        }),
         ipCounter: 1,
         index,
       });
@@ -508,41 +519,19 @@ export class KubeletFleet {
     for (const m of this.#machines.values()) {
       if (!online(m)) continue;
       const mine = nodeName === m.name || [...m.containers.values()].some((c) => c.pod === key);
-      if (mine) this.#queuePod(m, key);
+      if (mine) m.queuePod(key);
     }
   }
 
   #syncAll(m: Machine) {
     const keys = new Set<string>([...m.containers.values()].map((c) => c.pod));
     for (const pod of this.#pods?.items() ?? []) if (pod.spec?.nodeName === m.name) keys.add(keyOf(pod));
-    for (const key of keys) this.#queuePod(m, key);
+    for (const key of keys) m.queuePod(key);
     void this.#reportNodeStatus(m).catch(() => {});
     // A static pod's mirror pod that was deleted comes back while the kubelet runs.
     const ns = this.#options.staticPodNamespace;
     const uid = this.#nodes?.get(m.name)?.metadata.uid;
     if (ns && uid && !this.#pods?.get(`${ns}/static-agent-${m.name}`)) void this.#ensureMirrorPod(m, uid).catch(() => {});
-  }
-
-  /** One sync at a time per pod per machine; a change during a sync runs it again after. */
-  #queuePod(m: Machine, key: string) {
-    let q = m.queues.get(key);
-    if (!q) m.queues.set(key, (q = { running: false, again: false }));
-    if (q.running) {
-      q.again = true;
-      return;
-    }
-    q.running = true;
-    void (async () => {
-      do {
-        q.again = false;
-        try {
-          await this.#syncPod(m, key);
-        } catch (err) {
-          if (online(m) && !this.#stopped) this.#note(m.name, `sync ${key} failed: ${(err as Error).message}`);
-        }
-      } while (q.again && online(m) && !this.#stopped);
-      q.running = false;
-    })();
   }
 
   async #syncPod(m: Machine, key: string) {
@@ -706,27 +695,6 @@ export class KubeletFleet {
   #onAttachment(va: KubeObject) {
     if (va.spec?.attacher !== CSI_DRIVER || !this.#machines.has(va.spec?.nodeName)) return;
     this.#queueAttachment(va.metadata.name);
-  }
-
-  #queueAttachment(name: string) {
-    let q = this.#vaQueue.get(name);
-    if (!q) this.#vaQueue.set(name, (q = { running: false, again: false }));
-    if (q.running) {
-      q.again = true;
-      return;
-    }
-    q.running = true;
-    void (async () => {
-      do {
-        q.again = false;
-        try {
-          await this.#syncAttachment(name);
-        } catch (err) {
-          if (!this.#stopped) this.#note("attacher", `${name}: ${(err as Error).message}`);
-        }
-      } while (q.again && !this.#stopped);
-      q.running = false;
-    })();
   }
 
   async #syncAttachment(name: string) {
