@@ -156,9 +156,10 @@ export type KubeLabFencelineOptions = {
  * whose kubelets talk to the real API server, the workloads, a nats-server, the control plane
  * (engine, heartbeat and node-condition detectors, fleet guard, actuators acting through
  * `kubeconfig`, Node Events) and the real agent on every machine. The invariants are checked on
- * the machines' ground truth every 25 ms. Returns once every node is healthy, the engine has
- * heard each agent's fencing contract and every agent holds the whole fleet's membership view
- * (before that, a silent node cannot be assumed fenced by time).
+ * the machines' ground truth every 25 ms. Returns once every node is healthy, every agent holds
+ * the whole fleet's membership view and the engine has heard each agent's fencing contract naming
+ * that view (before that, a silent node cannot be assumed fenced by time, and the fleet guard
+ * also counts the majority in the older, smaller views).
  */
 export async function startKubeLabFenceline(options: KubeLabFencelineOptions): Promise<KubeLabFenceline> {
   const { admin, name, nodes, policy, log } = options;
@@ -262,15 +263,18 @@ export async function startKubeLabFenceline(options: KubeLabFencelineOptions): P
     const explain = () =>
       `states: ${nodes.map((n) => `${n}=${latest(n)}`).join(" ")}\naudit:\n${timeline().slice(-25).join("\n")}\nmachines:\n${lastLines(machines.formatEvents(), 25)}`;
 
-    const ready = (n: string) =>
-      latest(n) === "healthy" &&
-      states.get(n)?.contractHeard === true &&
-      fleet.status(n).agent?.membership?.members.length === nodes.length;
+    // The engine must have heard the contract that reports the whole fleet's view: the fleet
+    // guard checks a majority in every view from the one in the node's last contract on, and an
+    // agent's contract naming an older view (of fewer members) would make it refuse for that one.
+    const ready = (n: string) => {
+      const view = fleet.status(n).agent?.membership;
+      return latest(n) === "healthy" && view?.members.length === nodes.length && states.get(n)?.membershipVersion === view.version;
+    };
     const until = Date.now() + 60_000;
     while (!nodes.every(ready)) {
       if (Date.now() > until)
         throw new Error(
-          `${name}: the fleet was not healthy, every agent's contract heard with the whole fleet's view, within 60 s\n${explain()}`,
+          `${name}: the fleet was not healthy, with every agent holding the whole fleet's view and the engine having heard its contract naming it, within 60 s\n${explain()}`,
         );
       await sleep(100);
     }
@@ -316,15 +320,19 @@ async function readStoredAudit(nc: NatsConnection, onAudit?: (record: AuditRecor
   };
 }
 
-/** Each node's state as the engine saved it (KV FL_NODES), and whether it had heard the node's agent's fencing contract. */
+/**
+ * Each node's state as the engine saved it (KV FL_NODES), and the membership version in the
+ * fencing contract of the node's agent it last heard (null: none heard yet).
+ */
 async function watchNodeStates(nc: NatsConnection) {
-  const states = new Map<string, { path: string; contractHeard: boolean }>();
+  const states = new Map<string, { path: string; membershipVersion: number | null }>();
   const watch = await (await new Kvm(nc).open(Buckets.nodes)).watch();
   const done = (async () => {
     for await (const e of watch) {
       if (e.operation !== "PUT") continue;
-      const snapshot = e.json<{ path: string; context: { contract?: unknown } }>();
-      states.set(e.key, { path: snapshot.path, contractHeard: snapshot.context.contract != null });
+      const snapshot = e.json<{ path: string; context: { contract?: { membershipVersion?: number } | null } }>();
+      const contract = snapshot.context.contract;
+      states.set(e.key, { path: snapshot.path, membershipVersion: contract ? (contract.membershipVersion ?? 0) : null });
     }
   })();
   return {
