@@ -25,6 +25,7 @@ export {
   type BucketDefinition,
 } from "./definitions.js";
 export { provisionStreams, fittingReplicas, type ProvisionOptions, type ProvisionReport, type ProvisionLogger } from "./provision.js";
+export { clusterNotReady, createClusterWait, ClusterNotReadyError, type ClusterWait } from "./cluster-ready.js";
 export {
   ROLES,
   AGENT_USER_PREFIX,

@@ -11,11 +11,12 @@ import {
   type StreamDefinition,
 } from "./definitions.js";
 import { Streams, partitionsOfTransform } from "./subjects.js";
+import { ClusterNotReadyError, createClusterWait } from "./cluster-ready.js";
 
 export type ProvisionReport = { created: string[]; updated: string[]; unchanged: string[] };
 
 /** The part of a pino logger provisioning uses. */
-export type ProvisionLogger = { info(obj: object, msg?: string): void };
+export type ProvisionLogger = { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
 
 export type ProvisionOptions = {
   /** Replicas of every stream, consumer and bucket (default 1; `fittingReplicas` fits them to the cluster). */
@@ -25,6 +26,11 @@ export type ProvisionOptions = {
   /** How engine instances share partitions (see DefinitionOptions). */
   ownership?: DefinitionOptions["ownership"];
   log?: ProvisionLogger;
+  /**
+   * How long to wait for a JetStream cluster that cannot answer or place yet (forming: its meta
+   * leader being elected, a server not yet online) before failing; default 60 s. See clusterNotReady.
+   */
+  clusterWaitMs?: number;
   /** Defaults to `createDefinitions({ replicas })`. */
   definitions?: Definitions;
 };
@@ -44,14 +50,24 @@ export async function provisionStreams(nc: NatsConnection, options: ProvisionOpt
       ...(options.partitions ? { partitions: options.partitions } : {}),
       ...(options.ownership ? { ownership: options.ownership } : {}),
     });
-  const jsm = await jetstreamManager(nc);
+  const whenReady = createClusterWait({
+    ...(options.clusterWaitMs !== undefined ? { waitMs: options.clusterWaitMs } : {}),
+    ...(options.log ? { log: options.log } : {}),
+  });
+  let jsm: JetStreamManager;
+  try {
+    jsm = await whenReady("JetStream", () => jetstreamManager(nc));
+  } catch (err) {
+    throw new FencelineError(ErrorCode.NatsUnavailable, `cannot provision the streams: ${(err as Error).message}`, { cause: err });
+  }
   const report: ProvisionReport = { created: [], updated: [], unchanged: [] };
   const reconcile = async (name: string, run: () => Promise<{ outcome: Outcome; changed?: string[] }>) => {
     let result;
     try {
-      result = await run();
+      result = await whenReady(name, run);
     } catch (err) {
-      throw new FencelineError(ErrorCode.Internal, `cannot provision ${name}: ${(err as Error).message}`, { cause: err });
+      const code = err instanceof ClusterNotReadyError ? ErrorCode.NatsUnavailable : ErrorCode.Internal;
+      throw new FencelineError(code, `cannot provision ${name}: ${(err as Error).message}`, { cause: err });
     }
     report[result.outcome].push(name);
     if (result.outcome !== "unchanged") {

@@ -3,7 +3,8 @@ import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // streams cannot depend on bus (bus depends on streams), so the test reaches the launcher by path.
-import { connectNats, startNatsServer, type NatsServer } from "@fenceline/bus";
+import { connectNats, startNatsCluster, startNatsServer, type NatsCluster, type NatsServer } from "@fenceline/bus";
+import { ErrorCode, isFencelineError } from "@fenceline/contracts";
 import { Buckets, Consumers, Streams, createDefinitions, fittingReplicas, provisionStreams } from "@fenceline/streams";
 
 describe("provisionStreams", () => {
@@ -111,4 +112,53 @@ describe("provisionStreams", () => {
       expect((await kv.get("probe"))?.revision).toBe(rev);
     }
   });
+});
+
+describe("provisionStreams on a JetStream cluster that cannot place yet", () => {
+  let cluster: NatsCluster;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    cluster = await startNatsCluster("fl-provision");
+    nc = await connectNats(cluster.servers[0]!.url, { name: "provision-cluster-test" });
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await cluster?.stop();
+  });
+
+  const definitions = createDefinitions({ replicas: 3 });
+  const onlyStream = (name: string) => ({ streams: definitions.streams.filter((s) => s.name === name), consumers: [], buckets: [] });
+  const warnings: string[] = [];
+  const log = { info: () => {}, warn: (_o: object, msg?: string) => warnings.push(msg ?? "") };
+
+  const kill = (index: number) => process.kill(cluster.servers[index]!.pid, "SIGKILL");
+  const NOT_READY = /\((a JetStream API request timed out|JetStream system temporarily unavailable)\)/;
+
+  it("waits while the cluster forms and while it has no meta leader, and gives up after clusterWaitMs, naming why", async () => {
+    // Right after the servers start: no meta leader yet, or a server not heard from yet ("no
+    // suitable peers for placement, peer offline"), as the case may be.
+    const first = await provisionStreams(nc, { definitions: onlyStream(Streams.events), log });
+    expect(first.created).toEqual([`stream:${Streams.events}`]);
+
+    // Two of three servers gone: no quorum, so no meta leader; one comes back.
+    kill(1);
+    kill(2);
+    warnings.length = 0;
+    const provisioning = provisionStreams(nc, { definitions: onlyStream(Streams.audit), log });
+    await expect.poll(() => warnings.length, { timeout: 20_000 }).toBeGreaterThan(0);
+    expect(warnings[0]).toMatch(/^(JetStream|stream:FL_AUDIT): the JetStream cluster is not ready \(.*\); waiting$/);
+    expect(warnings[0]).toMatch(NOT_READY);
+    await cluster.restart(1);
+    expect((await provisioning).created).toEqual([`stream:${Streams.audit}`]);
+    const jsm = await jetstreamManager(nc);
+    expect((await jsm.streams.info(Streams.audit)).config.num_replicas).toBe(3);
+
+    kill(1);
+    const err = await provisionStreams(nc, { definitions: onlyStream(Streams.deadLetters), clusterWaitMs: 1_500 }).catch((e: unknown) => e);
+    expect(isFencelineError(err, ErrorCode.NatsUnavailable)).toBe(true);
+    expect((err as Error).message).toMatch(
+      /^cannot provision (the streams|stream:FL_DLQ): the JetStream cluster was not ready within \d+ s \((a JetStream API request timed out|JetStream system temporarily unavailable)\)$/,
+    );
+  }, 120_000);
 });

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ErrorCode, isFencelineError } from "@fenceline/contracts";
+import { createClusterWait } from "@fenceline/streams";
 import { describe, expect, it } from "vitest";
 import { MIN_NATS_SERVER_VERSION, natsServerVersionOf, versionAtLeast } from "@fenceline/toolchain";
 import { connectNats, natsServerBinary, startNatsServer } from "../src/index.js";
@@ -87,20 +88,11 @@ describe("startNatsServer", () => {
       const timer = setInterval(() => nc0.publish("fl.test.route", "hello"), 50);
       for await (const m of sub) expect(m.string()).toBe("hello");
       clearInterval(timer);
-      // JetStream elects its meta leader a little later; an R3 stream is the proof it works.
+      // JetStream elects its meta leader, and hears from every server, a little later: an R3
+      // stream is the proof it works, placed once the cluster can (as provisionStreams waits).
       // (provisionStreams({ replicas: 3 }) works too, but takes ~6 s for its 13 R3 assets.)
       const jsm = await jetstreamManager(nc0, { checkAPI: false, timeout: 1_000 });
-      await expect
-        .poll(
-          () =>
-            jsm.getAccountInfo().then(
-              () => true,
-              () => false,
-            ),
-          { timeout: 20_000, interval: 250 },
-        )
-        .toBe(true);
-      await jsm.streams.add({ name: "R3", subjects: ["r3.>"], num_replicas: 3 });
+      await createClusterWait({ waitMs: 20_000 })("stream R3", () => jsm.streams.add({ name: "R3", subjects: ["r3.>"], num_replicas: 3 }));
       expect((await jsm.streams.info("R3")).cluster?.replicas).toHaveLength(2);
       await nc0.close();
       await nc2.close();
