@@ -21,9 +21,14 @@ type Summary = {
 };
 
 async function demo(args: string[]): Promise<Summary> {
+  return (await demoWithProgress(args)).summary;
+}
+
+/** The summary, and the progress the demo wrote to stderr (every transition, with its reason). */
+async function demoWithProgress(args: string[]): Promise<{ summary: Summary; progress: string }> {
   const result = await runCli(["demo", "--json", ...args]);
   expect(result.code, result.stderr.slice(-3000)).toBe(0);
-  return oneJsonDocument<Summary>(result);
+  return { summary: oneJsonDocument<Summary>(result), progress: result.stderr };
 }
 
 describe("fenceline demo --json", () => {
@@ -69,10 +74,16 @@ describe("fenceline demo --json", () => {
     ],
     ["control-plane-outage", (s: Summary) => expect([s.reboots, s.faults[0]!.fencedAfterMs]).toEqual([0, null])],
   ])("scenario %s", async (scenario, check) => {
-    const s = await demo(["--scenario", scenario]);
-    expect(s.invariantViolations).toEqual([]);
-    expect(s.faults.every((f) => f.finalState === "healthy")).toBe(true);
-    check(s);
+    const { summary: s, progress } = await demoWithProgress(["--scenario", scenario]);
+    try {
+      expect(s.invariantViolations).toEqual([]);
+      expect(s.faults.every((f) => f.finalState === "healthy")).toBe(true);
+      check(s);
+    } catch (err) {
+      // What happened, for a failure seen only under load.
+      (err as Error).message += `\n--- the demo's progress ---\n${progress.slice(-6000)}`;
+      throw err;
+    }
   });
 
   it("partition-minority on 5 nodes cuts off 2 (a minority): they fence themselves and rejoin", async () => {
