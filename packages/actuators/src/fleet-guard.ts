@@ -1,4 +1,4 @@
-import { resolveLimit, type FleetBudget, type Policy } from "@fenceline/contracts";
+import { formatMs, resolveLimit, type FleetBudget, type Policy } from "@fenceline/contracts";
 
 /** The remediation slots held by nodes, shared by every engine instance (FL_FLEET, key "budget"; schema: contracts' FleetBudget). */
 export type { FleetBudget };
@@ -108,7 +108,8 @@ function majorityFor(view: FleetView, membershipVersion: number | undefined): Ma
 /**
  * Grants a remediation slot, or refuses it with the reason. Pure. A node that already holds a
  * slot gets it again (idempotent). Rules, in order: a healthy majority must remain in every view
- * the node may hold (the other half of the agents' self-fencing rule; `majorityFor`),
+ * the node may hold (the other half of the agents' self-fencing rule; `majorityFor`), and have
+ * held for `unhealthyDurationMs` (a node silent since before it returned may be reconnecting),
  * `minHealthy` (the witness vote counts as one healthy node, of one more), `maxUnhealthy`, and at
  * most `maxControlPlane` control-plane nodes at a time.
  */
@@ -131,6 +132,14 @@ export function decideSlot(budget: FleetBudget, view: FleetView, request: SlotRe
   const witness = view.witness ?? 0;
   const refuse = (reason: string): SlotDecision => ({ granted: false, reason, budget });
   if (!majority.ok) return refuse(majority.reason);
+  // After the fleet was out of the control plane's sight (an outage of NATS or of the control
+  // plane), its nodes come back over seconds: NATS clients reconnect with backoff and jitter. A
+  // node still silent then may be one of those, so its silence counts from the majority's return.
+  if (majoritySince !== null && request.at < majoritySince + policy.unhealthyDurationMs) {
+    return refuse(
+      `a healthy majority only for ${formatMs(Math.max(0, request.at - majoritySince))}: a node silent since before may still be reconnecting (unhealthyDurationMs ${formatMs(policy.unhealthyDurationMs)} counts from the majority's return)`,
+    );
+  }
   const minHealthy = resolveLimit(policy.fleet.minHealthy, fleetSize + witness, "up");
   if (healthy + witness < minHealthy) {
     const counted = witness ? ` (+ the control plane's witness vote, of ${fleetSize + witness})` : "";

@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import { EMPTY_BUDGET, decideSlot, releaseSlot, remediationSlotsAllowed, type FleetBudget, type FleetView } from "../src/fleet-guard.js";
 
 const view = (fleetSize: number, healthy: number) => ({ fleetSize, healthy, majoritySince: 0 }) as FleetView;
+/** When the requests below are made: long after every view's majority began (see "after the fleet was out of sight"). */
+const AT = 60_000;
 const budgetOf = (...held: Array<string | [string, "cp"]>): FleetBudget => ({
   v: 1,
   slots: Object.fromEntries(
@@ -229,7 +231,7 @@ describe("decideSlot", () => {
   it.each(cases)("$name", ({ policy, fleet, held, request, granted, reason }) => {
     const budget = budgetOf(...(held ?? []));
     const before = structuredClone(budget);
-    const req = { node: "n1", controlPlane: false, ...request, at: 1_234 };
+    const req = { node: "n1", controlPlane: false, ...request, at: AT };
     const decision = decideSlot(budget, view(...fleet), req, Policy.parse(policy));
     expect(decision.granted).toBe(granted);
     if (typeof reason === "string") expect(decision.reason).toBe(reason);
@@ -237,7 +239,7 @@ describe("decideSlot", () => {
     // Pure: the input budget is never changed.
     expect(budget).toEqual(before);
     if (granted) {
-      expect(decision.budget.slots[req.node]).toEqual({ since: 1_234, controlPlane: req.controlPlane });
+      expect(decision.budget.slots[req.node]).toEqual({ since: AT, controlPlane: req.controlPlane });
       expect(Object.keys(decision.budget.slots)).toHaveLength(Object.keys(budget.slots).length + 1);
     } else {
       expect(decision.budget).toBe(budget);
@@ -249,7 +251,7 @@ describe("decideSlot", () => {
     const decision = decideSlot(
       budget,
       view(10, 0),
-      { node: "n1", controlPlane: false, at: 99 },
+      { node: "n1", controlPlane: false, at: AT },
       Policy.parse({ fleet: { maxUnhealthy: 1 } }),
     );
     expect(decision).toEqual({
@@ -258,12 +260,29 @@ describe("decideSlot", () => {
       budget,
     });
     expect(decision.budget).toBe(budget);
-    expect(decideSlot(budget, view(10, 9), { node: "n1", controlPlane: false, at: 99 }, Policy.parse({}))).toEqual({
+    expect(decideSlot(budget, view(10, 9), { node: "n1", controlPlane: false, at: AT }, Policy.parse({}))).toEqual({
       granted: true,
       reason: "already holds a slot",
       budget,
       majoritySince: 0,
     });
+  });
+
+  it("after the fleet was out of sight, refuses until the majority has held for unhealthyDurationMs: a node still silent may be reconnecting", () => {
+    const policy = Policy.parse({ unhealthyDurationMs: 5_000 });
+    const back = { fleetSize: 12, healthy: 9, majoritySince: 100_000 } as FleetView;
+    const ask = (at: number) => decideSlot(EMPTY_BUDGET, back, { node: "n1", controlPlane: false, at }, policy);
+    expect(ask(101_500)).toEqual({
+      granted: false,
+      reason:
+        "a healthy majority only for 1.5s: a node silent since before may still be reconnecting (unhealthyDurationMs 5s counts from the majority's return)",
+      budget: EMPTY_BUDGET,
+    });
+    expect(ask(104_999).granted).toBe(false);
+    expect(ask(105_000)).toMatchObject({ granted: true, majoritySince: 100_000 });
+    // A node that already holds its slot keeps it.
+    const held = decideSlot(budgetOf("n1"), back, { node: "n1", controlPlane: false, at: 101_500 }, policy);
+    expect(held).toMatchObject({ granted: true, reason: "already holds a slot" });
   });
 
   it("releases a slot, and releasing one not held changes nothing", () => {
@@ -275,8 +294,8 @@ describe("decideSlot", () => {
     expect(releaseSlot(EMPTY_BUDGET, "n1")).toBe(EMPTY_BUDGET);
     // The freed slot can be granted to another node.
     const policy = Policy.parse({ fleet: { maxUnhealthy: 1 } });
-    expect(decideSlot(budgetOf("n1"), view(10, 9), { node: "n2", controlPlane: false, at: 1 }, policy).granted).toBe(false);
-    expect(decideSlot(releaseSlot(budgetOf("n1"), "n1"), view(10, 9), { node: "n2", controlPlane: false, at: 1 }, policy).granted).toBe(
+    expect(decideSlot(budgetOf("n1"), view(10, 9), { node: "n2", controlPlane: false, at: AT }, policy).granted).toBe(false);
+    expect(decideSlot(releaseSlot(budgetOf("n1"), "n1"), view(10, 9), { node: "n2", controlPlane: false, at: AT }, policy).granted).toBe(
       true,
     );
   });
@@ -300,7 +319,7 @@ describe("decideSlot with membership views", () => {
     decideSlot(
       EMPTY_BUDGET,
       fleet,
-      { node, controlPlane: false, at: 5, ...(membershipVersion !== undefined ? { membershipVersion } : {}) },
+      { node, controlPlane: false, at: AT, ...(membershipVersion !== undefined ? { membershipVersion } : {}) },
       policy,
     );
 
@@ -349,7 +368,7 @@ describe("decideSlot with membership views", () => {
     const strict = decideSlot(
       EMPTY_BUDGET,
       withViews([1, 2, 1, 1]),
-      { node: "n1", controlPlane: false, at: 5 },
+      { node: "n1", controlPlane: false, at: AT },
       Policy.parse({ fleet: { minHealthy: "100%" } }),
     );
     expect(strict.reason).toBe("1 of 2 nodes healthy (+ the control plane's witness vote, of 3), minHealthy 100% requires 3");
@@ -376,7 +395,7 @@ describe("remediationSlotsAllowed", () => {
     let budget = EMPTY_BUDGET;
     let granted = 0;
     for (const node of ["a", "b", "c", "d", "e"]) {
-      const decision = decideSlot(budget, view(10, 10 - granted), { node, controlPlane: false, at: 1 }, policy);
+      const decision = decideSlot(budget, view(10, 10 - granted), { node, controlPlane: false, at: AT }, policy);
       if (!decision.granted) break;
       budget = decision.budget;
       granted += 1;

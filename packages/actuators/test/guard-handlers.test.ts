@@ -22,14 +22,15 @@ describe("guard handlers", () => {
   it("reports the majoritySince of the very view it decided on, even when the fleet changes before it answers", async () => {
     const store = createMemoryBudgetStore();
     const views: FleetView[] = [
-      { fleetSize: 6, healthy: 4, majoritySince: 1_000 },
+      // (The majority began unhealthyDurationMs, 5 s, before the request, or the guard waits.)
+      { fleetSize: 6, healthy: 4, majoritySince: 0 },
       // The same instant, a moment later: another node's snapshot turned it suspect.
       { fleetSize: 6, healthy: 3, majoritySince: null },
     ];
     let calls = 0;
     const g = guard(store, { view: () => views[Math.min(calls++, 1)]! });
     const granted = resultOf(await g.execute(acquire("n1")));
-    expect(granted.data).toMatchObject({ ok: true, reason: "granted: 4 of 6 healthy, 1 in remediation", facts: { majoritySince: 1_000 } });
+    expect(granted.data).toMatchObject({ ok: true, reason: "granted: 4 of 6 healthy, 1 in remediation", facts: { majoritySince: 0 } });
     expect(calls).toBe(1);
   });
 
@@ -170,9 +171,9 @@ describe("guard handlers", () => {
       votes: 3,
       healthy: version === 2 ? 1 : 3,
       majority: version !== 2,
-      majoritySince: version === 2 ? null : 10,
+      majoritySince: version === 2 ? null : 0,
     }));
-    const view = (): FleetView => ({ fleetSize: 3, healthy: 3, majoritySince: 10, witness: 0, views });
+    const view = (): FleetView => ({ fleetSize: 3, healthy: 3, majoritySince: 0, witness: 0, views });
     const handlers = createGuardHandlers({
       store: createMemoryBudgetStore(),
       view,
@@ -190,6 +191,6 @@ describe("guard handlers", () => {
     const stale = command("slot.acquire", { controlPlane: false, membershipVersion: 2 }, { node: "n1", now: 5_000 });
     expect(resultOf(await g.execute(stale)).data.reason).toMatch(/no healthy majority in membership view v2/);
     const current = command("slot.acquire", { controlPlane: false, membershipVersion: 3 }, { node: "n1", now: 5_000 });
-    expect(resultOf(await g.execute(current)).data).toMatchObject({ ok: true, facts: { majoritySince: 10 } });
+    expect(resultOf(await g.execute(current)).data).toMatchObject({ ok: true, facts: { majoritySince: 0 } });
   });
 });
