@@ -8,26 +8,23 @@ export function createSyncQueue(options: {
   active: () => boolean;
   onError: (key: string, err: Error) => void;
 }): (key: string) => void {
-  const keys = new Map<string, { running: boolean; again: boolean }>();
+  /** The keys being synced, each with whether it was asked for again meanwhile. */
+  const running = new Map<string, boolean>();
   return (key) => {
-    let q = keys.get(key);
-    if (!q) keys.set(key, (q = { running: false, again: false }));
-    if (q.running) {
-      q.again = true;
+    if (running.has(key)) {
+      running.set(key, true);
       return;
     }
-    const state = q;
-    state.running = true;
     void (async () => {
       do {
-        state.again = false;
+        running.set(key, false); // (before the first await: the key counts as running at once)
         try {
           await options.sync(key);
         } catch (err) {
           if (options.active()) options.onError(key, err as Error);
         }
-      } while (state.again && options.active());
-      state.running = false;
+      } while (running.get(key) && options.active());
+      running.delete(key);
     })();
   };
 }
