@@ -36,7 +36,7 @@ export const TOOLS = [
   },
   {
     name: "etcd",
-    version: "v3.6.16",
+    version: "v3.7.3",
     source: "module",
     module: "etcd",
     packages: ["."],
