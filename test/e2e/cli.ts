@@ -8,10 +8,18 @@ export const CLI = join(ROOT, "packages", "cli", "dist", "bin.js");
 
 export type CliResult = { code: number | null; stdout: string; stderr: string };
 
-/** Runs the built `fenceline` CLI as a user would (after `npm test` built it). */
-export function runCli(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+/** Runs the built `fenceline` CLI as a user would (after `npm test` built it), on this Node.js unless given another. */
+export function runCli(
+  args: string[],
+  options: {
+    env?: Record<string, string>;
+    timeoutMs?: number /** Another node binary, and its flags. */;
+    node?: string;
+    nodeFlags?: string[];
+  } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(options.node ?? process.execPath, [...(options.nodeFlags ?? []), CLI, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...options.env },
       stdio: ["ignore", "pipe", "pipe"],

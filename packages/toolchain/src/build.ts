@@ -10,6 +10,9 @@ import { withLock } from "./lock.js";
 
 export type Progress = (line: string) => void;
 
+/** Progress lines on stderr, as every build prints them. */
+export const stderrProgress: Progress = (line) => process.stderr.write(`fenceline toolchain: ${line}\n`);
+
 /** The repository's `tools/` folder, where the Go modules for k8s.io/kubernetes and etcd live. */
 export const GO_MODULES_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "tools");
 

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { TOOLS, toolOfBinary, type BinaryName, type ToolSpec } from "./catalog.js";
-import { ensureToolDir, type Progress } from "./build.js";
+import { ensureToolDir, stderrProgress, type Progress } from "./build.js";
 import { toolDir } from "./cache.js";
 import { natsServerOnPath } from "./nats-version.js";
 
@@ -9,10 +9,9 @@ export { TOOLS, MIN_NATS_SERVER_VERSION, toolByName, toolOfBinary, type BinaryNa
 export { cacheRoot, toolDir } from "./cache.js";
 export { GO_MODULES_DIR, type Progress } from "./build.js";
 export { ToolchainError, type ToolchainStep } from "./errors.js";
+export { IMAGE_NODE_VERSION, ensureNodeRuntime } from "./node-runtime.js";
 export { natsServerOnPath, natsServerVersionOf, versionAtLeast } from "./nats-version.js";
 export { freePort, freePorts } from "./free-port.js";
-
-const stderrProgress: Progress = (line) => process.stderr.write(`fenceline toolchain: ${line}\n`);
 
 function specOf(binary: BinaryName): ToolSpec {
   const tool = toolOfBinary(binary);

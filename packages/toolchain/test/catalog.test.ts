@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { GO_MODULES_DIR, TOOLS, cacheRoot, toolDir, versionAtLeast } from "../src/index.js";
+import { GO_MODULES_DIR, IMAGE_NODE_VERSION, TOOLS, cacheRoot, toolDir, versionAtLeast } from "../src/index.js";
 
 describe("the tool catalog", () => {
   it("pins each in-repo Go module to the version the catalog names", () => {
@@ -32,6 +32,15 @@ describe("the tool catalog", () => {
     expect(cacheRoot({ FENCELINE_CACHE: "/c" })).toBe("/c");
     expect(cacheRoot({ XDG_CACHE_HOME: "/x" })).toBe("/x/fenceline");
     expect(toolDir(TOOLS[0], { FENCELINE_CACHE: "/c" })).toBe(`/c/bin/${TOOLS[0].name}-${TOOLS[0].version}`);
+  });
+});
+
+describe("the images' Node.js", () => {
+  it("is the line the tests run the product on (IMAGE_NODE_VERSION): every stage of deploy/Dockerfile", () => {
+    const dockerfile = readFileSync(join(GO_MODULES_DIR, "..", "deploy", "Dockerfile"), "utf8");
+    const bases = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
+    expect(bases).toHaveLength(3);
+    for (const base of bases) expect(base).toBe(`node:${IMAGE_NODE_VERSION.split(".")[0]}-bookworm-slim`);
   });
 });
 
