@@ -13,7 +13,8 @@ export function runCli(
   args: string[],
   options: {
     env?: Record<string, string>;
-    timeoutMs?: number /** Another node binary, and its flags. */;
+    timeoutMs?: number;
+    /** Another node binary, and its flags. */
     node?: string;
     nodeFlags?: string[];
   } = {},

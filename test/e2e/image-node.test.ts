@@ -1,9 +1,8 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { ENGINE_NODE_FLAGS } from "@fenceline/engine";
 import { IMAGE_NODE_VERSION, ensureNodeRuntime } from "@fenceline/toolchain";
 import { describe, expect, it } from "vitest";
-import { ROOT, oneJsonDocument, runCli } from "./cli.js";
+import { oneJsonDocument, runCli } from "./cli.js";
 
 type Summary = {
   faults: Array<{ kind: string; finalState: string; workloadsRecoveredAfterMs: number | null }>;
@@ -19,17 +18,8 @@ describe(`the product on the images' Node.js (${IMAGE_NODE_VERSION})`, () => {
   it("runs the demo: three faults recovered, no workload ever on two nodes", async () => {
     const node = await ensureNodeRuntime();
     expect(execFileSync(node, ["--version"], { encoding: "utf8" }).trim()).toBe(`v${IMAGE_NODE_VERSION}`);
-    const entrypoint = JSON.parse(
-      /^ENTRYPOINT (\[.*\])$/m.exec(
-        readFileSync(join(ROOT, "deploy", "Dockerfile"), "utf8")
-          .split(/^FROM /m)
-          .at(-1)!,
-      )![1]!,
-    ) as string[];
-    expect(entrypoint[0]).toBe("node");
-    const flags = entrypoint.filter((a) => a.startsWith("--"));
-    expect(flags.length).toBeGreaterThan(0);
-    const result = await runCli(["demo", "--json"], { node, nodeFlags: flags, timeoutMs: 120_000 });
+    // The engine image's ENTRYPOINT flags (packages/engine/test/node-flags.test.ts holds them equal).
+    const result = await runCli(["demo", "--json"], { node, nodeFlags: [...ENGINE_NODE_FLAGS], timeoutMs: 120_000 });
     expect(result.code, result.stderr.slice(-3000)).toBe(0);
     const s = oneJsonDocument<Summary>(result);
     expect(s.invariantViolations).toEqual([]);

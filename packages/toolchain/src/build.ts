@@ -16,7 +16,7 @@ export const stderrProgress: Progress = (line) => process.stderr.write(`fencelin
 /** The repository's `tools/` folder, where the Go modules for k8s.io/kubernetes and etcd live. */
 export const GO_MODULES_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "tools");
 
-const formatSeconds = (ms: number) =>
+export const formatSeconds = (ms: number) =>
   ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 
 type RunResult = { code: number | null; output: string };
@@ -94,12 +94,7 @@ async function build(tool: ToolSpec, progress: Progress): Promise<void> {
       if (!existsSync(join(staging, binary))) throw new ToolchainError(tool.name, "install", `the build left no ${binary} in ${staging}`);
     }
     const tookMs = Date.now() - started;
-    await writeFile(
-      join(staging, "built.json"),
-      `${JSON.stringify({ tool: tool.name, version: tool.version, builtAt: new Date().toISOString(), tookMs })}\n`,
-    );
-    await rm(target, { recursive: true, force: true });
-    await rename(staging, target);
+    await placeInCache(staging, target, { tool: tool.name, version: tool.version, builtAt: new Date().toISOString(), tookMs });
     progress(`built ${tool.name} ${tool.version} in ${formatSeconds(tookMs)} into ${target}`);
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
@@ -111,13 +106,39 @@ function haveGo(): Promise<boolean> {
   return runGo(["version"], { cwd: process.cwd(), env: process.env, progress: () => {}, what: "go version" }).then((r) => r.code === 0);
 }
 
+/**
+ * The last step of an install: `staged` (a directory next to `target`) with its `built.json`
+ * record becomes `target`, replacing what was there.
+ */
+export async function placeInCache(staged: string, target: string, record: object): Promise<void> {
+  await writeFile(join(staged, "built.json"), `${JSON.stringify(record)}\n`);
+  await rm(target, { recursive: true, force: true });
+  await rename(staged, target);
+}
+
+/**
+ * Runs `install` (which fills `target`) unless `ready()`, asked again once the cache's lock `key`
+ * is held: test workers and processes started at once install it once, the others wait.
+ */
+export async function installOnce(
+  key: string,
+  target: string,
+  ready: () => boolean,
+  waiting: (ownerPid: number) => void,
+  install: () => Promise<void>,
+): Promise<void> {
+  await mkdir(join(cacheRoot(), "locks"), { recursive: true });
+  await mkdir(dirname(target), { recursive: true });
+  await withLock(join(cacheRoot(), "locks", key), waiting, async () => {
+    if (!ready()) await install();
+  });
+}
+
 /** Returns the directory holding the tool's binaries, building it first when it is not cached. */
 export async function ensureToolDir(tool: ToolSpec, progress: Progress): Promise<string> {
   const target = toolDir(tool);
   const ready = () => tool.binaries.every((b) => existsSync(join(target, b)));
   if (ready()) return target;
-  await mkdir(join(cacheRoot(), "locks"), { recursive: true });
-  await mkdir(dirname(target), { recursive: true });
   if (!(await haveGo())) {
     throw new ToolchainError(
       tool.name,
@@ -125,13 +146,12 @@ export async function ensureToolDir(tool: ToolSpec, progress: Progress): Promise
       `\`go\` is not on PATH; Fenceline builds ${tool.name} ${tool.version} from the Go module proxy and needs Go ≥ 1.26 (https://go.dev/doc/install)`,
     );
   }
-  const lock = join(cacheRoot(), "locks", `${tool.name}-${tool.version}`);
-  await withLock(
-    lock,
+  await installOnce(
+    `${tool.name}-${tool.version}`,
+    target,
+    ready,
     (pid) => progress(`waiting for process ${pid}, which is building ${tool.name} ${tool.version} ...`),
-    async () => {
-      if (!ready()) await build(tool, progress);
-    },
+    () => build(tool, progress),
   );
   return target;
 }

@@ -12,6 +12,6 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** The directory holding one tool version's binaries: `<cache>/bin/<name>-<version>/`. */
-export function toolDir(tool: ToolSpec, env: NodeJS.ProcessEnv = process.env): string {
+export function toolDir(tool: Pick<ToolSpec, "name" | "version">, env: NodeJS.ProcessEnv = process.env): string {
   return join(cacheRoot(env), "bin", `${tool.name}-${tool.version}`);
 }

@@ -1,11 +1,10 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { stderrProgress, type Progress } from "./build.js";
-import { cacheRoot } from "./cache.js";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { formatSeconds, installOnce, placeInCache, stderrProgress, type Progress } from "./build.js";
+import { toolDir } from "./cache.js";
 import { ToolchainError } from "./errors.js";
-import { withLock } from "./lock.js";
 
 /**
  * The Node.js the images of deploy/Dockerfile run: its major is the images' (`node:<major>-bookworm-slim`,
@@ -21,17 +20,16 @@ export const IMAGE_NODE_VERSION = "24.22.3";
  * nodejs.org's downloads may be unreachable where the npm registry is not. Concurrent callers share one download.
  */
 export async function ensureNodeRuntime(version: string = IMAGE_NODE_VERSION, progress: Progress = stderrProgress): Promise<string> {
-  const target = join(cacheRoot(), "bin", `node-v${version}`);
+  const target = toolDir({ name: "node", version: `v${version}` });
   const binary = join(target, "bin", "node");
-  if (existsSync(binary)) return binary;
-  await mkdir(join(cacheRoot(), "locks"), { recursive: true });
-  await mkdir(dirname(target), { recursive: true });
-  await withLock(
-    join(cacheRoot(), "locks", `node-v${version}`),
+  const ready = () => existsSync(binary);
+  if (ready()) return binary;
+  await installOnce(
+    `node-v${version}`,
+    target,
+    ready,
     (pid) => progress(`waiting for process ${pid}, which is fetching Node.js ${version} ...`),
-    async () => {
-      if (!existsSync(binary)) await fetchNode(version, target, progress);
-    },
+    () => fetchNode(version, target, progress),
   );
   return binary;
 }
@@ -56,13 +54,8 @@ async function fetchNode(version: string, target: string, progress: Progress): P
     run("install", "tar", ["xzf", tarball]);
     const reported = run("install", join(staging, "package", "bin", "node"), ["--version"]).trim();
     if (reported !== `v${version}`) throw new ToolchainError("node", "install", `${pkg} holds a node that says ${reported}`);
-    await writeFile(
-      join(staging, "package", "built.json"),
-      `${JSON.stringify({ tool: "node", version, fetchedAt: new Date().toISOString() })}\n`,
-    );
-    await rm(target, { recursive: true, force: true });
-    await rename(join(staging, "package"), target);
-    progress(`fetched Node.js ${version} in ${((Date.now() - started) / 1000).toFixed(1)} s into ${target}`);
+    await placeInCache(join(staging, "package"), target, { tool: "node", version, fetchedAt: new Date().toISOString() });
+    progress(`fetched Node.js ${version} in ${formatSeconds(Date.now() - started)} into ${target}`);
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
