@@ -12,9 +12,11 @@ import { humanOutput, intOption, parseBench, printJson, table } from "@fenceline
 import { withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "@fenceline/testing";
 import { processCpuMs, ratio } from "./measure.js";
+import { IMAGE_NODE_VERSION } from "@fenceline/toolchain";
+import { describeLoopNode, resolveLoopNode, type LoopNode } from "./loop-node.js";
 import type { EngineStats, LoopArgs, LoopResult, LoopRun, WriteStats } from "./throughput-loop.js";
 
-const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--pairs N] [--seed N] [--json]
+const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--pairs N] [--seed N] [--node image|current|PATH] [--json]
 
 Events per second through the full engine against two floors, side by side on the same
 nats-server (started here, temporary store) and the same pre-published events: a synthetic but
@@ -37,9 +39,10 @@ per output instead of fast batches, to show what the batches save. Every
 run starts from empty output streams (so nothing is a duplicate). The engine's time includes its
 start (leases, consumers). Its logs are off (warn level), its timers idle.
 The engine runs in a child process of its own, as it does in production, and the two floors in
-another (which holds the fold of the history they write); both under the engine process's Node.js
-flags (ENGINE_NODE_FLAGS), each run after a full garbage collection (so that no run pays for
-marking what the one before it left). This process publishes the history and checks the engine's
+another (which holds the fold of the history they write); both on the Node.js the engine image
+runs (deploy/Dockerfile; fetched on first use, see --node) with the engine process's Node.js flags
+(ENGINE_NODE_FLAGS), each run after a full garbage collection (so that no run pays for marking
+what the one before it left). This process publishes the history and checks the engine's
 audit trail against it.
 Prints a table; with --json the table goes to stderr and stdout is one JSON document,
 { "engineEventsPerSec": n, "bareEventsPerSec": n, "sameWritesEventsPerSec": n, "ratio": n,
@@ -49,7 +52,10 @@ Prints a table; with --json the table goes to stderr and stdout is one JSON docu
   --batch N   most events per engine batch and partition (default 256; a partition's consumer
               hands out ${ENGINE_MAX_ACK_PENDING} events before an ack, so more takes no larger batches)
   --pairs N   same-writes and engine runs measured side by side (default 3)
-  --seed N    seed of the history (default 1)`;
+  --seed N    seed of the history (default 1)
+  --node      the Node.js both loops run on: image (default; the engine image's, Node.js ${IMAGE_NODE_VERSION}, fetched
+              on first use into the tool cache), current (the one running this command) or the
+              path of a node binary`;
 
 const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
 
@@ -59,6 +65,8 @@ export type ThroughputResult = {
   natsServerVersion: string;
   /** The Node.js flags the loops' processes ran with. */
   nodeFlags: string[];
+  /** The Node.js the loops' processes ran on. */
+  node: LoopNode;
   bareEventsPerSec: number;
   bareRuns: number[];
   sameWritesEventsPerSec: number;
@@ -93,6 +101,8 @@ export async function runThroughputBench(options: {
   batch: number;
   pairs: number;
   seed: number;
+  /** The Node.js the loops run on (default: the one running this). */
+  node?: LoopNode;
 }): Promise<ThroughputResult> {
   const log = createLogger("bench", { level: "warn" });
   return withBenchNats(log, async ({ server, connect }) => {
@@ -130,8 +140,10 @@ export async function runThroughputBench(options: {
       await provisionStreams(nc);
     };
 
-    const floor = await startLoopProcess({ ...options, url: server.url, role: "floor" });
-    const engineProcess = await startLoopProcess({ ...options, url: server.url, role: "engine" });
+    const { node: _node, ...loopOptions } = options;
+    const node = options.node ?? { path: process.execPath, version: process.version, source: "current" };
+    const floor = await startLoopProcess({ ...loopOptions, url: server.url, role: "floor" }, node);
+    const engineProcess = await startLoopProcess({ ...loopOptions, url: server.url, role: "engine" }, node);
     try {
       /** One run of a loop in its process, with nats-server's CPU over the same time. */
       const measured = async (child: LoopProcess, run: LoopRun) => {
@@ -213,6 +225,7 @@ export async function runThroughputBench(options: {
         nodes: options.nodes,
         natsServerVersion: nc.info?.version ?? "unknown",
         nodeFlags: engineProcess.flags,
+        node,
         bareEventsPerSec,
         bareRuns: [Math.round(before.perSec), Math.round(after.perSec)],
         sameWritesEventsPerSec,
@@ -272,13 +285,14 @@ type LoopProcess = {
 };
 
 /**
- * A child process running the loops of one role (throughput-loop.ts), under the engine process's
+ * A child process running the loops of one role (throughput-loop.ts) on `node`, under the engine process's
  * Node.js flags (ENGINE_NODE_FLAGS, where this process was not given its own); resolves once it
  * has built its data. One run at a time.
  */
-async function startLoopProcess(args: LoopArgs): Promise<LoopProcess> {
+async function startLoopProcess(args: LoopArgs, node: LoopNode): Promise<LoopProcess> {
   const flags = [...process.execArgv, ...missingEngineNodeFlags()];
   const child = fork(LOOP_SCRIPT, [JSON.stringify(args)], {
+    execPath: node.path,
     execArgv:
       args.role === "floor"
         ? [
@@ -344,23 +358,27 @@ export async function benchThroughput(argv: string[]): Promise<number> {
       batch: { type: "string" },
       pairs: { type: "string" },
       seed: { type: "string" },
+      node: { type: "string" },
       json: { type: "boolean" },
     },
     USAGE,
   );
   if (!values) return 0;
+  const node = await resolveLoopNode(values.node as string | undefined, USAGE);
   const r = await runThroughputBench({
     events: int(values.events, "events", 50_000, 1),
     nodes: int(values.nodes, "nodes", 1_000, 1),
     batch: int(values.batch, "batch", 256, 1),
     pairs: int(values.pairs, "pairs", 3, 1),
     seed: int(values.seed, "seed", 1, 0),
+    node,
   });
   const cpu = (ms: number | null) => (ms === null ? "n/a" : `${ms} ms`);
   humanOutput(values.json).write(
     `${table(
       [
         ["events, nodes", `${r.events} over ${r.nodes} nodes (pre-published in FL_EVENTS)`],
+        ["node.js", describeLoopNode(r.node)],
         ["node flags", `${r.nodeFlags.join(" ") || "none"} (the engine process's; each loop runs in a process of its own)`],
         ["nats-server", r.natsServerVersion],
         ["bare consume + ack", `${r.bareEventsPerSec} events/s (runs: ${r.bareRuns.join(", ")})`],
@@ -378,7 +396,7 @@ export async function benchThroughput(argv: string[]): Promise<number> {
         ],
         ["ratio engine / bare", String(r.ratio)],
         ["ratio engine / same writes", `${r.ratioToSameWrites} (target ≥ 0.8); pair by pair: ${r.pairRatios.join(", ")}`],
-        ["fold alone, in memory", `${r.foldOnlyEventsPerSec} events/s`],
+        ["fold alone, in memory", `${r.foldOnlyEventsPerSec} events/s (in this process, Node.js ${process.version})`],
         ["engine batches", `${r.batches}, ${r.meanBatch} events each on average`],
         [
           "same writes' batches",
