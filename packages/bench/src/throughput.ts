@@ -53,9 +53,9 @@ Prints a table; with --json the table goes to stderr and stdout is one JSON docu
               hands out ${ENGINE_MAX_ACK_PENDING} events before an ack, so more takes no larger batches)
   --pairs N   same-writes and engine runs measured side by side (default 3)
   --seed N    seed of the history (default 1)
-  --node      the Node.js both loops run on: image (default; the engine image's, Node.js ${IMAGE_NODE_VERSION}, fetched
-              on first use into the tool cache), current (the one running this command) or the
-              path of a node binary`;
+  --node X    the Node.js both loops run on: image (default: the engine image's, Node.js
+              ${IMAGE_NODE_VERSION}, fetched on first use into the tool cache), current (the one
+              running this command) or the path of a node binary`;
 
 const int = (value: unknown, name: string, fallback: number, min: number) => intOption(value, name, fallback, min, USAGE);
 
