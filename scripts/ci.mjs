@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { summaryLine } from "./test-summary.mjs";
+import { restoreTestDurations, saveTestDurations } from "./test-durations.mjs";
 
 export const TIERS = ["unit", "nats", "kubernetes", "chaos", "e2e"];
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -45,6 +46,11 @@ const checks = [
 ];
 for (const check of checks) total[check.ok ? "passed" : "failed"] += 1;
 
+// The toolchain's cache root (built by setup) keeps vitest's file durations between runs.
+const { cacheRoot } = await import("../packages/toolchain/dist/index.js");
+const restored = restoreTestDurations(root, cacheRoot());
+if (restored > 0) say(`test durations of an earlier run restored from ${join(cacheRoot(), "vitest")}`);
+
 // One tier at a time: each already uses both cores, and the servers they start are timing-sensitive.
 const tiers = step("tests", "pnpm", [
   "exec",
@@ -56,6 +62,7 @@ const tiers = step("tests", "pnpm", [
   "--env-mode=loose",
   "--output-logs=new-only",
 ]);
+saveTestDurations(root, cacheRoot());
 for (const tier of TIERS) {
   const summary = readSummaryFile(tier);
   if (!summary) {
