@@ -11,6 +11,7 @@ export {
 } from "./control-plane.js";
 export {
   createKubeClient,
+  KUBE_LAB_USER_AGENT,
   KubeApiError,
   isNotFound,
   isConflict,

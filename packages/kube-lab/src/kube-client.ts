@@ -137,6 +137,13 @@ function apiError(method: string, path: string, status: number, text: string): K
 }
 
 /**
+ * The User-Agent of every request of the lab's client, so that an API server's audit log tells
+ * the lab's own requests (kubelets, test helpers and probes) from Fenceline's, which go through
+ * @kubernetes/client-node.
+ */
+export const KUBE_LAB_USER_AGENT = "fenceline-kube-lab";
+
+/**
  * A small JSON client for the Kubernetes API over HTTPS (keep-alive, bearer token,
  * impersonation headers, streaming watches). The lab's kubelets and test helpers use it;
  * Fenceline itself talks through @kubernetes/client-node (`@fenceline/kubernetes`).
@@ -145,7 +152,11 @@ export function createKubeClient(access: KubeAccess, impersonate?: Impersonation
   const url = new URL(access.server);
   const agent = agentFor(access);
   const headers = (contentType?: string): Record<string, string | string[]> => {
-    const h: Record<string, string | string[]> = { Authorization: `Bearer ${access.token}`, Accept: "application/json" };
+    const h: Record<string, string | string[]> = {
+      Authorization: `Bearer ${access.token}`,
+      Accept: "application/json",
+      "User-Agent": KUBE_LAB_USER_AGENT,
+    };
     if (contentType) h["Content-Type"] = contentType;
     if (impersonate) {
       h["Impersonate-User"] = impersonate.user;
