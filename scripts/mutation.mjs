@@ -6,13 +6,11 @@
 // code, so the ranges follow the files as they change.
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const REPORT = join(root, "reports", "mutation", "mutation.json");
-const NODE_22 = "22.23.5";
 const say = (line) => process.stderr.write(`fenceline mutation: ${line}\n`);
 
 /** 1-based line of the first line matching `pattern` at or after line `from`; fails when there is none. */
@@ -51,26 +49,18 @@ const mutate = [
 say(`mutating ${mutate.join(", ")}`);
 
 /**
- * StrykerJS 10 needs Node >= 22; the project runs on 20. A Node 22 from the npm registry's
- * per-platform package (node-<platform>-<arch>) is kept outside the repo, under
- * ~/.cache/fenceline (as the Go-built tools are), and runs Stryker and its test workers only.
+ * StrykerJS 10 needs Node >= 22; the project runs on 20. Then Stryker and its test workers run on
+ * the Node.js the images run, fetched once into the tool cache by the toolchain (built by setup).
  */
-function node22() {
+async function strykerNode() {
   if (Number(process.versions.node.split(".")[0]) >= 22) return process.execPath;
-  const dir = join(homedir(), ".cache", "fenceline", `node-${NODE_22}`);
-  const pkg = `node-${process.platform}-${process.arch}`;
-  const binary = join(dir, "node_modules", pkg, "bin", "node");
-  if (!existsSync(binary)) {
-    say(`installing Node ${NODE_22} for StrykerJS (npm ${pkg}@${NODE_22} into ${dir}) ...`);
-    const r = spawnSync("npm", ["install", "--prefix", dir, "--no-save", "--no-package-lock", `${pkg}@${NODE_22}`], {
-      stdio: ["ignore", 2, 2],
-    });
-    if (r.status !== 0 || !existsSync(binary)) {
-      say(`could not install ${pkg}@${NODE_22} (npm exited with ${r.status ?? r.error?.message})`);
-      process.exit(1);
-    }
+  const toolchain = join(root, "packages", "toolchain", "dist", "index.js");
+  if (!existsSync(toolchain)) {
+    say("the toolchain is not built: run `node scripts/bootstrap.mjs test` (or `npm test`) once first");
+    process.exit(1);
   }
-  return binary;
+  const { ensureNodeRuntime } = await import(toolchain);
+  return ensureNodeRuntime();
 }
 
 const stryker = spawnSync(
@@ -78,7 +68,7 @@ const stryker = spawnSync(
   [
     "-n",
     "10",
-    node22(),
+    await strykerNode(),
     join(root, "node_modules", "@stryker-mutator", "core", "bin", "stryker.js"),
     "run",
     "stryker.config.mjs",
