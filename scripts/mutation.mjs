@@ -5,7 +5,7 @@
 // included), as Stryker's mutation score does. Which lines are mutated is found here from the
 // code, so the ranges follow the files as they change.
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -61,6 +61,18 @@ async function strykerNode() {
   }
   const { ensureNodeRuntime } = await import(toolchain);
   return ensureNodeRuntime();
+}
+
+// Stryker's incremental report is the next run's starting point; a run killed while writing it
+// leaves a file Stryker cannot parse and refuses to start from ("Unexpected end of JSON input").
+const INCREMENTAL = join(root, "reports", "mutation", "incremental.json");
+if (existsSync(INCREMENTAL)) {
+  try {
+    JSON.parse(readFileSync(INCREMENTAL, "utf8"));
+  } catch {
+    say(`${INCREMENTAL} is not whole (a run stopped while writing it?): removed; every mutant runs again`);
+    rmSync(INCREMENTAL);
+  }
 }
 
 const stryker = spawnSync(
