@@ -47,9 +47,9 @@ const checks = [
 for (const check of checks) total[check.ok ? "passed" : "failed"] += 1;
 
 // The toolchain's cache root (built by setup) keeps vitest's file durations between runs.
-const { cacheRoot } = await import("../packages/toolchain/dist/index.js");
-const restored = restoreTestDurations(root, cacheRoot());
-if (restored > 0) say(`test durations of an earlier run restored from ${join(cacheRoot(), "vitest")}`);
+const toolCache = (await import("../packages/toolchain/dist/index.js")).cacheRoot();
+const restored = restoreTestDurations(root, toolCache);
+if (restored > 0) say(`test durations of an earlier run restored from ${join(toolCache, "vitest")}`);
 
 // One tier at a time: each already uses both cores, and the servers they start are timing-sensitive.
 const tiers = step("tests", "pnpm", [
@@ -62,7 +62,7 @@ const tiers = step("tests", "pnpm", [
   "--env-mode=loose",
   "--output-logs=new-only",
 ]);
-saveTestDurations(root, cacheRoot());
+saveTestDurations(root, toolCache);
 for (const tier of TIERS) {
   const summary = readSummaryFile(tier);
   if (!summary) {

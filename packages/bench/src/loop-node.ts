@@ -14,6 +14,9 @@ export type LoopNode = {
   source: "image" | "current" | "path";
 };
 
+/** The Node.js running this process. */
+export const currentLoopNode = (): LoopNode => ({ path: process.execPath, version: process.version, source: "current" });
+
 /**
  * `--node image|current|PATH`. The default is the engine image's Node.js, fetched on first use:
  * the engine runs on it in production, and the deciding path's cost differs between V8 versions
@@ -21,7 +24,7 @@ export type LoopNode = {
  */
 export async function resolveLoopNode(value: string | undefined, usage: string): Promise<LoopNode> {
   const choice = value ?? "image";
-  if (choice === "current") return { path: process.execPath, version: process.version, source: "current" };
+  if (choice === "current") return currentLoopNode();
   if (choice === "image") {
     const path = await ensureNodeRuntime(IMAGE_NODE_VERSION);
     return { path, version: `v${IMAGE_NODE_VERSION}`, source: "image" };

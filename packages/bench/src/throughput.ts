@@ -13,7 +13,7 @@ import { withBenchNats } from "./bench-nats.js";
 import { HistoryGenerator, type HistoryItem } from "@fenceline/testing";
 import { processCpuMs, ratio } from "./measure.js";
 import { IMAGE_NODE_VERSION } from "@fenceline/toolchain";
-import { describeLoopNode, resolveLoopNode, type LoopNode } from "./loop-node.js";
+import { currentLoopNode, describeLoopNode, resolveLoopNode, type LoopNode } from "./loop-node.js";
 import type { EngineStats, LoopArgs, LoopResult, LoopRun, WriteStats } from "./throughput-loop.js";
 
 const USAGE = `usage: fenceline bench throughput [--events N] [--nodes N] [--batch N] [--pairs N] [--seed N] [--node image|current|PATH] [--json]
@@ -141,7 +141,7 @@ export async function runThroughputBench(options: {
     };
 
     const { node: _node, ...loopOptions } = options;
-    const node = options.node ?? { path: process.execPath, version: process.version, source: "current" };
+    const node = options.node ?? currentLoopNode();
     const floor = await startLoopProcess({ ...loopOptions, url: server.url, role: "floor" }, node);
     const engineProcess = await startLoopProcess({ ...loopOptions, url: server.url, role: "engine" }, node);
     try {
