@@ -4,17 +4,28 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 const CLUSTER_NOT_AVAILABLE = 10008;
 /** nats-server's JSClusterNoPeersErrF: "no suitable peers for placement", with the reasons after a comma. */
 const NO_SUITABLE_PEERS = 10005;
+/**
+ * The same with no reason at all: the meta leader knows fewer servers than the replicas asked
+ * for. A server of the cluster that has not started yet (or not yet reached the others) gives
+ * exactly this, and it lasts until that server joins; so does a cluster that is simply too small.
+ */
+const NO_PEERS_KNOWN = "no suitable peers for placement";
 
 /**
  * Why a JetStream API request failed because the cluster cannot answer or place yet, though it
- * may soon (a cluster forming: its meta leader being elected, a server not yet, or for a moment
- * no longer, online), or null for any other failure. Placement refused for other reasons
- * (storage, tags, too few servers) is not waited for.
+ * may soon (a cluster forming: its meta leader being elected, a server not yet started or not
+ * yet, or for a moment no longer, online), or null for any other failure. Placement refused for
+ * other reasons (storage, tags) is not waited for. A cluster with fewer servers than the replicas
+ * cannot be told apart from one whose last server is still starting, so it is waited for, and the
+ * reason given says both.
  */
 export function clusterNotReady(err: unknown): string | null {
   if (err instanceof JetStreamApiError) {
     if (err.code === CLUSTER_NOT_AVAILABLE) return err.message;
     if (err.code === NO_SUITABLE_PEERS && /peer offline/.test(err.message)) return err.message;
+    if (err.code === NO_SUITABLE_PEERS && err.message === NO_PEERS_KNOWN) {
+      return `${err.message}: fewer servers have joined the cluster than the replicas asked for (one still starting?)`;
+    }
     return null;
   }
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {

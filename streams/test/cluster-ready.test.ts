@@ -12,6 +12,10 @@ describe("clusterNotReady", () => {
       "JetStream system temporarily unavailable",
     );
     expect(clusterNotReady(noPeers())).toBe("no suitable peers for placement, peer offline");
+    // What nats-server 2.15.3 answers while one server of three has not started yet.
+    expect(clusterNotReady(apiError(400, 10005, "no suitable peers for placement"))).toBe(
+      "no suitable peers for placement: fewer servers have joined the cluster than the replicas asked for (one still starting?)",
+    );
     expect(clusterNotReady(new TimeoutError())).toBe("a JetStream API request timed out");
     expect(clusterNotReady(new Error("request failed", { cause: new TimeoutError() }))).toBe("a JetStream API request timed out");
   });

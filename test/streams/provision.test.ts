@@ -165,3 +165,29 @@ describe("provisionStreams on a JetStream cluster that cannot place yet", () => 
     );
   }, 120_000);
 });
+
+describe("provisionStreams on a JetStream cluster whose last server has not started yet", () => {
+  it("waits for it (as for a pod scheduled late), names why, and places R3 once it joins", async () => {
+    const cluster = await startNatsCluster("fl-provision-late", { started: 2 });
+    const nc = await connectNats(cluster.servers[0]!.url, { name: "provision-late-test" });
+    try {
+      const warnings: string[] = [];
+      const log = { info: () => {}, warn: (_o: object, msg?: string) => warnings.push(msg ?? "") };
+      const only = createDefinitions({ replicas: 3 });
+      const definitions = { streams: only.streams.filter((s) => s.name === Streams.events), consumers: [], buckets: [] };
+      const provisioning = provisionStreams(nc, { definitions, log });
+      // The two servers elect a meta leader, which knows only them: placement of three replicas is refused.
+      await expect.poll(() => warnings.some((w) => w.includes("fewer servers have joined")), { timeout: 20_000 }).toBe(true);
+      expect(warnings.find((w) => w.includes("fewer servers have joined"))).toMatch(
+        /^(JetStream|stream:FL_EVENTS): the JetStream cluster is not ready \(no suitable peers for placement: fewer servers have joined the cluster than the replicas asked for \(one still starting\?\)\); waiting$/,
+      );
+      await cluster.restart(2);
+      expect((await provisioning).created).toEqual([`stream:${Streams.events}`]);
+      const jsm = await jetstreamManager(nc);
+      expect((await jsm.streams.info(Streams.events)).cluster?.replicas).toHaveLength(2);
+    } finally {
+      await nc.close();
+      await cluster.stop();
+    }
+  }, 60_000);
+});

@@ -8,9 +8,9 @@ import type { Logger } from "./logger.js";
 export type NatsCluster = {
   /** The servers, in order (`n0`, `n1`, …); a restarted server replaces its entry. */
   servers: NatsServer[];
-  /** Every client URL, comma-separated (what `connectNats` takes). */
+  /** Every client URL of the servers started with the cluster, comma-separated (what `connectNats` takes). */
   url: string;
-  /** Starts server `index` again (after it died) with its name, store and ports. */
+  /** Starts server `index` again (after it died), or for the first time (see `started`), with its name, store and ports. */
   restart(index: number): Promise<NatsServer>;
   stop(): Promise<void>;
 };
@@ -23,9 +23,16 @@ export type NatsCluster = {
  */
 export async function startNatsCluster(
   name: string,
-  options: { size?: number; attempts?: number; log?: Logger } = {},
+  options: {
+    size?: number;
+    /** How many of the servers start now (default all): the others wait for `restart(index)`, as a pod scheduled late does. */
+    started?: number;
+    attempts?: number;
+    log?: Logger;
+  } = {},
 ): Promise<NatsCluster> {
   const size = options.size ?? 3;
+  const startNow = options.started ?? size;
   const attempts = options.attempts ?? 3;
   for (let attempt = 1; ; attempt++) {
     const ports = await freePorts(2 * size);
@@ -45,9 +52,9 @@ export async function startNatsCluster(
       const server = await startNatsServer(specs[i]!);
       return { ...server, stop: async () => (await server.stop(), await rm(stores[i]!, { recursive: true, force: true })) };
     };
-    const started = await Promise.allSettled(specs.map((_, i) => start(i)));
+    const started = await Promise.allSettled(specs.slice(0, startNow).map((_, i) => start(i)));
     const servers = started.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
-    if (servers.length === size) {
+    if (servers.length === startNow) {
       return {
         servers,
         url: servers.map((s) => s.url).join(","),
@@ -57,6 +64,8 @@ export async function startNatsCluster(
         },
         async stop() {
           await Promise.all(servers.map((s) => s.stop()));
+          // The stores of servers that never started.
+          await Promise.all(stores.map((dir) => rm(dir, { recursive: true, force: true })));
         },
       };
     }
