@@ -357,17 +357,8 @@ describe("charts/fenceline", () => {
         }
         const nc = await connectNats(servers[0]!.url, { name: "chart-test" });
         try {
-          // JetStream needs its meta leader first: provisioning retries until the cluster is up.
-          const until = Date.now() + 30_000;
-          for (;;) {
-            try {
-              await provisionStreams(nc, { replicas: 3 });
-              break;
-            } catch (err) {
-              if (Date.now() > until) throw err;
-              await new Promise((r) => setTimeout(r, 500));
-            }
-          }
+          // JetStream needs its meta leader first: provisioning waits for the cluster to form.
+          await provisionStreams(nc, { replicas: 3 });
           const info = await (await jetstreamManager(nc)).streams.info(Streams.events);
           expect(info.config.num_replicas).toBe(3);
           expect(info.cluster?.name).toBe("fenceline");

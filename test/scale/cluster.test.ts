@@ -37,16 +37,9 @@ describe("a three-server NATS cluster (R3)", () => {
     nc = await connectNats(urls, { name: "cluster-test" });
     // The replica count that fits a cluster of three is 3 (the control plane computes the same).
     expect(await fittingReplicas(nc)).toBe(3);
-    // JetStream elects its meta leader and learns its peers a little after the routes are up.
-    await waitFor(
-      "JetStream to place R3 assets",
-      () =>
-        provisionStreams(nc!, { replicas: 3 }).then(
-          () => true,
-          () => false,
-        ),
-      30_000,
-    );
+    // JetStream elects its meta leader and learns its peers a little after the routes are up:
+    // provisioning waits for that (clusterNotReady).
+    await provisionStreams(nc, { replicas: 3 });
     const jsm = await jetstreamManager(nc);
     expect((await jsm.streams.info(Streams.events)).cluster?.replicas).toHaveLength(2);
 

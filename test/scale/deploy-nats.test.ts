@@ -90,15 +90,7 @@ describe("deploy/nats.yaml", () => {
     await waitFor("the cluster to advertise its three servers", () => Promise.resolve((nc!.info?.connect_urls ?? []).length === 3), 30_000);
     const replicas = await fittingReplicas(nc);
     expect(replicas).toBe(3);
-    await waitFor(
-      "JetStream to place R3 assets",
-      () =>
-        provisionStreams(nc!, { replicas, partitions: 2 }).then(
-          () => true,
-          () => false,
-        ),
-      60_000,
-    );
+    await provisionStreams(nc, { replicas, partitions: 2 });
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(Streams.events);
     expect(info.config.num_replicas).toBe(3);

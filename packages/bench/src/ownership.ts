@@ -286,15 +286,7 @@ async function restartScenario(mode: Mode, options: { leaseMs: number; rate: num
     rate: options.rate,
   });
   try {
-    await waitUntil(
-      "JetStream to place R3 assets",
-      () =>
-        provision(nc, mode, options.leaseMs, CLUSTER_PARTITIONS, 3).then(
-          () => true,
-          () => false,
-        ),
-      60_000,
-    );
+    await provision(nc, mode, options.leaseMs, CLUSTER_PARTITIONS, 3);
     for (const id of ["a", "b", "c"]) await run.spawn(id).ready;
     run.startPublishing();
     await waitUntil("every partition to have an owner", () => run.owners().size === CLUSTER_PARTITIONS, 10 * options.leaseMs);
