@@ -134,18 +134,14 @@ async function reconcileBucket(jsm: JetStreamManager, kvm: Kvm, def: BucketDefin
 
 /**
  * The replica count that fits the JetStream deployment `nc` is connected to: 1 on a single
- * server, 3 on a cluster of three or more servers (the number of servers a cluster advertises
- * to clients, `connect_urls`, capped at 3; 3 when the cluster does not advertise them). Never
- * less than what FL_EVENTS already has, so a server that is down while a process starts does
- * not scale the streams down.
+ * server, 3 on a cluster. Never less than what FL_EVENTS already has. Not the number of servers
+ * the cluster advertises (`connect_urls`): that counts only the servers up when asked, so a
+ * process started while one server of three was still starting (every fresh install) fitted 2
+ * and kept R2 streams, which stop when either of their two servers does. A real cluster of two
+ * has no JetStream quorum to lose a server from anyway; it needs `replicas` given (1 or 2).
  */
 export async function fittingReplicas(nc: NatsConnection): Promise<number> {
-  const info = nc.info;
-  let fitted = 1;
-  if (info?.cluster) {
-    const servers = new Set(info.connect_urls ?? []).size;
-    fitted = servers === 0 ? 3 : Math.min(3, servers);
-  }
+  const fitted = nc.info?.cluster ? 3 : 1;
   const jsm = await jetstreamManager(nc, { checkAPI: false });
   const existing = await orMissing(jsm.streams.info(Streams.events)).catch(() => null);
   return Math.max(fitted, existing?.config.num_replicas ?? 1);

@@ -40,6 +40,45 @@ export function runCli(
   });
 }
 
+export type RunningUp = {
+  /** What `fenceline up` wrote to stderr so far. */
+  stderr(): string;
+  /** Ctrl-C, then waits for it to exit. */
+  stop(): Promise<void>;
+};
+
+/**
+ * Starts `fenceline up <args>` (the built CLI unless `entry` names another, e.g. the sources
+ * through tsx) and waits for it to say it is up; fails with its stderr if it exits first or
+ * takes longer than `timeoutMs`.
+ */
+export async function startUp(
+  args: string[],
+  options: { entry?: string[]; logLevel?: string; timeoutMs?: number } = {},
+): Promise<RunningUp> {
+  const child = spawn(process.execPath, [...(options.entry ?? [CLI]), "up", ...args], {
+    cwd: ROOT,
+    env: { ...process.env, FENCELINE_LOG_LEVEL: options.logLevel ?? "warn" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+    await exited;
+  };
+  const until = Date.now() + (options.timeoutMs ?? 30_000);
+  while (!stderr.includes("up on")) {
+    if (Date.now() > until || child.exitCode !== null) {
+      await stop();
+      throw new Error(`fenceline up did not start:\n${stderr.slice(-4000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { stderr: () => stderr, stop };
+}
+
 /**
  * What `--json` promises: stdout is exactly one JSON document (anything for people — tables,
  * progress — went to stderr). Returns it parsed.

@@ -1,4 +1,4 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNatsServer, type NatsServer } from "@fenceline/bus";
 import { loadAllYaml } from "@fenceline/kubernetes";
 import { ensureBinary } from "@fenceline/toolchain";
-import { CLI, ROOT } from "../e2e/cli.js";
+import { ROOT, startUp, type RunningUp } from "../e2e/cli.js";
 import { freePort } from "../support/free-port.js";
 import { parseExposition } from "../support/metrics-text.js";
 
@@ -92,24 +92,13 @@ describe("alert rules (deploy/monitoring)", () => {
 
 describe("alerts and dashboard use only metrics the control plane exports", () => {
   let server: NatsServer;
-  let child: ReturnType<typeof spawn>;
+  let up: RunningUp | undefined;
   let exported: Set<string>;
 
   beforeAll(async () => {
     server = await startNatsServer();
     const port = await freePort();
-    child = spawn(process.execPath, [CLI, "up", "--server", server.url, "--metrics-port", String(port), "--metrics-host", "127.0.0.1"], {
-      cwd: ROOT,
-      env: { ...process.env, FENCELINE_LOG_LEVEL: "warn" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr!.on("data", (d) => (stderr += d));
-    const until = Date.now() + 30_000;
-    while (!stderr.includes("up on")) {
-      if (Date.now() > until || child.exitCode !== null) throw new Error(`fenceline up did not start:\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    up = await startUp(["--server", server.url, "--metrics-port", String(port), "--metrics-host", "127.0.0.1"]);
     // The live registry: every family `fenceline up` serves, with its type.
     const { families } = parseExposition(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
     exported = new Set();
@@ -120,8 +109,7 @@ describe("alerts and dashboard use only metrics the control plane exports", () =
   }, 40_000);
 
   afterAll(async () => {
-    child?.kill("SIGINT");
-    if (child) await new Promise((r) => child.once("close", r));
+    await up?.stop();
     await server?.stop();
   });
 

@@ -1,8 +1,5 @@
 import { NODE_STATES } from "@fenceline/statecharts";
-import { spawn } from "node:child_process";
-import { createServer } from "node:net";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats, publishEvent, startNatsServer, type NatsServer } from "@fenceline/bus";
 import { createEvent, type AuditRecord } from "@fenceline/contracts";
@@ -10,8 +7,8 @@ import { jetstream } from "@nats-io/jetstream";
 import { createFencelineMetrics } from "@fenceline/engine";
 import { parseExposition } from "../support/metrics-text.js";
 import { HistoryGenerator } from "@fenceline/testing";
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+import { ROOT, startUp, type RunningUp } from "../e2e/cli.js";
+import { freePort } from "../support/free-port.js";
 
 /** An audit record of `node` at sequence `seq`: from → to at `at` (ms). */
 const record = (node: string, seq: number, at: number, from: string, to: string, type = "x"): AuditRecord => ({
@@ -200,48 +197,16 @@ describe("metrics", () => {
 
   describe("fenceline up --metrics-port", () => {
     let server: NatsServer;
-    let child: ReturnType<typeof spawn>;
+    let up: RunningUp | undefined;
     let port = 0;
-    let stderr = "";
     beforeAll(async () => {
       server = await startNatsServer();
-      port = await new Promise<number>((resolve) => {
-        const s = createServer().listen(0, "127.0.0.1", () => {
-          const p = (s.address() as { port: number }).port;
-          s.close(() => resolve(p));
-        });
-      });
-      child = spawn(
-        process.execPath,
-        [
-          "--conditions=source",
-          "--import",
-          "tsx",
-          join(ROOT, "packages/cli/src/bin.ts"),
-          "up",
-          "--server",
-          server.url,
-          "--metrics-port",
-          String(port),
-          "--metrics-host",
-          "127.0.0.1",
-        ],
-        {
-          cwd: join(ROOT, "packages", "cli"),
-          env: { ...process.env, FENCELINE_LOG_LEVEL: "warn" },
-          stdio: ["ignore", "ignore", "pipe"],
-        },
-      );
-      child.stderr!.on("data", (d) => (stderr += d));
-      const until = Date.now() + 30_000;
-      while (!stderr.includes("up on")) {
-        if (Date.now() > until || child.exitCode !== null) throw new Error(`fenceline up did not start:\n${stderr}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      port = await freePort();
+      const sources = ["--conditions=source", "--import", "tsx", join(ROOT, "packages/cli/src/bin.ts")];
+      up = await startUp(["--server", server.url, "--metrics-port", String(port), "--metrics-host", "127.0.0.1"], { entry: sources });
     }, 40_000);
     afterAll(async () => {
-      child?.kill("SIGINT");
-      await new Promise((r) => child?.once("close", r));
+      await up?.stop();
       await server?.stop();
     });
 

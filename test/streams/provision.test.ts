@@ -171,6 +171,9 @@ describe("provisionStreams on a JetStream cluster whose last server has not star
     const cluster = await startNatsCluster("fl-provision-late", { started: 2 });
     const nc = await connectNats(cluster.servers[0]!.url, { name: "provision-late-test" });
     try {
+      // Two servers up, and they know each other: the count that fits is still the cluster's 3, not 2.
+      await expect.poll(() => nc.info?.connect_urls?.length ?? 0, { timeout: 10_000 }).toBe(2);
+      expect(await fittingReplicas(nc)).toBe(3);
       const warnings: string[] = [];
       const log = { info: () => {}, warn: (_o: object, msg?: string) => warnings.push(msg ?? "") };
       const only = createDefinitions({ replicas: 3 });

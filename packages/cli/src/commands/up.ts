@@ -3,7 +3,7 @@ import { connectNats, createLogger, startNatsServer, type Logger, type NatsServe
 import { checkFenceDevices, createCommandProvisioner } from "@fenceline/actuators";
 import { Duration, ErrorCode, FencelineError, POWER_METHOD, WATCHDOG_METHOD, type Policy } from "@fenceline/contracts";
 import { DEFAULT_EXCLUDE_LABEL, defaultConditionRules, labelMatcher } from "@fenceline/detectors";
-import { parse, UsageError } from "@fenceline/command-line";
+import { intOption, parse, UsageError } from "@fenceline/command-line";
 import { startControlPlane } from "@fenceline/control-plane";
 import { createDryRunCluster, createDryRunProvisioner } from "@fenceline/control-plane";
 import { loadPolicy } from "../policy-file.js";
@@ -15,7 +15,7 @@ const USAGE = `usage: fenceline up [--server nats://host:port] [--policy policy.
                     [--kubeconfig FILE | --in-cluster] [--node-selector SEL]
                     [--exclude-label KEY] [--condition-duration 30s]
                     [--metrics-port 9464] [--metrics-host 0.0.0.0] [--instance-id ID]
-                    [--fence-devices devices.json]
+                    [--fence-devices devices.json] [--stream-replicas N]
 
 Runs the control plane in the foreground: JetStream streams (provisioned idempotently), the
 engine, the heartbeat detector, the fleet guard and the actuators. Without --server (or
@@ -37,7 +37,10 @@ temporary directory). Stop with Ctrl-C.
                          with the same id resumes at once, with a new one after the lease (10 s)
   --fence-devices FILE   power fencing: the fence devices (BMCs, PDUs) and how to reach each node's
                          (docs/fencing.md); runs the fence actuator, and at start-up reads every
-                         configured node's power state once and logs each answer (fenceline fence-check)`;
+                         configured node's power state once and logs each answer (fenceline fence-check)
+  --stream-replicas N    replicas of every stream, consumer and bucket, 1 to 5 (default: 1 on a
+                         single nats-server, 3 on a cluster, never fewer than FL_EVENTS already has);
+                         provisioning waits up to 60 s for the cluster to place them`;
 
 export async function upCommand(argv: string[]): Promise<number> {
   const { values } = parse(
@@ -57,10 +60,12 @@ export async function upCommand(argv: string[]): Promise<number> {
       "metrics-host": { type: "string" },
       "instance-id": { type: "string" },
       "fence-devices": { type: "string" },
+      "stream-replicas": { type: "string" },
     },
     USAGE,
   );
   if (values.help) return (console.log(USAGE), 0);
+  const replicas = streamReplicas(values["stream-replicas"]);
   const log = createLogger("fenceline");
   const policy = loadPolicy(values.policy as string | undefined);
   const kube = kubernetesOptions(values);
@@ -96,6 +101,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     onApplied: metrics.onApplied,
     ...(fencing ? { fenceDevices: fencing.devices } : {}),
     ...(values["instance-id"] ? { instanceId: values["instance-id"] as string } : {}),
+    ...(replicas !== undefined ? { replicas } : {}),
     ...(kube && k8s && kubeConfig
       ? {
           nodeEvents: k8s.createNodeEventRecorder({
@@ -135,6 +141,17 @@ export async function upCommand(argv: string[]): Promise<number> {
   await nc.drain();
   await server?.stop();
   return 0;
+}
+
+/** JetStream places at most five replicas of a stream. */
+const MAX_STREAM_REPLICAS = 5;
+
+function streamReplicas(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const n = intOption(value, "stream-replicas", 1, 1, USAGE);
+  if (n > MAX_STREAM_REPLICAS)
+    throw new UsageError(`--stream-replicas must be at most ${MAX_STREAM_REPLICAS} (JetStream's limit)\n\n${USAGE}`);
+  return n;
 }
 
 /**
