@@ -10,6 +10,13 @@ const NO_SUITABLE_PEERS = 10005;
  * exactly this, and it lasts until that server joins; so does a cluster that is simply too small.
  */
 const NO_PEERS_KNOWN = "no suitable peers for placement";
+/**
+ * nats-server's JSConsumerReplicasExceedsStream. Right after a stream's replicas are raised, its
+ * new peers join over a few hundred milliseconds, and until they have, its consumers cannot be
+ * raised to the same count (nor when the stream's own count is lower, which provisioning, raising
+ * the stream first, never leaves).
+ */
+const CONSUMER_REPLICAS_EXCEED_STREAM = 10126;
 
 /**
  * Why a JetStream API request failed because the cluster cannot answer or place yet, though it
@@ -26,6 +33,7 @@ export function clusterNotReady(err: unknown): string | null {
     if (err.code === NO_SUITABLE_PEERS && err.message === NO_PEERS_KNOWN) {
       return `${err.message}: fewer servers have joined the cluster than the replicas asked for (one still starting?)`;
     }
+    if (err.code === CONSUMER_REPLICAS_EXCEED_STREAM) return `${err.message}: the stream is still adding the replicas asked for`;
     return null;
   }
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {

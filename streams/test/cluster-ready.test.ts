@@ -16,6 +16,10 @@ describe("clusterNotReady", () => {
     expect(clusterNotReady(apiError(400, 10005, "no suitable peers for placement"))).toBe(
       "no suitable peers for placement: fewer servers have joined the cluster than the replicas asked for (one still starting?)",
     );
+    // What it answers for ~200 ms after a stream's replicas were raised, to raising its consumers'.
+    expect(clusterNotReady(apiError(400, 10126, "consumer config replica count exceeds parent stream"))).toBe(
+      "consumer config replica count exceeds parent stream: the stream is still adding the replicas asked for",
+    );
     expect(clusterNotReady(new TimeoutError())).toBe("a JetStream API request timed out");
     expect(clusterNotReady(new Error("request failed", { cause: new TimeoutError() }))).toBe("a JetStream API request timed out");
   });

@@ -193,4 +193,37 @@ describe("provisionStreams on a JetStream cluster whose last server has not star
       await cluster.stop();
     }
   }, 60_000);
+
+  it("raises streams, consumers and buckets created with fewer replicas (R2, as engines before stop 29 could) to R3", async () => {
+    const cluster = await startNatsCluster("fl-provision-raise");
+    const nc = await connectNats(cluster.url, { name: "provision-raise-test" });
+    try {
+      const first = await provisionStreams(nc, { replicas: 2, partitions: 2 });
+      expect(await fittingReplicas(nc)).toBe(3);
+      const raised = await provisionStreams(nc, { replicas: 3, partitions: 2 });
+      expect(raised.created).toEqual([]);
+      // FL_COMMANDS is a work queue: nats-server raises its consumers with it, so they are found unchanged.
+      expect(raised.unchanged.every((name) => name.startsWith(`consumer:${Streams.commands}/`))).toBe(true);
+      expect([...raised.updated, ...raised.unchanged].sort()).toEqual([...first.created].sort());
+      const jsm = await jetstreamManager(nc);
+      // Every asset asks for three replicas, and has them once its new peers have joined.
+      const replicas = async () => {
+        const out: Array<[string, number | undefined, number]> = [];
+        for await (const s of jsm.streams.list()) {
+          out.push([s.config.name, s.config.num_replicas, 1 + (s.cluster?.replicas?.length ?? 0)]);
+          for await (const c of jsm.consumers.list(s.config.name)) {
+            out.push([`${s.config.name}/${c.name}`, c.config.num_replicas, 1 + (c.cluster?.replicas?.length ?? 0)]);
+          }
+        }
+        return out;
+      };
+      await expect
+        .poll(async () => (await replicas()).filter(([, asked, has]) => asked !== 3 || has !== 3), { timeout: 10_000 })
+        .toEqual([]);
+      expect(await replicas()).toHaveLength(first.created.length);
+    } finally {
+      await nc.close();
+      await cluster.stop();
+    }
+  }, 90_000);
 });
