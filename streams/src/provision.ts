@@ -136,7 +136,7 @@ async function reconcileBucket(jsm: JetStreamManager, kvm: Kvm, def: BucketDefin
  * The replica count that fits the JetStream deployment `nc` is connected to: 1 on a single
  * server, 3 on a cluster. Never less than what FL_EVENTS already has. Not the number of servers
  * the cluster advertises (`connect_urls`): that counts only the servers up when asked, so a
- * process started while one server of three was still starting (every fresh install) fitted 2
+ * process started while one server of three was still starting (a fresh install can race it) fitted 2
  * and kept R2 streams, which stop when either of their two servers does. A real cluster of two
  * has no JetStream quorum to lose a server from anyway; it needs `replicas` given (1 or 2).
  */

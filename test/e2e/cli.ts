@@ -41,8 +41,6 @@ export function runCli(
 }
 
 export type RunningUp = {
-  /** What `fenceline up` wrote to stderr so far. */
-  stderr(): string;
   /** Ctrl-C, then waits for it to exit. */
   stop(): Promise<void>;
 };
@@ -52,13 +50,10 @@ export type RunningUp = {
  * through tsx) and waits for it to say it is up; fails with its stderr if it exits first or
  * takes longer than `timeoutMs`.
  */
-export async function startUp(
-  args: string[],
-  options: { entry?: string[]; logLevel?: string; timeoutMs?: number } = {},
-): Promise<RunningUp> {
+export async function startUp(args: string[], options: { entry?: string[]; timeoutMs?: number } = {}): Promise<RunningUp> {
   const child = spawn(process.execPath, [...(options.entry ?? [CLI]), "up", ...args], {
     cwd: ROOT,
-    env: { ...process.env, FENCELINE_LOG_LEVEL: options.logLevel ?? "warn" },
+    env: { ...process.env, FENCELINE_LOG_LEVEL: "warn" },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
@@ -76,7 +71,7 @@ export async function startUp(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { stderr: () => stderr, stop };
+  return { stop };
 }
 
 /**
