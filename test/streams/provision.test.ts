@@ -169,10 +169,11 @@ describe("provisionStreams on a JetStream cluster that cannot place yet", () => 
 describe("provisionStreams on a JetStream cluster whose last server has not started yet", () => {
   it("waits for it (as for a pod scheduled late), names why, and places R3 once it joins", async () => {
     const cluster = await startNatsCluster("fl-provision-late", { started: 2 });
-    const nc = await connectNats(cluster.servers[0]!.url, { name: "provision-late-test" });
+    let nc: NatsConnection | undefined;
     try {
+      nc = await connectNats(cluster.servers[0]!.url, { name: "provision-late-test" });
       // Two servers up, and they know each other: the count that fits is still the cluster's 3, not 2.
-      await expect.poll(() => nc.info?.connect_urls?.length ?? 0, { timeout: 10_000 }).toBe(2);
+      await expect.poll(() => nc?.info?.connect_urls?.length ?? 0, { timeout: 10_000 }).toBe(2);
       expect(await fittingReplicas(nc)).toBe(3);
       const warnings: string[] = [];
       const log = { info: () => {}, warn: (_o: object, msg?: string) => warnings.push(msg ?? "") };
@@ -189,15 +190,16 @@ describe("provisionStreams on a JetStream cluster whose last server has not star
       const jsm = await jetstreamManager(nc);
       expect((await jsm.streams.info(Streams.events)).cluster?.replicas).toHaveLength(2);
     } finally {
-      await nc.close();
+      await nc?.close();
       await cluster.stop();
     }
   }, 60_000);
 
   it("raises streams, consumers and buckets created with fewer replicas (R2, as engines before stop 29 could) to R3", async () => {
     const cluster = await startNatsCluster("fl-provision-raise");
-    const nc = await connectNats(cluster.url, { name: "provision-raise-test" });
+    let nc: NatsConnection | undefined;
     try {
+      nc = await connectNats(cluster.url, { name: "provision-raise-test" });
       const first = await provisionStreams(nc, { replicas: 2, partitions: 2 });
       expect(await fittingReplicas(nc)).toBe(3);
       const raised = await provisionStreams(nc, { replicas: 3, partitions: 2 });
@@ -222,7 +224,7 @@ describe("provisionStreams on a JetStream cluster whose last server has not star
         .toEqual([]);
       expect(await replicas()).toHaveLength(first.created.length);
     } finally {
-      await nc.close();
+      await nc?.close();
       await cluster.stop();
     }
   }, 90_000);

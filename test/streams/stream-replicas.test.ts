@@ -1,8 +1,9 @@
 import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
 import { connectNats, startNatsCluster } from "@fenceline/bus";
 import { Streams } from "@fenceline/streams";
-import { startUp } from "../e2e/cli.js";
+import { startUp, type RunningUp } from "../e2e/cli.js";
 import { runMain } from "../replay/run-main.js";
 
 describe("fenceline up --stream-replicas", () => {
@@ -20,15 +21,17 @@ describe("fenceline up --stream-replicas", () => {
 
   it("provisions the count it is given: two replicas on a cluster of two servers", async () => {
     const cluster = await startNatsCluster("fl-stream-replicas", { size: 2 });
-    const up = await startUp(["--server", cluster.url, "--stream-replicas", "2", "--metrics-port", "0"], { timeoutMs: 60_000 });
-    const nc = await connectNats(cluster.url, { name: "stream-replicas-test" });
+    let up: RunningUp | undefined;
+    let nc: NatsConnection | undefined;
     try {
+      up = await startUp(["--server", cluster.url, "--stream-replicas", "2", "--metrics-port", "0"], { timeoutMs: 60_000 });
+      nc = await connectNats(cluster.url, { name: "stream-replicas-test" });
       const info = await (await jetstreamManager(nc)).streams.info(Streams.events);
       expect(info.config.num_replicas).toBe(2);
       expect(info.cluster?.replicas).toHaveLength(1);
     } finally {
-      await nc.close();
-      await up.stop();
+      await nc?.close();
+      await up?.stop();
       await cluster.stop();
     }
   }, 90_000);
